@@ -1,0 +1,3 @@
+from gpuprep.cli import main
+
+main()

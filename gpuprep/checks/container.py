@@ -1,0 +1,3 @@
+"""container checks (being written)."""
+
+CHECKS: list = []

@@ -1,0 +1,3 @@
+"""docker checks (being written)."""
+
+CHECKS: list = []

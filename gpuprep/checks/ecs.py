@@ -1,0 +1,3 @@
+"""ecs checks (being written)."""
+
+CHECKS: list = []

@@ -1,0 +1,3 @@
+"""gpu checks (being written)."""
+
+CHECKS: list = []

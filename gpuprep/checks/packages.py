@@ -1,0 +1,3 @@
+"""packages checks (being written)."""
+
+CHECKS: list = []

@@ -1,0 +1,3 @@
+"""platform checks (being written)."""
+
+CHECKS: list = []

@@ -1,0 +1,278 @@
+"""The command line: parse, build a Host, call one command, render the result.
+
+Heavy modules (docker, pynvml, rich, distro) are imported inside the commands, so ``gpuprep --help``
+stays about as fast as importing typer.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from gpuprep import __version__
+from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, GpuprepError
+from gpuprep.options import DEFAULT_IMAGE
+
+app = typer.Typer(
+    name="gpuprep",
+    help="Turn a GPU instance into a sealed, self-testing ECS / AWS Batch container host, "
+    "and diagnose GPU hosts.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+log = logging.getLogger("gpuprep")
+
+
+class Globals:
+    root: Path = Path("/")
+    json: bool = False
+    verbose: bool = False
+
+
+G = Globals()
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"gpuprep {__version__}")
+        raise typer.Exit(0)
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("gpuprep: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+@app.callback()
+def main_callback(
+    root: Path = typer.Option(
+        Path("/"), "--root", metavar="DIR",
+        help="Act on the system mounted at DIR (an image or chroot) instead of this one.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout; logs go to stderr."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every command run; show tracebacks."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    G.root, G.json, G.verbose = root, json_out, verbose
+
+
+def _merge_globals(json_out: bool, verbose: bool) -> None:
+    G.json = G.json or json_out
+    G.verbose = G.verbose or verbose
+    _setup_logging(G.verbose)
+
+
+def _fail(exc: BaseException, code: int) -> None:
+    """One line for the user; the traceback only with -v."""
+    if G.verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    if isinstance(exc, GpuprepError):
+        typer.echo(f"gpuprep: error: {exc.message}", err=True)
+        if exc.hint:
+            typer.echo(f"gpuprep: hint: {exc.hint}", err=True)
+    else:
+        typer.echo(f"gpuprep: error: internal error: {type(exc).__name__}: {exc}", err=True)
+        if not G.verbose:
+            typer.echo("gpuprep: hint: run again with -v for the traceback and report it", err=True)
+    raise typer.Exit(code)
+
+
+def _host():
+    from gpuprep.host import Host
+
+    root = G.root
+    if not root.is_dir():
+        from gpuprep.errors import BadInput
+
+        raise BadInput(f"--root {root}: not a directory", "give the directory the image is mounted at")
+    return Host(root)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def _run_command(command: str, steps_fn, options) -> None:
+    from gpuprep.platform import detect
+    from gpuprep.report import render_run_summary, render_step_line, to_json
+    from gpuprep.steps import Context, run_steps
+
+    try:
+        host = _host()
+        platform = detect(host)
+        ctx = Context(host, platform, options, interactive=_interactive())
+        steps = steps_fn()
+        if not G.json:
+            typer.echo(f"gpuprep {command} on {platform.name}"
+                       + (f" (root {host.root})" if not host.live else "")
+                       + (" (dry run: nothing changes)" if options.dry_run else ""))
+        report = run_steps(ctx, command, steps, only=options.only, skip=options.skip,
+                           on_step=None if G.json else render_step_line)
+    except GpuprepError as exc:
+        _fail(exc, exc.exit_code)
+        return
+    except Exception as exc:
+        _fail(exc, EXIT_FAILED)
+        return
+    finally:
+        if "host" in locals():
+            host.close()
+    if G.json:
+        typer.echo(to_json(report))
+    else:
+        render_run_summary(report)
+    if report.exit_code:
+        if report.exc is not None and G.verbose:
+            traceback.print_exception(report.exc, file=sys.stderr)
+        typer.echo(f"gpuprep: error: {report.error}", err=True)
+        if report.hint:
+            typer.echo(f"gpuprep: hint: {report.hint}", err=True)
+    raise typer.Exit(report.exit_code)
+
+
+def _list(items) -> None:
+    for ident, title in items:
+        typer.echo(f"{ident:<16} {title}")
+    raise typer.Exit(0)
+
+
+ONLY = typer.Option([], "--only", metavar="ID,...", help="Run only these steps (see --list-steps).")
+SKIP = typer.Option([], "--skip", metavar="ID,...", help="Skip these steps.")
+JSON = typer.Option(False, "--json", help="Same as the global --json.")
+VERBOSE = typer.Option(False, "-v", "--verbose", help="Same as the global -v.")
+
+
+@app.command()
+def install(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would change (diffs, packages, commands); change nothing."),
+    only: list[str] = ONLY,
+    skip: list[str] = SKIP,
+    list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
+    runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit",
+                                help="NVIDIA stack: toolkit (nvidia-container-toolkit), legacy (nvidia-docker2 + "
+                                "nvidia-container-runtime), auto (toolkit when offered)."),
+    docker: Optional[str] = typer.Option(None, "--docker", metavar="VERSION", help="Force this Docker version."),
+    repo_file: Optional[Path] = typer.Option(None, "--repo-file", metavar="PATH",
+                                             help="Use this .repo file for NVIDIA's packages (air-gapped builds)."),
+    no_versionlock: bool = typer.Option(False, "--no-versionlock", help="Do not versionlock the installed packages."),
+    no_default_runtime: bool = typer.Option(False, "--no-default-runtime",
+                                            help="Register the nvidia runtime but leave Docker's default runtime alone."),
+    user: Optional[str] = typer.Option(None, "--user", metavar="NAME",
+                                       help="Add NAME to group docker. Group docker is root-equivalent: "
+                                       "anyone in it can mount / into a container. No user is added by default."),
+    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image gpu-check runs nvidia-smi in."),
+    no_gate: bool = typer.Option(False, "--no-gate", help="The boot check reports but does not keep ecs.service from starting."),
+    ecs_config: Optional[str] = typer.Option(None, "--ecs-config", metavar="PATH",
+                                             help="ECS agent config file (default /etc/ecs/ecs.config)."),
+    json_out: bool = JSON,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Install ecs-init, Docker and the NVIDIA runtime in versions that agree; make nvidia the default runtime; prove it."""
+    from gpuprep.install import install_steps
+    from gpuprep.options import RUNTIME_STACKS, InstallOptions
+
+    _merge_globals(json_out, verbose)
+    if list_steps:
+        _list((s.id, s.title) for s in install_steps())
+    if runtime not in RUNTIME_STACKS:
+        _fail(GpuprepError(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
+                           "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
+    options = InstallOptions(
+        dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
+        repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
+        default_runtime=not no_default_runtime, user=user, image=image, gate=not no_gate,
+        ecs_config=ecs_config,
+    )
+    _run_command("install", install_steps, options)
+
+
+@app.command()
+def seal(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List exactly what a real run removes; remove nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (no terminal never asks)."),
+    keep_image: list[str] = typer.Option([], "--keep-image", metavar="REF",
+                                         help="Keep this image in the sealed image (repeatable)."),
+    deep: bool = typer.Option(False, "--deep", help="Also remove cloud-init state, SSH host keys, authorized_keys, "
+                              "machine-id, logs, DHCP leases and package caches, as Amazon's ECS AMI build does."),
+    only: list[str] = ONLY,
+    skip: list[str] = SKIP,
+    list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
+    json_out: bool = JSON,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Stop ECS, remove containers, images and the agent's state, so instances from the image register fresh."""
+    from gpuprep.options import SealOptions
+    from gpuprep.seal import seal_steps
+
+    _merge_globals(json_out, verbose)
+    if list_steps:
+        _list((s.id, s.title) for s in seal_steps())
+    options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip)
+    _run_command("seal", seal_steps, options)
+
+
+@app.command()
+def doctor(
+    no_container: bool = typer.Option(False, "--no-container", help="Skip the container check (no image pull, no container)."),
+    boot: bool = typer.Option(False, "--boot", help="The boot-time set of checks; exit non-zero only on critical."),
+    prom: Optional[Path] = typer.Option(None, "--prom", metavar="FILE",
+                                        help="Also write a Prometheus textfile (node_exporter textfile collector)."),
+    list_checks: bool = typer.Option(False, "--list-checks", help="List the checks and exit."),
+    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image the container check runs nvidia-smi in."),
+    json_out: bool = JSON,
+    verbose: bool = VERBOSE,
+) -> None:
+    """Check this GPU host, a verdict per check and the fix for each problem. Exit code: Nagios."""
+    from gpuprep.doctor import all_checks, run_checks
+    from gpuprep.options import DoctorOptions
+    from gpuprep.platform import detect
+    from gpuprep.report import Status, render_doctor_text, to_json, write_prometheus
+
+    _merge_globals(json_out, verbose)
+    if list_checks:
+        _list((f"{c.group}/{c.id}", c.title + (" [boot]" if c.boot else "")) for c in all_checks())
+    options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
+    try:
+        host = _host()
+        report = run_checks(host, detect(host), options)
+        if prom is not None:
+            write_prometheus(report, str(prom))
+    except GpuprepError as exc:
+        _fail(exc, Status.UNKNOWN.exit_code)
+        return
+    except OSError as exc:
+        _fail(GpuprepError(f"cannot write {prom}: {exc.strerror}", "check the directory exists and is writable"),
+              Status.UNKNOWN.exit_code)
+        return
+    except Exception as exc:
+        _fail(exc, Status.UNKNOWN.exit_code)
+        return
+    if G.json:
+        typer.echo(to_json(report))
+    else:
+        render_doctor_text(report)
+    code = report.exit_code
+    if boot:
+        # The boot gate fails only on critical: a warning must not keep a host out of the cluster.
+        code = 2 if report.status is Status.CRITICAL else 0
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Errors a user can meet: one line that names the problem, one hint that names the fix.
+
+The CLI catches ``GpuprepError`` at the top, prints ``error: <message>`` and ``hint: <hint>`` and
+exits with ``exit_code``; a traceback is shown only with ``-v``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+# Exit codes of install and seal (DESIGN.md). doctor uses Nagios codes (report.Status).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_PRECONDITION = 3
+
+
+class GpuprepError(Exception):
+    """Root of every error gpuprep reports to a user."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, hint: str = "", *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class BadInput(GpuprepError):
+    """A file or argument gpuprep cannot use as it is (exit 2, nothing changed)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class PreconditionUnmet(GpuprepError):
+    """Not root, unsupported platform, ... (exit 3, nothing changed)."""
+
+    exit_code = EXIT_PRECONDITION
+
+
+class StepFailed(GpuprepError):
+    """A step could not do its job (exit 1)."""
+
+    exit_code = EXIT_FAILED
+
+
+class CommandError(GpuprepError):
+    """A subprocess failed; carries argv, exit code and output like cloud-init's ProcessExecutionError."""
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        returncode: int | None,
+        stdout: str = "",
+        stderr: str = "",
+        *,
+        timeout: float | None = None,
+        hint: str = "",
+    ) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.timeout = timeout
+        if timeout is not None:
+            what = f"timed out after {timeout:g}s"
+        elif returncode is None:
+            what = "could not be started"
+        else:
+            what = f"exited {returncode}"
+        detail = (stderr or stdout).strip().splitlines()
+        tail = f": {detail[-1]}" if detail else ""
+        super().__init__(f"`{' '.join(self.argv)}` {what}{tail}", hint)

@@ -1,0 +1,232 @@
+"""The one door to the operating system.
+
+Everything that reads a file, runs a program, writes a file or talks to the Docker Engine goes through
+a ``Host``. ``Host.root`` makes every path act inside a mounted image or chroot (``--root``); tests use
+the same seam to lay out a fake host tree. No code elsewhere calls ``subprocess`` or ``open`` on a
+system path directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from gpuprep.errors import BadInput, CommandError
+
+log = logging.getLogger("gpuprep")
+
+# Where programs live on the hosts we serve; used to find a program inside --root.
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+
+def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, rename.
+
+    An existing file keeps its mode and owner (``mode`` applies only to a new file, default 0644);
+    a symlink is followed and its target replaced, so the link itself stays. Missing parent
+    directories are created 0755.
+    """
+    if isinstance(data, str):
+        data = data.encode()
+    target = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if target.is_dir():
+        raise BadInput(f"{path} is a directory, expected a file", f"move the directory {path} away")
+    target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    try:
+        st = target.stat()
+    except FileNotFoundError:
+        st = None
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if st is not None:
+            os.chmod(tmp, st.st_mode & 0o7777)
+            with contextlib.suppress(PermissionError):
+                os.chown(tmp, st.st_uid, st.st_gid)
+        else:
+            os.chmod(tmp, 0o644 if mode is None else mode)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dfd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def backup_file(path: Path, *, now: datetime | None = None) -> Path | None:
+    """Copy ``path`` (its target, for a link) beside itself as ``NAME.gpuprep-YYYYmmddTHHMMSSZ``.
+
+    Returns the backup's path, or None when there was nothing to back up. Mode and owner are kept.
+    """
+    target = Path(os.path.realpath(path))
+    if not target.is_file():
+        return None
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
+    backup = target.with_name(f"{target.name}.gpuprep-{stamp}")
+    write_atomic(backup, target.read_bytes())
+    st = target.stat()
+    os.chmod(backup, st.st_mode & 0o7777)
+    with contextlib.suppress(PermissionError):
+        os.chown(backup, st.st_uid, st.st_gid)
+    return backup
+
+
+class Host:
+    """The machine gpuprep acts on: the running system (root ``/``) or a tree under ``root``."""
+
+    def __init__(
+        self,
+        root: str | Path = "/",
+        *,
+        env: Mapping[str, str] | None = None,
+        euid: int | None = None,
+    ) -> None:
+        self.root = Path(root).resolve()
+        self.env = dict(os.environ if env is None else env)
+        self.euid = os.geteuid() if euid is None else euid
+        self._docker = None
+        self._docker_lock = threading.Lock()
+
+    # -- where things are -------------------------------------------------------------------
+    @property
+    def live(self) -> bool:
+        """True when acting on the running system (no --root)."""
+        return self.root == Path("/")
+
+    @property
+    def is_root(self) -> bool:
+        return self.euid == 0
+
+    def path(self, p: str | Path) -> Path:
+        """The real path of the host path ``p`` (``/etc/x`` -> ``ROOT/etc/x``)."""
+        p = str(p)
+        if not p.startswith("/"):
+            raise ValueError(f"host paths are absolute: {p!r}")
+        return self.root / p.lstrip("/") if not self.live else Path(p)
+
+    def read_text(self, p: str | Path) -> str | None:
+        """The text of host file ``p``, or None when it does not exist."""
+        try:
+            return self.path(p).read_text(errors="replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def exists(self, p: str | Path) -> bool:
+        return self.path(p).exists()
+
+    def which(self, name: str) -> str | None:
+        """The host path of program ``name``: PATH on the live system, the usual dirs inside --root."""
+        if self.live:
+            return shutil.which(name, path=self.env.get("PATH") or os.pathsep.join(SYSTEM_PATH))
+        for d in SYSTEM_PATH:
+            candidate = self.path(f"{d}/{name}")
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return f"{d}/{name}"
+        return None
+
+    def write_atomic(self, p: str | Path, data: bytes | str, *, mode: int | None = None) -> None:
+        write_atomic(self.path(p), data, mode=mode)
+
+    def backup(self, p: str | Path) -> Path | None:
+        return backup_file(self.path(p))
+
+    # -- running programs -------------------------------------------------------------------
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = 60,
+        check: bool = True,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        hint: str = "",
+    ) -> Completed:
+        """Run ``argv`` (never through a shell), bounded by ``timeout`` seconds.
+
+        With ``check`` a non-zero exit raises CommandError carrying argv, exit code and output.
+        A program that does not exist raises CommandError with returncode None either way.
+        """
+        argv = tuple(str(a) for a in argv)
+        log.debug("run: %s", " ".join(argv))
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                env={**self.env, **(env or {})},
+                input=input,
+                stdin=None if input is not None else subprocess.DEVNULL,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise CommandError(argv, None, stderr=str(exc), hint=hint) from None
+        except subprocess.TimeoutExpired as exc:
+            out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
+            raise CommandError(argv, None, out or "", timeout=timeout, hint=hint) from None
+        took = time.monotonic() - started
+        log.debug("run: %s -> %d in %.3fs", argv[0], proc.returncode, took)
+        done = Completed(argv, proc.returncode, proc.stdout, proc.stderr, took)
+        if check and proc.returncode != 0:
+            raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr, hint=hint)
+        return done
+
+    # -- the Docker Engine ------------------------------------------------------------------
+    @property
+    def docker_url(self) -> str | None:
+        """The Engine to talk to: DOCKER_HOST if set; the system socket on the live system; else None."""
+        url = self.env.get("DOCKER_HOST")
+        if url:
+            return url
+        return DEFAULT_DOCKER_SOCKET if self.live else None
+
+    def docker(self, timeout: float = 10):
+        """The docker-py client, created once, with an explicit base_url and no context lookup."""
+        import docker  # heavy: imported where used
+
+        with self._docker_lock:
+            if self._docker is None:
+                url = self.docker_url
+                if url is None:
+                    raise RuntimeError("no Docker Engine for --root without DOCKER_HOST")
+                # An explicit base_url: docker-py never consults DOCKER_CONTEXT or ~/.docker
+                # (the equivalent of from_env(use_context=False)). version="auto" asks the Engine
+                # once: a fixed API version breaks on 20.10 (max 1.41) or on 29+ (min 1.44).
+                self._docker = docker.DockerClient(base_url=url, version="auto", timeout=int(timeout))
+            return self._docker
+
+    def close(self) -> None:
+        if self._docker is not None:
+            with contextlib.suppress(Exception):
+                self._docker.close()
+            self._docker = None

@@ -1,0 +1,26 @@
+"""install: the steps that turn a GPU instance into an ECS / AWS Batch GPU container host."""
+
+from __future__ import annotations
+
+from gpuprep.steps import Step
+
+
+def install_steps() -> list[Step]:
+    """In DESIGN.md's order; ids never change meaning."""
+    from gpuprep.bootcheck import BootCheckStep
+    from gpuprep.ecs import DockerGroupStep, EcsConfigStep
+    from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
+    from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
+
+    return [
+        PreflightStep(),
+        RepositoriesStep(),
+        PackagesStep(),
+        DockerServiceStep(),
+        DockerRuntimeStep(),
+        DockerReloadStep(),
+        EcsConfigStep(),
+        DockerGroupStep(),
+        GpuCheckStep(),
+        BootCheckStep(),
+    ]

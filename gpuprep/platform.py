@@ -1,0 +1,141 @@
+"""Which system this is, as a small profile the steps and checks reuse.
+
+Decided on os-release ``ID`` and ``VERSION_ID`` only (DOMAIN.md: "Amazon Linux release 2023" starts
+with "Amazon Linux release 2", so never match on the pretty name). Read through ``distro`` with the
+host's root, so ``--root`` and fixture trees work the same as the live system.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from gpuprep.host import Host
+
+RHEL_LIKE = ("rhel", "centos", "rocky", "almalinux")
+
+
+@dataclass(frozen=True)
+class Platform:
+    id: str  # os-release ID ("amzn", "rhel", "ubuntu", ...), "" when unknown
+    version_id: str  # os-release VERSION_ID as written ("2", "2023", "2018.03", "8.9", "22.04")
+    name: str  # what we call it in messages ("Amazon Linux 2023", "Rocky Linux 9", ...)
+    family: str  # "amzn" | "rhel" | "ubuntu" | "unknown"
+    major: str = ""  # "2", "2023", "2018.03", "8", "22.04"
+    supported: bool = False  # doctor supports it
+    rpm: bool = False  # install and seal support it (an RPM platform we know)
+    package_format: str = ""  # "rpm" | "dpkg" | ""
+    package_manager: str = ""  # "yum" | "dnf" | "apt" | ""
+    init: str = "systemd"  # "systemd" | "upstart"
+    docker_service: str = "docker"
+    ecs_service: str = "ecs"
+    daemon_json: str = "/etc/docker/daemon.json"
+    ecs_config: str = "/etc/ecs/ecs.config"
+    # The AMI-owned file, read too; /etc/ecs/ecs.config wins (DOMAIN.md).
+    ecs_config_ami: str = "/var/lib/ecs/ecs.config"
+    # Amazon Linux's docker.service registers every executable here with --add-runtime.
+    runtimes_dir: str = "/etc/docker-runtimes.d"
+    versionlock_list: str = ""  # the package manager's lock list, host path
+    package_locks: tuple[str, ...] = field(default_factory=tuple)  # pid files of a running manager
+    reason: str = ""  # why it is unsupported, when it is
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["package_locks"] = list(self.package_locks)
+        return d
+
+
+YUM_LOCKS = ("/var/run/yum.pid",)
+DNF_LOCKS = ("/var/run/dnf.pid", "/run/dnf.pid")
+
+
+def _amzn(version_id: str) -> dict | None:
+    if version_id == "2018.03" or version_id.startswith("2017.") or version_id.startswith("2018."):
+        return dict(
+            name=f"Amazon Linux AMI {version_id}",
+            major="2018.03",
+            package_manager="yum",
+            init="upstart",
+            versionlock_list="/etc/yum/pluginconf.d/versionlock.list",
+            package_locks=YUM_LOCKS,
+        )
+    if version_id == "2":
+        return dict(
+            name="Amazon Linux 2",
+            major="2",
+            package_manager="yum",
+            versionlock_list="/etc/yum/pluginconf.d/versionlock.list",
+            package_locks=YUM_LOCKS,
+        )
+    if version_id == "2023":
+        return dict(
+            name="Amazon Linux 2023",
+            major="2023",
+            package_manager="dnf",
+            versionlock_list="/etc/dnf/plugins/versionlock.list",
+            package_locks=DNF_LOCKS,
+        )
+    return None
+
+
+def _rhel(id_: str, version_id: str) -> dict | None:
+    major = version_id.split(".")[0]
+    if major not in ("7", "8", "9"):
+        return None
+    names = {"rhel": "RHEL", "centos": "CentOS", "rocky": "Rocky Linux", "almalinux": "AlmaLinux"}
+    if major == "7":
+        manager = dict(
+            package_manager="yum",
+            versionlock_list="/etc/yum/pluginconf.d/versionlock.list",
+            package_locks=YUM_LOCKS,
+        )
+    else:
+        manager = dict(
+            package_manager="dnf",
+            versionlock_list="/etc/dnf/plugins/versionlock.list",
+            package_locks=DNF_LOCKS,
+        )
+    return dict(name=f"{names[id_]} {major}", major=major, **manager)
+
+
+UBUNTU_VERSIONS = ("20.04", "22.04", "24.04")
+
+
+def detect(host: Host) -> Platform:
+    """The platform of ``host``; an unknown one comes back with ``family="unknown"``, never raises."""
+    import distro  # imported here: only commands that need the platform pay for it
+
+    try:
+        info = distro.LinuxDistribution(
+            root_dir=str(host.root) if not host.live else None,
+            include_lsb=False,
+            include_uname=False,
+            include_oslevel=False,
+        )
+        id_ = info.id()
+        version_id = info.os_release_attr("version_id") or info.version()
+        pretty = info.name(pretty=True)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return Platform("", "", "unknown", "unknown", reason=f"cannot read os-release: {exc}")
+
+    if not id_:
+        return Platform("", "", "unknown", "unknown", reason="no /etc/os-release")
+    if id_ == "amzn":
+        profile = _amzn(version_id)
+        if profile:
+            return Platform(id_, version_id, family="amzn", supported=True, rpm=True,
+                            package_format="rpm", **profile)
+    elif id_ in RHEL_LIKE:
+        profile = _rhel(id_, version_id)
+        if profile:
+            return Platform(id_, version_id, family="rhel", supported=True, rpm=True,
+                            package_format="rpm", **profile)
+    elif id_ == "ubuntu" and version_id in UBUNTU_VERSIONS:
+        return Platform(
+            id_, version_id, name=f"Ubuntu {version_id}", family="ubuntu", major=version_id,
+            supported=True, package_format="dpkg", package_manager="apt",
+            versionlock_list="", package_locks=("/var/lib/dpkg/lock-frontend",),
+        )
+    return Platform(
+        id_, version_id, name=pretty or f"{id_} {version_id}".strip(), family="unknown",
+        reason=f"{pretty or (id_ + ' ' + version_id).strip()} is not a platform gpuprep supports",
+    )
