@@ -10,7 +10,7 @@ import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -156,9 +156,10 @@ VERBOSE = typer.Option(False, "-v", "--verbose", help="Same as the global -v.")
 
 @app.command()
 def install(
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would change (diffs, packages, commands); change nothing."),
-    only: list[str] = ONLY,
-    skip: list[str] = SKIP,
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Print what would change (diffs, packages, commands); change nothing."),
+    only: List[str] = ONLY,
+    skip: List[str] = SKIP,
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
     runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit",
                                 help="NVIDIA stack: toolkit (nvidia-container-toolkit), legacy (nvidia-docker2 + "
@@ -168,18 +169,22 @@ def install(
                                              help="Use this .repo file for NVIDIA's packages (air-gapped builds)."),
     no_versionlock: bool = typer.Option(False, "--no-versionlock", help="Do not versionlock the installed packages."),
     no_default_runtime: bool = typer.Option(False, "--no-default-runtime",
-                                            help="Register the nvidia runtime but leave Docker's default runtime alone."),
+                                            help="Register the nvidia runtime; leave Docker's default runtime alone."),
     user: Optional[str] = typer.Option(None, "--user", metavar="NAME",
                                        help="Add NAME to group docker. Group docker is root-equivalent: "
                                        "anyone in it can mount / into a container. No user is added by default."),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image gpu-check runs nvidia-smi in."),
-    no_gate: bool = typer.Option(False, "--no-gate", help="The boot check reports but does not keep ecs.service from starting."),
+    runtime_path: Optional[str] = typer.Option(None, "--runtime-path", metavar="PATH",
+                                               help="The nvidia runtime binary to register (default: the one the "
+                                               "installed stack provides, /usr/bin/nvidia-container-runtime)."),
+    no_gate: bool = typer.Option(False, "--no-gate",
+                                 help="The boot check reports but does not keep ecs.service from starting."),
     ecs_config: Optional[str] = typer.Option(None, "--ecs-config", metavar="PATH",
                                              help="ECS agent config file (default /etc/ecs/ecs.config)."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Install ecs-init, Docker and the NVIDIA runtime in versions that agree; make nvidia the default runtime; prove it."""
+    """Install ecs-init, Docker and the NVIDIA runtime in versions that agree; make nvidia the default runtime."""
     from gpuprep.install import install_steps
     from gpuprep.options import RUNTIME_STACKS, InstallOptions
 
@@ -193,26 +198,27 @@ def install(
         dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
         default_runtime=not no_default_runtime, user=user, image=image, gate=not no_gate,
-        ecs_config=ecs_config,
+        ecs_config=ecs_config, runtime_path=runtime_path,
     )
     _run_command("install", install_steps, options)
 
 
 @app.command()
 def seal(
-    dry_run: bool = typer.Option(False, "--dry-run", help="List exactly what a real run removes; remove nothing."),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="List exactly what a real run removes; remove nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (no terminal never asks)."),
-    keep_image: list[str] = typer.Option([], "--keep-image", metavar="REF",
+    keep_image: List[str] = typer.Option([], "--keep-image", metavar="REF",
                                          help="Keep this image in the sealed image (repeatable)."),
     deep: bool = typer.Option(False, "--deep", help="Also remove cloud-init state, SSH host keys, authorized_keys, "
                               "machine-id, logs, DHCP leases and package caches, as Amazon's ECS AMI build does."),
-    only: list[str] = ONLY,
-    skip: list[str] = SKIP,
+    only: List[str] = ONLY,
+    skip: List[str] = SKIP,
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
 ) -> None:
-    """Stop ECS, remove containers, images and the agent's state, so instances from the image register fresh."""
+    """Stop ECS; remove containers, images and the agent's state, so instances from the image register fresh."""
     from gpuprep.options import SealOptions
     from gpuprep.seal import seal_steps
 
@@ -225,7 +231,8 @@ def seal(
 
 @app.command()
 def doctor(
-    no_container: bool = typer.Option(False, "--no-container", help="Skip the container check (no image pull, no container)."),
+    no_container: bool = typer.Option(False, "--no-container",
+                                      help="Skip the container check (no image pull, no container)."),
     boot: bool = typer.Option(False, "--boot", help="The boot-time set of checks; exit non-zero only on critical."),
     prom: Optional[Path] = typer.Option(None, "--prom", metavar="FILE",
                                         help="Also write a Prometheus textfile (node_exporter textfile collector)."),

@@ -26,6 +26,7 @@ class InstallOptions:
     image: str = DEFAULT_IMAGE
     gate: bool = True  # --no-gate: the boot check does not hold ECS back
     ecs_config: str | None = None  # default: the platform's /etc/ecs/ecs.config
+    runtime_path: str | None = None  # default: the runtime binary of the installed stack
 
 
 @dataclass

@@ -205,7 +205,8 @@ def render_doctor_text(report: DoctorReport, stream: TextIO = sys.stdout) -> Non
     counts: dict[str, int] = {}
     for c in report.checks:
         counts[c.status.value] = counts.get(c.status.value, 0) + 1
-    parts = ", ".join(f"{counts[k]} {k}" for k in ("ok", "warning", "critical", "unknown", "skipped") if k in counts)
+    order = ("ok", "warning", "critical", "unknown", "skipped")
+    parts = ", ".join(f"{counts[k]} {k}" for k in order if k in counts)
     label, style = mark(report.status.value)
     con.print(f"\n[{style}]{escape(report.status.value.upper())}[/]: {parts} (exit {report.exit_code})")
 
@@ -265,9 +266,8 @@ def prometheus_text(report: DoctorReport) -> str:
         "# TYPE gpuprep_check_duration_seconds gauge",
     ]
     for c in report.checks:
-        lines.append(
-            f'gpuprep_check_duration_seconds{{check="{_label(c.id)}",group="{_label(c.group)}"}} {c.duration_ms / 1000:.6f}'
-        )
+        labels = f'check="{_label(c.id)}",group="{_label(c.group)}"'
+        lines.append(f"gpuprep_check_duration_seconds{{{labels}}} {c.duration_ms / 1000:.6f}")
     return "\n".join(lines) + "\n"
 
 

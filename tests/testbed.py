@@ -1,0 +1,296 @@
+"""The real components the tests drive, and the one thing simulated (TESTBED.md 1-2).
+
+- ``PrivateDockerd``: a real dockerd of the test's own (own socket, data-root, exec-root, pidfile,
+  config file), never the system one. Networking off (``bridge: none``, ``iptables: false``) so it
+  leaves the machine's network alone.
+- ``tiny_image``: a busybox image built locally (no registry is reachable here).
+- ``write_fake_nvidia_smi`` and ``write_runtime_shim``: SIMULATED, because these machines have no GPU
+  and no NVIDIA driver. The shim is an OCI runtime like nvidia-container-runtime: on ``create
+  --bundle B`` it edits ``B/config.json`` (bind-mounts the fake nvidia-smi into the container) and
+  execs the real runc, so Docker's side (runtime registration, default-runtime, SIGHUP) is all real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+BASE_CONFIG = {"bridge": "none", "iptables": False, "ip-masq": False}
+
+# What the fake nvidia-smi describes unless a test says otherwise; shaped like TESTBED.md 8.
+DEFAULT_GPUS = (
+    {"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-0e7d3af2-be49-affe-ae6c-f6fcf358f2ea",
+     "pci": "00000000:00:06.0"},
+    {"index": 1, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-5a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9",
+     "pci": "00000000:00:07.0"},
+)
+DRIVER_VERSION = "580.159.04"
+
+
+def wait_until(predicate, *, what: str, timeout: float = 30.0, interval: float = 0.1):
+    """Poll ``predicate`` until it returns a truthy value; bounded, and says what it waited for."""
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the thing is not up yet
+            last_exc = exc
+        time.sleep(interval)
+    raise TimeoutError(f"gave up after {timeout:g}s waiting for {what}" + (f": {last_exc}" if last_exc else ""))
+
+
+class PrivateDockerd:
+    """A real dockerd on its own socket and folders.
+
+    ``config_path`` lets a test point dockerd at the daemon.json gpuprep edits (``ROOT/etc/docker/
+    daemon.json`` with ``--root``), so reloads and restarts read what gpuprep wrote.
+    """
+
+    def __init__(self, config_path: Path | None = None, config: dict | None = None) -> None:
+        # Unix socket paths are limited to 108 bytes: pytest's tmp paths are too long for them.
+        self.dir = Path(tempfile.mkdtemp(prefix="gpd-", dir="/tmp"))
+        self.socket = self.dir / "docker.sock"
+        self.pidfile = self.dir / "docker.pid"
+        self.data_root = self.dir / "data"
+        self.exec_root = self.dir / "exec"
+        self.config_path = config_path or (self.dir / "daemon.json")
+        if config is not None or not self.config_path.exists():
+            self.config_path.parent.mkdir(parents=True, exist_ok=True)
+            self.config_path.write_text(json.dumps({**BASE_CONFIG, **(config or {})}, indent=2) + "\n")
+        self.proc: subprocess.Popen | None = None
+        self.log = self.dir / "dockerd.log"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    @property
+    def argv(self) -> list[str]:
+        return [
+            shutil.which("dockerd") or "dockerd",
+            "--config-file", str(self.config_path),
+            "--data-root", str(self.data_root),
+            "--exec-root", str(self.exec_root),
+            "--pidfile", str(self.pidfile),
+            "-H", self.url,
+        ]
+
+    def start(self, timeout: float = 60) -> PrivateDockerd:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        self.wait_ready(timeout)
+        return self
+
+    def client(self):
+        import docker
+
+        return docker.DockerClient(base_url=self.url, version="auto", timeout=60)
+
+    def ping(self) -> bool:
+        import docker
+
+        c = docker.APIClient(base_url=self.url, version="1.41", timeout=2)
+        try:
+            return bool(c.ping())
+        finally:
+            c.close()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def up():
+            if self.proc is not None and self.proc.poll() is not None and self.current_pid() is None:
+                raise RuntimeError(f"dockerd exited {self.proc.returncode}: {self.log_tail()}")
+            return self.ping()
+
+        wait_until(up, what=f"dockerd on {self.socket} to answer ping", timeout=timeout, interval=0.05)
+
+    def current_pid(self) -> int | None:
+        """The pid of the dockerd serving our socket now (gpuprep may have restarted it)."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout: float = 30) -> None:
+        pid = self.current_pid()
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            try:
+                wait_until(lambda: self.current_pid() is None and not _alive(pid),
+                           what=f"dockerd {pid} to exit", timeout=timeout)
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def cleanup(self) -> None:
+        self.stop()
+        # Unmount what dockerd left (overlay mounts under data-root), then remove the folder.
+        mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                  if line.split()[1].startswith(str(self.dir))]
+        for m in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", m], check=False, capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def busybox_path() -> str | None:
+    for candidate in ("/bin/busybox", "/usr/bin/busybox"):
+        if os.path.exists(candidate):
+            out = subprocess.run(["file", "-L", candidate], capture_output=True, text=True).stdout \
+                if shutil.which("file") else "statically linked"
+            if "dynamically" not in out:
+                return candidate
+    return None
+
+
+def tiny_image(client, tag: str = "tiny:latest", *, extra_files: dict[str, str] | None = None) -> str:
+    """Import a busybox-only image (TESTBED.md 1); returns its tag. No registry needed."""
+    bb = busybox_path()
+    if bb is None:
+        raise RuntimeError("busybox-static is not installed")
+    with tempfile.TemporaryDirectory(prefix="tiny-") as d:
+        root = Path(d) / "rootfs"
+        (root / "bin").mkdir(parents=True)
+        shutil.copy2(bb, root / "bin" / "busybox")
+        for applet in ("sh", "echo", "cat", "ls", "sleep", "true", "env", "grep", "wc", "sed"):
+            os.symlink("busybox", root / "bin" / applet)
+        for path, content in (extra_files or {}).items():
+            p = root / path.lstrip("/")
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(content)
+        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True).stdout
+        repo, _, version = tag.partition(":")
+        client.api.import_image_from_data(tar, repository=repo, tag=version or "latest")
+    return tag
+
+
+# -- the simulated GPU side ----------------------------------------------------------------
+def write_fake_nvidia_smi(path: Path, gpus=DEFAULT_GPUS, driver_version: str = DRIVER_VERSION,
+                          exit_code: int = 0) -> Path:
+    """SIMULATED nvidia-smi (no GPU here): answers -L, --query-gpu CSV and a plain table.
+
+    A busybox ``sh`` script, so it runs inside the tiny image as well as on the host. ``exit_code``
+    9 imitates "driver not loaded" (DOMAIN.md: nvidia-smi exit codes).
+    """
+    fields = {
+        "index": lambda g: str(g["index"]),
+        "name": lambda g: g["name"],
+        "uuid": lambda g: g["uuid"],
+        "driver_version": lambda g: driver_version,
+        "persistence_mode": lambda g: g.get("persistence_mode", "Enabled"),
+        "ecc.errors.uncorrected.volatile.total": lambda g: str(g.get("ecc_uncorrected", 0)),
+        "pci.bus_id": lambda g: g["pci"],
+        "count": lambda g: str(len(gpus)),
+    }
+    lines_L = "\n".join(f"GPU {g['index']}: {g['name']} (UUID: {g['uuid']})" for g in gpus)
+    # Precompute the CSV rows per field so the script only selects columns.
+    script = ["#!/bin/sh", "# SIMULATED nvidia-smi for tests: no GPU or driver on this machine.",
+              f"if [ {exit_code} -ne 0 ]; then echo 'NVIDIA-SMI has failed because it couldn'\"'\"'t communicate "
+              "with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.'; "
+              f"exit {exit_code}; fi",
+              'q=""; noheader=0; nounits=0',
+              'for a in "$@"; do case "$a" in',
+              "  --query-gpu=*) q=${a#--query-gpu=} ;;",
+              "  --format=*) case $a in *noheader*) noheader=1 ;; esac ;;",
+              "  -L) cat <<'EOF'", lines_L, "EOF", "     exit 0 ;;",
+              "esac; done",
+              'if [ -n "$q" ]; then',
+              '  hdr=$(echo "$q" | sed "s/,/, /g" 2>/dev/null || echo "$q")',
+              '  [ $noheader -eq 1 ] || echo "$hdr"']
+    # One branch per GPU: build each row from the requested fields with a small case table.
+    for g in gpus:
+        script.append('  row=""; IFS=,; for f in $q; do case "$f" in')
+        for key, fn in fields.items():
+            script.append(f"    {key}) v='{fn(g)}' ;;")
+        script.append("    *) v='[N/A]' ;;")
+        script.append('  esac; if [ -z "$row" ]; then row="$v"; else row="$row, $v"; fi; done; unset IFS')
+        script.append('  echo "$row"')
+    script += ["  exit 0", "fi",
+               f"echo '| NVIDIA-SMI {driver_version}    Driver Version: {driver_version}    CUDA Version: 13.0 |'",
+               "cat <<'EOF'", lines_L, "EOF"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(script) + "\n")
+    path.chmod(0o755)
+    return path
+
+
+def write_runtime_shim(path: Path, smi_path: Path, *, runc: str | None = None,
+                       mounts: dict[str, str] | None = None) -> Path:
+    """SIMULATED nvidia-container-runtime: edit the OCI bundle like the real one, then exec runc.
+
+    The real runtime adds a prestart hook that mounts the driver and nvidia-smi into the container;
+    this shim adds a read-only bind mount of the fake nvidia-smi at /usr/bin/nvidia-smi (and
+    ``mounts`` {host: container}) when NVIDIA_VISIBLE_DEVICES is set in the container's env.
+    """
+    runc = runc or shutil.which("runc") or "/usr/sbin/runc"
+    all_mounts = {str(smi_path): "/usr/bin/nvidia-smi", **(mounts or {})}
+    code = f'''#!{"/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable}
+# SIMULATED nvidia-container-runtime (tests only; no GPU on this machine).
+import json, os, sys
+args = sys.argv[1:]
+if "create" in args and "--bundle" in args:
+    bundle = args[args.index("--bundle") + 1]
+    cfg_path = os.path.join(bundle, "config.json")
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    env = cfg.get("process", {{}}).get("env", [])
+    if any(e.startswith("NVIDIA_VISIBLE_DEVICES=") and e.split("=", 1)[1] not in ("", "void", "none") for e in env):
+        for src, dst in {json.dumps(all_mounts)}.items():
+            cfg.setdefault("mounts", []).append(
+                {{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro"]}})
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+os.execv({runc!r}, [{runc!r}] + args)
+'''
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(code)
+    path.chmod(0o755)
+    return path
+
+
+@dataclass
+class SimulatedGpuHost:
+    """A private dockerd whose daemon.json lives in a --root tree, plus the simulated GPU side."""
+
+    root: Path
+    dockerd: PrivateDockerd
+    smi: Path
+    shim: Path

@@ -1,0 +1,90 @@
+"""The step runner: dry-run, idempotency, --only/--skip, failures and exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
+from gpuprep.host import Host
+from gpuprep.platform import Platform
+from gpuprep.report import StepStatus
+from gpuprep.steps import Change, Context, Converged, Skip, Step, run_steps
+
+
+class Opts:
+    def __init__(self, dry_run=False):
+        self.dry_run = dry_run
+
+
+class FileStep(Step):
+    """Writes a file when its content differs: the smallest real plan/apply step."""
+
+    id = "write"
+    title = "write a file"
+
+    def __init__(self, path, content):
+        self.path, self.content = path, content
+
+    def plan(self, ctx):
+        if self.path.exists() and self.path.read_text() == self.content:
+            return Converged("already there")
+        return Change(f"write {self.path.name}", diff="+" + self.content)
+
+    def apply(self, ctx, change):
+        self.path.write_text(self.content)
+
+
+class Boom(Step):
+    def __init__(self, id, exc):
+        self.id, self.exc = id, exc
+
+    def plan(self, ctx):
+        raise self.exc
+
+
+class Skipper(Step):
+    id = "skipper"
+
+    def plan(self, ctx):
+        raise Skip("not here")
+
+
+def _ctx(tmp_path, dry_run=False):
+    return Context(Host(tmp_path), Platform("amzn", "2023", "Amazon Linux 2023", "amzn"), Opts(dry_run))
+
+
+def test_dry_run_plans_and_changes_nothing_then_real_then_converged(tmp_path):
+    target = tmp_path / "f"
+    step = FileStep(target, "x")
+    dry = run_steps(_ctx(tmp_path, dry_run=True), "install", [step])
+    assert dry.steps[0].status is StepStatus.PLANNED and dry.steps[0].diff == "+x" and not target.exists()
+    real = run_steps(_ctx(tmp_path), "install", [step])
+    assert real.steps[0].status is StepStatus.CHANGED and real.status == "changed" and target.read_text() == "x"
+    again = run_steps(_ctx(tmp_path), "install", [step])
+    assert again.steps[0].status is StepStatus.OK and again.status == "ok" and again.exit_code == 0
+
+
+@pytest.mark.parametrize("exc,code", [(StepFailed("x"), 1), (BadInput("x"), 2), (PreconditionUnmet("x"), 3)])
+def test_failure_stops_the_run_with_its_exit_code(tmp_path, exc, code):
+    target = tmp_path / "f"
+    rep = run_steps(_ctx(tmp_path), "install", [Boom("preflight", exc), FileStep(target, "x")])
+    assert [s.status for s in rep.steps] == [StepStatus.FAILED, StepStatus.SKIPPED]
+    assert rep.exit_code == code and rep.status == "failed" and not target.exists()
+    assert rep.steps[1].summary == "not run: preflight failed"
+
+
+def test_unexpected_exception_is_reported_not_raised(tmp_path):
+    rep = run_steps(_ctx(tmp_path), "seal", [Boom("images", KeyError("Id"))])
+    assert rep.exit_code == 1 and "internal error: KeyError" in rep.steps[0].summary and rep.exc is not None
+    assert "_exc" not in rep.as_dict()
+
+
+def test_only_and_skip(tmp_path):
+    steps = [FileStep(tmp_path / "a", "1"), Skipper()]
+    rep = run_steps(_ctx(tmp_path), "install", steps, only=["skipper"])
+    assert rep.steps[0].status is StepStatus.SKIPPED and "not selected" in rep.steps[0].summary
+    assert rep.steps[1].summary == "not here" and not (tmp_path / "a").exists()
+    rep = run_steps(_ctx(tmp_path), "install", steps, skip=["write,skipper"])
+    assert all(s.status is StepStatus.SKIPPED for s in rep.steps)
+    with pytest.raises(BadInput, match="unknown step nope"):
+        run_steps(_ctx(tmp_path), "install", steps, only=["nope"])
