@@ -82,7 +82,10 @@ class Probes:
 def all_checks() -> list[Check]:
     from gpuprep.checks import container, docker, ecs, gpu, packages, platform
 
-    return [*platform.CHECKS, *gpu.CHECKS, *docker.CHECKS, *container.CHECKS, *ecs.CHECKS, *packages.CHECKS]
+    return [
+        *platform.CHECKS, *gpu.CHECKS, *docker.CHECKS, *container.CHECKS,
+        *ecs.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS,
+    ]
 
 
 def select_checks(checks: Sequence[Check], options: DoctorOptions) -> list[Check]:

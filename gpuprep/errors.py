@@ -20,10 +20,14 @@ class GpuprepError(Exception):
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str, hint: str = "", *, exit_code: int | None = None) -> None:
+    def __init__(self, message: str, hint: str = "", *, exit_code: int | None = None,
+                 data: dict | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # Structured detail for --json and the step's printed lines (e.g. the conflicts of a
+        # failed resolution as data["table"]).
+        self.data = dict(data or {})
         if exit_code is not None:
             self.exit_code = exit_code
 

@@ -142,7 +142,7 @@ def _run_one(ctx: Context, step: Step, report: RunReport) -> StepResult:
         log.debug("step %s failed", step.id, exc_info=True)
         report.exit_code = max(report.exit_code, exc.exit_code)
         report.error, report.hint = f"{step.id}: {exc.message}", exc.hint
-        return StepResult(step.id, StepStatus.FAILED, exc.message, hint=exc.hint,
+        return StepResult(step.id, StepStatus.FAILED, exc.message, hint=exc.hint, data=exc.data,
                           duration_ms=(time.monotonic() - started) * 1000)
     except Exception as exc:  # a bug or an unforeseen OS error: report it, never a bare traceback
         log.debug("step %s crashed\n%s", step.id, traceback.format_exc())

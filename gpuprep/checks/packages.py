@@ -1,3 +1,121 @@
-"""packages checks (being written)."""
+"""packages checks: which Docker and NVIDIA runtime packages are installed, and are they locked?
 
-CHECKS: list = []
+Plus ``ECS_CHECKS`` (wired into the ecs group): does the installed Docker satisfy ecs-init's Requires,
+decided with the same RPM semantics the resolver uses. Every answer comes from one ``rpm -q`` (or
+``dpkg-query`` on Ubuntu) and the lock list file, memoised in ``Probes``: no repository metadata.
+"""
+
+from __future__ import annotations
+
+from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
+from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
+from gpuprep.report import Status
+
+SHOWN = ("docker", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit", ECS_INIT)
+DEB_NAMES = ("docker.io", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit")
+
+
+def _installed_rpm(probes: Probes) -> list[Package]:
+    from gpuprep.packages.repo import backend_for
+
+    def compute(pr: Probes) -> list[Package]:
+        return backend_for(pr.host, pr.platform).installed(QUERY_NAMES)
+
+    return probes.get("packages.installed", compute)
+
+
+def _installed_deb(probes: Probes) -> dict[str, str]:
+    def compute(pr: Probes) -> dict[str, str]:
+        done = pr.host.run(["dpkg-query", *([] if pr.host.live else [f"--admindir={pr.host.path('/var/lib/dpkg')}"]),
+                            "-W", "-f", "${Package} ${Version} ${db:Status-Status}\n", *DEB_NAMES],
+                           timeout=10, check=False)
+        out = {}
+        for line in done.stdout.splitlines():
+            parts = line.split()
+            if len(parts) >= 3 and parts[2] == "installed":
+                out[parts[0]] = parts[1]
+        return out
+
+    return probes.get("packages.installed_deb", compute)
+
+
+def _backend(probes: Probes):
+    from gpuprep.packages.repo import backend_for
+
+    return probes.get("packages.backend", lambda pr: backend_for(pr.host, pr.platform))
+
+
+def check_installed(probes: Probes) -> Verdict:
+    p = probes.platform
+    if p.package_format == "dpkg":
+        deb = _installed_deb(probes)
+        summary = ", ".join(f"{n} {v}" for n, v in deb.items()) or "none of docker / the NVIDIA runtime installed"
+        status = Status.OK if deb else Status.WARNING
+        return Verdict(status, summary, "" if deb else "install Docker and nvidia-container-toolkit",
+                       {"installed": deb})
+    if p.package_format != "rpm":
+        raise NotApplicable(f"no package database gpuprep reads on {p.name}")
+    pkgs = {q.name: q for q in _installed_rpm(probes)}
+    data = {"installed": {n: pkgs[n].nevr for n in QUERY_NAMES if n in pkgs}}
+    docker = next((pkgs[n] for n in DOCKER_NAMES if n in pkgs), None)
+    runtime = pkgs.get("nvidia-container-toolkit") or pkgs.get("nvidia-container-runtime")
+    shown = ", ".join(pkgs[n].nevr for n in SHOWN if n in pkgs)
+    if docker is None or runtime is None:
+        missing = [w for w, have in (("docker", docker), ("an NVIDIA runtime package", runtime)) if have is None]
+        return Verdict(Status.WARNING, f"not installed: {', '.join(missing)}" + (f" (have {shown})" if shown else ""),
+                       "run `gpuprep install`", data)
+    return Verdict(Status.OK, shown, data=data)
+
+
+def check_locked(probes: Probes) -> Verdict:
+    from gpuprep.packages.repo import lock_entry
+
+    if probes.platform.package_format != "rpm":
+        raise NotApplicable("version locks are checked on RPM platforms")
+    b = _backend(probes)
+    pkgs = [q for q in _installed_rpm(probes) if q.name in QUERY_NAMES]
+    if not pkgs:
+        raise NotApplicable("none of the packages gpuprep pins is installed")
+    unlocked = b.unlocked(pkgs)
+    data = {"lock_list": b.lock_list, "unlocked": [q.nevr for q in unlocked],
+            "locked": [q.nevr for q in pkgs if q not in unlocked]}
+    if unlocked:
+        # yum-plugin-versionlock and dnf's plugin both take NAME-[E:]V-R; exact versions, not names.
+        fix = f"{b.manager} versionlock add " + " ".join(q.nevr for q in unlocked)
+        return Verdict(Status.WARNING, f"not version-locked: {', '.join(q.nevr for q in unlocked)} "
+                       "(a routine update can break the Docker/runtime pins)", fix, data)
+    return Verdict(Status.OK, f"{len(pkgs)} packages locked in {b.lock_list}",
+                   data={**data, "entries": [lock_entry(q, b.manager) for q in pkgs]})
+
+
+def check_ecs_docker(probes: Probes) -> Verdict:
+    """The installed Docker satisfies the installed ecs-init's Requires (rpm semantics: ranges,
+    ``=`` without release matching any release, epochs, Provides)."""
+    if probes.platform.package_format != "rpm":
+        raise NotApplicable("ecs-init's Requires are read from the RPM database")
+    pkgs = {q.name: q for q in _installed_rpm(probes)}
+    ecs = pkgs.get(ECS_INIT)
+    if ecs is None:
+        raise NotApplicable("ecs-init is not installed")
+    reqs = [d for d in ecs.requires if d.name in ("docker", *DOCKER_NAMES)]
+    providers = [q for q in pkgs.values() if any(n in ("docker", *DOCKER_NAMES) for n, _ in q.provided())]
+    data = {"ecs_init": ecs.nevr, "requires": [str(d) for d in reqs], "docker": [q.nevr for q in providers]}
+    unmet = [d for d in reqs if not any(n == d.name and d.matches(evr) for q in providers for n, evr in q.provided())]
+    if not unmet:
+        docker = providers[0].nevr if providers else "no Docker needed"
+        return Verdict(Status.OK, f"{ecs.nevr} accepts {docker}", data=data)
+    have = ", ".join(q.nevr for q in providers) or "no Docker installed"
+    return Verdict(Status.CRITICAL, f"{ecs.nevr} requires {', '.join(map(str, unmet))}; installed: {have}",
+                   "run `gpuprep install --dry-run` to see a Docker that agrees, then `gpuprep install`", data)
+
+
+CHECKS: list[Check] = [
+    Check("packages-installed", "packages", "installed versions of docker, nvidia-docker2, "
+          "nvidia-container-runtime, nvidia-container-toolkit", check_installed),
+    Check("packages-locked", "packages", "those packages are version-locked (a routine update cannot break the pins)",
+          check_locked),
+]
+
+ECS_CHECKS: list[Check] = [
+    Check("ecs-docker-requires", "ecs", "the installed Docker satisfies ecs-init's Requires", check_ecs_docker),
+]

@@ -1,0 +1,305 @@
+"""The package manager, as gpuprep needs it: one query for every candidate, one for what is installed,
+one install transaction of exact NEVRAs, and version locks.
+
+Two backends: dnf (Amazon Linux 2023, RHEL 8+) and yum 3 (Amazon Linux 1 and 2, RHEL 7: yum-utils
+``repoquery`` and ``yum-plugin-versionlock``). With ``--root`` every command acts inside the root:
+``--installroot``, the root's own ``/etc/yum.repos.d``, the root's lock list; nothing of the machine
+running gpuprep changes. (dnf reads its plugin configuration from the running machine even with
+``--installroot``, so the versionlock plugin would edit the machine's own list: inside a root
+gpuprep edits the root's list itself, in the plugin's format.)
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from gpuprep.errors import CommandError, PreconditionUnmet, StepFailed
+from gpuprep.host import Host
+from gpuprep.packages.evr import EVR, Dep
+from gpuprep.packages.resolve import Package
+from gpuprep.platform import Platform
+
+log = logging.getLogger("gpuprep")
+
+FIELD = "<:>"  # never in a package name, EVR or dependency
+RECORD = "<;>"
+QUERY_TIMEOUT = 300  # a cold metadata download over a slow link
+INSTALL_TIMEOUT = 1800
+
+# rpm -q: one line per dependency, "name<TAB>flags<TAB>evr", then the record's end.
+RPM_QF = (
+    "%{NAME}" + FIELD + "%{EPOCHNUM}" + FIELD + "%{VERSION}" + FIELD + "%{RELEASE}" + FIELD + "%{ARCH}" + FIELD
+    + "[%{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\n]" + FIELD
+    + "[%{PROVIDENAME} %{PROVIDEFLAGS:depflags} %{PROVIDEVERSION}\n]" + FIELD
+    + "[%{OBSOLETENAME} %{OBSOLETEFLAGS:depflags} %{OBSOLETEVERSION}\n]" + FIELD
+    + "[%{CONFLICTNAME} %{CONFLICTFLAGS:depflags} %{CONFLICTVERSION}\n]" + RECORD + "\n"
+)
+# dnf repoquery and yum-utils repoquery both print list tags one entry a line ("docker >= 20.10.0").
+REPOQUERY_QF = FIELD.join(["%{name}", "%{epoch}", "%{version}", "%{release}", "%{arch}", "%{requires}",
+                           "%{provides}", "%{obsoletes}", "%{conflicts}", "%{repoid}"]) + RECORD
+
+
+def parse_deps(text: str) -> tuple[Dep, ...]:
+    deps = []
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        # rpmlib() and file dependencies are rpm's own business; rich deps "(a or b)" are dnf's.
+        if not line or line.startswith(("rpmlib(", "/", "(")):
+            continue
+        try:
+            deps.append(Dep.parse(line))
+        except ValueError:
+            log.debug("ignoring dependency %r", line)
+    return tuple(deps)
+
+
+def parse_records(stdout: str, repo: str = "") -> list[Package]:
+    """Records of ``RPM_QF``/``REPOQUERY_QF`` output -> packages."""
+    out = []
+    for record in stdout.split(RECORD):
+        record = record.strip("\n")
+        if FIELD not in record:
+            continue
+        fields = record.split(FIELD)
+        name, epoch, version, release, arch = (f.strip() for f in fields[:5])
+        # "package foo is not installed" lines from rpm -q can precede a record.
+        name = name.splitlines()[-1].strip()
+        lists = [parse_deps(f) for f in (fields[5:9] + ["", "", "", ""])[:4]]
+        repoid = fields[9].strip() if len(fields) > 9 else repo
+        e = int(epoch) if epoch not in ("", "0", "(none)") else None
+        out.append(Package(name, EVR(version, release, e), arch, *lists, repo=repoid))
+    return out
+
+
+def lock_entry(p: Package, manager: str) -> str:
+    """A version lock line as the plugin writes it: dnf ``name-E:V-R.*``; yum ``E:name-V-R.*``."""
+    e = p.evr.epoch or 0
+    if manager == "dnf":
+        return f"{p.name}-{e}:{p.evr.version}-{p.evr.release}.*"
+    return f"{e}:{p.name}-{p.evr.version}-{p.evr.release}.*"
+
+
+def lock_name(entry: str) -> str | None:
+    """The package name a lock line locks (either plugin's format), or None for a comment/blank."""
+    entry = entry.strip().lstrip("!")
+    if not entry or entry.startswith("#"):
+        return None
+    if ":" in entry.split("-")[0]:  # yum: E:name-V-R.A
+        entry = entry.split(":", 1)[1]
+        return entry.rsplit("-", 2)[0]
+    head = entry.rsplit("-", 2)  # dnf: name-E:V-R.A
+    return head[0] if len(head) == 3 else entry
+
+
+@dataclass
+class Backend:
+    """What both managers share; subclasses give the argv."""
+
+    host: Host
+    platform: Platform
+    manager: str  # "dnf" | "yum"
+    queries: int = 0  # package-manager queries this run (bench/ counts them)
+
+    # -- argv ----------------------------------------------------------------------------
+    def root_args(self) -> list[str]:
+        if self.host.live:
+            return []
+        root = str(self.host.root)
+        args = [f"--installroot={root}", f"--setopt=reposdir={root}/etc/yum.repos.d"]
+        # A root without system-release cannot tell dnf/yum its $releasever.
+        if not self.host.exists("/etc/system-release") and self.platform.version_id:
+            args.append(f"--releasever={self.platform.version_id}")
+        return args
+
+    def query_argv(self, names: Sequence[str]) -> list[str]:
+        raise NotImplementedError
+
+    def install_argv(self, pkgs: Sequence[Package]) -> list[str]:
+        raise NotImplementedError
+
+    def lock_argv(self, pkgs: Sequence[Package]) -> list[str]:
+        return [self.manager, *self.root_args(), "versionlock", "add", *(p.nevra for p in pkgs)]
+
+    def installed_argv(self, names: Sequence[str]) -> list[str]:
+        root = [] if self.host.live else ["--root", str(self.host.root)]
+        return ["rpm", "-q", *root, "--qf", RPM_QF, *names]
+
+    # -- queries -------------------------------------------------------------------------
+    def available(self, names: Sequence[str]) -> list[Package]:
+        """Every version of ``names`` the enabled repositories offer: one package-manager run."""
+        self.queries += 1
+        done = self.host.run(self.query_argv(names), timeout=QUERY_TIMEOUT, check=False)
+        if done.returncode != 0:
+            raise CommandError(done.argv, done.returncode, done.stdout, done.stderr,
+                               hint="check the repositories in /etc/yum.repos.d (network, TLS, GPG keys)")
+        return parse_records(done.stdout)
+
+    def installed(self, names: Sequence[str]) -> list[Package]:
+        """What of ``names`` is installed: one ``rpm -q`` (no repository metadata)."""
+        done = self.host.run(self.installed_argv(names), timeout=60, check=False)
+        # rpm -q exits with the count of names not installed; that is an answer, not a failure.
+        if done.returncode != 0 and RECORD not in done.stdout and "is not installed" not in done.stdout:
+            raise CommandError(done.argv, done.returncode, done.stdout, done.stderr)
+        return [Package(p.name, p.evr, p.arch, p.requires, p.provides, p.obsoletes, p.conflicts, "@System")
+                for p in parse_records(done.stdout)]
+
+    # -- install and lock ------------------------------------------------------------------
+    def install(self, pkgs: Sequence[Package]) -> None:
+        self.host.run(self.install_argv(pkgs), timeout=INSTALL_TIMEOUT,
+                      hint=f"the exact packages could not be installed; try `{self.manager} install` by hand "
+                           "with the versions above to see the package manager's reason")
+
+    @property
+    def lock_list(self) -> str:
+        """The lock list's host path: the plugin's ``locklist =`` setting (dnf), else the platform's."""
+        if self.manager == "dnf":
+            conf = self.host.read_text("/etc/dnf/plugins/versionlock.conf") or ""
+            for line in conf.splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "locklist" and value.strip().startswith("/"):
+                    return value.strip()
+            return "/etc/dnf/plugins/versionlock.list"
+        return self.platform.versionlock_list or "/etc/yum/pluginconf.d/versionlock.list"
+
+    def locks(self) -> list[str]:
+        """The lock list's entries (read from the file: no package-manager run)."""
+        text = self.host.read_text(self.lock_list) or ""
+        return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+    def plugin_installed(self) -> bool:
+        if self.manager == "dnf":
+            return self.host.exists("/etc/dnf/plugins/versionlock.conf")
+        return self.host.exists("/etc/yum/pluginconf.d/versionlock.conf")
+
+    def unlocked(self, pkgs: Sequence[Package]) -> list[Package]:
+        """Which of ``pkgs`` the lock list does not hold at exactly their version."""
+        have = set(self.locks())
+        return [p for p in pkgs if lock_entry(p, self.manager) not in have]
+
+    def stale_locks(self, pkgs: Sequence[Package]) -> list[str]:
+        """Lock entries that hold a name of ``pkgs`` at another version."""
+        names = {p.name for p in pkgs}
+        wanted = {lock_entry(p, self.manager) for p in pkgs}
+        return [e for e in self.locks() if lock_name(e) in names and e not in wanted]
+
+    def drop_locks(self, names: set[str]) -> None:
+        text = self.host.read_text(self.lock_list)
+        if text is None:
+            return
+        kept = [line for line in text.splitlines() if lock_name(line) not in names]
+        if len(kept) != len(text.splitlines()):
+            self.host.write_atomic(self.lock_list, "\n".join(kept).strip("\n") + "\n")
+
+    def lock(self, pkgs: Sequence[Package]) -> None:
+        """Lock ``pkgs`` at their versions, replacing older locks of the same names."""
+        names = {p.name for p in pkgs}
+        text = self.host.read_text(self.lock_list) or ""
+        stale = [line for line in text.splitlines() if lock_name(line) in names]
+        if self.host.live and self.plugin_installed() and not stale:
+            self.host.run(self.lock_argv(pkgs), timeout=120)
+            return
+        # Inside a root (or replacing stale entries): the list itself, atomically, in the plugin's format.
+        kept = [line for line in text.splitlines() if lock_name(line) not in names]
+        added = ["# Added by gpuprep", *(lock_entry(p, self.manager) for p in pkgs)]
+        self.host.write_atomic(self.lock_list, "\n".join([*kept, *added]).strip("\n") + "\n")
+
+
+class DnfBackend(Backend):
+    def base_args(self) -> list[str]:
+        # Debian's dnf-plugins-core enables `local`, which breaks every installroot install (TESTBED.md 4);
+        # gpuprep never wants it. Inside a root the machine's versionlock list does not apply.
+        args = ["dnf", "-q", "--disableplugin=local", *self.root_args()]
+        if not self.host.live:
+            args.insert(3, "--disableplugin=versionlock")
+        return args
+
+    def query_argv(self, names: Sequence[str]) -> list[str]:
+        return [*self.base_args(), "repoquery", "--showduplicates", "--qf", REPOQUERY_QF, *names]
+
+    def install_argv(self, pkgs: Sequence[Package]) -> list[str]:
+        return [*self.base_args(), "-y", "install", *(p.nevra for p in pkgs)]
+
+
+class YumBackend(Backend):
+    def query_argv(self, names: Sequence[str]) -> list[str]:
+        # yum-utils repoquery: --show-duplicates (yum 3 spelling), -q, and the same list tags as dnf.
+        return ["repoquery", "-q", *self.root_args(), "--show-duplicates", "--qf", REPOQUERY_QF, *names]
+
+    def install_argv(self, pkgs: Sequence[Package]) -> list[str]:
+        args = ["yum", "-y", "-q", *self.root_args()]
+        if not self.host.live:  # the machine's own lock list does not apply inside a root
+            args.append("--disableplugin=versionlock")
+        return [*args, "install", *(p.nevra for p in pkgs)]
+
+
+def backend_for(host: Host, platform: Platform) -> Backend:
+    """The platform's own manager; where this machine lacks it (acting on a --root from another
+    system), whichever of dnf or yum it has."""
+    preferred = platform.package_manager if platform.package_manager in ("dnf", "yum") else "dnf"
+    order = [preferred, "yum" if preferred == "dnf" else "dnf"]
+
+    def have(name: str) -> bool:
+        # With --root the package manager runs from this machine, not from inside the root.
+        if host.live:
+            return host.which(name) is not None
+        return shutil.which(name) is not None
+
+    for manager in order:
+        tools = ["dnf"] if manager == "dnf" else ["yum", "repoquery"]
+        if all(have(t) for t in tools):
+            cls = DnfBackend if manager == "dnf" else YumBackend
+            return cls(host, platform, manager)
+    raise PreconditionUnmet(
+        f"no package manager: {platform.package_manager or 'dnf'} not found",
+        "install dnf (or yum and yum-utils for repoquery)",
+    )
+
+
+# -- the package manager's lock ---------------------------------------------------------------
+def lock_holder(host: Host, pidfiles: Sequence[str]) -> tuple[int, str] | None:
+    """(pid, process name) of a live package manager holding a pid lock, or None when free.
+
+    At first boot cloud-init often runs yum (``Existing lock /var/run/yum.pid``, DOMAIN.md).
+    """
+    import psutil
+
+    for pidfile in pidfiles:
+        text = host.read_text(pidfile)
+        if not text or not text.strip().isdigit():
+            continue
+        pid = int(text.strip())
+        try:
+            proc = psutil.Process(pid)
+            name = " ".join(proc.cmdline()[:3]) or proc.name()
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        return pid, name
+    return None
+
+
+def wait_for_lock(host: Host, pidfiles: Sequence[str], timeout: float = 600, interval: float = 2) -> str | None:
+    """Wait (bounded) until no package manager holds its lock; returns what was waited for, if anything."""
+    from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
+
+    first = lock_holder(host, pidfiles)
+    if first is None:
+        return None
+    log.info("waiting up to %gs for the package manager lock held by pid %d (%s)", timeout, *first)
+
+    @retry(retry=retry_if_result(lambda held: held is not None), stop=stop_after_delay(timeout),
+           wait=wait_fixed(interval))
+    def until_free():
+        return lock_holder(host, pidfiles)
+
+    try:
+        until_free()
+    except RetryError:
+        holder = lock_holder(host, pidfiles) or first
+        raise StepFailed(
+            f"the package manager lock is still held after {timeout:g}s by pid {holder[0]} ({holder[1]})",
+            "wait for it to finish (at first boot cloud-init runs yum updates) and run gpuprep again",
+        ) from None
+    return f"waited for pid {first[0]} ({first[1]}) to release the package manager lock"

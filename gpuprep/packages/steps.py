@@ -1,0 +1,374 @@
+"""install's first three steps: preflight, repositories, packages.
+
+The query of the enabled repositories runs once per run and is shared through ``ctx.state``: the
+repositories step asks it "are the runtime packages reachable?", the packages step resolves on it.
+A converged host (the installed set already agrees and is locked) asks nothing of the repositories:
+``rpm -q`` of the installed set decides first.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
+from gpuprep.packages.evr import EVR, Dep
+from gpuprep.packages.repo import Backend, backend_for, lock_entry, wait_for_lock
+from gpuprep.packages.resolve import (
+    DOCKER_NAMES,
+    ECS_INIT,
+    LEGACY,
+    QUERY_NAMES,
+    RUNTIME_PATH,
+    TOOLKIT,
+    NoSolution,
+    Package,
+    Selection,
+    resolve,
+)
+from gpuprep.steps import Change, Context, Converged, Step
+
+log = logging.getLogger("gpuprep")
+
+REPOS_DIR = "/etc/yum.repos.d"
+
+# NVIDIA's current repository file, as published at
+# https://nvidia.github.io/libnvidia-container/stable/rpm/nvidia-container-toolkit.repo (DOMAIN.md).
+TOOLKIT_REPO_NAME = "nvidia-container-toolkit.repo"
+TOOLKIT_REPO = """\
+[nvidia-container-toolkit]
+name=nvidia-container-toolkit
+baseurl=https://nvidia.github.io/libnvidia-container/stable/rpm/$basearch
+repo_gpgcheck=1
+gpgcheck=0
+enabled=1
+gpgkey=https://nvidia.github.io/libnvidia-container/gpgkey
+sslverify=1
+sslcacert=/etc/pki/tls/certs/ca-bundle.crt
+
+[nvidia-container-toolkit-experimental]
+name=nvidia-container-toolkit-experimental
+baseurl=https://nvidia.github.io/libnvidia-container/experimental/rpm/$basearch
+repo_gpgcheck=1
+gpgcheck=0
+enabled=0
+gpgkey=https://nvidia.github.io/libnvidia-container/gpgkey
+sslverify=1
+sslcacert=/etc/pki/tls/certs/ca-bundle.crt
+"""
+
+# The legacy nvidia-docker repository file (https://nvidia.github.io/nvidia-docker/<dist>/nvidia-docker.repo):
+# three repositories per distribution, GPG-checked metadata. NVIDIA archived it with toolkit 1.15.
+LEGACY_REPO_NAME = "nvidia-docker.repo"
+_LEGACY_SECTION = """\
+[{name}]
+name={name}
+baseurl=https://nvidia.github.io/{path}/{dist}/$basearch
+repo_gpgcheck=1
+gpgcheck=0
+enabled=1
+gpgkey=https://nvidia.github.io/{path}/gpgkey
+sslverify=1
+sslcacert=/etc/pki/tls/certs/ca-bundle.crt
+"""
+
+
+def legacy_repo(dist: str) -> str:
+    sections = [("libnvidia-container", "libnvidia-container/stable"),
+                ("nvidia-container-runtime", "nvidia-container-runtime/stable"),
+                ("nvidia-docker", "nvidia-docker")]
+    return "\n".join(_LEGACY_SECTION.format(name=n, path=p, dist=dist) for n, p in sections).replace(
+        "https://nvidia.github.io/libnvidia-container/stable/gpgkey", "https://nvidia.github.io/libnvidia-container/gpgkey"
+    ).replace("https://nvidia.github.io/nvidia-container-runtime/stable/gpgkey",
+              "https://nvidia.github.io/nvidia-container-runtime/gpgkey")
+
+
+def legacy_dist(ctx: Context) -> str:
+    """NVIDIA's distribution path segment: amzn2, amzn2018.03, centos7, rhel8.x ..."""
+    p = ctx.platform
+    if p.id == "amzn":
+        return f"amzn{p.major}"
+    if p.major == "7":
+        return "centos7"
+    return f"{'rhel' if p.id == 'rhel' else 'centos'}{p.version_id if '.' in p.version_id else p.major}"
+
+
+# -- shared state ------------------------------------------------------------------------------
+def backend(ctx: Context) -> Backend:
+    if "backend" not in ctx.state:
+        ctx.state["backend"] = backend_for(ctx.host, ctx.platform)
+    return ctx.state["backend"]
+
+
+def installed_set(ctx: Context) -> list[Package]:
+    if "installed" not in ctx.state:
+        ctx.state["installed"] = backend(ctx).installed(QUERY_NAMES)
+    return ctx.state["installed"]
+
+
+def candidates(ctx: Context) -> list[Package]:
+    """Every offered version of every package gpuprep decides: one package-manager query per run."""
+    if "candidates" not in ctx.state:
+        ctx.state["candidates"] = backend(ctx).available(QUERY_NAMES)
+    return ctx.state["candidates"]
+
+
+def _wanted_stack(ctx: Context) -> str:
+    return getattr(ctx.options, "runtime", "auto") or "auto"
+
+
+def converged_selection(ctx: Context) -> Selection | None:
+    """The installed set, when it already is a complete agreeing selection (and locked, unless
+    --no-versionlock): then nothing needs the repositories."""
+    if "converged" in ctx.state:
+        return ctx.state["converged"]
+    installed = installed_set(ctx)
+    result: Selection | None = None
+    if installed:
+        stack = _wanted_stack(ctx)
+        sel = resolve(installed, installed, stack=stack, docker=getattr(ctx.options, "docker_version", None))
+        if isinstance(sel, Selection) and not sel.to_install:
+            sel.why = {n: "installed; agrees with the rest" for n in sel.packages}
+            sel.passed_over = []
+            locked = not getattr(ctx.options, "versionlock", True) or not backend(ctx).unlocked(
+                list(sel.packages.values()))
+            result = sel if locked else None
+    ctx.state["converged"] = result
+    return result
+
+
+def _offered(ctx: Context, pkgs: list[Package]) -> bool:
+    names = {p.name for p in pkgs}
+    stack = _wanted_stack(ctx)
+    if stack == "toolkit":
+        return TOOLKIT[0] in names
+    if stack == "legacy":
+        return LEGACY[0] in names
+    return TOOLKIT[0] in names or LEGACY[0] in names
+
+
+# -- preflight -----------------------------------------------------------------------------------
+def nvidia_pci_devices(ctx: Context) -> list[str]:
+    """PCI devices of vendor 0x10de (NVIDIA) under /sys/bus/pci/devices."""
+    base = ctx.host.path("/sys/bus/pci/devices")
+    found = []
+    try:
+        entries = sorted(base.iterdir())
+    except OSError:
+        return []
+    for dev in entries:
+        try:
+            if (dev / "vendor").read_text().strip().lower() == "0x10de":
+                found.append(dev.name)
+        except OSError:
+            continue
+    return found
+
+
+class PreflightStep(Step):
+    id = "preflight"
+    title = "root, a supported RPM platform, an NVIDIA GPU (warning only), the package manager lock free"
+
+    def plan(self, ctx: Context) -> Converged:
+        notes: list[str] = []
+        if not ctx.host.is_root:
+            if not ctx.dry_run:
+                raise PreconditionUnmet("install must run as root", "run it with sudo (or as root in user-data)")
+            notes.append("not root (dry run only)")
+        p = ctx.platform
+        if not p.rpm:
+            raise PreconditionUnmet(
+                f"{p.name or 'this system'} is not a platform gpuprep install supports",
+                "install supports Amazon Linux 1, 2 and 2023 and RHEL/CentOS/Rocky/AlmaLinux 7-9",
+            )
+        gpus = nvidia_pci_devices(ctx)
+        if gpus:
+            notes.append(f"{len(gpus)} NVIDIA GPU(s) on PCI")
+        else:
+            notes.append("warning: no NVIDIA GPU on PCI (fine when building an image on a non-GPU instance)")
+        b = backend(ctx)
+        waited = wait_for_lock(ctx.host, p.package_locks)
+        if waited:
+            notes.append(waited)
+        summary = f"{p.name}, {b.manager}; " + "; ".join(notes)
+        return Converged(summary, data={"gpus": gpus, "package_manager": b.manager, "root": ctx.host.is_root})
+
+
+# -- repositories --------------------------------------------------------------------------------
+class RepositoriesStep(Step):
+    id = "repositories"
+    title = "add NVIDIA's repository (or --repo-file) when the runtime packages are not reachable"
+
+    def plan(self, ctx: Context) -> Change | Converged:
+        repo_file = getattr(ctx.options, "repo_file", None)
+        if repo_file:
+            return self._plan_file(ctx, Path(repo_file))
+        if converged_selection(ctx) is not None:
+            return Converged("runtime packages installed and locked; repositories not consulted")
+        if _offered(ctx, candidates(ctx)):
+            repos = sorted({p.repo for p in candidates(ctx) if p.name in LEGACY + TOOLKIT and p.repo})
+            return Converged(f"runtime packages offered by {', '.join(repos) or 'the enabled repositories'}")
+        if _wanted_stack(ctx) == "legacy":
+            name, content = LEGACY_REPO_NAME, legacy_repo(legacy_dist(ctx))
+        else:
+            name, content = TOOLKIT_REPO_NAME, TOOLKIT_REPO
+        return self._plan_write(ctx, f"{REPOS_DIR}/{name}", content, "NVIDIA's repository")
+
+    def _plan_file(self, ctx: Context, src: Path) -> Change | Converged:
+        try:
+            content = src.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise BadInput(f"--repo-file {src}: {exc.strerror if isinstance(exc, OSError) else exc}",
+                           "give the path of a readable .repo file") from None
+        if "[" not in content or "baseurl" not in content and "mirrorlist" not in content \
+                and "metalink" not in content:
+            raise BadInput(f"--repo-file {src}: not a yum/dnf repository file (no [section] with a baseurl)",
+                           "give a .repo file like NVIDIA's nvidia-container-toolkit.repo")
+        for line in content.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "sslverify" and value.strip().lower() in ("0", "false", "no"):
+                raise BadInput(f"--repo-file {src}: sslverify=0 turns TLS checks off",
+                               "gpuprep never disables TLS; fix the CA (sslcacert=) instead")
+        name = src.name if src.name.endswith(".repo") else f"{src.name}.repo"
+        return self._plan_write(ctx, f"{REPOS_DIR}/{name}", content, f"--repo-file {src}")
+
+    def _plan_write(self, ctx: Context, path: str, content: str, what: str) -> Change | Converged:
+        import difflib
+
+        before = ctx.host.read_text(path)
+        if before == content:
+            return Converged(f"{path} in place ({what})")
+        diff = "".join(difflib.unified_diff((before or "").splitlines(True), content.splitlines(True),
+                                            f"a{path}" if before is not None else "/dev/null", f"b{path}"))
+        return Change(f"add {path} ({what})", diff=diff, data={"repo_file": path}, payload=(path, content))
+
+    def apply(self, ctx: Context, change: Change) -> str:
+        path, content = change.payload
+        if ctx.host.exists(path):
+            ctx.host.backup(path)
+        ctx.host.write_atomic(path, content, mode=0o644)
+        # The repositories changed: the next query must see them (once more, only in this case).
+        for key in ("candidates", "converged"):
+            ctx.state.pop(key, None)
+        ctx.state["repo_added"] = path
+        return change.summary
+
+
+# -- packages ------------------------------------------------------------------------------------
+class PackagesStep(Step):
+    id = "packages"
+    title = "resolve ecs-init, Docker and the NVIDIA runtime that agree; install them in one transaction; lock"
+
+    def plan(self, ctx: Context) -> Change | Converged:
+        b = backend(ctx)
+        sel = converged_selection(ctx)
+        if sel is not None:
+            self._publish(ctx, sel, changed=False)
+            return Converged(f"{self._brief(sel)} installed and locked", data=self._data(ctx, sel))
+        if ctx.dry_run and "repo_added" not in ctx.state and not _offered(ctx, candidates(ctx)) \
+                and not getattr(ctx.options, "repo_file", None):
+            return Change("resolve after NVIDIA's repository is added (dry run: its packages are not known yet)",
+                          commands=[b.install_argv([]) + ["<selection>"]])
+        res = resolve(candidates(ctx), installed_set(ctx), stack=_wanted_stack(ctx),
+                      docker=getattr(ctx.options, "docker_version", None))
+        if isinstance(res, NoSolution):
+            self._no_solution(ctx, res)
+        installs = res.to_install
+        lock = getattr(ctx.options, "versionlock", True)
+        to_lock = b.unlocked(list(res.packages.values())) if lock else []
+        self._publish(ctx, res, changed=bool(installs))
+        if not installs and not to_lock:
+            return Converged(f"{self._brief(res)} installed and locked", data=self._data(ctx, res))
+        commands = []
+        stale = b.stale_locks(installs)
+        if installs:
+            commands.append(b.install_argv(installs))
+        data = self._data(ctx, res)
+        if to_lock:
+            lock_cmd = self._lock_command(ctx, b, list(res.packages.values()))
+            if lock_cmd:
+                commands.append(lock_cmd)
+            else:
+                data["lines"] = [f"lock in {ctx.host.path(b.lock_list)}: {lock_entry(p, b.manager)}"
+                                 for p in res.packages.values()]
+        if stale:
+            data.setdefault("lines", []).insert(0, f"drop stale locks: {', '.join(stale)}")
+        what = [f"install {', '.join(p.nevr for p in installs)}"] if installs else []
+        if to_lock:
+            what.append(f"lock {len(res.packages)} packages")
+        return Change("; ".join(what), commands=commands, data=data,
+                      payload=(res, installs, bool(to_lock)))
+
+    def apply(self, ctx: Context, change: Change) -> str:
+        b = backend(ctx)
+        sel, installs, lock = change.payload
+        if installs:
+            wait_for_lock(ctx.host, ctx.platform.package_locks)
+            # A lock at another version would make the versionlock plugin hide the selected one.
+            b.drop_locks({p.name for p in installs})
+            b.install(installs)
+            ctx.state.pop("installed", None)
+            ctx.state.pop("converged", None)
+            after = {p.name: p for p in installed_set(ctx)}
+            wrong = [p.nevr for p in installs if p.name not in after or after[p.name].evr.compare(p.evr) != 0]
+            if wrong:
+                raise StepFailed(f"after the transaction these are not installed as selected: {', '.join(wrong)}",
+                                 f"look at `{b.manager} history info last`")
+        if lock:
+            b.lock(list(sel.packages.values()))
+        ctx.state["packages_changed"] = bool(installs)
+        return change.summary
+
+    # -- helpers --------------------------------------------------------------------------------
+    @staticmethod
+    def _brief(sel: Selection) -> str:
+        return ", ".join(p.nevr for p in sel.packages.values())
+
+    @staticmethod
+    def _lock_command(ctx: Context, b: Backend, pkgs: list[Package]) -> list[str] | None:
+        """The versionlock command on a live host; None inside a root, where gpuprep writes the root's
+        list itself (the plugin would edit this machine's)."""
+        if ctx.host.live and b.plugin_installed():
+            return b.lock_argv(pkgs)
+        return None
+
+    @staticmethod
+    def _publish(ctx: Context, sel: Selection, *, changed: bool) -> None:
+        ctx.extra["selection"] = sel.as_dict()
+        ctx.state["selection"] = sel
+        ctx.state["stack"] = sel.stack
+        ctx.state["runtime_path"] = RUNTIME_PATH
+        ctx.state["packages_changed"] = changed
+
+    @staticmethod
+    def _data(ctx: Context, sel: Selection) -> dict:
+        b = backend(ctx)
+        return {
+            "table": sel.table(),
+            "stack": sel.stack,
+            "selection": [
+                {"name": n, "nevra": p.nevra, "evr": str(p.evr), "why": sel.why.get(n, ""),
+                 "installed": n in sel.installed and sel.installed[n].evr.compare(p.evr) == 0}
+                for n, p in sel.packages.items()
+            ],
+            "passed_over": sel.passed_over,
+            "notes": sel.notes,
+            "package_manager": b.manager,
+            "queries": b.queries,
+        }
+
+    @staticmethod
+    def _no_solution(ctx: Context, res: NoSolution) -> None:
+        ctx.extra["no_solution"] = {"stack": res.stack, "message": res.message, "conflicts": res.conflicts,
+                                    "notes": res.notes}
+        for line in res.table():
+            log.error("%s", line)
+        detail = "; ".join(res.conflicts[:2])
+        raise StepFailed(
+            f"{res.message}" + (f": {detail}" if detail else ""),
+            "nothing was installed; pick versions that agree with --docker VERSION or --runtime, "
+            "or add a repository that offers them (--repo-file)",
+        )
+
+
+__all__ = ["PreflightStep", "RepositoriesStep", "PackagesStep", "DOCKER_NAMES", "ECS_INIT", "EVR", "Dep"]

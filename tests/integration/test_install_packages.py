@@ -1,0 +1,168 @@
+"""install's preflight, repositories and packages steps against real dnf and rpm, into a --root installroot.
+
+Real components: rpmbuild + createrepo_c build the fixture repository (tests/rpmfixtures.py), gpuprep
+runs the machine's dnf with --installroot and the root's own /etc/yum.repos.d, rpm -q reads the root's
+database. Simulated: the packages themselves (fixtures shaped like Amazon Linux 2023's docker and
+ecs-init and NVIDIA's toolkit packages, DOMAIN.md); the root is not a whole Amazon Linux system, only
+its os-release (no GPU here either: preflight reports the warning).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, REPO, require, require_root
+from rpmfixtures import PkgSpec, build_repo, repo_file, rpm_query_root
+
+GPUPREP = [str(REPO / ".venv" / "bin" / "gpuprep")] if (REPO / ".venv" / "bin" / "gpuprep").exists() else ["gpuprep"]
+STEPS = "preflight,repositories,packages"
+
+
+def toolkit(v: str) -> list[PkgSpec]:
+    # NVIDIA's toolkit RPMs: one version across the four, and the toolkit provides the legacy name.
+    return [
+        PkgSpec("nvidia-container-toolkit", v, "1", requires=[f"nvidia-container-toolkit-base = {v}-1",
+                                                            f"libnvidia-container-tools >= {v}"],
+                provides=["nvidia-container-runtime"], obsoletes=["nvidia-container-runtime < 3.14.0-1"],
+                files={"/usr/bin/nvidia-ctk-fixture": "#!/bin/sh\nexit 0\n"}),
+        PkgSpec("nvidia-container-toolkit-base", v, "1",
+                files={"/usr/bin/nvidia-container-runtime": "#!/bin/sh\nexit 0\n"}),
+        PkgSpec("libnvidia-container-tools", v, "1", requires=[f"libnvidia-container1 = {v}-1"]),
+        PkgSpec("libnvidia-container1", v, "1"),
+    ]
+
+
+AL2023_SPECS = [
+    PkgSpec("docker", "20.10.25", "1.amzn2023.0.1"),
+    PkgSpec("docker", "25.0.6", "1.amzn2023.0.2"),
+    PkgSpec("ecs-init", "1.97.1", "1.amzn2023", requires=["docker >= 20.10.0"]),
+    *toolkit("1.16.2"),
+    *toolkit("1.17.8"),
+]
+NAMES = ["ecs-init", "docker", "nvidia-container-toolkit", "nvidia-container-toolkit-base",
+         "libnvidia-container-tools", "libnvidia-container1"]
+
+
+@pytest.fixture
+def root(tmp_path: Path, request) -> Path:
+    require("rpmbuild", "createrepo_c", "dnf", "rpm")
+    require_root()
+    cache = Path(request.config.cache.mkdir("rpmfixtures"))
+    repo = build_repo(AL2023_SPECS, cache / "repo-al2023", cache=cache / "pkgs")
+    r = tmp_path / "root"
+    (r / "etc" / "yum.repos.d").mkdir(parents=True)
+    shutil.copy(FIXTURES / "distros" / "amzn-2023" / "etc" / "os-release", r / "etc" / "os-release")
+    (r / "etc" / "yum.repos.d" / "fixture.repo").write_text(repo_file({"fixture": repo}))
+    return r
+
+
+def gpuprep(root: Path, *args: str, json_out: bool = False) -> subprocess.CompletedProcess:
+    argv = [*GPUPREP, "--root", str(root), *(["--json"] if json_out else []), "install", "--only", STEPS, *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
+
+
+def installed_with_times(root: Path) -> str:
+    """Every installed package with its install transaction id: any transaction changes it."""
+    return subprocess.run(["rpm", "-qa", "--root", str(root), "--qf", "%{NEVRA} %{INSTALLTID}\n"],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def test_install_then_converged_run_changes_nothing(root: Path) -> None:
+    first = gpuprep(root, json_out=True)
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["selection"] == {
+        "ecs-init": "ecs-init-1.97.1-1.amzn2023", "docker": "docker-25.0.6-1.amzn2023.0.2",
+        "nvidia-container-toolkit": "nvidia-container-toolkit-1.17.8-1",
+        "nvidia-container-toolkit-base": "nvidia-container-toolkit-base-1.17.8-1",
+        "libnvidia-container-tools": "libnvidia-container-tools-1.17.8-1",
+        "libnvidia-container1": "libnvidia-container1-1.17.8-1",
+    }
+    steps = {s["id"]: s for s in report["steps"]}
+    assert steps["packages"]["status"] == "changed"
+    assert steps["packages"]["data"]["queries"] == 1  # one repoquery for every candidate
+    # Installed for real, in the root only, and locked in the root's own list.
+    installed = rpm_query_root(root, NAMES)
+    assert installed["docker"] == "docker-0:25.0.6-1.amzn2023.0.2"
+    assert all(installed.values()), installed
+    assert (root / "usr/bin/nvidia-container-runtime").is_file()
+    locks = (root / "etc/dnf/plugins/versionlock.list").read_text()
+    assert "docker-0:25.0.6-1.amzn2023.0.2.*" in locks and "ecs-init-0:1.97.1-1.amzn2023.*" in locks
+    rpmdb = installed_with_times(root)
+    log = root / "var/log/dnf.rpm.log"
+    log_before = log.read_text() if log.exists() else ""
+
+    time.sleep(0.05)
+    second = gpuprep(root, json_out=True)
+    assert second.returncode == 0, second.stderr
+    again = json.loads(second.stdout)
+    assert again["status"] == "ok"
+    assert {s["id"]: s["status"] for s in again["steps"] if s["id"] in STEPS.split(",")} == {
+        "preflight": "ok", "repositories": "ok", "packages": "ok"}
+    assert again["selection"] == report["selection"]
+    pk = next(s for s in again["steps"] if s["id"] == "packages")
+    assert pk["data"]["queries"] == 0  # converged: no repository metadata at all
+    # No transaction: the rpm database and dnf's rpm log are untouched.
+    assert installed_with_times(root) == rpmdb
+    assert (log.read_text() if log.exists() else "") == log_before
+
+
+def test_dry_run_prints_selection_and_commands_and_changes_nothing(root: Path) -> None:
+    before = sorted(str(p) for p in root.rglob("*"))
+    out = gpuprep(root, "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "docker-25.0.6-1.amzn2023.0.2" in out.stdout
+    assert "install ecs-init-1.97.1-1.amzn2023.noarch" in out.stdout  # the exact dnf install command
+    assert "versionlock.list: docker-0:25.0.6-1.amzn2023.0.2.*" in out.stdout
+    assert "newest Docker that ecs-init and nvidia-container-toolkit accept" in out.stdout
+    assert all(v is None for v in rpm_query_root(root, NAMES).values())
+    assert not (root / "etc/dnf/plugins/versionlock.list").exists()
+    # dnf and rpm create their (empty) database, cache and logs when asked anything; nothing else appears.
+    state = ("/var/cache", "/var/log", "/var/lib", "/root/.rpmdb", "/etc/dnf")
+    after = [p for p in (str(p) for p in root.rglob("*"))
+             if not any(p[len(str(root)):].startswith(s) for s in state)
+             and p not in (str(root / "var"), str(root / "root"))]
+    assert set(after) <= set(before), set(after) - set(before)
+
+
+def test_no_solution_exits_1_and_installs_nothing(root: Path) -> None:
+    out = gpuprep(root, "--docker", "19.03.13ce", json_out=True)
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert report["status"] == "failed"
+    assert "--docker 19.03.13ce" in report["error"]
+    assert all(v is None for v in rpm_query_root(root, NAMES).values())
+
+
+def test_repositories_step_adds_nvidia_repo_file_when_not_reachable(tmp_path: Path) -> None:
+    require("dnf", "rpm")
+    require_root()
+    r = tmp_path / "root"
+    (r / "etc" / "yum.repos.d").mkdir(parents=True)
+    shutil.copy(FIXTURES / "distros" / "amzn-2023" / "etc" / "os-release", r / "etc" / "os-release")
+    out = gpuprep(r, "--dry-run", json_out=True)
+    report = json.loads(out.stdout)
+    repos = next(s for s in report["steps"] if s["id"] == "repositories")
+    assert repos["status"] == "planned"
+    assert "+baseurl=https://nvidia.github.io/libnvidia-container/stable/rpm/$basearch" in repos["diff"]
+    assert "+repo_gpgcheck=1" in repos["diff"] and "+sslverify=1" in repos["diff"]
+    assert not (r / "etc/yum.repos.d/nvidia-container-toolkit.repo").exists()
+
+
+def test_repo_file_option_copies_the_given_file(root: Path, tmp_path: Path) -> None:
+    given = tmp_path / "airgap.repo"
+    given.write_text((root / "etc/yum.repos.d/fixture.repo").read_text().replace("[fixture]", "[airgap]"))
+    out = gpuprep(root, "--repo-file", str(given), "--only", "preflight,repositories")
+    assert out.returncode == 0, out.stderr
+    assert (root / "etc/yum.repos.d/airgap.repo").read_text() == given.read_text()
+    bad = tmp_path / "insecure.repo"
+    bad.write_text("[x]\nbaseurl=https://example.com/\nsslverify=0\n")
+    out = gpuprep(root, "--repo-file", str(bad))
+    assert out.returncode == 2 and "sslverify=0" in out.stderr
+    assert not (root / "etc/yum.repos.d/insecure.repo").exists()
