@@ -1,0 +1,147 @@
+"""Fake host trees for ``gpuprep --root``: the GPU host this machine is not.
+
+A tree holds what gpuprep reads of a GPU host's pseudo filesystems, as plain files: sysfs PCI
+functions (``vendor``, ``device``, ``class`` and a ``driver`` link), ``/dev/nvidia*`` nodes (regular
+files: gpuprep only lists them), ``/proc/driver/nvidia/version`` and ``/proc/modules``, the driver's
+``libnvidia-ml.so.<version>`` with its ``.so.1`` link, and ``/etc/os-release`` from
+``tests/fixtures/distros``. It simulates the GPU and driver, which these machines lack (TESTBED.md 9).
+
+Host descriptions live in ``tests/fixtures/hosts/*.json`` (data, not binaries); ``build_named`` turns
+one into a tree. ``python tests/hosttree.py NAME DIR`` builds one by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+HOSTS = FIXTURES / "hosts"
+DISTROS = FIXTURES / "distros"
+
+# PCI device ids as `lspci -nn` shows them on the EC2 instance types named.
+DEVICE_IDS = {
+    "H200": "0x2335",  # p5e (TESTBED.md 7: the accelerator machine)
+    "H100": "0x2330",  # p5: H100 SXM5 80GB
+    "A100": "0x20b0",  # p4d: A100 SXM4 40GB
+    "A10G": "0x2237",  # g5
+    "T4": "0x1eb8",  # g4dn
+    "V100": "0x1db1",  # p3: V100 SXM2 16GB
+}
+
+MODULE_TEXT = {
+    "open": "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  {v}  Release Build  "
+    "(dvs-builder@U16-I2-C04-37-1)  Tue Sep 16 21:03:56 UTC 2025\nGCC version:  gcc version 11.5.0 (GCC) \n",
+    "proprietary": "NVRM version: NVIDIA UNIX x86_64 Kernel Module  {v}  Sun May 12 19:39:15 UTC 2024\n"
+    "GCC version:  gcc version 7.3.1 20180712 (Red Hat 7.3.1-17) (GCC) \n",
+}
+
+
+@dataclass
+class PciSpec:
+    bus_id: str
+    vendor: str = "0x10de"
+    device: str = "0x2330"
+    klass: str = "0x030200"
+    driver: str | None = "nvidia"
+
+
+@dataclass
+class HostSpec:
+    distro: str = "amzn-2023"
+    gpus: list[PciSpec] = field(default_factory=list)
+    other_pci: list[PciSpec] = field(default_factory=list)  # NVSwitch, audio, ENA: must not count
+    nodes: int | None = None  # /dev/nvidiaN count; None: one per GPU
+    module: str | None = "580.95.05"  # kernel module version; None: not loaded
+    flavour: str = "open"
+    userland: str | None = "580.95.05"  # libnvidia-ml.so.1 -> libnvidia-ml.so.<userland>; None: absent
+    stale_userland: list[str] = field(default_factory=list)  # leftover libnvidia-ml.so.<v> files
+    lib_dir: str = "/usr/lib64"
+    sysfs: bool = True
+    proc: bool = True
+    dev: bool = True
+
+
+def gpus(model: str, bus_ids: list[str], driver: str | None = "nvidia") -> list[PciSpec]:
+    return [PciSpec(b, device=DEVICE_IDS[model], driver=driver) for b in bus_ids]
+
+
+def _write(root: Path, host_path: str, text: str) -> Path:
+    p = root / host_path.lstrip("/")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+def build(root: Path, spec: HostSpec) -> Path:
+    """Lay out ``spec`` under ``root`` (created) and return ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    if spec.distro:
+        _write(root, "/etc/os-release", (DISTROS / spec.distro / "etc" / "os-release").read_text())
+    if spec.sysfs:
+        devices = root / "sys/bus/pci/devices"
+        devices.mkdir(parents=True, exist_ok=True)
+        for f in [*spec.gpus, *spec.other_pci]:
+            d = devices / f.bus_id
+            d.mkdir()
+            for name, value in (("vendor", f.vendor), ("device", f.device), ("class", f.klass)):
+                (d / name).write_text(value + "\n")
+            if f.driver:
+                (root / "sys/bus/pci/drivers" / f.driver).mkdir(parents=True, exist_ok=True)
+                os.symlink(f"../../drivers/{f.driver}", d / "driver")
+        if spec.module:
+            (root / "sys/module/nvidia").mkdir(parents=True, exist_ok=True)
+    if spec.dev:
+        _write(root, "/dev/null", "")
+        n = len(spec.gpus) if spec.nodes is None else spec.nodes
+        for i in range(n):
+            _write(root, f"/dev/nvidia{i}", "")
+        if n and spec.module:
+            _write(root, "/dev/nvidiactl", "")
+            _write(root, "/dev/nvidia-uvm", "")
+    if spec.proc:
+        modules = "ext4 1044480 1 - Live 0x0000000000000000\n"
+        if spec.module:
+            modules = ("nvidia_uvm 1777664 0 - Live 0x0000000000000000\n"
+                       "nvidia 56496128 1 nvidia_uvm, Live 0x0000000000000000\n") + modules
+            _write(root, "/proc/driver/nvidia/version", MODULE_TEXT[spec.flavour].format(v=spec.module))
+        _write(root, "/proc/modules", modules)
+    lib = root / spec.lib_dir.lstrip("/")
+    for v in [*([spec.userland] if spec.userland else []), *spec.stale_userland]:
+        _write(root, f"{spec.lib_dir}/libnvidia-ml.so.{v}", "")
+    if spec.userland:
+        os.symlink(f"libnvidia-ml.so.{spec.userland}", lib / "libnvidia-ml.so.1")
+    return root
+
+
+def load_spec(name: str) -> HostSpec:
+    """``tests/fixtures/hosts/NAME.json`` -> HostSpec (``"gpus": {"model": "H100", "bus_ids": [...]}``)."""
+    raw = json.loads((HOSTS / f"{name}.json").read_text())
+    raw.pop("comment", None)
+    gpu_block = raw.pop("gpus", None)
+    spec = HostSpec(**{k: v for k, v in raw.items() if k != "other_pci"})
+    if gpu_block:
+        spec.gpus = gpus(gpu_block["model"], gpu_block["bus_ids"], gpu_block.get("driver", "nvidia"))
+    spec.other_pci = [PciSpec(**p) for p in raw.get("other_pci", [])]
+    return spec
+
+
+def build_named(name: str, root: Path) -> Path:
+    return build(root, load_spec(name))
+
+
+def host_names() -> list[str]:
+    return sorted(p.stem for p in HOSTS.glob("*.json"))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(f"usage: {sys.argv[0]} NAME DIR   (NAME one of: {', '.join(host_names())})")
+    target = Path(sys.argv[2])
+    if target.exists():
+        shutil.rmtree(target)
+    print(build_named(sys.argv[1], target))

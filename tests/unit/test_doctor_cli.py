@@ -1,0 +1,187 @@
+"""``gpuprep doctor`` end to end through the CLI, on fake host trees (``--root``).
+
+The GPU host is simulated by ``tests/hosttree.py`` trees (this machine has no GPU); everything else
+is real: the typer app (through its CliRunner, and once as the installed ``.venv/bin/gpuprep`` in a
+subprocess), the doctor runner, every group's checks, the JSON and Prometheus renderers. Other groups'
+checks run too, so exit codes are asserted as "worst status wins" over whatever the JSON holds, and
+exactly only where a gpu finding decides them (critical is the top).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import hosttree
+import pytest
+from typer.testing import CliRunner
+
+from gpuprep.cli import app
+from gpuprep.doctor import GROUPS
+from gpuprep.report import Status
+
+REPO = Path(__file__).resolve().parent.parent.parent
+GPUPREP = REPO / ".venv" / "bin" / "gpuprep"
+NO_DOCKER = {"DOCKER_HOST": None}  # --root without DOCKER_HOST: no Engine, docker checks skip
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env=NO_DOCKER)
+
+
+def tree(tmp_path: Path, name: str) -> Path:
+    return hosttree.build_named(name, tmp_path / name)
+
+
+def doctor_json(tmp_path: Path, name: str, *extra: str) -> tuple[dict, int]:
+    result = invoke("--root", str(tree(tmp_path, name)), "--json", "doctor", "--no-container", *extra)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return json.loads(result.stdout), result.exit_code
+
+
+def worst_exit(report: dict) -> int:
+    return Status.worst(Status(c["status"]) for c in report["checks"]).exit_code
+
+
+def gpu_checks(report: dict) -> dict[str, dict]:
+    return {c["id"]: c for c in report["checks"] if c["group"] == "gpu"}
+
+
+def test_json_report_shape_and_grouping(tmp_path):
+    report, code = doctor_json(tmp_path, "healthy-p5-h100x8")
+    assert report["command"] == "doctor"
+    assert report["platform"]["name"] == "Amazon Linux 2023"
+    assert code == worst_exit(report) and report["status"] == Status.worst(
+        Status(c["status"]) for c in report["checks"]).value
+    groups = [c["group"] for c in report["checks"]]
+    # Grouped: each group's checks together, groups in the documented order.
+    seen = list(dict.fromkeys(groups))
+    assert seen == [grp for grp in GROUPS if grp in seen]
+    assert groups == sorted(groups, key=seen.index)
+    for c in report["checks"]:
+        assert set(c) >= {"id", "group", "status", "summary", "hint", "duration_ms", "data"}
+        assert c["status"] in ("ok", "warning", "critical", "unknown", "skipped")
+        if c["status"] in ("warning", "critical", "unknown"):
+            assert c["hint"], c
+        if c["group"] == "container":
+            assert c["status"] == "skipped" and c["summary"] == "--no-container"
+    gpu = gpu_checks(report)
+    assert gpu["gpu-pci"]["status"] == "ok" and gpu["gpu-pci"]["data"]["count"] == 8
+    assert gpu["gpu-count"]["status"] == "ok"
+    assert gpu["gpu-nvml"]["status"] == "skipped"  # --root: NVML belongs to the running system
+    assert {c["id"]: c["status"] for c in report["checks"] if c["group"] == "platform"}["platform-os"] == "ok"
+
+
+def test_no_gpu_host_is_critical_exit_2(tmp_path):
+    report, code = doctor_json(tmp_path, "no-gpu")
+    assert gpu_checks(report)["gpu-pci"]["summary"] == "no NVIDIA GPU on this host"
+    assert report["status"] == "critical" and code == 2
+
+
+@pytest.mark.parametrize("name, check", [
+    ("api-mismatch-al2", "gpu-driver-version"),
+    ("missing-node-g5", "gpu-count"),
+    ("module-not-loaded-g4dn", "gpu-kernel-module"),
+])
+def test_broken_hosts_exit_critical(tmp_path, name, check):
+    report, code = doctor_json(tmp_path, name)
+    assert gpu_checks(report)[check]["status"] == "critical"
+    assert code == 2
+
+
+def test_unknown_distro_does_not_crash(tmp_path):
+    report, code = doctor_json(tmp_path, "unknown-distro")
+    platform_os = next(c for c in report["checks"] if c["id"] == "platform-os")
+    assert platform_os["status"] == "unknown" and "Debian" in platform_os["summary"]
+    assert gpu_checks(report)["gpu-pci"]["status"] == "ok"
+    assert code == worst_exit(report) and code in (1, 2, 3)
+    assert not any(c["summary"].startswith("check failed") for c in report["checks"])
+
+
+def test_boot_runs_only_boot_checks(tmp_path):
+    report, code = doctor_json(tmp_path, "no-gpu", "--boot")
+    from gpuprep.doctor import all_checks
+
+    boot_ids = {c.id for c in all_checks() if c.boot}
+    assert {c["id"] for c in report["checks"]} <= boot_ids
+    assert "gpu-pci" in {c["id"] for c in report["checks"]}
+    assert code == 2  # the boot gate fails on critical
+
+
+def test_list_checks():
+    result = invoke("doctor", "--list-checks")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert any(re.match(r"^gpu/gpu-pci\s+NVIDIA GPUs on the PCI bus.*\[boot\]$", line) for line in lines)
+    assert any(re.match(r"^gpu/gpu-persistence\s+persistence mode", line) and "[boot]" not in line for line in lines)
+    assert any(line.startswith("platform/platform-os ") for line in lines)
+
+
+def test_prom_textfile(tmp_path):
+    prom_dir = tmp_path / "textfile"
+    prom_dir.mkdir()
+    prom = prom_dir / "gpuprep.prom"
+    report, code = doctor_json(tmp_path, "missing-node-g5", "--prom", str(prom))
+    assert code == 2
+    assert [p.name for p in prom_dir.iterdir()] == ["gpuprep.prom"]  # atomic: no temp file left behind
+    text = prom.read_text()
+    assert text.endswith("\n")
+    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? -?[0-9.eE+-]+$')
+    help_seen = set()
+    for line in text.splitlines():
+        if line.startswith("# HELP ") or line.startswith("# TYPE "):
+            help_seen.add(line.split()[2])
+            continue
+        assert sample.match(line), f"not node_exporter text format (or has a timestamp): {line!r}"
+        assert line.split("{")[0].split(" ")[0] in help_seen  # declared before use
+    assert "gpuprep_doctor_status 2\n" in text
+    assert 'gpuprep_check_status{check="gpu-count",group="gpu"} 2\n' in text
+    assert 'gpuprep_check_status{check="gpu-pci",group="gpu"} 0\n' in text
+    assert 'check="gpu-nvml"' not in text.split("# HELP gpuprep_check_duration_seconds")[0]  # skipped: absent
+
+
+def test_prom_unwritable_is_one_line_unknown(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = invoke("--root", str(tree(tmp_path, "no-gpu")), "doctor", "--no-container",
+                    "--prom", str(blocker / "gpuprep.prom"))
+    assert result.exit_code == 3
+    assert "gpuprep: error: cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_traceback_only_with_verbose(tmp_path):
+    missing = str(tmp_path / "no-such-root")
+    quiet = invoke("--root", missing, "doctor", "--no-container")
+    assert quiet.exit_code == 3
+    assert "gpuprep: error: --root" in quiet.stderr and "not a directory" in quiet.stderr
+    assert "Traceback" not in quiet.stderr
+    loud = invoke("-v", "--root", missing, "doctor", "--no-container")
+    assert loud.exit_code == 3 and "Traceback (most recent call last)" in loud.stderr
+
+
+def test_installed_console_script_end_to_end(tmp_path):
+    """The installed entry point in a fresh process: stdout is exactly one JSON object."""
+    if not GPUPREP.exists():
+        pytest.skip(f"needs the venv's console script {GPUPREP} (make venv)")
+    root = tree(tmp_path, "module-not-loaded-g4dn")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([str(GPUPREP), "--root", str(root), "--json", "doctor", "--no-container"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    report = json.loads(proc.stdout)
+    assert proc.returncode == worst_exit(report) == 2
+    assert gpu_checks(report)["gpu-kernel-module"]["status"] == "critical"
+    assert "Traceback" not in proc.stderr
+
+
+def test_module_entry_point(tmp_path):
+    """``python -m gpuprep`` (how the accelerator machine runs it, tests/gpu_evidence.sh) works too."""
+    root = tree(tmp_path, "healthy-h200-ubuntu")
+    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor", "--no-container"],
+                          capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    report = json.loads(proc.stdout)
+    assert proc.returncode == worst_exit(report)
+    assert gpu_checks(report)["gpu-driver-version"]["summary"] == "kernel module and userland agree: 580.159.04"

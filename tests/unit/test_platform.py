@@ -1,0 +1,104 @@
+"""Platform detection and the platform checks, on every os-release under tests/fixtures/distros.
+
+Real ``distro`` reading real os-release files from a root dir (the same seam as ``--root``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gpuprep.checks import platform as checks
+from gpuprep.doctor import Probes, _run_check
+from gpuprep.host import Host
+from gpuprep.options import DoctorOptions
+from gpuprep.platform import detect
+from gpuprep.report import Status
+
+DISTROS = Path(__file__).resolve().parent.parent / "fixtures" / "distros"
+
+# name -> (family, major, package_manager, init, rpm, supported)
+EXPECTED = {
+    "amzn-2018.03": ("amzn", "2018.03", "yum", "upstart", True, True),
+    "amzn-2": ("amzn", "2", "yum", "systemd", True, True),
+    "amzn-2023": ("amzn", "2023", "dnf", "systemd", True, True),
+    "centos-7": ("rhel", "7", "yum", "systemd", True, True),
+    "rhel-8": ("rhel", "8", "dnf", "systemd", True, True),
+    "almalinux-8": ("rhel", "8", "dnf", "systemd", True, True),
+    "rocky-9": ("rhel", "9", "dnf", "systemd", True, True),
+    "ubuntu-20.04": ("ubuntu", "20.04", "apt", "systemd", False, True),
+    "ubuntu-22.04": ("ubuntu", "22.04", "apt", "systemd", False, True),
+    "ubuntu-24.04": ("ubuntu", "24.04", "apt", "systemd", False, True),
+    "debian-12": ("unknown", "", "", "systemd", False, False),
+    "fedora-40": ("unknown", "", "", "systemd", False, False),
+}
+
+
+def test_every_fixture_distro_has_an_expectation():
+    assert sorted(p.name for p in DISTROS.iterdir()) == sorted(EXPECTED)
+
+
+def probes_for(root: Path, euid: int = 0) -> Probes:
+    host = Host(root, euid=euid)
+    return Probes(host, detect(host), DoctorOptions())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_detect(name):
+    family, major, manager, init, rpm, supported = EXPECTED[name]
+    p = detect(Host(DISTROS / name))
+    assert (p.family, p.major, p.package_manager, p.init, p.rpm, p.supported) == (
+        family, major, manager, init, rpm, supported)
+    if not supported:
+        assert p.reason and "not a platform gpuprep supports" in p.reason
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_platform_os_check(name):
+    family, _major, _manager, _init, rpm, supported = EXPECTED[name]
+    result = _run_check(checks.CHECKS[0], probes_for(DISTROS / name))
+    assert result.id == "platform-os"
+    if not supported:
+        assert result.status is Status.UNKNOWN
+        assert result.summary.startswith("unknown platform: ") and "not a platform gpuprep supports" in result.summary
+        assert "Amazon Linux" in result.hint and "cat /etc/os-release" in result.hint
+    elif not rpm:
+        assert result.status is Status.OK
+        assert "doctor supported; install and seal need an RPM platform" in result.summary
+    else:
+        assert result.status is Status.OK and "install, seal and doctor supported" in result.summary
+    assert result.data["family"] == family
+
+
+def test_amazon_linux_2023_is_not_2():
+    """DOMAIN.md: "Amazon Linux release 2023" starts with "Amazon Linux release 2"."""
+    p = detect(Host(DISTROS / "amzn-2023"))
+    assert p.name == "Amazon Linux 2023" and p.package_manager == "dnf"
+
+
+def test_no_os_release_is_unknown_not_a_crash(tmp_path):
+    result = _run_check(checks.CHECKS[0], probes_for(tmp_path))
+    assert result.status is Status.UNKNOWN and result.hint
+
+
+def test_garbled_os_release_is_unknown(tmp_path):
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc/os-release").write_bytes(b"\xff\xfe not=an os-release\n\x00")
+    result = _run_check(checks.CHECKS[0], probes_for(tmp_path))
+    assert result.status is Status.UNKNOWN
+
+
+def test_running_as_root():
+    result = _run_check(checks.CHECKS[1], probes_for(DISTROS / "amzn-2023", euid=0))
+    assert result.id == "platform-root" and result.status is Status.OK
+
+
+def test_not_root_says_which_checks_are_limited():
+    result = _run_check(checks.CHECKS[1], probes_for(DISTROS / "amzn-2023", euid=1000))
+    assert result.status is Status.WARNING
+    assert "euid 1000" in result.summary
+    for words in ("kernel log", "Docker socket", "/var/lib/ecs"):
+        assert words in result.summary
+    assert result.hint == "run `sudo gpuprep doctor`"
+    assert "gpu-xid" in result.data["limited"]
