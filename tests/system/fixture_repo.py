@@ -1,0 +1,255 @@
+"""The simulated instance's package repositories: real RPMs (rpmbuild + createrepo_c) shaped like the real ones.
+
+SIMULATED because Amazon Linux's and NVIDIA's repositories cannot be reached here (TESTBED.md 9).
+Each package's real-world shape is cited beside it (DOMAIN.md "Packages and their pins"). Version
+numbers follow the real ones where a real one fits; where a scenario needs a conflict, the shape
+is real and the number is made up, and the comment says so.
+
+Two repositories, as on an AL2023 GPU instance:
+- ``amazonlinux`` (configured in the tree like AL2023's own repo): system-release, docker, ecs-init.
+- ``nvidia-container-toolkit`` (NVIDIA's; handed to ``gpuprep install --repo-file``, as an air-gapped
+  build would): the toolkit family and the legacy nvidia-docker2 + nvidia-container-runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from rpmfixtures import PkgSpec, build_repo
+from testbed import DEFAULT_GPUS, DRIVER_VERSION, write_fake_nvidia_smi, write_runtime_shim
+
+# Where the repositories live inside the simulated instance.
+REPOS_DIR = "/srv/repos"
+AMZN_REPO = f"{REPOS_DIR}/amazonlinux"
+NVIDIA_REPO = f"{REPOS_DIR}/nvidia-container-toolkit"
+NVIDIA_REPO_FILE = f"{REPOS_DIR}/nvidia-container-toolkit.repo"
+# The Engine inside the tree is Debian's docker.io 20.10.24: every docker RPM offered records that
+# version, so what rpm says and what `docker version` says agree whichever release is chosen.
+ENGINE_VERSION = "20.10.24"
+# The simulated EC2 instance identity: the test writes a new one to "launch a new instance".
+INSTANCE_ID_FILE = "/etc/gpuprep-sim/instance-id"
+RUNTIME_PATH = "/usr/bin/nvidia-container-runtime"
+HOST_SMI = "/usr/bin/nvidia-smi"
+RUNC = "/usr/sbin/runc"  # Debian's runc, which docker.io uses
+
+# The stand-in for ecs-init's /usr/libexec/amazon-ecs-init (the real one is Go; it runs the agent
+# as a container). SIMULATED: no ECS control plane here.
+ECS_INIT = r'''#!/usr/bin/python3
+# SIMULATED amazon-ecs-init (tests only). What it imitates:
+# - pre-start: with ECS_ENABLE_GPU_SUPPORT=true (from /etc/ecs/ecs.config, which wins over
+#   /var/lib/ecs/ecs.config) and /dev/nvidia* present, write /var/lib/ecs/gpu/nvidia-gpu-info.json
+#   = {"DriverVersion", "GPUIDs"} (dir and file 0700); without /dev/nvidia* it silently skips,
+#   as the real one does (a host whose driver failed registers with zero GPUs).
+# - start: the agent's checkpoint is /var/lib/ecs/data/agent.db (BoltDB since agent 1.44.0). A
+#   checkpoint baked into an image by another instance makes the agent fail to register
+#   (aws/amazon-ecs-agent 858, 2738): this stand-in refuses to start on one and exits 5, which
+#   ecs.service's RestartPreventExitStatus=5 does not restart. Otherwise it writes its checkpoint
+#   (JSON here, not BoltDB) and stays up, like the agent.
+import glob, json, os, signal, subprocess, sys, time
+
+INSTANCE_ID_FILE = "@INSTANCE_ID_FILE@"
+DATA = "/var/lib/ecs/data"
+DB = DATA + "/agent.db"
+GPU_INFO = "/var/lib/ecs/gpu/nvidia-gpu-info.json"
+
+def config():
+    values = {}
+    for path in ("/var/lib/ecs/ecs.config", "/etc/ecs/ecs.config"):
+        try:
+            for line in open(path):
+                line = line.strip()
+                if "=" in line and not line.startswith("#"):
+                    k, v = line.split("=", 1)
+                    values[k.strip()] = v.strip().strip('"')
+        except FileNotFoundError:
+            pass
+    return values
+
+def pre_start():
+    if config().get("ECS_ENABLE_GPU_SUPPORT", "").lower() != "true":
+        return 0
+    if not glob.glob("/dev/nvidia[0-9]*"):
+        print("ecs-init: no /dev/nvidia* devices: GPU info not written", flush=True)
+        return 0
+    out = subprocess.run(["nvidia-smi", "--query-gpu=uuid,driver_version", "--format=csv,noheader"],
+                         capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        print(f"ecs-init: nvidia-smi exited {out.returncode}: {out.stdout.strip()}", flush=True)
+        return 1
+    rows = [[c.strip() for c in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+    os.makedirs(os.path.dirname(GPU_INFO), mode=0o700, exist_ok=True)
+    fd = os.open(GPU_INFO, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o700)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"DriverVersion": rows[0][1] if rows else "", "GPUIDs": [r[0] for r in rows]}, f)
+    print(f"ecs-init: wrote {GPU_INFO} with {len(rows)} GPUs", flush=True)
+    return 0
+
+def start():
+    instance = open(INSTANCE_ID_FILE).read().strip()
+    if os.path.exists(DB):
+        old = json.load(open(DB)).get("instance_id")
+        if old != instance:
+            print(f"ecs-agent: found a checkpoint of instance {old} in {DB} (this is {instance}): "
+                  "refusing to start; remove /var/lib/ecs/data/* before imaging", flush=True)
+            return 5
+        print(f"ecs-agent: resuming from checkpoint of {instance}", flush=True)
+    else:
+        print(f"ecs-agent: no checkpoint: registering {instance} as a new container instance", flush=True)
+    os.makedirs(DATA, exist_ok=True)
+    cfg = config()
+    with open(DB + ".tmp", "w") as f:
+        json.dump({"instance_id": instance, "cluster": cfg.get("ECS_CLUSTER", "default"),
+                   "gpu_support": cfg.get("ECS_ENABLE_GPU_SUPPORT", "false"), "started": time.time()}, f)
+    os.replace(DB + ".tmp", DB)
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
+    while True:
+        signal.pause()
+
+if __name__ == "__main__":
+    verb = sys.argv[1] if len(sys.argv) > 1 else ""
+    sys.exit({"pre-start": pre_start, "start": start}.get(verb, lambda: 0)())
+'''.replace("@INSTANCE_ID_FILE@", INSTANCE_ID_FILE)
+
+# ecs-init's unit on AL2/AL2023 (amazon-ecs-init packaging/amazon-linux-ami-integrated/ecs.service),
+# with After=cloud-final.service dropped: no cloud-init here.
+ECS_SERVICE = """[Unit]
+Description=Amazon Elastic Container Service - container agent
+Documentation=https://aws.amazon.com/documentation/ecs/
+Requires=docker.service
+After=docker.service
+
+[Service]
+Type=simple
+Restart=on-failure
+RestartPreventExitStatus=5
+RestartSec=10s
+EnvironmentFile=-/var/lib/ecs/ecs.config
+EnvironmentFile=-/etc/ecs/ecs.config
+ExecStartPre=/usr/libexec/amazon-ecs-init pre-start
+ExecStart=/usr/libexec/amazon-ecs-init start
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# nvidia-docker2 <= 2.0.x shipped this with the absolute path; 2.1.0+ the bare name.
+NVIDIA_DOCKER2_DAEMON_JSON_OLD = {"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime",
+                                                          "runtimeArgs": []}}}
+NVIDIA_DOCKER2_DAEMON_JSON = {"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "runtimeArgs": []}}}
+
+
+def _shim_bytes() -> bytes:
+    """The simulated nvidia-container-runtime (TESTBED.md 2), as installed inside the instance."""
+    with tempfile.TemporaryDirectory() as d:
+        path = write_runtime_shim(Path(d) / "shim", Path(HOST_SMI), runc=RUNC)
+        return path.read_bytes()
+
+
+def fake_smi_bytes(gpus=DEFAULT_GPUS, exit_code: int = 0) -> bytes:
+    """SIMULATED host nvidia-smi (the driver's; on a GPU AMI it comes with the driver, not an RPM)."""
+    with tempfile.TemporaryDirectory() as d:
+        return write_fake_nvidia_smi(Path(d) / "nvidia-smi", gpus, DRIVER_VERSION, exit_code).read_bytes()
+
+
+def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
+    """nvidia-container-toolkit and the packages it is built with; all must be the same version.
+
+    The toolkit RPM Provides nvidia-container-runtime and Obsoletes the old runtime packages
+    (NVIDIA/nvidia-container-toolkit packaging/rpm/SPECS/nvidia-container-toolkit.spec).
+    """
+    exact = f"{version}-{release}"
+    shim = _shim_bytes()
+    return [
+        PkgSpec("libnvidia-container1", version, release, arch="x86_64",
+                files={f"/usr/share/doc/libnvidia-container1-{version}/README": "fixture\n"}),
+        PkgSpec("libnvidia-container-tools", version, release, arch="x86_64",
+                requires=[f"libnvidia-container1 = {exact}"],
+                files={"/usr/bin/nvidia-container-cli": "#!/bin/sh\n# SIMULATED nvidia-container-cli\n"
+                       f"echo 'cli-version: {version}'\n"}),
+        PkgSpec("nvidia-container-toolkit-base", version, release, arch="x86_64",
+                provides=[f"nvidia-container-runtime = {exact}"],
+                obsoletes=["nvidia-container-runtime <= 3.5.0-1", "nvidia-container-runtime-hook"],
+                files={RUNTIME_PATH: shim,
+                       "/usr/bin/nvidia-ctk": f"#!/bin/sh\n# SIMULATED nvidia-ctk\necho 'NVIDIA Container Toolkit "
+                       f"CLI version {version}'\n"}),
+        PkgSpec("nvidia-container-toolkit", version, release, arch="x86_64",
+                requires=[f"nvidia-container-toolkit-base = {exact}", f"libnvidia-container-tools = {exact}",
+                          "libnvidia-container-tools < 2.0.0"],
+                provides=["nvidia-container-runtime-hook"],
+                files={"/usr/bin/nvidia-container-runtime-hook": "#!/bin/sh\n# SIMULATED hook\nexit 0\n"}),
+    ]
+
+
+def nvidia_packages() -> list[PkgSpec]:
+    shim = _shim_bytes()
+    return [
+        *_toolkit_family("1.16.2"),
+        *_toolkit_family("1.17.8"),
+        # Legacy nvidia-container-runtime 3.x: the runtime binary, requiring the 1.x toolkit tools
+        # (NVIDIA/nvidia-container-runtime, packaging: `Requires: libnvidia-container-tools < 2.0.0`).
+        PkgSpec("nvidia-container-runtime", "3.4.0", "1", requires=[
+            "libnvidia-container-tools >= 1.4.0", "libnvidia-container-tools < 2.0.0"],
+            files={RUNTIME_PATH: shim}),
+        # nvidia-docker2 up to 2.4.0 shipped /etc/docker/daemon.json as a plain file: installing it
+        # replaces the user's daemon.json. Builds pinned Docker exactly, release included (the real
+        # 2.0.3 builds pinned `docker = 18.06.1ce-7.25.amzn1`); this one pins the first AL2023
+        # release of Docker 20.10.24 offered below (number made up, shape real).
+        PkgSpec("nvidia-docker2", "2.4.0", "1", requires=[
+            f"docker = {ENGINE_VERSION}-1.amzn2023.0.1", "nvidia-container-runtime >= 3.4.0"],
+            files={"/etc/docker/daemon.json": json.dumps(NVIDIA_DOCKER2_DAEMON_JSON_OLD, indent=4) + "\n",
+                   "/usr/bin/nvidia-docker": "#!/bin/sh\nexec docker \"$@\"\n"}),
+        # 2.5.0+ mark daemon.json %config (not noreplace): an existing unowned file is kept as
+        # .rpmorig. This build pins a Docker release Amazon has since replaced (.0.2 is not
+        # offered): Amazon's Docker updates broke exact pins until NVIDIA rebuilt
+        # (NVIDIA/nvidia-docker issues 945, 991). So it is offered and cannot be installed.
+        PkgSpec("nvidia-docker2", "2.5.0", "1", requires=[
+            f"docker = {ENGINE_VERSION}-1.amzn2023.0.2", "nvidia-container-runtime >= 3.5.0"],
+            files={"/etc/docker/daemon.json": json.dumps(NVIDIA_DOCKER2_DAEMON_JSON, indent=4) + "\n",
+                   "/usr/bin/nvidia-docker": "#!/bin/sh\nexec docker \"$@\"\n"},
+            config=["/etc/docker/daemon.json"]),
+    ]
+
+
+def amazonlinux_packages() -> list[PkgSpec]:
+    ecs_files = {"/usr/libexec/amazon-ecs-init": ECS_INIT, "/usr/lib/systemd/system/ecs.service": ECS_SERVICE}
+    docker = [
+        # Amazon's docker package; two releases of one Engine version, as Amazon ships fixes
+        # (18.06.1ce-7.25 -> -8.28 in DOMAIN.md). The Engine itself is Debian's 20.10.24 in the tree:
+        # this package records its version (and owns a marker, not the binaries).
+        PkgSpec("docker", ENGINE_VERSION, rel, arch="x86_64", provides=["docker-engine"],
+                files={"/usr/share/doc/docker-rpm/RELEASE": f"{ENGINE_VERSION}-{rel}\n"})
+        for rel in ("1.amzn2023.0.1", "1.amzn2023.0.3")
+    ]
+    return [
+        # AL2023's system-release: dnf reads $releasever from `system-release(releasever)`. It also
+        # provides what the Debian tree's real files are (/bin/sh for scriptlets, python3), so
+        # the rpm database agrees with the disk.
+        PkgSpec("system-release", "2023.4.20240611", "0.amzn2023",
+                provides=["system-release(releasever) = 2023", "/bin/sh", "/bin/bash", "/usr/bin/python3",
+                          "python3", "systemd"],
+                files={"/usr/share/doc/system-release/FIXTURE": "gpuprep simulated instance\n"}),
+        *docker,
+        # ecs-init's Docker floor rose over the years: `docker >= 17.06.2ce` for years, then
+        # `docker >= 20.10.0` since 1.97.1 (aws/amazon-ecs-init spec). The newest here requires the
+        # newer Docker release (number made up, shape real), so a legacy pin on the older
+        # release forces an older ecs-init (scenario 2).
+        PkgSpec("ecs-init", "1.97.1", "1.amzn2023", arch="x86_64", requires=["docker >= 20.10.0"],
+                files=ecs_files, dirs=["/var/lib/ecs", "/var/lib/ecs/data", "/etc/ecs"]),
+        PkgSpec("ecs-init", "1.99.0", "1.amzn2023", arch="x86_64",
+                requires=[f"docker >= {ENGINE_VERSION}-1.amzn2023.0.3"],
+                files=ecs_files, dirs=["/var/lib/ecs", "/var/lib/ecs/data", "/etc/ecs"]),
+    ]
+
+
+def build(dest: Path, cache: Path | None = None) -> dict[str, Path]:
+    """Build both repositories under ``dest``; returns {repo id: directory}."""
+    return {
+        "amazonlinux": build_repo(amazonlinux_packages(), dest / "amazonlinux", cache=cache),
+        "nvidia-container-toolkit": build_repo(nvidia_packages(), dest / "nvidia-container-toolkit", cache=cache),
+    }
+
+
+def repo_text(repo_id: str, inside_dir: str) -> str:
+    return f"[{repo_id}]\nname={repo_id}\nbaseurl=file://{inside_dir}\nenabled=1\ngpgcheck=0\n"

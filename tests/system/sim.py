@@ -1,0 +1,237 @@
+"""The simulated GPU instance: the booted tree (nspawn.Machine) plus what a GPU AMI would have.
+
+Before the first boot it gets the fixture repositories (fixture_repo), the driver's side that we
+lack (a SIMULATED host nvidia-smi and /dev/nvidia* nodes, made at every boot by systemd-tmpfiles as
+the driver's udev rules would), and an EC2 instance identity (SIMULATED: no instance metadata here).
+gpuprep is installed the way user-data does it, `pip install`, from a wheel of this checkout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import fixture_repo as fr
+import image
+from nspawn import Machine, wait
+from testbed import DEFAULT_GPUS, DRIVER_VERSION, tiny_image
+
+REPO = image.REPO
+IMAGE = "gpuprep-sim/tiny:latest"  # no registry here: a busybox image imported into the instance's Engine
+SOURCE_INSIDE = "/var/cache/gpuprep-src"
+
+
+def copy_checkout(dest: Path) -> None:
+    """What `pip install gpuprep` would fetch: this checkout's package, setup.py and README."""
+    shutil.copytree(REPO / "gpuprep", dest / "gpuprep", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+                    dirs_exist_ok=True)
+    for name in ("setup.py", "README.md"):
+        shutil.copy2(REPO / name, dest / name)
+
+
+# SIMULATED NVIDIA driver, "loaded" early at every boot (no GPU here). What the real one gives and
+# gpuprep reads: PCI functions of vendor 0x10de, class 0x0302xx (3D controller), bound to the
+# `nvidia` driver under /sys/bus/pci/devices; /proc/driver/nvidia/version naming the kernel module;
+# /dev/nvidia[0-9]* (major 195) and /dev/nvidiactl. sysfs and /proc are the host's inside the
+# container, so the script lays tmpfs over those two folders, in the container's mounts only.
+SIM_DRIVER = r"""#!/usr/bin/python3
+import json, os, subprocess
+cfg = json.load(open("/etc/gpuprep-sim/gpus.json"))
+def tmpfs(path):
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "gpuprep-sim", path], check=True)
+tmpfs("/sys/bus/pci/devices")
+for g in cfg["gpus"]:
+    d = "/sys/bus/pci/devices/" + g["pci"][-12:].lower()
+    os.makedirs(d)
+    for name, value in (("vendor", "0x10de"), ("device", cfg["device_id"]), ("class", "0x030200")):
+        open(os.path.join(d, name), "w").write(value + "\n")
+    os.symlink("../../../bus/pci/drivers/nvidia", os.path.join(d, "driver"))
+tmpfs("/proc/driver")
+os.makedirs("/proc/driver/nvidia")
+open("/proc/driver/nvidia/version", "w").write(
+    "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  %s  Release Build  (dvs-builder@U22-I3-AE18-09-3)"
+    "  Wed Jul  9 16:53:37 UTC 2025\nGCC version:  gcc version 11.4.0\n" % cfg["driver_version"])
+for g in cfg["gpus"]:
+    path = "/dev/nvidia%d" % g["index"]
+    if not os.path.exists(path):
+        subprocess.run(["mknod", "-m", "0666", path, "c", "195", str(g["index"])], check=True)
+if not os.path.exists("/dev/nvidiactl"):
+    subprocess.run(["mknod", "-m", "0666", "/dev/nvidiactl", "c", "195", "255"], check=True)
+# Not the driver's, but what a VM has and a container hides: the kernel log, where XIDs land.
+if not os.path.exists("/dev/kmsg"):
+    subprocess.run(["mknod", "-m", "0600", "/dev/kmsg", "c", "1", "11"], check=True)
+"""
+SIM_DRIVER_UNIT = """[Unit]
+Description=SIMULATED NVIDIA driver (gpuprep tests: no GPU here)
+DefaultDependencies=no
+After=systemd-tmpfiles-setup-dev.service
+Before=sysinit.target docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/local/libexec/gpuprep-sim-driver
+
+[Install]
+WantedBy=sysinit.target
+"""
+H100_DEVICE_ID = "0x2330"  # H100 SXM5 80GB
+
+
+class Instance(Machine):
+    """An AL2023 GPU instance, simulated: boot it, run user-data, seal it, launch a new one from it."""
+
+    def __init__(self, base: Path, repos: dict[str, Path], *, gpus: Sequence[dict] = DEFAULT_GPUS,
+                 os_release: str = image.AL2023_OS_RELEASE, name: str = "gpuprep-sim") -> None:
+        super().__init__(base, name=name)
+        self.repos = repos
+        self.gpus = list(gpus)
+        self.os_release = os_release
+        self.instance_id = ""
+
+    def prepare(self) -> None:
+        """Lay out what the AMI and EC2 provide, before the first boot."""
+        self.mount()
+        for repo_id, src in self.repos.items():
+            shutil.copytree(src, self.path(f"{fr.REPOS_DIR}/{repo_id}"), dirs_exist_ok=True)
+        self.write("/etc/yum.repos.d/amazonlinux.repo", fr.repo_text("amazonlinux", fr.AMZN_REPO))
+        self.write(fr.NVIDIA_REPO_FILE, fr.repo_text("nvidia-container-toolkit", fr.NVIDIA_REPO))
+        if self.os_release != image.AL2023_OS_RELEASE:
+            self.write("/etc/os-release", self.os_release)
+            self.write("/usr/lib/os-release", self.os_release)
+        # The driver's userland as gpuprep finds it by name: libnvidia-ml.so.1 -> .so.<version> in
+        # /usr/lib64 (AL's dir). A placeholder, not loadable (and not on Debian's loader path), so
+        # NVML calls fall back to nvidia-smi, which is the SIMULATED one below.
+        lib = self.path(f"/usr/lib64/libnvidia-ml.so.{DRIVER_VERSION}")
+        lib.parent.mkdir(parents=True, exist_ok=True)
+        lib.write_text("SIMULATED libnvidia-ml placeholder: no NVIDIA driver here\n")
+        (lib.parent / "libnvidia-ml.so.1").symlink_to(lib.name)
+        self.path(fr.HOST_SMI).write_bytes(fr.fake_smi_bytes(self.gpus))
+        self.path(fr.HOST_SMI).chmod(0o755)
+        self.write("/etc/gpuprep-sim/gpus.json", json.dumps(
+            {"gpus": self.gpus, "driver_version": DRIVER_VERSION, "device_id": H100_DEVICE_ID}, indent=2))
+        self.write("/usr/local/libexec/gpuprep-sim-driver", SIM_DRIVER, mode=0o755)
+        self.write("/etc/systemd/system/gpuprep-sim-driver.service", SIM_DRIVER_UNIT)
+        wants = self.path("/etc/systemd/system/sysinit.target.wants/gpuprep-sim-driver.service")
+        wants.parent.mkdir(parents=True, exist_ok=True)
+        wants.symlink_to("/etc/systemd/system/gpuprep-sim-driver.service")
+        self.new_instance()
+
+    def new_instance(self) -> str:
+        """Give the next boot a new EC2 instance id: a launch from the sealed image."""
+        self.instance_id = f"i-{uuid.uuid4().hex[:17]}"
+        self.write(fr.INSTANCE_ID_FILE, self.instance_id + "\n")
+        return self.instance_id
+
+    def first_boot(self) -> None:
+        """Boot, register the base RPMs like an AL2023 AMI has them, put gpuprep's source in reach."""
+        copy_checkout(self.path(SOURCE_INSIDE))
+        self.boot()
+        rel = sorted(self.path(fr.AMZN_REPO).glob("system-release-*.rpm"))[0].name
+        self.run(["rpm", "-i", f"{fr.AMZN_REPO}/{rel}"], timeout=60)
+        self.load_image()
+
+    def pip_install_gpuprep(self) -> subprocess.CompletedProcess:
+        """`pip install gpuprep`, as root, the way user-data runs it (offline: from this checkout's copy).
+
+        Scripts land in /usr/local/bin as on Amazon Linux; Debian's python wants the flag to allow it.
+        """
+        return self.run(["python3", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
+                         "--break-system-packages", SOURCE_INSIDE], timeout=180)
+
+    def load_image(self) -> None:
+        """Import the busybox image into the instance's own Engine (no registry reachable)."""
+        import docker
+
+        sock = f"/proc/{self.leader}/root/run/docker.sock"
+        deadline = time.monotonic() + 30
+        while not Path(sock).exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gave up after 30s waiting for dockerd's socket {sock} in the instance")
+            time.sleep(0.2)
+        client = docker.DockerClient(base_url=f"unix://{sock}", version="auto", timeout=60)
+        try:
+            tiny_image(client, IMAGE)
+        finally:
+            client.close()
+
+    def gpuprep(self, *args: str, check: bool = False, timeout: float = 600) -> subprocess.CompletedProcess:
+        return self.run(["gpuprep", *args], check=check, timeout=timeout)
+
+    def service_pid(self, unit: str) -> int:
+        return int(self.unit_state(unit).get("MainPID", "0") or 0)
+
+    # -- what a user runs --------------------------------------------------------------------
+    def gpuprep_json(self, *args: str, timeout: float = 600) -> tuple[int, dict, str]:
+        """`gpuprep --json ARGS` inside: (exit code, the one JSON object on stdout, stderr)."""
+        proc = self.gpuprep("--json", *args, timeout=timeout)
+        try:
+            doc = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            raise AssertionError(
+                f"gpuprep --json {' '.join(args)} printed no JSON (exit {proc.returncode})\n"
+                f"--- stdout ---\n{proc.stdout[-3000:]}\n--- stderr ---\n{proc.stderr[-3000:]}") from None
+        return proc.returncode, doc, proc.stderr
+
+    def install(self, *extra: str) -> tuple[int, dict, str]:
+        # NVIDIA's repository comes as a .repo file, as in an air-gapped build (--repo-file).
+        return self.gpuprep_json("install", "--repo-file", fr.NVIDIA_REPO_FILE, "--image", IMAGE, *extra)
+
+    def seal(self, *extra: str) -> tuple[int, dict, str]:
+        return self.gpuprep_json("seal", "--yes", "--keep-image", IMAGE, *extra)
+
+    def doctor(self, *extra: str) -> tuple[int, dict, str]:
+        return self.gpuprep_json("doctor", "--image", IMAGE, *extra)
+
+    def build_image(self, *install_args: str) -> dict:
+        """The image build as user-data runs it (pip install, install, seal), with the builder trying
+        the agent once before sealing, as builders do: that leaves a checkpoint seal must remove.
+        Returns install's JSON."""
+        self.pip_install_gpuprep()
+        rc, doc, err = self.install(*install_args)
+        assert rc == 0 and doc["status"] == "changed", explain(doc) + err
+        self.run(["systemctl", "start", "ecs.service"], timeout=60)
+        self.wait_agent_registered()
+        rc, sealed, err = self.seal()
+        assert rc == 0 and sealed["status"] == "changed", explain(sealed) + err
+        assert self.agent_db() is None, "seal left the agent's checkpoint"
+        assert self.unit_state("ecs.service")["ActiveState"] == "inactive"
+        return doc
+
+    def launch_from_image(self) -> None:
+        """Power off; boot again as a new instance (a new EC2 instance id) launched from the image."""
+        self.poweroff()
+        self.new_instance()
+        self.boot()
+
+    def agent_db(self) -> dict | None:
+        path = self.path("/var/lib/ecs/data/agent.db")
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def wait_agent_registered(self, timeout: float = 30) -> dict:
+        """The stand-in agent writes its checkpoint once up (ecs.service is Type=simple: start returns first)."""
+        def registered():
+            db = self.agent_db()
+            return db if db and db.get("instance_id") == self.instance_id else None
+        return wait(f"the ECS agent stand-in to checkpoint {self.instance_id}", timeout, registered)
+
+
+def steps_by_id(doc: dict) -> dict[str, dict]:
+    return {s["id"]: s for s in doc.get("steps", [])}
+
+
+def checks_by_id(doc: dict) -> dict[str, dict]:
+    return {c["id"]: c for c in doc.get("checks", [])}
+
+
+def explain(doc: dict) -> str:
+    """A failed run's JSON, short, for assertion messages."""
+    lines = [f"status={doc.get('status')} error={doc.get('error', '')} hint={doc.get('hint', '')}"]
+    for s in doc.get("steps", []) + doc.get("checks", []):
+        lines.append(f"  {s['id']}: {s['status']}: {s['summary']} {s.get('hint', '')}")
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""Scenario 1: the user-data flow with the toolkit stack, proven across a reboot into a "new instance".
+
+`pip install gpuprep && gpuprep install && gpuprep seal` on a booted AL2023-like host, then the
+instance is powered off and booted as a new instance launched from the image: the boot check
+passes, ecs.service starts, the agent registers fresh (no checkpoint from the build instance),
+and `gpuprep doctor` is all ok and shows the seal stamp.
+
+Real: systemd, docker.service (Engine 20.10), dnf/rpm against real repositories, the installed
+unit. SIMULATED (see tests/system/simfixtures.py): GPU, driver, NVIDIA runtime, ECS agent, EC2 identity.
+"""
+
+from __future__ import annotations
+
+import json
+
+from sim import IMAGE, checks_by_id, explain, steps_by_id
+from simfixtures import *  # noqa: F403  (pytest fixtures)
+from testbed import DEFAULT_GPUS
+
+from gpuprep.bootcheck import UNIT_NAME
+
+PROM = "/var/lib/node_exporter/textfile_collector/gpuprep.prom"
+
+
+def test_user_data_flow_toolkit(instance):
+    inst = instance
+    doc = inst.build_image()
+    selection = doc["selection"]
+    assert selection["nvidia-container-toolkit"].startswith("nvidia-container-toolkit-1.17.8-1"), selection
+    assert selection["ecs-init"].startswith("ecs-init-1.99.0-1"), selection
+    assert inst.run(["docker", "info", "--format", "{{.DefaultRuntime}}"]).stdout.strip() == "nvidia"
+    assert steps_by_id(doc)["gpu-check"]["status"] == "ok", explain(doc)
+
+    # Monitoring reads the boot check's verdict from node_exporter's textfile collector.
+    inst.write("/etc/gpuprep/boot-check.env", f"GPUPREP_BOOT_ARGS=--prom {PROM}\n")
+    inst.path(PROM).parent.mkdir(parents=True)
+    inst.launch_from_image()
+
+    check = inst.unit_state(UNIT_NAME)
+    assert (check["ActiveState"], check["ExecMainStatus"]) == ("active", "0"), check
+    assert "ok" in inst.journal(UNIT_NAME).lower()
+    prom = inst.path(PROM).read_text()
+    assert "gpuprep" in prom and not list(inst.path(PROM).parent.glob("*.prom.*")), prom
+    ecs = inst.unit_state("ecs.service")
+    assert ecs["ActiveState"] == "active", (ecs, inst.journal("ecs.service"))
+    inst.wait_agent_registered()
+    assert f"no checkpoint: registering {inst.instance_id}" in inst.journal("ecs.service")
+    gpu_info = json.loads(inst.path("/var/lib/ecs/gpu/nvidia-gpu-info.json").read_text())
+    assert gpu_info["GPUIDs"] == [g["uuid"] for g in DEFAULT_GPUS]
+
+    # doctor shows the seal stamp: when this image was sealed (seal's /etc/gpuprep/seal.json).
+    sealed_at = json.loads(inst.path("/etc/gpuprep/seal.json").read_text())["sealed_at"]
+    proc = inst.gpuprep("doctor", "--image", IMAGE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sealed_at in proc.stdout, proc.stdout
+    rc, report, _ = inst.doctor()
+    assert rc == 0 and report["status"] == "ok", explain(report)
+    assert any(sealed_at in json.dumps(c) for c in checks_by_id(report).values()), explain(report)
