@@ -1,3 +1,61 @@
-"""container checks (being written)."""
+"""container check: a container started the way ECS starts one sees the host's GPUs.
 
-CHECKS: list = []
+The probe is ``gpuprep.engine.gpu_container.probe``, the same one ``install``'s gpu-check runs. In
+``doctor --boot`` nothing is pulled (no network is promised at boot): a missing image skips the check.
+"""
+
+from __future__ import annotations
+
+from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
+from gpuprep.report import Status
+
+SLOW_SECONDS = 10.0
+PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "
+                    "initialises anew per container, 1-3 s per GPU (NVIDIA/nvidia-docker 1279)")
+
+
+def host_view(probes: Probes):
+    """The host's GPUs to compare with: gpuprep.gpu's NVML answer when it has one, else nvidia-smi."""
+    from gpuprep.engine import gpu_container
+
+    def compute(p: Probes):
+        try:
+            from gpuprep import gpu
+
+            query = gpu.probe_query(p)
+            uuids = [x.uuid for x in query.gpus if x.uuid]
+            if uuids:
+                return gpu_container.HostGpus(uuids, f"gpuprep.gpu ({query.source})", query.driver_version)
+        except (ImportError, AttributeError):
+            pass
+        return gpu_container.host_gpus_from_nvidia_smi(p.host)
+
+    return probes.get("container.host_gpus", compute)
+
+
+def check_gpu_container(probes: Probes) -> Verdict:
+    from gpuprep.engine import gpu_container
+
+    image = probes.options.image
+    view = host_view(probes)
+    result = gpu_container.probe(probes.host, image, host_view=view, pull=not probes.options.boot)
+    data = {**result.as_data(), "host_source": view.source if view else None}
+    if result.ok:
+        compared = f"; UUIDs match the host's ({view.source})" if view else "; no host view to compare with"
+        if result.seconds > SLOW_SECONDS:
+            return Verdict(Status.WARNING, f"{result.summary}{compared}; slow: {result.seconds:.1f}s",
+                           PERSISTENCE_HINT, data)
+        return Verdict(Status.OK, result.summary + compared, data=data)
+    if result.link == gpu_container.IMAGE:
+        if probes.options.boot:
+            raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing")
+        return Verdict(Status.UNKNOWN, result.summary, result.hint, data)
+    if result.link == gpu_container.ENGINE:
+        return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", result.hint, data)
+    return Verdict(Status.CRITICAL, f"{result.link}: {result.summary}", result.hint, data)
+
+
+CHECKS = [
+    Check("gpu-container", "container", "nvidia-smi in a container with no --runtime sees the host's GPUs",
+          check_gpu_container, timeout=180, needs_docker=True, boot=True),
+]

@@ -1,3 +1,227 @@
-"""docker checks (being written)."""
+"""docker checks: the Engine answers, daemon.json parses, the nvidia runtime is registered, runnable,
+the default, and defined once.
 
-CHECKS: list = []
+``docker info`` and the dockerd process are probed once per run (``Probes.get``). The runtime checks
+and the binary check are part of ``doctor --boot``: a host whose Engine lost the runtime must not
+join the cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
+from gpuprep.engine import daemon_config
+from gpuprep.engine.daemon_config import RUNTIME_NAME
+from gpuprep.errors import BadInput
+from gpuprep.host import SYSTEM_PATH
+from gpuprep.report import Status
+
+FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
+                "reloads dockerd)")
+FIX_DEFAULT = ('`gpuprep install --only docker-runtime,docker-reload` (sets "default-runtime": "nvidia" in '
+               "daemon.json and reloads dockerd)")
+
+
+class EngineUnanswered(Exception):
+    """Raised to checks that need ``docker info`` when the Engine does not answer."""
+
+
+# -- probes -----------------------------------------------------------------------------------
+def docker_info(probes: Probes) -> dict[str, Any]:
+    from gpuprep.engine.dockerd import docker_info as info
+
+    return probes.get("docker.info", lambda p: info(p.host, timeout=5))
+
+
+def engine_process(probes: Probes):
+    from gpuprep.engine.dockerd import find_engine_process
+
+    return probes.get("docker.process", lambda p: find_engine_process(p.host) if _engine_is_local(p) else None)
+
+
+def _engine_is_local(probes: Probes) -> bool:
+    """The Engine runs on this machine, so its process and its runtime binaries can be looked at."""
+    url = probes.host.docker_url or ""
+    return probes.host.live and not probes.host.env.get("DOCKER_HOST") or url.startswith("unix://")
+
+
+def daemon_json_path(probes: Probes) -> str:
+    """The host path of the daemon.json the Engine reads: its --config-file on the live system."""
+    if probes.host.live:
+        proc = _process_or_none(probes)
+        if proc is not None and proc.config_file:
+            return proc.config_file
+    return probes.platform.daemon_json
+
+
+def daemon_json(probes: Probes) -> tuple[str | None, dict[str, Any]]:
+    return probes.get("docker.daemon_json", lambda p: daemon_config.read_config(p.host, daemon_json_path(p)))
+
+
+def _process_or_none(probes: Probes):
+    try:
+        return engine_process(probes)
+    except Exception:  # psutil denied, a process gone mid-scan: checks work without it
+        return None
+
+
+def _info(probes: Probes) -> dict[str, Any]:
+    from gpuprep.engine.dockerd import EngineDown
+
+    try:
+        return docker_info(probes)
+    except EngineDown as exc:
+        raise EngineUnanswered(exc.hint) from None
+
+
+def needs_engine(fn):
+    """A check that needs ``docker info``: unknown (not a second critical) when the Engine is down."""
+
+    def run(probes: Probes) -> Verdict:
+        try:
+            return fn(probes)
+        except EngineUnanswered as exc:
+            return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", str(exc))
+
+    run.__name__ = fn.__name__
+    return run
+
+
+# -- checks -----------------------------------------------------------------------------------
+def check_engine(probes: Probes) -> Verdict:
+    from gpuprep.engine.dockerd import EngineDown
+
+    try:
+        info = docker_info(probes)
+    except EngineDown as exc:
+        return Verdict(Status.CRITICAL, exc.message, exc.hint, {"url": probes.host.docker_url})
+    version = info.get("ServerVersion", "?")
+    data = {"url": probes.host.docker_url, "server_version": version, "containers": info.get("Containers"),
+            "storage_driver": info.get("Driver")}
+    return Verdict(Status.OK, f"Docker {version} answers at {probes.host.docker_url}", data=data)
+
+
+def check_daemon_json(probes: Probes) -> Verdict:
+    path = daemon_json_path(probes)
+    try:
+        text, config = daemon_json(probes)
+    except BadInput as exc:
+        return Verdict(Status.CRITICAL, exc.message, f"{exc.hint}; dockerd will not start with a file it cannot "
+                       "read, and gpuprep will not edit it", {"path": path})
+    data = {"path": path, "exists": text is not None, "runtimes": sorted(config.get("runtimes") or {}),
+            "default_runtime": config.get("default-runtime")}
+    if text is None:
+        return Verdict(Status.OK, f"{path} does not exist (dockerd uses its defaults)", data=data)
+    runtimes = ", ".join(data["runtimes"]) or "none"
+    return Verdict(Status.OK, f"{path} parses (runtimes: {runtimes}; default-runtime: "
+                   f"{config.get('default-runtime') or 'not set'})", data=data)
+
+
+@needs_engine
+def check_runtime_registered(probes: Probes) -> Verdict:
+    runtimes = _info(probes).get("Runtimes") or {}
+    data = {"runtimes": {k: (v or {}).get("path") for k, v in runtimes.items()}}
+    if RUNTIME_NAME in runtimes:
+        return Verdict(Status.OK, f"runtime nvidia is registered ({runtimes[RUNTIME_NAME].get('path')})", data=data)
+    hint = FIX_REGISTER
+    try:
+        _, config = daemon_json(probes)
+        if RUNTIME_NAME in (config.get("runtimes") or {}):
+            hint = ("daemon.json defines it but dockerd has not loaded it: `systemctl reload docker` "
+                    "(or `gpuprep install --only docker-reload`)")
+    except BadInput:
+        pass
+    return Verdict(Status.CRITICAL, f"dockerd has no nvidia runtime (it has: {', '.join(sorted(runtimes))}); "
+                   "GPU containers fail with `unknown or invalid runtime name: nvidia`", hint, data)
+
+
+@needs_engine
+def check_runtime_binary(probes: Probes) -> Verdict:
+    runtimes = _info(probes).get("Runtimes") or {}
+    if RUNTIME_NAME not in runtimes:
+        raise NotApplicable("runtime nvidia is not registered (see docker-nvidia-runtime)")
+    if not _engine_is_local(probes):
+        raise NotApplicable(f"the Engine at {probes.host.docker_url} is not on this machine")
+    path = str(runtimes[RUNTIME_NAME].get("path") or "")
+    resolved = _resolve_binary(probes, path)
+    data = {"path": path, "resolved": resolved}
+    fix = ("install the NVIDIA container runtime (`gpuprep install --only packages`), or point runtimes.nvidia.path "
+           "in daemon.json at the installed one (`command -v nvidia-container-runtime`) and reload docker")
+    if resolved is None:
+        return Verdict(Status.CRITICAL, f"the nvidia runtime's binary {path} does not exist"
+                       + ("" if path.startswith("/") else " on dockerd's PATH"), fix, data)
+    if not os.access(resolved, os.X_OK) or not os.path.isfile(resolved):
+        return Verdict(Status.CRITICAL, f"the nvidia runtime's binary {resolved} is not an executable file",
+                       f"`chmod 755 {resolved}`, or {fix}", data)
+    return Verdict(Status.OK, f"the nvidia runtime's binary {resolved} is executable", data=data)
+
+
+def _resolve_binary(probes: Probes, path: str) -> str | None:
+    """The file dockerd runs: an absolute path as it is; a bare name on dockerd's own PATH."""
+    if path.startswith("/"):
+        return path if os.path.lexists(path) and os.path.exists(path) else None
+    proc = _process_or_none(probes)
+    search = (proc.env.get("PATH") if proc is not None else None) or os.pathsep.join(SYSTEM_PATH)
+    found = shutil.which(path, mode=os.F_OK, path=search)
+    return found
+
+
+@needs_engine
+def check_default_runtime(probes: Probes) -> Verdict:
+    info = _info(probes)
+    default = info.get("DefaultRuntime") or "?"
+    data = {"default_runtime": default}
+    if default == RUNTIME_NAME:
+        return Verdict(Status.OK, "nvidia is Docker's default runtime", data=data)
+    # A warning, not critical: ECS passes --runtime nvidia for GPU tasks (ECS_NVIDIA_RUNTIME); what
+    # breaks is every container started without it (AWS Batch jobs, plain `docker run`).
+    return Verdict(Status.WARNING, f"Docker's default runtime is {default}, not nvidia: containers started "
+                   "without --runtime see no GPU", FIX_DEFAULT, data)
+
+
+def check_defined_once(probes: Probes) -> Verdict:
+    """Engine 20.10 accepts a runtime from both daemon.json and --add-runtime, and daemon.json's path
+    silently wins (DOMAIN.md): the same name must come from one place."""
+    try:
+        _, config = daemon_json(probes)
+    except BadInput:
+        raise NotApplicable("daemon.json does not parse (see docker-daemon-json)") from None
+    in_file = {k: (v or {}).get("path") for k, v in (config.get("runtimes") or {}).items()}
+    elsewhere: dict[str, str] = {}
+    proc = _process_or_none(probes)
+    if proc is not None:
+        elsewhere.update({n: f"--add-runtime {n}={p}" for n, p in proc.add_runtimes.items()})
+    runtimes_dir = probes.host.path(probes.platform.runtimes_dir)
+    if runtimes_dir.is_dir():
+        for entry in sorted(runtimes_dir.iterdir()):
+            if daemon_config.runtime_in_runtimes_dir(probes.host, probes.platform.runtimes_dir, entry.name):
+                elsewhere.setdefault(entry.name, f"{probes.platform.runtimes_dir}/{entry.name}")
+    twice = sorted(set(in_file) & set(elsewhere))
+    data = {"daemon_json": in_file, "elsewhere": elsewhere, "twice": twice}
+    if not twice:
+        return Verdict(Status.OK, "each runtime is defined once"
+                       + (f" ({', '.join(sorted({**in_file, **elsewhere}))})" if in_file or elsewhere else ""),
+                       data=data)
+    where = "; ".join(f"{n}: daemon.json ({in_file[n]}) and {elsewhere[n]}" for n in twice)
+    return Verdict(Status.WARNING, f"runtime defined twice, daemon.json's path silently wins: {where}",
+                   f"remove runtimes.{twice[0]} from daemon.json and keep the flag/runtimes.d entry "
+                   "(`gpuprep install --only docker-runtime,docker-reload` does it for nvidia)", data)
+
+
+CHECKS = [
+    Check("docker-engine", "docker", "the Docker Engine answers (docker-py, explicit socket, timeouts)",
+          check_engine, timeout=8, needs_docker=True, boot=True),
+    Check("docker-daemon-json", "docker", "daemon.json parses and has the shape dockerd expects",
+          check_daemon_json, timeout=3),
+    Check("docker-nvidia-runtime", "docker", "runtime nvidia is registered with dockerd (docker info)",
+          check_runtime_registered, timeout=8, needs_docker=True, boot=True),
+    Check("docker-runtime-binary", "docker", "the nvidia runtime's binary exists and is executable",
+          check_runtime_binary, timeout=8, needs_docker=True, boot=True),
+    Check("docker-default-runtime", "docker", "nvidia is Docker's default runtime (no --runtime needed)",
+          check_default_runtime, timeout=8, needs_docker=True, boot=True),
+    Check("docker-runtime-once", "docker", "no runtime defined both in daemon.json and by --add-runtime / "
+          "/etc/docker-runtimes.d", check_defined_once, timeout=5),
+]

@@ -1,0 +1,403 @@
+"""daemon.json: register the nvidia runtime and make it Docker's default, losing nothing of the user's.
+
+Better than ``nvidia-ctk runtime configure`` on every point DOMAIN.md lists: Docker's key is
+``runtimeArgs`` (nvidia-ctk writes ``args``, which Docker ignores); key order, unknown fields of an
+existing ``nvidia`` entry, other runtimes, ``features``, big numbers and non-ASCII text are kept; the
+file's indentation is kept where it can be detected; an unchanged file is not rewritten (bytes and
+mtime stay); a change is backed up beside the file and written atomically (mode, owner and a symlink
+kept); ``"runtimes": null`` and other shapes dockerd cannot use are refused with exit 2 instead of a
+panic.
+
+Everything here is pure except ``read_config``, ``apply_edit`` and ``validate_with_dockerd``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from copy import deepcopy
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gpuprep.errors import BadInput, CommandError, StepFailed
+from gpuprep.host import Host
+
+log = logging.getLogger("gpuprep")
+
+RUNTIME_NAME = "nvidia"
+# nvidia-docker2 < 2.1.0 and the toolkit install the runtime here (2.1.0+ write the bare name).
+DEFAULT_RUNTIME_PATH = "/usr/bin/nvidia-container-runtime"
+# rpm keeps the user's file under these names when a package ships daemon.json as %config
+# (nvidia-docker2 2.5.0+): .rpmorig for an unowned file it replaced, .rpmsave for a modified one.
+RPM_LEFTOVERS = (".rpmorig", ".rpmsave")
+NEW_FILE_INDENT = "    "  # what nvidia-docker2's own daemon.json used
+
+
+class JsonFloat(str):
+    """A JSON number with a fraction or exponent, kept as written.
+
+    Python's ``float`` would turn ``1.10`` into ``1.1`` and ``1e999`` into ``inf``; a daemon.json is
+    rewritten byte-for-byte apart from our edit, so numbers keep their text. Integers are Python ints,
+    which are exact at any size (nvidia-ctk's Go ``interface{}`` turns them into float64).
+    """
+
+
+class DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            # Go's encoding/json (dockerd) silently keeps the last one: which did the user mean?
+            raise DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str) and not isinstance(value, JsonFloat):
+        return "a string"
+    if isinstance(value, dict):
+        return "an object"
+    return "a number"
+
+
+def parse(text: str, where: str) -> dict[str, Any]:
+    """The daemon.json object in ``text``; BadInput naming ``where`` and the problem otherwise.
+
+    Empty or whitespace-only text is ``{}`` (dockerd itself treats an empty file so).
+    """
+    if not text.strip():
+        return {}
+    hint = f"fix {where} by hand (gpuprep left it untouched), then run gpuprep again"
+    try:
+        value = json.loads(text, object_pairs_hook=_object_without_duplicates, parse_float=JsonFloat,
+                           parse_constant=_reject_constant)
+    except DuplicateKey as exc:
+        raise BadInput(f"{where}: duplicate key {json.dumps(exc.key, ensure_ascii=False)}", hint) from None
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            problem = f"text after the JSON value at line {exc.lineno} column {exc.colno}"
+        else:
+            problem = f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        raise BadInput(f"{where}: {problem}", hint) from None
+    except ValueError as exc:
+        raise BadInput(f"{where}: invalid JSON: {exc}", hint) from None
+    if not isinstance(value, dict):
+        raise BadInput(f"{where}: the top level is {_json_type(value)}, expected an object", hint)
+    _check_shapes(value, where, hint)
+    return value
+
+
+def _check_shapes(config: dict[str, Any], where: str, hint: str) -> None:
+    """The keys we edit must have the shape dockerd expects, or we refuse rather than guess."""
+    if "runtimes" in config:
+        runtimes = config["runtimes"]
+        if not isinstance(runtimes, dict):
+            raise BadInput(f'{where}: "runtimes" is {_json_type(runtimes)}, expected an object', hint)
+        for name, entry in runtimes.items():
+            if not isinstance(entry, dict):
+                raise BadInput(f'{where}: "runtimes"."{name}" is {_json_type(entry)}, expected an object', hint)
+    default = config.get("default-runtime")
+    if "default-runtime" in config and not isinstance(default, str):
+        raise BadInput(f'{where}: "default-runtime" is {_json_type(default)}, expected a string', hint)
+
+
+# -- writing JSON the way the file was written ------------------------------------------------
+def detect_indent(text: str | None) -> str | None:
+    """The file's indentation unit, or None for a one-line file (kept on one line)."""
+    if text is None or not text.strip() or text.strip() in ("{}", "{ }"):
+        return NEW_FILE_INDENT
+    if "\n" not in text.strip():
+        return None
+    for line in text.splitlines()[1:]:
+        m = re.match(r"^([ \t]+)\S", line)
+        if m:
+            return m.group(1)  # the first indented line is a top-level key: one unit deep
+    return ""
+
+
+def dumps(value: Any, indent: str | None, level: int = 0) -> str:
+    """JSON text like ``json.dumps(indent=...)``, but numbers as written and non-ASCII kept."""
+    if isinstance(value, JsonFloat):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if value is None or isinstance(value, (bool, int)):
+        return json.dumps(value)
+    if isinstance(value, float):  # only from callers that built the value themselves
+        return json.dumps(value)
+    if isinstance(value, dict):
+        items = [f"{json.dumps(k, ensure_ascii=False)}: {dumps(v, indent, level + 1)}" for k, v in value.items()]
+        return _container("{", "}", items, indent, level)
+    if isinstance(value, (list, tuple)):
+        return _container("[", "]", [dumps(v, indent, level + 1) for v in value], indent, level)
+    raise TypeError(f"cannot write {type(value).__name__} to daemon.json")
+
+
+def _container(open_: str, close: str, items: list[str], indent: str | None, level: int) -> str:
+    if not items:
+        return open_ + close
+    if indent is None:
+        return open_ + ", ".join(items) + close
+    inner = "\n" + indent * (level + 1)
+    return open_ + inner + ("," + inner).join(items) + "\n" + indent * level + close
+
+
+def render(config: dict[str, Any], like: str | None) -> str:
+    """``config`` as text in the style of ``like`` (the file's current text, None when new)."""
+    trailing = "\n" if like is None or not like.strip() or like.endswith("\n") else ""
+    return dumps(config, detect_indent(like)) + trailing
+
+
+# -- the edit ---------------------------------------------------------------------------------
+def converge(config: dict[str, Any], runtime_path: str, *, set_default: bool,
+             runtime_elsewhere: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """``config`` with the nvidia runtime registered (and default), and notes of what changed.
+
+    ``runtime_elsewhere`` names where the runtime is already registered outside daemon.json (Amazon
+    Linux's ``/etc/docker-runtimes.d/nvidia``): then daemon.json must not define a second one.
+    Existing keys stay where they are; new ones go last, as a person would add them.
+    """
+    new = deepcopy(config)
+    notes: list[str] = []
+    runtimes = new.get("runtimes")
+    if runtime_elsewhere is not None:
+        if isinstance(runtimes, dict) and RUNTIME_NAME in runtimes:
+            old = runtimes.pop(RUNTIME_NAME)
+            notes.append(f"remove runtimes.nvidia ({old.get('path', '?')}): {runtime_elsewhere} registers it")
+            if not runtimes:
+                del new["runtimes"]
+    else:
+        if runtimes is None:
+            runtimes = new["runtimes"] = {}
+        entry = runtimes.get(RUNTIME_NAME)
+        if entry is None:
+            runtimes[RUNTIME_NAME] = {"path": runtime_path, "runtimeArgs": []}
+            notes.append(f"add runtime nvidia ({runtime_path})")
+        elif entry.get("path") != runtime_path:
+            notes.append(f"runtime nvidia: path {entry.get('path')} -> {runtime_path}")
+            entry["path"] = runtime_path
+    if set_default and new.get("default-runtime") != RUNTIME_NAME:
+        was = new.get("default-runtime")
+        new["default-runtime"] = RUNTIME_NAME
+        notes.append("set default-runtime nvidia" + (f" (was {was})" if was else ""))
+    return new, notes
+
+
+def merge_user_config(user: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """The user's settings win; what only the package's file has is added (objects merged per key)."""
+    merged = deepcopy(user)
+    for key, value in current.items():
+        if key not in merged:
+            merged[key] = deepcopy(value)
+        elif isinstance(merged[key], dict) and isinstance(value, dict):
+            merged[key] = merge_user_config(merged[key], value)
+    return merged
+
+
+@dataclass
+class UserCopy:
+    """A copy of the user's daemon.json that a package install pushed aside."""
+
+    label: str  # what the user reads: a path, or "daemon.json before the packages step"
+    config: dict[str, Any]
+    leftover: Path | None = None  # the .rpmorig/.rpmsave file, renamed once merged
+
+
+@dataclass
+class DaemonJsonEdit:
+    path: str  # host path, /etc/docker/daemon.json
+    real: Path  # where it is on this machine (ROOT/etc/... with --root)
+    before: str | None  # None: the file does not exist
+    after: str
+    notes: list[str] = field(default_factory=list)
+    merged: list[UserCopy] = field(default_factory=list)
+
+    @property
+    def changes_file(self) -> bool:
+        return self.before != self.after
+
+    @property
+    def changed(self) -> bool:
+        return self.changes_file or any(c.leftover is not None for c in self.merged)
+
+    @property
+    def diff(self) -> str:
+        if not self.changes_file:
+            return ""
+        a = (self.before or "").splitlines(keepends=True)
+        b = self.after.splitlines(keepends=True)
+        fromfile = self.path if self.before is not None else "/dev/null"
+        return "".join(_terminated(difflib.unified_diff(a, b, fromfile=fromfile, tofile=self.path)))
+
+    @property
+    def summary(self) -> str:
+        parts = [*(f"merge the user's settings back from {c.label}" for c in self.merged), *self.notes]
+        if self.before is None:
+            parts.insert(0, f"create {self.path}")
+        return f"{self.path}: " + "; ".join(parts) if parts else f"{self.path}: nothing to change"
+
+
+def _terminated(lines):
+    for line in lines:
+        yield line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+
+
+def read_config(host: Host, path: str) -> tuple[str | None, dict[str, Any]]:
+    """(text, parsed) of host file ``path``; (None, {}) when it does not exist."""
+    real = host.path(path)
+    if real.is_dir():
+        raise BadInput(f"{real}: is a directory, expected daemon.json",
+                       f"move the directory {real} away; gpuprep creates the file")
+    try:
+        raw = real.read_bytes()
+    except FileNotFoundError:
+        return None, {}  # a dangling symlink too: writing follows it and creates the target
+    except NotADirectoryError:
+        raise BadInput(f"{real}: a parent of it is not a directory", f"fix the path to {real}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{real}: not UTF-8 text (byte {exc.start})",
+                       f"fix {real} by hand (gpuprep left it untouched), then run gpuprep again") from None
+    return text, parse(text, str(real))
+
+
+def leftovers(host: Host, path: str) -> list[Path]:
+    """The .rpmorig / .rpmsave copies of daemon.json that rpm left beside it."""
+    real = host.path(path)
+    return [real.with_name(real.name + suffix) for suffix in RPM_LEFTOVERS
+            if real.with_name(real.name + suffix).is_file()]
+
+
+def user_copies(host: Host, path: str, *, before_packages: str | None = None,
+                packages_changed: bool = False) -> list[UserCopy]:
+    """The user's settings a package install may have pushed aside, oldest first.
+
+    nvidia-docker2 <= 2.4.0 replaced daemon.json outright: only a copy taken before the packages step
+    (``before_packages``) has the user's settings then. 2.5.0+ leave them in .rpmorig/.rpmsave, which
+    are looked for on every run (a package may have been installed by hand before gpuprep).
+    """
+    copies: list[UserCopy] = []
+    if packages_changed and before_packages is not None and before_packages.strip():
+        current = host.path(path).read_text() if host.path(path).is_file() else None
+        if current != before_packages:
+            copies.append(UserCopy(f"{path} as it was before the packages step",
+                                   parse(before_packages, f"{path} (before the packages step)")))
+    for leftover in leftovers(host, path):
+        text = leftover.read_bytes().decode("utf-8", errors="strict") if leftover.stat().st_size else ""
+        copies.append(UserCopy(str(leftover), parse(text, str(leftover)), leftover))
+    return copies
+
+
+def plan_edit(host: Host, path: str, runtime_path: str, *, set_default: bool = True,
+              runtime_elsewhere: str | None = None, copies: Sequence[UserCopy] = ()) -> DaemonJsonEdit:
+    """What daemon.json should become (pure apart from reading the file)."""
+    before, config = read_config(host, path)
+    for copy in copies:
+        config = merge_user_config(copy.config, config)
+    wanted, notes = converge(config, runtime_path, set_default=set_default, runtime_elsewhere=runtime_elsewhere)
+    # Unchanged content: the text stays as it is (not even re-indented), so nothing is written.
+    after = before if before is not None and wanted == parse(before, path) else render(wanted, before)
+    return DaemonJsonEdit(path, host.path(path), before, after, notes, list(copies))
+
+
+def merged_name(leftover: Path, now: datetime | None = None) -> Path:
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    return leftover.with_name(f"{leftover.name}.gpuprep-merged-{stamp}")
+
+
+def apply_edit(host: Host, edit: DaemonJsonEdit) -> Path | None:
+    """Back up, then write atomically; rename merged rpm leftovers so the next run is converged.
+
+    Returns the backup's path (None when there was no file before).
+    """
+    backup = None
+    if edit.changes_file:
+        current = edit.real.read_text() if edit.real.is_file() else None
+        if current != edit.before:
+            raise StepFailed(f"{edit.real} changed while gpuprep was planning its edit",
+                             "run gpuprep again; nothing was written")
+        backup = host.backup(edit.path) if edit.before is not None else None
+        host.write_atomic(edit.path, edit.after)
+        log.debug("wrote %s (backup %s)", edit.real, backup)
+    for copy in edit.merged:
+        if copy.leftover is not None and copy.leftover.exists():
+            # Renamed, not deleted: the user's original stays on disk, and the next run finds no
+            # leftover to merge again.
+            os.replace(copy.leftover, merged_name(copy.leftover))
+    return backup
+
+
+# -- dockerd --validate -----------------------------------------------------------------------
+def supports_validate(host: Host, dockerd: str) -> bool:
+    """Whether this dockerd has ``--validate`` (Engine 23+; 20.10 has not)."""
+    try:
+        proc = host.run([dockerd, "--help"], timeout=30, check=False)
+    except CommandError:
+        return False
+    return "--validate" in proc.stdout + proc.stderr
+
+
+def validate_with_dockerd(host: Host, text: str, dockerd: str | None) -> str:
+    """Run ``dockerd --validate`` on ``text``; a note saying what was done. StepFailed when rejected."""
+    if dockerd is None:
+        return "not validated: no dockerd binary to ask"
+    if not supports_validate(host, dockerd):
+        return f"not validated: {dockerd} has no --validate (Engine 23+ has it)"
+    # A scratch copy outside the host tree: validation must not touch the real file.
+    with tempfile.NamedTemporaryFile("w", prefix="daemon.", suffix=".json", encoding="utf-8") as tmp:
+        tmp.write(text)
+        tmp.flush()
+        proc = host.run([dockerd, "--validate", "--config-file", tmp.name], timeout=60, check=False)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise StepFailed(f"dockerd rejects the new daemon.json: {detail[-1] if detail else proc.returncode}",
+                         "nothing was written; fix the key it names in daemon.json and run again")
+    return "validated by dockerd --validate"
+
+
+# -- Amazon Linux's runtimes dir --------------------------------------------------------------
+def runtime_in_runtimes_dir(host: Host, runtimes_dir: str, name: str = RUNTIME_NAME) -> str | None:
+    """The host path of ``runtimes_dir/name`` when it is an executable (docker-setup-runtimes.sh
+    registers each one with ``--add-runtime NAME=PATH``), else None."""
+    candidate = f"{runtimes_dir.rstrip('/')}/{name}"
+    real = resolve_in_host(host, candidate)
+    if real is not None and real.is_file() and os.access(real, os.X_OK):
+        return candidate
+    return None
+
+
+def resolve_in_host(host: Host, p: str, hops: int = 16) -> Path | None:
+    """Follow symlinks of host path ``p`` inside the host tree (an absolute link inside --root points
+    into the root, not into this machine)."""
+    current = p
+    for _ in range(hops):
+        real = host.path(current)
+        if not real.is_symlink():
+            return real if real.exists() else None
+        target = os.readlink(real)
+        current = target if target.startswith("/") else os.path.normpath(f"{os.path.dirname(current)}/{target}")
+    return None

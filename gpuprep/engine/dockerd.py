@@ -1,0 +1,498 @@
+"""dockerd's process and lifecycle: find the one serving the Engine, reload or restart it, verify, roll back.
+
+The pattern is certbot's reverter: record what will be undone before changing it (the previous
+daemon.json, kept by the docker-runtime step), apply, test (readiness, then ``docker info``), and on
+failure restore and restart again, then say what happened. Every wait polls the Engine, bounded.
+
+Reload semantics (TESTBED.md 3, DOMAIN.md): SIGHUP picks up a new runtime and a newly set
+``default-runtime`` but cannot unset one, and NVIDIA's Ansible role found that SIGHUP does not always
+make the runtime available; so a reload that does not show the runtime is followed by a restart. A
+changed unit file needs ``systemctl daemon-reload`` before the restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpuprep.errors import GpuprepError, StepFailed
+from gpuprep.host import Host
+
+log = logging.getLogger("gpuprep")
+
+READY_TIMEOUT = 60.0  # dockerd with many containers to restore can take a while to answer
+EXIT_TIMEOUT = 60.0  # dockerd stops its containers (10 s each by default) before exiting
+SHOW_TIMEOUT = 3.0  # a SIGHUP reload takes milliseconds; this bounds waiting for it to show
+DOCKER_UNIT = "docker.service"
+HOST_FLAGS = ("-H", "--host")
+
+
+class EngineDown(GpuprepError):
+    """The Engine does not answer."""
+
+
+class EngineNotReady(Exception):
+    """Retried while waiting for readiness."""
+
+
+class DockerdDidNotStart(Exception):
+    """dockerd exited while starting, or did not answer in time."""
+
+
+class RuntimeNotShown(Exception):
+    """dockerd answers but ``docker info`` does not show the runtime as wanted."""
+
+
+# -- talking to the Engine --------------------------------------------------------------------
+def engine_errors() -> tuple[type[BaseException], ...]:
+    """What docker-py lets through when the Engine is down: its own errors and requests' (its
+    ConnectionError is no DockerException)."""
+    import docker.errors
+    import requests
+
+    return (docker.errors.DockerException, requests.RequestException, OSError)
+
+
+def engine_down_hint(host: Host) -> str:
+    if host.env.get("DOCKER_HOST"):
+        return f"start the dockerd listening on {host.docker_url}, or unset DOCKER_HOST"
+    return "start it: `systemctl start docker` (then `journalctl -u docker -n 50` if it fails)"
+
+
+def docker_info(host: Host, timeout: float = 10) -> dict[str, Any]:
+    """``docker info`` through docker-py; EngineDown with a one-line reason when it does not answer."""
+    try:
+        return host.docker(timeout=timeout).info()
+    except engine_errors() as exc:
+        raise EngineDown(f"the Docker Engine at {host.docker_url} does not answer: {_first_line(exc)}",
+                         engine_down_hint(host)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def runtimes_of(info: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """(Runtimes, DefaultRuntime) from ``docker info``."""
+    return dict(info.get("Runtimes") or {}), str(info.get("DefaultRuntime") or "")
+
+
+def shows_runtime(info: dict[str, Any], name: str, *, default: bool, path: str | None = None) -> bool:
+    runtimes, current_default = runtimes_of(info)
+    if name not in runtimes:
+        return False
+    if path is not None and runtimes[name].get("path") != path:
+        return False
+    return current_default == name if default else True
+
+
+def _ping(url: str) -> bool:
+    """A fresh connection each time: the cached client may hold one to the dockerd that just exited."""
+    import docker
+
+    client = docker.APIClient(base_url=url, version="1.24", timeout=3)  # 1.24: any Engine answers
+    try:
+        return bool(client.ping())
+    finally:
+        client.close()
+
+
+# -- finding the dockerd that serves the Engine ---------------------------------------------
+@dataclass
+class EngineProcess:
+    pid: int
+    argv: list[str]
+    exe: str
+    cwd: str
+    env: dict[str, str]
+    create_time: float
+    systemd_unit: str | None = None  # the unit that manages it, when systemd does
+
+    def flag(self, *names: str) -> list[str]:
+        return flag_values(self.argv, names)
+
+    @property
+    def pidfile(self) -> str | None:
+        values = self.flag("-p", "--pidfile")
+        return values[-1] if values else None
+
+    @property
+    def exec_root(self) -> str:
+        values = self.flag("--exec-root")
+        return values[-1] if values else "/var/run/docker"
+
+    @property
+    def config_file(self) -> str | None:
+        values = self.flag("--config-file")
+        return values[-1] if values else None
+
+    @property
+    def add_runtimes(self) -> dict[str, str]:
+        """Runtimes the command line registers (``--add-runtime NAME=PATH``)."""
+        out: dict[str, str] = {}
+        for value in self.flag("--add-runtime"):
+            name, _, path = value.partition("=")
+            out[name] = path
+        return out
+
+    @property
+    def log_path(self) -> Path:
+        """Where a re-exec'd dockerd writes its output: beside its pidfile, else in its exec-root."""
+        base = Path(self.pidfile).parent if self.pidfile else Path(self.exec_root)
+        return base / "dockerd.log"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid, "argv": self.argv, "systemd_unit": self.systemd_unit}
+
+
+def flag_values(argv: Sequence[str], names: Sequence[str]) -> list[str]:
+    """Values of a pflag-style flag: ``--name v``, ``--name=v``, ``-H v``, ``-H=v``, ``-Hv``."""
+    values: list[str] = []
+    i = 1
+    while i < len(argv):
+        arg = argv[i]
+        for name in names:
+            if arg == name and i + 1 < len(argv):
+                values.append(argv[i + 1])
+                i += 1
+                break
+            if arg.startswith(name + "="):
+                values.append(arg[len(name) + 1:])
+                break
+            if len(name) == 2 and arg.startswith(name) and not arg.startswith("--") and len(arg) > 2:
+                values.append(arg[2:])
+                break
+        i += 1
+    return values
+
+
+def _socket_path(url: str) -> str | None:
+    if url.startswith("unix://"):
+        return os.path.realpath(url[len("unix://"):])
+    return None
+
+
+def _serves(argv: Sequence[str], url: str) -> bool:
+    hosts = flag_values(argv, HOST_FLAGS) or ["unix:///var/run/docker.sock"]
+    want = _socket_path(url)
+    for h in hosts:
+        if want is not None and _socket_path(h) == want:
+            return True
+        if h.rstrip("/") == url.rstrip("/"):
+            return True
+    return False
+
+
+def _systemd_unit_of(pid: int) -> str | None:
+    try:
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return None
+    for line in cgroup.splitlines():
+        path = line.split(":", 2)[-1]
+        if path.rstrip("/").endswith("/" + DOCKER_UNIT):
+            return DOCKER_UNIT
+    return None
+
+
+def describe(pid: int) -> EngineProcess | None:
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        with p.oneshot():
+            argv = p.cmdline()
+            exe = p.exe()
+            cwd = p.cwd()
+            env = p.environ()
+            created = p.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+    return EngineProcess(pid, argv, exe, cwd, env, created, _systemd_unit_of(pid))
+
+
+def _systemd_main_pid(host: Host) -> int:
+    if host.which("systemctl") is None:
+        return 0
+    proc = host.run(["systemctl", "show", DOCKER_UNIT, "--property=MainPID", "--value"], check=False, timeout=30)
+    try:
+        return int(proc.stdout.strip() or 0)
+    except ValueError:
+        return 0
+
+
+def find_engine_process(host: Host) -> EngineProcess | None:
+    """The dockerd serving ``host.docker_url``: docker.service's MainPID on the live system; with
+    DOCKER_HOST, the dockerd whose ``-H`` names that socket, or that holds the socket open."""
+    url = host.docker_url
+    if url is None:
+        return None
+    if host.live and not host.env.get("DOCKER_HOST"):
+        pid = _systemd_main_pid(host)
+        if pid > 0:
+            return describe(pid)
+    import psutil
+
+    candidates = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        argv = p.info.get("cmdline") or []
+        if p.info.get("name") == "dockerd" or (argv and os.path.basename(argv[0]) == "dockerd"):
+            candidates.append((p, argv))
+    for p, argv in candidates:
+        if _serves(argv, url):
+            return describe(p.pid)
+    want = _socket_path(url)
+    if want is not None:  # socket activation (-H fd://): whoever holds the socket open serves it
+        for p, _ in candidates:
+            try:
+                if any(c.laddr == want for c in p.net_connections("unix")):
+                    return describe(p.pid)
+            except (psutil.AccessDenied, psutil.NoSuchProcess):
+                continue
+    return None
+
+
+def need_daemon_reload(host: Host, proc: EngineProcess | None) -> bool:
+    """systemd says docker.service changed on disk (a package replaced the unit file)."""
+    if proc is None or proc.systemd_unit is None or host.which("systemctl") is None:
+        return False
+    out = host.run(["systemctl", "show", proc.systemd_unit, "--property=NeedDaemonReload", "--value"],
+                   check=False, timeout=30)
+    return out.stdout.strip() == "yes"
+
+
+# -- waiting ------------------------------------------------------------------------------------
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_for_exit(pid: int, timeout: float = EXIT_TIMEOUT) -> None:
+    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+    log.debug("waiting up to %gs for dockerd (pid %d) to exit", timeout, pid)
+    try:
+        Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), retry=retry_if_result(bool))(_alive, pid)
+    except RetryError:
+        raise StepFailed(f"dockerd (pid {pid}) did not exit within {timeout:g}s of SIGTERM",
+                         f"look at what it is doing (`ps -o stat,cmd -p {pid}`); kill it, then run again") from None
+
+
+def wait_ready(url: str, *, timeout: float = READY_TIMEOUT, child: subprocess.Popen | None = None) -> None:
+    """Poll the Engine at ``url`` until it answers ping (bounded); DockerdDidNotStart when it does not,
+    at once when ``child`` (a dockerd we started) exits."""
+    from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    def ping() -> None:
+        if child is not None and child.poll() is not None:
+            raise DockerdDidNotStart(f"dockerd exited {child.returncode} while starting")
+        try:
+            if _ping(url):
+                return
+        except engine_errors():
+            pass
+        raise EngineNotReady(url)
+
+    def before_sleep(state) -> None:
+        if state.attempt_number == 20:  # only worth saying once it is slow
+            log.info("waiting up to %gs for dockerd to answer on %s", timeout, url)
+
+    try:
+        Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), before_sleep=before_sleep,
+                 retry=retry_if_exception_type(EngineNotReady))(ping)
+    except RetryError:
+        raise DockerdDidNotStart(f"dockerd did not answer on {url} within {timeout:g}s") from None
+
+
+def wait_shows(host: Host, name: str, *, default: bool, path: str | None,
+               timeout: float = SHOW_TIMEOUT) -> dict[str, Any] | None:
+    """Poll ``docker info`` until it shows the runtime (and default); the info, or None on timeout."""
+    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+    def read() -> dict[str, Any] | None:
+        try:
+            return host.docker().info()
+        except engine_errors():
+            host.close()  # a stale pooled connection: the next attempt makes a new client
+            return None
+
+    def not_shown(info: dict[str, Any] | None) -> bool:
+        return info is None or not shows_runtime(info, name, default=default, path=path)
+
+    log.debug("waiting up to %gs for docker info to show runtime %s", timeout, name)
+    try:
+        return Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), retry=retry_if_result(not_shown))(read)
+    except RetryError:
+        return None
+
+
+# -- reload / restart -------------------------------------------------------------------------
+def reload(proc: EngineProcess) -> None:
+    """SIGHUP: what ``systemctl reload docker`` does (its ExecReload is ``kill -s HUP $MAINPID``)."""
+    log.debug("SIGHUP dockerd pid %d", proc.pid)
+    os.kill(proc.pid, signal.SIGHUP)
+
+
+@dataclass
+class Restarted:
+    how: list[str]  # the command, for the report
+    child: subprocess.Popen | None = None  # a dockerd we started by hand
+
+
+def restart(host: Host, proc: EngineProcess, *, daemon_reload: bool = False) -> Restarted:
+    """systemd-managed: ``systemctl restart``; started by hand: SIGTERM, wait, re-exec the same way."""
+    if proc.systemd_unit is not None and host.which("systemctl") is not None:
+        if daemon_reload:
+            host.run(["systemctl", "daemon-reload"], timeout=120)
+        argv = ["systemctl", "restart", proc.systemd_unit]
+        done = host.run(argv, check=False, timeout=300)
+        if done.returncode != 0:
+            raise DockerdDidNotStart(f"`systemctl restart {proc.systemd_unit}` failed: "
+                                + ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1])
+        return Restarted(argv)
+    if host.live and not host.env.get("DOCKER_HOST") and host.exists("/etc/init.d/docker"):
+        # Amazon Linux 1: docker is a SysV service; its script owns the pidfile and the log.
+        argv = ["service", "docker", "restart"]
+        done = host.run(argv, check=False, timeout=300)
+        if done.returncode != 0:
+            raise DockerdDidNotStart("`service docker restart` failed: "
+                                     + ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1])
+        return Restarted(argv)
+    os.kill(proc.pid, signal.SIGTERM)
+    wait_for_exit(proc.pid)
+    return Restarted(["kill", "-TERM", str(proc.pid), "&&", *proc.argv], spawn_detached(proc))
+
+
+def spawn_detached(proc: EngineProcess) -> subprocess.Popen:
+    """Start ``proc``'s command line again, as it was started: same argv, environment and directory.
+
+    A daemon outlives gpuprep, so this cannot go through ``Host.run`` (which waits); it never uses a
+    shell either. Output is appended to ``proc.log_path`` so the dockerd log continues in one place.
+    """
+    proc.log_path.parent.mkdir(parents=True, exist_ok=True)
+    log.debug("start %s (log %s)", " ".join(proc.argv), proc.log_path)
+    with open(proc.log_path, "ab") as out:
+        return subprocess.Popen(proc.argv, env=proc.env, cwd=proc.cwd if os.path.isdir(proc.cwd) else "/",
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+
+
+def last_error(proc: EngineProcess, host: Host) -> str:
+    """dockerd's last error line: from its log file, or the journal for docker.service."""
+    lines: list[str] = []
+    if proc.systemd_unit is not None and host.which("journalctl") is not None:
+        out = host.run(["journalctl", "-u", proc.systemd_unit, "-n", "30", "--no-pager", "-o", "cat"],
+                       check=False, timeout=30)
+        lines = out.stdout.splitlines()
+    else:
+        try:
+            lines = proc.log_path.read_text(errors="replace").splitlines()[-30:]
+        except OSError:
+            return ""
+    for line in reversed(lines):
+        if "level=error" in line or "level=fatal" in line or line.startswith(("failed", "unable")):
+            msg = line.split('msg="', 1)[-1].rsplit('"', 1)[0] if 'msg="' in line else line
+            return msg.replace('\\"', '"')[:300]
+    return ""
+
+
+# -- save -> apply -> verify -> roll back ------------------------------------------------------
+@dataclass
+class Rollback:
+    """What the docker-runtime step recorded before it wrote daemon.json."""
+
+    path: str  # host path
+    previous: bytes | None  # None: the file did not exist
+    backup: str | None = None
+
+
+@dataclass
+class Outcome:
+    action: str  # "reload" | "restart"
+    summary: str
+    pid_before: int
+    pid_after: int | None
+    commands: list[list[str]] = field(default_factory=list)
+
+
+def apply_config(host: Host, proc: EngineProcess, *, action: str, name: str, default: bool, path: str | None,
+                 daemon_reload: bool = False, rollback: Rollback | None = None) -> Outcome:
+    """Make the running dockerd take up daemon.json and verify it shows runtime ``name``; roll back
+    and raise StepFailed when it does not come back or does not show it."""
+    url = host.docker_url or ""
+    commands: list[list[str]] = []
+    what = "runtime nvidia" + (" as the default" if default else "")
+    try:
+        if action == "reload":
+            reload(proc)
+            commands.append(["kill", "-HUP", str(proc.pid)])
+            if wait_shows(host, name, default=default, path=path) is not None:
+                return Outcome("reload", f"reloaded dockerd (SIGHUP, pid {proc.pid}): it shows {what}",
+                               proc.pid, proc.pid, commands)
+            log.info("dockerd (pid %d) does not show %s after SIGHUP; restarting it", proc.pid, what)
+        restarted = restart(host, proc, daemon_reload=daemon_reload)
+        commands.append(restarted.how)
+        host.close()
+        wait_ready(url, child=restarted.child)
+        if wait_shows(host, name, default=default, path=path) is None:
+            raise RuntimeNotShown(f"dockerd came back but does not show {what}")
+    except (DockerdDidNotStart, RuntimeNotShown, StepFailed) as exc:
+        _roll_back(host, proc, rollback, exc, url)
+    new = find_engine_process(host)
+    return Outcome("restart", f"restarted dockerd (pid {proc.pid} -> {new.pid if new else '?'}): it shows {what}",
+                   proc.pid, new.pid if new else None, commands)
+
+
+def _roll_back(host: Host, proc: EngineProcess, rollback: Rollback | None, cause: BaseException, url: str) -> None:
+    reason = str(cause) if not isinstance(cause, StepFailed) else cause.message
+    error = last_error(proc, host)
+    detail = f" (dockerd: {error})" if error else ""
+    if rollback is None:
+        raise StepFailed(f"{reason}{detail}; daemon.json was not changed in this run, so there is nothing to restore",
+                         f"fix {host.path('/etc/docker/daemon.json')} or dockerd's command line, then run again")
+    real = host.path(rollback.path)
+    if rollback.previous is None:
+        real.unlink(missing_ok=True)
+        restored = f"removed the new {real}"
+    else:
+        host.write_atomic(rollback.path, rollback.previous)
+        restored = f"restored {real}" + (f" from {rollback.backup}" if rollback.backup else "")
+    log.info("%s; %s; restarting dockerd", reason, restored)
+    again = find_engine_process(host) or proc
+    try:
+        restarted = restart(host, again) if _alive(again.pid) else _start_again(host, proc)
+        host.close()
+        wait_ready(url, child=restarted.child)
+    except Exception as exc:
+        raise StepFailed(f"{reason}{detail}; {restored}, but dockerd did not start again either: {exc}",
+                         "see dockerd's log or `journalctl -u docker -n 50`; start it by hand") from None
+    now = find_engine_process(host)
+    raise StepFailed(
+        f"{reason}{detail}; {restored} and restarted dockerd: it runs again with the old config"
+        + (f" (pid {now.pid})" if now else ""),
+        "fix what dockerd rejects (its error is above; a --default-runtime or --add-runtime flag on dockerd's "
+        "command line conflicts with daemon.json), then run gpuprep again",
+    )
+
+
+def _start_again(host: Host, proc: EngineProcess) -> Restarted:
+    """Start the dockerd that is gone, the way it was started."""
+    if proc.systemd_unit is not None and host.which("systemctl") is not None:
+        argv = ["systemctl", "restart", proc.systemd_unit]
+    elif host.live and not host.env.get("DOCKER_HOST") and host.exists("/etc/init.d/docker"):
+        argv = ["service", "docker", "restart"]
+    else:
+        return Restarted(list(proc.argv), spawn_detached(proc))
+    host.run(argv, timeout=300)
+    return Restarted(argv)

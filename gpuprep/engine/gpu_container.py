@@ -1,0 +1,361 @@
+"""The one GPU container probe: ``gpu-check`` (install) and doctor's container check both call ``probe``.
+
+It does what the seed did by hand (``docker run --rm nvidia/cuda nvidia-smi``), the way ECS runs a
+GPU task: no ``--runtime`` argument (so ``nvidia`` must be the default runtime), and
+``NVIDIA_VISIBLE_DEVICES=all`` (the variable the NVIDIA runtime acts on; the ECS agent sets it). The
+GPUs seen inside are compared with the host's. A failure names the link of the chain that broke:
+Engine, image, runtime registration, runtime binary, default runtime, driver, or the GPU set.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from gpuprep.host import Host
+
+log = logging.getLogger("gpuprep")
+
+QUERY = ["nvidia-smi", "--query-gpu=index,uuid,name,driver_version", "--format=csv,noheader"]
+ENVIRONMENT = {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "utility"}
+RUN_TIMEOUT = 120.0  # without persistence mode GPU init alone can take 25 s (NVIDIA/nvidia-docker 1279)
+PULL_ATTEMPTS = 3
+SLOW_SECONDS = 10.0
+
+# nvidia-smi exit codes are NVML return codes (DOMAIN.md).
+NVIDIA_SMI_EXITS = {
+    9: "the NVIDIA driver is not loaded",
+    12: "the NVML library is missing (driver userland not installed)",
+    14: "the GPU's InfoROM is corrupted",
+    15: "a GPU has fallen off the bus",
+}
+
+# Links of the chain, in the order a container meets them.
+ENGINE, IMAGE, RUNTIME_MISSING, RUNTIME_BINARY, NOT_DEFAULT, NO_SMI, DRIVER, GPUS, TIMEOUT = (
+    "engine", "image", "runtime-missing", "runtime-binary", "runtime-not-default", "runtime-no-nvidia-smi",
+    "driver", "gpus", "timeout")
+
+
+@dataclass
+class HostGpus:
+    """The host's own view of its GPUs, to compare the container's with."""
+
+    uuids: list[str]
+    source: str  # "gpuprep.gpu" | "nvidia-smi"
+    driver_version: str = ""
+
+    @property
+    def count(self) -> int:
+        return len(self.uuids)
+
+
+@dataclass
+class ContainerGpu:
+    index: int
+    uuid: str
+    name: str
+    driver_version: str
+
+
+@dataclass
+class ProbeResult:
+    ok: bool
+    link: str  # "ok", or the link that broke
+    summary: str
+    hint: str = ""
+    image: str = ""
+    seconds: float = 0.0  # the container's run, create to removal, without a pull
+    pull_seconds: float = 0.0
+    gpus: list[ContainerGpu] = field(default_factory=list)
+    host_uuids: list[str] | None = None
+    output: str = ""
+    exit_code: int | None = None
+
+    @property
+    def uuids(self) -> list[str]:
+        return [g.uuid for g in self.gpus]
+
+    @property
+    def image_unavailable(self) -> bool:
+        return self.link == IMAGE
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "link": self.link,
+            "image": self.image,
+            "seconds": round(self.seconds, 3),
+            "pull_seconds": round(self.pull_seconds, 3),
+            "gpus": [asdict(g) for g in self.gpus],
+            "uuids": self.uuids,
+            "host_uuids": self.host_uuids,
+            "exit_code": self.exit_code,
+            **({"output": self.output[-2000:]} if not self.ok else {}),
+        }
+
+
+# -- the host's view ------------------------------------------------------------------------
+def host_gpus(host: Host) -> HostGpus | None:
+    """The host's GPUs: gpuprep.gpu's view when it has UUIDs (NVML, live system only), else the host's
+    nvidia-smi (inside --root: the root's, which is how tests give a simulated host its GPUs)."""
+    try:
+        from gpuprep import gpu  # written beside this module
+    except ImportError:
+        gpu = None
+    # query_gpus asks NVML (or nvidia-smi) only; gather would also read sysfs and the kernel log.
+    ask = getattr(gpu, "query_gpus", None) or getattr(gpu, "gather", None)
+    if ask is not None:
+        try:
+            inventory = ask(host)
+            uuids = list(getattr(inventory, "uuids", None) or [g.uuid for g in getattr(inventory, "gpus", [])
+                                                               if getattr(g, "uuid", "")])
+            if uuids:
+                return HostGpus(uuids, "gpuprep.gpu", str(getattr(inventory, "driver_version", "") or ""))
+        except Exception:  # the gpu checks report the inventory's own failures; nvidia-smi may still answer
+            log.debug("gpuprep.gpu could not list the GPUs; asking nvidia-smi", exc_info=True)
+    return host_gpus_from_nvidia_smi(host)
+
+
+def host_gpus_from_nvidia_smi(host: Host) -> HostGpus | None:
+    from gpuprep.errors import CommandError
+
+    smi = host.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        done = host.run([str(host.path(smi)), "--query-gpu=uuid,driver_version", "--format=csv,noheader"],
+                        timeout=20, check=False)
+    except CommandError:
+        return None
+    if done.returncode != 0:
+        return None
+    rows = [[c.strip() for c in line.split(",")] for line in done.stdout.splitlines() if line.strip()]
+    return HostGpus([r[0] for r in rows], "nvidia-smi", rows[0][1] if rows and len(rows[0]) > 1 else "")
+
+
+# -- parsing ----------------------------------------------------------------------------------
+def parse_query(text: str) -> list[ContainerGpu]:
+    """Rows of ``nvidia-smi --query-gpu=index,uuid,name,driver_version --format=csv,noheader``."""
+    gpus = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 4 and parts[0].isdigit() and parts[1].startswith(("GPU-", "MIG-")):
+            # A GPU name never has a comma; the driver version is last.
+            gpus.append(ContainerGpu(int(parts[0]), parts[1], ", ".join(parts[2:-1]), parts[-1]))
+    return gpus
+
+
+def classify_start_error(message: str, runtime_name: str = "nvidia") -> str:
+    """Which link an Engine error names (create/start fail before nvidia-smi runs)."""
+    m = message
+    if "Unknown runtime specified" in m or "unknown or invalid runtime name" in m:
+        return RUNTIME_MISSING
+    if 'exec: "nvidia-smi"' in m or "nvidia-smi: no such file" in m:
+        return NOT_DEFAULT  # refined by ``explain`` with docker info
+    if "fork/exec" in m or "executable file not found" in m or "permission denied" in m:
+        return RUNTIME_BINARY
+    if "could not select device driver" in m:
+        return RUNTIME_MISSING
+    return RUNTIME_BINARY if "OCI runtime" in m else "engine"
+
+
+def _explain(link: str, message: str, info: dict[str, Any] | None, image: str) -> tuple[str, str, str]:
+    """(link, summary, hint) for a container that did not start."""
+    runtimes = (info or {}).get("Runtimes") or {}
+    default = (info or {}).get("DefaultRuntime") or "?"
+    detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
+    if link == NOT_DEFAULT:
+        if "nvidia" not in runtimes:
+            return (RUNTIME_MISSING, f"runtime nvidia is not registered with dockerd: {detail}",
+                    "run `gpuprep install --only docker-runtime,docker-reload` (or add runtimes.nvidia to "
+                    "/etc/docker/daemon.json and restart docker)")
+        if default != "nvidia":
+            return (NOT_DEFAULT, f"nvidia is not Docker's default runtime (it is {default}): {detail}",
+                    'set "default-runtime": "nvidia" in /etc/docker/daemon.json and reload docker '
+                    "(`gpuprep install --only docker-runtime,docker-reload` does both)")
+        return (NO_SMI, f"the nvidia runtime ran but put no nvidia-smi into {image}: {detail}",
+                "check the NVIDIA container toolkit's hook (`nvidia-container-cli info`) and that the "
+                "driver's nvidia-smi is installed on the host")
+    if link == RUNTIME_MISSING:
+        return (RUNTIME_MISSING, f"dockerd does not know the runtime it was asked for: {detail}",
+                "register it: `gpuprep install --only docker-runtime,docker-reload`")
+    if link == RUNTIME_BINARY:
+        path = (runtimes.get(default) or {}).get("path", "?")
+        return (RUNTIME_BINARY, f"the {default} runtime's binary ({path}) cannot be run: {detail}",
+                "install the NVIDIA container runtime (`gpuprep install --only packages`) or fix runtimes."
+                f"{default}.path in /etc/docker/daemon.json, then reload docker")
+    return ("engine", f"dockerd could not run the container: {detail}",
+            "see dockerd's log (`journalctl -u docker -n 50`)")
+
+
+# -- the probe ------------------------------------------------------------------------------
+def probe(host: Host, image: str, *, host_view: HostGpus | None | bool = True, pull: bool = True,
+          progress: bool = False, timeout: float = RUN_TIMEOUT) -> ProbeResult:
+    """Run nvidia-smi in ``image`` through the Engine, as ECS would, and judge the result.
+
+    ``host_view``: the host's GPUs to compare with; True asks ``host_gpus``; None/False compares nothing.
+    ``pull``: pull a missing image (doctor --boot passes False: no network at boot).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gpuprep.engine.dockerd import engine_down_hint, engine_errors
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The host's view (NVML or nvidia-smi) is asked while the container runs: the probe then
+        # costs what the container costs.
+        asked = pool.submit(host_gpus, host) if host_view is True else None
+        try:
+            result = _run(host, image, pull=pull, progress=progress, timeout=timeout)
+        except engine_errors() as exc:
+            text = str(exc).strip().splitlines()
+            return ProbeResult(False, ENGINE, f"the Docker Engine at {host.docker_url} does not answer: "
+                               f"{text[0][:300] if text else type(exc).__name__}", engine_down_hint(host), image)
+        view = asked.result() if asked is not None else host_view
+    view = view if isinstance(view, HostGpus) else None
+    result.host_uuids = view.uuids if view is not None else None
+    if result.ok and view is not None:
+        _compare(result, view)
+    return result
+
+
+def _compare(result: ProbeResult, view: HostGpus) -> None:
+    inside, host_side = result.uuids, view.uuids
+    if sorted(inside) == sorted(host_side):
+        return
+    missing = [u for u in host_side if u not in inside]
+    extra = [u for u in inside if u not in host_side]
+    result.ok, result.link = False, GPUS
+    parts = [f"the container sees {len(inside)} GPU(s), the host {len(host_side)}"]
+    if missing:
+        parts.append(f"missing inside: {', '.join(missing)}")
+    if extra:
+        parts.append(f"unknown to the host: {', '.join(extra)}")
+    result.summary = "; ".join(parts)
+    result.hint = ("check NVIDIA_VISIBLE_DEVICES in the runtime's config and that every GPU's /dev/nvidiaN "
+                   "exists (`ls /dev/nvidia*`; `nvidia-smi -L`); then restart docker")
+
+
+def _run(host: Host, image: str, *, pull: bool, progress: bool, timeout: float) -> ProbeResult:
+    import docker.errors
+
+    api = host.docker().api
+    pull_seconds = 0.0
+    started = time.monotonic()
+    try:
+        cid = _create(api, image)
+    except docker.errors.ImageNotFound:
+        if not pull:
+            return ProbeResult(False, IMAGE, f"image {image} is not present locally (not pulled: --boot)",
+                               f"pre-load it (`docker pull {image}` while building the image) or pass --image", image)
+        pull_started = time.monotonic()
+        failure = _pull(api, image, progress=progress)
+        pull_seconds = time.monotonic() - pull_started
+        if failure is not None:
+            return ProbeResult(False, IMAGE, f"image {image} is missing and cannot be pulled: {failure}",
+                               f"pre-load the image (`docker load -i FILE`, or `docker pull {image}` where a "
+                               "registry is reachable) or pass --image with one present locally (`docker images`)",
+                               image,
+                               pull_seconds=pull_seconds)
+        started = time.monotonic()
+        cid = _create(api, image)
+    try:
+        return _start_and_collect(host, api, cid, image, timeout, started, pull_seconds)
+    finally:
+        try:
+            api.remove_container(cid, force=True)
+        except docker.errors.NotFound:
+            pass
+        except Exception:  # the Engine went away meanwhile: say so, the result stands
+            log.warning("could not remove container %s", cid[:12])
+
+
+def _create(api, image: str) -> str:
+    host_config = api.create_host_config(network_mode="none")
+    return api.create_container(image, QUERY, environment=ENVIRONMENT, host_config=host_config,
+                                labels={"io.gpuprep.probe": "gpu-container"})["Id"]
+
+
+def _start_and_collect(host: Host, api, cid: str, image: str, timeout: float, started: float,
+                       pull_seconds: float) -> ProbeResult:
+    import docker.errors
+    import requests
+
+    try:
+        api.start(cid)
+    except docker.errors.APIError as exc:
+        message = str(exc.explanation or exc)
+        info = None
+        try:
+            info = api.info()
+        except Exception:  # diagnosis only; the start error is what we report
+            info = None
+        link, summary, hint = _explain(classify_start_error(message), message, info, image)
+        return ProbeResult(False, link, summary, hint, image, time.monotonic() - started, pull_seconds,
+                           output=message)
+    try:
+        status = api.wait(cid, timeout=timeout)
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        return ProbeResult(False, TIMEOUT, f"nvidia-smi in {image} did not finish within {timeout:g}s",
+                           "a GPU call is hanging: look for XIDs (`dmesg | grep -i xid`) and enable persistence "
+                           "mode (`nvidia-smi -pm 1`)", image, time.monotonic() - started, pull_seconds)
+    code = int(status.get("StatusCode", -1))
+    output = api.logs(cid, stdout=True, stderr=True).decode(errors="replace")
+    seconds = time.monotonic() - started
+    if code != 0:
+        meaning = NVIDIA_SMI_EXITS.get(code, "")
+        last = output.strip().splitlines()[-1][:300] if output.strip() else ""
+        return ProbeResult(False, DRIVER, f"nvidia-smi in the container exited {code}"
+                           + (f": {meaning}" if meaning else "") + (f" ({last})" if last else ""),
+                           "check the driver on the host: `nvidia-smi` (exit 9: load it with `modprobe nvidia` "
+                           "or reinstall the driver for this kernel)", image, seconds, pull_seconds,
+                           output=output, exit_code=code)
+    gpus = parse_query(output)
+    if not gpus:
+        return ProbeResult(False, DRIVER, f"nvidia-smi in the container listed no GPU ({output.strip()[:200]!r})",
+                           "check the host's `nvidia-smi -L` and the driver", image, seconds, pull_seconds,
+                           output=output, exit_code=code)
+    return ProbeResult(True, "ok", f"{len(gpus)} GPU(s) visible in {image} without --runtime "
+                       f"({seconds:.2f}s)", "", image, seconds, pull_seconds, gpus, output=output, exit_code=code)
+
+
+def _pull(api, image: str, *, progress: bool) -> str | None:
+    """Pull ``image`` with a bounded retry; None when done, else why it could not be pulled."""
+    from docker.utils import parse_repository_tag
+    from tenacity import RetryError, Retrying, stop_after_attempt, wait_exponential
+
+    repo, tag = parse_repository_tag(image)
+
+    def once() -> None:
+        for event in api.pull(repo, tag=tag or "latest", stream=True, decode=True):
+            if "error" in event:
+                raise PullFailed(str(event["error"]))
+            if progress:
+                _show_progress(event)
+        if progress:
+            sys.stderr.write("\n")
+
+    def before_sleep(state) -> None:
+        log.info("pulling %s failed (%s); trying again (%d of %d)", image, state.outcome.exception(),
+                 state.attempt_number + 1, PULL_ATTEMPTS)
+
+    log.info("pulling %s", image)
+    try:
+        Retrying(stop=stop_after_attempt(PULL_ATTEMPTS), wait=wait_exponential(multiplier=0.5, max=8),
+                 before_sleep=before_sleep)(once)
+    except RetryError as exc:
+        cause = exc.last_attempt.exception()
+        text = str(getattr(cause, "explanation", None) or cause).strip().splitlines()
+        return text[0][:300] if text else type(cause).__name__
+    return None
+
+
+class PullFailed(Exception):
+    pass
+
+
+def _show_progress(event: dict[str, Any]) -> None:
+    line = " ".join(str(event[k]) for k in ("id", "status", "progress") if event.get(k))
+    sys.stderr.write("\r\033[K" + line[:150])
+    sys.stderr.flush()

@@ -1,0 +1,243 @@
+"""install steps on the Engine side: docker-service, docker-runtime, docker-reload, gpu-check.
+
+Shared state (``ctx.state``) they read and write:
+- ``runtime_path`` (from packages): the runtime binary of the installed stack.
+- ``packages_changed`` (from packages): packages were installed in this run, so daemon.json may have
+  been replaced (nvidia-docker2 <= 2.4.0) or pushed aside as .rpmorig/.rpmsave (2.5.0+).
+- ``daemon_json_before_packages`` (from packages, optional): daemon.json's text before its transaction.
+- ``docker_unit_changed`` (from packages, optional): docker.service changed on disk.
+- ``daemon_json_changed`` / ``daemon_json_planned`` / ``daemon_json_rollback`` (docker-runtime).
+- ``docker_reload`` (docker-reload): the reload decision and why, also in the JSON report.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gpuprep.engine import daemon_config
+from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
+from gpuprep.errors import StepFailed
+from gpuprep.report import StepResult, StepStatus
+from gpuprep.steps import Change, Context, Converged, Skip, Step
+
+log = logging.getLogger("gpuprep")
+
+
+def runtime_path(ctx: Context) -> str:
+    return (getattr(ctx.options, "runtime_path", None) or ctx.state.get("runtime_path")
+            or DEFAULT_RUNTIME_PATH)
+
+
+def wants_default(ctx: Context) -> bool:
+    return bool(getattr(ctx.options, "default_runtime", True))
+
+
+def _no_engine_reason() -> str:
+    return "needs a running Docker Engine: acting on --root (set DOCKER_HOST to use one)"
+
+
+# -- docker-service -------------------------------------------------------------------------
+class DockerServiceStep(Step):
+    id = "docker-service"
+    title = "Docker enabled at boot and running (systemd, or upstart/SysV on Amazon Linux 1)"
+
+    def plan(self, ctx: Context) -> Change | Converged:
+        from gpuprep.engine.dockerd import docker_info
+        from gpuprep.services import Services
+
+        host = ctx.host
+        if host.env.get("DOCKER_HOST"):
+            info = docker_info(host)  # EngineDown (exit 1) with the hint when it does not answer
+            return Converged(f"the Engine at {host.docker_url} answers (Docker {info.get('ServerVersion', '?')})",
+                             {"server_version": info.get("ServerVersion")})
+        services = Services(host, ctx.platform)
+        name = ctx.platform.docker_service
+        state = services.state(name)
+        if state.enabled == "not-found":
+            if ctx.dry_run:
+                return Change(f"enable and start {name} once the packages step installed it",
+                              commands=[services.argv("enable", name)]
+                              + ([services.argv("start", name)] if host.live else []))
+            raise StepFailed(f"{name} is not installed here", "install Docker first: `gpuprep install --only packages`")
+        todo = [] if state.is_enabled else ["enable"]
+        if host.live and not state.running:
+            todo.append("start")
+        where = "" if host.live else " (in --root: enabled for the next boot only)"
+        if not todo:
+            return Converged(f"{name} is enabled" + (" and running" if host.live else "") + where,
+                             {"enabled": state.enabled, "active": state.active})
+        return Change(f"{' and '.join(todo)} {name}{where}", commands=[services.argv(v, name) for v in todo],
+                      data={"enabled": state.enabled, "active": state.active}, payload=todo)
+
+    def apply(self, ctx: Context, change: Change) -> str | None:
+        from gpuprep.engine.dockerd import DockerdDidNotStart, wait_ready
+        from gpuprep.services import Services
+
+        services = Services(ctx.host, ctx.platform)
+        name = ctx.platform.docker_service
+        for verb in change.payload:
+            getattr(services, verb)(name)
+        if "start" in change.payload and ctx.host.docker_url:
+            try:
+                wait_ready(ctx.host.docker_url)
+            except DockerdDidNotStart as exc:
+                raise StepFailed(f"{name} started but {exc}", f"see `journalctl -u {name} -n 50`") from None
+        return None
+
+
+# -- docker-runtime -------------------------------------------------------------------------
+class DockerRuntimeStep(Step):
+    id = "docker-runtime"
+    title = "daemon.json: register the nvidia runtime and make it Docker's default (backup, atomic write)"
+
+    def plan(self, ctx: Context) -> Change | Converged:
+        host, path = ctx.host, ctx.platform.daemon_json
+        elsewhere = daemon_config.runtime_in_runtimes_dir(host, ctx.platform.runtimes_dir)
+        copies = daemon_config.user_copies(
+            host, path, before_packages=ctx.state.get("daemon_json_before_packages"),
+            packages_changed=bool(ctx.state.get("packages_changed")))
+        edit = daemon_config.plan_edit(host, path, runtime_path(ctx), set_default=wants_default(ctx),
+                                       runtime_elsewhere=elsewhere, copies=copies)
+        data: dict[str, Any] = {"path": str(edit.real), "runtime_path": runtime_path(ctx),
+                                "default_runtime": wants_default(ctx)}
+        if elsewhere:
+            data["runtime_registered_by"] = elsewhere
+        if not edit.changed:
+            what = f"registered by {elsewhere}" if elsewhere else f"{runtime_path(ctx)}"
+            return Converged(f"{path} already has runtime nvidia ({what})"
+                             + (" as the default" if wants_default(ctx) else ""), data)
+        ctx.state["daemon_json_planned"] = edit.changes_file
+        commands = [["mv", str(c.leftover), str(daemon_config.merged_name(c.leftover))]
+                    for c in edit.merged if c.leftover is not None]
+        return Change(edit.summary, diff=edit.diff, commands=commands,
+                      data={**data, "merged": [c.label for c in edit.merged]}, payload=edit)
+
+    def apply(self, ctx: Context, change: Change) -> str:
+        from gpuprep.engine.dockerd import Rollback
+
+        edit: daemon_config.DaemonJsonEdit = change.payload
+        note = daemon_config.validate_with_dockerd(ctx.host, edit.after, _dockerd_binary(ctx)) \
+            if edit.changes_file else ""
+        previous = edit.before.encode() if edit.before is not None else None
+        backup = daemon_config.apply_edit(ctx.host, edit)
+        ctx.state["daemon_json_changed"] = edit.changes_file
+        if edit.changes_file:
+            ctx.state["daemon_json_rollback"] = Rollback(edit.path, previous, str(backup) if backup else None)
+        extra = [f"backup {backup}" if backup else "", note]
+        return edit.summary + "".join(f"; {e}" for e in extra if e)
+
+
+def _dockerd_binary(ctx: Context) -> str | None:
+    """The dockerd to validate with: the one serving the Engine, else the live system's."""
+    from gpuprep.engine.dockerd import find_engine_process
+
+    if ctx.host.docker_url is not None:
+        proc = find_engine_process(ctx.host)
+        if proc is not None:
+            return proc.exe
+    return ctx.host.which("dockerd") if ctx.host.live else None
+
+
+# -- docker-reload --------------------------------------------------------------------------
+class DockerReloadStep(Step):
+    id = "docker-reload"
+    title = "dockerd takes up daemon.json: SIGHUP or restart, verified by docker info, rolled back on failure"
+
+    def plan(self, ctx: Context) -> Change | Converged:
+        from gpuprep.engine.dockerd import docker_info, find_engine_process, need_daemon_reload, runtimes_of
+
+        host = ctx.host
+        if host.docker_url is None:
+            raise Skip(_no_engine_reason())
+        _, config = daemon_config.read_config(host, ctx.platform.daemon_json)
+        proc = find_engine_process(host)
+        info = docker_info(host)
+        engine_runtimes, engine_default = runtimes_of(info)
+
+        file_entry = (config.get("runtimes") or {}).get(RUNTIME_NAME)
+        flag_path = proc.add_runtimes.get(RUNTIME_NAME) if proc else None
+        elsewhere = daemon_config.runtime_in_runtimes_dir(host, ctx.platform.runtimes_dir)
+        want_default = config.get("default-runtime") or ""
+        # Where the runtime comes from a flag, the flag's path is what docker info shows.
+        want_path = None if (flag_path or elsewhere or file_entry is None) else file_entry.get("path")
+        wants_runtime = bool(file_entry or flag_path or elsewhere)
+
+        lacking = []
+        if wants_runtime and RUNTIME_NAME not in engine_runtimes:
+            lacking.append("runtime nvidia")
+        elif want_path and (engine_runtimes.get(RUNTIME_NAME) or {}).get("path") != want_path:
+            lacking.append(f"runtime nvidia at {want_path}")
+        # SIGHUP cannot unset a default runtime (TESTBED.md 3): that takes a restart.
+        cannot_unset = not want_default and engine_default not in ("", "runc")
+        if want_default and engine_default != want_default:
+            lacking.append(f"default-runtime {want_default} (it runs with {engine_default})")
+        elif cannot_unset:
+            lacking.append(f"no default-runtime (it runs with {engine_default})")
+        changed = bool(ctx.state.get("daemon_json_changed") or (ctx.dry_run and ctx.state.get("daemon_json_planned")))
+        unit_changed = bool(ctx.state.get("docker_unit_changed")) or need_daemon_reload(host, proc)
+
+        reasons = (["daemon.json changed in this run"] if changed else []) \
+            + ([f"dockerd does not show {', '.join(lacking)} yet"] if lacking else []) \
+            + (["docker.service changed on disk"] if unit_changed else [])
+        action = "restart" if unit_changed or cannot_unset else "reload"
+        decision = {"action": action if reasons else "none", "reasons": reasons,
+                    "pid": proc.pid if proc else None, "systemd_unit": proc.systemd_unit if proc else None,
+                    "engine_default": engine_default, "engine_runtimes": sorted(engine_runtimes),
+                    "want_default": want_default, "want_path": want_path}
+        ctx.state["docker_reload"] = decision
+        if not reasons:
+            return Converged(f"dockerd (pid {decision['pid']}) already runs with what daemon.json says"
+                             f" (default runtime {engine_default})", decision)
+        if proc is None and not ctx.dry_run:
+            raise StepFailed(f"cannot find the dockerd process serving {host.docker_url} to reload it",
+                             "restart it by hand (`systemctl restart docker`), then run gpuprep again")
+        commands = _commands(action, proc, unit_changed)
+        return Change(f"{action} dockerd: {'; '.join(reasons)}", commands=commands, data=decision,
+                      payload=(proc, action, unit_changed, want_default, want_path))
+
+    def apply(self, ctx: Context, change: Change) -> StepResult:
+        from gpuprep.engine.dockerd import apply_config
+
+        proc, action, unit_changed, want_default, want_path = change.payload
+        rollback = ctx.state.get("daemon_json_rollback") if ctx.state.get("daemon_json_changed") else None
+        outcome = apply_config(ctx.host, proc, action=action, name=RUNTIME_NAME,
+                               default=want_default == RUNTIME_NAME, path=want_path,
+                               daemon_reload=unit_changed, rollback=rollback)
+        data = {**change.data, "done": outcome.action, "pid_before": outcome.pid_before,
+                "pid_after": outcome.pid_after}
+        return StepResult(self.id, StepStatus.CHANGED, outcome.summary, commands=outcome.commands, data=data)
+
+
+def _commands(action: str, proc, unit_changed: bool) -> list[list[str]]:
+    if proc is not None and proc.systemd_unit:
+        verb = ["systemctl", "restart", proc.systemd_unit] if action == "restart" else \
+            ["systemctl", "reload", proc.systemd_unit]
+        return ([["systemctl", "daemon-reload"]] if unit_changed else []) + [verb]
+    pid = str(proc.pid) if proc else "<dockerd pid>"
+    if action == "reload":
+        return [["kill", "-HUP", pid]]
+    return [["kill", "-TERM", pid], [*(proc.argv if proc else ["dockerd", "..."])]]
+
+
+# -- gpu-check ------------------------------------------------------------------------------
+class GpuCheckStep(Step):
+    id = "gpu-check"
+    title = "Prove it: nvidia-smi in a container with no --runtime flag sees the host's GPUs"
+
+    def plan(self, ctx: Context) -> Change | Converged:
+        from gpuprep.engine.gpu_container import ENVIRONMENT, QUERY, probe
+
+        host, image = ctx.host, getattr(ctx.options, "image", "")
+        if host.docker_url is None:
+            raise Skip(_no_engine_reason())
+        if ctx.dry_run:
+            env = [a for k, v in ENVIRONMENT.items() for a in ("-e", f"{k}={v}")]
+            return Change(f"would run nvidia-smi in {image} with no --runtime and compare its GPUs with the host's",
+                          commands=[["docker", "run", "--rm", "--network", "none", *env, image, *QUERY]])
+        result = probe(host, image, pull=True, progress=ctx.interactive)
+        if not result.ok:
+            raise StepFailed(f"{result.link}: {result.summary}", result.hint)
+        match = " (UUIDs match the host's)" if result.host_uuids is not None else \
+            " (no host view of the GPUs to compare with)"
+        return Converged(result.summary + match, result.as_data())

@@ -1,0 +1,182 @@
+"""doctor's docker and container checks against a private real dockerd (TESTBED.md 1-2).
+
+Real: dockerd 20.10 on its own socket (its daemon.json is the --root tree's), runc, containerd,
+docker-py, the gpuprep CLI. SIMULATED (no GPU or driver here): the nvidia runtime is the testbed
+shim that bind-mounts a fake nvidia-smi, and the host's nvidia-smi is a fake inside the root tree.
+Each broken case is made the way it happens on a host and must give its status and its fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, REPO
+from testbed import DEFAULT_GPUS, tiny_image, write_fake_nvidia_smi, write_runtime_shim
+
+UUIDS = [g["uuid"] for g in DEFAULT_GPUS]
+
+
+def make_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "etc/docker").mkdir(parents=True)
+    shutil.copy(FIXTURES / "distros/amzn-2023/etc/os-release", root / "etc/os-release")
+    write_fake_nvidia_smi(root / "usr/bin/nvidia-smi")  # the host's view of its GPUs (SIMULATED): 2 GPUs
+    return root
+
+
+def doctor(root: Path, url: str, *args: str) -> tuple[int, dict[str, dict]]:
+    env = {**os.environ, "DOCKER_HOST": url, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor",
+                           "--image", "tiny:latest", *args], capture_output=True, text=True, timeout=120, env=env)
+    report = json.loads(proc.stdout)
+    return proc.returncode, {c["id"]: c for c in report["checks"] if c["group"] in ("docker", "container")}
+
+
+def statuses(checks: dict[str, dict]) -> dict[str, str]:
+    return {k: v["status"] for k, v in checks.items()}
+
+
+@pytest.fixture
+def host(tmp_path, dockerd_factory, fake_gpu):
+    """Returns start(config) -> (root, dockerd): a --root tree whose daemon.json the dockerd reads."""
+    root = make_root(tmp_path)
+
+    def start(config: dict):
+        dockerd = dockerd_factory(config_path=root / "etc/docker/daemon.json", config=config)
+        client = dockerd.client()
+        tiny_image(client)
+        client.close()
+        return root, dockerd
+
+    return start, fake_gpu
+
+
+def nvidia(shim: Path, default: bool = True) -> dict:
+    config: dict = {"runtimes": {"nvidia": {"path": str(shim), "runtimeArgs": []}}}
+    return {**config, "default-runtime": "nvidia"} if default else config
+
+
+def test_healthy(host):
+    start, gpu = host
+    root, dockerd = start(nvidia(gpu["shim"]))
+    code, checks = doctor(root, dockerd.url)
+    assert set(statuses(checks).values()) == {"ok"}, statuses(checks)
+    container = checks["gpu-container"]
+    assert container["data"]["uuids"] == UUIDS and container["data"]["host_uuids"] == UUIDS
+    assert 0 < container["data"]["seconds"] < 10
+    assert checks["docker-nvidia-runtime"]["data"]["runtimes"]["nvidia"] == str(gpu["shim"])
+
+
+def test_runtime_missing(host):
+    start, _ = host
+    root, dockerd = start({})
+    code, checks = doctor(root, dockerd.url)
+    assert code == 2
+    assert checks["docker-nvidia-runtime"]["status"] == "critical"
+    assert "docker-runtime,docker-reload" in checks["docker-nvidia-runtime"]["hint"]
+    assert checks["docker-runtime-binary"]["status"] == "skipped"
+    assert checks["gpu-container"]["status"] == "critical"
+    assert checks["gpu-container"]["data"]["link"] == "runtime-missing"
+
+
+def test_runtime_in_daemon_json_but_not_loaded_says_reload(host):
+    start, gpu = host
+    root, dockerd = start({})
+    (root / "etc/docker/daemon.json").write_text(json.dumps(nvidia(gpu["shim"])))  # edited, not reloaded
+    _, checks = doctor(root, dockerd.url)
+    assert checks["docker-nvidia-runtime"]["status"] == "critical"
+    assert "systemctl reload docker" in checks["docker-nvidia-runtime"]["hint"]
+
+
+def test_runtime_not_default(host):
+    start, gpu = host
+    root, dockerd = start(nvidia(gpu["shim"], default=False))
+    code, checks = doctor(root, dockerd.url)
+    assert code == 2  # the container check is critical; the default-runtime finding itself is a warning
+    assert checks["docker-nvidia-runtime"]["status"] == "ok"
+    assert checks["docker-default-runtime"]["status"] == "warning"
+    assert '"default-runtime": "nvidia"' in checks["docker-default-runtime"]["hint"]
+    container = checks["gpu-container"]
+    assert container["status"] == "critical" and container["data"]["link"] == "runtime-not-default"
+    assert "default-runtime" in container["hint"]
+
+
+def test_runtime_binary_gone(host):
+    start, gpu = host
+    root, dockerd = start(nvidia(gpu["shim"]))
+    gpu["shim"].unlink()  # e.g. the toolkit package removed by hand
+    code, checks = doctor(root, dockerd.url)
+    assert code == 2
+    binary = checks["docker-runtime-binary"]
+    assert binary["status"] == "critical" and "does not exist" in binary["summary"]
+    assert "gpuprep install --only packages" in binary["hint"]
+    container = checks["gpu-container"]
+    assert container["status"] == "critical" and container["data"]["link"] == "runtime-binary"
+
+
+def test_container_sees_fewer_gpus_than_the_host(host):
+    start, gpu = host
+    one = write_fake_nvidia_smi(gpu["dir"] / "one-gpu/nvidia-smi", gpus=DEFAULT_GPUS[:1])
+    shim = write_runtime_shim(gpu["dir"] / "one-gpu/runtime", one)
+    root, dockerd = start(nvidia(shim))  # the host's own nvidia-smi (in the root) lists 2
+    code, checks = doctor(root, dockerd.url)
+    assert code == 2
+    container = checks["gpu-container"]
+    assert container["status"] == "critical" and container["data"]["link"] == "gpus"
+    assert "sees 1 GPU(s), the host 2" in container["summary"] and UUIDS[1] in container["summary"]
+    assert "/dev/nvidia" in container["hint"]
+
+
+def test_engine_down(host):
+    start, gpu = host
+    root, dockerd = start(nvidia(gpu["shim"]))
+    dockerd.stop()
+    code, checks = doctor(root, dockerd.url)
+    assert code == 2
+    engine = checks["docker-engine"]
+    assert engine["status"] == "critical" and "does not answer" in engine["summary"]
+    assert dockerd.url in engine["hint"]
+    for dependent in ("docker-nvidia-runtime", "docker-default-runtime", "gpu-container"):
+        assert checks[dependent]["status"] == "unknown", dependent
+    assert checks["docker-daemon-json"]["status"] == "ok"  # the file is still readable
+
+
+def test_runtime_defined_twice(host):
+    start, gpu = host
+    root, dockerd = start(nvidia(gpu["shim"]))
+    # Amazon Linux's registration: an executable in /etc/docker-runtimes.d, linked to the runtime.
+    shutil.copy(gpu["shim"], root / "usr/bin/nvidia-container-runtime")
+    (root / "etc/docker-runtimes.d").mkdir()
+    os.symlink("/usr/bin/nvidia-container-runtime", root / "etc/docker-runtimes.d/nvidia")
+    _, checks = doctor(root, dockerd.url)
+    once = checks["docker-runtime-once"]
+    assert once["status"] == "warning" and once["data"]["twice"] == ["nvidia"]
+    assert "remove runtimes.nvidia from daemon.json" in once["hint"]
+
+
+def test_missing_image_is_unknown_and_skipped_at_boot(host):
+    start, gpu = host
+    root, dockerd = start(nvidia(gpu["shim"]))
+    # No registry is reachable here: a registry on a closed local port fails at once, as offline would.
+    code, checks = doctor(root, dockerd.url, "--image", "localhost:1/nvidia/cuda:12.4.1-base")
+    container = checks["gpu-container"]
+    assert container["status"] == "unknown" and "cannot be pulled" in container["summary"]
+    assert "--image" in container["hint"] and "pre-load" in container["hint"]
+    code, checks = doctor(root, dockerd.url, "--boot", "--image", "localhost:1/nvidia/cuda:12.4.1-base")
+    assert checks["gpu-container"]["status"] == "skipped"
+    assert code == 0
+
+
+def test_broken_daemon_json_is_critical(host):
+    start, gpu = host
+    root, dockerd = start(nvidia(gpu["shim"]))
+    (root / "etc/docker/daemon.json").write_text('{"runtimes": null}')
+    _, checks = doctor(root, dockerd.url)
+    assert checks["docker-daemon-json"]["status"] == "critical"
+    assert '"runtimes" is null' in checks["docker-daemon-json"]["summary"]

@@ -1,0 +1,257 @@
+"""install's docker-runtime, docker-reload and gpu-check on a private real dockerd (TESTBED.md 1-3).
+
+Real: dockerd 20.10 (own socket, data-root, exec-root; its daemon.json is the one inside the --root
+tree gpuprep edits), runc, containerd, docker-py, the gpuprep CLI as a user runs it.
+SIMULATED (no GPU or NVIDIA driver on these machines): the nvidia runtime is tests/testbed.py's shim,
+an OCI runtime that bind-mounts a fake nvidia-smi into the container and execs runc, and the host's
+nvidia-smi is the same fake inside the root tree. Docker's side (runtime registration, default
+runtime, SIGHUP, restart) is all real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES, REPO, require
+from testbed import DEFAULT_GPUS, PrivateDockerd, tiny_image, write_fake_nvidia_smi
+
+UUIDS = [g["uuid"] for g in DEFAULT_GPUS]
+STEPS = "docker-runtime,docker-reload,gpu-check"
+
+
+def make_root(tmp_path: Path) -> Path:
+    root = tmp_path / "root"
+    (root / "etc/docker").mkdir(parents=True)
+    shutil.copy(FIXTURES / "distros/amzn-2023/etc/os-release", root / "etc/os-release")
+    write_fake_nvidia_smi(root / "usr/bin/nvidia-smi")  # the host's view of its GPUs (SIMULATED)
+    return root
+
+
+def gpuprep(root: Path, url: str, *args: str, timeout: float = 120) -> tuple[int, dict, str]:
+    env = {**os.environ, "DOCKER_HOST": url, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    try:
+        out = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        pytest.fail(f"gpuprep printed no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
+    return proc.returncode, out, proc.stderr
+
+
+def steps(report: dict) -> dict[str, dict]:
+    return {s["id"]: s for s in report["steps"]}
+
+
+def run_nvidia_smi(dockerd: PrivateDockerd) -> str:
+    """What an ECS task would run: no runtime argument."""
+    client = dockerd.client()
+    try:
+        return client.containers.run("tiny:latest", ["nvidia-smi", "-L"], remove=True, network_mode="none",
+                                     environment={"NVIDIA_VISIBLE_DEVICES": "all"}).decode()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def simhost(tmp_path, dockerd_factory, fake_gpu):
+    root = make_root(tmp_path)
+    dockerd = dockerd_factory(config_path=root / "etc/docker/daemon.json", config={})  # plain runc
+    client = dockerd.client()
+    tiny_image(client)
+    client.close()
+    return root, dockerd, fake_gpu["shim"]
+
+
+def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simhost):
+    import docker.errors
+
+    root, dockerd, shim = simhost
+    daemon_json = root / "etc/docker/daemon.json"
+    with pytest.raises(docker.errors.APIError, match='exec: "nvidia-smi": executable file not found'):
+        run_nvidia_smi(dockerd)  # the negative case: runc, no nvidia-smi in the image
+    pid = dockerd.current_pid()
+    args = ("install", "--only", STEPS, "--runtime-path", str(shim), "--image", "tiny:latest")
+
+    before = daemon_json.read_bytes()
+    code, report, err = gpuprep(root, dockerd.url, *args, "--dry-run")
+    assert code == 0, err
+    s = steps(report)
+    assert s["docker-runtime"]["status"] == "planned"
+    assert '+  "default-runtime": "nvidia"' in s["docker-runtime"]["diff"]  # the file's 2-space indent kept
+    assert s["docker-reload"]["status"] == "planned" and s["docker-reload"]["commands"] == [["kill", "-HUP", str(pid)]]
+    assert s["gpu-check"]["status"] == "planned"
+    assert daemon_json.read_bytes() == before
+
+    code, report, err = gpuprep(root, dockerd.url, *args)
+    assert code == 0, err
+    s = steps(report)
+    assert s["docker-runtime"]["status"] == "changed"
+    assert s["docker-reload"]["status"] == "changed" and s["docker-reload"]["data"]["done"] == "reload"
+    assert s["gpu-check"]["status"] == "ok" and s["gpu-check"]["data"]["uuids"] == UUIDS
+    assert s["gpu-check"]["data"]["host_uuids"] == UUIDS
+    assert json.loads(daemon_json.read_text())["default-runtime"] == "nvidia"
+    assert all(u in run_nvidia_smi(dockerd) for u in UUIDS)  # no runtime flag, the GPUs are there
+    assert dockerd.current_pid() == pid  # SIGHUP was enough
+
+    stat = daemon_json.stat()
+    code, report, err = gpuprep(root, dockerd.url, *args)
+    assert code == 0, err
+    assert report["status"] == "ok"
+    assert {s["id"]: s["status"] for s in report["steps"] if s["status"] != "skipped"} == \
+        {"docker-runtime": "ok", "docker-reload": "ok", "gpu-check": "ok"}
+    assert steps(report)["docker-reload"]["data"]["action"] == "none"
+    assert dockerd.current_pid() == pid
+    assert daemon_json.stat().st_mtime_ns == stat.st_mtime_ns
+    assert len(list(daemon_json.parent.glob("daemon.json.gpuprep-*"))) == 1
+
+
+class FlagDockerd(PrivateDockerd):
+    """A dockerd whose command line sets --default-runtime, as some hand-built hosts' units do: a
+    daemon.json that also sets it is valid JSON that dockerd refuses (reload and start)."""
+
+    @property
+    def argv(self) -> list[str]:
+        return [*super().argv, "--default-runtime=runc"]
+
+
+@pytest.fixture
+def flag_dockerd(tmp_path, dockerd_factory, fake_gpu):
+    dockerd_factory  # noqa: B018 -- for its skip conditions (root, dockerd, runc, containerd)
+    root = make_root(tmp_path)
+    dockerd = FlagDockerd(config_path=root / "etc/docker/daemon.json", config={})
+    try:
+        dockerd.start()
+        client = dockerd.client()
+        tiny_image(client)
+        client.close()
+        yield root, dockerd, fake_gpu["shim"]
+    finally:
+        dockerd.cleanup()
+
+
+def test_a_config_dockerd_refuses_is_rolled_back_and_dockerd_runs_again(flag_dockerd):
+    root, dockerd, shim = flag_dockerd
+    daemon_json = root / "etc/docker/daemon.json"
+    before = daemon_json.read_bytes()
+    pid = dockerd.current_pid()
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", STEPS, "--runtime-path", str(shim),
+                                "--image", "tiny:latest")
+    assert code == 1, err
+    s = steps(report)
+    assert s["docker-runtime"]["status"] == "changed"
+    reload = s["docker-reload"]
+    assert reload["status"] == "failed"
+    assert "restored" in reload["summary"] and "runs again with the old config" in reload["summary"]
+    assert "specified both as a flag and in the configuration file" in reload["summary"]
+    assert s["gpu-check"]["status"] == "skipped"
+    assert "error: docker-reload:" in err and "hint:" in err
+    assert daemon_json.read_bytes() == before  # the old config is back
+    dockerd.wait_ready(10)
+    assert dockerd.current_pid() not in (None, pid)  # restarted by gpuprep with the old config
+    client = dockerd.client()
+    try:
+        assert client.info()["DefaultRuntime"] == "runc"
+    finally:
+        client.close()
+
+
+def test_a_default_runtime_the_file_no_longer_sets_takes_a_restart(simhost):
+    """SIGHUP cannot unset a default runtime (TESTBED.md 3): gpuprep restarts the hand-started dockerd."""
+    root, dockerd, shim = simhost
+    daemon_json = root / "etc/docker/daemon.json"
+    config = json.loads(daemon_json.read_text())
+    daemon_json.write_text(json.dumps({**config, "runtimes": {"nvidia": {"path": str(shim), "runtimeArgs": []}},
+                                       "default-runtime": "nvidia"}))
+    dockerd.stop()
+    dockerd.start()
+    daemon_json.write_text(json.dumps({**config, "runtimes": {"nvidia": {"path": str(shim), "runtimeArgs": []}}}))
+    pid = dockerd.current_pid()
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", "docker-runtime,docker-reload",
+                                "--runtime-path", str(shim), "--no-default-runtime")
+    assert code == 0, err
+    s = steps(report)
+    assert s["docker-runtime"]["status"] == "ok"
+    assert s["docker-reload"]["status"] == "changed" and s["docker-reload"]["data"]["done"] == "restart"
+    new_pid = dockerd.current_pid()
+    assert new_pid not in (None, pid)
+    client = dockerd.client()
+    try:
+        info = client.info()
+    finally:
+        client.close()
+    assert info["DefaultRuntime"] == "runc" and "nvidia" in info["Runtimes"]
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", "docker-runtime,docker-reload",
+                                "--runtime-path", str(shim), "--no-default-runtime")
+    assert code == 0 and report["status"] == "ok", err
+    assert dockerd.current_pid() == new_pid
+
+
+def test_engine_down_is_one_line_with_a_hint(simhost):
+    root, dockerd, shim = simhost
+    dockerd.stop()
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", "docker-reload,gpu-check",
+                                "--runtime-path", str(shim), "--image", "tiny:latest")
+    assert code == 1
+    reload = steps(report)["docker-reload"]
+    assert reload["status"] == "failed" and "does not answer" in reload["summary"]
+    assert "\n" not in reload["summary"] and dockerd.url in reload["hint"]
+    assert "Traceback" not in err
+
+
+def test_gpu_check_names_the_broken_link(simhost):
+    """runc still the default: gpu-check fails saying nvidia is not registered / not the default."""
+    root, dockerd, shim = simhost
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", "gpu-check", "--image", "tiny:latest")
+    assert code == 1
+    check = steps(report)["gpu-check"]
+    assert check["status"] == "failed" and check["summary"].startswith("runtime-missing:")
+    assert "docker-runtime" in check["hint"]
+
+
+DOCKER_UNIT = """[Unit]
+Description=Docker Application Container Engine
+
+[Service]
+Type=notify
+ExecStart=/usr/bin/dockerd -H fd://
+ExecReload=/bin/kill -s HUP $MAINPID
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def test_docker_service_in_a_root_is_enabled_offline(tmp_path):
+    """Real ``systemctl --root``: an image's docker.service is enabled for its next boot, not started."""
+    require("systemctl")
+    root = make_root(tmp_path)
+    unit = root / "usr/lib/systemd/system/docker.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text(DOCKER_UNIT)
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
+    wants = root / "etc/systemd/system/multi-user.target.wants/docker.service"
+    for dry, status in (("--dry-run", "planned"), (None, "changed"), (None, "ok")):
+        proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "install", "--only",
+                               "docker-service", *([dry] if dry else [])], capture_output=True, text=True,
+                              timeout=60, env={**env, "PYTHONPATH": str(REPO)})
+        step = steps(json.loads(proc.stdout))["docker-service"]
+        assert proc.returncode == 0 and step["status"] == status, (step, proc.stderr)
+        if status == "planned":
+            assert step["commands"] == [["systemctl", f"--root={root.resolve()}", "enable", "docker.service"]]
+            assert not wants.exists()
+    assert wants.is_symlink()
+
+
+def test_docker_service_with_docker_host_counts_the_engine_answering(simhost):
+    root, dockerd, _ = simhost
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", "docker-service")
+    assert code == 0 and steps(report)["docker-service"]["status"] == "ok", err
+    dockerd.stop()
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", "docker-service")
+    assert code == 1 and "does not answer" in steps(report)["docker-service"]["summary"]
