@@ -130,8 +130,10 @@ def converged_selection(ctx: Context) -> Selection | None:
         if isinstance(sel, Selection) and not sel.to_install:
             sel.why = {n: "installed; agrees with the rest" for n in sel.packages}
             sel.passed_over = []
-            locked = not getattr(ctx.options, "versionlock", True) or not backend(ctx).unlocked(
-                list(sel.packages.values()))
+            b = backend(ctx)
+            # Locked means enforced: the entries are in the list and the plugin that reads it is installed.
+            locked = not getattr(ctx.options, "versionlock", True) or (
+                b.plugin_installed() and not b.unlocked(list(sel.packages.values())))
             result = sel if locked else None
     ctx.state["converged"] = result
     return result
@@ -276,16 +278,18 @@ class PackagesStep(Step):
         installs = res.to_install
         lock = getattr(ctx.options, "versionlock", True)
         to_lock = b.unlocked(list(res.packages.values())) if lock else []
+        # A lock list without the plugin is a file nobody reads: the plugin joins the same transaction.
+        extra = [b.plugin_spec] if lock and not b.plugin_installed() else []
         self._publish(ctx, res, changed=bool(installs))
-        if not installs and not to_lock:
+        if not installs and not to_lock and not extra:
             return Converged(f"{self._brief(res)} installed and locked", data=self._data(ctx, res))
         commands = []
         stale = b.stale_locks(installs)
-        if installs:
-            commands.append(b.install_argv(installs))
+        if installs or extra:
+            commands.append(b.install_argv(installs, extra))
         data = self._data(ctx, res)
         if to_lock:
-            lock_cmd = self._lock_command(ctx, b, list(res.packages.values()))
+            lock_cmd = self._lock_command(ctx, b, list(res.packages.values()), plugin_coming=bool(extra))
             if lock_cmd:
                 commands.append(lock_cmd)
             else:
@@ -294,19 +298,25 @@ class PackagesStep(Step):
         if stale:
             data.setdefault("lines", []).insert(0, f"drop stale locks: {', '.join(stale)}")
         what = [f"install {', '.join(p.nevr for p in installs)}"] if installs else []
+        if extra:
+            what.append(f"install the versionlock plugin ({extra[0]})")
         if to_lock:
             what.append(f"lock {len(res.packages)} packages")
+        data["versionlock_plugin"] = extra[0] if extra else None
         return Change("; ".join(what), commands=commands, data=data,
-                      payload=(res, installs, bool(to_lock)))
+                      payload=(res, installs, bool(to_lock), extra))
 
     def apply(self, ctx: Context, change: Change) -> str:
         b = backend(ctx)
-        sel, installs, lock = change.payload
-        if installs:
+        sel, installs, lock, extra = change.payload
+        if installs or extra:
             wait_for_lock(ctx.host, ctx.platform.package_locks)
+            # nvidia-docker2 <= 2.4.0 ships daemon.json as a plain file and replaces the user's outright
+            # (DOMAIN.md); docker-runtime merges this copy back so no setting is lost.
+            ctx.state["daemon_json_before_packages"] = ctx.host.read_text(ctx.platform.daemon_json)
             # A lock at another version would make the versionlock plugin hide the selected one.
             b.drop_locks({p.name for p in installs})
-            b.install(installs)
+            b.install(installs, extra)
             ctx.state.pop("installed", None)
             ctx.state.pop("converged", None)
             after = {p.name: p for p in installed_set(ctx)}
@@ -314,6 +324,9 @@ class PackagesStep(Step):
             if wrong:
                 raise StepFailed(f"after the transaction these are not installed as selected: {', '.join(wrong)}",
                                  f"look at `{b.manager} history info last`")
+            if extra and not b.plugin_installed():
+                raise StepFailed(f"the transaction did not install the versionlock plugin ({extra[0]})",
+                                 f"check that a repository offers it: `{b.manager} install '{extra[0]}'`")
         if lock:
             b.lock(list(sel.packages.values()))
         ctx.state["packages_changed"] = bool(installs)
@@ -325,10 +338,11 @@ class PackagesStep(Step):
         return ", ".join(p.nevr for p in sel.packages.values())
 
     @staticmethod
-    def _lock_command(ctx: Context, b: Backend, pkgs: list[Package]) -> list[str] | None:
-        """The versionlock command on a live host; None inside a root, where gpuprep writes the root's
-        list itself (the plugin would edit this machine's)."""
-        if ctx.host.live and b.plugin_installed():
+    def _lock_command(ctx: Context, b: Backend, pkgs: list[Package], *, plugin_coming: bool = False
+                      ) -> list[str] | None:
+        """The versionlock command on a live host (the plugin installed, or coming in the same transaction);
+        None inside a root, where gpuprep writes the root's list itself (the plugin would edit this machine's)."""
+        if ctx.host.live and (b.plugin_installed() or plugin_coming):
             return b.lock_argv(pkgs)
         return None
 
