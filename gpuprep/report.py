@@ -181,15 +181,15 @@ def _console(stream: TextIO):
     return Console(file=stream, highlight=False, soft_wrap=True, emoji=False)
 
 
-def mark(status: str, width: int = 7) -> tuple[str, str]:
+def mark(status: str, width: int = 9) -> tuple[str, str]:
     label, style = MARKS.get(status, (status, ""))
     return f"[{label}]".ljust(width), style
 
 
-def render_doctor_text(report: DoctorReport, stream: TextIO = sys.stdout) -> None:
+def render_doctor_text(report: DoctorReport, stream: TextIO | None = None) -> None:
     from rich.markup import escape
 
-    con = _console(stream)
+    con = _console(stream or sys.stdout)
     con.print(f"gpuprep doctor on {escape(report.platform.get('name', 'unknown'))}", style="bold")
     group = None
     for c in report.checks:
@@ -201,7 +201,7 @@ def render_doctor_text(report: DoctorReport, stream: TextIO = sys.stdout) -> Non
         con.print(f"  [{style}]{escape(label)}[/] {c.id:<24} {escape(c.summary)}{took}")
         if c.hint and c.status not in (Status.OK, Status.SKIPPED):
             for i, line in enumerate(c.hint.splitlines()):
-                con.print(f"  {'':8}{'':24} {'fix: ' if i == 0 else '     '}{escape(line)}")
+                con.print(f"  {'':10}{'':24} {'fix: ' if i == 0 else '     '}{escape(line)}")
     counts: dict[str, int] = {}
     for c in report.checks:
         counts[c.status.value] = counts.get(c.status.value, 0) + 1
@@ -211,29 +211,29 @@ def render_doctor_text(report: DoctorReport, stream: TextIO = sys.stdout) -> Non
     con.print(f"\n[{style}]{escape(report.status.value.upper())}[/]: {parts} (exit {report.exit_code})")
 
 
-def render_step_line(step: StepResult, stream: TextIO = sys.stdout) -> None:
+def render_step_line(step: StepResult, stream: TextIO | None = None) -> None:
     """One line per step, printed as it finishes (user-data logs read well line by line)."""
     from rich.markup import escape
 
-    con = _console(stream)
+    con = _console(stream or sys.stdout)
     label, style = mark(step.status.value)
     took = f" ({step.duration_ms / 1000:.1f}s)" if step.duration_ms >= 100 else ""
     con.print(f"[{style}]{escape(label)}[/] {step.id:<15} {escape(step.summary)}{took}")
     if step.diff:
         con.print(escape(step.diff.rstrip("\n")), style="dim")
     for argv in step.commands:
-        con.print(f"{'':8}{'':15} $ {escape(' '.join(argv))}")
+        con.print(f"{'':10}{'':15} $ {escape(' '.join(argv))}")
     for key in ("table", "lines"):
         for line in step.data.get(key, []) if isinstance(step.data.get(key), list) else []:
-            con.print(f"{'':8}{'':15} {escape(str(line))}")
+            con.print(f"{'':10}{'':15} {escape(str(line))}")
     if step.hint and step.status is StepStatus.FAILED:
-        con.print(f"{'':8}{'':15} fix: {escape(step.hint)}")
+        con.print(f"{'':10}{'':15} fix: {escape(step.hint)}")
 
 
-def render_run_summary(report: RunReport, stream: TextIO = sys.stdout) -> None:
+def render_run_summary(report: RunReport, stream: TextIO | None = None) -> None:
     from rich.markup import escape
 
-    con = _console(stream)
+    con = _console(stream or sys.stdout)
     counts: dict[str, int] = {}
     for s in report.steps:
         counts[s.status.value] = counts.get(s.status.value, 0) + 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from sim import explain, steps_by_id
+from sim import IMAGE, explain, steps_by_id
 from simfixtures import *  # noqa: F403  (pytest fixtures)
 
 from gpuprep.bootcheck import UNIT_NAME
@@ -45,4 +45,5 @@ def test_legacy_stack_with_docker_pin(instance):
     assert inst.unit_state(UNIT_NAME)["ActiveState"] == "active", inst.journal(UNIT_NAME)
     assert inst.unit_state("ecs.service")["ActiveState"] == "active", inst.journal("ecs.service")
     inst.wait_agent_registered()
-    assert inst.gpuprep("doctor").returncode == 0
+    proc = inst.gpuprep("doctor", "--image", IMAGE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
