@@ -1,3 +1,324 @@
-"""ecs checks (being written)."""
+"""ecs checks: can this host join an ECS cluster with its GPUs, and does it carry another machine's state?
 
-CHECKS: list = []
+Facts (DOMAIN.md): ``ECS_ENABLE_GPU_SUPPORT=true`` in ``/etc/ecs/ecs.config`` or ``/var/lib/ecs/ecs.config``
+(``/etc`` wins); ecs-init writes ``/var/lib/ecs/gpu/nvidia-gpu-info.json`` from NVML at each start and
+silently skips it without ``/dev/nvidia*``; a baked agent checkpoint makes instances fail to register
+or join the old cluster (aws/amazon-ecs-agent 858, 2738); at first boot cloud-init may run yum and hold
+its lock. The check that the installed Docker satisfies ecs-init's Requires lives with the packages code.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from gpuprep import ecs
+from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
+from gpuprep.report import Status
+
+SEAL_JSON = "/etc/gpuprep/seal.json"  # written by `gpuprep seal` (gpuprep/seal.py)
+FIX_GPU_SUPPORT = ("gpuprep install --only ecs-config (or add ECS_ENABLE_GPU_SUPPORT=true to /etc/ecs/ecs.config), "
+                   "then restart ecs")
+
+
+def _restart(probes: Probes) -> str:
+    name = ecs.ecs_service(probes.platform)
+    return f"`restart {name}`" if probes.platform.init == "upstart" else f"`systemctl restart {name}`"
+
+
+# -- probes -------------------------------------------------------------------------------
+def _ecs_init_version(probes: Probes) -> str | None:
+    def compute(p: Probes) -> str | None:
+        fmt = p.platform.package_format
+        if fmt == "rpm":
+            return ecs.rpm_installed(p.host, ("ecs-init",)).get("ecs-init")
+        if fmt == "dpkg":
+            if not p.host.live:
+                raise NotApplicable("dpkg is not queried with --root")
+            # Amazon publishes ecs-init for Ubuntu as the amazon-ecs-init .deb.
+            proc = p.host.run(["dpkg-query", "-W", "-f=${Status}|${Version}", "amazon-ecs-init"], check=False,
+                              timeout=10)
+            status, _, version = proc.stdout.partition("|")
+            return f"amazon-ecs-init-{version}" if proc.returncode == 0 and "installed" in status.split() else None
+        raise NotApplicable(f"no package format known for {p.platform.name}")
+
+    return probes.get("ecs.init_version", compute)
+
+
+def _service(probes: Probes):
+    return probes.get("ecs.service", lambda p: ecs.services(p.host, p.platform).state(ecs.ecs_service(p.platform)))
+
+
+def _gpu_count(probes: Probes) -> int:
+    from gpuprep import gpu
+
+    pci = gpu.probe_pci(probes)
+    if not pci.present:
+        raise NotApplicable("no /sys/bus/pci/devices to count GPUs in")
+    return len(pci.gpus)
+
+
+def _seal(probes: Probes) -> dict | None:
+    from gpuprep.seal import read_seal
+
+    return probes.get("ecs.seal", lambda p: read_seal(p.host))
+
+
+# -- checks -------------------------------------------------------------------------------
+def check_ecs_init(probes: Probes) -> Verdict:
+    version = _ecs_init_version(probes)
+    if version is None:
+        hint = "gpuprep install" if probes.platform.rpm else "install Amazon's amazon-ecs-init package"
+        return Verdict(Status.WARNING, "ecs-init is not installed: this host cannot join an ECS cluster", hint)
+    return Verdict(Status.OK, f"{version} installed", data={"package": version})
+
+
+def check_gpu_support(probes: Probes) -> Verdict:
+    count = _gpu_count(probes)
+    cfg = ecs.read_config(probes.host, probes.platform)
+    value = cfg.get(ecs.GPU_SUPPORT_KEY)
+    data = {"gpus": count, "value": value, "source": cfg.source.get(ecs.GPU_SUPPORT_KEY), "files": cfg.files}
+    if count == 0:
+        raise NotApplicable("no NVIDIA GPU on the PCI bus: ECS GPU support is not needed")
+    if cfg.gpu_support:
+        return Verdict(Status.OK, f"{ecs.GPU_SUPPORT_KEY}={value} in {data['source']}", data=data)
+    if value is None:
+        where = " or ".join(ecs.config_paths(probes.platform))
+        summary = f"{ecs.GPU_SUPPORT_KEY} is not set ({where}): the agent registers this host with no GPUs"
+    elif value.strip("\"'") in ("true", "1", "True", "TRUE"):
+        summary = (f"{ecs.GPU_SUPPORT_KEY}={value} in {data['source']}: the quotes are part of the value "
+                   "for the agent (a Docker env-file), which then reads it as false")
+    else:
+        summary = f"{ecs.GPU_SUPPORT_KEY}={value} in {data['source']}: the agent registers this host with no GPUs"
+    return Verdict(Status.CRITICAL, f"{summary} ({count} GPUs on the PCI bus)", FIX_GPU_SUPPORT, data)
+
+
+def check_gpu_info(probes: Probes) -> Verdict:
+    from gpuprep import gpu
+
+    host = probes.host
+    fix = f"rm {ecs.GPU_INFO} && {_restart(probes).strip('`')} (ecs-init rewrites it); images: seal with `gpuprep seal`"
+    try:
+        info = ecs.read_gpu_info(host)
+    except ValueError as exc:
+        return Verdict(Status.CRITICAL, f"{ecs.GPU_INFO} is unreadable: {exc}", fix)
+    if info is None:
+        if host.live and _service(probes).running and _gpu_count_or_zero(probes) > 0:
+            return Verdict(Status.WARNING, f"ecs runs but ecs-init wrote no {ecs.GPU_INFO}: it found no /dev/nvidia* "
+                           "when it started, so the agent registered no GPUs",
+                           f"fix the driver (see the gpu checks), then {_restart(probes)}")
+        return Verdict(Status.OK, f"no {ecs.GPU_INFO} (ecs-init writes it when ecs starts)")
+    data = {"file_driver": info.driver_version, "file_gpus": list(info.gpu_ids)}
+    module = gpu.probe_module(probes)
+    query = gpu.probe_query(probes)
+    host_driver = query.driver_version if query.answered else module.version
+    data["host_driver"] = host_driver
+    if not query.answered:
+        if host_driver and host_driver != info.driver_version:
+            return Verdict(Status.CRITICAL, f"{ecs.GPU_INFO} was written with driver {info.driver_version}, this host "
+                           f"has {host_driver}: it comes from another machine or an older driver", fix, data)
+        why = query.skipped or query.error or "NVML did not answer"
+        status = Status.WARNING if not host.live else Status.UNKNOWN
+        summary = (f"{ecs.GPU_INFO} lists {len(info.gpu_ids)} GPUs (driver {info.driver_version}); "
+                   f"UUIDs not compared: {why}")
+        hint = (f"an image should not carry it: `gpuprep --root {host.root} seal --only gpu-info`" if not host.live
+                else "see the gpu checks for why NVML does not answer")
+        return Verdict(status, summary, hint, data)
+    host_ids = [g.uuid for g in sorted(query.gpus, key=lambda g: g.index) if g.uuid]
+    data["host_gpus"] = host_ids
+    foreign = [i for i in info.gpu_ids if i not in host_ids]
+    if foreign:
+        return Verdict(Status.CRITICAL, f"{ecs.GPU_INFO} names {len(foreign)} GPU(s) this host does not have "
+                       f"({', '.join(foreign[:2])}{', ...' if len(foreign) > 2 else ''}): written on another machine "
+                       "(baked into the image?)", fix, data)
+    missing = [i for i in host_ids if i not in info.gpu_ids]
+    if missing:
+        return Verdict(Status.WARNING, f"{ecs.GPU_INFO} lists {len(info.gpu_ids)} of this host's {len(host_ids)} GPUs: "
+                       "the agent offers only those", f"{_restart(probes)} so ecs-init lists them all", data)
+    if info.driver_version != host_driver:
+        return Verdict(Status.WARNING, f"{ecs.GPU_INFO} was written with driver {info.driver_version}, the host runs "
+                       f"{host_driver} (updated since ecs started)", f"{_restart(probes)} to rewrite it", data)
+    return Verdict(Status.OK, f"{ecs.GPU_INFO} matches this host: {len(host_ids)} GPUs, driver {host_driver}",
+                   data=data)
+
+
+def _gpu_count_or_zero(probes: Probes) -> int:
+    try:
+        return _gpu_count(probes)
+    except NotApplicable:
+        return 0
+
+
+def check_service(probes: Probes) -> Verdict:
+    name = ecs.ecs_service(probes.platform)
+    state = _service(probes)
+    upstart = probes.platform.init == "upstart"
+    data = {"service": name, "active": state.active, "enabled": state.enabled}
+    unit_files = (f"/usr/lib/systemd/system/{name}.service", f"/etc/systemd/system/{name}.service",
+                  f"/lib/systemd/system/{name}.service", f"/etc/init/{name}.conf")
+    if state.enabled == "not-found" or (state.enabled == "unknown" and not any(map(probes.host.exists, unit_files))):
+        raise NotApplicable(f"no {name} service (ecs-init is not installed)")
+    if state.enabled == "unknown" and state.active == "unknown":
+        return Verdict(Status.UNKNOWN, f"the init system did not say whether {name} is enabled or running",
+                       f"look at `{'status ' + name if upstart else 'systemctl status ' + name}`", data)
+    enable = f"chkconfig {name} on" if upstart else f"systemctl enable {name}"
+    start = f"start {name}" if upstart else f"systemctl start {name}"
+    logs = "/var/log/ecs/ecs-init.log" if upstart else f"`journalctl -u {name} -n 50`"
+    if not probes.host.live:
+        if state.is_enabled:
+            return Verdict(Status.OK, f"{name} enabled (whether it runs is not known with --root)", data=data)
+        return Verdict(Status.WARNING, f"{name} is {state.enabled}: instances from this image will not join a cluster",
+                       f"gpuprep --root {probes.host.root} install --only ecs-config", data)
+    if state.active == "failed":
+        return Verdict(Status.CRITICAL, f"{name} failed ({state.enabled})", f"see {logs}, fix, then {start}", data)
+    if not state.is_enabled:
+        return Verdict(Status.WARNING, f"{name} is {state.enabled} ({state.active}): it will not start at boot",
+                       enable, data)
+    if not state.running:
+        return Verdict(Status.WARNING, f"{name} is enabled but {state.active}", f"{start} (and see {logs})", data)
+    return Verdict(Status.OK, f"{name} {state.active}, {state.enabled}", data=data)
+
+
+_PACKAGE_PROCESSES = ("yum", "dnf", "rpm", "apt", "apt-get", "dpkg", "unattended-upgr", "packagekitd")
+
+
+def _holder(pid: int) -> dict | None:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        with proc.oneshot():
+            return {"pid": pid, "name": proc.name(), "cmdline": " ".join(proc.cmdline())[:200],
+                    "since_s": round(max(0.0, datetime.now().timestamp() - proc.create_time()), 1)}
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def _lock_users() -> list[dict]:
+    """Package managers running now, by name (dpkg's lock is an fcntl lock, not a pid file)."""
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["name"]):
+        if (proc.info.get("name") or "") in _PACKAGE_PROCESSES:
+            holder = _holder(proc.pid)
+            if holder:
+                out.append(holder)
+    return out
+
+
+def check_package_lock(probes: Probes) -> Verdict:
+    host, locks = probes.host, probes.platform.package_locks
+    if not locks:
+        raise NotApplicable(f"no package manager lock known for {probes.platform.name}")
+    if not host.live:
+        raise NotApplicable("a lock is held by a running process: not checked with --root")
+    held, stale = [], []
+    for path in locks:
+        text = host.read_text(path)
+        if text is None:
+            continue
+        pid = text.strip().splitlines()[0].strip() if text.strip() else ""
+        if pid.isdigit():
+            holder = _holder(int(pid))
+            (held if holder else stale).append({"file": path, **(holder or {"pid": int(pid)})})
+    if not held and probes.platform.package_format == "dpkg":
+        held = [{"file": locks[0], **h} for h in _lock_users()]
+    data = {"held": held, "stale": stale}
+    if held:
+        h = held[0]
+        return Verdict(Status.WARNING,
+                       f"{h['name']} (pid {h['pid']}, running {h['since_s']:.0f} s: {h['cmdline']}) holds {h['file']}",
+                       f"wait for it to finish (at first boot cloud-init's repo_upgrade runs yum); `ps -fp {h['pid']}` "
+                       "shows it; gpuprep install waits for it, bounded", data)
+    if stale:
+        return Verdict(Status.OK, f"no package manager running (stale pid file {stale[0]['file']})", data=data)
+    return Verdict(Status.OK, "no package manager running", data=data)
+
+
+def check_seal_stamp(probes: Probes) -> Verdict:
+    text = probes.host.read_text(SEAL_JSON)
+    if text is None:
+        raise NotApplicable(f"not a sealed image (no {SEAL_JSON})")
+    doc = _seal(probes)
+    if doc is None:
+        return Verdict(Status.WARNING, f"{SEAL_JSON} is not a JSON object", f"look at {SEAL_JSON}; "
+                       "`gpuprep seal` rewrites it on the build machine")
+    platform = (doc.get("platform") or {}).get("name", "?")
+    packages = ", ".join(sorted((doc.get("packages") or {}).values())) or "no tracked packages"
+    kept = doc.get("kept_images") or []
+    driver = f"driver {doc['driver_version']}" if doc.get("driver_version") else "no NVIDIA driver seen"
+    return Verdict(Status.OK, f"sealed {doc.get('sealed_at', '?')} by gpuprep {doc.get('gpuprep', '?')} on {platform}; "
+                   f"{packages}; {driver}; {len(kept)} kept image(s)", data=doc)
+
+
+def _parse_time(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def classify_state_files(mtimes: dict[str, float], sealed: float | None,
+                         boot: float | None) -> tuple[list[dict], list[dict]]:
+    """(baked, stale): files written no later than the seal, and the others written before this boot."""
+    baked, stale = [], []
+    for path, mtime in mtimes.items():
+        entry = {"file": path, "mtime": _iso(mtime)}
+        if sealed is not None and mtime <= sealed:
+            baked.append(entry)
+        elif boot is not None and mtime < boot:
+            stale.append(entry)
+    return baked, stale
+
+
+def check_stale_state(probes: Probes) -> Verdict:
+    import psutil
+
+    host = probes.host
+    doc = _seal(probes)
+    if doc is None:
+        raise NotApplicable(f"no {SEAL_JSON}: not a sealed image, nothing to compare with")
+    sealed = _parse_time(doc.get("sealed_at"))
+    boot = psutil.boot_time() if host.live else None
+    if boot is None and sealed is None:
+        raise NotApplicable(f"{SEAL_JSON} has no readable sealed_at to compare with")
+    mtimes = {}
+    for path in (*ecs.CHECKPOINTS, ecs.GPU_INFO):
+        try:
+            mtimes[path] = host.path(path).lstat().st_mtime
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    baked, stale = classify_state_files(mtimes, sealed, boot)
+    data = {"sealed_at": doc.get("sealed_at"), "boot": _iso(boot) if boot else None, "baked": baked, "stale": stale}
+    if baked:
+        files = ", ".join(e["file"] for e in baked)
+        return Verdict(Status.CRITICAL, f"{files} predate(s) the seal ({doc.get('sealed_at')}): another machine's "
+                       "state baked into the image (the instance may fail to register or join the build cluster)",
+                       "stop ecs, remove them (`gpuprep seal --only ecs-state,gpu-info`), start ecs; "
+                       "rebuild the image with `gpuprep seal`", data)
+    if stale:
+        files = ", ".join(e["file"] for e in stale)
+        return Verdict(Status.WARNING, f"{files} predate(s) this boot ({data['boot']}): not rewritten since",
+                       f"{_restart(probes)}: ecs-init rewrites nvidia-gpu-info.json and the agent its checkpoint", data)
+    ref = f"this boot ({data['boot']})" if boot else f"the seal ({doc.get('sealed_at')})"
+    return Verdict(Status.OK, f"no agent checkpoint or gpu-info older than {ref}", data=data)
+
+
+CHECKS = [
+    Check("ecs-init", "ecs", "ecs-init is installed, and its version", check_ecs_init, timeout=10),
+    Check("ecs-gpu-support", "ecs", "ECS_ENABLE_GPU_SUPPORT=true where the host has GPUs", check_gpu_support),
+    # NVML's deadline and nvidia-smi's timeouts (gpu.py) bound the UUID query this check shares.
+    Check("ecs-gpu-info", "ecs", "nvidia-gpu-info.json names this host's driver and GPU UUIDs", check_gpu_info,
+          timeout=15),
+    Check("ecs-service", "ecs", "the ecs service is enabled, and its state", check_service, timeout=10),
+    Check("package-lock", "ecs", "no package manager holds its lock (and which one does)", check_package_lock),
+    Check("seal-stamp", "ecs", "provenance of a sealed image (/etc/gpuprep/seal.json)", check_seal_stamp),
+    Check("ecs-stale-state", "ecs", "no agent checkpoint or gpu-info older than the seal or this boot",
+          check_stale_state),
+]

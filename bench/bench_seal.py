@@ -1,0 +1,108 @@
+"""seal's Docker steps vs the by-hand way, on the same private Engine in the same run.
+
+Population: 200 containers (half running `sleep 3600`, half exited; network none) over 50 images (tag
+variants of the busybox image with different content). Timed, from the command's start to its exit:
+- gpuprep: `DOCKER_HOST=URL gpuprep --root ROOT seal --yes --only containers,images`
+- by hand: `docker rm -f $(docker ps -aq); docker rmi -f $(docker images -q)` (the seed's way)
+The population is rebuilt before each timing; the two alternate for ``--rounds`` rounds. Target: the
+gpuprep/by-hand ratio at most 1.0. Needs root, dockerd, the docker CLI and busybox-static.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from testbed import PrivateDockerd, tiny_image  # noqa: E402
+
+BY_HAND = "docker rm -f $(docker ps -aq) >/dev/null; docker rmi -f $(docker images -q) >/dev/null"
+
+
+def populate(client, n_containers: int, n_images: int) -> None:
+    tags = [f"bench:v{i}" for i in range(n_images)]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda t: tiny_image(client, t, extra_files={"/etc/variant": t}), tags))
+
+    def create(i: int) -> None:
+        running = i % 2 == 0
+        c = client.containers.create(tags[i % n_images], ["sleep", "3600"] if running else ["true"],
+                                     name=f"c{i:03d}", network_mode="none")
+        if running:
+            c.start()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(n_containers)))
+    assert len(client.api.containers(all=True)) == n_containers
+
+
+def time_gpuprep(url: str, root: Path) -> float:
+    env = {**os.environ, "DOCKER_HOST": url}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "seal", "--yes",
+                           "--only", "containers,images"], env=env, capture_output=True, text=True)
+    took = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"gpuprep seal failed: {proc.stderr.strip()}")
+    steps = {s["id"]: s["duration_ms"] / 1000 for s in json.loads(proc.stdout)["steps"]}
+    print(f"         (containers step {steps['containers']:.2f} s, images step {steps['images']:.2f} s)")
+    return took
+
+
+def time_by_hand(url: str) -> float:
+    env = {**os.environ, "DOCKER_HOST": url}
+    started = time.monotonic()
+    # The baseline is a shell line by definition: this is what people type.
+    subprocess.run(["sh", "-c", BY_HAND], env=env, capture_output=True, text=True)
+    return time.monotonic() - started
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--containers", type=int, default=200)
+    ap.add_argument("--images", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    if os.geteuid() != 0 or not all(shutil.which(c) for c in ("dockerd", "docker")):
+        print("skipped: needs root, dockerd and the docker CLI")
+        return 0
+
+    d = PrivateDockerd().start()
+    root = Path(tempfile.mkdtemp(prefix="bench-seal-"))
+    shutil.copytree(REPO / "tests/fixtures/distros/amzn-2023", root, dirs_exist_ok=True)
+    client = d.client()
+    ours, theirs = [], []
+    try:
+        for _ in range(args.rounds):
+            for label, timings, run in (("gpuprep", ours, lambda: time_gpuprep(d.url, root)),
+                                        ("by hand", theirs, lambda: time_by_hand(d.url))):
+                populate(client, args.containers, args.images)
+                took = run()
+                left = len(client.api.containers(all=True)), len(client.api.images())
+                if left != (0, 0):
+                    raise SystemExit(f"{label} left {left[0]} containers and {left[1]} images")
+                timings.append(took)
+                print(f"{label:8} {took:6.2f} s  ({args.containers} containers, {args.images} images)", flush=True)
+    finally:
+        client.close()
+        d.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+    a, b = statistics.median(ours), statistics.median(theirs)
+    print(f"seal --only containers,images: median {a:.2f} s; by hand: median {b:.2f} s; "
+          f"ratio {a / b:.2f}x (target <= 1.0x)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
