@@ -44,6 +44,13 @@ def _ecs_init_version(probes: Probes) -> str | None:
     return probes.get("ecs.init_version", compute)
 
 
+def _ecs_init_missing(probes: Probes) -> bool:
+    try:
+        return _ecs_init_version(probes) is None
+    except NotApplicable:
+        return False
+
+
 def _service(probes: Probes):
     return probes.get("ecs.service", lambda p: ecs.services(p.host, p.platform).state(ecs.ecs_service(p.platform)))
 
@@ -81,6 +88,9 @@ def check_gpu_support(probes: Probes) -> Verdict:
         raise NotApplicable("no NVIDIA GPU on the PCI bus: ECS GPU support is not needed")
     if cfg.gpu_support:
         return Verdict(Status.OK, f"{ecs.GPU_SUPPORT_KEY}={value} in {data['source']}", data=data)
+    if value is None and not cfg.files and _ecs_init_missing(probes):
+        # A GPU host that is not an ECS host (yet): ecs-init's own check says so once, not twice.
+        raise NotApplicable("ecs-init is not installed (see ecs-init): nothing reads ecs.config here")
     if value is None:
         where = " or ".join(ecs.config_paths(probes.platform))
         summary = f"{ecs.GPU_SUPPORT_KEY} is not set ({where}): the agent registers this host with no GPUs"
@@ -89,7 +99,8 @@ def check_gpu_support(probes: Probes) -> Verdict:
                    "for the agent (a Docker env-file), which then reads it as false")
     else:
         summary = f"{ecs.GPU_SUPPORT_KEY}={value} in {data['source']}: the agent registers this host with no GPUs"
-    return Verdict(Status.CRITICAL, f"{summary} ({count} GPUs on the PCI bus)", FIX_GPU_SUPPORT, data)
+    gpus = f"{count} GPU" + ("" if count == 1 else "s")
+    return Verdict(Status.CRITICAL, f"{summary} ({gpus} on the PCI bus)", FIX_GPU_SUPPORT, data)
 
 
 def check_gpu_info(probes: Probes) -> Verdict:

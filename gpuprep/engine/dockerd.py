@@ -67,6 +67,11 @@ def engine_down_hint(host: Host) -> str:
 
 def docker_info(host: Host, timeout: float = 10) -> dict[str, Any]:
     """``docker info`` through docker-py; EngineDown with a one-line reason when it does not answer."""
+    url = host.docker_url or ""
+    if url.startswith("unix://") and not os.path.exists(url[len("unix://"):]):
+        # No socket, no dockerd: say so at once instead of importing docker-py to find out.
+        raise EngineDown(f"the Docker Engine is not running: no socket at {url[len('unix://'):]}",
+                         engine_down_hint(host))
     try:
         return host.docker(timeout=timeout).info()
     except engine_errors() as exc:

@@ -73,10 +73,17 @@ def test_checks_are_well_formed():
 
 # -- ECS_ENABLE_GPU_SUPPORT -----------------------------------------------------------------
 def test_gpu_support_missing_on_a_gpu_host_is_critical_with_the_fix(tmp_path):
-    _, probes = make(tmp_path)
+    root, probes = make(tmp_path)
+    write(root, "etc/ecs/ecs.config", "ECS_CLUSTER=training\n")  # an ECS host, configured without GPUs
     r = run("ecs-gpu-support", probes)
     assert r.status is Status.CRITICAL and "not set" in r.summary and "8 GPUs" in r.summary
     assert "gpuprep install --only ecs-config" in r.hint
+
+
+def test_gpu_support_is_not_asked_of_a_host_without_ecs_init_or_config(tmp_path):
+    _, probes = make(tmp_path)  # no rpm database in the tree: ecs-init is not installed
+    r = run("ecs-gpu-support", probes)
+    assert r.status is Status.SKIPPED and "ecs-init is not installed" in r.summary
 
 
 def test_gpu_support_in_the_ami_file_counts_and_etc_wins(tmp_path):
