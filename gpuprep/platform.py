@@ -45,7 +45,10 @@ class Platform:
 
 
 YUM_LOCKS = ("/var/run/yum.pid",)
-DNF_LOCKS = ("/var/run/dnf.pid", "/run/dnf.pid")
+# yum 3 writes its pid to INSTALLROOT/var/run/yum.pid (yum/__init__.py doLock). dnf 4 has no such file: it
+# writes its pid to one file per lock (dnf/lock.py), removed on exit: rpmdb_lock.pid under persistdir for the
+# transaction, metadata_lock.pid and download_lock.pid under cachedir (all under the installroot).
+DNF_LOCKS = ("/var/lib/dnf/rpmdb_lock.pid", "/var/cache/dnf/metadata_lock.pid", "/var/cache/dnf/download_lock.pid")
 
 
 def _amzn(version_id: str) -> dict | None:

@@ -48,6 +48,9 @@ class PkgSpec:
     post: str = ""
     preun: str = ""
     postun: str = ""
+    # Scriptlets in rpm's embedded Lua (``%pre -p <lua>``): they run without a shell in the target root, which
+    # an empty installroot lacks (``posix.sleep(3)`` holds a transaction open, for lock tests).
+    lua: bool = False
     summary: str = "gpuprep test fixture"
 
     @property
@@ -63,6 +66,8 @@ class PkgSpec:
         d = asdict(self)
         d["files"] = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in sorted(self.files.items())}
         d["_template"] = _TEMPLATE_VERSION
+        if not d["lua"]:  # a field added later: specs without it keep their cached builds
+            del d["lua"]
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -93,7 +98,7 @@ def _spec_text(spec: PkgSpec, stage: Path) -> str:
     for name in ("pre", "post", "preun", "postun"):
         body = getattr(spec, name)
         if body:
-            lines += ["", f"%{name}", body.rstrip("\n")]
+            lines += ["", f"%{name}" + (" -p <lua>" if spec.lua else ""), body.rstrip("\n")]
     lines += ["", "%files"]
     for d in spec.dirs:
         lines.append(f'%dir "{d}"')

@@ -67,6 +67,28 @@ def check_installed(probes: Probes) -> Verdict:
     return Verdict(Status.OK, shown, data=data)
 
 
+def _lock_fix(probes: Probes, b, unlocked: list[Package], plugin: bool) -> str:
+    """The exact commands that enforce the locks: install the plugin if missing, add the missing entries.
+
+    On the running system the plugin's own command; inside --root the root's list itself, because dnf reads
+    its plugin configuration (and so its lock list) from the machine it runs on even with --installroot.
+    """
+    from gpuprep.packages.repo import lock_entry
+
+    host = probes.host
+    steps = []
+    if not plugin:
+        steps.append(" ".join([b.manager, *b.root_args(), "-y", "install", f"'{b.plugin_spec}'"]))
+    if unlocked:
+        if host.live:
+            # Both plugins take NAME-[E:]V-R and lock exactly that version, not the name.
+            steps.append(f"{b.manager} versionlock add " + " ".join(q.nevr for q in unlocked))
+        else:
+            entries = " ".join(f"'{lock_entry(q, b.manager)}'" for q in unlocked)
+            steps.append(f"printf '%s\\n' {entries} >> {host.path(b.lock_list)}")
+    return " && ".join(steps)
+
+
 def check_locked(probes: Probes) -> Verdict:
     from gpuprep.packages.repo import lock_entry
 
@@ -77,13 +99,18 @@ def check_locked(probes: Probes) -> Verdict:
     if not pkgs:
         raise NotApplicable("none of the packages gpuprep pins is installed")
     unlocked = b.unlocked(pkgs)
+    plugin = b.plugin_installed()
     data = {"lock_list": b.lock_list, "unlocked": [q.nevr for q in unlocked],
-            "locked": [q.nevr for q in pkgs if q not in unlocked]}
-    if unlocked:
-        # yum-plugin-versionlock and dnf's plugin both take NAME-[E:]V-R; exact versions, not names.
-        fix = f"{b.manager} versionlock add " + " ".join(q.nevr for q in unlocked)
-        return Verdict(Status.WARNING, f"not version-locked: {', '.join(q.nevr for q in unlocked)} "
-                       "(a routine update can break the Docker/runtime pins)", fix, data)
+            "locked": [q.nevr for q in pkgs if q not in unlocked], "plugin": plugin}
+    if unlocked or not plugin:
+        what = []
+        if unlocked:
+            what.append(f"not version-locked: {', '.join(q.nevr for q in unlocked)}")
+        if not plugin:
+            what.append(f"the versionlock plugin ({b.plugin_spec}) is not installed, so nothing enforces "
+                        f"{b.lock_list}")
+        return Verdict(Status.WARNING, "; ".join(what) + " (a routine update can break the Docker/runtime pins)",
+                       _lock_fix(probes, b, unlocked, plugin), data)
     return Verdict(Status.OK, f"{len(pkgs)} packages locked in {b.lock_list}",
                    data={**data, "entries": [lock_entry(q, b.manager) for q in pkgs]})
 
@@ -105,8 +132,9 @@ def check_ecs_docker(probes: Probes) -> Verdict:
         docker = providers[0].nevr if providers else "no Docker needed"
         return Verdict(Status.OK, f"{ecs.nevr} accepts {docker}", data=data)
     have = ", ".join(q.nevr for q in providers) or "no Docker installed"
+    gp = "gpuprep" if probes.host.live else f"gpuprep --root {probes.host.root}"
     return Verdict(Status.CRITICAL, f"{ecs.nevr} requires {', '.join(map(str, unmet))}; installed: {have}",
-                   "run `gpuprep install --dry-run` to see a Docker that agrees, then `gpuprep install`", data)
+                   f"run `{gp} install --dry-run` to see a Docker that agrees, then `{gp} install`", data)
 
 
 CHECKS: list[Check] = [

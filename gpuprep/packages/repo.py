@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,12 @@ RPM_QF = (
 # dnf repoquery and yum-utils repoquery both print list tags one entry a line ("docker >= 20.10.0").
 REPOQUERY_QF = FIELD.join(["%{name}", "%{epoch}", "%{version}", "%{release}", "%{arch}", "%{requires}",
                            "%{provides}", "%{obsoletes}", "%{conflicts}", "%{repoid}"]) + RECORD
+
+
+# What installs the versionlock command, per manager: AL2023 and RHEL 8+ ship it as
+# python3-dnf-plugin-versionlock, which provides ``dnf-command(versionlock)`` (dnf resolves the provide);
+# yum 3 (Amazon Linux 1 and 2, RHEL 7) as yum-plugin-versionlock.
+VERSIONLOCK_PLUGIN = {"dnf": "dnf-command(versionlock)", "yum": "yum-plugin-versionlock"}
 
 
 def parse_deps(text: str) -> tuple[Dep, ...]:
@@ -94,6 +101,54 @@ def lock_name(entry: str) -> str | None:
     return head[0] if len(head) == 3 else entry
 
 
+def lock_entries(text: str) -> list[str]:
+    """Entries of a lock list, or of ``yum versionlock list`` / ``dnf versionlock list`` output: the plugins
+    print the list's lines as they are, around their own chatter (``Loaded plugins: ...``,
+    ``versionlock list done``, dnf's ``Last metadata expiration check: ...``)."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or " " in line or line.endswith(":"):
+            continue
+        if lock_name(line) is not None:
+            out.append(line)
+    return out
+
+
+def dependency_errors(text: str) -> list[str]:
+    """The dependency problems in a failed transaction's output, one line each.
+
+    yum 3 prints ``Error: Package: P (repo)`` then ``Requires: D`` and the candidates it weighed
+    (``Installed:`` / ``Available:``); dnf 4 prints `` - nothing provides D needed by P`` or
+    ``package P requires D, but none of the providers can be installed``.
+    """
+    problems: list[str] = []
+    package = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("Error: Package: "):
+            package = line[len("Error: Package: "):].split(" (")[0]
+        elif line.startswith("Requires: ") and package:
+            problems.append(f"{package} requires {line[len('Requires: '):]}")
+        elif line.startswith("Installed: ") and problems and package:
+            problems[-1] += f" (installed: {line[len('Installed: '):].split(' (')[0]})"
+        elif line.startswith("- nothing provides ") or (line.startswith("- package ") and " requires " in line):
+            problems.append(line[2:].split(", but none of the providers")[0])
+    return problems
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    name: str  # the process name (``yum``, ``dnf``, ``packagekitd``)
+    cmdline: str
+    file: str  # the host path of the lock it holds
+
+    def __str__(self) -> str:
+        cmd = f": {self.cmdline}" if self.cmdline and self.cmdline != self.name else ""
+        return f"pid {self.pid} ({self.name}{cmd}) holding {self.file}"
+
+
 @dataclass
 class Backend:
     """What both managers share; subclasses give the argv."""
@@ -117,7 +172,8 @@ class Backend:
     def query_argv(self, names: Sequence[str]) -> list[str]:
         raise NotImplementedError
 
-    def install_argv(self, pkgs: Sequence[Package]) -> list[str]:
+    def install_argv(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> list[str]:
+        """The one transaction: exact NEVRAs of ``pkgs`` plus ``extra`` specs (the versionlock plugin)."""
         raise NotImplementedError
 
     def lock_argv(self, pkgs: Sequence[Package]) -> list[str]:
@@ -147,10 +203,18 @@ class Backend:
                 for p in parse_records(done.stdout)]
 
     # -- install and lock ------------------------------------------------------------------
-    def install(self, pkgs: Sequence[Package]) -> None:
-        self.host.run(self.install_argv(pkgs), timeout=INSTALL_TIMEOUT,
-                      hint=f"the exact packages could not be installed; try `{self.manager} install` by hand "
-                           "with the versions above to see the package manager's reason")
+    def install(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> None:
+        done = self.host.run(self.install_argv(pkgs, extra), timeout=INSTALL_TIMEOUT, check=False)
+        if done.returncode == 0:
+            return
+        problems = dependency_errors(done.stdout + "\n" + done.stderr)
+        if problems:
+            raise StepFailed(f"{self.manager} refused the selection: {'; '.join(problems[:2])}",
+                             "the repositories changed since the query, or a package outside gpuprep's choice "
+                             "pins these; run `gpuprep install --dry-run` again and read the table")
+        raise CommandError(done.argv, done.returncode, done.stdout, done.stderr,
+                           hint=f"the exact packages could not be installed; try `{self.manager} install` by hand "
+                                "with the versions above to see the package manager's reason")
 
     @property
     def lock_list(self) -> str:
@@ -166,13 +230,18 @@ class Backend:
 
     def locks(self) -> list[str]:
         """The lock list's entries (read from the file: no package-manager run)."""
-        text = self.host.read_text(self.lock_list) or ""
-        return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        return lock_entries(self.host.read_text(self.lock_list) or "")
 
     def plugin_installed(self) -> bool:
+        """The versionlock plugin is installed in the target (the root, or this system): without it the lock
+        list is a file nobody reads. Both plugins ship their .conf; neither manager reads the list without it."""
         if self.manager == "dnf":
             return self.host.exists("/etc/dnf/plugins/versionlock.conf")
         return self.host.exists("/etc/yum/pluginconf.d/versionlock.conf")
+
+    @property
+    def plugin_spec(self) -> str:
+        return VERSIONLOCK_PLUGIN[self.manager]
 
     def unlocked(self, pkgs: Sequence[Package]) -> list[Package]:
         """Which of ``pkgs`` the lock list does not hold at exactly their version."""
@@ -219,8 +288,8 @@ class DnfBackend(Backend):
     def query_argv(self, names: Sequence[str]) -> list[str]:
         return [*self.base_args(), "repoquery", "--showduplicates", "--qf", REPOQUERY_QF, *names]
 
-    def install_argv(self, pkgs: Sequence[Package]) -> list[str]:
-        return [*self.base_args(), "-y", "install", *(p.nevra for p in pkgs)]
+    def install_argv(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> list[str]:
+        return [*self.base_args(), "-y", "install", *(p.nevra for p in pkgs), *extra]
 
 
 class YumBackend(Backend):
@@ -228,11 +297,11 @@ class YumBackend(Backend):
         # yum-utils repoquery: --show-duplicates (yum 3 spelling), -q, and the same list tags as dnf.
         return ["repoquery", "-q", *self.root_args(), "--show-duplicates", "--qf", REPOQUERY_QF, *names]
 
-    def install_argv(self, pkgs: Sequence[Package]) -> list[str]:
+    def install_argv(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> list[str]:
         args = ["yum", "-y", "-q", *self.root_args()]
         if not self.host.live:  # the machine's own lock list does not apply inside a root
             args.append("--disableplugin=versionlock")
-        return [*args, "install", *(p.nevra for p in pkgs)]
+        return [*args, "install", *(p.nevra for p in pkgs), *extra]
 
 
 def backend_for(host: Host, platform: Platform) -> Backend:
@@ -259,47 +328,101 @@ def backend_for(host: Host, platform: Platform) -> Backend:
 
 
 # -- the package manager's lock ---------------------------------------------------------------
-def lock_holder(host: Host, pidfiles: Sequence[str]) -> tuple[int, str] | None:
-    """(pid, process name) of a live package manager holding a pid lock, or None when free.
+# rpm's own transaction lock (rpmlock.c): an fcntl write lock on %{_dbpath}/.rpm.lock while rpm changes the
+# database, whoever drives it (yum, dnf, rpm -i, PackageKit). It holds no pid: /proc/locks names the owner.
+RPM_LOCKS = ("/var/lib/rpm/.rpm.lock",)
 
-    At first boot cloud-init often runs yum (``Existing lock /var/run/yum.pid``, DOMAIN.md).
-    """
+
+def _describe(pid: int, path: str) -> LockHolder | None:
+    """The live process ``pid``; None when it is gone or a zombie (a dead yum left its pid file behind)."""
     import psutil
 
-    for pidfile in pidfiles:
-        text = host.read_text(pidfile)
-        if not text or not text.strip().isdigit():
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        name = proc.name()
+        cmdline = " ".join(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return None
+    except psutil.AccessDenied:
+        name, cmdline = "?", ""
+    return LockHolder(pid, name, cmdline[:200], path)
+
+
+def _fcntl_owner(real: str) -> int | None:
+    """The pid holding a POSIX write lock on file ``real``, from /proc/locks, or None."""
+    import os
+
+    try:
+        st = os.stat(real)
+        with open("/proc/locks") as f:
+            table = f.read()
+    except OSError:
+        return None
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in table.splitlines():
+        # "1: POSIX  ADVISORY  WRITE 32621 fe:00:2173370 0 EOF"; "1: -> POSIX ..." is a waiter, not the owner.
+        parts = line.split()
+        if len(parts) < 6 or parts[1] == "->" or parts[1] != "POSIX" or parts[3] != "WRITE":
             continue
-        pid = int(text.strip())
         try:
-            proc = psutil.Process(pid)
-            name = " ".join(proc.cmdline()[:3]) or proc.name()
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            major, minor, inode = parts[5].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == want:
+                return int(parts[4])
+        except ValueError:
             continue
-        return pid, name
     return None
 
 
-def wait_for_lock(host: Host, pidfiles: Sequence[str], timeout: float = 600, interval: float = 2) -> str | None:
+def lock_holder(host: Host, pidfiles: Sequence[str], rpm_locks: Sequence[str] = RPM_LOCKS) -> LockHolder | None:
+    """The live process holding the package manager's lock, or None when it is free.
+
+    ``pidfiles`` are the manager's pid files (yum 3: /var/run/yum.pid; dnf 4: one per lock, see
+    platform.DNF_LOCKS); a pid file whose process is gone is stale and does not count, as yum and dnf
+    themselves decide. ``rpm_locks`` are rpm's fcntl transaction locks. At first boot cloud-init often
+    runs yum (``Existing lock /var/run/yum.pid``, DOMAIN.md).
+    """
+    for pidfile in pidfiles:
+        text = host.read_text(pidfile)
+        first = text.strip().splitlines()[0].strip() if text and text.strip() else ""
+        if not first.isdigit():
+            continue
+        holder = _describe(int(first), pidfile)
+        if holder is not None:
+            return holder
+    for path in rpm_locks:
+        pid = _fcntl_owner(str(host.path(path)))
+        if pid is not None:
+            holder = _describe(pid, path)
+            if holder is not None:
+                return holder
+    return None
+
+
+def wait_for_lock(host: Host, pidfiles: Sequence[str], timeout: float = 600, interval: float = 2,
+                  rpm_locks: Sequence[str] = RPM_LOCKS) -> str | None:
     """Wait (bounded) until no package manager holds its lock; returns what was waited for, if anything."""
     from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
 
-    first = lock_holder(host, pidfiles)
+    first = lock_holder(host, pidfiles, rpm_locks)
     if first is None:
         return None
-    log.info("waiting up to %gs for the package manager lock held by pid %d (%s)", timeout, *first)
+    log.info("waiting up to %gs for the package manager lock: %s", timeout, first)
+    started = time.monotonic()
 
     @retry(retry=retry_if_result(lambda held: held is not None), stop=stop_after_delay(timeout),
            wait=wait_fixed(interval))
-    def until_free():
-        return lock_holder(host, pidfiles)
+    def until_free() -> LockHolder | None:
+        return lock_holder(host, pidfiles, rpm_locks)
 
     try:
         until_free()
     except RetryError:
-        holder = lock_holder(host, pidfiles) or first
+        holder = lock_holder(host, pidfiles, rpm_locks) or first
         raise StepFailed(
-            f"the package manager lock is still held after {timeout:g}s by pid {holder[0]} ({holder[1]})",
-            "wait for it to finish (at first boot cloud-init runs yum updates) and run gpuprep again",
+            f"the package manager lock is still held after {timeout:g}s: {holder}",
+            f"wait for it to finish (at first boot cloud-init runs yum updates; `ps -fp {holder.pid}` shows it) "
+            "and run gpuprep again",
         ) from None
-    return f"waited for pid {first[0]} ({first[1]}) to release the package manager lock"
+    return f"waited {time.monotonic() - started:.1f}s for {first} to release the package manager lock"

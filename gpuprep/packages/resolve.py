@@ -341,11 +341,25 @@ class _Solver:
         return None
 
 
+def _same_version(s: _Solver) -> int:
+    """Docker packages whose version (and release, when given) is ``--docker``'s, any epoch: a user asks for
+    ``--docker 24.0.7``, not ``3:24.0.7`` (Docker's CentOS packages carry epoch 3, RHEL's docker epoch 2)."""
+    f = s.forced.evr if s.forced is not None else None
+    if f is None or f.epoch is not None:
+        return 0
+    m = 0
+    for i in _bits_high_first(s.docker_mask):
+        p = s.u.packages[i]
+        if Dep(p.name, "=", f).matches(EVR(p.evr.version, p.evr.release, None)):
+            m |= 1 << i
+    return m
+
+
 def _pool(s: _Solver, keep_installed: bool) -> int:
     u = s.u
     pool = s.docker_mask
     if s.forced is not None:
-        pool &= u.mask(s.forced) | u.mask(Dep("docker-ce", s.forced.op, s.forced.evr))
+        pool &= u.mask(s.forced) | u.mask(Dep("docker-ce", s.forced.op, s.forced.evr)) | _same_version(s)
     if keep_installed:
         kept = 0
         for n in DOCKER_NAMES:

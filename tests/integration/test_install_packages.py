@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -38,15 +39,36 @@ def toolkit(v: str) -> list[PkgSpec]:
     ]
 
 
+# AL2023 ships the versionlock command as python3-dnf-plugin-versionlock (dnf-plugins-core), which provides
+# dnf-command(versionlock) and owns /etc/dnf/plugins/versionlock.{conf,list}; gpuprep installs it by the provide.
+VERSIONLOCK_PLUGIN = PkgSpec(
+    "python3-dnf-plugin-versionlock", "4.3.0", "13.amzn2023.0.4", provides=["dnf-command(versionlock)"],
+    files={"/etc/dnf/plugins/versionlock.conf": "[main]\nenabled = 1\nlocklist = /etc/dnf/plugins/versionlock.list\n",
+           "/etc/dnf/plugins/versionlock.list": ""},
+    config_noreplace=["/etc/dnf/plugins/versionlock.conf", "/etc/dnf/plugins/versionlock.list"])
+
 AL2023_SPECS = [
     PkgSpec("docker", "20.10.25", "1.amzn2023.0.1"),
     PkgSpec("docker", "25.0.6", "1.amzn2023.0.2"),
     PkgSpec("ecs-init", "1.97.1", "1.amzn2023", requires=["docker >= 20.10.0"]),
+    # A newer ecs-init that needs a Docker the repository does not have yet (ecs-init has raised its floor
+    # over time: docker >= 17.06.2ce, then >= 20.10.0 since 1.97.1): it must be passed over, and say why.
+    PkgSpec("ecs-init", "1.99.0", "1.amzn2023", requires=["docker >= 26.0.0"]),
     *toolkit("1.16.2"),
     *toolkit("1.17.8"),
+    # The legacy stack, shaped like nvidia-docker2 2.5-2.13 (%config daemon.json, needs the runtime by
+    # range) and nvidia-container-runtime 3.x; the toolkit obsoletes nvidia-container-runtime < 3.14.0.
+    PkgSpec("nvidia-docker2", "2.13.0", "1", requires=["nvidia-container-runtime >= 3.13.0-1", "docker >= 18.06.1"],
+            files={"/etc/docker/daemon.json": '{"runtimes": {"nvidia": {"path": "nvidia-container-runtime", '
+                                              '"runtimeArgs": []}}}\n'}, config=["/etc/docker/daemon.json"]),
+    PkgSpec("nvidia-container-runtime", "3.13.0", "1",
+            files={"/usr/bin/nvidia-container-runtime": "#!/bin/sh\nexit 0\n"}),
+    VERSIONLOCK_PLUGIN,
 ]
 NAMES = ["ecs-init", "docker", "nvidia-container-toolkit", "nvidia-container-toolkit-base",
          "libnvidia-container-tools", "libnvidia-container1"]
+# name-[epoch:]version-release, DESIGN.md's selection shape
+NEVR = re.compile(r"^(?P<name>[^\s]+)-(?:\d+:)?[^-:\s]+-[^-:\s]+$")
 
 
 @pytest.fixture
@@ -84,8 +106,16 @@ def test_install_then_converged_run_changes_nothing(root: Path) -> None:
         "libnvidia-container-tools": "libnvidia-container-tools-1.17.8-1",
         "libnvidia-container1": "libnvidia-container1-1.17.8-1",
     }
+    assert all(NEVR.match(v) and NEVR.match(v)["name"] == k for k, v in report["selection"].items())
     steps = {s["id"]: s for s in report["steps"]}
     assert steps["packages"]["status"] == "changed"
+    # The root had no versionlock plugin: it joined the same transaction (one install tid for all).
+    assert steps["packages"]["data"]["versionlock_plugin"] == "dnf-command(versionlock)"
+    tids = {line.split()[0]: line.split()[1] for line in subprocess.run(
+        ["rpm", "-q", "--root", str(root), "--qf", "%{NAME} %{INSTALLTID}\n", "docker", "ecs-init",
+         "python3-dnf-plugin-versionlock"], capture_output=True, text=True, check=True).stdout.splitlines()}
+    assert len(set(tids.values())) == 1, tids
+    assert (root / "etc/dnf/plugins/versionlock.conf").is_file()
     assert steps["packages"]["data"]["queries"] == 1  # one repoquery for every candidate
     # Installed for real, in the root only, and locked in the root's own list.
     installed = rpm_query_root(root, NAMES)
@@ -115,8 +145,25 @@ def test_install_then_converged_run_changes_nothing(root: Path) -> None:
 
 def test_dry_run_prints_selection_and_commands_and_changes_nothing(root: Path) -> None:
     before = sorted(str(p) for p in root.rglob("*"))
+    host_list = Path("/etc/dnf/plugins/versionlock.list")
+    host_before = host_list.read_bytes() if host_list.exists() else None
     out = gpuprep(root, "--dry-run")
     assert out.returncode == 0, out.stderr
+    # The explanation table, as the text renderer prints it: header, a row per package with its why, and the
+    # newer ecs-init passed over with the requirement that excluded it.
+    lines = [line.strip() for line in out.stdout.splitlines()]
+    header = next(i for i, line in enumerate(lines) if line.startswith("package ") and line.endswith("why"))
+    assert lines[header].split() == ["package", "selected", "why"]
+    rows = {line.split()[0]: line for line in lines[header + 1: header + 7]}
+    assert rows["ecs-init"].split()[1] == "ecs-init-1.97.1-1.amzn2023"
+    assert "newest that agrees (1 newer passed over)" in rows["ecs-init"]
+    assert rows["docker"].split()[1] == "docker-25.0.6-1.amzn2023.0.2"
+    assert rows["nvidia-container-toolkit"].split()[1:3] == ["nvidia-container-toolkit-1.17.8-1", "newest"]
+    assert ("passed over: ecs-init-1.99.0-1.amzn2023 needs docker >= 26.0.0; no Docker offered matches"
+            in lines)
+    # The one transaction, with the versionlock plugin in it.
+    assert any(line.startswith("$ dnf ") and line.endswith("dnf-command(versionlock)")
+               and "docker-25.0.6-1.amzn2023.0.2.noarch" in line for line in lines)
     assert "docker-25.0.6-1.amzn2023.0.2" in out.stdout
     assert "install ecs-init-1.97.1-1.amzn2023.noarch" in out.stdout  # the exact dnf install command
     assert "versionlock.list: docker-0:25.0.6-1.amzn2023.0.2.*" in out.stdout
@@ -129,6 +176,8 @@ def test_dry_run_prints_selection_and_commands_and_changes_nothing(root: Path) -
              if not any(p[len(str(root)):].startswith(s) for s in state)
              and p not in (str(root / "var"), str(root / "root"))]
     assert set(after) <= set(before), set(after) - set(before)
+    # Nothing of the machine running gpuprep changes either (its own lock list, if any).
+    assert (host_list.read_bytes() if host_list.exists() else None) == host_before
 
 
 def test_no_solution_exits_1_and_installs_nothing(root: Path) -> None:
@@ -166,3 +215,54 @@ def test_repo_file_option_copies_the_given_file(root: Path, tmp_path: Path) -> N
     out = gpuprep(root, "--repo-file", str(bad))
     assert out.returncode == 2 and "sslverify=0" in out.stderr
     assert not (root / "etc/yum.repos.d/insecure.repo").exists()
+
+
+def test_docker_forced_from_the_cli(root: Path) -> None:
+    """``--docker VERSION`` end to end: an older Docker than the resolver would pick, installed and locked."""
+    out = gpuprep(root, "--docker", "20.10.25", json_out=True)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["selection"]["docker"] == "docker-20.10.25-1.amzn2023.0.1"
+    pk = next(s for s in report["steps"] if s["id"] == "packages")
+    assert {r["name"]: r["why"] for r in pk["data"]["selection"]}["docker"] == "--docker 20.10.25"
+    assert rpm_query_root(root, ["docker"])["docker"] == "docker-0:20.10.25-1.amzn2023.0.1"
+    assert "docker-0:20.10.25-1.amzn2023.0.1.*" in (root / "etc/dnf/plugins/versionlock.list").read_text()
+    again = json.loads(gpuprep(root, "--docker", "20.10.25", json_out=True).stdout)
+    assert again["status"] == "ok" and again["selection"] == report["selection"]
+
+
+def test_legacy_runtime_from_the_cli(root: Path) -> None:
+    """``--runtime legacy`` end to end: nvidia-docker2 + nvidia-container-runtime, though the toolkit is offered
+    (auto would take it); the second run converges on the legacy stack without asking the repositories."""
+    out = gpuprep(root, "--runtime", "legacy", json_out=True)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["selection"] == {
+        "ecs-init": "ecs-init-1.97.1-1.amzn2023", "docker": "docker-25.0.6-1.amzn2023.0.2",
+        "nvidia-docker2": "nvidia-docker2-2.13.0-1", "nvidia-container-runtime": "nvidia-container-runtime-3.13.0-1",
+    }
+    installed = rpm_query_root(root, ["nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit"])
+    assert installed == {"nvidia-docker2": "nvidia-docker2-0:2.13.0-1",
+                         "nvidia-container-runtime": "nvidia-container-runtime-0:3.13.0-1",
+                         "nvidia-container-toolkit": None}
+    assert (root / "etc/docker/daemon.json").is_file()  # nvidia-docker2's %config file, as 2.5.0+ ship it
+    again = json.loads(gpuprep(root, "--runtime", "legacy", json_out=True).stdout)
+    pk = next(s for s in again["steps"] if s["id"] == "packages")
+    assert pk["status"] == "ok" and pk["data"]["queries"] == 0
+    assert again["selection"] == report["selection"]
+
+
+def test_platform_manager_absent_uses_the_one_this_machine_has(tmp_path: Path) -> None:
+    """An Amazon Linux 2 root (yum 3) acted on from this Debian machine, which has dnf and no yum."""
+    require("dnf", "rpm")
+    require_root()
+    if shutil.which("yum") and shutil.which("repoquery"):
+        pytest.skip("this machine has yum and repoquery: the fallback is not exercised")
+    r = tmp_path / "root"
+    (r / "etc").mkdir(parents=True)
+    shutil.copy(FIXTURES / "distros" / "amzn-2" / "etc" / "os-release", r / "etc" / "os-release")
+    out = subprocess.run([*GPUPREP, "--root", str(r), "--json", "install", "--only", "preflight"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    pre = json.loads(out.stdout)["steps"][0]
+    assert pre["data"]["package_manager"] == "dnf" and "Amazon Linux 2, dnf" in pre["summary"]

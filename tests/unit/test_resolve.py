@@ -127,6 +127,25 @@ def test_epochs_and_provides_docker_ce() -> None:
     assert sel.docker.nevra == "docker-ce-3:18.09.2-3.el7.noarch"
 
 
+def test_forced_docker_version_matches_any_epoch() -> None:
+    """``--docker 19.03.13`` means docker-ce 3:19.03.13 on CentOS: users type versions, not epochs. With an epoch
+    given, it must match exactly."""
+    cands = [
+        pkg("docker-ce-3:18.09.2-3.el7", provides=["docker = 3:18.09.2-3.el7"]),
+        pkg("docker-ce-3:19.03.13-3.el7", provides=["docker = 3:19.03.13-3.el7"]),
+        pkg("docker-ce-3:20.10.7-3.el7", provides=["docker = 3:20.10.7-3.el7"]),
+        pkg("ecs-init-1.51.0-1", "docker >= 17.06.2ce"),
+        *toolkit("1.17.8"),
+    ]
+    sel = resolve(cands, [], docker="19.03.13")
+    assert isinstance(sel, Selection) and sel.as_dict()["docker-ce"] == "docker-ce-3:19.03.13-3.el7"
+    assert sel.why["docker-ce"] == "--docker 19.03.13"
+    assert resolve(cands, [], docker="19.03.13-3.el7").as_dict()["docker-ce"] == "docker-ce-3:19.03.13-3.el7"
+    assert resolve(cands, [], docker="3:19.03.13").as_dict()["docker-ce"] == "docker-ce-3:19.03.13-3.el7"
+    wrong_epoch = resolve(cands, [], docker="1:19.03.13")
+    assert isinstance(wrong_epoch, NoSolution) and "--docker 1:19.03.13: no such Docker offered" in wrong_epoch.message
+
+
 def toolkit(version: str, release: str = "1") -> list[Package]:
     v = f"{version}-{release}"
     return [
