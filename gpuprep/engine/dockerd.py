@@ -70,7 +70,7 @@ def docker_info(host: Host, timeout: float = 10) -> dict[str, Any]:
     url = host.docker_url or ""
     if url.startswith("unix://") and not os.path.exists(url[len("unix://"):]):
         # No socket, no dockerd: say so at once instead of importing docker-py to find out.
-        raise EngineDown(f"the Docker Engine is not running: no socket at {url[len('unix://'):]}",
+        raise EngineDown(f"the Docker Engine at {url} does not answer: no socket there (dockerd is not running)",
                          engine_down_hint(host))
     try:
         return host.docker(timeout=timeout).info()
