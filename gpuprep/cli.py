@@ -109,13 +109,15 @@ def _interactive() -> bool:
 def _run_command(command: str, steps_fn, options) -> None:
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
-    from gpuprep.steps import Context, run_steps
+    from gpuprep.steps import Context, parse_ids, run_steps
 
     try:
+        steps = steps_fn()
+        parse_ids(options.only, steps, "--only")  # bad usage says so before anything is printed
+        parse_ids(options.skip, steps, "--skip")
         host = _host()
         platform = detect(host)
         ctx = Context(host, platform, options, interactive=_interactive())
-        steps = steps_fn()
         if not G.json:
             typer.echo(f"gpuprep {command} on {platform.name}"
                        + (f" (root {host.root})" if not host.live else "")
