@@ -294,3 +294,148 @@ class SimulatedGpuHost:
     dockerd: PrivateDockerd
     smi: Path
     shim: Path
+
+
+# -- a tiny local registry: SIMULATES the network (no registry is reachable from these machines) --
+def busybox_rootfs_tar(applets=("sh", "echo", "cat", "ls", "sleep", "true", "env", "grep", "wc", "sed")) -> bytes:
+    """An uncompressed tar of a busybox-only root file system (the layer of ``TinyRegistry``)."""
+    bb = busybox_path()
+    if bb is None:
+        raise RuntimeError("busybox-static is not installed")
+    with tempfile.TemporaryDirectory(prefix="tinyreg-") as d:
+        root = Path(d) / "rootfs"
+        (root / "bin").mkdir(parents=True)
+        shutil.copy2(bb, root / "bin" / "busybox")
+        for applet in applets:
+            os.symlink("busybox", root / "bin" / applet)
+        return subprocess.run(["tar", "--owner=0", "--group=0", "-C", str(root), "-c", "."],
+                              capture_output=True, check=True).stdout
+
+
+class TinyRegistry:
+    """A Docker Registry HTTP API v2 of one image, on 127.0.0.1, serving only the pull path.
+
+    SIMULATED: it stands in for the network and the registry (ECR Public, Docker Hub) these machines
+    cannot reach, so the pull a real dockerd makes for gpu-check can be exercised. Docker treats
+    registries on 127.0.0.0/8 as insecure, so ``127.0.0.1:PORT/NAME:TAG`` is pulled over plain HTTP.
+
+    Served: ``GET /v2/`` (200 with ``Docker-Distribution-API-Version``), ``HEAD``/``GET
+    /v2/NAME/manifests/REF`` (REF the tag or the manifest's digest) answering an image manifest
+    schema 2 with its ``Docker-Content-Digest``, and ``HEAD``/``GET /v2/NAME/blobs/DIGEST`` for the
+    image config and one gzipped layer (a busybox root file system); every digest is the sha256 of
+    the bytes served, as dockerd verifies. ``fail_pulls=N`` answers the manifest requests of the
+    first N pulls 503 (a registry having a bad moment); ``-1`` fails every pull (one that is down).
+    A pull is counted at its ``GET /v2/``: dockerd 20.10 starts each pull with it, then asks the
+    manifest with HEAD and, when that fails, again with GET. ``requests`` records (method, path,
+    status) of everything asked; ``pulls`` counts the pulls begun.
+    """
+
+    MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+
+    def __init__(self, name: str = "tiny", tag: str = "latest", *, fail_pulls: int = 0) -> None:
+        import gzip
+        import hashlib
+
+        self.name, self.tag = name, tag
+        self.fail_pulls = fail_pulls
+        self.pulls = 0
+        self.requests: list[tuple[str, str, int]] = []
+        layer_tar = busybox_rootfs_tar()
+        layer = gzip.compress(layer_tar, mtime=0)
+        digest = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()  # noqa: E731
+        config = json.dumps({
+            "architecture": "amd64", "os": "linux", "created": "2024-01-01T00:00:00Z",
+            "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                       "Cmd": ["/bin/sh"]},
+            "rootfs": {"type": "layers", "diff_ids": [digest(layer_tar)]},
+            "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "tests/testbed.py TinyRegistry"}],
+        }).encode()
+        self.blobs = {digest(config): config, digest(layer): layer}
+        self.manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": self.MANIFEST_TYPE,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": len(config),
+                       "digest": digest(config)},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "size": len(layer),
+                        "digest": digest(layer)}],
+        }).encode()
+        self.manifest_digest = digest(self.manifest)
+        self._server = None
+        self._thread = None
+        self.port = 0
+
+
+    @property
+    def image(self) -> str:
+        return f"127.0.0.1:{self.port}/{self.name}:{self.tag}"
+
+    def manifest_requests(self) -> list[tuple[str, str, int]]:
+        return [r for r in self.requests if "/manifests/" in r[1]]
+
+    def _answer(self, method: str, path: str) -> tuple[int, dict[str, str], bytes]:
+        if path in ("/v2/", "/v2"):
+            if method == "GET":
+                self.pulls += 1
+            return 200, {"Content-Type": "application/json"}, b"{}"
+        prefix = f"/v2/{self.name}/"
+        if not path.startswith(prefix):
+            return 404, {}, b'{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known"}]}'
+        kind, _, ref = path[len(prefix):].partition("/")
+        if kind == "manifests":
+            if self.fail_pulls < 0 or self.pulls <= self.fail_pulls:
+                return 503, {}, b'{"errors":[{"code":"UNAVAILABLE","message":"service unavailable"}]}'
+            if ref not in (self.tag, self.manifest_digest):
+                return 404, {}, b'{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}'
+            return 200, {"Content-Type": self.MANIFEST_TYPE, "Docker-Content-Digest": self.manifest_digest}, \
+                self.manifest
+        if kind == "blobs" and ref in self.blobs:
+            return 200, {"Content-Type": "application/octet-stream", "Docker-Content-Digest": ref}, self.blobs[ref]
+        return 404, {}, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}'
+
+    def start(self) -> TinyRegistry:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        registry = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self, body_too: bool) -> None:
+                status, headers, body = registry._answer(self.command, self.path.split("?", 1)[0])
+                registry.requests.append((self.command, self.path, status))
+                self.send_response(status)
+                self.send_header("Docker-Distribution-API-Version", "registry/2.0")
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if body_too:
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:  # noqa: N802 (http.server's names)
+                self._serve(True)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._serve(False)
+
+            def log_message(self, *args) -> None:  # quiet: ``requests`` records what was asked
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="tiny-registry", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> TinyRegistry:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

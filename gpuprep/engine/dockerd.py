@@ -355,6 +355,15 @@ class Restarted:
     child: subprocess.Popen | None = None  # a dockerd we started by hand
 
 
+def sysv_managed(host: Host, proc: EngineProcess | None) -> bool:
+    """Amazon Linux 1: docker is a SysV service (its script owns the pidfile and the log), not systemd's."""
+    return (proc is None or proc.systemd_unit is None) and host.live and not host.env.get("DOCKER_HOST") \
+        and host.which("systemctl") is None and host.exists("/etc/init.d/docker")
+
+
+SYSV_RESTART = ["service", "docker", "restart"]
+
+
 def restart(host: Host, proc: EngineProcess, *, daemon_reload: bool = False) -> Restarted:
     """systemd-managed: ``systemctl restart``; started by hand: SIGTERM, wait, re-exec the same way."""
     if proc.systemd_unit is not None and host.which("systemctl") is not None:
@@ -366,9 +375,8 @@ def restart(host: Host, proc: EngineProcess, *, daemon_reload: bool = False) -> 
             raise DockerdDidNotStart(f"`systemctl restart {proc.systemd_unit}` failed: "
                                 + ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1])
         return Restarted(argv)
-    if host.live and not host.env.get("DOCKER_HOST") and host.exists("/etc/init.d/docker"):
-        # Amazon Linux 1: docker is a SysV service; its script owns the pidfile and the log.
-        argv = ["service", "docker", "restart"]
+    if sysv_managed(host, proc):
+        argv = list(SYSV_RESTART)
         done = host.run(argv, check=False, timeout=300)
         if done.returncode != 0:
             raise DockerdDidNotStart("`service docker restart` failed: "
@@ -495,8 +503,8 @@ def _start_again(host: Host, proc: EngineProcess) -> Restarted:
     """Start the dockerd that is gone, the way it was started."""
     if proc.systemd_unit is not None and host.which("systemctl") is not None:
         argv = ["systemctl", "restart", proc.systemd_unit]
-    elif host.live and not host.env.get("DOCKER_HOST") and host.exists("/etc/init.d/docker"):
-        argv = ["service", "docker", "restart"]
+    elif sysv_managed(host, proc):
+        argv = list(SYSV_RESTART)
     else:
         return Restarted(list(proc.argv), spawn_detached(proc))
     host.run(argv, timeout=300)

@@ -53,6 +53,8 @@ class DockerServiceStep(Step):
                              {"server_version": info.get("ServerVersion")})
         services = Services(host, ctx.platform)
         name = ctx.platform.docker_service
+        if ctx.platform.init == "upstart" and not host.live:
+            return _plan_sysv_in_root(ctx, name)
         state = services.state(name)
         if state.enabled == "not-found":
             if ctx.dry_run:
@@ -74,6 +76,10 @@ class DockerServiceStep(Step):
         from gpuprep.engine.dockerd import DockerdDidNotStart, wait_ready
         from gpuprep.services import Services
 
+        if isinstance(change.payload, _InRoot):
+            for argv in change.commands:
+                ctx.host.run(argv, timeout=120, hint=f"run `{' '.join(argv)}` by hand to see why")
+            return None
         services = Services(ctx.host, ctx.platform)
         name = ctx.platform.docker_service
         for verb in change.payload:
@@ -86,6 +92,29 @@ class DockerServiceStep(Step):
         return None
 
 
+class _InRoot:
+    """The docker-service change for a SysV image (--root): commands run inside the image."""
+
+
+def _plan_sysv_in_root(ctx: Context, name: str) -> Change | Converged:
+    """Amazon Linux 1 inside --root: docker is a SysV script; ``chkconfig docker on`` records "on" as
+    /etc/rc.d/rcN.d/S..docker links. chkconfig has no --root, and run outside the image it would
+    enable the build machine's docker, so it runs inside the image through chroot."""
+    host = ctx.host
+    if not any(host.exists(f"{d}/{name}") for d in ("/etc/rc.d/init.d", "/etc/init.d")):
+        if ctx.dry_run:
+            return Change(f"enable {name} once the packages step installed it (in --root: for the next boot only)",
+                          commands=[["chroot", str(host.root), "chkconfig", name, "on"]], payload=_InRoot())
+        raise StepFailed(f"{name} is not installed in {host.root}: no /etc/rc.d/init.d/{name}",
+                         "install Docker first: `gpuprep install --only packages`")
+    links = [p for level in "345" for d in (f"/etc/rc.d/rc{level}.d", f"/etc/rc{level}.d")
+             if host.path(d).is_dir() for p in host.path(d).glob(f"S[0-9][0-9]{name}")]
+    if links:
+        return Converged(f"{name} is enabled (in --root: for the next boot; {links[0].name} in runlevels 3-5)")
+    return Change(f"enable {name} (in --root: enabled for the next boot only)",
+                  commands=[["chroot", str(host.root), "chkconfig", name, "on"]], payload=_InRoot())
+
+
 # -- docker-runtime -------------------------------------------------------------------------
 class DockerRuntimeStep(Step):
     id = "docker-runtime"
@@ -94,10 +123,13 @@ class DockerRuntimeStep(Step):
     def plan(self, ctx: Context) -> Change | Converged:
         host, path = ctx.host, ctx.platform.daemon_json
         elsewhere = daemon_config.runtime_in_runtimes_dir(host, ctx.platform.runtimes_dir)
+        flag_path = _flag_path_for_old_engine(ctx) if elsewhere and wants_default(ctx) else None
+        if flag_path is not None:
+            elsewhere = None  # defined in daemon.json too, with the flag's own path (see below)
         copies = daemon_config.user_copies(
             host, path, before_packages=ctx.state.get("daemon_json_before_packages"),
             packages_changed=bool(ctx.state.get("packages_changed")))
-        edit = daemon_config.plan_edit(host, path, runtime_path(ctx), set_default=wants_default(ctx),
+        edit = daemon_config.plan_edit(host, path, flag_path or runtime_path(ctx), set_default=wants_default(ctx),
                                        runtime_elsewhere=elsewhere, copies=copies)
         data: dict[str, Any] = {"path": str(edit.real), "runtime_path": runtime_path(ctx),
                                 "default_runtime": wants_default(ctx)}
@@ -126,6 +158,31 @@ class DockerRuntimeStep(Step):
             ctx.state["daemon_json_rollback"] = Rollback(edit.path, previous, str(backup) if backup else None)
         extra = [f"backup {backup}" if backup else "", note]
         return edit.summary + "".join(f"; {e}" for e in extra if e)
+
+
+def _flag_path_for_old_engine(ctx: Context) -> str | None:
+    """The path ``--add-runtime nvidia=PATH`` gives, when the Engine is older than 23, else None.
+
+    Engines before 23 validate daemon.json on its own before merging the flags ("configuration
+    validation from file failed: specified default runtime 'nvidia' does not exist", seen with 20.10
+    here), so a default-runtime naming a runtime only the flag registers stops dockerd. There the
+    runtime is defined in daemon.json too, with the flag's own path: one meaning, whichever wins.
+    Newer Engines validate the merged configuration; without an Engine to ask, define it once.
+    """
+    from gpuprep.engine.dockerd import EngineDown, docker_info, find_engine_process
+
+    if ctx.host.docker_url is None:
+        return None
+    try:
+        version = str(docker_info(ctx.host).get("ServerVersion") or "")
+    except EngineDown:
+        return None
+    major = version.split(".")[0]
+    if not major.isdigit() or int(major) >= 23:
+        return None
+    proc = find_engine_process(ctx.host)
+    return (proc.add_runtimes.get(RUNTIME_NAME) if proc else None) or \
+        f"{ctx.platform.runtimes_dir.rstrip('/')}/{RUNTIME_NAME}"
 
 
 def _dockerd_binary(ctx: Context) -> str | None:
@@ -192,7 +249,7 @@ class DockerReloadStep(Step):
         if proc is None and not ctx.dry_run:
             raise StepFailed(f"cannot find the dockerd process serving {host.docker_url} to reload it",
                              "restart it by hand (`systemctl restart docker`), then run gpuprep again")
-        commands = _commands(action, proc, unit_changed)
+        commands = _commands(host, action, proc, unit_changed)
         return Change(f"{action} dockerd: {'; '.join(reasons)}", commands=commands, data=decision,
                       payload=(proc, action, unit_changed, want_default, want_path))
 
@@ -209,7 +266,12 @@ class DockerReloadStep(Step):
         return StepResult(self.id, StepStatus.CHANGED, outcome.summary, commands=outcome.commands, data=data)
 
 
-def _commands(action: str, proc, unit_changed: bool) -> list[list[str]]:
+def _commands(host, action: str, proc, unit_changed: bool) -> list[list[str]]:
+    """What docker-reload will run, as ``restart`` decides it (listed by --dry-run)."""
+    from gpuprep.engine.dockerd import SYSV_RESTART, sysv_managed
+
+    if action == "restart" and sysv_managed(host, proc):
+        return [list(SYSV_RESTART)]
     if proc is not None and proc.systemd_unit:
         verb = ["systemctl", "restart", proc.systemd_unit] if action == "restart" else \
             ["systemctl", "reload", proc.systemd_unit]
@@ -237,7 +299,8 @@ class GpuCheckStep(Step):
                           commands=[["docker", "run", "--rm", "--network", "none", *env, image, *QUERY]])
         result = probe(host, image, pull=True, progress=ctx.interactive)
         if not result.ok:
-            raise StepFailed(f"{result.link}: {result.summary}", result.hint)
+            # The data says which link broke, in --json too: what a fleet's collector groups failures by.
+            raise StepFailed(f"{result.link}: {result.summary}", result.hint, data=result.as_data())
         match = " (UUIDs match the host's)" if result.host_uuids is not None else \
             " (no host view of the GPUs to compare with)"
         return Converged(result.summary + match, result.as_data())

@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import FIXTURES, REPO, require
 from testbed import DEFAULT_GPUS, PrivateDockerd, tiny_image, write_fake_nvidia_smi
@@ -58,6 +59,14 @@ def run_nvidia_smi(dockerd: PrivateDockerd) -> str:
         client.close()
 
 
+def probe_containers(dockerd: PrivateDockerd) -> list:
+    client = dockerd.client()
+    try:
+        return client.containers.list(all=True, filters={"label": "io.gpuprep.probe"})
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def simhost(tmp_path, dockerd_factory, fake_gpu):
     root = make_root(tmp_path)
@@ -76,6 +85,7 @@ def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simho
     with pytest.raises(docker.errors.APIError, match='exec: "nvidia-smi": executable file not found'):
         run_nvidia_smi(dockerd)  # the negative case: runc, no nvidia-smi in the image
     pid = dockerd.current_pid()
+    started_at = psutil.Process(pid).create_time()
     args = ("install", "--only", STEPS, "--runtime-path", str(shim), "--image", "tiny:latest")
 
     before = daemon_json.read_bytes()
@@ -92,12 +102,15 @@ def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simho
     assert code == 0, err
     s = steps(report)
     assert s["docker-runtime"]["status"] == "changed"
+    # Engine 20.10 has no --validate (23+ has): the step says it could not validate, and why.
+    assert "not validated:" in s["docker-runtime"]["summary"] and "has no --validate" in s["docker-runtime"]["summary"]
     assert s["docker-reload"]["status"] == "changed" and s["docker-reload"]["data"]["done"] == "reload"
     assert s["gpu-check"]["status"] == "ok" and s["gpu-check"]["data"]["uuids"] == UUIDS
     assert s["gpu-check"]["data"]["host_uuids"] == UUIDS
     assert json.loads(daemon_json.read_text())["default-runtime"] == "nvidia"
     assert all(u in run_nvidia_smi(dockerd) for u in UUIDS)  # no runtime flag, the GPUs are there
     assert dockerd.current_pid() == pid  # SIGHUP was enough
+    assert probe_containers(dockerd) == []  # gpu-check removed its container
 
     stat = daemon_json.stat()
     code, report, err = gpuprep(root, dockerd.url, *args)
@@ -107,6 +120,7 @@ def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simho
         {"docker-runtime": "ok", "docker-reload": "ok", "gpu-check": "ok"}
     assert steps(report)["docker-reload"]["data"]["action"] == "none"
     assert dockerd.current_pid() == pid
+    assert psutil.Process(pid).create_time() == started_at  # the same process, never restarted
     assert daemon_json.stat().st_mtime_ns == stat.st_mtime_ns
     assert len(list(daemon_json.parent.glob("daemon.json.gpuprep-*"))) == 1
 
@@ -255,3 +269,151 @@ def test_docker_service_with_docker_host_counts_the_engine_answering(simhost):
     dockerd.stop()
     code, report, err = gpuprep(root, dockerd.url, "install", "--only", "docker-service")
     assert code == 1 and "does not answer" in steps(report)["docker-service"]["summary"]
+
+
+# -- each link of the chain, broken once: gpu-check names it -----------------------------------
+def test_no_default_runtime_registers_nvidia_and_gpu_check_says_it_is_not_the_default(simhost):
+    """--no-default-runtime: nvidia registered (SIGHUP), runc stays the default, and the proof says so."""
+    root, dockerd, shim = simhost
+    pid = dockerd.current_pid()
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", STEPS, "--runtime-path", str(shim),
+                                "--image", "tiny:latest", "--no-default-runtime")
+    assert code == 1, err
+    s = steps(report)
+    assert s["docker-runtime"]["status"] == "changed" and "default-runtime" not in s["docker-runtime"]["summary"]
+    config = json.loads((root / "etc/docker/daemon.json").read_text())
+    assert "default-runtime" not in config and config["runtimes"]["nvidia"]["path"] == str(shim)
+    assert s["docker-reload"]["status"] == "changed" and s["docker-reload"]["data"]["done"] == "reload"
+    assert dockerd.current_pid() == pid
+    check = s["gpu-check"]
+    assert check["status"] == "failed" and check["summary"].startswith("runtime-not-default:"), check
+    assert check["data"]["link"] == "runtime-not-default"
+    assert "it is runc" in check["summary"] and '"default-runtime": "nvidia"' in check["hint"]
+    assert probe_containers(dockerd) == []
+
+
+def _nvidia_default(root: Path, path: str) -> None:
+    daemon_json = root / "etc/docker/daemon.json"
+    config = json.loads(daemon_json.read_text())
+    daemon_json.write_text(json.dumps({**config, "runtimes": {"nvidia": {"path": path, "runtimeArgs": []}},
+                                       "default-runtime": "nvidia"}, indent=2))
+
+
+def test_gpu_check_names_a_runtime_binary_that_cannot_run(simhost):
+    """The toolkit removed by hand: daemon.json still names the runtime, its binary is gone."""
+    root, dockerd, _ = simhost
+    gone = "/usr/local/bin/nvidia-container-runtime-removed"
+    _nvidia_default(root, gone)
+    dockerd.stop()
+    dockerd.start()
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", "gpu-check", "--image", "tiny:latest")
+    assert code == 1, err
+    check = steps(report)["gpu-check"]
+    assert check["status"] == "failed" and check["summary"].startswith("runtime-binary:"), check
+    assert gone in check["summary"] and "gpuprep install --only packages" in check["hint"]
+    assert probe_containers(dockerd) == []
+
+
+def test_gpu_check_names_the_driver_when_nvidia_smi_exits_9(simhost, tmp_path):
+    """The runtime works, the driver does not: nvidia-smi in the container exits 9 (NVML: driver not loaded)."""
+    from testbed import write_fake_nvidia_smi, write_runtime_shim
+
+    root, dockerd, _ = simhost
+    smi = write_fake_nvidia_smi(tmp_path / "broken/nvidia-smi", exit_code=9)  # SIMULATED: no driver here
+    shim = write_runtime_shim(tmp_path / "broken/nvidia-container-runtime", smi)
+    _nvidia_default(root, str(shim))
+    dockerd.stop()
+    dockerd.start()
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", "gpu-check", "--image", "tiny:latest")
+    assert code == 1, err
+    check = steps(report)["gpu-check"]
+    assert check["status"] == "failed" and check["summary"].startswith("driver:"), check
+    assert "exited 9: the NVIDIA driver is not loaded" in check["summary"] and "modprobe nvidia" in check["hint"]
+    assert check["data"]["link"] == "driver" and check["data"]["exit_code"] == 9
+    assert "couldn't communicate with the NVIDIA driver" in check["data"]["output"]
+    assert probe_containers(dockerd) == []
+
+
+# -- Amazon Linux's /etc/docker-runtimes.d route ------------------------------------------------
+class AddRuntimeDockerd(PrivateDockerd):
+    """dockerd as Amazon Linux's docker.service starts it: docker-setup-runtimes.sh turns each
+    executable in /etc/docker-runtimes.d into ``--add-runtime NAME=PATH`` (here the root tree's)."""
+
+    def __init__(self, runtime: Path, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.runtime = runtime
+
+    @property
+    def argv(self) -> list[str]:
+        return [*super().argv, f"--add-runtime=nvidia={self.runtime}"]
+
+
+@pytest.fixture
+def al2023_runtimes_dir(tmp_path, dockerd_factory, fake_gpu):
+    """The AL2023 ECS GPU AMI's layout: /etc/docker-runtimes.d/nvidia -> /usr/bin/nvidia-container-runtime."""
+    dockerd_factory  # noqa: B018 -- for its skip conditions (root, dockerd, runc, containerd)
+    root = make_root(tmp_path)
+    runtime = root / "usr/bin/nvidia-container-runtime"
+    shutil.copy(fake_gpu["shim"], runtime)  # SIMULATED runtime (no GPU here), where the toolkit puts it
+    (root / "etc/docker-runtimes.d").mkdir()
+    os.symlink("/usr/bin/nvidia-container-runtime", root / "etc/docker-runtimes.d/nvidia")
+    dockerd = AddRuntimeDockerd(runtime, config_path=root / "etc/docker/daemon.json", config={})
+    try:
+        dockerd.start()
+        client = dockerd.client()
+        tiny_image(client)
+        client.close()
+        yield root, dockerd, runtime
+    finally:
+        dockerd.cleanup()
+
+
+def test_runtimes_dir_route_sets_only_the_default_and_gpu_check_passes(al2023_runtimes_dir):
+    root, dockerd, runtime = al2023_runtimes_dir
+    daemon_json = root / "etc/docker/daemon.json"
+    pid = dockerd.current_pid()
+    args = ("install", "--only", STEPS, "--image", "tiny:latest")  # no --runtime-path: the dir's runtime is used
+    code, report, err = gpuprep(root, dockerd.url, *args)
+    assert code == 0, err
+    s = steps(report)
+    # Engine 20.10 validates daemon.json alone before merging flags: a default-runtime naming a runtime
+    # only --add-runtime registers stops it. So the runtime is defined in the file with the flag's own path.
+    config = json.loads(daemon_json.read_text())
+    assert config["default-runtime"] == "nvidia" and config["runtimes"]["nvidia"]["path"] == str(runtime), config
+    assert s["docker-reload"]["data"]["done"] == "reload" and dockerd.current_pid() == pid
+    assert s["gpu-check"]["status"] == "ok" and s["gpu-check"]["data"]["uuids"] == UUIDS, s["gpu-check"]
+    client = dockerd.client()
+    try:
+        info = client.info()
+    finally:
+        client.close()
+    assert info["DefaultRuntime"] == "nvidia" and info["Runtimes"]["nvidia"]["path"] == str(runtime)
+
+    code, report, err = gpuprep(root, dockerd.url, *args)
+    assert code == 0 and report["status"] == "ok", err
+    assert dockerd.current_pid() == pid
+
+
+def test_runtimes_dir_route_removes_a_second_definition_from_daemon_json(al2023_runtimes_dir, tmp_path):
+    """A daemon.json nvidia entry with another path beside the flag: Engine 20.10 let the file's win
+    silently (DOMAIN.md); gpuprep leaves one meaning, the flag's path, and dockerd shows that one."""
+    root, dockerd, runtime = al2023_runtimes_dir
+    daemon_json = root / "etc/docker/daemon.json"
+    other = tmp_path / "other-runtime"
+    shutil.copy(runtime, other)
+    config = json.loads(daemon_json.read_text())
+    daemon_json.write_text(json.dumps({**config, "runtimes": {"nvidia": {"path": str(other)}}}, indent=2))
+    dockerd.stop()
+    dockerd.start()
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", STEPS, "--image", "tiny:latest")
+    assert code == 0, err
+    s = steps(report)
+    assert f"path {other} -> {runtime}" in s["docker-runtime"]["summary"]  # one meaning: the flag's path
+    assert json.loads(daemon_json.read_text())["runtimes"]["nvidia"]["path"] == str(runtime)
+    assert s["gpu-check"]["status"] == "ok", s["gpu-check"]
+    client = dockerd.client()
+    try:
+        info = client.info()
+    finally:
+        client.close()
+    assert info["DefaultRuntime"] == "nvidia" and info["Runtimes"]["nvidia"]["path"] == str(runtime), info["Runtimes"]

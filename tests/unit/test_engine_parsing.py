@@ -1,12 +1,27 @@
-"""Pure parsers of gpuprep/engine: dockerd's flags, nvidia-smi's CSV in a container, Engine errors.
+"""Pure parts of gpuprep/engine: dockerd's flags, nvidia-smi's CSV in a container, Engine errors; and the
+argv docker-service, docker-reload and ecs-config run on Amazon Linux 1 (SysV docker, upstart ecs).
 
 The error texts are what Engine 20.10 returned here (TESTBED.md 1-2) and what newer Engines say.
 """
 
 from __future__ import annotations
 
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES
+
+from gpuprep.ecs import EcsConfigStep
 from gpuprep.engine import gpu_container as gc
-from gpuprep.engine.dockerd import EngineProcess, _serves, flag_values
+from gpuprep.engine.dockerd import DockerdDidNotStart, EngineProcess, _serves, flag_values, restart, sysv_managed
+from gpuprep.engine.steps import DockerServiceStep, _commands
+from gpuprep.host import Host
+from gpuprep.options import InstallOptions
+from gpuprep.platform import detect
+from gpuprep.report import StepStatus
+from gpuprep.steps import Context, run_steps
 
 
 def test_flag_values_reads_every_pflag_form():
@@ -52,3 +67,142 @@ def test_explain_refines_nvidia_smi_missing_with_docker_info():
     assert gc._explain(gc.NOT_DEFAULT, msg, runc_only, "img")[0] == gc.RUNTIME_MISSING
     assert gc._explain(gc.NOT_DEFAULT, msg, not_default, "img")[0] == gc.NOT_DEFAULT
     assert gc._explain(gc.NOT_DEFAULT, msg, default, "img")[0] == gc.NO_SMI
+
+
+# -- Amazon Linux 1: SysV docker, upstart ecs ---------------------------------------------------
+# SIMULATED: yum 3, upstart and SysV init cannot run on this Debian machine, so `service`,
+# `chkconfig` and `chroot` are stand-in scripts on the Host's PATH that log their arguments and keep
+# the service's state in files; the tests assert the argv gpuprep runs with the AL1 profile.
+STAND_IN = """#!/bin/sh
+D=@BIN@; PATH=/usr/bin:/bin
+echo "$(basename "$0") $*" >> "$D/argv.log"
+case "$(basename "$0") $*" in
+  "service docker status") [ -e "$D/running" ] && { echo "docker (pid 4242) is running..."; exit 0; }
+                           echo "docker is stopped"; exit 3 ;;
+  "service docker start") touch "$D/running" ;;
+  "service docker restart") [ -e "$D/fail-restart" ] && { echo "Starting docker: [FAILED]"; exit 1; }
+                            touch "$D/running" ;;
+  "chkconfig docker") [ -e "$D/on" ] || exit 1 ;;
+  "chkconfig docker on") touch "$D/on" ;;
+  chroot*" chkconfig docker on") for n in 3 4 5; do mkdir -p "$1/etc/rc.d/rc$n.d"
+                                   ln -sf ../init.d/docker "$1/etc/rc.d/rc$n.d/S95docker"; done ;;
+esac
+"""
+
+
+@pytest.fixture
+def stand_ins(tmp_path: Path) -> Path:
+    d = tmp_path / "bin"
+    d.mkdir()
+    for name in ("service", "chkconfig", "chroot"):
+        (d / name).write_text(STAND_IN.replace("@BIN@", shlex.quote(str(d))))
+        (d / name).chmod(0o755)
+    return d
+
+
+def argv_log(bin_dir: Path) -> list[str]:
+    log = bin_dir / "argv.log"
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def al1_platform():
+    return detect(Host(FIXTURES / "distros/amzn-2018.03"))
+
+
+class Al1Host(Host):
+    """The running Amazon Linux 1 system as service control sees it: /etc/init.d/docker (SysV), no
+    /etc/init/docker.conf, no systemctl; programs found on ``bin_dir`` only. No Engine socket to poll
+    (``docker_url`` None): the stand-in `service docker start` starts no dockerd."""
+
+    docker_url = None
+
+    def __init__(self, bin_dir: Path) -> None:
+        super().__init__("/", env={"PATH": str(bin_dir)})
+
+    def exists(self, p) -> bool:
+        return str(p) in ("/etc/init.d/docker", "/etc/rc.d/init.d/docker")
+
+
+def test_al1_docker_service_is_chkconfig_on_and_service_start(stand_ins):
+    platform = al1_platform()
+    assert platform.init == "upstart" and platform.major == "2018.03"
+    host = Al1Host(stand_ins)
+
+    def run(dry_run: bool):
+        ctx = Context(host, platform, InstallOptions(dry_run=dry_run))
+        return run_steps(ctx, "install", [DockerServiceStep()]).steps[0]
+
+    planned = run(True)
+    assert planned.status is StepStatus.PLANNED, planned.summary
+    assert planned.commands == [["chkconfig", "docker", "on"], ["service", "docker", "start"]]
+    assert argv_log(stand_ins) == ["service docker status", "chkconfig docker"]  # asked, nothing changed
+
+    (stand_ins / "argv.log").unlink()
+    done = run(False)
+    assert done.status is StepStatus.CHANGED, done.summary
+    assert argv_log(stand_ins) == ["service docker status", "chkconfig docker", "chkconfig docker on",
+                                   "service docker start"]
+
+    (stand_ins / "argv.log").unlink()
+    again = run(False)
+    assert again.status is StepStatus.OK, again.summary
+    assert argv_log(stand_ins) == ["service docker status", "chkconfig docker"]
+
+
+def test_al1_restart_is_service_docker_restart_and_a_failure_says_so(stand_ins):
+    host = Al1Host(stand_ins)
+    proc = EngineProcess(4242, ["/usr/bin/dockerd", "--default-ulimit", "nofile=1024:4096"], "/usr/bin/dockerd",
+                         "/", {}, 0.0, systemd_unit=None)
+    assert sysv_managed(host, proc)
+    assert restart(host, proc).how == ["service", "docker", "restart"]
+    assert argv_log(stand_ins) == ["service docker restart"]
+    assert _commands(host, "restart", proc, False) == [["service", "docker", "restart"]]  # what --dry-run lists
+    assert _commands(host, "reload", proc, False) == [["kill", "-HUP", "4242"]]  # SIGHUP, as its reload does
+
+    (stand_ins / "fail-restart").touch()
+    with pytest.raises(DockerdDidNotStart, match=r"`service docker restart` failed: Starting docker: \[FAILED\]"):
+        restart(host, proc)
+
+
+def test_al1_image_enables_docker_through_chkconfig_inside_the_root(stand_ins, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2018.03", root)
+    (root / "etc/rc.d/init.d").mkdir(parents=True)
+    (root / "etc/rc.d/init.d/docker").write_text("#!/bin/sh\n# chkconfig: - 95 05\n")
+    host = Host(root, env={"PATH": str(stand_ins)})
+
+    def run(dry_run: bool = False):
+        ctx = Context(host, detect(host), InstallOptions(dry_run=dry_run))
+        return run_steps(ctx, "install", [DockerServiceStep()]).steps[0]
+
+    chroot = ["chroot", str(root.resolve()), "chkconfig", "docker", "on"]
+    assert run(True).commands == [chroot] and argv_log(stand_ins) == []
+    assert run().status is StepStatus.CHANGED
+    assert argv_log(stand_ins) == [" ".join(chroot)]  # never the build machine's chkconfig
+    assert (root / "etc/rc.d/rc3.d/S95docker").is_symlink()
+    assert run().status is StepStatus.OK and len(argv_log(stand_ins)) == 1
+
+    (root / "etc/rc.d/init.d/docker").unlink()
+    failed = run()
+    assert failed.status is StepStatus.FAILED and "docker is not installed" in failed.summary
+
+
+def test_al1_image_ecs_is_an_upstart_job_enabled_by_its_file(stand_ins, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2018.03", root)
+    host = Host(root, env={"PATH": str(stand_ins)})
+
+    def run():
+        ctx = Context(host, detect(host), InstallOptions())
+        return run_steps(ctx, "install", [EcsConfigStep()]).steps[0]
+
+    failed = run()  # no /etc/init/ecs.conf: ecs-init is not installed
+    assert failed.status is StepStatus.FAILED and "ecs is not installed" in failed.summary
+    (root / "etc/init").mkdir()
+    (root / "etc/init/ecs.conf").write_text("start on stopped rc RUNLEVEL=[345]\n"
+                                            "exec /usr/libexec/amazon-ecs-init start\n")
+    done = run()
+    assert done.status is StepStatus.CHANGED and done.commands == [], done.summary
+    assert (root / "etc/ecs/ecs.config").read_text() == "ECS_ENABLE_GPU_SUPPORT=true\n"
+    assert run().status is StepStatus.OK
+    assert argv_log(stand_ins) == []  # nothing to run: no chkconfig, no start
