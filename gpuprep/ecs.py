@@ -193,9 +193,15 @@ class EcsConfigStep(Step):
         if parse_config(old or "").get(GPU_SUPPORT_KEY) == "true":
             wanted = old  # set already (possibly several lines): leave the file as it is
         svc = ecs_service(ctx.platform)
-        state = services(host, ctx.platform).state(svc)
-        enable = not state.is_enabled
-        if state.enabled == "not-found" and not ctx.dry_run:
+        if ctx.platform.init == "upstart":
+            # Amazon Linux 1: ecs is an upstart job whose `start on` stanza enables it; no job file, no ecs-init.
+            # (Nothing to run: asking chkconfig inside --root would act on the build machine.)
+            found = host.exists(f"/etc/init/{svc}.conf")
+            enable, not_found = False, not found
+        else:
+            state = services(host, ctx.platform).state(svc)
+            enable, not_found = not state.is_enabled, state.enabled == "not-found"
+        if not_found and not ctx.dry_run:
             # In a dry run the packages step may be about to install it; for real, nothing is written.
             raise StepFailed(f"{svc} is not installed: no {svc} service to enable",
                              "install ecs-init first (gpuprep install --only packages)")
