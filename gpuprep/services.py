@@ -93,7 +93,9 @@ class Services:
                 return {"enable": ["true"], "start": ["start", name], "stop": ["stop", name],
                         "restart": ["restart", name]}.get(verb, [verb, name])
             if verb in ("enable", "disable"):
-                return ["chkconfig", name, "on" if verb == "enable" else "off"]
+                argv = ["chkconfig", name, "on" if verb == "enable" else "off"]
+                # Inside --root, chkconfig must edit the image's rc links, not the build machine's.
+                return argv if self.host.live else ["chroot", str(self.host.root), *argv]
             return ["service", name, verb]
         root = [] if self.host.live else [f"--root={self.host.root}"]
         return ["systemctl", *root, verb, self._unit(name)]

@@ -1,0 +1,51 @@
+"""Service control argv per init system. systemctl --root is real; upstart/SysV cannot run here, so
+for Amazon Linux 1 only the commands are checked (what a dry run lists and what would run)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from gpuprep.host import Host
+from gpuprep.platform import detect
+from gpuprep.services import Services, ServiceUnavailable
+
+
+def _tree(tmp_path, distro, fixtures):
+    shutil.copytree(fixtures / "distros" / distro, tmp_path, dirs_exist_ok=True)
+    host = Host(tmp_path)
+    return host, Services(host, detect(host))
+
+
+def test_systemd_verbs_inside_root_use_systemctl_root(tmp_path, fixtures):
+    host, svc = _tree(tmp_path, "amzn-2023", fixtures)
+    assert svc.argv("enable", "docker") == ["systemctl", f"--root={tmp_path}", "enable", "docker.service"]
+    with pytest.raises(ServiceUnavailable):
+        svc.start("docker")  # a running system is needed to start anything
+
+
+def test_systemctl_root_enable_is_real_and_offline(tmp_path, fixtures):
+    if shutil.which("systemctl") is None:
+        pytest.skip("needs systemctl")
+    host, svc = _tree(tmp_path, "amzn-2023", fixtures)
+    unit = tmp_path / "usr/lib/systemd/system/ecs.service"
+    unit.parent.mkdir(parents=True)
+    unit.write_text("[Unit]\nDescription=ECS\n[Service]\nExecStart=/bin/true\n[Install]\nWantedBy=multi-user.target\n")
+    assert svc.state("ecs").enabled == "disabled"
+    svc.enable("ecs")
+    assert (tmp_path / "etc/systemd/system/multi-user.target.wants/ecs.service").is_symlink()
+    assert svc.state("ecs").is_enabled
+
+
+def test_amazon_linux_1_upstart_and_sysv_argv(tmp_path, fixtures):
+    host, svc = _tree(tmp_path, "amzn-2018.03", fixtures)
+    (tmp_path / "etc/init").mkdir()
+    (tmp_path / "etc/init/ecs.conf").write_text("start on started docker\n")
+    assert svc.upstart
+    assert svc.argv("stop", "ecs") == ["stop", "ecs"]
+    assert svc.argv("start", "ecs") == ["start", "ecs"]
+    assert svc.argv("enable", "ecs") == ["true"]  # an upstart job is enabled by its start-on stanza
+    # docker is a SysV script there; inside --root chkconfig acts on the image, through chroot.
+    assert svc.argv("enable", "docker") == ["chroot", str(tmp_path), "chkconfig", "docker", "on"]
+    assert svc.argv("restart", "docker") == ["service", "docker", "restart"]
