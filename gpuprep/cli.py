@@ -253,7 +253,9 @@ def doctor(
 
     _merge_globals(json_out, verbose)
     if list_checks:
-        _list((f"{c.group}/{c.id}", c.title + (" [boot]" if c.boot else "")) for c in all_checks())
+        checks = all_checks()
+        width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
+        _list((f"{c.group}/{c.id}".ljust(width), c.title + (" [boot]" if c.boot else "")) for c in checks)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
     try:
         host = _host()

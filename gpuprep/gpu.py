@@ -68,6 +68,10 @@ class Cause:
     hint: str
 
 
+# A stop and start (not a reboot) moves an EC2 instance to other hardware; IMDSv2 may need a token for the id.
+MOVE_HARDWARE = ("on EC2 stop and start the instance to move to other hardware (`aws ec2 stop-instances "
+                 "--instance-ids $(ec2-metadata -i | cut -d' ' -f2)`, then `aws ec2 start-instances` with the same id)")
+
 NVML_CAUSES: dict[int, Cause] = {
     9: Cause(
         "the NVIDIA kernel module is not loaded (NVML: Driver Not Loaded)",
@@ -81,19 +85,19 @@ NVML_CAUSES: dict[int, Cause] = {
     ),
     14: Cause(
         "a GPU's InfoROM is corrupted",
-        "`nvidia-smi -q | grep -i -A3 inforom` names the GPU; drain it and have it replaced "
-        "(on EC2, stop and start the instance to move to other hardware)",
+        "`nvidia-smi -q | grep -i -A3 inforom` names the GPU; drain it and have it replaced ("
+        + MOVE_HARDWARE + ")",
     ),
     15: Cause(
         "a GPU has fallen off the bus (NVML: GPU is lost)",
-        "reboot; if it happens again the GPU or its slot is failing: on EC2 stop and start the "
-        "instance to move to other hardware, elsewhere RMA the GPU",
+        "drain the host and `sudo reboot`; if it happens again the GPU or its slot is failing: " + MOVE_HARDWARE
+        + ", elsewhere RMA the GPU",
     ),
     18: Cause(
         "the driver userland and the loaded kernel module differ in version (NVRM API mismatch)",
-        "reboot to load the kernel module the installed userland belongs to (a package update "
-        "replaced the driver under the running module); then versionlock nvidia*, kmod* and "
-        "libnvidia* so a boot-time update cannot do it again (aws/amazon-ecs-ami 256)",
+        "`sudo reboot` to load the kernel module the installed userland belongs to (a package update "
+        "replaced the driver under the running module); then `sudo dnf versionlock add 'nvidia*' 'kmod*' "
+        "'libnvidia*'` (yum on Amazon Linux 2) so a boot-time update cannot do it again (aws/amazon-ecs-ami 256)",
     ),
 }
 
@@ -687,7 +691,7 @@ class XidClass:
 
 _RESTART_APP = "restart the application; if it recurs with healthy code, reset the GPU (`nvidia-smi -r -i N`)"
 _RESET = "drain the GPU, then reset it (`nvidia-smi -r -i N`) or reboot"
-RMA_ADVICE = "drain it and have it replaced (on EC2, stop and start the instance to move to other hardware)"
+RMA_ADVICE = "drain it and have it replaced (" + MOVE_HARDWARE + ")"
 
 # NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors: "Analyzing Xid Errors with the Xid
 # Catalog", resolution buckets RESTART_APP / RESET_GPU / CONTACT_SUPPORT). Application-caused

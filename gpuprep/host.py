@@ -222,7 +222,7 @@ class Host:
                 # An explicit base_url: docker-py never consults DOCKER_CONTEXT or ~/.docker
                 # (the equivalent of from_env(use_context=False)). version="auto" asks the Engine
                 # once: a fixed API version breaks on 20.10 (max 1.41) or on 29+ (min 1.44).
-                self._docker = docker.DockerClient(base_url=url, version="auto", timeout=int(timeout))
+                self._docker = docker.DockerClient(base_url=url, version="auto", timeout=timeout)
             return self._docker
 
     def close(self) -> None:

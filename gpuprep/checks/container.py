@@ -34,8 +34,21 @@ def host_view(probes: Probes):
 
 
 def check_gpu_container(probes: Probes) -> Verdict:
+    from gpuprep import gpu
+    from gpuprep.checks.docker import docker_info
     from gpuprep.engine import gpu_container
+    from gpuprep.engine.dockerd import EngineDown
 
+    pci = gpu.probe_pci(probes)
+    if pci.present and not pci.gpus:
+        raise NotApplicable("no NVIDIA GPU on this host (see gpu-pci): no GPU for a container to see")
+    try:
+        # The docker checks' `docker info`, asked once: an Engine that is down is said at once, without
+        # trying to create a container.
+        docker_info(probes)
+    except EngineDown as exc:
+        return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", exc.hint,
+                       {"link": gpu_container.ENGINE, "image": probes.options.image})
     image = probes.options.image
     view = host_view(probes)
     result = gpu_container.probe(probes.host, image, host_view=view, pull=not probes.options.boot)

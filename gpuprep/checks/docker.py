@@ -16,7 +16,7 @@ from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import RUNTIME_NAME
 from gpuprep.errors import BadInput
-from gpuprep.host import SYSTEM_PATH
+from gpuprep.host import SYSTEM_PATH, Host
 from gpuprep.report import Status
 
 FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
@@ -29,11 +29,19 @@ class EngineUnanswered(Exception):
     """Raised to checks that need ``docker info`` when the Engine does not answer."""
 
 
+INFO_TIMEOUT = 5.0  # a local dockerd answers /info in tens of ms; one that takes seconds is stuck
+
+
 # -- probes -----------------------------------------------------------------------------------
 def docker_info(probes: Probes) -> dict[str, Any]:
-    from gpuprep.engine.dockerd import docker_info as info
+    return probes.get("docker.info", lambda p: engine_info(p.host, timeout=INFO_TIMEOUT))
 
-    return probes.get("docker.info", lambda p: info(p.host, timeout=5))
+
+def engine_info(host: Host, timeout: float = INFO_TIMEOUT) -> dict[str, Any]:
+    """``docker info`` through docker-py (explicit base_url, no context lookup, bounded by ``timeout``)."""
+    from gpuprep.engine.dockerd import docker_info
+
+    return docker_info(host, timeout=timeout)
 
 
 def engine_process(probes: Probes):
@@ -109,8 +117,12 @@ def check_daemon_json(probes: Probes) -> Verdict:
     try:
         text, config = daemon_json(probes)
     except BadInput as exc:
-        return Verdict(Status.CRITICAL, exc.message, f"{exc.hint}; dockerd will not start with a file it cannot "
-                       "read, and gpuprep will not edit it", {"path": path})
+        real = probes.host.path(path)
+        return Verdict(Status.CRITICAL, exc.message,
+                       f"{exc.hint}: edit {real} (`python3 -m json.tool {real}` points at a syntax error; "
+                       '"runtimes" must be an object of {"path": ..., "runtimeArgs": [...]} entries, '
+                       '"default-runtime" a string); dockerd will not start with a file it cannot read, and gpuprep '
+                       "will not edit it", {"path": path})
     data = {"path": path, "exists": text is not None, "runtimes": sorted(config.get("runtimes") or {}),
             "default_runtime": config.get("default-runtime")}
     if text is None:
@@ -212,7 +224,7 @@ def check_defined_once(probes: Probes) -> Verdict:
 
 
 CHECKS = [
-    Check("docker-engine", "docker", "the Docker Engine answers (docker-py, explicit socket, timeouts)",
+    Check("docker-engine", "docker", "the Docker Engine answers (GET /info on the explicit socket, with a timeout)",
           check_engine, timeout=8, needs_docker=True, boot=True),
     Check("docker-daemon-json", "docker", "daemon.json parses and has the shape dockerd expects",
           check_daemon_json, timeout=3),

@@ -70,6 +70,18 @@ def _seal(probes: Probes) -> dict | None:
     return probes.get("ecs.seal", lambda p: read_seal(p.host))
 
 
+def _boot_time(probes: Probes) -> float | None:
+    """When the running system booted (epoch seconds); None inside --root, where no boot is ours."""
+    def compute(p: Probes) -> float | None:
+        if not p.host.live:
+            return None
+        import psutil
+
+        return psutil.boot_time()
+
+    return probes.get("host.boot_time", compute)
+
+
 # -- checks -------------------------------------------------------------------------------
 def check_ecs_init(probes: Probes) -> Verdict:
     version = _ecs_init_version(probes)
@@ -258,8 +270,15 @@ def check_seal_stamp(probes: Probes) -> Verdict:
     packages = ", ".join(sorted((doc.get("packages") or {}).values())) or "no tracked packages"
     kept = doc.get("kept_images") or []
     driver = f"driver {doc['driver_version']}" if doc.get("driver_version") else "no NVIDIA driver seen"
-    return Verdict(Status.OK, f"sealed {doc.get('sealed_at', '?')} by gpuprep {doc.get('gpuprep', '?')} on {platform}; "
-                   f"{packages}; {driver}; {len(kept)} kept image(s)", data=doc)
+    sealed, boot = _parse_time(doc.get("sealed_at")), _boot_time(probes)
+    if sealed is not None and boot is not None:
+        # Booted after the seal: this host was launched from the sealed image (or is its builder, rebooted).
+        where = "booted from an image sealed" if boot > sealed else "this host was sealed (not booted since)"
+    else:
+        where = "sealed"
+    data = {**doc, "booted_from_image": (boot > sealed) if sealed is not None and boot is not None else None}
+    return Verdict(Status.OK, f"{where} {doc.get('sealed_at', '?')} by gpuprep {doc.get('gpuprep', '?')} on "
+                   f"{platform}; {packages}; {driver}; {len(kept)} kept image(s)", data=data)
 
 
 def _parse_time(value: str | None) -> float | None:
@@ -289,14 +308,12 @@ def classify_state_files(mtimes: dict[str, float], sealed: float | None,
 
 
 def check_stale_state(probes: Probes) -> Verdict:
-    import psutil
-
     host = probes.host
     doc = _seal(probes)
     if doc is None:
         raise NotApplicable(f"no {SEAL_JSON}: not a sealed image, nothing to compare with")
     sealed = _parse_time(doc.get("sealed_at"))
-    boot = psutil.boot_time() if host.live else None
+    boot = _boot_time(probes)
     if boot is None and sealed is None:
         raise NotApplicable(f"{SEAL_JSON} has no readable sealed_at to compare with")
     mtimes = {}

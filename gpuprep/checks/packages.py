@@ -51,8 +51,12 @@ def check_installed(probes: Probes) -> Verdict:
         deb = _installed_deb(probes)
         summary = ", ".join(f"{n} {v}" for n, v in deb.items()) or "none of docker / the NVIDIA runtime installed"
         status = Status.OK if deb else Status.WARNING
-        return Verdict(status, summary, "" if deb else "install Docker and nvidia-container-toolkit",
-                       {"installed": deb})
+        # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository (install and seal are RPM-only).
+        hint = "" if deb else ("`sudo apt-get install -y docker.io nvidia-container-toolkit` (after adding NVIDIA's "
+                               "apt repository, docs.nvidia.com/datacenter/cloud-native/container-toolkit), then "
+                               "`sudo nvidia-ctk runtime configure --runtime=docker --set-as-default` and "
+                               "`sudo systemctl restart docker`")
+        return Verdict(status, summary, hint, {"installed": deb})
     if p.package_format != "rpm":
         raise NotApplicable(f"no package database gpuprep reads on {p.name}")
     pkgs = {q.name: q for q in _installed_rpm(probes)}

@@ -60,9 +60,12 @@ def engine_errors() -> tuple[type[BaseException], ...]:
 
 
 def engine_down_hint(host: Host) -> str:
+    """How to bring back the Engine gpuprep asked."""
     if host.env.get("DOCKER_HOST"):
-        return f"start the dockerd listening on {host.docker_url}, or unset DOCKER_HOST"
-    return "start it: `systemctl start docker` (then `journalctl -u docker -n 50` if it fails)"
+        return (f"start the dockerd that listens on {host.docker_url} (its `-H`), or `unset DOCKER_HOST` to ask "
+                "the system's Engine")
+    return ("`sudo systemctl start docker` (`sudo service docker start` on Amazon Linux 1); if it does not stay up, "
+            "`journalctl -u docker -n 50` says why")
 
 
 def docker_info(host: Host, timeout: float = 10) -> dict[str, Any]:
@@ -75,7 +78,10 @@ def docker_info(host: Host, timeout: float = 10) -> dict[str, Any]:
     try:
         return host.docker(timeout=timeout).info()
     except engine_errors() as exc:
-        raise EngineDown(f"the Docker Engine at {host.docker_url} does not answer: {_first_line(exc)}",
+        if "Permission denied" in str(exc):
+            raise EngineDown(f"the Docker Engine at {url} does not answer: permission denied on its socket",
+                             "run as root or as a member of group docker: `sudo gpuprep ...`") from None
+        raise EngineDown(f"the Docker Engine at {url} does not answer: {_first_line(exc)}",
                          engine_down_hint(host)) from None
 
 

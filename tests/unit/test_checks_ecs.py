@@ -242,7 +242,8 @@ def test_seal_stamp_reports_provenance(tmp_path):
     assert run("seal-stamp", probes).status is Status.SKIPPED
     doc = seal_json(root, time.time() - 3600)
     r = run("seal-stamp", make(tmp_path)[1])
-    assert r.status is Status.OK and r.data == doc
+    assert r.status is Status.OK and r.data == {**doc, "booted_from_image": None}  # a root: no boot of its own
+    assert r.summary.startswith(f"sealed {doc['sealed_at']} by gpuprep 0.1.0 on Amazon Linux 2023")
     assert "ecs-init-1.97.1-1.amzn2023" in r.summary and "driver 580.95.05" in r.summary and "1 kept" in r.summary
     write(root, "etc/gpuprep/seal.json", "[1]")
     assert run("seal-stamp", make(tmp_path)[1]).status is Status.WARNING
@@ -265,3 +266,51 @@ def test_stale_state_in_a_root_compares_with_the_seal(tmp_path):
 def test_classify_state_files_against_seal_and_boot(mtime, expect):
     baked, stale = checks.classify_state_files({"/var/lib/ecs/data/agent.db": mtime}, sealed=100, boot=200)
     assert ("baked" if baked else "stale" if stale else None) == expect
+
+
+def booted(tmp_path: Path, boot: float) -> Probes:
+    """The tree as a running host that booted at ``boot``: the probe psutil.boot_time() answers on a live
+    system is seeded (this test machine booted long before any fixture's seal)."""
+    probes = make(tmp_path)[1]
+    probes.get("host.boot_time", lambda p: boot)
+    return probes
+
+
+def test_seal_stamp_on_a_host_booted_from_the_image_reports_its_provenance(tmp_path):
+    root, _ = make(tmp_path)
+    sealed = time.time() - 3600
+    doc = seal_json(root, sealed)
+    r = run("seal-stamp", booted(tmp_path, sealed + 600))
+    assert r.status is Status.OK and r.data["booted_from_image"] is True
+    assert r.summary == (f"booted from an image sealed {doc['sealed_at']} by gpuprep 0.1.0 on Amazon Linux 2023; "
+                         "ecs-init-1.97.1-1.amzn2023; driver 580.95.05; 1 kept image(s)")
+    r = run("seal-stamp", booted(tmp_path, sealed - 600))  # the build machine itself, before its image is taken
+    assert r.data["booted_from_image"] is False and r.summary.startswith("this host was sealed (not booted since)")
+
+
+def test_stale_state_on_a_host_booted_from_the_image(tmp_path):
+    """Sealed an hour ago, booted ten minutes ago: a gpu-info file from between the two was not rewritten
+    at this boot (warning), one from before the seal came with the image (critical), a checkpoint the
+    agent wrote since boot is fine."""
+    root, _ = make(tmp_path)
+    now = time.time()
+    sealed, boot = now - 3600, now - 600
+    seal_json(root, sealed)
+    db = write(root, "var/lib/ecs/data/agent.db", "bolt")
+    info = write(root, GPU_INFO, json.dumps({"DriverVersion": "580.95.05", "GPUIDs": UUIDS}))
+    os.utime(db, (now - 60, now - 60))
+    os.utime(info, (now - 1800, now - 1800))
+    r = run("ecs-stale-state", booted(tmp_path, boot))
+    assert r.status is Status.WARNING, r.summary
+    assert r.summary.startswith("/var/lib/ecs/gpu/nvidia-gpu-info.json predate(s) this boot")
+    assert [e["file"] for e in r.data["stale"]] == ["/var/lib/ecs/gpu/nvidia-gpu-info.json"] and not r.data["baked"]
+    assert "systemctl restart ecs" in r.hint
+
+    os.utime(info, (now - 7200, now - 7200))
+    r = run("ecs-stale-state", booted(tmp_path, boot))
+    assert r.status is Status.CRITICAL and "predate(s) the seal" in r.summary
+    assert "gpuprep seal --only ecs-state,gpu-info" in r.hint
+
+    os.utime(info, (now - 30, now - 30))
+    r = run("ecs-stale-state", booted(tmp_path, boot))
+    assert r.status is Status.OK and r.summary.startswith("no agent checkpoint or gpu-info older than this boot")

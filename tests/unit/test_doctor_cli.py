@@ -185,3 +185,53 @@ def test_module_entry_point(tmp_path):
     report = json.loads(proc.stdout)
     assert proc.returncode == worst_exit(report)
     assert gpu_checks(report)["gpu-driver-version"]["summary"] == "kernel module and userland agree: 580.159.04"
+
+
+def test_version():
+    from gpuprep import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0 and result.stdout == f"gpuprep {__version__}\n"
+
+
+def _only(monkeypatch, *checks) -> None:
+    import gpuprep.doctor
+
+    monkeypatch.setattr(gpuprep.doctor, "all_checks", lambda: list(checks))
+
+
+def test_a_crashing_check_shows_its_traceback_only_with_verbose(tmp_path, monkeypatch):
+    from gpuprep.doctor import Check
+
+    def broken(probes):
+        raise KeyError("Runtimes")
+
+    _only(monkeypatch, Check("boom", "docker", "t", broken))
+    root = str(tree(tmp_path, "no-gpu"))
+    quiet = invoke("--root", root, "doctor", "--no-container")
+    assert quiet.exit_code == 3  # UNKNOWN: doctor could not tell, and says so
+    assert "check failed: KeyError: 'Runtimes'" in quiet.stdout and "gpuprep -v doctor" in quiet.stdout
+    assert "Traceback" not in quiet.stdout + quiet.stderr
+    loud = invoke("-v", "--root", root, "doctor", "--no-container")
+    assert loud.exit_code == 3 and "Traceback (most recent call last)" in loud.stderr
+    assert 'raise KeyError("Runtimes")' in loud.stderr
+
+
+@pytest.mark.parametrize("statuses, code", [
+    ((Status.OK, Status.SKIPPED), 0),
+    ((Status.OK, Status.WARNING), 1),
+    ((Status.WARNING, Status.CRITICAL, Status.UNKNOWN), 2),
+    ((Status.OK, Status.UNKNOWN), 3),
+    ((Status.WARNING, Status.UNKNOWN), 1),  # a real finding outranks "could not tell" (report.Status)
+])
+def test_nagios_exit_code_is_the_worst_status(tmp_path, monkeypatch, statuses, code):
+    from gpuprep.doctor import Check, Verdict
+
+    _only(monkeypatch, *(Check(f"c{i}", "gpu", "t", lambda p, s=s: Verdict(s, s.value, "`true`"), boot=True)
+                         for i, s in enumerate(statuses) if s is not Status.SKIPPED))
+    root = str(tree(tmp_path, "no-gpu"))
+    result = invoke("--root", root, "--json", "doctor", "--no-container")
+    assert result.exit_code == code
+    assert json.loads(result.stdout)["status"] == Status.worst(statuses).value
+    boot = invoke("--root", root, "doctor", "--no-container", "--boot")
+    assert boot.exit_code == (2 if code == 2 else 0)  # the boot gate: only critical keeps ECS from starting

@@ -1,0 +1,326 @@
+"""Every problem doctor reports names its fix: each check's non-ok verdicts, provoked one by one, carry a hint
+with a command to run or an edit to make (issue 2: "a hint for every non-ok result").
+
+Simulated, because this machine has no GPU, driver, ECS or Amazon Linux: fake host trees (tests/hosttree.py) for
+sysfs, /dev, /proc, libraries and config files; what the running system would answer (NVML, ``docker info``, the
+dockerd process, the init system, the rpm database) seeded into the doctor's probes, mostly as the real producers
+build it (``smi_failure`` on fixture output, ``read_kernel_log`` with no log to read, ``engine_info`` on a socket
+nobody serves, the container probe's own ``_explain`` and ``_compare``). The checks and the runner are the real ones.
+A last test makes sure no check is left out of the walk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import hosttree
+import pytest
+
+from gpuprep import gpu as g
+from gpuprep.doctor import Probes, _run_check, all_checks
+from gpuprep.engine import gpu_container
+from gpuprep.host import Host
+from gpuprep.options import DoctorOptions
+from gpuprep.packages.evr import EVR, Dep
+from gpuprep.packages.resolve import Package
+from gpuprep.platform import detect
+from gpuprep.report import Status
+from gpuprep.services import ServiceState
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures"
+BY_ID = {c.id: c for c in all_checks()}
+BUSES = ["0000:53:00.0", "0000:64:00.0"]
+SHIM = "/usr/bin/nvidia-container-runtime"
+
+# A fix is a command (in backticks, or a gpuprep / package-manager / systemctl command line) or a named edit of a file.
+ACTION = re.compile(
+    r"`[^`]+`"
+    r"|\bgpuprep (?:--root \S+ )?(?:install|seal|doctor)\b"
+    r"|(?:^|&& )(?:rm|printf|dnf|yum|systemctl|sudo) "
+    r"|\b(?:set|add|remove|blacklist)\b[^.;]*\b(?:in|to|from)\b[^.;]*(?:/etc/|daemon\.json|ecs\.config)"
+)
+
+
+# -- building the situations ----------------------------------------------------------------------
+def tree(tmp_path: Path, name: str = "healthy-p5-h100x8", **changes) -> Path:
+    root = tmp_path / "root"
+    hosttree.build(root, dataclasses.replace(hosttree.load_spec(name), **changes))
+    return root
+
+
+def probes(root: Path | str, *, euid: int = 0, env: dict | None = None, platform=None, **seeds) -> Probes:
+    """Probes of ``root`` with ``seeds`` ({probe key with '.' as '__': value}) answered as given."""
+    host = Host(root, env=env or {}, euid=euid)
+    p = Probes(host, platform or detect(host), DoctorOptions(image="nvidia/cuda:12.4.1-base"))
+    for key, value in seeds.items():
+        p.get(key.replace("__", "."), lambda _p, v=value: v)
+    return p
+
+
+def gpus(n: int = 2) -> list[g.GpuStatus]:
+    return [g.GpuStatus(index=i, name="NVIDIA H100 80GB HBM3", uuid=f"GPU-00000000-0000-0000-0000-00000000000{i}",
+                        pci_bus_id=BUSES[i], persistence_mode=True, ecc_uncorrected_volatile=0,
+                        remapped_rows_pending=False, remapped_rows_failure=False,
+                        clock_events=g.clock_events_from_mask(0), driver_version="580.95.05")
+            for i in range(n)]
+
+
+def nvml(**changes) -> g.GpuQuery:
+    """NVML's answer for two H100s, healthy unless ``changes`` (GpuStatus fields) say otherwise."""
+    return g.GpuQuery(source="nvml", gpus=[dataclasses.replace(x, **changes) for x in gpus()],
+                      driver_version="580.95.05")
+
+
+def p5(tmp_path: Path, **seeds) -> Probes:
+    return probes(tree(tmp_path, gpus=hosttree.gpus("H100", BUSES)), **seeds)
+
+
+def write(root: Path, host_path: str, text: str, mode: int = 0o644) -> Path:
+    path = root / host_path.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def info(default: str = "nvidia", runtimes: dict | None = None) -> dict:
+    return {"ServerVersion": "25.0.6", "DefaultRuntime": default,
+            "Runtimes": {"runc": {"path": "runc"}} if runtimes is None else runtimes}
+
+
+def docker_probes(tmp_path: Path, daemon_json: dict | str | None = None, **seeds) -> Probes:
+    root = tree(tmp_path)
+    if daemon_json is not None:
+        write(root, "/etc/docker/daemon.json", daemon_json if isinstance(daemon_json, str) else json.dumps(daemon_json))
+    return probes(root, env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}, docker__process=None, **seeds)
+
+
+def no_engine(tmp_path: Path) -> Probes:
+    """The real ``docker info`` probe on a socket nobody serves."""
+    return probes(tree(tmp_path), env={"DOCKER_HOST": f"unix://{tmp_path}/gone.sock"}, docker__process=None)
+
+
+def container(tmp_path: Path, monkeypatch, result: gpu_container.ProbeResult) -> Probes:
+    monkeypatch.setattr(gpu_container, "probe", lambda *a, **k: result)
+    return p5(tmp_path, docker__info=info(), container__host_gpus=gpu_container.HostGpus(["GPU-a", "GPU-b"], "nvml"))
+
+
+def explained(link: str, message: str, docker_info: dict) -> gpu_container.ProbeResult:
+    link, summary, hint = gpu_container._explain(link, message, docker_info, "nvidia/cuda:12.4.1-base")
+    return gpu_container.ProbeResult(False, link, summary, hint, "nvidia/cuda:12.4.1-base")
+
+
+def fewer_gpus() -> gpu_container.ProbeResult:
+    result = gpu_container.ProbeResult(True, "ok", "1 GPU(s) visible", image="nvidia/cuda:12.4.1-base",
+                                       gpus=[gpu_container.ContainerGpu(0, "GPU-a", "H100", "580.95.05")])
+    gpu_container._compare(result, gpu_container.HostGpus(["GPU-a", "GPU-b"], "nvml"))
+    return result
+
+
+def slow_container() -> gpu_container.ProbeResult:
+    return gpu_container.ProbeResult(True, "ok", "2 GPU(s) visible", image="nvidia/cuda:12.4.1-base", seconds=25.0)
+
+
+def live_platform(tmp_path: Path, **changes):
+    return dataclasses.replace(detect(Host(tree(tmp_path))), **changes)
+
+
+def service(tmp_path: Path, active: str, enabled: str, live: bool = True) -> Probes:
+    state = ServiceState("ecs", active, enabled)
+    if live:  # the running system's init answers (seeded: no ecs here); nothing else is read from /
+        return probes("/", platform=live_platform(tmp_path), ecs__service=state)
+    return probes(tree(tmp_path), ecs__service=state)
+
+
+def unit_installed(monkeypatch: pytest.MonkeyPatch, p: Probes) -> Probes:
+    """ecs.service's unit file exists (on the running system, which here has none)."""
+    monkeypatch.setattr(p.host, "exists", lambda path: str(path).endswith("/ecs.service"))
+    return p
+
+
+def package(name: str, evr: str, *requires: str) -> Package:
+    return Package(name, EVR.parse(evr), requires=tuple(Dep.parse(r) for r in requires))
+
+
+def lock_held(tmp_path: Path) -> Probes:
+    pidfile = write(tmp_path, "/yum.pid", f"{os.getpid()}\n")  # this test's process holds "the lock"
+    return probes("/", platform=live_platform(tmp_path, package_locks=(str(pidfile),)))
+
+
+def sealed_with_baked_state(tmp_path: Path) -> Probes:
+    root = tree(tmp_path)
+    write(root, "/var/lib/ecs/data/agent.db", "")
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    write(root, "/etc/gpuprep/seal.json", json.dumps({"sealed_at": later, "gpuprep": "0.1.0"}))
+    return probes(root)
+
+
+def gpu_info(tmp_path: Path, text: str, query: g.GpuQuery | None = None) -> Probes:
+    root = tree(tmp_path, gpus=hosttree.gpus("H100", BUSES))
+    write(root, "/var/lib/ecs/gpu/nvidia-gpu-info.json", text)
+    return probes(root, **({"gpu__query": query} if query else {}))
+
+
+def info_json(driver: str = "580.95.05", ids: list[str] | None = None) -> str:
+    ids = [x.uuid for x in gpus()] if ids is None else ids
+    return json.dumps({"DriverVersion": driver, "GPUIDs": ids})
+
+
+def xids(tmp_path: Path, fixture: str) -> Probes:
+    text = (FIX / "kmsg" / fixture).read_text()
+    return p5(tmp_path, gpu__kernel_log=g.KernelLog("journalctl", g.parse_kernel_log(text), lines=9))
+
+
+def smi_failed(tmp_path: Path, fixture: str, code: int) -> Probes:
+    return p5(tmp_path, gpu__query=g.smi_failure(code, (FIX / "nvidia-smi" / fixture).read_text()))
+
+
+def unreadable_userland(tmp_path: Path) -> Probes:
+    root = tree(tmp_path, userland=None)
+    write(root, "/usr/lib64/libnvidia-ml.so.1", "")  # a plain file: no .so.<version> to tell the version by
+    return probes(root)
+
+
+def hanging_nvml(tmp_path: Path) -> Probes:
+    class HangingNvml:  # NVML init that never returns, as with some stuck drivers (DOMAIN.md)
+        class NVMLError(Exception):
+            pass
+
+        @staticmethod
+        def nvmlInit():
+            time.sleep(5)
+
+    return p5(tmp_path, gpu__query=g.query_nvml(0.05, nv=HangingNvml))
+
+
+# (check id, situation, probes builder taking (tmp_path, monkeypatch))
+Build = Callable[[Path, pytest.MonkeyPatch], Probes]
+SITUATIONS: list[tuple[str, str, Build]] = [
+    ("platform-os", "unknown distribution", lambda t, m: probes(tree(t, "unknown-distro"))),
+    ("platform-root", "not root", lambda t, m: probes(tree(t), euid=1000)),
+    ("gpu-pci", "no NVIDIA GPU", lambda t, m: probes(tree(t, "no-gpu"))),
+    ("gpu-pci", "nouveau bound", lambda t, m: probes(tree(t, gpus=hosttree.gpus("T4", BUSES, "nouveau")))),
+    ("gpu-pci", "no driver bound, module loaded", lambda t, m: probes(tree(t, gpus=hosttree.gpus("T4", BUSES, None)))),
+    ("gpu-pci", "bound to vfio-pci", lambda t, m: probes(tree(t, gpus=hosttree.gpus("T4", BUSES, "vfio-pci")))),
+    ("gpu-device-nodes", "no /dev/nvidiaN", lambda t, m: probes(tree(t, nodes=0))),
+    ("gpu-kernel-module", "not loaded", lambda t, m: probes(tree(t, "module-not-loaded-g4dn"))),
+    ("gpu-kernel-module", "version unreadable",
+     lambda t, m: probes(write(tree(t), "/proc/driver/nvidia/version", "garbled\n").parents[3])),
+    ("gpu-nvml", "driver not loaded (nvidia-smi exit 9)", lambda t, m: smi_failed(t, "driver-not-loaded.txt", 9)),
+    ("gpu-nvml", "NVML hangs", lambda t, m: hanging_nvml(t)),
+    ("gpu-nvml", "a GPU fell off the bus",
+     lambda t, m: p5(t, gpu__query=g.GpuQuery(source="nvml", driver_version="580.95.05", gpus=[
+         *gpus(1), g.GpuStatus(1, error="GPU 1: GPU is lost", error_code=15)]))),
+    ("gpu-count", "PCI 2, /dev 1", lambda t, m: probes(tree(t, gpus=hosttree.gpus("H100", BUSES), nodes=1))),
+    ("gpu-driver-version", "kernel module and userland differ", lambda t, m: probes(tree(t, "api-mismatch-al2"))),
+    ("gpu-driver-version", "no libnvidia-ml", lambda t, m: probes(tree(t, userland=None))),
+    ("gpu-driver-version", "NVML says API mismatch (18)",
+     lambda t, m: probes(tree(t), gpu__query=g.GpuQuery(source="nvml", error="NVML: mismatch", error_code=18))),
+    ("gpu-driver-version", "userland version unreadable", lambda t, m: unreadable_userland(t)),
+    ("gpu-persistence", "off", lambda t, m: p5(t, gpu__query=nvml(persistence_mode=False))),
+    ("gpu-ecc", "uncorrected errors", lambda t, m: p5(t, gpu__query=nvml(ecc_uncorrected_volatile=3))),
+    ("gpu-row-remap", "remap failed", lambda t, m: p5(t, gpu__query=nvml(remapped_rows_failure=True))),
+    ("gpu-row-remap", "remap pending", lambda t, m: p5(t, gpu__query=nvml(remapped_rows_pending=True))),
+    ("gpu-retired-pages", "retirement pending", lambda t, m: p5(t, gpu__query=nvml(
+        remapped_rows_pending=None, remapped_rows_failure=None, retired_pages_pending=True))),
+    ("gpu-clocks", "HW thermal slowdown", lambda t, m: p5(t, gpu__query=nvml(
+        clock_events=g.clock_events_from_mask(0x40)))),
+    ("gpu-xid", "Xid 79", lambda t, m: xids(t, "xid-79-fallen-off.txt")),
+    ("gpu-xid", "application XIDs only", lambda t, m: xids(t, "app-errors-only.txt")),
+    ("gpu-xid", "RmInitAdapter failed", lambda t, m: xids(t, "rm-init-failed.txt")),
+    ("gpu-xid", "no kernel log readable", lambda t, m: p5(t, gpu__kernel_log=g.read_kernel_log(
+        Host("/", env={"PATH": str(t / "no-bin")}), kmsg=str(t / "no-kmsg")))),
+    ("docker-engine", "no socket", lambda t, m: no_engine(t)),
+    ("docker-daemon-json", '"runtimes": null', lambda t, m: docker_probes(t, '{"runtimes": null}')),
+    ("docker-daemon-json", "not JSON", lambda t, m: docker_probes(t, '{"runtimes": {')),
+    ("docker-nvidia-runtime", "not registered", lambda t, m: docker_probes(t, docker__info=info("runc"))),
+    ("docker-nvidia-runtime", "in daemon.json, not loaded",
+     lambda t, m: docker_probes(t, {"runtimes": {"nvidia": {"path": SHIM}}}, docker__info=info("runc"))),
+    ("docker-nvidia-runtime", "Engine down", lambda t, m: no_engine(t)),
+    ("docker-runtime-binary", "binary gone",
+     lambda t, m: docker_probes(t, docker__info=info(runtimes={"nvidia": {"path": str(t / "gone")}}))),
+    ("docker-runtime-binary", "not executable",
+     lambda t, m: docker_probes(t, docker__info=info(runtimes={"nvidia": {"path": str(write(t, "/rt", "x"))}}))),
+    ("docker-default-runtime", "runc is the default", lambda t, m: docker_probes(
+        t, docker__info=info("runc", {"runc": {"path": "runc"}, "nvidia": {"path": SHIM}}))),
+    ("docker-runtime-once", "daemon.json and /etc/docker-runtimes.d", lambda t, m: twice(t)),
+    ("gpu-container", "Engine down", lambda t, m: no_engine(t)),
+    ("gpu-container", "runtime not registered", lambda t, m: container(t, m, explained(
+        gpu_container.NOT_DEFAULT, 'exec: "nvidia-smi": executable file not found in $PATH', info("runc")))),
+    ("gpu-container", "runtime not default", lambda t, m: container(t, m, explained(
+        gpu_container.NOT_DEFAULT, 'exec: "nvidia-smi": executable file not found in $PATH',
+        info("runc", {"runc": {}, "nvidia": {"path": SHIM}})))),
+    ("gpu-container", "runtime binary gone", lambda t, m: container(t, m, explained(
+        gpu_container.RUNTIME_BINARY, "fork/exec /usr/bin/nvidia-container-runtime: no such file or directory",
+        info()))),
+    ("gpu-container", "fewer GPUs inside", lambda t, m: container(t, m, fewer_gpus())),
+    ("gpu-container", "slow", lambda t, m: container(t, m, slow_container())),
+    ("ecs-init", "not installed", lambda t, m: probes(tree(t), ecs__init_version=None)),
+    ("ecs-gpu-support", "set to false",
+     lambda t, m: probes(write(tree(t), "/etc/ecs/ecs.config", "ECS_ENABLE_GPU_SUPPORT=false\n").parents[2])),
+    ("ecs-gpu-support", "quoted", lambda t, m: probes(
+        write(tree(t), "/etc/ecs/ecs.config", 'ECS_ENABLE_GPU_SUPPORT="true"\n').parents[2])),
+    ("ecs-gpu-support", "unset with ecs-init installed", lambda t, m: probes(
+        write(tree(t), "/etc/ecs/ecs.config", "ECS_CLUSTER=gpu\n").parents[2], ecs__init_version="ecs-init-1.97.1-1")),
+    ("ecs-gpu-info", "unreadable", lambda t, m: gpu_info(t, "{")),
+    ("ecs-gpu-info", "another driver (--root)", lambda t, m: gpu_info(t, info_json("535.183.01"))),
+    ("ecs-gpu-info", "in an image (--root)", lambda t, m: gpu_info(t, info_json())),
+    ("ecs-gpu-info", "the build machine's UUIDs", lambda t, m: gpu_info(t, info_json(ids=["GPU-0e7d3af2"]), nvml())),
+    ("ecs-gpu-info", "fewer GPUs", lambda t, m: gpu_info(t, info_json(ids=[gpus()[0].uuid]), nvml())),
+    ("ecs-gpu-info", "older driver", lambda t, m: gpu_info(t, info_json("580.82.07"), nvml())),
+    ("ecs-service", "disabled in an image", lambda t, m: service(t, "unknown", "disabled", live=False)),
+    ("ecs-service", "failed", lambda t, m: service(t, "failed", "enabled")),
+    ("ecs-service", "disabled", lambda t, m: service(t, "inactive", "disabled")),
+    ("ecs-service", "enabled, not running", lambda t, m: service(t, "inactive", "enabled")),
+    ("ecs-service", "init says nothing", lambda t, m: unit_installed(m, service(t, "unknown", "unknown"))),
+    ("package-lock", "held by this process", lambda t, m: lock_held(t)),
+    ("seal-stamp", "not a JSON object", lambda t, m: probes(write(tree(t), "/etc/gpuprep/seal.json", "[]").parents[2])),
+    ("ecs-stale-state", "checkpoint older than the seal", lambda t, m: sealed_with_baked_state(t)),
+    ("ecs-docker-requires", "Docker too old for ecs-init", lambda t, m: probes(tree(t), packages__installed=[
+        package("ecs-init", "1.99.0-1.amzn2023", "docker >= 26.0.0"), package("docker", "20.10.25-1.amzn2023.0.1")])),
+    ("packages-installed", "nothing installed (rpm)", lambda t, m: probes(tree(t), packages__installed=[])),
+    ("packages-installed", "nothing installed (Ubuntu)",
+     lambda t, m: probes(tree(t, "healthy-h200-ubuntu"), packages__installed_deb={})),
+    ("packages-locked", "not locked, no plugin", lambda t, m: probes(tree(t), packages__installed=[
+        package("docker", "25.0.6-1.amzn2023.0.2"), package("ecs-init", "1.97.1-1.amzn2023", "docker >= 20.10.0")])),
+]
+
+
+def twice(tmp_path: Path) -> Probes:
+    p = docker_probes(tmp_path, {"runtimes": {"nvidia": {"path": SHIM}}})
+    root = p.host.root
+    write(root, SHIM, "#!/bin/sh\n", 0o755)
+    (root / "etc/docker-runtimes.d").mkdir(parents=True)
+    os.symlink(SHIM, root / "etc/docker-runtimes.d/nvidia")
+    return p
+
+
+@pytest.mark.parametrize("check_id, situation, build", SITUATIONS, ids=[f"{c}: {s}" for c, s, _ in SITUATIONS])
+def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation, build):
+    result = _run_check(BY_ID[check_id], build(tmp_path, monkeypatch))
+    assert not result.summary.startswith("check failed"), result.summary
+    assert result.status in (Status.WARNING, Status.CRITICAL, Status.UNKNOWN), (result.status, result.summary)
+    assert result.hint.strip(), f"{check_id} ({situation}) is {result.status.value} without a hint"
+    assert ACTION.search(result.hint), f"{check_id} ({situation}): no command or edit in {result.hint!r}"
+
+
+def test_the_walk_covers_every_check():
+    walked = {c for c, _, _ in SITUATIONS}
+    assert walked == set(BY_ID), f"checks with no provoked problem: {sorted(set(BY_ID) - walked)}"
+
+
+def test_the_runners_own_unknowns_name_a_command(tmp_path):
+    """A check that hangs or crashes is unknown, and says how to see why."""
+    from gpuprep.doctor import Check, Verdict, run_checks
+
+    checks = [Check("hangs", "gpu", "t", lambda p: time.sleep(2) or Verdict(Status.OK, ""), timeout=0.05),
+              Check("crashes", "gpu", "t", lambda p: 1 / 0)]
+    report = run_checks(Host(tmp_path, env={}), detect(Host(tmp_path)), DoctorOptions(), checks)
+    for c in report.checks:
+        assert c.status is Status.UNKNOWN and ACTION.search(c.hint), c
