@@ -36,9 +36,6 @@ from gpuprep.steps import Change, Context, Converged, Skip, Step
 log = logging.getLogger("gpuprep")
 
 SEAL_JSON = "/etc/gpuprep/seal.json"
-# What the stamp records; whichever of them are installed.
-STAMP_PACKAGES = ("ecs-init", "docker", "docker-ce", "nvidia-docker2", "nvidia-container-runtime",
-                  "nvidia-container-toolkit")
 NVIDIA_VERSION_FILE = "/proc/driver/nvidia/version"
 # Removals in flight at once. The Engine does the work (kill, unmount, delete); the docker CLI's
 # `docker rm` runs up to 50 at once. docker-py's default pool keeps 10 connections, so the removals
@@ -210,6 +207,7 @@ class FileStep(Step):
         return f"no {self.what} to remove"
 
     def plan(self, ctx: Context) -> Change | Converged:
+        preflight_once(ctx)
         items = self.items(ctx)
         if not items:
             return Converged(self.nothing(ctx))
@@ -350,6 +348,8 @@ def engine(ctx: Context):
     url = host.docker_url
     if url is None:
         raise Skip("no Docker Engine with --root (set DOCKER_HOST to use one)")
+    if "docker_engine" in ctx.state:
+        return ctx.state["docker_engine"]  # pinged once per run: every step of seal asks for it
     try:
         client = host.docker(timeout=60)
         client.ping()
@@ -359,6 +359,7 @@ def engine(ctx: Context):
                 "--skip containers,images" if host.live else
                 f"check that DOCKER_HOST={url} names a running Engine, or unset DOCKER_HOST to skip the Docker steps")
         raise StepFailed(f"the Docker Engine at {url} does not answer: {detail}", hint) from None
+    ctx.state["docker_engine"] = client
     return client
 
 
@@ -416,6 +417,7 @@ class ContainersStep(Step):
     title = "stop and remove every container, the ECS agent's included"
 
     def plan(self, ctx: Context) -> Change | Converged:
+        preflight_once(ctx)
         client = engine(ctx)
         found = client.api.containers(all=True)
         if not found:
@@ -495,7 +497,11 @@ def _image_row(img: dict) -> dict:
 
 def _image_line(row: dict, verb: str = "image") -> str:
     names = ", ".join(row["tags"]) or "<untagged>"
-    digest = f", {row['digests'][0]}" if row.get("digests") else ""
+    digests = row.get("digests") or []
+    digest = f", {digests[0]}" + (f" (+{len(digests) - 1} more)" if len(digests) > 1 else "") if digests else ""
+    if verb == "keep" and not digests:
+        # Only a pull or a push gives an image a registry digest; the id is its content digest.
+        digest = ", no registry digest: built or imported here"
     return f"{verb} {names} ({_short_id(row['id'])}{digest}, {_human(row.get('size'))})"
 
 
@@ -522,6 +528,7 @@ class ImagesStep(Step):
     title = "remove every image except those named by --keep-image (reported with digest and size)"
 
     def plan(self, ctx: Context) -> Change | Converged:
+        preflight_once(ctx)
         client = engine(ctx)
         remove, keep = plan_images(client, list(getattr(ctx.options, "keep_images", []) or []))
         kept = [{k: r[k] for k in ("refs", "id", "tags", "digests", "size")} for r in keep]
@@ -570,9 +577,11 @@ def _ecs_init_pids() -> list[int]:
     import psutil
 
     pids = []
-    for proc in psutil.process_iter(["name", "exe"]):
+    for proc in psutil.process_iter(["name", "exe", "status"]):
         name = proc.info.get("name") or ""
         exe = proc.info.get("exe") or ""
+        if proc.info.get("status") == psutil.STATUS_ZOMBIE:
+            continue  # exited, only not reaped yet: it runs nothing
         if name in ("amazon-ecs-init", "ecs-init") or exe.endswith("/amazon-ecs-init"):
             pids.append(proc.pid)
     return pids
@@ -592,6 +601,7 @@ class StopEcsStep(Step):
     title = "stop ECS (ecs-init and the ecs-agent container) through the init system; leave it enabled"
 
     def plan(self, ctx: Context) -> Change | Converged:
+        preflight_once(ctx)
         host = ctx.host
         if not host.live:
             raise Skip("ECS does not run inside --root (an agent container there goes with `containers`)")
@@ -661,11 +671,23 @@ def _selected(ctx: Context, step_id: str) -> bool:
     return (not only or step_id in only) and step_id not in skip
 
 
+def preflight_once(ctx: Context) -> None:
+    """Run preflight's checks and question where --only/--skip left the preflight step out.
+
+    `seal --only ecs-state` on a terminal must still ask, as root, before deleting; the first step
+    that plans does it once for the run.
+    """
+    if ctx.state.get("seal_preflight") or _selected(ctx, "preflight"):
+        return
+    SealPreflightStep().plan(ctx)
+
+
 class SealPreflightStep(Step):
     id = "preflight"
     title = "root, a known platform, --keep-image names real images; on a terminal, confirm what goes"
 
     def plan(self, ctx: Context) -> Change | Converged:
+        ctx.state["seal_preflight"] = True  # once: the preview below plans the other steps
         host, platform = ctx.host, ctx.platform
         if not host.is_root:
             raise PreconditionUnmet("seal needs root: it stops services and removes files owned by root",
@@ -688,8 +710,8 @@ class SealPreflightStep(Step):
         for step in seal_steps()[1:]:
             if not _selected(ctx, step.id) or step.id == "stamp":
                 continue
-            if not interactive and step.id != "images":
-                continue
+            if not interactive and (step.id != "images" or not getattr(ctx.options, "keep_images", None)):
+                continue  # no one to ask: only --keep-image needs checking before anything goes
             try:
                 planned = step.plan(ctx)
             except (Skip, StepFailed):
@@ -707,14 +729,22 @@ class SealPreflightStep(Step):
 
         if not preview:
             return
-        typer.echo("gpuprep seal will remove:")
+        # On stderr, the terminal's too: with --json, stdout carries the one JSON object and nothing else.
+        typer.echo("gpuprep seal will remove:", err=True)
         for line in preview:
-            typer.echo(f"  {line}")
-        if not typer.confirm("Go ahead?", default=False):
+            typer.echo(f"  {line}", err=True)
+        if not typer.confirm("Go ahead?", default=False, err=True):
             raise StepFailed("aborted, nothing removed", "run again and answer yes, or pass --yes")
 
 
 # -- stamp --------------------------------------------------------------------------------
+def stamp_packages() -> tuple[str, ...]:
+    """The names install selects among (ecs-init, Docker, either NVIDIA stack): whichever are installed."""
+    from gpuprep.packages.resolve import QUERY_NAMES
+
+    return tuple(QUERY_NAMES)
+
+
 def driver_version(host: Host) -> str | None:
     """The loaded kernel module's version, else nvidia-smi's (live only), else None."""
     text = host.read_text(NVIDIA_VERSION_FILE)
@@ -755,6 +785,7 @@ class StampStep(Step):
 
         from gpuprep import __version__
 
+        preflight_once(ctx)
         host = ctx.host
         existing = read_seal(host)
         if "kept_images" in ctx.state:
@@ -767,7 +798,7 @@ class StampStep(Step):
         doc: dict[str, Any] = {
             "gpuprep": __version__,
             "platform": {"id": p.id, "version_id": p.version_id, "name": p.name},
-            "packages": ecs.rpm_installed(host, STAMP_PACKAGES),
+            "packages": ecs.rpm_installed(host, stamp_packages()),
             "driver_version": driver_version(host),
             "kept_images": kept,
         }

@@ -1,16 +1,21 @@
 """seal's Docker steps on a private real dockerd (TESTBED.md 1), named by DOCKER_HOST with --root.
 
 50 containers (running ones sleeping, stopped ones exited, one named ``ecs-agent`` like the agent's),
-10 images (tag variants of the busybox image, each with different content so each is its own image),
-two kept with --keep-image (one by tag, one by id). After ``gpuprep --root ROOT seal --yes`` only the
-two kept images remain, no container does, and the agent state in ROOT is gone; a second run reports
-every step ok. Nothing is simulated: the Engine, runc and containerd are real.
+10 images: nine tag variants of the busybox image imported locally (each with different content, so each
+is its own image) and one pulled, which gives it a registry digest as a pre-loaded training image has.
+Two are kept with --keep-image (one by tag, the pulled one by its repo digest). ``--dry-run`` lists,
+in text and JSON, exactly what the real run then removes (same items, same order); after
+``gpuprep --root ROOT seal --yes`` only the two kept images remain, reported with digest and size, no
+container does, and the agent state in ROOT is gone; a second run reports every step ok.
+Real: the Engine, runc and containerd. SIMULATED: the registry the one image is pulled from
+(``testbed.TinyRegistry`` on 127.0.0.1: no registry is reachable from here).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,15 +37,38 @@ def gpuprep(url: str, root: Path, *args: str) -> tuple[int, dict, str]:
     return proc.returncode, report, proc.stderr
 
 
+def gpuprep_text(url: str, root: Path, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "DOCKER_HOST": url, "COLUMNS": "300"}
+    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "seal", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def listed(text: str, step: str) -> list[str]:
+    """The item lines the text report prints under ``step``'s line, in order."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if re.match(rf"^\[\w+\]\s+{re.escape(step)}\s", line))
+    out = []
+    for line in lines[start + 1:]:
+        if line.startswith("["):
+            break
+        if line.strip() and not line.strip().startswith("$"):
+            out.append(line.strip())
+    return out
+
+
 @pytest.fixture
 def engine(dockerd_factory):
-    from testbed import tiny_image
+    from testbed import TinyRegistry, tiny_image
 
     d = dockerd_factory()
     client = d.client()
-    tags = [f"tiny:v{i}" for i in range(N_IMAGES)]
+    registry = TinyRegistry("team/train", "2024").start()
+    tags = [f"tiny:v{i}" for i in range(N_IMAGES - 1)] + [registry.image]
     with ThreadPoolExecutor(4) as pool:
-        list(pool.map(lambda t: tiny_image(client, t, extra_files={"/etc/variant": t}), tags))
+        list(pool.map(lambda t: tiny_image(client, t, extra_files={"/etc/variant": t}), tags[:-1]))
+    client.images.pull(registry.image)
+    registry.stop()
 
     def create(i: int):
         name = "ecs-agent" if i == 0 else f"task-{i:02d}"
@@ -60,6 +88,10 @@ def engine(dockerd_factory):
     client.close()
 
 
+def _removed(report: dict) -> dict[str, list]:
+    return {s["id"]: s.get("data", {}).get("remove") for s in report["steps"]}
+
+
 def _root(tmp_path: Path) -> Path:
     root = tmp_path / "root"
     shutil.copytree(FIXTURES / "distros/amzn-2023", root)
@@ -73,35 +105,57 @@ def test_seal_removes_every_container_and_all_but_the_kept_images(engine, tmp_pa
     root = _root(tmp_path)
     assert len(client.api.containers(all=True)) == N_CONTAINERS
     assert len(client.api.containers(filters={"status": "running"})) == N_CONTAINERS // 2
-    kept_by_id = client.images.get(tags[7]).id.split(":", 1)[1][:12]
+    assert len(client.api.images()) == N_IMAGES
+    pulled = client.images.get(tags[-1])
+    digest = pulled.attrs["RepoDigests"][0]  # 127.0.0.1:PORT/team/train@sha256:...
+    keep = ("--keep-image", tags[3], "--keep-image", digest)
 
-    code, dry, err = gpuprep(d.url, root, "--dry-run", "--keep-image", tags[3], "--keep-image", kept_by_id)
+    code, dry, err = gpuprep(d.url, root, "--dry-run", *keep)
     assert code == 0, err
     steps = {s["id"]: s for s in dry["steps"]}
     assert steps["containers"]["status"] == "planned" and len(steps["containers"]["data"]["remove"]) == N_CONTAINERS
     assert "ecs-agent" in [r["name"] for r in steps["containers"]["data"]["remove"]]
     assert len(steps["images"]["data"]["remove"]) == N_IMAGES - 2
-    assert len(client.api.containers(all=True)) == N_CONTAINERS  # dry run: nothing removed
+    code, dry_text, err = gpuprep_text(d.url, root, "--dry-run", *keep)
+    assert code == 0, err
+    for sid in ("containers", "images"):
+        assert listed(dry_text, sid) == steps[sid]["data"]["lines"]  # the text lists every item, in order
+    code, dry_again, err = gpuprep(d.url, root, "--dry-run", *keep)
+    assert _removed(dry_again) == _removed(dry)  # a dry run changes nothing, so it lists the same again
+    assert len(client.api.containers(all=True)) == N_CONTAINERS and len(client.api.images()) == N_IMAGES
 
-    code, real, err = gpuprep(d.url, root, "--yes", "--keep-image", tags[3], "--keep-image", kept_by_id)
+    code, real, err = gpuprep(d.url, root, "--yes", *keep)
     assert code == 0, err
     steps_real = {s["id"]: s for s in real["steps"]}
     assert steps_real["stop-ecs"]["status"] == "skipped"
+    assert _removed(real) == _removed(dry)
     for sid in ("containers", "images"):
         assert steps_real[sid]["status"] == "changed", steps_real[sid]
         assert steps_real[sid]["data"]["remove"] == steps[sid]["data"]["remove"]  # what --dry-run listed
+        assert steps_real[sid]["data"]["lines"] == steps[sid]["data"]["lines"]
 
     assert client.api.containers(all=True) == []
     left = sorted(t for img in client.api.images() for t in img["RepoTags"] or [])
-    assert left == sorted([tags[3], tags[7]])
-    kept = steps_real["images"]["data"]["kept"]
-    assert sorted(k["tags"][0] for k in kept) == sorted([tags[3], tags[7]])
-    assert all(k["size"] > 0 and k["id"].startswith("sha256:") for k in kept)
+    assert left == sorted([tags[3], tags[-1]])
+    kept = {k["tags"][0]: k for k in steps_real["images"]["data"]["kept"]}
+    assert sorted(kept) == sorted([tags[3], tags[-1]])
+    assert kept[tags[-1]]["digests"] == [digest] and kept[tags[-1]]["refs"] == [digest]
+    assert kept[tags[-1]]["size"] == pulled.attrs["Size"] > 0 and kept[tags[-1]]["id"] == pulled.id
+    assert kept[tags[3]]["digests"] == [] and kept[tags[3]]["size"] == client.images.get(tags[3]).attrs["Size"]
     assert not (root / "var/lib/ecs/data/agent.db").exists()
     stamp = json.loads((root / "etc/gpuprep/seal.json").read_text())
-    assert sorted(k["tags"][0] for k in stamp["kept_images"]) == sorted([tags[3], tags[7]])
+    assert {k["tags"][0]: k for k in stamp["kept_images"]} == kept
 
-    code, again, err = gpuprep(d.url, root, "--yes", "--keep-image", tags[3], "--keep-image", kept_by_id)
+    # Text, as user-data's log shows it: each kept image with its digest and size; every step ok now.
+    code, text, err = gpuprep_text(d.url, root, "--yes", *keep)
+    assert code == 0, err
+    assert "seal ok" in text, text
+    mb = lambda n: f"{n / 1e6:.1f} MB"  # noqa: E731
+    assert listed(text, "images") == sorted([
+        f"keep {tags[-1]} ({pulled.id[7:19]}, {digest}, {mb(kept[tags[-1]]['size'])})",
+        f"keep {tags[3]} ({kept[tags[3]]['id'][7:19]}, no registry digest: built or imported here, "
+        f"{mb(kept[tags[3]]['size'])})"], key=lambda line: line.split()[1])
+    code, again, err = gpuprep(d.url, root, "--yes", *keep)
     assert code == 0, err
     assert again["status"] == "ok", [(s["id"], s["status"], s["summary"]) for s in again["steps"]]
     assert {s["id"]: s["status"] for s in again["steps"]}["images"] == "ok"

@@ -270,20 +270,37 @@ def test_preflight_unknown_platform_exit_3(tmp_path):
 
 
 def test_preflight_on_a_terminal_asks_and_no_removes_nothing(tree, monkeypatch):
-    """The person at the terminal is simulated: typer.confirm answers no (then yes)."""
+    """The person at the terminal is simulated: typer.confirm answers no (then yes). The same with a real
+    pseudo-terminal: tests/integration/test_seal_cli.py."""
     import typer
 
     asked: list[str] = []
-    monkeypatch.setattr(typer, "confirm", lambda text, default=False: asked.append(text) or False)
+    monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: asked.append(text) or False)
     monkeypatch.setattr(typer, "echo", lambda line="", **kw: asked.append(str(line)))
     report = run_steps(_ctx(tree["root"], interactive=True), "seal", seal.seal_steps())
     assert report.exit_code == 1 and report.steps[0].summary == "aborted, nothing removed"
     assert any("remove /var/lib/ecs/data/agent.db" in line for line in asked)
     assert (tree["root"] / "var/lib/ecs/data/agent.db").exists()
 
-    monkeypatch.setattr(typer, "confirm", lambda text, default=False: True)
+    monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: True)
     report = run_steps(_ctx(tree["root"], interactive=True), "seal", seal.seal_steps())
     assert report.exit_code == 0 and not (tree["root"] / "var/lib/ecs/data/agent.db").exists()
+
+
+def test_only_leaving_preflight_out_still_checks_root_and_asks(tree, monkeypatch):
+    """`seal --only ecs-state`: the preflight step is not selected, its checks and question still come first."""
+    import typer
+
+    agent_db = tree["root"] / "var/lib/ecs/data/agent.db"
+    only = ["ecs-state"]
+    report = run_steps(_ctx(tree["root"], euid=1000, yes=True, only=only), "seal", seal.seal_steps(), only=only)
+    assert report.exit_code == 3 and report.error == "ecs-state: seal needs root: it stops services and removes " \
+        "files owned by root" and agent_db.exists()
+    asked: list[str] = []
+    monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: asked.append(text) or False)
+    monkeypatch.setattr(typer, "echo", lambda line="", **kw: None)
+    report = run_steps(_ctx(tree["root"], interactive=True, only=only), "seal", seal.seal_steps(), only=only)
+    assert asked == ["Go ahead?"] and report.exit_code == 1 and agent_db.exists()
 
 
 def test_yes_or_no_terminal_never_asks(tree, monkeypatch):
