@@ -202,23 +202,32 @@ def check_defined_once(probes: Probes) -> Verdict:
     except BadInput:
         raise NotApplicable("daemon.json does not parse (see docker-daemon-json)") from None
     in_file = {k: (v or {}).get("path") for k, v in (config.get("runtimes") or {}).items()}
-    elsewhere: dict[str, str] = {}
+    elsewhere: dict[str, str] = {}  # name -> where it is defined
+    other_path: dict[str, str] = {}  # name -> the path that definition gives
     proc = _process_or_none(probes)
     if proc is not None:
-        elsewhere.update({n: f"--add-runtime {n}={p}" for n, p in proc.add_runtimes.items()})
+        for n, p in proc.add_runtimes.items():
+            elsewhere[n], other_path[n] = f"--add-runtime {n}={p}", p
     runtimes_dir = probes.host.path(probes.platform.runtimes_dir)
     if runtimes_dir.is_dir():
         for entry in sorted(runtimes_dir.iterdir()):
             if daemon_config.runtime_in_runtimes_dir(probes.host, probes.platform.runtimes_dir, entry.name):
-                elsewhere.setdefault(entry.name, f"{probes.platform.runtimes_dir}/{entry.name}")
-    twice = sorted(set(in_file) & set(elsewhere))
-    data = {"daemon_json": in_file, "elsewhere": elsewhere, "twice": twice}
+                # docker-setup-runtimes.sh passes --add-runtime NAME=/etc/docker-runtimes.d/NAME
+                where = f"{probes.platform.runtimes_dir}/{entry.name}"
+                elsewhere.setdefault(entry.name, where)
+                other_path.setdefault(entry.name, where)
+    both = sorted(set(in_file) & set(elsewhere))
+    # The same path in both is harmless, and needed on Engines before 23, which check daemon.json's
+    # default-runtime before they add the flags' runtimes. Different paths are the trap: daemon.json wins.
+    twice = [n for n in both if in_file[n] != other_path[n]]
+    data = {"daemon_json": in_file, "elsewhere": elsewhere, "twice": twice, "same_path": [n for n in both
+                                                                                          if n not in twice]}
     if not twice:
-        return Verdict(Status.OK, "each runtime is defined once"
+        return Verdict(Status.OK, "each runtime has one definition"
                        + (f" ({', '.join(sorted({**in_file, **elsewhere}))})" if in_file or elsewhere else ""),
                        data=data)
     where = "; ".join(f"{n}: daemon.json ({in_file[n]}) and {elsewhere[n]}" for n in twice)
-    return Verdict(Status.WARNING, f"runtime defined twice, daemon.json's path silently wins: {where}",
+    return Verdict(Status.WARNING, f"runtime defined twice with different paths, daemon.json's silently wins: {where}",
                    f"remove runtimes.{twice[0]} from daemon.json and keep the flag/runtimes.d entry "
                    "(`gpuprep install --only docker-runtime,docker-reload` does it for nvidia)", data)
 

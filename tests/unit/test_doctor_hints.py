@@ -324,3 +324,15 @@ def test_the_runners_own_unknowns_name_a_command(tmp_path):
     report = run_checks(Host(tmp_path, env={}), detect(Host(tmp_path)), DoctorOptions(), checks)
     for c in report.checks:
         assert c.status is Status.UNKNOWN and ACTION.search(c.hint), c
+
+
+def test_a_runtime_defined_twice_with_the_same_path_is_fine(tmp_path):
+    """Engines before 23 need daemon.json to name the runtimes.d runtime too (same path) for default-runtime."""
+    p = docker_probes(tmp_path, {"runtimes": {"nvidia": {"path": "/etc/docker-runtimes.d/nvidia"}},
+                                 "default-runtime": "nvidia"})
+    root = p.host.root
+    write(root, SHIM, "#!/bin/sh\n", 0o755)
+    (root / "etc/docker-runtimes.d").mkdir(parents=True)
+    os.symlink(SHIM, root / "etc/docker-runtimes.d/nvidia")
+    result = _run_check(BY_ID["docker-runtime-once"], p)
+    assert result.status is Status.OK and result.data["same_path"] == ["nvidia"] and result.data["twice"] == []
