@@ -201,6 +201,18 @@ class Host:
             raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr, hint=hint)
         return done
 
+    def spawn(self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
+              cwd: str = "/") -> subprocess.Popen:
+        """Start a daemon that outlives this call (``run`` waits; a dockerd started by hand must not be
+        waited for): no shell, its own session, stdin closed, output appended to ``log_path``."""
+        argv = [str(a) for a in argv]
+        log.debug("spawn: %s (log %s)", " ".join(argv), log_path)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            return subprocess.Popen(argv, env=dict(self.env if env is None else env),
+                                    cwd=cwd if os.path.isdir(cwd) else "/", stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+
     # -- the Docker Engine ------------------------------------------------------------------
     @property
     def docker_url(self) -> str | None:

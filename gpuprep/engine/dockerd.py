@@ -390,21 +390,13 @@ def restart(host: Host, proc: EngineProcess, *, daemon_reload: bool = False) -> 
         return Restarted(argv)
     os.kill(proc.pid, signal.SIGTERM)
     wait_for_exit(proc.pid)
-    return Restarted(["kill", "-TERM", str(proc.pid), "&&", *proc.argv], spawn_detached(proc))
+    return Restarted(["kill", "-TERM", str(proc.pid), "&&", *proc.argv], spawn_detached(host, proc))
 
 
-def spawn_detached(proc: EngineProcess) -> subprocess.Popen:
-    """Start ``proc``'s command line again, as it was started: same argv, environment and directory.
-
-    A daemon outlives gpuprep, so this cannot go through ``Host.run`` (which waits); it never uses a
-    shell either. Output is appended to ``proc.log_path`` so the dockerd log continues in one place.
-    """
-    proc.log_path.parent.mkdir(parents=True, exist_ok=True)
-    log.debug("start %s (log %s)", " ".join(proc.argv), proc.log_path)
-    with open(proc.log_path, "ab") as out:
-        return subprocess.Popen(proc.argv, env=proc.env, cwd=proc.cwd if os.path.isdir(proc.cwd) else "/",
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, close_fds=True)
+def spawn_detached(host: Host, proc: EngineProcess) -> subprocess.Popen:
+    """Start ``proc``'s command line again, as it was started: same argv, environment and directory,
+    output appended to ``proc.log_path`` so the dockerd log continues in one place."""
+    return host.spawn(proc.argv, log_path=proc.log_path, env=proc.env, cwd=proc.cwd)
 
 
 def last_error(proc: EngineProcess, host: Host) -> str:
@@ -512,6 +504,6 @@ def _start_again(host: Host, proc: EngineProcess) -> Restarted:
     elif sysv_managed(host, proc):
         argv = list(SYSV_RESTART)
     else:
-        return Restarted(list(proc.argv), spawn_detached(proc))
+        return Restarted(list(proc.argv), spawn_detached(host, proc))
     host.run(argv, timeout=300)
     return Restarted(argv)
