@@ -37,8 +37,8 @@ def require_root() -> None:
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if not IN_CI or not report.skipped:
-        return
+    if not IN_CI or not report.skipped or hasattr(report, "wasxfail"):
+        return  # an expected failure (xfail) is not a missing component
     parts = Path(str(item.fspath)).parts
     if "integration" in parts or "system" in parts:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)

@@ -34,24 +34,61 @@ RUNTIME_PATH = "/usr/bin/nvidia-container-runtime"
 HOST_SMI = "/usr/bin/nvidia-smi"
 RUNC = "/usr/sbin/runc"  # Debian's runc, which docker.io uses
 
-# The stand-in for ecs-init's /usr/libexec/amazon-ecs-init (the real one is Go; it runs the agent
-# as a container). SIMULATED: no ECS control plane here.
+# The one image the instance's Engine has (no registry here; sim.load_image imports it): the image
+# gpu-check runs, and the image the stand-in agent container runs (see AGENT_SH).
+INSTANCE_IMAGE = "gpuprep-sim/tiny:latest"
+AGENT_CONTAINER = "ecs-agent"
+
+# The stand-in ECS agent: a busybox `sh` script, run as the container `ecs-agent` by the stand-in
+# ecs-init below. SIMULATED: no ECS control plane here. What it imitates:
+# - The agent keeps its checkpoint in /data inside its container, which ecs-init bind-mounts from
+#   /var/lib/ecs/data, so it lands in /var/lib/ecs/data/agent.db (BoltDB since agent 1.44.0; JSON here).
+# - A checkpoint baked into an image by another instance makes the agent fail to register
+#   (aws/amazon-ecs-agent 858, 2738): this one refuses to start on one and exits 5, its "terminal
+#   error" code, which ecs-init passes on and ecs.service's RestartPreventExitStatus=5 does not restart.
+# - Otherwise it writes its checkpoint and stays up until `docker stop` (SIGTERM) ends it.
+# The instance identity the real agent reads from EC2 instance metadata comes in INSTANCE_ID.
+AGENT_SH = r"""
+db=/data/agent.db
+if [ -e "$db" ]; then
+  old=$(sed -n 's/.*"instance_id": *"\([^"]*\)".*/\1/p' "$db")
+  if [ "$old" != "$INSTANCE_ID" ]; then
+    echo "ecs-agent: found a checkpoint of instance $old in /var/lib/ecs/data/agent.db (this is $INSTANCE_ID):" \
+      "refusing to start; remove /var/lib/ecs/data/* before imaging"
+    exit 5
+  fi
+  echo "ecs-agent: resuming from checkpoint of $INSTANCE_ID"
+else
+  echo "ecs-agent: no checkpoint: registering $INSTANCE_ID as a new container instance"
+fi
+echo "{\"instance_id\": \"$INSTANCE_ID\", \"cluster\": \"$ECS_CLUSTER\"," \
+  "\"gpu_support\": \"$ECS_ENABLE_GPU_SUPPORT\", \"started\": $(busybox date +%s)}" > "$db.tmp"
+busybox mv "$db.tmp" "$db"
+trap 'exit 0' TERM
+sleep 2147483647 & wait $!
+"""
+
+# The stand-in for ecs-init's /usr/libexec/amazon-ecs-init (the real one is Go). SIMULATED.
 ECS_INIT = r'''#!/usr/bin/python3
-# SIMULATED amazon-ecs-init (tests only). What it imitates:
+# SIMULATED amazon-ecs-init (tests only). What it imitates (aws/amazon-ecs-init):
 # - pre-start: with ECS_ENABLE_GPU_SUPPORT=true (from /etc/ecs/ecs.config, which wins over
 #   /var/lib/ecs/ecs.config) and /dev/nvidia* present, write /var/lib/ecs/gpu/nvidia-gpu-info.json
 #   = {"DriverVersion", "GPUIDs"} (dir and file 0700); without /dev/nvidia* it silently skips,
 #   as the real one does (a host whose driver failed registers with zero GPUs).
-# - start: the agent's checkpoint is /var/lib/ecs/data/agent.db (BoltDB since agent 1.44.0). A
-#   checkpoint baked into an image by another instance makes the agent fail to register
-#   (aws/amazon-ecs-agent 858, 2738): this stand-in refuses to start on one and exits 5, which
-#   ecs.service's RestartPreventExitStatus=5 does not restart. Otherwise it writes its checkpoint
-#   (JSON here, not BoltDB) and stays up, like the agent.
-import glob, json, os, signal, subprocess, sys, time
+# - start: the agent runs as a Docker container named ecs-agent. ecs-init removes a leftover
+#   ecs-agent container first, creates and starts a new one with /var/lib/ecs/data mounted as the
+#   agent's /data, waits for it and exits with the agent's exit code (5: terminal, not restarted).
+#   The real agent image is amazon/amazon-ecs-agent, loaded from the tarball ecs-init ships; here
+#   the instance's one image runs the stand-in agent (AGENT_SH). No --rm: the real ecs-init leaves
+#   the stopped container behind, which is why seal's `containers` step must remove it.
+# - stop (ExecStop): `docker stop` the agent container; then start's wait returns and ecs-init exits.
+import glob, json, os, subprocess, sys
 
 INSTANCE_ID_FILE = "@INSTANCE_ID_FILE@"
+IMAGE = "@IMAGE@"
+AGENT = "@AGENT@"
+AGENT_SH = @AGENT_SH@
 DATA = "/var/lib/ecs/data"
-DB = DATA + "/agent.db"
 GPU_INFO = "/var/lib/ecs/gpu/nvidia-gpu-info.json"
 
 def config():
@@ -87,33 +124,31 @@ def pre_start():
     return 0
 
 def start():
-    instance = open(INSTANCE_ID_FILE).read().strip()
-    if os.path.exists(DB):
-        old = json.load(open(DB)).get("instance_id")
-        if old != instance:
-            print(f"ecs-agent: found a checkpoint of instance {old} in {DB} (this is {instance}): "
-                  "refusing to start; remove /var/lib/ecs/data/* before imaging", flush=True)
-            return 5
-        print(f"ecs-agent: resuming from checkpoint of {instance}", flush=True)
-    else:
-        print(f"ecs-agent: no checkpoint: registering {instance} as a new container instance", flush=True)
+    subprocess.run(["docker", "rm", "-f", AGENT], capture_output=True, timeout=60)
     os.makedirs(DATA, exist_ok=True)
     cfg = config()
-    with open(DB + ".tmp", "w") as f:
-        json.dump({"instance_id": instance, "cluster": cfg.get("ECS_CLUSTER", "default"),
-                   "gpu_support": cfg.get("ECS_ENABLE_GPU_SUPPORT", "false"), "started": time.time()}, f)
-    os.replace(DB + ".tmp", DB)
-    signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
-    while True:
-        signal.pause()
+    env = {"INSTANCE_ID": open(INSTANCE_ID_FILE).read().strip(), "ECS_CLUSTER": cfg.get("ECS_CLUSTER", "default"),
+           "ECS_ENABLE_GPU_SUPPORT": cfg.get("ECS_ENABLE_GPU_SUPPORT", "false")}
+    argv = ["docker", "run", "--name", AGENT, "--network", "none", "-v", f"{DATA}:/data"]
+    for k, v in env.items():
+        argv += ["-e", f"{k}={v}"]
+    print(f"ecs-init: starting the agent container {AGENT}", flush=True)
+    return subprocess.run([*argv, IMAGE, "sh", "-c", AGENT_SH]).returncode
+
+def stop():
+    # No agent container (it exited, or never started) is no error: stopping is idempotent.
+    subprocess.run(["docker", "stop", "-t", "30", AGENT], capture_output=True, timeout=90)
+    return 0
 
 if __name__ == "__main__":
     verb = sys.argv[1] if len(sys.argv) > 1 else ""
-    sys.exit({"pre-start": pre_start, "start": start}.get(verb, lambda: 0)())
-'''.replace("@INSTANCE_ID_FILE@", INSTANCE_ID_FILE)
+    sys.exit({"pre-start": pre_start, "start": start, "stop": stop}.get(verb, lambda: 0)())
+'''.replace("@INSTANCE_ID_FILE@", INSTANCE_ID_FILE).replace("@IMAGE@", INSTANCE_IMAGE) \
+    .replace("@AGENT@", AGENT_CONTAINER).replace("@AGENT_SH@", repr(AGENT_SH))
 
 # ecs-init's unit on AL2/AL2023 (amazon-ecs-init packaging/amazon-linux-ami-integrated/ecs.service),
-# with After=cloud-final.service dropped: no cloud-init here.
+# with After=cloud-final.service dropped (no cloud-init here). post-stop (the real one cleans up
+# the credentials proxy's iptables rules) is a no-op in the stand-in.
 ECS_SERVICE = """[Unit]
 Description=Amazon Elastic Container Service - container agent
 Documentation=https://aws.amazon.com/documentation/ecs/
@@ -129,6 +164,8 @@ EnvironmentFile=-/var/lib/ecs/ecs.config
 EnvironmentFile=-/etc/ecs/ecs.config
 ExecStartPre=/usr/libexec/amazon-ecs-init pre-start
 ExecStart=/usr/libexec/amazon-ecs-init start
+ExecStop=/usr/libexec/amazon-ecs-init stop
+ExecStopPost=/usr/libexec/amazon-ecs-init post-stop
 
 [Install]
 WantedBy=multi-user.target

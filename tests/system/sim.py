@@ -22,7 +22,7 @@ from nspawn import Machine, wait
 from testbed import DEFAULT_GPUS, DRIVER_VERSION, tiny_image
 
 REPO = image.REPO
-IMAGE = "gpuprep-sim/tiny:latest"  # no registry here: a busybox image imported into the instance's Engine
+IMAGE = fr.INSTANCE_IMAGE  # no registry here: a busybox image imported into the instance's Engine
 SOURCE_INSIDE = "/var/cache/gpuprep-src"
 
 
@@ -93,6 +93,7 @@ class Instance(Machine):
         self.gpus = list(gpus)
         self.os_release = os_release
         self.instance_id = ""
+        self.sealed: dict = {}  # build_image's seal JSON
 
     def prepare(self) -> None:
         """Lay out what the AMI and EC2 provide, before the first boot."""
@@ -197,10 +198,15 @@ class Instance(Machine):
         assert rc == 0 and doc["status"] == "changed", explain(doc) + err
         self.run(["systemctl", "start", "ecs.service"], timeout=60)
         self.wait_agent_registered()
+        # ecs-init runs the agent as a container, as the real one does: seal must stop and remove it.
+        running = self.run(["docker", "ps", "--format", "{{.Names}}"]).stdout.split()
+        assert fr.AGENT_CONTAINER in running, running
         rc, sealed, err = self.seal()
         assert rc == 0 and sealed["status"] == "changed", explain(sealed) + err
         assert self.agent_db() is None, "seal left the agent's checkpoint"
         assert self.unit_state("ecs.service")["ActiveState"] == "inactive"
+        assert fr.AGENT_CONTAINER not in self.containers(), "seal left the agent's container"
+        self.sealed = sealed
         return doc
 
     def launch_from_image(self) -> None:
@@ -213,8 +219,13 @@ class Instance(Machine):
         path = self.path("/var/lib/ecs/data/agent.db")
         return json.loads(path.read_text()) if path.exists() else None
 
+    def containers(self) -> list[str]:
+        """Names of the Engine's containers, running or not (`docker ps -a`)."""
+        return self.run(["docker", "ps", "-a", "--format", "{{.Names}}"]).stdout.split()
+
     def wait_agent_registered(self, timeout: float = 30) -> dict:
-        """The stand-in agent writes its checkpoint once up (ecs.service is Type=simple: start returns first)."""
+        """The stand-in agent container writes its checkpoint once up (ecs.service is Type=simple: start
+        returns before ecs-init has started the container)."""
         def registered():
             db = self.agent_db()
             return db if db and db.get("instance_id") == self.instance_id else None

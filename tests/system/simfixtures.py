@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import require, require_root  # tests/conftest.py: the shared skip helpers
 
-__all__ = ["base_tree", "sim_cache", "repos", "instance", "make_instance", "require_booted_host"]
+__all__ = ["base_tree", "sim_cache", "repos", "instance", "module_instance", "make_instance", "require_booted_host"]
 
 
 def require_booted_host() -> None:
@@ -76,6 +76,21 @@ def make_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
 @pytest.fixture
 def instance(base_tree: Path, repos: dict[str, Path], sim_cache: Path) -> Iterator:
     """A fresh AL2023 GPU instance, booted, gpuprep not yet installed (user-data does that)."""
+    from sim import Instance
+
+    inst = Instance(base_tree, repos)
+    try:
+        inst.prepare()
+        inst.first_boot()
+        yield inst
+    finally:
+        inst.close()
+
+
+@pytest.fixture(scope="module")
+def module_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
+    """One fresh AL2023 GPU instance shared by a module's tests: for tests that each look at one part
+    of the same run, or that carry on from the state the previous test left (each says so)."""
     from sim import Instance
 
     inst = Instance(base_tree, repos)

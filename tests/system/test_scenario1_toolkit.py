@@ -3,7 +3,9 @@
 `pip install gpuprep && gpuprep install && gpuprep seal` on a booted AL2023-like host, then the
 instance is powered off and booted as a new instance launched from the image: the boot check
 passes, ecs.service starts, the agent registers fresh (no checkpoint from the build instance),
-and `gpuprep doctor` is all ok and shows the seal stamp.
+and `gpuprep doctor` is all ok and shows the seal stamp. Seal's stop-ecs meets ECS as it runs: ecs.service
+under systemd, ecs-init running the agent as the container `ecs-agent` (the stand-in does as the real
+one does), so its wait for both to stop and the removal of the agent's container are real.
 
 Real: systemd, docker.service (Engine 20.10), dnf/rpm against real repositories, the installed
 unit. SIMULATED (see tests/system/simfixtures.py): GPU, driver, NVIDIA runtime, ECS agent, EC2 identity.
@@ -25,6 +27,21 @@ PROM = "/var/lib/node_exporter/textfile_collector/gpuprep.prom"
 def test_user_data_flow_toolkit(instance):
     inst = instance
     doc = inst.build_image()
+    sealed = inst.sealed
+    # seal stopped ecs-init and its agent container through systemd and left ecs enabled for the
+    # instances launched from the image (build_image saw the container run before seal).
+    stop = steps_by_id(sealed)["stop-ecs"]
+    assert stop["status"] == "changed", explain(sealed)
+    assert stop["commands"][0] == ["systemctl", "stop", "ecs.service"], stop
+    # The report lists what the run executed: under systemd `systemctl stop` alone, since ecs.service's
+    # ExecStop (`amazon-ecs-init stop`) stops the agent container itself.
+    assert stop["commands"] == [["systemctl", "stop", "ecs.service"]], stop["commands"]
+    assert inst.run(["systemctl", "show", "ecs", "-p", "UnitFileState", "--value"]).stdout.strip() == "enabled"
+    assert not inst.run(["pgrep", "-f", "amazon-ecs-init"], check=False).stdout.strip()
+    removed = [c["name"] for c in steps_by_id(sealed)["containers"]["data"]["remove"]]
+    assert "ecs-agent" in removed, steps_by_id(sealed)["containers"]
+    assert inst.containers() == [], inst.containers()
+
     selection = doc["selection"]
     assert selection["nvidia-container-toolkit"].startswith("nvidia-container-toolkit-1.17.8-1"), selection
     assert selection["ecs-init"].startswith("ecs-init-1.99.0-1"), selection
@@ -56,3 +73,4 @@ def test_user_data_flow_toolkit(instance):
     rc, report, _ = inst.doctor()
     assert rc == 0 and report["status"] == "ok", explain(report)
     assert any(sealed_at in json.dumps(c) for c in checks_by_id(report).values()), explain(report)
+
