@@ -31,6 +31,7 @@ from typing import Any
 from gpuprep import ecs
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
+from gpuprep.report import StepResult, StepStatus
 from gpuprep.steps import Change, Context, Converged, Skip, Step
 
 log = logging.getLogger("gpuprep")
@@ -617,23 +618,27 @@ class StopEcsStep(Step):
             return Converged(f"{name} is stopped ({enabled} for the next boot)")
         commands = []
         if state.running or init_pids:
+            # ecs-init's own stop (ExecStop / the upstart job) runs `docker stop ecs-agent`.
             commands.append(svc.argv("stop", name))
-        if agent:
+        elif agent:
             commands.append(["docker", "stop", ecs.AGENT_CONTAINER])
         return Change(f"stop {name} and wait until neither ecs-init nor {ecs.AGENT_CONTAINER} runs",
                       commands=commands, payload=state)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> StepResult:
         from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
         host = ctx.host
         name = ecs.ecs_service(ctx.platform)
         svc = ecs.services(host, ctx.platform)
+        ran: list[list[str]] = []  # what this run did, for the report (not what the plan guessed)
         if any(argv[:1] != ["docker"] for argv in change.commands):
+            ran.append(svc.argv("stop", name))
             svc.stop(name)
         if _agent_running(ctx):
             # ecs-init's own stop runs `docker stop ecs-agent`; an agent left running (ecs-init killed,
             # or started by hand) gets the same.
+            ran.append(["docker", "stop", ecs.AGENT_CONTAINER])
             engine(ctx).api.stop(ecs.AGENT_CONTAINER, timeout=30)
 
         def still_running() -> list[str]:
@@ -655,11 +660,13 @@ class StopEcsStep(Step):
                              f"see `journalctl -u {name}` and `docker ps`; stop them, then run seal again")
         state = svc.state(name)
         if state.enabled in ("not-found", "unknown"):
-            return f"{ecs.AGENT_CONTAINER} stopped; no {name} service to leave enabled here"
-        note = "still enabled for the next boot" if state.is_enabled else (
-            f"NOT enabled ({state.enabled}): instances from the image will not start it; "
-            "run `gpuprep install --only ecs-config`")
-        return f"{name} stopped; {note}"
+            summary = f"{ecs.AGENT_CONTAINER} stopped; no {name} service to leave enabled here"
+        else:
+            note = "still enabled for the next boot" if state.is_enabled else (
+                f"NOT enabled ({state.enabled}): instances from the image will not start it; "
+                "run `gpuprep install --only ecs-config`")
+            summary = f"{name} stopped; {note}"
+        return StepResult(self.id, StepStatus.CHANGED, summary, commands=ran, data=change.data)
 
 
 # -- preflight ----------------------------------------------------------------------------

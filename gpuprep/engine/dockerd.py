@@ -357,8 +357,14 @@ def reload(proc: EngineProcess) -> None:
 
 @dataclass
 class Restarted:
-    how: list[str]  # the command, for the report
+    how: list[str]  # the restart command, for the report
     child: subprocess.Popen | None = None  # a dockerd we started by hand
+    before: list[list[str]] = field(default_factory=list)  # what ran first (systemctl daemon-reload)
+
+    @property
+    def commands(self) -> list[list[str]]:
+        """Every command the restart ran, in order: what the step reports as done."""
+        return [*self.before, self.how]
 
 
 def sysv_managed(host: Host, proc: EngineProcess | None) -> bool:
@@ -373,14 +379,16 @@ SYSV_RESTART = ["service", "docker", "restart"]
 def restart(host: Host, proc: EngineProcess, *, daemon_reload: bool = False) -> Restarted:
     """systemd-managed: ``systemctl restart``; started by hand: SIGTERM, wait, re-exec the same way."""
     if proc.systemd_unit is not None and host.which("systemctl") is not None:
+        before = []
         if daemon_reload:
-            host.run(["systemctl", "daemon-reload"], timeout=120)
+            before.append(["systemctl", "daemon-reload"])
+            host.run(before[-1], timeout=120)
         argv = ["systemctl", "restart", proc.systemd_unit]
         done = host.run(argv, check=False, timeout=300)
         if done.returncode != 0:
             raise DockerdDidNotStart(f"`systemctl restart {proc.systemd_unit}` failed: "
                                 + ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1])
-        return Restarted(argv)
+        return Restarted(argv, before=before)
     if sysv_managed(host, proc):
         argv = list(SYSV_RESTART)
         done = host.run(argv, check=False, timeout=300)
@@ -453,7 +461,7 @@ def apply_config(host: Host, proc: EngineProcess, *, action: str, name: str, def
                                proc.pid, proc.pid, commands)
             log.info("dockerd (pid %d) does not show %s after SIGHUP; restarting it", proc.pid, what)
         restarted = restart(host, proc, daemon_reload=daemon_reload)
-        commands.append(restarted.how)
+        commands.extend(restarted.commands)
         host.close()
         wait_ready(url, child=restarted.child)
         if wait_shows(host, name, default=default, path=path) is None:
