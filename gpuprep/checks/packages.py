@@ -51,11 +51,11 @@ def check_installed(probes: Probes) -> Verdict:
         deb = _installed_deb(probes)
         summary = ", ".join(f"{n} {v}" for n, v in deb.items()) or "none of docker / the NVIDIA runtime installed"
         status = Status.OK if deb else Status.WARNING
-        # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository (install and seal are RPM-only).
+        # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository (gpuprep's package steps are
+        # RPM-only, its daemon.json and proof steps are not: they beat nvidia-ctk's editor, DOMAIN.md).
         hint = "" if deb else ("`sudo apt-get install -y docker.io nvidia-container-toolkit` (after adding NVIDIA's "
                                "apt repository, docs.nvidia.com/datacenter/cloud-native/container-toolkit), then "
-                               "`sudo nvidia-ctk runtime configure --runtime=docker --set-as-default` and "
-                               "`sudo systemctl restart docker`")
+                               "`sudo gpuprep install --only docker-runtime,docker-reload,gpu-check`")
         return Verdict(status, summary, hint, {"installed": deb})
     if p.package_format != "rpm":
         raise NotApplicable(f"no package database gpuprep reads on {p.name}")
