@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from gpuprep.errors import BadInput, CommandError
 
@@ -157,6 +158,23 @@ class Host:
 
     def backup(self, p: str | Path) -> Path | None:
         return backup_file(self.path(p))
+
+    def boot_identity(self) -> dict[str, Any] | None:
+        """What names this boot of the running system without reading a clock: the kernel's boot_id and
+        PID 1's start in clock ticks (a container's init starts anew on each of its boots while the
+        kernel's stays). None inside --root, where no boot is ours.
+
+        Wall-clock comparisons fail here: a VM's clock adjustments shift ``btime + starttime`` by up to
+        a second, and a container can reboot within one (seen in the booted-host tests).
+        """
+        if not self.live:
+            return None
+        boot_id = (self.read_text("/proc/sys/kernel/random/boot_id") or "").strip()
+        stat = self.read_text("/proc/1/stat") or ""
+        fields = stat.rsplit(")", 1)[-1].split()
+        # Field 22 of /proc/PID/stat (starttime); fields[0] here is field 3 (state).
+        start = int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+        return {"boot_id": boot_id, "init_start_ticks": start} if boot_id or start is not None else None
 
     # -- running programs -------------------------------------------------------------------
     def run(

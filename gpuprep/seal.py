@@ -809,6 +809,9 @@ class StampStep(Step):
             "driver_version": driver_version(host),
             "kept_images": kept,
         }
+        boot = host.boot_identity()
+        if boot is not None:
+            doc["boot"] = boot  # doctor tells a host booted from the image from the builder by this
         same = existing is not None and all(existing.get(k) == v for k, v in doc.items()) and "sealed_at" in existing
         if same and not ctx.state.get("seal_removed"):
             return Converged(f"{SEAL_JSON} up to date (sealed {existing['sealed_at']})", data=existing)

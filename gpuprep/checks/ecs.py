@@ -77,7 +77,13 @@ def _boot_time(probes: Probes) -> float | None:
             return None
         import psutil
 
-        return psutil.boot_time()
+        # PID 1's start is this system's boot: the kernel's, or a container's (systemd-nspawn shares the
+        # host kernel, whose boot time would predate a seal made inside it).
+        try:
+            init_started = psutil.Process(1).create_time()
+        except (psutil.Error, OSError):
+            init_started = 0.0
+        return max(psutil.boot_time(), init_started)
 
     return probes.get("host.boot_time", compute)
 
@@ -270,15 +276,26 @@ def check_seal_stamp(probes: Probes) -> Verdict:
     packages = ", ".join(sorted((doc.get("packages") or {}).values())) or "no tracked packages"
     kept = doc.get("kept_images") or []
     driver = f"driver {doc['driver_version']}" if doc.get("driver_version") else "no NVIDIA driver seen"
-    sealed, boot = _parse_time(doc.get("sealed_at")), _boot_time(probes)
-    if sealed is not None and boot is not None:
-        # Booted after the seal: this host was launched from the sealed image (or is its builder, rebooted).
-        where = "booted from an image sealed" if boot > sealed else "this host was sealed (not booted since)"
-    else:
-        where = "sealed"
-    data = {**doc, "booted_from_image": (boot > sealed) if sealed is not None and boot is not None else None}
+    booted = _booted_since_seal(probes, doc)
+    # Booted after the seal: this host was launched from the sealed image (or is its builder, rebooted).
+    where = {True: "booted from an image sealed", False: "this host was sealed (not booted since)",
+             None: "sealed"}[booted]
+    data = {**doc, "booted_from_image": booted}
     return Verdict(Status.OK, f"{where} {doc.get('sealed_at', '?')} by gpuprep {doc.get('gpuprep', '?')} on "
                    f"{platform}; {packages}; {driver}; {len(kept)} kept image(s)", data=data)
+
+
+def _booted_since_seal(probes: Probes, doc: dict) -> bool | None:
+    """Whether this boot came after the seal: by boot identity when the stamp has one (exact), else by
+    comparing the seal time with the boot time. None when neither can tell (--root)."""
+    now = probes.host.boot_identity()
+    stamped = doc.get("boot")
+    if now is not None and isinstance(stamped, dict):
+        return stamped != now
+    sealed, boot = _parse_time(doc.get("sealed_at")), _boot_time(probes)
+    if sealed is None or boot is None:
+        return None
+    return boot > sealed
 
 
 def _parse_time(value: str | None) -> float | None:

@@ -73,4 +73,8 @@ def test_user_data_flow_toolkit(instance):
     rc, report, _ = inst.doctor()
     assert rc == 0 and report["status"] == "ok", explain(report)
     assert any(sealed_at in json.dumps(c) for c in checks_by_id(report).values()), explain(report)
+    # A new instance from the image, known by its boot, not by clocks (this one rebooted within a second).
+    stamp = checks_by_id(report)["seal-stamp"]
+    assert stamp["data"]["booted_from_image"] is True, stamp
+    assert stamp["summary"].startswith(f"booted from an image sealed {sealed_at}"), stamp
 

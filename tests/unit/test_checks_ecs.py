@@ -314,3 +314,23 @@ def test_stale_state_on_a_host_booted_from_the_image(tmp_path):
     os.utime(info, (now - 30, now - 30))
     r = run("ecs-stale-state", booted(tmp_path, boot))
     assert r.status is Status.OK and r.summary.startswith("no agent checkpoint or gpu-info older than this boot")
+
+
+def test_booted_since_seal_by_boot_identity_not_clocks():
+    """This machine's real boot identity: the same one in the stamp means the builder, not yet rebooted,
+    even when the clocks say otherwise (a VM's clock can shift btime by a second; a container reboots in
+    less); another one means a host booted from the image."""
+    from gpuprep.doctor import Probes
+    from gpuprep.host import Host
+    from gpuprep.options import DoctorOptions
+    from gpuprep.platform import detect
+
+    host = Host("/")
+    probes = Probes(host, detect(host), DoctorOptions())
+    probes.get("host.boot_time", lambda p: time.time())  # clocks alone would say "booted after the seal"
+    now = host.boot_identity()
+    assert now is not None and now["boot_id"] and isinstance(now["init_start_ticks"], int)
+    stamp = {"sealed_at": "2000-01-01T00:00:00Z"}
+    assert checks._booted_since_seal(probes, {**stamp, "boot": now}) is False
+    assert checks._booted_since_seal(probes, {**stamp, "boot": {**now, "init_start_ticks": -1}}) is True
+    assert checks._booted_since_seal(probes, stamp) is True  # an older stamp without identity: by the clocks
