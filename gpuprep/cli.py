@@ -15,7 +15,7 @@ from typing import List, Optional
 import typer
 
 from gpuprep import __version__
-from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, GpuprepError
+from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError
 from gpuprep.options import DEFAULT_IMAGE
 
 app = typer.Typer(
@@ -96,8 +96,6 @@ def _host():
 
     root = G.root
     if not root.is_dir():
-        from gpuprep.errors import BadInput
-
         raise BadInput(f"--root {root}: not a directory", "give the directory the image is mounted at")
     return Host(root)
 
@@ -111,6 +109,7 @@ def _run_command(command: str, steps_fn, options) -> None:
     from gpuprep.report import render_run_summary, render_step_line, to_json
     from gpuprep.steps import Context, parse_ids, run_steps
 
+    host = None
     try:
         steps = steps_fn()
         parse_ids(options.only, steps, "--only")  # bad usage says so before anything is printed
@@ -131,7 +130,7 @@ def _run_command(command: str, steps_fn, options) -> None:
         _fail(exc, EXIT_FAILED)
         return
     finally:
-        if "host" in locals():
+        if host is not None:
             host.close()
     if G.json:
         typer.echo(to_json(report))
@@ -196,8 +195,8 @@ def install(
     if list_steps:
         _list((s.id, s.title) for s in install_steps())
     if runtime not in RUNTIME_STACKS:
-        _fail(GpuprepError(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
-                           "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
+        _fail(BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
+                       "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
     options = InstallOptions(
         dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
@@ -260,18 +259,16 @@ def doctor(
     try:
         host = _host()
         report = run_checks(host, detect(host), options)
-        if prom is not None:
-            write_prometheus(report, str(prom))
-    except GpuprepError as exc:
-        _fail(exc, Status.UNKNOWN.exit_code)
-        return
-    except OSError as exc:
-        _fail(GpuprepError(f"cannot write {prom}: {exc.strerror}", "check the directory exists and is writable"),
-              Status.UNKNOWN.exit_code)
-        return
     except Exception as exc:
         _fail(exc, Status.UNKNOWN.exit_code)
         return
+    if prom is not None:
+        try:
+            write_prometheus(report, str(prom))
+        except OSError as exc:  # only the textfile's own write: any other OSError is not "cannot write FILE"
+            _fail(GpuprepError(f"cannot write {prom}: {exc.strerror}", "check the directory exists and is writable"),
+                  Status.UNKNOWN.exit_code)
+            return
     if G.json:
         typer.echo(to_json(report))
     else:

@@ -49,34 +49,18 @@ YUM_LOCKS = ("/var/run/yum.pid",)
 # writes its pid to one file per lock (dnf/lock.py), removed on exit: rpmdb_lock.pid under persistdir for the
 # transaction, metadata_lock.pid and download_lock.pid under cachedir (all under the installroot).
 DNF_LOCKS = ("/var/lib/dnf/rpmdb_lock.pid", "/var/cache/dnf/metadata_lock.pid", "/var/cache/dnf/download_lock.pid")
+# yum 3 (Amazon Linux 1 and 2, RHEL 7) with yum-plugin-versionlock; dnf 4 (AL2023, RHEL 8+) with its plugin.
+_YUM = dict(package_manager="yum", versionlock_list="/etc/yum/pluginconf.d/versionlock.list", package_locks=YUM_LOCKS)
+_DNF = dict(package_manager="dnf", versionlock_list="/etc/dnf/plugins/versionlock.list", package_locks=DNF_LOCKS)
 
 
 def _amzn(version_id: str) -> dict | None:
-    if version_id == "2018.03" or version_id.startswith("2017.") or version_id.startswith("2018."):
-        return dict(
-            name=f"Amazon Linux AMI {version_id}",
-            major="2018.03",
-            package_manager="yum",
-            init="upstart",
-            versionlock_list="/etc/yum/pluginconf.d/versionlock.list",
-            package_locks=YUM_LOCKS,
-        )
+    if version_id.startswith(("2017.", "2018.")):
+        return dict(name=f"Amazon Linux AMI {version_id}", major="2018.03", init="upstart", **_YUM)
     if version_id == "2":
-        return dict(
-            name="Amazon Linux 2",
-            major="2",
-            package_manager="yum",
-            versionlock_list="/etc/yum/pluginconf.d/versionlock.list",
-            package_locks=YUM_LOCKS,
-        )
+        return dict(name="Amazon Linux 2", major="2", **_YUM)
     if version_id == "2023":
-        return dict(
-            name="Amazon Linux 2023",
-            major="2023",
-            package_manager="dnf",
-            versionlock_list="/etc/dnf/plugins/versionlock.list",
-            package_locks=DNF_LOCKS,
-        )
+        return dict(name="Amazon Linux 2023", major="2023", **_DNF)
     return None
 
 
@@ -85,19 +69,7 @@ def _rhel(id_: str, version_id: str) -> dict | None:
     if major not in ("7", "8", "9"):
         return None
     names = {"rhel": "RHEL", "centos": "CentOS", "rocky": "Rocky Linux", "almalinux": "AlmaLinux"}
-    if major == "7":
-        manager = dict(
-            package_manager="yum",
-            versionlock_list="/etc/yum/pluginconf.d/versionlock.list",
-            package_locks=YUM_LOCKS,
-        )
-    else:
-        manager = dict(
-            package_manager="dnf",
-            versionlock_list="/etc/dnf/plugins/versionlock.list",
-            package_locks=DNF_LOCKS,
-        )
-    return dict(name=f"{names[id_]} {major}", major=major, **manager)
+    return dict(name=f"{names[id_]} {major}", major=major, **(_YUM if major == "7" else _DNF))
 
 
 UBUNTU_VERSIONS = ("20.04", "22.04", "24.04")
@@ -138,7 +110,5 @@ def detect(host: Host) -> Platform:
             supported=True, package_format="dpkg", package_manager="apt",
             versionlock_list="", package_locks=("/var/lib/dpkg/lock-frontend",),
         )
-    return Platform(
-        id_, version_id, name=pretty or f"{id_} {version_id}".strip(), family="unknown",
-        reason=f"{pretty or (id_ + ' ' + version_id).strip()} is not a platform gpuprep supports",
-    )
+    name = pretty or f"{id_} {version_id}".strip()
+    return Platform(id_, version_id, name=name, family="unknown", reason=f"{name} is not a platform gpuprep supports")

@@ -1,7 +1,8 @@
 """Service control through the platform's init system: systemd, or upstart/SysV on Amazon Linux 1.
 
 On the live system every verb acts; inside ``--root`` only enable/disable act (``systemctl --root``
-edits the unit symlinks offline) and the others raise ``Skip``-worthy ``ServiceUnavailable``.
+edits the unit symlinks offline), start/stop/restart raise ``Skip``-worthy ``ServiceUnavailable`` and
+daemon-reload does nothing (no manager is running there to reload).
 """
 
 from __future__ import annotations
@@ -46,20 +47,13 @@ class Services:
     def _unit(self, name: str) -> str:
         return name if "." in name else f"{name}.service"
 
-    def _systemctl(self, *args: str, check: bool = True, offline_ok: bool = False):
-        if not self.host.live:
-            if not offline_ok:
-                raise ServiceUnavailable("needs the running system, not --root")
-            return self.host.run(["systemctl", f"--root={self.host.root}", *args], check=check,
-                                 timeout=SYSTEMCTL_TIMEOUT)
-        return self.host.run(["systemctl", *args], check=check, timeout=SYSTEMCTL_TIMEOUT)
-
     # -- queries -----------------------------------------------------------------------------
     def state(self, name: str) -> ServiceState:
         if self.upstart:
             return self._upstart_state(name)
         if not self.host.live:
-            enabled = self._systemctl("is-enabled", self._unit(name), check=False, offline_ok=True)
+            enabled = self.host.run(["systemctl", f"--root={self.host.root}", "is-enabled", self._unit(name)],
+                                    check=False, timeout=SYSTEMCTL_TIMEOUT)
             return ServiceState(name, "unknown", enabled.stdout.strip() or "not-found")
         if self.host.which("systemctl") is None:
             return ServiceState(name, "unknown", "unknown")

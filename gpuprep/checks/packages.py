@@ -16,12 +16,7 @@ DEB_NAMES = ("docker.io", "docker-ce", "nvidia-docker2", "nvidia-container-runti
 
 
 def _installed_rpm(probes: Probes) -> list[Package]:
-    from gpuprep.packages.repo import backend_for
-
-    def compute(pr: Probes) -> list[Package]:
-        return backend_for(pr.host, pr.platform).installed(QUERY_NAMES)
-
-    return probes.get("packages.installed", compute)
+    return probes.get("packages.installed", lambda pr: _backend(pr).installed(QUERY_NAMES))
 
 
 def _installed_deb(probes: Probes) -> dict[str, str]:
@@ -128,8 +123,8 @@ def check_ecs_docker(probes: Probes) -> Verdict:
     ecs = pkgs.get(ECS_INIT)
     if ecs is None:
         raise NotApplicable("ecs-init is not installed")
-    reqs = [d for d in ecs.requires if d.name in ("docker", *DOCKER_NAMES)]
-    providers = [q for q in pkgs.values() if any(n in ("docker", *DOCKER_NAMES) for n, _ in q.provided())]
+    reqs = [d for d in ecs.requires if d.name in DOCKER_NAMES]
+    providers = [q for q in pkgs.values() if any(n in DOCKER_NAMES for n, _ in q.provided())]
     data = {"ecs_init": ecs.nevr, "requires": [str(d) for d in reqs], "docker": [q.nevr for q in providers]}
     unmet = [d for d in reqs if not any(n == d.name and d.matches(evr) for q in providers for n, evr in q.provided())]
     if not unmet:

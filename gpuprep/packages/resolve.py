@@ -82,8 +82,8 @@ class Selection:
     @property
     def to_install(self) -> list[Package]:
         """The chosen packages not installed at exactly that version."""
-        return [p for n, p in self.packages.items() if not (n in self.installed and self.installed[n].evr == p.evr
-                                                            and self.installed[n].evr.release == p.evr.release)]
+        have = self.installed
+        return [p for n, p in self.packages.items() if not (n in have and _exact(have[n].evr, p.evr))]
 
     @property
     def docker(self) -> Package:
@@ -113,6 +113,11 @@ class NoSolution:
 
 def _cmp(a: Package, b: Package) -> int:
     return a.evr.compare(b.evr)
+
+
+def _exact(a: EVR, b: EVR) -> bool:
+    """The same build: equal in rpm's order and the same release text (``1.amzn2`` orders equal to ``1_amzn2``)."""
+    return a == b and a.release == b.release
 
 
 class Universe:
@@ -150,7 +155,7 @@ class Universe:
 
     def index_of(self, p: Package) -> int:
         for i in self.by_name.get(p.name, []):
-            if self.packages[i].evr == p.evr and self.packages[i].evr.release == p.evr.release:
+            if _exact(self.packages[i].evr, p.evr):
                 return i
         raise KeyError(p.nevr)
 
@@ -479,17 +484,16 @@ def _explain(s: _Solver, chosen: list[int], pool: int, keep: bool) -> Selection:
             newer = [] if keep or s.forced else newer
         elif name == ECS_INIT:
             why[name] = "newest" if not newer else f"newest that agrees ({len(newer)} newer passed over)"
+        elif name == s.slots[0]:
+            why[name] = f"newest runtime that agrees ({len(newer)} newer passed over)" if newer else "newest runtime"
         elif name in s.slots:
-            role = "runtime" if name == s.slots[0] else f"same version as {s.slots[0]}"
-            why[name] = (f"newest {role}" if name == s.slots[0] else role) if not newer or name != s.slots[0] \
-                else f"newest runtime that agrees ({len(newer)} newer passed over)"
+            why[name] = f"same version as {s.slots[0]}"
         else:
             needed_by = [q.nevr for q in pkgs.values() if any(d.name == name or any(
                 pn == d.name for pn, _ in p.provided()) for d in q.requires)]
             why[name] = f"required by {', '.join(needed_by) or 'the selection'}"
             newer = []
-        if name in u.installed_by_name and u.installed_by_name[name].evr == p.evr \
-                and u.installed_by_name[name].evr.release == p.evr.release:
+        if name in u.installed_by_name and _exact(u.installed_by_name[name].evr, p.evr):
             why[name] += " (installed)"
         if name in s.slots[1:]:
             continue
@@ -522,12 +526,8 @@ def _closest_conflicts(s: _Solver, limit: int = 6) -> list[str]:
             if not emask & mm:
                 out.append(f"{pm.nevr} needs {_docker_deps(pm)}; {pe.nevr} requires {_docker_deps(pe)}")
                 continue
-            for d in list(_bits_high_first(emask & mm))[:1]:
-                _, why = s.with_helpers([e, d, m])
-                out.append(why or f"{pm.nevr} and {pe.nevr} agree on {u.packages[d].nevr}, "
-                                  f"but no {s.stack} companion packages fit")
-    seen: list[str] = []
-    for c in out:
-        if c not in seen:
-            seen.append(c)
-    return seen[:limit]
+            d = next(_bits_high_first(emask & mm))
+            _, why = s.with_helpers([e, d, m])
+            out.append(why or f"{pm.nevr} and {pe.nevr} agree on {u.packages[d].nevr}, "
+                              f"but no {s.stack} companion packages fit")
+    return list(dict.fromkeys(out))[:limit]  # first occurrences, in order

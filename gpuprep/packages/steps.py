@@ -12,11 +12,8 @@ import logging
 from pathlib import Path
 
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
-from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.repo import Backend, backend_for, lock_entry, wait_for_lock
 from gpuprep.packages.resolve import (
-    DOCKER_NAMES,
-    ECS_INIT,
     LEGACY,
     QUERY_NAMES,
     RUNTIME_PATH,
@@ -58,7 +55,8 @@ sslcacert=/etc/pki/tls/certs/ca-bundle.crt
 """
 
 # The legacy nvidia-docker repository file (https://nvidia.github.io/nvidia-docker/<dist>/nvidia-docker.repo):
-# three repositories per distribution, GPG-checked metadata. NVIDIA archived it with toolkit 1.15.
+# three repositories per distribution, GPG-checked metadata, each signed with the key at the root of its
+# project (not under stable/). NVIDIA archived it with toolkit 1.15.
 LEGACY_REPO_NAME = "nvidia-docker.repo"
 _LEGACY_SECTION = """\
 [{name}]
@@ -67,7 +65,7 @@ baseurl=https://nvidia.github.io/{path}/{dist}/$basearch
 repo_gpgcheck=1
 gpgcheck=0
 enabled=1
-gpgkey=https://nvidia.github.io/{path}/gpgkey
+gpgkey=https://nvidia.github.io/{name}/gpgkey
 sslverify=1
 sslcacert=/etc/pki/tls/certs/ca-bundle.crt
 """
@@ -77,10 +75,7 @@ def legacy_repo(dist: str) -> str:
     sections = [("libnvidia-container", "libnvidia-container/stable"),
                 ("nvidia-container-runtime", "nvidia-container-runtime/stable"),
                 ("nvidia-docker", "nvidia-docker")]
-    return "\n".join(_LEGACY_SECTION.format(name=n, path=p, dist=dist) for n, p in sections).replace(
-        "https://nvidia.github.io/libnvidia-container/stable/gpgkey", "https://nvidia.github.io/libnvidia-container/gpgkey"
-    ).replace("https://nvidia.github.io/nvidia-container-runtime/stable/gpgkey",
-              "https://nvidia.github.io/nvidia-container-runtime/gpgkey")
+    return "\n".join(_LEGACY_SECTION.format(name=n, path=p, dist=dist) for n, p in sections)
 
 
 def legacy_dist(ctx: Context) -> str:
@@ -385,4 +380,4 @@ class PackagesStep(Step):
         )
 
 
-__all__ = ["PreflightStep", "RepositoriesStep", "PackagesStep", "DOCKER_NAMES", "ECS_INIT", "EVR", "Dep"]
+__all__ = ["PreflightStep", "RepositoriesStep", "PackagesStep"]
