@@ -34,9 +34,14 @@ REQUIRES_LINK = f"/etc/systemd/system/ecs.service.requires/{UNIT_NAME}"
 @dataclass(frozen=True)
 class UnitPlan:
     content: str
-    rewrite: bool  # the file differs from what we want
+    current: str | None  # the unit file as it is, None when absent
     relink: bool  # the enable links differ (not enabled, or the gate link is wrong)
     gate: bool
+
+    @property
+    def rewrite(self) -> bool:
+        """The file differs from what we want."""
+        return self.current != self.content
 
 
 def render_unit(program: str, gate: bool, image: str | None = None) -> str:
@@ -96,16 +101,15 @@ class BootCheckStep(Step):
         gate = bool(getattr(ctx.options, "gate", True))
         image = getattr(ctx.options, "image", None)
         content = render_unit(resolve_program(ctx), gate, image if image and image != DEFAULT_IMAGE else None)
-        current = ctx.host.read_text(UNIT_PATH)
         relink = not _is_link(ctx, WANTS_LINK) or _is_link(ctx, REQUIRES_LINK) != gate
-        return UnitPlan(content, current != content, relink, gate)
+        return UnitPlan(content, ctx.host.read_text(UNIT_PATH), relink, gate)
 
     def plan(self, ctx: Context) -> Change | Converged:
         want = self._want(ctx)
         gate_words = "gate on (RequiredBy=ecs.service)" if want.gate else "gate off (reports only)"
         if not want.rewrite and not want.relink:
             return Converged(f"{UNIT_NAME} enabled, {gate_words}", data={"unit": UNIT_PATH, "gate": want.gate})
-        current = ctx.host.read_text(UNIT_PATH)
+        current = want.current
         diff = "".join(difflib.unified_diff(
             (current or "").splitlines(keepends=True), want.content.splitlines(keepends=True),
             fromfile=UNIT_PATH if current is not None else "/dev/null", tofile=UNIT_PATH,

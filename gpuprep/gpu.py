@@ -392,7 +392,7 @@ def _nvml_gpu(nv: Any, index: int, driver: str) -> GpuStatus:
     ecc, _ = _nvml_optional(nv, nv.nvmlDeviceGetTotalEccErrors, handle,
                             nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nv.NVML_VOLATILE_ECC)
     gpu.ecc_uncorrected_volatile = None if ecc is None else int(ecc)
-    rows, code = _nvml_optional(nv, nv.nvmlDeviceGetRemappedRows, handle)
+    rows, _ = _nvml_optional(nv, nv.nvmlDeviceGetRemappedRows, handle)
     if rows is not None:
         _corr, _unc, pending, failure = rows
         gpu.remapped_rows_pending, gpu.remapped_rows_failure = bool(pending), bool(failure)

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from gpuprep import ecs
-from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
+from gpuprep.errors import BadInput, CommandError, PreconditionUnmet, StepFailed
+from gpuprep.gpu import parse_module_version
 from gpuprep.host import Host
 from gpuprep.report import StepResult, StepStatus
 from gpuprep.steps import Change, Context, Converged, Skip, Step
@@ -689,6 +690,11 @@ def preflight_once(ctx: Context) -> None:
     SealPreflightStep().plan(ctx)
 
 
+def _asks(ctx: Context) -> bool:
+    """Whether seal asks before removing: a terminal, no --yes, and a real run."""
+    return ctx.interactive and not getattr(ctx.options, "yes", False) and not ctx.dry_run
+
+
 class SealPreflightStep(Step):
     id = "preflight"
     title = "root, a known platform, --keep-image names real images; on a terminal, confirm what goes"
@@ -705,14 +711,14 @@ class SealPreflightStep(Step):
         where = platform.name if platform.rpm else \
             f"{platform.name} (not an ECS-optimized RPM platform; sealing anyway)"
         preview = self._preview(ctx)
-        if ctx.interactive and not getattr(ctx.options, "yes", False) and not ctx.dry_run:
+        if _asks(ctx):
             self._confirm(preview)
             return Converged(f"running as root on {where}; confirmed")
         return Converged(f"running as root on {where}")
 
     def _preview(self, ctx: Context) -> list[str]:
         """What the selected steps would remove; validates --keep-image before anything goes."""
-        interactive = ctx.interactive and not getattr(ctx.options, "yes", False) and not ctx.dry_run
+        interactive = _asks(ctx)
         lines: list[str] = []
         for step in seal_steps()[1:]:
             if not _selected(ctx, step.id) or step.id == "stamp":
@@ -754,15 +760,10 @@ def stamp_packages() -> tuple[str, ...]:
 
 def driver_version(host: Host) -> str | None:
     """The loaded kernel module's version, else nvidia-smi's (live only), else None."""
-    text = host.read_text(NVIDIA_VERSION_FILE)
-    if text:
-        # "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  ..." (or "Open Kernel Module for x86_64")
-        m = re.search(r"NVRM version:.*?\s(\d+\.\d+(?:\.\d+)?)\s", text)
-        if m:
-            return m.group(1)
+    version, _ = parse_module_version(host.read_text(NVIDIA_VERSION_FILE) or "")
+    if version:
+        return version
     if host.live and host.which("nvidia-smi"):
-        from gpuprep.errors import CommandError
-
         try:
             out = host.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], timeout=15)
         except CommandError:
@@ -773,7 +774,10 @@ def driver_version(host: Host) -> str | None:
 
 
 def read_seal(host: Host) -> dict | None:
-    text = host.read_text(SEAL_JSON)
+    return _parse_seal(host.read_text(SEAL_JSON))
+
+
+def _parse_seal(text: str | None) -> dict | None:
     if text is None:
         return None
     try:
@@ -794,7 +798,8 @@ class StampStep(Step):
 
         preflight_once(ctx)
         host = ctx.host
-        existing = read_seal(host)
+        old = host.read_text(SEAL_JSON)
+        existing = _parse_seal(old)
         if "kept_images" in ctx.state:
             kept = ctx.state["kept_images"]
         elif existing is not None and "kept_images" in existing:
@@ -818,7 +823,6 @@ class StampStep(Step):
         new = {"gpuprep": doc["gpuprep"], "sealed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                **{k: v for k, v in doc.items() if k != "gpuprep"}}
         text = json.dumps(new, indent=2) + "\n"
-        old = host.read_text(SEAL_JSON)
         diff = "".join(difflib.unified_diff((old or "").splitlines(keepends=True), text.splitlines(keepends=True),
                                             fromfile=SEAL_JSON if old is not None else "/dev/null", tofile=SEAL_JSON))
         return Change(f"{'write' if old is None else 'update'} {SEAL_JSON}", diff=diff, data={"seal": new},

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from gpuprep import ecs
+from gpuprep import ecs, gpu
+from gpuprep.checks.gpu import QUERY_TIMEOUT
 from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
 from gpuprep.report import Status
 
@@ -56,8 +57,6 @@ def _service(probes: Probes):
 
 
 def _gpu_count(probes: Probes) -> int:
-    from gpuprep import gpu
-
     pci = gpu.probe_pci(probes)
     if not pci.present:
         raise NotApplicable("no /sys/bus/pci/devices to count GPUs in")
@@ -122,8 +121,6 @@ def check_gpu_support(probes: Probes) -> Verdict:
 
 
 def check_gpu_info(probes: Probes) -> Verdict:
-    from gpuprep import gpu
-
     host = probes.host
     fix = f"rm {ecs.GPU_INFO} && {_restart(probes).strip('`')} (ecs-init rewrites it); images: seal with `gpuprep seal`"
     try:
@@ -265,8 +262,7 @@ def check_package_lock(probes: Probes) -> Verdict:
 
 
 def check_seal_stamp(probes: Probes) -> Verdict:
-    text = probes.host.read_text(SEAL_JSON)
-    if text is None:
+    if not probes.host.exists(SEAL_JSON):
         raise NotApplicable(f"not a sealed image (no {SEAL_JSON})")
     doc = _seal(probes)
     if doc is None:
@@ -358,9 +354,10 @@ def check_stale_state(probes: Probes) -> Verdict:
 CHECKS = [
     Check("ecs-init", "ecs", "ecs-init is installed, and its version", check_ecs_init, timeout=10),
     Check("ecs-gpu-support", "ecs", "ECS_ENABLE_GPU_SUPPORT=true where the host has GPUs", check_gpu_support),
-    # NVML's deadline and nvidia-smi's timeouts (gpu.py) bound the UUID query this check shares.
+    # It shares the gpu checks' NVML query, which may take up to their QUERY_TIMEOUT on a many-GPU host without
+    # persistence mode (gpu.init_allowance_s): a shorter bound would report slow as hung.
     Check("ecs-gpu-info", "ecs", "nvidia-gpu-info.json names this host's driver and GPU UUIDs", check_gpu_info,
-          timeout=15),
+          timeout=QUERY_TIMEOUT),
     Check("ecs-service", "ecs", "the ecs service is enabled, and its state", check_service, timeout=10),
     Check("package-lock", "ecs", "no package manager holds its lock (and which one does)", check_package_lock),
     Check("seal-stamp", "ecs", "provenance of a sealed image (/etc/gpuprep/seal.json)", check_seal_stamp),

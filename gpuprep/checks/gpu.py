@@ -46,9 +46,7 @@ def _pci_gpus(probes: Probes) -> g.PciScan:
 
 def _answered(probes: Probes) -> g.GpuQuery:
     """NVML's answer, or NotApplicable: gpu-nvml reports why it did not answer."""
-    pci = g.probe_pci(probes)
-    if pci.present and not pci.gpus:
-        raise NotApplicable(NO_GPU)
+    _pci_gpus(probes)
     query = g.probe_query(probes)
     if query.skipped:
         raise NotApplicable(query.skipped)
@@ -336,9 +334,11 @@ def check_xids(probes: Probes) -> Verdict:
     if log.error:
         return Verdict(Status.UNKNOWN, log.error, log.hint)
     counts: dict[str, int] = {}
+    first: dict[str, g.KernelEvent] = {}  # each kind's first event, for its meaning and PCI address
     for e in log.events:
         key = f"Xid {e.code}" if e.kind == "xid" else e.kind
         counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, e)
     data: dict[str, Any] = {"source": log.source, "lines": log.lines, "counts": counts,
                             "events": [e.as_dict() for e in log.events[: g.XID_SAMPLES]]}
     if not log.events:
@@ -346,10 +346,7 @@ def check_xids(probes: Probes) -> Verdict:
     # The hint follows the gravest event: critical before warning, a replace-the-GPU action first.
     worst = max(log.events, key=lambda e: (e.severity == "critical", g.RMA_ADVICE in e.action))
     status = Status.CRITICAL if worst.severity == "critical" else Status.WARNING
-    seen: dict[str, g.KernelEvent] = {}
-    for e in log.events:
-        seen.setdefault(f"Xid {e.code}" if e.kind == "xid" else e.kind, e)
-    parts = [f"{k} ({e.meaning}{', ' + e.pci if e.pci else ''}) x{counts[k]}" for k, e in seen.items()]
+    parts = [f"{k} ({e.meaning}{', ' + e.pci if e.pci else ''}) x{counts[k]}" for k, e in first.items()]
     hint = f"{worst.action} (`journalctl -k -b | grep NVRM` shows the lines)"
     return Verdict(status, "this boot: " + "; ".join(parts), hint, data)
 
