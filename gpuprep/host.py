@@ -83,7 +83,8 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> N
 
 
 def backup_file(path: Path, *, now: datetime | None = None) -> Path | None:
-    """Copy ``path`` (its target, for a link) beside itself as ``NAME.gpuprep-YYYYmmddTHHMMSSZ``.
+    """Copy ``path`` (its target, for a link) beside itself as ``NAME.gpuprep-YYYYmmddTHHMMSSffffffZ``
+    (microseconds: two backups within one second must not overwrite each other).
 
     Returns the backup's path, or None when there was nothing to back up. Mode and owner are kept.
     """
@@ -92,9 +93,9 @@ def backup_file(path: Path, *, now: datetime | None = None) -> Path | None:
         return None
     stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
     backup = target.with_name(f"{target.name}.gpuprep-{stamp}")
-    write_atomic(backup, target.read_bytes())
     st = target.stat()
-    os.chmod(backup, st.st_mode & 0o7777)
+    # Created with the original's mode: a 0600 file's copy is never readable by others, not even briefly.
+    write_atomic(backup, target.read_bytes(), mode=st.st_mode & 0o7777)
     with contextlib.suppress(PermissionError):
         os.chown(backup, st.st_uid, st.st_gid)
     return backup
@@ -254,6 +255,15 @@ class Host:
                 # once: a fixed API version breaks on 20.10 (max 1.41) or on 29+ (min 1.44).
                 self._docker = docker.DockerClient(base_url=url, version="auto", timeout=timeout)
             return self._docker
+
+    def docker_api(self, timeout: float):
+        """A low-level client of its own, for calls that may outlast ``docker()``'s timeout: a container
+        start runs the runtime's GPU init, 1-3 s per GPU without persistence mode (NVIDIA/nvidia-docker
+        1279). Same Engine, explicit base_url, the API version ``docker()`` agreed on; the caller closes it."""
+        import docker  # heavy: imported where used
+
+        version = self.docker().api.api_version
+        return docker.APIClient(base_url=self.docker_url, version=version, timeout=timeout)
 
     def close(self) -> None:
         if self._docker is not None:

@@ -6,6 +6,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any, TextIO
 
 from gpuprep.host import write_atomic
@@ -224,7 +225,8 @@ def render_step_line(step: StepResult, stream: TextIO | None = None) -> None:
     for argv in step.commands:
         con.print(f"{'':10}{'':15} $ {escape(' '.join(argv))}")
     for key in ("table", "lines"):
-        for line in step.data.get(key, []) if isinstance(step.data.get(key), list) else []:
+        lines = step.data.get(key)
+        for line in lines if isinstance(lines, list) else []:
             con.print(f"{'':10}{'':15} {escape(str(line))}")
     if step.hint and step.status is StepStatus.FAILED:
         con.print(f"{'':10}{'':15} fix: {escape(step.hint)}")
@@ -277,6 +279,4 @@ def write_prometheus(report: DoctorReport, path: str) -> None:
     node_exporter only reads ``*.prom``; the temp file from write_atomic is ``.NAME.XXXX.tmp``, so a
     half-written file is never collected.
     """
-    from pathlib import Path
-
     write_atomic(Path(path), prometheus_text(report))

@@ -19,16 +19,10 @@ def host_view(probes: Probes):
     from gpuprep.engine import gpu_container
 
     def compute(p: Probes):
-        try:
-            from gpuprep import gpu
+        from gpuprep import gpu
 
-            query = gpu.probe_query(p)
-            uuids = [x.uuid for x in query.gpus if x.uuid]
-            if uuids:
-                return gpu_container.HostGpus(uuids, f"gpuprep.gpu ({query.source})", query.driver_version)
-        except (ImportError, AttributeError):
-            pass
-        return gpu_container.host_gpus_from_nvidia_smi(p.host)
+        return gpu_container.host_gpus_from_query(gpu.probe_query(p)) \
+            or gpu_container.host_gpus_from_nvidia_smi(p.host)
 
     return probes.get("container.host_gpus", compute)
 

@@ -8,6 +8,7 @@ join the cluster.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 from typing import Any
@@ -52,8 +53,8 @@ def engine_process(probes: Probes):
 
 def _engine_is_local(probes: Probes) -> bool:
     """The Engine runs on this machine, so its process and its runtime binaries can be looked at."""
-    url = probes.host.docker_url or ""
-    return probes.host.live and not probes.host.env.get("DOCKER_HOST") or url.startswith("unix://")
+    # The live system without DOCKER_HOST asks the default socket, a unix:// URL too.
+    return (probes.host.docker_url or "").startswith("unix://")
 
 
 def daemon_json_path(probes: Probes) -> str:
@@ -88,13 +89,13 @@ def _info(probes: Probes) -> dict[str, Any]:
 def needs_engine(fn):
     """A check that needs ``docker info``: unknown (not a second critical) when the Engine is down."""
 
+    @functools.wraps(fn)
     def run(probes: Probes) -> Verdict:
         try:
             return fn(probes)
         except EngineUnanswered as exc:
             return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", str(exc))
 
-    run.__name__ = fn.__name__
     return run
 
 
@@ -174,11 +175,10 @@ def check_runtime_binary(probes: Probes) -> Verdict:
 def _resolve_binary(probes: Probes, path: str) -> str | None:
     """The file dockerd runs: an absolute path as it is; a bare name on dockerd's own PATH."""
     if path.startswith("/"):
-        return path if os.path.lexists(path) and os.path.exists(path) else None
+        return path if os.path.exists(path) else None
     proc = _process_or_none(probes)
     search = (proc.env.get("PATH") if proc is not None else None) or os.pathsep.join(SYSTEM_PATH)
-    found = shutil.which(path, mode=os.F_OK, path=search)
-    return found
+    return shutil.which(path, mode=os.F_OK, path=search)
 
 
 @needs_engine

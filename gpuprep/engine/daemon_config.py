@@ -315,12 +315,13 @@ def user_copies(host: Host, path: str, *, before_packages: str | None = None,
 def plan_edit(host: Host, path: str, runtime_path: str, *, set_default: bool = True,
               runtime_elsewhere: str | None = None, copies: Sequence[UserCopy] = ()) -> DaemonJsonEdit:
     """What daemon.json should become (pure apart from reading the file)."""
-    before, config = read_config(host, path)
+    before, current = read_config(host, path)
+    config = current
     for copy in copies:
         config = merge_user_config(copy.config, config)
     wanted, notes = converge(config, runtime_path, set_default=set_default, runtime_elsewhere=runtime_elsewhere)
     # Unchanged content: the text stays as it is (not even re-indented), so nothing is written.
-    after = before if before is not None and wanted == parse(before, path) else render(wanted, before)
+    after = before if before is not None and wanted == current else render(wanted, before)
     return DaemonJsonEdit(path, host.path(path), before, after, notes, list(copies))
 
 
@@ -336,7 +337,9 @@ def apply_edit(host: Host, edit: DaemonJsonEdit) -> Path | None:
     """
     backup = None
     if edit.changes_file:
-        current = edit.real.read_text() if edit.real.is_file() else None
+        # Decoded as read_config decoded it: read_text() would turn a CRLF file's line ends into LF and
+        # so never match ``before``.
+        current = edit.real.read_bytes().decode("utf-8", errors="replace") if edit.real.is_file() else None
         if current != edit.before:
             raise StepFailed(f"{edit.real} changed while gpuprep was planning its edit",
                              "run gpuprep again; nothing was written")

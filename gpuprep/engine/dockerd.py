@@ -383,22 +383,22 @@ def restart(host: Host, proc: EngineProcess, *, daemon_reload: bool = False) -> 
         if daemon_reload:
             before.append(["systemctl", "daemon-reload"])
             host.run(before[-1], timeout=120)
-        argv = ["systemctl", "restart", proc.systemd_unit]
-        done = host.run(argv, check=False, timeout=300)
-        if done.returncode != 0:
-            raise DockerdDidNotStart(f"`systemctl restart {proc.systemd_unit}` failed: "
-                                + ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1])
-        return Restarted(argv, before=before)
+        return Restarted(_run_restart(host, ["systemctl", "restart", proc.systemd_unit]), before=before)
     if sysv_managed(host, proc):
-        argv = list(SYSV_RESTART)
-        done = host.run(argv, check=False, timeout=300)
-        if done.returncode != 0:
-            raise DockerdDidNotStart("`service docker restart` failed: "
-                                     + ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1])
-        return Restarted(argv)
+        return Restarted(_run_restart(host, list(SYSV_RESTART)))
     os.kill(proc.pid, signal.SIGTERM)
     wait_for_exit(proc.pid)
-    return Restarted(["kill", "-TERM", str(proc.pid), "&&", *proc.argv], spawn_detached(host, proc))
+    # Two commands, as --dry-run lists them (engine.steps._commands).
+    return Restarted(list(proc.argv), spawn_detached(host, proc), before=[["kill", "-TERM", str(proc.pid)]])
+
+
+def _run_restart(host: Host, argv: list[str]) -> list[str]:
+    """Run a service manager's restart; DockerdDidNotStart with its last line of output when it fails."""
+    done = host.run(argv, check=False, timeout=300)
+    if done.returncode != 0:
+        last = ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1]
+        raise DockerdDidNotStart(f"`{' '.join(argv)}` failed: {last}")
+    return argv
 
 
 def spawn_detached(host: Host, proc: EngineProcess) -> subprocess.Popen:
@@ -508,10 +508,7 @@ def _roll_back(host: Host, proc: EngineProcess, rollback: Rollback | None, cause
 def _start_again(host: Host, proc: EngineProcess) -> Restarted:
     """Start the dockerd that is gone, the way it was started."""
     if proc.systemd_unit is not None and host.which("systemctl") is not None:
-        argv = ["systemctl", "restart", proc.systemd_unit]
-    elif sysv_managed(host, proc):
-        argv = list(SYSV_RESTART)
-    else:
-        return Restarted(list(proc.argv), spawn_detached(host, proc))
-    host.run(argv, timeout=300)
-    return Restarted(argv)
+        return Restarted(_run_restart(host, ["systemctl", "restart", proc.systemd_unit]))
+    if sysv_managed(host, proc):
+        return Restarted(_run_restart(host, list(SYSV_RESTART)))
+    return Restarted(list(proc.argv), spawn_detached(host, proc))

@@ -23,7 +23,6 @@ QUERY = ["nvidia-smi", "--query-gpu=index,uuid,name,driver_version", "--format=c
 ENVIRONMENT = {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "utility"}
 RUN_TIMEOUT = 120.0  # without persistence mode GPU init alone can take 25 s (NVIDIA/nvidia-docker 1279)
 PULL_ATTEMPTS = 3
-SLOW_SECONDS = 10.0
 
 # nvidia-smi exit codes are NVML return codes (DOMAIN.md).
 NVIDIA_SMI_EXITS = {
@@ -100,22 +99,21 @@ class ProbeResult:
 def host_gpus(host: Host) -> HostGpus | None:
     """The host's GPUs: gpuprep.gpu's view when it has UUIDs (NVML, live system only), else the host's
     nvidia-smi (inside --root: the root's, which is how tests give a simulated host its GPUs)."""
+    from gpuprep import gpu
+
     try:
-        from gpuprep import gpu  # written beside this module
-    except ImportError:
-        gpu = None
-    # query_gpus asks NVML (or nvidia-smi) only; gather would also read sysfs and the kernel log.
-    ask = getattr(gpu, "query_gpus", None) or getattr(gpu, "gather", None)
-    if ask is not None:
-        try:
-            inventory = ask(host)
-            uuids = list(getattr(inventory, "uuids", None) or [g.uuid for g in getattr(inventory, "gpus", [])
-                                                               if getattr(g, "uuid", "")])
-            if uuids:
-                return HostGpus(uuids, "gpuprep.gpu", str(getattr(inventory, "driver_version", "") or ""))
-        except Exception:  # the gpu checks report the inventory's own failures; nvidia-smi may still answer
-            log.debug("gpuprep.gpu could not list the GPUs; asking nvidia-smi", exc_info=True)
-    return host_gpus_from_nvidia_smi(host)
+        # query_gpus asks NVML (or nvidia-smi) only; gather would also read sysfs and the kernel log.
+        view = host_gpus_from_query(gpu.query_gpus(host))
+    except Exception:  # the gpu checks report the query's own failures; nvidia-smi may still answer
+        log.debug("gpuprep.gpu could not list the GPUs; asking nvidia-smi", exc_info=True)
+        view = None
+    return view or host_gpus_from_nvidia_smi(host)
+
+
+def host_gpus_from_query(query) -> HostGpus | None:
+    """The UUIDs a ``gpuprep.gpu.GpuQuery`` answered, or None when it has none."""
+    uuids = [g.uuid for g in query.gpus if g.uuid]
+    return HostGpus(uuids, f"gpuprep.gpu ({query.source})", query.driver_version) if uuids else None
 
 
 def host_gpus_from_nvidia_smi(host: Host) -> HostGpus | None:
@@ -240,35 +238,37 @@ def _compare(result: ProbeResult, view: HostGpus) -> None:
 def _run(host: Host, image: str, *, pull: bool, progress: bool, timeout: float) -> ProbeResult:
     import docker.errors
 
-    api = host.docker().api
-    pull_seconds = 0.0
-    started = time.monotonic()
-    try:
-        cid = _create(api, image)
-    except docker.errors.ImageNotFound:
-        if not pull:
-            return ProbeResult(False, IMAGE, f"image {image} is not present locally (not pulled: --boot)",
-                               f"pre-load it (`docker pull {image}` while building the image) or pass --image", image)
-        pull_started = time.monotonic()
-        failure = _pull(api, image, progress=progress)
-        pull_seconds = time.monotonic() - pull_started
-        if failure is not None:
-            return ProbeResult(False, IMAGE, f"image {image} is missing and cannot be pulled: {failure}",
-                               f"pre-load the image (`docker load -i FILE`, or `docker pull {image}` where a "
-                               "registry is reachable) or pass --image with one present locally (`docker images`)",
-                               image,
-                               pull_seconds=pull_seconds)
+    # The probe's own timeout, not docker()'s few seconds for /info: a start may wait for GPU init.
+    with host.docker_api(timeout) as api:
+        pull_seconds = 0.0
         started = time.monotonic()
-        cid = _create(api, image)
-    try:
-        return _start_and_collect(host, api, cid, image, timeout, started, pull_seconds)
-    finally:
         try:
-            api.remove_container(cid, force=True)
-        except docker.errors.NotFound:
-            pass
-        except Exception:  # the Engine went away meanwhile: say so, the result stands
-            log.warning("could not remove container %s", cid[:12])
+            cid = _create(api, image)
+        except docker.errors.ImageNotFound:
+            if not pull:
+                return ProbeResult(False, IMAGE, f"image {image} is not present locally (not pulled: --boot)",
+                                   f"pre-load it (`docker pull {image}` while building the image) or pass --image",
+                                   image)
+            pull_started = time.monotonic()
+            failure = _pull(api, image, progress=progress)
+            pull_seconds = time.monotonic() - pull_started
+            if failure is not None:
+                return ProbeResult(False, IMAGE, f"image {image} is missing and cannot be pulled: {failure}",
+                                   f"pre-load the image (`docker load -i FILE`, or `docker pull {image}` where a "
+                                   "registry is reachable) or pass --image with one present locally (`docker images`)",
+                                   image,
+                                   pull_seconds=pull_seconds)
+            started = time.monotonic()
+            cid = _create(api, image)
+        try:
+            return _start_and_collect(host, api, cid, image, timeout, started, pull_seconds)
+        finally:
+            try:
+                api.remove_container(cid, force=True)
+            except docker.errors.NotFound:
+                pass
+            except Exception:  # the Engine went away meanwhile: say so, the result stands
+                log.warning("could not remove container %s", cid[:12])
 
 
 def _create(api, image: str) -> str:
@@ -286,7 +286,6 @@ def _start_and_collect(host: Host, api, cid: str, image: str, timeout: float, st
         api.start(cid)
     except docker.errors.APIError as exc:
         message = str(exc.explanation or exc)
-        info = None
         try:
             info = api.info()
         except Exception:  # diagnosis only; the start error is what we report

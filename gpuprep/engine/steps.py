@@ -270,15 +270,14 @@ def _commands(host, action: str, proc, unit_changed: bool) -> list[list[str]]:
     """What docker-reload will run, as ``restart`` decides it (listed by --dry-run)."""
     from gpuprep.engine.dockerd import SYSV_RESTART, sysv_managed
 
-    if action == "restart" and sysv_managed(host, proc):
-        return [list(SYSV_RESTART)]
-    if proc is not None and proc.systemd_unit:
-        verb = ["systemctl", "restart", proc.systemd_unit] if action == "restart" else \
-            ["systemctl", "reload", proc.systemd_unit]
-        return ([["systemctl", "daemon-reload"]] if unit_changed else []) + [verb]
     pid = str(proc.pid) if proc else "<dockerd pid>"
     if action == "reload":
-        return [["kill", "-HUP", pid]]
+        return [["kill", "-HUP", pid]]  # what reload() sends, systemd-managed or not
+    if sysv_managed(host, proc):
+        return [list(SYSV_RESTART)]
+    if proc is not None and proc.systemd_unit:
+        return ([["systemctl", "daemon-reload"]] if unit_changed else []) + \
+            [["systemctl", "restart", proc.systemd_unit]]
     return [["kill", "-TERM", pid], [*(proc.argv if proc else ["dockerd", "..."])]]
 
 
