@@ -23,6 +23,9 @@ QUERY = ["nvidia-smi", "--query-gpu=index,uuid,name,driver_version", "--format=c
 ENVIRONMENT = {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "utility"}
 RUN_TIMEOUT = 120.0  # without persistence mode GPU init alone can take 25 s (NVIDIA/nvidia-docker 1279)
 PULL_ATTEMPTS = 3
+# A pull is bounded twice: the client's socket timeout ends a stream that goes silent (RUN_TIMEOUT), and
+# this deadline ends one that trickles. 30 minutes fits a multi-GB CUDA image on a slow link.
+PULL_DEADLINE = 1800.0
 
 # nvidia-smi exit codes are NVML return codes (DOMAIN.md).
 NVIDIA_SMI_EXITS = {
@@ -319,12 +322,13 @@ def _start_and_collect(host: Host, api, cid: str, image: str, timeout: float, st
                        f"({seconds:.2f}s)", "", image, seconds, pull_seconds, gpus, output=output, exit_code=code)
 
 
-def _pull(api, image: str, *, progress: bool) -> str | None:
+def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE) -> str | None:
     """Pull ``image`` with a bounded retry; None when done, else why it could not be pulled."""
     from docker.utils import parse_repository_tag
-    from tenacity import RetryError, Retrying, stop_after_attempt, wait_exponential
+    from tenacity import RetryError, Retrying, stop_after_attempt, stop_after_delay, wait_exponential
 
     repo, tag = parse_repository_tag(image)
+    deadline = time.monotonic() + deadline_s
 
     def once() -> None:
         for event in api.pull(repo, tag=tag or "latest", stream=True, decode=True):
@@ -332,6 +336,8 @@ def _pull(api, image: str, *, progress: bool) -> str | None:
                 raise PullFailed(str(event["error"]))
             if progress:
                 _show_progress(event)
+            if time.monotonic() > deadline:
+                raise PullFailed(f"still pulling after {deadline_s:g}s")
         if progress:
             sys.stderr.write("\n")
 
@@ -341,8 +347,8 @@ def _pull(api, image: str, *, progress: bool) -> str | None:
 
     log.info("pulling %s", image)
     try:
-        Retrying(stop=stop_after_attempt(PULL_ATTEMPTS), wait=wait_exponential(multiplier=0.5, max=8),
-                 before_sleep=before_sleep)(once)
+        Retrying(stop=stop_after_attempt(PULL_ATTEMPTS) | stop_after_delay(deadline_s),
+                 wait=wait_exponential(multiplier=0.5, max=8), before_sleep=before_sleep)(once)
     except RetryError as exc:
         cause = exc.last_attempt.exception()
         text = str(getattr(cause, "explanation", None) or cause).strip().splitlines()

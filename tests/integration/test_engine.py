@@ -417,3 +417,33 @@ def test_runtimes_dir_route_removes_a_second_definition_from_daemon_json(al2023_
     finally:
         client.close()
     assert info["DefaultRuntime"] == "nvidia" and info["Runtimes"]["nvidia"]["path"] == str(runtime), info["Runtimes"]
+
+
+def test_a_slow_gpu_runtime_start_is_waited_for_not_called_an_engine_failure(dockerd_factory, fake_gpu, tmp_path):
+    """Without persistence mode the runtime's GPU setup takes 1-3 s per GPU (NVIDIA/nvidia-docker 1279), so
+    `docker start` can outlast doctor's 5 s `docker info` client. SIMULATED slowness: the testbed shim sleeps
+    7 s in `create` before it execs the real runc; the Engine, docker-py and the probe are real."""
+    from testbed import tiny_image
+
+    from gpuprep.engine.dockerd import docker_info
+    from gpuprep.engine.gpu_container import probe
+    from gpuprep.host import Host
+
+    slow = tmp_path / "slow-runtime"
+    code = fake_gpu["shim"].read_text().replace(
+        'if "create" in args and "--bundle" in args:',
+        'if "create" in args and "--bundle" in args:\n    import time; time.sleep(7)', 1)
+    assert "time.sleep(7)" in code
+    slow.write_text(code)
+    slow.chmod(0o755)
+    dockerd = dockerd_factory(config={"runtimes": {"nvidia": {"path": str(slow), "runtimeArgs": []}},
+                                      "default-runtime": "nvidia"})
+    tiny_image(dockerd.client())
+    host = Host("/", env={"DOCKER_HOST": dockerd.url})
+    try:
+        docker_info(host, timeout=5)  # doctor's client first, as in a doctor run
+        result = probe(host, "tiny:latest", host_view=None, pull=False)
+    finally:
+        host.close()
+    assert result.ok and result.link == "ok", (result.link, result.summary)
+    assert result.seconds >= 7 and len(result.uuids) == 2

@@ -167,3 +167,17 @@ def test_pull_progress_shows_on_a_tty_and_not_in_a_log(gpu_host):
         code, step, err, _ = gpu_check(root, dockerd.url, registry.image)
         assert code == 0 and registry.pulls == 1, (step, err)
         assert "Pull complete" not in err and "\x1b[K" not in err
+
+
+def test_a_pull_that_outlasts_its_deadline_stops_and_says_so(gpu_host):
+    """Every wait is bounded: a pull still streaming at its deadline ends (here a deadline of 0 s, so the
+    first progress event from the real dockerd pulling from TinyRegistry is already too late)."""
+    from gpuprep.engine.gpu_container import _pull
+    from gpuprep.host import Host
+
+    _, dockerd = gpu_host
+    with TinyRegistry() as registry, Host("/", env={"DOCKER_HOST": dockerd.url}).docker_api(30) as api:
+        started = time.monotonic()
+        failure = _pull(api, registry.image, progress=False, deadline_s=0.0)
+        assert failure is not None and "still pulling after 0s" in failure, failure
+        assert time.monotonic() - started < 20 and registry.pulls == 1  # no retry past the deadline

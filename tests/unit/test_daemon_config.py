@@ -406,3 +406,21 @@ def test_validate_with_dockerd_23(tmp_path):
         daemon_config.validate_with_dockerd(host, '{"bogus": 1}', bad)
     old = _fake_dockerd(tmp_path / "old", has_validate=False, rejects=True)
     assert "has no --validate" in daemon_config.validate_with_dockerd(host, "{}", old)
+
+
+def test_a_crlf_daemon_json_is_edited_and_keeps_its_settings(tmp_path):
+    """A daemon.json written on Windows (CRLF) must be editable: the 'changed while planning' guard once
+    compared newline-translated text with the raw plan and refused every such file."""
+    from gpuprep.engine import daemon_config
+    from gpuprep.host import Host
+
+    path = tmp_path / "etc/docker/daemon.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{\r\n    "log-driver": "journald"\r\n}\r\n')
+    host = Host(tmp_path)
+    edit = daemon_config.plan_edit(host, "/etc/docker/daemon.json", "/usr/bin/nvidia-container-runtime")
+    assert edit.changes_file
+    daemon_config.apply_edit(host, edit)
+    data = json.loads(path.read_text())
+    assert data["log-driver"] == "journald" and data["runtimes"]["nvidia"]["runtimeArgs"] == []
+    assert data["default-runtime"] == "nvidia"
