@@ -243,6 +243,6 @@ CHECKS = [
           check_runtime_binary, timeout=8, needs_docker=True, boot=True),
     Check("docker-default-runtime", "docker", "nvidia is Docker's default runtime (no --runtime needed)",
           check_default_runtime, timeout=8, needs_docker=True, boot=True),
-    Check("docker-runtime-once", "docker", "no runtime defined both in daemon.json and by --add-runtime / "
-          "/etc/docker-runtimes.d", check_defined_once, timeout=5),
+    Check("docker-runtime-once", "docker", "no runtime defined in daemon.json and by --add-runtime / "
+          "/etc/docker-runtimes.d with different paths", check_defined_once, timeout=5),
 ]
