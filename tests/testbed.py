@@ -439,3 +439,29 @@ class TinyRegistry:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+# SIMULATED ecs-init's unit on AL2/AL2023 (amazon-ecs-init packaging/amazon-linux-ami-integrated/ecs.service),
+# with After=cloud-final.service dropped (no cloud-init here). post-stop (the real one cleans up
+# the credentials proxy's iptables rules) is a no-op in the stand-in.
+ECS_SERVICE = """[Unit]
+Description=Amazon Elastic Container Service - container agent
+Documentation=https://aws.amazon.com/documentation/ecs/
+Requires=docker.service
+After=docker.service
+
+[Service]
+Type=simple
+Restart=on-failure
+RestartPreventExitStatus=5
+RestartSec=10s
+EnvironmentFile=-/var/lib/ecs/ecs.config
+EnvironmentFile=-/etc/ecs/ecs.config
+ExecStartPre=/usr/libexec/amazon-ecs-init pre-start
+ExecStart=/usr/libexec/amazon-ecs-init start
+ExecStop=/usr/libexec/amazon-ecs-init stop
+ExecStopPost=/usr/libexec/amazon-ecs-init post-stop
+
+[Install]
+WantedBy=multi-user.target
+"""

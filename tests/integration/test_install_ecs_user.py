@@ -18,26 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO, require
-
-# ecs-init's unit (amazon-ecs-init packaging/amazon-linux-ami-integrated/ecs.service, abridged).
-ECS_UNIT = """[Unit]
-Description=Amazon Elastic Container Service - container agent
-Documentation=https://aws.amazon.com/documentation/ecs/
-Requires=docker.service
-After=docker.service
-
-[Service]
-Type=simple
-Restart=on-failure
-RestartPreventExitStatus=5
-ExecStartPre=/usr/libexec/amazon-ecs-init pre-start
-ExecStart=/usr/libexec/amazon-ecs-init start
-ExecStop=/usr/libexec/amazon-ecs-init stop
-ExecStopPost=/usr/libexec/amazon-ecs-init post-stop
-
-[Install]
-WantedBy=multi-user.target
-"""
+from testbed import ECS_SERVICE
 
 # What user-data or an AMI recipe typically leaves in ecs.config before gpuprep runs.
 ECS_CONFIG = """# Written by user-data: the cluster this instance joins.
@@ -62,7 +43,7 @@ def image_root(tmp_path) -> Path:
     shutil.copy(FIXTURES / "distros/amzn-2023/etc/os-release", root / "etc/os-release")
     unit = root / "usr/lib/systemd/system/ecs.service"
     unit.parent.mkdir(parents=True)
-    unit.write_text(ECS_UNIT)
+    unit.write_text(ECS_SERVICE)
     (root / "etc/systemd/system").mkdir(parents=True)
     for name, text, mode in (("passwd", PASSWD, 0o644), ("group", GROUP, 0o644), ("shadow", "", 0o000),
                              ("gshadow", GSHADOW, 0o000)):

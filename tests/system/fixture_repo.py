@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from rpmfixtures import PkgSpec, build_repo
-from testbed import DEFAULT_GPUS, DRIVER_VERSION, write_fake_nvidia_smi, write_runtime_shim
+from testbed import DEFAULT_GPUS, DRIVER_VERSION, ECS_SERVICE, write_fake_nvidia_smi, write_runtime_shim
 
 # Where the repositories live inside the simulated instance.
 REPOS_DIR = "/srv/repos"
@@ -145,31 +145,6 @@ if __name__ == "__main__":
     sys.exit({"pre-start": pre_start, "start": start, "stop": stop}.get(verb, lambda: 0)())
 '''.replace("@INSTANCE_ID_FILE@", INSTANCE_ID_FILE).replace("@IMAGE@", INSTANCE_IMAGE) \
     .replace("@AGENT@", AGENT_CONTAINER).replace("@AGENT_SH@", repr(AGENT_SH))
-
-# ecs-init's unit on AL2/AL2023 (amazon-ecs-init packaging/amazon-linux-ami-integrated/ecs.service),
-# with After=cloud-final.service dropped (no cloud-init here). post-stop (the real one cleans up
-# the credentials proxy's iptables rules) is a no-op in the stand-in.
-ECS_SERVICE = """[Unit]
-Description=Amazon Elastic Container Service - container agent
-Documentation=https://aws.amazon.com/documentation/ecs/
-Requires=docker.service
-After=docker.service
-
-[Service]
-Type=simple
-Restart=on-failure
-RestartPreventExitStatus=5
-RestartSec=10s
-EnvironmentFile=-/var/lib/ecs/ecs.config
-EnvironmentFile=-/etc/ecs/ecs.config
-ExecStartPre=/usr/libexec/amazon-ecs-init pre-start
-ExecStart=/usr/libexec/amazon-ecs-init start
-ExecStop=/usr/libexec/amazon-ecs-init stop
-ExecStopPost=/usr/libexec/amazon-ecs-init post-stop
-
-[Install]
-WantedBy=multi-user.target
-"""
 
 # nvidia-docker2 <= 2.0.x shipped this with the absolute path; 2.1.0+ the bare name.
 NVIDIA_DOCKER2_DAEMON_JSON_OLD = {"runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime",

@@ -73,9 +73,7 @@ def make_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
             inst.close()
 
 
-@pytest.fixture
-def instance(base_tree: Path, repos: dict[str, Path], sim_cache: Path) -> Iterator:
-    """A fresh AL2023 GPU instance, booted, gpuprep not yet installed (user-data does that)."""
+def _booted_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
     from sim import Instance
 
     inst = Instance(base_tree, repos)
@@ -85,18 +83,16 @@ def instance(base_tree: Path, repos: dict[str, Path], sim_cache: Path) -> Iterat
         yield inst
     finally:
         inst.close()
+
+
+@pytest.fixture
+def instance(base_tree: Path, repos: dict[str, Path], sim_cache: Path) -> Iterator:
+    """A fresh AL2023 GPU instance, booted, gpuprep not yet installed (user-data does that)."""
+    yield from _booted_instance(base_tree, repos)
 
 
 @pytest.fixture(scope="module")
 def module_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
     """One fresh AL2023 GPU instance shared by a module's tests: for tests that each look at one part
     of the same run, or that carry on from the state the previous test left (each says so)."""
-    from sim import Instance
-
-    inst = Instance(base_tree, repos)
-    try:
-        inst.prepare()
-        inst.first_boot()
-        yield inst
-    finally:
-        inst.close()
+    yield from _booted_instance(base_tree, repos)
