@@ -399,6 +399,11 @@ def _api_status(exc: BaseException) -> int | None:
     return getattr(getattr(exc, "response", None), "status_code", None)
 
 
+def _engine_said(exc: BaseException) -> str:
+    """The Engine's own words for a refused call (docker-py's APIError.explanation), not the URL first."""
+    return str(getattr(exc, "explanation", None) or exc).strip()[:200]
+
+
 def _short_id(id_: str) -> str:
     return id_.split(":", 1)[-1][:12]
 
@@ -434,20 +439,35 @@ class ContainersStep(Step):
                       data={"remove": rows, "lines": lines}, payload=rows)
 
     def apply(self, ctx: Context, change: Change) -> str | None:
-        failed = []
         with removal_api(ctx) as api:
             def remove(row):
                 # force: the Engine kills a running container first, as `docker rm -f` does
                 api.remove_container(row["id"], force=True, v=True)
 
-            for row, exc in _parallel(remove, change.payload):
+            def remove_all(rows: list[dict]) -> list[tuple[dict, BaseException]]:
                 # 404: gone already; 409: the Engine is removing it already
-                if exc is not None and _api_status(exc) not in (404, 409):
-                    failed.append((row, exc))
+                return [(r, e) for r, e in _parallel(remove, rows)
+                        if e is not None and _api_status(e) not in (404, 409)]
+
+            failed = remove_all(change.payload)
+            if failed:
+                # Under many parallel removals overlayfs can answer "device or resource busy" for a moment:
+                # try the ones that failed again, twice, half a second apart.
+                from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_fixed
+
+                log.info("waiting to remove %d containers the Engine refused: %s", len(failed),
+                         _engine_said(failed[0][1]))
+                def again() -> list[tuple[dict, BaseException]]:
+                    nonlocal failed
+                    failed = remove_all([r for r, _ in failed])
+                    return failed
+
+                Retrying(stop=stop_after_attempt(2), wait=wait_fixed(0.5), retry=retry_if_result(bool),
+                         retry_error_callback=lambda rs: rs.outcome.result())(again)
             ctx.state["seal_removed"] = True
             left = {c["Id"] for c in api.containers(all=True)} & {r["id"] for r in change.payload}
         if failed or left:
-            detail = "; ".join(f"{r['name']}: {str(e).strip()[:160]}" for r, e in failed[:3]) or \
+            detail = "; ".join(f"{r['name']}: {_engine_said(e)}" for r, e in failed[:3]) or \
                 f"{len(left)} still listed"
             raise StepFailed(f"could not remove {max(len(failed), len(left))} of {len(change.payload)} "
                              f"containers: {detail}", "see `docker ps -a` and the Engine's log, then run seal again")
@@ -566,7 +586,7 @@ class ImagesStep(Step):
                 pending = [r for r, _ in failed]
         ctx.state["seal_removed"] = True
         if failed:
-            detail = "; ".join(f"{', '.join(r['tags']) or _short_id(r['id'])}: {str(e).strip()[:160]}"
+            detail = "; ".join(f"{', '.join(r['tags']) or _short_id(r['id'])}: {_engine_said(e)}"
                                for r, e in failed[:3])
             raise StepFailed(f"could not remove {len(failed)} of {len(change.payload)} images: {detail}",
                              "an image in use by a container stays until the container goes "

@@ -208,3 +208,71 @@ def test_stop_ecs_stops_a_running_agent_container_and_waits(dockerd_factory):
     again = seal_stop()
     assert again.status is StepStatus.OK, again.summary
     client.close()
+
+
+def _stuck_container(client, name: str):
+    """A container whose layer the Engine cannot delete: a file in its overlay upperdir is immutable
+    (chattr +i), so removal fails for real with 'driver "overlay2" failed to remove root filesystem' -
+    what a busy overlay mount does for a moment under many parallel removals."""
+    from testbed import tiny_image
+
+    tiny_image(client)
+    c = client.containers.create("tiny:latest", ["sh", "-c", "echo x > /stuck"], name=name, network_mode="none")
+    c.start()
+    c.wait()
+    data = client.api.inspect_container(c.id)["GraphDriver"]
+    if data.get("Name") != "overlay2":
+        pytest.skip(f"needs dockerd's overlay2 storage driver, not {data.get('Name')}")
+    stuck = Path(data["Data"]["UpperDir"]) / "stuck"
+    subprocess.run(["chattr", "+i", str(stuck)], check=True)
+    return c, stuck
+
+
+def test_a_removal_the_engine_refuses_for_a_moment_is_tried_again(dockerd_factory, tmp_path):
+    import threading
+
+    d = dockerd_factory()
+    client = d.client()
+    c, stuck = _stuck_container(client, "busy")
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+
+    def release_after_first_refusal() -> None:
+        # The Engine marks a container whose removal failed "dead"; then the layer becomes deletable.
+        from testbed import wait_until
+
+        wait_until(lambda: client.api.inspect_container(c.id)["State"]["Dead"], what="the first refusal",
+                   timeout=30, interval=0.02)
+        subprocess.run(["chattr", "-i", str(stuck)], check=True)
+
+    t = threading.Thread(target=release_after_first_refusal)
+    t.start()
+    try:
+        code, report, err = gpuprep(d.url, root, "--yes", "--only", "containers")
+    finally:
+        t.join(timeout=40)
+        subprocess.run(["chattr", "-i", str(stuck)], check=False)
+    assert code == 0, (report, err)
+    assert "waiting to remove 1 containers the Engine refused" in err and "failed to remove root" in err
+    assert client.api.containers(all=True) == []
+
+
+def test_a_removal_the_engine_keeps_refusing_fails_in_bounded_time_with_the_reason(dockerd_factory, tmp_path):
+    import time
+
+    d = dockerd_factory()
+    client = d.client()
+    c, stuck = _stuck_container(client, "stuck")
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    try:
+        started = time.monotonic()
+        code, report, err = gpuprep(d.url, root, "--yes", "--only", "containers")
+        took = time.monotonic() - started
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=False)
+    step = next(s for s in report["steps"] if s["id"] == "containers")
+    assert code == 1 and step["status"] == "failed", report
+    assert "could not remove 1 of 1 containers: stuck:" in step["summary"]
+    assert "failed to remove root filesystem" in step["summary"]
+    assert took < 30
