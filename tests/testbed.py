@@ -181,8 +181,12 @@ def busybox_path() -> str | None:
     return None
 
 
-def tiny_image(client, tag: str = "tiny:latest", *, extra_files: dict[str, str] | None = None) -> str:
-    """Import a busybox-only image (TESTBED.md 1); returns its tag. No registry needed."""
+APPLETS = ("sh", "echo", "cat", "ls", "sleep", "true", "env", "grep", "wc", "sed")
+
+
+def busybox_rootfs_tar(applets=APPLETS, extra_files: dict[str, str] | None = None) -> bytes:
+    """An uncompressed tar of a busybox-only root file system, plus ``extra_files`` {path: text}: the
+    content of ``tiny_image`` and the layer of ``TinyRegistry``."""
     bb = busybox_path()
     if bb is None:
         raise RuntimeError("busybox-static is not installed")
@@ -190,15 +194,21 @@ def tiny_image(client, tag: str = "tiny:latest", *, extra_files: dict[str, str] 
         root = Path(d) / "rootfs"
         (root / "bin").mkdir(parents=True)
         shutil.copy2(bb, root / "bin" / "busybox")
-        for applet in ("sh", "echo", "cat", "ls", "sleep", "true", "env", "grep", "wc", "sed"):
+        for applet in applets:
             os.symlink("busybox", root / "bin" / applet)
         for path, content in (extra_files or {}).items():
             p = root / path.lstrip("/")
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(content)
-        tar = subprocess.run(["tar", "-C", str(root), "-c", "."], capture_output=True, check=True).stdout
-        repo, _, version = tag.partition(":")
-        client.api.import_image_from_data(tar, repository=repo, tag=version or "latest")
+        return subprocess.run(["tar", "--owner=0", "--group=0", "-C", str(root), "-c", "."],
+                              capture_output=True, check=True).stdout
+
+
+def tiny_image(client, tag: str = "tiny:latest", *, extra_files: dict[str, str] | None = None) -> str:
+    """Import a busybox-only image (TESTBED.md 1); returns its tag. No registry needed."""
+    repo, _, version = tag.partition(":")
+    client.api.import_image_from_data(busybox_rootfs_tar(extra_files=extra_files), repository=repo,
+                                      tag=version or "latest")
     return tag
 
 
@@ -297,21 +307,6 @@ class SimulatedGpuHost:
 
 
 # -- a tiny local registry: SIMULATES the network (no registry is reachable from these machines) --
-def busybox_rootfs_tar(applets=("sh", "echo", "cat", "ls", "sleep", "true", "env", "grep", "wc", "sed")) -> bytes:
-    """An uncompressed tar of a busybox-only root file system (the layer of ``TinyRegistry``)."""
-    bb = busybox_path()
-    if bb is None:
-        raise RuntimeError("busybox-static is not installed")
-    with tempfile.TemporaryDirectory(prefix="tinyreg-") as d:
-        root = Path(d) / "rootfs"
-        (root / "bin").mkdir(parents=True)
-        shutil.copy2(bb, root / "bin" / "busybox")
-        for applet in applets:
-            os.symlink("busybox", root / "bin" / applet)
-        return subprocess.run(["tar", "--owner=0", "--group=0", "-C", str(root), "-c", "."],
-                              capture_output=True, check=True).stdout
-
-
 class TinyRegistry:
     """A Docker Registry HTTP API v2 of one image, on 127.0.0.1, serving only the pull path.
 
