@@ -30,7 +30,6 @@ from typing import Any
 
 from gpuprep import ecs
 from gpuprep.errors import BadInput, CommandError, PreconditionUnmet, StepFailed
-from gpuprep.gpu import parse_module_version
 from gpuprep.host import Host
 from gpuprep.report import StepResult, StepStatus
 from gpuprep.steps import Change, Context, Converged, Skip, Step
@@ -43,6 +42,9 @@ NVIDIA_VERSION_FILE = "/proc/driver/nvidia/version"
 # `docker rm` runs up to 50 at once. docker-py's default pool keeps 10 connections, so the removals
 # use a client of their own with a pool this size (bench/bench_seal.py measured 10 vs 32 here).
 DOCKER_WORKERS = 32
+# Image removals in flight at once while containers are still going. The Engine deletes image layers one
+# at a time (its layer store holds one lock), so a few are enough to keep it busy.
+IMAGE_WORKERS = 4
 ECS_STOP_TIMEOUT = 90  # ecs-init stops the agent with `docker stop` (30 s grace) and then exits
 PREVIEW_LINES = 15
 
@@ -372,7 +374,10 @@ def removal_api(ctx: Context):
 
     client = engine(ctx)
     api = docker.APIClient(base_url=ctx.host.docker_url, version=client.api.api_version, timeout=120,
-                           max_pool_size=DOCKER_WORKERS)
+                           max_pool_size=DOCKER_WORKERS + IMAGE_WORKERS)
+    if ctx.host.docker_url.startswith("unix:"):
+        # A unix socket has no proxy and no netrc: without this, requests looks both up for every removal.
+        api.trust_env = False
     try:
         yield api
     finally:
@@ -430,7 +435,8 @@ class ContainersStep(Step):
         if not found:
             return Converged("no containers")
         rows = sorted(({"kind": "container", "name": (c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/"),
-                        "id": c["Id"], "image": c.get("Image", ""), "state": c.get("State", "")} for c in found),
+                        "id": c["Id"], "image": c.get("Image", ""), "image_id": c.get("ImageID", ""),
+                        "state": c.get("State", "")} for c in found),
                       key=lambda r: (r["name"], r["id"]))
         running = sum(r["state"] == "running" for r in rows)
         lines = [f"container {r['name']} ({r['id'][:12]}, {r['image']}, {r['state']})" for r in rows]
@@ -439,39 +445,110 @@ class ContainersStep(Step):
                       data={"remove": rows, "lines": lines}, payload=rows)
 
     def apply(self, ctx: Context, change: Change) -> str | None:
+        rows = change.payload
         with removal_api(ctx) as api:
+            # With the images step selected, each image goes as soon as its last container has: the Engine
+            # deletes images while it is still removing containers, instead of after.
+            early = EarlyImages(ctx, api, rows) if _selected(ctx, "images") else None
+
             def remove(row):
                 # force: the Engine kills a running container first, as `docker rm -f` does
-                api.remove_container(row["id"], force=True, v=True)
+                try:
+                    api.remove_container(row["id"], force=True, v=True)
+                except Exception as exc:
+                    if _api_status(exc) != 404:  # 404: gone already
+                        raise
+                if early is not None:
+                    early.container_gone(row)
 
             def remove_all(rows: list[dict]) -> list[tuple[dict, BaseException]]:
-                # 404: gone already; 409: the Engine is removing it already
-                return [(r, e) for r, e in _parallel(remove, rows)
-                        if e is not None and _api_status(e) not in (404, 409)]
+                # 409: the Engine is removing it already
+                return [(r, e) for r, e in _parallel(remove, rows) if e is not None and _api_status(e) != 409]
 
-            failed = remove_all(change.payload)
-            if failed:
+            # Containers of one image next to each other: its image can go early, not at the very end.
+            failed = remove_all(sorted(rows, key=lambda r: (r.get("image_id", ""), r["name"])))
+            # Only a refusal is tried again, not a removal that got no answer (the client's timeout): the Engine
+            # can hang in a forced removal whose kill never sees the exit, and asking again waits as long again.
+            unanswered = [(r, e) for r, e in failed if _api_status(e) is None]
+            refused = [(r, e) for r, e in failed if _api_status(e) is not None]
+            if refused:
                 # Under many parallel removals overlayfs can answer "device or resource busy" for a moment:
                 # try the ones that failed again, twice, half a second apart.
                 from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_fixed
 
-                log.info("waiting to remove %d containers the Engine refused: %s", len(failed),
-                         _engine_said(failed[0][1]))
+                log.info("waiting to remove %d containers the Engine refused: %s", len(refused),
+                         _engine_said(refused[0][1]))
                 def again() -> list[tuple[dict, BaseException]]:
-                    nonlocal failed
-                    failed = remove_all([r for r, _ in failed])
-                    return failed
+                    nonlocal refused
+                    refused = remove_all([r for r, _ in refused])
+                    return refused
 
                 Retrying(stop=stop_after_attempt(2), wait=wait_fixed(0.5), retry=retry_if_result(bool),
                          retry_error_callback=lambda rs: rs.outcome.result())(again)
+            failed = unanswered + refused
             ctx.state["seal_removed"] = True
-            left = {c["Id"] for c in api.containers(all=True)} & {r["id"] for r in change.payload}
+            left = {c["Id"] for c in api.containers(all=True)} & {r["id"] for r in rows}
+            gone_early = early.finish() if early is not None else []
         if failed or left:
             detail = "; ".join(f"{r['name']}: {_engine_said(e)}" for r, e in failed[:3]) or \
                 f"{len(left)} still listed"
-            raise StepFailed(f"could not remove {max(len(failed), len(left))} of {len(change.payload)} "
-                             f"containers: {detail}", "see `docker ps -a` and the Engine's log, then run seal again")
+            early_note = f"; {len(gone_early)} images whose containers had all gone were removed" if gone_early else ""
+            hint = (f"the Engine did not answer removing {unanswered[0][0]['name']}: restart it (`systemctl "
+                    "restart docker`) and run seal again" if unanswered else
+                    "see `docker ps -a` and the Engine's log, then run seal again")
+            raise StepFailed(f"could not remove {max(len(failed), len(left))} of {len(rows)} "
+                             f"containers: {detail}{early_note}", hint,
+                             data={"images_removed": [_image_line(r) for r in gone_early]} if gone_early else None)
         return None
+
+
+class EarlyImages:
+    """The images step's removals, started during the containers step: each planned image is removed as
+    soon as no container of the plan uses it any more (at once when none did), a few at a time.
+
+    ``finish`` waits for those in flight and records each outcome in ``ctx.state["images_early"]`` (image
+    id -> None or the Engine's refusal); the images step then removes what is left and retries refusals
+    (a parent image refuses until its children are gone).
+    """
+
+    def __init__(self, ctx: Context, api, containers: list[dict]) -> None:
+        import threading
+
+        self.ctx, self.api = ctx, api
+        self.rows = {r["id"]: r for r in image_plan(ctx)[0]}
+        self.users: dict[str, set[str]] = {}
+        for c in containers:
+            if c.get("image_id") in self.rows:
+                self.users.setdefault(c["image_id"], set()).add(c["id"])
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=IMAGE_WORKERS, thread_name_prefix="seal-image")
+        self.futures: dict[str, Any] = {}
+        for image_id in self.rows:
+            if image_id not in self.users:
+                self._submit(image_id)
+
+    def _submit(self, image_id: str) -> None:
+        with self.lock:
+            if image_id not in self.futures:
+                self.futures[image_id] = self.pool.submit(remove_image, self.api, self.rows[image_id])
+
+    def container_gone(self, row: dict) -> None:
+        with self.lock:
+            users = self.users.get(row.get("image_id", ""))
+            if users is None:
+                return
+            users.discard(row["id"])
+            if users:
+                return
+            del self.users[row["image_id"]]
+        self._submit(row["image_id"])
+
+    def finish(self) -> list[dict]:
+        """Wait for the removals started; the rows of the images removed."""
+        self.pool.shutdown(wait=True)
+        outcomes = {image_id: f.exception() for image_id, f in self.futures.items()}
+        self.ctx.state["images_early"] = outcomes
+        return [self.rows[i] for i, exc in outcomes.items() if exc is None]
 
 
 # -- images -------------------------------------------------------------------------------
@@ -527,6 +604,14 @@ def _image_line(row: dict, verb: str = "image") -> str:
     return f"{verb} {names} ({_short_id(row['id'])}{digest}, {_human(row.get('size'))})"
 
 
+def image_plan(ctx: Context) -> tuple[list[dict], list[dict]]:
+    """``plan_images`` once per run, before anything is removed: the preview, the containers step (which
+    starts removing images as their containers go) and the images step all see the same lists."""
+    if "image_plan" not in ctx.state:
+        ctx.state["image_plan"] = plan_images(engine(ctx), list(getattr(ctx.options, "keep_images", []) or []))
+    return ctx.state["image_plan"]
+
+
 def plan_images(client, keep_refs: list[str]) -> tuple[list[dict], list[dict]]:
     """(remove, keep) rows; BadInput when a --keep-image names no image (nothing removed yet)."""
     images = client.api.images()
@@ -545,14 +630,25 @@ def plan_images(client, keep_refs: list[str]) -> tuple[list[dict], list[dict]]:
     return sorted(remove, key=order), sorted(keep.values(), key=order)
 
 
+def remove_image(api, row: dict) -> None:
+    """Remove one planned image; an image already gone counts as removed."""
+    # By tag where tagged: an image that is also the parent of a kept image loses its tags and stays as a
+    # layer; removing it by id would fail ("image has dependent child images").
+    for ref in row["tags"] or [row["id"]]:
+        try:
+            api.remove_image(ref, force=True)
+        except Exception as exc:
+            if _api_status(exc) != 404:
+                raise
+
+
 class ImagesStep(Step):
     id = "images"
     title = "remove every image except those named by --keep-image (reported with digest and size)"
 
     def plan(self, ctx: Context) -> Change | Converged:
         preflight_once(ctx)
-        client = engine(ctx)
-        remove, keep = plan_images(client, list(getattr(ctx.options, "keep_images", []) or []))
+        remove, keep = image_plan(ctx)
         kept = [{k: r[k] for k in ("refs", "id", "tags", "digests", "size")} for r in keep]
         ctx.state["kept_images"] = kept
         kept_lines = [_image_line(r, "keep") for r in keep]
@@ -565,22 +661,15 @@ class ImagesStep(Step):
                       data={"remove": remove, "kept": kept, "lines": lines}, payload=remove)
 
     def apply(self, ctx: Context, change: Change) -> str | None:
-        pending = list(change.payload)
+        # Images the containers step removed already (as their containers went) are done; refusals are
+        # tried again here, with the rest.
+        early = ctx.state.pop("images_early", {})
+        pending = [r for r in change.payload if r["id"] not in early or early[r["id"]] is not None]
         failed: list[tuple[dict, BaseException]] = []
-        with removal_api(ctx) as api:
-            def remove(row):
-                # By tag where tagged: an image that is also the parent of a kept image loses its tags
-                # and stays as a layer; removing it by id would fail ("image has dependent child images").
-                for ref in row["tags"] or [row["id"]]:
-                    try:
-                        api.remove_image(ref, force=True)
-                    except Exception as exc:
-                        if _api_status(exc) != 404:
-                            raise
-
+        with removal_api(ctx) if pending else contextlib.nullcontext() as api:
             # A parent image can only go after its children: retry conflicts while each round makes progress.
-            for _ in range(5):
-                failed = [(r, e) for r, e in _parallel(remove, pending) if e is not None]
+            for _ in range(5 if pending else 0):
+                failed = [(r, e) for r, e in _parallel(lambda row: remove_image(api, row), pending) if e is not None]
                 if not failed or len(failed) == len(pending):
                     break
                 pending = [r for r, _ in failed]
@@ -780,6 +869,8 @@ def stamp_packages() -> tuple[str, ...]:
 
 def driver_version(host: Host) -> str | None:
     """The loaded kernel module's version, else nvidia-smi's (live only), else None."""
+    from gpuprep.gpu import parse_module_version
+
     version, _ = parse_module_version(host.read_text(NVIDIA_VERSION_FILE) or "")
     if version:
         return version

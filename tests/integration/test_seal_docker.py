@@ -276,3 +276,70 @@ def test_a_removal_the_engine_keeps_refusing_fails_in_bounded_time_with_the_reas
     assert "could not remove 1 of 1 containers: stuck:" in step["summary"]
     assert "failed to remove root filesystem" in step["summary"]
     assert took < 30
+
+
+def test_each_image_goes_as_soon_as_its_last_container_has_as_the_engine_records_it(dockerd_factory, tmp_path):
+    """The images step's removals start during the containers step: in the Engine's own event stream an
+    image is deleted while containers are still being destroyed, and never before its own containers."""
+    import time
+
+    from testbed import tiny_image
+
+    d = dockerd_factory()
+    client = d.client()
+    tags = [f"tiny:e{i}" for i in range(6)]
+    for t in tags:
+        tiny_image(client, t, extra_files={"/etc/variant": t})
+    image_of = {}
+    for i in range(36):
+        c = client.containers.create(tags[i % len(tags)], ["sleep", "3600"] if i % 2 else ["true"],
+                                     name=f"e{i:02d}", network_mode="none")
+        if i % 2:
+            c.start()
+        image_of[c.id] = client.images.get(tags[i % len(tags)]).id
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    since = int(time.time()) - 1
+    code, report, err = gpuprep(d.url, root, "--yes", "--only", "containers,images")
+    assert code == 0, (report, err)
+    until = int(time.time()) + 1
+    events = list(client.events(since=since, until=until, decode=True))
+    client.close()
+    destroyed = {e["id"]: e["timeNano"] for e in events if e.get("Type") == "container" and e.get("Action") == "destroy"}
+    deleted = {e["id"]: e["timeNano"] for e in events if e.get("Type") == "image" and e.get("Action") == "delete"}
+    assert set(destroyed) == set(image_of) and set(deleted) >= set(image_of.values())
+    assert min(deleted.values()) < max(destroyed.values())  # overlap: an image went before the last container
+    for image_id, when in deleted.items():
+        users = [destroyed[c] for c, img in image_of.items() if img == image_id]
+        assert users and when > max(users)  # never before its own containers
+    steps = {s["id"]: s for s in report["steps"]}
+    assert steps["images"]["status"] == "changed" and len(steps["images"]["data"]["remove"]) == len(tags)
+
+
+def test_a_container_that_stays_keeps_its_image_and_the_report_names_the_images_already_gone(dockerd_factory,
+                                                                                               tmp_path):
+    from testbed import tiny_image
+
+    d = dockerd_factory()
+    client = d.client()
+    c, stuck = _stuck_container(client, "stuck")  # on tiny:latest
+    tiny_image(client, "tiny:other", extra_files={"/etc/variant": "other"})
+    client.containers.create("tiny:other", ["true"], name="fine", network_mode="none")
+    tiny_image(client, "tiny:unused", extra_files={"/etc/variant": "unused"})
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    try:
+        code, report, err = gpuprep(d.url, root, "--yes", "--only", "containers,images")
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=False)
+    steps = {s["id"]: s for s in report["steps"]}
+    assert code == 1 and steps["containers"]["status"] == "failed", report
+    assert "could not remove 1 of 2 containers: stuck:" in steps["containers"]["summary"]
+    assert "; 2 images whose containers had all gone were removed" in steps["containers"]["summary"]
+    assert sorted(line.split()[1] for line in steps["containers"]["data"]["images_removed"]) == \
+        ["tiny:other", "tiny:unused"]
+    assert steps["images"]["status"] == "skipped" and "containers failed" in steps["images"]["summary"]
+    left = sorted(t for img in client.api.images() for t in img["RepoTags"] or [])
+    assert left == ["tiny:latest"]  # the stuck container's image stays with it
+    assert [x["Names"][0] for x in client.api.containers(all=True)] == ["/stuck"]
+    client.close()
