@@ -7,6 +7,7 @@ stays about as fast as importing typer.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -281,7 +282,30 @@ def doctor(
 
 
 def main() -> None:
-    app()
+    """The console script: run the command, flush what it wrote, and leave without the interpreter's teardown.
+
+    Finalising an interpreter that holds docker-py, requests and typer takes about 25 ms (against 3 ms for a
+    bare one), on every command: the boot check's, seal's in user-data, doctor's. Nothing of gpuprep needs
+    it: each file it writes is renamed into place and closed before the command returns, and the threads
+    it starts are done or are daemon threads (a check past its timeout). So output and logs are flushed
+    here and the process ends with the command's exit code.
+    """
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # sys.exit("message"): print it, as the interpreter would
+            print(exc.code, file=sys.stderr)
+            code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that went away (`| head`), or a closed stream
+            code = code or 1
+    os._exit(code)
 
 
 if __name__ == "__main__":
