@@ -58,7 +58,9 @@ def time_gpuprep(url: str, root: Path) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"gpuprep seal failed: {proc.stderr.strip()}")
     steps = {s["id"]: s["duration_ms"] / 1000 for s in json.loads(proc.stdout)["steps"]}
-    print(f"         (containers step {steps['containers']:.2f} s, images step {steps['images']:.2f} s)")
+    said = "; ".join(line for line in proc.stderr.splitlines() if line.strip())
+    print(f"         (containers step {steps['containers']:.2f} s, images step {steps['images']:.2f} s)"
+          + (f" gpuprep said: {said}" if said else ""))
     return took
 
 
@@ -93,6 +95,7 @@ def main() -> int:
         for n in range(args.rounds):
             for label, timings, run in (contenders if n % 2 == 0 else contenders[::-1]):
                 populate(client, args.containers, args.images)
+                os.sync()  # the population's own writes are flushed before the clock starts, for either contender
                 took = run()
                 left = len(client.api.containers(all=True)), len(client.api.images())
                 if left != (0, 0):
