@@ -45,6 +45,9 @@ DOCKER_WORKERS = 32
 # Image removals in flight at once while containers are still going. The Engine deletes image layers one
 # at a time (its layer store holds one lock), so a few are enough to keep it busy.
 IMAGE_WORKERS = 4
+# How long one removal may take before the Engine counts as not answering (deleting a big container's
+# layer takes seconds; a hung forced removal never returns).
+REMOVAL_TIMEOUT = 120
 ECS_STOP_TIMEOUT = 90  # ecs-init stops the agent with `docker stop` (30 s grace) and then exits
 PREVIEW_LINES = 15
 
@@ -373,7 +376,7 @@ def removal_api(ctx: Context):
     import docker
 
     client = engine(ctx)
-    api = docker.APIClient(base_url=ctx.host.docker_url, version=client.api.api_version, timeout=120,
+    api = docker.APIClient(base_url=ctx.host.docker_url, version=client.api.api_version, timeout=REMOVAL_TIMEOUT,
                            max_pool_size=DOCKER_WORKERS + IMAGE_WORKERS)
     if ctx.host.docker_url.startswith("unix:"):
         # A unix socket has no proxy and no netrc: without this, requests looks both up for every removal.
@@ -487,8 +490,14 @@ class ContainersStep(Step):
                          retry_error_callback=lambda rs: rs.outcome.result())(again)
             failed = unanswered + refused
             ctx.state["seal_removed"] = True
-            left = {c["Id"] for c in api.containers(all=True)} & {r["id"] for r in rows}
             gone_early = early.finish() if early is not None else []
+            try:
+                left = {c["Id"] for c in api.containers(all=True)} & {r["id"] for r in rows}
+            except Exception as exc:  # the Engine stopped answering
+                if not failed:
+                    raise StepFailed(f"the Docker Engine stopped answering after the removals: {_engine_said(exc)}",
+                                     "restart it (`systemctl restart docker`) and run seal again") from None
+                left = set()  # the failures say what did not go
         if failed or left:
             detail = "; ".join(f"{r['name']}: {_engine_said(e)}" for r, e in failed[:3]) or \
                 f"{len(left)} still listed"

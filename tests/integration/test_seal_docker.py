@@ -305,8 +305,10 @@ def test_each_image_goes_as_soon_as_its_last_container_has_as_the_engine_records
     until = int(time.time()) + 1
     events = list(client.events(since=since, until=until, decode=True))
     client.close()
-    destroyed = {e["id"]: e["timeNano"] for e in events if e.get("Type") == "container" and e.get("Action") == "destroy"}
-    deleted = {e["id"]: e["timeNano"] for e in events if e.get("Type") == "image" and e.get("Action") == "delete"}
+    def when(kind: str, action: str) -> dict[str, int]:
+        return {e["id"]: e["timeNano"] for e in events if e.get("Type") == kind and e.get("Action") == action}
+
+    destroyed, deleted = when("container", "destroy"), when("image", "delete")
     assert set(destroyed) == set(image_of) and set(deleted) >= set(image_of.values())
     assert min(deleted.values()) < max(destroyed.values())  # overlap: an image went before the last container
     for image_id, when in deleted.items():
@@ -342,4 +344,50 @@ def test_a_container_that_stays_keeps_its_image_and_the_report_names_the_images_
     left = sorted(t for img in client.api.images() for t in img["RepoTags"] or [])
     assert left == ["tiny:latest"]  # the stuck container's image stays with it
     assert [x["Names"][0] for x in client.api.containers(all=True)] == ["/stuck"]
+    client.close()
+
+
+def test_a_removal_the_engine_never_answers_is_not_asked_again_and_the_hint_says_restart(dockerd_factory, tmp_path,
+                                                                                        monkeypatch):
+    """The Engine can hang in a forced removal (seen twice while benchmarking: its kill never saw the exit).
+    Here the real dockerd is frozen with SIGSTOP after the plan, so the removal gets no answer at all; the
+    removal timeout is shortened from 120 s for the test. One timeout, no retry, and a hint that works."""
+    import signal
+    import time
+
+    from testbed import tiny_image
+
+    from gpuprep import seal
+    from gpuprep.errors import StepFailed
+    from gpuprep.host import Host
+    from gpuprep.options import SealOptions
+    from gpuprep.platform import detect
+    from gpuprep.steps import Context
+
+    d = dockerd_factory()
+    client = d.client()
+    tiny_image(client)
+    client.containers.create("tiny:latest", ["true"], name="frozen", network_mode="none")
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    host = Host(root, env={**os.environ, "DOCKER_HOST": d.url})
+    ctx = Context(host, detect(host), SealOptions(yes=True, only=["containers"]))
+    step = seal.ContainersStep()
+    change = step.plan(ctx)
+    assert [r["name"] for r in change.payload] == ["frozen"]
+    monkeypatch.setattr(seal, "REMOVAL_TIMEOUT", 1.5)
+    pid = d.current_pid()
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StepFailed) as failed:
+            step.apply(ctx, change)
+        took = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        host.close()
+    assert "could not remove 1 of 1 containers: frozen:" in failed.value.message
+    assert "timed out" in failed.value.message.lower()
+    assert failed.value.hint.startswith("the Engine did not answer removing frozen: restart it")
+    assert took < 3 * 1.5  # one timeout; asked again, it would have been three and the waits between
     client.close()
