@@ -4,10 +4,13 @@ Population: 200 containers (half running `sleep 3600`, half exited; network none
 variants of the busybox image with different content). Timed, from the command's start to its exit:
 - gpuprep: `DOCKER_HOST=URL gpuprep --root ROOT seal --yes --only containers,images`
 - by hand: `docker rm -f $(docker ps -aq); docker rmi -f $(docker images -q)` (the seed's way)
-The population is rebuilt before each timing; the two alternate for ``--rounds`` rounds (default 4),
-and which goes first alternates too (ABBA), so a drift of the machine over the run weighs on both alike.
-Each round prints both times and their ratio; the end prints the medians and the median of the per-round
-ratios. Target: the gpuprep/by-hand ratio at most 1.0. Needs root, dockerd, the docker CLI and busybox-static.
+- steps only (a breakdown, not the target): the same two seal steps run in this process, through
+  ``run_steps`` with docker-py already imported: the removal without the Python process's start-up.
+The population is rebuilt (and flushed to disk) before each timing; the contenders take turns for
+``--rounds`` rounds (default 4), in reverse order every other round, so a drift of the machine over the
+run weighs on all alike. Each round prints the times and the gpuprep/by-hand ratio; the end prints the
+medians and the median of the per-round ratios. Target: the gpuprep/by-hand ratio at most 1.0. Needs root,
+dockerd, the docker CLI and busybox-static.
 """
 
 from __future__ import annotations
@@ -64,6 +67,25 @@ def time_gpuprep(url: str, root: Path) -> float:
     return took
 
 
+def time_steps_in_process(url: str, root: Path) -> float:
+    from gpuprep.host import Host
+    from gpuprep.options import SealOptions
+    from gpuprep.platform import detect
+    from gpuprep.seal import seal_steps
+    from gpuprep.steps import Context, run_steps
+
+    host = Host(root, env={**os.environ, "DOCKER_HOST": url})
+    options = SealOptions(yes=True, only=["containers,images"])
+    ctx = Context(host, detect(host), options)
+    started = time.monotonic()
+    report = run_steps(ctx, "seal", seal_steps(), only=options.only)
+    took = time.monotonic() - started
+    host.close()
+    if report.exit_code:
+        raise SystemExit(f"seal's steps failed in-process: {report.error}")
+    return took
+
+
 def time_by_hand(url: str) -> float:
     env = {**os.environ, "DOCKER_HOST": url}
     started = time.monotonic()
@@ -82,13 +104,18 @@ def main() -> int:
         print("skipped: needs root, dockerd and the docker CLI")
         return 0
 
+    # gpuprep as pip installs it, byte-compiled (see run_all.py); run alone, this bench does it too.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "gpuprep")], check=True)
     d = PrivateDockerd().start()
     root = Path(tempfile.mkdtemp(prefix="bench-seal-"))
     shutil.copytree(REPO / "tests/fixtures/distros/amzn-2023", root, dirs_exist_ok=True)
     client = d.client()
-    ours, theirs, ratios = [], [], []
+    import docker  # noqa: F401  (imported once here: the in-process contender leaves start-up out)
+
+    ours, theirs, steps_only, ratios = [], [], [], []
     contenders = [("gpuprep", ours, lambda: time_gpuprep(d.url, root)),
-                  ("by hand", theirs, lambda: time_by_hand(d.url))]
+                  ("by hand", theirs, lambda: time_by_hand(d.url)),
+                  ("steps", steps_only, lambda: time_steps_in_process(d.url, root))]
     print(f"{args.containers} containers, {args.images} images, {args.rounds} rounds; "
           f"Engine {client.version().get('Version')}, {os.cpu_count()} CPUs", flush=True)
     try:
@@ -103,14 +130,18 @@ def main() -> int:
                 timings.append(took)
                 print(f"round {n + 1} {label:8} {took:6.2f} s", flush=True)
             ratios.append(ours[-1] / theirs[-1])
-            print(f"round {n + 1} ratio {ratios[-1]:.2f}x", flush=True)
+            print(f"round {n + 1} ratio {ratios[-1]:.2f}x (steps in-process {steps_only[-1] / theirs[-1]:.2f}x)",
+                  flush=True)
     finally:
         client.close()
         d.cleanup()
         shutil.rmtree(root, ignore_errors=True)
-    a, b = statistics.median(ours), statistics.median(theirs)
+    a, b, c = statistics.median(ours), statistics.median(theirs), statistics.median(steps_only)
     print(f"seal --only containers,images: median {a:.2f} s; by hand: median {b:.2f} s; "
           f"ratio of medians {a / b:.2f}x; median of round ratios {statistics.median(ratios):.2f}x (target <= 1.0x)")
+    step_ratios = [x / y for x, y in zip(steps_only, theirs)]
+    print(f"breakdown: the two steps in-process (no process start-up): median {c:.2f} s, {c / b:.2f}x by hand; "
+          f"median of round ratios {statistics.median(step_ratios):.2f}x")
     return 0
 
 
