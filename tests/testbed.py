@@ -50,6 +50,45 @@ def wait_until(predicate, *, what: str, timeout: float = 30.0, interval: float =
     raise TimeoutError(f"gave up after {timeout:g}s waiting for {what}" + (f": {last_exc}" if last_exc else ""))
 
 
+def run_on_tty(argv: list[str], env: dict[str, str], *, timeout: float = 120,
+               answer: tuple[bytes, str] | None = None) -> tuple[int, str]:
+    """Run ``argv`` with stdin, stdout and stderr on one pseudo-terminal, as an admin at a shell would.
+
+    ``answer``: (the question, the reply) -- the reply is typed once the question shows. Returns the exit
+    code and everything the terminal showed; fails the test when it runs past ``timeout``.
+    """
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    out, answered, deadline = b"", False, time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                proc.kill()
+                raise AssertionError(f"{argv} on a tty did not finish within {timeout:g}s: {out[-2000:]!r}")
+            if not select.select([master], [], [], min(left, 0.2))[0]:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            out += chunk
+            if answer is not None and not answered and answer[0] in out:
+                os.write(master, answer[1].encode() + b"\n")
+                answered = True
+        return proc.wait(timeout=10), out.decode(errors="replace")
+    finally:
+        os.close(master)
+
+
 class PrivateDockerd:
     """A real dockerd on its own socket and folders.
 

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import shutil
 import subprocess
 import sys
@@ -24,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO
-from testbed import DEFAULT_GPUS, TinyRegistry, write_fake_nvidia_smi
+from testbed import DEFAULT_GPUS, TinyRegistry, run_on_tty, write_fake_nvidia_smi
 
 from gpuprep.engine.gpu_container import PULL_ATTEMPTS
 
@@ -126,40 +124,12 @@ def test_a_registry_that_always_fails_gives_image_missing_with_the_hint_in_bound
         assert not image_present(dockerd, registry.image)
 
 
-def _run_on_a_tty(argv: list[str], env: dict[str, str], timeout: float = 120) -> tuple[int, str]:
-    """Run ``argv`` with stdin, stdout and stderr on a pseudo-terminal, as an admin at a shell would."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
-    os.close(slave)
-    out = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            elif proc.poll() is not None:
-                break
-        else:
-            proc.kill()
-            pytest.fail(f"{argv} on a tty did not finish within {timeout:g}s: {out[-2000:]!r}")
-        return proc.wait(timeout=10), out.decode(errors="replace")
-    finally:
-        os.close(master)
-
-
 def test_pull_progress_shows_on_a_tty_and_not_in_a_log(gpu_host):
     root, dockerd = gpu_host
     with TinyRegistry(name="tty") as registry:
         argv = [sys.executable, "-m", "gpuprep", "--root", str(root), "install", "--only", "gpu-check",
                 "--image", registry.image]
-        code, out = _run_on_a_tty(argv, {**env_for(dockerd.url), "TERM": "xterm"})
+        code, out = run_on_tty(argv, {**env_for(dockerd.url), "TERM": "xterm"})
         assert code == 0, out
         assert "\r\x1b[K" in out and "Pull complete" in out, out[-2000:]
     with TinyRegistry(name="log") as registry:

@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -30,6 +27,7 @@ import time
 from pathlib import Path
 
 from conftest import FIXTURES, require, require_root
+from testbed import run_on_tty
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -41,35 +39,9 @@ def env_without_docker(**extra: str) -> dict[str, str]:
 
 def on_tty(args: list[str], answer: str | None, timeout: float = 60) -> tuple[int, str]:
     """Run ``gpuprep ARGS`` with a pseudo-terminal as stdin/stdout/stderr; type ``answer`` at the question."""
-    argv = [sys.executable, "-m", "gpuprep", *args]
-    env = env_without_docker()
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: become gpuprep on the terminal
-        try:
-            os.execve(argv[0], argv, env)
-        finally:
-            os._exit(127)
-    out, answered, deadline = b"", False, time.monotonic() + timeout
-    try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                os.kill(pid, signal.SIGKILL)
-                raise AssertionError(f"gpuprep {' '.join(args)} did not finish in {timeout}s:\n{out.decode()}")
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO: the child closed the terminal
-                break
-            if not chunk:
-                break
-            out += chunk
-            if answer is not None and not answered and b"Go ahead?" in out:
-                os.write(fd, answer.encode() + b"\n")
-                answered = True
-    finally:
-        os.close(fd)
-        _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status), ANSI.sub("", out.decode(errors="replace")).replace("\r", "")
+    code, out = run_on_tty([sys.executable, "-m", "gpuprep", *args], env_without_docker(), timeout=timeout,
+                           answer=None if answer is None else (b"Go ahead?", answer))
+    return code, ANSI.sub("", out).replace("\r", "")
 
 
 def tree(tmp_path: Path, distro: str = "amzn-2023") -> Path:
