@@ -92,9 +92,16 @@ def _removed(report: dict) -> dict[str, list]:
     return {s["id"]: s.get("data", {}).get("remove") for s in report["steps"]}
 
 
-def _root(tmp_path: Path) -> Path:
+def _al2023(tmp_path: Path) -> Path:
+    """An Amazon Linux 2023 tree for --root: the Docker steps act on DOCKER_HOST's Engine."""
     root = tmp_path / "root"
     shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    return root
+
+
+def _root(tmp_path: Path) -> Path:
+    """The same, with ECS agent state for ecs-state to remove."""
+    root = _al2023(tmp_path)
     (root / "var/lib/ecs/data/metadata").mkdir(parents=True)
     (root / "var/lib/ecs/data/agent.db").write_text("bolt")
     return root
@@ -234,8 +241,7 @@ def test_a_removal_the_engine_refuses_for_a_moment_is_tried_again(dockerd_factor
     d = dockerd_factory()
     client = d.client()
     c, stuck = _stuck_container(client, "busy")
-    root = tmp_path / "root"
-    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    root = _al2023(tmp_path)
 
     def release_after_first_refusal() -> None:
         # The Engine marks a container whose removal failed "dead"; then the layer becomes deletable.
@@ -263,8 +269,7 @@ def test_a_removal_the_engine_keeps_refusing_fails_in_bounded_time_with_the_reas
     d = dockerd_factory()
     client = d.client()
     c, stuck = _stuck_container(client, "stuck")
-    root = tmp_path / "root"
-    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    root = _al2023(tmp_path)
     try:
         started = time.monotonic()
         code, report, err = gpuprep(d.url, root, "--yes", "--only", "containers")
@@ -297,8 +302,7 @@ def test_each_image_goes_as_soon_as_its_last_container_has_as_the_engine_records
         if i % 2:
             c.start()
         image_of[c.id] = client.images.get(tags[i % len(tags)]).id
-    root = tmp_path / "root"
-    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    root = _al2023(tmp_path)
     since = int(time.time()) - 1
     code, report, err = gpuprep(d.url, root, "--yes", "--only", "containers,images")
     assert code == 0, (report, err)
@@ -328,8 +332,7 @@ def test_a_container_that_stays_keeps_its_image_and_the_report_names_the_images_
     tiny_image(client, "tiny:other", extra_files={"/etc/variant": "other"})
     client.containers.create("tiny:other", ["true"], name="fine", network_mode="none")
     tiny_image(client, "tiny:unused", extra_files={"/etc/variant": "unused"})
-    root = tmp_path / "root"
-    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    root = _al2023(tmp_path)
     try:
         code, report, err = gpuprep(d.url, root, "--yes", "--only", "containers,images")
     finally:
@@ -368,8 +371,7 @@ def test_a_removal_the_engine_never_answers_is_not_asked_again_and_the_hint_says
     client = d.client()
     tiny_image(client)
     client.containers.create("tiny:latest", ["true"], name="frozen", network_mode="none")
-    root = tmp_path / "root"
-    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    root = _al2023(tmp_path)
     host = Host(root, env={**os.environ, "DOCKER_HOST": d.url})
     ctx = Context(host, detect(host), SealOptions(yes=True, only=["containers"]))
     step = seal.ContainersStep()
