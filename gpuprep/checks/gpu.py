@@ -59,6 +59,14 @@ def _readable(gpus: list[g.GpuStatus]) -> list[g.GpuStatus]:
     return [x for x in gpus if not x.error]
 
 
+def _reporting(probes: Probes, field: str, none_reason: str) -> list[g.GpuStatus]:
+    """The readable GPUs whose NVML answer has ``field``; NotApplicable(``none_reason``) when none has."""
+    gpus = [x for x in _readable(_answered(probes).gpus) if getattr(x, field) is not None]
+    if not gpus:
+        raise NotApplicable(none_reason)
+    return gpus
+
+
 def _label(x: g.GpuStatus) -> str:
     return f"GPU {x.index} ({x.pci_bus_id})" if x.pci_bus_id else f"GPU {x.index}"
 
@@ -270,9 +278,8 @@ def check_ecc(probes: Probes) -> Verdict:
 
 
 def check_row_remap(probes: Probes) -> Verdict:
-    gpus = [x for x in _readable(_answered(probes).gpus) if x.remapped_rows_pending is not None]
-    if not gpus:
-        raise NotApplicable("no GPU here remaps rows (A100 and newer do; gpu-retired-pages covers older ones)")
+    gpus = _reporting(probes, "remapped_rows_pending",
+                      "no GPU here remaps rows (A100 and newer do; gpu-retired-pages covers older ones)")
     data = {"gpus": {str(x.index): {"pending": x.remapped_rows_pending, "failure": x.remapped_rows_failure}
                      for x in gpus}}
     failed = [x for x in gpus if x.remapped_rows_failure]
@@ -293,9 +300,8 @@ def check_row_remap(probes: Probes) -> Verdict:
 
 
 def check_retired_pages(probes: Probes) -> Verdict:
-    gpus = [x for x in _readable(_answered(probes).gpus) if x.retired_pages_pending is not None]
-    if not gpus:
-        raise NotApplicable("no GPU here reports page retirement (A100 and newer remap rows instead)")
+    gpus = _reporting(probes, "retired_pages_pending",
+                      "no GPU here reports page retirement (A100 and newer remap rows instead)")
     data = {"pending": {str(x.index): x.retired_pages_pending for x in gpus}}
     pending = [x for x in gpus if x.retired_pages_pending]
     if pending:
@@ -309,9 +315,7 @@ def check_retired_pages(probes: Probes) -> Verdict:
 
 
 def check_clocks(probes: Probes) -> Verdict:
-    gpus = [x for x in _readable(_answered(probes).gpus) if x.clock_events is not None]
-    if not gpus:
-        raise NotApplicable("no clock event reasons reported")
+    gpus = _reporting(probes, "clock_events", "no clock event reasons reported")
     data = {"gpus": {str(x.index): {k: v for k, v in (x.clock_events or {}).items() if v} for x in gpus}}
     slowed = [(x, [k for k in g.CLOCK_EVENTS if (x.clock_events or {}).get(k)]) for x in gpus]
     slowed = [(x, ks) for x, ks in slowed if ks]
