@@ -675,13 +675,15 @@ class ImagesStep(Step):
         early = ctx.state.pop("images_early", {})
         pending = [r for r in change.payload if r["id"] not in early or early[r["id"]] is not None]
         failed: list[tuple[dict, BaseException]] = []
-        with removal_api(ctx) if pending else contextlib.nullcontext() as api:
-            # A parent image can only go after its children: retry conflicts while each round makes progress.
-            for _ in range(5 if pending else 0):
-                failed = [(r, e) for r, e in _parallel(lambda row: remove_image(api, row), pending) if e is not None]
-                if not failed or len(failed) == len(pending):
-                    break
-                pending = [r for r, _ in failed]
+        if pending:
+            with removal_api(ctx) as api:
+                # A parent image can only go after its children: retry conflicts while each round makes progress.
+                for _ in range(5):
+                    failed = [(r, e) for r, e in _parallel(lambda row: remove_image(api, row), pending)
+                              if e is not None]
+                    if not failed or len(failed) == len(pending):
+                        break
+                    pending = [r for r, _ in failed]
         ctx.state["seal_removed"] = True
         if failed:
             detail = "; ".join(f"{', '.join(r['tags']) or _short_id(r['id'])}: {_engine_said(e)}"
