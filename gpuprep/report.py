@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from enum import Enum
@@ -176,10 +177,31 @@ MARKS = {
 }
 
 
-def _console(stream: TextIO):
-    from rich.console import Console  # heavy: only when rendering text
+class _Out:
+    """Lines of (text, style) parts: styled by rich on a terminal, plain text anywhere else.
 
-    return Console(file=stream, highlight=False, soft_wrap=True, emoji=False)
+    A pipe, a file or a user-data log never needs rich, and importing it costs about 13 ms, which seal
+    used to pay before its first removal. ``FORCE_COLOR`` asks for rich's styles off a terminal too.
+    Parts are plain text, never markup: nothing to escape. Every line is flushed as it is written, so
+    a log shows each step as it finishes.
+    """
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream or sys.stdout
+        self.con = None
+        if self.stream.isatty() or os.environ.get("FORCE_COLOR"):
+            from rich.console import Console  # heavy: only for a terminal
+
+            self.con = Console(file=self.stream, highlight=False, soft_wrap=True, emoji=False)
+
+    def line(self, *parts: str | tuple[str, str], style: str = "") -> None:
+        if self.con is None:
+            self.stream.write("".join(p if isinstance(p, str) else p[0] for p in parts) + "\n")
+            self.stream.flush()
+            return
+        from rich.text import Text
+
+        self.con.print(Text.assemble(*parts, style=style))
 
 
 def mark(status: str, width: int = 9) -> tuple[str, str]:
@@ -188,60 +210,52 @@ def mark(status: str, width: int = 9) -> tuple[str, str]:
 
 
 def render_doctor_text(report: DoctorReport, stream: TextIO | None = None) -> None:
-    from rich.markup import escape
-
-    con = _console(stream or sys.stdout)
-    con.print(f"gpuprep doctor on {escape(report.platform.get('name', 'unknown'))}", style="bold")
+    out = _Out(stream)
+    out.line(f"gpuprep doctor on {report.platform.get('name', 'unknown')}", style="bold")
     group = None
     for c in report.checks:
         if c.group != group:
             group = c.group
-            con.print(f"\n{group}", style="bold")
-        label, style = mark(c.status.value)
+            out.line("")
+            out.line(group, style="bold")
         took = f"  ({c.duration_ms:.0f} ms)" if c.duration_ms >= 100 else ""
-        con.print(f"  [{style}]{escape(label)}[/] {c.id:<24} {escape(c.summary)}{took}")
+        out.line("  ", mark(c.status.value), f" {c.id:<24} {c.summary}{took}")
         if c.hint and c.status not in (Status.OK, Status.SKIPPED):
             for i, line in enumerate(c.hint.splitlines()):
-                con.print(f"  {'':10}{'':24} {'fix: ' if i == 0 else '     '}{escape(line)}")
+                out.line(f"  {'':10}{'':24} {'fix: ' if i == 0 else '     '}{line}")
     counts: dict[str, int] = {}
     for c in report.checks:
         counts[c.status.value] = counts.get(c.status.value, 0) + 1
     order = ("ok", "warning", "critical", "unknown", "skipped")
     parts = ", ".join(f"{counts[k]} {k}" for k in order if k in counts)
-    label, style = mark(report.status.value)
-    con.print(f"\n[{style}]{escape(report.status.value.upper())}[/]: {parts} (exit {report.exit_code})")
+    out.line("")
+    out.line((report.status.value.upper(), mark(report.status.value)[1]), f": {parts} (exit {report.exit_code})")
 
 
 def render_step_line(step: StepResult, stream: TextIO | None = None) -> None:
     """One line per step, printed as it finishes (user-data logs read well line by line)."""
-    from rich.markup import escape
-
-    con = _console(stream or sys.stdout)
-    label, style = mark(step.status.value)
+    out = _Out(stream)
     took = f" ({step.duration_ms / 1000:.1f}s)" if step.duration_ms >= 100 else ""
-    con.print(f"[{style}]{escape(label)}[/] {step.id:<15} {escape(step.summary)}{took}")
+    out.line(mark(step.status.value), f" {step.id:<15} {step.summary}{took}")
     if step.diff:
-        con.print(escape(step.diff.rstrip("\n")), style="dim")
+        out.line(step.diff.rstrip("\n"), style="dim")
     for argv in step.commands:
-        con.print(f"{'':10}{'':15} $ {escape(' '.join(argv))}")
+        out.line(f"{'':10}{'':15} $ {' '.join(argv)}")
     for key in ("table", "lines"):
         lines = step.data.get(key)
         for line in lines if isinstance(lines, list) else []:
-            con.print(f"{'':10}{'':15} {escape(str(line))}")
+            out.line(f"{'':10}{'':15} {line}")
     if step.hint and step.status is StepStatus.FAILED:
-        con.print(f"{'':10}{'':15} fix: {escape(step.hint)}")
+        out.line(f"{'':10}{'':15} fix: {step.hint}")
 
 
 def render_run_summary(report: RunReport, stream: TextIO | None = None) -> None:
-    from rich.markup import escape
-
-    con = _console(stream or sys.stdout)
     counts: dict[str, int] = {}
     for s in report.steps:
         counts[s.status.value] = counts.get(s.status.value, 0) + 1
     parts = ", ".join(f"{n} {k}" for k, n in counts.items())
-    label, style = mark(report.status)
-    con.print(f"[{style}]{report.command} {escape(report.status)}[/]: {parts} (exit {report.exit_code})")
+    _Out(stream).line((f"{report.command} {report.status}", mark(report.status)[1]),
+                      f": {parts} (exit {report.exit_code})")
 
 
 # -- Prometheus textfile ------------------------------------------------------------------

@@ -70,3 +70,69 @@ def test_text_renderer_shows_hint_for_problems_only():
     render_doctor_text(_report(Status.OK, Status.CRITICAL), buf)
     text = buf.getvalue()
     assert "fix: fix it" in text and "CRITICAL" in text and "(exit 2)" in text
+
+
+# -- text off and on a terminal -----------------------------------------------------------
+STEP_LINES = """
+import io, sys
+from gpuprep.report import RunReport, StepResult, StepStatus, render_run_summary, render_step_line
+buf = io.StringIO()
+step = StepResult("containers", StepStatus.FAILED, "could not remove [bold]c1[/bold]", hint="see `docker ps -a`",
+                  commands=[["docker", "rm", "--force", "<each container>"]], data={"lines": ["container c1 (abc)"]})
+render_step_line(step, buf)
+render_run_summary(RunReport("seal", {}, [step], exit_code=3), buf)
+print("rich" in sys.modules)
+print(buf.getvalue(), end="")
+"""
+
+
+def _render_in_a_fresh_process(**env: str) -> tuple[bool, str]:
+    import os
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "NO_COLOR")}
+    out = subprocess.run([sys.executable, "-c", STEP_LINES], env={**clean, **env}, capture_output=True,
+                         text=True, check=True).stdout
+    loaded, _, text = out.partition("\n")
+    return loaded == "True", text
+
+
+def test_off_a_terminal_text_is_plain_and_rich_is_never_imported():
+    loaded, text = _render_in_a_fresh_process()
+    assert not loaded, "rich imported for text that goes to a pipe, a file or a user-data log"
+    assert text.splitlines() == [
+        "[FAIL]    containers      could not remove [bold]c1[/bold]",  # shown as written, never read as markup
+        "                          $ docker rm --force <each container>",
+        "                          container c1 (abc)",
+        "                          fix: see `docker ps -a`",
+        "seal failed: 1 failed (exit 3)",
+    ]
+
+
+def test_force_color_styles_text_off_a_terminal():
+    loaded, text = _render_in_a_fresh_process(FORCE_COLOR="1")
+    assert loaded and "\x1b[" in text
+    assert "could not remove [bold]c1[/bold]" in text
+
+
+def test_on_a_terminal_text_is_styled_and_says_the_same(monkeypatch):
+    import os
+    import re
+    import select
+
+    monkeypatch.setenv("TERM", "xterm")
+    for var in ("NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+    master, slave = os.openpty()
+    with os.fdopen(slave, "w") as tty:
+        render_doctor_text(_report(Status.OK, Status.CRITICAL), tty)
+        shown = b""
+        while select.select([master], [], [], 0.2)[0]:  # read while the terminal is open: closed, Linux says EIO
+            shown += os.read(master, 65536)
+    os.close(master)
+    text = shown.decode()
+    assert "\x1b[" in text, "no styles on a terminal"
+    plain = io.StringIO()
+    render_doctor_text(_report(Status.OK, Status.CRITICAL), plain)
+    assert re.sub(r"\x1b\[[0-9;]*m", "", text).replace("\r\n", "\n") == plain.getvalue()
