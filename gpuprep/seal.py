@@ -427,6 +427,18 @@ def _human(size: int | None) -> str:
     return f"{size} B"
 
 
+def removal_order(rows: list[dict]) -> list[dict]:
+    """Running containers first, then the others; within each, containers of one image together.
+
+    Every layer the Engine removes makes it read the whole mount table (``RecursiveUnmount``), and the
+    kernel writes out each mounted overlay's options for every read: that is the Engine's largest
+    avoidable cost here. Only running containers have an overlay mounted, so once they have gone the
+    stopped containers' and the images' layers are removed against a short table. Containers of one
+    image next to each other let the image go early instead of at the very end.
+    """
+    return sorted(rows, key=lambda r: (r.get("state") != "running", r.get("image_id", ""), r["name"]))
+
+
 class ContainersStep(Step):
     id = "containers"
     title = "stop and remove every container, the ECS agent's included"
@@ -468,8 +480,7 @@ class ContainersStep(Step):
                 # 409: the Engine is removing it already
                 return [(r, e) for r, e in _parallel(remove, rows) if e is not None and _api_status(e) != 409]
 
-            # Containers of one image next to each other: its image can go early, not at the very end.
-            failed = remove_all(sorted(rows, key=lambda r: (r.get("image_id", ""), r["name"])))
+            failed = remove_all(removal_order(rows))
             # Only a refusal is tried again, not a removal that got no answer (the client's timeout): the Engine
             # can hang in a forced removal whose kill never sees the exit, and asking again waits as long again.
             unanswered = [(r, e) for r, e in failed if _api_status(e) is None]

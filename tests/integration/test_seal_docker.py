@@ -322,6 +322,48 @@ def test_each_image_goes_as_soon_as_its_last_container_has_as_the_engine_records
     assert steps["images"]["status"] == "changed" and len(steps["images"]["data"]["remove"]) == len(tags)
 
 
+def test_running_containers_are_removed_before_stopped_ones_as_the_engine_records_it(dockerd_factory, tmp_path):
+    """Each layer removal makes the Engine read the whole mount table, and only running containers have an
+    overlay mounted: seal sends the running containers' removals first. With more running containers than
+    removals in flight, a stopped container's removal only starts once a slot is free, so the Engine's
+    first destroy events are all of running containers. (In the order of `docker ps` or by image, the
+    stopped ones, quick to remove, go first.)"""
+    import time
+
+    from gpuprep.seal import DOCKER_WORKERS
+    from testbed import tiny_image
+
+    d = dockerd_factory()
+    client = d.client()
+    tiny_image(client, "tiny:latest")
+    extra = 8
+    running, stopped = set(), set()
+
+    def create(i: int) -> None:
+        up = i < DOCKER_WORKERS + extra
+        # Named and created so that by name and in `docker ps` (newest first) the stopped ones come first.
+        c = client.containers.create("tiny:latest", ["sleep", "3600"] if up else ["true"],
+                                     name=f"{'z' if up else 'a'}{i:02d}", network_mode="none")
+        if up:
+            c.start()
+        (running if up else stopped).add(c.id)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(create, range(DOCKER_WORKERS + extra)))
+        list(pool.map(create, range(DOCKER_WORKERS + extra, DOCKER_WORKERS + extra + 6)))
+    root = _al2023(tmp_path)
+    since = int(time.time()) - 1
+    code, report, err = gpuprep(d.url, root, "--yes", "--only", "containers")
+    assert code == 0, (report, err)
+    events = list(client.events(since=since, until=int(time.time()) + 1, decode=True,
+                                filters={"type": "container", "event": "destroy"}))
+    client.close()
+    order = [e["id"] for e in sorted(events, key=lambda e: e["timeNano"])]
+    assert set(order) == running | stopped
+    # The first stopped container's removal waits for extra + 1 running ones to finish.
+    assert set(order[:extra + 1]) <= running, [("stopped" if c in stopped else "running") for c in order]
+
+
 def test_a_container_that_stays_keeps_its_image_and_the_report_names_the_images_already_gone(dockerd_factory,
                                                                                                tmp_path):
     from testbed import tiny_image
