@@ -330,8 +330,9 @@ def test_running_containers_are_removed_before_stopped_ones_as_the_engine_record
     stopped ones, quick to remove, go first.)"""
     import time
 
-    from gpuprep.seal import DOCKER_WORKERS
     from testbed import tiny_image
+
+    from gpuprep.seal import DOCKER_WORKERS
 
     d = dockerd_factory()
     client = d.client()
