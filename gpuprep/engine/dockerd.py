@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuprep.errors import GpuprepError, StepFailed
-from gpuprep.host import Host
+from gpuprep.host import Host, engine_api_version
 
 log = logging.getLogger("gpuprep")
 
@@ -102,17 +102,6 @@ def shows_runtime(info: dict[str, Any], name: str, *, default: bool, path: str |
     if path is not None and runtimes[name].get("path") != path:
         return False
     return current_default == name if default else True
-
-
-def _ping(url: str) -> bool:
-    """A fresh connection each time: the cached client may hold one to the dockerd that just exited."""
-    import docker
-
-    client = docker.APIClient(base_url=url, version="1.24", timeout=3)  # 1.24: any Engine answers
-    try:
-        return bool(client.ping())
-    finally:
-        client.close()
 
 
 # -- finding the dockerd that serves the Engine ---------------------------------------------
@@ -309,8 +298,10 @@ def wait_ready(url: str, *, timeout: float = READY_TIMEOUT, child: subprocess.Po
         if child is not None and child.poll() is not None:
             raise DockerdDidNotStart(f"dockerd exited {child.returncode} while starting")
         try:
-            if _ping(url):
-                return
+            # A fresh connection each time (the cached client may hold one to the dockerd that just
+            # exited), and unversioned: Docker 29 refuses a /v1.24/_ping, any Engine answers /_ping.
+            engine_api_version(url, timeout=3)
+            return
         except engine_errors():
             pass
         raise EngineNotReady(url)

@@ -12,13 +12,13 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from gpuprep.checks.docker import engine_info
-from gpuprep.engine.dockerd import EngineDown
+from gpuprep.engine.dockerd import EngineDown, wait_ready
 from gpuprep.host import Host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,12 +32,20 @@ def sock_dir() -> Iterator[Path]:
 
 
 def serve(path: Path, reply: bytes | None) -> threading.Thread:
-    """Answer ``GET /version`` as an Engine 20.10 would (docker-py asks it first, version="auto") and every
-    other request with ``reply`` (None: say nothing, hold the line 2 s). Keep-alive, as dockerd does."""
+    """Answer ``GET /_ping`` and ``GET /version`` as an Engine 20.10 would (gpuprep pings first, for the API
+    version) and every other request with ``reply`` (None: say nothing, hold the line 2 s)."""
+    version = http("200 OK", json.dumps({"ApiVersion": "1.41", "MinAPIVersion": "1.12"}).encode())
+    ping = http("200 OK", b"OK", "text/plain; charset=utf-8", {"API-Version": "1.41"})
+    return serve_with(path, lambda target: version if target.endswith(b"/version") else
+                      ping if target == b"/_ping" else reply)
+
+
+def serve_with(path: Path, answer: Callable[[bytes], bytes | None]) -> threading.Thread:
+    """A stand-in Engine on a unix socket: each request's answer is ``answer(target)`` (None: say nothing,
+    hold the line 2 s). Keep-alive, as dockerd does."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(4)
-    version = http("200 OK", json.dumps({"ApiVersion": "1.41", "MinAPIVersion": "1.12"}).encode())
 
     def handle(conn: socket.socket) -> None:
         with conn:
@@ -49,14 +57,11 @@ def serve(path: Path, reply: bytes | None) -> threading.Thread:
                         return
                     buf += chunk
                 head, _, buf = buf.partition(b"\r\n\r\n")
-                target = head.split(b" ")[1] if b" " in head else b""
-                if target.endswith(b"/version"):
-                    conn.sendall(version)
-                elif reply is None:
+                reply = answer(head.split(b" ")[1] if b" " in head else b"")
+                if reply is None:
                     time.sleep(2)
                     return
-                else:
-                    conn.sendall(reply)
+                conn.sendall(reply)
 
     def run() -> None:
         server.settimeout(5)
@@ -74,8 +79,9 @@ def serve(path: Path, reply: bytes | None) -> threading.Thread:
     return t
 
 
-def http(status: str, body: bytes, ctype: str = "application/json") -> bytes:
-    return (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+def http(status: str, body: bytes, ctype: str = "application/json", headers: dict[str, str] | None = None) -> bytes:
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    return (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n{extra}"
             "\r\n").encode() + body
 
 
@@ -128,3 +134,50 @@ def test_an_error_or_non_json_answer_is_engine_down(sock_dir, reply, said):
     with pytest.raises(EngineDown) as info:
         engine_info(host_for(sock_dir / "e.sock"))
     assert "does not answer" in info.value.message and said in info.value.message
+
+
+def docker_29(path: Path, info: dict, seen: list[bytes]) -> None:
+    """An Engine as Docker 29 answers (simulated: the testbed's Engine is 20.10): API 1.52, minimum 1.44. Its
+    version middleware refuses any path versioned below 1.44 with 400, `/_ping` included; an unversioned path
+    is served at 1.52."""
+    def answer(target: bytes) -> bytes:
+        seen.append(target)
+        path_, _, _ = target.partition(b"?")
+        version, route = b"1.52", path_
+        if path_.startswith(b"/v") and b"/" in path_[1:]:
+            version, route = path_[2:].split(b"/", 1)[0], b"/" + path_[2:].split(b"/", 1)[1]
+        if tuple(map(int, version.split(b"."))) < (1, 44):
+            message = (f"client version {version.decode()} is too old. Minimum supported API version is 1.44, "
+                       "please upgrade your client to a newer version")
+            return http("400 Bad Request", json.dumps({"message": message}).encode())
+        if route == b"/_ping":
+            return http("200 OK", b"OK", "text/plain; charset=utf-8", {"API-Version": "1.52"})
+        if route == b"/info":
+            return http("200 OK", json.dumps(info).encode())
+        if route == b"/version":
+            return http("200 OK", json.dumps({"ApiVersion": "1.52", "MinAPIVersion": "1.44"}).encode())
+        return http("404 Not Found", b'{"message": "page not found"}')
+
+    serve_with(path, answer)
+
+
+def test_a_docker_29_engine_is_asked_in_the_api_version_its_ping_names(sock_dir):
+    doc = {"ServerVersion": "29.0.1", "DefaultRuntime": "nvidia", "Runtimes": {"nvidia": {"path": "x"}}}
+    seen: list[bytes] = []
+    docker_29(sock_dir / "d29.sock", doc, seen)
+    host = host_for(sock_dir / "d29.sock")
+    assert engine_info(host) == doc
+    assert host.docker().api.api_version == "1.52"
+    # One unversioned ping finds the version: no GET /version (which makes dockerd run `runc --version`).
+    assert seen == [b"/_ping", b"/v1.52/info"]
+
+
+def test_waiting_for_a_restarted_docker_29_engine_sees_it_answer(sock_dir):
+    # The wait after `systemctl restart docker` pinged /v1.24/_ping, which Docker 29 answers with 400: the
+    # wait ran to its timeout on an Engine that was up.
+    seen: list[bytes] = []
+    docker_29(sock_dir / "d29.sock", {}, seen)
+    started = time.monotonic()
+    wait_ready(f"unix://{sock_dir / 'd29.sock'}", timeout=3)
+    assert time.monotonic() - started < 1
+    assert seen == [b"/_ping"]

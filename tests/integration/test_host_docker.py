@@ -1,0 +1,27 @@
+"""Host's docker-py client against a private real dockerd (TESTBED.md 1): the API version it speaks.
+
+Real: dockerd 20.10, docker-py. A Docker 29 Engine, which refuses API versions below 1.44, is simulated in
+tests/unit/test_checks_docker.py (the testbed has no such Engine).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuprep.host import Host, engine_api_version
+
+
+def test_the_client_speaks_the_api_version_the_engine_reports(dockerd_factory):
+    d = dockerd_factory()
+    reported = d.client().version()["ApiVersion"]  # what docker-py's version="auto" asks for and uses
+    assert engine_api_version(d.url, timeout=10) == reported
+    client = Host("/", env={"DOCKER_HOST": d.url}).docker()
+    assert client.api.api_version == reported
+    assert client.info()["ServerVersion"]
+
+
+def test_pinging_a_socket_nobody_serves_raises_what_docker_py_raises(tmp_path):
+    import requests
+
+    with pytest.raises(requests.exceptions.ConnectionError):
+        engine_api_version(f"unix://{tmp_path}/none.sock", timeout=2)
