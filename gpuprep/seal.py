@@ -358,8 +358,7 @@ def engine(ctx: Context):
     if "docker_engine" in ctx.state:
         return ctx.state["docker_engine"]  # pinged once per run: every step of seal asks for it
     try:
-        client = host.docker(timeout=60)
-        client.ping()
+        client = host.docker(timeout=60)  # pings the Engine once, to learn its API version
     except Exception as exc:  # docker-py lets requests' ConnectionError through when the socket is dead
         detail = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
         hint = ("start it (`systemctl start docker`), or leave the Docker steps out with "
@@ -446,7 +445,15 @@ class ContainersStep(Step):
     def plan(self, ctx: Context) -> Change | Converged:
         preflight_once(ctx)
         client = engine(ctx)
-        found = client.api.containers(all=True)
+        if _selected(ctx, "images") and "image_plan" not in ctx.state:
+            # The images step's list is wanted before the first removal (each image goes as soon as its
+            # last container has): ask for it alongside the containers', not after.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal-plan") as pool:
+                images = pool.submit(image_plan, ctx)
+                found = client.api.containers(all=True)
+                images.result()  # a --keep-image that names no image stops seal here, before any removal
+        else:
+            found = client.api.containers(all=True)
         if not found:
             return Converged("no containers")
         rows = sorted(({"kind": "container", "name": (c.get("Names") or ["/" + c["Id"][:12]])[0].lstrip("/"),
