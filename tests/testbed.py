@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -186,6 +187,24 @@ class PrivateDockerd:
                 self.proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+    def kill(self) -> None:
+        """For an Engine that hangs (a deadlock inside dockerd answers nothing, SIGTERM included): SIGKILL
+        dockerd, its containerd and every shim it started, and the containers' processes under them."""
+        import psutil
+
+        ours = [p for p in psutil.process_iter(["cmdline"]) if str(self.dir) in " ".join(p.info["cmdline"] or [])]
+        victims = {p.pid: p for p in ours}
+        for p in ours:
+            with contextlib.suppress(psutil.Error):
+                victims.update({c.pid: c for c in p.children(recursive=True)})
+        for p in victims.values():
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(list(victims.values()), timeout=10)
+        if self.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
 
     def cleanup(self) -> None:
         self.stop()
