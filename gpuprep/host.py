@@ -101,15 +101,16 @@ def backup_file(path: Path, *, now: datetime | None = None) -> Path | None:
     return backup
 
 
-def engine_api_version(url: str, timeout: float) -> str | None:
-    """Ping the Engine at ``url`` as the docker CLI does, and return the API version it speaks.
+def ping_engine(url: str, timeout: float) -> Mapping[str, str]:
+    """Ping the Engine at ``url`` as the docker CLI does; the answer's headers.
 
     One ``GET /_ping`` with no version in its path: every Engine answers that, while a versioned
-    ``/v1.24/_ping`` gets 400 from one whose minimum API version is higher (Docker 29: 1.44). The answer's
+    ``/v1.24/_ping`` gets 400 from one whose minimum API version is higher (Docker 29: 1.44). The
     ``API-Version`` header is the version docker-py's ``version="auto"`` would find, without the
     ``GET /version`` it costs: that one makes dockerd run ``runc --version`` and ``docker-init
-    --version`` (5-6 ms on Engine 20.10). None when the Engine sends no such header. An Engine that does
-    not answer raises what docker-py raises (requests' ConnectionError, or docker.errors.APIError).
+    --version`` (5-6 ms on Engine 20.10). ``Server`` names the Engine's release ("Docker/20.10.24 (linux)").
+    An Engine that does not answer raises what docker-py raises (requests' ConnectionError, or
+    docker.errors.APIError).
     """
     import docker  # heavy: imported where used
     from docker.constants import MINIMUM_DOCKER_API_VERSION
@@ -121,9 +122,14 @@ def engine_api_version(url: str, timeout: float) -> str | None:
         if response.status_code != 200:
             raise docker.errors.APIError(f"GET /_ping: {response.status_code} {response.reason}",
                                          response=response, explanation=response.text.strip()[:200])
-        return response.headers.get("API-Version") or None
+        return response.headers
     finally:
         api.close()
+
+
+def engine_api_version(url: str, timeout: float) -> str | None:
+    """The API version the Engine at ``url`` speaks (``ping_engine``); None when it does not say."""
+    return ping_engine(url, timeout).get("API-Version") or None
 
 
 class Host:
@@ -141,6 +147,7 @@ class Host:
         self.euid = os.geteuid() if euid is None else euid
         self._docker = None
         self._docker_lock = threading.Lock()
+        self.engine_server: str | None = None  # the Engine's Server header ("Docker/25.0.8 (linux)"), once pinged
 
     # -- where things are -------------------------------------------------------------------
     @property
@@ -279,8 +286,10 @@ class Host:
                 # An explicit base_url: docker-py never consults DOCKER_CONTEXT or ~/.docker
                 # (the equivalent of from_env(use_context=False)). The API version is the Engine's
                 # own: a fixed one breaks on 20.10 (max 1.41) or on 29+ (min 1.44).
-                version = engine_api_version(url, timeout) or "auto"
-                self._docker = docker.DockerClient(base_url=url, version=version, timeout=timeout)
+                headers = ping_engine(url, timeout)
+                self.engine_server = headers.get("Server")
+                self._docker = docker.DockerClient(base_url=url, version=headers.get("API-Version") or "auto",
+                                                   timeout=timeout)
             return self._docker
 
     def docker_api(self, timeout: float):

@@ -523,6 +523,11 @@ class ContainersStep(Step):
             hint = (f"the Engine did not answer removing {unanswered[0][0]['name']}: restart it (`systemctl "
                     "restart docker`) and run seal again" if unanswered else
                     "see `docker ps -a` and the Engine's log, then run seal again")
+            from gpuprep.engine.dockerd import known_removal_deadlock
+
+            known = known_removal_deadlock(ctx.host.engine_server) if unanswered else None
+            if known:
+                hint += f"; {known}"
             raise StepFailed(f"could not remove {max(len(failed), len(left))} of {len(rows)} "
                              f"containers: {detail}{early_note}", hint,
                              data={"images_removed": [_image_line(r) for r in gone_early]} if gone_early else None)

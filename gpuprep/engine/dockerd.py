@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -66,6 +67,20 @@ def engine_down_hint(host: Host) -> str:
                 "the system's Engine")
     return ("`sudo systemctl start docker` (`sudo service docker start` on Amazon Linux 1); if it does not stay up, "
             "`journalctl -u docker -n 50` says why")
+
+
+def known_removal_deadlock(server: str | None) -> str | None:
+    """What to say of an Engine that stopped answering in a mass removal, from its ``Server`` header.
+
+    Engine 20.10 before 20.10.27 can deadlock when many containers exit at once: libnetwork's
+    ``getSvcRecords`` takes a network's lock then the controller's, ``processEndpointDelete`` the other
+    way round (moby/moby#46661; fixed by moby/moby#46693 in 20.10.27).
+    """
+    match = re.match(r"Docker/20\.10\.(\d+)", server or "")
+    if match is None or int(match.group(1)) >= 27:
+        return None
+    return (f"Docker Engine 20.10.{match.group(1)} can deadlock when many containers go at once "
+            "(moby/moby#46661, fixed in 20.10.27): update Docker")
 
 
 def docker_info(host: Host, timeout: float = 10) -> dict[str, Any]:

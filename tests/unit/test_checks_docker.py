@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from gpuprep.checks.docker import engine_info
-from gpuprep.engine.dockerd import EngineDown, wait_ready
+from gpuprep.engine.dockerd import EngineDown, known_removal_deadlock, wait_ready
 from gpuprep.host import Host
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,7 +151,8 @@ def docker_29(path: Path, info: dict, seen: list[bytes]) -> None:
                        "please upgrade your client to a newer version")
             return http("400 Bad Request", json.dumps({"message": message}).encode())
         if route == b"/_ping":
-            return http("200 OK", b"OK", "text/plain; charset=utf-8", {"API-Version": "1.52"})
+            return http("200 OK", b"OK", "text/plain; charset=utf-8",
+                        {"API-Version": "1.52", "Server": "Docker/29.0.1 (linux)"})
         if route == b"/info":
             return http("200 OK", json.dumps(info).encode())
         if route == b"/version":
@@ -181,3 +182,26 @@ def test_waiting_for_a_restarted_docker_29_engine_sees_it_answer(sock_dir):
     wait_ready(f"unix://{sock_dir / 'd29.sock'}", timeout=3)
     assert time.monotonic() - started < 1
     assert seen == [b"/_ping"]
+
+
+@pytest.mark.parametrize("server, names_it", [
+    ("Docker/20.10.24+dfsg1 (linux)", True),   # Debian 12's docker.io
+    ("Docker/20.10.25 (linux)", True),
+    ("Docker/20.10.27 (linux)", False),        # the fix (moby/moby#46693)
+    ("Docker/25.0.8 (linux)", False),
+    ("Docker/29.0.1 (linux)", False),
+    (None, False),                             # never pinged, or no header
+])
+def test_a_hung_removal_names_the_engines_known_deadlock_only_where_it_has_it(server, names_it):
+    said = known_removal_deadlock(server)
+    assert (said is not None) == names_it
+    if names_it:
+        assert "moby/moby#46661" in said and "update Docker" in said and server.split("/")[1][:8] in said
+
+
+def test_the_client_keeps_the_engines_server_header_from_its_ping(sock_dir):
+    seen: list[bytes] = []
+    docker_29(sock_dir / "d29.sock", {}, seen)
+    host = host_for(sock_dir / "d29.sock")
+    host.docker()
+    assert host.engine_server == "Docker/29.0.1 (linux)"
