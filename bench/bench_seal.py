@@ -34,10 +34,10 @@ sys.path.insert(0, str(REPO / "tests"))
 from testbed import PrivateDockerd, tiny_image  # noqa: E402
 
 BY_HAND = "docker rm -f $(docker ps -aq) >/dev/null; docker rmi -f $(docker images -q) >/dev/null"
-# Engine 20.10 before 20.10.27 can deadlock in libnetwork when many containers go at once (moby/moby#46661:
-# getSvcRecords and processEndpointDelete take the network and controller locks in opposite orders). It
-# happened here under `docker rm -f` as well as under docker-py. A contender that has not finished in this
-# long has met it: the Engine is replaced and the round not counted.
+# Engine 20.10 before 20.10.27 can deadlock in libnetwork when many containers go at once (moby/moby#46661,
+# fixed by moby/moby#46693): getSvcRecords and processEndpointDelete take the network's and the controller's
+# locks in opposite orders. It happened here under `docker rm -f` as well as under docker-py. A contender
+# that has not finished in this long has met it: the Engine is replaced and the round run again.
 HANG_AFTER = 120
 
 
