@@ -127,11 +127,6 @@ def ping_engine(url: str, timeout: float) -> Mapping[str, str]:
         api.close()
 
 
-def engine_api_version(url: str, timeout: float) -> str | None:
-    """The API version the Engine at ``url`` speaks (``ping_engine``); None when it does not say."""
-    return ping_engine(url, timeout).get("API-Version") or None
-
-
 class Host:
     """The machine gpuprep acts on: the running system (root ``/``) or a tree under ``root``."""
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from gpuprep.errors import GpuprepError, StepFailed
-from gpuprep.host import Host, engine_api_version
+from gpuprep.host import Host, ping_engine
 
 log = logging.getLogger("gpuprep")
 
@@ -315,7 +315,7 @@ def wait_ready(url: str, *, timeout: float = READY_TIMEOUT, child: subprocess.Po
         try:
             # A fresh connection each time (the cached client may hold one to the dockerd that just
             # exited), and unversioned: Docker 29 refuses a /v1.24/_ping, any Engine answers /_ping.
-            engine_api_version(url, timeout=3)
+            ping_engine(url, timeout=3)
             return
         except engine_errors():
             pass

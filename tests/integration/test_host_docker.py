@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from gpuprep.host import Host, engine_api_version
+from gpuprep.host import Host, ping_engine
 
 
 def test_the_client_speaks_the_api_version_the_engine_reports(dockerd_factory):
     d = dockerd_factory()
     reported = d.client().version()["ApiVersion"]  # what docker-py's version="auto" asks for and uses
-    assert engine_api_version(d.url, timeout=10) == reported
+    assert ping_engine(d.url, timeout=10)["API-Version"] == reported
     client = Host("/", env={"DOCKER_HOST": d.url}).docker()
     assert client.api.api_version == reported
     assert client.info()["ServerVersion"]
@@ -24,4 +24,4 @@ def test_pinging_a_socket_nobody_serves_raises_what_docker_py_raises(tmp_path):
     import requests
 
     with pytest.raises(requests.exceptions.ConnectionError):
-        engine_api_version(f"unix://{tmp_path}/none.sock", timeout=2)
+        ping_engine(f"unix://{tmp_path}/none.sock", timeout=2)
