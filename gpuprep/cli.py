@@ -6,6 +6,7 @@ stays about as fast as importing typer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -16,7 +17,7 @@ from typing import List, Optional
 import typer
 
 from gpuprep import __version__
-from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError
+from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, os_error
 from gpuprep.options import DEFAULT_IMAGE
 
 app = typer.Typer(
@@ -35,9 +36,10 @@ log = logging.getLogger("gpuprep")
 
 
 class Globals:
-    root: Path = Path("/")
+    root: str = "/"
     json: bool = False
     verbose: bool = False
+    lock_wait: float = 120.0
 
 
 G = Globals()
@@ -59,16 +61,19 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.callback()
 def main_callback(
-    root: Path = typer.Option(
-        Path("/"), "--root", metavar="DIR",
+    root: str = typer.Option(
+        "/", "--root", metavar="DIR",
         help="Act on the system mounted at DIR (an image or chroot) instead of this one.",
     ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout; logs go to stderr."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log every command run; show tracebacks."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
+    lock_wait: float = typer.Option(120.0, "--lock-wait", metavar="SECONDS", min=0,
+                                    help="How long install or seal waits for another gpuprep run on the same "
+                                    "system to finish (default 120)."),
 ) -> None:
-    G.root, G.json, G.verbose = root, json_out, verbose
+    G.root, G.json, G.verbose, G.lock_wait = root, json_out, verbose, lock_wait
 
 
 def _merge_globals(json_out: bool, verbose: bool) -> None:
@@ -96,9 +101,38 @@ def _host():
     from gpuprep.host import Host
 
     root = G.root
-    if not root.is_dir():
+    if not root:
+        # An unset variable (`--root "$MOUNT"`) must not mean "here": run from / that is this machine.
+        raise BadInput("--root is empty", "give the directory the image is mounted at (or leave --root out for "
+                       "this system)")
+    if not os.path.isdir(root):
         raise BadInput(f"--root {root}: not a directory", "give the directory the image is mounted at")
     return Host(root)
+
+
+def _absolute(flag: str, value: str | None) -> None:
+    """A path of the target system given on the command line must be absolute (it is read inside --root)."""
+    if value is not None and not value.startswith("/"):
+        raise BadInput(f"{flag} {value}: not an absolute path", f"give {flag} as a path of the target system, "
+                       f"starting with / (inside --root it is read relative to the root)")
+
+
+# Where install and seal write (each file through rootfs.write_atomic): a run killed mid-write leaves
+# its .NAME.XXXXXXXX.tmp there, and the next run under the lock removes it, whatever it writes.
+WRITTEN_DIRS = ("/etc/docker", "/etc/ecs", "/etc/gpuprep", "/etc/systemd/system", "/etc/yum.repos.d",
+                "/etc/dnf/plugins", "/etc/yum/pluginconf.d", "/var/lib/ecs")
+
+
+def _sweep_litter(host) -> None:
+    from gpuprep import rootfs
+
+    for d in WRITTEN_DIRS:
+        try:
+            for path in rootfs.temp_files(str(host.root), d):
+                log.debug("removing %s, left by a killed run", path)
+                host.remove(path, base=d)
+        except GpuprepError as exc:  # a link leading out, say: the step that writes there reports it
+            log.debug("not sweeping %s: %s", d, exc.message)
 
 
 def _interactive() -> bool:
@@ -108,24 +142,32 @@ def _interactive() -> bool:
 def _run_command(command: str, steps_fn, options) -> None:
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
-    from gpuprep.steps import Context, parse_ids, run_steps
+    from gpuprep.steps import Context, check_selection, run_steps
 
     host = None
     try:
         steps = steps_fn()
-        parse_ids(options.only, steps, "--only")  # bad usage says so before anything is printed
-        parse_ids(options.skip, steps, "--skip")
+        check_selection(options.only, options.skip, steps)  # bad usage says so before anything is printed
         host = _host()
-        platform = detect(host)
-        ctx = Context(host, platform, options, interactive=_interactive())
-        if not G.json:
-            typer.echo(f"gpuprep {command} on {platform.name}"
-                       + (f" (root {host.root})" if not host.live else "")
-                       + (" (dry run: nothing changes)" if options.dry_run else ""))
-        report = run_steps(ctx, command, steps, only=options.only, skip=options.skip,
-                           on_step=None if G.json else render_step_line)
+        with contextlib.ExitStack() as held:
+            if not options.dry_run:
+                # One run at a time per target, for the whole run: plans see the last run's result. A
+                # dry run changes nothing and waits for nobody.
+                held.enter_context(host.lock(command, wait_s=G.lock_wait))
+                _sweep_litter(host)
+            platform = detect(host)
+            ctx = Context(host, platform, options, interactive=_interactive())
+            if not G.json:
+                typer.echo(f"gpuprep {command} on {platform.name}"
+                           + (f" (root {host.root})" if not host.live else "")
+                           + (" (dry run: nothing changes)" if options.dry_run else ""))
+            report = run_steps(ctx, command, steps, only=options.only, skip=options.skip,
+                               on_step=None if G.json else render_step_line)
     except GpuprepError as exc:
         _fail(exc, exc.exit_code)
+        return
+    except OSError as exc:
+        _fail(os_error(exc), EXIT_FAILED)
         return
     except Exception as exc:
         _fail(exc, EXIT_FAILED)
@@ -198,6 +240,11 @@ def install(
     if runtime not in RUNTIME_STACKS:
         _fail(BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
                        "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
+    try:
+        _absolute("--ecs-config", ecs_config)
+        _absolute("--runtime-path", runtime_path)
+    except BadInput as exc:
+        _fail(exc, EXIT_BAD_INPUT)
     options = InstallOptions(
         dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
@@ -260,6 +307,9 @@ def doctor(
     try:
         host = _host()
         report = run_checks(host, detect(host), options)
+    except OSError as exc:
+        _fail(os_error(exc), Status.UNKNOWN.exit_code)
+        return
     except Exception as exc:
         _fail(exc, Status.UNKNOWN.exit_code)
         return

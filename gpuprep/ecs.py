@@ -171,8 +171,35 @@ def services(host: Host, platform: Platform) -> Services:
 @dataclass
 class _EcsConfigPlan:
     path: str
-    new_text: str | None  # None: the file is right
+    new_bytes: bytes | None  # None: the file is right
     enable: bool
+    old_bytes: bytes | None = None  # what the file held when planned (None: absent)
+
+
+# Control bytes that no env file holds (tab, line ends and form feed aside): a file with them is not
+# an ecs.config, and appending a line to it would hide the damage.
+_BINARY = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+# An ecs.config is a few hundred bytes.
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def read_config_bytes(host: Host, path: str) -> bytes | None:
+    """The bytes of the env file ``path`` (None when absent); BadInput for binary content."""
+    data = host.read_bytes(path, limit=MAX_CONFIG_BYTES)
+    if data is not None:
+        m = _BINARY.search(data)
+        if m:
+            raise BadInput(f"{path}: binary content (byte 0x{data[m.start()]:02x} at offset {m.start()}), "
+                           "not an env file of KEY=VALUE lines",
+                           f"look at {host.path(path)}: restore it from its backup or remove it, then run again")
+    return data
+
+
+def set_config_key_bytes(data: bytes, key: str, value: str) -> bytes:
+    """``set_config_key`` on bytes: every byte but the key's own line comes back as it was, whatever
+    the encoding (a Latin-1 cluster name stays Latin-1; surrogateescape carries the bytes through)."""
+    text = data.decode("utf-8", errors="surrogateescape")
+    return set_config_key(text, key, value).encode("utf-8", errors="surrogateescape")
 
 
 class EcsConfigStep(Step):
@@ -184,14 +211,12 @@ class EcsConfigStep(Step):
 
     def plan(self, ctx: Context) -> Change | Converged:
         host, path = ctx.host, self._path(ctx)
-        real = host.path(path)
-        if real.is_dir():
-            raise BadInput(f"{path} is a directory, expected the ECS config file",
-                           f"move {path} away or give another file to --ecs-config")
-        old = host.read_text(path)
-        wanted = set_config_key(old or "", GPU_SUPPORT_KEY, "true")
+        old_bytes = read_config_bytes(host, path)
+        wanted_bytes = set_config_key_bytes(old_bytes or b"", GPU_SUPPORT_KEY, "true")
+        old = old_bytes.decode("utf-8", errors="replace") if old_bytes is not None else None
         if parse_config(old or "").get(GPU_SUPPORT_KEY) == "true":
-            wanted = old  # set already (possibly several lines): leave the file as it is
+            wanted_bytes = old_bytes  # set already (possibly several lines): leave the file as it is
+        wanted = wanted_bytes.decode("utf-8", errors="replace") if wanted_bytes is not None else None
         svc = ecs_service(ctx.platform)
         if ctx.platform.init == "upstart":
             # Amazon Linux 1: ecs is an upstart job whose `start on` stanza enables it; no job file, no ecs-init.
@@ -205,10 +230,10 @@ class EcsConfigStep(Step):
             # In a dry run the packages step may be about to install it; for real, nothing is written.
             raise StepFailed(f"{svc} is not installed: no {svc} service to enable",
                              "install ecs-init first (gpuprep install --only packages)")
-        if wanted == old and not enable:
+        if wanted_bytes == old_bytes and not enable:
             return Converged(f"{GPU_SUPPORT_KEY}=true in {path}; {svc} enabled")
         parts, commands, diff = [], [], ""
-        if wanted != old:
+        if wanted_bytes != old_bytes:
             diff = "".join(difflib.unified_diff(
                 (old or "").splitlines(keepends=True), wanted.splitlines(keepends=True),
                 fromfile=path if old is not None else "/dev/null", tofile=path))
@@ -217,16 +242,21 @@ class EcsConfigStep(Step):
             commands.append(services(host, ctx.platform).argv("enable", svc))
             parts.append(f"enable {svc} for the next boot")
         return Change("; ".join(parts), diff=diff, commands=commands,
-                      payload=_EcsConfigPlan(path, wanted if wanted != old else None, enable))
+                      payload=_EcsConfigPlan(path, wanted_bytes if wanted_bytes != old_bytes else None, enable,
+                                             old_bytes))
 
     def apply(self, ctx: Context, change: Change) -> str | None:
         plan: _EcsConfigPlan = change.payload
-        if plan.new_text is not None:
-            # A missing /etc/ecs is created 0755 and the file 0644 (ecs-init's own packaging modes).
-            ctx.host.write_atomic(plan.path, plan.new_text, mode=0o644)
+        backup = None
+        if plan.new_bytes is not None:
+            # Backed up like daemon.json: the agent's whole configuration is in this file. A missing
+            # /etc/ecs is created 0755 and the file 0644 (ecs-init's own packaging modes); the write is
+            # abandoned if the file changed since planning.
+            backup = ctx.host.backup(plan.path) if plan.old_bytes is not None else None
+            ctx.host.write_atomic(plan.path, plan.new_bytes, mode=0o644, expect=plan.old_bytes)
         if plan.enable:
             services(ctx.host, ctx.platform).enable(ecs_service(ctx.platform))
-        return None
+        return f"{change.summary}; backup {backup}" if backup else None
 
 
 # -- install step: docker-group -----------------------------------------------------------

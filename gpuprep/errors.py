@@ -80,3 +80,37 @@ class CommandError(GpuprepError):
         detail = (stderr or stdout).strip().splitlines()
         tail = f": {detail[-1]}" if detail else ""
         super().__init__(f"`{' '.join(self.argv)}` {what}{tail}", hint)
+
+
+# What to do about an OSError the system raised, by errno: the cause lies outside gpuprep.
+_OS_HINTS = {
+    "ENOSPC": "free space on that file system (df -h shows which), then run again; nothing was half-written",
+    "EDQUOT": "free space within the quota on that file system, then run again",
+    "EROFS": "the file system is mounted read-only: remount it read-write (mount -o remount,rw MOUNTPOINT), "
+             "then run again",
+    "EIO": "the disk reported an I/O error: check it (dmesg names the device), then run again",
+    "EACCES": "run gpuprep as root (sudo), or make the file readable",
+    "EPERM": "run gpuprep as root (sudo); an immutable file (lsattr) needs chattr -i first",
+    "ENOTDIR": "a component of that path is a file, not a directory: move it away",
+    "EISDIR": "a directory is where a file should be: move it away",
+    "ELOOP": "the path has a symlink loop or a link where none may be: fix the links",
+    "ENAMETOOLONG": "shorten the path",
+    "EMFILE": "raise the open-file limit (ulimit -n), then run again",
+    "ENOMEM": "free memory, then run again",
+}
+
+
+def os_error(exc: OSError) -> GpuprepError:
+    """The GpuprepError a user sees for ``exc``: its file (or two), what the system said, what to do."""
+    import errno
+    import os
+
+    code = errno.errorcode.get(exc.errno or 0, "")
+    what = exc.strerror or str(exc)
+    where = ": ".join(str(f) for f in (exc.filename, exc.filename2) if f)
+    message = f"{where}: {what}" if where else what
+    if code:
+        message += f" ({code})"
+    hint = _OS_HINTS.get(code, f"fix what the system reports ({os.strerror(exc.errno) if exc.errno else what}), "
+                               "then run again")
+    return GpuprepError(message, hint)

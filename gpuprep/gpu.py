@@ -313,18 +313,6 @@ def library_version(name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _resolve_in_root(host: Host, host_path: str, hops: int = 8) -> str:
-    """Follow symlinks of ``host_path`` inside the root (absolute targets stay in --root)."""
-    for _ in range(hops):
-        real = host.path(host_path)
-        if not real.is_symlink():
-            return host_path
-        target = os.readlink(real)
-        host_path = target if target.startswith("/") else os.path.normpath(
-            os.path.join(os.path.dirname(host_path), target))
-    return host_path
-
-
 def read_userland(host: Host) -> Userland:
     found: dict[str, str] = {}
     nvml_lib = version = None
@@ -340,7 +328,7 @@ def read_userland(host: Host) -> Userland:
                 found.setdefault(v, f"{d}/{name}")
         if nvml_lib is None and "libnvidia-ml.so.1" in names:
             nvml_lib = f"{d}/libnvidia-ml.so.1"
-            version = library_version(_resolve_in_root(host, nvml_lib))
+            version = library_version(host.resolve(nvml_lib))
     return Userland(nvml_lib=nvml_lib, version=version, installed=sorted(found))
 
 

@@ -13,7 +13,6 @@ import logging
 import os
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gpuprep.errors import BadInput, CommandError
+from gpuprep import rootfs
+from gpuprep.errors import EXIT_FAILED, CommandError, GpuprepError
 
 log = logging.getLogger("gpuprep")
 
@@ -30,6 +30,16 @@ log = logging.getLogger("gpuprep")
 SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
+# One run at a time per target (inside the root with --root). /run/lock is the FHS place for lock
+# files; in an image it is a tmpfs mount point at boot, so the file never reaches a booted instance.
+LOCK_PATH = "/run/lock/gpuprep.lock"
+LOCK_WAIT_S = 120.0
+
+
+class LockHeld(GpuprepError):
+    """Another gpuprep run holds the target's lock past the wait (exit 1)."""
+
+    exit_code = EXIT_FAILED
 
 
 @dataclass(frozen=True)
@@ -42,63 +52,26 @@ class Completed:
 
 
 def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, rename.
+    """Write ``path`` on this machine atomically (``rootfs.write_in``: temp file beside it, fsync, rename).
 
     An existing file keeps its mode and owner (``mode`` applies only to a new file, default 0644);
     a symlink is followed and its target replaced, so the link itself stays. Missing parent
     directories are created 0755.
     """
-    if isinstance(data, str):
-        data = data.encode()
-    target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    if target.is_dir():
-        raise BadInput(f"{path} is a directory, expected a file", f"move the directory {path} away")
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-    try:
-        st = target.stat()
-    except FileNotFoundError:
-        st = None
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if st is not None:
-            os.chmod(tmp, st.st_mode & 0o7777)
-            with contextlib.suppress(PermissionError):
-                os.chown(tmp, st.st_uid, st.st_gid)
-        else:
-            os.chmod(tmp, 0o644 if mode is None else mode)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dfd = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    rootfs.write_atomic("/", os.path.abspath(path), data, mode=mode)
 
 
 def backup_file(path: Path, *, now: datetime | None = None) -> Path | None:
-    """Copy ``path`` (its target, for a link) beside itself as ``NAME.gpuprep-YYYYmmddTHHMMSSffffffZ``
-    (microseconds: two backups within one second must not overwrite each other).
+    """Copy ``path`` on this machine (its target, for a link) beside itself as
+    ``NAME.gpuprep-YYYYmmddTHHMMSSffffffZ``; see ``Host.backup``."""
+    copy = rootfs.backup("/", os.path.abspath(path), backup_suffix(now))
+    return Path(copy) if copy is not None else None
 
-    Returns the backup's path, or None when there was nothing to back up. Mode and owner are kept.
-    """
-    target = Path(os.path.realpath(path))
-    if not target.is_file():
-        return None
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%S%fZ")
-    backup = target.with_name(f"{target.name}.gpuprep-{stamp}")
-    st = target.stat()
-    # Created with the original's mode: a 0600 file's copy is never readable by others, not even briefly.
-    write_atomic(backup, target.read_bytes(), mode=st.st_mode & 0o7777)
-    with contextlib.suppress(PermissionError):
-        os.chown(backup, st.st_uid, st.st_gid)
-    return backup
+
+def backup_suffix(now: datetime | None = None) -> str:
+    """``.gpuprep-YYYYmmddTHHMMSSffffffZ`` (microseconds: two backups within one second must not
+    overwrite each other)."""
+    return (now or datetime.now(timezone.utc)).strftime(".gpuprep-%Y%m%dT%H%M%S%fZ")
 
 
 def ping_engine(url: str, timeout: float) -> Mapping[str, str]:
@@ -137,7 +110,10 @@ class Host:
         env: Mapping[str, str] | None = None,
         euid: int | None = None,
     ) -> None:
+        if not str(root):
+            raise ValueError("the root is an empty path")
         self.root = Path(root).resolve()
+        self._root = str(self.root)
         self.env = dict(os.environ if env is None else env)
         self.euid = os.geteuid() if euid is None else euid
         self._docker = None
@@ -154,22 +130,42 @@ class Host:
     def is_root(self) -> bool:
         return self.euid == 0
 
-    def path(self, p: str | Path) -> Path:
-        """The real path of the host path ``p`` (``/etc/x`` -> ``ROOT/etc/x``)."""
+    def path(self, p: str | Path, *, follow: bool = True) -> Path:
+        """The real path of the host path ``p`` (``/etc/x`` -> ``ROOT/etc/x``).
+
+        Inside --root every link on the way is resolved inside the root (``rootfs.resolve``: an
+        absolute link means the image's path; one that climbs above the root raises LinkEscapes),
+        the last one too unless ``follow`` is false. On the running system the path is as given.
+        """
         p = str(p)
         if not p.startswith("/"):
             raise ValueError(f"host paths are absolute: {p!r}")
-        return self.root / p.lstrip("/") if not self.live else Path(p)
+        if self.live:
+            return Path(p)
+        return Path(rootfs.resolve(self._root, p, follow=follow))
+
+    def resolve(self, p: str | Path) -> str:
+        """The host path ``p`` names once every link on the way is followed (inside the root): what
+        ``/usr/lib64/libnvidia-ml.so.1`` is a link to, as a path of the host."""
+        real = rootfs.resolve(self._root, str(p))
+        return "/" + "/".join(rootfs.relative(self._root, real))
+
+    def read_bytes(self, p: str | Path, *, limit: int | None = None) -> bytes | None:
+        """The bytes of host file ``p``, or None when it does not exist. A FIFO, socket or device is
+        refused (``rootfs.NotRegular``) before anything could block on it."""
+        return rootfs.read_bytes(self._root, str(p), limit=limit)
 
     def read_text(self, p: str | Path) -> str | None:
         """The text of host file ``p``, or None when it does not exist."""
-        try:
-            return self.path(p).read_text(errors="replace")
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        data = self.read_bytes(p)
+        return None if data is None else data.decode("utf-8", errors="replace")
 
     def exists(self, p: str | Path) -> bool:
         return self.path(p).exists()
+
+    def lexists(self, p: str | Path) -> bool:
+        """True for a dangling link too."""
+        return os.path.lexists(self.path(p, follow=False))
 
     def which(self, name: str) -> str | None:
         """The host path of program ``name``: PATH on the live system, the usual dirs inside --root."""
@@ -181,11 +177,68 @@ class Host:
                 return f"{d}/{name}"
         return None
 
-    def write_atomic(self, p: str | Path, data: bytes | str, *, mode: int | None = None) -> None:
-        write_atomic(self.path(p), data, mode=mode)
+    def write_atomic(self, p: str | Path, data: bytes | str, *, mode: int | None = None,
+                     expect: object = rootfs.ANY) -> None:
+        """Write host file ``p`` atomically, confined to the root (``rootfs.write_atomic``). With
+        ``expect`` (bytes, or None for "absent") the write is abandoned, nothing changed, when the
+        file no longer holds that right before the rename."""
+        rootfs.write_atomic(self._root, str(p), data, mode=mode, expect=expect)
 
-    def backup(self, p: str | Path) -> Path | None:
-        return backup_file(self.path(p))
+    def backup(self, p: str | Path, *, now: datetime | None = None) -> Path | None:
+        """Copy host file ``p`` beside itself as ``NAME.gpuprep-<UTC stamp>``; the copy's real path,
+        or None when there was nothing to back up. Mode and owner are kept."""
+        copy = rootfs.backup(self._root, str(p), backup_suffix(now))
+        return self.path(copy, follow=False) if copy is not None else None
+
+    def remove(self, p: str | Path, *, base: str = "/", truncate: bool = False) -> bool:
+        """Remove host path ``p`` (file, link as a link, or tree), or truncate it; links are followed
+        only down to ``base`` (``rootfs.remove``). False when there was nothing to do."""
+        return rootfs.remove(self._root, str(p), base=base, truncate=truncate)
+
+    def rename(self, p: str | Path, new_name: str) -> None:
+        """Rename host path ``p`` to ``new_name`` in its own directory."""
+        rootfs.rename(self._root, str(p), new_name)
+
+    @contextlib.contextmanager
+    def lock(self, command: str, *, wait_s: float = LOCK_WAIT_S):
+        """Hold the target's run lock (an exclusive flock on LOCK_PATH, inside the root) for the block.
+
+        A second run waits up to ``wait_s`` seconds, saying once who holds it, then raises LockHeld
+        naming that pid. The holder's pid and command are written into the file while it is held (a
+        reader of a stale file can tell it is stale: nobody holds the flock).
+        """
+        import fcntl
+
+        with rootfs.parent_dir(self._root, LOCK_PATH, create=True) as (dfd, name):
+            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+        try:
+            deadline = time.monotonic() + wait_s
+            told = False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                    where = self.path(LOCK_PATH)
+                    if time.monotonic() >= deadline:
+                        raise LockHeld(f"another gpuprep run holds {where} (pid and command: {holder}); "
+                                       f"waited {wait_s:g}s",
+                                       "let that run finish (or stop it), then run again; --lock-wait "
+                                       "SECONDS waits longer") from None
+                    if not told:
+                        log.info("waiting up to %gs for %s, held by %s", wait_s, where, holder)
+                        told = True
+                    time.sleep(0.05)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} gpuprep {command}\n".encode(), 0)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)  # releases the flock
 
     def boot_identity(self) -> dict[str, Any] | None:
         """What names this boot of the running system without reading a clock: the kernel's boot_id and

@@ -7,9 +7,13 @@ host's root, so ``--root`` and fixture trees work the same as the live system.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 
+from gpuprep.errors import GpuprepError
 from gpuprep.host import Host
+
+OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 
 RHEL_LIKE = ("rhel", "centos", "rocky", "almalinux")
 
@@ -79,9 +83,21 @@ def detect(host: Host) -> Platform:
     """The platform of ``host``; an unknown one comes back with ``family="unknown"``, never raises."""
     import distro  # imported here: only commands that need the platform pay for it
 
+    # The os-release file of the tree, each link on the way resolved inside the root (an image's
+    # /etc/os-release is often an absolute link to /usr/lib/os-release, which on this machine would be
+    # the build machine's own). os-release(5): /etc/os-release first, else /usr/lib/os-release.
     try:
+        source = next((p for p in OS_RELEASE if host.path(p).is_file()), None)
+        if source is None:
+            missing = " and ".join(str(host.path(p, follow=False)) for p in OS_RELEASE)
+            return Platform("", "", "unknown", "unknown", reason=f"no os-release: neither {missing} is a file")
+        where = host.path(source)
+        host.read_bytes(source)  # a FIFO or device there is refused before distro opens it
         info = distro.LinuxDistribution(
             root_dir=str(host.root) if not host.live else None,
+            os_release_file=str(where),
+            # No /etc/*-release scan: os-release decides (and the scan would not resolve links in the root).
+            distro_release_file=os.devnull,
             include_lsb=False,
             include_uname=False,
             include_oslevel=False,
@@ -89,11 +105,13 @@ def detect(host: Host) -> Platform:
         id_ = info.id()
         version_id = info.os_release_attr("version_id") or info.version()
         pretty = info.name(pretty=True)
+    except GpuprepError as exc:
+        return Platform("", "", "unknown", "unknown", reason=f"cannot read os-release: {exc.message}")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        return Platform("", "", "unknown", "unknown", reason=f"cannot read os-release: {exc}")
+        return Platform("", "", "unknown", "unknown", reason=f"cannot read {source or 'os-release'}: {exc}")
 
     if not id_:
-        return Platform("", "", "unknown", "unknown", reason="no /etc/os-release")
+        return Platform("", "", "unknown", "unknown", reason=f"{where}: no ID= line")
     if id_ == "amzn":
         profile = _amzn(version_id)
         if profile:

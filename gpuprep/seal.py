@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -86,20 +85,11 @@ def _kind(st: os.stat_result) -> str:
 def _declared_base(host: Host, base: str) -> Path | None:
     """The real directory of the declared host path ``base``, or None when it is not there.
 
-    The declared path itself may be a link (an admin moved /var/log to a volume) but it must stay
-    inside the root: with --root, an absolute link would otherwise reach the build machine's own files.
+    The declared path itself may be a link (an admin moved /var/log to a volume): it is followed
+    inside the root (``Host.path``); one that climbs out of the root raises LinkEscapes (exit 2).
     """
-    p = host.path(base)
-    if not os.path.lexists(p):
-        return None
-    real = Path(os.path.realpath(p))
-    root = Path(os.path.realpath(host.root))
-    if real != root and root not in real.parents:
-        raise StepFailed(f"{base} leads out of {host.root} (to {real}): not removing anything there",
-                         f"check {p}; gpuprep removes only inside the declared paths")
-    if not real.is_dir():
-        return None
-    return real
+    real = host.path(base)
+    return real if real.is_dir() else None
 
 
 def _split(pattern: str) -> tuple[str, list[str]]:
@@ -161,45 +151,14 @@ def remove_items(host: Host, pattern: str) -> list[Item]:
     return [Item("remove", hp, _kind(st), base) for hp, _, st in find(host, pattern)]
 
 
-def _check_parent(host: Host, item: Item) -> Path:
-    """The real path of ``item``, after checking no link crept into its directories below the base.
-
-    Right before removal: the parent, resolved, must be exactly the declared base, resolved, plus the
-    same names (a directory swapped for a link since planning would otherwise redirect the removal).
-    """
-    base_real = _declared_base(host, item.base)
-    rel = Path(item.path).relative_to(item.base)
-    expected_parent = (base_real / rel).parent if base_real is not None else None
-    if expected_parent is None or Path(os.path.realpath(expected_parent)) != expected_parent:
-        raise StepFailed(f"{item.path}: a directory on its way now leads elsewhere; stopped before removing it",
-                         "something changed the tree while sealing; look at it and run seal again")
-    return expected_parent / rel.name
-
-
 def execute(host: Host, item: Item) -> bool:
-    """Carry out one item; False when it was already gone. Links are unlinked, never followed."""
-    path = _check_parent(host, item)
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return False
-    if item.action == "truncate":
-        if not stat.S_ISREG(st.st_mode):
-            return False
-        # Truncate in place (one syscall, so atomic): a daemon holding a log open keeps its inode,
-        # and /etc/machine-id must stay as an empty file (systemd fills it at first boot).
-        fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            os.ftruncate(fd, 0)
-        finally:
-            os.close(fd)
-        return True
-    if stat.S_ISDIR(st.st_mode):
-        # rmtree unlinks links it meets inside instead of following them (fd-based where supported).
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-    return True
+    """Carry out one item; False when it was already gone. Links are unlinked, never followed.
+
+    ``Host.remove`` walks from the declared base to the item without following a link and removes
+    relative to the directory it holds open: a directory swapped for a link since planning stops the
+    removal (TreeChanged) instead of redirecting it.
+    """
+    return host.remove(item.path, base=item.base, truncate=item.action == "truncate")
 
 
 class FileStep(Step):
@@ -214,7 +173,6 @@ class FileStep(Step):
         return f"no {self.what} to remove"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        preflight_once(ctx)
         items = self.items(ctx)
         if not items:
             return Converged(self.nothing(ctx))
@@ -443,7 +401,6 @@ class ContainersStep(Step):
     title = "stop and remove every container, the ECS agent's included"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        preflight_once(ctx)
         client = engine(ctx)
         if _selected(ctx, "images") and "image_plan" not in ctx.state:
             # The images step's list is wanted before the first removal (each image goes as soon as its
@@ -679,7 +636,6 @@ class ImagesStep(Step):
     title = "remove every image except those named by --keep-image (reported with digest and size)"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        preflight_once(ctx)
         remove, keep = image_plan(ctx)
         kept = [{k: r[k] for k in ("refs", "id", "tags", "digests", "size")} for r in keep]
         ctx.state["kept_images"] = kept
@@ -746,7 +702,6 @@ class StopEcsStep(Step):
     title = "stop ECS (ecs-init and the ecs-agent container) through the init system; leave it enabled"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        preflight_once(ctx)
         host = ctx.host
         if not host.live:
             raise Skip("ECS does not run inside --root (an agent container there goes with `containers`)")
@@ -822,17 +777,6 @@ def _selected(ctx: Context, step_id: str) -> bool:
     return (not only or step_id in only) and step_id not in skip
 
 
-def preflight_once(ctx: Context) -> None:
-    """Run preflight's checks and question where --only/--skip left the preflight step out.
-
-    `seal --only ecs-state` on a terminal must still ask, as root, before deleting; the first step
-    that plans does it once for the run.
-    """
-    if ctx.state.get("seal_preflight") or _selected(ctx, "preflight"):
-        return
-    SealPreflightStep().plan(ctx)
-
-
 def _asks(ctx: Context) -> bool:
     """Whether seal asks before removing: a terminal, no --yes, and a real run."""
     return ctx.interactive and not getattr(ctx.options, "yes", False) and not ctx.dry_run
@@ -843,7 +787,6 @@ class SealPreflightStep(Step):
     title = "root, a known platform, --keep-image names real images; on a terminal, confirm what goes"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        ctx.state["seal_preflight"] = True  # once: the preview below plans the other steps
         host, platform = ctx.host, ctx.platform
         if not host.is_root:
             raise PreconditionUnmet("seal needs root: it stops services and removes files owned by root",
@@ -941,7 +884,6 @@ class StampStep(Step):
 
         from gpuprep import __version__
 
-        preflight_once(ctx)
         host = ctx.host
         old = host.read_text(SEAL_JSON)
         existing = _parse_seal(old)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpuprep.errors import BadInput, GpuprepError
+from gpuprep.errors import BadInput, GpuprepError, os_error
 from gpuprep.host import Host
 from gpuprep.platform import Platform
 from gpuprep.report import RunReport, StepResult, StepStatus
@@ -90,6 +90,17 @@ def parse_ids(values: Sequence[str], steps: Sequence[Step], flag: str) -> list[s
     return ids
 
 
+def check_selection(only: Sequence[str], skip: Sequence[str], steps: Sequence[Step]) -> tuple[list[str], list[str]]:
+    """The ids of ``--only`` and ``--skip``; BadInput (exit 2) for an unknown id, or for one named by
+    both (the run would do nothing and report success)."""
+    only_ids, skip_ids = parse_ids(only, steps, "--only"), parse_ids(skip, steps, "--skip")
+    both = [i for i in only_ids if i in skip_ids]
+    if both:
+        raise BadInput(f"--only and --skip both name {', '.join(both)}",
+                       "name each step in one of them only")
+    return only_ids, skip_ids
+
+
 def run_steps(
     ctx: Context,
     command: str,
@@ -99,21 +110,33 @@ def run_steps(
     skip: Sequence[str] = (),
     on_step: Callable[[StepResult], None] | None = None,
 ) -> RunReport:
-    """Plan and apply ``steps`` in order; stop at the first failure."""
-    only_ids = parse_ids(only, steps, "--only")
-    skip_ids = parse_ids(skip, steps, "--skip")
+    """Plan and apply ``steps`` in order; stop at the first failure.
+
+    A first step with id ``preflight`` holds the command's preconditions (root, a supported
+    platform): where ``--only``/``--skip`` leave it out while selecting another step, its checks still
+    run (its plan; it changes nothing) and a failure stops the run as it would have.
+    """
+    only_ids, skip_ids = check_selection(only, skip, steps)
+
+    def selected(step: Step) -> bool:
+        return (not only_ids or step.id in only_ids) and step.id not in skip_ids
+
+    gate = steps[0] if steps and steps[0].id == "preflight" else None
     report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra)
     failed: StepResult | None = None
     for step in steps:
         started = time.monotonic()
         if failed is not None:
             result = StepResult(step.id, StepStatus.SKIPPED, f"not run: {failed.id} failed")
-        elif (only_ids and step.id not in only_ids) or step.id in skip_ids:
-            result = StepResult(step.id, StepStatus.SKIPPED, "not selected (--only/--skip)")
+        elif not selected(step):
+            if step is gate and any(selected(s) for s in steps[1:]):
+                result = _run_one(ctx, step, report, checks_only=True)
+            else:
+                result = StepResult(step.id, StepStatus.SKIPPED, "not selected (--only/--skip)")
         else:
             result = _run_one(ctx, step, report)
-            if result.status is StepStatus.FAILED:
-                failed = result
+        if result.status is StepStatus.FAILED:
+            failed = result
         if not result.duration_ms:
             result.duration_ms = (time.monotonic() - started) * 1000
         report.steps.append(result)
@@ -122,10 +145,14 @@ def run_steps(
     return report
 
 
-def _run_one(ctx: Context, step: Step, report: RunReport) -> StepResult:
-    """One step's result; ``run_steps`` times it."""
+def _run_one(ctx: Context, step: Step, report: RunReport, *, checks_only: bool = False) -> StepResult:
+    """One step's result; ``run_steps`` times it. ``checks_only``: plan, never apply, and report the
+    step as not selected when its checks pass."""
     try:
         plan = step.plan(ctx)
+        if checks_only:
+            return StepResult(step.id, StepStatus.SKIPPED,
+                              f"not selected (--only/--skip); its checks passed: {plan.summary}")
         if isinstance(plan, Converged):
             return StepResult(step.id, StepStatus.OK, plan.summary, data=plan.data)
         if ctx.dry_run:
@@ -143,7 +170,15 @@ def _run_one(ctx: Context, step: Step, report: RunReport) -> StepResult:
         report.exit_code = max(report.exit_code, exc.exit_code)
         report.error, report.hint = f"{step.id}: {exc.message}", exc.hint
         return StepResult(step.id, StepStatus.FAILED, exc.message, hint=exc.hint, data=exc.data)
-    except Exception as exc:  # a bug or an unforeseen OS error: report it, never a bare traceback
+    except OSError as exc:
+        # The system refused (a full disk, a read-only mount, an I/O error, permission): not a bug of
+        # gpuprep's, so it is said as one line naming the file and what to do.
+        err = os_error(exc)
+        log.debug("step %s failed", step.id, exc_info=True)
+        report.exit_code = max(report.exit_code, err.exit_code)
+        report.error, report.hint = f"{step.id}: {err.message}", err.hint
+        return StepResult(step.id, StepStatus.FAILED, err.message, hint=err.hint)
+    except Exception as exc:  # a bug: report it, never a bare traceback
         log.debug("step %s crashed\n%s", step.id, traceback.format_exc())
         report.exit_code = max(report.exit_code, 1)
         report.error = f"{step.id}: internal error: {type(exc).__name__}: {exc}"

@@ -104,24 +104,78 @@ def parse(text: str, where: str) -> dict[str, Any]:
         raise BadInput(f"{where}: {problem}", hint) from None
     except ValueError as exc:
         raise BadInput(f"{where}: invalid JSON: {exc}", hint) from None
+    except RecursionError:
+        raise BadInput(f"{where}: invalid JSON: nested deeper than Python's parser goes (no daemon.json "
+                       "needs that)", hint) from None
     if not isinstance(value, dict):
         raise BadInput(f"{where}: the top level is {_json_type(value)}, expected an object", hint)
     _check_shapes(value, where, hint)
     return value
 
 
+# The Go types of the daemon.json keys dockerd decodes (moby/moby daemon/config/config.go and
+# config_linux.go, CommonConfig / Config and their json tags, as of Engine 20.10-28). A value of another
+# type stops dockerd at start ("cannot unmarshal string into Go struct field ... of type []string"), so
+# gpuprep refuses to write (or keep) one. Keys not listed are left to dockerd (they vary by version).
+_STR, _BOOL, _INT, _STRS, _STRMAP, _BOOLMAP, _OBJ, _OBJS = (
+    "a string", "a boolean", "an integer", "a list of strings", "an object of strings", "an object of booleans",
+    "an object", "a list of objects")
+DOCKERD_KEYS: dict[str, str] = {
+    **dict.fromkeys((
+        "default-runtime", "data-root", "exec-root", "pidfile", "storage-driver", "log-driver", "log-level",
+        "log-format", "bridge", "bip", "fixed-cidr", "fixed-cidr-v6", "default-gateway", "default-gateway-v6",
+        "cgroup-parent", "group", "init-path", "userns-remap", "default-shm-size", "containerd",
+        "containerd-namespace", "containerd-plugins-namespace", "metrics-addr", "seccomp-profile",
+        "tlscacert", "tlscert", "tlskey", "userland-proxy-path", "default-cgroupns-mode", "default-ipc-mode",
+        "exec-root", "swarm-default-advertise-addr", "cluster-store", "cluster-advertise", "ip"), _STR),
+    **dict.fromkeys((
+        "debug", "iptables", "ip6tables", "ipv6", "ip-forward", "ip-masq", "icc", "userland-proxy",
+        "live-restore", "init", "experimental", "selinux-enabled", "no-new-privileges", "tls", "tlsverify",
+        "raw-logs", "disable-legacy-registry"), _BOOL),
+    **dict.fromkeys((
+        "mtu", "max-concurrent-downloads", "max-concurrent-uploads", "max-download-attempts", "shutdown-timeout",
+        "oom-score-adjust", "cpu-rt-period", "cpu-rt-runtime", "network-control-plane-mtu"), _INT),
+    **dict.fromkeys((
+        "exec-opts", "storage-opts", "hosts", "dns", "dns-opts", "dns-search", "labels", "insecure-registries",
+        "registry-mirrors", "allow-nondistributable-artifacts", "authorization-plugins", "cdi-spec-dirs",
+        "node-generic-resources"), _STRS),
+    "log-opts": _STRMAP, "features": _BOOLMAP, "default-ulimits": _OBJ, "builder": _OBJ,
+    "default-address-pools": _OBJS, "runtimes": _OBJ,
+}
+# A runtime entry (moby/moby api/types/system Runtime, "path" / "runtimeArgs" / "runtimeType" / "options").
+RUNTIME_KEYS = {"path": _STR, "runtimeArgs": _STRS, "runtimeType": _STR, "options": _OBJ}
+
+
+def _has_type(value: Any, want: str) -> bool:
+    if want == _STR:
+        return isinstance(value, str) and not isinstance(value, JsonFloat)
+    if want == _BOOL:
+        return isinstance(value, bool)
+    if want == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if want in (_STRS, _OBJS):
+        inner = _STR if want == _STRS else _OBJ
+        return isinstance(value, list) and all(_has_type(v, inner) for v in value)
+    if want in (_STRMAP, _BOOLMAP):
+        inner = _STR if want == _STRMAP else _BOOL
+        return isinstance(value, dict) and all(_has_type(v, inner) for v in value.values())
+    return isinstance(value, dict)
+
+
 def _check_shapes(config: dict[str, Any], where: str, hint: str) -> None:
-    """The keys we edit must have the shape dockerd expects, or we refuse rather than guess."""
-    if "runtimes" in config:
-        runtimes = config["runtimes"]
-        if not isinstance(runtimes, dict):
-            raise BadInput(f'{where}: "runtimes" is {_json_type(runtimes)}, expected an object', hint)
-        for name, entry in runtimes.items():
-            if not isinstance(entry, dict):
-                raise BadInput(f'{where}: "runtimes"."{name}" is {_json_type(entry)}, expected an object', hint)
-    default = config.get("default-runtime")
-    if "default-runtime" in config and not isinstance(default, str):
-        raise BadInput(f'{where}: "default-runtime" is {_json_type(default)}, expected a string', hint)
+    """Every key dockerd decodes must have its Go type (null included: dockerd reads a null as absent,
+    but the edit would have to guess), or we refuse rather than write a file dockerd will not start with."""
+    for key, want in DOCKERD_KEYS.items():
+        if key in config and not _has_type(config[key], want):
+            raise BadInput(f'{where}: "{key}" is {_json_type(config[key])}, expected {want} (dockerd would '
+                           f"not start with it)", hint)
+    for name, entry in (config.get("runtimes") or {}).items():
+        if not isinstance(entry, dict):
+            raise BadInput(f'{where}: "runtimes"."{name}" is {_json_type(entry)}, expected an object', hint)
+        for key, want in RUNTIME_KEYS.items():
+            if key in entry and not _has_type(entry[key], want):
+                raise BadInput(f'{where}: "runtimes"."{name}"."{key}" is {_json_type(entry[key])}, expected '
+                               f"{want} (dockerd would not start with it)", hint)
 
 
 # -- writing JSON the way the file was written ------------------------------------------------
@@ -224,6 +278,7 @@ class UserCopy:
     label: str  # what the user reads: a path, or "daemon.json before the packages step"
     config: dict[str, Any]
     leftover: Path | None = None  # the .rpmorig/.rpmsave file, renamed once merged
+    leftover_path: str = ""  # its host path
 
 
 @dataclass
@@ -265,18 +320,19 @@ def _terminated(lines):
         yield line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
 
 
+# A daemon.json is a few KiB; one this large is not one (and is not read whole into memory).
+MAX_BYTES = 4 << 20
+
+
 def read_config(host: Host, path: str) -> tuple[str | None, dict[str, Any]]:
-    """(text, parsed) of host file ``path``; (None, {}) when it does not exist."""
+    """(text, parsed) of host file ``path``; (None, {}) when it does not exist (a dangling link too:
+    writing follows it and creates the target). A directory, FIFO or device there is refused."""
     real = host.path(path)
-    if real.is_dir():
-        raise BadInput(f"{real}: is a directory, expected daemon.json",
-                       f"move the directory {real} away; gpuprep creates the file")
-    try:
-        raw = real.read_bytes()
-    except FileNotFoundError:
-        return None, {}  # a dangling symlink too: writing follows it and creates the target
-    except NotADirectoryError:
-        raise BadInput(f"{real}: a parent of it is not a directory", f"fix the path to {real}") from None
+    raw = host.read_bytes(path, limit=MAX_BYTES)
+    if raw is None:
+        if real.parent.exists() and not real.parent.is_dir():
+            raise BadInput(f"{real}: a parent of it is not a directory", f"fix the path to {real}")
+        return None, {}
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -285,11 +341,10 @@ def read_config(host: Host, path: str) -> tuple[str | None, dict[str, Any]]:
     return text, parse(text, str(real))
 
 
-def leftovers(host: Host, path: str) -> list[Path]:
-    """The .rpmorig / .rpmsave copies of daemon.json that rpm left beside it."""
-    real = host.path(path)
-    return [real.with_name(real.name + suffix) for suffix in RPM_LEFTOVERS
-            if real.with_name(real.name + suffix).is_file()]
+def leftovers(host: Host, path: str) -> list[tuple[str, Path]]:
+    """The .rpmorig / .rpmsave copies of daemon.json that rpm left beside it: (host path, real path)."""
+    found = ((path + suffix, host.path(path + suffix)) for suffix in RPM_LEFTOVERS)
+    return [(hp, real) for hp, real in found if real.is_file()]
 
 
 def user_copies(host: Host, path: str, *, before_packages: str | None = None,
@@ -302,13 +357,19 @@ def user_copies(host: Host, path: str, *, before_packages: str | None = None,
     """
     copies: list[UserCopy] = []
     if packages_changed and before_packages is not None and before_packages.strip():
-        current = host.path(path).read_text() if host.path(path).is_file() else None
+        raw = host.read_bytes(path, limit=MAX_BYTES)
+        current = raw.decode("utf-8", errors="replace") if raw is not None else None
         if current != before_packages:
             copies.append(UserCopy(f"{path} as it was before the packages step",
                                    parse(before_packages, f"{path} (before the packages step)")))
-    for leftover in leftovers(host, path):
-        text = leftover.read_bytes().decode("utf-8", errors="strict") if leftover.stat().st_size else ""
-        copies.append(UserCopy(str(leftover), parse(text, str(leftover)), leftover))
+    for leftover_path, leftover in leftovers(host, path):
+        raw = host.read_bytes(leftover_path, limit=MAX_BYTES) or b""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadInput(f"{leftover}: not UTF-8 text (byte {exc.start})",
+                           f"fix or remove {leftover}, then run gpuprep again") from None
+        copies.append(UserCopy(str(leftover), parse(text, str(leftover)), leftover, leftover_path))
     return copies
 
 
@@ -333,24 +394,25 @@ def merged_name(leftover: Path, now: datetime | None = None) -> Path:
 def apply_edit(host: Host, edit: DaemonJsonEdit) -> Path | None:
     """Back up, then write atomically; rename merged rpm leftovers so the next run is converged.
 
-    Returns the backup's path (None when there was no file before).
+    The file is compared with what was planned twice: before the backup (no backup of a file that is
+    not ours to change) and, by the write itself, right before the rename (``expect``). Returns the
+    backup's path (None when there was no file before).
     """
     backup = None
     if edit.changes_file:
-        # Decoded as read_config decoded it: read_text() would turn a CRLF file's line ends into LF and
-        # so never match ``before``.
-        current = edit.real.read_bytes().decode("utf-8", errors="replace") if edit.real.is_file() else None
-        if current != edit.before:
+        before = edit.before.encode() if edit.before is not None else None
+        raw = host.read_bytes(edit.path, limit=MAX_BYTES)
+        if raw != before:
             raise StepFailed(f"{edit.real} changed while gpuprep was planning its edit",
                              "run gpuprep again; nothing was written")
         backup = host.backup(edit.path) if edit.before is not None else None
-        host.write_atomic(edit.path, edit.after)
+        host.write_atomic(edit.path, edit.after, expect=before)
         log.debug("wrote %s (backup %s)", edit.real, backup)
     for copy in edit.merged:
-        if copy.leftover is not None and copy.leftover.exists():
+        if copy.leftover is not None and host.lexists(copy.leftover_path):
             # Renamed, not deleted: the user's original stays on disk, and the next run finds no
             # leftover to merge again.
-            os.replace(copy.leftover, merged_name(copy.leftover))
+            host.rename(copy.leftover_path, merged_name(copy.leftover).name)
     return backup
 
 
@@ -387,20 +449,7 @@ def runtime_in_runtimes_dir(host: Host, runtimes_dir: str, name: str = RUNTIME_N
     """The host path of ``runtimes_dir/name`` when it is an executable (docker-setup-runtimes.sh
     registers each one with ``--add-runtime NAME=PATH``), else None."""
     candidate = f"{runtimes_dir.rstrip('/')}/{name}"
-    real = resolve_in_host(host, candidate)
-    if real is not None and real.is_file() and os.access(real, os.X_OK):
+    real = host.path(candidate)
+    if real.is_file() and os.access(real, os.X_OK):
         return candidate
-    return None
-
-
-def resolve_in_host(host: Host, p: str, hops: int = 16) -> Path | None:
-    """Follow symlinks of host path ``p`` inside the host tree (an absolute link inside --root points
-    into the root, not into this machine)."""
-    current = p
-    for _ in range(hops):
-        real = host.path(current)
-        if not real.is_symlink():
-            return real if real.exists() else None
-        target = os.readlink(real)
-        current = target if target.startswith("/") else os.path.normpath(f"{os.path.dirname(current)}/{target}")
     return None

@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 
 from gpuprep import seal
 from gpuprep.cli import app
-from gpuprep.errors import StepFailed
 from gpuprep.host import Host
 from gpuprep.options import SealOptions
 from gpuprep.platform import detect
 from gpuprep.report import StepStatus
+from gpuprep.rootfs import TreeChanged
 from gpuprep.steps import Context, run_steps
 
 NO_DOCKER = "stop-ecs,containers,images"
@@ -115,18 +115,34 @@ def test_dry_run_text_lists_each_item(tree):
     assert "remove /var/lib/ecs/data/metadata/ (directory and everything in it)" in out
 
 
-def test_a_declared_dir_linking_out_of_the_root_is_refused(tmp_path):
-    """With --root an absolute link would reach the build machine's own /var/lib/ecs: nothing is removed."""
+def test_an_absolute_link_of_a_declared_dir_is_read_inside_the_root(tmp_path):
+    """/var/lib/ecs -> /build-machine-ecs (absolute): in the image it names ROOT/build-machine-ecs, so the
+    build machine's directory of that name is never touched and the image's own state is removed."""
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    elsewhere = tmp_path / "build-machine-ecs"
+    _write(elsewhere / "data/agent.db", "the build machine's own")
+    _write(root / str(elsewhere).lstrip("/") / "data/agent.db", "the image's")
+    (root / "var/lib").mkdir(parents=True)
+    os.symlink(elsewhere, root / "var/lib/ecs")
+    code, report = gpuprep("--root", str(root), "--json", "seal", "--yes", "--skip", NO_DOCKER)
+    assert code == 0, report
+    assert (elsewhere / "data/agent.db").read_text() == "the build machine's own"
+    assert not (root / str(elsewhere).lstrip("/") / "data/agent.db").exists()
+
+
+def test_a_relative_link_climbing_out_of_the_root_is_refused(tmp_path):
+    """/var/lib/ecs -> ../../../build-machine-ecs climbs above the image's /: exit 2 naming the link."""
     root = tmp_path / "root"
     shutil.copytree(FIXTURES / "distros/amzn-2023", root)
     elsewhere = tmp_path / "build-machine-ecs"
     _write(elsewhere / "data/agent.db", "the build machine's own")
     (root / "var/lib").mkdir(parents=True)
-    os.symlink(elsewhere, root / "var/lib/ecs")
+    os.symlink(os.path.relpath(elsewhere, root / "var/lib"), root / "var/lib/ecs")
     code, report = gpuprep("--root", str(root), "--json", "seal", "--yes", "--skip", NO_DOCKER)
-    assert code == 1 and report["status"] == "failed"
+    assert code == 2 and report["status"] == "failed"
     failed = [s for s in report["steps"] if s["status"] == "failed"]
-    assert failed[0]["id"] == "ecs-state" and "leads out of" in failed[0]["summary"]
+    assert failed[0]["id"] == "ecs-state" and "/var/lib/ecs leads out of" in failed[0]["summary"]
     assert (elsewhere / "data/agent.db").read_text() == "the build machine's own"
 
 
@@ -143,7 +159,7 @@ def test_a_directory_swapped_for_a_link_after_planning_stops_the_removal(tmp_pat
     assert [i.path for i in change.payload] == ["/home/alice/.ssh/authorized_keys"]
     shutil.rmtree(root / "home/alice/.ssh")
     os.symlink(other.parent, root / "home/alice/.ssh")
-    with pytest.raises(StepFailed, match="leads elsewhere"):
+    with pytest.raises(TreeChanged, match="no longer a directory"):
         step.apply(ctx, change)
     assert other.read_text() == "not ours"
 
@@ -294,7 +310,7 @@ def test_only_leaving_preflight_out_still_checks_root_and_asks(tree, monkeypatch
     agent_db = tree["root"] / "var/lib/ecs/data/agent.db"
     only = ["ecs-state"]
     report = run_steps(_ctx(tree["root"], euid=1000, yes=True, only=only), "seal", seal.seal_steps(), only=only)
-    assert report.exit_code == 3 and report.error == "ecs-state: seal needs root: it stops services and removes " \
+    assert report.exit_code == 3 and report.error == "preflight: seal needs root: it stops services and removes " \
         "files owned by root" and agent_db.exists()
     asked: list[str] = []
     monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: asked.append(text) or False)
