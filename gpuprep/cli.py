@@ -304,6 +304,7 @@ def doctor(
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list((f"{c.group}/{c.id}".ljust(width), c.title + (" [boot]" if c.boot else "")) for c in checks)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
+    host = None
     try:
         host = _host()
         report = run_checks(host, detect(host), options)
@@ -313,6 +314,9 @@ def doctor(
     except Exception as exc:
         _fail(exc, Status.UNKNOWN.exit_code)
         return
+    finally:
+        if host is not None:
+            host.close()
     if prom is not None:
         try:
             write_prometheus(report, str(prom))

@@ -346,11 +346,11 @@ def rpm_installed(host: Host, names: tuple[str, ...] | list[str]) -> dict[str, s
     """
     if not names or not _which_rpm(host):
         return {}
-    root = [] if host.live else ["--root", str(host.root)]
-    if not host.live:
-        dbpath = host.run(["rpm", "--eval", "%{_dbpath}"], check=False, timeout=30).stdout.strip()
-        if not dbpath.startswith("/") or not host.path(dbpath).is_dir():
-            return {}
+    from gpuprep.packages.rpmdb import db_args
+
+    root = db_args(host)
+    if root is None:
+        return {}
     proc = host.run(["rpm", "-q", *root, "--qf", "%{NAME}|%{EPOCH}|%{VERSION}|%{RELEASE}\\n", *names],
                     check=False, timeout=30)
     found: dict[str, str] = {}

@@ -117,6 +117,7 @@ class Host:
         self.env = dict(os.environ if env is None else env)
         self.euid = os.geteuid() if euid is None else euid
         self._docker = None
+        self._scratch: str | None = None
         self._docker_lock = threading.Lock()
         self.engine_server: str | None = None  # the Engine's Server header ("Docker/25.0.8 (linux)"), once pinged
 
@@ -349,8 +350,20 @@ class Host:
         version = self.docker().api.api_version
         return docker.APIClient(base_url=self.docker_url, version=version, timeout=timeout)
 
+    def scratch(self) -> str:
+        """A private directory on this machine, outside the root, removed by ``close``: where a
+        read-only run sends what its tools insist on writing (dnf's logs and cache)."""
+        if self._scratch is None:
+            import tempfile
+
+            self._scratch = tempfile.mkdtemp(prefix="gpuprep-")
+        return self._scratch
+
     def close(self) -> None:
         if self._docker is not None:
             with contextlib.suppress(Exception):
                 self._docker.close()
             self._docker = None
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None

@@ -37,7 +37,7 @@ def _installed_deb(probes: Probes) -> dict[str, str]:
 def _backend(probes: Probes):
     from gpuprep.packages.repo import backend_for
 
-    return probes.get("packages.backend", lambda pr: backend_for(pr.host, pr.platform))
+    return probes.get("packages.backend", lambda pr: backend_for(pr.host, pr.platform, read_only=True))
 
 
 def check_installed(probes: Probes) -> Verdict:

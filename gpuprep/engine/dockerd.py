@@ -488,7 +488,7 @@ def _roll_back(host: Host, proc: EngineProcess, rollback: Rollback | None, cause
                          f"fix {host.path('/etc/docker/daemon.json')} or dockerd's command line, then run again")
     real = host.path(rollback.path)
     if rollback.previous is None:
-        real.unlink(missing_ok=True)
+        host.remove(rollback.path, base=os.path.dirname(rollback.path))
         restored = f"removed the new {real}"
     else:
         host.write_atomic(rollback.path, rollback.previous)

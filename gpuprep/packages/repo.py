@@ -12,6 +12,7 @@ gpuprep edits the root's list itself, in the plugin's format.)
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from gpuprep.errors import CommandError, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
 from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.resolve import Package
+from gpuprep.packages.rpmdb import db_args
 from gpuprep.platform import Platform
 
 log = logging.getLogger("gpuprep")
@@ -157,13 +159,24 @@ class Backend:
     platform: Platform
     manager: str  # "dnf" | "yum"
     queries: int = 0  # package-manager queries this run (bench/ counts them)
+    # A dry run or doctor: the tree must stay as it is, so dnf keeps its logs, cache and state elsewhere.
+    read_only: bool = False
 
     # -- argv ----------------------------------------------------------------------------
     def root_args(self) -> list[str]:
         if self.host.live:
             return []
         root = str(self.host.root)
-        args = [f"--installroot={root}", f"--setopt=reposdir={root}/etc/yum.repos.d"]
+        installroot = root
+        if self.read_only and self.manager == "dnf" and db_args(self.host) is None:
+            # dnf opens the installroot's rpm database and creates it where there is none, so a read-only
+            # query of a tree without one runs against an empty scratch root, with the tree's repositories
+            # and variables: nothing is installed there either way.
+            installroot = f"{self.host.scratch()}/installroot"
+            os.makedirs(installroot, exist_ok=True)
+        args = [f"--installroot={installroot}", f"--setopt=reposdir={root}/etc/yum.repos.d"]
+        if installroot != root:
+            args.append(f"--setopt=varsdir={root}/etc/dnf/vars,{root}/etc/yum/vars")
         # A root without system-release cannot tell dnf/yum its $releasever.
         if not self.host.exists("/etc/system-release") and self.platform.version_id:
             args.append(f"--releasever={self.platform.version_id}")
@@ -179,9 +192,10 @@ class Backend:
     def lock_argv(self, pkgs: Sequence[Package]) -> list[str]:
         return [self.manager, *self.root_args(), "versionlock", "add", *(p.nevra for p in pkgs)]
 
-    def installed_argv(self, names: Sequence[str]) -> list[str]:
-        root = [] if self.host.live else ["--root", str(self.host.root)]
-        return ["rpm", "-q", *root, "--qf", RPM_QF, *names]
+    def installed_argv(self, names: Sequence[str]) -> list[str] | None:
+        """``rpm -q`` of ``names``; None when the tree holds no rpm database (nothing installed)."""
+        root = db_args(self.host)
+        return None if root is None else ["rpm", "-q", *root, "--qf", RPM_QF, *names]
 
     # -- queries -------------------------------------------------------------------------
     def available(self, names: Sequence[str]) -> list[Package]:
@@ -195,7 +209,10 @@ class Backend:
 
     def installed(self, names: Sequence[str]) -> list[Package]:
         """What of ``names`` is installed: one ``rpm -q`` (no repository metadata)."""
-        done = self.host.run(self.installed_argv(names), timeout=60, check=False)
+        argv = self.installed_argv(names)
+        if argv is None:
+            return []
+        done = self.host.run(argv, timeout=60, check=False)
         # rpm -q exits with the count of names not installed; that is an answer, not a failure.
         if done.returncode != 0 and RECORD not in done.stdout and "is not installed" not in done.stdout:
             raise CommandError(done.argv, done.returncode, done.stdout, done.stderr)
@@ -283,6 +300,15 @@ class DnfBackend(Backend):
         args = ["dnf", "-q", "--disableplugin=local", *self.root_args()]
         if not self.host.live:
             args.insert(3, "--disableplugin=versionlock")
+        if self.read_only:
+            # dnf writes dnf.log, dnf.librepo.log and dnf.rpm.log under logdir and repository metadata under
+            # cachedir, inside --installroot, on every query; options given on the command line are taken as
+            # they are (not prefixed with the installroot).
+            scratch = self.host.scratch()
+            for d in ("log", "cache", "persist"):
+                os.makedirs(f"{scratch}/{d}", exist_ok=True)
+            args += [f"--setopt=logdir={scratch}/log", f"--setopt=cachedir={scratch}/cache",
+                     f"--setopt=persistdir={scratch}/persist"]
         return args
 
     def query_argv(self, names: Sequence[str]) -> list[str]:
@@ -304,7 +330,7 @@ class YumBackend(Backend):
         return [*args, "install", *(p.nevra for p in pkgs), *extra]
 
 
-def backend_for(host: Host, platform: Platform) -> Backend:
+def backend_for(host: Host, platform: Platform, *, read_only: bool = False) -> Backend:
     """The platform's own manager; where this machine lacks it (acting on a --root from another
     system), whichever of dnf or yum it has."""
     preferred = platform.package_manager if platform.package_manager in ("dnf", "yum") else "dnf"
@@ -320,7 +346,7 @@ def backend_for(host: Host, platform: Platform) -> Backend:
         tools = ["dnf"] if manager == "dnf" else ["yum", "repoquery"]
         if all(have(t) for t in tools):
             cls = DnfBackend if manager == "dnf" else YumBackend
-            return cls(host, platform, manager)
+            return cls(host, platform, manager, read_only=read_only)
     raise PreconditionUnmet(
         f"no package manager: {platform.package_manager or 'dnf'} not found",
         "install dnf (or yum and yum-utils for repoquery)",
@@ -333,8 +359,15 @@ def backend_for(host: Host, platform: Platform) -> Backend:
 RPM_LOCKS = ("/var/lib/rpm/.rpm.lock",)
 
 
-def _describe(pid: int, path: str) -> LockHolder | None:
-    """The live process ``pid``; None when it is gone or a zombie (a dead yum left its pid file behind)."""
+def _describe(host: Host, pid: int, path: str, *, in_tree: bool = False) -> LockHolder | None:
+    """The live process ``pid``; None when it is gone or a zombie (a dead yum left its pid file behind).
+
+    Inside --root a pid file counts only for a process that acts on the tree: one whose root is the tree
+    (chroot), or one whose command line names it (``dnf --installroot T``). A pid file baked into the
+    image names a pid of the machine that built it, and on this machine that number may be anyone
+    (pid 1, say): waiting for it would wait for nothing. ``in_tree``: the lock is on the tree's own
+    file (rpm's fcntl lock), so its owner acts on the tree wherever it runs.
+    """
     import psutil
 
     try:
@@ -342,12 +375,31 @@ def _describe(pid: int, path: str) -> LockHolder | None:
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
         name = proc.name()
-        cmdline = " ".join(proc.cmdline())
+        argv = proc.cmdline()
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return None
     except psutil.AccessDenied:
-        name, cmdline = "?", ""
-    return LockHolder(pid, name, cmdline[:200], path)
+        name, argv = "?", []
+    if not host.live and not in_tree and not _acts_on(host, pid, argv):
+        return None
+    return LockHolder(pid, name, " ".join(argv)[:200], path)
+
+
+def _acts_on(host: Host, pid: int, argv: Sequence[str]) -> bool:
+    import os
+
+    root = str(host.root)
+    try:
+        if os.path.realpath(f"/proc/{pid}/root") == root:
+            return True
+    except OSError:
+        pass
+    for i, arg in enumerate(argv):
+        value = arg.split("=", 1)[1] if arg.startswith("--installroot=") else \
+            (argv[i + 1] if arg == "--installroot" and i + 1 < len(argv) else None)
+        if value is not None and os.path.realpath(value) == root:
+            return True
+    return False
 
 
 def _fcntl_owner(real: str) -> int | None:
@@ -388,13 +440,13 @@ def lock_holder(host: Host, pidfiles: Sequence[str], rpm_locks: Sequence[str] = 
         first = text.strip().splitlines()[0].strip() if text and text.strip() else ""
         if not first.isdigit():
             continue
-        holder = _describe(int(first), pidfile)
+        holder = _describe(host, int(first), pidfile)
         if holder is not None:
             return holder
     for path in rpm_locks:
         pid = _fcntl_owner(str(host.path(path)))
         if pid is not None:
-            holder = _describe(pid, path)
+            holder = _describe(host, pid, path, in_tree=True)
             if holder is not None:
                 return holder
     return None

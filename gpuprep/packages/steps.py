@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
-from gpuprep.packages.repo import Backend, backend_for, lock_entry, wait_for_lock
+from gpuprep.packages.repo import Backend, backend_for, lock_entry, lock_holder, wait_for_lock
 from gpuprep.packages.resolve import (
     LEGACY,
     QUERY_NAMES,
@@ -91,7 +91,7 @@ def legacy_dist(ctx: Context) -> str:
 # -- shared state ------------------------------------------------------------------------------
 def backend(ctx: Context) -> Backend:
     if "backend" not in ctx.state:
-        ctx.state["backend"] = backend_for(ctx.host, ctx.platform)
+        ctx.state["backend"] = backend_for(ctx.host, ctx.platform, read_only=ctx.dry_run)
     return ctx.state["backend"]
 
 
@@ -184,9 +184,15 @@ class PreflightStep(Step):
         else:
             notes.append("warning: no NVIDIA GPU on PCI (fine when building an image on a non-GPU instance)")
         b = backend(ctx)
-        waited = wait_for_lock(ctx.host, p.package_locks)
-        if waited:
-            notes.append(waited)
+        if ctx.dry_run:
+            # A dry run waits for nobody: it says who would be waited for.
+            holder = lock_holder(ctx.host, p.package_locks)
+            if holder is not None:
+                notes.append(f"the package manager lock is held by {holder} (a real run waits for it)")
+        else:
+            waited = wait_for_lock(ctx.host, p.package_locks)
+            if waited:
+                notes.append(waited)
         summary = f"{p.name}, {b.manager}; " + "; ".join(notes)
         return Converged(summary, data={"gpus": gpus, "package_manager": b.manager, "root": ctx.host.is_root})
 

@@ -266,3 +266,38 @@ def test_platform_manager_absent_uses_the_one_this_machine_has(tmp_path: Path) -
     assert out.returncode == 0, out.stderr
     pre = json.loads(out.stdout)["steps"][0]
     assert pre["data"]["package_manager"] == "dnf" and "Amazon Linux 2, dnf" in pre["summary"]
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every entry of the tree: its kind, mode, and content (files) or target (links)."""
+    import hashlib
+
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            if p.is_symlink():
+                what = "link " + os.readlink(p)
+            elif p.is_file():
+                what = "file " + hashlib.sha256(p.read_bytes()).hexdigest()
+            else:
+                what = "dir"
+            out[str(p.relative_to(root))] = f"{oct(st.st_mode)} {what}"
+    return out
+
+
+def test_dry_run_and_doctor_leave_the_tree_byte_identical(root: Path) -> None:
+    """Real dnf and rpm on a --root tree, before and after an install: `install --dry-run` and `doctor`
+    write nothing into it (no dnf log or cache, no rpm database where there was none, no lock file)."""
+    for _ in range(2):  # a tree with no rpm database yet, then one with packages installed
+        before = tree_digest(root)
+        dry = gpuprep(root, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        doc = subprocess.run([*GPUPREP, "--root", str(root), "--json", "doctor", "--no-container"],
+                             capture_output=True, text=True, timeout=300)
+        assert "internal error" not in doc.stderr, doc.stderr
+        after = tree_digest(root)
+        assert after == before, sorted(set(after.items()) ^ set(before.items()))[:10]
+        real = gpuprep(root)
+        assert real.returncode == 0, real.stderr

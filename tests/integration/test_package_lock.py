@@ -5,7 +5,7 @@ installs a fixture package whose ``%pre`` (rpm's Lua, ``posix.sleep``) keeps the
 holds its pid lock (dnf/lock.py: ROOT/var/lib/dnf/rpmdb_lock.pid, one of platform.DNF_LOCKS) and rpm its
 fcntl transaction lock; gpuprep must see both and name dnf's pid. yum 3 cannot run here (no Python 2 yum on
 Debian): its lock is a pid file, ROOT/var/run/yum.pid with the pid on the first line (yum/__init__.py
-doLock), so a real ``sleep`` process stands in as the holder, with its pid written there.
+doLock), so a real ``sleep`` chrooted into the tree stands in as the holder, with its pid written there.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import FIXTURES, REPO, require, require_root
 from rpmfixtures import PkgSpec, build_repo, repo_file
@@ -41,12 +42,22 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def holder():
-    """Start a real process that "holds" a pid lock file; every one is killed and reaped afterwards."""
+def holder(root: Path):
+    """Start a real process that "holds" a pid lock file; every one is killed and reaped afterwards.
+
+    It runs chrooted into the tree (busybox-static's sleep), as a yum run inside the image would: a pid
+    file inside --root counts only for a process acting on the tree.
+    """
+    require_root()
     procs: list[subprocess.Popen] = []
+    (root / "bin").mkdir(exist_ok=True)
+    shutil.copy("/bin/busybox", root / "bin" / "busybox")
 
     def start(pidfile: Path, seconds: float) -> subprocess.Popen:
-        p = subprocess.Popen(["sleep", str(seconds)])
+        p = subprocess.Popen(["chroot", str(root), "/bin/busybox", "sleep", str(seconds)])
+        deadline = time.monotonic() + 5  # until chroot has exec'd busybox: what the pid file then names
+        while psutil.Process(p.pid).name() != "busybox" and time.monotonic() < deadline:
+            time.sleep(0.01)
         procs.append(p)
         pidfile.parent.mkdir(parents=True, exist_ok=True)
         pidfile.write_text(f"{p.pid}\n")
@@ -63,13 +74,13 @@ def test_held_lock_times_out_bounded_naming_the_process(root: Path, holder) -> N
     p = holder(root / "var/run/yum.pid", 60)
     host = Host(root)
     found = lock_holder(host, YUM_LOCKS)
-    assert found is not None and (found.pid, found.name, found.file) == (p.pid, "sleep", "/var/run/yum.pid")
+    assert found is not None and (found.pid, found.name, found.file) == (p.pid, "busybox", "/var/run/yum.pid")
     started = time.monotonic()
     with pytest.raises(StepFailed) as err:
         wait_for_lock(host, YUM_LOCKS, timeout=1.0, interval=0.2)
     took = time.monotonic() - started
     assert 0.9 <= took < 3, took  # bounded by the timeout, not by the holder
-    assert f"pid {p.pid} (sleep: sleep 60) holding /var/run/yum.pid" in err.value.message
+    assert f"pid {p.pid} (busybox: /bin/busybox sleep 60) holding /var/run/yum.pid" in err.value.message
     assert "still held after 1s" in err.value.message and f"ps -fp {p.pid}" in err.value.hint
     assert p.poll() is None  # gpuprep never touches the holder
 
@@ -81,7 +92,7 @@ def test_lock_released_mid_wait_lets_the_step_proceed(root: Path, holder) -> Non
     took = time.monotonic() - started
     # The holder exits at 1.5 s (left unreaped: a zombie counts as gone, as yum itself decides).
     assert 1.2 <= took < 5, took
-    assert waited is not None and f"pid {p.pid} (sleep: sleep 1.5) holding /var/run/yum.pid" in waited
+    assert waited is not None and f"pid {p.pid} (busybox: /bin/busybox sleep 1.5) holding /var/run/yum.pid" in waited
 
 
 def test_stale_pid_file_does_not_block(root: Path) -> None:
@@ -170,5 +181,15 @@ def test_preflight_waits_through_the_cli(root: Path, holder) -> None:
     assert pre["status"] == "ok"
     assert pre["summary"].startswith("Amazon Linux 2023, dnf; ")
     assert "waited" in pre["summary"]
-    assert f"pid {p.pid} (sleep: sleep 2) holding /var/lib/dnf/rpmdb_lock.pid" in pre["summary"]
+    assert f"pid {p.pid} (busybox: /bin/busybox sleep 2) holding /var/lib/dnf/rpmdb_lock.pid" in pre["summary"]
     assert f"waiting up to 600s for the package manager lock: pid {p.pid}" in out.stderr
+
+
+def test_a_pid_file_baked_into_the_image_naming_a_build_machine_process_is_stale(root: Path) -> None:
+    """The image's /var/run/yum.pid says 1: on this machine pid 1 is alive, but it is not acting on the
+    tree (its root is /, its command line names no --installroot), so nobody is waited for, dry run or not."""
+    (root / "var/run/yum.pid").write_text("1\n")
+    assert lock_holder(Host(root), YUM_LOCKS) is None
+    started = time.monotonic()
+    assert wait_for_lock(Host(root), YUM_LOCKS, timeout=30) is None
+    assert time.monotonic() - started < 2
