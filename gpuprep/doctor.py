@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpuprep.errors import GpuprepError, os_error
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import Platform
@@ -110,6 +111,18 @@ def _run_check(check: Check, probes: Probes) -> CheckResult:
         result = CheckResult(check.id, check.group, v.status, v.summary, v.hint, data=v.data)
     except NotApplicable as exc:
         result = CheckResult(check.id, check.group, Status.SKIPPED, exc.reason)
+    except PermissionError as exc:
+        if probes.host.is_root:
+            err = os_error(exc)
+            result = CheckResult(check.id, check.group, Status.UNKNOWN, err.message, err.hint)
+        else:
+            result = CheckResult(check.id, check.group, Status.SKIPPED,
+                                 f"needs root ({exc.filename or 'a file'} is not readable): run sudo gpuprep doctor")
+    except (GpuprepError, OSError) as exc:
+        # Bad input the check met (a FIFO for daemon.json, garbage from a tool, a full disk): said as it
+        # is, with its own hint; not a bug to report.
+        err = exc if isinstance(exc, GpuprepError) else os_error(exc)
+        result = CheckResult(check.id, check.group, Status.UNKNOWN, err.message, err.hint)
     except Exception as exc:  # a check that crashes says so; doctor itself never does
         log.debug("check %s crashed", check.id, exc_info=True)
         result = CheckResult(

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpuprep.errors import CommandError
+from gpuprep.errors import CommandError, GpuprepError
 from gpuprep.host import Host
 
 if TYPE_CHECKING:
@@ -472,6 +472,16 @@ def _smi_bool(value: str | None, yes: tuple[str, ...] = ("Enabled", "Yes", "Acti
 
 
 def parse_smi_csv(text: str) -> list[GpuStatus]:
+    """``_parse_smi_csv``; output it cannot read is said as such (GpuprepError), not as a crash."""
+    try:
+        return _parse_smi_csv(text)
+    except (csv.Error, ValueError) as exc:
+        raise GpuprepError(f"cannot read nvidia-smi's CSV output: {str(exc)[:200]}",
+                           "run nvidia-smi --query-gpu=index,name,uuid --format=csv by hand: a driver that "
+                           "prints this is broken or mismatched (reinstall it, or reboot after an update)") from None
+
+
+def _parse_smi_csv(text: str) -> list[GpuStatus]:
     """``nvidia-smi --query-gpu=... --format=csv[,noheader][,nounits]`` -> GpuStatus list.
 
     With a header line the columns are taken by name (``pci.bus_id``, ``persistence_mode [units]``);

@@ -861,18 +861,29 @@ def driver_version(host: Host) -> str | None:
     return None
 
 
+# The types of the seal.json fields gpuprep reads back (doctor's checks, the next seal's stamp).
+SEAL_TYPES: dict[str, type | tuple[type, ...]] = {
+    "gpuprep": str, "sealed_at": str, "platform": dict, "packages": dict, "driver_version": (str, type(None)),
+    "kept_images": list, "boot": dict,
+}
+
+
 def read_seal(host: Host) -> dict | None:
     return _parse_seal(host.read_text(SEAL_JSON))
 
 
 def _parse_seal(text: str | None) -> dict | None:
+    """seal.json's object; None when absent or unreadable (a later seal rewrites it). Fields of the wrong
+    type are dropped, so every reader can trust the type of what it finds."""
     if text is None:
         return None
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return None
-    return doc if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        return None
+    return {k: v for k, v in doc.items() if k not in SEAL_TYPES or isinstance(v, SEAL_TYPES[k])}
 
 
 class StampStep(Step):

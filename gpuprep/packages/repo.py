@@ -65,22 +65,40 @@ def parse_deps(text: str) -> tuple[Dep, ...]:
     return tuple(deps)
 
 
-def parse_records(stdout: str, repo: str = "") -> list[Package]:
-    """Records of ``RPM_QF``/``REPOQUERY_QF`` output -> packages."""
+def parse_records(stdout: str, repo: str = "", tool: str = "the package manager") -> list[Package]:
+    """Records of ``RPM_QF``/``REPOQUERY_QF`` output -> packages.
+
+    A record gpuprep cannot read (a plugin printing into stdout, a truncated line) raises StepFailed
+    naming ``tool`` and the field: output of another program is input, not a bug of gpuprep's.
+    """
     out = []
     for record in stdout.split(RECORD):
         record = record.strip("\n")
         if FIELD not in record:
             continue
         fields = record.split(FIELD)
+        shown = record.strip()[:120]
+        if len(fields) < 5:
+            raise _unreadable(tool, f"a record has {len(fields)} fields, expected name, epoch, version, release "
+                              f"and arch: {shown!r}")
         name, epoch, version, release, arch = (f.strip() for f in fields[:5])
         # "package foo is not installed" lines from rpm -q can precede a record.
-        name = name.splitlines()[-1].strip()
+        name = name.splitlines()[-1].strip() if name else ""
+        if not name or not version:
+            raise _unreadable(tool, f"a record without a {'name' if not name else 'version'}: {shown!r}")
+        if epoch not in ("", "(none)") and not epoch.isdigit():
+            raise _unreadable(tool, f"epoch {epoch!r} of {name} is not a number")
         lists = [parse_deps(f) for f in (fields[5:9] + ["", "", "", ""])[:4]]
         repoid = fields[9].strip() if len(fields) > 9 else repo
         e = int(epoch) if epoch not in ("", "0", "(none)") else None
         out.append(Package(name, EVR(version, release, e), arch, *lists, repo=repoid))
     return out
+
+
+def _unreadable(tool: str, problem: str) -> StepFailed:
+    return StepFailed(f"cannot read the output of {tool}: {problem}",
+                      f"run {tool} by hand (gpuprep -v shows the command) and fix what makes it print that "
+                      "(a plugin or a broken repository file, most often)")
 
 
 def lock_entry(p: Package, manager: str) -> str:
@@ -205,7 +223,10 @@ class Backend:
         if done.returncode != 0:
             raise CommandError(done.argv, done.returncode, done.stdout, done.stderr,
                                hint="check the repositories in /etc/yum.repos.d (network, TLS, GPG keys)")
-        return parse_records(done.stdout)
+        # -q quiets progress, not problems: a broken .repo file is reported on stderr with exit 0.
+        for line in done.stderr.strip().splitlines()[:10]:
+            log.warning("%s: %s", self.manager, line)
+        return parse_records(done.stdout, tool=done.argv[0] if done.argv[0] != "dnf" else "dnf repoquery")
 
     def installed(self, names: Sequence[str]) -> list[Package]:
         """What of ``names`` is installed: one ``rpm -q`` (no repository metadata)."""
@@ -217,7 +238,7 @@ class Backend:
         if done.returncode != 0 and RECORD not in done.stdout and "is not installed" not in done.stdout:
             raise CommandError(done.argv, done.returncode, done.stdout, done.stderr)
         return [Package(p.name, p.evr, p.arch, p.requires, p.provides, p.obsoletes, p.conflicts, "@System")
-                for p in parse_records(done.stdout)]
+                for p in parse_records(done.stdout, tool="rpm -q")]
 
     # -- install and lock ------------------------------------------------------------------
     def install(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> None:

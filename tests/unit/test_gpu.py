@@ -19,6 +19,7 @@ import pytest
 from conftest import require_root
 
 from gpuprep import gpu as g
+from gpuprep.errors import GpuprepError
 from gpuprep.host import Host
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
@@ -99,8 +100,14 @@ def test_parse_smi_csv_noheader_as_query_smi_asks():
 
 
 def test_parse_smi_csv_rejects_short_rows():
-    with pytest.raises(ValueError, match="columns"):
+    with pytest.raises(GpuprepError, match="cannot read nvidia-smi's CSV output: .*columns"):
         g.parse_smi_csv("0, NVIDIA H100, GPU-x\n")
+
+
+def test_parse_smi_csv_flood_is_bad_output_not_a_crash():
+    """A broken driver's nvidia-smi printing one 64 MB line: csv's field limit, said as unreadable output."""
+    with pytest.raises(GpuprepError, match="cannot read nvidia-smi's CSV output"):
+        g.parse_smi_csv("index, name\n" + "x" * (1 << 26) + "\n")
 
 
 def test_parse_smi_q_h100_healthy():
