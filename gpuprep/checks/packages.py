@@ -83,7 +83,7 @@ def _lock_fix(probes: Probes, b, unlocked: list[Package], plugin: bool) -> str:
             # Both plugins take NAME-[E:]V-R and lock exactly that version, not the name.
             steps.append(f"{b.manager} versionlock add " + " ".join(q.nevr for q in unlocked))
         else:
-            entries = " ".join(f"'{lock_entry(q, b.manager)}'" for q in unlocked)
+            entries = " ".join(f"'{lock_entry(q, b.target_manager)}'" for q in unlocked)
             steps.append(f"printf '%s\\n' {entries} >> {host.path(b.lock_list)}")
     return " && ".join(steps)
 
@@ -111,7 +111,7 @@ def check_locked(probes: Probes) -> Verdict:
         return Verdict(Status.WARNING, "; ".join(what) + " (a routine update can break the Docker/runtime pins)",
                        _lock_fix(probes, b, unlocked, plugin), data)
     return Verdict(Status.OK, f"{len(pkgs)} packages locked in {b.lock_list}",
-                   data={**data, "entries": [lock_entry(q, b.manager) for q in pkgs]})
+                   data={**data, "entries": [lock_entry(q, b.target_manager) for q in pkgs]})
 
 
 def check_ecs_docker(probes: Probes) -> Verdict:

@@ -255,9 +255,16 @@ class Backend:
                                 "with the versions above to see the package manager's reason")
 
     @property
+    def target_manager(self) -> str:
+        """The package manager of the target system, whose versionlock plugin and list count: dnf acting on
+        an Amazon Linux 2 root (from an AL2023 builder without yum) must write yum's list, in yum's format,
+        and install yum's plugin, because yum is what reads them once the image boots."""
+        return self.platform.package_manager if self.platform.package_manager in ("dnf", "yum") else self.manager
+
+    @property
     def lock_list(self) -> str:
         """The lock list's host path: the plugin's ``locklist =`` setting (dnf), else the platform's."""
-        if self.manager == "dnf":
+        if self.target_manager == "dnf":
             conf = self.host.read_text("/etc/dnf/plugins/versionlock.conf") or ""
             for line in conf.splitlines():
                 key, _, value = line.partition("=")
@@ -273,23 +280,23 @@ class Backend:
     def plugin_installed(self) -> bool:
         """The versionlock plugin is installed in the target (the root, or this system): without it the lock
         list is a file nobody reads. Both plugins ship their .conf; neither manager reads the list without it."""
-        if self.manager == "dnf":
+        if self.target_manager == "dnf":
             return self.host.exists("/etc/dnf/plugins/versionlock.conf")
         return self.host.exists("/etc/yum/pluginconf.d/versionlock.conf")
 
     @property
     def plugin_spec(self) -> str:
-        return VERSIONLOCK_PLUGIN[self.manager]
+        return VERSIONLOCK_PLUGIN[self.target_manager]
 
     def unlocked(self, pkgs: Sequence[Package]) -> list[Package]:
         """Which of ``pkgs`` the lock list does not hold at exactly their version."""
         have = set(self.locks())
-        return [p for p in pkgs if lock_entry(p, self.manager) not in have]
+        return [p for p in pkgs if lock_entry(p, self.target_manager) not in have]
 
     def stale_locks(self, pkgs: Sequence[Package]) -> list[str]:
         """Lock entries that hold a name of ``pkgs`` at another version."""
         names = {p.name for p in pkgs}
-        wanted = {lock_entry(p, self.manager) for p in pkgs}
+        wanted = {lock_entry(p, self.target_manager) for p in pkgs}
         return [e for e in self.locks() if lock_name(e) in names and e not in wanted]
 
     def drop_locks(self, names: set[str]) -> None:
@@ -305,12 +312,12 @@ class Backend:
         names = {p.name for p in pkgs}
         text = self.host.read_text(self.lock_list) or ""
         stale = [line for line in text.splitlines() if lock_name(line) in names]
-        if self.host.live and self.plugin_installed() and not stale:
+        if self.host.live and self.plugin_installed() and not stale and self.target_manager == self.manager:
             self.host.run(self.lock_argv(pkgs), timeout=120)
             return
         # Inside a root (or replacing stale entries): the list itself, atomically, in the plugin's format.
         kept = [line for line in text.splitlines() if lock_name(line) not in names]
-        added = ["# Added by gpuprep", *(lock_entry(p, self.manager) for p in pkgs)]
+        added = ["# Added by gpuprep", *(lock_entry(p, self.target_manager) for p in pkgs)]
         self.host.write_atomic(self.lock_list, "\n".join([*kept, *added]).strip("\n") + "\n")
 
 

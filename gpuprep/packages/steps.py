@@ -294,7 +294,7 @@ class PackagesStep(Step):
             if lock_cmd:
                 commands.append(lock_cmd)
             else:
-                data["lines"] = [f"lock in {ctx.host.path(b.lock_list)}: {lock_entry(p, b.manager)}"
+                data["lines"] = [f"lock in {ctx.host.path(b.lock_list)}: {lock_entry(p, b.target_manager)}"
                                  for p in res.packages.values()]
         if stale:
             data.setdefault("lines", []).insert(0, f"drop stale locks: {', '.join(stale)}")

@@ -301,3 +301,28 @@ def test_dry_run_and_doctor_leave_the_tree_byte_identical(root: Path) -> None:
         assert after == before, sorted(set(after.items()) ^ set(before.items()))[:10]
         real = gpuprep(root)
         assert real.returncode == 0, real.stderr
+
+
+def test_dnf_acting_on_an_al2_root_locks_the_way_yum_reads(tmp_path: Path) -> None:
+    """dnf (this machine has no yum) on an Amazon Linux 2 root: the plugin to install is yum's, and the
+    lock list is yum's file in yum's format, since yum is what reads it once the image boots."""
+    from gpuprep.host import Host
+    from gpuprep.packages.evr import EVR
+    from gpuprep.packages.repo import backend_for
+    from gpuprep.packages.resolve import Package
+    from gpuprep.platform import detect
+
+    require("dnf")
+    r = tmp_path / "root"
+    (r / "etc").mkdir(parents=True)
+    shutil.copy(FIXTURES / "distros" / "amzn-2" / "etc" / "os-release", r / "etc" / "os-release")
+    host = Host(r)
+    b = backend_for(host, detect(host))
+    if b.manager != "dnf":
+        pytest.skip("this machine has yum: the cross-manager case is not exercised")
+    assert (b.target_manager, b.plugin_spec, b.lock_list) == (
+        "yum", "yum-plugin-versionlock", "/etc/yum/pluginconf.d/versionlock.list")
+    b.lock([Package("docker", EVR("25.0.6", "1.amzn2.0.1"), "x86_64")])
+    assert (r / "etc/yum/pluginconf.d/versionlock.list").read_text().splitlines()[-1] == \
+        "0:docker-25.0.6-1.amzn2.0.1.*"
+    assert not (r / "etc/dnf").exists()
