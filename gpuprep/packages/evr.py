@@ -12,7 +12,7 @@ A missing epoch is 0. Ordering packages compares releases always (a missing one 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import total_ordering
 
 
@@ -101,6 +101,10 @@ class EVR:
     version: str
     release: str = ""
     epoch: int | None = None
+    # Whether a release was written at all ("1.0-" has an empty one, "1.0" none): rpm orders a version
+    # with a release after the same version without one, whatever the release (rpmverCmp in rpm's
+    # lib/rpmver.c; "0-." > "0" and "0-~" > "0" by rpm.vercmp). None: as ``bool(release)``.
+    released: bool | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def parse(cls, text: str) -> EVR:
@@ -113,7 +117,11 @@ class EVR:
         version, sep, release = text.rpartition("-")
         if not sep:
             version, release = text, ""
-        return cls(version, release, epoch)
+        return cls(version, release, epoch, bool(sep))
+
+    @property
+    def has_release(self) -> bool:
+        return self.released if self.released is not None else bool(self.release)
 
     def compare(self, other: EVR) -> int:
         """The package order, as ``rpm.vercmp("e:v-r", ...)``: epochs (missing = 0), versions, releases."""
@@ -123,7 +131,9 @@ class EVR:
         rc = vercmp(self.version, other.version)
         if rc:
             return rc
-        return vercmp(self.release, other.release)
+        if self.has_release and other.has_release:
+            return vercmp(self.release, other.release)
+        return int(self.has_release) - int(other.has_release)
 
     def compare_dep(self, other: EVR) -> int:
         """The dependency order (rpmdsCompare): as ``compare``, but releases only when both have one."""

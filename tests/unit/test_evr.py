@@ -131,3 +131,10 @@ def test_dep_epochs_and_ranges() -> None:
 def test_dep_parse_rejects_garbage() -> None:
     with pytest.raises(ValueError):
         Dep.parse("docker >>= 1")
+
+
+def test_a_written_release_orders_after_none_as_rpm_does() -> None:
+    """Found by the rpm-oracle property test (seed 7): rpm.vercmp("0:0-.", "0:0") is 1, a release of only
+    separators still counts as written; "0-" too. Checked against rpm itself, not only asserted."""
+    pairs = [("0-.", "0"), ("0-", "0"), ("0-~", "0"), ("0", "0-~"), ("1-_", "1"), ("0-.", "0-")]
+    assert [EVR.parse(a).compare(EVR.parse(b)) for a, b in pairs] == oracle(pairs) == [1, 1, 1, -1, 1, 0]
