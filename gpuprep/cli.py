@@ -324,6 +324,10 @@ def doctor(
             _fail(GpuprepError(f"cannot write {prom}: {exc.strerror}", "check the directory exists and is writable"),
                   Status.UNKNOWN.exit_code)
             return
+        except GpuprepError as exc:  # a directory or FIFO where the textfile goes
+            _fail(GpuprepError(f"--prom {prom}: {exc.message}", "give --prom the path of a .prom file, inside "
+                               "node_exporter's textfile directory"), Status.UNKNOWN.exit_code)
+            return
     if G.json:
         typer.echo(to_json(report))
     else:

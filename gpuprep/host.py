@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import threading
 import time
@@ -210,8 +211,18 @@ class Host:
         """
         import fcntl
 
+        where = self.path(LOCK_PATH)
         with rootfs.parent_dir(self._root, LOCK_PATH, create=True) as (dfd, name):
-            fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=dfd)
+            try:
+                fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o644,
+                             dir_fd=dfd)
+            except OSError as exc:
+                raise rootfs.NotRegular(f"{where}: cannot be the run lock ({exc.strerror})",
+                                        f"remove {where}; gpuprep makes it a plain file") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise rootfs.NotRegular(f"{where}: is not a regular file, so it cannot be the run lock",
+                                    f"remove {where}; gpuprep makes it a plain file")
         try:
             deadline = time.monotonic() + wait_s
             told = False
@@ -231,8 +242,11 @@ class Host:
                         log.info("waiting up to %gs for %s, held by %s", wait_s, where, holder)
                         told = True
                     time.sleep(0.05)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()} gpuprep {command}\n".encode(), 0)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} gpuprep {command}\n".encode(), 0)
+            except OSError as exc:
+                raise type(exc)(exc.errno, exc.strerror, str(where)) from None
             try:
                 yield
             finally:

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from gpuprep.errors import GpuprepError
 from gpuprep.host import Host
+from gpuprep.rootfs import LinkEscapes
 
 OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 
@@ -92,7 +93,8 @@ def detect(host: Host) -> Platform:
             missing = " and ".join(str(host.path(p, follow=False)) for p in OS_RELEASE)
             return Platform("", "", "unknown", "unknown", reason=f"no os-release: neither {missing} is a file")
         where = host.path(source)
-        host.read_bytes(source)  # a FIFO or device there is refused before distro opens it
+        # A FIFO or device there is refused before distro opens it; an os-release is a few hundred bytes.
+        host.read_bytes(source, limit=64 << 10)
         info = distro.LinuxDistribution(
             root_dir=str(host.root) if not host.live else None,
             os_release_file=str(where),
@@ -105,6 +107,8 @@ def detect(host: Host) -> Platform:
         id_ = info.id()
         version_id = info.os_release_attr("version_id") or info.version()
         pretty = info.name(pretty=True)
+    except LinkEscapes:
+        raise  # exit 2 naming the link: the image's os-release points outside it
     except GpuprepError as exc:
         return Platform("", "", "unknown", "unknown", reason=f"cannot read os-release: {exc.message}")
     except (OSError, UnicodeDecodeError, ValueError) as exc:

@@ -91,6 +91,7 @@ def resolve(root: str, path: str, *, follow: bool = True) -> str:
         return os.path.join(os.path.realpath(head), tail) if tail else "/"
     done: list[str] = []
     # Each pending component carries the link it came from (None: from ``path`` itself).
+    # An absolute link's own ".." clamp at the root, as "/.." is "/" (None: from ``path`` itself, same).
     pending: list[tuple[str, str | None]] = [(p, None) for p in reversed(_parts(path))]
     links = 0
     missing = False
@@ -127,7 +128,7 @@ def resolve(root: str, path: str, *, follow: bool = True) -> str:
         link = "/" + "/".join([*done, comp])
         if target.startswith("/"):
             done = []
-        pending.extend((p, link) for p in reversed(_parts(target)))
+        pending.extend((p, None if target.startswith("/") else link) for p in reversed(_parts(target)))
     return _join(root, done)
 
 
@@ -231,6 +232,9 @@ def read_bytes(root: str, path: str, *, limit: int | None = None) -> bytes | Non
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a socket: open(2) refuses it
+            raise NotRegular(f"{path}: is a socket, expected a regular file",
+                             f"remove {real} (a socket a crashed program left), then run again") from None
         if exc.errno == errno.ELOOP:
             raise TreeChanged(f"{path} in {root} became a symlink while gpuprep read it",
                               "something else is changing the tree: stop it, run again") from None
@@ -314,19 +318,10 @@ def write_in(dfd: int, name: str, data: bytes, *, mode: int | None = None, owner
             continue
     try:
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            if st is not None:
-                os.fchmod(fd, st.st_mode & 0o7777)
-                with contextlib.suppress(PermissionError):
-                    os.fchown(fd, st.st_uid, st.st_gid)
-            else:
-                os.fchmod(fd, 0o644 if mode is None else mode)
-                if owner is not None:
-                    with contextlib.suppress(PermissionError):
-                        os.fchown(fd, *owner)
-            os.fsync(fd)
+            try:
+                _fill(fd, data, st, mode, owner)
+            except OSError as exc:
+                raise _named(exc, where) from None
         finally:
             os.close(fd)
         if expect is not ANY:
@@ -334,12 +329,41 @@ def write_in(dfd: int, name: str, data: bytes, *, mode: int | None = None, owner
             if current != expect:
                 raise TreeChanged(f"{where} changed while gpuprep was working on it; nothing was written",
                                   "another program edits that file: let it finish, then run gpuprep again")
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        try:
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except OSError as exc:
+            raise _named(exc, where) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp, dir_fd=dfd)
         raise
-    os.fsync(dfd)
+    try:
+        os.fsync(dfd)
+    except OSError as exc:
+        # Renamed already: the file is whole (old or new); the directory's flush is what failed.
+        raise _named(exc, os.path.dirname(where) or where) from None
+
+
+def _named(exc: OSError, where: str) -> OSError:
+    """``exc`` with ``where`` as its file: an fd's write or fsync error names none by itself."""
+    return exc if exc.filename else type(exc)(exc.errno, exc.strerror, where)
+
+
+def _fill(fd: int, data: bytes, st: os.stat_result | None, mode: int | None, owner: tuple[int, int] | None) -> None:
+    """Write ``data`` to the new temp file ``fd``, give it the mode and owner it should have, flush it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    if st is not None:
+        os.fchmod(fd, st.st_mode & 0o7777)
+        with contextlib.suppress(PermissionError):
+            os.fchown(fd, st.st_uid, st.st_gid)
+    else:
+        os.fchmod(fd, 0o644 if mode is None else mode)
+        if owner is not None:
+            with contextlib.suppress(PermissionError):
+                os.fchown(fd, *owner)
+    os.fsync(fd)
 
 
 def _read_at(dfd: int, name: str) -> bytes | None:

@@ -791,6 +791,8 @@ class SealPreflightStep(Step):
         if not host.is_root:
             raise PreconditionUnmet("seal needs root: it stops services and removes files owned by root",
                                     "run it as root (sudo gpuprep seal)")
+        # seal.json is written last: a directory or FIFO there must stop seal before anything is removed.
+        host.read_bytes(SEAL_JSON, limit=1 << 20)
         if platform.family == "unknown":
             raise PreconditionUnmet(f"{platform.reason or 'unknown platform'}",
                                     "seal runs on Amazon Linux 1/2/2023 or RHEL-family 7-9 (Ubuntu accepted)")

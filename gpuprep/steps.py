@@ -81,6 +81,9 @@ def parse_ids(values: Sequence[str], steps: Sequence[Step], flag: str) -> list[s
     """``--only a,b --only c`` -> [a, b, c], each a known step id (else exit 2)."""
     known = [s.id for s in steps]
     ids = [v.strip() for value in values for v in value.split(",") if v.strip()]
+    if values and not ids:
+        # `--only "$STEPS"` with the variable unset must not mean every step.
+        raise BadInput(f"{flag} is empty", f"name steps ({', '.join(known)}) or leave {flag} out")
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise BadInput(

@@ -1,7 +1,7 @@
 """Shared test plumbing.
 
 - ``require(*commands)``: skip a test whose real component is missing, saying which.
-- Under ``CI=true`` a skipped integration or system test is a failure: CI must prove them.
+- Under ``CI=true`` a skipped integration, system or reliability test is a failure: CI must prove them.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ def pytest_runtest_makereport(item, call):
     if not IN_CI or not report.skipped or hasattr(report, "wasxfail"):
         return  # an expected failure (xfail) is not a missing component
     parts = Path(str(item.fspath)).parts
-    if "integration" in parts or "system" in parts:
+    if "integration" in parts or "system" in parts or "reliability" in parts:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
-        report.longrepr = f"CI=true: integration/system test skipped, which CI does not allow: {reason}"
+        report.longrepr = f"CI=true: integration/system/reliability test skipped, which CI does not allow: {reason}"
 
 
 @pytest.fixture

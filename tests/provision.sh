@@ -4,7 +4,7 @@
 # for the booted-host tests. Needs root for apt-get; without root it only reports what is missing
 # (the tests that need a missing piece then skip, which CI=true turns into failures).
 set -euo pipefail
-PACKAGES=(docker.io runc busybox-static rpm dnf createrepo-c dnf-plugins-core systemd-container debootstrap iproute2)
+PACKAGES=(docker.io runc busybox-static rpm dnf createrepo-c dnf-plugins-core systemd-container debootstrap iproute2 strace)
 need=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

@@ -109,6 +109,11 @@ def parse(text: str, where: str) -> dict[str, Any]:
                        "needs that)", hint) from None
     if not isinstance(value, dict):
         raise BadInput(f"{where}: the top level is {_json_type(value)}, expected an object", hint)
+    lone = _lone_surrogate(value)
+    if lone is not None:
+        # "\ud800" alone is valid JSON syntax but no character: Go's decoder (dockerd) turns it into
+        # U+FFFD, so the file means something else to dockerd than it says, and it cannot be written as UTF-8.
+        raise BadInput(f"{where}: {json.dumps(lone)} holds a lone UTF-16 surrogate escape (no character)", hint)
     _check_shapes(value, where, hint)
     return value
 
@@ -160,6 +165,21 @@ def _has_type(value: Any, want: str) -> bool:
         inner = _STR if want == _STRMAP else _BOOL
         return isinstance(value, dict) and all(_has_type(v, inner) for v in value.values())
     return isinstance(value, dict)
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first string (key or value) of ``value`` holding a lone surrogate, or None."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str) and not isinstance(v, JsonFloat) and any("\ud800" <= c <= "\udfff" for c in v):
+            return v
+    return None
 
 
 def _check_shapes(config: dict[str, Any], where: str, hint: str) -> None:

@@ -175,6 +175,7 @@ class PreflightStep(Step):
         p = ctx.platform
         if not p.rpm:
             raise PreconditionUnmet(
+                p.reason if p.family == "unknown" and "os-release" in p.reason else
                 f"{p.name or 'this system'} is not a platform gpuprep install supports",
                 "install supports Amazon Linux 1, 2 and 2023 and RHEL/CentOS/Rocky/AlmaLinux 7-9",
             )
