@@ -367,7 +367,8 @@ def _say(config, lines: list[str]) -> None:
 def module_figure(label: str, noun: str, inner: Sequence[str] = ()):
     """A module-scoped autouse fixture printing the module's figure when its last test is done: the
     test cases of the module that passed out of those run (``label: X/Y noun``), then each inner
-    figure named in ``inner``, then the ids of what failed."""
+    figure named in ``inner``, then the ids of what failed. A case marked xfail (a known gap) counts
+    as run and not passed, and is listed as such: a figure never hides a failing case."""
     import pytest
 
     @pytest.fixture(scope="module", autouse=True)
@@ -377,24 +378,29 @@ def module_figure(label: str, noun: str, inner: Sequence[str] = ()):
         yield
         prefix = request.node.nodeid + "::"
         tr = request.config.pluginmanager.get_plugin("terminalreporter")
-        passed, failed = set(), set()
-        for key in ("passed", "failed", "error"):
+        passed, failed, known = set(), set(), set()
+        for key in ("passed", "xpassed", "failed", "error", "xfailed"):
             for rep in (tr.stats.get(key, []) if tr is not None else []):
                 nodeid = getattr(rep, "nodeid", "")
                 if not nodeid.startswith(prefix):
                     continue
-                if key == "passed" and rep.when == "call":
-                    passed.add(nodeid)
-                elif key != "passed":
+                if key in ("passed", "xpassed"):
+                    if rep.when == "call":
+                        passed.add(nodeid)
+                elif key == "xfailed":
+                    known.add(nodeid)
+                else:
                     failed.add(nodeid)
-        passed -= failed
-        lines = [f"{label}: {len(passed)}/{len(passed) + len(failed)} {noun}"]
+        known -= failed
+        passed -= failed | known
+        lines = [f"{label}: {len(passed)}/{len(passed) + len(failed) + len(known)} {noun}"]
         for name in inner:
             if name in FIGURES:
                 ok, total, failures, inner_noun = FIGURES[name]
                 lines.append(f"{name}: {ok}/{total} {inner_noun}".rstrip())
                 lines += [f"    not {inner_noun or 'ok'}: {f}" for f in failures]
         lines += [f"    failed: {n[len(prefix):]}" for n in sorted(failed)]
+        lines += [f"    failing, marked xfail: {n[len(prefix):]}" for n in sorted(known)]
         _say(request.config, lines)
 
     return _figure
