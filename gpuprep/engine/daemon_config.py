@@ -132,7 +132,7 @@ DOCKERD_KEYS: dict[str, str] = {
         "cgroup-parent", "group", "init-path", "userns-remap", "default-shm-size", "containerd",
         "containerd-namespace", "containerd-plugins-namespace", "metrics-addr", "seccomp-profile",
         "tlscacert", "tlscert", "tlskey", "userland-proxy-path", "default-cgroupns-mode", "default-ipc-mode",
-        "exec-root", "swarm-default-advertise-addr", "cluster-store", "cluster-advertise", "ip"), _STR),
+        "swarm-default-advertise-addr", "cluster-store", "cluster-advertise", "ip"), _STR),
     **dict.fromkeys((
         "debug", "iptables", "ip6tables", "ipv6", "ip-forward", "ip-masq", "icc", "userland-proxy",
         "live-restore", "init", "experimental", "selinux-enabled", "no-new-privileges", "tls", "tlsverify",
