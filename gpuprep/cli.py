@@ -339,6 +339,28 @@ def doctor(
     raise typer.Exit(code)
 
 
+def _click_errors() -> tuple[type[BaseException], ...]:
+    """click's ClickException and Abort. typer 0.28 carries its own copy of click and older ones re-export
+    click's, so both are found from what typer exports rather than by a module path."""
+    click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return click_exception, typer.Abort
+
+
+def _usage_error(exc: BaseException) -> int:
+    """Report a usage error (a misspelt option, a value out of range) the way gpuprep reports any error."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # plain `gpuprep`: the help is the answer
+        exc.show()  # type: ignore[attr-defined]
+        return int(getattr(exc, "exit_code", 2))
+    if not hasattr(exc, "format_message"):  # Abort: Ctrl-C at a prompt or end of input
+        typer.echo("gpuprep: error: aborted", err=True)
+        return 1
+    ctx = getattr(exc, "ctx", None)
+    path = ctx.command_path if ctx is not None else "gpuprep"
+    typer.echo(f"gpuprep: error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
+    typer.echo(f"gpuprep: hint: `{path} --help` lists its commands and options", err=True)
+    return int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
+
+
 def main() -> None:
     """The console script: run the command, flush what it wrote, and leave without the interpreter's teardown.
 
@@ -349,8 +371,11 @@ def main() -> None:
     here and the process ends with the command's exit code.
     """
     try:
-        app()
-        code = 0
+        # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
+        # like gpuprep's (one error line, one hint line), and user data greps for those.
+        code = app(standalone_mode=False) or 0
+    except _click_errors() as exc:
+        code = _usage_error(exc)
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0

@@ -50,6 +50,12 @@ class NotRegular(BadInput):
     """A path gpuprep reads or replaces is a FIFO, socket, device or directory (exit 2)."""
 
 
+class NotDurable(GpuprepError):
+    """A file was renamed into place but its directory could not be flushed (EIO, ...): exit 1."""
+
+    exit_code = EXIT_FAILED
+
+
 class TreeChanged(GpuprepError):
     """Something changed the tree under gpuprep between resolving a path and using it (exit 1)."""
 
@@ -340,8 +346,12 @@ def write_in(dfd: int, name: str, data: bytes, *, mode: int | None = None, owner
     try:
         os.fsync(dfd)
     except OSError as exc:
-        # Renamed already: the file is whole (old or new); the directory's flush is what failed.
-        raise _named(exc, os.path.dirname(where) or where) from None
+        # Renamed already: the file holds the new content, whole; only the directory's flush failed, so a
+        # power cut now could bring back the old one. Name the file the user asked about, not its directory.
+        raise NotDurable(
+            f"{where}: written, but flushing its directory failed: {exc.strerror} "
+            f"({errno.errorcode.get(exc.errno or 0, exc.errno)}); the new content may not survive a crash",
+            "the disk reports errors: check `dmesg` and the volume, then run gpuprep again") from None
 
 
 def _named(exc: OSError, where: str) -> OSError:

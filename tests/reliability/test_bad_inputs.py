@@ -410,22 +410,7 @@ CASES: list[Bad] = [
 ]
 
 
-# Known gaps, tracked rather than hidden: strict, so each flips to a failure the day it is fixed.
-# Click answers usage errors of its own (a bad option, a value below min) with its "Usage: ... Error:"
-# box, not gpuprep's one-line error; the one-line usage errors (and JSON under --json) are issue 16's.
-KNOWN_GAPS = {
-    "lock-wait-negative": "click's usage error box, not gpuprep's one-line error (issue 16)",
-    "option-misspelt": "click's usage error box, not gpuprep's one-line error (issue 16)",
-}
-
-
-def _case_param(case):
-    if case.id in KNOWN_GAPS:
-        return pytest.param(case, id=case.id, marks=pytest.mark.xfail(reason=KNOWN_GAPS[case.id], strict=True))
-    return pytest.param(case, id=case.id)
-
-
-@pytest.mark.parametrize("case", [_case_param(c) for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
 def test_bad_input(case: Bad, tmp_path):
     root = kit.al2023(tmp_path / "root", **case.tree)
     case.setup(root)

@@ -158,15 +158,7 @@ def _find(calls: list[str], fault: Fault) -> tuple[str, int] | None:
     return None
 
 
-# Known gap, tracked rather than hidden (strict: it fails the day it is fixed): an EIO from the directory's
-# fsync after the rename is reported, but the run does not yet say the file itself is whole.
-KNOWN_GAPS = {"daemon-json-dir-fsync-eio": "the directory-fsync failure after the rename is not yet reported "
-                                           "the way this case expects"}
-
-
-@pytest.mark.parametrize("fault", [
-    pytest.param(f, id=f.id, marks=pytest.mark.xfail(reason=KNOWN_GAPS[f.id], strict=True))
-    if f.id in KNOWN_GAPS else pytest.param(f, id=f.id) for f in FAULTS])
+@pytest.mark.parametrize("fault", [pytest.param(f, id=f.id) for f in FAULTS])
 def test_fault(fault: Fault, tmp_path):
     kit.require_strace()
     build = fault.build or _al2023
