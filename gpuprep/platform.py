@@ -7,12 +7,16 @@ host's root, so ``--root`` and fixture trees work the same as the live system.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 from dataclasses import asdict, dataclass, field
 
 from gpuprep.errors import GpuprepError
 from gpuprep.host import Host
 from gpuprep.rootfs import LinkEscapes
+
+log = logging.getLogger("gpuprep")
 
 OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 
@@ -94,19 +98,30 @@ def detect(host: Host) -> Platform:
             return Platform("", "", "unknown", "unknown", reason=f"no os-release: neither {missing} is a file")
         where = host.path(source)
         # A FIFO or device there is refused before distro opens it; an os-release is a few hundred bytes.
-        host.read_bytes(source, limit=64 << 10)
-        info = distro.LinuxDistribution(
-            root_dir=str(host.root) if not host.live else None,
-            os_release_file=str(where),
-            # No /etc/*-release scan: os-release decides (and the scan would not resolve links in the root).
-            distro_release_file=os.devnull,
-            include_lsb=False,
-            include_uname=False,
-            include_oslevel=False,
-        )
-        id_ = info.id()
-        version_id = info.os_release_attr("version_id") or info.version()
-        pretty = info.name(pretty=True)
+        data = host.read_bytes(source, limit=64 << 10)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            # os-release(5) asks for UTF-8, but a vendor's VARIANT or PRETTY_NAME is sometimes edited in a
+            # Latin-1 terminal. ID and VERSION_ID are ASCII either way: read it as Latin-1 (every byte decodes).
+            log.warning("%s is not UTF-8; read as Latin-1", where)
+            props = distro.LinuxDistribution._parse_os_release_content(io.StringIO(data.decode("latin-1")))
+            id_ = props.get("id", "").lower().replace(" ", "_")  # as distro's id() has it
+            version_id = props.get("version_id", "")
+            pretty = props.get("pretty_name") or props.get("name", "")
+        else:
+            info = distro.LinuxDistribution(
+                root_dir=str(host.root) if not host.live else None,
+                os_release_file=str(where),
+                # No /etc/*-release scan: os-release decides (and the scan would not resolve links in the root).
+                distro_release_file=os.devnull,
+                include_lsb=False,
+                include_uname=False,
+                include_oslevel=False,
+            )
+            id_ = info.id()
+            version_id = info.os_release_attr("version_id") or info.version()
+            pretty = info.name(pretty=True)
     except LinkEscapes:
         raise  # exit 2 naming the link: the image's os-release points outside it
     except GpuprepError as exc:

@@ -102,3 +102,13 @@ def test_not_root_says_which_checks_are_limited():
         assert words in result.summary
     assert result.hint == "run `sudo gpuprep doctor`"
     assert "gpu-xid" in result.data["limited"]
+
+
+def test_latin1_os_release_is_still_detected(tmp_path):
+    """A vendor's VARIANT typed in a Latin-1 terminal: os-release(5) asks for UTF-8, but ID and VERSION_ID
+    are ASCII, so the platform is still Amazon Linux 2023 (the variant's bytes read as Latin-1)."""
+    (tmp_path / "etc").mkdir()
+    good = (DISTROS / "amzn-2023" / "etc/os-release").read_bytes()
+    (tmp_path / "etc/os-release").write_bytes(good + b'VARIANT="Soci\xe9t\xe9 G\xe9n\xe9rale"\n')
+    p = detect(Host(tmp_path))
+    assert (p.family, p.major, p.supported) == ("amzn", "2023", True)
