@@ -34,6 +34,9 @@ app = typer.Typer(
 
 log = logging.getLogger("gpuprep")
 
+# node_exporter's textfile directory on Debian (prometheus-node-exporter's --collector.textfile.directory).
+PROM_DIR = "/var/lib/prometheus/node-exporter"
+
 
 class Globals:
     root: str = "/"
@@ -320,6 +323,11 @@ def doctor(
     if prom is not None:
         try:
             write_prometheus(report, str(prom))
+        except FileNotFoundError:
+            _fail(GpuprepError(f"--prom {prom}: its directory {prom.parent} does not exist",
+                               f"point --prom into node_exporter's textfile directory (Debian: {PROM_DIR}), or "
+                               f"create it: sudo mkdir -p {prom.parent}"), Status.UNKNOWN.exit_code)
+            return
         except OSError as exc:  # only the textfile's own write: any other OSError is not "cannot write FILE"
             _fail(GpuprepError(f"cannot write {prom}: {exc.strerror}", "check the directory exists and is writable"),
                   Status.UNKNOWN.exit_code)

@@ -52,14 +52,14 @@ class Completed:
     duration_s: float
 
 
-def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None) -> None:
+def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None, parents: bool = True) -> None:
     """Write ``path`` on this machine atomically (``rootfs.write_in``: temp file beside it, fsync, rename).
 
     An existing file keeps its mode and owner (``mode`` applies only to a new file, default 0644);
     a symlink is followed and its target replaced, so the link itself stays. Missing parent
-    directories are created 0755.
+    directories are created 0755, unless ``parents`` is False (then FileNotFoundError).
     """
-    rootfs.write_atomic("/", os.path.abspath(path), data, mode=mode)
+    rootfs.write_atomic("/", os.path.abspath(path), data, mode=mode, parents=parents)
 
 
 def backup_file(path: Path, *, now: datetime | None = None) -> Path | None:

@@ -293,4 +293,6 @@ def write_prometheus(report: DoctorReport, path: str) -> None:
     node_exporter only reads ``*.prom``; the temp file from write_atomic is ``.NAME.XXXX.tmp``, so a
     half-written file is never collected.
     """
-    write_atomic(Path(path), prometheus_text(report))
+    # No directories made: a misspelt textfile directory would be created and never scraped, a metric
+    # silently lost (node_exporter reads only the directory it was given).
+    write_atomic(Path(path), prometheus_text(report), parents=False)

@@ -389,12 +389,14 @@ def _read_at(dfd: int, name: str) -> bytes | None:
         os.close(fd)
 
 
-def write_atomic(root: str, path: str, data: bytes | str, *, mode: int | None = None, expect: object = ANY) -> None:
-    """Write ``path`` of the tree atomically (see ``write_in``); missing parents are made 0755. A link
-    at ``path`` is followed inside the root and its target replaced, so the link stays."""
+def write_atomic(root: str, path: str, data: bytes | str, *, mode: int | None = None, expect: object = ANY,
+                 parents: bool = True) -> None:
+    """Write ``path`` of the tree atomically (see ``write_in``); missing parents are made 0755 (with
+    ``parents=False`` they raise FileNotFoundError). A link at ``path`` is followed inside the root and its
+    target replaced, so the link stays."""
     if isinstance(data, str):
         data = data.encode()
-    with parent_dir(root, path, create=True) as (dfd, name):
+    with parent_dir(root, path, create=parents) as (dfd, name):
         write_in(dfd, name, data, mode=mode, expect=expect, where=path)
 
 

@@ -10,7 +10,9 @@ exactly only where a gpu finding decides them (critical is the top).
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -235,3 +237,21 @@ def test_nagios_exit_code_is_the_worst_status(tmp_path, monkeypatch, statuses, c
     assert json.loads(result.stdout)["status"] == Status.worst(statuses).value
     boot = invoke("--root", root, "doctor", "--no-container", "--boot")
     assert boot.exit_code == (2 if code == 2 else 0)  # the boot gate: only critical keeps ECS from starting
+
+
+def test_prom_into_a_missing_directory_creates_nothing_and_the_hint_fixes_it(tmp_path):
+    """A misspelt textfile directory must not be made: node_exporter would never read it. The hint's
+    command (run here without sudo when this is root or sudo is absent) makes the next run succeed."""
+    root = tree(tmp_path, "missing-node-g5")
+    prom = tmp_path / "node-exporter" / "gpuprep.prom"
+    result = invoke("--root", str(root), "doctor", "--no-container", "--prom", str(prom))
+    assert result.exit_code == 3
+    assert f"gpuprep: error: --prom {prom}: its directory {prom.parent} does not exist" in result.stderr
+    assert not prom.parent.exists()
+    hint = next(line for line in result.stderr.splitlines() if line.startswith("gpuprep: hint:"))
+    command = hint.split("create it: ", 1)[1].split()
+    if command[0] == "sudo" and (os.geteuid() == 0 or shutil.which("sudo") is None):
+        command = command[1:]
+    subprocess.run(command, check=True, timeout=10)
+    again = invoke("--root", str(root), "doctor", "--no-container", "--prom", str(prom))
+    assert again.exit_code == 2 and prom.read_text().startswith("# HELP")
