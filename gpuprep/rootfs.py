@@ -168,7 +168,9 @@ def open_dir(root: str, parts: list[str], *, create: bool = False) -> int:
                 nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
                 st = _lstat_at(fd, comp) if exc.errno in (errno.ELOOP, errno.ENOTDIR) else None
-                if st is not None and not stat.S_ISLNK(st.st_mode):
+                # A directory now, after the open met something else: it was swapped back and forth
+                # meanwhile (TreeChanged below). Saying "not there" would let a removal report done.
+                if st is not None and not stat.S_ISLNK(st.st_mode) and not stat.S_ISDIR(st.st_mode):
                     raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR),
                                              _join(root, parts[:i + 1])) from None
                 if st is not None:

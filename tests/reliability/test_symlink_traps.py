@@ -413,9 +413,9 @@ def test_removals_racing_a_swapper_never_leave_the_root(tmp_path):
     """A second process swaps /var/lib/ecs/data/metadata for a link to an outside directory and back
     (``renameat2(RENAME_EXCHANGE)``, so the path is always one or the other) as fast as it can, while
     Host.remove removes 2000 files below it one by one (what seal's ecs-state does with each planned
-    item), each tried again until it is gone. Each attempt either removes the file inside, finds nothing
-    (the link it met was a directory again before gpuprep could tell) or stops with TreeChanged; no
-    outside file is ever removed, and every inside one is in the end. Real processes, a real race: the
+    item), each tried again until it is gone. Each attempt either removes the file inside or stops with
+    TreeChanged, never says "nothing there" (the file is there all along: seal would report it removed
+    and leave it in the image); no outside file is ever removed, and every inside one is in the end. Real processes, a real race: the
     figure says how often each outcome happened."""
     from gpuprep import rootfs
     from gpuprep.host import Host
@@ -427,7 +427,7 @@ def test_removals_racing_a_swapper_never_leave_the_root(tmp_path):
     host = Host(root)
     swapper = subprocess.Popen([sys.executable, "-c", SWAPPER, str(meta), str(meta) + ".link", str(outside), "60"],
                                stdout=subprocess.PIPE, text=True)
-    # "not found": a link was met, and was the directory again when gpuprep looked at what it was
+    # "not found" would be a lie: the file is inside until it is removed
     outcomes = {"removed": 0, "not found": 0, "TreeChanged": 0}
     other: list[str] = []
     assert swapper.stdout.readline().strip() == "swapping"
@@ -463,3 +463,4 @@ def test_removals_racing_a_swapper_never_leave_the_root(tmp_path):
     assert not kept, f"{len(kept)} files inside were never removed (within 30 s): {kept[:5]}"
     assert swapper.returncode == -9, f"the swapper stopped by itself: {swapper.stdout.read()}"
     assert outcomes["TreeChanged"] > 0, f"the race was not hit: {outcomes}"
+    assert outcomes["not found"] == 0, f"a removal said 'nothing there' for a file that was: {outcomes}"
