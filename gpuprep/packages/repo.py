@@ -49,6 +49,8 @@ REPOQUERY_QF = FIELD.join(["%{name}", "%{epoch}", "%{version}", "%{release}", "%
 # python3-dnf-plugin-versionlock, which provides ``dnf-command(versionlock)`` (dnf resolves the provide);
 # yum 3 (Amazon Linux 1 and 2, RHEL 7) as yum-plugin-versionlock.
 VERSIONLOCK_PLUGIN = {"dnf": "dnf-command(versionlock)", "yum": "yum-plugin-versionlock"}
+# The package behind each, by name, so the one repository query can tell whether any repository offers it.
+VERSIONLOCK_PACKAGE = {"dnf": "python3-dnf-plugin-versionlock", "yum": "yum-plugin-versionlock"}
 
 
 def parse_deps(text: str) -> tuple[Dep, ...]:
@@ -287,6 +289,10 @@ class Backend:
     @property
     def plugin_spec(self) -> str:
         return VERSIONLOCK_PLUGIN[self.target_manager]
+
+    @property
+    def plugin_package(self) -> str:
+        return VERSIONLOCK_PACKAGE[self.target_manager]
 
     def unlocked(self, pkgs: Sequence[Package]) -> list[Package]:
         """Which of ``pkgs`` the lock list does not hold at exactly their version."""

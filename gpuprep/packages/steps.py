@@ -104,7 +104,12 @@ def installed_set(ctx: Context) -> list[Package]:
 def candidates(ctx: Context) -> list[Package]:
     """Every offered version of every package gpuprep decides: one package-manager query per run."""
     if "candidates" not in ctx.state:
-        ctx.state["candidates"] = backend(ctx).available(QUERY_NAMES)
+        b = backend(ctx)
+        # The versionlock plugin's package rides along in the same query: whether a repository offers it is
+        # known at plan time, not when the transaction fails. It is not a candidate of the selection.
+        found = b.available([*QUERY_NAMES, b.plugin_package])
+        ctx.state["plugin_offered"] = any(p.name == b.plugin_package for p in found)
+        ctx.state["candidates"] = [p for p in found if p.name != b.plugin_package]
     return ctx.state["candidates"]
 
 
@@ -282,6 +287,12 @@ class PackagesStep(Step):
         to_lock = b.unlocked(list(res.packages.values())) if lock else []
         # A lock list without the plugin is a file nobody reads: the plugin joins the same transaction.
         extra = [b.plugin_spec] if lock and not b.plugin_installed() else []
+        if extra and not ctx.state.get("plugin_offered", True):
+            raise PreconditionUnmet(
+                f"the versionlock plugin is not installed and no enabled repository offers it ({b.plugin_package},"
+                f" {extra[0]}): the locks would be a list nobody reads; nothing was installed",
+                f"enable a repository that offers {b.plugin_package}, or run `gpuprep install --no-versionlock` "
+                "(then nothing stops a later update from moving these packages)")
         self._publish(ctx, res, changed=bool(installs))
         if not installs and not to_lock and not extra:
             return Converged(f"{self._brief(res)} installed and locked", data=self._data(ctx, res))

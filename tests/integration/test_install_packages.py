@@ -326,3 +326,40 @@ def test_dnf_acting_on_an_al2_root_locks_the_way_yum_reads(tmp_path: Path) -> No
     assert (r / "etc/yum/pluginconf.d/versionlock.list").read_text().splitlines()[-1] == \
         "0:docker-25.0.6-1.amzn2.0.1.*"
     assert not (r / "etc/dnf").exists()
+
+
+def test_no_repository_offers_the_versionlock_plugin_is_said_at_plan_time(tmp_path: Path, request) -> None:
+    """A repository set without python3-dnf-plugin-versionlock (a mirror of NVIDIA's and Docker's packages
+    only): the locks would be a list nobody reads, and the transaction would fail on the plugin after
+    resolving everything. Said at plan time, exit 3, dry run and real run alike: the dry run leaves the
+    tree byte-identical, the real run installs nothing (what it adds is dnf's own metadata cache, logs and
+    empty database, and the lock file); the hint's --no-versionlock then installs."""
+    require("rpmbuild", "createrepo_c", "dnf", "rpm")
+    require_root()
+    cache = Path(request.config.cache.mkdir("rpmfixtures"))
+    specs = [s for s in AL2023_SPECS if s is not VERSIONLOCK_PLUGIN]
+    repo = build_repo(specs, cache / "repo-al2023-no-plugin", cache=cache / "pkgs")
+    r = tmp_path / "root"
+    (r / "etc" / "yum.repos.d").mkdir(parents=True)
+    shutil.copy(FIXTURES / "distros" / "amzn-2023" / "etc" / "os-release", r / "etc" / "os-release")
+    (r / "etc" / "yum.repos.d" / "fixture.repo").write_text(repo_file({"fixture": repo}))
+    before = tree_digest(r)
+    for args in (("--dry-run",), ()):
+        out = gpuprep(r, *args)
+        assert out.returncode == 3, out.stderr
+        error = next(line for line in out.stderr.splitlines() if line.startswith("gpuprep: error:"))
+        assert "no enabled repository offers it (python3-dnf-plugin-versionlock" in error, out.stderr
+        assert "gpuprep: hint: enable a repository that offers python3-dnf-plugin-versionlock, or run " \
+               "`gpuprep install --no-versionlock`" in out.stderr
+        if args:
+            assert tree_digest(r) == before, "the dry run changed the tree"
+        else:
+            assert all(v is None for v in rpm_query_root(r, [*NAMES, VERSIONLOCK_PLUGIN.name]).values())
+            # dnf's var/cache/dnf and var/log/dnf*.log, Debian rpm's ~/.rpmdb, gpuprep's lock file
+            dnf_own = ("var", "var/cache", "var/log", "root", "run")
+            added = [p for p in set(tree_digest(r)) - set(before)
+                     if p not in dnf_own and not p.startswith(("var/cache/dnf", "var/log/", "root/.rpmdb", "run/lock"))]
+            assert not added, f"the refused real run added {added}"
+    fixed = gpuprep(r, "--no-versionlock")
+    assert fixed.returncode == 0, fixed.stderr
+    assert all(v is not None for v in rpm_query_root(r, NAMES).values())

@@ -415,8 +415,8 @@ def test_removals_racing_a_swapper_never_leave_the_root(tmp_path):
     Host.remove removes 2000 files below it one by one (what seal's ecs-state does with each planned
     item), each tried again until it is gone. Each attempt either removes the file inside or stops with
     TreeChanged, never says "nothing there" (the file is there all along: seal would report it removed
-    and leave it in the image); no outside file is ever removed, and every inside one is in the end. Real processes, a real race: the
-    figure says how often each outcome happened."""
+    and leave it in the image); no outside file is ever removed, and every inside one is in the end.
+    Real processes, a real race: the figure says how often each outcome happened."""
     from gpuprep import rootfs
     from gpuprep.host import Host
 
