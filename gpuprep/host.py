@@ -172,12 +172,17 @@ class Host:
     def which(self, name: str) -> str | None:
         """The host path of program ``name``: PATH on the live system, the usual dirs inside --root."""
         if self.live:
-            return shutil.which(name, path=self.env.get("PATH") or os.pathsep.join(SYSTEM_PATH))
+            return self.tool(name)
         for d in SYSTEM_PATH:
             candidate = self.path(f"{d}/{name}")
             if candidate.is_file() and os.access(candidate, os.X_OK):
                 return f"{d}/{name}"
         return None
+
+    def tool(self, name: str) -> str | None:
+        """A program of the machine gpuprep runs on, found on gpuprep's PATH: with --root that is the build
+        machine, not the image (``which`` looks inside the image). What ``run`` would execute."""
+        return shutil.which(name, path=self.env.get("PATH") or os.pathsep.join(SYSTEM_PATH))
 
     def write_atomic(self, p: str | Path, data: bytes | str, *, mode: int | None = None,
                      expect: object = rootfs.ANY) -> None:

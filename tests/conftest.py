@@ -28,6 +28,17 @@ def require(*commands: str) -> None:
         pytest.skip(f"needs {', '.join(missing)} (run `make provision` as root)")
 
 
+# Engine 26.1.5 (Debian trixie's docker.io and its containerd, runc, tini), unpacked by tests/provision.sh.
+ENGINE26 = Path(os.environ.get("GPUPREP_ENGINE26", "/var/cache/gpuprep-tests/engine26"))
+
+
+def require_engine26() -> Path:
+    """The unpacked Engine 26 tree (``usr/sbin/dockerd`` in it), or skip saying how to get it."""
+    if not os.access(ENGINE26 / "usr/sbin/dockerd", os.X_OK):
+        pytest.skip(f"needs Engine 26 in {ENGINE26} (run `make provision` as root)")
+    return ENGINE26
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (private dockerd, installroots, nspawn)")

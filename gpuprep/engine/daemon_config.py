@@ -446,10 +446,11 @@ def supports_validate(host: Host, dockerd: str) -> bool:
     return "--validate" in proc.stdout + proc.stderr
 
 
-def validate_with_dockerd(host: Host, text: str, dockerd: str | None) -> str:
-    """Run ``dockerd --validate`` on ``text``; a note saying what was done. StepFailed when rejected."""
+def validate_with_dockerd(host: Host, text: str, dockerd: str | None, why_not: str = "") -> str:
+    """Run ``dockerd --validate`` on ``text``; a note saying what was done. StepFailed when rejected.
+    ``why_not`` is the note when there is no dockerd to ask."""
     if dockerd is None:
-        return "not validated: no dockerd binary to ask"
+        return why_not or "not validated: no dockerd binary to ask"
     if not supports_validate(host, dockerd):
         return f"not validated: {dockerd} has no --validate (Engine 23+ has it)"
     # A scratch copy outside the host tree: validation must not touch the real file.
@@ -459,9 +460,39 @@ def validate_with_dockerd(host: Host, text: str, dockerd: str | None) -> str:
         proc = host.run([dockerd, "--validate", "--config-file", tmp.name], timeout=60, check=False)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise StepFailed(f"dockerd rejects the new daemon.json: {detail[-1] if detail else proc.returncode}",
+        reason = detail[-1] if detail else str(proc.returncode)
+        # "unable to configure the Docker daemon with file /tmp/daemon.XXXX.json: ...": the scratch copy's
+        # name means nothing to the user.
+        reason = reason.replace(f" with file {tmp.name}", "")
+        raise StepFailed(f"dockerd rejects the new daemon.json: {reason}",
                          "nothing was written; fix the key it names in daemon.json and run again")
-    return "validated by dockerd --validate"
+    return f"validated by {dockerd} --validate"
+
+
+def dockerd_version(host: Host, dockerd: str) -> str | None:
+    """``26.1.5`` from ``dockerd --version`` ("Docker version 26.1.5+dfsg1, build 411e817"), or None."""
+    try:
+        proc = host.run([dockerd, "--version"], timeout=30, check=False)
+    except CommandError:
+        return None
+    match = re.search(r"version (\d+\.\d+\.\d+)", proc.stdout)
+    return match.group(1) if match else None
+
+
+def image_engine_version(host: Host) -> str | None:
+    """The version of the Docker package installed in the tree (``docker`` on Amazon Linux, ``docker-ce``
+    from Docker's repository), from its rpm database; None when there is none."""
+    from gpuprep.packages.resolve import DOCKER_NAMES
+    from gpuprep.packages.rpmdb import db_args
+
+    args = db_args(host)
+    if args is None or not host.tool("rpm"):
+        return None
+    for name in DOCKER_NAMES:
+        done = host.run(["rpm", "-q", *args, "--qf", "%{VERSION}", name], timeout=30, check=False)
+        if done.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\S*", done.stdout.strip()):
+            return done.stdout.strip()
+    return None
 
 
 # -- Amazon Linux's runtimes dir --------------------------------------------------------------

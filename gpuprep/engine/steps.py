@@ -149,7 +149,7 @@ class DockerRuntimeStep(Step):
         from gpuprep.engine.dockerd import Rollback
 
         edit: daemon_config.DaemonJsonEdit = change.payload
-        note = daemon_config.validate_with_dockerd(ctx.host, edit.after, _dockerd_binary(ctx)) \
+        note = daemon_config.validate_with_dockerd(ctx.host, edit.after, *_validator(ctx)) \
             if edit.changes_file else ""
         previous = edit.before.encode() if edit.before is not None else None
         backup = daemon_config.apply_edit(ctx.host, edit)
@@ -185,15 +185,30 @@ def _flag_path_for_old_engine(ctx: Context) -> str | None:
         f"{ctx.platform.runtimes_dir.rstrip('/')}/{RUNTIME_NAME}"
 
 
-def _dockerd_binary(ctx: Context) -> str | None:
-    """The dockerd to validate with: the one serving the Engine, else the live system's."""
+def _validator(ctx: Context) -> tuple[str | None, str]:
+    """The dockerd to validate with, or None and why there is none: the one serving the Engine, else
+    the live system's; inside --root, this machine's dockerd when its major version is the image's
+    (the keys and checks of ``--validate`` change between majors: 26 knows keys 20.10 refuses)."""
     from gpuprep.engine.dockerd import find_engine_process
 
-    if ctx.host.docker_url is not None:
-        proc = find_engine_process(ctx.host)
+    host = ctx.host
+    if host.docker_url is not None:
+        proc = find_engine_process(host)
         if proc is not None:
-            return proc.exe
-    return ctx.host.which("dockerd") if ctx.host.live else None
+            return proc.exe, ""
+    if host.live:
+        return host.which("dockerd"), ""
+    image = daemon_config.image_engine_version(host)
+    local = host.tool("dockerd")
+    if image is None:
+        return None, "not validated: the image has no docker package installed to match a dockerd with"
+    if local is None:
+        return None, f"not validated: this machine has no dockerd (the image's Engine is {image})"
+    mine = daemon_config.dockerd_version(host, local) or "an unknown version"
+    if mine.split(".")[0] != image.split(".")[0]:
+        return None, (f"not validated: this machine's {local} is {mine}, the image's Engine {image} "
+                      "(another major version reads daemon.json differently)")
+    return local, ""
 
 
 # -- docker-reload --------------------------------------------------------------------------

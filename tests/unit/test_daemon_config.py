@@ -385,7 +385,8 @@ def test_detect_indent():
 
 # -- dockerd --validate (Engine 23+) ------------------------------------------------------------
 def _fake_dockerd(path: Path, *, has_validate: bool, rejects: bool) -> str:
-    """SIMULATED dockerd 23+ (this machine has Engine 20.10, which has no --validate)."""
+    """SIMULATED dockerd 23+, so the unit tests need no provisioned Engine; the real Engine 26's --validate is
+    asked in tests/integration/test_validate_root.py."""
     flag = "--validate" if has_validate else "--debug"
     verdict = ('echo "unable to configure the Docker daemon with file $3: the following directives '
                'do not match any configuration option: bogus" >&2; exit 1' if rejects else 'echo "configuration OK"')
@@ -400,7 +401,7 @@ def _fake_dockerd(path: Path, *, has_validate: bool, rejects: bool) -> str:
 def test_validate_with_dockerd_23(tmp_path):
     host = Host("/", env={"PATH": os.environ.get("PATH", "")})
     ok = _fake_dockerd(tmp_path / "ok", has_validate=True, rejects=False)
-    assert daemon_config.validate_with_dockerd(host, "{}", ok) == "validated by dockerd --validate"
+    assert daemon_config.validate_with_dockerd(host, "{}", ok) == f"validated by {ok} --validate"
     bad = _fake_dockerd(tmp_path / "bad", has_validate=True, rejects=True)
     with pytest.raises(StepFailed, match="dockerd rejects the new daemon.json: .*bogus"):
         daemon_config.validate_with_dockerd(host, '{"bogus": 1}', bad)
