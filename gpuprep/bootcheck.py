@@ -4,7 +4,7 @@ The unit ships as package data (``gpuprep/data/gpuprep-boot-check.service``; ``s
 source tree links to it), so a pip-installed gpuprep can install it. That file is the one source of
 truth: the step changes only the program path in ``ExecStart=`` (where this gpuprep lives) and, with
 ``--no-gate``, drops ``RequiredBy=ecs.service``. ``Before=ecs.service`` alone only orders the two
-units; RequiredBy is what keeps ECS from starting when the check fails (DOMAIN.md, GPU health).
+units; RequiredBy is what keeps ECS from starting when the check fails (docs/domain.md, GPU health).
 """
 
 from __future__ import annotations

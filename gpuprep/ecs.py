@@ -1,6 +1,6 @@
 """The ECS agent's side of a host: ecs.config, the agent's state files, nvidia-gpu-info.json, the service.
 
-Facts encoded here (DOMAIN.md, "ECS agent and ecs-init"):
+Facts encoded here (docs/domain.md, "ECS agent and ecs-init"):
 - GPU support is ``ECS_ENABLE_GPU_SUPPORT=true`` in ``/etc/ecs/ecs.config`` or the AMI-owned
   ``/var/lib/ecs/ecs.config``; where both set a key, the ``/etc`` file wins.
 - ecs-init's pre-start writes ``/var/lib/ecs/gpu/nvidia-gpu-info.json`` from NVML:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Exit codes of install and seal (DESIGN.md). doctor uses Nagios codes (report.Status).
+# Exit codes of install and seal (docs/contract.md). doctor uses Nagios codes (report.Status).
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2

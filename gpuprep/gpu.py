@@ -1,6 +1,6 @@
 """The host GPU probe: what the PCI bus, /dev, the kernel module, NVML and the kernel log say.
 
-Four independent views of the same GPUs (DOMAIN.md "GPU health"):
+Four independent views of the same GPUs (docs/domain.md "GPU health"):
 
 - sysfs: NVIDIA PCI functions (vendor 0x10de, class display/3D), whatever the driver thinks;
 - /dev/nvidia[0-9]*: one node per GPU the driver set up (ecs-init registers no GPU without them);
@@ -43,7 +43,7 @@ GPU_CLASSES = (0x0300, 0x0302)
 
 NVML_DEADLINE_S = 3.0  # TESTBED 7: NVML init takes ~10 ms with persistence on
 SMI_TIMEOUT_S = 4.0  # TESTBED 7: nvidia-smi -q ~100 ms, --query-gpu ~30 ms on a healthy H200
-PER_GPU_INIT_S = 3.0  # without persistence mode each client start initialises every GPU: 1-3 s each (DOMAIN.md)
+PER_GPU_INIT_S = 3.0  # without persistence mode each client start initialises every GPU: 1-3 s each (docs/domain.md)
 MAX_INIT_S = 30.0  # beyond this NVML is not slow but stuck
 KERNEL_LOG_TIMEOUT_S = 4.0
 KERNEL_LOG_MAX_LINES = 200_000  # a boot's kernel log is far smaller; the bound guards a spamming driver
@@ -60,7 +60,7 @@ _VERSION = r"\d+\.\d+(?:\.\d+)?"
 
 
 # ---------------------------------------------------------------------------------------------
-# Causes: NVML return codes, which are also nvidia-smi's exit codes (DOMAIN.md; nvml.h nvmlReturn_t)
+# Causes: NVML return codes, which are also nvidia-smi's exit codes (docs/domain.md; nvml.h nvmlReturn_t)
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Cause:
@@ -413,7 +413,7 @@ NVML_FALLBACK_CODES = (12, 13)
 
 
 def query_nvml(deadline_s: float = NVML_DEADLINE_S, nv: Any = None) -> GpuQuery:
-    """NVML in a daemon thread with a deadline: NVML init can hang with some drivers (DOMAIN.md)."""
+    """NVML in a daemon thread with a deadline: NVML init can hang with some drivers (docs/domain.md)."""
     if nv is None:
         try:
             import pynvml as nv  # heavy, and absent on some hosts: imported where used

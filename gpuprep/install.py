@@ -6,7 +6,7 @@ from gpuprep.steps import Step
 
 
 def install_steps() -> list[Step]:
-    """In DESIGN.md's order; ids never change meaning."""
+    """In docs/contract.md's order; ids never change meaning."""
     from gpuprep.bootcheck import BootCheckStep
     from gpuprep.ecs import DockerGroupStep, EcsConfigStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep

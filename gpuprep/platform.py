@@ -1,6 +1,6 @@
 """Which system this is, as a small profile the steps and checks reuse.
 
-Decided on os-release ``ID`` and ``VERSION_ID`` only (DOMAIN.md: "Amazon Linux release 2023" starts
+Decided on os-release ``ID`` and ``VERSION_ID`` only (docs/domain.md: "Amazon Linux release 2023" starts
 with "Amazon Linux release 2", so never match on the pretty name). Read through ``distro`` with the
 host's root, so ``--root`` and fixture trees work the same as the live system.
 """
@@ -39,7 +39,7 @@ class Platform:
     ecs_service: str = "ecs"
     daemon_json: str = "/etc/docker/daemon.json"
     ecs_config: str = "/etc/ecs/ecs.config"
-    # The AMI-owned file, read too; /etc/ecs/ecs.config wins (DOMAIN.md).
+    # The AMI-owned file, read too; /etc/ecs/ecs.config wins (docs/domain.md).
     ecs_config_ami: str = "/var/lib/ecs/ecs.config"
     # Amazon Linux's docker.service registers every executable here with --add-runtime.
     runtimes_dir: str = "/etc/docker-runtimes.d"

@@ -1,7 +1,7 @@
 """seal: leave the instance ready to be imaged, with nothing of this machine in the image.
 
-Steps, in DESIGN.md's order: preflight, stop-ecs, containers, images, ecs-state, gpu-info, deep-clean
-(only with --deep), stamp. Why each matters (DOMAIN.md): a baked agent checkpoint makes instances fail
+Steps, in docs/contract.md's order: preflight, stop-ecs, containers, images, ecs-state, gpu-info, deep-clean
+(only with --deep), stamp. Why each matters (docs/domain.md): a baked agent checkpoint makes instances fail
 to register or join the build machine's cluster (aws/amazon-ecs-agent 858, 2738); a baked
 ``nvidia-gpu-info.json`` holds the build machine's GPU UUIDs; AWS Batch's guide says to stop the agent
 and remove ``/var/lib/ecs/data/*`` before creating an AMI.
@@ -224,7 +224,7 @@ class GpuInfoStep(FileStep):
         return f"no {ecs.GPU_INFO}"
 
 
-# What amazon-ecs-ami's scripts/cleanup.sh removes before imaging (DOMAIN.md), in report order.
+# What amazon-ecs-ami's scripts/cleanup.sh removes before imaging (docs/domain.md), in report order.
 DEEP_REMOVE = (
     "/var/lib/cloud/*",  # cloud-init state: instances from the image must run cloud-init afresh
     "/etc/ssh/ssh_host_*",  # host keys: every instance makes its own at first boot
@@ -934,7 +934,7 @@ class StampStep(Step):
 
 
 def seal_steps() -> list[Step]:
-    """In DESIGN.md's order; ids never change meaning."""
+    """In docs/contract.md's order; ids never change meaning."""
     return [
         SealPreflightStep(),
         StopEcsStep(),

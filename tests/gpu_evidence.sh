@@ -2,7 +2,7 @@
 # Evidence from a real GPU host (issue 2, "Real GPU"): run gpuprep's doctor and nvidia-smi -q there,
 # time both, and leave everything under $OUT for tests/fixtures/real-gpu/.
 #
-# Meant for the accelerator machine (TESTBED.md 7: one H100/H200, Ubuntu 24.04, driver 580, python3
+# Meant for the accelerator machine (docs/testbed.md 7: one H100/H200, Ubuntu 24.04, driver 580, python3
 # with nvidia-ml-py, no Docker). The caller sets PYTHONPATH so `python3 -m gpuprep` imports this
 # checkout and its dependencies (wheels installed or unpacked beside it).
 #

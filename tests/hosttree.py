@@ -4,7 +4,7 @@ A tree holds what gpuprep reads of a GPU host's pseudo filesystems, as plain fil
 functions (``vendor``, ``device``, ``class`` and a ``driver`` link), ``/dev/nvidia*`` nodes (regular
 files: gpuprep only lists them), ``/proc/driver/nvidia/version`` and ``/proc/modules``, the driver's
 ``libnvidia-ml.so.<version>`` with its ``.so.1`` link, and ``/etc/os-release`` from
-``tests/fixtures/distros``. It simulates the GPU and driver, which these machines lack (TESTBED.md 9).
+``tests/fixtures/distros``. It simulates the GPU and driver, which these machines lack (docs/testbed.md 9).
 
 Host descriptions live in ``tests/fixtures/hosts/*.json`` (data, not binaries); ``build_named`` turns
 one into a tree. ``python tests/hosttree.py NAME DIR`` builds one by hand.
@@ -25,7 +25,7 @@ DISTROS = FIXTURES / "distros"
 
 # PCI device ids as `lspci -nn` shows them on the EC2 instance types named.
 DEVICE_IDS = {
-    "H200": "0x2335",  # p5e (TESTBED.md 7: the accelerator machine)
+    "H200": "0x2335",  # p5e (docs/testbed.md 7: the accelerator machine)
     "H100": "0x2330",  # p5: H100 SXM5 80GB
     "A100": "0x20b0",  # p4d: A100 SXM4 40GB
     "A10G": "0x2237",  # g5

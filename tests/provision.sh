@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Provision the real components the suite drives (TESTBED.md): a Docker Engine, busybox for tiny
+# Provision the real components the suite drives (docs/testbed.md): a Docker Engine, busybox for tiny
 # images, rpm/dnf/createrepo_c for real repositories and libsolv, systemd-nspawn and debootstrap
 # for the booted-host tests. Needs root for apt-get; without root it only reports what is missing
 # (the tests that need a missing piece then skip, which CI=true turns into failures).
@@ -20,7 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# A second real Engine, 26.1.5: Debian trixie's docker.io with its containerd, runc and tini (TESTBED.md 10),
+# A second real Engine, 26.1.5: Debian trixie's docker.io with its containerd, runc and tini (docs/testbed.md 10),
 # downloaded with a sources list of its own and unpacked with dpkg -x into a cache outside the repository;
 # nothing of it is installed. Engine 26 is where `dockerd --validate` and CDI are real (20.10 has neither).
 ENGINE26=${GPUPREP_ENGINE26:-/var/cache/gpuprep-tests/engine26}

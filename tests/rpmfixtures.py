@@ -1,4 +1,4 @@
-"""Build real RPM packages and repositories for tests: rpmbuild + createrepo_c (TESTBED.md 4).
+"""Build real RPM packages and repositories for tests: rpmbuild + createrepo_c (docs/testbed.md 4).
 
     from rpmfixtures import PkgSpec, build_repo
     repo = build_repo([PkgSpec("docker", "20.10.25", "1.amzn2023", provides=["docker-engine"]),

@@ -1,4 +1,4 @@
-"""The real components the tests drive, and the one thing simulated (TESTBED.md 1-2).
+"""The real components the tests drive, and the one thing simulated (docs/testbed.md 1-2).
 
 - ``PrivateDockerd``: a real dockerd of the test's own (own socket, data-root, exec-root, pidfile,
   config file), never the system one. Networking off (``bridge: none``, ``iptables: false``) so it
@@ -26,7 +26,7 @@ from pathlib import Path
 
 BASE_CONFIG = {"bridge": "none", "iptables": False, "ip-masq": False}
 
-# What the fake nvidia-smi describes unless a test says otherwise; shaped like TESTBED.md 8.
+# What the fake nvidia-smi describes unless a test says otherwise; shaped like docs/testbed.md 8.
 DEFAULT_GPUS = (
     {"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-0e7d3af2-be49-affe-ae6c-f6fcf358f2ea",
      "pci": "00000000:00:06.0"},
@@ -263,7 +263,7 @@ def busybox_rootfs_tar(applets=APPLETS, extra_files: dict[str, str] | None = Non
 
 
 def tiny_image(client, tag: str = "tiny:latest", *, extra_files: dict[str, str] | None = None) -> str:
-    """Import a busybox-only image (TESTBED.md 1); returns its tag. No registry needed."""
+    """Import a busybox-only image (docs/testbed.md 1); returns its tag. No registry needed."""
     repo, _, version = tag.partition(":")
     client.api.import_image_from_data(busybox_rootfs_tar(extra_files=extra_files), repository=repo,
                                       tag=version or "latest")
@@ -276,7 +276,7 @@ def write_fake_nvidia_smi(path: Path, gpus=DEFAULT_GPUS, driver_version: str = D
     """SIMULATED nvidia-smi (no GPU here): answers -L, --query-gpu CSV and a plain table.
 
     A busybox ``sh`` script, so it runs inside the tiny image as well as on the host. ``exit_code``
-    9 imitates "driver not loaded" (DOMAIN.md: nvidia-smi exit codes).
+    9 imitates "driver not loaded" (docs/domain.md: nvidia-smi exit codes).
     """
     fields = {
         "index": lambda g: str(g["index"]),

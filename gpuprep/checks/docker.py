@@ -196,7 +196,7 @@ def check_default_runtime(probes: Probes) -> Verdict:
 
 def check_defined_once(probes: Probes) -> Verdict:
     """Engine 20.10 accepts a runtime from both daemon.json and --add-runtime, and daemon.json's path
-    silently wins (DOMAIN.md): the same name must come from one place."""
+    silently wins (docs/domain.md): the same name must come from one place."""
     try:
         _, config = daemon_json(probes)
     except BadInput:

@@ -1,6 +1,6 @@
 """ecs checks: can this host join an ECS cluster with its GPUs, and does it carry another machine's state?
 
-Facts (DOMAIN.md): ``ECS_ENABLE_GPU_SUPPORT=true`` in ``/etc/ecs/ecs.config`` or ``/var/lib/ecs/ecs.config``
+Facts (docs/domain.md): ``ECS_ENABLE_GPU_SUPPORT=true`` in ``/etc/ecs/ecs.config`` or ``/var/lib/ecs/ecs.config``
 (``/etc`` wins); ecs-init writes ``/var/lib/ecs/gpu/nvidia-gpu-info.json`` from NVML at each start and
 silently skips it without ``/dev/nvidia*``; a baked agent checkpoint makes instances fail to register
 or join the old cluster (aws/amazon-ecs-agent 858, 2738); at first boot cloud-init may run yum and hold

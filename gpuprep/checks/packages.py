@@ -47,7 +47,7 @@ def check_installed(probes: Probes) -> Verdict:
         summary = ", ".join(f"{n} {v}" for n, v in deb.items()) or "none of docker / the NVIDIA runtime installed"
         status = Status.OK if deb else Status.WARNING
         # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository (gpuprep's package steps are
-        # RPM-only, its daemon.json and proof steps are not: they beat nvidia-ctk's editor, DOMAIN.md).
+        # RPM-only, its daemon.json and proof steps are not: they beat nvidia-ctk's editor, docs/domain.md).
         hint = "" if deb else ("`sudo apt-get install -y docker.io nvidia-container-toolkit` (after adding NVIDIA's "
                                "apt repository, docs.nvidia.com/datacenter/cloud-native/container-toolkit), then "
                                "`sudo gpuprep install --only docker-runtime,docker-reload,gpu-check`")

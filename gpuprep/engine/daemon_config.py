@@ -1,6 +1,6 @@
 """daemon.json: register the nvidia runtime and make it Docker's default, losing nothing of the user's.
 
-Better than ``nvidia-ctk runtime configure`` on every point DOMAIN.md lists: Docker's key is
+Better than ``nvidia-ctk runtime configure`` on every point docs/domain.md lists: Docker's key is
 ``runtimeArgs`` (nvidia-ctk writes ``args``, which Docker ignores); key order, unknown fields of an
 existing ``nvidia`` entry, other runtimes, ``features``, big numbers and non-ASCII text are kept; the
 file's indentation is kept where it can be detected; an unchanged file is not rewritten (bytes and

@@ -4,7 +4,7 @@ The pattern is certbot's reverter: record what will be undone before changing it
 daemon.json, kept by the docker-runtime step), apply, test (readiness, then ``docker info``), and on
 failure restore and restart again, then say what happened. Every wait polls the Engine, bounded.
 
-Reload semantics (TESTBED.md 3, DOMAIN.md): SIGHUP picks up a new runtime and a newly set
+Reload semantics (docs/testbed.md 3, docs/domain.md): SIGHUP picks up a new runtime and a newly set
 ``default-runtime`` but cannot unset one, and NVIDIA's Ansible role found that SIGHUP does not always
 make the runtime available; so a reload that does not show the runtime is followed by a restart. A
 changed unit file needs ``systemctl daemon-reload`` before the restart.

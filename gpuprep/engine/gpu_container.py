@@ -27,7 +27,7 @@ PULL_ATTEMPTS = 3
 # this deadline ends one that trickles. 30 minutes fits a multi-GB CUDA image on a slow link.
 PULL_DEADLINE = 1800.0
 
-# nvidia-smi exit codes are NVML return codes (DOMAIN.md).
+# nvidia-smi exit codes are NVML return codes (docs/domain.md).
 NVIDIA_SMI_EXITS = {
     9: "the NVIDIA driver is not loaded",
     12: "the NVML library is missing (driver userland not installed)",

@@ -240,7 +240,7 @@ class DockerReloadStep(Step):
             lacking.append("runtime nvidia")
         elif want_path and (engine_runtimes.get(RUNTIME_NAME) or {}).get("path") != want_path:
             lacking.append(f"runtime nvidia at {want_path}")
-        # SIGHUP cannot unset a default runtime (TESTBED.md 3): that takes a restart.
+        # SIGHUP cannot unset a default runtime (docs/testbed.md 3): that takes a restart.
         cannot_unset = not want_default and engine_default not in ("", "runc")
         if want_default and engine_default != want_default:
             lacking.append(f"default-runtime {want_default} (it runs with {engine_default})")

@@ -329,7 +329,7 @@ class Backend:
 
 class DnfBackend(Backend):
     def base_args(self) -> list[str]:
-        # Debian's dnf-plugins-core enables `local`, which breaks every installroot install (TESTBED.md 4);
+        # Debian's dnf-plugins-core enables `local`, which breaks every installroot install (docs/testbed.md 4);
         # gpuprep never wants it. Inside a root the machine's versionlock list does not apply.
         args = ["dnf", "-q", "--disableplugin=local", *self.root_args()]
         if not self.host.live:
@@ -467,7 +467,7 @@ def lock_holder(host: Host, pidfiles: Sequence[str], rpm_locks: Sequence[str] = 
     ``pidfiles`` are the manager's pid files (yum 3: /var/run/yum.pid; dnf 4: one per lock, see
     platform.DNF_LOCKS); a pid file whose process is gone is stale and does not count, as yum and dnf
     themselves decide. ``rpm_locks`` are rpm's fcntl transaction locks. At first boot cloud-init often
-    runs yum (``Existing lock /var/run/yum.pid``, DOMAIN.md).
+    runs yum (``Existing lock /var/run/yum.pid``, docs/domain.md).
     """
     for pidfile in pidfiles:
         text = host.read_text(pidfile)

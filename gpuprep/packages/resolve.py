@@ -1,7 +1,7 @@
 """Pick ecs-init, Docker and an NVIDIA runtime stack that agree: a pure function, explained.
 
 The problem people solved by hand with ``yum search --showduplicates ecs-init nvidia-docker2``
-(DOMAIN.md): old nvidia-docker2 builds pin Docker exactly (``docker = 18.03.1ce``), ecs-init pins it
+(docs/domain.md): old nvidia-docker2 builds pin Docker exactly (``docker = 18.03.1ce``), ecs-init pins it
 by range (``docker >= 17.06.2ce``, briefly ``docker = 17.03.2ce``), and the newest of each often
 disagree. ``resolve`` takes every candidate the repositories offer and what is installed and
 returns a ``Selection`` (with why each was chosen and why newer ones were passed over) or a
@@ -52,7 +52,7 @@ class Package:
 
     @property
     def nevr(self) -> str:
-        """``name-[epoch:]version-release``: what DESIGN.md's ``selection`` carries."""
+        """``name-[epoch:]version-release``: what docs/contract.md's ``selection`` carries."""
         return f"{self.name}-{self.evr}"
 
     @property

@@ -30,7 +30,7 @@ log = logging.getLogger("gpuprep")
 REPOS_DIR = "/etc/yum.repos.d"
 
 # NVIDIA's current repository file, as published at
-# https://nvidia.github.io/libnvidia-container/stable/rpm/nvidia-container-toolkit.repo (DOMAIN.md).
+# https://nvidia.github.io/libnvidia-container/stable/rpm/nvidia-container-toolkit.repo (docs/domain.md).
 TOOLKIT_REPO_NAME = "nvidia-container-toolkit.repo"
 TOOLKIT_REPO = """\
 [nvidia-container-toolkit]
@@ -325,7 +325,7 @@ class PackagesStep(Step):
         if installs or extra:
             wait_for_lock(ctx.host, ctx.platform.package_locks)
             # nvidia-docker2 <= 2.4.0 ships daemon.json as a plain file and replaces the user's outright
-            # (DOMAIN.md); docker-runtime merges this copy back so no setting is lost.
+            # (docs/domain.md); docker-runtime merges this copy back so no setting is lost.
             ctx.state["daemon_json_before_packages"] = ctx.host.read_text(ctx.platform.daemon_json)
             # A lock at another version would make the versionlock plugin hide the selected one.
             b.drop_locks({p.name for p in installs})

@@ -3,7 +3,7 @@
 Real components: rpmbuild + createrepo_c build the fixture packages (tests/rpmfixtures.py), the machine's dnf
 and rpm install them into a --root, and ``gpuprep --root R --json doctor --no-container`` reads the root's rpm
 database and lock list, as it would a mounted Amazon Linux 2023 image. Simulated: the packages (shaped like
-AL2023's docker and ecs-init, NVIDIA's toolkit and python3-dnf-plugin-versionlock, DOMAIN.md) and the root
+AL2023's docker and ecs-init, NVIDIA's toolkit and python3-dnf-plugin-versionlock, docs/domain.md) and the root
 itself (only its os-release is Amazon Linux's). A broken pair (an ecs-init whose Requires the installed Docker
 does not meet) cannot be made by dnf, which refuses it: it is installed with ``rpm -i --nodeps``, which is how
 such hosts come about (a hand-installed RPM, a forced downgrade).

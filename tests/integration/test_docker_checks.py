@@ -1,4 +1,4 @@
-"""doctor's docker and container checks against a private real dockerd (TESTBED.md 1-2).
+"""doctor's docker and container checks against a private real dockerd (docs/testbed.md 1-2).
 
 Real: dockerd 20.10 on its own socket (its daemon.json is the --root tree's), runc, containerd,
 docker-py, the gpuprep CLI. SIMULATED (no GPU or driver here): the nvidia runtime is the testbed

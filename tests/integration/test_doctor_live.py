@@ -6,7 +6,7 @@ check's nvidia-smi in the locally built busybox image ``tiny:latest``; rpmbuild-
 machine's rpm into the root's own rpm database; ``systemctl --root`` enabling ecs.service there; the JSON, text and
 Prometheus renderers.
 
-SIMULATED, because this machine has no GPU, no driver and no Amazon Linux (TESTBED.md 9): the p5-like host tree
+SIMULATED, because this machine has no GPU, no driver and no Amazon Linux (docs/testbed.md 9): the p5-like host tree
 (tests/hosttree.py: 8 H100 PCI functions, /dev/nvidia0-7, open kernel module and libnvidia-ml 580.95.05); the
 host's nvidia-smi (``ROOT/usr/bin/nvidia-smi``, a busybox-sh script printing 8 GPUs whose PCI bus ids are the tree's
 and whose UUIDs are fixed below); the nvidia runtime (the testbed shim that bind-mounts that same nvidia-smi into
@@ -44,7 +44,7 @@ HOST = "healthy-p5-h100x8"
 DRIVER = "580.95.05"  # the tree's kernel module and libnvidia-ml version
 GPUPREP = REPO / ".venv" / "bin" / "gpuprep"
 
-# AL2023-shaped packages (DOMAIN.md): ecs-init >= 1.97.1 requires docker >= 20.10.0; the toolkit's packages all
+# AL2023-shaped packages (docs/domain.md): ecs-init >= 1.97.1 requires docker >= 20.10.0; the toolkit's packages all
 # share one version and it Provides nvidia-container-runtime; dnf's versionlock command comes from
 # python3-dnf-plugin-versionlock, whose versionlock.conf names the lock list.
 ECS_UNIT = ("[Unit]\nDescription=Amazon Elastic Container Service - container agent (test fixture)\n"
@@ -203,7 +203,7 @@ def test_container_sees_exactly_the_hosts_gpus(healthy_run, healthy):
 
 
 def test_json_shape_is_designs(healthy_run):
-    """DESIGN.md: {"command", "status", "platform", "checks": [{"id", "group", "status", "summary", "hint",
+    """docs/contract.md: {"command", "status", "platform", "checks": [{"id", "group", "status", "summary", "hint",
     "duration_ms", "data"}]} and nothing else on stdout."""
     proc, report, _ = healthy_run
     assert proc.stdout.lstrip().startswith("{") and proc.stdout.rstrip().endswith("}")
@@ -266,7 +266,7 @@ def test_text_output_grouped_with_a_summary_line(healthy):
 def test_runtime_not_default_exit_code_and_fix(pkg_cache, tmp_path):
     """The seed's failure: nvidia registered but not the default runtime. A plain `docker run` (AWS Batch jobs,
     anything started without --runtime) gets no GPU: critical, and the text says the fix. Then the fix, done as
-    the hint says (default-runtime in daemon.json, a reload: SIGHUP, TESTBED.md 3), makes the same host exit 0."""
+    the hint says (default-runtime in daemon.json, a reload: SIGHUP, docs/testbed.md 3), makes the same host exit 0."""
     import signal
 
     from testbed import wait_until

@@ -1,4 +1,4 @@
-"""install's docker-runtime, docker-reload and gpu-check on a private real dockerd (TESTBED.md 1-3).
+"""install's docker-runtime, docker-reload and gpu-check on a private real dockerd (docs/testbed.md 1-3).
 
 Real: dockerd 20.10 (own socket, data-root, exec-root; its daemon.json is the one inside the --root
 tree gpuprep edits), runc, containerd, docker-py, the gpuprep CLI as a user runs it.
@@ -176,7 +176,7 @@ def test_a_config_dockerd_refuses_is_rolled_back_and_dockerd_runs_again(flag_doc
 
 
 def test_a_default_runtime_the_file_no_longer_sets_takes_a_restart(simhost):
-    """SIGHUP cannot unset a default runtime (TESTBED.md 3): gpuprep restarts the hand-started dockerd."""
+    """SIGHUP cannot unset a default runtime (docs/testbed.md 3): gpuprep restarts the hand-started dockerd."""
     root, dockerd, shim = simhost
     daemon_json = root / "etc/docker/daemon.json"
     config = json.loads(daemon_json.read_text())
@@ -396,7 +396,7 @@ def test_runtimes_dir_route_sets_only_the_default_and_gpu_check_passes(al2023_ru
 
 def test_runtimes_dir_route_removes_a_second_definition_from_daemon_json(al2023_runtimes_dir, tmp_path):
     """A daemon.json nvidia entry with another path beside the flag: Engine 20.10 let the file's win
-    silently (DOMAIN.md); gpuprep leaves one meaning, the flag's path, and dockerd shows that one."""
+    silently (docs/domain.md); gpuprep leaves one meaning, the flag's path, and dockerd shows that one."""
     root, dockerd, runtime = al2023_runtimes_dir
     daemon_json = root / "etc/docker/daemon.json"
     other = tmp_path / "other-runtime"

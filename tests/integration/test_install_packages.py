@@ -3,7 +3,7 @@
 Real components: rpmbuild + createrepo_c build the fixture repository (tests/rpmfixtures.py), gpuprep
 runs the machine's dnf with --installroot and the root's own /etc/yum.repos.d, rpm -q reads the root's
 database. Simulated: the packages themselves (fixtures shaped like Amazon Linux 2023's docker and
-ecs-init and NVIDIA's toolkit packages, DOMAIN.md); the root is not a whole Amazon Linux system, only
+ecs-init and NVIDIA's toolkit packages, docs/domain.md); the root is not a whole Amazon Linux system, only
 its os-release (no GPU here either: preflight reports the warning).
 """
 
@@ -67,7 +67,7 @@ AL2023_SPECS = [
 ]
 NAMES = ["ecs-init", "docker", "nvidia-container-toolkit", "nvidia-container-toolkit-base",
          "libnvidia-container-tools", "libnvidia-container1"]
-# name-[epoch:]version-release, DESIGN.md's selection shape
+# name-[epoch:]version-release, docs/contract.md's selection shape
 NEVR = re.compile(r"^(?P<name>[^\s]+)-(?:\d+:)?[^-:\s]+-[^-:\s]+$")
 
 

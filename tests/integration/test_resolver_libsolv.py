@@ -1,6 +1,6 @@
-"""The resolver against libsolv: dnf's real SAT depsolver is the oracle (TESTBED.md 4).
+"""The resolver against libsolv: dnf's real SAT depsolver is the oracle (docs/testbed.md 4).
 
-Each case generates a repository (rpmbuild + createrepo_c) with the shapes of DOMAIN.md: exact pins
+Each case generates a repository (rpmbuild + createrepo_c) with the shapes of docs/domain.md: exact pins
 (``docker = 18.09.2ce``), ranges from several Requires on one name, release-pinned requires
 (``docker = 18.06.1ce-7.25.amzn1``), epochs (``docker-ce`` epoch 3 providing ``docker``). gpuprep
 queries it through its own dnf backend (one repoquery), resolves, and then:
@@ -46,7 +46,7 @@ def scenario(seed: int) -> list[PkgSpec]:
     rng = random.Random(seed)
     specs = [PkgSpec("docker", v, r) for v, r in rng.sample(DOCKERS, rng.randint(2, 4))]
     if rng.random() < 0.4:
-        # Docker's CentOS repository: epoch 3, provides docker (DOMAIN.md).
+        # Docker's CentOS repository: epoch 3, provides docker (docs/domain.md).
         specs.append(PkgSpec("docker-ce", "18.09.2", "3.el7", epoch=3, provides=["docker = 18.09.2ce"]))
     for i, v in enumerate(["1.14.4", "1.20.0", "1.51.0"][: rng.randint(1, 3)]):
         specs.append(PkgSpec("ecs-init", v, f"{i + 1}.amzn1", requires=docker_req(rng)))

@@ -1,4 +1,4 @@
-"""seal's Docker steps on a private real dockerd (TESTBED.md 1), named by DOCKER_HOST with --root.
+"""seal's Docker steps on a private real dockerd (docs/testbed.md 1), named by DOCKER_HOST with --root.
 
 50 containers (running ones sleeping, stopped ones exited, one named ``ecs-agent`` like the agent's),
 10 images: nine tag variants of the busybox image imported locally (each with different content, so each

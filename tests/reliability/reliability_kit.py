@@ -4,7 +4,7 @@ Every run here is a real ``python -m gpuprep`` process (``sys.executable``, this
 ``PYTHONPATH``), started from ``/`` so that the working directory never shadows the gpuprep that
 ``PYTHONPATH`` names: ``PYTHONPATH=/tmp/before pytest tests/reliability`` measures an older checkout
 with the same suite. ``DOCKER_HOST`` is removed from the environment, so the steps that need a running
-Engine report skipped under ``--root`` (DESIGN.md).
+Engine report skipped under ``--root`` (docs/contract.md).
 
 The trees are Amazon Linux 2023 roots built from ``tests/fixtures/distros/amzn-2023`` plus the files
 the steps read. What is simulated: the image itself (a plain directory tree, not a mounted AMI) and

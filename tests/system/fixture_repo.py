@@ -1,7 +1,7 @@
 """The simulated instance's package repositories: real RPMs (rpmbuild + createrepo_c) shaped like the real ones.
 
-SIMULATED because Amazon Linux's and NVIDIA's repositories cannot be reached here (TESTBED.md 9).
-Each package's real-world shape is cited beside it (DOMAIN.md "Packages and their pins"). Version
+SIMULATED because Amazon Linux's and NVIDIA's repositories cannot be reached here (docs/testbed.md 9).
+Each package's real-world shape is cited beside it (docs/domain.md "Packages and their pins"). Version
 numbers follow the real ones where a real one fits; where a scenario needs a conflict, the shape
 is real and the number is made up, and the comment says so.
 
@@ -153,7 +153,7 @@ NVIDIA_DOCKER2_DAEMON_JSON = {"runtimes": {"nvidia": {"path": "nvidia-container-
 
 
 def _shim_bytes() -> bytes:
-    """The simulated nvidia-container-runtime (TESTBED.md 2), as installed inside the instance."""
+    """The simulated nvidia-container-runtime (docs/testbed.md 2), as installed inside the instance."""
     with tempfile.TemporaryDirectory() as d:
         path = write_runtime_shim(Path(d) / "shim", Path(HOST_SMI), runc=RUNC)
         return path.read_bytes()
@@ -228,7 +228,7 @@ def amazonlinux_packages() -> list[PkgSpec]:
     ecs_files = {"/usr/libexec/amazon-ecs-init": ECS_INIT, "/usr/lib/systemd/system/ecs.service": ECS_SERVICE}
     docker = [
         # Amazon's docker package; two releases of one Engine version, as Amazon ships fixes
-        # (18.06.1ce-7.25 -> -8.28 in DOMAIN.md). The Engine itself is Debian's 20.10.24 in the tree:
+        # (18.06.1ce-7.25 -> -8.28 in docs/domain.md). The Engine itself is Debian's 20.10.24 in the tree:
         # this package records its version (and owns a marker, not the binaries).
         PkgSpec("docker", ENGINE_VERSION, rel, arch="x86_64", provides=["docker-engine"],
                 files={"/usr/share/doc/docker-rpm/RELEASE": f"{ENGINE_VERSION}-{rel}\n"})

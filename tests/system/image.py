@@ -1,12 +1,12 @@
 """The simulated instance's base tree: Debian bookworm made to look like Amazon Linux 2023.
 
-TESTBED.md 5: a debootstrap tree with systemd, a real Docker Engine (docker.io 20.10, as the
+docs/testbed.md 5: a debootstrap tree with systemd, a real Docker Engine (docker.io 20.10, as the
 Engine Amazon Linux shipped for years), real dnf and rpm, python3 with gpuprep's dependencies
 installed by pip as root (`pip install gpuprep` on an instance puts the script in /usr/local/bin;
 gpuprep itself is installed from the checkout at test time, not here).
 
 What it imitates, and what it cannot:
-- Amazon Linux 2023's /etc/os-release (gpuprep decides on ID and VERSION_ID only, DOMAIN.md).
+- Amazon Linux 2023's /etc/os-release (gpuprep decides on ID and VERSION_ID only, docs/domain.md).
 - docker.service is Debian's; /etc/docker/daemon.json keeps dockerd working inside a container:
   no bridge and no iptables (no network namespace of its own), vfs storage (no overlay-on-overlay).
 - No GPU and no NVIDIA driver: the fixture RPMs install a simulated runtime and a fake nvidia-smi.
@@ -176,7 +176,7 @@ def _configure(tree: Path) -> None:
     (etc / "os-release").unlink()
     (etc / "os-release").write_text(AL2023_OS_RELEASE)
     (tree / "usr/lib/os-release").write_text(AL2023_OS_RELEASE)
-    # Debian's dnf enables its `local` plugin, which breaks every install (TESTBED.md 4).
+    # Debian's dnf enables its `local` plugin, which breaks every install (docs/testbed.md 4).
     local = etc / "dnf/plugins/local.conf"
     if local.exists():
         local.write_text(local.read_text().replace("enabled = true", "enabled = false")

@@ -2,7 +2,7 @@
 
 Each ``Machine`` boots its own overlay of the cached base tree (``image.base_tree()``): writes land in
 a per-test upper directory, so scenarios never change the base and need no copy of it. A reboot is a
-poweroff and a new boot of the same overlay, which is how a boot-time unit is tested (TESTBED.md 5).
+poweroff and a new boot of the same overlay, which is how a boot-time unit is tested (docs/testbed.md 5).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 
 log = logging.getLogger("gpuprep.tests")
 
-# TESTBED.md 5, exactly: without the cgroup bind containers fail on a read-only cgroup fs; without
+# docs/testbed.md 5, exactly: without the cgroup bind containers fail on a read-only cgroup fs; without
 # the syscall filter they fail to create a session keyring.
 NSPAWN_FLAGS = ("-q", "--register=no", "--keep-unit", "--capability=all", "--bind=/sys/fs/cgroup",
                 "--system-call-filter=add_key keyctl request_key")

@@ -6,7 +6,7 @@ On one converged instance, in order (each test carries on from the state the pre
    unit needs a reload and the new dockerd runs with the unit's new environment. --dry-run
    lists the same two commands and changes nothing.
 2. default-runtime removed from daemon.json while dockerd runs with nvidia as the default: SIGHUP
-   cannot unset a default (TESTBED.md 3), so a restart; a second run leaves dockerd alone.
+   cannot unset a default (docs/testbed.md 3), so a restart; a second run leaves dockerd alone.
 3. dockerd refuses the new daemon.json at restart: the unit now pins runc by flag
    (`--default-runtime=runc`, as an AMI's DOCKER_OPTS/OPTIONS may), and gpuprep writes
    `"default-runtime": "nvidia"`; Engine 20.10 refuses a directive given both as a flag and in

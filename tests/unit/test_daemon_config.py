@@ -6,7 +6,7 @@ is shown), for real, and again (the second run reports ``ok`` and writes nothing
 those NVIDIA's own docker config editor tests cover (nvidia-container-toolkit
 ``pkg/config/engine/docker``: adding to ``{}``, to other runtimes, with other top-level keys, over an
 existing default-runtime, an existing nvidia entry with another path) and those it gets wrong
-(DOMAIN.md): null runtimes, features, runtimeArgs, order, no rewrite, big numbers, non-ASCII, links.
+(docs/domain.md): null runtimes, features, runtimeArgs, order, no rewrite, big numbers, non-ASCII, links.
 """
 
 from __future__ import annotations

@@ -188,7 +188,7 @@ def unreadable_userland(tmp_path: Path) -> Probes:
 
 
 def hanging_nvml(tmp_path: Path) -> Probes:
-    class HangingNvml:  # NVML init that never returns, as with some stuck drivers (DOMAIN.md)
+    class HangingNvml:  # NVML init that never returns, as with some stuck drivers (docs/domain.md)
         class NVMLError(Exception):
             pass
 

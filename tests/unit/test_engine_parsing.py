@@ -1,7 +1,7 @@
 """Pure parts of gpuprep/engine: dockerd's flags, nvidia-smi's CSV in a container, Engine errors; and the
 argv docker-service, docker-reload and ecs-config run on Amazon Linux 1 (SysV docker, upstart ecs).
 
-The error texts are what Engine 20.10 returned here (TESTBED.md 1-2) and what newer Engines say.
+The error texts are what Engine 20.10 returned here (docs/testbed.md 1-2) and what newer Engines say.
 """
 
 from __future__ import annotations

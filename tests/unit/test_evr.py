@@ -32,7 +32,7 @@ def oracle(pairs: list[tuple[str, str]]) -> list[int]:
     return [int(x) for x in out.split()]
 
 
-# Real-world shapes from DOMAIN.md and the repositories gpuprep meets.
+# Real-world shapes from docs/domain.md and the repositories gpuprep meets.
 REAL_WORLD = [
     "17.03.2ce", "17.06.2ce", "18.03.1ce", "18.06.1ce", "18.09.2ce", "18.09.2", "18.09.9ce", "19.03.13ce",
     "20.10.0", "20.10.7", "20.10.25", "25.0.6", "1.13.1", "1.12.6", "1.6.0",

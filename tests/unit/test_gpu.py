@@ -1,9 +1,9 @@
 """The GPU probe: parsers on fixture text, readers on fake host trees, NVML and nvidia-smi answers.
 
-This machine has no GPU and no NVIDIA driver (TESTBED.md 9), so what those would say is simulated:
+This machine has no GPU and no NVIDIA driver (docs/testbed.md 9), so what those would say is simulated:
 host trees from ``tests/hosttree.py`` stand in for sysfs, /dev and /proc; a fake ``pynvml`` module
 (``FakeNvml``) stands in for NVML behind the real binding's interface; a shell-script ``nvidia-smi``
-prints fixture output captured in the shapes real drivers print (TESTBED.md 8 for the H200 CSV).
+prints fixture output captured in the shapes real drivers print (docs/testbed.md 8 for the H200 CSV).
 The real nvidia-ml-py, the real /dev/kmsg and the real sysfs of this machine are used where the
 test is about them (a host without a GPU must not crash the probe).
 """
@@ -82,7 +82,7 @@ def test_clock_events_from_mask_uses_nvml_bits():
 
 # -- nvidia-smi output -------------------------------------------------------------------------
 def test_parse_smi_csv_real_h200_output_with_header_and_units():
-    """TESTBED.md 8: the accelerator machine's output, columns in its own order, with a header."""
+    """docs/testbed.md 8: the accelerator machine's output, columns in its own order, with a header."""
     [gpu] = g.parse_smi_csv(smi("h200-query-gpu-csv.txt"))
     assert (gpu.index, gpu.name, gpu.uuid) == (0, "NVIDIA H200", "GPU-0e7d3af2-be49-affe-ae6c-f6fcf358f2ea")
     assert gpu.pci_bus_id == "0000:00:06.0"

@@ -72,7 +72,7 @@ def test_platform_os_check(name):
 
 
 def test_amazon_linux_2023_is_not_2():
-    """DOMAIN.md: "Amazon Linux release 2023" starts with "Amazon Linux release 2"."""
+    """docs/domain.md: "Amazon Linux release 2023" starts with "Amazon Linux release 2"."""
     p = detect(Host(DISTROS / "amzn-2023"))
     assert p.name == "Amazon Linux 2023" and p.package_manager == "dnf"
 

@@ -1,6 +1,6 @@
 """What gpuprep doctor printed on a real GPU host (tests/fixtures/real-gpu/, from tests/gpu_evidence.sh).
 
-The one place the GPU is not simulated: the report came from the accelerator machine (TESTBED.md 7)
+The one place the GPU is not simulated: the report came from the accelerator machine (docs/testbed.md 7)
 running ``python3 -m gpuprep --json doctor --no-container`` live, NVML and all. These tests check
 that its GPU findings parse and agree with each other and with that machine's ``nvidia-smi -q``
 (parsed here by gpuprep's own parser). Until the report is committed they skip, saying so.

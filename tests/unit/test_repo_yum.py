@@ -11,7 +11,7 @@ SYNTHESISED, exactly:
 - SYNTHESISED, not recorded: REPOQUERY_OUT. gpuprep asks yum-utils ``repoquery`` for its own ``--qf``
   (REPOQUERY_QF), which no published output uses, so no recording of it can exist. It is built to that
   format as repoquery.py produces it (``fmt_requires`` etc. return ``"\\n".join`` of sorted prco strings,
-  rpmlib() entries dropped, epoch 0 omitted), with package data from DOMAIN.md (Amazon Linux 1 docker and
+  rpmlib() entries dropped, epoch 0 omitted), with package data from docs/domain.md (Amazon Linux 1 docker and
   nvidia-docker2 pins). Replace it with a recording from an Amazon Linux 2 host when one is at hand:
   ``repoquery -q --show-duplicates --qf '<REPOQUERY_QF>' docker ecs-init nvidia-docker2``.
 - SIMULATED: a stand-in ``yum`` executable that prints a recorded error and exits 1, to drive

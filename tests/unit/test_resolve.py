@@ -1,4 +1,4 @@
-"""The resolver as a pure function, on package sets shaped like the real repositories (DOMAIN.md).
+"""The resolver as a pure function, on package sets shaped like the real repositories (docs/domain.md).
 
 No package manager here: candidates are built in memory. tests/integration/test_resolver_libsolv.py
 holds the same resolver against dnf's libsolv on real generated repositories.
@@ -98,7 +98,7 @@ def test_newest_ecs_init_then_runtime_then_docker() -> None:
         pkg("docker-18.06.1ce-7.25.amzn1"), pkg("docker-18.06.1ce-8.28.amzn1"), pkg("docker-18.09.9ce-2.amzn1"),
         pkg("ecs-init-1.20.0-1", "docker >= 17.06.2ce"),
         pkg("ecs-init-1.21.0-1", "docker >= 17.06.2ce", "docker < 18.09"),
-        # A release-pinned build (DOMAIN.md: docker = 18.06.1ce-7.25.amzn1) broke when Amazon moved to -8.28.
+        # A release-pinned build (docs/domain.md: docker = 18.06.1ce-7.25.amzn1) broke when Amazon moved to -8.28.
         pkg("nvidia-docker2-2.0.3-3.docker18.06.1.ce.amzn1", "docker = 18.06.1ce-7.25.amzn1"),
         pkg("nvidia-docker2-2.0.3-2.docker18.06.1.ce.amzn1", "docker = 18.06.1ce"),
         pkg("nvidia-container-runtime-2.0.0-3.docker18.06.1.amzn1"),
