@@ -64,6 +64,9 @@ def bench_dry_run() -> None:
             specs += [PkgSpec("nvidia-container-toolkit", v, "1", requires=[f"nvidia-container-toolkit-base = {v}-1"]),
                       PkgSpec("nvidia-container-toolkit-base", v, "1"), PkgSpec("libnvidia-container-tools", v, "1"),
                       PkgSpec("libnvidia-container1", v, "1")]
+        # AL2023's versionlock plugin: without it in the repositories the plan refuses at once (exit 3).
+        specs.append(PkgSpec("python3-dnf-plugin-versionlock", "4.3.0", "13.amzn2023.0.4",
+                             provides=["dnf-command(versionlock)"]))
         repo = build_repo(specs, t / "repo")
         root = t / "root"
         (root / "etc/yum.repos.d").mkdir(parents=True)
@@ -73,7 +76,7 @@ def bench_dry_run() -> None:
               "--only", "preflight,repositories,packages"]
         bare = ["dnf", "-q", "--disableplugin=local", "--disableplugin=versionlock", f"--installroot={root}",
                 f"--setopt=reposdir={root}/etc/yum.repos.d", "--releasever=2023", "repoquery", "--showduplicates",
-                *QUERY_NAMES]
+                *QUERY_NAMES, "python3-dnf-plugin-versionlock"]  # the names gpuprep's one query asks
         subprocess.run(bare, capture_output=True, check=True)  # warm dnf's metadata cache for both
         g, b, queries = [], [], None
         for _ in range(3):
