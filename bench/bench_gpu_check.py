@@ -62,7 +62,7 @@ def gpu_check_step_seconds(root: Path, url: str) -> float:
     from gpuprep.options import InstallOptions
     from gpuprep.platform import detect
     from gpuprep.report import StepStatus
-    from gpuprep.steps import Context, run_steps
+    from gpuprep.runner.steps import Context, run_steps
 
     host = Host(root, env={**os.environ, "DOCKER_HOST": url})
     ctx = Context(host, detect(host), InstallOptions(image=IMAGE))

@@ -96,8 +96,8 @@ def time_steps_in_process(url: str, root: Path) -> float:
     from gpuprep.host import Host
     from gpuprep.options import SealOptions
     from gpuprep.platform import detect
+    from gpuprep.runner.steps import Context, run_steps
     from gpuprep.seal import seal_steps
-    from gpuprep.steps import Context, run_steps
 
     host = Host(root, env={**os.environ, "DOCKER_HOST": url})
     options = SealOptions(yes=True, only=["containers,images"])

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from gpuprep.errors import StepFailed
 from gpuprep.options import DEFAULT_IMAGE
+from gpuprep.runner.steps import Change, Context, Converged, Skip, Step
 from gpuprep.services import Services
-from gpuprep.steps import Change, Context, Converged, Skip, Step
 
 UNIT_NAME = "gpuprep-boot-check.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"

@@ -145,7 +145,7 @@ def _interactive() -> bool:
 def _run_command(command: str, steps_fn, options) -> None:
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
-    from gpuprep.steps import Context, check_selection, run_steps
+    from gpuprep.runner.steps import Context, check_selection, run_steps
 
     host = None
     try:

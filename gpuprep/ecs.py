@@ -26,8 +26,8 @@ from pathlib import Path
 from gpuprep.errors import BadInput, StepFailed
 from gpuprep.host import Host
 from gpuprep.platform import Platform
+from gpuprep.runner.steps import Change, Context, Converged, Step
 from gpuprep.services import Services
-from gpuprep.steps import Change, Context, Converged, Step
 
 ECS_CONFIG = "/etc/ecs/ecs.config"
 ECS_CONFIG_AMI = "/var/lib/ecs/ecs.config"

@@ -33,7 +33,7 @@ from gpuprep.errors import CommandError, GpuprepError
 from gpuprep.host import Host
 
 if TYPE_CHECKING:
-    from gpuprep.doctor import Probes
+    from gpuprep.runner.checks import Probes
 
 NVIDIA_VENDOR = 0x10DE
 # PCI base class 0x03 (display): subclass 0x00 VGA (a few boards, e.g. A10G on some hosts) and

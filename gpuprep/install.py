@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gpuprep.steps import Step
+from gpuprep.runner.steps import Step
 
 
 def install_steps() -> list[Step]:

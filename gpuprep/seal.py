@@ -31,7 +31,7 @@ from gpuprep import ecs
 from gpuprep.errors import BadInput, CommandError, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
 from gpuprep.report import StepResult, StepStatus
-from gpuprep.steps import Change, Context, Converged, Skip, Step
+from gpuprep.runner.steps import Change, Context, Converged, Skip, Step
 
 log = logging.getLogger("gpuprep")
 

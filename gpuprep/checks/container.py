@@ -6,8 +6,8 @@ The probe is ``gpuprep.engine.gpu_container.probe``, the same one ``install``'s 
 
 from __future__ import annotations
 
-from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
 from gpuprep.report import Status
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
 SLOW_SECONDS = 10.0
 PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "

@@ -13,12 +13,12 @@ import os
 import shutil
 from typing import Any
 
-from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import RUNTIME_NAME
 from gpuprep.errors import BadInput
 from gpuprep.host import SYSTEM_PATH, Host
 from gpuprep.report import Status
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
 FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
                 "reloads dockerd)")

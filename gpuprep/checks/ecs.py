@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 
 from gpuprep import ecs, gpu
 from gpuprep.checks.gpu import QUERY_TIMEOUT
-from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
 from gpuprep.report import Status
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
 SEAL_JSON = "/etc/gpuprep/seal.json"  # written by `gpuprep seal` (gpuprep/seal.py)
 FIX_GPU_SUPPORT = ("gpuprep install --only ecs-config (or add ECS_ENABLE_GPU_SUPPORT=true to /etc/ecs/ecs.config), "

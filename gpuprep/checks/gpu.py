@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from gpuprep import gpu as g
-from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
 from gpuprep.report import Status
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
 NO_GPU = "no NVIDIA GPU on this host"
 VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}

@@ -7,9 +7,9 @@ decided with the same RPM semantics the resolver uses. Every answer comes from o
 
 from __future__ import annotations
 
-from gpuprep.doctor import Check, NotApplicable, Probes, Verdict
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
 from gpuprep.report import Status
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
 SHOWN = ("docker", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit", ECS_INIT)
 DEB_NAMES = ("docker.io", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gpuprep.doctor import Check, Probes, Verdict
 from gpuprep.report import Status
+from gpuprep.runner.checks import Check, Probes, Verdict
 
 SUPPORTED = (
     "Amazon Linux 2018.03, 2 and 2023; RHEL, CentOS, Rocky and AlmaLinux 7 to 9 (install, seal, doctor); "

@@ -19,7 +19,7 @@ from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import StepFailed
 from gpuprep.report import StepResult, StepStatus
-from gpuprep.steps import Change, Context, Converged, Skip, Step
+from gpuprep.runner.steps import Change, Context, Converged, Skip, Step
 
 log = logging.getLogger("gpuprep")
 

@@ -23,7 +23,7 @@ from gpuprep.packages.resolve import (
     Selection,
     resolve,
 )
-from gpuprep.steps import Change, Context, Converged, Step
+from gpuprep.runner.steps import Change, Context, Converged, Step
 
 log = logging.getLogger("gpuprep")
 

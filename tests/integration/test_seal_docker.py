@@ -188,8 +188,8 @@ def test_stop_ecs_stops_a_running_agent_container_and_waits(dockerd_factory):
     from gpuprep.options import SealOptions
     from gpuprep.platform import detect
     from gpuprep.report import StepStatus
+    from gpuprep.runner.steps import Context, run_steps
     from gpuprep.seal import StopEcsStep
-    from gpuprep.steps import Context, run_steps
 
     d = dockerd_factory()
     client = d.client()
@@ -408,7 +408,7 @@ def test_a_removal_the_engine_never_answers_is_not_asked_again_and_the_hint_says
     from gpuprep.host import Host
     from gpuprep.options import SealOptions
     from gpuprep.platform import detect
-    from gpuprep.steps import Context
+    from gpuprep.runner.steps import Context
 
     d = dockerd_factory()
     client = d.client()

@@ -21,7 +21,7 @@ from gpuprep.host import Host
 from gpuprep.options import InstallOptions
 from gpuprep.platform import detect
 from gpuprep.report import StepStatus
-from gpuprep.steps import Context, run_steps
+from gpuprep.runner.steps import Context, run_steps
 
 STUB_ECS = """[Unit]
 Description=stand-in ECS agent (test stub)

@@ -22,11 +22,11 @@ from conftest import require
 
 from gpuprep import gpu as g
 from gpuprep.checks import ecs as checks
-from gpuprep.doctor import Probes, _run_check
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import detect
 from gpuprep.report import CheckResult, Status
+from gpuprep.runner.checks import Probes, run_check
 
 BY_ID = {c.id: c for c in checks.CHECKS}
 GPU_INFO = "var/lib/ecs/gpu/nvidia-gpu-info.json"
@@ -51,7 +51,7 @@ def make(tmp_path: Path, host: str = "healthy-p5-h100x8", query: g.GpuQuery | No
 
 
 def run(check_id: str, probes: Probes) -> CheckResult:
-    result = _run_check(BY_ID[check_id], probes)
+    result = run_check(BY_ID[check_id], probes)
     assert not result.summary.startswith("check failed"), result.summary
     if result.status in (Status.WARNING, Status.CRITICAL, Status.UNKNOWN):
         assert result.hint, f"{check_id} is {result.status.value} without a hint"
@@ -320,10 +320,10 @@ def test_booted_since_seal_by_boot_identity_not_clocks():
     """This machine's real boot identity: the same one in the stamp means the builder, not yet rebooted,
     even when the clocks say otherwise (a VM's clock can shift btime by a second; a container reboots in
     less); another one means a host booted from the image."""
-    from gpuprep.doctor import Probes
     from gpuprep.host import Host
     from gpuprep.options import DoctorOptions
     from gpuprep.platform import detect
+    from gpuprep.runner.checks import Probes
 
     host = Host("/")
     probes = Probes(host, detect(host), DoctorOptions())

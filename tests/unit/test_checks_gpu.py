@@ -16,11 +16,11 @@ import pytest
 
 from gpuprep import gpu as g
 from gpuprep.checks import gpu as checks
-from gpuprep.doctor import Probes, _run_check, run_checks
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import detect
 from gpuprep.report import CheckResult, Status
+from gpuprep.runner.checks import Probes, run_check, run_checks
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 BY_ID = {c.id: c for c in checks.CHECKS}
@@ -77,11 +77,11 @@ def make_probes(tmp_path: Path, host: str | hosttree.HostSpec, query: g.GpuQuery
 
 
 def run(check_id: str, probes: Probes) -> CheckResult:
-    return _run_check(BY_ID[check_id], probes)
+    return run_check(BY_ID[check_id], probes)
 
 
 def run_all(probes: Probes) -> dict[str, CheckResult]:
-    return {c.id: _run_check(c, probes) for c in checks.CHECKS}
+    return {c.id: run_check(c, probes) for c in checks.CHECKS}
 
 
 def assert_hints(results: dict[str, CheckResult]) -> None:

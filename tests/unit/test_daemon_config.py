@@ -27,7 +27,7 @@ from gpuprep.host import Host
 from gpuprep.options import InstallOptions
 from gpuprep.platform import detect
 from gpuprep.report import StepStatus
-from gpuprep.steps import Context, run_steps
+from gpuprep.runner.steps import Context, run_steps
 
 RUNTIME = "/usr/bin/nvidia-container-runtime"
 DJ = "etc/docker/daemon.json"

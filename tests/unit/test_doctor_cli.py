@@ -203,7 +203,7 @@ def _only(monkeypatch, *checks) -> None:
 
 
 def test_a_crashing_check_shows_its_traceback_only_with_verbose(tmp_path, monkeypatch):
-    from gpuprep.doctor import Check
+    from gpuprep.runner.checks import Check
 
     def broken(probes):
         raise KeyError("Runtimes")
@@ -227,7 +227,7 @@ def test_a_crashing_check_shows_its_traceback_only_with_verbose(tmp_path, monkey
     ((Status.WARNING, Status.UNKNOWN), 1),  # a real finding outranks "could not tell" (report.Status)
 ])
 def test_nagios_exit_code_is_the_worst_status(tmp_path, monkeypatch, statuses, code):
-    from gpuprep.doctor import Check, Verdict
+    from gpuprep.runner.checks import Check, Verdict
 
     _only(monkeypatch, *(Check(f"c{i}", "gpu", "t", lambda p, s=s: Verdict(s, s.value, "`true`"), boot=True)
                          for i, s in enumerate(statuses) if s is not Status.SKIPPED))

@@ -23,7 +23,7 @@ import hosttree
 import pytest
 
 from gpuprep import gpu as g
-from gpuprep.doctor import Probes, _run_check, all_checks
+from gpuprep.doctor import all_checks
 from gpuprep.engine import gpu_container
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
@@ -31,6 +31,7 @@ from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.resolve import Package
 from gpuprep.platform import detect
 from gpuprep.report import Status
+from gpuprep.runner.checks import Probes, run_check
 from gpuprep.services import ServiceState
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
@@ -303,7 +304,7 @@ def twice(tmp_path: Path) -> Probes:
 
 @pytest.mark.parametrize("check_id, situation, build", SITUATIONS, ids=[f"{c}: {s}" for c, s, _ in SITUATIONS])
 def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation, build):
-    result = _run_check(BY_ID[check_id], build(tmp_path, monkeypatch))
+    result = run_check(BY_ID[check_id], build(tmp_path, monkeypatch))
     assert not result.summary.startswith("check failed"), result.summary
     assert result.status in (Status.WARNING, Status.CRITICAL, Status.UNKNOWN), (result.status, result.summary)
     assert result.hint.strip(), f"{check_id} ({situation}) is {result.status.value} without a hint"
@@ -317,7 +318,7 @@ def test_the_walk_covers_every_check():
 
 def test_the_runners_own_unknowns_name_a_command(tmp_path):
     """A check that hangs or crashes is unknown, and says how to see why."""
-    from gpuprep.doctor import Check, Verdict, run_checks
+    from gpuprep.runner.checks import Check, Verdict, run_checks
 
     checks = [Check("hangs", "gpu", "t", lambda p: time.sleep(2) or Verdict(Status.OK, ""), timeout=0.05),
               Check("crashes", "gpu", "t", lambda p: 1 / 0)]
@@ -334,5 +335,5 @@ def test_a_runtime_defined_twice_with_the_same_path_is_fine(tmp_path):
     write(root, SHIM, "#!/bin/sh\n", 0o755)
     (root / "etc/docker-runtimes.d").mkdir(parents=True)
     os.symlink(SHIM, root / "etc/docker-runtimes.d/nvidia")
-    result = _run_check(BY_ID["docker-runtime-once"], p)
+    result = run_check(BY_ID["docker-runtime-once"], p)
     assert result.status is Status.OK and result.data["same_path"] == ["nvidia"] and result.data["twice"] == []

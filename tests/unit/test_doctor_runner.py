@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import time
 
-from gpuprep.doctor import Check, NotApplicable, Probes, Verdict, run_checks
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import Platform
 from gpuprep.report import Status
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, run_checks
 
 PLATFORM = Platform("amzn", "2023", "Amazon Linux 2023", "amzn")
 

@@ -21,7 +21,7 @@ from gpuprep.host import Host
 from gpuprep.options import InstallOptions
 from gpuprep.platform import detect
 from gpuprep.report import StepStatus
-from gpuprep.steps import Context, run_steps
+from gpuprep.runner.steps import Context, run_steps
 
 
 def test_flag_values_reads_every_pflag_form():

@@ -284,9 +284,9 @@ def test_gather_on_this_machine_without_a_gpu():
 
 
 def test_gpu_inventory_is_memoised_in_probes(tmp_path):
-    from gpuprep.doctor import Probes
     from gpuprep.options import DoctorOptions
     from gpuprep.platform import detect
+    from gpuprep.runner.checks import Probes
 
     host = Host(hosttree.build_named("healthy-p5-h100x8", tmp_path / "root"))
     probes = Probes(host, detect(host), DoctorOptions())

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from gpuprep.checks import platform as checks
-from gpuprep.doctor import Probes, _run_check
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import detect
 from gpuprep.report import Status
+from gpuprep.runner.checks import Probes, run_check
 
 DISTROS = Path(__file__).resolve().parent.parent / "fixtures" / "distros"
 
@@ -57,7 +57,7 @@ def test_detect(name):
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_platform_os_check(name):
     family, _major, _manager, _init, rpm, supported = EXPECTED[name]
-    result = _run_check(checks.CHECKS[0], probes_for(DISTROS / name))
+    result = run_check(checks.CHECKS[0], probes_for(DISTROS / name))
     assert result.id == "platform-os"
     if not supported:
         assert result.status is Status.UNKNOWN
@@ -78,24 +78,24 @@ def test_amazon_linux_2023_is_not_2():
 
 
 def test_no_os_release_is_unknown_not_a_crash(tmp_path):
-    result = _run_check(checks.CHECKS[0], probes_for(tmp_path))
+    result = run_check(checks.CHECKS[0], probes_for(tmp_path))
     assert result.status is Status.UNKNOWN and result.hint
 
 
 def test_garbled_os_release_is_unknown(tmp_path):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/os-release").write_bytes(b"\xff\xfe not=an os-release\n\x00")
-    result = _run_check(checks.CHECKS[0], probes_for(tmp_path))
+    result = run_check(checks.CHECKS[0], probes_for(tmp_path))
     assert result.status is Status.UNKNOWN
 
 
 def test_running_as_root():
-    result = _run_check(checks.CHECKS[1], probes_for(DISTROS / "amzn-2023", euid=0))
+    result = run_check(checks.CHECKS[1], probes_for(DISTROS / "amzn-2023", euid=0))
     assert result.id == "platform-root" and result.status is Status.OK
 
 
 def test_not_root_says_which_checks_are_limited():
-    result = _run_check(checks.CHECKS[1], probes_for(DISTROS / "amzn-2023", euid=1000))
+    result = run_check(checks.CHECKS[1], probes_for(DISTROS / "amzn-2023", euid=1000))
     assert result.status is Status.WARNING
     assert "euid 1000" in result.summary
     for words in ("kernel log", "Docker socket", "/var/lib/ecs"):

@@ -26,7 +26,7 @@ from gpuprep.options import SealOptions
 from gpuprep.platform import detect
 from gpuprep.report import StepStatus
 from gpuprep.rootfs import TreeChanged
-from gpuprep.steps import Context, run_steps
+from gpuprep.runner.steps import Context, run_steps
 
 NO_DOCKER = "stop-ecs,containers,images"
 

@@ -8,7 +8,7 @@ from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
 from gpuprep.platform import Platform
 from gpuprep.report import StepStatus
-from gpuprep.steps import Change, Context, Converged, Skip, Step, run_steps
+from gpuprep.runner.steps import Change, Context, Converged, Skip, Step, run_steps
 
 
 class Opts:

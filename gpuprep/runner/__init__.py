@@ -1,0 +1,1 @@
+"""The mechanisms every command shares: the step runner (install, seal) and the check runner (doctor)."""

@@ -1,0 +1,158 @@
+"""The check runner: every check concurrently, each under its own timeout, gathered into a DoctorReport.
+
+A check is a function of ``Probes`` returning a ``Verdict``; probes (the GPU inventory, ``docker info``,
+daemon.json, ...) are computed once per run and shared between checks through ``Probes.get``. The checks
+themselves live in their domains (``gpu/checks.py``, ``engine/checks.py``, ...); ``doctor.py`` lists them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpuprep.errors import GpuprepError, os_error
+from gpuprep.host import Host
+from gpuprep.options import DoctorOptions
+from gpuprep.platform import Platform
+from gpuprep.report import CheckResult, DoctorReport, Status
+
+log = logging.getLogger("gpuprep")
+
+
+@dataclass
+class Verdict:
+    status: Status
+    summary: str
+    hint: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class NotApplicable(Exception):
+    """Raised by a check (or a probe it uses) to report ``skipped`` with the reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Check:
+    id: str
+    group: str
+    title: str  # one line for --list-checks
+    run: Callable[[Probes], Verdict]
+    timeout: float = 5.0
+    needs_live: bool = False  # needs the running system (NVML, processes): skipped with --root
+    needs_docker: bool = False  # needs an Engine: the live system's, or DOCKER_HOST with --root
+    boot: bool = False  # part of `doctor --boot`
+
+
+class Probes:
+    """What checks ask of the host, each asked once per run (thread-safe memo)."""
+
+    def __init__(self, host: Host, platform: Platform, options: DoctorOptions) -> None:
+        self.host = host
+        self.platform = platform
+        self.options = options
+        self._values: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, key: str, compute: Callable[[Probes], Any]) -> Any:
+        """``compute(self)`` once per key; an exception is remembered and raised to every asker."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._values:
+                try:
+                    self._values[key] = (True, compute(self))
+                except Exception as exc:  # remembered: the next asker gets the same answer
+                    self._values[key] = (False, exc)
+            ok, value = self._values[key]
+        if not ok:
+            raise value
+        return value
+
+
+def select_checks(checks: Sequence[Check], options: DoctorOptions) -> list[Check]:
+    return [c for c in checks if c.boot or not options.boot]
+
+
+def _skip_reason(check: Check, probes: Probes) -> str | None:
+    host = probes.host
+    if check.group == "container" and probes.options.no_container:
+        return "--no-container"
+    if check.needs_live and not host.live:
+        return "needs the running system (acting on --root)"
+    if check.needs_docker and host.docker_url is None:
+        return "no Docker Engine with --root (set DOCKER_HOST to use one)"
+    return None
+
+
+def run_check(check: Check, probes: Probes) -> CheckResult:
+    started = time.monotonic()
+    try:
+        v = check.run(probes)
+        result = CheckResult(check.id, check.group, v.status, v.summary, v.hint, data=v.data)
+    except NotApplicable as exc:
+        result = CheckResult(check.id, check.group, Status.SKIPPED, exc.reason)
+    except PermissionError as exc:
+        if probes.host.is_root:
+            err = os_error(exc)
+            result = CheckResult(check.id, check.group, Status.UNKNOWN, err.message, err.hint)
+        else:
+            result = CheckResult(check.id, check.group, Status.SKIPPED,
+                                 f"needs root ({exc.filename or 'a file'} is not readable): run sudo gpuprep doctor")
+    except (GpuprepError, OSError) as exc:
+        # Bad input the check met (a FIFO for daemon.json, garbage from a tool, a full disk): said as it
+        # is, with its own hint; not a bug to report.
+        err = exc if isinstance(exc, GpuprepError) else os_error(exc)
+        result = CheckResult(check.id, check.group, Status.UNKNOWN, err.message, err.hint)
+    except Exception as exc:  # a check that crashes says so; doctor itself never does
+        log.debug("check %s crashed", check.id, exc_info=True)
+        result = CheckResult(
+            check.id, check.group, Status.UNKNOWN,
+            f"check failed: {type(exc).__name__}: {exc}",
+            "run `gpuprep -v doctor` for the traceback and report it",
+        )
+    result.duration_ms = (time.monotonic() - started) * 1000
+    return result
+
+
+def run_checks(host: Host, platform: Platform, options: DoctorOptions, checks: Sequence[Check]) -> DoctorReport:
+    """Run ``checks`` (the boot set of them with ``--boot``) concurrently, each bounded by its timeout."""
+    checks = select_checks(checks, options)
+    probes = Probes(host, platform, options)
+    results: list[CheckResult | None] = [None] * len(checks)
+    threads: list[tuple[int, threading.Thread, float]] = []
+
+    for i, check in enumerate(checks):
+        reason = _skip_reason(check, probes)
+        if reason is not None:
+            results[i] = CheckResult(check.id, check.group, Status.SKIPPED, reason)
+            continue
+
+        def target(i=i, check=check) -> None:
+            results[i] = run_check(check, probes)
+
+        # Daemon threads: a check stuck in NVML or a dead socket cannot hold the process open.
+        t = threading.Thread(target=target, name=f"check-{check.id}", daemon=True)
+        t.start()
+        threads.append((i, t, time.monotonic() + check.timeout))
+
+    for i, t, deadline in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+        if t.is_alive():
+            check = checks[i]
+            results[i] = CheckResult(
+                check.id, check.group, Status.UNKNOWN,
+                f"no answer within {check.timeout:g}s",
+                "something it asks is hanging (NVML, dockerd, a package lock); "
+                "run `gpuprep -v doctor` and look at the last command logged",
+                duration_ms=check.timeout * 1000,
+            )
+    return DoctorReport(platform.as_dict(), [r for r in results if r is not None])
