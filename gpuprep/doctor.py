@@ -20,7 +20,8 @@ GROUPS = ("platform", "gpu", "docker", "container", "ecs", "packages")
 
 
 def all_checks() -> list[Check]:
-    from gpuprep.checks import container, docker, ecs, gpu, packages, platform
+    from gpuprep.checks import container, docker, ecs, packages, platform
+    from gpuprep.gpu import checks as gpu
 
     return [
         *platform.CHECKS, *gpu.CHECKS, *docker.CHECKS, *container.CHECKS,

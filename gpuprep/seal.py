@@ -848,7 +848,7 @@ def stamp_packages() -> tuple[str, ...]:
 
 def driver_version(host: Host) -> str | None:
     """The loaded kernel module's version, else nvidia-smi's (live only), else None."""
-    from gpuprep.gpu import parse_module_version
+    from gpuprep.gpu.devices import parse_module_version
 
     version, _ = parse_module_version(host.read_text(NVIDIA_VERSION_FILE) or "")
     if version:

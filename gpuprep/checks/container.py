@@ -19,21 +19,21 @@ def host_view(probes: Probes):
     from gpuprep.engine import gpu_container
 
     def compute(p: Probes):
-        from gpuprep import gpu
+        from gpuprep.gpu import inventory
 
-        return gpu_container.host_gpus_from_query(gpu.probe_query(p)) \
+        return gpu_container.host_gpus_from_query(inventory.probe_query(p)) \
             or gpu_container.host_gpus_from_nvidia_smi(p.host)
 
     return probes.get("container.host_gpus", compute)
 
 
 def check_gpu_container(probes: Probes) -> Verdict:
-    from gpuprep import gpu
     from gpuprep.checks.docker import docker_info
     from gpuprep.engine import gpu_container
     from gpuprep.engine.dockerd import EngineDown
+    from gpuprep.gpu import inventory
 
-    pci = gpu.probe_pci(probes)
+    pci = inventory.probe_pci(probes)
     if pci.present and not pci.gpus:
         raise NotApplicable("no NVIDIA GPU on this host (see gpu-pci): no GPU for a container to see")
     try:

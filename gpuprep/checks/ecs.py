@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from gpuprep import ecs, gpu
-from gpuprep.checks.gpu import QUERY_TIMEOUT
+from gpuprep import ecs
+from gpuprep.gpu import inventory
+from gpuprep.gpu.checks import QUERY_TIMEOUT
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
@@ -57,7 +58,7 @@ def _service(probes: Probes):
 
 
 def _gpu_count(probes: Probes) -> int:
-    pci = gpu.probe_pci(probes)
+    pci = inventory.probe_pci(probes)
     if not pci.present:
         raise NotApplicable("no /sys/bus/pci/devices to count GPUs in")
     return len(pci.gpus)
@@ -134,8 +135,8 @@ def check_gpu_info(probes: Probes) -> Verdict:
                            f"fix the driver (see the gpu checks), then {_restart(probes)}")
         return Verdict(Status.OK, f"no {ecs.GPU_INFO} (ecs-init writes it when ecs starts)")
     data = {"file_driver": info.driver_version, "file_gpus": list(info.gpu_ids)}
-    module = gpu.probe_module(probes)
-    query = gpu.probe_query(probes)
+    module = inventory.probe_module(probes)
+    query = inventory.probe_query(probes)
     host_driver = query.driver_version if query.answered else module.version
     data["host_driver"] = host_driver
     if not query.answered:
@@ -355,7 +356,7 @@ CHECKS = [
     Check("ecs-init", "ecs", "ecs-init is installed, and its version", check_ecs_init, timeout=10),
     Check("ecs-gpu-support", "ecs", "ECS_ENABLE_GPU_SUPPORT=true where the host has GPUs", check_gpu_support),
     # It shares the gpu checks' NVML query, which may take up to their QUERY_TIMEOUT on a many-GPU host without
-    # persistence mode (gpu.init_allowance_s): a shorter bound would report slow as hung.
+    # persistence mode (gpu_query.init_allowance_s): a shorter bound would report slow as hung.
     Check("ecs-gpu-info", "ecs", "nvidia-gpu-info.json names this host's driver and GPU UUIDs", check_gpu_info,
           timeout=QUERY_TIMEOUT),
     Check("ecs-service", "ecs", "the ecs service is enabled, and its state", check_service, timeout=10),

@@ -102,11 +102,11 @@ class ProbeResult:
 def host_gpus(host: Host) -> HostGpus | None:
     """The host's GPUs: gpuprep.gpu's view when it has UUIDs (NVML, live system only), else the host's
     nvidia-smi (inside --root: the root's, which is how tests give a simulated host its GPUs)."""
-    from gpuprep import gpu
+    from gpuprep.gpu import query as gpu_query
 
     try:
         # query_gpus asks NVML (or nvidia-smi) only; gather would also read sysfs and the kernel log.
-        view = host_gpus_from_query(gpu.query_gpus(host))
+        view = host_gpus_from_query(gpu_query.query_gpus(host))
     except Exception:  # the gpu checks report the query's own failures; nvidia-smi may still answer
         log.debug("gpuprep.gpu could not list the GPUs; asking nvidia-smi", exc_info=True)
         view = None

@@ -20,8 +20,8 @@ import hosttree
 import pytest
 from conftest import require
 
-from gpuprep import gpu as g
 from gpuprep.checks import ecs as checks
+from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import detect
@@ -34,12 +34,14 @@ UUIDS = [f"GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a1{i}" for i in range(8)]
 BUILD_MACHINE = "GPU-0e7d3af2-be49-affe-ae6c-f6fcf358f2ea"
 
 
-def nvml(n: int = 8, driver: str = "580.95.05") -> g.GpuQuery:
-    gpus = [g.GpuStatus(index=i, name="NVIDIA H100 80GB HBM3", uuid=UUIDS[i], driver_version=driver) for i in range(n)]
-    return g.GpuQuery(source="nvml", gpus=gpus, driver_version=driver)
+def nvml(n: int = 8, driver: str = "580.95.05") -> gpu_query.GpuQuery:
+    gpus = [gpu_query.GpuStatus(index=i, name="NVIDIA H100 80GB HBM3", uuid=UUIDS[i], driver_version=driver)
+            for i in range(n)]
+    return gpu_query.GpuQuery(source="nvml", gpus=gpus, driver_version=driver)
 
 
-def make(tmp_path: Path, host: str = "healthy-p5-h100x8", query: g.GpuQuery | None = None) -> tuple[Path, Probes]:
+def make(tmp_path: Path, host: str = "healthy-p5-h100x8",
+         query: gpu_query.GpuQuery | None = None) -> tuple[Path, Probes]:
     root = tmp_path / "root"
     if not root.exists():
         hosttree.build_named(host, root)

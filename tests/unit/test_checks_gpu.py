@@ -14,8 +14,9 @@ from pathlib import Path
 import hosttree
 import pytest
 
-from gpuprep import gpu as g
-from gpuprep.checks import gpu as checks
+from gpuprep.gpu import checks
+from gpuprep.gpu import kernel_log as klog
+from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import detect
@@ -28,39 +29,39 @@ P5_BUSES = ["0000:53:00.0", "0000:64:00.0", "0000:75:00.0", "0000:86:00.0",
             "0000:97:00.0", "0000:a8:00.0", "0000:b9:00.0", "0000:ca:00.0"]
 
 
-def healthy_h100(i: int, bus: str) -> g.GpuStatus:
-    return g.GpuStatus(
+def healthy_h100(i: int, bus: str) -> gpu_query.GpuStatus:
+    return gpu_query.GpuStatus(
         index=i, name="NVIDIA H100 80GB HBM3", uuid=f"GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a1{i}", pci_bus_id=bus,
         persistence_mode=True, ecc_uncorrected_volatile=0, remapped_rows_pending=False,
-        remapped_rows_failure=False, clock_events=g.clock_events_from_mask(0x1), driver_version="580.95.05",
+        remapped_rows_failure=False, clock_events=gpu_query.clock_events_from_mask(0x1), driver_version="580.95.05",
     )
 
 
-def healthy_query(n: int = 8) -> g.GpuQuery:
-    return g.GpuQuery(source="nvml", gpus=[healthy_h100(i, b) for i, b in enumerate(P5_BUSES[:n])],
+def healthy_query(n: int = 8) -> gpu_query.GpuQuery:
+    return gpu_query.GpuQuery(source="nvml", gpus=[healthy_h100(i, b) for i, b in enumerate(P5_BUSES[:n])],
                       driver_version="580.95.05", duration_ms=11.0)
 
 
-def smi_q_query(fixture: str) -> g.GpuQuery:
-    driver, gpus = g.parse_smi_q((FIX / "nvidia-smi" / fixture).read_text())
-    return g.GpuQuery(source="nvidia-smi", gpus=gpus, driver_version=driver)
+def smi_q_query(fixture: str) -> gpu_query.GpuQuery:
+    driver, gpus = gpu_query.parse_smi_q((FIX / "nvidia-smi" / fixture).read_text())
+    return gpu_query.GpuQuery(source="nvidia-smi", gpus=gpus, driver_version=driver)
 
 
-def csv_query(fixture: str) -> g.GpuQuery:
-    gpus = g.parse_smi_csv((FIX / "nvidia-smi" / fixture).read_text())
-    return g.GpuQuery(source="nvidia-smi", gpus=gpus, driver_version=gpus[0].driver_version)
+def csv_query(fixture: str) -> gpu_query.GpuQuery:
+    gpus = gpu_query.parse_smi_csv((FIX / "nvidia-smi" / fixture).read_text())
+    return gpu_query.GpuQuery(source="nvidia-smi", gpus=gpus, driver_version=gpus[0].driver_version)
 
 
-def kernel_log(fixture: str) -> g.KernelLog:
+def kernel_log(fixture: str) -> klog.KernelLog:
     text = (FIX / "kmsg" / fixture).read_text()
-    return g.KernelLog("journalctl", g.parse_kernel_log(text), lines=text.count("\n"))
+    return klog.KernelLog("journalctl", klog.parse_kernel_log(text), lines=text.count("\n"))
 
 
-CLEAN_LOG = g.KernelLog("journalctl", [], lines=9)
+CLEAN_LOG = klog.KernelLog("journalctl", [], lines=9)
 
 
-def make_probes(tmp_path: Path, host: str | hosttree.HostSpec, query: g.GpuQuery | None = None,
-                log: g.KernelLog | None = None) -> Probes:
+def make_probes(tmp_path: Path, host: str | hosttree.HostSpec, query: gpu_query.GpuQuery | None = None,
+                log: klog.KernelLog | None = None) -> Probes:
     root = tmp_path / "root"
     if isinstance(host, str):
         hosttree.build_named(host, root)
@@ -105,7 +106,7 @@ def test_checks_are_well_formed():
         "gpu-nvml", "gpu-persistence", "gpu-ecc", "gpu-row-remap", "gpu-retired-pages", "gpu-clocks", "gpu-xid"}
     # A check's timeout covers the waits inside it: NVML's deadline, or both nvidia-smi calls.
     for check in ("gpu-nvml", "gpu-count", "gpu-driver-version", "gpu-persistence"):
-        assert BY_ID[check].timeout > 2 * g.init_allowance_s(64)
+        assert BY_ID[check].timeout > 2 * gpu_query.init_allowance_s(64)
 
 
 # -- healthy -----------------------------------------------------------------------------------
@@ -145,8 +146,8 @@ def test_no_gpu_is_one_critical_finding(tmp_path):
 
 
 def test_module_not_loaded(tmp_path):
-    query = g.GpuQuery(source="nvml", error="NVML: Driver Not Loaded", error_code=9,
-                       hint=g.NVML_CAUSES[9].hint)
+    query = gpu_query.GpuQuery(source="nvml", error="NVML: Driver Not Loaded", error_code=9,
+                       hint=gpu_query.NVML_CAUSES[9].hint)
     results = run_all(make_probes(tmp_path, "module-not-loaded-g4dn", query, CLEAN_LOG))
     assert results["gpu-kernel-module"].status is Status.CRITICAL
     assert "modprobe nvidia" in results["gpu-kernel-module"].hint
@@ -192,7 +193,7 @@ def test_api_mismatch_from_library_versions(tmp_path):
 
 
 def test_api_mismatch_reported_by_nvml(tmp_path):
-    query = g.GpuQuery(source="nvml", error="NVML: RM has detected an NVML/RM version mismatch.", error_code=18)
+    query = gpu_query.GpuQuery(source="nvml", error="NVML: RM has detected an NVML/RM version mismatch.", error_code=18)
     result = run("gpu-driver-version", make_probes(tmp_path, "healthy-p5-h100x8", query))
     assert result.status is Status.CRITICAL and "API mismatch" in result.summary and "reboot" in result.hint
 
@@ -229,14 +230,14 @@ def test_count_nvml_sees_fewer(tmp_path):
     (None, "nvidia-smi -q"),
 ])
 def test_nvml_failures_name_the_fix(tmp_path, code, words):
-    cause = g.cause_for_code(code)
-    query = g.GpuQuery(source="nvml", error=f"NVML: {cause.summary}", error_code=code)
+    cause = gpu_query.cause_for_code(code)
+    query = gpu_query.GpuQuery(source="nvml", error=f"NVML: {cause.summary}", error_code=code)
     result = run("gpu-nvml", make_probes(tmp_path, "healthy-p5-h100x8", query))
     assert result.status is Status.CRITICAL and words in result.hint
 
 
 def test_nvml_hang_reported(tmp_path):
-    query = g.query_nvml(deadline_s=0.1, nv=type("Hang", (), {
+    query = gpu_query.query_nvml(deadline_s=0.1, nv=type("Hang", (), {
         "NVMLError": type("NVMLError", (Exception,), {}),
         "nvmlInit": staticmethod(lambda: __import__("time").sleep(3)),
     }))
@@ -247,7 +248,8 @@ def test_nvml_hang_reported(tmp_path):
 
 def test_nvml_lost_gpu(tmp_path):
     query = healthy_query()
-    query.gpus[6] = g.GpuStatus(index=6, error="GPU 6: GPU is lost (a GPU has fallen off the bus)", error_code=15)
+    query.gpus[6] = gpu_query.GpuStatus(index=6, error="GPU 6: GPU is lost (a GPU has fallen off the bus)",
+                                        error_code=15)
     results = run_all(make_probes(tmp_path, "healthy-p5-h100x8", query))
     assert results["gpu-nvml"].status is Status.CRITICAL and "GPU 6" in results["gpu-nvml"].summary
     assert "reboot" in results["gpu-nvml"].hint
@@ -337,7 +339,7 @@ def test_xids_api_mismatch_line(tmp_path):
 
 
 def test_xids_log_unreadable_is_unknown(tmp_path):
-    log = g.KernelLog(error="cannot read this boot's kernel log (/dev/kmsg: Permission denied)", hint="run as root")
+    log = klog.KernelLog(error="cannot read this boot's kernel log (/dev/kmsg: Permission denied)", hint="run as root")
     result = run("gpu-xid", make_probes(tmp_path, "healthy-p5-h100x8", log=log))
     assert result.status is Status.UNKNOWN and result.hint == "run as root"
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import hosttree
 import pytest
 
-from gpuprep import gpu as g
 from gpuprep.doctor import all_checks
 from gpuprep.engine import gpu_container
+from gpuprep.gpu import kernel_log
+from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.packages.evr import EVR, Dep
@@ -64,17 +65,18 @@ def probes(root: Path | str, *, euid: int = 0, env: dict | None = None, platform
     return p
 
 
-def gpus(n: int = 2) -> list[g.GpuStatus]:
-    return [g.GpuStatus(index=i, name="NVIDIA H100 80GB HBM3", uuid=f"GPU-00000000-0000-0000-0000-00000000000{i}",
+def gpus(n: int = 2) -> list[gpu_query.GpuStatus]:
+    return [gpu_query.GpuStatus(index=i, name="NVIDIA H100 80GB HBM3",
+                                uuid=f"GPU-00000000-0000-0000-0000-00000000000{i}",
                         pci_bus_id=BUSES[i], persistence_mode=True, ecc_uncorrected_volatile=0,
                         remapped_rows_pending=False, remapped_rows_failure=False,
-                        clock_events=g.clock_events_from_mask(0), driver_version="580.95.05")
+                        clock_events=gpu_query.clock_events_from_mask(0), driver_version="580.95.05")
             for i in range(n)]
 
 
-def nvml(**changes) -> g.GpuQuery:
+def nvml(**changes) -> gpu_query.GpuQuery:
     """NVML's answer for two H100s, healthy unless ``changes`` (GpuStatus fields) say otherwise."""
-    return g.GpuQuery(source="nvml", gpus=[dataclasses.replace(x, **changes) for x in gpus()],
+    return gpu_query.GpuQuery(source="nvml", gpus=[dataclasses.replace(x, **changes) for x in gpus()],
                       driver_version="580.95.05")
 
 
@@ -162,7 +164,7 @@ def sealed_with_baked_state(tmp_path: Path) -> Probes:
     return probes(root)
 
 
-def gpu_info(tmp_path: Path, text: str, query: g.GpuQuery | None = None) -> Probes:
+def gpu_info(tmp_path: Path, text: str, query: gpu_query.GpuQuery | None = None) -> Probes:
     root = tree(tmp_path, gpus=hosttree.gpus("H100", BUSES))
     write(root, "/var/lib/ecs/gpu/nvidia-gpu-info.json", text)
     return probes(root, **({"gpu__query": query} if query else {}))
@@ -175,11 +177,11 @@ def info_json(driver: str = "580.95.05", ids: list[str] | None = None) -> str:
 
 def xids(tmp_path: Path, fixture: str) -> Probes:
     text = (FIX / "kmsg" / fixture).read_text()
-    return p5(tmp_path, gpu__kernel_log=g.KernelLog("journalctl", g.parse_kernel_log(text), lines=9))
+    return p5(tmp_path, gpu__kernel_log=kernel_log.KernelLog("journalctl", kernel_log.parse_kernel_log(text), lines=9))
 
 
 def smi_failed(tmp_path: Path, fixture: str, code: int) -> Probes:
-    return p5(tmp_path, gpu__query=g.smi_failure(code, (FIX / "nvidia-smi" / fixture).read_text()))
+    return p5(tmp_path, gpu__query=gpu_query.smi_failure(code, (FIX / "nvidia-smi" / fixture).read_text()))
 
 
 def unreadable_userland(tmp_path: Path) -> Probes:
@@ -197,7 +199,7 @@ def hanging_nvml(tmp_path: Path) -> Probes:
         def nvmlInit():
             time.sleep(5)
 
-    return p5(tmp_path, gpu__query=g.query_nvml(0.05, nv=HangingNvml))
+    return p5(tmp_path, gpu__query=gpu_query.query_nvml(0.05, nv=HangingNvml))
 
 
 # (check id, situation, probes builder taking (tmp_path, monkeypatch))
@@ -216,13 +218,13 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("gpu-nvml", "driver not loaded (nvidia-smi exit 9)", lambda t, m: smi_failed(t, "driver-not-loaded.txt", 9)),
     ("gpu-nvml", "NVML hangs", lambda t, m: hanging_nvml(t)),
     ("gpu-nvml", "a GPU fell off the bus",
-     lambda t, m: p5(t, gpu__query=g.GpuQuery(source="nvml", driver_version="580.95.05", gpus=[
-         *gpus(1), g.GpuStatus(1, error="GPU 1: GPU is lost", error_code=15)]))),
+     lambda t, m: p5(t, gpu__query=gpu_query.GpuQuery(source="nvml", driver_version="580.95.05", gpus=[
+         *gpus(1), gpu_query.GpuStatus(1, error="GPU 1: GPU is lost", error_code=15)]))),
     ("gpu-count", "PCI 2, /dev 1", lambda t, m: probes(tree(t, gpus=hosttree.gpus("H100", BUSES), nodes=1))),
     ("gpu-driver-version", "kernel module and userland differ", lambda t, m: probes(tree(t, "api-mismatch-al2"))),
     ("gpu-driver-version", "no libnvidia-ml", lambda t, m: probes(tree(t, userland=None))),
     ("gpu-driver-version", "NVML says API mismatch (18)",
-     lambda t, m: probes(tree(t), gpu__query=g.GpuQuery(source="nvml", error="NVML: mismatch", error_code=18))),
+     lambda t, m: probes(tree(t), gpu__query=gpu_query.GpuQuery(source="nvml", error="NVML: mismatch", error_code=18))),
     ("gpu-driver-version", "userland version unreadable", lambda t, m: unreadable_userland(t)),
     ("gpu-persistence", "off", lambda t, m: p5(t, gpu__query=nvml(persistence_mode=False))),
     ("gpu-ecc", "uncorrected errors", lambda t, m: p5(t, gpu__query=nvml(ecc_uncorrected_volatile=3))),
@@ -231,11 +233,11 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("gpu-retired-pages", "retirement pending", lambda t, m: p5(t, gpu__query=nvml(
         remapped_rows_pending=None, remapped_rows_failure=None, retired_pages_pending=True))),
     ("gpu-clocks", "HW thermal slowdown", lambda t, m: p5(t, gpu__query=nvml(
-        clock_events=g.clock_events_from_mask(0x40)))),
+        clock_events=gpu_query.clock_events_from_mask(0x40)))),
     ("gpu-xid", "Xid 79", lambda t, m: xids(t, "xid-79-fallen-off.txt")),
     ("gpu-xid", "application XIDs only", lambda t, m: xids(t, "app-errors-only.txt")),
     ("gpu-xid", "RmInitAdapter failed", lambda t, m: xids(t, "rm-init-failed.txt")),
-    ("gpu-xid", "no kernel log readable", lambda t, m: p5(t, gpu__kernel_log=g.read_kernel_log(
+    ("gpu-xid", "no kernel log readable", lambda t, m: p5(t, gpu__kernel_log=kernel_log.read_kernel_log(
         Host("/", env={"PATH": str(t / "no-bin")}), kmsg=str(t / "no-kmsg")))),
     ("docker-engine", "no socket", lambda t, m: no_engine(t)),
     ("docker-daemon-json", '"runtimes": null', lambda t, m: docker_probes(t, '{"runtimes": null}')),

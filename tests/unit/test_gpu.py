@@ -18,8 +18,9 @@ import hosttree
 import pytest
 from conftest import require_root
 
-from gpuprep import gpu as g
 from gpuprep.errors import GpuprepError
+from gpuprep.gpu import devices, inventory, kernel_log
+from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
@@ -39,7 +40,7 @@ def smi(name: str) -> str:
     ("00000001:CA:00.0", "0001:ca:00.0"),
 ])
 def test_normalize_bus_id(raw, want):
-    assert g.normalize_bus_id(raw) == want
+    assert devices.normalize_bus_id(raw) == want
 
 
 @pytest.mark.parametrize("vendor, klass, want", [
@@ -51,7 +52,7 @@ def test_normalize_bus_id(raw, want):
     (None, None, False),
 ])
 def test_is_gpu_function(vendor, klass, want):
-    assert g.is_gpu_function(vendor, klass) is want
+    assert devices.is_gpu_function(vendor, klass) is want
 
 
 @pytest.mark.parametrize("text, version, flavour", [
@@ -64,18 +65,18 @@ def test_is_gpu_function(vendor, klass, want):
     ("garbage\n", None, None),
 ])
 def test_parse_module_version(text, version, flavour):
-    assert g.parse_module_version(text) == (version, flavour)
+    assert devices.parse_module_version(text) == (version, flavour)
 
 
 def test_library_version():
-    assert g.library_version("/usr/lib64/libnvidia-ml.so.580.95.05") == "580.95.05"
-    assert g.library_version("libnvidia-ml.so.1") is None
-    assert g.library_version("libnvidia-mlx.so.580.95.05") is None
+    assert devices.library_version("/usr/lib64/libnvidia-ml.so.580.95.05") == "580.95.05"
+    assert devices.library_version("libnvidia-ml.so.1") is None
+    assert devices.library_version("libnvidia-mlx.so.580.95.05") is None
 
 
 def test_clock_events_from_mask_uses_nvml_bits():
     # nvml.h: HwSlowdown 0x08, SwThermalSlowdown 0x20, HwThermalSlowdown 0x40, HwPowerBrakeSlowdown 0x80
-    events = g.clock_events_from_mask(0x08 | 0x40 | 0x01)  # 0x01 GpuIdle is not a problem
+    events = gpu_query.clock_events_from_mask(0x08 | 0x40 | 0x01)  # 0x01 GpuIdle is not a problem
     assert events == {"hw_slowdown": True, "sw_thermal_slowdown": False, "hw_thermal_slowdown": True,
                       "hw_power_brake_slowdown": False}
 
@@ -83,7 +84,7 @@ def test_clock_events_from_mask_uses_nvml_bits():
 # -- nvidia-smi output -------------------------------------------------------------------------
 def test_parse_smi_csv_real_h200_output_with_header_and_units():
     """docs/testbed.md 8: the accelerator machine's output, columns in its own order, with a header."""
-    [gpu] = g.parse_smi_csv(smi("h200-query-gpu-csv.txt"))
+    [gpu] = gpu_query.parse_smi_csv(smi("h200-query-gpu-csv.txt"))
     assert (gpu.index, gpu.name, gpu.uuid) == (0, "NVIDIA H200", "GPU-0e7d3af2-be49-affe-ae6c-f6fcf358f2ea")
     assert gpu.pci_bus_id == "0000:00:06.0"
     assert gpu.driver_version == "580.159.04"
@@ -91,7 +92,7 @@ def test_parse_smi_csv_real_h200_output_with_header_and_units():
 
 
 def test_parse_smi_csv_noheader_as_query_smi_asks():
-    gpus = g.parse_smi_csv(smi("p5-h100x8-query-gpu.txt"))
+    gpus = gpu_query.parse_smi_csv(smi("p5-h100x8-query-gpu.txt"))
     assert [x.index for x in gpus] == list(range(8))
     assert gpus[3].persistence_mode is False
     assert gpus[5].ecc_uncorrected_volatile == 3
@@ -101,17 +102,17 @@ def test_parse_smi_csv_noheader_as_query_smi_asks():
 
 def test_parse_smi_csv_rejects_short_rows():
     with pytest.raises(GpuprepError, match="cannot read nvidia-smi's CSV output: .*columns"):
-        g.parse_smi_csv("0, NVIDIA H100, GPU-x\n")
+        gpu_query.parse_smi_csv("0, NVIDIA H100, GPU-x\n")
 
 
 def test_parse_smi_csv_flood_is_bad_output_not_a_crash():
     """A broken driver's nvidia-smi printing one 64 MB line: csv's field limit, said as unreadable output."""
     with pytest.raises(GpuprepError, match="cannot read nvidia-smi's CSV output"):
-        g.parse_smi_csv("index, name\n" + "x" * (1 << 26) + "\n")
+        gpu_query.parse_smi_csv("index, name\n" + "x" * (1 << 26) + "\n")
 
 
 def test_parse_smi_q_h100_healthy():
-    driver, [gpu] = g.parse_smi_q(smi("h100-q.txt"))
+    driver, [gpu] = gpu_query.parse_smi_q(smi("h100-q.txt"))
     assert driver == "580.95.05"
     assert gpu.uuid == "GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a10" and gpu.pci_bus_id == "0000:53:00.0"
     assert gpu.ecc_uncorrected_volatile == 0  # SRAM/DRAM Uncorrectable summed
@@ -121,7 +122,7 @@ def test_parse_smi_q_h100_healthy():
 
 
 def test_parse_smi_q_a100_remap_pending_and_failure():
-    driver, (gpu0, gpu1) = g.parse_smi_q(smi("p4d-a100-q-remap.txt"))
+    driver, (gpu0, gpu1) = gpu_query.parse_smi_q(smi("p4d-a100-q-remap.txt"))
     assert driver == "525.85.12"
     assert (gpu0.remapped_rows_pending, gpu0.remapped_rows_failure) == (True, False)
     assert (gpu1.remapped_rows_pending, gpu1.remapped_rows_failure) == (False, True)
@@ -131,7 +132,7 @@ def test_parse_smi_q_a100_remap_pending_and_failure():
 
 
 def test_parse_smi_q_t4_retired_pages_and_no_row_remapping():
-    _, (gpu0, gpu1) = g.parse_smi_q(smi("g4dn-t4-q-retired.txt"))
+    _, (gpu0, gpu1) = gpu_query.parse_smi_q(smi("g4dn-t4-q-retired.txt"))
     assert gpu0.remapped_rows_pending is None  # "Remapped Rows : N/A"
     assert gpu0.retired_pages_pending is True and gpu1.retired_pages_pending is False
     assert gpu0.clock_events["sw_thermal_slowdown"] is True
@@ -139,7 +140,7 @@ def test_parse_smi_q_t4_retired_pages_and_no_row_remapping():
 
 
 def test_parse_smi_q_v100_old_ecc_layout():
-    driver, [gpu] = g.parse_smi_q(smi("v100-q-old-ecc.txt"))
+    driver, [gpu] = gpu_query.parse_smi_q(smi("v100-q-old-ecc.txt"))
     assert driver == "418.87.00"
     assert gpu.ecc_uncorrected_volatile == 1  # Volatile / Double Bit / Total, not the aggregate
     assert gpu.retired_pages_pending is False  # old drivers print "Pending : No"
@@ -147,7 +148,7 @@ def test_parse_smi_q_v100_old_ecc_layout():
 
 
 def test_parse_smi_q_tree_keeps_nested_paths():
-    _, gpus = g.parse_smi_q_tree(smi("h100-q.txt"))
+    _, gpus = gpu_query.parse_smi_q_tree(smi("h100-q.txt"))
     fields = gpus["0000:53:00.0"]
     assert fields[("Clocks Event Reasons", "HW Slowdown", "HW Thermal Slowdown")] == "Not Active"
     assert fields[("PCI", "Bus Id")] == "00000000:53:00.0"  # values keep their colons
@@ -155,7 +156,7 @@ def test_parse_smi_q_tree_keeps_nested_paths():
 
 # -- the kernel log ----------------------------------------------------------------------------
 def test_parse_kernel_log_classifies_xids():
-    events = g.parse_kernel_log((KMSG / "xid-mixed.txt").read_text())
+    events = kernel_log.parse_kernel_log((KMSG / "xid-mixed.txt").read_text())
     by_code = {}
     for e in events:
         by_code.setdefault(e.code, e)
@@ -175,32 +176,32 @@ def test_parse_kernel_log_classifies_xids():
 
 
 def test_parse_kernel_log_xid_79():
-    [event] = g.parse_kernel_log((KMSG / "xid-79-fallen-off.txt").read_text())
+    [event] = kernel_log.parse_kernel_log((KMSG / "xid-79-fallen-off.txt").read_text())
     assert (event.kind, event.code, event.severity, event.pci) == ("xid", 79, "critical", "0000:b9:00")
     assert event.meaning == "GPU has fallen off the bus"
     assert "reboot" in event.action
 
 
 def test_parse_kernel_log_api_mismatch_spans_lines():
-    [event] = g.parse_kernel_log((KMSG / "api-mismatch.txt").read_text())
+    [event] = kernel_log.parse_kernel_log((KMSG / "api-mismatch.txt").read_text())
     assert event.kind == "api-mismatch" and event.severity == "critical"
     assert event.message == "userland 535.129.03, kernel module 535.104.12"
 
 
 def test_parse_kernel_log_rm_init_failed():
-    [event] = g.parse_kernel_log((KMSG / "rm-init-failed.txt").read_text())
+    [event] = kernel_log.parse_kernel_log((KMSG / "rm-init-failed.txt").read_text())
     assert (event.kind, event.pci, event.severity) == ("rm-init-failed", "0000:00:1e.0", "critical")
 
 
 def test_parse_kernel_log_clean_boot_has_no_events():
-    assert g.parse_kernel_log((KMSG / "clean-boot.txt").read_text()) == []
+    assert kernel_log.parse_kernel_log((KMSG / "clean-boot.txt").read_text()) == []
 
 
 def test_parse_kmsg_strips_record_headers_and_dictionary_lines():
-    text = g.parse_kmsg((KMSG / "kmsg-records.txt").read_text())
+    text = kernel_log.parse_kmsg((KMSG / "kmsg-records.txt").read_text())
     assert text.splitlines()[1] == "NVRM: Xid (PCI:0000:00:1e): 79, pid=1234, name=python3, GPU has fallen off the bus."
     assert "SUBSYSTEM" not in text
-    [event] = g.parse_kernel_log(text)
+    [event] = kernel_log.parse_kernel_log(text)
     assert event.code == 79
 
 
@@ -208,7 +209,7 @@ def test_read_kmsg_bounded_by_records(tmp_path):
     """A regular file reads like /dev/kmsg (records, then EOF); the record bound holds."""
     f = tmp_path / "kmsg"
     f.write_bytes(b"6,1,1,-;first\n" * 5000)
-    text = g.read_kmsg(f, max_records=2)  # 2 reads of 8 KiB, far fewer than 5000 records
+    text = kernel_log.read_kmsg(f, max_records=2)  # 2 reads of 8 KiB, far fewer than 5000 records
     assert 0 < text.count("first") < 5000
 
 
@@ -216,58 +217,58 @@ def test_read_kmsg_real_device_does_not_block():
     """This machine's real /dev/kmsg: reading to the end returns (EAGAIN) instead of blocking."""
     require_root()  # /dev/kmsg is readable by root only (dmesg_restrict)
     started = time.monotonic()
-    text = g.read_kmsg(Path("/dev/kmsg"))
-    assert time.monotonic() - started < g.KMSG_DEADLINE_S + 1
+    text = kernel_log.read_kmsg(Path("/dev/kmsg"))
+    assert time.monotonic() - started < gpu_query.KMSG_DEADLINE_S + 1
     assert text  # the kernel logged something since boot
 
 
 # -- host trees --------------------------------------------------------------------------------
 def test_readers_on_a_p5_tree(tmp_path):
     host = Host(hosttree.build_named("healthy-p5-h100x8", tmp_path / "root"))
-    pci = g.read_pci(host)
+    pci = devices.read_pci(host)
     assert pci.present and len(pci.gpus) == 8  # the 4 NVSwitch bridges and the NIC are not GPUs
-    assert pci.gpus[0] == g.PciFunction("0000:53:00.0", "0x2330", "0x030200", "nvidia")
-    nodes = g.read_device_nodes(host)
+    assert pci.gpus[0] == devices.PciFunction("0000:53:00.0", "0x2330", "0x030200", "nvidia")
+    nodes = devices.read_device_nodes(host)
     assert nodes.gpus == [f"/dev/nvidia{i}" for i in range(8)] and nodes.nvidiactl
-    module = g.read_kernel_module(host)
+    module = devices.read_kernel_module(host)
     assert (module.loaded, module.version, module.flavour) == (True, "580.95.05", "open")
-    userland = g.read_userland(host)
+    userland = devices.read_userland(host)
     assert (userland.nvml_lib, userland.version) == ("/usr/lib64/libnvidia-ml.so.1", "580.95.05")
 
 
 def test_device_nodes_sort_numerically(tmp_path):
     spec = hosttree.HostSpec(gpus=hosttree.gpus("A100", [f"0000:{i:02x}:00.0" for i in range(12)]))
     host = Host(hosttree.build(tmp_path / "root", spec))
-    assert g.read_device_nodes(host).gpus[-3:] == ["/dev/nvidia9", "/dev/nvidia10", "/dev/nvidia11"]
+    assert devices.read_device_nodes(host).gpus[-3:] == ["/dev/nvidia9", "/dev/nvidia10", "/dev/nvidia11"]
 
 
 def test_readers_without_pseudo_filesystems_say_so(tmp_path):
     """An image whose /sys, /proc and /dev are not mounted is not a host without GPUs."""
     spec = hosttree.HostSpec(sysfs=False, proc=False, dev=False, gpus=hosttree.gpus("T4", ["0000:00:1e.0"]))
     host = Host(hosttree.build(tmp_path / "root", spec))
-    assert g.read_pci(host).present is False
-    assert g.read_device_nodes(host).present is False
-    assert g.read_kernel_module(host).procfs is False
+    assert devices.read_pci(host).present is False
+    assert devices.read_device_nodes(host).present is False
+    assert devices.read_kernel_module(host).procfs is False
 
 
 def test_module_loaded_without_version_file(tmp_path):
     root = hosttree.build(tmp_path / "root", hosttree.HostSpec(module=None))
     (root / "proc/modules").write_text("nvidia 56496128 0 - Live 0x0\n")
-    module = g.read_kernel_module(Host(root))
+    module = devices.read_kernel_module(Host(root))
     assert module.loaded and module.version is None
 
 
 def test_userland_follows_absolute_links_inside_the_root(tmp_path):
     root = hosttree.build(tmp_path / "root", hosttree.HostSpec(userland=None, stale_userland=["550.1.2", "535.9.9"]))
     (root / "usr/lib64/libnvidia-ml.so.1").symlink_to("/usr/lib64/libnvidia-ml.so.550.1.2")
-    userland = g.read_userland(Host(root))
+    userland = devices.read_userland(Host(root))
     assert userland.version == "550.1.2"
     assert userland.installed == ["535.9.9", "550.1.2"]
 
 
 def test_gather_on_a_tree_skips_what_needs_the_running_system(tmp_path):
     host = Host(hosttree.build_named("healthy-h200-ubuntu", tmp_path / "root"))
-    inv = g.gather(host)
+    inv = inventory.gather(host)
     assert inv.query.skipped and "--root" in inv.query.skipped
     assert inv.kernel_log.skipped
     assert inv.count == 1  # from PCI: NVML was not asked
@@ -277,7 +278,7 @@ def test_gather_on_a_tree_skips_what_needs_the_running_system(tmp_path):
 
 def test_gather_on_this_machine_without_a_gpu():
     """The real machine (no GPU, no driver, nvidia-ml-py installed): nothing crashes, nothing is invented."""
-    inv = g.gather(Host("/"))
+    inv = inventory.gather(Host("/"))
     assert inv.pci.present and inv.pci.gpus == []
     assert inv.count == 0 and inv.uuids == [] and inv.driver_version is None
     assert not inv.query.answered and inv.query.error
@@ -290,9 +291,9 @@ def test_gpu_inventory_is_memoised_in_probes(tmp_path):
 
     host = Host(hosttree.build_named("healthy-p5-h100x8", tmp_path / "root"))
     probes = Probes(host, detect(host), DoctorOptions())
-    first = g.gpu_inventory(probes)
-    assert g.gpu_inventory(probes) is first
-    assert g.probe_pci(probes) is first.pci  # the views are the same probes the checks use
+    first = inventory.gpu_inventory(probes)
+    assert inventory.gpu_inventory(probes) is first
+    assert inventory.probe_pci(probes) is first.pci  # the views are the same probes the checks use
     assert first.count == 8
 
 
@@ -382,7 +383,7 @@ T4 = {"name": "Tesla T4", "uuid": "GPU-1b3d5f70-92a4-4c6e-8d0f-3e5a7c9b1d21", "b
 
 def test_read_nvml_healthy_h100():
     nv = FakeNvml([H100])
-    q = g.query_nvml(nv=nv)
+    q = gpu_query.query_nvml(nv=nv)
     assert q.answered and q.source == "nvml" and q.driver_version == "580.95.05"
     [gpu] = q.gpus
     assert gpu.name == "NVIDIA H100 80GB HBM3" and gpu.pci_bus_id == "0000:53:00.0"
@@ -393,7 +394,7 @@ def test_read_nvml_healthy_h100():
 
 
 def test_read_nvml_t4_falls_back_to_retired_pages():
-    [gpu] = g.query_nvml(nv=FakeNvml([T4], event_reasons=False)).gpus
+    [gpu] = gpu_query.query_nvml(nv=FakeNvml([T4], event_reasons=False)).gpus
     assert gpu.remapped_rows_pending is None and gpu.retired_pages_pending is True
     assert gpu.ecc_uncorrected_volatile is None  # NotSupported: ECC off
     assert gpu.persistence_mode is False
@@ -402,12 +403,12 @@ def test_read_nvml_t4_falls_back_to_retired_pages():
 
 def test_read_nvml_a100_remap_states():
     a100 = dict(H100, name="NVIDIA A100-SXM4-40GB", rows=(0, 5, 1, 1), ecc=2)
-    [gpu] = g.query_nvml(nv=FakeNvml([a100])).gpus
+    [gpu] = gpu_query.query_nvml(nv=FakeNvml([a100])).gpus
     assert (gpu.remapped_rows_pending, gpu.remapped_rows_failure, gpu.ecc_uncorrected_volatile) == (True, True, 2)
 
 
 def test_read_nvml_one_lost_gpu_does_not_hide_the_others():
-    q = g.query_nvml(nv=FakeNvml([H100, dict(H100, lost=True)]))
+    q = gpu_query.query_nvml(nv=FakeNvml([H100, dict(H100, lost=True)]))
     assert q.answered
     assert q.gpus[0].error == "" and q.gpus[1].error_code == 15
     assert "fallen off the bus" in q.gpus[1].error
@@ -419,7 +420,7 @@ def test_read_nvml_one_lost_gpu_does_not_hide_the_others():
     (12, "libnvidia-ml.so.1", True),  # the binding cannot load the library: nvidia-smi may still work
 ])
 def test_query_nvml_errors_name_the_cause(code, words, fallback):
-    q = g.query_nvml(nv=FakeNvml([H100], init_error=code))
+    q = gpu_query.query_nvml(nv=FakeNvml([H100], init_error=code))
     assert not q.answered and q.error_code == code
     assert words in q.error and q.hint
     assert q.fallback is fallback
@@ -427,7 +428,7 @@ def test_query_nvml_errors_name_the_cause(code, words, fallback):
 
 def test_query_nvml_hang_is_bounded():
     started = time.monotonic()
-    q = g.query_nvml(deadline_s=0.2, nv=FakeNvml([H100], init_delay=5))
+    q = gpu_query.query_nvml(deadline_s=0.2, nv=FakeNvml([H100], init_delay=5))
     assert time.monotonic() - started < 1
     assert not q.answered and "did not answer within 0.2s" in q.error
     assert "persistence" in q.hint
@@ -437,13 +438,13 @@ def test_query_nvml_without_nvidia_ml_py(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import pynvml raises ImportError
-    q = g.query_nvml()
+    q = gpu_query.query_nvml()
     assert q.fallback and "nvidia-ml-py is not importable" in q.error
 
 
 def test_query_nvml_real_binding_on_this_machine():
     """The real nvidia-ml-py without libnvidia-ml.so.1: library-not-found, so nvidia-smi is tried next."""
-    q = g.query_nvml()
+    q = gpu_query.query_nvml()
     assert not q.answered and q.fallback and q.error_code == 12
 
 
@@ -472,7 +473,7 @@ def live_host(bindir: Path) -> Host:
 
 def test_query_smi_csv_and_q_merged(tmp_path):
     csv = smi("p5-h100x8-query-gpu.txt").splitlines()[0] + "\n"  # GPU 0 at 53:00.0, as in h100-q.txt
-    q = g.query_smi(live_host(fake_smi(tmp_path / "bin", csv=csv, q=smi("h100-q.txt"))))
+    q = gpu_query.query_smi(live_host(fake_smi(tmp_path / "bin", csv=csv, q=smi("h100-q.txt"))))
     assert q.answered and q.source == "nvidia-smi" and q.driver_version == "580.95.05"
     [gpu] = q.gpus
     assert gpu.uuid == "GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a10"
@@ -481,7 +482,7 @@ def test_query_smi_csv_and_q_merged(tmp_path):
 
 
 def test_query_smi_q_failure_keeps_the_csv_answer(tmp_path):
-    q = g.query_smi(live_host(fake_smi(tmp_path / "bin", csv=smi("p5-h100x8-query-gpu.txt"), q_rc=15)))
+    q = gpu_query.query_smi(live_host(fake_smi(tmp_path / "bin", csv=smi("p5-h100x8-query-gpu.txt"), q_rc=15)))
     assert q.answered and len(q.gpus) == 8
     assert "nvidia-smi -q exited 15" in q.notes[0]
     assert q.gpus[0].remapped_rows_pending is None
@@ -495,7 +496,7 @@ def test_query_smi_q_failure_keeps_the_csv_answer(tmp_path):
     (18, "version-mismatch.txt", "API mismatch"),
 ])
 def test_query_smi_exit_codes_name_the_cause(tmp_path, rc, fixture, words):
-    q = g.query_smi(live_host(fake_smi(tmp_path / "bin", csv=smi(fixture) if fixture else "", rc=rc)))
+    q = gpu_query.query_smi(live_host(fake_smi(tmp_path / "bin", csv=smi(fixture) if fixture else "", rc=rc)))
     assert not q.answered and q.error_code == rc
     assert words in q.error and q.hint
     if fixture:  # what nvidia-smi itself said is kept
@@ -504,20 +505,20 @@ def test_query_smi_exit_codes_name_the_cause(tmp_path, rc, fixture, words):
 
 def test_query_smi_timeout(tmp_path):
     started = time.monotonic()
-    q = g.query_smi(live_host(fake_smi(tmp_path / "bin", sleep=5)), timeout=0.3)
+    q = gpu_query.query_smi(live_host(fake_smi(tmp_path / "bin", sleep=5)), timeout=0.3)
     assert time.monotonic() - started < 2
     assert not q.answered and "timed out" in q.error
 
 
 def test_query_smi_missing(tmp_path):
-    q = g.query_smi(live_host(tmp_path / "empty"))
+    q = gpu_query.query_smi(live_host(tmp_path / "empty"))
     assert not q.answered and q.error == "nvidia-smi is not installed"
 
 
 def test_query_gpus_falls_back_from_the_real_binding_to_nvidia_smi(tmp_path):
     """Real nvidia-ml-py (no libnvidia-ml here) -> the fake nvidia-smi answers, with the reason noted."""
     host = live_host(fake_smi(tmp_path / "bin", csv=smi("h200-query-gpu-csv.txt"), q=""))
-    q = g.query_gpus(host)
+    q = gpu_query.query_gpus(host)
     assert q.answered and q.source == "nvidia-smi"
     assert q.notes[0].startswith("NVML through nvidia-ml-py not used")
     assert q.gpus[0].uuid == "GPU-0e7d3af2-be49-affe-ae6c-f6fcf358f2ea"
@@ -525,13 +526,13 @@ def test_query_gpus_falls_back_from_the_real_binding_to_nvidia_smi(tmp_path):
 
 def test_init_allowance_grows_with_the_gpus_and_is_capped():
     """Without persistence mode NVML initialises every GPU, 1-3 s each: 8 GPUs are slow, not hung."""
-    assert g.init_allowance_s(0) == g.NVML_DEADLINE_S
-    assert g.init_allowance_s(8) >= 8 * 3
-    assert g.init_allowance_s(64) == g.MAX_INIT_S
+    assert gpu_query.init_allowance_s(0) == gpu_query.NVML_DEADLINE_S
+    assert gpu_query.init_allowance_s(8) >= 8 * 3
+    assert gpu_query.init_allowance_s(64) == gpu_query.MAX_INIT_S
 
 
 def test_query_gpus_with_root_asks_nothing(tmp_path):
-    q = g.query_gpus(Host(tmp_path))
+    q = gpu_query.query_gpus(Host(tmp_path))
     assert q.skipped and not q.answered and q.source == ""
 
 
@@ -547,7 +548,7 @@ def fake_journalctl(bindir: Path, text: str, rc: int = 0, stderr: str = "") -> P
 
 def test_read_kernel_log_from_journalctl(tmp_path):
     bindir = fake_journalctl(tmp_path / "bin", (KMSG / "xid-79-fallen-off.txt").read_text())
-    log = g.read_kernel_log(live_host(bindir))
+    log = kernel_log.read_kernel_log(live_host(bindir))
     assert log.source == "journalctl" and [e.code for e in log.events] == [79]
 
 
@@ -556,16 +557,16 @@ def test_read_kernel_log_falls_back_to_kmsg_when_journal_is_unreadable(tmp_path)
     require_root()  # /dev/kmsg is readable by root only (dmesg_restrict)
     denied = "No journal files were opened due to insufficient permissions."
     bindir = fake_journalctl(tmp_path / "bin", "", stderr=denied)
-    log = g.read_kernel_log(live_host(bindir))
+    log = kernel_log.read_kernel_log(live_host(bindir))
     assert log.source == "/dev/kmsg" and log.lines > 0 and not log.error
 
 
 def test_read_kernel_log_unreadable_says_how_to_read_it(tmp_path):
     bindir = fake_journalctl(tmp_path / "bin", "", rc=1)
-    log = g.read_kernel_log(live_host(bindir), kmsg=str(tmp_path / "no-kmsg"))
+    log = kernel_log.read_kernel_log(live_host(bindir), kmsg=str(tmp_path / "no-kmsg"))
     assert log.error.startswith("cannot read this boot's kernel log") and "journalctl: exited 1" in log.error
     assert "sudo" in log.hint and not log.events
 
 
 def test_read_kernel_log_with_root_is_skipped(tmp_path):
-    assert g.read_kernel_log(Host(tmp_path)).skipped
+    assert kernel_log.read_kernel_log(Host(tmp_path)).skipped

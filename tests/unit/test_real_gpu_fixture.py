@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuprep import gpu as g
+from gpuprep.gpu import query as gpu_query
 
 REAL = Path(__file__).resolve().parent.parent / "fixtures" / "real-gpu"
 UUID = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -85,7 +85,7 @@ def test_nvidia_smi_q_of_the_same_machine_parses_and_agrees(gpu):
     q = REAL / "nvidia-smi-q.txt"
     if not q.exists():
         pytest.skip("tests/fixtures/real-gpu/nvidia-smi-q.txt not committed")
-    driver, gpus = g.parse_smi_q(q.read_text())
+    driver, gpus = gpu_query.parse_smi_q(q.read_text())
     nvml = gpu["gpu-nvml"]["data"]
     assert driver == nvml["driver_version"]
     assert sorted(x.uuid for x in gpus) == sorted(x["uuid"] for x in nvml["gpus"])

@@ -1,45 +1,26 @@
-"""The host GPU probe: what the PCI bus, /dev, the kernel module, NVML and the kernel log say.
+"""Per-GPU health from NVML (nvidia-ml-py), else ``nvidia-smi``, each bounded by a deadline because NVML init
+can hang with some drivers; and what each NVML return code (also nvidia-smi's exit code) means.
 
-Four independent views of the same GPUs (docs/domain.md "GPU health"):
-
-- sysfs: NVIDIA PCI functions (vendor 0x10de, class display/3D), whatever the driver thinks;
-- /dev/nvidia[0-9]*: one node per GPU the driver set up (ecs-init registers no GPU without them);
-- /proc/driver/nvidia/version: the kernel module and its version; libnvidia-ml.so.1: the userland's;
-- NVML (nvidia-ml-py), else ``nvidia-smi``: per-GPU health, bounded by a deadline because NVML init
-  can hang with some drivers.
-
-And the kernel log of this boot for ``NVRM: Xid`` lines, the only place XIDs are kept.
-
-Parsers are pure functions of text (``parse_*``) so they are tested on fixture output; readers
-(``read_*``, ``query_*``) do the I/O through a ``Host``. With ``--root`` the sysfs, /dev, /proc and
-library reads happen inside the root; NVML, nvidia-smi and the kernel log belong to the running
-system and are not consulted (the inventory says so).
-"""
+Parsers are pure functions of text (``parse_*``), tested on fixture output; ``query_*`` do the I/O. These
+belong to the running system: with ``--root`` they are not consulted."""
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import os
 import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpuprep.errors import CommandError, GpuprepError
+from gpuprep.gpu.devices import normalize_bus_id
 from gpuprep.host import Host
 
 if TYPE_CHECKING:
-    from gpuprep.runner.checks import Probes
-
-NVIDIA_VENDOR = 0x10DE
-# PCI base class 0x03 (display): subclass 0x00 VGA (a few boards, e.g. A10G on some hosts) and
-# 0x02 3D controller (datacenter GPUs: T4, V100, A100, H100, H200). 0x0403 (HDMI audio of the same
-# board) and 0x0680 (NVSwitch bridges) are NVIDIA functions that are not GPUs.
-GPU_CLASSES = (0x0300, 0x0302)
+    pass
 
 NVML_DEADLINE_S = 3.0  # TESTBED 7: NVML init takes ~10 ms with persistence on
 SMI_TIMEOUT_S = 4.0  # TESTBED 7: nvidia-smi -q ~100 ms, --query-gpu ~30 ms on a healthy H200
@@ -49,14 +30,6 @@ KERNEL_LOG_TIMEOUT_S = 4.0
 KERNEL_LOG_MAX_LINES = 200_000  # a boot's kernel log is far smaller; the bound guards a spamming driver
 KMSG_DEADLINE_S = 2.0
 XID_SAMPLES = 50  # events kept verbatim; the rest are only counted
-
-# Where distributions put libnvidia-ml.so.1 (AL2/RHEL: lib64; Debian/Ubuntu: multiarch dirs).
-LIB_DIRS = (
-    "/usr/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib",
-    "/lib64", "/lib/x86_64-linux-gnu", "/lib/aarch64-linux-gnu",
-)
-
-_VERSION = r"\d+\.\d+(?:\.\d+)?"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,61 +82,6 @@ def cause_for_code(code: int | None, what: str = "NVML") -> Cause:
         f"{what} failed" + (f" with code {code}" if code is not None else ""),
         "run `nvidia-smi -q` as root and read its error; `journalctl -k -b | grep NVRM` shows the driver's view",
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Data
-# ---------------------------------------------------------------------------------------------
-def normalize_bus_id(bus_id: str) -> str:
-    """``00000000:00:1E.0`` (NVML, nvidia-smi) and ``0000:00:1e.0`` (sysfs) -> ``0000:00:1e.0``."""
-    bus_id = bus_id.strip().lower()
-    if bus_id.startswith("pci:"):
-        bus_id = bus_id[4:]
-    parts = bus_id.split(":")
-    if len(parts) == 3:
-        domain = parts[0][-4:].rjust(4, "0")
-        return f"{domain}:{parts[1]}:{parts[2]}"
-    return bus_id
-
-
-@dataclass(frozen=True)
-class PciFunction:
-    bus_id: str  # sysfs name, "0000:00:1e.0"
-    device_id: str  # "0x2330"
-    class_code: str  # "0x030200"
-    driver: str | None  # the bound kernel driver ("nvidia", "nouveau", "vfio-pci"), None when unbound
-
-
-@dataclass
-class PciScan:
-    present: bool  # /sys/bus/pci/devices exists (sysfs is mounted in --root)
-    gpus: list[PciFunction] = field(default_factory=list)
-
-
-@dataclass
-class DeviceNodes:
-    present: bool  # /dev looks populated (devtmpfs bound into --root)
-    gpus: list[str] = field(default_factory=list)  # /dev/nvidia0, /dev/nvidia1, ...
-    nvidiactl: bool = False
-    nvidia_uvm: bool = False
-
-
-@dataclass
-class KernelModule:
-    procfs: bool  # /proc is mounted (or laid out) in the root
-    loaded: bool = False
-    version: str | None = None
-    flavour: str | None = None  # "open" | "proprietary"
-    text: str = ""  # the first line of /proc/driver/nvidia/version
-
-
-@dataclass
-class Userland:
-    """The driver's user-space side, from libnvidia-ml's file names (works inside --root)."""
-
-    nvml_lib: str | None = None  # host path of libnvidia-ml.so.1
-    version: str | None = None  # what libnvidia-ml.so.1 resolves to: libnvidia-ml.so.<version>
-    installed: list[str] = field(default_factory=list)  # every libnvidia-ml.so.<version> found
 
 
 @dataclass
@@ -219,117 +137,6 @@ class GpuQuery:
     @property
     def answered(self) -> bool:
         return not self.error and not self.skipped and bool(self.source)
-
-
-# ---------------------------------------------------------------------------------------------
-# sysfs, /dev, /proc, libraries
-# ---------------------------------------------------------------------------------------------
-def _read_hex(path: Path) -> int | None:
-    try:
-        return int(path.read_text().strip(), 16)
-    except (OSError, ValueError):
-        return None
-
-
-def is_gpu_function(vendor: int | None, class_code: int | None) -> bool:
-    return vendor == NVIDIA_VENDOR and class_code is not None and (class_code >> 8) in GPU_CLASSES
-
-
-def read_pci(host: Host) -> PciScan:
-    devices = host.path("/sys/bus/pci/devices")
-    if not devices.is_dir():
-        return PciScan(present=False)
-    gpus = []
-    for dev in sorted(devices.iterdir()):
-        vendor, klass = _read_hex(dev / "vendor"), _read_hex(dev / "class")
-        if not is_gpu_function(vendor, klass):
-            continue
-        device = _read_hex(dev / "device")
-        try:
-            driver: str | None = os.path.basename(os.readlink(dev / "driver"))
-        except OSError:
-            driver = None
-        gpus.append(PciFunction(
-            dev.name.lower(), f"0x{device:04x}" if device is not None else "", f"0x{klass:06x}", driver,
-        ))
-    return PciScan(present=True, gpus=gpus)
-
-
-_GPU_NODE = re.compile(r"^nvidia(\d+)$")
-
-
-def read_device_nodes(host: Host) -> DeviceNodes:
-    dev = host.path("/dev")
-    # An image's /dev without devtmpfs bound in has no /dev/null: then /dev tells nothing.
-    if not host.live and not host.path("/dev/null").exists():
-        return DeviceNodes(present=False)
-    try:
-        names = os.listdir(dev)
-    except OSError:
-        return DeviceNodes(present=False)
-    nodes = sorted((m for m in map(_GPU_NODE.match, names) if m), key=lambda m: int(m.group(1)))
-    return DeviceNodes(
-        present=True,
-        gpus=[f"/dev/{m.group(0)}" for m in nodes],
-        nvidiactl="nvidiactl" in names,
-        nvidia_uvm="nvidia-uvm" in names,
-    )
-
-
-_MODULE_VERSION = re.compile(rf"Kernel Module(?:\s+for\s+\S+)?\s+({_VERSION})\b")
-
-
-def parse_module_version(text: str) -> tuple[str | None, str | None]:
-    """``/proc/driver/nvidia/version`` -> (version, "open" | "proprietary").
-
-    ``NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 ...`` (proprietary) or
-    ``NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build ...`` (open).
-    """
-    m = _MODULE_VERSION.search(text)
-    if not m:
-        return None, None
-    return m.group(1), "open" if "Open Kernel Module" in text else "proprietary"
-
-
-def read_kernel_module(host: Host) -> KernelModule:
-    procfs = host.live or host.exists("/proc/modules") or host.exists("/proc/driver")
-    if not procfs:
-        return KernelModule(procfs=False)
-    text = host.read_text("/proc/driver/nvidia/version")
-    if text is None:
-        modules = host.read_text("/proc/modules") or ""
-        loaded = any(line.split(" ", 1)[0] == "nvidia" for line in modules.splitlines())
-        return KernelModule(procfs=True, loaded=loaded)
-    version, flavour = parse_module_version(text)
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return KernelModule(procfs=True, loaded=True, version=version, flavour=flavour, text=first)
-
-
-_LIB_VERSION = re.compile(rf"^libnvidia-ml\.so\.({_VERSION})$")
-
-
-def library_version(name: str) -> str | None:
-    m = _LIB_VERSION.match(os.path.basename(name))
-    return m.group(1) if m else None
-
-
-def read_userland(host: Host) -> Userland:
-    found: dict[str, str] = {}
-    nvml_lib = version = None
-    for d in LIB_DIRS:
-        real = host.path(d)
-        try:
-            names = os.listdir(real)
-        except OSError:
-            continue
-        for name in names:
-            v = library_version(name)
-            if v:
-                found.setdefault(v, f"{d}/{name}")
-        if nvml_lib is None and "libnvidia-ml.so.1" in names:
-            nvml_lib = f"{d}/libnvidia-ml.so.1"
-            version = library_version(host.resolve(nvml_lib))
-    return Userland(nvml_lib=nvml_lib, version=version, installed=sorted(found))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -675,272 +482,3 @@ def query_gpus(host: Host, n_gpus: int = 0) -> GpuQuery:
     smi = query_smi(host, timeout=max(SMI_TIMEOUT_S, allowance))
     smi.notes.insert(0, f"NVML through nvidia-ml-py not used: {nvml.error}")
     return smi
-
-
-# ---------------------------------------------------------------------------------------------
-# The kernel log: XIDs and other NVRM errors of this boot
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class XidClass:
-    severity: str  # "warning" | "critical"
-    meaning: str
-    action: str
-
-
-_RESTART_APP = "restart the application; if it recurs with healthy code, reset the GPU (`nvidia-smi -r -i N`)"
-_RESET = "drain the GPU, then reset it (`nvidia-smi -r -i N`) or reboot"
-RMA_ADVICE = "drain it and have it replaced (" + MOVE_HARDWARE + ")"
-
-# NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors: "Analyzing Xid Errors with the Xid
-# Catalog", resolution buckets RESTART_APP / RESET_GPU / CONTACT_SUPPORT). Application-caused
-# errors are warnings: the GPU is fine; hardware and driver faults are critical.
-XID_CATALOG: dict[int, XidClass] = {
-    8: XidClass("warning", "GPU stopped processing (channel idle timeout)", _RESTART_APP),
-    13: XidClass("warning", "graphics engine exception (usually an application fault)", _RESTART_APP),
-    31: XidClass("warning", "GPU memory page fault (usually an application fault)", _RESTART_APP),
-    32: XidClass("warning", "invalid or corrupted push buffer stream", _RESTART_APP),
-    43: XidClass("warning", "GPU stopped processing (an application's channel was reset)", _RESTART_APP),
-    45: XidClass("warning", "preemptive cleanup after earlier errors", _RESTART_APP),
-    68: XidClass("warning", "video decoder (NVDEC) exception", _RESTART_APP),
-    69: XidClass("warning", "graphics engine class error", _RESTART_APP),
-    48: XidClass("critical", "double-bit (uncorrectable) ECC error", _RESET + "; if DBEs recur, " + RMA_ADVICE),
-    61: XidClass("critical", "internal micro-controller breakpoint/warning", _RESET),
-    62: XidClass("critical", "internal micro-controller halt", _RESET),
-    63: XidClass("critical", "row remapping / page retirement recorded: takes effect after a GPU reset", _RESET),
-    64: XidClass("critical", "row remapping / page retirement failed", RMA_ADVICE),
-    74: XidClass("critical", "NVLink error", _RESET + "; if it recurs, " + RMA_ADVICE),
-    79: XidClass("critical", "GPU has fallen off the bus", "reboot; if it recurs, " + RMA_ADVICE),
-    92: XidClass("critical", "high single-bit ECC error rate", _RESET + "; if it recurs, " + RMA_ADVICE),
-    94: XidClass("critical", "contained ECC error (the application using the memory was stopped)", _RESET),
-    95: XidClass("critical", "uncontained ECC error", _RESET + " now: every application on it is affected"),
-    119: XidClass("critical", "GSP RPC timeout (the GPU's firmware stopped answering)",
-                  _RESET + "; if it recurs, update the driver"),
-    120: XidClass("critical", "GSP error (the GPU's firmware failed)", _RESET + "; if it recurs, update the driver"),
-    140: XidClass("critical", "unrecovered ECC error", _RESET),
-    154: XidClass("critical", "the driver set a GPU recovery action (reset or reboot required)",
-                  "do the recovery action the line names (`nvidia-smi -q | grep -i recovery`): "
-                  "reset the GPU or reboot"),
-}
-UNCLASSIFIED_XID = XidClass(
-    "warning", "not classified by gpuprep",
-    "look the code up in NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors)",
-)
-
-
-@dataclass
-class KernelEvent:
-    kind: str  # "xid" | "rm-init-failed" | "api-mismatch"
-    severity: str
-    pci: str = ""  # "0000:00:1e" as the driver prints it (no function number for XIDs)
-    code: int | None = None
-    pid: str = ""
-    process: str = ""
-    message: str = ""
-    meaning: str = ""
-    action: str = ""
-    line: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in ("", None)}
-
-
-# `NVRM: Xid (PCI:0000:00:1e): 79, pid=1234, name=python3, GPU has fallen off the bus.`; older
-# drivers print no name (`pid=1896, Row Remapper: ...`) or no pid at all, newer ones pid='<unknown>'.
-_XID = re.compile(r"NVRM: Xid \((?:PCI:)?(?P<pci>[0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}(?:\.\d)?)\):\s*"
-                  r"(?P<code>\d+),\s*(?P<rest>.*)$")
-_XID_PID = re.compile(r"^pid=(?P<pid>[^,]*),\s*")
-_XID_NAME = re.compile(r"^name=(?P<name>[^,]*),\s*")
-_RM_INIT = re.compile(r"NVRM: GPU (?P<pci>[0-9a-fA-F:.]+): RmInitAdapter failed!\s*(?P<rest>.*)$")
-_API_MISMATCH = re.compile(
-    rf"NVRM: API mismatch: the client has the version (?P<client>{_VERSION}), but.{{0,80}}?"
-    rf"this kernel module has the version (?P<kernel>{_VERSION})", re.DOTALL)
-
-
-def parse_xid_line(line: str) -> KernelEvent | None:
-    m = _XID.search(line)
-    if not m:
-        return None
-    code, rest = int(m.group("code")), m.group("rest").strip()
-    pid = process = ""
-    if pm := _XID_PID.match(rest):
-        pid, rest = pm.group("pid").strip("'\""), rest[pm.end():]
-    if nm := _XID_NAME.match(rest):
-        process, rest = nm.group("name"), rest[nm.end():]
-    klass = XID_CATALOG.get(code, UNCLASSIFIED_XID)
-    return KernelEvent(
-        "xid", klass.severity, pci=normalize_bus_id(m.group("pci")), code=code, pid=pid, process=process,
-        message=rest.strip(), meaning=klass.meaning, action=klass.action, line=line.strip(),
-    )
-
-
-def parse_kernel_log(text: str) -> list[KernelEvent]:
-    """XIDs, GPUs the driver failed to initialise, and userland/kernel version mismatches."""
-    events: list[KernelEvent] = []
-    for line in text.splitlines():
-        if "NVRM" not in line:
-            continue
-        if (event := parse_xid_line(line)) is not None:
-            events.append(event)
-        elif m := _RM_INIT.search(line):
-            events.append(KernelEvent(
-                "rm-init-failed", "critical", pci=normalize_bus_id(m.group("pci")), message=m.group("rest"),
-                meaning="the driver failed to initialise this GPU",
-                action="reboot; if it recurs, " + RMA_ADVICE, line=line.strip(),
-            ))
-    for m in _API_MISMATCH.finditer(text):
-        events.append(KernelEvent(
-            "api-mismatch", "critical",
-            message=f"userland {m.group('client')}, kernel module {m.group('kernel')}",
-            meaning="the driver userland and the loaded kernel module differ in version",
-            action=NVML_CAUSES[18].hint, line=m.group(0).splitlines()[0].strip(),
-        ))
-    return events
-
-
-def parse_kmsg(text: str) -> str:
-    """/dev/kmsg records (``6,1234,5678901,-;message`` and `` KEY=value`` continuations) -> messages."""
-    lines = []
-    for line in text.splitlines():
-        if not line or line.startswith(" "):
-            continue
-        head, sep, message = line.partition(";")
-        lines.append(message if sep and "," in head else line)
-    return "\n".join(lines)
-
-
-def read_kmsg(path: Path, max_records: int = KERNEL_LOG_MAX_LINES, deadline_s: float = KMSG_DEADLINE_S) -> str:
-    """Read the kernel ring buffer from /dev/kmsg without blocking, bounded in records and time."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    chunks: list[bytes] = []
-    try:
-        end = time.monotonic() + deadline_s
-        while len(chunks) < max_records and time.monotonic() < end:
-            try:
-                chunk = os.read(fd, 8192)  # /dev/kmsg returns one record per read
-            except BlockingIOError:
-                break  # EAGAIN: the end of the buffer
-            except BrokenPipeError:
-                continue  # EPIPE: the record was overwritten while we read; the next read resumes
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return parse_kmsg(b"".join(chunks).decode(errors="replace"))
-
-
-@dataclass
-class KernelLog:
-    source: str = ""  # "journalctl" | "/dev/kmsg"
-    events: list[KernelEvent] = field(default_factory=list)
-    lines: int = 0
-    error: str = ""
-    hint: str = ""
-    skipped: str = ""
-
-
-# journalctl says this on stderr, and exits 0, when it may not read the system journal.
-_JOURNAL_LIMITED = ("insufficient permissions", "not seeing messages")
-
-
-def read_kernel_log(host: Host, timeout: float = KERNEL_LOG_TIMEOUT_S, kmsg: str = "/dev/kmsg") -> KernelLog:
-    if not host.live:
-        return KernelLog(skipped="the kernel log belongs to the running system, not --root")
-    problems = []
-    exe = host.which("journalctl")
-    if exe is not None:
-        argv = [exe, "-k", "-b", "-o", "cat", "--no-pager", "-n", str(KERNEL_LOG_MAX_LINES)]
-        try:
-            done = host.run(argv, timeout=timeout, check=False)
-            limited = any(s in done.stderr for s in _JOURNAL_LIMITED)
-            if done.returncode == 0 and done.stdout.strip() and not limited:
-                return KernelLog("journalctl", parse_kernel_log(done.stdout), lines=done.stdout.count("\n"))
-            problems.append("journalctl: " + (
-                "not allowed to read the system journal" if limited else
-                f"exited {done.returncode}" if done.returncode else "no kernel messages for this boot"))
-        except CommandError as exc:
-            problems.append(exc.message)
-    try:
-        text = read_kmsg(host.path(kmsg))
-        return KernelLog(kmsg, parse_kernel_log(text), lines=text.count("\n") + bool(text))
-    except OSError as exc:
-        problems.append(f"{kmsg}: {exc.strerror or exc}")
-    return KernelLog(
-        error="cannot read this boot's kernel log (" + "; ".join(problems) + ")",
-        hint="run as root (or as a member of group systemd-journal or adm): `sudo gpuprep doctor`; "
-        "by hand: `sudo journalctl -k -b | grep -E 'NVRM: (Xid|API mismatch)'`",
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# The inventory
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class GpuInventory:
-    live: bool
-    pci: PciScan
-    nodes: DeviceNodes
-    module: KernelModule
-    userland: Userland
-    query: GpuQuery
-    kernel_log: KernelLog
-
-    @property
-    def gpus(self) -> list[GpuStatus]:
-        return self.query.gpus if self.query.answered else []
-
-    @property
-    def uuids(self) -> list[str]:
-        """GPU UUIDs as NVML gives them (``GPU-0e7d3af2-...``), in index order; [] without NVML."""
-        return [g.uuid for g in sorted(self.gpus, key=lambda g: g.index) if g.uuid]
-
-    @property
-    def count(self) -> int:
-        """GPUs NVML reports when it answered, else the NVIDIA GPU functions on the PCI bus."""
-        return len(self.gpus) if self.query.answered else len(self.pci.gpus)
-
-    @property
-    def driver_version(self) -> str | None:
-        """NVML's driver version, else the loaded kernel module's."""
-        return self.query.driver_version or self.module.version or None
-
-
-def gather(host: Host) -> GpuInventory:
-    pci = read_pci(host)
-    return GpuInventory(
-        live=host.live, pci=pci, nodes=read_device_nodes(host), module=read_kernel_module(host),
-        userland=read_userland(host), query=query_gpus(host, len(pci.gpus)), kernel_log=read_kernel_log(host),
-    )
-
-
-# Each view is its own probe so a check that needs only sysfs never waits on a hanging NVML.
-def probe_pci(probes: Probes) -> PciScan:
-    return probes.get("gpu.pci", lambda p: read_pci(p.host))
-
-
-def probe_nodes(probes: Probes) -> DeviceNodes:
-    return probes.get("gpu.nodes", lambda p: read_device_nodes(p.host))
-
-
-def probe_module(probes: Probes) -> KernelModule:
-    return probes.get("gpu.module", lambda p: read_kernel_module(p.host))
-
-
-def probe_userland(probes: Probes) -> Userland:
-    return probes.get("gpu.userland", lambda p: read_userland(p.host))
-
-
-def probe_query(probes: Probes) -> GpuQuery:
-    return probes.get("gpu.query", lambda p: query_gpus(p.host, len(probe_pci(p).gpus)))
-
-
-def probe_kernel_log(probes: Probes) -> KernelLog:
-    return probes.get("gpu.kernel_log", lambda p: read_kernel_log(p.host))
-
-
-def gpu_inventory(probes: Probes) -> GpuInventory:
-    """The whole inventory, computed once per doctor run and shared with every check that asks."""
-    return probes.get("gpu", lambda p: GpuInventory(
-        live=p.host.live, pci=probe_pci(p), nodes=probe_nodes(p), module=probe_module(p),
-        userland=probe_userland(p), query=probe_query(p), kernel_log=probe_kernel_log(p),
-    ))

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpuprep import gpu as g
+from gpuprep.gpu import devices, inventory, kernel_log
+from gpuprep.gpu import query as gpu_query
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
 NO_GPU = "no NVIDIA GPU on this host"
 VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
 # NVML, or (when the binding cannot load) nvidia-smi's CSV and -q, each within the init allowance.
-QUERY_TIMEOUT = 2 * g.MAX_INIT_S + 5
+QUERY_TIMEOUT = 2 * gpu_query.MAX_INIT_S + 5
 FILE_TIMEOUT = 3.0
 
 PERSISTENCE_FIX = (
@@ -36,18 +37,18 @@ def _short_list(items: list[str], n: int = 4) -> str:
     return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
 
 
-def _pci_gpus(probes: Probes) -> g.PciScan:
+def _pci_gpus(probes: Probes) -> devices.PciScan:
     """The PCI scan, or NotApplicable when there is nothing to check the GPUs of."""
-    pci = g.probe_pci(probes)
+    pci = inventory.probe_pci(probes)
     if pci.present and not pci.gpus:
         raise NotApplicable(NO_GPU)
     return pci
 
 
-def _answered(probes: Probes) -> g.GpuQuery:
+def _answered(probes: Probes) -> gpu_query.GpuQuery:
     """NVML's answer, or NotApplicable: gpu-nvml reports why it did not answer."""
     _pci_gpus(probes)
-    query = g.probe_query(probes)
+    query = inventory.probe_query(probes)
     if query.skipped:
         raise NotApplicable(query.skipped)
     if not query.answered:
@@ -55,11 +56,11 @@ def _answered(probes: Probes) -> g.GpuQuery:
     return query
 
 
-def _readable(gpus: list[g.GpuStatus]) -> list[g.GpuStatus]:
+def _readable(gpus: list[gpu_query.GpuStatus]) -> list[gpu_query.GpuStatus]:
     return [x for x in gpus if not x.error]
 
 
-def _reporting(probes: Probes, field: str, none_reason: str) -> list[g.GpuStatus]:
+def _reporting(probes: Probes, field: str, none_reason: str) -> list[gpu_query.GpuStatus]:
     """The readable GPUs whose NVML answer has ``field``; NotApplicable(``none_reason``) when none has."""
     gpus = [x for x in _readable(_answered(probes).gpus) if getattr(x, field) is not None]
     if not gpus:
@@ -67,13 +68,13 @@ def _reporting(probes: Probes, field: str, none_reason: str) -> list[g.GpuStatus
     return gpus
 
 
-def _label(x: g.GpuStatus) -> str:
+def _label(x: gpu_query.GpuStatus) -> str:
     return f"GPU {x.index} ({x.pci_bus_id})" if x.pci_bus_id else f"GPU {x.index}"
 
 
 # ---------------------------------------------------------------------------------------------
 def check_pci(probes: Probes) -> Verdict:
-    pci = g.probe_pci(probes)
+    pci = inventory.probe_pci(probes)
     if not pci.present:
         root = probes.host.root
         raise NotApplicable(f"no sysfs in {root} (bind it: `mount --rbind /sys {root}/sys`)")
@@ -96,7 +97,7 @@ def check_pci(probes: Probes) -> Verdict:
             "(`sudo dracut -f` or `sudo update-initramfs -u`), reboot",
             data,
         )
-    module = g.probe_module(probes)
+    module = inventory.probe_module(probes)
     unbound = [f.bus_id for f in pci.gpus if f.driver is None]
     if unbound and module.loaded:
         return Verdict(
@@ -115,7 +116,7 @@ def check_pci(probes: Probes) -> Verdict:
 
 
 def check_device_nodes(probes: Probes) -> Verdict:
-    nodes = g.probe_nodes(probes)
+    nodes = inventory.probe_nodes(probes)
     if not nodes.present:
         root = probes.host.root
         raise NotApplicable(f"no device nodes in {root}/dev (bind it: `mount --rbind /dev {root}/dev`)")
@@ -134,14 +135,14 @@ def check_device_nodes(probes: Probes) -> Verdict:
 
 
 def check_kernel_module(probes: Probes) -> Verdict:
-    module = g.probe_module(probes)
+    module = inventory.probe_module(probes)
     if not module.procfs:
         root = probes.host.root
         raise NotApplicable(f"no /proc in {root} (mount it: `mount -t proc proc {root}/proc`)")
     data: dict[str, Any] = {"loaded": module.loaded, "version": module.version, "flavour": module.flavour}
     if not module.loaded:
         _pci_gpus(probes)
-        cause = g.NVML_CAUSES[9]
+        cause = gpu_query.NVML_CAUSES[9]
         return Verdict(Status.CRITICAL, "the NVIDIA kernel module is not loaded", cause.hint, data)
     if module.version is None:
         return Verdict(Status.WARNING, "the nvidia module is loaded but its version is unreadable",
@@ -152,7 +153,7 @@ def check_kernel_module(probes: Probes) -> Verdict:
 
 def check_nvml(probes: Probes) -> Verdict:
     _pci_gpus(probes)
-    query = g.probe_query(probes)
+    query = inventory.probe_query(probes)
     if query.skipped:
         raise NotApplicable(query.skipped)
     data: dict[str, Any] = {"source": query.source, "duration_ms": round(query.duration_ms, 1)}
@@ -160,12 +161,13 @@ def check_nvml(probes: Probes) -> Verdict:
         data["notes"] = query.notes
     if not query.answered:
         data |= {"error": query.error, "code": query.error_code}
-        return Verdict(Status.CRITICAL, query.error, query.hint or g.cause_for_code(query.error_code).hint, data)
+        hint = query.hint or gpu_query.cause_for_code(query.error_code).hint
+        return Verdict(Status.CRITICAL, query.error, hint, data)
     data |= {"count": len(query.gpus), "driver_version": query.driver_version,
              "gpus": [x.as_dict() for x in query.gpus]}
     lost = [x for x in query.gpus if x.error]
     if lost:
-        cause = g.cause_for_code(lost[0].error_code)
+        cause = gpu_query.cause_for_code(lost[0].error_code)
         return Verdict(Status.CRITICAL, "; ".join(x.error for x in lost), cause.hint, data)
     via = "NVML" if query.source == "nvml" else "nvidia-smi (NVML through nvidia-ml-py unavailable)"
     names = sorted({x.name for x in query.gpus})
@@ -178,7 +180,7 @@ def check_nvml(probes: Probes) -> Verdict:
 
 def check_count(probes: Probes) -> Verdict:
     pci = _pci_gpus(probes)
-    nodes = g.probe_nodes(probes)
+    nodes = inventory.probe_nodes(probes)
     counts: dict[str, int] = {}
     not_consulted = []
     if pci.present:
@@ -189,7 +191,7 @@ def check_count(probes: Probes) -> Verdict:
         counts["dev"] = len(nodes.gpus)
     else:
         not_consulted.append("/dev (no device nodes)")
-    query = g.probe_query(probes)  # with --root it answers at once that it was not asked
+    query = inventory.probe_query(probes)  # with --root it answers at once that it was not asked
     if query.answered:
         counts["nvml"] = len(query.gpus)
     else:
@@ -212,22 +214,23 @@ def check_count(probes: Probes) -> Verdict:
 
 
 def check_driver_version(probes: Probes) -> Verdict:
-    module = g.probe_module(probes)
+    module = inventory.probe_module(probes)
     if not module.procfs:
         raise NotApplicable(f"no /proc in {probes.host.root}")
     if not module.loaded:
         _pci_gpus(probes)
         raise NotApplicable("the kernel module is not loaded (see gpu-kernel-module)")
-    userland = g.probe_userland(probes)
-    query = g.probe_query(probes)
+    userland = inventory.probe_userland(probes)
+    query = inventory.probe_query(probes)
     data: dict[str, Any] = {"kernel_module": module.version, "userland": userland.version,
                             "nvml_library": userland.nvml_lib, "installed": userland.installed}
-    mismatch = g.NVML_CAUSES[18]
+    mismatch = gpu_query.NVML_CAUSES[18]
     if query.error_code == 18:
         return Verdict(Status.CRITICAL, f"{mismatch.summary}: {query.error}", mismatch.hint, data)
     if userland.nvml_lib is None:
-        return Verdict(Status.CRITICAL, f"kernel module {module.version} loaded but {g.NVML_CAUSES[12].summary}",
-                       g.NVML_CAUSES[12].hint, data)
+        no_lib = gpu_query.NVML_CAUSES[12]
+        return Verdict(Status.CRITICAL, f"kernel module {module.version} loaded but {no_lib.summary}",
+                       no_lib.hint, data)
     if query.answered:
         data["nvml"] = query.driver_version
     if userland.version and module.version and userland.version != module.version:
@@ -286,7 +289,7 @@ def check_row_remap(probes: Probes) -> Verdict:
     if failed:
         return Verdict(
             Status.CRITICAL, f"row remapping failed on {_short_list([_label(x) for x in failed])}",
-            "the GPU has run out of spare rows: " + g.RMA_ADVICE, data,
+            "the GPU has run out of spare rows: " + kernel_log.RMA_ADVICE, data,
         )
     pending = [x for x in gpus if x.remapped_rows_pending]
     if pending:
@@ -317,7 +320,7 @@ def check_retired_pages(probes: Probes) -> Verdict:
 def check_clocks(probes: Probes) -> Verdict:
     gpus = _reporting(probes, "clock_events", "no clock event reasons reported")
     data = {"gpus": {str(x.index): {k: v for k, v in (x.clock_events or {}).items() if v} for x in gpus}}
-    slowed = [(x, [k for k in g.CLOCK_EVENTS if (x.clock_events or {}).get(k)]) for x in gpus]
+    slowed = [(x, [k for k in gpu_query.CLOCK_EVENTS if (x.clock_events or {}).get(k)]) for x in gpus]
     slowed = [(x, ks) for x, ks in slowed if ks]
     if slowed:
         return Verdict(
@@ -332,23 +335,23 @@ def check_clocks(probes: Probes) -> Verdict:
 
 
 def check_xids(probes: Probes) -> Verdict:
-    log = g.probe_kernel_log(probes)
+    log = inventory.probe_kernel_log(probes)
     if log.skipped:
         raise NotApplicable(log.skipped)
     if log.error:
         return Verdict(Status.UNKNOWN, log.error, log.hint)
     counts: dict[str, int] = {}
-    first: dict[str, g.KernelEvent] = {}  # each kind's first event, for its meaning and PCI address
+    first: dict[str, kernel_log.KernelEvent] = {}  # each kind's first event, for its meaning and PCI address
     for e in log.events:
         key = f"Xid {e.code}" if e.kind == "xid" else e.kind
         counts[key] = counts.get(key, 0) + 1
         first.setdefault(key, e)
     data: dict[str, Any] = {"source": log.source, "lines": log.lines, "counts": counts,
-                            "events": [e.as_dict() for e in log.events[: g.XID_SAMPLES]]}
+                            "events": [e.as_dict() for e in log.events[: gpu_query.XID_SAMPLES]]}
     if not log.events:
         return Verdict(Status.OK, f"no XIDs or NVRM errors in this boot's kernel log ({log.source})", data=data)
     # The hint follows the gravest event: critical before warning, a replace-the-GPU action first.
-    worst = max(log.events, key=lambda e: (e.severity == "critical", g.RMA_ADVICE in e.action))
+    worst = max(log.events, key=lambda e: (e.severity == "critical", kernel_log.RMA_ADVICE in e.action))
     status = Status.CRITICAL if worst.severity == "critical" else Status.WARNING
     parts = [f"{k} ({e.meaning}{', ' + e.pci if e.pci else ''}) x{counts[k]}" for k, e in first.items()]
     hint = f"{worst.action} (`journalctl -k -b | grep NVRM` shows the lines)"
@@ -379,5 +382,5 @@ CHECKS = [
     Check("gpu-clocks", "gpu", "no HW slowdown or thermal clock events", check_clocks,
           timeout=QUERY_TIMEOUT, needs_live=True),
     Check("gpu-xid", "gpu", "XIDs and NVRM errors in this boot's kernel log, classified", check_xids,
-          timeout=g.KERNEL_LOG_TIMEOUT_S + g.KMSG_DEADLINE_S + 1, needs_live=True),
+          timeout=gpu_query.KERNEL_LOG_TIMEOUT_S + gpu_query.KMSG_DEADLINE_S + 1, needs_live=True),
 ]

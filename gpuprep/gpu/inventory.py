@@ -1,0 +1,97 @@
+"""The four views of the same GPUs gathered (sysfs, /dev, the module, NVML or nvidia-smi) with the kernel log,
+and doctor's probes of each: one per view, so a check that needs only sysfs never waits on a hanging NVML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gpuprep.gpu.devices import (
+    DeviceNodes,
+    KernelModule,
+    PciScan,
+    Userland,
+    read_device_nodes,
+    read_kernel_module,
+    read_pci,
+    read_userland,
+)
+from gpuprep.gpu.kernel_log import KernelLog, read_kernel_log
+from gpuprep.gpu.query import GpuQuery, GpuStatus, query_gpus
+from gpuprep.host import Host
+
+if TYPE_CHECKING:
+    from gpuprep.runner.checks import Probes
+
+# ---------------------------------------------------------------------------------------------
+# The inventory
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class GpuInventory:
+    live: bool
+    pci: PciScan
+    nodes: DeviceNodes
+    module: KernelModule
+    userland: Userland
+    query: GpuQuery
+    kernel_log: KernelLog
+
+    @property
+    def gpus(self) -> list[GpuStatus]:
+        return self.query.gpus if self.query.answered else []
+
+    @property
+    def uuids(self) -> list[str]:
+        """GPU UUIDs as NVML gives them (``GPU-0e7d3af2-...``), in index order; [] without NVML."""
+        return [g.uuid for g in sorted(self.gpus, key=lambda g: g.index) if g.uuid]
+
+    @property
+    def count(self) -> int:
+        """GPUs NVML reports when it answered, else the NVIDIA GPU functions on the PCI bus."""
+        return len(self.gpus) if self.query.answered else len(self.pci.gpus)
+
+    @property
+    def driver_version(self) -> str | None:
+        """NVML's driver version, else the loaded kernel module's."""
+        return self.query.driver_version or self.module.version or None
+
+
+def gather(host: Host) -> GpuInventory:
+    pci = read_pci(host)
+    return GpuInventory(
+        live=host.live, pci=pci, nodes=read_device_nodes(host), module=read_kernel_module(host),
+        userland=read_userland(host), query=query_gpus(host, len(pci.gpus)), kernel_log=read_kernel_log(host),
+    )
+
+
+# Each view is its own probe so a check that needs only sysfs never waits on a hanging NVML.
+def probe_pci(probes: Probes) -> PciScan:
+    return probes.get("gpu.pci", lambda p: read_pci(p.host))
+
+
+def probe_nodes(probes: Probes) -> DeviceNodes:
+    return probes.get("gpu.nodes", lambda p: read_device_nodes(p.host))
+
+
+def probe_module(probes: Probes) -> KernelModule:
+    return probes.get("gpu.module", lambda p: read_kernel_module(p.host))
+
+
+def probe_userland(probes: Probes) -> Userland:
+    return probes.get("gpu.userland", lambda p: read_userland(p.host))
+
+
+def probe_query(probes: Probes) -> GpuQuery:
+    return probes.get("gpu.query", lambda p: query_gpus(p.host, len(probe_pci(p).gpus)))
+
+
+def probe_kernel_log(probes: Probes) -> KernelLog:
+    return probes.get("gpu.kernel_log", lambda p: read_kernel_log(p.host))
+
+
+def gpu_inventory(probes: Probes) -> GpuInventory:
+    """The whole inventory, computed once per doctor run and shared with every check that asks."""
+    return probes.get("gpu", lambda p: GpuInventory(
+        live=p.host.live, pci=probe_pci(p), nodes=probe_nodes(p), module=probe_module(p),
+        userland=probe_userland(p), query=probe_query(p), kernel_log=probe_kernel_log(p),
+    ))
