@@ -49,10 +49,10 @@ echo "text report exit $?" >> "$OUT/doctor.txt"
 "$PY" -m gpuprep --json doctor --no-container --boot > "$OUT/doctor-boot.json" 2> "$OUT/doctor-boot.stderr"
 echo "$?" > "$OUT/doctor-boot.rc"
 
-# The raw probe, field by field, as gpuprep.gpu.gather sees this host.
+# The raw probe, field by field, as gpuprep.gpu.inventory.gather sees this host.
 "$PY" - > "$OUT/inventory.json" 2> "$OUT/inventory.stderr" <<'EOF'
 import dataclasses, json, time
-from gpuprep.gpu import gather
+from gpuprep.gpu.inventory import gather
 from gpuprep.host import Host
 t0 = time.monotonic()
 inv = gather(Host("/"))
