@@ -53,7 +53,7 @@ def by_hand(url: str) -> None:
 def through_docker_py(url: str, order) -> None:
     import docker
 
-    from gpuprep.seal import DOCKER_WORKERS, REMOVAL_TIMEOUT
+    from gpuprep.engine.objects import DOCKER_WORKERS, REMOVAL_TIMEOUT
 
     api = docker.APIClient(base_url=url, version="auto", timeout=REMOVAL_TIMEOUT, max_pool_size=DOCKER_WORKERS)
     api.trust_env = False  # as seal's removal client on a unix socket
@@ -81,7 +81,7 @@ def main() -> int:
         print("skipped: needs root, dockerd and the docker CLI")
         return 0
 
-    from gpuprep.seal import removal_order
+    from gpuprep.engine.objects import removal_order
 
     d = PrivateDockerd().start()
     client = d.client()

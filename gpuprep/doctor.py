@@ -20,14 +20,17 @@ GROUPS = ("platform", "gpu", "docker", "container", "ecs", "packages")
 
 
 def all_checks() -> list[Check]:
-    from gpuprep.checks import container, docker, ecs, packages, platform
+    from gpuprep import platform_checks
+    from gpuprep.ecs import checks as ecs
+    from gpuprep.engine import checks as docker
+    from gpuprep.engine import container_checks as container
     from gpuprep.gpu import checks as gpu
+    from gpuprep.packages import checks as packages
 
     return [
-        *platform.CHECKS, *gpu.CHECKS, *docker.CHECKS, *container.CHECKS,
+        *platform_checks.CHECKS, *gpu.CHECKS, *docker.CHECKS, *container.CHECKS,
         *ecs.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS,
     ]
-
 
 
 def run_checks(host: Host, platform: Platform, options: DoctorOptions,

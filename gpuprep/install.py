@@ -8,7 +8,7 @@ from gpuprep.runner.steps import Step
 def install_steps() -> list[Step]:
     """In docs/contract.md's order; ids never change meaning."""
     from gpuprep.bootcheck import BootCheckStep
-    from gpuprep.ecs import DockerGroupStep, EcsConfigStep
+    from gpuprep.ecs.steps import DockerGroupStep, EcsConfigStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
     from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
 

@@ -27,3 +27,36 @@ def db_args(host: Host) -> list[str] | None:
         if any(host.path(f"{d}/{f}").is_file() for f in DB_FILES):
             return ["--root", str(host.root), "--dbpath", d]
     return None
+
+
+def rpm_installed(host: Host, names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``name -> name-[epoch:]version-release`` for each of ``names`` installed (``rpm -q``, inside --root).
+
+    Nothing is asked when the host has no rpm or the root holds no rpm database: ``rpm -q --root``
+    would create an empty database inside the image.
+    """
+    if not names or not _which_rpm(host):
+        return {}
+    from gpuprep.packages.rpmdb import db_args
+
+    root = db_args(host)
+    if root is None:
+        return {}
+    proc = host.run(["rpm", "-q", *root, "--qf", "%{NAME}|%{EPOCH}|%{VERSION}|%{RELEASE}\\n", *names],
+                    check=False, timeout=30)
+    found: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) != 4 or parts[0] not in names:
+            continue
+        name, epoch, version, release = parts
+        evr = f"{epoch}:{version}-{release}" if epoch not in ("", "(none)", "0") else f"{version}-{release}"
+        found[name] = f"{name}-{evr}"  # the newest wins where several are installed
+    return found
+
+
+def _which_rpm(host: Host) -> bool:
+    import shutil
+
+    # rpm runs on this machine even with --root (rpm --root reads the image's database).
+    return (host.which("rpm") if host.live else shutil.which("rpm")) is not None

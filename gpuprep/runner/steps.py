@@ -59,6 +59,13 @@ class Context:
     state: dict[str, Any] = field(default_factory=dict)
     # Top-level JSON fields the command adds (install: "selection").
     extra: dict[str, Any] = field(default_factory=dict)
+    # The ids of --only and --skip, as run_steps parsed them (empty: every step is selected).
+    only: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+
+    def selected(self, step_id: str) -> bool:
+        """Whether ``--only``/``--skip`` select step ``step_id`` in this run."""
+        return (not self.only or step_id in self.only) and step_id not in self.skip
 
     @property
     def dry_run(self) -> bool:
@@ -119,10 +126,10 @@ def run_steps(
     platform): where ``--only``/``--skip`` leave it out while selecting another step, its checks still
     run (its plan; it changes nothing) and a failure stops the run as it would have.
     """
-    only_ids, skip_ids = check_selection(only, skip, steps)
+    ctx.only, ctx.skip = check_selection(only, skip, steps)
 
     def selected(step: Step) -> bool:
-        return (not only_ids or step.id in only_ids) and step.id not in skip_ids
+        return ctx.selected(step.id)
 
     gate = steps[0] if steps and steps[0].id == "preflight" else None
     report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra)

@@ -185,11 +185,11 @@ def test_stop_ecs_stops_a_running_agent_container_and_waits(dockerd_factory):
     This machine runs no ecs service, so the init-system half is only asked (systemctl show), never acted on."""
     from testbed import tiny_image
 
+    from gpuprep.ecs.steps import StopEcsStep
     from gpuprep.options import SealOptions
     from gpuprep.platform import detect
     from gpuprep.report import StepStatus
     from gpuprep.runner.steps import Context, run_steps
-    from gpuprep.seal import StopEcsStep
 
     d = dockerd_factory()
     client = d.client()
@@ -332,7 +332,7 @@ def test_running_containers_are_removed_before_stopped_ones_as_the_engine_record
 
     from testbed import tiny_image
 
-    from gpuprep.seal import DOCKER_WORKERS
+    from gpuprep.engine.objects import DOCKER_WORKERS
 
     d = dockerd_factory()
     client = d.client()
@@ -403,7 +403,8 @@ def test_a_removal_the_engine_never_answers_is_not_asked_again_and_the_hint_says
 
     from testbed import tiny_image
 
-    from gpuprep import seal
+    from gpuprep.engine import objects
+    from gpuprep.engine.seal import ContainersStep
     from gpuprep.errors import StepFailed
     from gpuprep.host import Host
     from gpuprep.options import SealOptions
@@ -417,10 +418,10 @@ def test_a_removal_the_engine_never_answers_is_not_asked_again_and_the_hint_says
     root = _al2023(tmp_path)
     host = Host(root, env={**os.environ, "DOCKER_HOST": d.url})
     ctx = Context(host, detect(host), SealOptions(yes=True, only=["containers"]))
-    step = seal.ContainersStep()
+    step = ContainersStep()
     change = step.plan(ctx)
     assert [r["name"] for r in change.payload] == ["frozen"]
-    monkeypatch.setattr(seal, "REMOVAL_TIMEOUT", 1.5)
+    monkeypatch.setattr(objects, "REMOVAL_TIMEOUT", 1.5)
     pid = d.current_pid()
     os.kill(pid, signal.SIGSTOP)
     try:

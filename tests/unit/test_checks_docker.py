@@ -1,4 +1,4 @@
-"""doctor's ``docker info`` (gpuprep.checks.docker.engine_info, docker-py underneath) against stand-in servers.
+"""doctor's ``docker info`` (gpuprep.engine.checks.engine_info, docker-py underneath) against stand-in servers.
 
 Real: unix sockets, docker-py, the checks. Simulated: the Engine's side, a few lines of HTTP on a socket in a
 temp dir (a real dockerd answers in tests/integration/test_docker_checks.py and test_doctor_live.py); here the
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuprep.checks.docker import engine_info
+from gpuprep.engine.checks import engine_info
 from gpuprep.engine.dockerd import EngineDown, known_removal_deadlock, wait_ready
 from gpuprep.host import Host
 

@@ -20,7 +20,7 @@ import hosttree
 import pytest
 from conftest import require
 
-from gpuprep.checks import ecs as checks
+from gpuprep.ecs import checks
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions

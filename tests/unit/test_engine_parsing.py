@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from gpuprep.ecs import EcsConfigStep
+from gpuprep.ecs.steps import EcsConfigStep
 from gpuprep.engine import gpu_container as gc
 from gpuprep.engine.dockerd import DockerdDidNotStart, EngineProcess, _serves, flag_values, restart, sysv_managed
 from gpuprep.engine.steps import DockerServiceStep, _commands

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuprep.checks import platform as checks
+from gpuprep import platform_checks as checks
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import detect

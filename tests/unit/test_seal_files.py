@@ -21,7 +21,10 @@ from typer.testing import CliRunner
 
 from gpuprep import seal
 from gpuprep.cli import app
+from gpuprep.engine import objects
 from gpuprep.host import Host
+from gpuprep.image.clean import DeepCleanStep
+from gpuprep.image.stamp import driver_version
 from gpuprep.options import SealOptions
 from gpuprep.platform import detect
 from gpuprep.report import StepStatus
@@ -154,7 +157,7 @@ def test_a_directory_swapped_for_a_link_after_planning_stops_the_removal(tmp_pat
     other = _write(tmp_path / "other/authorized_keys", "not ours")
     host = Host(root)
     ctx = Context(host, detect(host), SealOptions(deep=True, yes=True))
-    step = seal.DeepCleanStep()
+    step = DeepCleanStep()
     change = step.plan(ctx)
     assert [i.path for i in change.payload] == ["/home/alice/.ssh/authorized_keys"]
     shutil.rmtree(root / "home/alice/.ssh")
@@ -342,21 +345,21 @@ IMAGE = {"Id": "sha256:" + "ab12" * 16, "RepoTags": ["tiny:v1", "registry.exampl
     ("sha256:" + "ab12" * 16, True), ("ab12ab12ab12", True), ("ab12ab12", False), ("sha256:ab12", False),
 ])
 def test_image_matches_by_tag_digest_or_id(ref, hit):
-    assert seal.image_matches(ref, IMAGE) is hit
+    assert objects.image_matches(ref, IMAGE) is hit
 
 
 def test_latest_is_implied():
     img = {"Id": "sha256:" + "00" * 32, "RepoTags": ["tiny:latest"], "RepoDigests": []}
-    assert seal.image_matches("tiny", img) and seal.image_matches("library/tiny:latest", img)
+    assert objects.image_matches("tiny", img) and objects.image_matches("library/tiny:latest", img)
 
 
 def test_driver_version_from_the_kernel_module_file(tmp_path):
     _write(tmp_path / "proc/driver/nvidia/version",
            "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.159.04  Release Build  (dvs-builder@U22)\n"
            "GCC version:  gcc version 12.3.0\n")
-    assert seal.driver_version(Host(tmp_path)) == "580.159.04"
+    assert driver_version(Host(tmp_path)) == "580.159.04"
     _write(tmp_path / "proc/driver/nvidia/version", "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun\n")
-    assert seal.driver_version(Host(tmp_path)) == "535.183.01"
+    assert driver_version(Host(tmp_path)) == "535.183.01"
 
 
 def test_engine_down_is_a_clear_error_with_a_hint_not_a_traceback(tree, tmp_path):

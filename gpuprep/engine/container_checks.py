@@ -28,8 +28,8 @@ def host_view(probes: Probes):
 
 
 def check_gpu_container(probes: Probes) -> Verdict:
-    from gpuprep.checks.docker import docker_info
     from gpuprep.engine import gpu_container
+    from gpuprep.engine.checks import docker_info
     from gpuprep.engine.dockerd import EngineDown
     from gpuprep.gpu import inventory
 

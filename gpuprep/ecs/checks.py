@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from gpuprep import ecs
+from gpuprep.ecs import config as ecs_config
+from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import QUERY_TIMEOUT
+from gpuprep.packages.rpmdb import rpm_installed
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
@@ -23,7 +25,7 @@ FIX_GPU_SUPPORT = ("gpuprep install --only ecs-config (or add ECS_ENABLE_GPU_SUP
 
 
 def _restart(probes: Probes) -> str:
-    name = ecs.ecs_service(probes.platform)
+    name = ecs_service(probes.platform)
     return f"`restart {name}`" if probes.platform.init == "upstart" else f"`systemctl restart {name}`"
 
 
@@ -32,7 +34,7 @@ def _ecs_init_version(probes: Probes) -> str | None:
     def compute(p: Probes) -> str | None:
         fmt = p.platform.package_format
         if fmt == "rpm":
-            return ecs.rpm_installed(p.host, ("ecs-init",)).get("ecs-init")
+            return rpm_installed(p.host, ("ecs-init",)).get("ecs-init")
         if fmt == "dpkg":
             if not p.host.live:
                 raise NotApplicable("dpkg is not queried with --root")
@@ -54,7 +56,7 @@ def _ecs_init_missing(probes: Probes) -> bool:
 
 
 def _service(probes: Probes):
-    return probes.get("ecs.service", lambda p: ecs.services(p.host, p.platform).state(ecs.ecs_service(p.platform)))
+    return probes.get("ecs.service", lambda p: services(p.host, p.platform).state(ecs_service(p.platform)))
 
 
 def _gpu_count(probes: Probes) -> int:
@@ -65,7 +67,7 @@ def _gpu_count(probes: Probes) -> int:
 
 
 def _seal(probes: Probes) -> dict | None:
-    from gpuprep.seal import read_seal
+    from gpuprep.image.stamp import read_seal
 
     return probes.get("ecs.seal", lambda p: read_seal(p.host))
 
@@ -99,41 +101,41 @@ def check_ecs_init(probes: Probes) -> Verdict:
 
 def check_gpu_support(probes: Probes) -> Verdict:
     count = _gpu_count(probes)
-    cfg = ecs.read_config(probes.host, probes.platform)
-    value = cfg.get(ecs.GPU_SUPPORT_KEY)
-    data = {"gpus": count, "value": value, "source": cfg.source.get(ecs.GPU_SUPPORT_KEY), "files": cfg.files}
+    cfg = ecs_config.read_config(probes.host, probes.platform)
+    value = cfg.get(GPU_SUPPORT_KEY)
+    data = {"gpus": count, "value": value, "source": cfg.source.get(GPU_SUPPORT_KEY), "files": cfg.files}
     if count == 0:
         raise NotApplicable("no NVIDIA GPU on the PCI bus: ECS GPU support is not needed")
     if cfg.gpu_support:
-        return Verdict(Status.OK, f"{ecs.GPU_SUPPORT_KEY}={value} in {data['source']}", data=data)
+        return Verdict(Status.OK, f"{GPU_SUPPORT_KEY}={value} in {data['source']}", data=data)
     if value is None and not cfg.files and _ecs_init_missing(probes):
         # A GPU host that is not an ECS host (yet): ecs-init's own check says so once, not twice.
         raise NotApplicable("ecs-init is not installed (see ecs-init): nothing reads ecs.config here")
     if value is None:
-        where = " or ".join(ecs.config_paths(probes.platform))
-        summary = f"{ecs.GPU_SUPPORT_KEY} is not set ({where}): the agent registers this host with no GPUs"
+        where = " or ".join(ecs_config.config_paths(probes.platform))
+        summary = f"{GPU_SUPPORT_KEY} is not set ({where}): the agent registers this host with no GPUs"
     elif value.strip("\"'") in ("true", "1", "True", "TRUE"):
-        summary = (f"{ecs.GPU_SUPPORT_KEY}={value} in {data['source']}: the quotes are part of the value "
+        summary = (f"{GPU_SUPPORT_KEY}={value} in {data['source']}: the quotes are part of the value "
                    "for the agent (a Docker env-file), which then reads it as false")
     else:
-        summary = f"{ecs.GPU_SUPPORT_KEY}={value} in {data['source']}: the agent registers this host with no GPUs"
+        summary = f"{GPU_SUPPORT_KEY}={value} in {data['source']}: the agent registers this host with no GPUs"
     gpus = f"{count} GPU" + ("" if count == 1 else "s")
     return Verdict(Status.CRITICAL, f"{summary} ({gpus} on the PCI bus)", FIX_GPU_SUPPORT, data)
 
 
 def check_gpu_info(probes: Probes) -> Verdict:
     host = probes.host
-    fix = f"rm {ecs.GPU_INFO} && {_restart(probes).strip('`')} (ecs-init rewrites it); images: seal with `gpuprep seal`"
+    fix = f"rm {GPU_INFO} && {_restart(probes).strip('`')} (ecs-init rewrites it); images: seal with `gpuprep seal`"
     try:
-        info = ecs.read_gpu_info(host)
+        info = ecs_config.read_gpu_info(host)
     except ValueError as exc:
-        return Verdict(Status.CRITICAL, f"{ecs.GPU_INFO} is unreadable: {exc}", fix)
+        return Verdict(Status.CRITICAL, f"{GPU_INFO} is unreadable: {exc}", fix)
     if info is None:
         if host.live and _service(probes).running and _gpu_count_or_zero(probes) > 0:
-            return Verdict(Status.WARNING, f"ecs runs but ecs-init wrote no {ecs.GPU_INFO}: it found no /dev/nvidia* "
+            return Verdict(Status.WARNING, f"ecs runs but ecs-init wrote no {GPU_INFO}: it found no /dev/nvidia* "
                            "when it started, so the agent registered no GPUs",
                            f"fix the driver (see the gpu checks), then {_restart(probes)}")
-        return Verdict(Status.OK, f"no {ecs.GPU_INFO} (ecs-init writes it when ecs starts)")
+        return Verdict(Status.OK, f"no {GPU_INFO} (ecs-init writes it when ecs starts)")
     data = {"file_driver": info.driver_version, "file_gpus": list(info.gpu_ids)}
     module = inventory.probe_module(probes)
     query = inventory.probe_query(probes)
@@ -141,11 +143,11 @@ def check_gpu_info(probes: Probes) -> Verdict:
     data["host_driver"] = host_driver
     if not query.answered:
         if host_driver and host_driver != info.driver_version:
-            return Verdict(Status.CRITICAL, f"{ecs.GPU_INFO} was written with driver {info.driver_version}, this host "
+            return Verdict(Status.CRITICAL, f"{GPU_INFO} was written with driver {info.driver_version}, this host "
                            f"has {host_driver}: it comes from another machine or an older driver", fix, data)
         why = query.skipped or query.error or "NVML did not answer"
         status = Status.WARNING if not host.live else Status.UNKNOWN
-        summary = (f"{ecs.GPU_INFO} lists {len(info.gpu_ids)} GPUs (driver {info.driver_version}); "
+        summary = (f"{GPU_INFO} lists {len(info.gpu_ids)} GPUs (driver {info.driver_version}); "
                    f"UUIDs not compared: {why}")
         hint = (f"an image should not carry it: `gpuprep --root {host.root} seal --only gpu-info`" if not host.live
                 else "see the gpu checks for why NVML does not answer")
@@ -154,17 +156,17 @@ def check_gpu_info(probes: Probes) -> Verdict:
     data["host_gpus"] = host_ids
     foreign = [i for i in info.gpu_ids if i not in host_ids]
     if foreign:
-        return Verdict(Status.CRITICAL, f"{ecs.GPU_INFO} names {len(foreign)} GPU(s) this host does not have "
+        return Verdict(Status.CRITICAL, f"{GPU_INFO} names {len(foreign)} GPU(s) this host does not have "
                        f"({', '.join(foreign[:2])}{', ...' if len(foreign) > 2 else ''}): written on another machine "
                        "(baked into the image?)", fix, data)
     missing = [i for i in host_ids if i not in info.gpu_ids]
     if missing:
-        return Verdict(Status.WARNING, f"{ecs.GPU_INFO} lists {len(info.gpu_ids)} of this host's {len(host_ids)} GPUs: "
+        return Verdict(Status.WARNING, f"{GPU_INFO} lists {len(info.gpu_ids)} of this host's {len(host_ids)} GPUs: "
                        "the agent offers only those", f"{_restart(probes)} so ecs-init lists them all", data)
     if info.driver_version != host_driver:
-        return Verdict(Status.WARNING, f"{ecs.GPU_INFO} was written with driver {info.driver_version}, the host runs "
+        return Verdict(Status.WARNING, f"{GPU_INFO} was written with driver {info.driver_version}, the host runs "
                        f"{host_driver} (updated since ecs started)", f"{_restart(probes)} to rewrite it", data)
-    return Verdict(Status.OK, f"{ecs.GPU_INFO} matches this host: {len(host_ids)} GPUs, driver {host_driver}",
+    return Verdict(Status.OK, f"{GPU_INFO} matches this host: {len(host_ids)} GPUs, driver {host_driver}",
                    data=data)
 
 
@@ -176,7 +178,7 @@ def _gpu_count_or_zero(probes: Probes) -> int:
 
 
 def check_service(probes: Probes) -> Verdict:
-    name = ecs.ecs_service(probes.platform)
+    name = ecs_service(probes.platform)
     state = _service(probes)
     upstart = probes.platform.init == "upstart"
     data = {"service": name, "active": state.active, "enabled": state.enabled}
@@ -331,7 +333,7 @@ def check_stale_state(probes: Probes) -> Verdict:
     if boot is None and sealed is None:
         raise NotApplicable(f"{SEAL_JSON} has no readable sealed_at to compare with")
     mtimes = {}
-    for path in (*ecs.CHECKPOINTS, ecs.GPU_INFO):
+    for path in (*ecs_config.CHECKPOINTS, GPU_INFO):
         try:
             mtimes[path] = host.path(path).lstat().st_mtime
         except (FileNotFoundError, NotADirectoryError):

@@ -1,1 +1,0 @@
-"""doctor's checks, one module per group; each module exports ``CHECKS`` in display order."""
