@@ -1,7 +1,7 @@
 """Service control through the platform's init system: systemd, or upstart/SysV on Amazon Linux 1.
 
 On the live system every verb acts; inside ``--root`` only enable/disable act (``systemctl --root``
-edits the unit symlinks offline), start/stop/restart raise ``Skip``-worthy ``ServiceUnavailable`` and
+edits the unit symlinks offline), start/stop/restart raise ``ServiceUnavailable`` (a precondition, exit 3) and
 daemon-reload does nothing (no manager is running there to reload).
 """
 
@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gpuprep.errors import StepFailed
+from gpuprep.errors import PreconditionUnmet, StepFailed
 from gpuprep.host import Host
 from gpuprep.platform import Platform
 
 SYSTEMCTL_TIMEOUT = 120  # a docker restart with many containers can take a while
 
 
-class ServiceUnavailable(Exception):
-    """The verb needs the running system (we act on --root) or an init system that is not there."""
+class ServiceUnavailable(PreconditionUnmet):
+    """The verb needs the running system (we act on --root) or an init system that is not there: exit 3."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,8 @@ class Services:
 
     def _act(self, verb: str, name: str, *, offline_ok: bool = False) -> None:
         if not self.host.live and not offline_ok:
-            raise ServiceUnavailable(f"`{verb} {name}` needs the running system, not --root")
+            raise ServiceUnavailable(f"`{verb} {name}` needs the running system, not --root",
+                                     "run it on the instance booted from the image, without --root")
         argv = self.argv(verb, name)
         if argv == ["true"]:
             return  # upstart jobs with a start-on stanza are enabled by their file

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
+from gpuprep.gpu.devices import read_pci
 from gpuprep.packages.repo import Backend, backend_for, lock_entry, lock_holder, wait_for_lock
 from gpuprep.packages.resolve import (
     LEGACY,
@@ -150,23 +151,6 @@ def _offered(ctx: Context, pkgs: list[Package]) -> bool:
 
 
 # -- preflight -----------------------------------------------------------------------------------
-def nvidia_pci_devices(ctx: Context) -> list[str]:
-    """PCI devices of vendor 0x10de (NVIDIA) under /sys/bus/pci/devices."""
-    base = ctx.host.path("/sys/bus/pci/devices")
-    found = []
-    try:
-        entries = sorted(base.iterdir())
-    except OSError:
-        return []
-    for dev in entries:
-        try:
-            if (dev / "vendor").read_text().strip().lower() == "0x10de":
-                found.append(dev.name)
-        except OSError:
-            continue
-    return found
-
-
 class PreflightStep(Step):
     id = "preflight"
     title = "root, a supported RPM platform, an NVIDIA GPU (warning only), the package manager lock free"
@@ -184,7 +168,13 @@ class PreflightStep(Step):
                 f"{p.name or 'this system'} is not a platform gpuprep install supports",
                 "install supports Amazon Linux 1, 2 and 2023 and RHEL/CentOS/Rocky/AlmaLinux 7-9",
             )
-        gpus = nvidia_pci_devices(ctx)
+        # The same reader as doctor's gpu-pci: GPU functions only (class display/3D), not the NVSwitch
+        # bridges or HDMI audio functions of the same vendor (a p5 has 8 GPUs and 4 NVSwitches).
+        try:
+            gpus = read_pci(ctx.host).gpus
+        except OSError as exc:
+            gpus = []
+            notes.append(f"warning: cannot read the PCI bus ({exc.strerror})")
         if gpus:
             notes.append(f"{len(gpus)} NVIDIA GPU(s) on PCI")
         else:

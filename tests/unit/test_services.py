@@ -49,3 +49,25 @@ def test_amazon_linux_1_upstart_and_sysv_argv(tmp_path, fixtures):
     # docker is a SysV script there; inside --root chkconfig acts on the image, through chroot.
     assert svc.argv("enable", "docker") == ["chroot", str(tmp_path), "chkconfig", "docker", "on"]
     assert svc.argv("restart", "docker") == ["service", "docker", "restart"]
+
+
+def test_a_service_verb_inside_root_is_a_precondition_a_user_can_read(tmp_path, fixtures):
+    """Raised inside a step, ServiceUnavailable is a one-line precondition (exit 3), never "internal error"."""
+    from gpuprep.options import InstallOptions
+    from gpuprep.report import StepStatus
+    from gpuprep.runner.steps import Context, Converged, Step, run_steps
+
+    host, svc = _tree(tmp_path, "amzn-2023", fixtures)
+
+    class Restarts(Step):
+        id = "restarts"
+
+        def plan(self, ctx):
+            svc.restart("docker")
+            return Converged("restarted")
+
+    report = run_steps(Context(host, detect(host), InstallOptions()), "install", [Restarts()])
+    step = report.steps[0]
+    assert step.status is StepStatus.FAILED and report.exit_code == 3
+    assert step.summary == "`restart docker` needs the running system, not --root"
+    assert "internal error" not in (report.error or "") and "without --root" in step.hint
