@@ -15,6 +15,7 @@ from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import QUERY_TIMEOUT
+from gpuprep.packages.lock import RPM_LOCKS
 from gpuprep.packages.rpmdb import rpm_installed
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
@@ -236,32 +237,36 @@ def _lock_users() -> list[dict]:
 
 
 def check_package_lock(probes: Probes) -> Verdict:
+    """Who holds the package manager's lock: the same answer install waits on (yum's and dnf's pid files,
+    rpm's fcntl lock on the database; with --root, only processes acting on the tree), plus, for dpkg,
+    whose lock is an fcntl lock of its own, the package managers running by name."""
+    from gpuprep.packages.lock import lock_holder
+
     host, locks = probes.host, probes.platform.package_locks
     if not locks:
         raise NotApplicable(f"no package manager lock known for {probes.platform.name}")
-    if not host.live:
-        raise NotApplicable("a lock is held by a running process: not checked with --root")
-    held, stale = [], []
-    for path in locks:
-        text = host.read_text(path)
-        if text is None:
-            continue
-        pid = text.strip().splitlines()[0].strip() if text.strip() else ""
-        if pid.isdigit():
-            holder = _holder(int(pid))
-            (held if holder else stale).append({"file": path, **(holder or {"pid": int(pid)})})
-    if not held and probes.platform.package_format == "dpkg":
+    rpm_locks = () if probes.platform.package_format == "dpkg" else RPM_LOCKS
+    holder = lock_holder(host, locks, rpm_locks)
+    held = [{"file": holder.file, "pid": holder.pid, "name": holder.name, "cmdline": holder.cmdline,
+             "since_s": holder.since_s}] if holder else []
+    if not held and probes.platform.package_format == "dpkg" and host.live:
         held = [{"file": locks[0], **h} for h in _lock_users()]
-    data = {"held": held, "stale": stale}
+    stale = [path for path in locks if not held and _pid_in(host.read_text(path))]
+    data = {"held": held, "stale": [{"file": path} for path in stale]}
     if held:
         h = held[0]
-        return Verdict(Status.WARNING,
-                       f"{h['name']} (pid {h['pid']}, running {h['since_s']:.0f} s: {h['cmdline']}) holds {h['file']}",
+        running = f", running {h['since_s']:.0f} s" if h.get("since_s") is not None else ""
+        return Verdict(Status.WARNING, f"{h['name']} (pid {h['pid']}{running}: {h['cmdline']}) holds {h['file']}",
                        f"wait for it to finish (at first boot cloud-init's repo_upgrade runs yum); `ps -fp {h['pid']}` "
                        "shows it; gpuprep install waits for it, bounded", data)
     if stale:
-        return Verdict(Status.OK, f"no package manager running (stale pid file {stale[0]['file']})", data=data)
+        return Verdict(Status.OK, f"no package manager running (stale pid file {stale[0]})", data=data)
     return Verdict(Status.OK, "no package manager running", data=data)
+
+
+def _pid_in(text: str | None) -> bool:
+    """A pid file that names a pid (its process gone, or not acting on this tree: stale)."""
+    return bool(text and text.strip() and text.strip().splitlines()[0].strip().isdigit())
 
 
 def check_seal_stamp(probes: Probes) -> Verdict:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
 from gpuprep.gpu.devices import read_pci
-from gpuprep.packages.repo import Backend, backend_for, lock_entry, lock_holder, wait_for_lock
+from gpuprep.packages.lock import lock_holder, wait_for_lock
+from gpuprep.packages.repo import Backend, backend_for, lock_entry
 from gpuprep.packages.resolve import (
     LEGACY,
     QUERY_NAMES,

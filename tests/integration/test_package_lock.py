@@ -26,7 +26,7 @@ from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
 from gpuprep.errors import StepFailed
 from gpuprep.host import Host
-from gpuprep.packages.repo import lock_holder, wait_for_lock
+from gpuprep.packages.lock import lock_holder, wait_for_lock
 from gpuprep.platform import DNF_LOCKS, YUM_LOCKS, detect
 
 GPUPREP = [str(REPO / ".venv" / "bin" / "gpuprep")] if (REPO / ".venv" / "bin" / "gpuprep").exists() else ["gpuprep"]
@@ -123,6 +123,33 @@ def test_rpm_fcntl_lock_is_seen_with_its_owner(root: Path) -> None:
         p.stdin.close()
         p.wait(timeout=10)
     assert lock_holder(Host(root), pidfiles=()) is None  # released with the process
+
+
+def test_doctor_names_the_owner_of_rpms_fcntl_lock(root: Path) -> None:
+    """doctor's package-lock check asks the same holder install waits on, rpm's fcntl lock included: with
+    the lock held by a live process, the check names that process (before, it read pid files and process
+    names only, and said "no package manager running" while install waited)."""
+    from typer.testing import CliRunner
+
+    from gpuprep.cli import app
+
+    lock = root / "var/lib/rpm/.rpm.lock"
+    lock.parent.mkdir(parents=True)
+    code = ("import fcntl, sys; f = open(sys.argv[1], 'w'); fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB); "
+            "print('locked', flush=True); sys.stdin.read()")
+    p = subprocess.Popen([sys.executable, "-c", code, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    try:
+        assert p.stdout.readline().strip() == "locked"
+        out = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--no-container"],
+                                 env={"DOCKER_HOST": None})
+        check = next(c for c in json.loads(out.stdout)["checks"] if c["id"] == "package-lock")
+    finally:
+        p.stdin.close()
+        p.wait(timeout=10)
+    assert check["status"] == "warning", check
+    assert check["summary"].startswith("python") and f"pid {p.pid}" in check["summary"]
+    assert check["summary"].endswith("holds /var/lib/rpm/.rpm.lock") and f"ps -fp {p.pid}" in check["hint"]
 
 
 SLOW = PkgSpec("gpuprep-slow-transaction", "1", "1", lua=True, pre="posix.sleep(3)")

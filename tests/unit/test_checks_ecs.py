@@ -220,9 +220,16 @@ def test_package_lock_stale_pid_file_is_ok(tmp_path):
     assert r.status is Status.OK and "stale" in r.summary
 
 
-def test_package_lock_not_checked_in_a_root(tmp_path):
-    _, probes = make(tmp_path)
-    assert run("package-lock", probes).status is Status.SKIPPED
+def test_package_lock_in_a_root_ignores_a_pid_file_baked_into_the_image(tmp_path):
+    """With --root the check asks what install waits on: a pid file left in the image names a pid of the
+    machine that built it (here: this test's own, alive, but not acting on the tree), so it is stale."""
+    root, probes = make(tmp_path)
+    (root / "var/run").mkdir(parents=True, exist_ok=True)
+    (root / "var/run/yum.pid").write_text(f"{os.getpid()}\n")
+    probes = Probes(probes.host, dataclasses.replace(probes.platform, package_locks=("/var/run/yum.pid",)),
+                    probes.options)
+    r = run("package-lock", probes)
+    assert r.status is Status.OK and r.summary == "no package manager running (stale pid file /var/run/yum.pid)"
 
 
 # -- seal.json: provenance and stale state ----------------------------------------------------
