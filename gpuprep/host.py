@@ -37,6 +37,10 @@ LOCK_PATH = "/run/lock/gpuprep.lock"
 LOCK_WAIT_S = 120.0
 
 
+# What Host.spawn returns: a daemon started by hand, for callers that wait on it or read its exit code.
+Spawned = subprocess.Popen
+
+
 class LockHeld(GpuprepError):
     """Another gpuprep run holds the target's lock past the wait (exit 1)."""
 
@@ -99,6 +103,32 @@ def ping_engine(url: str, timeout: float) -> Mapping[str, str]:
         return response.headers
     finally:
         api.close()
+
+
+@dataclass(frozen=True)
+class Process:
+    """One process of this machine, as the process table showed it (psutil underneath). With --root the
+    table is still this machine's: a tree has no processes of its own."""
+
+    pid: int
+    name: str = ""
+    exe: str = ""
+    cmdline: tuple[str, ...] = ()
+    zombie: bool = False  # exited, not reaped yet: it runs nothing
+    started: float | None = None  # epoch seconds
+    denied: bool = False  # its details are not readable by this user (only pid and, maybe, name are known)
+
+
+@dataclass(frozen=True)
+class ProcessDetail:
+    """What restarting a process the way it was started needs: its argv, binary, directory, environment."""
+
+    pid: int
+    cmdline: tuple[str, ...]
+    exe: str
+    cwd: str
+    env: dict[str, str]
+    started: float
 
 
 class Host:
@@ -331,6 +361,103 @@ class Host:
             return subprocess.Popen(argv, env=dict(self.env if env is None else env),
                                     cwd=cwd if os.path.isdir(cwd) else "/", stdin=subprocess.DEVNULL,
                                     stdout=out, stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+
+    # -- the process table, signals and kernel files of this machine -------------------------------
+    def process(self, pid: int) -> Process | None:
+        """Process ``pid``, or None when there is none. A process of another user comes back ``denied``."""
+        import psutil
+
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                return Process(pid, proc.name(), proc.exe(), tuple(proc.cmdline()),
+                               proc.status() == psutil.STATUS_ZOMBIE, proc.create_time())
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            return None
+        except psutil.AccessDenied:
+            try:
+                name = psutil.Process(pid).name()
+            except psutil.Error:
+                name = ""
+            return Process(pid, name, denied=True)
+
+    def processes(self) -> list[Process]:
+        """Every process now (name, exe, argv, state, start); ones that end during the scan are left out."""
+        import psutil
+
+        out = []
+        for proc in psutil.process_iter(["name", "exe", "cmdline", "status", "create_time"]):
+            info = proc.info
+            out.append(Process(proc.pid, info.get("name") or "", info.get("exe") or "",
+                               tuple(info.get("cmdline") or ()), info.get("status") == psutil.STATUS_ZOMBIE,
+                               info.get("create_time")))
+        return out
+
+    def process_detail(self, pid: int) -> ProcessDetail | None:
+        """Argv, binary, directory and environment of ``pid``; None when it is gone or not readable."""
+        import psutil
+
+        try:
+            proc = psutil.Process(pid)
+            with proc.oneshot():
+                return ProcessDetail(pid, tuple(proc.cmdline()), proc.exe(), proc.cwd(), proc.environ(),
+                                     proc.create_time())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            return None
+
+    def unix_sockets(self, pid: int) -> list[str]:
+        """The paths of the unix sockets ``pid`` holds (listening or connected); [] when not readable."""
+        import psutil
+
+        try:
+            return [c.laddr for c in psutil.Process(pid).net_connections("unix") if c.laddr]
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            return []
+
+    def signal(self, pid: int, sig: int) -> None:
+        """Send ``sig`` to ``pid`` (dockerd's SIGHUP reload, SIGTERM before a restart by hand)."""
+        log.debug("signal %d to pid %d", sig, pid)
+        os.kill(pid, sig)
+
+    def boot_time(self) -> float:
+        """When this system booted (epoch seconds): the kernel's boot, or PID 1's start when later (a
+        container such as systemd-nspawn shares the host kernel, whose boot would predate it)."""
+        import psutil
+
+        try:
+            init_started = psutil.Process(1).create_time()
+        except (psutil.Error, OSError):
+            init_started = 0.0
+        return max(psutil.boot_time(), init_started)
+
+    def proc_locks(self) -> str:
+        """This kernel's table of file locks (/proc/locks); "" when it cannot be read."""
+        try:
+            with open("/proc/locks") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def read_records(self, p: str | Path, *, max_records: int, deadline_s: float) -> bytes:
+        """Read a record device such as /dev/kmsg without blocking, one record per read, bounded in
+        records and time. OSError when it cannot be opened."""
+        fd = os.open(self.path(p), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        chunks: list[bytes] = []
+        try:
+            end = time.monotonic() + deadline_s
+            while len(chunks) < max_records and time.monotonic() < end:
+                try:
+                    chunk = os.read(fd, 8192)  # /dev/kmsg returns one record per read
+                except BlockingIOError:
+                    break  # EAGAIN: the end of the buffer
+                except BrokenPipeError:
+                    continue  # EPIPE: the record was overwritten while we read; the next read resumes
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+        return b"".join(chunks)
 
     # -- the Docker Engine ------------------------------------------------------------------
     @property

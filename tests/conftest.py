@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -92,3 +93,43 @@ def fake_gpu(tmp_path):
     shim = write_runtime_shim(d / "nvidia-container-runtime", smi)
     yield {"dir": d, "smi": smi, "shim": shim}
     shutil.rmtree(d, ignore_errors=True)
+
+
+# -- tests/unit: no unexpected program or signal --------------------------------------------------
+# As cloud-init's ``disable_subp_usage`` fixture does: in tests/unit every process start
+# (``subprocess.Popen._execute_child``, which ``subprocess.run``, ``Host.run`` and ``Host.spawn`` all reach) and
+# every ``os.kill`` fails the test unless the test (or its module, through ``pytestmark``) names the program
+# with ``@pytest.mark.allow_subp("rpm", ...)`` or allows signals with ``@pytest.mark.allow_signals``. A unit
+# test that starts ``systemctl`` on the build machine by accident fails instead of acting on it.
+def pytest_configure(config):
+    config.addinivalue_line("markers", "allow_subp(*programs): programs (basenames) this unit test may start")
+    config.addinivalue_line("markers", "allow_signals: this unit test may send signals (os.kill)")
+
+@pytest.fixture(autouse=True)
+def disable_subp_usage(request, monkeypatch):
+    """In tests/unit only: no program started and no signal sent that the test did not ask for."""
+    if "unit" not in Path(str(request.node.fspath)).parts:
+        return
+    allowed = {name for mark in request.node.iter_markers("allow_subp") for name in mark.args}
+    signals = request.node.get_closest_marker("allow_signals") is not None
+    real_execute = subprocess.Popen._execute_child
+    real_kill = os.kill
+    started: set[int] = set()  # a program the test allowed may be stopped (subprocess's own timeout kill)
+
+    def execute_child(self, args, executable, *rest, **kwargs):
+        argv = [args] if isinstance(args, (str, bytes)) else list(args)
+        program = os.path.basename(str(executable or argv[0]))
+        if program not in allowed and "*" not in allowed:
+            raise AssertionError(f"unit test started {program!r} ({' '.join(map(str, argv))[:200]}) without "
+                                 f"@pytest.mark.allow_subp({program!r})")
+        result = real_execute(self, args, executable, *rest, **kwargs)
+        started.add(self.pid)
+        return result
+
+    def kill(pid, sig):
+        if not signals and pid not in started:
+            raise AssertionError(f"unit test sent signal {sig} to pid {pid} without @pytest.mark.allow_signals")
+        return real_kill(pid, sig)
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", execute_child)
+    monkeypatch.setattr(os, "kill", kill)

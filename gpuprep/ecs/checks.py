@@ -9,12 +9,14 @@ its lock. The check that the installed Docker satisfies ecs-init's Requires live
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 
 from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import QUERY_TIMEOUT
+from gpuprep.host import Host
 from gpuprep.packages.lock import RPM_LOCKS
 from gpuprep.packages.rpmdb import rpm_installed
 from gpuprep.report import Status
@@ -76,17 +78,7 @@ def _seal(probes: Probes) -> dict | None:
 def _boot_time(probes: Probes) -> float | None:
     """When the running system booted (epoch seconds); None inside --root, where no boot is ours."""
     def compute(p: Probes) -> float | None:
-        if not p.host.live:
-            return None
-        import psutil
-
-        # PID 1's start is this system's boot: the kernel's, or a container's (systemd-nspawn shares the
-        # host kernel, whose boot time would predate a seal made inside it).
-        try:
-            init_started = psutil.Process(1).create_time()
-        except (psutil.Error, OSError):
-            init_started = 0.0
-        return max(psutil.boot_time(), init_started)
+        return p.host.boot_time() if p.host.live else None
 
     return probes.get("host.boot_time", compute)
 
@@ -211,29 +203,12 @@ def check_service(probes: Probes) -> Verdict:
 _PACKAGE_PROCESSES = ("yum", "dnf", "rpm", "apt", "apt-get", "dpkg", "unattended-upgr", "packagekitd")
 
 
-def _holder(pid: int) -> dict | None:
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        with proc.oneshot():
-            return {"pid": pid, "name": proc.name(), "cmdline": " ".join(proc.cmdline())[:200],
-                    "since_s": round(max(0.0, datetime.now().timestamp() - proc.create_time()), 1)}
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
-
-
-def _lock_users() -> list[dict]:
+def _lock_users(host: Host) -> list[dict]:
     """Package managers running now, by name (dpkg's lock is an fcntl lock, not a pid file)."""
-    import psutil
-
-    out = []
-    for proc in psutil.process_iter(["name"]):
-        if (proc.info.get("name") or "") in _PACKAGE_PROCESSES:
-            holder = _holder(proc.pid)
-            if holder:
-                out.append(holder)
-    return out
+    now = time.time()
+    return [{"pid": p.pid, "name": p.name, "cmdline": " ".join(p.cmdline)[:200],
+             "since_s": round(max(0.0, now - p.started), 1) if p.started else None}
+            for p in host.processes() if p.name in _PACKAGE_PROCESSES and not p.zombie]
 
 
 def check_package_lock(probes: Probes) -> Verdict:
@@ -250,7 +225,7 @@ def check_package_lock(probes: Probes) -> Verdict:
     held = [{"file": holder.file, "pid": holder.pid, "name": holder.name, "cmdline": holder.cmdline,
              "since_s": holder.since_s}] if holder else []
     if not held and probes.platform.package_format == "dpkg" and host.live:
-        held = [{"file": locks[0], **h} for h in _lock_users()]
+        held = [{"file": locks[0], **h} for h in _lock_users(host)]
     stale = [path for path in locks if not held and _pid_in(host.read_text(path))]
     data = {"held": held, "stale": [{"file": path} for path in stale]}
     if held:

@@ -198,18 +198,10 @@ class GpuInfoStep(FileStep):
 
 
 # -- stop-ecs -----------------------------------------------------------------------------
-def _ecs_init_pids() -> list[int]:
-    import psutil
-
-    pids = []
-    for proc in psutil.process_iter(["name", "exe", "status"]):
-        name = proc.info.get("name") or ""
-        exe = proc.info.get("exe") or ""
-        if proc.info.get("status") == psutil.STATUS_ZOMBIE:
-            continue  # exited, only not reaped yet: it runs nothing
-        if name in ("amazon-ecs-init", "ecs-init") or exe.endswith("/amazon-ecs-init"):
-            pids.append(proc.pid)
-    return pids
+def _ecs_init_pids(host: Host) -> list[int]:
+    # A zombie has exited, only not reaped yet: it runs nothing.
+    return [p.pid for p in host.processes() if not p.zombie and
+            (p.name in ("amazon-ecs-init", "ecs-init") or p.exe.endswith("/amazon-ecs-init"))]
 
 
 def _agent_running(ctx: Context) -> bool | None:
@@ -232,7 +224,7 @@ class StopEcsStep(Step):
         name = ecs_config.ecs_service(ctx.platform)
         svc = ecs_config.services(host, ctx.platform)
         state = svc.state(name)
-        init_pids = _ecs_init_pids()
+        init_pids = _ecs_init_pids(ctx.host)
         agent = _agent_running(ctx)
         enabled = "enabled" if state.is_enabled else state.enabled
         if not state.running and not init_pids and not agent:
@@ -268,7 +260,7 @@ class StopEcsStep(Step):
             left = []
             if svc.state(name).running:
                 left.append(f"{name} service")
-            if _ecs_init_pids():
+            if _ecs_init_pids(ctx.host):
                 left.append("ecs-init")
             if _agent_running(ctx):
                 left.append(f"container {AGENT_CONTAINER}")

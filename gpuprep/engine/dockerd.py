@@ -16,14 +16,13 @@ import logging
 import os
 import re
 import signal
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gpuprep.errors import GpuprepError, StepFailed
-from gpuprep.host import Host, ping_engine
+from gpuprep.host import Host, Spawned, ping_engine
 
 log = logging.getLogger("gpuprep")
 
@@ -217,20 +216,11 @@ def _systemd_unit_of(pid: int) -> str | None:
     return None
 
 
-def describe(pid: int) -> EngineProcess | None:
-    import psutil
-
-    try:
-        p = psutil.Process(pid)
-        with p.oneshot():
-            argv = p.cmdline()
-            exe = p.exe()
-            cwd = p.cwd()
-            env = p.environ()
-            created = p.create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+def describe(host: Host, pid: int) -> EngineProcess | None:
+    d = host.process_detail(pid)
+    if d is None:
         return None
-    return EngineProcess(pid, argv, exe, cwd, env, created, _systemd_unit_of(pid))
+    return EngineProcess(pid, list(d.cmdline), d.exe, d.cwd, d.env, d.started, _systemd_unit_of(pid))
 
 
 def _systemd_main_pid(host: Host) -> int:
@@ -252,25 +242,17 @@ def find_engine_process(host: Host) -> EngineProcess | None:
     if host.live and not host.env.get("DOCKER_HOST"):
         pid = _systemd_main_pid(host)
         if pid > 0:
-            return describe(pid)
-    import psutil
-
-    candidates = []
-    for p in psutil.process_iter(["name", "cmdline"]):
-        argv = p.info.get("cmdline") or []
-        if p.info.get("name") == "dockerd" or (argv and os.path.basename(argv[0]) == "dockerd"):
-            candidates.append((p, argv))
-    for p, argv in candidates:
-        if _serves(argv, url):
-            return describe(p.pid)
+            return describe(host, pid)
+    candidates = [p for p in host.processes()
+                  if p.name == "dockerd" or (p.cmdline and os.path.basename(p.cmdline[0]) == "dockerd")]
+    for p in candidates:
+        if _serves(list(p.cmdline), url):
+            return describe(host, p.pid)
     want = _socket_path(url)
     if want is not None:  # socket activation (-H fd://): whoever holds the socket open serves it
-        for p, _ in candidates:
-            try:
-                if any(c.laddr == want for c in p.net_connections("unix")):
-                    return describe(p.pid)
-            except (psutil.AccessDenied, psutil.NoSuchProcess):
-                continue
+        for p in candidates:
+            if want in host.unix_sockets(p.pid):
+                return describe(host, p.pid)
     return None
 
 
@@ -284,27 +266,23 @@ def need_daemon_reload(host: Host, proc: EngineProcess | None) -> bool:
 
 
 # -- waiting ------------------------------------------------------------------------------------
-def _alive(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+def _alive(host: Host, pid: int) -> bool:
+    proc = host.process(pid)
+    return proc is not None and not proc.zombie
 
 
-def wait_for_exit(pid: int, timeout: float = EXIT_TIMEOUT) -> None:
+def wait_for_exit(host: Host, pid: int, timeout: float = EXIT_TIMEOUT) -> None:
     from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
     log.debug("waiting up to %gs for dockerd (pid %d) to exit", timeout, pid)
     try:
-        Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), retry=retry_if_result(bool))(_alive, pid)
+        Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), retry=retry_if_result(bool))(_alive, host, pid)
     except RetryError:
         raise StepFailed(f"dockerd (pid {pid}) did not exit within {timeout:g}s of SIGTERM",
                          f"look at what it is doing (`ps -o stat,cmd -p {pid}`); kill it, then run again") from None
 
 
-def wait_ready(url: str, *, timeout: float = READY_TIMEOUT, child: subprocess.Popen | None = None) -> None:
+def wait_ready(url: str, *, timeout: float = READY_TIMEOUT, child: Spawned | None = None) -> None:
     """Poll the Engine at ``url`` until it answers ping (bounded); DockerdDidNotStart when it does not,
     at once when ``child`` (a dockerd we started) exits."""
     from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
@@ -355,16 +333,15 @@ def wait_shows(host: Host, name: str, *, default: bool, path: str | None,
 
 
 # -- reload / restart -------------------------------------------------------------------------
-def reload(proc: EngineProcess) -> None:
+def reload(host: Host, proc: EngineProcess) -> None:
     """SIGHUP: what ``systemctl reload docker`` does (its ExecReload is ``kill -s HUP $MAINPID``)."""
-    log.debug("SIGHUP dockerd pid %d", proc.pid)
-    os.kill(proc.pid, signal.SIGHUP)
+    host.signal(proc.pid, signal.SIGHUP)
 
 
 @dataclass
 class Restarted:
     how: list[str]  # the restart command, for the report
-    child: subprocess.Popen | None = None  # a dockerd we started by hand
+    child: Spawned | None = None  # a dockerd we started by hand
     before: list[list[str]] = field(default_factory=list)  # what ran first (systemctl daemon-reload)
 
     @property
@@ -392,8 +369,8 @@ def restart(host: Host, proc: EngineProcess, *, daemon_reload: bool = False) -> 
         return Restarted(_run_restart(host, ["systemctl", "restart", proc.systemd_unit]), before=before)
     if sysv_managed(host, proc):
         return Restarted(_run_restart(host, list(SYSV_RESTART)))
-    os.kill(proc.pid, signal.SIGTERM)
-    wait_for_exit(proc.pid)
+    host.signal(proc.pid, signal.SIGTERM)
+    wait_for_exit(host, proc.pid)
     # Two commands, as --dry-run lists them (engine.steps._commands).
     return Restarted(list(proc.argv), spawn_detached(host, proc), before=[["kill", "-TERM", str(proc.pid)]])
 
@@ -407,7 +384,7 @@ def _run_restart(host: Host, argv: list[str]) -> list[str]:
     return argv
 
 
-def spawn_detached(host: Host, proc: EngineProcess) -> subprocess.Popen:
+def spawn_detached(host: Host, proc: EngineProcess) -> Spawned:
     """Start ``proc``'s command line again, as it was started: same argv, environment and directory,
     output appended to ``proc.log_path`` so the dockerd log continues in one place."""
     return host.spawn(proc.argv, log_path=proc.log_path, env=proc.env, cwd=proc.cwd)
@@ -460,7 +437,7 @@ def apply_config(host: Host, proc: EngineProcess, *, action: str, name: str, def
     what = "runtime nvidia" + (" as the default" if default else "")
     try:
         if action == "reload":
-            reload(proc)
+            reload(host, proc)
             commands.append(["kill", "-HUP", str(proc.pid)])
             if wait_shows(host, name, default=default, path=path) is not None:
                 return Outcome("reload", f"reloaded dockerd (SIGHUP, pid {proc.pid}): it shows {what}",
@@ -496,7 +473,7 @@ def _roll_back(host: Host, proc: EngineProcess, rollback: Rollback | None, cause
     log.info("%s; %s; restarting dockerd", reason, restored)
     again = find_engine_process(host) or proc
     try:
-        restarted = restart(host, again) if _alive(again.pid) else _start_again(host, proc)
+        restarted = restart(host, again) if _alive(host, again.pid) else _start_again(host, proc)
         host.close()
         wait_ready(url, child=restarted.child)
     except Exception as exc:

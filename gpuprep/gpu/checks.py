@@ -347,7 +347,7 @@ def check_xids(probes: Probes) -> Verdict:
         counts[key] = counts.get(key, 0) + 1
         first.setdefault(key, e)
     data: dict[str, Any] = {"source": log.source, "lines": log.lines, "counts": counts,
-                            "events": [e.as_dict() for e in log.events[: gpu_query.XID_SAMPLES]]}
+                            "events": [e.as_dict() for e in log.events[: kernel_log.XID_SAMPLES]]}
     if not log.events:
         return Verdict(Status.OK, f"no XIDs or NVRM errors in this boot's kernel log ({log.source})", data=data)
     # The hint follows the gravest event: critical before warning, a replace-the-GPU action first.
@@ -382,5 +382,5 @@ CHECKS = [
     Check("gpu-clocks", "gpu", "no HW slowdown or thermal clock events", check_clocks,
           timeout=QUERY_TIMEOUT, needs_live=True),
     Check("gpu-xid", "gpu", "XIDs and NVRM errors in this boot's kernel log, classified", check_xids,
-          timeout=gpu_query.KERNEL_LOG_TIMEOUT_S + gpu_query.KMSG_DEADLINE_S + 1, needs_live=True),
+          timeout=kernel_log.KERNEL_LOG_TIMEOUT_S + kernel_log.KMSG_DEADLINE_S + 1, needs_live=True),
 ]

@@ -3,11 +3,8 @@ API mismatches, classified with what to do about each. From journald, else /dev/
 
 from __future__ import annotations
 
-import os
 import re
-import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpuprep.errors import CommandError
@@ -18,10 +15,6 @@ from gpuprep.host import Host
 if TYPE_CHECKING:
     pass
 
-NVML_DEADLINE_S = 3.0  # TESTBED 7: NVML init takes ~10 ms with persistence on
-SMI_TIMEOUT_S = 4.0  # TESTBED 7: nvidia-smi -q ~100 ms, --query-gpu ~30 ms on a healthy H200
-PER_GPU_INIT_S = 3.0  # without persistence mode each client start initialises every GPU: 1-3 s each (docs/domain.md)
-MAX_INIT_S = 30.0  # beyond this NVML is not slow but stuck
 KERNEL_LOG_TIMEOUT_S = 4.0
 KERNEL_LOG_MAX_LINES = 200_000  # a boot's kernel log is far smaller; the bound guards a spamming driver
 KMSG_DEADLINE_S = 2.0
@@ -159,27 +152,6 @@ def parse_kmsg(text: str) -> str:
     return "\n".join(lines)
 
 
-def read_kmsg(path: Path, max_records: int = KERNEL_LOG_MAX_LINES, deadline_s: float = KMSG_DEADLINE_S) -> str:
-    """Read the kernel ring buffer from /dev/kmsg without blocking, bounded in records and time."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    chunks: list[bytes] = []
-    try:
-        end = time.monotonic() + deadline_s
-        while len(chunks) < max_records and time.monotonic() < end:
-            try:
-                chunk = os.read(fd, 8192)  # /dev/kmsg returns one record per read
-            except BlockingIOError:
-                break  # EAGAIN: the end of the buffer
-            except BrokenPipeError:
-                continue  # EPIPE: the record was overwritten while we read; the next read resumes
-            if not chunk:
-                break
-            chunks.append(chunk)
-    finally:
-        os.close(fd)
-    return parse_kmsg(b"".join(chunks).decode(errors="replace"))
-
-
 @dataclass
 class KernelLog:
     source: str = ""  # "journalctl" | "/dev/kmsg"
@@ -212,7 +184,8 @@ def read_kernel_log(host: Host, timeout: float = KERNEL_LOG_TIMEOUT_S, kmsg: str
         except CommandError as exc:
             problems.append(exc.message)
     try:
-        text = read_kmsg(host.path(kmsg))
+        raw = host.read_records(kmsg, max_records=KERNEL_LOG_MAX_LINES, deadline_s=KMSG_DEADLINE_S)
+        text = parse_kmsg(raw.decode(errors="replace"))
         return KernelLog(kmsg, parse_kernel_log(text), lines=text.count("\n") + bool(text))
     except OSError as exc:
         problems.append(f"{kmsg}: {exc.strerror or exc}")

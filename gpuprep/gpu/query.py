@@ -22,14 +22,10 @@ from gpuprep.host import Host
 if TYPE_CHECKING:
     pass
 
-NVML_DEADLINE_S = 3.0  # TESTBED 7: NVML init takes ~10 ms with persistence on
-SMI_TIMEOUT_S = 4.0  # TESTBED 7: nvidia-smi -q ~100 ms, --query-gpu ~30 ms on a healthy H200
+NVML_DEADLINE_S = 3.0  # docs/testbed.md 7: NVML init takes ~10 ms with persistence on
+SMI_TIMEOUT_S = 4.0  # docs/testbed.md 7: nvidia-smi -q ~100 ms, --query-gpu ~30 ms on a healthy H200
 PER_GPU_INIT_S = 3.0  # without persistence mode each client start initialises every GPU: 1-3 s each (docs/domain.md)
 MAX_INIT_S = 30.0  # beyond this NVML is not slow but stuck
-KERNEL_LOG_TIMEOUT_S = 4.0
-KERNEL_LOG_MAX_LINES = 200_000  # a boot's kernel log is far smaller; the bound guards a spamming driver
-KMSG_DEADLINE_S = 2.0
-XID_SAMPLES = 50  # events kept verbatim; the rest are only counted
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,19 +45,11 @@ def _describe(host: Host, pid: int, path: str, *, in_tree: bool = False) -> Lock
     (pid 1, say): waiting for it would wait for nothing. ``in_tree``: the lock is on the tree's own
     file (rpm's fcntl lock), so its owner acts on the tree wherever it runs.
     """
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return None
-        name = proc.name()
-        argv = proc.cmdline()
-        since: float | None = round(max(0.0, time.time() - proc.create_time()), 1)
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+    proc = host.process(pid)
+    if proc is None or proc.zombie:
         return None
-    except psutil.AccessDenied:
-        name, argv, since = "?", [], None
+    name, argv = (proc.name or "?", list(proc.cmdline)) if not proc.denied else ("?", [])
+    since = round(max(0.0, time.time() - proc.started), 1) if proc.started is not None else None
     if not host.live and not in_tree and not _acts_on(host, pid, argv):
         return None
     return LockHolder(pid, name, " ".join(argv)[:200], path, since)
@@ -80,16 +72,15 @@ def _acts_on(host: Host, pid: int, argv: Sequence[str]) -> bool:
     return False
 
 
-def _fcntl_owner(real: str) -> int | None:
+def _fcntl_owner(host: Host, real: str) -> int | None:
     """The pid holding a POSIX write lock on file ``real``, from /proc/locks, or None."""
     import os
 
     try:
         st = os.stat(real)
-        with open("/proc/locks") as f:
-            table = f.read()
     except OSError:
         return None
+    table = host.proc_locks()
     want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
     for line in table.splitlines():
         # "1: POSIX  ADVISORY  WRITE 32621 fe:00:2173370 0 EOF"; "1: -> POSIX ..." is a waiter, not the owner.
@@ -122,7 +113,7 @@ def lock_holder(host: Host, pidfiles: Sequence[str], rpm_locks: Sequence[str] = 
         if holder is not None:
             return holder
     for path in rpm_locks:
-        pid = _fcntl_owner(str(host.path(path)))
+        pid = _fcntl_owner(host, str(host.path(path)))
         if pid is not None:
             holder = _describe(host, pid, path, in_tree=True)
             if holder is not None:

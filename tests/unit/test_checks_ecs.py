@@ -28,6 +28,8 @@ from gpuprep.platform import detect
 from gpuprep.report import CheckResult, Status
 from gpuprep.runner.checks import Probes, run_check
 
+pytestmark = pytest.mark.allow_subp('rpm', 'systemctl', 'true')
+
 BY_ID = {c.id: c for c in checks.CHECKS}
 GPU_INFO = "var/lib/ecs/gpu/nvidia-gpu-info.json"
 UUIDS = [f"GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a1{i}" for i in range(8)]

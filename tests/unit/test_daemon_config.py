@@ -29,6 +29,8 @@ from gpuprep.platform import detect
 from gpuprep.report import StepStatus
 from gpuprep.runner.steps import Context, run_steps
 
+pytestmark = pytest.mark.allow_subp('ok', 'bad', 'old', 'rpm')
+
 RUNTIME = "/usr/bin/nvidia-container-runtime"
 DJ = "etc/docker/daemon.json"
 WANTED_NEW = {"runtimes": {"nvidia": {"path": RUNTIME, "runtimeArgs": []}}, "default-runtime": "nvidia"}

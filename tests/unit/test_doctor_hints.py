@@ -35,6 +35,8 @@ from gpuprep.report import Status
 from gpuprep.runner.checks import Probes, run_check
 from gpuprep.services import ServiceState
 
+pytestmark = pytest.mark.allow_subp("rpm")
+
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 BY_ID = {c.id: c for c in all_checks()}
 BUSES = ["0000:53:00.0", "0000:64:00.0"]

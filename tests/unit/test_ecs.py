@@ -26,6 +26,8 @@ from gpuprep.platform import detect
 from gpuprep.report import StepStatus
 from gpuprep.runner.steps import Context, run_steps
 
+pytestmark = pytest.mark.allow_subp('rpm', 'usermod', 'groupadd', 'systemctl')
+
 ECS_UNIT = """[Unit]
 Description=Amazon Elastic Container Service - container agent
 After=docker.service

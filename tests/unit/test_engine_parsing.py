@@ -23,6 +23,8 @@ from gpuprep.platform import detect
 from gpuprep.report import StepStatus
 from gpuprep.runner.steps import Context, run_steps
 
+pytestmark = pytest.mark.allow_subp('service', 'chkconfig', 'chroot')
+
 
 def test_flag_values_reads_every_pflag_form():
     argv = ["/usr/bin/dockerd", "-H", "fd://", "--host=unix:///run/a.sock", "-Htcp://0.0.0.0:2375",

@@ -23,6 +23,8 @@ from gpuprep.gpu import devices, inventory, kernel_log
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 
+pytestmark = pytest.mark.allow_subp('journalctl', 'nvidia-smi')
+
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 SMI = FIX / "nvidia-smi"
 KMSG = FIX / "kmsg"
@@ -209,17 +211,18 @@ def test_read_kmsg_bounded_by_records(tmp_path):
     """A regular file reads like /dev/kmsg (records, then EOF); the record bound holds."""
     f = tmp_path / "kmsg"
     f.write_bytes(b"6,1,1,-;first\n" * 5000)
-    text = kernel_log.read_kmsg(f, max_records=2)  # 2 reads of 8 KiB, far fewer than 5000 records
-    assert 0 < text.count("first") < 5000
+    raw = Host("/").read_records(f, max_records=2, deadline_s=2.0)  # 2 reads of 8 KiB, far fewer than 5000 records
+    assert 0 < raw.count(b"first") < 5000
 
 
 def test_read_kmsg_real_device_does_not_block():
     """This machine's real /dev/kmsg: reading to the end returns (EAGAIN) instead of blocking."""
     require_root()  # /dev/kmsg is readable by root only (dmesg_restrict)
     started = time.monotonic()
-    text = kernel_log.read_kmsg(Path("/dev/kmsg"))
-    assert time.monotonic() - started < gpu_query.KMSG_DEADLINE_S + 1
-    assert text  # the kernel logged something since boot
+    raw = Host("/").read_records("/dev/kmsg", max_records=kernel_log.KERNEL_LOG_MAX_LINES,
+                                 deadline_s=kernel_log.KMSG_DEADLINE_S)
+    assert time.monotonic() - started < kernel_log.KMSG_DEADLINE_S + 1
+    assert kernel_log.parse_kmsg(raw.decode(errors="replace"))  # the kernel logged something since boot
 
 
 # -- host trees --------------------------------------------------------------------------------

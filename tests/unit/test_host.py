@@ -10,6 +10,8 @@ import pytest
 from gpuprep.errors import BadInput, CommandError
 from gpuprep.host import Host, backup_file, write_atomic
 
+pytestmark = pytest.mark.allow_subp('echo', 'prog', 'sh', 'false', 'sleep')
+
 
 def test_write_atomic_creates_file_and_parents_with_default_modes(tmp_path):
     target = tmp_path / "a" / "b" / "daemon.json"

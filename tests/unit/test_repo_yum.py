@@ -44,6 +44,8 @@ from gpuprep.packages.repo import (
 from gpuprep.packages.resolve import Package, Selection, resolve
 from gpuprep.platform import detect
 
+pytestmark = pytest.mark.allow_subp('yum')
+
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "distros"
 YUM3 = Path(__file__).resolve().parent.parent / "fixtures" / "yum3"
 

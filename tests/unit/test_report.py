@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from gpuprep.report import (
     CheckResult,
     DoctorReport,
@@ -17,6 +19,8 @@ from gpuprep.report import (
     to_json,
     write_prometheus,
 )
+
+pytestmark = pytest.mark.allow_subp("python")
 
 
 def _report(*statuses: Status) -> DoctorReport:

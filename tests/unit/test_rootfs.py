@@ -18,6 +18,8 @@ from gpuprep.errors import StepFailed
 from gpuprep.host import LOCK_PATH, Host, LockHeld
 from gpuprep.packages.repo import parse_records
 
+pytestmark = pytest.mark.allow_subp('python')
+
 
 @pytest.fixture
 def root(tmp_path):

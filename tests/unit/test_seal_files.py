@@ -31,6 +31,8 @@ from gpuprep.report import StepStatus
 from gpuprep.rootfs import TreeChanged
 from gpuprep.runner.steps import Context, run_steps
 
+pytestmark = pytest.mark.allow_subp('python', 'rpm')
+
 NO_DOCKER = "stop-ecs,containers,images"
 
 

@@ -11,6 +11,8 @@ from gpuprep.host import Host
 from gpuprep.platform import detect
 from gpuprep.services import Services, ServiceUnavailable
 
+pytestmark = pytest.mark.allow_subp('systemctl')
+
 
 def _tree(tmp_path, distro, fixtures):
     shutil.copytree(fixtures / "distros" / distro, tmp_path, dirs_exist_ok=True)
