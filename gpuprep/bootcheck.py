@@ -9,7 +9,6 @@ units; RequiredBy is what keeps ECS from starting when the check fails (docs/dom
 
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from gpuprep.errors import StepFailed
 from gpuprep.options import DEFAULT_IMAGE
-from gpuprep.runner.steps import Change, Context, Converged, Skip, Step
+from gpuprep.runner.steps import Change, Context, Converged, Skip, Step, file_diff
 from gpuprep.services import Services
 
 UNIT_NAME = "gpuprep-boot-check.service"
@@ -110,10 +109,7 @@ class BootCheckStep(Step):
         if not want.rewrite and not want.relink:
             return Converged(f"{UNIT_NAME} enabled, {gate_words}", data={"unit": UNIT_PATH, "gate": want.gate})
         current = want.current
-        diff = "".join(difflib.unified_diff(
-            (current or "").splitlines(keepends=True), want.content.splitlines(keepends=True),
-            fromfile=UNIT_PATH if current is not None else "/dev/null", tofile=UNIT_PATH,
-        ))
+        diff = file_diff(UNIT_PATH, current, want.content)
         services = Services(ctx.host, ctx.platform)
         commands: list[list[str]] = []
         if want.rewrite and self._systemd_running(ctx):

@@ -17,12 +17,12 @@ from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import QUERY_TIMEOUT
 from gpuprep.host import Host
+from gpuprep.image.stamp import SEAL_JSON
 from gpuprep.packages.lock import RPM_LOCKS
 from gpuprep.packages.rpmdb import rpm_installed
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
-SEAL_JSON = "/etc/gpuprep/seal.json"  # written by `gpuprep seal` (gpuprep/seal.py)
 FIX_GPU_SUPPORT = ("gpuprep install --only ecs-config (or add ECS_ENABLE_GPU_SUPPORT=true to /etc/ecs/ecs.config), "
                    "then restart ecs")
 

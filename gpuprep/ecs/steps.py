@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import difflib
 import grp
 import logging
 import pwd
@@ -26,7 +25,7 @@ from gpuprep.errors import BadInput, StepFailed
 from gpuprep.host import Host
 from gpuprep.image.tree import FileStep, Item, remove_items
 from gpuprep.report import StepResult, StepStatus
-from gpuprep.runner.steps import Change, Context, Converged, Skip, Step
+from gpuprep.runner.steps import Change, Context, Converged, Skip, Step, file_diff
 
 log = logging.getLogger("gpuprep")
 
@@ -71,9 +70,7 @@ class EcsConfigStep(Step):
             return Converged(f"{GPU_SUPPORT_KEY}=true in {path}; {svc} enabled")
         parts, commands, diff = [], [], ""
         if wanted_bytes != old_bytes:
-            diff = "".join(difflib.unified_diff(
-                (old or "").splitlines(keepends=True), wanted.splitlines(keepends=True),
-                fromfile=path if old is not None else "/dev/null", tofile=path))
+            diff = file_diff(path, old, wanted)
             parts.append(f"{'set' if old is not None else 'create'} {GPU_SUPPORT_KEY}=true in {path}")
         if enable:
             commands.append(services(host, ctx.platform).argv("enable", svc))

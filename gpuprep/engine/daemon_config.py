@@ -13,7 +13,6 @@ Everything here is pure except ``read_config``, ``apply_edit`` and ``validate_wi
 
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from typing import Any
 
 from gpuprep.errors import BadInput, CommandError, StepFailed
 from gpuprep.host import Host
+from gpuprep.runner.steps import file_diff
 
 log = logging.getLogger("gpuprep")
 
@@ -322,10 +322,7 @@ class DaemonJsonEdit:
     def diff(self) -> str:
         if not self.changes_file:
             return ""
-        a = (self.before or "").splitlines(keepends=True)
-        b = self.after.splitlines(keepends=True)
-        fromfile = self.path if self.before is not None else "/dev/null"
-        return "".join(_terminated(difflib.unified_diff(a, b, fromfile=fromfile, tofile=self.path)))
+        return file_diff(self.path, self.before, self.after)
 
     @property
     def summary(self) -> str:
@@ -333,11 +330,6 @@ class DaemonJsonEdit:
         if self.before is None:
             parts.insert(0, f"create {self.path}")
         return f"{self.path}: " + "; ".join(parts) if parts else f"{self.path}: nothing to change"
-
-
-def _terminated(lines):
-    for line in lines:
-        yield line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
 
 
 # A daemon.json is a few KiB; one this large is not one (and is not read whole into memory).

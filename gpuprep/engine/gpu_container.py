@@ -27,13 +27,6 @@ PULL_ATTEMPTS = 3
 # this deadline ends one that trickles. 30 minutes fits a multi-GB CUDA image on a slow link.
 PULL_DEADLINE = 1800.0
 
-# nvidia-smi exit codes are NVML return codes (docs/domain.md).
-NVIDIA_SMI_EXITS = {
-    9: "the NVIDIA driver is not loaded",
-    12: "the NVML library is missing (driver userland not installed)",
-    14: "the GPU's InfoROM is corrupted",
-    15: "a GPU has fallen off the bus",
-}
 
 # Links of the chain, in the order a container meets them.
 ENGINE, IMAGE, RUNTIME_MISSING, RUNTIME_BINARY, NOT_DEFAULT, NO_SMI, DRIVER, GPUS, TIMEOUT = (
@@ -306,13 +299,16 @@ def _start_and_collect(host: Host, api, cid: str, image: str, timeout: float, st
     output = api.logs(cid, stdout=True, stderr=True).decode(errors="replace")
     seconds = time.monotonic() - started
     if code != 0:
-        meaning = NVIDIA_SMI_EXITS.get(code, "")
+        # nvidia-smi's exit codes are NVML's return codes (docs/domain.md): one table, gpu/query.py's.
+        from gpuprep.gpu.query import NVML_CAUSES
+
+        cause = NVML_CAUSES.get(code)
         last = output.strip().splitlines()[-1][:300] if output.strip() else ""
         return ProbeResult(False, DRIVER, f"nvidia-smi in the container exited {code}"
-                           + (f": {meaning}" if meaning else "") + (f" ({last})" if last else ""),
-                           "check the driver on the host: `nvidia-smi` (exit 9: load it with `modprobe nvidia` "
-                           "or reinstall the driver for this kernel)", image, seconds, pull_seconds,
-                           output=output, exit_code=code)
+                           + (f": {cause.summary}" if cause else "") + (f" ({last})" if last else ""),
+                           cause.hint if cause else "check the driver on the host: `nvidia-smi` (exit 9: load it "
+                           "with `modprobe nvidia` or reinstall the driver for this kernel)", image, seconds,
+                           pull_seconds, output=output, exit_code=code)
     gpus = parse_query(output)
     if not gpus:
         return ProbeResult(False, DRIVER, f"nvidia-smi in the container listed no GPU ({output.strip()[:200]!r})",

@@ -11,7 +11,7 @@ from typing import Any
 from gpuprep.errors import CommandError
 from gpuprep.host import Host
 from gpuprep.packages.rpmdb import rpm_installed
-from gpuprep.runner.steps import Change, Context, Converged, Step
+from gpuprep.runner.steps import Change, Context, Converged, Step, file_diff
 
 log = logging.getLogger("gpuprep")
 
@@ -74,7 +74,6 @@ class StampStep(Step):
     title = "write /etc/gpuprep/seal.json: version, time, platform, packages, driver, kept images"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        import difflib
 
         from gpuprep import __version__
 
@@ -104,8 +103,7 @@ class StampStep(Step):
         new = {"gpuprep": doc["gpuprep"], "sealed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                **{k: v for k, v in doc.items() if k != "gpuprep"}}
         text = json.dumps(new, indent=2) + "\n"
-        diff = "".join(difflib.unified_diff((old or "").splitlines(keepends=True), text.splitlines(keepends=True),
-                                            fromfile=SEAL_JSON if old is not None else "/dev/null", tofile=SEAL_JSON))
+        diff = file_diff(SEAL_JSON, old, text)
         return Change(f"{'write' if old is None else 'update'} {SEAL_JSON}", diff=diff, data={"seal": new},
                       payload=text)
 

@@ -25,7 +25,7 @@ from gpuprep.packages.resolve import (
     Selection,
     resolve,
 )
-from gpuprep.runner.steps import Change, Context, Converged, Step
+from gpuprep.runner.steps import Change, Context, Converged, Step, file_diff
 
 log = logging.getLogger("gpuprep")
 
@@ -233,13 +233,11 @@ class RepositoriesStep(Step):
         return self._plan_write(ctx, f"{REPOS_DIR}/{name}", content, f"--repo-file {src}")
 
     def _plan_write(self, ctx: Context, path: str, content: str, what: str) -> Change | Converged:
-        import difflib
 
         before = ctx.host.read_text(path)
         if before == content:
             return Converged(f"{path} in place ({what})")
-        diff = "".join(difflib.unified_diff((before or "").splitlines(True), content.splitlines(True),
-                                            f"a{path}" if before is not None else "/dev/null", f"b{path}"))
+        diff = file_diff(path, before, content)
         return Change(f"add {path} ({what})", diff=diff, data={"repo_file": path}, payload=(path, content))
 
     def apply(self, ctx: Context, change: Change) -> str:

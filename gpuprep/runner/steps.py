@@ -84,6 +84,16 @@ class Step:
         raise NotImplementedError
 
 
+def file_diff(path: str, before: str | None, after: str) -> str:
+    """The unified diff a dry run shows for file ``path`` going from ``before`` (None: it does not exist,
+    shown as from /dev/null) to ``after``; a last line without a newline is marked as diff marks it."""
+    import difflib
+
+    lines = difflib.unified_diff((before or "").splitlines(keepends=True), after.splitlines(keepends=True),
+                                 fromfile=path if before is not None else "/dev/null", tofile=path)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
 def parse_ids(values: Sequence[str], steps: Sequence[Step], flag: str) -> list[str]:
     """``--only a,b --only c`` -> [a, b, c], each a known step id (else exit 2)."""
     known = [s.id for s in steps]
