@@ -19,7 +19,7 @@ from gpuprep.gpu.checks import QUERY_TIMEOUT
 from gpuprep.host import Host
 from gpuprep.image.stamp import SEAL_JSON
 from gpuprep.packages.lock import RPM_LOCKS
-from gpuprep.packages.rpmdb import rpm_installed
+from gpuprep.packages.rpmdb import dpkg_installed, rpm_installed
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
@@ -42,10 +42,8 @@ def _ecs_init_version(probes: Probes) -> str | None:
             if not p.host.live:
                 raise NotApplicable("dpkg is not queried with --root")
             # Amazon publishes ecs-init for Ubuntu as the amazon-ecs-init .deb.
-            proc = p.host.run(["dpkg-query", "-W", "-f=${Status}|${Version}", "amazon-ecs-init"], check=False,
-                              timeout=10)
-            status, _, version = proc.stdout.partition("|")
-            return f"amazon-ecs-init-{version}" if proc.returncode == 0 and "installed" in status.split() else None
+            version = dpkg_installed(p.host, ("amazon-ecs-init",)).get("amazon-ecs-init")
+            return f"amazon-ecs-init-{version}" if version else None
         raise NotApplicable(f"no package format known for {p.platform.name}")
 
     return probes.get("ecs.init_version", compute)

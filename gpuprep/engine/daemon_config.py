@@ -475,16 +475,12 @@ def image_engine_version(host: Host) -> str | None:
     """The version of the Docker package installed in the tree (``docker`` on Amazon Linux, ``docker-ce``
     from Docker's repository), from its rpm database; None when there is none."""
     from gpuprep.packages.resolve import DOCKER_NAMES
-    from gpuprep.packages.rpmdb import db_args
+    from gpuprep.packages.rpmdb import installed
 
-    args = db_args(host)
-    if args is None or not host.tool("rpm"):
+    if not host.tool("rpm"):
         return None
-    for name in DOCKER_NAMES:
-        done = host.run(["rpm", "-q", *args, "--qf", "%{VERSION}", name], timeout=30, check=False)
-        if done.returncode == 0 and re.fullmatch(r"\d+\.\d+\.\d+\S*", done.stdout.strip()):
-            return done.stdout.strip()
-    return None
+    found = {p.name: p.evr.version for p in installed(host, DOCKER_NAMES)}
+    return next((found[n] for n in DOCKER_NAMES if n in found), None)
 
 
 # -- Amazon Linux's runtimes dir --------------------------------------------------------------

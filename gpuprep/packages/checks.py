@@ -8,6 +8,7 @@ decided with the same RPM semantics the resolver uses. Every answer comes from o
 from __future__ import annotations
 
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
+from gpuprep.packages.rpmdb import dpkg_installed
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
@@ -20,18 +21,7 @@ def _installed_rpm(probes: Probes) -> list[Package]:
 
 
 def _installed_deb(probes: Probes) -> dict[str, str]:
-    def compute(pr: Probes) -> dict[str, str]:
-        done = pr.host.run(["dpkg-query", *([] if pr.host.live else [f"--admindir={pr.host.path('/var/lib/dpkg')}"]),
-                            "-W", "-f", "${Package} ${Version} ${db:Status-Status}\n", *DEB_NAMES],
-                           timeout=10, check=False)
-        out = {}
-        for line in done.stdout.splitlines():
-            parts = line.split()
-            if len(parts) >= 3 and parts[2] == "installed":
-                out[parts[0]] = parts[1]
-        return out
-
-    return probes.get("packages.installed_deb", compute)
+    return probes.get("packages.installed_deb", lambda pr: dpkg_installed(pr.host, DEB_NAMES))
 
 
 def _backend(probes: Probes):

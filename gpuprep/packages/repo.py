@@ -19,30 +19,14 @@ from dataclasses import dataclass
 
 from gpuprep.errors import CommandError, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
-from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.resolve import Package
-from gpuprep.packages.rpmdb import db_args
+from gpuprep.packages.rpmdb import REPOQUERY_QF, db_args, installed, parse_records
 from gpuprep.platform import Platform
 
 log = logging.getLogger("gpuprep")
 
-FIELD = "<:>"  # never in a package name, EVR or dependency
-RECORD = "<;>"
 QUERY_TIMEOUT = 300  # a cold metadata download over a slow link
 INSTALL_TIMEOUT = 1800
-
-# rpm -q: one line per dependency, "name<TAB>flags<TAB>evr", then the record's end.
-RPM_QF = (
-    "%{NAME}" + FIELD + "%{EPOCHNUM}" + FIELD + "%{VERSION}" + FIELD + "%{RELEASE}" + FIELD + "%{ARCH}" + FIELD
-    + "[%{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\n]" + FIELD
-    + "[%{PROVIDENAME} %{PROVIDEFLAGS:depflags} %{PROVIDEVERSION}\n]" + FIELD
-    + "[%{OBSOLETENAME} %{OBSOLETEFLAGS:depflags} %{OBSOLETEVERSION}\n]" + FIELD
-    + "[%{CONFLICTNAME} %{CONFLICTFLAGS:depflags} %{CONFLICTVERSION}\n]" + RECORD + "\n"
-)
-# dnf repoquery and yum-utils repoquery both print list tags one entry a line ("docker >= 20.10.0").
-REPOQUERY_QF = FIELD.join(["%{name}", "%{epoch}", "%{version}", "%{release}", "%{arch}", "%{requires}",
-                           "%{provides}", "%{obsoletes}", "%{conflicts}", "%{repoid}"]) + RECORD
-
 
 # What installs the versionlock command, per manager: AL2023 and RHEL 8+ ship it as
 # python3-dnf-plugin-versionlock, which provides ``dnf-command(versionlock)`` (dnf resolves the provide);
@@ -50,56 +34,6 @@ REPOQUERY_QF = FIELD.join(["%{name}", "%{epoch}", "%{version}", "%{release}", "%
 VERSIONLOCK_PLUGIN = {"dnf": "dnf-command(versionlock)", "yum": "yum-plugin-versionlock"}
 # The package behind each, by name, so the one repository query can tell whether any repository offers it.
 VERSIONLOCK_PACKAGE = {"dnf": "python3-dnf-plugin-versionlock", "yum": "yum-plugin-versionlock"}
-
-
-def parse_deps(text: str) -> tuple[Dep, ...]:
-    deps = []
-    for line in text.splitlines():
-        line = " ".join(line.split())
-        # rpmlib() and file dependencies are rpm's own business; rich deps "(a or b)" are dnf's.
-        if not line or line.startswith(("rpmlib(", "/", "(")):
-            continue
-        try:
-            deps.append(Dep.parse(line))
-        except ValueError:
-            log.debug("ignoring dependency %r", line)
-    return tuple(deps)
-
-
-def parse_records(stdout: str, repo: str = "", tool: str = "the package manager") -> list[Package]:
-    """Records of ``RPM_QF``/``REPOQUERY_QF`` output -> packages.
-
-    A record gpuprep cannot read (a plugin printing into stdout, a truncated line) raises StepFailed
-    naming ``tool`` and the field: output of another program is input, not a bug of gpuprep's.
-    """
-    out = []
-    for record in stdout.split(RECORD):
-        record = record.strip("\n")
-        if FIELD not in record:
-            continue
-        fields = record.split(FIELD)
-        shown = record.strip()[:120]
-        if len(fields) < 5:
-            raise _unreadable(tool, f"a record has {len(fields)} fields, expected name, epoch, version, release "
-                              f"and arch: {shown!r}")
-        name, epoch, version, release, arch = (f.strip() for f in fields[:5])
-        # "package foo is not installed" lines from rpm -q can precede a record.
-        name = name.splitlines()[-1].strip() if name else ""
-        if not name or not version:
-            raise _unreadable(tool, f"a record without a {'name' if not name else 'version'}: {shown!r}")
-        if epoch not in ("", "(none)") and not epoch.isdigit():
-            raise _unreadable(tool, f"epoch {epoch!r} of {name} is not a number")
-        lists = [parse_deps(f) for f in (fields[5:9] + ["", "", "", ""])[:4]]
-        repoid = fields[9].strip() if len(fields) > 9 else repo
-        e = int(epoch) if epoch not in ("", "0", "(none)") else None
-        out.append(Package(name, EVR(version, release, e), arch, *lists, repo=repoid))
-    return out
-
-
-def _unreadable(tool: str, problem: str) -> StepFailed:
-    return StepFailed(f"cannot read the output of {tool}: {problem}",
-                      f"run {tool} by hand (gpuprep -v shows the command) and fix what makes it print that "
-                      "(a plugin or a broken repository file, most often)")
 
 
 def lock_entry(p: Package, manager: str) -> str:
@@ -199,11 +133,6 @@ class Backend:
     def lock_argv(self, pkgs: Sequence[Package]) -> list[str]:
         return [self.manager, *self.root_args(), "versionlock", "add", *(p.nevra for p in pkgs)]
 
-    def installed_argv(self, names: Sequence[str]) -> list[str] | None:
-        """``rpm -q`` of ``names``; None when the tree holds no rpm database (nothing installed)."""
-        root = db_args(self.host)
-        return None if root is None else ["rpm", "-q", *root, "--qf", RPM_QF, *names]
-
     # -- queries -------------------------------------------------------------------------
     def available(self, names: Sequence[str]) -> list[Package]:
         """Every version of ``names`` the enabled repositories offer: one package-manager run."""
@@ -219,15 +148,7 @@ class Backend:
 
     def installed(self, names: Sequence[str]) -> list[Package]:
         """What of ``names`` is installed: one ``rpm -q`` (no repository metadata)."""
-        argv = self.installed_argv(names)
-        if argv is None:
-            return []
-        done = self.host.run(argv, timeout=60, check=False)
-        # rpm -q exits with the count of names not installed; that is an answer, not a failure.
-        if done.returncode != 0 and RECORD not in done.stdout and "is not installed" not in done.stdout:
-            raise CommandError(done.argv, done.returncode, done.stdout, done.stderr)
-        return [Package(p.name, p.evr, p.arch, p.requires, p.provides, p.obsoletes, p.conflicts, "@System")
-                for p in parse_records(done.stdout, tool="rpm -q")]
+        return installed(self.host, names)
 
     # -- install and lock ------------------------------------------------------------------
     def install(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> None:

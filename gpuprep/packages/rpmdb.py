@@ -1,4 +1,5 @@
-"""Where a host's rpm database is, so a query never creates one.
+"""The one reader of installed packages: where a host's rpm database is (so a query never creates one),
+rpm's query format and its parser (shared with repoquery's), and ``installed``.
 
 ``rpm -q --root T`` opens ``T/%{_dbpath}`` with *this machine's* macros, and rpm creates a database
 that is not there. Debian's rpm sets ``%_dbpath`` to ``~/.rpmdb``, so a query from a Debian build
@@ -8,7 +9,15 @@ explicit ``--dbpath`` naming a directory of the tree that holds a database alrea
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+
+from gpuprep.errors import CommandError, StepFailed
 from gpuprep.host import Host
+from gpuprep.packages.evr import EVR, Dep
+from gpuprep.packages.resolve import Package
+
+log = logging.getLogger("gpuprep")
 
 # Where rpm keeps its database: /var/lib/rpm (Amazon Linux, RHEL 7-9), /usr/lib/sysimage/rpm (Fedora 36+,
 # rpm's own default since 4.17). Checked after this machine's own %{_dbpath}, where fixture trees put it.
@@ -29,34 +38,110 @@ def db_args(host: Host) -> list[str] | None:
     return None
 
 
-def rpm_installed(host: Host, names: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """``name -> name-[epoch:]version-release`` for each of ``names`` installed (``rpm -q``, inside --root).
+FIELD = "<:>"  # never in a package name, EVR or dependency
+RECORD = "<;>"
+# rpm -q: one line per dependency, "name<TAB>flags<TAB>evr", then the record's end.
+RPM_QF = (
+    "%{NAME}" + FIELD + "%{EPOCHNUM}" + FIELD + "%{VERSION}" + FIELD + "%{RELEASE}" + FIELD + "%{ARCH}" + FIELD
+    + "[%{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\n]" + FIELD
+    + "[%{PROVIDENAME} %{PROVIDEFLAGS:depflags} %{PROVIDEVERSION}\n]" + FIELD
+    + "[%{OBSOLETENAME} %{OBSOLETEFLAGS:depflags} %{OBSOLETEVERSION}\n]" + FIELD
+    + "[%{CONFLICTNAME} %{CONFLICTFLAGS:depflags} %{CONFLICTVERSION}\n]" + RECORD + "\n"
+)
+# dnf repoquery and yum-utils repoquery both print list tags one entry a line ("docker >= 20.10.0").
+REPOQUERY_QF = FIELD.join(["%{name}", "%{epoch}", "%{version}", "%{release}", "%{arch}", "%{requires}",
+                           "%{provides}", "%{obsoletes}", "%{conflicts}", "%{repoid}"]) + RECORD
 
-    Nothing is asked when the host has no rpm or the root holds no rpm database: ``rpm -q --root``
-    would create an empty database inside the image.
+
+def parse_deps(text: str) -> tuple[Dep, ...]:
+    deps = []
+    for line in text.splitlines():
+        line = " ".join(line.split())
+        # rpmlib() and file dependencies are rpm's own business; rich deps "(a or b)" are dnf's.
+        if not line or line.startswith(("rpmlib(", "/", "(")):
+            continue
+        try:
+            deps.append(Dep.parse(line))
+        except ValueError:
+            log.debug("ignoring dependency %r", line)
+    return tuple(deps)
+
+
+def parse_records(stdout: str, repo: str = "", tool: str = "the package manager") -> list[Package]:
+    """Records of ``RPM_QF``/``REPOQUERY_QF`` output -> packages.
+
+    A record gpuprep cannot read (a plugin printing into stdout, a truncated line) raises StepFailed
+    naming ``tool`` and the field: output of another program is input, not a bug of gpuprep's.
     """
+    out = []
+    for record in stdout.split(RECORD):
+        record = record.strip("\n")
+        if FIELD not in record:
+            continue
+        fields = record.split(FIELD)
+        shown = record.strip()[:120]
+        if len(fields) < 5:
+            raise _unreadable(tool, f"a record has {len(fields)} fields, expected name, epoch, version, release "
+                              f"and arch: {shown!r}")
+        name, epoch, version, release, arch = (f.strip() for f in fields[:5])
+        # "package foo is not installed" lines from rpm -q can precede a record.
+        name = name.splitlines()[-1].strip() if name else ""
+        if not name or not version:
+            raise _unreadable(tool, f"a record without a {'name' if not name else 'version'}: {shown!r}")
+        if epoch not in ("", "(none)") and not epoch.isdigit():
+            raise _unreadable(tool, f"epoch {epoch!r} of {name} is not a number")
+        lists = [parse_deps(f) for f in (fields[5:9] + ["", "", "", ""])[:4]]
+        repoid = fields[9].strip() if len(fields) > 9 else repo
+        e = int(epoch) if epoch not in ("", "0", "(none)") else None
+        out.append(Package(name, EVR(version, release, e), arch, *lists, repo=repoid))
+    return out
+
+
+def _unreadable(tool: str, problem: str) -> StepFailed:
+    return StepFailed(f"cannot read the output of {tool}: {problem}",
+                      f"run {tool} by hand (gpuprep -v shows the command) and fix what makes it print that "
+                      "(a plugin or a broken repository file, most often)")
+
+
+def installed(host: Host, names: Sequence[str]) -> list[Package]:
+    """What of ``names`` is installed: one ``rpm -q`` (no repository metadata); [] when the tree holds no
+    rpm database (a query would create one inside the image)."""
+    root = db_args(host)
+    if root is None or not names:
+        return []
+    done = host.run(["rpm", "-q", *root, "--qf", RPM_QF, *names], timeout=60, check=False)
+    # rpm -q exits with the count of names not installed; that is an answer, not a failure.
+    if done.returncode != 0 and RECORD not in done.stdout and "is not installed" not in done.stdout:
+        raise CommandError(done.argv, done.returncode, done.stdout, done.stderr)
+    return [Package(p.name, p.evr, p.arch, p.requires, p.provides, p.obsoletes, p.conflicts, "@System")
+            for p in parse_records(done.stdout, tool="rpm -q")]
+
+
+def rpm_installed(host: Host, names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``name -> name-[epoch:]version-release`` for each of ``names`` installed (``rpm -q``, inside --root);
+    {} where this machine has no rpm (a Debian host: nothing rpm-installed to report)."""
     if not names or not _which_rpm(host):
         return {}
-    from gpuprep.packages.rpmdb import db_args
-
-    root = db_args(host)
-    if root is None:
-        return {}
-    proc = host.run(["rpm", "-q", *root, "--qf", "%{NAME}|%{EPOCH}|%{VERSION}|%{RELEASE}\\n", *names],
-                    check=False, timeout=30)
     found: dict[str, str] = {}
-    for line in proc.stdout.splitlines():
-        parts = line.split("|")
-        if len(parts) != 4 or parts[0] not in names:
-            continue
-        name, epoch, version, release = parts
-        evr = f"{epoch}:{version}-{release}" if epoch not in ("", "(none)", "0") else f"{version}-{release}"
-        found[name] = f"{name}-{evr}"  # the newest wins where several are installed
+    for p in installed(host, names):
+        found[p.name] = p.nevr  # the newest wins where several are installed
     return found
 
 
 def _which_rpm(host: Host) -> bool:
-    import shutil
-
     # rpm runs on this machine even with --root (rpm --root reads the image's database).
-    return (host.which("rpm") if host.live else shutil.which("rpm")) is not None
+    return (host.which("rpm") if host.live else host.tool("rpm")) is not None
+
+
+def dpkg_installed(host: Host, names: Sequence[str]) -> dict[str, str]:
+    """``name -> version`` for each of ``names`` dpkg has installed (Ubuntu hosts); inside --root, from the
+    tree's own /var/lib/dpkg."""
+    admindir = [] if host.live else [f"--admindir={host.path('/var/lib/dpkg')}"]
+    done = host.run(["dpkg-query", *admindir, "-W", "-f", "${Package} ${Version} ${db:Status-Status}\n", *names],
+                    timeout=10, check=False)
+    out = {}
+    for line in done.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[2] == "installed":
+            out[parts[0]] = parts[1]
+    return out

@@ -30,18 +30,9 @@ import pytest
 from gpuprep.errors import StepFailed
 from gpuprep.host import Host
 from gpuprep.packages.evr import EVR
-from gpuprep.packages.repo import (
-    FIELD,
-    RECORD,
-    YumBackend,
-    dependency_errors,
-    lock_entries,
-    lock_entry,
-    lock_name,
-    parse_deps,
-    parse_records,
-)
+from gpuprep.packages.repo import YumBackend, dependency_errors, lock_entries, lock_entry, lock_name
 from gpuprep.packages.resolve import Package, Selection, resolve
+from gpuprep.packages.rpmdb import FIELD, RECORD, parse_deps, parse_records
 from gpuprep.platform import detect
 
 pytestmark = pytest.mark.allow_subp('yum')

@@ -16,7 +16,7 @@ import pytest
 from gpuprep import rootfs
 from gpuprep.errors import StepFailed
 from gpuprep.host import LOCK_PATH, Host, LockHeld
-from gpuprep.packages.repo import parse_records
+from gpuprep.packages.rpmdb import parse_records
 
 pytestmark = pytest.mark.allow_subp('python')
 
