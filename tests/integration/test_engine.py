@@ -328,7 +328,7 @@ def test_gpu_check_names_the_driver_when_nvidia_smi_exits_9(simhost, tmp_path):
     assert code == 1, err
     check = steps(report)["gpu-check"]
     assert check["status"] == "failed" and check["summary"].startswith("driver:"), check
-    assert "exited 9: the NVIDIA driver is not loaded" in check["summary"] and "modprobe nvidia" in check["hint"]
+    assert "exited 9: the NVIDIA kernel module is not loaded" in check["summary"] and "modprobe nvidia" in check["hint"]
     assert check["data"]["link"] == "driver" and check["data"]["exit_code"] == 9
     assert "couldn't communicate with the NVIDIA driver" in check["data"]["output"]
     assert probe_containers(dockerd) == []

@@ -28,7 +28,8 @@ from gpuprep.platform import detect
 from gpuprep.report import CheckResult, Status
 from gpuprep.runner.checks import Probes, run_check
 
-pytestmark = pytest.mark.allow_subp('rpm', 'systemctl', 'true')
+# rpmbuild: the ecs-init fixture package is built on a fresh clone (its cache is empty in CI)
+pytestmark = pytest.mark.allow_subp('rpm', 'rpmbuild', 'systemctl', 'true')
 
 BY_ID = {c.id: c for c in checks.CHECKS}
 GPU_INFO = "var/lib/ecs/gpu/nvidia-gpu-info.json"
