@@ -6,9 +6,9 @@ PYTEST_ARGS ?=
 
 .PHONY: test unit integration system lint bench demo provision venv clean
 
-$(VENV)/.stamp: setup.py
+$(VENV)/.stamp: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77"
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
