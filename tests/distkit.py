@@ -21,11 +21,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 FLOOR = "3.9"  # pyproject.toml's requires-python; packaging/wheelhouse.py's default target
 WHEELHOUSE = f"gpuprep-wheelhouse-py{FLOOR}"
-# Debian bullseye's CPython 3.9 and what bookworm has no package of (libssl1.1, libffi7); the rest of its
-# dependencies are bookworm's. Debian 12 has no python3.9; Amazon Linux 2023's python3 is 3.9.
+# Debian bullseye's CPython 3.9 and what bookworm has no package of (libssl1.1, libffi7, libmpdec3); the rest
+# of its dependencies are bookworm's. Debian 12 has no python3.9; Amazon Linux 2023's python3 is 3.9.
 BULLSEYE = "deb http://deb.debian.org/debian bullseye main"
 BULLSEYE_PYTHON = ("python3.9-minimal", "libpython3.9-minimal", "libpython3.9-stdlib", "python3.9", "libssl1.1",
-                   "libffi7")
+                   "libffi7", "libmpdec3")
 
 
 def cache_root() -> Path:

@@ -4,7 +4,8 @@
 # for the booted-host tests. Needs root for apt-get; without root it only reports what is missing
 # (the tests that need a missing piece then skip, which CI=true turns into failures).
 set -euo pipefail
-PACKAGES=(docker.io runc busybox-static rpm dnf createrepo-c dnf-plugins-core systemd-container debootstrap iproute2 strace)
+PACKAGES=(docker.io runc busybox-static rpm dnf createrepo-c dnf-plugins-core systemd-container debootstrap iproute2 strace
+          gcc)
 need=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
@@ -17,6 +18,21 @@ if [ ${#need[@]} -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+fi
+
+# The floor Python (pyproject.toml's requires-python, 3.9: Amazon Linux 2023's python3) for
+# tests/integration/test_wheelhouse.py. pyenv's is used where it exists; elsewhere Debian bullseye's python3.9
+# (Debian 12 has none) is installed beside the system's, from .debs tests/distkit.py fetches once.
+here=$(cd "$(dirname "$0")" && pwd)
+if ! python3 "$here/distkit.py" floor-python >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "provision: no Python 3.9; run as root to install Debian bullseye's (tests needing it will skip)" >&2
+  else
+    echo "provision: Python 3.9 (Debian bullseye's python3.9)" >&2
+    mapfile -t debs < <(python3 "$here/distkit.py" debs)
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${debs[@]}" >/dev/null
+    python3 "$here/distkit.py" floor-python >/dev/null
   fi
 fi
 
