@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
-SOURCES = sorted([*(REPO / "gpuprep").rglob("*.py"), *(REPO / "tests").rglob("*.py"), *(REPO / "bench").rglob("*.py")])
+SOURCES = sorted([*(REPO / "gpuprep").rglob("*.py"), *(REPO / "tests").rglob("*.py"), *(REPO / "bench").rglob("*.py"),
+                  *(REPO / "packaging").rglob("*.py")])
 
 
 def test_citations_name_documents_of_this_repository():
