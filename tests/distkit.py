@@ -2,10 +2,10 @@
 
 - ``build_wheelhouse(out)`` runs packaging/wheelhouse.py (what `make dist` runs) with the suite's wheel cache:
   the first build downloads the dependency wheels from the index, every later one asks no index.
-- ``floor_python()`` finds a CPython of pyproject.toml's floor (3.9): pyenv's, python3.9 on PATH, or the
-  Debian bullseye python3.9 that tests/provision.sh installs where neither exists.
-- ``bullseye_python_debs()`` fetches that python3.9 (and the two libraries bookworm lacks) as .debs, once:
-  the simulated AL2023 instance installs them too (tests/system/image.py).
+- ``floor_python()`` finds a CPython of pyproject.toml's floor (3.9) on this machine: pyenv's (these
+  machines have one) or python3.9 on PATH.
+- ``bullseye_python_debs()`` fetches Debian bullseye's python3.9 (and what bookworm lacks for it) as .debs,
+  once: the simulated AL2023 instance's python3 (tests/system/image.py).
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ WHEELHOUSE = f"gpuprep-wheelhouse-py{FLOOR}"
 BULLSEYE = "deb http://deb.debian.org/debian bullseye main"
 BULLSEYE_PYTHON = ("python3.9-minimal", "libpython3.9-minimal", "libpython3.9-stdlib", "python3.9", "libssl1.1",
                    "libffi7", "libmpdec3")
+# Parts of CPython that Debian splits off and AL2023's python3.9 ships: pip imports distutils on 3.9. Their
+# Depends name bullseye's python3 (3.9), which bookworm's (3.11) cannot be, so they are unpacked (dpkg-deb -x):
+# their files are all under /usr/lib/python3.9.
+BULLSEYE_PYTHON_UNPACKED = ("python3-distutils", "python3-lib2to3")
 
 
 def cache_root() -> Path:
@@ -76,17 +80,20 @@ def bullseye_python_debs() -> list[Path]:
     """Debian bullseye's python3.9 .debs, downloaded once into the cache (the Debian registry, once)."""
     dest = cache_root() / "python3.9-bullseye"
     debs = sorted(dest.glob("*.deb"))
-    if len(debs) == len(BULLSEYE_PYTHON):
+    if len(debs) == len(BULLSEYE_PYTHON) + len(BULLSEYE_PYTHON_UNPACKED):
         return debs
     with tempfile.TemporaryDirectory() as work:
         w = Path(work)
         for d in ("lists/partial", "cache/archives/partial", "debs"):
             (w / d).mkdir(parents=True)
         (w / "sources.list").write_text(BULLSEYE + "\n")
+        # This machine's dpkg status is left out: what it has installed must not become the candidate.
         opts = ["-o", f"Dir::Etc::SourceList={w}/sources.list", "-o", "Dir::Etc::SourceParts=/dev/null",
-                "-o", f"Dir::State::Lists={w}/lists", "-o", f"Dir::Cache={w}/cache", "-o", "APT::Sandbox::User=root"]
+                "-o", f"Dir::State::Lists={w}/lists", "-o", f"Dir::Cache={w}/cache", "-o", "APT::Sandbox::User=root",
+                "-o", "Dir::State::status=/dev/null"]
         for argv, cwd in ((["apt-get", *opts, "update", "-qq"], None),
-                          (["apt-get", *opts, "download", "-qq", *BULLSEYE_PYTHON], w / "debs")):
+                          (["apt-get", *opts, "download", "-qq", *BULLSEYE_PYTHON, *BULLSEYE_PYTHON_UNPACKED],
+                           w / "debs")):
             proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
             if proc.returncode != 0:
                 raise RuntimeError(f"{' '.join(argv[:1] + argv[-3:])} exited {proc.returncode}: {proc.stderr[-2000:]}")
@@ -96,12 +103,14 @@ def bullseye_python_debs() -> list[Path]:
     return sorted(dest.glob("*.deb"))
 
 
+def unpacked_only(deb: Path) -> bool:
+    """A .deb of BULLSEYE_PYTHON_UNPACKED (unpacked, not installed)."""
+    return deb.name.split("_")[0] in BULLSEYE_PYTHON_UNPACKED
+
+
 if __name__ == "__main__":
-    # tests/provision.sh: `python3 tests/distkit.py debs` prints the .deb paths, fetching them once.
-    if sys.argv[1:] == ["debs"]:
-        print("\n".join(str(p) for p in bullseye_python_debs()))
-    elif sys.argv[1:] == ["floor-python"]:
+    # tests/provision.sh: `python3 tests/distkit.py floor-python` prints the floor interpreter, exit 1 if none.
+    if sys.argv[1:] == ["floor-python"]:
         print(floor_python() or "")
         sys.exit(0 if floor_python() else 1)
-    else:
-        sys.exit("usage: distkit.py debs|floor-python")
+    sys.exit("usage: distkit.py floor-python")
