@@ -66,6 +66,11 @@ def fetch(requirements: list[str], dest: Path, cache: Path | None, *options: str
             shutil.copy2(wheel, cache / wheel.name)
 
 
+# What the wheel is built from: a copy, so that setuptools' build/ of an earlier run (which keeps modules
+# since deleted from the checkout) never ends up in the wheel, and the checkout is not written to.
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "gpuprep")
+
+
 def build_own_wheel(dest: Path, cache: Path | None) -> Path:
     """gpuprep's wheel from this checkout, built in pip's isolated environment (setuptools from the cache
     when there is one, so a cached build needs no network)."""
@@ -74,7 +79,15 @@ def build_own_wheel(dest: Path, cache: Path | None) -> Path:
         with tempfile.TemporaryDirectory() as tmp:
             fetch(list(BUILD_REQUIRES), Path(tmp), cache)
         args += ["--no-index", "--find-links", str(cache)]
-    proc = pip(*args, str(REPO))
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "gpuprep-src"
+        src.mkdir()
+        for name in SOURCES:
+            if (REPO / name).is_dir():
+                shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            else:
+                shutil.copy2(REPO / name, src / name)
+        proc = pip(*args, str(src))
     if proc.returncode != 0:
         raise DistError(f"building gpuprep's wheel failed:\n{proc.stderr[-3000:]}")
     wheels = sorted(dest.glob("gpuprep-*.whl"))
