@@ -17,6 +17,10 @@ target=$(cat "$here/PYTHON")  # the X.Y this wheelhouse was built for
 
 die() { code=$1; shift; echo "gpuprep install.sh: $*" >&2; exit "$code"; }
 
+if [ "$(id -u)" != 0 ] && { [ "$prefix" = /opt/gpuprep ] || [ "$link" = /usr/sbin/gpuprep ]; }; then
+  die 3 "run it as root: it writes $prefix and $link"
+fi
+
 command -v "$python" >/dev/null 2>&1 || die 3 "no $python on PATH: install Python $target (Amazon Linux 2023: dnf install python3)"
 have=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
