@@ -142,7 +142,7 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _run_command(command: str, steps_fn, options) -> None:
+def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
     from gpuprep.runner.steps import Context, check_selection, run_steps
@@ -165,7 +165,8 @@ def _run_command(command: str, steps_fn, options) -> None:
                            + (f" (root {host.root})" if not host.live else "")
                            + (" (dry run: nothing changes)" if options.dry_run else ""))
             report = run_steps(ctx, command, steps, only=options.only, skip=options.skip,
-                               on_step=None if G.json else render_step_line)
+                               on_step=None if G.json else render_step_line,
+                               confirm=confirm_for(ctx) if confirm_for is not None else None)
     except GpuprepError as exc:
         _fail(exc, exc.exit_code)
         return
@@ -274,13 +275,13 @@ def seal(
 ) -> None:
     """Stop ECS; remove containers, images and the agent's state, so instances from the image register fresh."""
     from gpuprep.options import SealOptions
-    from gpuprep.seal import seal_steps
+    from gpuprep.seal import confirm_for, seal_steps
 
     _merge_globals(json_out, verbose)
     if list_steps:
         _list((s.id, s.title) for s in seal_steps())
     options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip)
-    _run_command("seal", seal_steps, options)
+    _run_command("seal", seal_steps, options, confirm_for)
 
 
 @app.command()
