@@ -230,6 +230,12 @@ def install(
                                  help="The boot check reports but does not keep ecs.service from starting."),
     ecs_config: Optional[str] = typer.Option(None, "--ecs-config", metavar="PATH",
                                              help="ECS agent config file (default /etc/ecs/ecs.config)."),
+    allow_vulnerable: bool = typer.Option(False, "--allow-vulnerable",
+                                          help="Allow an NVIDIA container toolkit below the security floor (a "
+                                          "version with a published CVE) when nothing newer agrees."),
+    docker_cdi: bool = typer.Option(False, "--docker-cdi",
+                                    help="Turn on Docker's own CDI (features.cdi in daemon.json; Engine 25 to 28.1 "
+                                    "need it, 28.2+ have it on), so `--device nvidia.com/gpu=all` works."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -252,7 +258,8 @@ def install(
         dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
         default_runtime=not no_default_runtime, user=user, image=image, gate=not no_gate,
-        ecs_config=ecs_config, runtime_path=runtime_path,
+        ecs_config=ecs_config, runtime_path=runtime_path, allow_vulnerable=allow_vulnerable,
+        docker_cdi=docker_cdi,
     )
     _run_command("install", install_steps, options)
 
