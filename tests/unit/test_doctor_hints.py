@@ -292,6 +292,21 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("packages-installed", "nothing installed (rpm)", lambda t, m: probes(tree(t), packages__installed=[])),
     ("packages-installed", "nothing installed (Ubuntu)",
      lambda t, m: probes(tree(t, "healthy-h200-ubuntu"), packages__installed_deb={})),
+    ("toolkit-stack", "config.toml is not TOML", lambda t, m: probes(
+        write(tree(t, "al2023-ecs-gpu-2026"), "/etc/nvidia-container-runtime/config.toml", "[broken\n").parents[2],
+        toolkit__version="1.18.1-1")),
+    ("toolkit-security", "below the floor", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
+                                                               toolkit__version="1.17.7-1")),
+    ("toolkit-security", "ldconfig from the container", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
+                                                                           toolkit__version="1.18.1-1")),
+    ("toolkit-dev-char", "no udev rule in an image", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
+                                                                        toolkit__version="1.17.8-1")),
+    ("toolkit-cdi-specs", "a spec from another host", lambda t, m: probes(
+        tree(t, "al2023-ecs-gpu-2026"), toolkit__version="1.18.1-1",
+        container__host_gpus=gpu_container.HostGpus(["GPU-11111111-2222-3333-4444-555555555555"], "nvidia-smi"),
+        )),
+    ("toolkit-cdi-specs", "stale driver libraries", lambda t, m: probes(
+        tree(t, "al2023-ecs-gpu-2026", module="590.44.01", userland="590.44.01"), toolkit__version="1.18.1-1")),
     ("packages-locked", "not locked, no plugin", lambda t, m: probes(tree(t), packages__installed=[
         package("docker", "25.0.6-1.amzn2023.0.2"), package("ecs-init", "1.97.1-1.amzn2023", "docker >= 20.10.0")])),
 ]
