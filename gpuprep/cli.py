@@ -273,6 +273,8 @@ def seal(
                                          help="Keep this image in the sealed image (repeatable)."),
     deep: bool = typer.Option(False, "--deep", help="Also remove cloud-init state, SSH host keys, authorized_keys, "
                               "machine-id, logs, DHCP leases and package caches, as Amazon's ECS AMI build does."),
+    keep_cdi: bool = typer.Option(False, "--keep-cdi", help="Keep CDI specs in /etc/cdi that name this machine's "
+                                  "GPUs (by default they go: every instance from the image has other GPUs)."),
     only: List[str] = ONLY,
     skip: List[str] = SKIP,
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
@@ -286,7 +288,8 @@ def seal(
     _merge_globals(json_out, verbose)
     if list_steps:
         _list((s.id, s.title) for s in seal_steps())
-    options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip)
+    options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip,
+                          keep_cdi=keep_cdi)
     _run_command("seal", seal_steps, options)
 
 

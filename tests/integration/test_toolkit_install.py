@@ -141,3 +141,28 @@ def test_2024_ami_legacy_mode_gets_the_udev_rule_and_doctor_sees_it(tmp_path, re
     # 2024's daemon.json route: nvidia stays defined there once, as the default; nothing to change.
     code, plan, err = gpuprep(root, "install", "--only", "docker-runtime", "--dry-run")
     assert code == 0 and steps(plan)["docker-runtime"]["status"] == "ok", plan
+
+
+def test_seal_removes_the_build_machines_cdi_spec_and_empties_the_runtime_log(tmp_path, request):
+    """A spec generated into /etc/cdi on the build machine names its GPUs by UUID (toolkit issues 1239, 1828);
+    --root knows no GPUs of its own, so a UUID-naming spec in the image's /etc/cdi goes; one naming none stays."""
+    root = image(tmp_path, request, "al2023-ecs-gpu-2026", "1.18.1", "25.0.6")
+    (root / "etc/cdi").mkdir(parents=True)
+    (root / "etc/cdi/nvidia.yaml").write_text((root / "var/run/cdi/nvidia.yaml").read_text())
+    (root / "etc/cdi/vendor.yaml").write_text("cdiVersion: 0.5.0\nkind: example.com/dev\ndevices:\n- name: x\n"
+                                             "  containerEdits: {}\n")
+    log = root / "var/log/ecs/nvidia-container-runtime.log"
+    code, plan, err = gpuprep(root, "seal", "--only", "toolkit-state", "--dry-run")
+    assert code == 0, err
+    step = steps(plan)["toolkit-state"]
+    assert step["status"] == "planned" and step["data"]["lines"] == [
+        "remove /etc/cdi/nvidia.yaml", "truncate /var/log/ecs/nvidia-container-runtime.log"], step
+    assert (root / "etc/cdi/nvidia.yaml").exists() and log.stat().st_size > 0
+    code, kept, err = gpuprep(root, "seal", "--only", "toolkit-state", "--keep-cdi", "--dry-run")
+    assert steps(kept)["toolkit-state"]["data"]["lines"] == ["truncate /var/log/ecs/nvidia-container-runtime.log"]
+    code, done, err = gpuprep(root, "seal", "--only", "toolkit-state", "--yes")
+    assert code == 0 and steps(done)["toolkit-state"]["status"] == "changed", err
+    assert not (root / "etc/cdi/nvidia.yaml").exists() and (root / "etc/cdi/vendor.yaml").exists()
+    assert log.exists() and log.stat().st_size == 0
+    code, again, err = gpuprep(root, "seal", "--only", "toolkit-state", "--yes")
+    assert code == 0 and steps(again)["toolkit-state"]["status"] == "ok", err
