@@ -1,7 +1,7 @@
 """seal: leave the instance ready to be imaged, with nothing of this machine in the image.
 
-Steps, in docs/contract.md's order: preflight, stop-ecs, containers, images, ecs-state, gpu-info, deep-clean
-(only with --deep), stamp. Why each matters (docs/domain.md): a baked agent checkpoint makes instances fail
+Steps, in docs/contract.md's order: preflight, stop-ecs, containers, images, ecs-state, gpu-info, toolkit-state,
+deep-clean (only with --deep), stamp. Why each matters (docs/domain.md): a baked agent checkpoint makes instances fail
 to register or join the build machine's cluster (aws/amazon-ecs-agent 858, 2738); a baked
 ``nvidia-gpu-info.json`` holds the build machine's GPU UUIDs; AWS Batch's guide says to stop the agent
 and remove ``/var/lib/ecs/data/*`` before creating an AMI. Each step lives in its domain: ``ecs/steps.py``
@@ -19,6 +19,7 @@ from gpuprep.errors import PreconditionUnmet, StepFailed
 from gpuprep.image.clean import DeepCleanStep
 from gpuprep.image.stamp import SEAL_JSON, StampStep
 from gpuprep.runner.steps import Change, Confirm, Context, Converged, Skip, Step
+from gpuprep.toolkit.seal import ToolkitStateStep
 
 log = logging.getLogger("gpuprep")
 
@@ -89,6 +90,7 @@ def seal_steps() -> list[Step]:
         ImagesStep(),
         EcsStateStep(),
         GpuInfoStep(),
+        ToolkitStateStep(),
         DeepCleanStep(),
         StampStep(),
     ]

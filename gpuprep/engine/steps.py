@@ -28,6 +28,7 @@ class DaemonJsonRun:
     planned: bool = False  # the plan changes the file (what a dry run's docker-reload goes by)
     changed: bool = False  # the file was changed
     rollback: Any = None  # dockerd.Rollback: what restores the file if the Engine refuses it
+    docker_cdi_planned: bool = False  # --docker-cdi turns features.cdi on in this edit (a restart, not SIGHUP)
 
 
 def runtime_path(ctx: Context) -> str:
@@ -134,8 +135,9 @@ class DockerRuntimeStep(Step):
         copies = daemon_config.user_copies(
             host, path, before_packages=ctx.shared(PackagesRun).daemon_json_before,
             packages_changed=ctx.shared(PackagesRun).changed)
+        cdi_flag = _docker_cdi_flag(ctx)
         edit = daemon_config.plan_edit(host, path, flag_path or runtime_path(ctx), set_default=wants_default(ctx),
-                                       runtime_elsewhere=elsewhere, copies=copies)
+                                       runtime_elsewhere=elsewhere, copies=copies, docker_cdi=cdi_flag)
         data: dict[str, Any] = {"path": str(edit.real), "runtime_path": runtime_path(ctx),
                                 "default_runtime": wants_default(ctx)}
         if elsewhere:
@@ -144,7 +146,8 @@ class DockerRuntimeStep(Step):
             what = f"registered by {elsewhere}" if elsewhere else f"{runtime_path(ctx)}"
             return Converged(f"{path} already has runtime nvidia ({what})"
                              + (" as the default" if wants_default(ctx) else ""), data)
-        ctx.shared(DaemonJsonRun).planned = edit.changes_file
+        run = ctx.shared(DaemonJsonRun)
+        run.planned, run.docker_cdi_planned = edit.changes_file, cdi_flag
         commands = [["mv", str(c.leftover), str(daemon_config.merged_name(c.leftover))]
                     for c in edit.merged if c.leftover is not None]
         return Change(edit.summary, diff=edit.diff, commands=commands,
@@ -166,6 +169,36 @@ class DockerRuntimeStep(Step):
         return Applied(edit.summary + "".join(f"; {e}" for e in extra if e))
 
 
+def _engine_version(ctx: Context) -> str | None:
+    """The Engine's version: the running one's, else the image's docker package's."""
+    from gpuprep.engine.dockerd import EngineDown, docker_info
+
+    if ctx.host.docker_url is not None:
+        try:
+            return str(docker_info(ctx.host).get("ServerVersion") or "") or None
+        except EngineDown:
+            pass
+    return daemon_config.image_engine_version(ctx.host)
+
+
+def _docker_cdi_flag(ctx: Context) -> bool:
+    """--docker-cdi: whether daemon.json needs features.cdi (Engine 25 to 28.1; on by default from 28.2, moby/moby
+    PR 49963; an explicit false is turned true). StepFailed on an Engine without CDI."""
+    if not ctx.options.docker_cdi:
+        return False
+    from gpuprep.toolkit.stack import CDI_DEFAULT_SINCE, CDI_SINCE
+
+    version = _engine_version(ctx)
+    parts = tuple(int(x) for x in (version or "").split(".")[:2] if x.isdigit())
+    if len(parts) == 2 and parts < CDI_SINCE:
+        raise StepFailed(f"--docker-cdi: Docker Engine {version} has no CDI (25.0 and newer have it)",
+                         "update Docker (`gpuprep install --only packages --docker VERSION` with 25 or newer), or "
+                         "leave --docker-cdi out")
+    _, config = daemon_config.read_config(ctx.host, ctx.platform.daemon_json)
+    explicit = (config.get("features") or {}).get("cdi")
+    return not (len(parts) == 2 and parts >= CDI_DEFAULT_SINCE and explicit is None)
+
+
 def _flag_path_for_old_engine(ctx: Context) -> str | None:
     """The path ``--add-runtime nvidia=PATH`` gives, when the Engine is older than 23, else None.
 
@@ -178,15 +211,17 @@ def _flag_path_for_old_engine(ctx: Context) -> str | None:
     from gpuprep.engine.dockerd import EngineDown, docker_info, find_engine_process
 
     if ctx.host.docker_url is None:
-        return None
-    try:
-        version = str(docker_info(ctx.host).get("ServerVersion") or "")
-    except EngineDown:
-        return None
+        # An image (--root): the Engine its docker package will run at boot.
+        version = daemon_config.image_engine_version(ctx.host) or ""
+    else:
+        try:
+            version = str(docker_info(ctx.host).get("ServerVersion") or "")
+        except EngineDown:
+            return None
     major = version.split(".")[0]
     if not major.isdigit() or int(major) >= 23:
         return None
-    proc = find_engine_process(ctx.host)
+    proc = find_engine_process(ctx.host) if ctx.host.docker_url is not None else None
     return (proc.add_runtimes.get(RUNTIME_NAME) if proc else None) or \
         f"{ctx.platform.runtimes_dir.rstrip('/')}/{RUNTIME_NAME}"
 
@@ -253,13 +288,18 @@ class DockerReloadStep(Step):
         elif cannot_unset:
             lacking.append(f"no default-runtime (it runs with {engine_default})")
         edit = ctx.shared(DaemonJsonRun)
+        # Docker's CDI is set up at start: SIGHUP does not turn features.cdi on (Engine 26 here); a restart does.
+        wants_cdi = (config.get("features") or {}).get("cdi") is True or edit.docker_cdi_planned
+        cdi_off = wants_cdi and "CDISpecDirs" in info and not info.get("CDISpecDirs")
+        if cdi_off:
+            lacking.append("Docker's CDI (features.cdi)")
         changed = edit.changed or (ctx.dry_run and edit.planned)
         unit_changed = need_daemon_reload(host, proc)
 
         reasons = (["daemon.json changed in this run"] if changed else []) \
             + ([f"dockerd does not show {', '.join(lacking)} yet"] if lacking else []) \
             + (["docker.service changed on disk"] if unit_changed else [])
-        action = "restart" if unit_changed or cannot_unset else "reload"
+        action = "restart" if unit_changed or cannot_unset or cdi_off else "reload"
         decision = {"action": action if reasons else "none", "reasons": reasons,
                     "pid": proc.pid if proc else None, "systemd_unit": proc.systemd_unit if proc else None,
                     "engine_default": engine_default, "engine_runtimes": sorted(engine_runtimes),

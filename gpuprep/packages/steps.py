@@ -15,7 +15,7 @@ from pathlib import Path
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
 from gpuprep.gpu.devices import read_pci
 from gpuprep.packages.lock import lock_holder, wait_for_lock
-from gpuprep.packages.repo import Backend, backend_for, lock_entry
+from gpuprep.packages.repo import Backend, backend_for, lock_entry, lock_name
 from gpuprep.packages.resolve import (
     LEGACY,
     QUERY_NAMES,
@@ -27,6 +27,7 @@ from gpuprep.packages.resolve import (
     resolve,
 )
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
+from gpuprep.toolkit.security import FLOOR, vulnerable
 
 log = logging.getLogger("gpuprep")
 
@@ -155,7 +156,8 @@ def converged_selection(ctx: Context) -> Selection | None:
     result: Selection | None = None
     if installed:
         stack = _wanted_stack(ctx)
-        sel = resolve(installed, installed, stack=stack, docker=ctx.options.docker_version)
+        sel = resolve(installed, installed, stack=stack, docker=ctx.options.docker_version,
+                      allow_vulnerable=_allow_vulnerable(ctx))
         if isinstance(sel, Selection) and not sel.to_install:
             sel.why = {n: "installed; agrees with the rest" for n in sel.packages}
             sel.passed_over = []
@@ -166,6 +168,10 @@ def converged_selection(ctx: Context) -> Selection | None:
             result = sel if locked else None
     run.converged, run.converged_known = result, True
     return result
+
+
+def _allow_vulnerable(ctx: Context) -> bool:
+    return ctx.options.allow_vulnerable
 
 
 def _offered(ctx: Context, pkgs: list[Package]) -> bool:
@@ -291,7 +297,7 @@ class PackagesStep(Step):
             return Change("resolve after NVIDIA's repository is added (dry run: its packages are not known yet)",
                           commands=[b.install_argv([]) + ["<selection>"]])
         res = resolve(candidates(ctx), installed_set(ctx), stack=_wanted_stack(ctx),
-                      docker=ctx.options.docker_version)
+                      docker=ctx.options.docker_version, allow_vulnerable=_allow_vulnerable(ctx))
         if isinstance(res, NoSolution):
             self._no_solution(ctx, res)
         installs = res.to_install
@@ -322,7 +328,15 @@ class PackagesStep(Step):
                                  for p in res.packages.values()]
         if stale:
             data.setdefault("lines", []).insert(0, f"drop stale locks: {', '.join(stale)}")
+        below_floor = {p.name for p in installed_set(ctx) if vulnerable(p.name, p.evr.version)}
+        frozen = [e for e in stale if lock_name(e) in below_floor]
+        if frozen:
+            # A versionlock (the ECS AMI locks nvidia*) froze a toolkit below the security floor: said, then replaced.
+            data["lines"].insert(0, f"the versionlock froze a vulnerable toolkit ({', '.join(frozen)}): replaced "
+                                    "by the selection's lock")
         what = [f"install {', '.join(p.nevr for p in installs)}"] if installs else []
+        if res.replaced_vulnerable:
+            what.append(f"replace the installed toolkit below the security floor ({res.replaced_vulnerable[0]})")
         if extra:
             what.append(f"install the versionlock plugin ({extra[0]})")
         if to_lock:
@@ -390,6 +404,8 @@ class PackagesStep(Step):
             ],
             "passed_over": sel.passed_over,
             "notes": sel.notes,
+            "security": {"floor": FLOOR, "vulnerable_selected": sel.vulnerable,
+                         "vulnerable_replaced": sel.replaced_vulnerable},
             "package_manager": b.manager,
             "queries": b.queries,
         }
@@ -397,9 +413,13 @@ class PackagesStep(Step):
     @staticmethod
     def _no_solution(ctx: Context, res: NoSolution) -> None:
         ctx.extra["no_solution"] = {"stack": res.stack, "message": res.message, "conflicts": res.conflicts,
-                                    "notes": res.notes}
+                                    "notes": res.notes, "cves": res.cves}
         for line in res.table():
             log.error("%s", line)
+        if res.cves:
+            raise StepFailed(res.message, "nothing was installed; add a repository that offers "
+                             f"nvidia-container-toolkit {FLOOR} or newer (NVIDIA's, or --repo-file), or accept the "
+                             "risk with --allow-vulnerable", data={"cves": res.cves, "floor": FLOOR})
         detail = "; ".join(res.conflicts[:2])
         raise StepFailed(
             f"{res.message}" + (f": {detail}" if detail else ""),

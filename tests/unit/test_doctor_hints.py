@@ -37,6 +37,7 @@ from gpuprep.platform import detect
 from gpuprep.report import Status
 from gpuprep.runner.checks import Probes, run_check
 from gpuprep.services import ServiceState
+from gpuprep.toolkit import checks as toolkit_checks
 
 pytestmark = pytest.mark.allow_subp("rpm")
 
@@ -74,7 +75,7 @@ def probes(root: Path | str, *, euid: int = 0, env: dict | None = None, platform
 SEEDABLE = {f.__name__: f for f in (
     engine_checks.docker_info, engine_checks.engine_process, container_checks.host_view,
     ecs_checks.ecs_init_version, ecs_checks.ecs_service_state, inventory.probe_kernel_log, inventory.probe_query,
-    packages_checks.installed_rpm, packages_checks.installed_deb)}
+    packages_checks.installed_rpm, packages_checks.installed_deb, toolkit_checks.toolkit_version)}
 
 
 def gpus(n: int = 2) -> list[gpu_query.GpuStatus]:
@@ -303,6 +304,21 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("packages-installed", "nothing installed (rpm)", lambda t, m: probes(tree(t), installed_rpm=[])),
     ("packages-installed", "nothing installed (Ubuntu)",
      lambda t, m: probes(tree(t, "healthy-h200-ubuntu"), installed_deb={})),
+    ("toolkit-stack", "config.toml is not TOML", lambda t, m: probes(
+        write(tree(t, "al2023-ecs-gpu-2026"), "/etc/nvidia-container-runtime/config.toml", "[broken\n").parents[2],
+        toolkit_version="1.18.1-1")),
+    ("toolkit-security", "below the floor", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
+                                                               toolkit_version="1.17.7-1")),
+    ("toolkit-security", "ldconfig from the container", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
+                                                                           toolkit_version="1.18.1-1")),
+    ("toolkit-dev-char", "no udev rule in an image", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
+                                                                        toolkit_version="1.17.8-1")),
+    ("toolkit-cdi-specs", "a spec from another host", lambda t, m: probes(
+        tree(t, "al2023-ecs-gpu-2026"), toolkit_version="1.18.1-1",
+        host_view=gpu_container.HostGpus(["GPU-11111111-2222-3333-4444-555555555555"], "nvidia-smi"),
+        )),
+    ("toolkit-cdi-specs", "stale driver libraries", lambda t, m: probes(
+        tree(t, "al2023-ecs-gpu-2026", module="590.44.01", userland="590.44.01"), toolkit_version="1.18.1-1")),
     ("packages-locked", "not locked, no plugin", lambda t, m: probes(tree(t), installed_rpm=[
         package("docker", "25.0.6-1.amzn2023.0.2"), package("ecs-init", "1.97.1-1.amzn2023", "docker >= 20.10.0")])),
 ]
