@@ -142,7 +142,7 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _run_command(command: str, steps_fn, options) -> None:
+def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
     from gpuprep.runner.steps import Context, check_selection, run_steps
@@ -165,7 +165,8 @@ def _run_command(command: str, steps_fn, options) -> None:
                            + (f" (root {host.root})" if not host.live else "")
                            + (" (dry run: nothing changes)" if options.dry_run else ""))
             report = run_steps(ctx, command, steps, only=options.only, skip=options.skip,
-                               on_step=None if G.json else render_step_line)
+                               on_step=None if G.json else render_step_line,
+                               confirm=confirm_for(ctx) if confirm_for is not None else None)
     except GpuprepError as exc:
         _fail(exc, exc.exit_code)
         return
@@ -230,6 +231,12 @@ def install(
                                  help="The boot check reports but does not keep ecs.service from starting."),
     ecs_config: Optional[str] = typer.Option(None, "--ecs-config", metavar="PATH",
                                              help="ECS agent config file (default /etc/ecs/ecs.config)."),
+    allow_vulnerable: bool = typer.Option(False, "--allow-vulnerable",
+                                          help="Allow an NVIDIA container toolkit below the security floor (a "
+                                          "version with a published CVE) when nothing newer agrees."),
+    docker_cdi: bool = typer.Option(False, "--docker-cdi",
+                                    help="Turn on Docker's own CDI (features.cdi in daemon.json; Engine 25 to 28.1 "
+                                    "need it, 28.2+ have it on), so `--device nvidia.com/gpu=all` works."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -252,7 +259,8 @@ def install(
         dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
         default_runtime=not no_default_runtime, user=user, image=image, gate=not no_gate,
-        ecs_config=ecs_config, runtime_path=runtime_path,
+        ecs_config=ecs_config, runtime_path=runtime_path, allow_vulnerable=allow_vulnerable,
+        docker_cdi=docker_cdi,
     )
     _run_command("install", install_steps, options)
 
@@ -266,6 +274,8 @@ def seal(
                                          help="Keep this image in the sealed image (repeatable)."),
     deep: bool = typer.Option(False, "--deep", help="Also remove cloud-init state, SSH host keys, authorized_keys, "
                               "machine-id, logs, DHCP leases and package caches, as Amazon's ECS AMI build does."),
+    keep_cdi: bool = typer.Option(False, "--keep-cdi", help="Keep CDI specs in /etc/cdi that name this machine's "
+                                  "GPUs (by default they go: every instance from the image has other GPUs)."),
     only: List[str] = ONLY,
     skip: List[str] = SKIP,
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
@@ -274,13 +284,14 @@ def seal(
 ) -> None:
     """Stop ECS; remove containers, images and the agent's state, so instances from the image register fresh."""
     from gpuprep.options import SealOptions
-    from gpuprep.seal import seal_steps
+    from gpuprep.seal import confirm_for, seal_steps
 
     _merge_globals(json_out, verbose)
     if list_steps:
         _list((s.id, s.title) for s in seal_steps())
-    options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip)
-    _run_command("seal", seal_steps, options)
+    options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip,
+                          keep_cdi=keep_cdi)
+    _run_command("seal", seal_steps, options, confirm_for)
 
 
 @app.command()

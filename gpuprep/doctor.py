@@ -26,10 +26,12 @@ def all_checks() -> list[Check]:
     from gpuprep.engine import container_checks as container
     from gpuprep.gpu import checks as gpu
     from gpuprep.packages import checks as packages
+    from gpuprep.toolkit import checks as toolkit
 
     return [
-        *platform_checks.CHECKS, *gpu.CHECKS, *docker.CHECKS, *container.CHECKS,
-        *ecs.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS,
+        *platform_checks.CHECKS, *gpu.CHECKS, *toolkit.GPU_CHECKS, *docker.CHECKS, *toolkit.DOCKER_CHECKS,
+        *container.CHECKS,
+        *ecs.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *toolkit.SECURITY_CHECKS,
     ]
 
 

@@ -11,6 +11,7 @@ def install_steps() -> list[Step]:
     from gpuprep.ecs.steps import DockerGroupStep, EcsConfigStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
     from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
+    from gpuprep.toolkit.steps import CdiSpecStep, DevCharLinksStep
 
     return [
         PreflightStep(),
@@ -19,6 +20,8 @@ def install_steps() -> list[Step]:
         DockerServiceStep(),
         DockerRuntimeStep(),
         DockerReloadStep(),
+        DevCharLinksStep(),
+        CdiSpecStep(),
         EcsConfigStep(),
         DockerGroupStep(),
         GpuCheckStep(),

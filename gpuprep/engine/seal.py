@@ -9,6 +9,7 @@ from typing import Any
 
 from gpuprep.engine.objects import (
     IMAGE_WORKERS,
+    SealEngineRun,
     api_status,
     engine,
     engine_said,
@@ -21,7 +22,7 @@ from gpuprep.engine.objects import (
     short_id,
 )
 from gpuprep.errors import StepFailed
-from gpuprep.runner.steps import Change, Context, Converged, Step
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step
 
 log = logging.getLogger("gpuprep")
 
@@ -31,7 +32,7 @@ class ContainersStep(Step):
 
     def plan(self, ctx: Context) -> Change | Converged:
         client = engine(ctx)
-        if ctx.selected("images") and "image_plan" not in ctx.state:
+        if ctx.selected("images") and ctx.shared(SealEngineRun).image_plan is None:
             # The images step's list is wanted before the first removal (each image goes as soon as its
             # last container has): ask for it alongside the containers', not after.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal-plan") as pool:
@@ -52,7 +53,7 @@ class ContainersStep(Step):
                       commands=[["docker", "rm", "--force", "--volumes", "<each container>"]],
                       data={"remove": rows, "lines": lines}, payload=rows)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         rows = change.payload
         with removal_api(ctx) as api:
             # With the images step selected, each image goes as soon as its last container has: the Engine
@@ -93,7 +94,6 @@ class ContainersStep(Step):
                 Retrying(stop=stop_after_attempt(2), wait=wait_fixed(0.5), retry=retry_if_result(bool),
                          retry_error_callback=lambda rs: rs.outcome.result())(again)
             failed = unanswered + refused
-            ctx.state["seal_removed"] = True
             gone_early = early.finish() if early is not None else []
             try:
                 left = {c["Id"] for c in api.containers(all=True)} & {r["id"] for r in rows}
@@ -117,14 +117,14 @@ class ContainersStep(Step):
             raise StepFailed(f"could not remove {max(len(failed), len(left))} of {len(rows)} "
                              f"containers: {detail}{early_note}", hint,
                              data={"images_removed": [image_line(r) for r in gone_early]} if gone_early else None)
-        return None
+        return Applied()
 
 
 class EarlyImages:
     """The images step's removals, started during the containers step: each planned image is removed as
     soon as no container of the plan uses it any more (at once when none did), a few at a time.
 
-    ``finish`` waits for those in flight and records each outcome in ``ctx.state["images_early"]`` (image
+    ``finish`` waits for those in flight and records each outcome in ``SealEngineRun.images_early`` (image
     id -> None or the Engine's refusal); the images step then removes what is left and retries refusals
     (a parent image refuses until its children are gone).
     """
@@ -165,7 +165,7 @@ class EarlyImages:
         """Wait for the removals started; the rows of the images removed."""
         self.pool.shutdown(wait=True)
         outcomes = {image_id: f.exception() for image_id, f in self.futures.items()}
-        self.ctx.state["images_early"] = outcomes
+        self.ctx.shared(SealEngineRun).images_early = outcomes
         return [self.rows[i] for i, exc in outcomes.items() if exc is None]
 
 
@@ -176,7 +176,7 @@ class ImagesStep(Step):
     def plan(self, ctx: Context) -> Change | Converged:
         remove, keep = image_plan(ctx)
         kept = [{k: r[k] for k in ("refs", "id", "tags", "digests", "size")} for r in keep]
-        ctx.state["kept_images"] = kept
+        ctx.shared(SealEngineRun).kept_images = kept
         kept_lines = [image_line(r, "keep") for r in keep]
         kept_note = f"; kept {len(keep)}" if keep else ""
         if not remove:
@@ -186,10 +186,10 @@ class ImagesStep(Step):
                       commands=[["docker", "rmi", "--force", "<each image>"]],
                       data={"remove": remove, "kept": kept, "lines": lines}, payload=remove)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         # Images the containers step removed already (as their containers went) are done; refusals are
         # tried again here, with the rest.
-        early = ctx.state.pop("images_early", {})
+        early = ctx.shared(SealEngineRun).images_early
         pending = [r for r in change.payload if r["id"] not in early or early[r["id"]] is not None]
         failed: list[tuple[dict, BaseException]] = []
         if pending:
@@ -201,11 +201,10 @@ class ImagesStep(Step):
                     if not failed or len(failed) == len(pending):
                         break
                     pending = [r for r, _ in failed]
-        ctx.state["seal_removed"] = True
         if failed:
             detail = "; ".join(f"{', '.join(r['tags']) or short_id(r['id'])}: {engine_said(e)}"
                                for r, e in failed[:3])
             raise StepFailed(f"could not remove {len(failed)} of {len(change.payload)} images: {detail}",
                              "an image in use by a container stays until the container goes "
                              "(run seal without --skip containers), then run seal again")
-        return None
+        return Applied()

@@ -8,10 +8,11 @@ import logging
 from datetime import datetime, timezone
 from typing import Any
 
+from gpuprep.engine.objects import SealEngineRun
 from gpuprep.errors import CommandError
 from gpuprep.host import Host
 from gpuprep.packages.rpmdb import rpm_installed
-from gpuprep.runner.steps import Change, Context, Converged, Step, file_diff
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
 
 log = logging.getLogger("gpuprep")
 
@@ -80,12 +81,13 @@ class StampStep(Step):
         host = ctx.host
         old = host.read_text(SEAL_JSON)
         existing = _parse_seal(old)
-        if "kept_images" in ctx.state:
-            kept = ctx.state["kept_images"]
+        kept_now = ctx.shared(SealEngineRun).kept_images
+        if kept_now is not None:
+            kept = kept_now
         elif existing is not None and "kept_images" in existing:
             kept = existing["kept_images"]  # the images step did not run: what the last seal kept
         else:
-            kept = [{"refs": [r]} for r in getattr(ctx.options, "keep_images", []) or []]
+            kept = [{"refs": [r]} for r in ctx.options.keep_images]
         p = ctx.platform
         doc: dict[str, Any] = {
             "gpuprep": __version__,
@@ -98,7 +100,8 @@ class StampStep(Step):
         if boot is not None:
             doc["boot"] = boot  # doctor tells a host booted from the image from the builder by this
         same = existing is not None and all(existing.get(k) == v for k, v in doc.items()) and "sealed_at" in existing
-        if same and not ctx.state.get("seal_removed"):
+        # Anything this run changed (containers, images, the agent's state, files) makes a new seal time.
+        if same and not ctx.applied:
             return Converged(f"{SEAL_JSON} up to date (sealed {existing['sealed_at']})", data=existing)
         new = {"gpuprep": doc["gpuprep"], "sealed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                **{k: v for k, v in doc.items() if k != "gpuprep"}}
@@ -107,6 +110,6 @@ class StampStep(Step):
         return Change(f"{'write' if old is None else 'update'} {SEAL_JSON}", diff=diff, data={"seal": new},
                       payload=text)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         ctx.host.write_atomic(SEAL_JSON, change.payload, mode=0o644)
-        return None
+        return Applied()
