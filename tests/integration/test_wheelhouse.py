@@ -75,7 +75,7 @@ def test_the_wheelhouse_holds_every_dependency_for_both_platforms(wheelhouse):
     assert not [n for n in names if n.endswith(".tar.gz")], "no sdist: nothing is compiled on an instance"
     lock = (wheelhouse / "requirements.txt").read_text()
     for dist in ("gpuprep==0.1.0", "docker==", "psutil==", "distro==", "tenacity==", "typer==", "rich==",
-                 "nvidia-ml-py==", "requests=="):
+                 "nvidia-ml-py==", "requests==", "pyyaml=="):
         assert f"\n{dist}" in lock, (dist, lock)
     assert (wheelhouse / "PYTHON").read_text().strip() == distkit.FLOOR
     assert (wheelhouse.parent / f"{wheelhouse.name}.tar.gz").is_file()
