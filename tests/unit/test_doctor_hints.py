@@ -209,6 +209,7 @@ Build = Callable[[Path, pytest.MonkeyPatch], Probes]
 SITUATIONS: list[tuple[str, str, Build]] = [
     ("platform-os", "unknown distribution", lambda t, m: probes(tree(t, "unknown-distro"))),
     ("platform-root", "not root", lambda t, m: probes(tree(t), euid=1000)),
+    ("platform-end-of-support", "Amazon Linux 2 after 2026-06-30", lambda t, m: probes(tree(t, "healthy-g5-al2"))),
     ("gpu-pci", "no NVIDIA GPU", lambda t, m: probes(tree(t, "no-gpu"))),
     ("gpu-pci", "nouveau bound", lambda t, m: probes(tree(t, gpus=hosttree.gpus("T4", BUSES, "nouveau")))),
     ("gpu-pci", "no driver bound, module loaded", lambda t, m: probes(tree(t, gpus=hosttree.gpus("T4", BUSES, None)))),
