@@ -3,8 +3,9 @@
 A tree holds what gpuprep reads of a GPU host's pseudo filesystems, as plain files: sysfs PCI
 functions (``vendor``, ``device``, ``class`` and a ``driver`` link), ``/dev/nvidia*`` nodes (regular
 files: gpuprep only lists them), ``/proc/driver/nvidia/version`` and ``/proc/modules``, the driver's
-``libnvidia-ml.so.<version>`` with its ``.so.1`` link, and ``/etc/os-release`` from
-``tests/fixtures/distros``. It simulates the GPU and driver, which these machines lack (docs/testbed.md 9).
+``libnvidia-ml.so.<version>`` with its ``.so.1`` link, ``/etc/os-release`` from
+``tests/fixtures/distros``, and for an EC2 host its DMI vendor (the instance type itself comes from the metadata
+stand-in, ``tests/imds_standin.py``). It simulates the GPU and driver, which these machines lack (docs/testbed.md 9).
 
 Host descriptions live in ``tests/fixtures/hosts/*.json`` (data, not binaries); ``build_named`` turns
 one into a tree. ``python tests/hosttree.py NAME DIR`` builds one by hand.
@@ -64,6 +65,9 @@ class HostSpec:
     sysfs: bool = True
     proc: bool = True
     dev: bool = True
+    # The EC2 type the host is: the tree's DMI says "Amazon EC2" (as a /sys bound in from an instance shows),
+    # and a test serves this type from the metadata stand-in (tests/imds_standin.py). None: not EC2.
+    instance_type: str | None = None
 
 
 def gpus(model: str, bus_ids: list[str], driver: str | None = "nvidia") -> list[PciSpec]:
@@ -95,6 +99,8 @@ def build(root: Path, spec: HostSpec) -> Path:
                 os.symlink(f"../../drivers/{f.driver}", d / "driver")
         if spec.module:
             (root / "sys/module/nvidia").mkdir(parents=True, exist_ok=True)
+        if spec.instance_type:
+            _write(root, "/sys/class/dmi/id/sys_vendor", "Amazon EC2\n")
     if spec.dev:
         _write(root, "/dev/null", "")
         n = len(spec.gpus) if spec.nodes is None else spec.nodes

@@ -23,6 +23,7 @@ import hosttree
 import pytest
 
 from gpuprep.doctor import all_checks
+from gpuprep.ec2.imds import InstanceType
 from gpuprep.engine import gpu_container
 from gpuprep.gpu import kernel_log
 from gpuprep.gpu import query as gpu_query
@@ -237,6 +238,12 @@ SITUATIONS: list[tuple[str, str, Build]] = [
         remapped_rows_pending=None, remapped_rows_failure=None, retired_pages_pending=True))),
     ("gpu-clocks", "HW thermal slowdown", lambda t, m: p5(t, gpu__query=nvml(
         clock_events=gpu_query.clock_events_from_mask(0x40)))),
+    ("gpu-instance-count", "a p5.48xlarge with 7 GPUs", lambda t, m: probes(
+        tree(t, "short-p5-h100x7"), ec2__instance_type=InstanceType("p5.48xlarge", via="IMDSv2"))),
+    ("gpu-instance-count", "a g5.12xlarge with 2 GPUs", lambda t, m: p5(
+        t, ec2__instance_type=InstanceType("g5.12xlarge", via="IMDSv2"), gpu__query=nvml())),
+    ("gpu-persistence-required", "off on a p5", lambda t, m: p5(
+        t, ec2__instance_type=InstanceType("p5.48xlarge", via="IMDSv2"), gpu__query=nvml(persistence_mode=False))),
     ("gpu-xid", "Xid 79", lambda t, m: xids(t, "xid-79-fallen-off.txt")),
     ("gpu-xid", "application XIDs only", lambda t, m: xids(t, "app-errors-only.txt")),
     ("gpu-xid", "RmInitAdapter failed", lambda t, m: xids(t, "rm-init-failed.txt")),
