@@ -26,11 +26,12 @@ def all_checks() -> list[Check]:
     from gpuprep.engine import checks as docker
     from gpuprep.engine import container_checks as container
     from gpuprep.gpu import checks as gpu
+    from gpuprep.image import drift
     from gpuprep.packages import checks as packages
 
     return [
-        *platform_checks.CHECKS, *gpu.CHECKS, *ec2.CHECKS, *docker.CHECKS, *container.CHECKS,
-        *ecs.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS,
+        *platform_checks.CHECKS, *gpu.CHECKS, *ec2.CHECKS, *drift.GPU_CHECKS, *docker.CHECKS, *container.CHECKS,
+        *ecs.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *drift.PACKAGE_CHECKS,
     ]
 
 

@@ -68,6 +68,8 @@ class HostSpec:
     # The EC2 type the host is: the tree's DMI says "Amazon EC2" (as a /sys bound in from an instance shows),
     # and a test serves this type from the metadata stand-in (tests/imds_standin.py). None: not EC2.
     instance_type: str | None = None
+    # Other files of the host: host path -> text, or a JSON value written as JSON (seal.json, gpu-metrics.json).
+    files: dict = field(default_factory=dict)
 
 
 def gpus(model: str, bus_ids: list[str], driver: str | None = "nvidia") -> list[PciSpec]:
@@ -121,6 +123,8 @@ def build(root: Path, spec: HostSpec) -> Path:
         _write(root, f"{spec.lib_dir}/libnvidia-ml.so.{v}", "")
     if spec.userland:
         os.symlink(f"libnvidia-ml.so.{spec.userland}", lib / "libnvidia-ml.so.1")
+    for host_path, content in spec.files.items():
+        _write(root, host_path, content if isinstance(content, str) else json.dumps(content, indent=2) + "\n")
     return root
 
 

@@ -244,6 +244,9 @@ SITUATIONS: list[tuple[str, str, Build]] = [
         t, ec2__instance_type=InstanceType("g5.12xlarge", via="IMDSv2"), gpu__query=nvml())),
     ("gpu-persistence-required", "off on a p5", lambda t, m: p5(
         t, ec2__instance_type=InstanceType("p5.48xlarge", via="IMDSv2"), gpu__query=nvml(persistence_mode=False))),
+    ("gpu-driver-drift", "userland replaced under the module", lambda t, m: probes(tree(t, "driver-drift-p5"))),
+    ("gpu-driver-drift", "both moved since the seal",
+     lambda t, m: probes(tree(t, "driver-drift-p5", module="580.105.08"))),
     ("gpu-xid", "Xid 79", lambda t, m: xids(t, "xid-79-fallen-off.txt")),
     ("gpu-xid", "application XIDs only", lambda t, m: xids(t, "app-errors-only.txt")),
     ("gpu-xid", "RmInitAdapter failed", lambda t, m: xids(t, "rm-init-failed.txt")),
@@ -300,6 +303,10 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("packages-installed", "nothing installed (rpm)", lambda t, m: probes(tree(t), packages__installed=[])),
     ("packages-installed", "nothing installed (Ubuntu)",
      lambda t, m: probes(tree(t, "healthy-h200-ubuntu"), packages__installed_deb={})),
+    ("packages-drift", "toolkit updated since the seal", lambda t, m: probes(
+        tree(t, "driver-drift-p5"), packages__installed=[
+        package("ecs-init", "1.99.0-1.amzn2023"), package("docker", "25.0.8-1.amzn2023.0.5"),
+        package("nvidia-container-toolkit", "1.18.0-1")])),
     ("packages-locked", "not locked, no plugin", lambda t, m: probes(tree(t), packages__installed=[
         package("docker", "25.0.6-1.amzn2023.0.2"), package("ecs-init", "1.97.1-1.amzn2023", "docker >= 20.10.0")])),
 ]
