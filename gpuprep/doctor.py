@@ -22,6 +22,7 @@ GROUPS = ("platform", "gpu", "docker", "container", "ecs", "packages")
 def all_checks() -> list[Check]:
     from gpuprep import platform_checks
     from gpuprep.ec2 import checks as ec2
+    from gpuprep.ecs import agent_gpu
     from gpuprep.ecs import checks as ecs
     from gpuprep.engine import checks as docker
     from gpuprep.engine import container_checks as container
@@ -31,7 +32,7 @@ def all_checks() -> list[Check]:
 
     return [
         *platform_checks.CHECKS, *gpu.CHECKS, *ec2.CHECKS, *drift.GPU_CHECKS, *docker.CHECKS, *container.CHECKS,
-        *ecs.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *drift.PACKAGE_CHECKS,
+        *ecs.CHECKS, *agent_gpu.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *drift.PACKAGE_CHECKS,
     ]
 
 

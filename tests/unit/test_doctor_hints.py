@@ -36,7 +36,7 @@ from gpuprep.report import Status
 from gpuprep.runner.checks import Probes, run_check
 from gpuprep.services import ServiceState
 
-pytestmark = pytest.mark.allow_subp("rpm")
+pytestmark = pytest.mark.allow_subp("rpm", "systemctl")
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 BY_ID = {c.id: c for c in all_checks()}
@@ -298,6 +298,10 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("package-lock", "held by this process", lambda t, m: lock_held(t)),
     ("seal-stamp", "not a JSON object", lambda t, m: probes(write(tree(t), "/etc/gpuprep/seal.json", "[]").parents[2])),
     ("ecs-stale-state", "checkpoint older than the seal", lambda t, m: sealed_with_baked_state(t)),
+    ("ecs-gpu-health", "dcgm-init says XID_48", lambda t, m: probes(tree(t, "gpu-unhealthy-g5"))),
+    ("ecs-gpu-health", "stale", lambda t, m: probes(tree(t, "gpu-unhealthy-g5", files={
+        "/var/run/ecs/gpu-metrics.json": {"timestamp": "2026-01-01T00:00:00Z", "healthy": True, "gpus": []}}))),
+    ("ecs-gpu-sharing-mps", "nvidia-mps.service not enabled", lambda t, m: probes(tree(t, "mps-not-enabled-g6"))),
     ("ecs-docker-requires", "Docker too old for ecs-init", lambda t, m: probes(tree(t), packages__installed=[
         package("ecs-init", "1.99.0-1.amzn2023", "docker >= 26.0.0"), package("docker", "20.10.25-1.amzn2023.0.1")])),
     ("packages-installed", "nothing installed (rpm)", lambda t, m: probes(tree(t), packages__installed=[])),

@@ -9,39 +9,35 @@ tests/system/test_drift_gate.py.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
 import hosttree
+import probekit
 import pytest
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
 from gpuprep.host import Host
 from gpuprep.image import drift, stamp
-from gpuprep.options import DoctorOptions
 from gpuprep.packages.evr import EVR
 from gpuprep.packages.resolve import Package
 from gpuprep.platform import detect
 from gpuprep.report import Status
-from gpuprep.runner.checks import Probes, run_check
+from gpuprep.runner.checks import run_check
 
 pytestmark = pytest.mark.allow_subp("rpm")
 BY_ID = {c.id: c for c in [*drift.GPU_CHECKS, *drift.PACKAGE_CHECKS]}
-SEAL = hosttree.load_spec("driver-drift-p5").files["/etc/gpuprep/seal.json"]
+probes = probekit.probes
 
 
 def tree(tmp_path: Path, name: str = "driver-drift-p5", **changes) -> Path:
-    return hosttree.build(tmp_path / "root", dataclasses.replace(hosttree.load_spec(name), **changes))
+    return probekit.tree(tmp_path, name, **changes)
+SEAL = hosttree.load_spec("driver-drift-p5").files["/etc/gpuprep/seal.json"]
 
 
-def probes(root: Path, **seeds) -> Probes:
-    host = Host(root, env={})
-    p = Probes(host, detect(host), DoctorOptions())
-    for key, value in seeds.items():
-        p.get(key.replace("__", "."), lambda _p, v=value: v)
-    return p
+
+
 
 
 def pkg(nevr: str) -> Package:

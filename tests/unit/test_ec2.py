@@ -8,13 +8,12 @@ seeded into the probes. gpuprep's HTTP client, the checks, the runner and the CL
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
 
-import hosttree
 import imds_standin
+import probekit
 import pytest
 from typer.testing import CliRunner
 
@@ -23,13 +22,16 @@ from gpuprep.ec2 import checks, imds
 from gpuprep.ec2.instance_types import FAMILIES, lookup
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
-from gpuprep.options import DoctorOptions
-from gpuprep.platform import detect
 from gpuprep.report import Status
-from gpuprep.runner.checks import Probes, run_check
+from gpuprep.runner.checks import run_check
 
 pytestmark = pytest.mark.allow_subp("rpm")
 BY_ID = {c.id: c for c in checks.CHECKS}
+probes = probekit.probes
+
+
+def tree(tmp_path: Path, name: str = "short-p5-h100x7", **changes) -> Path:
+    return probekit.tree(tmp_path, name, **changes)
 
 
 @pytest.fixture
@@ -45,16 +47,8 @@ def standin():
         s.close()
 
 
-def tree(tmp_path: Path, name: str = "short-p5-h100x7", **changes) -> Path:
-    return hosttree.build(tmp_path / "root", dataclasses.replace(hosttree.load_spec(name), **changes))
 
 
-def probes(root: Path, env: dict, **seeds) -> Probes:
-    host = Host(root, env=env)
-    p = Probes(host, detect(host), DoctorOptions())
-    for key, value in seeds.items():
-        p.get(key.replace("__", "."), lambda _p, v=value: v)
-    return p
 
 
 def nvml(n: int, persistence: bool = True) -> gpu_query.GpuQuery:
