@@ -10,7 +10,8 @@ Modes: ``v2`` (the default), ``v1`` (the token PUT refused with 403, the GET ans
 IMDSv2 is not offered), ``hang`` (accepts and never answers: the bound must hold).
 
 Two uses: ``serve(...)`` in a test's process (a thread, stopped with ``.close()``), and
-``python3 imds_standin.py PORT TYPE [MODE]`` inside a booted host (tests/system), python3's standard library only.
+``python3 imds_standin.py PORT TYPE [MODE]`` inside a booted host (tests/system), python3's standard library only:
+it binds the port, then forks and the parent exits, so a ``Type=forking`` unit is started only once it listens.
 """
 
 from __future__ import annotations
@@ -90,4 +91,8 @@ if __name__ == "__main__":
     port, itype = int(sys.argv[1]), sys.argv[2]
     server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(itype, sys.argv[3] if len(sys.argv) > 3 else "v2"))
     server.daemon_threads = True
+    import os
+
+    if os.fork():
+        os._exit(0)  # listening already: systemd may start what waits for it
     server.serve_forever()
