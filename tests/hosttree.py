@@ -3,8 +3,9 @@
 A tree holds what gpuprep reads of a GPU host's pseudo filesystems, as plain files: sysfs PCI
 functions (``vendor``, ``device``, ``class`` and a ``driver`` link), ``/dev/nvidia*`` nodes (regular
 files: gpuprep only lists them), ``/proc/driver/nvidia/version`` and ``/proc/modules``, the driver's
-``libnvidia-ml.so.<version>`` with its ``.so.1`` link, and ``/etc/os-release`` from
-``tests/fixtures/distros``. It simulates the GPU and driver, which these machines lack (docs/testbed.md 9).
+``libnvidia-ml.so.<version>`` with its ``.so.1`` link, ``/etc/os-release`` from
+``tests/fixtures/distros``, and for an EC2 host its DMI vendor (the instance type itself comes from the metadata
+stand-in, ``tests/imds_standin.py``). It simulates the GPU and driver, which these machines lack (docs/testbed.md 9).
 
 Host descriptions live in ``tests/fixtures/hosts/*.json`` (data, not binaries); ``build_named`` turns
 one into a tree. ``python tests/hosttree.py NAME DIR`` builds one by hand.
@@ -70,7 +71,12 @@ class HostSpec:
     char_nodes: bool = False
     uvm_major: int = 510
     dev_char: bool = False  # /dev/char/MAJ:MIN links to each node, as nvidia-ctk create-dev-char-symlinks makes
-    files: dict[str, str] = field(default_factory=dict)  # host path -> text; "#!" files are made executable
+    # The EC2 type the host is: the tree's DMI says "Amazon EC2" (as a /sys bound in from an instance shows),
+    # and a test serves this type from the metadata stand-in (tests/imds_standin.py). None: not EC2.
+    instance_type: str | None = None
+    # Other files of the host: host path -> text ("#!" files are made executable), or a JSON value written as
+    # JSON (seal.json, gpu-metrics.json).
+    files: dict = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)  # host path -> link target
 
 
@@ -103,6 +109,8 @@ def build(root: Path, spec: HostSpec) -> Path:
                 os.symlink(f"../../drivers/{f.driver}", d / "driver")
         if spec.module:
             (root / "sys/module/nvidia").mkdir(parents=True, exist_ok=True)
+        if spec.instance_type:
+            _write(root, "/sys/class/dmi/id/sys_vendor", "Amazon EC2\n")
     if spec.dev:
         _write(root, "/dev/null", "")
         n = len(spec.gpus) if spec.nodes is None else spec.nodes
@@ -131,9 +139,9 @@ def build(root: Path, spec: HostSpec) -> Path:
         _write(root, f"{spec.lib_dir}/libnvidia-ml.so.{v}", "")
     if spec.userland:
         os.symlink(f"libnvidia-ml.so.{spec.userland}", lib / "libnvidia-ml.so.1")
-    for path, text in spec.files.items():
-        written = _write(root, path, text)
-        if text.startswith("#!"):
+    for path, content in spec.files.items():
+        written = _write(root, path, content if isinstance(content, str) else json.dumps(content, indent=2) + "\n")
+        if isinstance(content, str) and content.startswith("#!"):
             written.chmod(0o755)
     for path, target in spec.links.items():
         (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import QUERY_TIMEOUT
 from gpuprep.host import Host
+from gpuprep.image import stamp
 from gpuprep.image.stamp import SEAL_JSON
 from gpuprep.packages.lock import RPM_LOCKS
 from gpuprep.packages.rpmdb import dpkg_installed, rpm_installed
@@ -65,12 +66,6 @@ def _gpu_count(probes: Probes) -> int:
         raise NotApplicable("no /sys/bus/pci/devices to count GPUs in")
     return len(pci.gpus)
 
-
-@probe
-def seal_stamp(p: Probes) -> dict | None:
-    from gpuprep.image.stamp import read_seal
-
-    return read_seal(p.host)
 
 
 @probe
@@ -243,7 +238,7 @@ def _pid_in(text: str | None) -> bool:
 def check_seal_stamp(probes: Probes) -> Verdict:
     if not probes.host.exists(SEAL_JSON):
         raise NotApplicable(f"not a sealed image (no {SEAL_JSON})")
-    doc = seal_stamp(probes)
+    doc = stamp.seal_stamp(probes)
     if doc is None:
         return Verdict(Status.WARNING, f"{SEAL_JSON} is not a JSON object", f"look at {SEAL_JSON}; "
                        "`gpuprep seal` rewrites it on the build machine")
@@ -301,7 +296,7 @@ def classify_state_files(mtimes: dict[str, float], sealed: float | None,
 
 def check_stale_state(probes: Probes) -> Verdict:
     host = probes.host
-    doc = seal_stamp(probes)
+    doc = stamp.seal_stamp(probes)
     if doc is None:
         raise NotApplicable(f"no {SEAL_JSON}: not a sealed image, nothing to compare with")
     sealed = _parse_time(doc.get("sealed_at"))

@@ -20,26 +20,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hosttree
+import probekit
 import pytest
 
 from gpuprep.doctor import all_checks
-from gpuprep.ecs import checks as ecs_checks
-from gpuprep.engine import checks as engine_checks
-from gpuprep.engine import container_checks, gpu_container
-from gpuprep.gpu import inventory, kernel_log
+from gpuprep.ec2.imds import InstanceType
+from gpuprep.engine import gpu_container
+from gpuprep.gpu import kernel_log
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
-from gpuprep.packages import checks as packages_checks
 from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.resolve import Package
 from gpuprep.platform import detect
 from gpuprep.report import Status
 from gpuprep.runner.checks import Probes, run_check
 from gpuprep.services import ServiceState
-from gpuprep.toolkit import checks as toolkit_checks
 
-pytestmark = pytest.mark.allow_subp("rpm")
+pytestmark = pytest.mark.allow_subp("rpm", "systemctl")
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 BY_ID = {c.id: c for c in all_checks()}
@@ -66,16 +64,9 @@ def probes(root: Path | str, *, euid: int = 0, env: dict | None = None, platform
     """Probes of ``root`` with ``seeds`` ({probe function's name: value}) answered as given."""
     host = Host(root, env=env or {}, euid=euid)
     p = Probes(host, platform or detect(host), DoctorOptions(image="nvidia/cuda:12.4.1-base"))
-    for name, value in seeds.items():
-        p.preset(SEEDABLE[name], value)
-    return p
+    return probekit.seed(p, **seeds)
 
 
-# The probes a case answers in place of the host (by the function's name, as keyword arguments of ``probes``).
-SEEDABLE = {f.__name__: f for f in (
-    engine_checks.docker_info, engine_checks.engine_process, container_checks.host_view,
-    ecs_checks.ecs_init_version, ecs_checks.ecs_service_state, inventory.probe_kernel_log, inventory.probe_query,
-    packages_checks.installed_rpm, packages_checks.installed_deb, toolkit_checks.toolkit_version)}
 
 
 def gpus(n: int = 2) -> list[gpu_query.GpuStatus]:
@@ -220,6 +211,7 @@ Build = Callable[[Path, pytest.MonkeyPatch], Probes]
 SITUATIONS: list[tuple[str, str, Build]] = [
     ("platform-os", "unknown distribution", lambda t, m: probes(tree(t, "unknown-distro"))),
     ("platform-root", "not root", lambda t, m: probes(tree(t), euid=1000)),
+    ("platform-end-of-support", "Amazon Linux 2 after 2026-06-30", lambda t, m: probes(tree(t, "healthy-g5-al2"))),
     ("gpu-pci", "no NVIDIA GPU", lambda t, m: probes(tree(t, "no-gpu"))),
     ("gpu-pci", "nouveau bound", lambda t, m: probes(tree(t, gpus=hosttree.gpus("T4", BUSES, "nouveau")))),
     ("gpu-pci", "no driver bound, module loaded", lambda t, m: probes(tree(t, gpus=hosttree.gpus("T4", BUSES, None)))),
@@ -248,6 +240,15 @@ SITUATIONS: list[tuple[str, str, Build]] = [
         remapped_rows_pending=None, remapped_rows_failure=None, retired_pages_pending=True))),
     ("gpu-clocks", "HW thermal slowdown", lambda t, m: p5(t, probe_query=nvml(
         clock_events=gpu_query.clock_events_from_mask(0x40)))),
+    ("gpu-instance-count", "a p5.48xlarge with 7 GPUs", lambda t, m: probes(
+        tree(t, "short-p5-h100x7"), probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2"))),
+    ("gpu-instance-count", "a g5.12xlarge with 2 GPUs", lambda t, m: p5(
+        t, probe_instance_type=InstanceType("g5.12xlarge", via="IMDSv2"), probe_query=nvml())),
+    ("gpu-persistence-required", "off on a p5", lambda t, m: p5(
+        t, probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2"), probe_query=nvml(persistence_mode=False))),
+    ("gpu-driver-drift", "userland replaced under the module", lambda t, m: probes(tree(t, "driver-drift-p5"))),
+    ("gpu-driver-drift", "both moved since the seal",
+     lambda t, m: probes(tree(t, "driver-drift-p5", module="580.105.08"))),
     ("gpu-xid", "Xid 79", lambda t, m: xids(t, "xid-79-fallen-off.txt")),
     ("gpu-xid", "application XIDs only", lambda t, m: xids(t, "app-errors-only.txt")),
     ("gpu-xid", "RmInitAdapter failed", lambda t, m: xids(t, "rm-init-failed.txt")),
@@ -299,6 +300,10 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("package-lock", "held by this process", lambda t, m: lock_held(t)),
     ("seal-stamp", "not a JSON object", lambda t, m: probes(write(tree(t), "/etc/gpuprep/seal.json", "[]").parents[2])),
     ("ecs-stale-state", "checkpoint older than the seal", lambda t, m: sealed_with_baked_state(t)),
+    ("ecs-gpu-health", "dcgm-init says XID_48", lambda t, m: probes(tree(t, "gpu-unhealthy-g5"))),
+    ("ecs-gpu-health", "stale", lambda t, m: probes(tree(t, "gpu-unhealthy-g5", files={
+        "/var/run/ecs/gpu-metrics.json": {"timestamp": "2026-01-01T00:00:00Z", "healthy": True, "gpus": []}}))),
+    ("ecs-gpu-sharing-mps", "nvidia-mps.service not enabled", lambda t, m: probes(tree(t, "mps-not-enabled-g6"))),
     ("ecs-docker-requires", "Docker too old for ecs-init", lambda t, m: probes(tree(t), installed_rpm=[
         package("ecs-init", "1.99.0-1.amzn2023", "docker >= 26.0.0"), package("docker", "20.10.25-1.amzn2023.0.1")])),
     ("packages-installed", "nothing installed (rpm)", lambda t, m: probes(tree(t), installed_rpm=[])),
@@ -319,6 +324,10 @@ SITUATIONS: list[tuple[str, str, Build]] = [
         )),
     ("toolkit-cdi-specs", "stale driver libraries", lambda t, m: probes(
         tree(t, "al2023-ecs-gpu-2026", module="590.44.01", userland="590.44.01"), toolkit_version="1.18.1-1")),
+    ("packages-drift", "toolkit updated since the seal", lambda t, m: probes(
+        tree(t, "driver-drift-p5"), installed_rpm=[
+        package("ecs-init", "1.99.0-1.amzn2023"), package("docker", "25.0.8-1.amzn2023.0.5"),
+        package("nvidia-container-toolkit", "1.18.0-1")])),
     ("packages-locked", "not locked, no plugin", lambda t, m: probes(tree(t), installed_rpm=[
         package("docker", "25.0.6-1.amzn2023.0.2"), package("ecs-init", "1.97.1-1.amzn2023", "docker >= 20.10.0")])),
 ]
