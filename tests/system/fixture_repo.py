@@ -193,21 +193,25 @@ def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
     ]
 
 
-# SIMULATED nvidia-ctk: its version, and `system create-dev-char-symlinks --create-all`, which makes a
-# /dev/char/MAJOR:MINOR link to every NVIDIA character device as the real one does (NVIDIA/nvidia-container-toolkit,
-# cmd/nvidia-ctk/system/create-dev-char-symlinks); gpuprep's dev-char-links step and its udev rule run it.
-NVIDIA_CTK = r"""#!/bin/sh
-# SIMULATED nvidia-ctk (gpuprep tests)
-if [ "$1 $2" = "system create-dev-char-symlinks" ]; then
-  mkdir -p /dev/char
-  for node in /dev/nvidia*; do
-    [ -c "$node" ] || continue
-    set -- $(stat -c '%t %T' "$node")
-    ln -sfn "../${node#/dev/}" "/dev/char/$((0x$1)):$((0x$2))"
-  done
-  exit 0
-fi
-echo 'NVIDIA Container Toolkit CLI version @VERSION@'
+# SIMULATED nvidia-ctk (NVIDIA's toolkit is not here): its version, and `system create-dev-char-symlinks` doing
+# what the real one does (NVIDIA/nvidia-container-toolkit cmd/nvidia-ctk/system/create-dev-char-symlinks): a
+# /dev/char/MAJOR:MINOR link to every NVIDIA character device node. Anything else is refused, not faked.
+NVIDIA_CTK = """#!/bin/sh
+# SIMULATED nvidia-ctk (gpuprep tests: no NVIDIA toolkit here)
+case "$1 $2" in
+  "system create-dev-char-symlinks")
+    mkdir -p /dev/char
+    for node in /dev/nvidia*; do
+      [ -c "$node" ] || continue
+      set -- $(stat -c '%t %T' "$node")
+      ln -sfn "../${node#/dev/}" "/dev/char/$((0x$1)):$((0x$2))"
+    done
+    exit 0;;
+  "--version ")
+    echo 'NVIDIA Container Toolkit CLI version @VERSION@'; exit 0;;
+esac
+echo "SIMULATED nvidia-ctk: $* is not simulated" >&2
+exit 1
 """
 
 

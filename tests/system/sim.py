@@ -25,8 +25,6 @@ import image
 from nspawn import Machine, wait
 from testbed import DEFAULT_GPUS, DRIVER_VERSION, tiny_image
 
-from gpuprep.toolkit.checks import DEV_CHAR_RULE
-
 REPO = image.REPO
 IMAGE = fr.INSTANCE_IMAGE  # no registry here: a busybox image imported into the instance's Engine
 S3_INSIDE = "/run/gpuprep-s3"  # SIMULATED S3: where the user-data's `aws s3 cp` reads the tarball from
@@ -77,14 +75,18 @@ for g in cfg["gpus"]:
         subprocess.run(["mknod", "-m", "0666", path, "c", "195", str(g["index"])], check=True)
 if not os.path.exists("/dev/nvidiactl"):
     subprocess.run(["mknod", "-m", "0666", "/dev/nvidiactl", "c", "195", "255"], check=True)
-# udev runs its rules when the driver binds; there is no udev in the container, so the one rule gpuprep installs
-# for the driver (dev-char-links: /dev/char links to the nodes, as Bottlerocket ships it) is run here.
-rule = "@DEV_CHAR_RULE@"
-if os.path.exists(rule) and os.path.exists("/usr/bin/nvidia-ctk"):
-    subprocess.run(["/usr/bin/nvidia-ctk", "system", "create-dev-char-symlinks", "--create-all"], check=True)
 # Not the driver's, but what a VM has and a container hides: the kernel log, where XIDs land.
 if not os.path.exists("/dev/kmsg"):
     subprocess.run(["mknod", "-m", "0600", "/dev/kmsg", "c", "1", "11"], check=True)
+# SIMULATED udev (no udevd runs in a systemd-nspawn container): the driver binding its PCI devices is an "add"
+# event on /bus/pci/drivers/nvidia, so run what a rule matching that event asks, as udev would
+# (dev-char-links' rule, bottlerocket-core-kit's 71-nvidia-dev-char.rules).
+import glob, re, shlex
+for rules in sorted(glob.glob("/etc/udev/rules.d/*.rules")):
+    for line in open(rules):
+        if 'ACTION=="add"' in line and 'DEVPATH=="/bus/pci/drivers/nvidia"' in line:
+            for command in re.findall(r'RUN\+="([^"]+)"', line):
+                subprocess.run(shlex.split(command), check=False)
 """
 SIM_DRIVER_UNIT = """[Unit]
 Description=SIMULATED NVIDIA driver (gpuprep tests: no GPU here)
@@ -138,8 +140,7 @@ class Instance(Machine):
         self.path(fr.HOST_SMI).chmod(0o755)
         self.write("/etc/gpuprep-sim/gpus.json", json.dumps(
             {"gpus": self.gpus, "driver_version": DRIVER_VERSION, "device_id": H100_DEVICE_ID}, indent=2))
-        self.write("/usr/local/libexec/gpuprep-sim-driver", SIM_DRIVER.replace("@DEV_CHAR_RULE@", DEV_CHAR_RULE),
-                   mode=0o755)
+        self.write("/usr/local/libexec/gpuprep-sim-driver", SIM_DRIVER, mode=0o755)
         self.write("/etc/systemd/system/gpuprep-sim-driver.service", SIM_DRIVER_UNIT)
         wants = self.path("/etc/systemd/system/sysinit.target.wants/gpuprep-sim-driver.service")
         wants.parent.mkdir(parents=True, exist_ok=True)
