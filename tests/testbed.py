@@ -2,7 +2,8 @@
 
 - ``PrivateDockerd``: a real dockerd of the test's own (own socket, data-root, exec-root, pidfile,
   config file), never the system one. Networking off (``bridge: none``, ``iptables: false``) so it
-  leaves the machine's network alone.
+  leaves the machine's network alone. Either Engine (``ENGINES``): Debian 12's 20.10, or trixie's 26.1.5 unpacked
+  by tests/provision.sh (docs/testbed.md 10), each with the programs it starts found first on its own PATH.
 - ``tiny_image``: a busybox image built locally (no registry is reachable here).
 - ``write_fake_nvidia_smi`` and ``write_runtime_shim``: SIMULATED, because these machines have no GPU
   and no NVIDIA driver. The shim is an OCI runtime like nvidia-container-runtime: on ``create
@@ -25,6 +26,46 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BASE_CONFIG = {"bridge": "none", "iptables": False, "ip-masq": False}
+# Engine 26 starts with no bridge only with these too (docs/testbed.md 10).
+BASE_CONFIG_26 = {"bridge": "none", "iptables": False, "ip6tables": False, "userland-proxy": False}
+ENGINE26 = Path(os.environ.get("GPUPREP_ENGINE26", "/var/cache/gpuprep-tests/engine26"))
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Docker Engine the tests start: its dockerd, the programs linked first on its PATH (the containerd,
+    shim, docker-init and runc it starts by name), the daemon.json keys it needs to start with no network."""
+
+    name: str
+    dockerd: str
+    links: tuple[tuple[str, str], ...] = ()
+    base_config: tuple[tuple[str, object], ...] = tuple(BASE_CONFIG.items())
+
+    @property
+    def major(self) -> int:
+        return int(self.name.split(".")[0])
+
+    def available(self) -> str:
+        """"" when it can start here, else what is missing."""
+        if not os.access(self.dockerd, os.X_OK):
+            return f"needs {self.dockerd} (run `make provision` as root)"
+        missing = [t for _, t in self.links if not os.path.exists(t)]
+        return f"needs {', '.join(missing)} (run `make provision` as root)" if missing else ""
+
+
+def _engine26() -> Engine:
+    tree = ENGINE26 / "usr"
+    links = tuple((name, str(tree / where / name)) for where, name in (
+        ("bin", "containerd"), ("bin", "containerd-shim-runc-v2"), ("bin", "ctr"), ("bin", "docker-init"),
+        ("sbin", "docker-proxy")))
+    # trixie's runc needs glibc 2.38 and Debian 12 has 2.36 ("version `GLIBC_2.38' not found", seen here): Engine 26
+    # runs Debian 12's runc 1.1.5, which its containerd 1.7.24 drives as it would its own.
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    return Engine("26.1.5", str(tree / "sbin/dockerd"), (*links, ("runc", runc)), tuple(BASE_CONFIG_26.items()))
+
+
+# The Engines a test may run on, by the id pytest shows: Debian 12's docker.io, and trixie's (docs/testbed.md 10).
+ENGINES = {"20.10": Engine("20.10.24", shutil.which("dockerd") or "/usr/sbin/dockerd"), "26": _engine26()}
 
 # What the fake nvidia-smi describes unless a test says otherwise; shaped like docs/testbed.md 8.
 DEFAULT_GPUS = (
@@ -97,7 +138,9 @@ class PrivateDockerd:
     daemon.json`` with ``--root``), so reloads and restarts read what gpuprep wrote.
     """
 
-    def __init__(self, config_path: Path | None = None, config: dict | None = None) -> None:
+    def __init__(self, config_path: Path | None = None, config: dict | None = None,
+                 engine: Engine | None = None) -> None:
+        self.engine = engine or ENGINES["20.10"]
         # Unix socket paths are limited to 108 bytes: pytest's tmp paths are too long for them.
         self.dir = Path(tempfile.mkdtemp(prefix="gpd-", dir="/tmp"))
         self.socket = self.dir / "docker.sock"
@@ -107,7 +150,8 @@ class PrivateDockerd:
         self.config_path = config_path or (self.dir / "daemon.json")
         if config is not None or not self.config_path.exists():
             self.config_path.parent.mkdir(parents=True, exist_ok=True)
-            self.config_path.write_text(json.dumps({**BASE_CONFIG, **(config or {})}, indent=2) + "\n")
+            self.config_path.write_text(json.dumps({**dict(self.engine.base_config), **(config or {})}, indent=2)
+                                        + "\n")
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "dockerd.log"
 
@@ -118,7 +162,7 @@ class PrivateDockerd:
     @property
     def argv(self) -> list[str]:
         return [
-            shutil.which("dockerd") or "dockerd",
+            self.engine.dockerd,
             "--config-file", str(self.config_path),
             "--data-root", str(self.data_root),
             "--exec-root", str(self.exec_root),
@@ -126,9 +170,21 @@ class PrivateDockerd:
             "-H", self.url,
         ]
 
+    @property
+    def env(self) -> dict[str, str]:
+        """dockerd's environment: its Engine's programs first on PATH (gpuprep restarts it with the same)."""
+        if not self.engine.links:
+            return dict(os.environ)
+        bin_dir = self.dir / "bin"
+        if not bin_dir.is_dir():
+            bin_dir.mkdir()
+            for name, target in self.engine.links:
+                os.symlink(target, bin_dir / name)
+        return {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+
     def start(self, timeout: float = 60) -> PrivateDockerd:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_ready(timeout)
         return self
