@@ -328,11 +328,13 @@ def tiny_image(client, tag: str = "tiny:latest", *, extra_files: dict[str, str] 
 
 # -- the simulated GPU side ----------------------------------------------------------------
 def write_fake_nvidia_smi(path: Path, gpus=DEFAULT_GPUS, driver_version: str = DRIVER_VERSION,
-                          exit_code: int = 0) -> Path:
+                          exit_code: int = 0, needs_nodes: tuple[str, ...] = ()) -> Path:
     """SIMULATED nvidia-smi (no GPU here): answers -L, --query-gpu CSV and a plain table.
 
     A busybox ``sh`` script, so it runs inside the tiny image as well as on the host. ``exit_code``
-    9 imitates "driver not loaded" (docs/domain.md: nvidia-smi exit codes).
+    9 imitates "driver not loaded" (docs/domain.md: nvidia-smi exit codes). ``needs_nodes``: character devices
+    it needs, as the real one needs /dev/nvidiactl and /dev/nvidiaN; without one it fails as the real one does
+    without the driver (exit 9), so a container that got no device nodes is seen.
     """
     fields = {
         "index": lambda g: str(g["index"]),
@@ -350,6 +352,8 @@ def write_fake_nvidia_smi(path: Path, gpus=DEFAULT_GPUS, driver_version: str = D
               f"if [ {exit_code} -ne 0 ]; then echo 'NVIDIA-SMI has failed because it couldn'\"'\"'t communicate "
               "with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.'; "
               f"exit {exit_code}; fi",
+              *(f"[ -c {n} ] || {{ echo 'NVIDIA-SMI has failed because it couldn'\"'\"'t communicate with the NVIDIA "
+                f"driver ({n} is missing).'; exit 9; }}" for n in needs_nodes),
               'q=""; noheader=0; nounits=0',
               'for a in "$@"; do case "$a" in',
               "  --query-gpu=*) q=${a#--query-gpu=} ;;",
@@ -407,6 +411,36 @@ os.execv({runc!r}, [{runc!r}] + args)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(code)
     path.chmod(0o755)
+    return path
+
+
+def make_char_node(path: Path, like: str = "/dev/null") -> Path:
+    """A character device node with ``like``'s major/minor at ``path`` (mknod: root): what a SIMULATED CDI spec
+    names for a GPU's device node. Opening it is opening /dev/null: harmless."""
+    rdev = os.stat(like).st_rdev
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mknod(path, 0o666 | 0o020000, rdev)  # S_IFCHR
+    return path
+
+
+def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_GPUS) -> Path:
+    """SIMULATED CDI spec of kind nvidia.com/gpu, shaped like ``nvidia-ctk cdi generate``'s (devices by index, by
+    UUID and ``all``; common edits with the control node and the driver's tools): here the device nodes are
+    ``nodes`` {container path: host node} (stand-ins from ``make_char_node``) and the one tool bound is ``smi``
+    (a fake nvidia-smi) at /usr/bin/nvidia-smi. No GPU or driver here; Docker's CDI injection is real."""
+    def node(container: str) -> dict:
+        return {"path": container, "hostPath": str(nodes[container])}
+
+    per_gpu = {g["index"]: [node(f"/dev/nvidia{g['index']}")] for g in gpus}
+    devices = [{"name": name, "containerEdits": {"deviceNodes": per_gpu[g["index"]]}}
+               for g in gpus for name in (str(g["index"]), g["uuid"])]
+    devices.append({"name": "all", "containerEdits": {"deviceNodes": [n for ns in per_gpu.values() for n in ns]}})
+    spec = {"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu", "devices": devices,
+            "containerEdits": {"env": ["NVIDIA_VISIBLE_DEVICES=void"], "deviceNodes": [node("/dev/nvidiactl")],
+                               "mounts": [{"hostPath": str(smi), "containerPath": "/usr/bin/nvidia-smi",
+                                           "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]}]}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec, indent=2) + "\n")  # JSON is YAML; the CDI library reads both
     return path
 
 

@@ -112,6 +112,8 @@ def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simho
     assert s["docker-reload"]["status"] == "changed" and s["docker-reload"]["data"]["done"] == "reload"
     assert s["gpu-check"]["status"] == "ok" and s["gpu-check"]["data"]["uuids"] == UUIDS
     assert s["gpu-check"]["data"]["host_uuids"] == UUIDS
+    # Docker's CDI is off (20.10 has none; 26 only with features.cdi): the default runtime is the one route.
+    assert [r["route"] for r in s["gpu-check"]["data"]["routes"]] == ["default-runtime"]
     assert json.loads(daemon_json.read_text())["default-runtime"] == "nvidia"
     assert all(u in run_nvidia_smi(dockerd) for u in UUIDS)  # no runtime flag, the GPUs are there
     assert dockerd.current_pid() == pid  # SIGHUP was enough
