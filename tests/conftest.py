@@ -87,12 +87,14 @@ def dockerd_factory(request):
     engine = request.getfixturevalue("docker_engine") if "docker_engine" in request.fixturenames else None
     started: list = []
 
-    def make(config_path: Path | None = None, config: dict | None = None, start: bool = True, engine_id: str = ""):
+    def make(config_path: Path | None = None, config: dict | None = None, start: bool = True, engine_id: str = "",
+             args: tuple[str, ...] = ()):
         if engine_id:  # a test of what one Engine alone has (CDI: 25+)
             chosen = ENGINES[engine_id]
             if chosen.available():
                 pytest.skip(f"Engine {chosen.name}: {chosen.available()}")
-        d = PrivateDockerd(config_path=config_path, config=config, engine=ENGINES[engine_id] if engine_id else engine)
+        d = PrivateDockerd(config_path=config_path, config=config, engine=ENGINES[engine_id] if engine_id else engine,
+                           args=args)
         started.append(d)
         return d.start() if start else d
 

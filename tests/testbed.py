@@ -139,8 +139,9 @@ class PrivateDockerd:
     """
 
     def __init__(self, config_path: Path | None = None, config: dict | None = None,
-                 engine: Engine | None = None) -> None:
+                 engine: Engine | None = None, args: tuple[str, ...] = ()) -> None:
         self.engine = engine or ENGINES["20.10"]
+        self.args = tuple(args)  # more flags, as a unit's ExecStart gives them (--add-runtime NAME=PATH)
         # Unix socket paths are limited to 108 bytes: pytest's tmp paths are too long for them.
         self.dir = Path(tempfile.mkdtemp(prefix="gpd-", dir="/tmp"))
         self.socket = self.dir / "docker.sock"
@@ -168,6 +169,7 @@ class PrivateDockerd:
             "--exec-root", str(self.exec_root),
             "--pidfile", str(self.pidfile),
             "-H", self.url,
+            *self.args,
         ]
 
     @property
