@@ -77,6 +77,21 @@ DEFAULT_GPUS = (
 DRIVER_VERSION = "580.159.04"
 
 
+def gpuprep_json(root: Path, url: str, *args: str, timeout: float = 180) -> tuple[int, dict, str]:
+    """``gpuprep --root ROOT --json ARGS`` with ``DOCKER_HOST=url``, as a pipeline runs it: (exit code, the report,
+    stderr); fails the test when stdout holds no JSON."""
+    import pytest
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DOCKER_HOST": url, "PYTHONPATH": str(repo)}
+    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    try:
+        return proc.returncode, json.loads(proc.stdout), proc.stderr
+    except json.JSONDecodeError:
+        pytest.fail(f"gpuprep printed no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
+
+
 def wait_until(predicate, *, what: str, timeout: float = 30.0, interval: float = 0.1):
     """Poll ``predicate`` until it returns a truthy value; bounded, and says what it waited for."""
     deadline = time.monotonic() + timeout

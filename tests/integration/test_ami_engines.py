@@ -14,16 +14,13 @@ tree's runtimes.d wrapper execs it by its path on this machine, since the Engine
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import hosttree
-import pytest
-from conftest import REPO, require
+from conftest import require
 from rpmfixtures import PkgSpec, build_rpm
-from testbed import DEFAULT_GPUS, tiny_image, write_fake_nvidia_smi
+from testbed import DEFAULT_GPUS, gpuprep_json, tiny_image, write_fake_nvidia_smi
 
 UUIDS = [g["uuid"] for g in DEFAULT_GPUS]
 STEPS = "docker-runtime,docker-reload,dev-char-links,cdi-spec,gpu-check"
@@ -45,14 +42,16 @@ def tree(tmp_path: Path, request, layout: str, engine) -> Path:
     return root
 
 
-def gpuprep(root: Path, url: str, *args: str) -> tuple[int, dict, str]:
-    env = {**os.environ, "DOCKER_HOST": url, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args],
-                          capture_output=True, text=True, timeout=180, env=env)
-    try:
-        return proc.returncode, json.loads(proc.stdout), proc.stderr
-    except json.JSONDecodeError:
-        pytest.fail(f"gpuprep printed no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
+gpuprep = gpuprep_json
+
+
+def install_runtime(root: Path, shim: Path) -> Path:
+    """The SIMULATED nvidia runtime (the testbed shim) where the toolkit puts it in the tree."""
+    runtime = root / RUNTIME
+    runtime.parent.mkdir(parents=True, exist_ok=True)
+    runtime.write_bytes(shim.read_bytes())
+    runtime.chmod(0o755)
+    return runtime
 
 
 def statuses(report: dict) -> dict[str, str]:
@@ -69,10 +68,7 @@ def test_2026_ami_layout(tmp_path, request, dockerd_factory, docker_engine, fake
     before the flags, so there the runtime is defined in the file too, with the flag's path), SIGHUP takes it up,
     the container proves it; nothing else changes, and a second run changes nothing."""
     root = tree(tmp_path, request, "al2023-ecs-gpu-2026", docker_engine)
-    runtime = root / RUNTIME
-    runtime.parent.mkdir(parents=True, exist_ok=True)
-    runtime.write_bytes(fake_gpu["shim"].read_bytes())
-    runtime.chmod(0o755)
+    runtime = install_runtime(root, fake_gpu["shim"])
     wrapper = root / "etc/docker-runtimes.d/nvidia"
     wrapper.write_text(f'#!/bin/sh\nexec {runtime} "$@"\n')  # the AMI's wrapper, by the runtime's path here
     wrapper.chmod(0o755)
@@ -121,10 +117,7 @@ def test_2024_ami_layout(tmp_path, request, dockerd_factory, docker_engine, fake
     already right (nothing to write, no reload); install adds the udev rule that makes the links at every boot, the
     container proves it; a second run changes nothing."""
     root = tree(tmp_path, request, "al2-ecs-gpu-2024", docker_engine)
-    runtime = root / RUNTIME
-    runtime.parent.mkdir(parents=True, exist_ok=True)
-    runtime.write_bytes(fake_gpu["shim"].read_bytes())
-    runtime.chmod(0o755)
+    runtime = install_runtime(root, fake_gpu["shim"])
     daemon_json = root / "etc/docker/daemon.json"
     config = json.loads(daemon_json.read_text())
     config["runtimes"]["nvidia"]["path"] = str(runtime)  # the AMI's runtime, by its path on this machine

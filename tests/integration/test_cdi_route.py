@@ -14,29 +14,19 @@ container that got the spec's device nodes lists the GPUs; the default route's n
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, REPO
-from testbed import DEFAULT_GPUS, make_char_node, tiny_image, write_cdi_spec, write_fake_nvidia_smi
+from conftest import FIXTURES
+from testbed import DEFAULT_GPUS, gpuprep_json, make_char_node, tiny_image, write_cdi_spec, write_fake_nvidia_smi
 
 UUIDS = [g["uuid"] for g in DEFAULT_GPUS]
 GENERATE_HINT = "nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml"
 NODES = ("/dev/nvidiactl", "/dev/nvidia0", "/dev/nvidia1")
 
 
-def gpuprep(root: Path, url: str, *args: str) -> tuple[int, dict, str]:
-    env = {**os.environ, "DOCKER_HOST": url, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args],
-                          capture_output=True, text=True, timeout=180, env=env)
-    try:
-        return proc.returncode, json.loads(proc.stdout), proc.stderr
-    except json.JSONDecodeError:
-        pytest.fail(f"gpuprep printed no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
+gpuprep = gpuprep_json
 
 
 def step(report: dict, step_id: str) -> dict:
