@@ -35,7 +35,10 @@ def doctor(root: Path, url: str, *args: str) -> tuple[int, dict[str, dict]]:
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor",
                            "--image", "tiny:latest", *args], capture_output=True, text=True, timeout=120, env=env)
     report = json.loads(proc.stdout)
-    return proc.returncode, {c["id"]: c for c in report["checks"] if c["group"] in ("docker", "container")}
+    # The toolkit-* checks of the docker group read the NVIDIA toolkit's own files, which this root has not got
+    # (they skip here; tests/unit/toolkit/test_toolkit.py and test_doctor_hints.py provoke them).
+    return proc.returncode, {c["id"]: c for c in report["checks"]
+                             if c["group"] in ("docker", "container") and not c["id"].startswith("toolkit-")}
 
 
 def statuses(checks: dict[str, dict]) -> dict[str, str]:
@@ -66,8 +69,6 @@ def test_healthy(host):
     start, gpu = host
     root, dockerd = start(nvidia(gpu["shim"]))
     code, checks = doctor(root, dockerd.url)
-    # No CDI spec on this host, and none needed (legacy runtime, Docker's CDI off): toolkit-cdi-specs has none to judge.
-    assert checks.pop("toolkit-cdi-specs")["status"] == "skipped"
     assert set(statuses(checks).values()) == {"ok"}, statuses(checks)
     container = checks["gpu-container"]
     assert container["data"]["uuids"] == UUIDS and container["data"]["host_uuids"] == UUIDS

@@ -1,7 +1,8 @@
 """Host's docker-py client against a private real dockerd (docs/testbed.md 1): the API version it speaks.
 
-Real: dockerd 20.10 (API 1.41) and 26.1.5 (API 1.45, docker-py 7's own default), docker-py. A Docker 29 Engine, which refuses API versions below 1.44, is simulated in
-tests/unit/test_checks_docker.py (the testbed has no such Engine).
+Real: dockerd 20.10 (API 1.41) and 26.1.5 (API 1.45, docker-py 7's own default), docker-py. A Docker 29 Engine,
+which refuses API versions below 1.44, is simulated in tests/unit/engine/test_engine_checks.py (the testbed has no
+such Engine).
 """
 
 from __future__ import annotations
