@@ -16,7 +16,7 @@ from pathlib import Path
 
 import hosttree
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, REPO
 
 from gpuprep.doctor import all_checks
 from gpuprep.engine import container_checks
@@ -183,7 +183,7 @@ def test_dev_char_links_present_live_shape_are_ok(tmp_path):
 def test_cdi_generate_unit_is_one_shipped_file_ordered_before_docker_ecs_and_the_gate():
     from gpuprep.toolkit.boot_unit import UNIT_TEMPLATE, render
 
-    assert (Path(__file__).resolve().parents[2] / "systemd/gpuprep-cdi-generate.service").resolve() == \
+    assert (REPO / "systemd/gpuprep-cdi-generate.service").resolve() == \
         UNIT_TEMPLATE.resolve()
     text = render("/usr/local/bin/nvidia-ctk")
     lines = text.splitlines()
