@@ -280,7 +280,7 @@ def test_a_removal_the_engine_keeps_refusing_fails_in_bounded_time_with_the_reas
         subprocess.run(["chattr", "-i", str(stuck)], check=False)
     step = next(s for s in report["steps"] if s["id"] == "containers")
     assert code == 1 and step["status"] == "failed", report
-    assert "could not remove 1 of 1 containers: stuck:" in step["summary"]
+    assert "could not remove 1 of 1 container: stuck:" in step["summary"]
     assert "failed to remove root filesystem" in step["summary"]
     assert took < 30
 
@@ -435,7 +435,7 @@ def test_a_removal_the_engine_never_answers_is_not_asked_again_and_the_hint_says
     finally:
         os.kill(pid, signal.SIGCONT)
         host.close()
-    assert "could not remove 1 of 1 containers: frozen:" in failed.value.message
+    assert "could not remove 1 of 1 container: frozen:" in failed.value.message
     assert "timed out" in failed.value.message.lower()
     assert failed.value.hint.startswith("the Engine did not answer removing frozen: restart it")
     # The testbed's Engine is Debian's 20.10.24: the hint names its known deadlock (moby/moby#46661).
