@@ -22,7 +22,10 @@ setup(
         "nvidia-ml-py>=12.535",
     ],
     extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "ruff>=0.4"],
+        # ansible-core drives the fleet tests (integrations/ansible) against booted simulated hosts;
+        # jsonschema checks the SSM and Image Builder documents against integrations/schemas/.
+        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "ruff>=0.4",
+                 "ansible-core>=2.15", "jsonschema>=4.17"],
     },
     entry_points={"console_scripts": ["gpuprep = gpuprep.cli:main"]},
     classifiers=[

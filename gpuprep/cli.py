@@ -17,7 +17,7 @@ from typing import List, Optional
 import typer
 
 from gpuprep import __version__
-from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, os_error
+from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
 from gpuprep.options import DEFAULT_IMAGE
 
 app = typer.Typer(
@@ -39,6 +39,7 @@ PROM_DIR = "/var/lib/prometheus/node-exporter"
 
 
 class Globals:
+    command: str = ""  # the command being run, for the exit-code guard in main()
     root: str = "/"
     json: bool = False
     verbose: bool = False
@@ -79,7 +80,8 @@ def main_callback(
     G.root, G.json, G.verbose, G.lock_wait = root, json_out, verbose, lock_wait
 
 
-def _merge_globals(json_out: bool, verbose: bool) -> None:
+def _merge_globals(command: str, json_out: bool, verbose: bool) -> None:
+    G.command = command
     G.json = G.json or json_out
     G.verbose = G.verbose or verbose
     _setup_logging(G.verbose)
@@ -154,6 +156,11 @@ def _run_command(command: str, steps_fn, options) -> None:
         host = _host()
         with contextlib.ExitStack() as held:
             if not options.dry_run:
+                if not host.is_root:
+                    # Said before the lock, which lives in root's /run/lock: a user who is not root would
+                    # meet "Permission denied" there (exit 1) instead of the precondition (exit 3).
+                    raise PreconditionUnmet(f"{command} must run as root",
+                                            f"run it with sudo (sudo gpuprep {command}), or as root in user-data")
                 # One run at a time per target, for the whole run: plans see the last run's result. A
                 # dry run changes nothing and waits for nobody.
                 held.enter_context(host.lock(command, wait_s=G.lock_wait))
@@ -237,7 +244,7 @@ def install(
     from gpuprep.install import install_steps
     from gpuprep.options import RUNTIME_STACKS, InstallOptions
 
-    _merge_globals(json_out, verbose)
+    _merge_globals("install", json_out, verbose)
     if list_steps:
         _list((s.id, s.title) for s in install_steps())
     if runtime not in RUNTIME_STACKS:
@@ -276,7 +283,7 @@ def seal(
     from gpuprep.options import SealOptions
     from gpuprep.seal import seal_steps
 
-    _merge_globals(json_out, verbose)
+    _merge_globals("seal", json_out, verbose)
     if list_steps:
         _list((s.id, s.title) for s in seal_steps())
     options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip)
@@ -301,7 +308,7 @@ def doctor(
     from gpuprep.platform import detect
     from gpuprep.report import Status, render_doctor_text, to_json, write_prometheus
 
-    _merge_globals(json_out, verbose)
+    _merge_globals("doctor", json_out, verbose)
     if list_checks:
         checks = all_checks()
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
@@ -369,6 +376,27 @@ def _usage_error(exc: BaseException) -> int:
     return int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
 
 
+# Every exit code a command documents (docs/contract.md): install and seal 0-3 (done, a step failed, bad
+# input, a precondition), doctor Nagios' 0-3, usage errors 2. Fleets act on the code: SSM Run Command reads
+# 194 as "reboot, then run me again" and Image Builder's AWSTOE does the same (integrations/README.md), so a
+# code outside this set would be a bug that can reboot a fleet. main() never lets one out.
+DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})
+# typer turns a KeyboardInterrupt into this code (typer/core.py, `raise Exit(130)`), the shell's 128+SIGINT.
+TYPER_INTERRUPTED = 130
+
+
+def documented_exit(code: int) -> int:
+    """``code`` if the contract documents it; otherwise say so as the bug it is and use the command's own
+    "could not run" code: doctor's UNKNOWN (3), install's and seal's "a step failed" (1)."""
+    if code in DOCUMENTED_EXIT_CODES:
+        return code
+    fallback = 3 if G.command == "doctor" else 1
+    print(f"gpuprep: error: internal error: exit code {code} is not one gpuprep documents; exiting {fallback}",
+          file=sys.stderr)
+    print("gpuprep: hint: run again with -v and report it", file=sys.stderr)
+    return fallback
+
+
 def main() -> None:
     """The console script: run the command, flush what it wrote, and leave without the interpreter's teardown.
 
@@ -382,6 +410,12 @@ def main() -> None:
         # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
         # like gpuprep's (one error line, one hint line), and user data greps for those.
         code = app(standalone_mode=False) or 0
+        if code == TYPER_INTERRUPTED:
+            # Ctrl-C, or a fleet agent's SIGINT: a run that did not finish, said in one line. The
+            # interrupted write left only its temp file, which the next run sweeps.
+            typer.echo("gpuprep: error: interrupted (SIGINT)", err=True)
+            typer.echo("gpuprep: hint: run the command again to finish", err=True)
+            code = 3 if G.command == "doctor" else 1
     except _click_errors() as exc:
         code = _usage_error(exc)
     except SystemExit as exc:
@@ -390,6 +424,7 @@ def main() -> None:
         else:  # sys.exit("message"): print it, as the interpreter would
             print(exc.code, file=sys.stderr)
             code = 1
+    code = documented_exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:
