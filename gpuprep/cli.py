@@ -237,6 +237,9 @@ def install(
                                  help="The boot check reports but does not keep ecs.service from starting."),
     ecs_config: Optional[str] = typer.Option(None, "--ecs-config", metavar="PATH",
                                              help="ECS agent config file (default /etc/ecs/ecs.config)."),
+    prom_dir: Optional[str] = typer.Option(None, "--prom-dir", metavar="DIR",
+                                           help="Install gpuprep-doctor.timer: doctor writes DIR/gpuprep.prom every "
+                                           f"5 minutes for node_exporter's textfile collector (Debian: {PROM_DIR})."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -253,13 +256,14 @@ def install(
     try:
         _absolute("--ecs-config", ecs_config)
         _absolute("--runtime-path", runtime_path)
+        _absolute("--prom-dir", prom_dir)
     except BadInput as exc:
         _fail(exc, EXIT_BAD_INPUT)
     options = InstallOptions(
         dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
         default_runtime=not no_default_runtime, user=user, image=image, gate=not no_gate,
-        ecs_config=ecs_config, runtime_path=runtime_path,
+        ecs_config=ecs_config, runtime_path=runtime_path, prom_dir=prom_dir,
     )
     _run_command("install", install_steps, options)
 

@@ -27,6 +27,7 @@ class InstallOptions:
     gate: bool = True  # --no-gate: the boot check does not hold ECS back
     ecs_config: str | None = None  # default: the platform's /etc/ecs/ecs.config
     runtime_path: str | None = None  # default: the runtime binary of the installed stack
+    prom_dir: str | None = None  # --prom-dir DIR: step doctor-timer writes DIR/gpuprep.prom every 5 minutes
 
 
 @dataclass
