@@ -382,8 +382,8 @@ def _usage_error(exc: BaseException) -> int:
 
 # Every exit code a command documents (docs/contract.md): install and seal 0-3 (done, a step failed, bad
 # input, a precondition), doctor Nagios' 0-3, usage errors 2. Fleets act on the code: SSM Run Command reads
-# 194 as "reboot, then run me again" and Image Builder's AWSTOE does the same (integrations/README.md), so a
-# code outside this set would be a bug that can reboot a fleet. main() never lets one out.
+# 194 as "reboot, then run me again" (and 3010 on Windows; integrations/README.md cites the SSM user guide),
+# so a code outside this set would be a bug that can reboot a fleet. main() never lets one out.
 DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})
 # typer turns a KeyboardInterrupt into this code (typer/core.py, `raise Exit(130)`), the shell's 128+SIGINT.
 TYPER_INTERRUPTED = 130

@@ -153,8 +153,8 @@ def run(argv: Sequence[str], *, timeout: float = 30, prefix: Sequence[str] = ())
                time.monotonic() - started)
 
 
-# Every exit code gpuprep documents (docs/contract.md). SSM Run Command and Image Builder read 194 as
-# "reboot, then run again" (integrations/README.md): every run of the CLI in this suite is checked.
+# Every exit code gpuprep documents (docs/contract.md). SSM Run Command reads 194 as "reboot, then run
+# again" (integrations/README.md): every run of the CLI in this suite is checked.
 DOCUMENTED_EXIT_CODES = (0, 1, 2, 3)
 
 

@@ -1,9 +1,9 @@
 """Exit codes safe for fleets: every error path the suite can provoke exits with a documented code.
 
-SSM Run Command reads exit 194 from a script as "reboot the instance, then run me again", and Image
-Builder's AWSTOE does the same (integrations/README.md): a tool that exits 194 by accident reboots a
-fleet. gpuprep documents 0-3 for every command (docs/contract.md), and ``cli.main`` turns anything else
-into the command's own "could not run" code. This module sweeps the paths the other corpora do not:
+SSM Run Command reads exit 194 from a script as "reboot the instance, then run me again"
+(integrations/README.md): a tool that exits 194 by accident reboots a fleet. gpuprep documents 0-3 for
+every command (docs/contract.md), and ``cli.main`` turns anything else into the command's own "could not
+run" code. This module sweeps the paths the other corpora do not:
 
 - every usage error click can raise, generated from the command tree itself (each option of each
   command with its value missing, a value of the wrong type, an unknown option, an unknown command), so
