@@ -51,6 +51,12 @@ variable "seal_args" {
   description = "More `gpuprep seal` arguments (say --keep-image REF, so the boot check's container probe can run)."
 }
 
+variable "doctor_args" {
+  type        = string
+  default     = ""
+  description = "More `gpuprep doctor` arguments (say --image REF, the image the container check runs)."
+}
+
 variable "artifacts" {
   type        = string
   default     = "artifacts"
@@ -123,7 +129,7 @@ build {
   provisioner "shell" {
     script           = "${local.scripts}/build-doctor.sh"
     execute_command  = local.as_root
-    environment_vars = ["GPUPREP_DOCTOR_JSON=/tmp/gpuprep-doctor.json"]
+    environment_vars = ["GPUPREP_DOCTOR_ARGS=${var.doctor_args}", "GPUPREP_DOCTOR_JSON=/tmp/gpuprep-doctor.json"]
   }
 
   provisioner "file" {

@@ -204,6 +204,40 @@ class FleetHost(Instance):
                 return s.connect_ex((self.address, 22)) == 0
         wait(f"sshd on {self.address}:22 in {self.name}", timeout, answers, interval=0.3)
 
+    # -- what a pipeline does to an instance ------------------------------------------------------
+    # /tmp inside is a tmpfs of the booted host's own (docs/testbed.md 5): files bound for it are staged
+    # in the overlay under /var/tmp and copied in from inside, as an upload over ssh would land them.
+    def upload(self, local: Path, inside: str) -> None:
+        """Copy file or directory ``local`` to ``inside`` (a directory's contents into that directory)."""
+        stage = f"/var/tmp/gpuprep-upload-{time.monotonic_ns()}"
+        if local.is_dir():
+            shutil.copytree(local, self.path(stage))
+            self.run(["sh", "-c", 'mkdir -p "$1" && cp -a "$2"/. "$1"/ && rm -rf "$2"', "upload", inside, stage])
+        else:
+            self.path(stage).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(local, self.path(stage))
+            self.run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && mv "$2" "$1"', "upload", inside, stage])
+
+    def read_inside(self, inside: str) -> bytes:
+        """A file's bytes as the running instance sees it (its own /tmp included)."""
+        proc = subprocess.run(["nsenter", "-t", str(self.leader), "-m", "cat", inside], capture_output=True,
+                              timeout=30)
+        if proc.returncode != 0:
+            raise AssertionError(f"inside {self.name}: cannot read {inside}: {proc.stderr.decode()[-500:]}")
+        return proc.stdout
+
+    def run_script(self, text: str, env: dict[str, str] | None = None, *, shell: str = "/bin/sh",
+                   timeout: float = 600) -> subprocess.CompletedProcess:
+        """Write ``text`` to a file inside and run it as root with ``env`` added: what Packer's shell
+        provisioner, SSM Agent and AWSTOE each do with a script (none of them adds `set -e`)."""
+        path = f"/var/tmp/gpuprep-script-{time.monotonic_ns()}.sh"
+        self.write(path, text, mode=0o700)
+        try:
+            return self.run(["env", *(f"{k}={v}" for k, v in (env or {}).items()), shell, path], check=False,
+                            timeout=timeout)
+        finally:
+            self.path(path).unlink(missing_ok=True)
+
     def scrape(self, address: str = NODE_EXPORTER) -> str:
         """node_exporter's /metrics, fetched inside the instance (it listens on its loopback only)."""
         code = ("import sys, urllib.request; "
