@@ -15,8 +15,16 @@ if ! ls "$wheelhouse"/gpuprep-*.whl >/dev/null 2>&1; then
   echo "install-wheelhouse: no gpuprep wheel in $wheelhouse (build one with \`make dist\`, copy it there)" >&2
   exit 2
 fi
+before=$("$prefix/bin/gpuprep" --version 2>/dev/null || echo none)
 [ -x "$prefix/bin/python" ] || python3 -m venv "$prefix"
 "$prefix/bin/python" -m pip install --quiet --disable-pip-version-check --no-index --find-links "$wheelhouse" \
   --upgrade gpuprep
-ln -sfn "$prefix/bin/gpuprep" /usr/local/bin/gpuprep
-/usr/local/bin/gpuprep --version
+after=$("$prefix/bin/gpuprep" --version)
+link=$(readlink /usr/local/bin/gpuprep || true)
+[ "$link" = "$prefix/bin/gpuprep" ] || ln -sfn "$prefix/bin/gpuprep" /usr/local/bin/gpuprep
+# One line a caller can read (Ansible's changed_when does): installed, or unchanged.
+if [ "$before" != "$after" ] || [ "$link" != "$prefix/bin/gpuprep" ]; then
+  echo "install-wheelhouse: installed $after in $prefix (was: $before)"
+else
+  echo "install-wheelhouse: unchanged: $after in $prefix"
+fi

@@ -288,12 +288,14 @@ def _dependency_wheels() -> Path:
 
 
 @contextlib.contextmanager
-def booted(base: Path, repos: dict[str, Path], count: int, *, public_key: str = "", before_boot=None):
-    """``count`` fleet hosts, prepared and booted (in parallel: a boot mostly waits); all closed after."""
+def booted(base: Path, repos: dict[str, Path], count: int, *, public_key: str = "", before_boot=None,
+           first: int = 1):
+    """``count`` fleet hosts, prepared and booted (in parallel: a boot mostly waits); all closed after.
+    ``first`` is the first host's index (its name, network namespace and subnet): modules use their own."""
     from concurrent.futures import ThreadPoolExecutor
 
     fleet_layer = layer()
-    hosts = [FleetHost(base, fleet_layer, repos, i + 1, public_key=public_key) for i in range(count)]
+    hosts = [FleetHost(base, fleet_layer, repos, first + i, public_key=public_key) for i in range(count)]
     try:
         for host in hosts:
             host.prepare()
