@@ -20,6 +20,9 @@ setup(
         "typer>=0.12,<0.29",
         "rich>=13.0",
         "nvidia-ml-py>=12.535",
+        # CDI specs are YAML (gpuprep/toolkit/cdi.py says why a parser of our own would not do); AL2023 ships it
+        # as python3-pyyaml, and PyPI has wheels for every Python gpuprep supports.
+        "PyYAML>=5.4",
     ],
     extras_require={
         # ansible-core drives the fleet tests (integrations/ansible) against booted simulated hosts;

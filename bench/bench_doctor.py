@@ -8,6 +8,10 @@
    saying so, without them.
 2. The same with ``--root`` only (DOCKER_HOST unset, so the docker checks skip): the floor without an Engine.
 3. ``gpuprep --help`` in a fresh process vs ``python -c "import typer"``, interleaved: target ratio <= 1.3.
+4. Against a baseline (``--baseline REF``, default ``main``: that commit's ``gpuprep/`` unpacked with ``git archive``
+   into a temporary directory), interleaved run by run on the same healthy host, an EC2 p5.48xlarge as issue 15's
+   checks see it (the metadata stand-in of tests/imds_standin.py on 127.0.0.1, a seal.json matching the tree):
+   ``doctor --boot`` (the gate; target: under 1 s more than the baseline) and ``doctor --no-container``.
 
 Each doctor variant also reports the checks' own ``duration_ms`` from the JSON (median per check; the slowest
 three), which is where to look when the wall time grows.
@@ -129,6 +133,64 @@ def bench_doctor(runs: int) -> dict:
     return result
 
 
+def baseline_package(ref: str, dest: Path) -> Path | None:
+    """``REF``'s gpuprep/ unpacked under ``dest`` (read from git; no worktree touched), or None."""
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "gpuprep"], capture_output=True, timeout=60)
+    if archive.returncode != 0:
+        return None
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True, timeout=60)
+    return dest
+
+
+def bench_against_baseline(runs: int, ref: str) -> dict:
+    """This checkout against ``ref`` on a healthy EC2 p5 host (simulated), both variants interleaved."""
+    import dataclasses
+
+    import hosttree
+    import imds_standin
+
+    name = f"doctor on a healthy p5.48xlarge (simulated: --root tree, metadata stand-in), this checkout vs {ref}"
+    with tempfile.TemporaryDirectory(prefix="gpuprep-bench-gate-") as tmp:
+        base = baseline_package(ref, Path(tmp) / "baseline")
+        if base is None:
+            return {"name": name, "skipped": f"git archive {ref} failed", "met": True}
+        spec = dataclasses.replace(hosttree.load_spec("healthy-p5-h100x8"), instance_type="p5.48xlarge")
+        spec.files = {"/etc/gpuprep/seal.json": {
+            "gpuprep": "0.1.0", "sealed_at": "2026-11-02T09:14:00Z", "packages": {}, "driver_version": "580.95.05",
+            "driver": {"userland": "580.95.05", "kernel_module": "580.95.05"}, "kept_images": []}}
+        root = hosttree.build(Path(tmp) / "root", spec)
+        standin = imds_standin.serve("p5.48xlarge")
+        env = {**clean_env(), "AWS_EC2_METADATA_SERVICE_ENDPOINT": standin.url}
+        old = [*python_argv(), "-m", "gpuprep"]
+        old_env = {**env, "PYTHONPATH": str(base)}
+        try:
+            out: dict = {"name": name, "runs": runs, "baseline": ref}
+            for label, extra in (("boot", ["--boot"]), ("no_container", ["--no-container"])):
+                new_argv = [*gpuprep_argv(), "--root", str(root), "--json", "doctor", *extra]
+                old_argv = [*old, "--root", str(root), "--json", "doctor", *extra]
+                timed(new_argv, env), timed(old_argv, old_env)  # warm both
+                news, olds, ids = [], [], {}
+                for _ in range(runs):  # interleaved: a load spike hits both alike
+                    wall, proc = timed(new_argv, env)
+                    news.append(wall)
+                    ids = {c["id"]: c["status"] for c in json.loads(proc.stdout)["checks"]}
+                    olds.append(timed(old_argv, old_env)[0])
+                new, old_m = statistics.median(news), statistics.median(olds)
+                out[label] = {"median_s": round(new, 3), "baseline_median_s": round(old_m, 3),
+                              "delta_s": round(new - old_m, 3), "ratio": round(new / old_m, 2),
+                              "issue15_checks": {k: v for k, v in ids.items() if k in ISSUE15_CHECKS}}
+            out["met"] = out["boot"]["delta_s"] < GATE_DELTA_TARGET_S
+            return out
+        finally:
+            standin.close()
+
+
+ISSUE15_CHECKS = ("gpu-instance-count", "gpu-persistence-required", "gpu-driver-drift", "packages-drift",
+                  "ecs-gpu-health", "ecs-gpu-sharing-mps", "platform-end-of-support")
+GATE_DELTA_TARGET_S = 1.0
+
+
 def bench_help(runs: int) -> dict:
     env = clean_env()
     help_argv = [*gpuprep_argv(), "--help"]
@@ -152,13 +214,20 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=9)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--baseline", default="main", help="the git ref to compare doctor against (default main)")
+    parser.add_argument("--only-baseline", action="store_true", help="run only the comparison with --baseline")
     args = parser.parse_args()
+    if args.only_baseline:
+        result = bench_against_baseline(args.runs, args.baseline)
+        print(json.dumps(result, indent=2))
+        return 1 if args.strict and not result["met"] else 0
     results = {
         "machine": f"{platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
                    f"load {os.getloadavg()[0]:.2f}, Python {platform.python_version()}",
         "doctor_live": bench_doctor_live(args.runs),
         "doctor": bench_doctor(args.runs),
         "help": bench_help(args.runs),
+        "baseline": bench_against_baseline(args.runs, args.baseline),
     }
     results["load_after"] = round(os.getloadavg()[0], 2)
     if args.json:
@@ -177,11 +246,21 @@ def main() -> int:
             print(f"  slowest checks (median duration_ms): {slowest}")
             if "text_median_s" in d:
                 print(f"  the same in text, into a pipe: median {d['text_median_s']:.3f} s")
+        b = results["baseline"]
+        if "skipped" in b:
+            print(f"{b['name']}: SKIPPED: {b['skipped']}")
+        else:
+            for label in ("boot", "no_container"):
+                r = b[label]
+                print(f"{b['name']}, doctor {label}: median {r['median_s']:.3f} s vs {r['baseline_median_s']:.3f} s "
+                      f"({r['ratio']:.2f}x, {r['delta_s']:+.3f} s)")
+            print(f"  gate target: under {GATE_DELTA_TARGET_S} s more than {b['baseline']}: "
+                  f"{'met' if b['met'] else 'MISSED'}")
         h = results["help"]
         print(f"{h['name']}: {h['help_median_s']:.3f} s vs {h['import_typer_median_s']:.3f} s, "
               f"ratio {h['ratio']:.2f} over {h['runs']} runs; target <= {h['target_ratio']}: "
               f"{'met' if h['met'] else 'MISSED'}")
-    missed = not all(results[k]["met"] for k in ("doctor_live", "doctor", "help"))
+    missed = not all(results[k]["met"] for k in ("doctor_live", "doctor", "help", "baseline"))
     return 1 if args.strict and missed else 0
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from gpuprep.errors import StepFailed
 from gpuprep.options import DEFAULT_IMAGE
-from gpuprep.runner.steps import Change, Context, Converged, Skip, Step, file_diff
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
 from gpuprep.services import Services
 
 UNIT_NAME = "gpuprep-boot-check.service"
@@ -97,8 +97,7 @@ class BootCheckStep(Step):
     def _want(self, ctx: Context) -> UnitPlan:
         if ctx.platform.init != "systemd":
             raise Skip(f"{ctx.platform.name} uses {ctx.platform.init}: the boot check is a systemd unit")
-        gate = bool(getattr(ctx.options, "gate", True))
-        image = getattr(ctx.options, "image", None)
+        gate, image = ctx.options.gate, ctx.options.image
         content = render_unit(resolve_program(ctx), gate, image if image and image != DEFAULT_IMAGE else None)
         relink = not _is_link(ctx, WANTS_LINK) or _is_link(ctx, REQUIRES_LINK) != gate
         return UnitPlan(content, ctx.host.read_text(UNIT_PATH), relink, gate)
@@ -123,7 +122,7 @@ class BootCheckStep(Step):
         return Change(f"{verb} {UNIT_PATH} and enable it, {gate_words}", diff=diff, commands=commands,
                       data={"unit": UNIT_PATH, "gate": want.gate}, payload=want)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         want: UnitPlan = change.payload
         services = Services(ctx.host, ctx.platform)
         if want.rewrite:
@@ -134,7 +133,7 @@ class BootCheckStep(Step):
             services.disable(UNIT_NAME)
         # Also after a rewrite: the [Install] section may have changed.
         services.enable(UNIT_NAME)
-        return None
+        return Applied()
 
     @staticmethod
     def _systemd_running(ctx: Context) -> bool:

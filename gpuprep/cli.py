@@ -20,10 +20,26 @@ from gpuprep import __version__
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
 from gpuprep.options import DEFAULT_IMAGE
 
+# click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
+EPILOG = """\b
+Examples:
+  sudo gpuprep install && sudo gpuprep seal     build an ECS GPU image on this instance (user data)
+  sudo gpuprep install --dry-run                what install would change, changing nothing
+  sudo gpuprep --root /mnt/image install        act on a mounted image (Packer's amazon-chroot)
+  sudo gpuprep doctor                           what is wrong with this GPU host, and each fix
+  gpuprep --json doctor --no-container          the same as one JSON object, no container run
+
+\b
+Exit codes:
+  install, seal  0 done (changed or not), 1 a step failed, 2 bad usage or input (nothing changed),
+                 3 a precondition is unmet (not root, unsupported platform)
+  doctor         Nagios: 0 ok, 1 warning, 2 critical, 3 unknown; doctor --boot: 1 when critical"""
+
 app = typer.Typer(
     name="gpuprep",
     help="Turn a GPU instance into a sealed, self-testing ECS / AWS Batch container host, "
     "and diagnose GPU hosts.",
+    epilog=EPILOG,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -39,11 +55,11 @@ PROM_DIR = "/var/lib/prometheus/node-exporter"
 
 
 class Globals:
-    command: str = ""  # the command being run, for the exit-code guard in main()
     root: str = "/"
     json: bool = False
     verbose: bool = False
     lock_wait: float = 120.0
+    command: str = ""  # the command running: the JSON of an error that ends it early; main()'s exit-code guard
 
 
 G = Globals()
@@ -80,7 +96,7 @@ def main_callback(
     G.root, G.json, G.verbose, G.lock_wait = root, json_out, verbose, lock_wait
 
 
-def _merge_globals(command: str, json_out: bool, verbose: bool) -> None:
+def _merge_globals(json_out: bool, verbose: bool, command: str) -> None:
     G.command = command
     G.json = G.json or json_out
     G.verbose = G.verbose or verbose
@@ -88,18 +104,29 @@ def _merge_globals(command: str, json_out: bool, verbose: bool) -> None:
 
 
 def _fail(exc: BaseException, code: int) -> None:
-    """One line for the user; the traceback only with -v."""
+    """One line for the user (and, under --json, one JSON object on stdout); the traceback only with -v."""
     if G.verbose:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, GpuprepError):
-        typer.echo(f"gpuprep: error: {exc.message}", err=True)
-        if exc.hint:
-            typer.echo(f"gpuprep: hint: {exc.hint}", err=True)
+        message, hint = exc.message, exc.hint
     else:
-        typer.echo(f"gpuprep: error: internal error: {type(exc).__name__}: {exc}", err=True)
-        if not G.verbose:
-            typer.echo("gpuprep: hint: run again with -v for the traceback and report it", err=True)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        hint = "" if G.verbose else "run again with -v for the traceback and report it"
+    _say_error(message, hint, code)
     raise typer.Exit(code)
+
+
+def _say_error(message: str, hint: str, code: int, command: str | None = None) -> None:
+    """An error that ends the command before a report: ``gpuprep: error:`` and ``gpuprep: hint:`` lines on
+    stderr, which user data greps for, and under --json the same as the one JSON object on stdout, so a
+    fleet's collector always has one to parse."""
+    typer.echo(f"gpuprep: error: {message}", err=True)
+    if hint:
+        typer.echo(f"gpuprep: hint: {hint}", err=True)
+    if G.json:
+        from gpuprep.report import error_json
+
+        typer.echo(error_json(command if command is not None else G.command, message, hint, code))
 
 
 def _host():
@@ -144,7 +171,7 @@ def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stdout.isatty()
 
 
-def _run_command(command: str, steps_fn, options) -> None:
+def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
     from gpuprep.runner.steps import Context, check_selection, run_steps
@@ -172,7 +199,8 @@ def _run_command(command: str, steps_fn, options) -> None:
                            + (f" (root {host.root})" if not host.live else "")
                            + (" (dry run: nothing changes)" if options.dry_run else ""))
             report = run_steps(ctx, command, steps, only=options.only, skip=options.skip,
-                               on_step=None if G.json else render_step_line)
+                               on_step=None if G.json else render_step_line,
+                               confirm=confirm_for(ctx) if confirm_for is not None else None)
     except GpuprepError as exc:
         _fail(exc, exc.exit_code)
         return
@@ -198,26 +226,80 @@ def _run_command(command: str, steps_fn, options) -> None:
     raise typer.Exit(report.exit_code)
 
 
-def _list(items) -> None:
-    for ident, title in items:
-        typer.echo(f"{ident:<16} {title}")
+def _list(key: str, rows: list[dict], width: int = 16) -> None:
+    """--list-steps / --list-checks: a line per row (its id, then its title), or under --json one object."""
+    if G.json:
+        import json
+
+        typer.echo(json.dumps({"command": G.command, key: rows}, indent=2))
+    else:
+        for row in rows:
+            ident = f"{row['group']}/{row['id']}" if "group" in row else row["id"]
+            typer.echo(f"{ident:<{width}} {row['title']}" + (" [boot]" if row.get("boot") else ""))
     raise typer.Exit(0)
 
 
-ONLY = typer.Option([], "--only", metavar="ID,...", help="Run only these steps (see --list-steps).")
-SKIP = typer.Option([], "--skip", metavar="ID,...", help="Skip these steps.")
+def ONLY(steps_fn):  # noqa: N802: an option maker, named as the option it makes
+    return typer.Option([], "--only", metavar="ID,...", help="Run only these steps (see --list-steps).",
+                        autocompletion=_complete_ids(steps_fn))
+
+
+def SKIP(steps_fn):  # noqa: N802
+    return typer.Option([], "--skip", metavar="ID,...", help="Skip these steps.",
+                        autocompletion=_complete_ids(steps_fn))
 JSON = typer.Option(False, "--json", help="Same as the global --json.")
 VERBOSE = typer.Option(False, "-v", "--verbose", help="Same as the global -v.")
 
 
-@app.command()
+def _complete_ids(steps_fn):
+    """Shell completion for --only/--skip: the step ids, after the ones already typed (`--only preflight,pa<TAB>`)."""
+    def complete(incomplete: str) -> list[str]:
+        done, _, last = incomplete.rpartition(",")
+        prefix = f"{done}," if done else ""
+        taken = set(done.split(","))
+        return [prefix + s.id for s in steps_fn() if s.id.startswith(last) and s.id not in taken]
+    return complete
+
+
+def _install_steps():
+    from gpuprep.install import install_steps
+
+    return install_steps()
+
+
+def _seal_steps():
+    from gpuprep.seal import seal_steps
+
+    return seal_steps()
+
+
+def _complete_runtime(incomplete: str) -> list[str]:
+    from gpuprep.options import RUNTIME_STACKS
+
+    return [r for r in RUNTIME_STACKS if r.startswith(incomplete)]
+
+
+@app.command(
+    short_help="Install ecs-init, Docker and the NVIDIA runtime in versions that agree; make nvidia the default "
+    "runtime; prove a container sees the GPUs.",
+    epilog="""\b
+Examples:
+  sudo gpuprep install                          every step; a second run changes nothing
+  sudo gpuprep install --dry-run                the diffs, package pins and commands, changing nothing
+  sudo gpuprep install --only docker-runtime,docker-reload    just daemon.json and the reload
+  sudo gpuprep install --repo-file nvidia.repo --image IMAGE  builders without internet access
+  gpuprep install --list-steps                  what each step does
+
+\b
+Exit codes: 0 done (changed or not), 1 a step failed, 2 bad usage or input (nothing changed),
+3 a precondition is unmet (not root, unsupported platform).""")
 def install(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Print what would change (diffs, packages, commands); change nothing."),
-    only: List[str] = ONLY,
-    skip: List[str] = SKIP,
+    only: List[str] = ONLY(_install_steps),
+    skip: List[str] = SKIP(_install_steps),
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
-    runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit",
+    runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit", autocompletion=_complete_runtime,
                                 help="NVIDIA stack: toolkit (nvidia-container-toolkit), legacy (nvidia-docker2 + "
                                 "nvidia-container-runtime), auto (toolkit when offered)."),
     docker: Optional[str] = typer.Option(None, "--docker", metavar="VERSION", help="Force this Docker version."),
@@ -237,6 +319,12 @@ def install(
                                  help="The boot check reports but does not keep ecs.service from starting."),
     ecs_config: Optional[str] = typer.Option(None, "--ecs-config", metavar="PATH",
                                              help="ECS agent config file (default /etc/ecs/ecs.config)."),
+    allow_vulnerable: bool = typer.Option(False, "--allow-vulnerable",
+                                          help="Allow an NVIDIA container toolkit below the security floor (a "
+                                          "version with a published CVE) when nothing newer agrees."),
+    docker_cdi: bool = typer.Option(False, "--docker-cdi",
+                                    help="Turn on Docker's own CDI (features.cdi in daemon.json; Engine 25 to 28.1 "
+                                    "need it, 28.2+ have it on), so `--device nvidia.com/gpu=all` works."),
     prom_dir: Optional[str] = typer.Option(None, "--prom-dir", metavar="DIR",
                                            help="Install gpuprep-doctor.timer: doctor writes DIR/gpuprep.prom every "
                                            f"5 minutes for node_exporter's textfile collector (Debian: {PROM_DIR})."),
@@ -247,9 +335,9 @@ def install(
     from gpuprep.install import install_steps
     from gpuprep.options import RUNTIME_STACKS, InstallOptions
 
-    _merge_globals("install", json_out, verbose)
+    _merge_globals(json_out, verbose, "install")
     if list_steps:
-        _list((s.id, s.title) for s in install_steps())
+        _list("steps", [{"id": s.id, "title": s.title} for s in install_steps()])
     if runtime not in RUNTIME_STACKS:
         _fail(BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
                        "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
@@ -263,12 +351,23 @@ def install(
         dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
         default_runtime=not no_default_runtime, user=user, image=image, gate=not no_gate,
-        ecs_config=ecs_config, runtime_path=runtime_path, prom_dir=prom_dir,
+        ecs_config=ecs_config, runtime_path=runtime_path, allow_vulnerable=allow_vulnerable,
+        docker_cdi=docker_cdi, prom_dir=prom_dir,
     )
     _run_command("install", install_steps, options)
 
 
-@app.command()
+@app.command(
+    short_help="Stop ECS; remove containers, images and the agent's state, so instances from the image register "
+    "fresh.",
+    epilog="""\b
+Examples:
+  sudo gpuprep seal --dry-run                   every file, container and image it would remove
+  sudo gpuprep seal --yes --keep-image IMAGE    keep the image the boot gate's container check uses
+  sudo gpuprep seal --deep                      also cloud-init state, SSH host keys, logs, caches
+
+\b
+Exit codes: 0 done, 1 a step failed, 2 bad usage or input (nothing changed), 3 a precondition is unmet.""")
 def seal(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="List exactly what a real run removes; remove nothing."),
@@ -277,24 +376,38 @@ def seal(
                                          help="Keep this image in the sealed image (repeatable)."),
     deep: bool = typer.Option(False, "--deep", help="Also remove cloud-init state, SSH host keys, authorized_keys, "
                               "machine-id, logs, DHCP leases and package caches, as Amazon's ECS AMI build does."),
-    only: List[str] = ONLY,
-    skip: List[str] = SKIP,
+    keep_cdi: bool = typer.Option(False, "--keep-cdi", help="Keep CDI specs in /etc/cdi that name this machine's "
+                                  "GPUs (by default they go: every instance from the image has other GPUs)."),
+    only: List[str] = ONLY(_seal_steps),
+    skip: List[str] = SKIP(_seal_steps),
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
 ) -> None:
     """Stop ECS; remove containers, images and the agent's state, so instances from the image register fresh."""
     from gpuprep.options import SealOptions
-    from gpuprep.seal import seal_steps
+    from gpuprep.seal import confirm_for, seal_steps
 
-    _merge_globals("seal", json_out, verbose)
+    _merge_globals(json_out, verbose, "seal")
     if list_steps:
-        _list((s.id, s.title) for s in seal_steps())
-    options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip)
-    _run_command("seal", seal_steps, options)
+        _list("steps", [{"id": s.id, "title": s.title} for s in seal_steps()])
+    options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip,
+                          keep_cdi=keep_cdi)
+    _run_command("seal", seal_steps, options, confirm_for)
 
 
-@app.command()
+@app.command(
+    short_help="Check this GPU host: a verdict per check and the fix for each problem (Nagios exit codes).",
+    epilog="""\b
+Examples:
+  sudo gpuprep doctor                           the verdict, then each problem and its fix
+  sudo gpuprep -v doctor                        every check on its own line
+  gpuprep --json doctor --no-container          one JSON object; no container is run
+  sudo gpuprep doctor --prom /var/lib/prometheus/node-exporter/gpuprep.prom
+
+\b
+Exit codes (Nagios): 0 ok, 1 warning, 2 critical, 3 unknown; the worst check wins.
+With --boot (the boot gate): 1 when a check is critical, else 0.""")
 def doctor(
     no_container: bool = typer.Option(False, "--no-container",
                                       help="Skip the container check (no image pull, no container)."),
@@ -312,11 +425,11 @@ def doctor(
     from gpuprep.platform import detect
     from gpuprep.report import Status, render_doctor_text, to_json, write_prometheus
 
-    _merge_globals("doctor", json_out, verbose)
+    _merge_globals(json_out, verbose, "doctor")
     if list_checks:
         checks = all_checks()
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
-        _list((f"{c.group}/{c.id}".ljust(width), c.title + (" [boot]" if c.boot else "")) for c in checks)
+        _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
     host = None
     try:
@@ -350,11 +463,12 @@ def doctor(
     if G.json:
         typer.echo(to_json(report))
     else:
-        render_doctor_text(report)
+        render_doctor_text(report, verbose=G.verbose)
     code = report.exit_code
     if boot:
-        # The boot gate fails only on critical: a warning must not keep a host out of the cluster.
-        code = 2 if report.status is Status.CRITICAL else 0
+        # The boot gate fails only on critical: a warning must not keep a host out of the cluster. It fails
+        # with 1, not Nagios' 2: systemd shows exit 2 as status=2/INVALIDARGUMENT, which reads as bad usage.
+        code = 1 if report.status is Status.CRITICAL else 0
     raise typer.Exit(code)
 
 
@@ -374,14 +488,38 @@ def _usage_error(exc: BaseException) -> int:
         typer.echo("gpuprep: error: aborted", err=True)
         return 1
     ctx = getattr(exc, "ctx", None)
-    path = ctx.command_path if ctx is not None else "gpuprep"
-    typer.echo(f"gpuprep: error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
-    typer.echo(f"gpuprep: hint: `{path} --help` lists its commands and options", err=True)
-    return int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
+    # click raises "Option '--prom' requires an argument" with no context: the command is then found in
+    # the arguments (the exit-code sweep, tests/reliability/test_exit_codes.py, met doctor exiting 2 there).
+    path = ctx.command_path if ctx is not None else " ".join(["gpuprep", *_command_in(sys.argv[1:])])
+    code = int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
+    # The parse failed before any callback ran: --json is known only from the arguments themselves.
+    G.json = G.json or "--json" in sys.argv[1:]
+    command = path.split()[-1] if " " in path else ""
+    if command == "doctor" and code == EXIT_BAD_INPUT:
+        # Nagios' plugin guidelines: invalid arguments are UNKNOWN (3); 2 would read as a critical host.
+        code = 3
+    _say_error(exc.format_message(), f"`{path} --help` lists its commands and options", code,  # type: ignore
+               command=command)
+    return code
+
+
+def _command_in(args: list[str]) -> list[str]:
+    """The command named in ``args`` (a one-item list), past the global options and their values."""
+    valued = {"--root", "--lock-wait"}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in valued:
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            return [arg] if arg in ("install", "seal", "doctor") else []
+        i += 1
+    return []
 
 
 # Every exit code a command documents (docs/contract.md): install and seal 0-3 (done, a step failed, bad
-# input, a precondition), doctor Nagios' 0-3, usage errors 2. Fleets act on the code: SSM Run Command reads
+# input, a precondition), doctor Nagios' 0-3, usage errors 2 (doctor's 3). Fleets act on the code: SSM Run Command reads
 # 194 as "reboot, then run me again" (and 3010 on Windows; integrations/README.md cites the SSM user guide),
 # so a code outside this set would be a bug that can reboot a fleet. main() never lets one out.
 DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})
@@ -417,9 +555,8 @@ def main() -> None:
         if code == TYPER_INTERRUPTED:
             # Ctrl-C, or a fleet agent's SIGINT: a run that did not finish, said in one line. The
             # interrupted write left only its temp file, which the next run sweeps.
-            typer.echo("gpuprep: error: interrupted (SIGINT)", err=True)
-            typer.echo("gpuprep: hint: run the command again to finish", err=True)
             code = 3 if G.command == "doctor" else 1
+            _say_error("interrupted (SIGINT)", "run the command again to finish", code)
     except _click_errors() as exc:
         code = _usage_error(exc)
     except SystemExit as exc:

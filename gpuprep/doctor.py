@@ -1,7 +1,7 @@
 """doctor: every check of every domain, in report order; the runner is ``runner/checks.py``.
 
 Each domain exports its checks as ``CHECKS`` from its own ``checks.py`` (``gpu/checks.py``,
-``engine/checks.py``, ``ecs/checks.py``, ``packages/checks.py``) and the platform's from
+``ec2/checks.py``, ``engine/checks.py``, ``ecs/checks.py``, ``packages/checks.py``) and the platform's from
 ``platform_checks.py``; this module only puts them in order.
 """
 
@@ -21,15 +21,21 @@ GROUPS = ("platform", "gpu", "docker", "container", "ecs", "packages")
 
 def all_checks() -> list[Check]:
     from gpuprep import platform_checks
+    from gpuprep.ec2 import checks as ec2
+    from gpuprep.ecs import agent_gpu
     from gpuprep.ecs import checks as ecs
     from gpuprep.engine import checks as docker
     from gpuprep.engine import container_checks as container
     from gpuprep.gpu import checks as gpu
+    from gpuprep.image import drift
     from gpuprep.packages import checks as packages
+    from gpuprep.toolkit import checks as toolkit
 
     return [
-        *platform_checks.CHECKS, *gpu.CHECKS, *docker.CHECKS, *container.CHECKS,
-        *ecs.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS,
+        *platform_checks.CHECKS, *gpu.CHECKS, *ec2.CHECKS, *drift.GPU_CHECKS, *toolkit.GPU_CHECKS, *docker.CHECKS,
+        *toolkit.DOCKER_CHECKS, *container.CHECKS,
+        *ecs.CHECKS, *agent_gpu.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *drift.PACKAGE_CHECKS,
+        *toolkit.SECURITY_CHECKS,
     ]
 
 

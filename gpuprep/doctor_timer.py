@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gpuprep.bootcheck import DEFAULT_PROGRAM, resolve_program, systemd_running
 from gpuprep.errors import StepFailed
-from gpuprep.runner.steps import Change, Context, Converged, Skip, Step, file_diff
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
 from gpuprep.services import Services
 
 SERVICE_NAME = "gpuprep-doctor.service"
@@ -63,7 +63,7 @@ class DoctorTimerStep(Step):
              "every 5 minutes for node_exporter")
 
     def _want(self, ctx: Context) -> TimerPlan:
-        prom_dir = getattr(ctx.options, "prom_dir", None)
+        prom_dir = ctx.options.prom_dir
         if not prom_dir:
             raise Skip("off (--prom-dir DIR, node_exporter's textfile directory, turns it on)")
         if ctx.platform.init != "systemd":
@@ -104,7 +104,7 @@ class DoctorTimerStep(Step):
             summary += ", start the timer"
         return Change(summary, diff=diff, commands=commands, data=data, payload=want)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         want: TimerPlan = change.payload
         services = Services(ctx.host, ctx.platform)
         for path in want.rewrite:
@@ -115,4 +115,4 @@ class DoctorTimerStep(Step):
             services.enable(TIMER_NAME)
         if want.start:
             services.start(TIMER_NAME)
-        return None
+        return Applied()

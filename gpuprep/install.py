@@ -12,6 +12,7 @@ def install_steps() -> list[Step]:
     from gpuprep.ecs.steps import DockerGroupStep, EcsConfigStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
     from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
+    from gpuprep.toolkit.steps import CdiSpecStep, DevCharLinksStep
 
     return [
         PreflightStep(),
@@ -20,6 +21,8 @@ def install_steps() -> list[Step]:
         DockerServiceStep(),
         DockerRuntimeStep(),
         DockerReloadStep(),
+        DevCharLinksStep(),
+        CdiSpecStep(),
         EcsConfigStep(),
         DockerGroupStep(),
         GpuCheckStep(),

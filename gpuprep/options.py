@@ -27,6 +27,8 @@ class InstallOptions:
     gate: bool = True  # --no-gate: the boot check does not hold ECS back
     ecs_config: str | None = None  # default: the platform's /etc/ecs/ecs.config
     runtime_path: str | None = None  # default: the runtime binary of the installed stack
+    allow_vulnerable: bool = False  # --allow-vulnerable: a toolkit below the security floor may be selected
+    docker_cdi: bool = False  # --docker-cdi: turn on Docker's own CDI (Engine 25 to 28.1 need it in daemon.json)
     prom_dir: str | None = None  # --prom-dir DIR: step doctor-timer writes DIR/gpuprep.prom every 5 minutes
 
 
@@ -38,6 +40,7 @@ class SealOptions:
     deep: bool = False
     only: list[str] = field(default_factory=list)
     skip: list[str] = field(default_factory=list)
+    keep_cdi: bool = False  # --keep-cdi: leave CDI specs in /etc/cdi that name this machine's GPUs
 
 
 @dataclass

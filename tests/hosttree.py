@@ -3,8 +3,9 @@
 A tree holds what gpuprep reads of a GPU host's pseudo filesystems, as plain files: sysfs PCI
 functions (``vendor``, ``device``, ``class`` and a ``driver`` link), ``/dev/nvidia*`` nodes (regular
 files: gpuprep only lists them), ``/proc/driver/nvidia/version`` and ``/proc/modules``, the driver's
-``libnvidia-ml.so.<version>`` with its ``.so.1`` link, and ``/etc/os-release`` from
-``tests/fixtures/distros``. It simulates the GPU and driver, which these machines lack (docs/testbed.md 9).
+``libnvidia-ml.so.<version>`` with its ``.so.1`` link, ``/etc/os-release`` from
+``tests/fixtures/distros``, and for an EC2 host its DMI vendor (the instance type itself comes from the metadata
+stand-in, ``tests/imds_standin.py``). It simulates the GPU and driver, which these machines lack (docs/testbed.md 9).
 
 Host descriptions live in ``tests/fixtures/hosts/*.json`` (data, not binaries); ``build_named`` turns
 one into a tree. ``python tests/hosttree.py NAME DIR`` builds one by hand.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,18 @@ class HostSpec:
     sysfs: bool = True
     proc: bool = True
     dev: bool = True
+    # Real character devices for /dev/nvidia* (mknod: needs root), with the driver's numbers: nvidiaN 195:N,
+    # nvidiactl 195:255, nvidia-uvm(-tools) the dynamic major uvm_major:0/1. Regular files otherwise.
+    char_nodes: bool = False
+    uvm_major: int = 510
+    dev_char: bool = False  # /dev/char/MAJ:MIN links to each node, as nvidia-ctk create-dev-char-symlinks makes
+    # The EC2 type the host is: the tree's DMI says "Amazon EC2" (as a /sys bound in from an instance shows),
+    # and a test serves this type from the metadata stand-in (tests/imds_standin.py). None: not EC2.
+    instance_type: str | None = None
+    # Other files of the host: host path -> text ("#!" files are made executable), or a JSON value written as
+    # JSON (seal.json, gpu-metrics.json).
+    files: dict = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # host path -> link target
 
 
 def gpus(model: str, bus_ids: list[str], driver: str | None = "nvidia") -> list[PciSpec]:
@@ -95,14 +109,24 @@ def build(root: Path, spec: HostSpec) -> Path:
                 os.symlink(f"../../drivers/{f.driver}", d / "driver")
         if spec.module:
             (root / "sys/module/nvidia").mkdir(parents=True, exist_ok=True)
+        if spec.instance_type:
+            _write(root, "/sys/class/dmi/id/sys_vendor", "Amazon EC2\n")
     if spec.dev:
         _write(root, "/dev/null", "")
         n = len(spec.gpus) if spec.nodes is None else spec.nodes
-        for i in range(n):
-            _write(root, f"/dev/nvidia{i}", "")
+        nodes = {f"nvidia{i}": (195, i) for i in range(n)}
         if n and spec.module:
-            _write(root, "/dev/nvidiactl", "")
-            _write(root, "/dev/nvidia-uvm", "")
+            nodes.update({"nvidiactl": (195, 255), "nvidia-uvm": (spec.uvm_major, 0)})
+            if spec.char_nodes:
+                nodes["nvidia-uvm-tools"] = (spec.uvm_major, 1)
+        for name, (major, minor) in nodes.items():
+            if spec.char_nodes:
+                os.mknod(root / "dev" / name, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            else:
+                _write(root, f"/dev/{name}", "")
+            if spec.dev_char:
+                (root / "dev/char").mkdir(exist_ok=True)
+                os.symlink(f"../{name}", root / "dev/char" / f"{major}:{minor}")
     if spec.proc:
         modules = "ext4 1044480 1 - Live 0x0000000000000000\n"
         if spec.module:
@@ -115,6 +139,13 @@ def build(root: Path, spec: HostSpec) -> Path:
         _write(root, f"{spec.lib_dir}/libnvidia-ml.so.{v}", "")
     if spec.userland:
         os.symlink(f"libnvidia-ml.so.{spec.userland}", lib / "libnvidia-ml.so.1")
+    for path, content in spec.files.items():
+        written = _write(root, path, content if isinstance(content, str) else json.dumps(content, indent=2) + "\n")
+        if isinstance(content, str) and content.startswith("#!"):
+            written.chmod(0o755)
+    for path, target in spec.links.items():
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(target, root / path.lstrip("/"))
     return root
 
 
@@ -123,6 +154,8 @@ def load_spec(name: str) -> HostSpec:
     raw = json.loads((HOSTS / f"{name}.json").read_text())
     raw.pop("comment", None)
     gpu_block = raw.pop("gpus", None)
+    for key, path in raw.pop("files_from", {}).items():  # text kept beside the description (a CDI spec, a unit)
+        raw.setdefault("files", {})[key] = (HOSTS / path).read_text()
     spec = HostSpec(**{k: v for k, v in raw.items() if k != "other_pci"})
     if gpu_block:
         spec.gpus = gpus(gpu_block["model"], gpu_block["bus_ids"], gpu_block.get("driver", "nvidia"))

@@ -17,11 +17,12 @@ from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import QUERY_TIMEOUT
 from gpuprep.host import Host
+from gpuprep.image import stamp
 from gpuprep.image.stamp import SEAL_JSON
 from gpuprep.packages.lock import RPM_LOCKS
 from gpuprep.packages.rpmdb import dpkg_installed, rpm_installed
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
 FIX_GPU_SUPPORT = ("gpuprep install --only ecs-config (or add ECS_ENABLE_GPU_SUPPORT=true to /etc/ecs/ecs.config), "
                    "then restart ecs")
@@ -33,31 +34,30 @@ def _restart(probes: Probes) -> str:
 
 
 # -- probes -------------------------------------------------------------------------------
-def _ecs_init_version(probes: Probes) -> str | None:
-    def compute(p: Probes) -> str | None:
-        fmt = p.platform.package_format
-        if fmt == "rpm":
-            return rpm_installed(p.host, ("ecs-init",)).get("ecs-init")
-        if fmt == "dpkg":
-            if not p.host.live:
-                raise NotApplicable("dpkg is not queried with --root")
-            # Amazon publishes ecs-init for Ubuntu as the amazon-ecs-init .deb.
-            version = dpkg_installed(p.host, ("amazon-ecs-init",)).get("amazon-ecs-init")
-            return f"amazon-ecs-init-{version}" if version else None
-        raise NotApplicable(f"no package format known for {p.platform.name}")
-
-    return probes.get("ecs.init_version", compute)
+@probe
+def ecs_init_version(p: Probes) -> str | None:
+    fmt = p.platform.package_format
+    if fmt == "rpm":
+        return rpm_installed(p.host, ("ecs-init",)).get("ecs-init")
+    if fmt == "dpkg":
+        if not p.host.live:
+            raise NotApplicable("dpkg is not queried with --root")
+        # Amazon publishes ecs-init for Ubuntu as the amazon-ecs-init .deb.
+        version = dpkg_installed(p.host, ("amazon-ecs-init",)).get("amazon-ecs-init")
+        return f"amazon-ecs-init-{version}" if version else None
+    raise NotApplicable(f"no package format known for {p.platform.name}")
 
 
 def _ecs_init_missing(probes: Probes) -> bool:
     try:
-        return _ecs_init_version(probes) is None
+        return ecs_init_version(probes) is None
     except NotApplicable:
         return False
 
 
-def _service(probes: Probes):
-    return probes.get("ecs.service", lambda p: services(p.host, p.platform).state(ecs_service(p.platform)))
+@probe
+def ecs_service_state(p: Probes):
+    return services(p.host, p.platform).state(ecs_service(p.platform))
 
 
 def _gpu_count(probes: Probes) -> int:
@@ -67,23 +67,16 @@ def _gpu_count(probes: Probes) -> int:
     return len(pci.gpus)
 
 
-def _seal(probes: Probes) -> dict | None:
-    from gpuprep.image.stamp import read_seal
 
-    return probes.get("ecs.seal", lambda p: read_seal(p.host))
-
-
-def _boot_time(probes: Probes) -> float | None:
+@probe
+def boot_time(p: Probes) -> float | None:
     """When the running system booted (epoch seconds); None inside --root, where no boot is ours."""
-    def compute(p: Probes) -> float | None:
-        return p.host.boot_time() if p.host.live else None
-
-    return probes.get("host.boot_time", compute)
+    return p.host.boot_time() if p.host.live else None
 
 
 # -- checks -------------------------------------------------------------------------------
 def check_ecs_init(probes: Probes) -> Verdict:
-    version = _ecs_init_version(probes)
+    version = ecs_init_version(probes)
     if version is None:
         hint = "gpuprep install" if probes.platform.rpm else "install Amazon's amazon-ecs-init package"
         return Verdict(Status.WARNING, "ecs-init is not installed: this host cannot join an ECS cluster", hint)
@@ -122,7 +115,7 @@ def check_gpu_info(probes: Probes) -> Verdict:
     except ValueError as exc:
         return Verdict(Status.CRITICAL, f"{GPU_INFO} is unreadable: {exc}", fix)
     if info is None:
-        if host.live and _service(probes).running and _gpu_count_or_zero(probes) > 0:
+        if host.live and ecs_service_state(probes).running and _gpu_count_or_zero(probes) > 0:
             return Verdict(Status.WARNING, f"ecs runs but ecs-init wrote no {GPU_INFO}: it found no /dev/nvidia* "
                            "when it started, so the agent registered no GPUs",
                            f"fix the driver (see the gpu checks), then {_restart(probes)}")
@@ -170,7 +163,7 @@ def _gpu_count_or_zero(probes: Probes) -> int:
 
 def check_service(probes: Probes) -> Verdict:
     name = ecs_service(probes.platform)
-    state = _service(probes)
+    state = ecs_service_state(probes)
     upstart = probes.platform.init == "upstart"
     data = {"service": name, "active": state.active, "enabled": state.enabled}
     unit_files = (f"/usr/lib/systemd/system/{name}.service", f"/etc/systemd/system/{name}.service",
@@ -245,7 +238,7 @@ def _pid_in(text: str | None) -> bool:
 def check_seal_stamp(probes: Probes) -> Verdict:
     if not probes.host.exists(SEAL_JSON):
         raise NotApplicable(f"not a sealed image (no {SEAL_JSON})")
-    doc = _seal(probes)
+    doc = stamp.seal_stamp(probes)
     if doc is None:
         return Verdict(Status.WARNING, f"{SEAL_JSON} is not a JSON object", f"look at {SEAL_JSON}; "
                        "`gpuprep seal` rewrites it on the build machine")
@@ -269,7 +262,7 @@ def _booted_since_seal(probes: Probes, doc: dict) -> bool | None:
     stamped = doc.get("boot")
     if now is not None and isinstance(stamped, dict):
         return stamped != now
-    sealed, boot = _parse_time(doc.get("sealed_at")), _boot_time(probes)
+    sealed, boot = _parse_time(doc.get("sealed_at")), boot_time(probes)
     if sealed is None or boot is None:
         return None
     return boot > sealed
@@ -303,11 +296,11 @@ def classify_state_files(mtimes: dict[str, float], sealed: float | None,
 
 def check_stale_state(probes: Probes) -> Verdict:
     host = probes.host
-    doc = _seal(probes)
+    doc = stamp.seal_stamp(probes)
     if doc is None:
         raise NotApplicable(f"no {SEAL_JSON}: not a sealed image, nothing to compare with")
     sealed = _parse_time(doc.get("sealed_at"))
-    boot = _boot_time(probes)
+    boot = boot_time(probes)
     if boot is None and sealed is None:
         raise NotApplicable(f"{SEAL_JSON} has no readable sealed_at to compare with")
     mtimes = {}

@@ -24,8 +24,7 @@ from gpuprep.engine.objects import engine
 from gpuprep.errors import BadInput, StepFailed
 from gpuprep.host import Host
 from gpuprep.image.tree import FileStep, Item, remove_items
-from gpuprep.report import StepResult, StepStatus
-from gpuprep.runner.steps import Change, Context, Converged, Skip, Step, file_diff
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
 
 log = logging.getLogger("gpuprep")
 
@@ -43,7 +42,7 @@ class EcsConfigStep(Step):
     title = f"{GPU_SUPPORT_KEY}=true in the ECS config; ecs enabled for the next boot (not started)"
 
     def _path(self, ctx: Context) -> str:
-        return getattr(ctx.options, "ecs_config", None) or config_paths(ctx.platform)[0]
+        return ctx.options.ecs_config or config_paths(ctx.platform)[0]
 
     def plan(self, ctx: Context) -> Change | Converged:
         host, path = ctx.host, self._path(ctx)
@@ -79,7 +78,7 @@ class EcsConfigStep(Step):
                       payload=_EcsConfigPlan(path, wanted_bytes if wanted_bytes != old_bytes else None, enable,
                                              old_bytes))
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         plan: _EcsConfigPlan = change.payload
         backup = None
         if plan.new_bytes is not None:
@@ -90,7 +89,7 @@ class EcsConfigStep(Step):
             ctx.host.write_atomic(plan.path, plan.new_bytes, mode=0o644, expect=plan.old_bytes)
         if plan.enable:
             services(ctx.host, ctx.platform).enable(ecs_service(ctx.platform))
-        return f"{change.summary}; backup {backup}" if backup else None
+        return Applied(f"{change.summary}; backup {backup}" if backup else None)
 
 
 # -- install step: docker-group -----------------------------------------------------------
@@ -137,7 +136,7 @@ class DockerGroupStep(Step):
     title = "--user NAME joins group docker (root-equivalent; nobody by default)"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        user = getattr(ctx.options, "user", None)
+        user = ctx.options.user
         if not user:
             return Converged("no --user given")
         host = ctx.host
@@ -156,10 +155,10 @@ class DockerGroupStep(Step):
         commands.append(["usermod", *root, "-aG", DOCKER_GROUP, user])
         return Change(f"add {user} to group {DOCKER_GROUP} (effective at their next login)", commands=commands)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         for argv in change.commands:
             ctx.host.run(argv, timeout=60, hint="check /etc/group and /etc/gshadow are writable and not locked")
-        return None
+        return Applied()
 
 
 ECS_STOP_TIMEOUT = 90  # ecs-init stops the agent with `docker stop` (30 s grace) and then exits
@@ -237,7 +236,7 @@ class StopEcsStep(Step):
         return Change(f"stop {name} and wait until neither ecs-init nor {AGENT_CONTAINER} runs",
                       commands=commands, payload=state)
 
-    def apply(self, ctx: Context, change: Change) -> StepResult:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
         host = ctx.host
@@ -278,4 +277,4 @@ class StopEcsStep(Step):
                 f"NOT enabled ({state.enabled}): instances from the image will not start it; "
                 "run `gpuprep install --only ecs-config`")
             summary = f"{name} stopped; {note}"
-        return StepResult(self.id, StepStatus.CHANGED, summary, commands=ran, data=change.data)
+        return Applied(summary, commands=ran)

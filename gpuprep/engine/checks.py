@@ -18,7 +18,7 @@ from gpuprep.engine.daemon_config import RUNTIME_NAME
 from gpuprep.errors import BadInput
 from gpuprep.host import SYSTEM_PATH, Host
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
 FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
                 "reloads dockerd)")
@@ -34,8 +34,9 @@ INFO_TIMEOUT = 5.0  # a local dockerd answers /info in tens of ms; one that take
 
 
 # -- probes -----------------------------------------------------------------------------------
-def docker_info(probes: Probes) -> dict[str, Any]:
-    return probes.get("docker.info", lambda p: engine_info(p.host, timeout=INFO_TIMEOUT))
+@probe
+def docker_info(p: Probes) -> dict[str, Any]:
+    return engine_info(p.host, timeout=INFO_TIMEOUT)
 
 
 def engine_info(host: Host, timeout: float = INFO_TIMEOUT) -> dict[str, Any]:
@@ -45,10 +46,11 @@ def engine_info(host: Host, timeout: float = INFO_TIMEOUT) -> dict[str, Any]:
     return docker_info(host, timeout=timeout)
 
 
-def engine_process(probes: Probes):
+@probe
+def engine_process(p: Probes):
     from gpuprep.engine.dockerd import find_engine_process
 
-    return probes.get("docker.process", lambda p: find_engine_process(p.host) if _engine_is_local(p) else None)
+    return find_engine_process(p.host) if _engine_is_local(p) else None
 
 
 def _engine_is_local(probes: Probes) -> bool:
@@ -66,8 +68,9 @@ def daemon_json_path(probes: Probes) -> str:
     return probes.platform.daemon_json
 
 
-def daemon_json(probes: Probes) -> tuple[str | None, dict[str, Any]]:
-    return probes.get("docker.daemon_json", lambda p: daemon_config.read_config(p.host, daemon_json_path(p)))
+@probe
+def daemon_json(p: Probes) -> tuple[str | None, dict[str, Any]]:
+    return daemon_config.read_config(p.host, daemon_json_path(p))
 
 
 def _process_or_none(probes: Probes):

@@ -7,24 +7,21 @@ The probe is ``gpuprep.engine.gpu_container.probe``, the same one ``install``'s 
 from __future__ import annotations
 
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
 SLOW_SECONDS = 10.0
 PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "
                     "initialises anew per container, 1-3 s per GPU (NVIDIA/nvidia-docker 1279)")
 
 
-def host_view(probes: Probes):
+@probe
+def host_view(p: Probes):
     """The host's GPUs to compare with: gpuprep.gpu's NVML answer when it has one, else nvidia-smi."""
     from gpuprep.engine import gpu_container
+    from gpuprep.gpu import inventory
 
-    def compute(p: Probes):
-        from gpuprep.gpu import inventory
-
-        return gpu_container.host_gpus_from_query(inventory.probe_query(p)) \
-            or gpu_container.host_gpus_from_nvidia_smi(p.host)
-
-    return probes.get("container.host_gpus", compute)
+    return gpu_container.host_gpus_from_query(inventory.probe_query(p)) \
+        or gpu_container.host_gpus_from_nvidia_smi(p.host)
 
 
 def check_gpu_container(probes: Probes) -> Verdict:
@@ -55,7 +52,8 @@ def check_gpu_container(probes: Probes) -> Verdict:
         return Verdict(Status.OK, result.summary + compared, data=data)
     if result.link == gpu_container.IMAGE:
         if probes.options.boot:
-            raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing")
+            raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing: keep it in the "
+                                f"image with `gpuprep seal --keep-image {image}` for this check to run at boot")
         return Verdict(Status.UNKNOWN, result.summary, result.hint, data)
     if result.link == gpu_container.ENGINE:
         return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", result.hint, data)

@@ -247,7 +247,7 @@ def render(config: dict[str, Any], like: str | None) -> str:
 
 # -- the edit ---------------------------------------------------------------------------------
 def converge(config: dict[str, Any], runtime_path: str, *, set_default: bool,
-             runtime_elsewhere: str | None = None) -> tuple[dict[str, Any], list[str]]:
+             runtime_elsewhere: str | None = None, docker_cdi: bool = False) -> tuple[dict[str, Any], list[str]]:
     """``config`` with the nvidia runtime registered (and default), and notes of what changed.
 
     ``runtime_elsewhere`` names where the runtime is already registered outside daemon.json (Amazon
@@ -277,6 +277,10 @@ def converge(config: dict[str, Any], runtime_path: str, *, set_default: bool,
         was = new.get("default-runtime")
         new["default-runtime"] = RUNTIME_NAME
         notes.append("set default-runtime nvidia" + (f" (was {was})" if was else ""))
+    if docker_cdi and (new.get("features") or {}).get("cdi") is not True:
+        # Every other features key stays (nvidia-ctk's CDI switch lost them, docs/domain.md).
+        new["features"] = {**(new.get("features") or {}), "cdi": True}
+        notes.append("set features.cdi true (Docker's own CDI)")
     return new, notes
 
 
@@ -386,13 +390,15 @@ def user_copies(host: Host, path: str, *, before_packages: str | None = None,
 
 
 def plan_edit(host: Host, path: str, runtime_path: str, *, set_default: bool = True,
-              runtime_elsewhere: str | None = None, copies: Sequence[UserCopy] = ()) -> DaemonJsonEdit:
+              runtime_elsewhere: str | None = None, copies: Sequence[UserCopy] = (),
+              docker_cdi: bool = False) -> DaemonJsonEdit:
     """What daemon.json should become (pure apart from reading the file)."""
     before, current = read_config(host, path)
     config = current
     for copy in copies:
         config = merge_user_config(copy.config, config)
-    wanted, notes = converge(config, runtime_path, set_default=set_default, runtime_elsewhere=runtime_elsewhere)
+    wanted, notes = converge(config, runtime_path, set_default=set_default, runtime_elsewhere=runtime_elsewhere,
+                             docker_cdi=docker_cdi)
     # Unchanged content: the text stays as it is (not even re-indented), so nothing is written.
     after = before if before is not None and wanted == current else render(wanted, before)
     return DaemonJsonEdit(path, host.path(path), before, after, notes, list(copies))

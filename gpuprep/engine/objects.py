@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 from gpuprep.errors import BadInput, StepFailed
@@ -27,6 +28,16 @@ IMAGE_WORKERS = 4
 REMOVAL_TIMEOUT = 120
 
 
+@dataclass
+class SealEngineRun:
+    """What seal's Engine steps share in one run (``ctx.shared(SealEngineRun)``)."""
+
+    client: Any = None  # the docker-py client, pinged once: every step of seal asks for it
+    image_plan: tuple[list[dict], list[dict]] | None = None  # (remove, keep) rows, planned before any removal
+    images_early: dict[str, BaseException | None] = field(default_factory=dict)  # removed during containers
+    kept_images: list[dict] | None = None  # the images step's kept rows, for the stamp
+
+
 # -- the Docker Engine --------------------------------------------------------------------
 def engine(ctx: Context):
     """The docker-py client, pinged; Skip with --root and no DOCKER_HOST; StepFailed when it is down."""
@@ -34,8 +45,9 @@ def engine(ctx: Context):
     url = host.docker_url
     if url is None:
         raise Skip("no Docker Engine with --root (set DOCKER_HOST to use one)")
-    if "docker_engine" in ctx.state:
-        return ctx.state["docker_engine"]  # pinged once per run: every step of seal asks for it
+    run = ctx.shared(SealEngineRun)
+    if run.client is not None:
+        return run.client
     try:
         client = host.docker(timeout=60)  # pings the Engine once, to learn its API version
     except Exception as exc:  # docker-py lets requests' ConnectionError through when the socket is dead
@@ -44,7 +56,7 @@ def engine(ctx: Context):
                 "--skip containers,images" if host.live else
                 f"check that DOCKER_HOST={url} names a running Engine, or unset DOCKER_HOST to skip the Docker steps")
         raise StepFailed(f"the Docker Engine at {url} does not answer: {detail}", hint) from None
-    ctx.state["docker_engine"] = client
+    run.client = client
     return client
 
 
@@ -173,9 +185,10 @@ def image_line(row: dict, verb: str = "image") -> str:
 def image_plan(ctx: Context) -> tuple[list[dict], list[dict]]:
     """``plan_images`` once per run, before anything is removed: the preview, the containers step (which
     starts removing images as their containers go) and the images step all see the same lists."""
-    if "image_plan" not in ctx.state:
-        ctx.state["image_plan"] = plan_images(engine(ctx), list(getattr(ctx.options, "keep_images", []) or []))
-    return ctx.state["image_plan"]
+    run = ctx.shared(SealEngineRun)
+    if run.image_plan is None:
+        run.image_plan = plan_images(engine(ctx), list(ctx.options.keep_images))
+    return run.image_plan
 
 
 def plan_images(client, keep_refs: list[str]) -> tuple[list[dict], list[dict]]:

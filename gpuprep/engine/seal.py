@@ -9,6 +9,7 @@ from typing import Any
 
 from gpuprep.engine.objects import (
     IMAGE_WORKERS,
+    SealEngineRun,
     api_status,
     engine,
     engine_said,
@@ -21,7 +22,8 @@ from gpuprep.engine.objects import (
     short_id,
 )
 from gpuprep.errors import StepFailed
-from gpuprep.runner.steps import Change, Context, Converged, Step
+from gpuprep.report import plural
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step
 
 log = logging.getLogger("gpuprep")
 
@@ -31,7 +33,7 @@ class ContainersStep(Step):
 
     def plan(self, ctx: Context) -> Change | Converged:
         client = engine(ctx)
-        if ctx.selected("images") and "image_plan" not in ctx.state:
+        if ctx.selected("images") and ctx.shared(SealEngineRun).image_plan is None:
             # The images step's list is wanted before the first removal (each image goes as soon as its
             # last container has): ask for it alongside the containers', not after.
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seal-plan") as pool:
@@ -48,11 +50,11 @@ class ContainersStep(Step):
                       key=lambda r: (r["name"], r["id"]))
         running = sum(r["state"] == "running" for r in rows)
         lines = [f"container {r['name']} ({r['id'][:12]}, {r['image']}, {r['state']})" for r in rows]
-        return Change(f"remove {len(rows)} containers ({running} running)",
+        return Change(f"remove {plural(len(rows), 'container')} ({running} running)",
                       commands=[["docker", "rm", "--force", "--volumes", "<each container>"]],
                       data={"remove": rows, "lines": lines}, payload=rows)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         rows = change.payload
         with removal_api(ctx) as api:
             # With the images step selected, each image goes as soon as its last container has: the Engine
@@ -93,7 +95,6 @@ class ContainersStep(Step):
                 Retrying(stop=stop_after_attempt(2), wait=wait_fixed(0.5), retry=retry_if_result(bool),
                          retry_error_callback=lambda rs: rs.outcome.result())(again)
             failed = unanswered + refused
-            ctx.state["seal_removed"] = True
             gone_early = early.finish() if early is not None else []
             try:
                 left = {c["Id"] for c in api.containers(all=True)} & {r["id"] for r in rows}
@@ -105,7 +106,8 @@ class ContainersStep(Step):
         if failed or left:
             detail = "; ".join(f"{r['name']}: {engine_said(e)}" for r, e in failed[:3]) or \
                 f"{len(left)} still listed"
-            early_note = f"; {len(gone_early)} images whose containers had all gone were removed" if gone_early else ""
+            early_note = (f"; {plural(len(gone_early), 'image')} whose containers had all gone "
+                          f"{'was' if len(gone_early) == 1 else 'were'} removed") if gone_early else ""
             hint = (f"the Engine did not answer removing {unanswered[0][0]['name']}: restart it (`systemctl "
                     "restart docker`) and run seal again" if unanswered else
                     "see `docker ps -a` and the Engine's log, then run seal again")
@@ -114,17 +116,17 @@ class ContainersStep(Step):
             known = known_removal_deadlock(ctx.host.engine_server) if unanswered else None
             if known:
                 hint += f"; {known}"
-            raise StepFailed(f"could not remove {max(len(failed), len(left))} of {len(rows)} "
-                             f"containers: {detail}{early_note}", hint,
+            raise StepFailed(f"could not remove {max(len(failed), len(left))} of "
+                             f"{plural(len(rows), 'container')}: {detail}{early_note}", hint,
                              data={"images_removed": [image_line(r) for r in gone_early]} if gone_early else None)
-        return None
+        return Applied()
 
 
 class EarlyImages:
     """The images step's removals, started during the containers step: each planned image is removed as
     soon as no container of the plan uses it any more (at once when none did), a few at a time.
 
-    ``finish`` waits for those in flight and records each outcome in ``ctx.state["images_early"]`` (image
+    ``finish`` waits for those in flight and records each outcome in ``SealEngineRun.images_early`` (image
     id -> None or the Engine's refusal); the images step then removes what is left and retries refusals
     (a parent image refuses until its children are gone).
     """
@@ -165,7 +167,7 @@ class EarlyImages:
         """Wait for the removals started; the rows of the images removed."""
         self.pool.shutdown(wait=True)
         outcomes = {image_id: f.exception() for image_id, f in self.futures.items()}
-        self.ctx.state["images_early"] = outcomes
+        self.ctx.shared(SealEngineRun).images_early = outcomes
         return [self.rows[i] for i, exc in outcomes.items() if exc is None]
 
 
@@ -176,20 +178,20 @@ class ImagesStep(Step):
     def plan(self, ctx: Context) -> Change | Converged:
         remove, keep = image_plan(ctx)
         kept = [{k: r[k] for k in ("refs", "id", "tags", "digests", "size")} for r in keep]
-        ctx.state["kept_images"] = kept
+        ctx.shared(SealEngineRun).kept_images = kept
         kept_lines = [image_line(r, "keep") for r in keep]
         kept_note = f"; kept {len(keep)}" if keep else ""
         if not remove:
             return Converged(f"no images to remove{kept_note}", data={"kept": kept, "lines": kept_lines})
         lines = [image_line(r) for r in remove] + kept_lines
-        return Change(f"remove {len(remove)} images{kept_note}",
+        return Change(f"remove {plural(len(remove), 'image')}{kept_note}",
                       commands=[["docker", "rmi", "--force", "<each image>"]],
                       data={"remove": remove, "kept": kept, "lines": lines}, payload=remove)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         # Images the containers step removed already (as their containers went) are done; refusals are
         # tried again here, with the rest.
-        early = ctx.state.pop("images_early", {})
+        early = ctx.shared(SealEngineRun).images_early
         pending = [r for r in change.payload if r["id"] not in early or early[r["id"]] is not None]
         failed: list[tuple[dict, BaseException]] = []
         if pending:
@@ -201,11 +203,10 @@ class ImagesStep(Step):
                     if not failed or len(failed) == len(pending):
                         break
                     pending = [r for r, _ in failed]
-        ctx.state["seal_removed"] = True
         if failed:
             detail = "; ".join(f"{', '.join(r['tags']) or short_id(r['id'])}: {engine_said(e)}"
                                for r, e in failed[:3])
-            raise StepFailed(f"could not remove {len(failed)} of {len(change.payload)} images: {detail}",
+            raise StepFailed(f"could not remove {len(failed)} of {plural(len(change.payload), 'image')}: {detail}",
                              "an image in use by a container stays until the container goes "
                              "(run seal without --skip containers), then run seal again")
-        return None
+        return Applied()

@@ -1,36 +1,42 @@
 """install steps on the Engine side: docker-service, docker-runtime, docker-reload, gpu-check.
 
-Shared state (``ctx.state``) they read and write:
-- ``runtime_path`` (from packages): the runtime binary of the installed stack.
-- ``packages_changed`` (from packages): packages were installed in this run, so daemon.json may have
-  been replaced (nvidia-docker2 <= 2.4.0) or pushed aside as .rpmorig/.rpmsave (2.5.0+).
-- ``daemon_json_before_packages`` (from packages, optional): daemon.json's text before its transaction.
-- ``docker_unit_changed`` (from packages, optional): docker.service changed on disk.
-- ``daemon_json_changed`` / ``daemon_json_planned`` / ``daemon_json_rollback`` (docker-runtime).
-- ``docker_reload`` (docker-reload): the reload decision and why, also in the JSON report.
+What they hand each other is ``DaemonJsonRun`` (docker-runtime's edit, for docker-reload's decision and
+rollback); what they read of the package steps is ``PackagesRun`` (the runtime binary of the selected stack,
+and whether a transaction may have replaced daemon.json: nvidia-docker2 <= 2.4.0 ships it as a plain file,
+2.5.0+ push an existing one aside as .rpmorig/.rpmsave).
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import StepFailed
-from gpuprep.report import StepResult, StepStatus
-from gpuprep.runner.steps import Change, Context, Converged, Skip, Step
+from gpuprep.packages.steps import PackagesRun
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, Verify
 
 log = logging.getLogger("gpuprep")
 
 
+@dataclass
+class DaemonJsonRun:
+    """docker-runtime's edit of daemon.json in this run, for docker-reload (``ctx.shared(DaemonJsonRun)``)."""
+
+    planned: bool = False  # the plan changes the file (what a dry run's docker-reload goes by)
+    changed: bool = False  # the file was changed
+    rollback: Any = None  # dockerd.Rollback: what restores the file if the Engine refuses it
+    docker_cdi_planned: bool = False  # --docker-cdi turns features.cdi on in this edit (a restart, not SIGHUP)
+
+
 def runtime_path(ctx: Context) -> str:
-    return (getattr(ctx.options, "runtime_path", None) or ctx.state.get("runtime_path")
-            or DEFAULT_RUNTIME_PATH)
+    return ctx.options.runtime_path or ctx.shared(PackagesRun).runtime_path or DEFAULT_RUNTIME_PATH
 
 
 def wants_default(ctx: Context) -> bool:
-    return bool(getattr(ctx.options, "default_runtime", True))
+    return ctx.options.default_runtime
 
 
 def _no_engine_reason() -> str:
@@ -72,14 +78,14 @@ class DockerServiceStep(Step):
         return Change(f"{' and '.join(todo)} {name}{where}", commands=[services.argv(v, name) for v in todo],
                       data={"enabled": state.enabled, "active": state.active}, payload=todo)
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         from gpuprep.engine.dockerd import DockerdDidNotStart, wait_ready
         from gpuprep.services import Services
 
         if isinstance(change.payload, _InRoot):
             for argv in change.commands:
                 ctx.host.run(argv, timeout=120, hint=f"run `{' '.join(argv)}` by hand to see why")
-            return None
+            return Applied()
         services = Services(ctx.host, ctx.platform)
         name = ctx.platform.docker_service
         for verb in change.payload:
@@ -89,7 +95,7 @@ class DockerServiceStep(Step):
                 wait_ready(ctx.host.docker_url)
             except DockerdDidNotStart as exc:
                 raise StepFailed(f"{name} started but {exc}", f"see `journalctl -u {name} -n 50`") from None
-        return None
+        return Applied()
 
 
 class _InRoot:
@@ -127,10 +133,11 @@ class DockerRuntimeStep(Step):
         if flag_path is not None:
             elsewhere = None  # defined in daemon.json too, with the flag's own path (see below)
         copies = daemon_config.user_copies(
-            host, path, before_packages=ctx.state.get("daemon_json_before_packages"),
-            packages_changed=bool(ctx.state.get("packages_changed")))
+            host, path, before_packages=ctx.shared(PackagesRun).daemon_json_before,
+            packages_changed=ctx.shared(PackagesRun).changed)
+        cdi_flag = _docker_cdi_flag(ctx)
         edit = daemon_config.plan_edit(host, path, flag_path or runtime_path(ctx), set_default=wants_default(ctx),
-                                       runtime_elsewhere=elsewhere, copies=copies)
+                                       runtime_elsewhere=elsewhere, copies=copies, docker_cdi=cdi_flag)
         data: dict[str, Any] = {"path": str(edit.real), "runtime_path": runtime_path(ctx),
                                 "default_runtime": wants_default(ctx)}
         if elsewhere:
@@ -139,13 +146,14 @@ class DockerRuntimeStep(Step):
             what = f"registered by {elsewhere}" if elsewhere else f"{runtime_path(ctx)}"
             return Converged(f"{path} already has runtime nvidia ({what})"
                              + (" as the default" if wants_default(ctx) else ""), data)
-        ctx.state["daemon_json_planned"] = edit.changes_file
+        run = ctx.shared(DaemonJsonRun)
+        run.planned, run.docker_cdi_planned = edit.changes_file, cdi_flag
         commands = [["mv", str(c.leftover), str(daemon_config.merged_name(c.leftover))]
                     for c in edit.merged if c.leftover is not None]
         return Change(edit.summary, diff=edit.diff, commands=commands,
                       data={**data, "merged": [c.label for c in edit.merged]}, payload=edit)
 
-    def apply(self, ctx: Context, change: Change) -> str:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         from gpuprep.engine.dockerd import Rollback
 
         edit: daemon_config.DaemonJsonEdit = change.payload
@@ -153,11 +161,42 @@ class DockerRuntimeStep(Step):
             if edit.changes_file else ""
         previous = edit.before.encode() if edit.before is not None else None
         backup = daemon_config.apply_edit(ctx.host, edit)
-        ctx.state["daemon_json_changed"] = edit.changes_file
+        run = ctx.shared(DaemonJsonRun)
+        run.changed = edit.changes_file
         if edit.changes_file:
-            ctx.state["daemon_json_rollback"] = Rollback(edit.path, previous, str(backup) if backup else None)
+            run.rollback = Rollback(edit.path, previous, str(backup) if backup else None)
         extra = [f"backup {backup}" if backup else "", note]
-        return edit.summary + "".join(f"; {e}" for e in extra if e)
+        return Applied(edit.summary + "".join(f"; {e}" for e in extra if e))
+
+
+def _engine_version(ctx: Context) -> str | None:
+    """The Engine's version: the running one's, else the image's docker package's."""
+    from gpuprep.engine.dockerd import EngineDown, docker_info
+
+    if ctx.host.docker_url is not None:
+        try:
+            return str(docker_info(ctx.host).get("ServerVersion") or "") or None
+        except EngineDown:
+            pass
+    return daemon_config.image_engine_version(ctx.host)
+
+
+def _docker_cdi_flag(ctx: Context) -> bool:
+    """--docker-cdi: whether daemon.json needs features.cdi (Engine 25 to 28.1; on by default from 28.2, moby/moby
+    PR 49963; an explicit false is turned true). StepFailed on an Engine without CDI."""
+    if not ctx.options.docker_cdi:
+        return False
+    from gpuprep.toolkit.stack import CDI_DEFAULT_SINCE, CDI_SINCE
+
+    version = _engine_version(ctx)
+    parts = tuple(int(x) for x in (version or "").split(".")[:2] if x.isdigit())
+    if len(parts) == 2 and parts < CDI_SINCE:
+        raise StepFailed(f"--docker-cdi: Docker Engine {version} has no CDI (25.0 and newer have it)",
+                         "update Docker (`gpuprep install --only packages --docker VERSION` with 25 or newer), or "
+                         "leave --docker-cdi out")
+    _, config = daemon_config.read_config(ctx.host, ctx.platform.daemon_json)
+    explicit = (config.get("features") or {}).get("cdi")
+    return not (len(parts) == 2 and parts >= CDI_DEFAULT_SINCE and explicit is None)
 
 
 def _flag_path_for_old_engine(ctx: Context) -> str | None:
@@ -172,15 +211,17 @@ def _flag_path_for_old_engine(ctx: Context) -> str | None:
     from gpuprep.engine.dockerd import EngineDown, docker_info, find_engine_process
 
     if ctx.host.docker_url is None:
-        return None
-    try:
-        version = str(docker_info(ctx.host).get("ServerVersion") or "")
-    except EngineDown:
-        return None
+        # An image (--root): the Engine its docker package will run at boot.
+        version = daemon_config.image_engine_version(ctx.host) or ""
+    else:
+        try:
+            version = str(docker_info(ctx.host).get("ServerVersion") or "")
+        except EngineDown:
+            return None
     major = version.split(".")[0]
     if not major.isdigit() or int(major) >= 23:
         return None
-    proc = find_engine_process(ctx.host)
+    proc = find_engine_process(ctx.host) if ctx.host.docker_url is not None else None
     return (proc.add_runtimes.get(RUNTIME_NAME) if proc else None) or \
         f"{ctx.platform.runtimes_dir.rstrip('/')}/{RUNTIME_NAME}"
 
@@ -246,18 +287,23 @@ class DockerReloadStep(Step):
             lacking.append(f"default-runtime {want_default} (it runs with {engine_default})")
         elif cannot_unset:
             lacking.append(f"no default-runtime (it runs with {engine_default})")
-        changed = bool(ctx.state.get("daemon_json_changed") or (ctx.dry_run and ctx.state.get("daemon_json_planned")))
-        unit_changed = bool(ctx.state.get("docker_unit_changed")) or need_daemon_reload(host, proc)
+        edit = ctx.shared(DaemonJsonRun)
+        # Docker's CDI is set up at start: SIGHUP does not turn features.cdi on (Engine 26 here); a restart does.
+        wants_cdi = (config.get("features") or {}).get("cdi") is True or edit.docker_cdi_planned
+        cdi_off = wants_cdi and "CDISpecDirs" in info and not info.get("CDISpecDirs")
+        if cdi_off:
+            lacking.append("Docker's CDI (features.cdi)")
+        changed = edit.changed or (ctx.dry_run and edit.planned)
+        unit_changed = need_daemon_reload(host, proc)
 
         reasons = (["daemon.json changed in this run"] if changed else []) \
             + ([f"dockerd does not show {', '.join(lacking)} yet"] if lacking else []) \
             + (["docker.service changed on disk"] if unit_changed else [])
-        action = "restart" if unit_changed or cannot_unset else "reload"
+        action = "restart" if unit_changed or cannot_unset or cdi_off else "reload"
         decision = {"action": action if reasons else "none", "reasons": reasons,
                     "pid": proc.pid if proc else None, "systemd_unit": proc.systemd_unit if proc else None,
                     "engine_default": engine_default, "engine_runtimes": sorted(engine_runtimes),
                     "want_default": want_default, "want_path": want_path}
-        ctx.state["docker_reload"] = decision
         if not reasons:
             return Converged(f"dockerd (pid {decision['pid']}) already runs with what daemon.json says"
                              f" (default runtime {engine_default})", decision)
@@ -268,17 +314,18 @@ class DockerReloadStep(Step):
         return Change(f"{action} dockerd: {'; '.join(reasons)}", commands=commands, data=decision,
                       payload=(proc, action, unit_changed, want_default, want_path))
 
-    def apply(self, ctx: Context, change: Change) -> StepResult:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         from gpuprep.engine.dockerd import apply_config
 
         proc, action, unit_changed, want_default, want_path = change.payload
-        rollback = ctx.state.get("daemon_json_rollback") if ctx.state.get("daemon_json_changed") else None
+        edit = ctx.shared(DaemonJsonRun)
+        rollback = edit.rollback if edit.changed else None
         outcome = apply_config(ctx.host, proc, action=action, name=RUNTIME_NAME,
                                default=want_default == RUNTIME_NAME, path=want_path,
                                daemon_reload=unit_changed, rollback=rollback)
         data = {**change.data, "done": outcome.action, "pid_before": outcome.pid_before,
                 "pid_after": outcome.pid_after}
-        return StepResult(self.id, StepStatus.CHANGED, outcome.summary, commands=outcome.commands, data=data)
+        return Applied(outcome.summary, commands=outcome.commands, data=data)
 
 
 def _commands(host, action: str, proc, unit_changed: bool) -> list[list[str]]:
@@ -297,21 +344,24 @@ def _commands(host, action: str, proc, unit_changed: bool) -> list[list[str]]:
 
 
 # -- gpu-check ------------------------------------------------------------------------------
-class GpuCheckStep(Step):
+class GpuCheckStep(Verify):
     id = "gpu-check"
     title = "Prove it: nvidia-smi in a container with no --runtime flag sees the host's GPUs"
 
-    def plan(self, ctx: Context) -> Change | Converged:
-        from gpuprep.engine.gpu_container import ENVIRONMENT, QUERY, probe
+    def plan(self, ctx: Context) -> Change:
+        from gpuprep.engine.gpu_container import ENVIRONMENT, QUERY
 
-        host, image = ctx.host, getattr(ctx.options, "image", "")
-        if host.docker_url is None:
+        image = ctx.options.image
+        if ctx.host.docker_url is None:
             raise Skip(_no_engine_reason())
-        if ctx.dry_run:
-            env = [a for k, v in ENVIRONMENT.items() for a in ("-e", f"{k}={v}")]
-            return Change(f"would run nvidia-smi in {image} with no --runtime and compare its GPUs with the host's",
-                          commands=[["docker", "run", "--rm", "--network", "none", *env, image, *QUERY]])
-        result = probe(host, image, pull=True, progress=ctx.interactive)
+        env = [a for k, v in ENVIRONMENT.items() for a in ("-e", f"{k}={v}")]
+        return Change(f"would run nvidia-smi in {image} with no --runtime and compare its GPUs with the host's",
+                      commands=[["docker", "run", "--rm", "--network", "none", *env, image, *QUERY]])
+
+    def verify(self, ctx: Context, change: Change) -> Converged:
+        from gpuprep.engine.gpu_container import probe
+
+        result = probe(ctx.host, ctx.options.image, pull=True, progress=ctx.interactive)
         if not result.ok:
             # The data says which link broke, in --json too: what a fleet's collector groups failures by.
             raise StepFailed(f"{result.link}: {result.summary}", result.hint, data=result.as_data())

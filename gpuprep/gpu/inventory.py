@@ -4,7 +4,6 @@ and doctor's probes of each: one per view, so a check that needs only sysfs neve
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from gpuprep.gpu.devices import (
     DeviceNodes,
@@ -19,9 +18,8 @@ from gpuprep.gpu.devices import (
 from gpuprep.gpu.kernel_log import KernelLog, read_kernel_log
 from gpuprep.gpu.query import GpuQuery, GpuStatus, query_gpus
 from gpuprep.host import Host
+from gpuprep.runner.checks import Probes, probe
 
-if TYPE_CHECKING:
-    from gpuprep.runner.checks import Probes
 
 # ---------------------------------------------------------------------------------------------
 # The inventory
@@ -65,33 +63,40 @@ def gather(host: Host) -> GpuInventory:
 
 
 # Each view is its own probe so a check that needs only sysfs never waits on a hanging NVML.
-def probe_pci(probes: Probes) -> PciScan:
-    return probes.get("gpu.pci", lambda p: read_pci(p.host))
+@probe
+def probe_pci(p: Probes) -> PciScan:
+    return read_pci(p.host)
 
 
-def probe_nodes(probes: Probes) -> DeviceNodes:
-    return probes.get("gpu.nodes", lambda p: read_device_nodes(p.host))
+@probe
+def probe_nodes(p: Probes) -> DeviceNodes:
+    return read_device_nodes(p.host)
 
 
-def probe_module(probes: Probes) -> KernelModule:
-    return probes.get("gpu.module", lambda p: read_kernel_module(p.host))
+@probe
+def probe_module(p: Probes) -> KernelModule:
+    return read_kernel_module(p.host)
 
 
-def probe_userland(probes: Probes) -> Userland:
-    return probes.get("gpu.userland", lambda p: read_userland(p.host))
+@probe
+def probe_userland(p: Probes) -> Userland:
+    return read_userland(p.host)
 
 
-def probe_query(probes: Probes) -> GpuQuery:
-    return probes.get("gpu.query", lambda p: query_gpus(p.host, len(probe_pci(p).gpus)))
+@probe
+def probe_query(p: Probes) -> GpuQuery:
+    return query_gpus(p.host, len(probe_pci(p).gpus))
 
 
-def probe_kernel_log(probes: Probes) -> KernelLog:
-    return probes.get("gpu.kernel_log", lambda p: read_kernel_log(p.host))
+@probe
+def probe_kernel_log(p: Probes) -> KernelLog:
+    return read_kernel_log(p.host)
 
 
-def gpu_inventory(probes: Probes) -> GpuInventory:
+@probe
+def gpu_inventory(p: Probes) -> GpuInventory:
     """The whole inventory, computed once per doctor run and shared with every check that asks."""
-    return probes.get("gpu", lambda p: GpuInventory(
+    return GpuInventory(
         live=p.host.live, pci=probe_pci(p), nodes=probe_nodes(p), module=probe_module(p),
         userland=probe_userland(p), query=probe_query(p), kernel_log=probe_kernel_log(p),
-    ))
+    )

@@ -95,9 +95,24 @@ class GpuStatus:
     driver_version: str = ""
     error: str = ""  # this GPU could not be read (e.g. lost), with the cause
     error_code: int | None = None
+    virtualization_mode: str | None = None  # "none", "pass-through", "vgpu", "host-vgpu", "host-vsga"
+    memory_total_mib: int | None = None
+    memory_reserved_mib: int | None = None  # the driver's own share (NVML memory v2, nvidia-smi -q)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in ("", None) or k in ("index",)}
+
+    @property
+    def usable_memory_mib(self) -> int | None:
+        """Total less reserved, as ecs-init counts a GPU's memory for MPS (aws/amazon-ecs-agent PR #5075)."""
+        if self.memory_total_mib is None:
+            return None
+        return self.memory_total_mib - (self.memory_reserved_mib or 0)
+
+
+# nvml.h nvmlGpuVirtualizationMode_t, named as nvidia-smi -q prints them ("Pass-Through", "VGPU", ...).
+VIRTUALIZATION_MODES = {0: "none", 1: "pass-through", 2: "vgpu", 3: "host-vgpu", 4: "host-vsga"}
+MIB = 1024 * 1024
 
 
 # The clock event reasons worth a warning (nvml.h nvmlClocksEventReason*): hardware slowdown
@@ -192,7 +207,26 @@ def _nvml_gpu(nv: Any, index: int, driver: str) -> GpuStatus:
         pending, _ = _nvml_optional(nv, nv.nvmlDeviceGetRetiredPagesPendingStatus, handle)
         gpu.retired_pages_pending = None if pending is None else pending == nv.NVML_FEATURE_ENABLED
     gpu.clock_events = _nvml_clock_events(nv, handle)
+    # Both asked only of bindings that have them (nvidia-ml-py grew them over the years).
+    get_mode = getattr(nv, "nvmlDeviceGetVirtualizationMode", None)
+    mode = _nvml_optional(nv, get_mode, handle)[0] if get_mode is not None else None
+    gpu.virtualization_mode = None if mode is None else VIRTUALIZATION_MODES.get(int(mode), str(mode))
+    gpu.memory_total_mib, gpu.memory_reserved_mib = _nvml_memory(nv, handle)
     return gpu
+
+
+def _nvml_memory(nv: Any, handle: Any) -> tuple[int | None, int | None]:
+    """(total, reserved) MiB: NVML's memory v2 where the binding has it (reserved is its own field there), else v1."""
+    v2 = getattr(nv, "nvmlMemory_v2", None)
+    if v2 is not None:
+        try:
+            info = nv.nvmlDeviceGetMemoryInfo(handle, version=v2)
+            return int(info.total) // MIB, int(info.reserved) // MIB
+        except (nv.NVMLError, TypeError, AttributeError):
+            pass
+    get_memory = getattr(nv, "nvmlDeviceGetMemoryInfo", None)
+    info, code = _nvml_optional(nv, get_memory, handle) if get_memory is not None else (None, None)
+    return (None, None) if code is not None or info is None else (int(info.total) // MIB, None)
 
 
 def read_nvml(nv: Any) -> GpuQuery:
@@ -383,6 +417,7 @@ def parse_smi_q(text: str) -> tuple[str, list[GpuStatus]]:
         clocks = {name: _smi_bool(_smi_value(_q_find(f, CLOCK_SECTIONS, label) or "N/A"), ("Active",))
                   for name, label in CLOCK_EVENT_LABELS.items()}
         retired = next((v for p, v in f.items() if p[0] == "Retired Pages" and p[-1].startswith("Pending")), None)
+        mode = _smi_value(f.get(("GPU Virtualization Mode", "Virtualization Mode"), "N/A"))
         result.append(GpuStatus(
             index=minor if minor is not None else index,
             name=f.get(("Product Name",), ""),
@@ -397,12 +432,21 @@ def parse_smi_q(text: str) -> tuple[str, list[GpuStatus]]:
             clock_events=None if all(v is None for v in clocks.values()) else
             {k: bool(v) for k, v in clocks.items()},
             driver_version=driver,
+            virtualization_mode=mode.lower().replace(" ", "-") if mode else None,
+            memory_total_mib=_mib(f.get(("FB Memory Usage", "Total"))),
+            memory_reserved_mib=_mib(f.get(("FB Memory Usage", "Reserved"))),
         ))
     return driver, result
 
 
+def _mib(value: str | None) -> int | None:
+    """``81559 MiB`` -> 81559."""
+    return _smi_int(_smi_value(value.split()[0])) if value and value.split() else None
+
+
 def _merge_q(gpus: list[GpuStatus], details: list[GpuStatus]) -> None:
-    """Add what only ``-q`` shows (row remapping, retired pages, clock events) to the CSV rows."""
+    """Add what only ``-q`` shows (row remapping, retired pages, clock events, virtualization, memory) to the CSV
+    rows."""
     by_bus = {d.pci_bus_id: d for d in details}
     for gpu in gpus:
         d = by_bus.get(gpu.pci_bus_id)
@@ -412,6 +456,8 @@ def _merge_q(gpus: list[GpuStatus], details: list[GpuStatus]) -> None:
         gpu.remapped_rows_failure = d.remapped_rows_failure
         gpu.retired_pages_pending = d.retired_pages_pending
         gpu.clock_events = d.clock_events
+        gpu.virtualization_mode = d.virtualization_mode
+        gpu.memory_total_mib, gpu.memory_reserved_mib = d.memory_total_mib, d.memory_reserved_mib
 
 
 def smi_failure(returncode: int | None, output: str) -> GpuQuery:

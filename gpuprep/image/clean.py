@@ -75,7 +75,7 @@ class DeepCleanStep(FileStep):
     what = "deep-clean items"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        if not getattr(ctx.options, "deep", False):
+        if not ctx.options.deep:
             raise Skip("only with --deep")
         return super().plan(ctx)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpuprep.host import Host
-from gpuprep.runner.steps import Change, Context, Converged, Step
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step
 
 log = logging.getLogger("gpuprep")
 
@@ -155,8 +155,7 @@ class FileStep(Step):
     def _noun(self, n: int) -> str:
         return "item" if n == 1 else "items"
 
-    def apply(self, ctx: Context, change: Change) -> str | None:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         done = sum(execute(ctx.host, item) for item in change.payload)
-        ctx.state["seal_removed"] = True
         gone = len(change.payload) - done
-        return change.summary + (f" ({gone} already gone)" if gone else "")
+        return Applied(change.summary + (f" ({gone} already gone)" if gone else ""))

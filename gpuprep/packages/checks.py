@@ -10,30 +10,33 @@ from __future__ import annotations
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
 from gpuprep.packages.rpmdb import dpkg_installed
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
 SHOWN = ("docker", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit", ECS_INIT)
 DEB_NAMES = ("docker.io", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit")
 
 
-def _installed_rpm(probes: Probes) -> list[Package]:
-    return probes.get("packages.installed", lambda pr: _backend(pr).installed(QUERY_NAMES))
+@probe
+def installed_rpm(pr: Probes) -> list[Package]:
+    return package_backend(pr).installed(QUERY_NAMES)
 
 
-def _installed_deb(probes: Probes) -> dict[str, str]:
-    return probes.get("packages.installed_deb", lambda pr: dpkg_installed(pr.host, DEB_NAMES))
+@probe
+def installed_deb(pr: Probes) -> dict[str, str]:
+    return dpkg_installed(pr.host, DEB_NAMES)
 
 
-def _backend(probes: Probes):
+@probe
+def package_backend(pr: Probes):
     from gpuprep.packages.repo import backend_for
 
-    return probes.get("packages.backend", lambda pr: backend_for(pr.host, pr.platform, read_only=True))
+    return backend_for(pr.host, pr.platform, read_only=True)
 
 
 def check_installed(probes: Probes) -> Verdict:
     p = probes.platform
     if p.package_format == "dpkg":
-        deb = _installed_deb(probes)
+        deb = installed_deb(probes)
         summary = ", ".join(f"{n} {v}" for n, v in deb.items()) or "none of docker / the NVIDIA runtime installed"
         status = Status.OK if deb else Status.WARNING
         # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository (gpuprep's package steps are
@@ -44,7 +47,7 @@ def check_installed(probes: Probes) -> Verdict:
         return Verdict(status, summary, hint, {"installed": deb})
     if p.package_format != "rpm":
         raise NotApplicable(f"no package database gpuprep reads on {p.name}")
-    pkgs = {q.name: q for q in _installed_rpm(probes)}
+    pkgs = {q.name: q for q in installed_rpm(probes)}
     data = {"installed": {n: pkgs[n].nevr for n in QUERY_NAMES if n in pkgs}}
     docker = next((pkgs[n] for n in DOCKER_NAMES if n in pkgs), None)
     runtime = pkgs.get("nvidia-container-toolkit") or pkgs.get("nvidia-container-runtime")
@@ -83,8 +86,8 @@ def check_locked(probes: Probes) -> Verdict:
 
     if probes.platform.package_format != "rpm":
         raise NotApplicable("version locks are checked on RPM platforms")
-    b = _backend(probes)
-    pkgs = [q for q in _installed_rpm(probes) if q.name in QUERY_NAMES]
+    b = package_backend(probes)
+    pkgs = [q for q in installed_rpm(probes) if q.name in QUERY_NAMES]
     if not pkgs:
         raise NotApplicable("none of the packages gpuprep pins is installed")
     unlocked = b.unlocked(pkgs)
@@ -109,7 +112,7 @@ def check_ecs_docker(probes: Probes) -> Verdict:
     ``=`` without release matching any release, epochs, Provides)."""
     if probes.platform.package_format != "rpm":
         raise NotApplicable("ecs-init's Requires are read from the RPM database")
-    pkgs = {q.name: q for q in _installed_rpm(probes)}
+    pkgs = {q.name: q for q in installed_rpm(probes)}
     ecs = pkgs.get(ECS_INIT)
     if ecs is None:
         raise NotApplicable("ecs-init is not installed")

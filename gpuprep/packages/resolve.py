@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from gpuprep.packages.evr import EVR, Dep
+from gpuprep.toolkit import security
 
 ECS_INIT = "ecs-init"
 # Amazon Linux and RHEL ship "docker"; Docker's own CentOS repository "docker-ce" (epoch 3).
@@ -75,6 +76,10 @@ class Selection:
     passed_over: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     installed: dict[str, Package] = field(default_factory=dict)
+    # Toolkit packages of the selection below the security floor (only with allow_vulnerable), and installed
+    # ones the selection replaces because they are: "name-evr: CVE-..." each.
+    vulnerable: list[str] = field(default_factory=list)
+    replaced_vulnerable: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, str]:
         return {name: p.nevr for name, p in self.packages.items()}
@@ -106,6 +111,7 @@ class NoSolution:
     message: str
     conflicts: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    cves: list[str] = field(default_factory=list)  # set when only toolkits below the security floor would agree
 
     def table(self) -> list[str]:
         return [f"conflict: {c}" for c in self.conflicts] + [f"note: {n}" for n in self.notes]
@@ -123,8 +129,12 @@ def _exact(a: EVR, b: EVR) -> bool:
 class Universe:
     """Candidates and installed packages, indexed: bit i is ``packages[i]``; roles ascend in version."""
 
-    def __init__(self, candidates: Iterable[Package], installed: Iterable[Package]) -> None:
+    def __init__(self, candidates: Iterable[Package], installed: Iterable[Package],
+                 withheld: Iterable[Package] = ()) -> None:
         installed = list(installed)
+        # What packages left out of the universe (below the security floor) provide: a requirement on one of
+        # these names is still gpuprep's to decide, and unmet, so dnf never pulls one in behind the selection.
+        self.withheld = {n for p in withheld for n, _ in p.provided()}
         self.installed_by_name: dict[str, Package] = {}
         for p in installed:
             prev = self.installed_by_name.get(p.name)
@@ -179,7 +189,7 @@ class Universe:
 
     def relevant(self, dep: Dep) -> bool:
         """A requirement gpuprep decides (something in the universe provides it); the rest is dnf's."""
-        return dep.name in self.providers
+        return dep.name in self.providers or dep.name in self.withheld
 
     def newest_first(self, names: Iterable[str]) -> list[int]:
         idx = [i for n in names for i in self.by_name.get(n, ())]
@@ -267,6 +277,8 @@ class _Solver:
             q = self.u.packages[i]
             if any(n == dep.name for n, _ in q.provided()) and q is not p:
                 return f"{p.nevr} needs {dep}; {q.nevr} is in the set"
+        if dep.name in self.u.withheld and dep.name not in self.u.providers:
+            return f"{p.nevr} needs {dep}; only versions below the security floor {security.FLOOR} provide it"
         return f"{p.nevr} needs {dep}; nothing offered provides it"
 
     def with_helpers(self, chosen: list[int]) -> tuple[list[int], str | None]:
@@ -375,9 +387,60 @@ def _pool(s: _Solver, keep_installed: bool) -> int:
 
 
 def resolve(candidates: Sequence[Package], installed: Sequence[Package], *, stack: str = "auto",
-            docker: str | None = None) -> Selection | NoSolution:
-    """The best agreeing set of ecs-init, Docker and runtime packages, or why there is none."""
-    u = Universe(candidates, installed)
+            docker: str | None = None, allow_vulnerable: bool = False) -> Selection | NoSolution:
+    """The best agreeing set of ecs-init, Docker and runtime packages, or why there is none.
+
+    Toolkit packages below the security floor (``gpuprep.toolkit.security``) are not candidates, and an
+    installed one is not kept, unless ``allow_vulnerable``: a repository offering only those gives a
+    NoSolution naming the CVEs."""
+    if allow_vulnerable:
+        result = _resolve(candidates, installed, stack, docker)
+        if isinstance(result, Selection):
+            result.vulnerable = _vulnerable(result.packages.values())
+            result.notes += [f"{v} (selected: --allow-vulnerable)" for v in result.vulnerable]
+        return result
+    safe = [p for p in candidates if not _is_vulnerable(p)]
+    kept = [p for p in installed if not _is_vulnerable(p)]
+    withheld = [p for p in [*candidates, *installed] if _is_vulnerable(p)]
+    result = _resolve(safe, kept, stack, docker, withheld)
+    if isinstance(result, Selection):
+        replaced = _vulnerable(p for p in installed if _is_vulnerable(p))
+        result.replaced_vulnerable = replaced
+        result.notes += [f"installed {v}: replaced" for v in replaced]
+        return result
+    if len(safe) < len(candidates) or len(kept) < len(installed):
+        anyway = _resolve(candidates, installed, stack, docker)
+        if isinstance(anyway, Selection):
+            found = [p for p in anyway.packages.values() if _is_vulnerable(p)]
+            advisories = security.advisories_for(found[0].evr.version) if found else []
+            return NoSolution(
+                anyway.stack,
+                f"every {found[0].name if found else 'toolkit'} that agrees is below the security floor "
+                f"{security.FLOOR}: {found[0].nevr if found else '?'} is affected by "
+                f"{security.describe(found[0].evr.version).split(' is affected by ', 1)[-1] if found else '?'}",
+                [f"{v}" for v in _vulnerable(found)], result.notes, security.cve_list(advisories))
+    return result
+
+
+def _is_vulnerable(p: Package) -> bool:
+    return security.vulnerable(p.name, p.evr.version)
+
+
+def _vulnerable(pkgs: Iterable[Package]) -> list[str]:
+    """``name-evr: CVE-..., CVE-... (fixed in X)`` for each toolkit package below the floor."""
+    out = []
+    for p in pkgs:
+        found = security.advisories_for(p.evr.version) if _is_vulnerable(p) else []
+        if found:
+            out.append(f"{p.nevr} is below the security floor {security.FLOOR}: "
+                       f"{', '.join(security.cve_list(found))} (NVIDIA bulletins "
+                       f"{', '.join(str(a.bulletin) for a in found)})")
+    return out
+
+
+def _resolve(candidates: Sequence[Package], installed: Sequence[Package], stack: str,
+             docker: str | None, withheld: Sequence[Package] = ()) -> Selection | NoSolution:
+    u = Universe(candidates, installed, withheld)
     notes: list[str] = []
     if stack == "auto":
         order = _auto_order(u)

@@ -1,6 +1,6 @@
 """install's first three steps: preflight, repositories, packages.
 
-The query of the enabled repositories runs once per run and is shared through ``ctx.state``: the
+The query of the enabled repositories runs once per run and is shared through ``PackagesRun``: the
 repositories step asks it "are the runtime packages reachable?", the packages step resolves on it.
 A converged host (the installed set already agrees and is locked) asks nothing of the repositories:
 ``rpm -q`` of the installed set decides first.
@@ -9,12 +9,13 @@ A converged host (the installed set already agrees and is locked) asks nothing o
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
 from gpuprep.gpu.devices import read_pci
 from gpuprep.packages.lock import lock_holder, wait_for_lock
-from gpuprep.packages.repo import Backend, backend_for, lock_entry
+from gpuprep.packages.repo import Backend, backend_for, lock_entry, lock_name
 from gpuprep.packages.resolve import (
     LEGACY,
     QUERY_NAMES,
@@ -25,7 +26,9 @@ from gpuprep.packages.resolve import (
     Selection,
     resolve,
 )
-from gpuprep.runner.steps import Change, Context, Converged, Step, file_diff
+from gpuprep.report import plural
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
+from gpuprep.toolkit.security import FLOOR, vulnerable
 
 log = logging.getLogger("gpuprep")
 
@@ -91,54 +94,85 @@ def legacy_dist(ctx: Context) -> str:
 
 
 # -- shared state ------------------------------------------------------------------------------
+@dataclass
+class PackagesRun:
+    """What install's package steps learn once per run and hand on (``ctx.shared(PackagesRun)``)."""
+
+    backend: Backend | None = None
+    installed: list[Package] | None = None  # the installed set of QUERY_NAMES; None: not asked yet
+    candidates: list[Package] | None = None  # every offered version; None: not asked yet
+    plugin_offered: bool = True  # an enabled repository offers the versionlock plugin
+    converged: Selection | None = None
+    converged_known: bool = False  # ``converged`` was decided (None is an answer too)
+    repo_added: str | None = None  # the repository file the repositories step wrote
+    # For docker-runtime: daemon.json as it was before the transaction (nvidia-docker2 <= 2.4.0 replaces it),
+    # whether the transaction installed anything, and the runtime binary of the selected stack.
+    daemon_json_before: str | None = None
+    changed: bool = False
+    runtime_path: str | None = None
+
+    def forget_installed(self) -> None:
+        """The transaction or a new repository changed what a query would say: ask again."""
+        self.installed, self.converged, self.converged_known = None, None, False
+
+
 def backend(ctx: Context) -> Backend:
-    if "backend" not in ctx.state:
-        ctx.state["backend"] = backend_for(ctx.host, ctx.platform, read_only=ctx.dry_run)
-    return ctx.state["backend"]
+    run = ctx.shared(PackagesRun)
+    if run.backend is None:
+        run.backend = backend_for(ctx.host, ctx.platform, read_only=ctx.dry_run)
+    return run.backend
 
 
 def installed_set(ctx: Context) -> list[Package]:
-    if "installed" not in ctx.state:
-        ctx.state["installed"] = backend(ctx).installed(QUERY_NAMES)
-    return ctx.state["installed"]
+    run = ctx.shared(PackagesRun)
+    if run.installed is None:
+        run.installed = backend(ctx).installed(QUERY_NAMES)
+    return run.installed
 
 
 def candidates(ctx: Context) -> list[Package]:
     """Every offered version of every package gpuprep decides: one package-manager query per run."""
-    if "candidates" not in ctx.state:
+    run = ctx.shared(PackagesRun)
+    if run.candidates is None:
         b = backend(ctx)
         # The versionlock plugin's package rides along in the same query: whether a repository offers it is
         # known at plan time, not when the transaction fails. It is not a candidate of the selection.
         found = b.available([*QUERY_NAMES, b.plugin_package])
-        ctx.state["plugin_offered"] = any(p.name == b.plugin_package for p in found)
-        ctx.state["candidates"] = [p for p in found if p.name != b.plugin_package]
-    return ctx.state["candidates"]
+        run.plugin_offered = any(p.name == b.plugin_package for p in found)
+        run.candidates = [p for p in found if p.name != b.plugin_package]
+    return run.candidates
 
 
 def _wanted_stack(ctx: Context) -> str:
-    return getattr(ctx.options, "runtime", "auto") or "auto"
+    return ctx.options.runtime or "auto"
 
 
 def converged_selection(ctx: Context) -> Selection | None:
     """The installed set, when it already is a complete agreeing selection (and locked, unless
     --no-versionlock): then nothing needs the repositories."""
-    if "converged" in ctx.state:
-        return ctx.state["converged"]
+    run = ctx.shared(PackagesRun)
+    if run.converged_known:
+        return run.converged
     installed = installed_set(ctx)
     result: Selection | None = None
     if installed:
         stack = _wanted_stack(ctx)
-        sel = resolve(installed, installed, stack=stack, docker=getattr(ctx.options, "docker_version", None))
+        sel = resolve(installed, installed, stack=stack, docker=ctx.options.docker_version,
+                      allow_vulnerable=_allow_vulnerable(ctx))
         if isinstance(sel, Selection) and not sel.to_install:
             sel.why = {n: "installed; agrees with the rest" for n in sel.packages}
             sel.passed_over = []
             b = backend(ctx)
             # Locked means enforced: the entries are in the list and the plugin that reads it is installed.
-            locked = not getattr(ctx.options, "versionlock", True) or (
+            locked = not ctx.options.versionlock or (
                 b.plugin_installed() and not b.unlocked(list(sel.packages.values())))
             result = sel if locked else None
-    ctx.state["converged"] = result
+    run.converged, run.converged_known = result, True
     return result
+
+
+def _allow_vulnerable(ctx: Context) -> bool:
+    return ctx.options.allow_vulnerable
 
 
 def _offered(ctx: Context, pkgs: list[Package]) -> bool:
@@ -181,15 +215,11 @@ class PreflightStep(Step):
         else:
             notes.append("warning: no NVIDIA GPU on PCI (fine when building an image on a non-GPU instance)")
         b = backend(ctx)
-        if ctx.dry_run:
-            # A dry run waits for nobody: it says who would be waited for.
-            holder = lock_holder(ctx.host, p.package_locks)
-            if holder is not None:
-                notes.append(f"the package manager lock is held by {holder} (a real run waits for it)")
-        else:
-            waited = wait_for_lock(ctx.host, p.package_locks)
-            if waited:
-                notes.append(waited)
+        # A plan waits for nobody: it says who holds the lock. The packages step waits for it (bounded) right
+        # before its transaction, the one thing that needs it; a converged host never waits at all.
+        holder = lock_holder(ctx.host, p.package_locks)
+        if holder is not None:
+            notes.append(f"the package manager lock is held by {holder} (the packages step waits for it)")
         summary = f"{p.name}, {b.manager}; " + "; ".join(notes)
         return Converged(summary, data={"gpus": gpus, "package_manager": b.manager, "root": ctx.host.is_root})
 
@@ -200,7 +230,7 @@ class RepositoriesStep(Step):
     title = "add NVIDIA's repository (or --repo-file) when the runtime packages are not reachable"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        repo_file = getattr(ctx.options, "repo_file", None)
+        repo_file = ctx.options.repo_file
         if repo_file:
             return self._plan_file(ctx, Path(repo_file))
         if converged_selection(ctx) is not None:
@@ -240,16 +270,16 @@ class RepositoriesStep(Step):
         diff = file_diff(path, before, content)
         return Change(f"add {path} ({what})", diff=diff, data={"repo_file": path}, payload=(path, content))
 
-    def apply(self, ctx: Context, change: Change) -> str:
+    def apply(self, ctx: Context, change: Change) -> Applied:
         path, content = change.payload
         if ctx.host.exists(path):
             ctx.host.backup(path)
         ctx.host.write_atomic(path, content, mode=0o644)
         # The repositories changed: the next query must see them (once more, only in this case).
-        for key in ("candidates", "converged"):
-            ctx.state.pop(key, None)
-        ctx.state["repo_added"] = path
-        return change.summary
+        run = ctx.shared(PackagesRun)
+        run.candidates, run.converged, run.converged_known = None, None, False
+        run.repo_added = path
+        return Applied()
 
 
 # -- packages ------------------------------------------------------------------------------------
@@ -263,20 +293,20 @@ class PackagesStep(Step):
         if sel is not None:
             self._publish(ctx, sel, changed=False)
             return Converged(f"{self._brief(sel)} installed and locked", data=self._data(ctx, sel))
-        if ctx.dry_run and "repo_added" not in ctx.state and not _offered(ctx, candidates(ctx)) \
-                and not getattr(ctx.options, "repo_file", None):
+        if ctx.dry_run and ctx.shared(PackagesRun).repo_added is None and not _offered(ctx, candidates(ctx)) \
+                and not ctx.options.repo_file:
             return Change("resolve after NVIDIA's repository is added (dry run: its packages are not known yet)",
                           commands=[b.install_argv([]) + ["<selection>"]])
         res = resolve(candidates(ctx), installed_set(ctx), stack=_wanted_stack(ctx),
-                      docker=getattr(ctx.options, "docker_version", None))
+                      docker=ctx.options.docker_version, allow_vulnerable=_allow_vulnerable(ctx))
         if isinstance(res, NoSolution):
             self._no_solution(ctx, res)
         installs = res.to_install
-        lock = getattr(ctx.options, "versionlock", True)
+        lock = ctx.options.versionlock
         to_lock = b.unlocked(list(res.packages.values())) if lock else []
         # A lock list without the plugin is a file nobody reads: the plugin joins the same transaction.
         extra = [b.plugin_spec] if lock and not b.plugin_installed() else []
-        if extra and not ctx.state.get("plugin_offered", True):
+        if extra and not ctx.shared(PackagesRun).plugin_offered:
             raise PreconditionUnmet(
                 f"the versionlock plugin is not installed and no enabled repository offers it ({b.plugin_package},"
                 f" {extra[0]}): the locks would be a list nobody reads; nothing was installed",
@@ -299,28 +329,36 @@ class PackagesStep(Step):
                                  for p in res.packages.values()]
         if stale:
             data.setdefault("lines", []).insert(0, f"drop stale locks: {', '.join(stale)}")
+        below_floor = {p.name for p in installed_set(ctx) if vulnerable(p.name, p.evr.version)}
+        frozen = [e for e in stale if lock_name(e) in below_floor]
+        if frozen:
+            # A versionlock (the ECS AMI locks nvidia*) froze a toolkit below the security floor: said, then replaced.
+            data["lines"].insert(0, f"the versionlock froze a vulnerable toolkit ({', '.join(frozen)}): replaced "
+                                    "by the selection's lock")
         what = [f"install {', '.join(p.nevr for p in installs)}"] if installs else []
+        if res.replaced_vulnerable:
+            what.append(f"replace the installed toolkit below the security floor ({res.replaced_vulnerable[0]})")
         if extra:
             what.append(f"install the versionlock plugin ({extra[0]})")
         if to_lock:
-            what.append(f"lock {len(res.packages)} packages")
+            what.append(f"lock {plural(len(res.packages), 'package')}")
         data["versionlock_plugin"] = extra[0] if extra else None
         return Change("; ".join(what), commands=commands, data=data,
                       payload=(res, installs, bool(to_lock), extra))
 
-    def apply(self, ctx: Context, change: Change) -> str:
-        b = backend(ctx)
+    def apply(self, ctx: Context, change: Change) -> Applied:
+        b, run = backend(ctx), ctx.shared(PackagesRun)
         sel, installs, lock, extra = change.payload
+        waited = None
         if installs or extra:
-            wait_for_lock(ctx.host, ctx.platform.package_locks)
+            waited = wait_for_lock(ctx.host, ctx.platform.package_locks)
             # nvidia-docker2 <= 2.4.0 ships daemon.json as a plain file and replaces the user's outright
             # (docs/domain.md); docker-runtime merges this copy back so no setting is lost.
-            ctx.state["daemon_json_before_packages"] = ctx.host.read_text(ctx.platform.daemon_json)
+            run.daemon_json_before = ctx.host.read_text(ctx.platform.daemon_json)
             # A lock at another version would make the versionlock plugin hide the selected one.
             b.drop_locks({p.name for p in installs})
             b.install(installs, extra)
-            ctx.state.pop("installed", None)
-            ctx.state.pop("converged", None)
+            run.forget_installed()
             after = {p.name: p for p in installed_set(ctx)}
             wrong = [p.nevr for p in installs if p.name not in after or after[p.name].evr.compare(p.evr) != 0]
             if wrong:
@@ -331,8 +369,8 @@ class PackagesStep(Step):
                                  f"check that a repository offers it: `{b.manager} install '{extra[0]}'`")
         if lock:
             b.lock(list(sel.packages.values()))
-        ctx.state["packages_changed"] = bool(installs)
-        return change.summary
+        run.changed = bool(installs)
+        return Applied(f"{change.summary} ({waited})" if waited else None)
 
     # -- helpers --------------------------------------------------------------------------------
     @staticmethod
@@ -351,10 +389,8 @@ class PackagesStep(Step):
     @staticmethod
     def _publish(ctx: Context, sel: Selection, *, changed: bool) -> None:
         ctx.extra["selection"] = sel.as_dict()
-        ctx.state["selection"] = sel
-        ctx.state["stack"] = sel.stack
-        ctx.state["runtime_path"] = RUNTIME_PATH
-        ctx.state["packages_changed"] = changed
+        run = ctx.shared(PackagesRun)
+        run.runtime_path, run.changed = RUNTIME_PATH, changed
 
     @staticmethod
     def _data(ctx: Context, sel: Selection) -> dict:
@@ -369,6 +405,8 @@ class PackagesStep(Step):
             ],
             "passed_over": sel.passed_over,
             "notes": sel.notes,
+            "security": {"floor": FLOOR, "vulnerable_selected": sel.vulnerable,
+                         "vulnerable_replaced": sel.replaced_vulnerable},
             "package_manager": b.manager,
             "queries": b.queries,
         }
@@ -376,9 +414,13 @@ class PackagesStep(Step):
     @staticmethod
     def _no_solution(ctx: Context, res: NoSolution) -> None:
         ctx.extra["no_solution"] = {"stack": res.stack, "message": res.message, "conflicts": res.conflicts,
-                                    "notes": res.notes}
+                                    "notes": res.notes, "cves": res.cves}
         for line in res.table():
             log.error("%s", line)
+        if res.cves:
+            raise StepFailed(res.message, "nothing was installed; add a repository that offers "
+                             f"nvidia-container-toolkit {FLOOR} or newer (NVIDIA's, or --repo-file), or accept the "
+                             "risk with --allow-vulnerable", data={"cves": res.cves, "floor": FLOOR})
         detail = "; ".join(res.conflicts[:2])
         raise StepFailed(
             f"{res.message}" + (f": {detail}" if detail else ""),

@@ -7,12 +7,13 @@ themselves live in their domains (``gpu/checks.py``, ``engine/checks.py``, ...);
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from gpuprep.errors import GpuprepError, os_error
 from gpuprep.host import Host
@@ -51,19 +52,22 @@ class Check:
     boot: bool = False  # part of `doctor --boot`
 
 
+P = TypeVar("P")
+
+
 class Probes:
-    """What checks ask of the host, each asked once per run (thread-safe memo)."""
+    """What checks ask of the host, each asked once per run (a thread-safe memo keyed by the probe function)."""
 
     def __init__(self, host: Host, platform: Platform, options: DoctorOptions) -> None:
         self.host = host
         self.platform = platform
         self.options = options
-        self._values: dict[str, Any] = {}
-        self._locks: dict[str, threading.Lock] = {}
+        self._values: dict[Callable, tuple[bool, Any]] = {}
+        self._locks: dict[Callable, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def get(self, key: str, compute: Callable[[Probes], Any]) -> Any:
-        """``compute(self)`` once per key; an exception is remembered and raised to every asker."""
+    def ask(self, key: Callable, compute: Callable[[Probes], P]) -> P:
+        """``compute(self)`` once per ``key``; an exception is remembered and raised to every asker."""
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
@@ -76,6 +80,22 @@ class Probes:
         if not ok:
             raise value
         return value
+
+    def preset(self, probe: Callable[[Probes], P], value: P) -> None:
+        """Answer ``probe`` with ``value`` in this run: what a test puts in place of the host's answer."""
+        with self._guard:
+            self._values[probe] = (True, value)
+
+
+def probe(compute: Callable[[Probes], P]) -> Callable[[Probes], P]:
+    """Make ``compute`` a probe: the function returned computes it once per run and is its key, so no two
+    probes share a string key by accident and a test presets it by name (``Probes.preset(probe, value)``)."""
+
+    @functools.wraps(compute)
+    def ask(probes: Probes) -> P:
+        return probes.ask(ask, compute)
+
+    return ask
 
 
 def select_checks(checks: Sequence[Check], options: DoctorOptions) -> list[Check]:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from gpuprep.errors import BadInput, GpuprepError, os_error
 from gpuprep.host import Host
+from gpuprep.options import InstallOptions, SealOptions
 from gpuprep.platform import Platform
 from gpuprep.report import RunReport, StepResult, StepStatus
 
@@ -49,19 +51,24 @@ class Skip(Exception):
         self.reason = reason
 
 
+S = TypeVar("S")
+
+
 @dataclass
 class Context:
     host: Host
     platform: Platform
-    options: Any
+    options: InstallOptions | SealOptions
     interactive: bool = False  # stdin and stdout are a terminal
-    # Shared between steps of one run: "selection", "runtime_path", "daemon_json_changed", ...
-    state: dict[str, Any] = field(default_factory=dict)
     # Top-level JSON fields the command adds (install: "selection").
     extra: dict[str, Any] = field(default_factory=dict)
     # The ids of --only and --skip, as run_steps parsed them (empty: every step is selected).
     only: list[str] = field(default_factory=list)
     skip: list[str] = field(default_factory=list)
+    # The ids of the steps this run has applied so far (their apply was called, whatever it ended in).
+    applied: list[str] = field(default_factory=list)
+    # What steps of one run share, one typed object per kind (see ``shared``).
+    _shared: dict[type, Any] = field(default_factory=dict, repr=False)
 
     def selected(self, step_id: str) -> bool:
         """Whether ``--only``/``--skip`` select step ``step_id`` in this run."""
@@ -69,7 +76,16 @@ class Context:
 
     @property
     def dry_run(self) -> bool:
-        return bool(getattr(self.options, "dry_run", False))
+        return self.options.dry_run
+
+    def shared(self, kind: type[S]) -> S:
+        """This run's one ``kind``: a dataclass, every field defaulted, that a domain declares beside its steps
+        for what they hand each other (packages' query results, daemon.json's rollback, seal's image plan).
+        Made on first use and keyed by the class itself, so each field is typed where it is declared and no
+        step reads a string key another step never wrote."""
+        if kind not in self._shared:
+            self._shared[kind] = kind()
+        return self._shared[kind]
 
 
 class Step:
@@ -77,11 +93,38 @@ class Step:
     title: str = ""  # one line for --list-steps
 
     def plan(self, ctx: Context) -> Change | Converged:
+        """Pure: reads, never waits, prompts, writes or starts a container."""
         raise NotImplementedError
 
-    def apply(self, ctx: Context, change: Change) -> str | StepResult | None:
-        """Make the change; return a summary (or a full StepResult) or None for ``change.summary``."""
+    def apply(self, ctx: Context, change: Change) -> Applied:
+        """Make the change the plan described."""
         raise NotImplementedError
+
+
+@dataclass
+class Applied:
+    """What ``apply`` did. Every field defaults to the plan's: ``Applied()`` is "done as planned"."""
+
+    summary: str | None = None
+    commands: list[list[str]] | None = None  # what really ran, where it differs from the plan's
+    data: dict[str, Any] = field(default_factory=dict)  # merged over the plan's data
+
+
+class Verify(Step):
+    """A step that changes nothing and proves something on the live system (install's gpu-check).
+
+    Its ``plan`` says what it would run (a dry run lists that, status ``planned``) or raises ``Skip``; a real
+    run then calls ``verify``, which returns what it found (status ``ok``) or raises ``StepFailed``. Keeping
+    the container out of ``plan`` keeps plans pure: a dry run starts nothing."""
+
+    def plan(self, ctx: Context) -> Change:
+        raise NotImplementedError
+
+    def verify(self, ctx: Context, change: Change) -> Converged:
+        raise NotImplementedError
+
+    def apply(self, ctx: Context, change: Change) -> Applied:
+        raise TypeError(f"{self.id} verifies; it has nothing to apply")
 
 
 def file_diff(path: str, before: str | None, after: str) -> str:
@@ -121,6 +164,12 @@ def check_selection(only: Sequence[str], skip: Sequence[str], steps: Sequence[St
     return only_ids, skip_ids
 
 
+# Shown the planned changes of every selected step: True when it asked and the answer was yes, False when
+# there was nothing to ask; a refusal raises (StepFailed).
+# typing's generics, not collections.abc's: an alias is evaluated at import, and 3.8 cannot subscript those.
+Confirm = typing.Callable[[typing.Sequence[typing.Tuple["Step", Change]]], bool]
+
+
 def run_steps(
     ctx: Context,
     command: str,
@@ -129,12 +178,16 @@ def run_steps(
     only: Sequence[str] = (),
     skip: Sequence[str] = (),
     on_step: Callable[[StepResult], None] | None = None,
+    confirm: Confirm | None = None,
 ) -> RunReport:
     """Plan and apply ``steps`` in order; stop at the first failure.
 
     A first step with id ``preflight`` holds the command's preconditions (root, a supported
     platform): where ``--only``/``--skip`` leave it out while selecting another step, its checks still
     run (its plan; it changes nothing) and a failure stops the run as it would have.
+
+    ``confirm`` (seal on a terminal) is asked once preflight has passed, before anything changes, with every
+    other selected step's planned change; its refusal is preflight's failure, so nothing changes.
     """
     ctx.only, ctx.skip = check_selection(only, skip, steps)
 
@@ -142,7 +195,9 @@ def run_steps(
         return ctx.selected(step.id)
 
     gate = steps[0] if steps and steps[0].id == "preflight" else None
-    report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra)
+    if confirm is not None and gate is None:
+        raise ValueError("confirm needs a preflight step to answer for")
+    report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra, dry_run=ctx.dry_run)
     failed: StepResult | None = None
     for step in steps:
         started = time.monotonic()
@@ -155,6 +210,8 @@ def run_steps(
                 result = StepResult(step.id, StepStatus.SKIPPED, "not selected (--only/--skip)")
         else:
             result = _run_one(ctx, step, report)
+        if step is gate and confirm is not None and not ctx.dry_run and result.status is not StepStatus.FAILED:
+            result = _ask(ctx, confirm, [s for s in steps[1:] if selected(s)], result, report)
         if result.status is StepStatus.FAILED:
             failed = result
         if not result.duration_ms:
@@ -163,6 +220,29 @@ def run_steps(
         if on_step is not None:
             on_step(result)
     return report
+
+
+def _ask(ctx: Context, confirm: Confirm, steps: Sequence[Step], gate: StepResult, report: RunReport) -> StepResult:
+    """Plan ``steps`` (plans are pure) and ask ``confirm``; the gate's result, failed when it was refused."""
+    plans: list[tuple[Step, Change]] = []
+    for step in steps:
+        try:
+            planned = step.plan(ctx)
+        except (Skip, GpuprepError, OSError):
+            continue  # the step itself reports it when it runs
+        if isinstance(planned, Change) and not isinstance(step, Verify):
+            plans.append((step, planned))
+    if not plans:
+        return gate
+    try:
+        asked = confirm(plans)
+    except GpuprepError as exc:
+        report.exit_code = max(report.exit_code, exc.exit_code)
+        report.error, report.hint = f"{gate.id}: {exc.message}", exc.hint
+        return StepResult(gate.id, StepStatus.FAILED, exc.message, hint=exc.hint, data=gate.data)
+    if asked:
+        gate.summary += "; confirmed"
+    return gate
 
 
 def _run_one(ctx: Context, step: Step, report: RunReport, *, checks_only: bool = False) -> StepResult:
@@ -178,11 +258,14 @@ def _run_one(ctx: Context, step: Step, report: RunReport, *, checks_only: bool =
         if ctx.dry_run:
             return StepResult(step.id, StepStatus.PLANNED, plan.summary, diff=plan.diff,
                               commands=plan.commands, data=plan.data)
-        outcome = step.apply(ctx, plan)
-        if isinstance(outcome, StepResult):
-            return outcome
-        return StepResult(step.id, StepStatus.CHANGED, outcome or plan.summary, diff=plan.diff,
-                          commands=plan.commands, data=plan.data)
+        if isinstance(step, Verify):
+            found = step.verify(ctx, plan)
+            return StepResult(step.id, StepStatus.OK, found.summary, data=found.data)
+        ctx.applied.append(step.id)
+        done = step.apply(ctx, plan)
+        return StepResult(step.id, StepStatus.CHANGED, done.summary or plan.summary, diff=plan.diff,
+                          commands=plan.commands if done.commands is None else done.commands,
+                          data={**plan.data, **done.data})
     except Skip as exc:
         return StepResult(step.id, StepStatus.SKIPPED, exc.reason)
     except GpuprepError as exc:

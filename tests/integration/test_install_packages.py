@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import FIXTURES, REPO, require, require_root
 from rpmfixtures import PkgSpec, build_repo, repo_file, rpm_query_root
@@ -141,6 +142,37 @@ def test_install_then_converged_run_changes_nothing(root: Path) -> None:
     # No transaction: the rpm database and dnf's rpm log are untouched.
     assert installed_with_times(root) == rpmdb
     assert (log.read_text() if log.exists() else "") == log_before
+
+
+def test_the_packages_step_waits_for_the_package_lock_before_its_transaction(root: Path) -> None:
+    """dnf's pid lock in the root is held for 2 s by a real process acting on the tree (busybox-static's sleep,
+    chrooted into it, as a dnf run inside the image would be): the packages step waits for it, bounded and saying
+    so, then installs; its summary says whom it waited for."""
+    import threading
+
+    shutil.copy("/bin/busybox", root / "busybox")
+    holder = subprocess.Popen(["chroot", str(root), "/busybox", "sleep", "2"])
+    deadline = time.monotonic() + 5  # until chroot has exec'd busybox inside the tree: what the pid file names
+    while psutil.Process(holder.pid).name() != "busybox" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Reaped as soon as it ends, as init would reap a real dnf: a zombie's pid still exists, and dnf's own lock
+    # (dnf/lock.py) waits for as long as the pid in its file exists.
+    threading.Thread(target=holder.wait, daemon=True).start()
+    try:
+        pidfile = root / "var/lib/dnf/rpmdb_lock.pid"
+        pidfile.parent.mkdir(parents=True, exist_ok=True)
+        pidfile.write_text(f"{holder.pid}\n")
+        out = gpuprep(root, json_out=True)
+        assert out.returncode == 0, out.stderr
+        steps = {s["id"]: s for s in json.loads(out.stdout)["steps"]}
+        assert steps["packages"]["status"] == "changed"
+        assert "waited" in steps["packages"]["summary"] and f"pid {holder.pid}" in steps["packages"]["summary"]
+        assert f"waiting up to 600s for the package manager lock: pid {holder.pid}" in out.stderr
+        assert holder.poll() is not None  # it had ended before the transaction ran
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait()
 
 
 def test_dry_run_prints_selection_and_commands_and_changes_nothing(root: Path) -> None:

@@ -131,6 +131,12 @@ def test_stamp_records_what_the_image_holds_and_doctor_reads_it(tmp_path, reques
     version = root / "proc/driver/nvidia/version"  # the chroot's /proc, as the loaded module shows it
     version.parent.mkdir(parents=True)
     version.write_text("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build\n")
+    lib = root / "usr/lib64/libnvidia-ml.so.580.95.05"  # the driver's userland, as its library's name says
+    lib.parent.mkdir(parents=True)
+    lib.write_text("")
+    (lib.parent / "libnvidia-ml.so.1").symlink_to(lib.name)
+    (root / "etc/dnf/plugins").mkdir(parents=True)
+    (root / "etc/dnf/plugins/versionlock.list").write_text("nvidia-container-toolkit-0:1.17.8-1.*\n")
 
     before = time.time()
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "seal", "--yes",
@@ -138,7 +144,8 @@ def test_stamp_records_what_the_image_holds_and_doctor_reads_it(tmp_path, reques
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     stamp = json.loads((root / "etc/gpuprep/seal.json").read_text())
-    assert list(stamp) == ["gpuprep", "sealed_at", "platform", "packages", "driver_version", "kept_images"]
+    assert list(stamp) == ["gpuprep", "sealed_at", "platform", "packages", "driver_version", "driver", "kept_images",
+                           "versionlock"]
     assert stamp["gpuprep"] == __version__
     sealed = time.mktime(time.strptime(stamp["sealed_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.timezone
     assert before - 1 <= sealed <= time.time() + 1
@@ -146,6 +153,10 @@ def test_stamp_records_what_the_image_holds_and_doctor_reads_it(tmp_path, reques
     assert stamp["packages"] == {"ecs-init": "ecs-init-1.97.1-1.amzn2023", "docker": "docker-25.0.8-1.amzn2023.0.1",
                                  "nvidia-container-toolkit": "nvidia-container-toolkit-1.17.8-1"}
     assert stamp["driver_version"] == "580.95.05"
+    assert stamp["driver"] == {"userland": "580.95.05", "userland_from": "libnvidia-ml", "kernel_module": "580.95.05",
+                               "kernel_module_from": "/proc/driver/nvidia/version"}
+    assert stamp["versionlock"] == {"file": "/etc/dnf/plugins/versionlock.list",
+                                    "entries": ["nvidia-container-toolkit-0:1.17.8-1.*"]}
     assert stamp["kept_images"] == [{"refs": ["train:1"]}]  # no Engine named: what was asked to be kept
 
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor", "--no-container"],
@@ -156,6 +167,9 @@ def test_stamp_records_what_the_image_holds_and_doctor_reads_it(tmp_path, reques
         f"sealed {stamp['sealed_at']} by gpuprep {__version__} on Amazon Linux 2023; docker-25.0.8-1.amzn2023.0.1, "
         "ecs-init-1.97.1-1.amzn2023, nvidia-container-toolkit-1.17.8-1; driver 580.95.05; 1 kept image(s)")
     assert checks["ecs-stale-state"]["status"] == "ok", checks["ecs-stale-state"]
+    # Read back by the drift checks against the real rpm database: nothing moved since the seal.
+    assert checks["gpu-driver-drift"]["status"] == "ok", checks["gpu-driver-drift"]
+    assert checks["packages-drift"]["status"] == "ok", checks["packages-drift"]
 
     # A checkpoint baked into the image after all (written before the seal): doctor calls it out.
     db = root / "var/lib/ecs/data/agent.db"

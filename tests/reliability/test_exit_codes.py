@@ -65,8 +65,12 @@ def _bad_value(param) -> str | None:
     return None
 
 
+# doctor's usage errors are Nagios' UNKNOWN (3): 2 would read as a critical host (docs/contract.md).
+USAGE_CODE = {"doctor": (3,)}
+
+
 def usage_cases() -> list[Case]:
-    """Usage errors of the whole command tree: each exits 2 (docs/contract.md) with one error line."""
+    """Usage errors of the whole command tree: each exits 2 (doctor 3; docs/contract.md), one error line."""
     cases = [Case("no-such-command", ("no-such-command",), (2,), root=False),
              Case("no-args", (), (2,), root=False)]
     group = typer.main.get_command(app)
@@ -78,16 +82,17 @@ def usage_cases() -> list[Case]:
             if bad is not None:
                 cases.append(Case(f"global{name}-{bad}", (name, bad, "doctor"), (2,), root=False))
     for cmd_name, cmd in _commands().items():
-        cases.append(Case(f"{cmd_name}-unknown-option", (cmd_name, "--no-such-option"), (2,)))
-        cases.append(Case(f"{cmd_name}-extra-argument", (cmd_name, "stray"), (2,)))
+        usage = USAGE_CODE.get(cmd_name, (2,))
+        cases.append(Case(f"{cmd_name}-unknown-option", (cmd_name, "--no-such-option"), usage))
+        cases.append(Case(f"{cmd_name}-extra-argument", (cmd_name, "stray"), usage))
         for param in cmd.params:
             if not _takes_value(param):
                 continue
             name = param.opts[0]
-            cases.append(Case(f"{cmd_name}{name}-missing-value", (cmd_name, name), (2,)))
+            cases.append(Case(f"{cmd_name}{name}-missing-value", (cmd_name, name), usage))
             bad = _bad_value(param)
             if bad is not None:
-                cases.append(Case(f"{cmd_name}{name}-{bad}", (cmd_name, name, bad), (2,)))
+                cases.append(Case(f"{cmd_name}{name}-{bad}", (cmd_name, name, bad), usage))
     return cases
 
 

@@ -29,7 +29,7 @@ def test_systemd_dir_and_package_data_are_one_file():
 def test_gate_on_orders_and_requires():
     text = render_unit(DEFAULT_PROGRAM, gate=True)
     unit, service, install = (_section(text, s) for s in ("[Unit]", "[Service]", "[Install]"))
-    assert unit["After"] == ["docker.service nvidia-persistenced.service"]
+    assert unit["After"] == ["docker.service nvidia-persistenced.service nvidia-cdi-refresh.service"]
     assert unit["Wants"] == ["docker.service"]
     assert "Requires" not in unit  # nvidia-persistenced is optional: ordered after, never required
     assert unit["Before"] == ["ecs.service"]

@@ -21,6 +21,7 @@ import pytest
 from conftest import require
 
 from gpuprep.ecs import checks
+from gpuprep.gpu import inventory
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
@@ -51,7 +52,7 @@ def make(tmp_path: Path, host: str = "healthy-p5-h100x8",
     h = Host(root)
     probes = Probes(h, detect(h), DoctorOptions(no_container=True))
     if query is not None:  # what NVML on the running system would answer (no GPU here)
-        probes.get("gpu.query", lambda p: query)
+        probes.preset(inventory.probe_query, query)
     return root, probes
 
 
@@ -284,7 +285,7 @@ def booted(tmp_path: Path, boot: float) -> Probes:
     """The tree as a running host that booted at ``boot``: the probe psutil.boot_time() answers on a live
     system is seeded (this test machine booted long before any fixture's seal)."""
     probes = make(tmp_path)[1]
-    probes.get("host.boot_time", lambda p: boot)
+    probes.preset(checks.boot_time, boot)
     return probes
 
 
@@ -339,7 +340,7 @@ def test_booted_since_seal_by_boot_identity_not_clocks():
 
     host = Host("/")
     probes = Probes(host, detect(host), DoctorOptions())
-    probes.get("host.boot_time", lambda p: time.time())  # clocks alone would say "booted after the seal"
+    probes.preset(checks.boot_time, time.time())  # clocks alone would say "booted after the seal"
     now = host.boot_identity()
     assert now is not None and now["boot_id"] and isinstance(now["init_start_ticks"], int)
     stamp = {"sealed_at": "2000-01-01T00:00:00Z"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import hosttree
 import pytest
 
-from gpuprep.gpu import checks
+from gpuprep.gpu import checks, inventory
 from gpuprep.gpu import kernel_log as klog
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
@@ -71,9 +71,9 @@ def make_probes(tmp_path: Path, host: str | hosttree.HostSpec, query: gpu_query.
     probes = Probes(h, detect(h), DoctorOptions(no_container=True))
     # What the running system would answer: seeded, because the running system here has no GPU.
     if query is not None:
-        probes.get("gpu.query", lambda p: query)
+        probes.preset(inventory.probe_query, query)
     if log is not None:
-        probes.get("gpu.kernel_log", lambda p: log)
+        probes.preset(inventory.probe_kernel_log, log)
     return probes
 
 

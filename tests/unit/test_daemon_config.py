@@ -25,6 +25,7 @@ from gpuprep.engine.steps import DockerRuntimeStep
 from gpuprep.errors import BadInput, StepFailed
 from gpuprep.host import Host
 from gpuprep.options import InstallOptions
+from gpuprep.packages.steps import PackagesRun
 from gpuprep.platform import detect
 from gpuprep.report import StepStatus
 from gpuprep.runner.steps import Context, run_steps
@@ -44,9 +45,12 @@ def root(tmp_path: Path) -> Path:
     return r
 
 
-def run(root: Path, *, dry_run: bool = False, state: dict | None = None, **options):
+def run(root: Path, *, dry_run: bool = False, packages: dict | None = None, **options):
+    """docker-runtime alone; ``packages``: what the package steps of the same run would have handed on."""
     host = Host(root, env={"PATH": os.environ.get("PATH", "")})
-    ctx = Context(host, detect(host), InstallOptions(dry_run=dry_run, **options), state=dict(state or {}))
+    ctx = Context(host, detect(host), InstallOptions(dry_run=dry_run, **options))
+    for key, value in (packages or {}).items():
+        setattr(ctx.shared(PackagesRun), key, value)
     report = run_steps(ctx, "install", [DockerRuntimeStep()])
     return report, report.steps[0], ctx
 
@@ -236,7 +240,7 @@ def test_symlink_is_followed_and_kept(root):
 def test_runtime_path_comes_from_the_option_then_the_packages_step(root):
     assert json.loads(converge(root, runtime_path="/opt/nv/runtime"))["runtimes"]["nvidia"]["path"] == "/opt/nv/runtime"
     (root / DJ).unlink()
-    _, step, _ = run(root, state={"runtime_path": "nvidia-container-runtime"})
+    _, step, _ = run(root, packages={"runtime_path": "nvidia-container-runtime"})
     assert json.loads((root / DJ).read_text())["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
 
 
@@ -359,15 +363,15 @@ def test_a_broken_rpm_leftover_exits_2_naming_it(root):
 def test_nvidia_docker2_up_to_2_4_0_replaced_the_file_and_the_copy_taken_before_is_merged(root):
     # nvidia-docker2 <= 2.4.0 shipped daemon.json as a plain file: the install replaced the user's.
     write(root, PACKAGE_FILE)
-    state = {"packages_changed": True, "daemon_json_before_packages": json.dumps(USER_FILE)}
-    _, step, _ = run(root, dry_run=True, state=state)
+    state = {"changed": True, "daemon_json_before": json.dumps(USER_FILE)}
+    _, step, _ = run(root, dry_run=True, packages=state)
     assert step.status is StepStatus.PLANNED and "before the packages step" in step.summary
-    _, step, _ = run(root, state=state)
+    _, step, _ = run(root, packages=state)
     assert step.status is StepStatus.CHANGED
     config = json.loads((root / DJ).read_text())
     assert config["log-driver"] == "journald" and "crun" in config["runtimes"]
     # The same run's state again (the step re-planned): nothing more to merge.
-    _, step, _ = run(root, state=state)
+    _, step, _ = run(root, packages=state)
     assert step.status is StepStatus.OK
 
 

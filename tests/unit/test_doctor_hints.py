@@ -20,9 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import hosttree
+import probekit
 import pytest
 
 from gpuprep.doctor import all_checks
+from gpuprep.ec2.imds import InstanceType
 from gpuprep.engine import gpu_container
 from gpuprep.gpu import kernel_log
 from gpuprep.gpu import query as gpu_query
@@ -35,7 +37,7 @@ from gpuprep.report import Status
 from gpuprep.runner.checks import Probes, run_check
 from gpuprep.services import ServiceState
 
-pytestmark = pytest.mark.allow_subp("rpm")
+pytestmark = pytest.mark.allow_subp("rpm", "systemctl")
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures"
 BY_ID = {c.id: c for c in all_checks()}
@@ -59,12 +61,12 @@ def tree(tmp_path: Path, name: str = "healthy-p5-h100x8", **changes) -> Path:
 
 
 def probes(root: Path | str, *, euid: int = 0, env: dict | None = None, platform=None, **seeds) -> Probes:
-    """Probes of ``root`` with ``seeds`` ({probe key with '.' as '__': value}) answered as given."""
+    """Probes of ``root`` with ``seeds`` ({probe function's name: value}) answered as given."""
     host = Host(root, env=env or {}, euid=euid)
     p = Probes(host, platform or detect(host), DoctorOptions(image="nvidia/cuda:12.4.1-base"))
-    for key, value in seeds.items():
-        p.get(key.replace("__", "."), lambda _p, v=value: v)
-    return p
+    return probekit.seed(p, **seeds)
+
+
 
 
 def gpus(n: int = 2) -> list[gpu_query.GpuStatus]:
@@ -103,17 +105,17 @@ def docker_probes(tmp_path: Path, daemon_json: dict | str | None = None, **seeds
     root = tree(tmp_path)
     if daemon_json is not None:
         write(root, "/etc/docker/daemon.json", daemon_json if isinstance(daemon_json, str) else json.dumps(daemon_json))
-    return probes(root, env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}, docker__process=None, **seeds)
+    return probes(root, env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}, engine_process=None, **seeds)
 
 
 def no_engine(tmp_path: Path) -> Probes:
     """The real ``docker info`` probe on a socket nobody serves."""
-    return probes(tree(tmp_path), env={"DOCKER_HOST": f"unix://{tmp_path}/gone.sock"}, docker__process=None)
+    return probes(tree(tmp_path), env={"DOCKER_HOST": f"unix://{tmp_path}/gone.sock"}, engine_process=None)
 
 
 def container(tmp_path: Path, monkeypatch, result: gpu_container.ProbeResult) -> Probes:
     monkeypatch.setattr(gpu_container, "probe", lambda *a, **k: result)
-    return p5(tmp_path, docker__info=info(), container__host_gpus=gpu_container.HostGpus(["GPU-a", "GPU-b"], "nvml"))
+    return p5(tmp_path, docker_info=info(), host_view=gpu_container.HostGpus(["GPU-a", "GPU-b"], "nvml"))
 
 
 def explained(link: str, message: str, docker_info: dict) -> gpu_container.ProbeResult:
@@ -139,8 +141,8 @@ def live_platform(tmp_path: Path, **changes):
 def service(tmp_path: Path, active: str, enabled: str, live: bool = True) -> Probes:
     state = ServiceState("ecs", active, enabled)
     if live:  # the running system's init answers (seeded: no ecs here); nothing else is read from /
-        return probes("/", platform=live_platform(tmp_path), ecs__service=state)
-    return probes(tree(tmp_path), ecs__service=state)
+        return probes("/", platform=live_platform(tmp_path), ecs_service_state=state)
+    return probes(tree(tmp_path), ecs_service_state=state)
 
 
 def unit_installed(monkeypatch: pytest.MonkeyPatch, p: Probes) -> Probes:
@@ -169,7 +171,7 @@ def sealed_with_baked_state(tmp_path: Path) -> Probes:
 def gpu_info(tmp_path: Path, text: str, query: gpu_query.GpuQuery | None = None) -> Probes:
     root = tree(tmp_path, gpus=hosttree.gpus("H100", BUSES))
     write(root, "/var/lib/ecs/gpu/nvidia-gpu-info.json", text)
-    return probes(root, **({"gpu__query": query} if query else {}))
+    return probes(root, **({"probe_query": query} if query else {}))
 
 
 def info_json(driver: str = "580.95.05", ids: list[str] | None = None) -> str:
@@ -179,11 +181,11 @@ def info_json(driver: str = "580.95.05", ids: list[str] | None = None) -> str:
 
 def xids(tmp_path: Path, fixture: str) -> Probes:
     text = (FIX / "kmsg" / fixture).read_text()
-    return p5(tmp_path, gpu__kernel_log=kernel_log.KernelLog("journalctl", kernel_log.parse_kernel_log(text), lines=9))
+    return p5(tmp_path, probe_kernel_log=kernel_log.KernelLog("journalctl", kernel_log.parse_kernel_log(text), lines=9))
 
 
 def smi_failed(tmp_path: Path, fixture: str, code: int) -> Probes:
-    return p5(tmp_path, gpu__query=gpu_query.smi_failure(code, (FIX / "nvidia-smi" / fixture).read_text()))
+    return p5(tmp_path, probe_query=gpu_query.smi_failure(code, (FIX / "nvidia-smi" / fixture).read_text()))
 
 
 def unreadable_userland(tmp_path: Path) -> Probes:
@@ -201,7 +203,7 @@ def hanging_nvml(tmp_path: Path) -> Probes:
         def nvmlInit():
             time.sleep(5)
 
-    return p5(tmp_path, gpu__query=gpu_query.query_nvml(0.05, nv=HangingNvml))
+    return p5(tmp_path, probe_query=gpu_query.query_nvml(0.05, nv=HangingNvml))
 
 
 # (check id, situation, probes builder taking (tmp_path, monkeypatch))
@@ -209,6 +211,7 @@ Build = Callable[[Path, pytest.MonkeyPatch], Probes]
 SITUATIONS: list[tuple[str, str, Build]] = [
     ("platform-os", "unknown distribution", lambda t, m: probes(tree(t, "unknown-distro"))),
     ("platform-root", "not root", lambda t, m: probes(tree(t), euid=1000)),
+    ("platform-end-of-support", "Amazon Linux 2 after 2026-06-30", lambda t, m: probes(tree(t, "healthy-g5-al2"))),
     ("gpu-pci", "no NVIDIA GPU", lambda t, m: probes(tree(t, "no-gpu"))),
     ("gpu-pci", "nouveau bound", lambda t, m: probes(tree(t, gpus=hosttree.gpus("T4", BUSES, "nouveau")))),
     ("gpu-pci", "no driver bound, module loaded", lambda t, m: probes(tree(t, gpus=hosttree.gpus("T4", BUSES, None)))),
@@ -220,40 +223,50 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("gpu-nvml", "driver not loaded (nvidia-smi exit 9)", lambda t, m: smi_failed(t, "driver-not-loaded.txt", 9)),
     ("gpu-nvml", "NVML hangs", lambda t, m: hanging_nvml(t)),
     ("gpu-nvml", "a GPU fell off the bus",
-     lambda t, m: p5(t, gpu__query=gpu_query.GpuQuery(source="nvml", driver_version="580.95.05", gpus=[
+     lambda t, m: p5(t, probe_query=gpu_query.GpuQuery(source="nvml", driver_version="580.95.05", gpus=[
          *gpus(1), gpu_query.GpuStatus(1, error="GPU 1: GPU is lost", error_code=15)]))),
     ("gpu-count", "PCI 2, /dev 1", lambda t, m: probes(tree(t, gpus=hosttree.gpus("H100", BUSES), nodes=1))),
     ("gpu-driver-version", "kernel module and userland differ", lambda t, m: probes(tree(t, "api-mismatch-al2"))),
     ("gpu-driver-version", "no libnvidia-ml", lambda t, m: probes(tree(t, userland=None))),
     ("gpu-driver-version", "NVML says API mismatch (18)",
-     lambda t, m: probes(tree(t), gpu__query=gpu_query.GpuQuery(source="nvml", error="NVML: mismatch", error_code=18))),
+     lambda t, m: probes(tree(t), probe_query=gpu_query.GpuQuery(source="nvml", error="NVML: mismatch",
+                                                                   error_code=18))),
     ("gpu-driver-version", "userland version unreadable", lambda t, m: unreadable_userland(t)),
-    ("gpu-persistence", "off", lambda t, m: p5(t, gpu__query=nvml(persistence_mode=False))),
-    ("gpu-ecc", "uncorrected errors", lambda t, m: p5(t, gpu__query=nvml(ecc_uncorrected_volatile=3))),
-    ("gpu-row-remap", "remap failed", lambda t, m: p5(t, gpu__query=nvml(remapped_rows_failure=True))),
-    ("gpu-row-remap", "remap pending", lambda t, m: p5(t, gpu__query=nvml(remapped_rows_pending=True))),
-    ("gpu-retired-pages", "retirement pending", lambda t, m: p5(t, gpu__query=nvml(
+    ("gpu-persistence", "off", lambda t, m: p5(t, probe_query=nvml(persistence_mode=False))),
+    ("gpu-ecc", "uncorrected errors", lambda t, m: p5(t, probe_query=nvml(ecc_uncorrected_volatile=3))),
+    ("gpu-row-remap", "remap failed", lambda t, m: p5(t, probe_query=nvml(remapped_rows_failure=True))),
+    ("gpu-row-remap", "remap pending", lambda t, m: p5(t, probe_query=nvml(remapped_rows_pending=True))),
+    ("gpu-retired-pages", "retirement pending", lambda t, m: p5(t, probe_query=nvml(
         remapped_rows_pending=None, remapped_rows_failure=None, retired_pages_pending=True))),
-    ("gpu-clocks", "HW thermal slowdown", lambda t, m: p5(t, gpu__query=nvml(
+    ("gpu-clocks", "HW thermal slowdown", lambda t, m: p5(t, probe_query=nvml(
         clock_events=gpu_query.clock_events_from_mask(0x40)))),
+    ("gpu-instance-count", "a p5.48xlarge with 7 GPUs", lambda t, m: probes(
+        tree(t, "short-p5-h100x7"), probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2"))),
+    ("gpu-instance-count", "a g5.12xlarge with 2 GPUs", lambda t, m: p5(
+        t, probe_instance_type=InstanceType("g5.12xlarge", via="IMDSv2"), probe_query=nvml())),
+    ("gpu-persistence-required", "off on a p5", lambda t, m: p5(
+        t, probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2"), probe_query=nvml(persistence_mode=False))),
+    ("gpu-driver-drift", "userland replaced under the module", lambda t, m: probes(tree(t, "driver-drift-p5"))),
+    ("gpu-driver-drift", "both moved since the seal",
+     lambda t, m: probes(tree(t, "driver-drift-p5", module="580.105.08"))),
     ("gpu-xid", "Xid 79", lambda t, m: xids(t, "xid-79-fallen-off.txt")),
     ("gpu-xid", "application XIDs only", lambda t, m: xids(t, "app-errors-only.txt")),
     ("gpu-xid", "RmInitAdapter failed", lambda t, m: xids(t, "rm-init-failed.txt")),
-    ("gpu-xid", "no kernel log readable", lambda t, m: p5(t, gpu__kernel_log=kernel_log.read_kernel_log(
+    ("gpu-xid", "no kernel log readable", lambda t, m: p5(t, probe_kernel_log=kernel_log.read_kernel_log(
         Host("/", env={"PATH": str(t / "no-bin")}), kmsg=str(t / "no-kmsg")))),
     ("docker-engine", "no socket", lambda t, m: no_engine(t)),
     ("docker-daemon-json", '"runtimes": null', lambda t, m: docker_probes(t, '{"runtimes": null}')),
     ("docker-daemon-json", "not JSON", lambda t, m: docker_probes(t, '{"runtimes": {')),
-    ("docker-nvidia-runtime", "not registered", lambda t, m: docker_probes(t, docker__info=info("runc"))),
+    ("docker-nvidia-runtime", "not registered", lambda t, m: docker_probes(t, docker_info=info("runc"))),
     ("docker-nvidia-runtime", "in daemon.json, not loaded",
-     lambda t, m: docker_probes(t, {"runtimes": {"nvidia": {"path": SHIM}}}, docker__info=info("runc"))),
+     lambda t, m: docker_probes(t, {"runtimes": {"nvidia": {"path": SHIM}}}, docker_info=info("runc"))),
     ("docker-nvidia-runtime", "Engine down", lambda t, m: no_engine(t)),
     ("docker-runtime-binary", "binary gone",
-     lambda t, m: docker_probes(t, docker__info=info(runtimes={"nvidia": {"path": str(t / "gone")}}))),
+     lambda t, m: docker_probes(t, docker_info=info(runtimes={"nvidia": {"path": str(t / "gone")}}))),
     ("docker-runtime-binary", "not executable",
-     lambda t, m: docker_probes(t, docker__info=info(runtimes={"nvidia": {"path": str(write(t, "/rt", "x"))}}))),
+     lambda t, m: docker_probes(t, docker_info=info(runtimes={"nvidia": {"path": str(write(t, "/rt", "x"))}}))),
     ("docker-default-runtime", "runc is the default", lambda t, m: docker_probes(
-        t, docker__info=info("runc", {"runc": {"path": "runc"}, "nvidia": {"path": SHIM}}))),
+        t, docker_info=info("runc", {"runc": {"path": "runc"}, "nvidia": {"path": SHIM}}))),
     ("docker-runtime-once", "daemon.json and /etc/docker-runtimes.d", lambda t, m: twice(t)),
     ("gpu-container", "Engine down", lambda t, m: no_engine(t)),
     ("gpu-container", "runtime not registered", lambda t, m: container(t, m, explained(
@@ -266,13 +279,13 @@ SITUATIONS: list[tuple[str, str, Build]] = [
         info()))),
     ("gpu-container", "fewer GPUs inside", lambda t, m: container(t, m, fewer_gpus())),
     ("gpu-container", "slow", lambda t, m: container(t, m, slow_container())),
-    ("ecs-init", "not installed", lambda t, m: probes(tree(t), ecs__init_version=None)),
+    ("ecs-init", "not installed", lambda t, m: probes(tree(t), ecs_init_version=None)),
     ("ecs-gpu-support", "set to false",
      lambda t, m: probes(write(tree(t), "/etc/ecs/ecs.config", "ECS_ENABLE_GPU_SUPPORT=false\n").parents[2])),
     ("ecs-gpu-support", "quoted", lambda t, m: probes(
         write(tree(t), "/etc/ecs/ecs.config", 'ECS_ENABLE_GPU_SUPPORT="true"\n').parents[2])),
     ("ecs-gpu-support", "unset with ecs-init installed", lambda t, m: probes(
-        write(tree(t), "/etc/ecs/ecs.config", "ECS_CLUSTER=gpu\n").parents[2], ecs__init_version="ecs-init-1.97.1-1")),
+        write(tree(t), "/etc/ecs/ecs.config", "ECS_CLUSTER=gpu\n").parents[2], ecs_init_version="ecs-init-1.97.1-1")),
     ("ecs-gpu-info", "unreadable", lambda t, m: gpu_info(t, "{")),
     ("ecs-gpu-info", "another driver (--root)", lambda t, m: gpu_info(t, info_json("535.183.01"))),
     ("ecs-gpu-info", "in an image (--root)", lambda t, m: gpu_info(t, info_json())),
@@ -287,12 +300,35 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("package-lock", "held by this process", lambda t, m: lock_held(t)),
     ("seal-stamp", "not a JSON object", lambda t, m: probes(write(tree(t), "/etc/gpuprep/seal.json", "[]").parents[2])),
     ("ecs-stale-state", "checkpoint older than the seal", lambda t, m: sealed_with_baked_state(t)),
-    ("ecs-docker-requires", "Docker too old for ecs-init", lambda t, m: probes(tree(t), packages__installed=[
+    ("ecs-gpu-health", "dcgm-init says XID_48", lambda t, m: probes(tree(t, "gpu-unhealthy-g5"))),
+    ("ecs-gpu-health", "stale", lambda t, m: probes(tree(t, "gpu-unhealthy-g5", files={
+        "/var/run/ecs/gpu-metrics.json": {"timestamp": "2026-01-01T00:00:00Z", "healthy": True, "gpus": []}}))),
+    ("ecs-gpu-sharing-mps", "nvidia-mps.service not enabled", lambda t, m: probes(tree(t, "mps-not-enabled-g6"))),
+    ("ecs-docker-requires", "Docker too old for ecs-init", lambda t, m: probes(tree(t), installed_rpm=[
         package("ecs-init", "1.99.0-1.amzn2023", "docker >= 26.0.0"), package("docker", "20.10.25-1.amzn2023.0.1")])),
-    ("packages-installed", "nothing installed (rpm)", lambda t, m: probes(tree(t), packages__installed=[])),
+    ("packages-installed", "nothing installed (rpm)", lambda t, m: probes(tree(t), installed_rpm=[])),
     ("packages-installed", "nothing installed (Ubuntu)",
-     lambda t, m: probes(tree(t, "healthy-h200-ubuntu"), packages__installed_deb={})),
-    ("packages-locked", "not locked, no plugin", lambda t, m: probes(tree(t), packages__installed=[
+     lambda t, m: probes(tree(t, "healthy-h200-ubuntu"), installed_deb={})),
+    ("toolkit-stack", "config.toml is not TOML", lambda t, m: probes(
+        write(tree(t, "al2023-ecs-gpu-2026"), "/etc/nvidia-container-runtime/config.toml", "[broken\n").parents[2],
+        toolkit_version="1.18.1-1")),
+    ("toolkit-security", "below the floor", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
+                                                               toolkit_version="1.17.7-1")),
+    ("toolkit-security", "ldconfig from the container", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
+                                                                           toolkit_version="1.18.1-1")),
+    ("toolkit-dev-char", "no udev rule in an image", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
+                                                                        toolkit_version="1.17.8-1")),
+    ("toolkit-cdi-specs", "a spec from another host", lambda t, m: probes(
+        tree(t, "al2023-ecs-gpu-2026"), toolkit_version="1.18.1-1",
+        host_view=gpu_container.HostGpus(["GPU-11111111-2222-3333-4444-555555555555"], "nvidia-smi"),
+        )),
+    ("toolkit-cdi-specs", "stale driver libraries", lambda t, m: probes(
+        tree(t, "al2023-ecs-gpu-2026", module="590.44.01", userland="590.44.01"), toolkit_version="1.18.1-1")),
+    ("packages-drift", "toolkit updated since the seal", lambda t, m: probes(
+        tree(t, "driver-drift-p5"), installed_rpm=[
+        package("ecs-init", "1.99.0-1.amzn2023"), package("docker", "25.0.8-1.amzn2023.0.5"),
+        package("nvidia-container-toolkit", "1.18.0-1")])),
+    ("packages-locked", "not locked, no plugin", lambda t, m: probes(tree(t), installed_rpm=[
         package("docker", "25.0.6-1.amzn2023.0.2"), package("ecs-init", "1.97.1-1.amzn2023", "docker >= 20.10.0")])),
 ]
 

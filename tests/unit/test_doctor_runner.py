@@ -9,7 +9,7 @@ from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import Platform
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, run_checks
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe, run_checks
 
 PLATFORM = Platform("amzn", "2023", "Amazon Linux 2023", "amzn")
 
@@ -79,20 +79,22 @@ def test_probes_compute_once_across_threads_and_remember_errors(tmp_path):
         time.sleep(0.05)
         return 42
 
-    threads = [threading.Thread(target=lambda: probes.get("k", compute)) for _ in range(8)]
+    compute = probe(compute)
+    threads = [threading.Thread(target=lambda: compute(probes)) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert probes.get("k", compute) == 42 and len(calls) == 1
+    assert compute(probes) == 42 and len(calls) == 1
 
+    @probe
     def broken(p):
         calls.append(2)
         raise OSError("gone")
 
     for _ in range(2):
         try:
-            probes.get("bad", broken)
+            broken(probes)
         except OSError as exc:
             assert str(exc) == "gone"
     assert calls.count(2) == 1

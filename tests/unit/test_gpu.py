@@ -378,6 +378,20 @@ class FakeNvml:
     def nvmlDeviceGetCurrentClocksThrottleReasons(self, h):
         return h.get("clocks", 0x1)
 
+    nvmlMemory_v2 = 0x02000028  # the binding's version tag for nvmlMemory_v2_t
+
+    def nvmlDeviceGetVirtualizationMode(self, h):
+        return h.get("virtualization", 1)  # pass-through, as on EC2
+
+    def nvmlDeviceGetMemoryInfo(self, h, version=None):
+        if h.get("memory") == "NS":
+            raise self.NVMLError(self.NVML_ERROR_NOT_SUPPORTED)
+        total, reserved = h.get("memory", (81559, 551))
+        fields = {"total": total * 1024 * 1024, "free": 0, "used": 0}
+        if version == self.nvmlMemory_v2:
+            fields["reserved"] = reserved * 1024 * 1024
+        return type("Memory", (), fields)
+
 
 H100 = {"name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a10", "bus": "00000000:53:00.0"}
 T4 = {"name": "Tesla T4", "uuid": "GPU-1b3d5f70-92a4-4c6e-8d0f-3e5a7c9b1d21", "bus": "00000000:00:1E.0",
@@ -394,6 +408,15 @@ def test_read_nvml_healthy_h100():
     assert (gpu.remapped_rows_pending, gpu.remapped_rows_failure, gpu.retired_pages_pending) == (False, False, None)
     assert not any(gpu.clock_events.values())
     assert nv.shutdowns == 1
+
+
+def test_read_nvml_virtualization_and_memory():
+    """What the ECS agent's MPS gate asks of each GPU (aws/amazon-ecs-agent PR #5053, #5075)."""
+    [gpu] = gpu_query.query_nvml(nv=FakeNvml([H100])).gpus
+    assert (gpu.virtualization_mode, gpu.memory_total_mib, gpu.memory_reserved_mib) == ("pass-through", 81559, 551)
+    assert gpu.usable_memory_mib == 81008
+    [vgpu, blind] = gpu_query.query_nvml(nv=FakeNvml([dict(H100, virtualization=2), dict(H100, memory="NS")])).gpus
+    assert vgpu.virtualization_mode == "vgpu" and blind.usable_memory_mib is None
 
 
 def test_read_nvml_t4_falls_back_to_retired_pages():
@@ -573,3 +596,11 @@ def test_read_kernel_log_unreadable_says_how_to_read_it(tmp_path):
 
 def test_read_kernel_log_with_root_is_skipped(tmp_path):
     assert kernel_log.read_kernel_log(Host(tmp_path)).skipped
+
+
+def test_smi_q_gives_virtualization_and_memory():
+    """nvidia-smi -q's "GPU Virtualization Mode" and "FB Memory Usage" (the H100 fixture, and the real H200's)."""
+    [h100] = gpu_query.parse_smi_q((FIX / "nvidia-smi" / "h100-q.txt").read_text())[1]
+    assert (h100.virtualization_mode, h100.memory_total_mib, h100.memory_reserved_mib) == ("pass-through", 81559, 551)
+    [h200] = gpu_query.parse_smi_q((FIX / "real-gpu" / "nvidia-smi-q.txt").read_text())[1]
+    assert (h200.virtualization_mode, h200.usable_memory_mib) == ("pass-through", 143771 - 616)

@@ -81,7 +81,8 @@ def test_the_mechanisms_import_no_domain():
     mechanisms = {m for m in import_graph() if m.startswith("gpuprep.runner") or m in {
         "gpuprep.host", "gpuprep.rootfs", "gpuprep.errors", "gpuprep.options", "gpuprep.report",
         "gpuprep.platform", "gpuprep.services"}}
-    domains = ("gpuprep.gpu", "gpuprep.engine", "gpuprep.ecs", "gpuprep.packages", "gpuprep.image")
+    domains = ("gpuprep.gpu", "gpuprep.ec2", "gpuprep.engine", "gpuprep.ecs", "gpuprep.packages", "gpuprep.image",
+               "gpuprep.toolkit")
     commands = ("gpuprep.install", "gpuprep.seal", "gpuprep.doctor", "gpuprep.cli")
     graph = import_graph()
     wrong = [f"{m} -> {t}" for m in sorted(mechanisms) for t in sorted(graph[m]) if t.startswith(domains + commands)]

@@ -112,3 +112,35 @@ def test_latin1_os_release_is_still_detected(tmp_path):
     (tmp_path / "etc/os-release").write_bytes(good + b'VARIANT="Soci\xe9t\xe9 G\xe9n\xe9rale"\n')
     p = detect(Host(tmp_path))
     assert (p.family, p.major, p.supported) == ("amzn", "2023", True)
+
+
+# -- end of support (issue 15, item 8) --------------------------------------------------------------
+def test_amazon_linux_2_is_past_end_of_support_with_the_way_out(tmp_path):
+    """The fixture host healthy-g5-al2 (Amazon Linux 2, a healthy g5): today (after 2026-06-30) a warning naming
+    the date, what ended, and the migration: the AL2023 ECS GPU AMI and Batch's ECS_AL2023_NVIDIA image type."""
+    import hosttree
+
+    root = hosttree.build_named("healthy-g5-al2", tmp_path / "root")
+    result = run_check(checks.CHECKS[2], probes_for(root))
+    assert result.id == "platform-end-of-support"
+    assert result.status is Status.WARNING, result.summary
+    assert result.summary.startswith("Amazon Linux 2: past end of support since 2026-06-30")
+    assert "AWS Batch blocks new AL2 compute environments" in result.summary
+    assert "amazon-linux-2023/gpu/recommended" in result.hint and "ECS_AL2023_NVIDIA" in result.hint
+    assert result.data["support_end"] == "2026-06-30" and result.data["days_left"] < 0
+
+
+def test_end_of_support_is_dated():
+    from datetime import date
+
+    assert checks.support_status("amzn", "2", date(2024, 1, 1))[0] is Status.OK
+    status, summary, data = checks.support_status("amzn", "2", date(2026, 1, 12))
+    assert status is Status.WARNING and "end of support on 2026-06-30 (169 days)" in summary
+    assert checks.support_status("amzn", "2018.03", date(2026, 1, 1))[0] is Status.WARNING
+    assert checks.support_status("amzn", "2023", date(2026, 1, 1)) is None
+
+
+@pytest.mark.parametrize("name", ["amzn-2023", "rocky-9", "ubuntu-24.04"])
+def test_platforms_without_a_published_end_are_skipped(name):
+    result = run_check(checks.CHECKS[2], probes_for(DISTROS / name))
+    assert result.status is Status.SKIPPED and "no end of support announced" in result.summary

@@ -217,7 +217,7 @@ def test_legacy_runtime_pulls_toolkit_it_requires() -> None:
              pkg("nvidia-docker2-2.14.0-1", "nvidia-container-toolkit >= 1.13.0-1"),
              pkg("nvidia-container-runtime-3.14.0-1", "nvidia-container-toolkit >= 1.14.0-1"),
              *[p for p in toolkit("1.14.0") if "obsol" not in p.name]]
-    sel = resolve(cands, [], stack="legacy")
+    sel = resolve(cands, [], stack="legacy", allow_vulnerable=True)  # 1.14.0: below the security floor
     assert isinstance(sel, Selection), sel
     assert sel.as_dict()["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.14.0-1"
 
@@ -225,3 +225,55 @@ def test_legacy_runtime_pulls_toolkit_it_requires() -> None:
 def test_no_ecs_init_offered() -> None:
     res = resolve([pkg("docker-20.10.25-1")], [], stack="legacy")
     assert isinstance(res, NoSolution) and "ecs-init" in res.message
+
+
+# -- the security floor (gpuprep/toolkit/security.py: NVIDIA's bulletins) -------------------------------------
+BASE = [pkg("docker-25.0.6-1.amzn2023.0.2", arch="x86_64"), pkg("ecs-init-1.97.1-1.amzn2023", "docker >= 20.10.0")]
+
+
+def test_a_repository_offering_only_vulnerable_toolkits_gives_no_selection_naming_the_cve() -> None:
+    res = resolve([*BASE, *toolkit("1.16.2"), *toolkit("1.17.7")], [], stack="auto")
+    assert isinstance(res, NoSolution), res
+    assert "below the security floor 1.17.8" in res.message and "nvidia-container-toolkit-1.17.7-1" in res.message
+    assert "CVE-2025-23266" in res.message and "bulletin 5659" in res.message
+    assert "CVE-2025-23266" in res.cves and "CVE-2024-0132" not in res.cves  # 1.17.7's, not 1.16.2's
+
+
+def test_allow_vulnerable_selects_the_newest_offered_and_says_so() -> None:
+    sel = resolve([*BASE, *toolkit("1.16.2"), *toolkit("1.17.7")], [], stack="auto", allow_vulnerable=True)
+    assert isinstance(sel, Selection)
+    assert sel.as_dict()["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.17.7-1"
+    assert any("nvidia-container-toolkit-1.17.7-1 is below the security floor" in v and "CVE-2025-23266" in v
+               for v in sel.vulnerable)
+    assert any("--allow-vulnerable" in n for n in sel.notes)
+
+
+def test_an_installed_vulnerable_toolkit_is_replaced_not_kept() -> None:
+    have = [installed(p) for p in [*BASE, *toolkit("1.17.7")]]
+    sel = resolve([*BASE, *toolkit("1.17.7"), *toolkit("1.18.1")], have, stack="auto")
+    assert isinstance(sel, Selection)
+    assert sel.as_dict()["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.18.1-1"
+    assert {p.name for p in sel.to_install} == {"nvidia-container-toolkit", "nvidia-container-toolkit-base",
+                                                "libnvidia-container-tools", "libnvidia-container1"}
+    assert any("nvidia-container-toolkit-1.17.7-1" in r and "CVE-2025-23266" in r for r in sel.replaced_vulnerable)
+    # The converged check (the installed set resolved alone) does not call it converged.
+    assert isinstance(resolve(have, have, stack="auto"), NoSolution)
+
+
+def test_a_legacy_runtime_cannot_pull_a_vulnerable_toolkit_in_behind_the_selection() -> None:
+    """A requirement only vulnerable packages satisfy stays unmet (dnf would otherwise install one)."""
+    cands = [*BASE, pkg("nvidia-docker2-2.14.0-1", "nvidia-container-toolkit >= 1.13.0-1"),
+             pkg("nvidia-container-runtime-3.14.0-1", "nvidia-container-toolkit >= 1.14.0-1"), *toolkit("1.17.7")]
+    res = resolve(cands, [], stack="legacy")
+    assert isinstance(res, NoSolution) and "CVE-2025-23266" in res.message
+
+
+def test_the_floor_and_its_bulletins() -> None:
+    from gpuprep.toolkit.security import FLOOR, advisories_for, describe
+
+    assert FLOOR == "1.17.8"
+    assert advisories_for("1.17.8") == [] and advisories_for("1.18.0~rc.1") == []
+    assert [a.fixed_in for a in advisories_for("1.16.2")] == ["1.17.0", "1.17.1", "1.17.4", "1.17.8"]
+    assert [a.fixed_in for a in advisories_for("1.17.8~rc.1")] == ["1.17.8"]  # a release candidate is before it
+    assert advisories_for("1:1.17.3-1")[0].fixed_in == "1.17.4"  # epoch and Debian revision ignored
+    assert "CVE-2024-0132, CVE-2024-0133 (fixed in 1.16.2, NVIDIA bulletin 5582)" in describe("1.16.1")

@@ -105,7 +105,8 @@ def test_seal_removes_the_agent_state_and_keeps_every_trap_target(tree):
     code, again = gpuprep("--root", str(root), "--json", "seal", "--yes", "--skip", NO_DOCKER)
     assert code == 0 and again["status"] == "ok"
     assert {s["status"] for s in again["steps"]} <= {"ok", "skipped"}
-    assert [s["id"] for s in again["steps"] if s["status"] == "ok"] == ["preflight", "ecs-state", "gpu-info", "stamp"]
+    assert [s["id"] for s in again["steps"] if s["status"] == "ok"] == \
+        ["preflight", "ecs-state", "gpu-info", "toolkit-state", "stamp"]
     assert json.loads((root / "etc/gpuprep/seal.json").read_text()) == stamp  # not rewritten
 
 
@@ -277,8 +278,13 @@ def _ctx(root: Path, *, euid: int = 0, interactive: bool = False, **opts) -> Con
     return Context(host, detect(host), SealOptions(**opts), interactive=interactive)
 
 
+def _seal(ctx: Context, only: list[str] | None = None):
+    """seal's steps as the CLI runs them: on a terminal without --yes, the runner asks first."""
+    return run_steps(ctx, "seal", seal.seal_steps(), only=only or (), confirm=seal.confirm_for(ctx))
+
+
 def test_preflight_needs_root_exit_3_and_nothing_removed(tree):
-    report = run_steps(_ctx(tree["root"], euid=1000, yes=True), "seal", seal.seal_steps())
+    report = _seal(_ctx(tree["root"], euid=1000, yes=True))
     assert report.exit_code == 3 and "needs root" in report.steps[0].summary
     assert (tree["root"] / "var/lib/ecs/data/agent.db").exists()
 
@@ -286,7 +292,7 @@ def test_preflight_needs_root_exit_3_and_nothing_removed(tree):
 def test_preflight_unknown_platform_exit_3(tmp_path):
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/os-release").write_text('ID="plan9"\nVERSION_ID="4"\n')
-    report = run_steps(_ctx(tmp_path, yes=True), "seal", seal.seal_steps())
+    report = _seal(_ctx(tmp_path, yes=True))
     assert report.exit_code == 3 and report.steps[0].status is StepStatus.FAILED
 
 
@@ -298,13 +304,13 @@ def test_preflight_on_a_terminal_asks_and_no_removes_nothing(tree, monkeypatch):
     asked: list[str] = []
     monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: asked.append(text) or False)
     monkeypatch.setattr(typer, "echo", lambda line="", **kw: asked.append(str(line)))
-    report = run_steps(_ctx(tree["root"], interactive=True), "seal", seal.seal_steps())
+    report = _seal(_ctx(tree["root"], interactive=True))
     assert report.exit_code == 1 and report.steps[0].summary == "aborted, nothing removed"
     assert any("remove /var/lib/ecs/data/agent.db" in line for line in asked)
     assert (tree["root"] / "var/lib/ecs/data/agent.db").exists()
 
     monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: True)
-    report = run_steps(_ctx(tree["root"], interactive=True), "seal", seal.seal_steps())
+    report = _seal(_ctx(tree["root"], interactive=True))
     assert report.exit_code == 0 and not (tree["root"] / "var/lib/ecs/data/agent.db").exists()
 
 
@@ -314,13 +320,13 @@ def test_only_leaving_preflight_out_still_checks_root_and_asks(tree, monkeypatch
 
     agent_db = tree["root"] / "var/lib/ecs/data/agent.db"
     only = ["ecs-state"]
-    report = run_steps(_ctx(tree["root"], euid=1000, yes=True, only=only), "seal", seal.seal_steps(), only=only)
+    report = _seal(_ctx(tree["root"], euid=1000, yes=True, only=only), only)
     assert report.exit_code == 3 and report.error == "preflight: seal needs root: it stops services and removes " \
         "files owned by root" and agent_db.exists()
     asked: list[str] = []
     monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: asked.append(text) or False)
     monkeypatch.setattr(typer, "echo", lambda line="", **kw: None)
-    report = run_steps(_ctx(tree["root"], interactive=True, only=only), "seal", seal.seal_steps(), only=only)
+    report = _seal(_ctx(tree["root"], interactive=True, only=only), only)
     assert asked == ["Go ahead?"] and report.exit_code == 1 and agent_db.exists()
 
 
@@ -331,7 +337,7 @@ def test_yes_or_no_terminal_never_asks(tree, monkeypatch):
         raise AssertionError("asked")
 
     monkeypatch.setattr(typer, "confirm", boom)
-    assert run_steps(_ctx(tree["root"], interactive=True, yes=True), "seal", seal.seal_steps()).exit_code == 0
+    assert _seal(_ctx(tree["root"], interactive=True, yes=True)).exit_code == 0
 
 
 # -- --keep-image matching (pure) -----------------------------------------------------------

@@ -6,14 +6,10 @@ import pytest
 
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
+from gpuprep.options import InstallOptions
 from gpuprep.platform import Platform
 from gpuprep.report import StepStatus
-from gpuprep.runner.steps import Change, Context, Converged, Skip, Step, run_steps
-
-
-class Opts:
-    def __init__(self, dry_run=False):
-        self.dry_run = dry_run
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, run_steps
 
 
 class FileStep(Step):
@@ -32,6 +28,7 @@ class FileStep(Step):
 
     def apply(self, ctx, change):
         self.path.write_text(self.content)
+        return Applied()
 
 
 class Boom(Step):
@@ -50,7 +47,8 @@ class Skipper(Step):
 
 
 def _ctx(tmp_path, dry_run=False):
-    return Context(Host(tmp_path), Platform("amzn", "2023", "Amazon Linux 2023", "amzn"), Opts(dry_run))
+    platform = Platform("amzn", "2023", "Amazon Linux 2023", "amzn")
+    return Context(Host(tmp_path), platform, InstallOptions(dry_run=dry_run))
 
 
 def test_dry_run_plans_and_changes_nothing_then_real_then_converged(tmp_path):

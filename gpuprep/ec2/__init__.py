@@ -1,0 +1,1 @@
+"""The EC2 instance itself: its type from the instance metadata service, and what each GPU instance type has."""

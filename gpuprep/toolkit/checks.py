@@ -1,0 +1,198 @@
+"""doctor's toolkit checks (issue 15, items 1-3): the stack as found, the security floor and ldconfig, the
+/dev/char links legacy mode needs, and every CDI spec against this host.
+
+The stack is probed once per run (``stack``) from what the docker checks already read (daemon.json, ``docker
+info``, dockerd's command line); each check decides from it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from gpuprep.report import Status
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.toolkit import cdi, security
+from gpuprep.toolkit.config import CONFIG_TOML
+from gpuprep.toolkit.stack import Stack, detect
+
+DEV_CHAR_RULE = "/etc/udev/rules.d/71-nvidia-dev-char.rules"
+
+
+def _gpuprep(probes: Probes) -> str:
+    return "gpuprep" if probes.host.live else f"gpuprep --root {probes.host.root}"
+
+
+@probe
+def toolkit_version(p: Probes) -> str | None:
+    from gpuprep.toolkit.stack import toolkit_version as read
+
+    return read(p.host, p.platform)
+
+
+@probe
+def stack(p: Probes) -> Stack:
+    from gpuprep.engine.checks import daemon_json, docker_info, engine_process
+    from gpuprep.engine.daemon_config import image_engine_version
+
+    try:
+        _, config = daemon_json(p)
+    except Exception:  # docker-daemon-json says what is wrong with it
+        config = {}
+    info = None
+    if p.host.docker_url is not None:
+        try:
+            info = docker_info(p)
+        except Exception:  # docker-engine says the Engine is down
+            info = None
+    try:
+        proc = engine_process(p)
+    except Exception:  # the process table is not readable: no flags known
+        proc = None
+    version = str((info or {}).get("ServerVersion") or "") or image_engine_version(p.host)
+    return detect(p.host, p.platform, daemon_config=config, engine_version=version, info=info,
+                  add_runtimes=proc.add_runtimes if proc else None, toolkit=toolkit_version(p))
+
+
+def check_stack(probes: Probes) -> Verdict:
+    s = stack(probes)
+    if s.toolkit is None and not s.registrations and not s.specs:
+        raise NotApplicable("no NVIDIA container toolkit installed and no nvidia runtime registered")
+    return Verdict(Status.OK, s.summary(), data=s.as_dict())
+
+
+def check_security(probes: Probes) -> Verdict:
+    s = stack(probes)
+    if s.toolkit is None:
+        raise NotApplicable("nvidia-container-toolkit is not installed")
+    found = security.advisories_for(s.toolkit)
+    data = {"toolkit": s.toolkit, "floor": security.FLOOR, "advisories": [a.as_dict() for a in found],
+            "cves": security.cve_list(found), "ldconfig": s.config.ldconfig}
+    if found:
+        return Verdict(Status.CRITICAL, f"nvidia-container-toolkit {security.describe(s.toolkit)}",
+                       f"`{_gpuprep(probes)} install --only repositories,packages` installs {security.FLOOR} or newer "
+                       "and replaces the versionlock that holds this one", data)
+    if s.config.ldconfig is not None and not s.config.ldconfig.startswith("@"):
+        path = probes.host.path(CONFIG_TOML)
+        return Verdict(Status.WARNING, f'{CONFIG_TOML}: ldconfig = "{s.config.ldconfig}" runs an ldconfig from the '
+                       "container image, the path of CVE-2024-0136/0137 (NVIDIA bulletin 5599)",
+                       f"""make it the host's: `sed -i -E 's|^([[:space:]]*ldconfig[[:space:]]*=[[:space:]]*")@?|"""
+                       f"""\\1@|' {path}`""", data)
+    return Verdict(Status.OK, f"nvidia-container-toolkit {s.toolkit} is at or above the security floor "
+                   f"{security.FLOOR}; ldconfig is the host's", data=data)
+
+
+# NVIDIA's device nodes whose /dev/char links runc needs with the systemd cgroup driver.
+def nvidia_nodes(probes: Probes) -> list[tuple[str, int, int]]:
+    dev = probes.host.path("/dev")
+    out = []
+    try:
+        names = sorted(os.listdir(dev))
+    except OSError:
+        return []
+    for name in names:
+        if not name.startswith("nvidia"):
+            continue
+        try:
+            st = os.stat(dev / name)
+        except OSError:
+            continue
+        if stat.S_ISCHR(st.st_mode):
+            out.append((f"/dev/{name}", os.major(st.st_rdev), os.minor(st.st_rdev)))
+    return out
+
+
+def check_dev_char(probes: Probes) -> Verdict:
+    """Legacy mode: containers lose the GPU after `systemctl daemon-reload` without /dev/char links to the NVIDIA
+    nodes (NVIDIA/nvidia-container-toolkit 48, 1227; aws/amazon-ecs-ami 483)."""
+    s = stack(probes)
+    if s.mode != "legacy":
+        raise NotApplicable(f"the runtime runs in {s.mode} mode: CDI puts the device nodes in the container's spec")
+    nodes = nvidia_nodes(probes)
+    if not nodes:
+        raise NotApplicable("no NVIDIA character device under /dev")
+    missing = []
+    for path, major, minor in nodes:
+        link = f"/dev/char/{major}:{minor}"
+        if not probes.host.lexists(link) or probes.host.resolve(link) != path:
+            missing.append(f"{major}:{minor} -> {path}")
+    rule = probes.host.exists(DEV_CHAR_RULE)
+    data = {"nodes": [p for p, _, _ in nodes], "missing": missing, "udev_rule": rule}
+    if not probes.host.live:
+        # An image's /dev is the build machine's devtmpfs, or empty: what the image needs is the rule that makes
+        # the links at its boot.
+        if rule:
+            return Verdict(Status.OK, f"{DEV_CHAR_RULE} makes the /dev/char links at boot (--root: this /dev is "
+                           "not the booted image's)", data=data)
+        return Verdict(Status.WARNING, "nothing makes the /dev/char links to the NVIDIA device nodes at boot: "
+                       "containers lose the GPU at a `systemctl daemon-reload` (legacy mode)",
+                       f"`{_gpuprep(probes)} install --only dev-char-links` (a udev rule, as Bottlerocket ships)", data)
+    if missing:
+        now = "nvidia-ctk system create-dev-char-symlinks --create-all && " if probes.host.live else ""
+        return Verdict(Status.WARNING, f"/dev/char lacks {len(missing)} NVIDIA link(s) ({', '.join(missing[:4])}): "
+                       "containers lose the GPU at the next `systemctl daemon-reload` (legacy mode)",
+                       f"`{now}{_gpuprep(probes)} install --only dev-char-links` (the links now and a udev rule for "
+                       "every boot)", data)
+    if not rule:
+        return Verdict(Status.WARNING, "/dev/char has the NVIDIA links, but nothing makes them at the next boot",
+                       f"`{_gpuprep(probes)} install --only dev-char-links` (a udev rule, as Bottlerocket ships)", data)
+    return Verdict(Status.OK, f"/dev/char links all {len(nodes)} NVIDIA device nodes; {DEV_CHAR_RULE} remakes them",
+                   data=data)
+
+
+def check_cdi_specs(probes: Probes) -> Verdict:
+    from gpuprep.engine.container_checks import host_view
+    from gpuprep.gpu.inventory import probe_module
+
+    s = stack(probes)
+    module = probe_module(probes)
+    view = host_view(probes)
+    uuids = view.uuids if view is not None else None
+    if not s.specs:
+        if s.spec_in_use:
+            return Verdict(Status.CRITICAL, f"no CDI spec in {', '.join(s.spec_dirs)}, yet "
+                           f"{'the runtime runs in cdi mode' if s.mode == 'cdi' else 'Docker CDI is on'}: "
+                           "`nvidia.com/gpu=all` is unresolvable", _refresh_hint(probes, s), {"spec_dirs": s.spec_dirs})
+        raise NotApplicable(f"no CDI spec, and nothing reads one (runtime mode {s.mode}, Docker CDI "
+                            f"{'on' if s.docker_cdi else 'off'})")
+    findings, winners = cdi.judge(probes.host, s.specs, driver_version=module.version, host_uuids=uuids)
+    data = {"specs": [sp.path for sp in s.specs], "spec_dirs": s.spec_dirs, "resolved_from": winners,
+            "findings": [f.__dict__ for f in findings], "driver_version": module.version, "host_uuids": uuids,
+            "in_use": s.spec_in_use}
+    if not findings:
+        return Verdict(Status.OK, f"{len(s.specs)} CDI spec(s) fit this host ({', '.join(data['specs'])}); "
+                       f"{len(winners)} device name(s) resolve", data=data)
+    foreign = [f for f in findings if "does not have" in f.problem]
+    worst = Status.CRITICAL if foreign or s.spec_in_use else Status.WARNING
+    first = findings[0]
+    hint = (f"remove the spec made on another machine: `rm {probes.host.path(foreign[0].spec)}` (`gpuprep seal` "
+            "removes it before imaging)") if foreign else _refresh_hint(probes, s)
+    return Verdict(worst, f"{first.spec}: {first.problem}" + (f" (and {len(findings) - 1} more)" if len(findings) > 1
+                   else "") + ("" if s.spec_in_use else "; no route reads it now"), hint, data)
+
+
+def _refresh_hint(probes: Probes, s: Stack) -> str:
+    if s.refresh_shipped:
+        return ("regenerate it: `systemctl enable nvidia-cdi-refresh.path nvidia-cdi-refresh.service && systemctl "
+                "restart nvidia-cdi-refresh.service` (or `gpuprep install --only cdi-spec`)")
+    return (f"regenerate it: `nvidia-ctk cdi generate --output={cdi.GENERATED_SPEC}` "
+            "(or `gpuprep install --only cdi-spec`)")
+
+
+# Each list goes in its group's place in doctor's report order (doctor.py).
+DOCKER_CHECKS = [
+    Check("toolkit-stack", "docker", "the NVIDIA stack: toolkit version, runtime mode, how nvidia is registered, "
+          "Docker's CDI, CDI specs, nvidia-cdi-refresh", check_stack, timeout=8),
+    Check("toolkit-cdi-specs", "docker", "every CDI spec parses and fits this host (nodes, driver libraries, GPU "
+          "UUIDs); which file each device resolves to", check_cdi_specs, timeout=15, boot=True),
+]
+
+GPU_CHECKS = [
+    Check("toolkit-dev-char", "gpu", "legacy mode: /dev/char links to every NVIDIA device node, remade at boot",
+          check_dev_char, timeout=8),
+]
+
+SECURITY_CHECKS = [
+    Check("toolkit-security", "packages", "nvidia-container-toolkit at or above the security floor (NVIDIA's "
+          "bulletins); ldconfig is the host's", check_security, timeout=8),
+]

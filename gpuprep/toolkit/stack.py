@@ -1,0 +1,171 @@
+"""The NVIDIA stack of a Docker host as it stands: what is installed, how the runtime is registered, which mode it
+runs in, whether Docker's own CDI is on, which CDI specs exist, whether nvidia-cdi-refresh is enabled.
+
+Reported by install (its toolkit steps' data) and doctor (check ``toolkit-stack``); the toolkit steps and checks
+decide from it. Everything here reads; nothing changes the host.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from gpuprep.host import Host
+from gpuprep.platform import Platform
+from gpuprep.toolkit import cdi
+from gpuprep.toolkit.config import CDI_MODES, RuntimeConfig, read, resolve_mode
+
+TOOLKIT = ("nvidia-container-toolkit", "nvidia-container-toolkit-base")
+# The toolkit's units (1.18+): /etc/systemd/system in 1.18.0, the unit directory later
+# (NVIDIA/nvidia-container-toolkit packaging/rpm/SPECS/nvidia-container-toolkit.spec).
+REFRESH_UNITS = ("nvidia-cdi-refresh.path", "nvidia-cdi-refresh.service")
+UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+WANTS = "/etc/systemd/system/multi-user.target.wants"
+# moby/moby PR 49963: CDI on by default from Engine 28.2; features.cdi opts in from 25.0.
+CDI_DEFAULT_SINCE = (28, 2)
+CDI_SINCE = (25, 0)
+
+
+@dataclass
+class Registration:
+    route: str  # "daemon.json" | "add-runtime" | "runtimes.d"
+    where: str  # the file, or the flag as dockerd has it
+    path: str  # the runtime binary (or wrapper) it names
+
+
+@dataclass
+class Stack:
+    toolkit: str | None  # the toolkit package's version ("1.18.1-1"), None when not installed
+    config: RuntimeConfig
+    mode: str  # what the runtime resolves to: legacy | jit-cdi | cdi | csv | unknown
+    mode_why: str
+    registrations: list[Registration]
+    engine_version: str | None
+    docker_cdi: bool | None  # None: unknown (no Engine version)
+    docker_cdi_why: str
+    spec_dirs: list[str]
+    specs: list[cdi.Spec]
+    refresh: dict[str, str]  # unit -> "enabled" | "disabled" | "absent"
+
+    @property
+    def cdi_mode(self) -> bool:
+        return self.mode in CDI_MODES
+
+    @property
+    def refresh_shipped(self) -> bool:
+        return all(state != "absent" for state in self.refresh.values())
+
+    @property
+    def refresh_enabled(self) -> bool:
+        return all(state == "enabled" for state in self.refresh.values())
+
+    @property
+    def spec_in_use(self) -> bool:
+        """A route reads the spec files: the runtime in cdi mode, or Docker's own CDI (jit-cdi makes its specs in
+        memory, NVIDIA/nvidia-container-toolkit internal/modifier/cdi.go)."""
+        return self.mode == "cdi" or bool(self.docker_cdi)
+
+    def summary(self) -> str:
+        regs = ", ".join(f"{r.route} ({r.where})" for r in self.registrations) or "not registered"
+        specs = ", ".join(s.path for s in self.specs) or "none"
+        refresh = "enabled" if self.refresh_enabled else "shipped, not enabled" if self.refresh_shipped else "absent"
+        cdi_on = {True: "on", False: "off", None: "unknown"}[self.docker_cdi]
+        return (f"nvidia-container-toolkit {self.toolkit or 'not installed'}, runtime mode {self.mode} "
+                f"({self.mode_why}); registered by {regs}; Docker's CDI {cdi_on}; CDI specs: {specs}; "
+                f"nvidia-cdi-refresh {refresh}")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "toolkit": self.toolkit, "config": self.config.as_dict(), "mode": self.mode, "mode_why": self.mode_why,
+            "registrations": [asdict(r) for r in self.registrations], "engine_version": self.engine_version,
+            "docker_cdi": self.docker_cdi, "docker_cdi_why": self.docker_cdi_why, "spec_dirs": self.spec_dirs,
+            "specs": [{"path": s.path, "kind": s.kind, "devices": sorted(s.devices), "error": s.error}
+                      for s in self.specs],
+            "refresh": self.refresh,
+        }
+
+
+def toolkit_version(host: Host, platform: Platform) -> str | None:
+    """The installed toolkit's version from the package database (rpm, or dpkg on Ubuntu)."""
+    from gpuprep.packages.rpmdb import dpkg_installed, installed
+
+    if platform.package_format == "dpkg":
+        found = dpkg_installed(host, TOOLKIT)
+        return next((found[n] for n in TOOLKIT if n in found), None)
+    if not (host.which("rpm") if host.live else host.tool("rpm")):
+        return None
+    pkgs = {p.name: p for p in installed(host, TOOLKIT)}
+    p = next((pkgs[n] for n in TOOLKIT if n in pkgs), None)
+    return f"{p.evr.version}-{p.evr.release}" if p else None
+
+
+def _version_tuple(version: str | None) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", version or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def docker_cdi(config: dict[str, Any], engine_version: str | None, info: dict[str, Any] | None = None
+               ) -> tuple[bool | None, str]:
+    """Whether Docker's own CDI is on, and why: the running Engine's ``docker info`` (``CDISpecDirs`` is empty
+    when CDI is off) wins; else ``features.cdi`` in daemon.json, else the Engine's default."""
+    if info is not None and "CDISpecDirs" in info:
+        dirs = info.get("CDISpecDirs") or []
+        return bool(dirs), ("docker info lists CDISpecDirs " + ", ".join(dirs)) if dirs else \
+            "docker info lists no CDISpecDirs"
+    version = _version_tuple(engine_version)
+    features = config.get("features") if isinstance(config.get("features"), dict) else {}
+    if version is not None and version < CDI_SINCE:
+        return False, f"Engine {engine_version} has no CDI (25.0+)"
+    if "cdi" in features:
+        return bool(features["cdi"]), f"features.cdi = {str(bool(features['cdi'])).lower()} in daemon.json"
+    if version is None:
+        return None, "the Engine's version is unknown"
+    on = version >= CDI_DEFAULT_SINCE
+    return on, f"Engine {engine_version}: " + ("on by default from 28.2" if on else "off unless features.cdi (25-28.1)")
+
+
+def registrations(host: Host, platform: Platform, config: dict[str, Any], add_runtimes: dict[str, str] | None
+                  ) -> list[Registration]:
+    from gpuprep.engine.daemon_config import RUNTIME_NAME, runtime_in_runtimes_dir
+
+    out = []
+    entry = (config.get("runtimes") or {}).get(RUNTIME_NAME)
+    if isinstance(entry, dict):
+        out.append(Registration("daemon.json", platform.daemon_json, str(entry.get("path") or "")))
+    in_dir = runtime_in_runtimes_dir(host, platform.runtimes_dir)
+    flag = (add_runtimes or {}).get(RUNTIME_NAME)
+    if in_dir:
+        # Amazon Linux's docker.service turns it into --add-runtime nvidia=<it> (docker-setup-runtimes.sh).
+        out.append(Registration("runtimes.d", in_dir, in_dir))
+    if flag and flag != in_dir:
+        out.append(Registration("add-runtime", f"--add-runtime {RUNTIME_NAME}={flag}", flag))
+    return out
+
+
+def refresh_state(host: Host) -> dict[str, str]:
+    """Each nvidia-cdi-refresh unit: absent (not shipped), enabled (its multi-user.target.wants link, what the
+    RPM's preset makes; read directly so --root works the same) or disabled."""
+    out = {}
+    for unit in REFRESH_UNITS:
+        if not any(host.exists(f"{d}/{unit}") for d in UNIT_DIRS):
+            out[unit] = "absent"
+        else:
+            out[unit] = "enabled" if host.lexists(f"{WANTS}/{unit}") else "disabled"
+    return out
+
+
+def detect(host: Host, platform: Platform, *, daemon_config: dict[str, Any], engine_version: str | None,
+           info: dict[str, Any] | None = None, add_runtimes: dict[str, str] | None = None,
+           toolkit: str | None | bool = True) -> Stack:
+    """The stack; ``toolkit`` True asks the package database, else it is the version already known."""
+    version = toolkit_version(host, platform) if toolkit is True else (toolkit or None)  # type: ignore[assignment]
+    config = read(host)
+    mode, why = resolve_mode(config.mode, version)
+    on, on_why = docker_cdi(daemon_config, engine_version, info)
+    dirs = (info or {}).get("CDISpecDirs") or cdi.spec_dirs(daemon_config)
+    return Stack(version, config, mode, why, registrations(host, platform, daemon_config, add_runtimes),
+                 engine_version, on, on_why, list(dirs), cdi.find(host, list(dirs)), refresh_state(host))
+
+
+__all__ = ["Stack", "Registration", "detect", "docker_cdi", "toolkit_version"]

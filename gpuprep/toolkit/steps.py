@@ -1,0 +1,146 @@
+"""install's toolkit steps: ``dev-char-links`` (legacy mode) and ``cdi-spec`` (CDI modes, Docker's CDI).
+
+- ``dev-char-links``: in legacy mode runc needs ``/dev/char/<major>:<minor>`` links to every NVIDIA device node,
+  or containers lose the GPU at a ``systemctl daemon-reload`` (NVIDIA/nvidia-container-toolkit 48, 1227;
+  aws/amazon-ecs-ami 483). The links now (``nvidia-ctk system create-dev-char-symlinks --create-all``, on the
+  running system) and at every boot: the udev rule Bottlerocket ships (bottlerocket-os/bottlerocket-core-kit
+  ``packages/nvidia-container-toolkit/nvidia-gpu-devices.rules``), which runs the same command when the driver
+  binds to the PCI bus.
+- ``cdi-spec``: where the runtime runs in a CDI mode or Docker's own CDI is on, a spec that fits this host:
+  NVIDIA's nvidia-cdi-refresh units (toolkit 1.18+) enabled so it is written at every boot, and on the running
+  system a missing or stale ``/var/run/cdi/nvidia.yaml`` written now by the real generator
+  (``nvidia-ctk cdi generate``), never by a copy of it. The boot gate runs after nvidia-cdi-refresh.service.
+"""
+
+from __future__ import annotations
+
+from gpuprep.errors import StepFailed
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
+from gpuprep.toolkit import cdi
+from gpuprep.toolkit.checks import DEV_CHAR_RULE
+from gpuprep.toolkit.stack import REFRESH_UNITS, Stack, detect
+
+DEV_CHAR_COMMAND = ["nvidia-ctk", "system", "create-dev-char-symlinks", "--create-all"]
+# bottlerocket-os/bottlerocket-core-kit packages/nvidia-container-toolkit/nvidia-gpu-devices.rules, its rule verbatim.
+DEV_CHAR_RULE_TEXT = (
+    "# Written by gpuprep install (step dev-char-links), as Bottlerocket ships it: /dev/char links to every NVIDIA\n"
+    "# device node, made when the driver binds, so containers keep their GPUs across `systemctl daemon-reload`.\n"
+    "# This will create /dev/char symlinks to all device nodes\n"
+    'ACTION=="add", DEVPATH=="/bus/pci/drivers/nvidia", RUN+="/usr/bin/' + " ".join(DEV_CHAR_COMMAND) + '"\n')
+GENERATE = ["nvidia-ctk", "cdi", "generate", f"--output={cdi.GENERATED_SPEC}"]
+
+
+def current_stack(ctx: Context) -> Stack:
+    """The stack as it is now (after the packages step installed what it selected)."""
+    from gpuprep.engine.daemon_config import image_engine_version, read_config
+    from gpuprep.engine.dockerd import EngineDown, docker_info, find_engine_process
+
+    _, config = read_config(ctx.host, ctx.platform.daemon_json)
+    info = None
+    if ctx.host.docker_url is not None:
+        try:
+            info = docker_info(ctx.host)
+        except EngineDown:
+            info = None
+    proc = find_engine_process(ctx.host) if info is not None else None
+    version = str((info or {}).get("ServerVersion") or "") or image_engine_version(ctx.host)
+    return detect(ctx.host, ctx.platform, daemon_config=config, engine_version=version, info=info,
+                  add_runtimes=proc.add_runtimes if proc else None)
+
+
+class DevCharLinksStep(Step):
+    id = "dev-char-links"
+    title = "legacy mode: /dev/char links to the NVIDIA device nodes now and at every boot (udev rule)"
+
+    def plan(self, ctx: Context) -> Change | Converged:
+        from gpuprep.runner.checks import Probes
+        from gpuprep.toolkit.checks import nvidia_nodes
+
+        stack = current_stack(ctx)
+        data = {"stack": stack.as_dict()}
+        if stack.mode != "legacy":
+            return Converged(f"runtime mode {stack.mode}: the device nodes come in the container's CDI edits, "
+                             "no /dev/char links needed", data)
+        before = ctx.host.read_text(DEV_CHAR_RULE)
+        commands, todo = [], []
+        if before != DEV_CHAR_RULE_TEXT:
+            todo.append(f"write {DEV_CHAR_RULE}")
+        if ctx.host.live:
+            missing = [f"{a}:{b}" for _, a, b in nvidia_nodes(Probes(ctx.host, ctx.platform, None))
+                       if not ctx.host.lexists(f"/dev/char/{a}:{b}")]
+            if missing:
+                if ctx.host.which("nvidia-ctk") is None:
+                    raise StepFailed(f"/dev/char lacks {', '.join(missing)} and nvidia-ctk is not installed to make "
+                                     "them (toolkit 1.13+ has it)", "install the toolkit: `gpuprep install --only "
+                                     "packages --runtime toolkit`")
+                commands.append(list(DEV_CHAR_COMMAND))
+                todo.append(f"link {len(missing)} device node(s) in /dev/char")
+        if not todo:
+            return Converged(f"legacy mode: /dev/char links in place; {DEV_CHAR_RULE} remakes them at boot", data)
+        return Change("; ".join(todo), diff=file_diff(DEV_CHAR_RULE, before, DEV_CHAR_RULE_TEXT)
+                      if before != DEV_CHAR_RULE_TEXT else "", commands=commands, data=data,
+                      payload=before != DEV_CHAR_RULE_TEXT)
+
+    def apply(self, ctx: Context, change: Change) -> Applied:
+        if change.payload:
+            ctx.host.write_atomic(DEV_CHAR_RULE, DEV_CHAR_RULE_TEXT, mode=0o644)
+        for argv in change.commands:
+            ctx.host.run(argv, timeout=60, hint="run it by hand to see why; `nvidia-smi` must work first")
+        return Applied()
+
+
+class CdiSpecStep(Step):
+    id = "cdi-spec"
+    title = "CDI modes / Docker CDI: a CDI spec that fits this host, regenerated at every boot (nvidia-cdi-refresh)"
+
+    def plan(self, ctx: Context) -> Change | Converged:
+        from gpuprep.services import Services
+
+        stack = current_stack(ctx)
+        wants_docker_cdi = ctx.options.docker_cdi
+        data = {"stack": stack.as_dict()}
+        if not (stack.cdi_mode or stack.docker_cdi or wants_docker_cdi):
+            return Converged(f"runtime mode {stack.mode} and Docker's CDI off: no CDI spec needed", data)
+        services = Services(ctx.host, ctx.platform)
+        commands: list[list[str]] = []
+        todo: list[str] = []
+        if stack.refresh_shipped:
+            off = [u for u, state in stack.refresh.items() if state != "enabled"]
+            if off:
+                commands.append(services.argv("enable", off[0])[:-1] + off)
+                todo.append(f"enable {', '.join(off)}")
+        elif stack.toolkit is not None:
+            todo.append("note: this toolkit has no nvidia-cdi-refresh (1.18+): nothing rewrites the spec at boot")
+        if ctx.host.live:
+            fresh = self._fresh(ctx, stack)
+            if fresh:
+                if ctx.host.which("nvidia-ctk") is None:
+                    raise StepFailed(f"{fresh}, and nvidia-ctk is not installed to write one",
+                                     "install the toolkit: `gpuprep install --only packages --runtime toolkit`")
+                commands.append(list(GENERATE))
+                todo.append(f"write {cdi.GENERATED_SPEC} ({fresh})")
+        if not commands:
+            where = "; refreshed at boot by nvidia-cdi-refresh" if stack.refresh_enabled else ""
+            return Converged(f"runtime mode {stack.mode}: CDI spec(s) " +
+                             (", ".join(s.path for s in stack.specs) or "written at boot") + where, data)
+        return Change("; ".join(todo), commands=commands, data=data)
+
+    @staticmethod
+    def _fresh(ctx: Context, stack: Stack) -> str:
+        """Why the spec must be written now ("" when it fits this host)."""
+        from gpuprep.gpu.devices import read_kernel_module
+
+        specs = [s for s in stack.specs if s.kind == cdi.NVIDIA_KIND]
+        if not specs:
+            return f"no {cdi.NVIDIA_KIND} spec in {', '.join(stack.spec_dirs)}"
+        findings, _ = cdi.judge(ctx.host, specs, driver_version=read_kernel_module(ctx.host).version,
+                                host_uuids=None)
+        return f"{findings[0].spec}: {findings[0].problem}" if findings else ""
+
+    def apply(self, ctx: Context, change: Change) -> Applied:
+        for argv in change.commands:
+            ctx.host.run(argv, timeout=120, hint="run it by hand to see why; `nvidia-smi` must work first")
+        return Applied()
+
+
+__all__ = ["CdiSpecStep", "DevCharLinksStep", "REFRESH_UNITS", "Skip"]
