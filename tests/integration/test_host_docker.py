@@ -1,7 +1,7 @@
 """Host's docker-py client against a private real dockerd (docs/testbed.md 1): the API version it speaks.
 
 Real: dockerd 20.10, docker-py. A Docker 29 Engine, which refuses API versions below 1.44, is simulated in
-tests/unit/test_checks_docker.py (the testbed has no such Engine).
+tests/unit/engine/test_engine_checks.py (the testbed has no such Engine).
 """
 
 from __future__ import annotations
