@@ -139,5 +139,9 @@ class BootCheckStep(Step):
 
     @staticmethod
     def _systemd_running(ctx: Context) -> bool:
-        # sd_booted(): a live host where systemd is PID 1 (not a container build or a chroot).
-        return ctx.host.live and ctx.host.exists("/run/systemd/system")
+        return systemd_running(ctx)
+
+
+def systemd_running(ctx: Context) -> bool:
+    """sd_booted(): a live host where systemd is PID 1 (not a container build or a chroot)."""
+    return ctx.host.live and ctx.host.exists("/run/systemd/system")

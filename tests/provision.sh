@@ -4,8 +4,12 @@
 # for the booted-host tests. Needs root for apt-get; without root it only reports what is missing
 # (the tests that need a missing piece then skip, which CI=true turns into failures).
 set -euo pipefail
+# The fleet tools (integrations/): packer validates the Packer template offline, promtool (package prometheus)
+# lints doctor's textfile, openssh-client is Ansible's connection to the simulated hosts. On a machine with
+# systemd, installing prometheus and prometheus-node-exporter also starts them (the tests run their own).
+# gcc builds the stand-in libnvidia-ml.so.1 of the wheelhouse test (tests/fake_nvml.py).
 PACKAGES=(docker.io runc busybox-static rpm dnf createrepo-c dnf-plugins-core systemd-container debootstrap iproute2 strace
-          gcc)
+          gcc packer prometheus prometheus-node-exporter openssh-client)
 need=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
