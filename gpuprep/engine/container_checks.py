@@ -52,7 +52,8 @@ def check_gpu_container(probes: Probes) -> Verdict:
         return Verdict(Status.OK, result.summary + compared, data=data)
     if result.link == gpu_container.IMAGE:
         if probes.options.boot:
-            raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing")
+            raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing: keep it in the "
+                                f"image with `gpuprep seal --keep-image {image}` for this check to run at boot")
         return Verdict(Status.UNKNOWN, result.summary, result.hint, data)
     if result.link == gpu_container.ENGINE:
         return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", result.hint, data)

@@ -341,7 +341,7 @@ def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE)
         log.info("pulling %s failed (%s); trying again (%d of %d)", image, state.outcome.exception(),
                  state.attempt_number + 1, PULL_ATTEMPTS)
 
-    log.info("pulling %s", image)
+    log.info("pulling %s (up to %d attempts and %gs in all)", image, PULL_ATTEMPTS, deadline_s)
     try:
         Retrying(stop=stop_after_attempt(PULL_ATTEMPTS) | stop_after_delay(deadline_s),
                  wait=wait_exponential(multiplier=0.5, max=8), before_sleep=before_sleep)(once)

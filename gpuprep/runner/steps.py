@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -165,7 +166,8 @@ def check_selection(only: Sequence[str], skip: Sequence[str], steps: Sequence[St
 
 # Shown the planned changes of every selected step: True when it asked and the answer was yes, False when
 # there was nothing to ask; a refusal raises (StepFailed).
-Confirm = Callable[[Sequence[tuple["Step", Change]]], bool]
+# typing's generics, not collections.abc's: an alias is evaluated at import, and 3.8 cannot subscript those.
+Confirm = typing.Callable[[typing.Sequence[typing.Tuple["Step", Change]]], bool]
 
 
 def run_steps(
@@ -195,7 +197,7 @@ def run_steps(
     gate = steps[0] if steps and steps[0].id == "preflight" else None
     if confirm is not None and gate is None:
         raise ValueError("confirm needs a preflight step to answer for")
-    report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra)
+    report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra, dry_run=ctx.dry_run)
     failed: StepResult | None = None
     for step in steps:
         started = time.monotonic()

@@ -35,7 +35,10 @@ def doctor(root: Path, url: str, *args: str) -> tuple[int, dict[str, dict]]:
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor",
                            "--image", "tiny:latest", *args], capture_output=True, text=True, timeout=120, env=env)
     report = json.loads(proc.stdout)
-    return proc.returncode, {c["id"]: c for c in report["checks"] if c["group"] in ("docker", "container")}
+    # The toolkit-* checks of the docker group read the NVIDIA toolkit's own files, which this root has not got
+    # (they skip here; tests/unit/test_toolkit.py and test_doctor_hints.py provoke them).
+    return proc.returncode, {c["id"]: c for c in report["checks"]
+                             if c["group"] in ("docker", "container") and not c["id"].startswith("toolkit-")}
 
 
 def statuses(checks: dict[str, dict]) -> dict[str, str]:

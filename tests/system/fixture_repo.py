@@ -184,14 +184,35 @@ def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
                 provides=[f"nvidia-container-runtime = {exact}"],
                 obsoletes=["nvidia-container-runtime <= 3.5.0-1", "nvidia-container-runtime-hook"],
                 files={RUNTIME_PATH: shim,
-                       "/usr/bin/nvidia-ctk": f"#!/bin/sh\n# SIMULATED nvidia-ctk\necho 'NVIDIA Container Toolkit "
-                       f"CLI version {version}'\n"}),
+                       "/usr/bin/nvidia-ctk": NVIDIA_CTK.replace("@VERSION@", version)}),
         PkgSpec("nvidia-container-toolkit", version, release, arch="x86_64",
                 requires=[f"nvidia-container-toolkit-base = {exact}", f"libnvidia-container-tools = {exact}",
                           "libnvidia-container-tools < 2.0.0"],
                 provides=["nvidia-container-runtime-hook"],
                 files={"/usr/bin/nvidia-container-runtime-hook": "#!/bin/sh\n# SIMULATED hook\nexit 0\n"}),
     ]
+
+
+# SIMULATED nvidia-ctk (NVIDIA's toolkit is not here): its version, and `system create-dev-char-symlinks` doing
+# what the real one does (NVIDIA/nvidia-container-toolkit cmd/nvidia-ctk/system/create-dev-char-symlinks): a
+# /dev/char/MAJOR:MINOR link to every NVIDIA character device node. Anything else is refused, not faked.
+NVIDIA_CTK = """#!/bin/sh
+# SIMULATED nvidia-ctk (gpuprep tests: no NVIDIA toolkit here)
+case "$1 $2" in
+  "system create-dev-char-symlinks")
+    mkdir -p /dev/char
+    for node in /dev/nvidia*; do
+      [ -c "$node" ] || continue
+      set -- $(stat -c '%t %T' "$node")
+      ln -sfn "../${node#/dev/}" "/dev/char/$((0x$1)):$((0x$2))"
+    done
+    exit 0;;
+  "--version ")
+    echo 'NVIDIA Container Toolkit CLI version @VERSION@'; exit 0;;
+esac
+echo "SIMULATED nvidia-ctk: $* is not simulated" >&2
+exit 1
+"""
 
 
 def nvidia_packages() -> list[PkgSpec]:

@@ -21,7 +21,7 @@ def test_broken_runtime_is_held_out_of_the_cluster(instance):
 
     inst.launch_from_image()
     check = inst.unit_state(UNIT_NAME)
-    assert (check["ActiveState"], check["ExecMainStatus"]) == ("failed", "2"), (check, inst.journal(UNIT_NAME))
+    assert (check["ActiveState"], check["ExecMainStatus"]) == ("failed", "1"), (check, inst.journal(UNIT_NAME))
     assert "nvidia-container-runtime" in inst.journal(UNIT_NAME)
     ecs = inst.unit_state("ecs.service")
     assert ecs["ActiveState"] == "inactive" and ecs["MainPID"] == "0", ecs
