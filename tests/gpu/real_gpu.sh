@@ -89,11 +89,11 @@ print("gpuprep", gpuprep.__file__); print({n: m.version(n) for n in ("docker", "
   export PATH=$ENG/bin:$PATH
   runc --version | head -1
   # The STAND-IN for nvidia-container-runtime (CDI mode), and a config.toml saying so, as the toolkit's would.
-  install -m 0755 tests/gpu/nvidia-runtime-standin.py "$RT"
+  install -m 0755 "$REPO/tests/gpu/nvidia-runtime-standin.py" "$RT"
   mkdir -p /etc/nvidia-container-runtime
   printf '# gpuprep tests/gpu: the nvidia runtime here is a STAND-IN that applies CDI specs (CDI mode)\n[nvidia-container-runtime]\nmode = "cdi"\n' \
     > /etc/nvidia-container-runtime/config.toml
-  python3 tests/gpu/cdi_spec.py "$SPEC" || return 1
+  python3 "$REPO/tests/gpu/cdi_spec.py" "$SPEC" || return 1
   cp "$SPEC" "$E/cdi-spec.good.json"
   mkdir -p /etc/docker
   echo '{"bridge": "none", "iptables": false, "ip6tables": false, "userland-proxy": false}' > /etc/docker/daemon.json
@@ -107,6 +107,11 @@ print("gpuprep", gpuprep.__file__); print({n: m.version(n) for n in ("docker", "
   cp "$ENG/bin/busybox" "$R/bin/" && for c in sh ls cat echo grep; do ln -sf busybox "$R/bin/$c"; done
   for l in $(ldd "$smi" | grep -o '/[^ ]*'); do mkdir -p "$R$(dirname "$l")"; cp -L "$l" "$R$l"; done
   tar -C "$R" -c . | docker import - "$IMG" >/dev/null || return 1
+
+  # From here gpuprep runs as installed from its wheel: not from the checkout, which `python3 -m` would put first
+  # on sys.path from the current directory (and which would shadow the baseline of the timings).
+  mkdir -p /tmp/gpuprep-cwd && cd /tmp/gpuprep-cwd || return 1
+  python3 -c 'import gpuprep; print("gpuprep runs from", gpuprep.__file__)'
 }
 
 install_live() {
@@ -192,14 +197,14 @@ cdi_route() {
 
 negatives() {
   echo "### negative: a spec naming a missing device node"
-  python3 tests/gpu/cdi_spec.py "$SPEC" --variant missing-node && cp "$SPEC" "$E/cdi-spec.missing-node.json"
+  python3 "$REPO/tests/gpu/cdi_spec.py" "$SPEC" --variant missing-node && cp "$SPEC" "$E/cdi-spec.missing-node.json"
   rec neg-missing-node-doctor -- python3 -m gpuprep --json doctor --image "$IMG"
   rec neg-missing-node-cdi-run -- docker run --rm --runtime runc --device nvidia.com/gpu=all "$IMG" nvidia-smi -L
   echo "### negative: a spec mounting a stale driver's library"
-  python3 tests/gpu/cdi_spec.py "$SPEC" --variant stale-driver && cp "$SPEC" "$E/cdi-spec.stale-driver.json"
+  python3 "$REPO/tests/gpu/cdi_spec.py" "$SPEC" --variant stale-driver && cp "$SPEC" "$E/cdi-spec.stale-driver.json"
   rec neg-stale-driver-doctor -- python3 -m gpuprep --json doctor --image "$IMG"
   rec neg-stale-driver-cdi-run -- docker run --rm --runtime runc --device nvidia.com/gpu=all "$IMG" nvidia-smi -L
-  python3 tests/gpu/cdi_spec.py "$SPEC"
+  python3 "$REPO/tests/gpu/cdi_spec.py" "$SPEC"
   echo "### negative: the default runtime runc (a restart: SIGHUP cannot unset default-runtime)"
   python3 - <<'EOF'
 import json
@@ -218,8 +223,8 @@ EOF
 timings() {
   echo "### timings: $RUNS runs each, interleaved, medians; baseline python3 -c 'import typer'"
   local base=""
-  if [ -d .dev/baseline/gpuprep ]; then base="doctor_no_container_baseline=PYTHONPATH=$REPO/.dev/baseline:$SITE python3 -m gpuprep --json doctor --no-container"; fi
-  python3 tests/gpu/timings.py "$E/timings.json" "$RUNS" \
+  if [ -d "$REPO/.dev/baseline/gpuprep" ]; then base="doctor_no_container_baseline=PYTHONPATH=$REPO/.dev/baseline:$SITE python3 -m gpuprep --json doctor --no-container"; fi
+  python3 "$REPO/tests/gpu/timings.py" "$E/timings.json" "$RUNS" \
     "import_typer=python3 -c 'import typer'" \
     "doctor_no_container=python3 -m gpuprep --json doctor --no-container" \
     ${base:+"$base"} \
@@ -229,6 +234,11 @@ timings() {
     "container_cdi_all=docker run --rm --runtime runc --device nvidia.com/gpu=all $IMG nvidia-smi -L"
   python3 -X importtime -m gpuprep --json doctor --no-container 2> "$E/importtime.txt" >/dev/null
   sort -t'|' -k2 -n "$E/importtime.txt" | tail -12
+  if [ -n "$base" ]; then
+    PYTHONPATH=$REPO/.dev/baseline:$SITE python3 -X importtime -m gpuprep --json doctor --no-container \
+      2> "$E/importtime.baseline.txt" >/dev/null
+    grep -E "\| (docker|requests|urllib3|psutil|pynvml|yaml|http.client|typer)$" "$E/importtime.baseline.txt"
+  fi
 }
 
 finish() {
@@ -244,7 +254,7 @@ finish() {
 main() {
   setup || { echo "SETUP FAILED"; return 1; }
   if [ "$MODE" = smoke ]; then
-    rec smoke-container -- docker run --rm --runtime nvidia -e NVIDIA_VISIBLE_DEVICES=all "$IMG" nvidia-smi -L
+    rec smoke-container -- docker run --rm --network none "$IMG" /bin/echo the Engine runs containers
     rec smoke-doctor-json -- python3 -m gpuprep --json doctor --no-container
     return 0
   fi
