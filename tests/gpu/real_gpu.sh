@@ -33,11 +33,17 @@ RT=$ENG/bin/nvidia-container-runtime
 IMG=tiny:latest
 SPEC=/etc/cdi/nvidia.json
 GPU_INFO=/var/lib/ecs/gpu/nvidia-gpu-info.json
+# install refuses Ubuntu (preflight: an RPM platform), so install acts on an Amazon Linux 2023 tree with the live
+# Engine named by DOCKER_HOST (gpuprep's --root contract): the Engine reads the tree's daemon.json (its
+# --config-file), so what install writes there is what the live dockerd loads. doctor runs on the live host.
+TREE=/tmp/gpuprep-al2023
+DJ=$TREE/etc/docker/daemon.json
+LIVE=unix:///var/run/docker.sock
 export EVIDENCE=$E/evidence.jsonl
 rm -rf "$E" && mkdir -p "$E"
 
 rec() { python3 "$REPO/tests/gpu/rec.py" "$@"; }
-gp() { python3 -m gpuprep "$@"; }
+install_() { rec "$1" --env DOCKER_HOST=$LIVE -- python3 -m gpuprep --root "$TREE" "${@:2}"; }
 
 engine_up() {  # bounded: 60 s
   for _ in $(seq 300); do docker version >/dev/null 2>&1 && return 0; sleep 0.2; done
@@ -45,7 +51,7 @@ engine_up() {  # bounded: 60 s
 }
 start_engine() {
   local t0; t0=$(date +%s%N)
-  setsid dockerd -H unix:///var/run/docker.sock --pidfile /var/run/docker.pid >>"$E/dockerd.log" 2>&1 </dev/null &
+  setsid dockerd --config-file "$DJ" -H $LIVE --pidfile /var/run/docker.pid >>"$E/dockerd.log" 2>&1 </dev/null &
   engine_up || return 1
   echo "dockerd (pid $(cat /var/run/docker.pid)) answered after $(( ($(date +%s%N) - t0) / 1000000 )) ms"
 }
@@ -56,7 +62,7 @@ stop_engine() {
   kill -9 "$pid" 2>/dev/null
 }
 daemon_json() {  # snapshot of daemon.json, named
-  cp /etc/docker/daemon.json "$E/daemon.$1.json" 2>/dev/null
+  cp "$DJ" "$E/daemon.$1.json" 2>/dev/null
 }
 
 setup() {
@@ -95,8 +101,12 @@ print("gpuprep", gpuprep.__file__); print({n: m.version(n) for n in ("docker", "
     > /etc/nvidia-container-runtime/config.toml
   python3 "$REPO/tests/gpu/cdi_spec.py" "$SPEC" || return 1
   cp "$SPEC" "$E/cdi-spec.good.json"
-  mkdir -p /etc/docker
-  echo '{"bridge": "none", "iptables": false, "ip6tables": false, "userland-proxy": false}' > /etc/docker/daemon.json
+  rm -rf "$TREE" && mkdir -p "$TREE/etc/docker" "$TREE/usr/bin"
+  printf 'NAME="Amazon Linux"\nVERSION="2023"\nID="amzn"\nID_LIKE="fedora"\nVERSION_ID="2023"\nPLATFORM_ID="platform:al2023"\nPRETTY_NAME="Amazon Linux 2023"\n' \
+    > "$TREE/etc/os-release"
+  # gpu-check compares the container's GPUs with the host's nvidia-smi, found inside --root: the host's own binary.
+  cp "$(readlink -f "$(command -v nvidia-smi)")" "$TREE/usr/bin/nvidia-smi"
+  echo '{"bridge": "none", "iptables": false, "ip6tables": false, "userland-proxy": false}' > "$DJ"
   daemon_json start
   start_engine || return 1
   docker info --format '{{.ServerVersion}} {{.Driver}} cgroup v{{.CgroupVersion}} {{.DefaultRuntime}}'
@@ -115,13 +125,15 @@ print("gpuprep", gpuprep.__file__); print({n: m.version(n) for n in ("docker", "
 }
 
 install_live() {
-  echo "### gpuprep install --only docker-runtime,docker-reload,gpu-check, live (the nvidia runtime: a STAND-IN)"
+  echo "### gpuprep install --only docker-runtime,docker-reload,gpu-check against the live Engine (DOCKER_HOST), its"
+  echo "### daemon.json in an AL2023 tree (--root); the nvidia runtime: a STAND-IN"
   local only=(--only docker-runtime,docker-reload,gpu-check --image "$IMG" --runtime-path "$RT")
   echo "dockerd pid before: $(cat /var/run/docker.pid)" | tee "$E/pids.txt"
-  rec install-dry-run -- python3 -m gpuprep install --dry-run "${only[@]}"
-  rec install-json -- python3 -m gpuprep --json install "${only[@]}"
+  rec install-on-ubuntu-refused -- python3 -m gpuprep --json install --dry-run "${only[@]}"
+  install_ install-dry-run install --dry-run "${only[@]}"
+  install_ install-json --json install "${only[@]}"
   echo "dockerd pid after install: $(cat /var/run/docker.pid)" | tee -a "$E/pids.txt"
-  rec install-again-json -- python3 -m gpuprep --json install "${only[@]}"
+  install_ install-again-json --json install "${only[@]}"
   echo "dockerd pid after the second install: $(cat /var/run/docker.pid)" | tee -a "$E/pids.txt"
   daemon_json installed
   rec plain-docker-run -- docker run --rm "$IMG" nvidia-smi -L  # no --runtime, no variable: runc passes through
@@ -186,8 +198,9 @@ EOF
 
 cdi_route() {
   echo "### the CDI route: gpuprep install --docker-cdi, then Docker's own CDI (--device nvidia.com/gpu=...)"
-  rec install-docker-cdi-json -- python3 -m gpuprep --json install --docker-cdi --only docker-runtime,docker-reload,gpu-check \
+  install_ install-docker-cdi-json --json install --docker-cdi --only docker-runtime,docker-reload,gpu-check \
     --image "$IMG" --runtime-path "$RT"
+  echo "dockerd pid after --docker-cdi: $(cat /var/run/docker.pid)" | tee -a "$E/pids.txt"
   daemon_json docker-cdi
   rec docker-info-cdi -- docker info --format '{{json .CDISpecDirs}} {{.ServerVersion}} {{.DefaultRuntime}}'
   rec doctor-cdi-json -- python3 -m gpuprep --json doctor --image "$IMG"
@@ -206,17 +219,16 @@ negatives() {
   rec neg-stale-driver-cdi-run -- docker run --rm --runtime runc --device nvidia.com/gpu=all "$IMG" nvidia-smi -L
   python3 "$REPO/tests/gpu/cdi_spec.py" "$SPEC"
   echo "### negative: the default runtime runc (a restart: SIGHUP cannot unset default-runtime)"
-  python3 - <<'EOF'
-import json
-p = "/etc/docker/daemon.json"; d = json.load(open(p)); d.pop("default-runtime", None); json.dump(d, open(p, "w"), indent=2)
+  python3 - "$DJ" <<'EOF'
+import json, sys
+p = sys.argv[1]; d = json.load(open(p)); d.pop("default-runtime", None); json.dump(d, open(p, "w"), indent=2)
 EOF
   daemon_json runc-default
   stop_engine; start_engine
   rec neg-runc-default-doctor -- python3 -m gpuprep --json doctor --image "$IMG"
   rec neg-runc-default-doctor-text -- python3 -m gpuprep doctor --image "$IMG"
   echo "### the fix doctor names, run as it says"
-  rec neg-runc-default-fix -- python3 -m gpuprep --json install --only docker-runtime,docker-reload \
-    --runtime-path "$RT"
+  install_ neg-runc-default-fix --json install --only docker-runtime,docker-reload --runtime-path "$RT"
   rec neg-runc-default-fixed-doctor -- python3 -m gpuprep --json doctor --image "$IMG"
 }
 
