@@ -2,7 +2,7 @@
 version, and the GET on the socket (gpuprep/dockersock.py) that doctor's read-only checks use instead.
 
 Real: dockerd 20.10, docker-py. A Docker 29 Engine, which refuses API versions below 1.44, is simulated in
-tests/unit/test_checks_docker.py (the testbed has no such Engine).
+tests/unit/engine/test_engine_checks.py (the testbed has no such Engine).
 """
 
 from __future__ import annotations

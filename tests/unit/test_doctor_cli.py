@@ -19,6 +19,7 @@ from pathlib import Path
 
 import hosttree
 import pytest
+from conftest import REPO
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -27,7 +28,6 @@ from gpuprep.report import Status
 
 pytestmark = pytest.mark.allow_subp('gpuprep', 'mkdir', 'python', 'rpm', 'systemctl')
 
-REPO = Path(__file__).resolve().parent.parent.parent
 GPUPREP = REPO / ".venv" / "bin" / "gpuprep"
 NO_DOCKER = {"DOCKER_HOST": None}  # --root without DOCKER_HOST: no Engine, docker checks skip
 

@@ -4,7 +4,7 @@ SIMULATED (no GPU, driver or Amazon Linux here): ``tests/hosttree.py`` trees, am
 p5 booted from an image sealed with driver 580.95.05 whose userland an update replaced with 580.105.08 under the
 loaded module); the installed packages seeded into the probes as ``rpm -q`` would report them. The stamp's
 readers, the checks, the runner and the CLI are the real ones; the real rpm/dnf side is in
-tests/system/test_drift_gate.py.
+tests/system/test_gate_instance_and_drift.py.
 """
 
 from __future__ import annotations

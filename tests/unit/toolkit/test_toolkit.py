@@ -16,6 +16,7 @@ from pathlib import Path
 
 import hosttree
 import pytest
+from conftest import FIXTURES
 
 from gpuprep.doctor import all_checks
 from gpuprep.engine import container_checks
@@ -32,7 +33,7 @@ from gpuprep.toolkit.stack import docker_cdi
 
 pytestmark = pytest.mark.allow_subp("rpm")  # the image's docker package (engine version), asked of an empty tree
 
-HOSTS = Path(__file__).resolve().parent.parent / "fixtures" / "hosts"
+HOSTS = FIXTURES / "hosts"
 BY_ID = {c.id: c for c in all_checks()}
 UUIDS = ["GPU-00000000-0000-0000-0000-000000000000", "GPU-00000000-0000-0000-0000-000000000001"]
 
