@@ -24,12 +24,12 @@ import json
 import os
 import shutil
 
-import pynvml
-
 STALE_DRIVER = "570.86.15"
 
 
 def gpus() -> tuple[str, list[dict]]:
+    import pynvml  # the accelerator machine's (nvidia-ml-py); the unit tests call ``build`` alone
+
     pynvml.nvmlInit()
     try:
         driver = pynvml.nvmlSystemGetDriverVersion()
@@ -58,17 +58,22 @@ def driver_library(driver: str) -> str:
 
 def spec(variant: str) -> dict:
     driver, devices = gpus()
-    lib = driver_library(driver)
+    smi = os.path.realpath(shutil.which("nvidia-smi") or "/usr/bin/nvidia-smi")
+    control = [p for p in ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools") if os.path.exists(p)]
+    return build(devices, driver_library(driver), smi, control, variant)
+
+
+def build(devices: list[dict], lib: str, smi: str, control: list[str], variant: str = "good") -> dict:
+    """The spec for ``devices`` ({"index", "uuid", "minor"} each, NVML's): pure, so the unit tests build one for
+    N GPUs on a machine with none."""
     if variant == "stale-driver":
         lib = f"{os.path.dirname(lib)}/libnvidia-ml.so.{STALE_DRIVER}"
-    smi = os.path.realpath(shutil.which("nvidia-smi") or "/usr/bin/nvidia-smi")
     per_gpu = []
     for g in devices:
         node = f"/dev/nvidia{g['minor']}"
         if variant == "missing-node" and g["index"] == 0:
             node = f"/dev/nvidia{max(x['minor'] for x in devices) + 8}"
         per_gpu.append((g, node))
-    control = [p for p in ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools") if os.path.exists(p)]
     ro = ["ro", "nosuid", "nodev", "bind"]
     return {
         "cdiVersion": "0.6.0",
