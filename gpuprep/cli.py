@@ -234,7 +234,7 @@ def _list(key: str, rows: list[dict], width: int = 16) -> None:
     raise typer.Exit(0)
 
 
-def ONLY(steps_fn):  # noqa: N802: an option maker, named as the option it makes
+def ONLY(steps_fn):  # noqa: N802 (an option maker, named as the option it makes)
     return typer.Option([], "--only", metavar="ID,...", help="Run only these steps (see --list-steps).",
                         autocompletion=_complete_ids(steps_fn))
 
@@ -248,7 +248,7 @@ VERBOSE = typer.Option(False, "-v", "--verbose", help="Same as the global -v.")
 
 def _complete_ids(steps_fn):
     """Shell completion for --only/--skip: the step ids, after the ones already typed (`--only preflight,pa<TAB>`)."""
-    def complete(incomplete: str) -> list[str]:
+    def complete(incomplete: str) -> List[str]:
         done, _, last = incomplete.rpartition(",")
         prefix = f"{done}," if done else ""
         taken = set(done.split(","))
@@ -268,7 +268,7 @@ def _seal_steps():
     return seal_steps()
 
 
-def _complete_runtime(incomplete: str) -> list[str]:
+def _complete_runtime(incomplete: str) -> List[str]:
     from gpuprep.options import RUNTIME_STACKS
 
     return [r for r in RUNTIME_STACKS if r.startswith(incomplete)]
