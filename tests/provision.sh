@@ -34,7 +34,7 @@ if ! python3 "$(dirname "$0")/distkit.py" floor-python >/dev/null; then
   echo "provision: no CPython 3.9 (pyenv's, or python3.9 on PATH): tests/integration/test_wheelhouse.py needs one" >&2
 fi
 
-# A second real Engine, 26.1.5: Debian trixie's docker.io with its containerd, runc and tini (docs/testbed.md 10),
+# A second real Engine, 26.1.5: Debian trixie's docker.io with its containerd, runc, tini and CLI (docs/testbed.md 10),
 # downloaded with a sources list of its own and unpacked with dpkg -x into a cache outside the repository;
 # nothing of it is installed. Engine 26 is where `dockerd --validate` and CDI are real (20.10 has neither).
 ENGINE26=${GPUPREP_ENGINE26:-/var/cache/gpuprep-tests/engine26}
@@ -44,16 +44,6 @@ if [ ! -x "$ENGINE26/usr/sbin/dockerd" ]; then
     exit 0
   fi
   echo "provision: Engine 26 (trixie's docker.io) into $ENGINE26" >&2
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' EXIT
-  mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs" "$work/tree"
-  echo "deb http://deb.debian.org/debian trixie main" > "$work/sources.list"
-  apt_opts=(-o "Dir::Etc::SourceList=$work/sources.list" -o Dir::Etc::SourceParts=/dev/null
-            -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache" -o APT::Sandbox::User=root)
-  apt-get "${apt_opts[@]}" update -qq
-  (cd "$work/debs" && apt-get "${apt_opts[@]}" download -qq docker.io containerd runc tini)
-  for deb in "$work"/debs/*.deb; do dpkg -x "$deb" "$work/tree"; done
-  "$work/tree/usr/sbin/dockerd" --version >/dev/null  # it runs here (glibc >= 2.34), or provisioning fails
-  mkdir -p "$(dirname "$ENGINE26")"
-  rm -rf "$ENGINE26.new" && mv "$work/tree" "$ENGINE26.new" && rm -rf "$ENGINE26" && mv "$ENGINE26.new" "$ENGINE26"
+  bash "$(dirname "$0")/trixie_fetch.sh" "$ENGINE26" docker.io containerd runc tini docker-cli
+  "$ENGINE26/usr/sbin/dockerd" --version >/dev/null  # it runs here (glibc >= 2.34), or provisioning fails
 fi
