@@ -12,7 +12,7 @@
 #   STAND-IN for `nvidia-ctk cdi generate` (every /dev/nvidiaN by index and by UUID, and "all");
 # - runs `gpuprep install --only docker-runtime,docker-reload,gpu-check` (dry run, run, second run) against the live
 #   Engine through DOCKER_HOST on an Amazon Linux 2023 tree (--root) whose daemon.json the Engine reads (install
-#   refuses Ubuntu, and the tree's dnf is a labelled stand-in: the machine has none), `gpuprep doctor` live in text
+#   refuses Ubuntu; with no package step selected it needs no dnf here), `gpuprep doctor` live in text
 #   and --json, the CDI route with --docker-cdi (Docker's own CDI, `--device nvidia.com/gpu=`),
 #   each GPU alone by UUID and by index and all of them, nvidia-gpu-info.json as ecs-init writes it (and a copy
 #   with one UUID changed), the negative cases (default runtime runc; a spec naming a missing device node; a spec
@@ -98,10 +98,6 @@ print("gpuprep", gpuprep.__file__); print({n: m.version(n) for n in ("docker", "
   runc --version | head -1
   # The STAND-IN for nvidia-container-runtime (CDI mode), and a config.toml saying so, as the toolkit's would.
   install -m 0755 "$REPO/tests/gpu/nvidia-runtime-standin.py" "$RT"
-  # A STAND-IN dnf: preflight, even under --only, wants the AL2023 tree's package manager on this machine (which
-  # has none). The engine steps never run it; it answers every call with an error saying what it is.
-  printf '#!/bin/sh\necho "dnf: a stand-in of tests/gpu/real_gpu.sh (no package manager on this machine)" >&2\nexit 1\n' \
-    > "$ENG/bin/dnf" && chmod 0755 "$ENG/bin/dnf"
   mkdir -p /etc/nvidia-container-runtime
   printf '# gpuprep tests/gpu: the nvidia runtime here is a STAND-IN that applies CDI specs (CDI mode)\n[nvidia-container-runtime]\nmode = "cdi"\n' \
     > /etc/nvidia-container-runtime/config.toml
