@@ -1,9 +1,10 @@
 # An Amazon ECS / AWS Batch GPU image built on a GPU instance with gpuprep (amazon-ebs, HCL2).
 #
-#   packer build -var wheelhouse=dist/wheelhouse integrations/packer/gpuprep-ecs-gpu.pkr.hcl
+#   make dist && packer build integrations/packer/gpuprep-ecs-gpu.pkr.hcl
 #
-# The provisioners run integrations/scripts/*.sh, in this order, and tests/system/test_fleet_pipelines.py runs
-# the same files in the same order in a simulated instance: upload the wheelhouse, install gpuprep from it,
+# The provisioners run, in this order (tests/system/test_fleet_pipelines.py runs the same lines and files in
+# the same order in a simulated instance): upload the wheelhouse `make dist` builds and run its install.sh
+# (gpuprep in /opt/gpuprep, linked as /usr/sbin/gpuprep; docs/packaging.md), then integrations/scripts/*.sh:
 # `gpuprep install`, `gpuprep --json doctor` (the report downloaded into var.artifacts before anything can
 # fail), stop on a critical verdict, and `gpuprep seal` last, so nothing runs on the image after it.
 #
@@ -35,8 +36,8 @@ variable "ssh_username" {
 
 variable "wheelhouse" {
   type        = string
-  default     = "dist/wheelhouse"
-  description = "A directory of wheels with gpuprep's and its dependencies' (make dist)."
+  default     = "dist/gpuprep-wheelhouse-py3.9"
+  description = "The wheelhouse folder `make dist` builds (its install.sh installs gpuprep offline), for the instance's python3."
 }
 
 variable "install_args" {
@@ -72,8 +73,9 @@ variable "skip_credential_validation" {
 locals {
   stamp   = regex_replace(timestamp(), "[- TZ:]", "")
   scripts = "${path.root}/../scripts"
-  # sudo's secure_path on AL2023 lacks /usr/local/bin: the scripts name gpuprep by its full path.
-  as_root = "chmod +x {{ .Path }}; sudo {{ .Vars }} {{ .Path }}"
+  # Where the wheelhouse lands on the instance (install.sh finds its wheels beside itself).
+  wheelhouse = "/tmp/gpuprep-wheelhouse"
+  as_root    = "chmod +x {{ .Path }}; sudo {{ .Vars }} {{ .Path }}"
 }
 
 source "amazon-ebs" "gpu" {
@@ -106,18 +108,18 @@ build {
   sources = ["source.amazon-ebs.gpu"]
 
   provisioner "shell" {
-    inline = ["mkdir -p /tmp/gpuprep-wheelhouse"]
+    inline = ["mkdir -p ${local.wheelhouse}"]
   }
 
   provisioner "file" {
     source      = "${var.wheelhouse}/"
-    destination = "/tmp/gpuprep-wheelhouse"
+    destination = local.wheelhouse
   }
 
+  # gpuprep's own installer, as the README's user-data runs it: /opt/gpuprep and /usr/sbin/gpuprep.
   provisioner "shell" {
-    script           = "${local.scripts}/install-wheelhouse.sh"
-    execute_command  = local.as_root
-    environment_vars = ["GPUPREP_WHEELHOUSE=/tmp/gpuprep-wheelhouse"]
+    inline          = ["${local.wheelhouse}/install.sh"]
+    execute_command = local.as_root
   }
 
   provisioner "shell" {

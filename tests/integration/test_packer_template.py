@@ -27,9 +27,12 @@ def packer(*args: str, cwd: Path, home: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def wheelhouse(tmp_path: Path) -> Path:
-    d = tmp_path / "wheelhouse"
+    """A folder named and shaped as `make dist`'s (validate only stats the upload's source; the real one is
+    built and installed by tests/system/test_fleet_pipelines.py)."""
+    d = tmp_path / "gpuprep-wheelhouse-py3.9"
     d.mkdir()
-    (d / "gpuprep-0.0.0-py3-none-any.whl").write_bytes(b"")  # validate only stats it
+    (d / "gpuprep-0.0.0-py3-none-any.whl").write_bytes(b"")
+    (d / "install.sh").write_text("#!/bin/sh\n")
     return d
 
 
@@ -61,8 +64,17 @@ def test_this_packer_rejects_required_plugins(tmp_path: Path, wheelhouse: Path):
 def test_provisioners_in_order():
     steps = ik.packer_provisioners({"wheelhouse": "/w", "artifacts": "/a"})
     scripts = [Path(str(p.attrs["script"])).name for p in steps if "script" in p.attrs]
-    assert scripts == ["install-wheelhouse.sh", "build-install.sh", "build-doctor.sh", "build-verdict.sh",
-                       "build-seal.sh"]
+    assert scripts == ["build-install.sh", "build-doctor.sh", "build-verdict.sh", "build-seal.sh"]
+    # gpuprep is installed by the wheelhouse's own install.sh (docs/packaging.md), run where it was uploaded,
+    # as root, before any script; nothing else installs it.
+    upload = next(i for i, p in enumerate(steps) if p.kind == "file" and p.attrs["source"] == "/w/")
+    remote = steps[upload].attrs["destination"]
+    install = next(i for i, p in enumerate(steps) if p.attrs.get("inline") == [f"{remote}/install.sh"])
+    assert upload < install < next(i for i, p in enumerate(steps) if "script" in p.attrs)
+    assert steps[install].attrs["execute_command"] == steps[install + 1].attrs["execute_command"]
+    assert "sudo" in str(steps[install].attrs["execute_command"])
+    assert ik.packer_provisioners({})[upload].attrs["source"] == "dist/gpuprep-wheelhouse-py3.9/"  # make dist's
+    assert not list(ik.SCRIPTS.glob("install*")), "a second installer beside the wheelhouse's install.sh"
     for p in steps:
         if "script" in p.attrs:
             assert Path(str(p.attrs["script"])).is_file() and os.access(str(p.attrs["script"]), os.X_OK)

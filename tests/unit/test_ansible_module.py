@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from gpuprep.bootcheck import DEFAULT_PROGRAM
+
 MODULE = Path(__file__).resolve().parents[2] / "integrations/ansible/roles/gpuprep/library/gpuprep.py"
 
 
@@ -60,3 +62,9 @@ def test_doctor_never_changes_and_fails_on_its_list(mod):
 def test_diffs_are_printed_as_gpuprep_made_them(mod):
     report = {"steps": steps(("docker-runtime", "planned"), ("ecs-config", "ok"), diff="--- a\n+++ b\n")}
     assert mod.diffs_of(report) == [{"prepared": "docker-runtime: docker-runtime planned\n--- a\n+++ b\n"}]
+
+
+def test_it_runs_the_gpuprep_the_wheelhouse_installs(mod):
+    """/usr/sbin/gpuprep: where the wheelhouse's install.sh links it and what the boot gate's unit runs."""
+    assert mod.DEFAULT_EXECUTABLE == DEFAULT_PROGRAM == "/usr/sbin/gpuprep"
+    assert f"default: {DEFAULT_PROGRAM}\n" in mod.DOCUMENTATION

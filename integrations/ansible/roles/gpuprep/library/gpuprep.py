@@ -8,8 +8,9 @@
 - check mode runs install and seal with --dry-run; --diff shows each step's file diff.
 - the report is returned whole as ``report``; doctor adds ``failing``, the ids of checks that are not ok.
 
-It runs on the managed host's python (3.8 or newer, what gpuprep itself needs) with nothing but Ansible's
-module_utils, and never through a shell.
+It runs on the managed host's python (whichever Ansible uses there; it does not import gpuprep) with nothing
+but Ansible's module_utils, and never through a shell. The program is /usr/sbin/gpuprep, where the wheelhouse's
+install.sh links it (docs/packaging.md).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ options:
     elements: str
     default: []
   executable:
-    description: The gpuprep program on the host.
+    description: The gpuprep program on the host (where the wheelhouse's install.sh links it).
     type: path
-    default: /usr/local/bin/gpuprep
+    default: /usr/sbin/gpuprep
   fail_on:
     description: doctor statuses that fail the task (Nagios' ok, warning, critical, unknown).
     type: list
@@ -46,6 +47,7 @@ options:
     default: [critical, unknown]
 """
 
+DEFAULT_EXECUTABLE = "/usr/sbin/gpuprep"  # install.sh's link; the boot gate's and doctor timer's ExecStart
 NOT_OK = ("warning", "critical", "unknown")
 # Steps that only prove the host: in a dry run gpuprep lists the container run gpu-check would make
 # ("planned"), which changes nothing, so check mode does not count it as a change.
@@ -87,7 +89,7 @@ def main():
         argument_spec={
             "command": {"type": "str", "required": True, "choices": ["install", "seal", "doctor"]},
             "args": {"type": "list", "elements": "str", "default": []},
-            "executable": {"type": "path", "default": "/usr/local/bin/gpuprep"},
+            "executable": {"type": "path", "default": DEFAULT_EXECUTABLE},
             "fail_on": {"type": "list", "elements": "str", "default": ["critical", "unknown"]},
         },
         supports_check_mode=True,
