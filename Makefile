@@ -30,7 +30,7 @@ system: provision venv
 	$(PY) -m pytest -ra $(PYTEST_ARGS) tests/system
 
 lint: venv
-	$(PY) -m ruff check gpuprep tests bench packaging
+	$(PY) -m ruff check gpuprep tests bench packaging integrations
 
 bench: provision venv
 	$(PY) bench/run_all.py
