@@ -1,13 +1,12 @@
-"""A fleet of simulated GPU instances, and the wheelhouse gpuprep is installed from (integrations/).
+"""A fleet of simulated GPU instances for the tests of integrations/.
 
-Each ``FleetHost`` is a ``sim.Instance`` (an AL2023-like booted host; the GPU, NVIDIA's and Amazon's
-packages and the ECS agent simulated, as sim.py says) with three things more:
+Each ``FleetHost`` is a ``sim.Instance`` (an AL2023-like booted host whose python3 is 3.9; the GPU, NVIDIA's and
+Amazon's packages and the ECS agent simulated, as sim.py says) with three things more:
 
-- **An ssh server, python's venv and node_exporter**, from a layer built once on top of the cached base tree:
-  Debian's openssh-server (Ansible's connection, as to an EC2 instance), python3-venv (AL2023's python3
-  ships venv and ensurepip; Debian splits them out) and prometheus-node-exporter (1.5.0, the real exporter,
-  listening on 127.0.0.1:9100 inside the host). The layer is an overlay upper directory cached beside the
-  base tree and mounted above it, so the base tree every other system test uses stays as it is: nothing
+- **An ssh server and node_exporter**, from a layer built once on top of the cached base tree: Debian's
+  openssh-server (Ansible's connection, as to an EC2 instance) and prometheus-node-exporter (1.5.0, the real
+  exporter, listening on 127.0.0.1:9100 inside the host). The layer is an overlay upper directory cached beside
+  the base tree and mounted above it, so the base tree every other system test uses stays as it is: nothing
   is rebuilt for them, and a change here rebuilds only the layer (about a minute).
 - **A network namespace of its own**, reached over a veth pair: the host side gets 10.N.I.1/24, the
   instance 10.N.I.2/24 on its ``eth0`` (N from this process id, I the host's index), and
@@ -16,9 +15,8 @@ packages and the ECS agent simulated, as sim.py says) with three things more:
 - **Root's authorized_keys** with the test's own key, written before the first boot (EC2 puts the key pair's
   public key there).
 
-The wheelhouse is what ``make dist`` (issue 16) will build; until it lands it is built here: a wheel of
-this checkout (``pip wheel --no-deps``) plus its dependencies' wheels for the instances' python (3.11,
-manylinux), fetched once from PyPI and cached.
+gpuprep reaches the hosts as integrations/ ships it: the wheelhouse `make dist` builds (simfixtures'
+``wheelhouse``, built once a session by tests/distkit.py), installed by its own install.sh.
 """
 
 from __future__ import annotations
@@ -31,19 +29,20 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import image
-from sim import Instance, copy_checkout
+from sim import Instance
 
 log = logging.getLogger("gpuprep.tests")
 
 REPO = image.REPO
-LAYER_PACKAGES = ("openssh-server", "openssh-sftp-server", "python3-venv", "prometheus-node-exporter")
+# No python3-venv: the wheelhouse's install.sh makes its venv without pip (docs/packaging.md), with the
+# base tree's python3.9 (AL2023's python3 ships venv as it is).
+LAYER_PACKAGES = ("openssh-server", "openssh-sftp-server", "prometheus-node-exporter")
 NODE_EXPORTER = "127.0.0.1:9100"
 # Debian's node_exporter reads its textfile directory from its own default (Debian's build sets it).
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
@@ -252,50 +251,17 @@ def ssh_key(directory: Path) -> tuple[Path, str]:
     return key, key.with_suffix(".pub").read_text().strip()
 
 
-# -- the wheelhouse -----------------------------------------------------------------------------------
-def wheelhouse(dest: Path) -> Path:
-    """gpuprep's wheel and its dependencies' wheels in ``dest``, installable offline with pip --no-index."""
-    deps = _dependency_wheels()
-    dest.mkdir(parents=True, exist_ok=True)
-    for whl in deps.glob("*.whl"):
-        shutil.copy2(whl, dest / whl.name)
-    with tempfile.TemporaryDirectory(prefix="gpuprep-src-") as src:
-        copy_checkout(Path(src))
-        _sh([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest), src], timeout=300)
-    if not list(dest.glob("gpuprep-*.whl")):
-        raise RuntimeError(f"pip wheel made no gpuprep wheel in {dest}")
-    return dest
-
-
-def _dependency_wheels() -> Path:
-    root = image.cache_root()
-    key = hashlib.sha256(json.dumps(image.requirements()).encode()).hexdigest()[:16]
-    final = root / f"wheels-{key}"
-    if (final / ".built").exists():
-        return final
-    with open(root / ".wheels.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (final / ".built").exists():
-            work = Path(tempfile.mkdtemp(prefix="building-wheels-", dir=root))
-            try:
-                image._download_wheels(work)
-                (work / ".built").write_text("")
-                shutil.rmtree(final, ignore_errors=True)
-                os.rename(work, final)
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
-    return final
-
-
 @contextlib.contextmanager
-def booted(base: Path, repos: dict[str, Path], count: int, *, public_key: str = "", before_boot=None,
-           first: int = 1):
+def booted(base: Path, repos: dict[str, Path], count: int, *, wheelhouse: Path, public_key: str = "",
+           before_boot=None, first: int = 1):
     """``count`` fleet hosts, prepared and booted (in parallel: a boot mostly waits); all closed after.
-    ``first`` is the first host's index (its name, network namespace and subnet): modules use their own."""
+    ``wheelhouse``: `make dist`'s .tar.gz (sim.Instance's). ``first`` is the first host's index (its name,
+    network namespace and subnet): modules use their own."""
     from concurrent.futures import ThreadPoolExecutor
 
     fleet_layer = layer()
-    hosts = [FleetHost(base, fleet_layer, repos, first + i, public_key=public_key) for i in range(count)]
+    hosts = [FleetHost(base, fleet_layer, repos, first + i, wheelhouse=wheelhouse, public_key=public_key)
+             for i in range(count)]
     try:
         for host in hosts:
             host.prepare()

@@ -1,4 +1,4 @@
-"""Fixtures of the fleet tests (tests/system/test_fleet_*.py): the wheelhouse, an ssh key, the booted fleet.
+"""Fixtures of the fleet tests (tests/system/test_fleet_*.py): the wheelhouse folder, an ssh key.
 
 Star-imported by the test modules, beside simfixtures (one conftest.py would clash with tests/conftest.py).
 Real and simulated as in fleet.py and simfixtures.py.
@@ -12,7 +12,7 @@ import pytest
 from conftest import require
 from simfixtures import require_booted_host
 
-__all__ = ["fleet_wheelhouse", "fleet_key", "require_fleet_host"]
+__all__ = ["wheelhouse_dir", "fleet_key", "require_fleet_host"]
 
 
 def require_fleet_host() -> None:
@@ -21,12 +21,13 @@ def require_fleet_host() -> None:
 
 
 @pytest.fixture(scope="session")
-def fleet_wheelhouse(tmp_path_factory) -> Path:
-    """gpuprep's wheelhouse, as `make dist` will build it (issue 16); built here until it lands."""
+def wheelhouse_dir(wheelhouse: Path) -> Path:
+    """The folder beside simfixtures' `make dist` tarball (`dist/gpuprep-wheelhouse-pyX.Y/`, install.sh in it):
+    what Packer uploads and Ansible copies. The same build, not a second one."""
     require_fleet_host()
-    import fleet
-
-    return fleet.wheelhouse(tmp_path_factory.mktemp("wheelhouse") / "wheelhouse")
+    folder = wheelhouse.with_name(wheelhouse.name.removesuffix(".tar.gz"))
+    assert (folder / "install.sh").is_file(), f"no install.sh in {folder}"
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,14 @@ none for nspawn, and ssh is what users run). The broken one, gpu-c, has a GPU wh
 nvidia-smi exits 9 ("NVIDIA driver is not loaded", NVML's code), so install's gpu-check fails there.
 
 The tests carry on from each other, in order, on the same three instances (module scope): install (the play
-reports gpu-c and only it), the same play again (changed=0), the fleet doctor table after a reboot, and
---check --diff on a drifted host (gpuprep's dry run, its diff, nothing changed).
+reports gpu-c and only it), the same play again (changed=0), install.sh again only where the wheelhouse is not
+the one installed, the fleet doctor table after a reboot, and --check --diff on a drifted host (gpuprep's dry
+run, its diff, nothing changed).
 
-Real: ansible-core (PyPI, the test extra) and OpenSSH, systemd, dockerd, dnf/rpm, pip installing the
-wheelhouse offline. SIMULATED: what fleet.py and simfixtures.py list (GPU, driver, NVIDIA's and Amazon's
-repositories, the ECS agent, EC2).
+Real: ansible-core (PyPI, the test extra) and OpenSSH, systemd, dockerd, dnf/rpm, the wheelhouse `make dist`
+builds from this checkout (simfixtures' ``wheelhouse``) installed by its install.sh on the instances' python3
+(3.9, as AL2023's; Ansible's modules run on it too). SIMULATED: what fleet.py and simfixtures.py list (GPU,
+driver, NVIDIA's and Amazon's repositories, the ECS agent, EC2).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ class Play:
 
 
 @pytest.fixture(scope="module")
-def fleet(base_tree, repos, fleet_key, fleet_wheelhouse, tmp_path_factory):
+def fleet(base_tree, repos, fleet_key, wheelhouse, wheelhouse_dir, tmp_path_factory):
     if not ANSIBLE_PLAYBOOK.exists():
         pytest.skip(f"needs ansible-core in this venv ({ANSIBLE_PLAYBOOK}; `make venv` installs the test extra)")
     import fleet as fleet_mod
@@ -67,7 +69,8 @@ def fleet(base_tree, repos, fleet_key, fleet_wheelhouse, tmp_path_factory):
         if host.name.endswith("-13"):  # the third: gpu-c
             host.path(fr.HOST_SMI).write_bytes(fr.fake_smi_bytes(host.gpus, exit_code=9))
 
-    with fleet_mod.booted(base_tree, repos, 3, public_key=public, before_boot=break_one, first=11) as hosts:
+    with fleet_mod.booted(base_tree, repos, 3, wheelhouse=wheelhouse, public_key=public, before_boot=break_one,
+                          first=11) as hosts:
         for host in hosts:
             host.wait_ssh()
         work = tmp_path_factory.mktemp("ansible")
@@ -77,9 +80,9 @@ def fleet(base_tree, repos, fleet_key, fleet_wheelhouse, tmp_path_factory):
             + "\n[gpu:vars]\nansible_user=root\n"
             f"ansible_ssh_private_key_file={key}\n"
             "ansible_ssh_common_args='-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null'\n"
-            "ansible_python_interpreter=/usr/bin/python3\n")
+            "ansible_python_interpreter=/usr/local/bin/python3\n")  # 3.9: python3 on PATH, as on AL2023
         yield {"hosts": dict(zip(NAMES, hosts)), "inventory": inventory, "work": work,
-               "wheelhouse": fleet_wheelhouse}
+               "wheelhouse": wheelhouse_dir}
 
 
 def playbook(fleet: dict, name: str, *options: str, **extra_vars) -> Play:
@@ -115,9 +118,11 @@ def test_install_play_reports_the_broken_host_and_only_it(fleet):
     assert set(play.recap) == set(NAMES), play
     for name in ("gpu-a", "gpu-b"):
         assert play.recap[name]["failed"] == 0 and play.recap[name]["unreachable"] == 0, play
-        assert play.recap[name]["changed"] >= 3, play  # the wheelhouse, gpuprep from it, gpuprep install
+        # the wheelhouse copied, its install.sh, the record of it, gpuprep install
+        assert play.recap[name]["changed"] >= 4, play
         assert f"fatal: [{name}]" not in play.output, play
         host = fleet["hosts"][name]
+        assert host.run(["readlink", "/usr/sbin/gpuprep"]).stdout.strip() == "/opt/gpuprep/bin/gpuprep"
         assert host.run(["docker", "info", "--format", "{{.DefaultRuntime}}"]).stdout.strip() == "nvidia"
     assert play.recap[BROKEN]["failed"] == 1, play
     assert play.rc == 2, play  # ansible-playbook: some host failed
@@ -132,6 +137,24 @@ def test_a_second_run_changes_nothing(fleet):
     play = install(fleet)
     assert all(r["changed"] == 0 for r in play.recap.values()), play
     assert [n for n, r in play.recap.items() if r["failed"]] == [BROKEN], play
+
+
+def test_install_sh_runs_again_only_where_the_wheelhouse_is_not_installed(fleet):
+    """The role runs the wheelhouse's install.sh where the lock recorded by the last install differs from the
+    wheelhouse's (gpu-a: as after an upgrade of the wheelhouse) or the program is gone (gpu-b), and nowhere else."""
+    a, b = fleet["hosts"]["gpu-a"], fleet["hosts"]["gpu-b"]
+    record = a.path("/var/cache/gpuprep/installed-requirements.txt")
+    record.write_text(record.read_text() + "# an older wheelhouse\n")
+    b.run(["rm", "/usr/sbin/gpuprep"])
+    play = install(fleet, "--limit", "gpu-a,gpu-b")
+    ran = re.search(r"^TASK \[gpuprep : Run the wheelhouse's install.sh\].*?\n\n", play.output, re.M | re.S)
+    assert ran and sorted(re.findall(r"^changed: \[(\S+)\]", ran.group(0), re.M)) == ["gpu-a", "gpu-b"], play
+    assert play.recap["gpu-a"]["changed"] == 2 and play.recap["gpu-b"]["changed"] == 1, play  # + gpu-a's record
+    assert all(r["failed"] == 0 for r in play.recap.values()), play
+    assert record.read_bytes() == a.path("/var/cache/gpuprep/wheelhouse/requirements.txt").read_bytes()
+    assert b.run(["readlink", "/usr/sbin/gpuprep"]).stdout.strip() == "/opt/gpuprep/bin/gpuprep"
+    again = install(fleet, "--limit", "gpu-a,gpu-b")
+    assert all(r["changed"] == 0 for r in again.recap.values()), again
 
 
 def test_fleet_doctor_table(fleet):

@@ -11,7 +11,9 @@ node_exporter):
 - the second is built the Image Builder way: the component's build and validate phases, a launch from the
   image, then its test phase.
 
-Real: systemd, dockerd, dnf/rpm, pip and venv installing the wheelhouse offline, node_exporter 1.5.0 and its
+Real: systemd, dockerd, dnf/rpm, the wheelhouse `make dist` builds from this checkout (simfixtures' ``wheelhouse``)
+installed by its own install.sh (venv and pip offline, hash-checked, on the instances' python3 3.9),
+node_exporter 1.5.0 and its
 textfile collector, promtool on what it serves. SIMULATED: what fleet.py and simfixtures.py list (GPU, driver,
 NVIDIA's and Amazon's repositories, the ECS agent, EC2), and here S3 (the component's S3Download is a copy of
 the wheelhouse to its destination) and the runners themselves (tests/integrations_kit.py: each runs the
@@ -37,13 +39,14 @@ from gpuprep.bootcheck import UNIT_NAME
 REPO_FILE = "/srv/repos/nvidia-container-toolkit.repo"  # fixture_repo.NVIDIA_REPO_FILE: no internet here
 PROM_DIR = "/var/lib/prometheus/node-exporter"  # Debian's node_exporter textfile directory
 OFFLINE_INSTALL = f"--repo-file {REPO_FILE} --image {IMAGE}"
+AS_ROOT = "chmod +x {{ .Path }}; sudo {{ .Vars }} {{ .Path }}"  # the template's execute_command: as root
 
 
 @pytest.fixture(scope="module")
-def pipeline_hosts(base_tree, repos, fleet_wheelhouse):
+def pipeline_hosts(base_tree, repos, wheelhouse):
     import fleet
 
-    with fleet.booted(base_tree, repos, 2) as hosts:
+    with fleet.booted(base_tree, repos, 2, wheelhouse=wheelhouse) as hosts:
         yield hosts
 
 
@@ -55,9 +58,9 @@ def packer_build(host, wheelhouse: Path, artifacts: Path, **variables: str) -> l
         a = p.attrs
         if p.kind == "shell" and "inline" in a:
             proc = host.run_script("\n".join(a["inline"]) + "\n")
-            what = f"inline {a['inline']}"
+            what = "; ".join(a["inline"])
         elif p.kind == "shell":
-            assert a["execute_command"] == "chmod +x {{ .Path }}; sudo {{ .Vars }} {{ .Path }}", a
+            assert a["execute_command"] == AS_ROOT, a
             env = dict(v.split("=", 1) for v in a.get("environment_vars", []))
             proc = host.run_script(Path(a["script"]).read_text(), env)
             what = Path(a["script"]).name
@@ -76,19 +79,23 @@ def packer_build(host, wheelhouse: Path, artifacts: Path, **variables: str) -> l
     return done
 
 
-def test_packer_build_then_an_instance_from_the_image(pipeline_hosts, fleet_wheelhouse, tmp_path):
+def test_packer_build_then_an_instance_from_the_image(pipeline_hosts, wheelhouse_dir, tmp_path):
     host = pipeline_hosts[0]
     artifacts = tmp_path / "artifacts"
-    done = packer_build(host, fleet_wheelhouse, artifacts, install_args=f"{OFFLINE_INSTALL} --prom-dir {PROM_DIR}",
+    done = packer_build(host, wheelhouse_dir, artifacts, install_args=f"{OFFLINE_INSTALL} --prom-dir {PROM_DIR}",
                         doctor_args=f"--image {IMAGE}", seal_args=f"--keep-image {IMAGE}")
     failed = [d for d in done if d[1] != 0]
     assert not failed, "\n".join(f"{w}: exit {c}\n{out[-3000:]}" for w, c, out in failed)
-    assert [w for w, _, _ in done if w.endswith(".sh")] == ["install-wheelhouse.sh", "build-install.sh",
+    assert [w for w, _, _ in done if w.endswith(".sh")] == ["/tmp/gpuprep-wheelhouse/install.sh", "build-install.sh",
                                                              "build-doctor.sh", "build-verdict.sh", "build-seal.sh"]
+    # gpuprep as the wheelhouse's install.sh puts it: a venv of the instance's python3 (3.9), /usr/sbin/gpuprep.
+    installed = next(out for w, _, out in done if w.endswith("/install.sh"))
+    assert "gpuprep install.sh: /usr/sbin/gpuprep -> /opt/gpuprep/bin/gpuprep" in installed, installed
+    assert host.run(["readlink", "/usr/sbin/gpuprep"]).stdout.strip() == "/opt/gpuprep/bin/gpuprep"
+    assert host.run(["/opt/gpuprep/bin/python", "-c", "import sys; print(sys.version_info[:2])"]).stdout == "(3, 9)\n"
     # The artefact: the build instance's doctor report, fetched before the verdict and the seal.
     report = json.loads((artifacts / "gpuprep-doctor.json").read_text())
     assert report["status"] in ("ok", "warning"), explain(report)
-    assert host.run(["readlink", "/usr/local/bin/gpuprep"]).stdout.strip() == "/opt/gpuprep/bin/gpuprep"
     # Sealed: the report is gone from the image, the stamp is there, ECS is stopped.
     assert host.run(["test", "-e", "/tmp/gpuprep-doctor.json"], check=False).returncode == 1
     assert host.path("/etc/gpuprep/seal.json").is_file()
@@ -97,9 +104,11 @@ def test_packer_build_then_an_instance_from_the_image(pipeline_hosts, fleet_whee
     host.launch_from_image()
     gate = host.unit_state(UNIT_NAME)
     assert (gate["ActiveState"], gate["ExecMainStatus"]) == ("active", "0"), (gate, host.journal(UNIT_NAME))
-    # The boot check runs the gpuprep of the venv, found where install-wheelhouse.sh linked it.
-    exec_start = host.run(["systemctl", "show", UNIT_NAME, "-p", "ExecStart", "--value"]).stdout
-    assert "/usr/local/bin/gpuprep doctor --boot" in exec_start, exec_start
+    # The boot check and the doctor timer run the gpuprep of the venv, by the link install.sh made.
+    for unit, line in ((UNIT_NAME, "/usr/sbin/gpuprep doctor --boot"),
+                       ("gpuprep-doctor.service", "/usr/sbin/gpuprep doctor --no-container --prom")):
+        exec_start = host.run(["systemctl", "show", unit, "-p", "ExecStart", "--value"]).stdout
+        assert line in exec_start, (unit, exec_start)
 
 
 def wait_for(host, what: str, poll, timeout: float = 60):
@@ -169,7 +178,7 @@ def _last_run(metrics: str) -> float:
     return float(m.group(1))
 
 
-def test_ssm_document_on_the_launched_instance(pipeline_hosts, fleet_wheelhouse):
+def test_ssm_document_on_the_launched_instance(pipeline_hosts, wheelhouse_dir):
     """The SSM document's script, with its parameters as SSM Agent passes them (SSM_<name>), as a fleet runs it
     on an instance of the image: doctor, install (converged), an upgrade from a wheelhouse, seal."""
     host = pipeline_hosts[0]
@@ -189,34 +198,36 @@ def test_ssm_document_on_the_launched_instance(pipeline_hosts, fleet_wheelhouse)
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["status"] == "ok", explain(report) + proc.stderr[-2000:]
 
-    host.upload(fleet_wheelhouse, "/var/tmp/wheelhouse")
+    host.upload(wheelhouse_dir, "/var/tmp/wheelhouse")  # make dist's folder, as a fleet would unpack it there
     proc = ssm(command="doctor", arguments="--no-container", wheelhouse="/var/tmp/wheelhouse")
     assert proc.returncode == 0 and json.loads(proc.stdout)["command"] == "doctor", proc.stderr[-2000:]
+    assert "gpuprep install.sh: /usr/sbin/gpuprep -> /opt/gpuprep/bin/gpuprep" in proc.stderr, proc.stderr[-2000:]
 
     proc = ssm(command="reboot")  # SSM refuses it by allowedValues; the script refuses it too
     assert proc.returncode == 2 and "not doctor, install or seal" in proc.stderr, proc
     proc = ssm(command="doctor", wheelhouse="/var/tmp/no-such-wheelhouse")
-    assert proc.returncode == 2 and "no gpuprep wheel" in proc.stderr, proc
+    assert proc.returncode == 2 and "no install.sh in /var/tmp/no-such-wheelhouse" in proc.stderr, proc
 
     proc = ssm(command="seal", arguments=f"--keep-image {IMAGE}")
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["command"] == "seal", explain(report) + proc.stderr[-2000:]
 
 
-def test_image_builder_component_phases(pipeline_hosts, fleet_wheelhouse):
+def test_image_builder_component_phases(pipeline_hosts, wheelhouse):
     host = pipeline_hosts[1]
     doc = ik.component()
-    values = {"WheelhouseS3Uri": "s3://gpuprep-builds/wheelhouse", "InstallArgs": OFFLINE_INSTALL,
+    uri = f"s3://gpuprep-builds/{wheelhouse.name}"  # make dist's .tar.gz, as the README uploads it
+    values = {"WheelhouseS3Uri": uri, "InstallArgs": OFFLINE_INSTALL,
               "SealArgs": f"--keep-image {IMAGE}", "DoctorArgs": f"--image {IMAGE}"}
 
     def phase(name: str) -> list[str]:
         ran = []
         for step, action, what in ik.component_commands(doc, name, values):
             if action == "S3Download":
-                # SIMULATED: no S3 here. The wheelhouse is what the S3 prefix holds.
+                # SIMULATED: no S3 here. The object is make dist's tarball.
                 for item in what:
-                    assert item["source"] == "s3://gpuprep-builds/wheelhouse/*", item
-                    host.upload(fleet_wheelhouse, item["destination"].rstrip("/"))
+                    assert item["source"] == uri, item
+                    host.upload(wheelhouse, item["destination"])
             else:
                 proc = host.run_script(what, shell="/bin/bash")
                 assert proc.returncode == 0, f"{name}/{step} exited {proc.returncode}\n{proc.stdout[-3000:]}" \
@@ -225,6 +236,7 @@ def test_image_builder_component_phases(pipeline_hosts, fleet_wheelhouse):
         return ran
 
     assert phase("build") == ["DownloadWheelhouse", "InstallGpuprep", "Install", "Seal"]
+    assert host.run(["readlink", "/usr/sbin/gpuprep"]).stdout.strip() == "/opt/gpuprep/bin/gpuprep"
     assert host.path("/etc/gpuprep/seal.json").is_file()
     assert phase("validate") == ["Doctor"]
     host.launch_from_image()  # Image Builder's test stage runs on an instance launched from the new image
