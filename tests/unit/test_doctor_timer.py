@@ -27,10 +27,14 @@ PROM_DIR = "/var/lib/prometheus/node-exporter"
 def image(tmp_path: Path) -> Path:
     root = tmp_path / "image"
     shutil.copytree(FIXTURES / "distros/amzn-2023", root)
-    program = root / "usr/local/bin/gpuprep"
+    # gpuprep as the wheelhouse's install.sh leaves it in an image (docs/packaging.md): the venv's script, linked
+    # as /usr/sbin/gpuprep. A stand-in script, never run.
+    program = root / "opt/gpuprep/bin/gpuprep"
     program.parent.mkdir(parents=True)
-    program.write_text("#!/bin/sh\n# stands in for root's `pip install gpuprep`; never run\n")
+    program.write_text("#!/bin/sh\n# stands in for the venv's gpuprep script; never run\n")
     program.chmod(0o755)
+    (root / "usr/sbin").mkdir(parents=True, exist_ok=True)
+    (root / "usr/sbin/gpuprep").symlink_to("/opt/gpuprep/bin/gpuprep")
     (root / PROM_DIR.lstrip("/")).mkdir(parents=True)
     return root
 
@@ -56,14 +60,14 @@ def test_dry_run_then_install_then_converged(tmp_path):
     code, doc = install(root, "--prom-dir", PROM_DIR, "--dry-run")
     planned = step(doc)
     assert code == 0 and planned["status"] == "planned", doc
-    assert f"+ExecStart=/usr/local/bin/gpuprep doctor --no-container --prom {PROM_DIR}/gpuprep.prom" in planned["diff"]
+    assert f"+ExecStart=/usr/sbin/gpuprep doctor --no-container --prom {PROM_DIR}/gpuprep.prom" in planned["diff"]
     assert "+OnUnitActiveSec=5min" in planned["diff"]
     assert not (root / SERVICE_PATH.lstrip("/")).exists()  # a dry run writes nothing
 
     code, doc = install(root, "--prom-dir", PROM_DIR)
     assert code == 0 and step(doc)["status"] == "changed", doc
     service = (root / SERVICE_PATH.lstrip("/")).read_text()
-    assert service == render_service("/usr/local/bin/gpuprep", PROM_DIR)
+    assert service == render_service("/usr/sbin/gpuprep", PROM_DIR)
     assert "SuccessExitStatus=1 2\n" in service
     assert (root / TIMER_PATH.lstrip("/")).read_text().count("[Install]") == 1
     link = root / TIMER_LINK.lstrip("/")
