@@ -26,7 +26,7 @@ def host_view(p: Probes):
 
 def check_gpu_container(probes: Probes) -> Verdict:
     from gpuprep.engine import gpu_container
-    from gpuprep.engine.checks import docker_info
+    from gpuprep.engine.checks import ENGINE_FIRST, docker_info, runtime_binary_fix
     from gpuprep.engine.dockerd import EngineDown
     from gpuprep.gpu import inventory
 
@@ -35,11 +35,10 @@ def check_gpu_container(probes: Probes) -> Verdict:
         raise NotApplicable("no NVIDIA GPU on this host (see gpu-pci): no GPU for a container to see")
     try:
         # The docker checks' `docker info`, asked once: an Engine that is down is said at once, without
-        # trying to create a container.
-        docker_info(probes)
-    except EngineDown as exc:
-        return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", exc.hint,
-                       {"link": gpu_container.ENGINE, "image": probes.options.image})
+        # trying to create a container; docker-engine says why and how to start it.
+        info = docker_info(probes)
+    except EngineDown:
+        raise NotApplicable(ENGINE_FIRST) from None
     image = probes.options.image
     view = host_view(probes)
     result = gpu_container.probe(probes.host, image, host_view=view, pull=not probes.options.boot)
@@ -55,8 +54,15 @@ def check_gpu_container(probes: Probes) -> Verdict:
             raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing")
         return Verdict(Status.UNKNOWN, result.summary, result.hint, data)
     if result.link == gpu_container.ENGINE:
-        return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", result.hint, data)
-    return Verdict(Status.CRITICAL, f"{result.link}: {result.summary}", result.hint, data)
+        raise NotApplicable(ENGINE_FIRST)
+    hint = result.hint
+    if result.link == gpu_container.RUNTIME_BINARY:
+        # The same fix docker-runtime-binary gives: the package that owns the binary, reinstalled.
+        runtimes, default = info.get("Runtimes") or {}, info.get("DefaultRuntime") or ""
+        path = str((runtimes.get(default) or {}).get("path") or "")
+        if path:
+            hint = runtime_binary_fix(probes, path)
+    return Verdict(Status.CRITICAL, f"{result.link}: {result.summary}", hint, data)
 
 
 CHECKS = [

@@ -59,6 +59,7 @@ class DockerServiceStep(Step):
                              {"server_version": info.get("ServerVersion")})
         services = Services(host, ctx.platform)
         name = ctx.platform.docker_service
+        _readable_daemon_json(ctx)
         if ctx.platform.init == "upstart" and not host.live:
             return _plan_sysv_in_root(ctx, name)
         state = services.state(name)
@@ -96,6 +97,17 @@ class DockerServiceStep(Step):
             except DockerdDidNotStart as exc:
                 raise StepFailed(f"{name} started but {exc}", f"see `journalctl -u {name} -n 50`") from None
         return Applied()
+
+
+def _readable_daemon_json(ctx: Context) -> None:
+    """dockerd refuses to start with a daemon.json it cannot read, and says so only in its journal: the file is
+    read first, so a trailing comma is named (file, line, column) before a start that cannot work (exit 2)."""
+    from gpuprep.errors import BadInput
+
+    try:
+        daemon_config.read_config(ctx.host, ctx.platform.daemon_json)
+    except BadInput as exc:
+        raise BadInput(f"{exc.message}: dockerd would not start with it", exc.hint, data=exc.data) from None
 
 
 class _InRoot:

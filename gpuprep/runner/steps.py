@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gpuprep.errors import BadInput, GpuprepError, os_error
+from gpuprep.hints import for_target
 from gpuprep.host import Host
 from gpuprep.options import InstallOptions, SealOptions
 from gpuprep.platform import Platform
@@ -271,8 +272,9 @@ def _run_one(ctx: Context, step: Step, report: RunReport, *, checks_only: bool =
     except GpuprepError as exc:
         log.debug("step %s failed", step.id, exc_info=True)
         report.exit_code = max(report.exit_code, exc.exit_code)
-        report.error, report.hint = f"{step.id}: {exc.message}", exc.hint
-        return StepResult(step.id, StepStatus.FAILED, exc.message, hint=exc.hint, data=exc.data)
+        hint = for_target(ctx.host, exc.hint)  # a gpuprep command in it keeps this run's --root
+        report.error, report.hint = f"{step.id}: {exc.message}", hint
+        return StepResult(step.id, StepStatus.FAILED, exc.message, hint=hint, data=exc.data)
     except OSError as exc:
         # The system refused (a full disk, a read-only mount, an I/O error, permission): not a bug of
         # gpuprep's, so it is said as one line naming the file and what to do.

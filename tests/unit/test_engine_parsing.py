@@ -208,3 +208,21 @@ def test_al1_image_ecs_is_an_upstart_job_enabled_by_its_file(stand_ins, tmp_path
     assert (root / "etc/ecs/ecs.config").read_text() == "ECS_ENABLE_GPU_SUPPORT=true\n"
     assert run().status is StepStatus.OK
     assert argv_log(stand_ins) == []  # nothing to run: no chkconfig, no start
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_docker_service_names_a_daemon_json_dockerd_cannot_read_before_starting_it(tmp_path, dry_run):
+    """A trailing comma stops dockerd, which says so only in its journal: docker-service reads the file first and
+    fails naming it (file, line, column), exit 2, with nothing started (issue 16)."""
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    daemon_json = root / "etc/docker/daemon.json"
+    daemon_json.parent.mkdir(parents=True)
+    daemon_json.write_text('{\n  "bridge": "none",\n  "iptables": false,\n}\n')
+    host = Host(root, env={"PATH": str(tmp_path / "no-bin")})
+    ctx = Context(host, detect(host), InstallOptions(dry_run=dry_run))
+    report = run_steps(ctx, "install", [DockerServiceStep()])
+    step = report.steps[0]
+    assert step.status is StepStatus.FAILED and report.exit_code == 2
+    assert step.summary.startswith(f"{daemon_json.resolve()}: invalid JSON: ") and "line 4 column 1" in step.summary
+    assert step.summary.endswith("dockerd would not start with it") and "by hand" in step.hint
