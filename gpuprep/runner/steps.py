@@ -101,6 +101,11 @@ class Step:
         """Make the change the plan described."""
         raise NotImplementedError
 
+    def undo(self, ctx: Context, failed: StepResult) -> str | None:
+        """A later step of this run failed (``failed``): undo what that failure made useless and say what was
+        undone, or return None to keep the change. Asked of each step this run applied, the last first."""
+        return None
+
 
 @dataclass
 class Applied:
@@ -215,12 +220,27 @@ def run_steps(
             result = _ask(ctx, confirm, [s for s in steps[1:] if selected(s)], result, report)
         if result.status is StepStatus.FAILED:
             failed = result
+            _undo(ctx, steps, result)
         if not result.duration_ms:
             result.duration_ms = (time.monotonic() - started) * 1000
         report.steps.append(result)
         if on_step is not None:
             on_step(result)
     return report
+
+
+def _undo(ctx: Context, steps: Sequence[Step], failed: StepResult) -> None:
+    """Let each step this run applied undo what ``failed`` made useless; what was undone joins its summary."""
+    for step in reversed([s for s in steps if s.id in ctx.applied and s.id != failed.id]):
+        try:
+            note = step.undo(ctx, failed)
+        except (GpuprepError, OSError) as exc:
+            err = exc if isinstance(exc, GpuprepError) else os_error(exc)
+            note = f"could not undo {step.id}: {err.message}"
+        if note:
+            log.warning("%s: %s", step.id, note)
+            failed.summary += f"; {note}"
+            failed.data.setdefault("undone", []).append({"step": step.id, "what": note})
 
 
 def _ask(ctx: Context, confirm: Confirm, steps: Sequence[Step], gate: StepResult, report: RunReport) -> StepResult:
