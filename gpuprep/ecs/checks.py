@@ -211,8 +211,8 @@ def _held_by_gate(probes: Probes, gate: GateState, start: str, data: dict) -> Ve
     if gate.checks:
         failing = ", ".join(gate.checks)
         return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed on {failing}",
-                       f"fix {failing} first (its own fix is in this report), then `{start}`: that runs the gate "
-                       f"again and starts {name} when it passes", data)
+                       f"first clear {failing} (each one's fix is in this report), then `{start}`: that runs the "
+                       f"gate again and starts {name} when it passes", data)
     journal = hints.privileged(probes.host, f"journalctl -u {UNIT_NAME} -b --no-pager")
     return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed",
                    f"`{journal}` names the critical check; fix it, then `{start}`: that runs the gate again and "

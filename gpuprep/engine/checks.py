@@ -126,7 +126,9 @@ def engine_down(probes: Probes, exc) -> Verdict:
     if local and probes.platform.init == "systemd":
         from gpuprep.services import Services
 
-        failed = Services(host, probes.platform).state(probes.platform.docker_service).active == "failed"
+        # Failed, or restarting into its start limit (a config it refuses): a plain start is refused until reset.
+        failed = Services(host, probes.platform).state(probes.platform.docker_service).active in ("failed",
+                                                                                                   "activating")
         data["service_failed"] = failed
     hint = engine_down_hint(host, probes.platform, failed=failed)
     if local:

@@ -184,14 +184,30 @@ def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
                 provides=[f"nvidia-container-runtime = {exact}"],
                 obsoletes=["nvidia-container-runtime <= 3.5.0-1", "nvidia-container-runtime-hook"],
                 files={RUNTIME_PATH: shim,
-                       "/usr/bin/nvidia-ctk": f"#!/bin/sh\n# SIMULATED nvidia-ctk\necho 'NVIDIA Container Toolkit "
-                       f"CLI version {version}'\n"}),
+                       "/usr/bin/nvidia-ctk": SIM_NVIDIA_CTK.replace("@VERSION@", version)}),
         PkgSpec("nvidia-container-toolkit", version, release, arch="x86_64",
                 requires=[f"nvidia-container-toolkit-base = {exact}", f"libnvidia-container-tools = {exact}",
                           "libnvidia-container-tools < 2.0.0"],
                 provides=["nvidia-container-runtime-hook"],
                 files={"/usr/bin/nvidia-container-runtime-hook": "#!/bin/sh\n# SIMULATED hook\nexit 0\n"}),
     ]
+
+
+# SIMULATED nvidia-ctk: its version, and the one subcommand gpuprep runs on a live host in legacy mode,
+# `system create-dev-char-symlinks --create-all`, which links /dev/char/<major>:<minor> to each NVIDIA device node
+# as the real one does (NVIDIA/nvidia-container-toolkit cmd/nvidia-ctk/system/create-dev-char-symlinks).
+SIM_NVIDIA_CTK = r"""#!/bin/sh
+# SIMULATED nvidia-ctk
+case "$*" in
+  "system create-dev-char-symlinks"*)
+    mkdir -p /dev/char
+    for node in /dev/nvidia*; do
+      [ -c "$node" ] || continue
+      ln -sfn "../${node#/dev/}" "/dev/char/$(stat -c '%t %T' "$node" | { read -r a b; echo "$((0x$a)):$((0x$b))"; })"
+    done ;;
+  *) echo 'NVIDIA Container Toolkit CLI version @VERSION@' ;;
+esac
+"""
 
 
 def nvidia_packages() -> list[PkgSpec]:
