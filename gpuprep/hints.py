@@ -27,6 +27,22 @@ def for_target(host: Host, text: str) -> str:
     return _GPUPREP.sub(f"gpuprep --root {shlex.quote(str(host.root))}", text)
 
 
+# Texts written once for every check that meets them (NVML's causes in gpu/query.py, the driver lock in
+# image/drift.py, nouveau's blacklist) offer a choice of commands by platform; the platform at hand keeps its own.
+_LOCK = re.compile(r"`(sudo )?dnf versionlock add ([^`]*)` \(yum on Amazon Linux 2\)")
+_INITRAMFS = re.compile(r"\(`sudo dracut -f` or `sudo update-initramfs -u`\)")
+
+
+def for_platform(platform: Platform, text: str) -> str:
+    """``text`` with each choice of commands by platform reduced to this platform's own."""
+    if platform.package_manager in ("dnf", "yum"):
+        text = _LOCK.sub(lambda m: f"`{m.group(1) or ''}{platform.package_manager} versionlock add {m.group(2)}`", text)
+    if platform.package_format in ("rpm", "dpkg"):
+        text = _INITRAMFS.sub("(`sudo dracut -f`)" if platform.package_format == "rpm" else
+                              "(`sudo update-initramfs -u`)", text)
+    return text
+
+
 def gpuprep(host: Host, args: str) -> str:
     """``gpuprep ARGS`` for ``host`` (with its --root)."""
     return for_target(host, f"gpuprep {args}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gpuprep.errors import GpuprepError, os_error
-from gpuprep.hints import for_target
+from gpuprep.hints import for_platform, for_target
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import Platform
@@ -144,8 +144,8 @@ def run_check(check: Check, probes: Probes) -> CheckResult:
             f"check failed: {type(exc).__name__}: {exc}",
             "run `gpuprep -v doctor` for the traceback and report it",
         )
-    # A gpuprep command in a hint acts on the root this run acts on.
-    result.hint = for_target(probes.host, result.hint)
+    # This platform's commands only, and a gpuprep command in a hint acts on the root this run acts on.
+    result.hint = for_target(probes.host, for_platform(probes.platform, result.hint))
     result.duration_ms = (time.monotonic() - started) * 1000
     return result
 

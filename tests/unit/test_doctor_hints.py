@@ -352,6 +352,8 @@ def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation,
     assert result.status in (Status.WARNING, Status.CRITICAL, Status.UNKNOWN), (result.status, result.summary)
     assert result.hint.strip(), f"{check_id} ({situation}) is {result.status.value} without a hint"
     assert ACTION.search(result.hint), f"{check_id} ({situation}): no command or edit in {result.hint!r}"
+    # only this platform's commands: never "X (Y on Amazon Linux 1)"
+    assert not re.search(r"on Amazon Linux (?:1|2)\)|` or `sudo update-initramfs", result.hint), result.hint
     if not p.host.live:  # a gpuprep command in a hint acts on the same --root
         assert not re.search(r"\bgpuprep (?!--root )(?:-\w+ )*(?:install|seal|doctor)\b", result.hint), result.hint
 

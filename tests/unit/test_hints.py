@@ -64,6 +64,20 @@ def test_services_are_started_by_this_platforms_init():
         "sudo systemctl start ecs.service"
 
 
+def test_a_choice_of_commands_by_platform_keeps_this_platforms():
+    from gpuprep.gpu.query import NVML_CAUSES
+
+    mismatch = NVML_CAUSES[18].hint
+    assert "(yum on Amazon Linux 2)" in mismatch  # written once for every platform ...
+    al2, al2023 = hints.for_platform(platform("amzn-2"), mismatch), hints.for_platform(platform("amzn-2023"), mismatch)
+    assert "`sudo yum versionlock add 'nvidia*' 'kmod*' 'libnvidia*'`" in al2 and "dnf" not in al2  # ... said once
+    assert "`sudo dnf versionlock add 'nvidia*'" in al2023 and "yum" not in al2023
+    nouveau = "rebuild the initramfs (`sudo dracut -f` or `sudo update-initramfs -u`), reboot"
+    assert hints.for_platform(platform("rocky-9"), nouveau) == "rebuild the initramfs (`sudo dracut -f`), reboot"
+    assert hints.for_platform(platform("ubuntu-24.04"), nouveau) == \
+        "rebuild the initramfs (`sudo update-initramfs -u`), reboot"
+
+
 DNF_SKIPPED = """\
 Errors during downloading metadata for repository 'nvidia-container-toolkit':
   - Curl error (7): Couldn't connect to server for http://127.0.0.1:9/rpm/repodata/repomd.xml [Failed to connect to \
