@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 from typing import Any
 
 from gpuprep import hints
 from gpuprep.engine import daemon_config
-from gpuprep.engine.daemon_config import RUNTIME_NAME
+from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import BadInput
 from gpuprep.host import SYSTEM_PATH, Host
 from gpuprep.report import Status
@@ -186,8 +187,8 @@ def check_runtime_registered(probes: Probes) -> Verdict:
     try:
         _, config = daemon_json(probes)
         if RUNTIME_NAME in (config.get("runtimes") or {}):
-            hint = ("daemon.json defines it but dockerd has not loaded it: `systemctl reload docker` "
-                    "(or `gpuprep install --only docker-reload`)")
+            hint = ("daemon.json defines it but dockerd has not loaded it: `gpuprep install --only docker-reload` "
+                    "(it reloads dockerd, and restarts it where a reload does not show the runtime)")
     except BadInput:
         pass
     return Verdict(Status.CRITICAL, f"dockerd has no nvidia runtime (it has: {', '.join(sorted(runtimes))}); "
@@ -250,7 +251,16 @@ def check_default_runtime(probes: Probes) -> Verdict:
     # A warning, not critical: ECS passes --runtime nvidia for GPU tasks (ECS_NVIDIA_RUNTIME); what
     # breaks is every container started without it (AWS Batch jobs, plain `docker run`).
     return Verdict(Status.WARNING, f"Docker's default runtime is {default}, not nvidia: containers started "
-                   "without --runtime see no GPU", FIX_DEFAULT, data)
+                   "without --runtime see no GPU", default_runtime_fix(info), data)
+
+
+def default_runtime_fix(info: dict[str, Any]) -> str:
+    """Make nvidia the default, keeping the nvidia runtime dockerd has where it is (without --runtime-path the
+    edit would point runtimes.nvidia at the toolkit's default path instead)."""
+    path = str(((info.get("Runtimes") or {}).get(RUNTIME_NAME) or {}).get("path") or "")
+    if path.startswith("/") and path != DEFAULT_RUNTIME_PATH:
+        return FIX_DEFAULT.replace("docker-reload`", f"docker-reload --runtime-path {shlex.quote(path)}`")
+    return FIX_DEFAULT
 
 
 def check_defined_once(probes: Probes) -> Verdict:

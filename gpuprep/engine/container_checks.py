@@ -26,7 +26,7 @@ def host_view(p: Probes):
 
 def check_gpu_container(probes: Probes) -> Verdict:
     from gpuprep.engine import gpu_container
-    from gpuprep.engine.checks import ENGINE_FIRST, docker_info, runtime_binary_fix
+    from gpuprep.engine.checks import ENGINE_FIRST, default_runtime_fix, docker_info, runtime_binary_fix
     from gpuprep.engine.dockerd import EngineDown
     from gpuprep.gpu import inventory
 
@@ -56,6 +56,8 @@ def check_gpu_container(probes: Probes) -> Verdict:
     if result.link == gpu_container.ENGINE:
         raise NotApplicable(ENGINE_FIRST)
     hint = result.hint
+    if result.link == gpu_container.NOT_DEFAULT:
+        hint = default_runtime_fix(info)  # docker-default-runtime's own fix
     if result.link == gpu_container.RUNTIME_BINARY:
         # The same fix docker-runtime-binary gives: the package that owns the binary, reinstalled.
         runtimes, default = info.get("Runtimes") or {}, info.get("DefaultRuntime") or ""

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from gpuprep import hints
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import StepFailed
@@ -321,7 +322,8 @@ class DockerReloadStep(Step):
                              f" (default runtime {engine_default})", decision)
         if proc is None and not ctx.dry_run:
             raise StepFailed(f"cannot find the dockerd process serving {host.docker_url} to reload it",
-                             "restart it by hand (`systemctl restart docker`), then run gpuprep again")
+                             f"restart it by hand (`{hints.service(host, ctx.platform, 'restart', 'docker')}`), "
+                             "then run gpuprep again")
         commands = _commands(host, action, proc, unit_changed)
         return Change(f"{action} dockerd: {'; '.join(reasons)}", commands=commands, data=decision,
                       payload=(proc, action, unit_changed, want_default, want_path))
