@@ -20,10 +20,26 @@ from gpuprep import __version__
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, os_error
 from gpuprep.options import DEFAULT_IMAGE
 
+# click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
+EPILOG = """\b
+Examples:
+  sudo gpuprep install && sudo gpuprep seal     build an ECS GPU image on this instance (user data)
+  sudo gpuprep install --dry-run                what install would change, changing nothing
+  sudo gpuprep --root /mnt/image install        act on a mounted image (Packer's amazon-chroot)
+  sudo gpuprep doctor                           what is wrong with this GPU host, and each fix
+  gpuprep --json doctor --no-container          the same as one JSON object, no container run
+
+\b
+Exit codes:
+  install, seal  0 done (changed or not), 1 a step failed, 2 bad usage or input (nothing changed),
+                 3 a precondition is unmet (not root, unsupported platform)
+  doctor         Nagios: 0 ok, 1 warning, 2 critical, 3 unknown; doctor --boot: 1 when critical"""
+
 app = typer.Typer(
     name="gpuprep",
     help="Turn a GPU instance into a sealed, self-testing ECS / AWS Batch container host, "
     "and diagnose GPU hosts.",
+    epilog=EPILOG,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -43,6 +59,7 @@ class Globals:
     json: bool = False
     verbose: bool = False
     lock_wait: float = 120.0
+    command: str = ""  # the command running, for the JSON of an error that ends it before any report
 
 
 G = Globals()
@@ -79,25 +96,37 @@ def main_callback(
     G.root, G.json, G.verbose, G.lock_wait = root, json_out, verbose, lock_wait
 
 
-def _merge_globals(json_out: bool, verbose: bool) -> None:
+def _merge_globals(json_out: bool, verbose: bool, command: str) -> None:
+    G.command = command
     G.json = G.json or json_out
     G.verbose = G.verbose or verbose
     _setup_logging(G.verbose)
 
 
 def _fail(exc: BaseException, code: int) -> None:
-    """One line for the user; the traceback only with -v."""
+    """One line for the user (and, under --json, one JSON object on stdout); the traceback only with -v."""
     if G.verbose:
         traceback.print_exception(exc, file=sys.stderr)
     if isinstance(exc, GpuprepError):
-        typer.echo(f"gpuprep: error: {exc.message}", err=True)
-        if exc.hint:
-            typer.echo(f"gpuprep: hint: {exc.hint}", err=True)
+        message, hint = exc.message, exc.hint
     else:
-        typer.echo(f"gpuprep: error: internal error: {type(exc).__name__}: {exc}", err=True)
-        if not G.verbose:
-            typer.echo("gpuprep: hint: run again with -v for the traceback and report it", err=True)
+        message = f"internal error: {type(exc).__name__}: {exc}"
+        hint = "" if G.verbose else "run again with -v for the traceback and report it"
+    _say_error(message, hint, code)
     raise typer.Exit(code)
+
+
+def _say_error(message: str, hint: str, code: int, command: str | None = None) -> None:
+    """An error that ends the command before a report: ``gpuprep: error:`` and ``gpuprep: hint:`` lines on
+    stderr, which user data greps for, and under --json the same as the one JSON object on stdout, so a
+    fleet's collector always has one to parse."""
+    typer.echo(f"gpuprep: error: {message}", err=True)
+    if hint:
+        typer.echo(f"gpuprep: hint: {hint}", err=True)
+    if G.json:
+        from gpuprep.report import error_json
+
+        typer.echo(error_json(command if command is not None else G.command, message, hint, code))
 
 
 def _host():
@@ -192,26 +221,80 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
     raise typer.Exit(report.exit_code)
 
 
-def _list(items) -> None:
-    for ident, title in items:
-        typer.echo(f"{ident:<16} {title}")
+def _list(key: str, rows: list[dict], width: int = 16) -> None:
+    """--list-steps / --list-checks: a line per row (its id, then its title), or under --json one object."""
+    if G.json:
+        import json
+
+        typer.echo(json.dumps({"command": G.command, key: rows}, indent=2))
+    else:
+        for row in rows:
+            ident = f"{row['group']}/{row['id']}" if "group" in row else row["id"]
+            typer.echo(f"{ident:<{width}} {row['title']}" + (" [boot]" if row.get("boot") else ""))
     raise typer.Exit(0)
 
 
-ONLY = typer.Option([], "--only", metavar="ID,...", help="Run only these steps (see --list-steps).")
-SKIP = typer.Option([], "--skip", metavar="ID,...", help="Skip these steps.")
+def ONLY(steps_fn):  # noqa: N802 (an option maker, named as the option it makes)
+    return typer.Option([], "--only", metavar="ID,...", help="Run only these steps (see --list-steps).",
+                        autocompletion=_complete_ids(steps_fn))
+
+
+def SKIP(steps_fn):  # noqa: N802
+    return typer.Option([], "--skip", metavar="ID,...", help="Skip these steps.",
+                        autocompletion=_complete_ids(steps_fn))
 JSON = typer.Option(False, "--json", help="Same as the global --json.")
 VERBOSE = typer.Option(False, "-v", "--verbose", help="Same as the global -v.")
 
 
-@app.command()
+def _complete_ids(steps_fn):
+    """Shell completion for --only/--skip: the step ids, after the ones already typed (`--only preflight,pa<TAB>`)."""
+    def complete(incomplete: str) -> List[str]:
+        done, _, last = incomplete.rpartition(",")
+        prefix = f"{done}," if done else ""
+        taken = set(done.split(","))
+        return [prefix + s.id for s in steps_fn() if s.id.startswith(last) and s.id not in taken]
+    return complete
+
+
+def _install_steps():
+    from gpuprep.install import install_steps
+
+    return install_steps()
+
+
+def _seal_steps():
+    from gpuprep.seal import seal_steps
+
+    return seal_steps()
+
+
+def _complete_runtime(incomplete: str) -> List[str]:
+    from gpuprep.options import RUNTIME_STACKS
+
+    return [r for r in RUNTIME_STACKS if r.startswith(incomplete)]
+
+
+@app.command(
+    short_help="Install ecs-init, Docker and the NVIDIA runtime in versions that agree; make nvidia the default "
+    "runtime; prove a container sees the GPUs.",
+    epilog="""\b
+Examples:
+  sudo gpuprep install                          every step; a second run changes nothing
+  sudo gpuprep install --dry-run                the diffs, package pins and commands, changing nothing
+  sudo gpuprep install --only docker-runtime,docker-reload    just daemon.json and the reload
+  sudo gpuprep install --repo-file nvidia.repo --image IMAGE  builders without internet access
+  gpuprep install --list-steps                  what each step does
+
+\b
+Exit codes: 0 done (changed or not), 1 a step failed, 2 bad usage or input (nothing changed),
+3 a precondition is unmet (not root, unsupported platform).""")
 def install(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Print what would change (diffs, packages, commands); change nothing."),
-    only: List[str] = ONLY,
-    skip: List[str] = SKIP,
+    only: List[str] = ONLY(_install_steps),
+    skip: List[str] = SKIP(_install_steps),
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
-    runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit",
+    runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit", autocompletion=_complete_runtime,
                                 help="NVIDIA stack: toolkit (nvidia-container-toolkit), legacy (nvidia-docker2 + "
                                 "nvidia-container-runtime), auto (toolkit when offered)."),
     docker: Optional[str] = typer.Option(None, "--docker", metavar="VERSION", help="Force this Docker version."),
@@ -244,9 +327,9 @@ def install(
     from gpuprep.install import install_steps
     from gpuprep.options import RUNTIME_STACKS, InstallOptions
 
-    _merge_globals(json_out, verbose)
+    _merge_globals(json_out, verbose, "install")
     if list_steps:
-        _list((s.id, s.title) for s in install_steps())
+        _list("steps", [{"id": s.id, "title": s.title} for s in install_steps()])
     if runtime not in RUNTIME_STACKS:
         _fail(BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
                        "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
@@ -265,7 +348,17 @@ def install(
     _run_command("install", install_steps, options)
 
 
-@app.command()
+@app.command(
+    short_help="Stop ECS; remove containers, images and the agent's state, so instances from the image register "
+    "fresh.",
+    epilog="""\b
+Examples:
+  sudo gpuprep seal --dry-run                   every file, container and image it would remove
+  sudo gpuprep seal --yes --keep-image IMAGE    keep the image the boot gate's container check uses
+  sudo gpuprep seal --deep                      also cloud-init state, SSH host keys, logs, caches
+
+\b
+Exit codes: 0 done, 1 a step failed, 2 bad usage or input (nothing changed), 3 a precondition is unmet.""")
 def seal(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="List exactly what a real run removes; remove nothing."),
@@ -276,8 +369,8 @@ def seal(
                               "machine-id, logs, DHCP leases and package caches, as Amazon's ECS AMI build does."),
     keep_cdi: bool = typer.Option(False, "--keep-cdi", help="Keep CDI specs in /etc/cdi that name this machine's "
                                   "GPUs (by default they go: every instance from the image has other GPUs)."),
-    only: List[str] = ONLY,
-    skip: List[str] = SKIP,
+    only: List[str] = ONLY(_seal_steps),
+    skip: List[str] = SKIP(_seal_steps),
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
@@ -286,15 +379,26 @@ def seal(
     from gpuprep.options import SealOptions
     from gpuprep.seal import confirm_for, seal_steps
 
-    _merge_globals(json_out, verbose)
+    _merge_globals(json_out, verbose, "seal")
     if list_steps:
-        _list((s.id, s.title) for s in seal_steps())
+        _list("steps", [{"id": s.id, "title": s.title} for s in seal_steps()])
     options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip,
                           keep_cdi=keep_cdi)
     _run_command("seal", seal_steps, options, confirm_for)
 
 
-@app.command()
+@app.command(
+    short_help="Check this GPU host: a verdict per check and the fix for each problem (Nagios exit codes).",
+    epilog="""\b
+Examples:
+  sudo gpuprep doctor                           the verdict, then each problem and its fix
+  sudo gpuprep -v doctor                        every check on its own line
+  gpuprep --json doctor --no-container          one JSON object; no container is run
+  sudo gpuprep doctor --prom /var/lib/prometheus/node-exporter/gpuprep.prom
+
+\b
+Exit codes (Nagios): 0 ok, 1 warning, 2 critical, 3 unknown; the worst check wins.
+With --boot (the boot gate): 1 when a check is critical, else 0.""")
 def doctor(
     no_container: bool = typer.Option(False, "--no-container",
                                       help="Skip the container check (no image pull, no container)."),
@@ -312,11 +416,11 @@ def doctor(
     from gpuprep.platform import detect
     from gpuprep.report import Status, render_doctor_text, to_json, write_prometheus
 
-    _merge_globals(json_out, verbose)
+    _merge_globals(json_out, verbose, "doctor")
     if list_checks:
         checks = all_checks()
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
-        _list((f"{c.group}/{c.id}".ljust(width), c.title + (" [boot]" if c.boot else "")) for c in checks)
+        _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
     host = None
     try:
@@ -350,11 +454,12 @@ def doctor(
     if G.json:
         typer.echo(to_json(report))
     else:
-        render_doctor_text(report)
+        render_doctor_text(report, verbose=G.verbose)
     code = report.exit_code
     if boot:
-        # The boot gate fails only on critical: a warning must not keep a host out of the cluster.
-        code = 2 if report.status is Status.CRITICAL else 0
+        # The boot gate fails only on critical: a warning must not keep a host out of the cluster. It fails
+        # with 1, not Nagios' 2: systemd shows exit 2 as status=2/INVALIDARGUMENT, which reads as bad usage.
+        code = 1 if report.status is Status.CRITICAL else 0
     raise typer.Exit(code)
 
 
@@ -375,9 +480,16 @@ def _usage_error(exc: BaseException) -> int:
         return 1
     ctx = getattr(exc, "ctx", None)
     path = ctx.command_path if ctx is not None else "gpuprep"
-    typer.echo(f"gpuprep: error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
-    typer.echo(f"gpuprep: hint: `{path} --help` lists its commands and options", err=True)
-    return int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
+    code = int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
+    # The parse failed before any callback ran: --json is known only from the arguments themselves.
+    G.json = G.json or "--json" in sys.argv[1:]
+    command = path.split()[-1] if " " in path else ""
+    if command == "doctor" and code == EXIT_BAD_INPUT:
+        # Nagios' plugin guidelines: invalid arguments are UNKNOWN (3); 2 would read as a critical host.
+        code = 3
+    _say_error(exc.format_message(), f"`{path} --help` lists its commands and options", code,  # type: ignore
+               command=command)
+    return code
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
 
+from gpuprep import __version__
 from gpuprep.host import write_atomic
 
 
@@ -119,6 +120,7 @@ class DoctorReport:
     def as_dict(self) -> dict:
         return {
             "command": "doctor",
+            "version": __version__,
             "status": self.status.value,
             "platform": self.platform,
             "checks": [c.as_dict() for c in self.checks],
@@ -137,18 +139,24 @@ class RunReport:
     hint: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # install: {"selection": {...}}
     exc: BaseException | None = None  # an unexpected crash, shown with -v
+    dry_run: bool = False
 
     @property
     def status(self) -> str:
+        """failed, changed, ok; a dry run that would change something is ``planned``: it changed nothing."""
         if self.exit_code != 0 or any(s.status is StepStatus.FAILED for s in self.steps):
             return "failed"
-        if any(s.status in (StepStatus.CHANGED, StepStatus.PLANNED) for s in self.steps):
+        if any(s.status is StepStatus.CHANGED for s in self.steps):
             return "changed"
+        if any(s.status is StepStatus.PLANNED for s in self.steps):
+            return "planned"
         return "ok"
 
     def as_dict(self) -> dict:
         d: dict[str, Any] = {
             "command": self.command,
+            "version": __version__,
+            "dry_run": self.dry_run,
             "status": self.status,
             "platform": self.platform,
             "steps": [s.as_dict() for s in self.steps],
@@ -162,6 +170,15 @@ class RunReport:
 
 def to_json(obj: DoctorReport | RunReport) -> str:
     return json.dumps(obj.as_dict(), indent=2, sort_keys=False, default=str)
+
+
+def error_json(command: str, message: str, hint: str, exit_code: int) -> str:
+    """The one JSON object of a command that ended before its report (bad usage, a precondition): the same
+    ``status`` words as its report would use (doctor's Nagios ``unknown``, install's and seal's ``failed``)."""
+    doc = {"command": command or None, "version": __version__,
+           "status": "unknown" if command == "doctor" else "failed",
+           "error": message, "hint": hint, "exit_code": exit_code}
+    return json.dumps(doc, indent=2)
 
 
 # -- text ---------------------------------------------------------------------------------
@@ -188,13 +205,19 @@ class _Out:
 
     def __init__(self, stream: TextIO | None) -> None:
         self.stream = stream or sys.stdout
+        self.journal = _to_journal(self.stream)
         self.con = None
         if self.stream.isatty() or os.environ.get("FORCE_COLOR"):
             from rich.console import Console  # heavy: only for a terminal
 
             self.con = Console(file=self.stream, highlight=False, soft_wrap=True, emoji=False)
 
-    def line(self, *parts: str | tuple[str, str], style: str = "") -> None:
+    def line(self, *parts: str | tuple[str, str], style: str = "", priority: int | None = None) -> None:
+        """``priority``: the syslog level of a line that says a problem; where the stream is the journal, the
+        line starts with ``<N>``, which journald reads as the line's priority (systemd.exec(5),
+        SyslogLevelPrefix=), so `journalctl -p warning` shows the problems of the boot gate."""
+        if self.journal and priority is not None:
+            parts = (f"<{priority}>", *parts)
         if self.con is None:
             self.stream.write("".join(p if isinstance(p, str) else p[0] for p in parts) + "\n")
             self.stream.flush()
@@ -204,32 +227,99 @@ class _Out:
         self.con.print(Text.assemble(*parts, style=style))
 
 
+def _to_journal(stream: TextIO) -> bool:
+    """Whether ``stream`` is the journal: systemd sets JOURNAL_STREAM to the device and inode of the stream it
+    connects (systemd.exec(5)); a pipe or a terminal the unit's output was redirected to does not match."""
+    want = os.environ.get("JOURNAL_STREAM", "")
+    if not want:
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):  # a StringIO, a closed stream
+        return False
+    return want == f"{st.st_dev}:{st.st_ino}"
+
+
+# syslog levels (sd-daemon.h): what a problem of each status is in the journal.
+PRIORITY = {"critical": 3, "failed": 3, "warning": 4, "unknown": 4}
+
+
 def mark(status: str, width: int = 9) -> tuple[str, str]:
     label, style = MARKS.get(status, (status, ""))
     return f"[{label}]".ljust(width), style
 
 
-def render_doctor_text(report: DoctorReport, stream: TextIO | None = None) -> None:
+PROBLEMS = (Status.CRITICAL, Status.WARNING, Status.UNKNOWN)
+COUNT_ORDER = ("ok", "warning", "critical", "unknown", "skipped")
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 check``, ``2 checks``; ``many`` where the plural is not word + s."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
+
+
+def status_line(report: DoctorReport) -> str:
+    """The first line, as Nagios plugins write it (``SERVICE STATUS - text | perfdata``): a monitor that reads
+    one line of output reads the verdict, the checks behind it (worst first) and every count."""
+    problems = sorted((c for c in report.checks if c.status in PROBLEMS), key=lambda c: -c.status.severity)
+    counts = {k: sum(c.status.value == k for c in report.checks) for k in COUNT_ORDER}
+    text = ", ".join(c.id for c in problems) if problems else f"{plural(counts['ok'], 'check')} ok"
+    perf = " ".join(f"{k}={v}" for k, v in counts.items())
+    return f"GPUPREP {report.status.value.upper()} - {text} | {perf}"
+
+
+def fixes(checks: list[CheckResult]) -> list[tuple[str, list[str]]]:
+    """Each distinct fix of the problems once, worst problem first, with the checks it clears: one cause
+    (dockerd down, say) often fails several checks with the same hint."""
+    order: dict[str, list[str]] = {}
+    for c in sorted((c for c in checks if c.status in PROBLEMS and c.hint), key=lambda c: -c.status.severity):
+        order.setdefault(c.hint, []).append(c.id)
+    return list(order.items())
+
+
+def render_doctor_text(report: DoctorReport, stream: TextIO | None = None, *, verbose: bool = False) -> None:
+    """The verdict first, then a line per group: a healthy group is one line, a problem is shown in full.
+    Each distinct fix is listed once at the end. ``verbose``: every check on its own line, with its time."""
     out = _Out(stream)
+    out.line((status_line(report), mark(report.status.value)[1]), priority=PRIORITY.get(report.status.value))
     out.line(f"gpuprep doctor on {report.platform.get('name', 'unknown')}", style="bold")
-    group = None
+    groups: dict[str, list[CheckResult]] = {}
     for c in report.checks:
-        if c.group != group:
-            group = c.group
+        groups.setdefault(c.group, []).append(c)
+    width = max((len(c.id) for c in report.checks), default=0) + 2
+    for group, checks in groups.items():
+        if verbose:
             out.line("")
-            out.line(group, style="bold")
-        took = f"  ({c.duration_ms:.0f} ms)" if c.duration_ms >= 100 else ""
-        out.line("  ", mark(c.status.value), f" {c.id:<24} {c.summary}{took}")
-        if c.hint and c.status not in (Status.OK, Status.SKIPPED):
-            for i, line in enumerate(c.hint.splitlines()):
-                out.line(f"  {'':10}{'':24} {'fix: ' if i == 0 else '     '}{line}")
+        shown = checks if verbose else [c for c in checks if c.status in PROBLEMS]
+        rest = [c for c in checks if c not in shown]
+        head = f"{group:<10} "
+        for c in shown:
+            took = f"  ({c.duration_ms:.0f} ms)" if verbose and c.duration_ms >= 100 else ""
+            out.line(head, mark(c.status.value), f"{c.id:<{width}}{c.summary}{took}",
+                     priority=PRIORITY.get(c.status.value))
+            head = " " * 11
+        if rest:
+            ok = sum(c.status is Status.OK for c in rest)
+            skipped = len(rest) - ok
+            what = ([plural(ok, "check") + " ok"] if ok else []) + ([f"{skipped} skipped"] if skipped else [])
+            more = "more " if shown else ""
+            out.line(head, mark("ok" if ok else "skipped"), f"{', '.join(what).replace('check', more + 'check', 1)}"
+                     + ("" if verbose or not skipped else " (-v says why)"))
+    found = fixes(report.checks)
+    if found:
+        out.line("")
+        out.line(f"To fix ({plural(len(found), 'fix', 'fixes')}, worst first):", style="bold")
+        for hint, ids in found:
+            for i, line in enumerate(hint.splitlines()):
+                out.line(f"  {'fix: ' if i == 0 else '     '}{line}", priority=5)  # notice
+            out.line(f"       for: {', '.join(ids)}", style="dim")
     counts: dict[str, int] = {}
     for c in report.checks:
         counts[c.status.value] = counts.get(c.status.value, 0) + 1
-    order = ("ok", "warning", "critical", "unknown", "skipped")
-    parts = ", ".join(f"{counts[k]} {k}" for k in order if k in counts)
+    parts = ", ".join(f"{counts[k]} {k}" for k in COUNT_ORDER if k in counts)
     out.line("")
-    out.line((report.status.value.upper(), mark(report.status.value)[1]), f": {parts} (exit {report.exit_code})")
+    out.line((report.status.value.upper(), mark(report.status.value)[1]), f": {parts} (exit {report.exit_code})",
+             priority=PRIORITY.get(report.status.value))
 
 
 def render_step_line(step: StepResult, stream: TextIO | None = None) -> None:
@@ -250,10 +340,9 @@ def render_step_line(step: StepResult, stream: TextIO | None = None) -> None:
 
 
 def render_run_summary(report: RunReport, stream: TextIO | None = None) -> None:
-    counts: dict[str, int] = {}
-    for s in report.steps:
-        counts[s.status.value] = counts.get(s.status.value, 0) + 1
-    parts = ", ".join(f"{n} {k}" for k, n in counts.items())
+    # A fixed order, whatever order the steps ended in: a log compared with yesterday's reads the same.
+    counts = {k.value: sum(s.status is k for s in report.steps) for k in StepStatus}
+    parts = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
     _Out(stream).line((f"{report.command} {report.status}", mark(report.status)[1]),
                       f": {parts} (exit {report.exit_code})")
 

@@ -30,7 +30,7 @@ def require(*commands: str) -> None:
 
 
 # Engine 26.1.5 (Debian trixie's docker.io and its containerd, runc, tini), unpacked by tests/provision.sh.
-ENGINE26 = Path(os.environ.get("GPUPREP_ENGINE26", "/var/cache/gpuprep-tests/engine26"))
+from testbed import ENGINE26, ENGINES  # noqa: E402
 
 
 def require_engine26() -> Path:
@@ -64,17 +64,37 @@ def fixtures() -> Path:
 
 
 # -- a private real dockerd and the simulated GPU side (tests/testbed.py) -------------------
+@pytest.fixture(params=list(ENGINES))
+def docker_engine(request):
+    """Each Engine in turn (tests/testbed.py ``ENGINES``): a test that asks for it runs on 20.10 and on 26, and
+    its ``dockerd_factory`` starts that Engine. Asked only where the Engine's behaviour matters."""
+    require_root()
+    engine = ENGINES[request.param]
+    missing = engine.available()
+    if missing:
+        pytest.skip(f"Engine {engine.name}: {missing}")
+    return engine
+
+
 @pytest.fixture
-def dockerd_factory():
-    """Start private dockerds (real Engine, own socket/folders); all are stopped and removed after."""
+def dockerd_factory(request):
+    """Start private dockerds (real Engine, own socket/folders); all are stopped and removed after. The Engine
+    is ``docker_engine``'s where the test asks for it, else Debian 12's 20.10."""
     require_root()
     require("dockerd", "runc", "containerd")
     from testbed import PrivateDockerd
 
+    engine = request.getfixturevalue("docker_engine") if "docker_engine" in request.fixturenames else None
     started: list = []
 
-    def make(config_path: Path | None = None, config: dict | None = None, start: bool = True):
-        d = PrivateDockerd(config_path=config_path, config=config)
+    def make(config_path: Path | None = None, config: dict | None = None, start: bool = True, engine_id: str = "",
+             args: tuple[str, ...] = ()):
+        if engine_id:  # a test of what one Engine alone has (CDI: 25+)
+            chosen = ENGINES[engine_id]
+            if chosen.available():
+                pytest.skip(f"Engine {chosen.name}: {chosen.available()}")
+        d = PrivateDockerd(config_path=config_path, config=config, engine=ENGINES[engine_id] if engine_id else engine,
+                           args=args)
         started.append(d)
         return d.start() if start else d
 

@@ -11,7 +11,7 @@
 # Writes: host.txt (what machine), doctor.json (first run's report), doctor.txt (text report),
 # doctor.rc, doctor.stderr, gpuprep.prom, inventory.json (the raw GPU probe), nvidia-smi-q.txt,
 # nvidia-smi-query-gpu.csv, timings.json (every run, medians). Copy doctor.json, nvidia-smi-q.txt and
-# timings.json to tests/fixtures/real-gpu/ and tests/unit/test_real_gpu_fixture.py checks them.
+# timings.json to tests/fixtures/real-gpu/ and tests/unit/gpu/test_real_gpu_fixture.py checks them.
 set -u -o pipefail
 
 OUT=${OUT:?set OUT to the directory the results go to}

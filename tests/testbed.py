@@ -2,7 +2,8 @@
 
 - ``PrivateDockerd``: a real dockerd of the test's own (own socket, data-root, exec-root, pidfile,
   config file), never the system one. Networking off (``bridge: none``, ``iptables: false``) so it
-  leaves the machine's network alone.
+  leaves the machine's network alone. Either Engine (``ENGINES``): Debian 12's 20.10, or trixie's 26.1.5 unpacked
+  by tests/provision.sh (docs/testbed.md 10), each with the programs it starts found first on its own PATH.
 - ``tiny_image``: a busybox image built locally (no registry is reachable here).
 - ``write_fake_nvidia_smi`` and ``write_runtime_shim``: SIMULATED, because these machines have no GPU
   and no NVIDIA driver. The shim is an OCI runtime like nvidia-container-runtime: on ``create
@@ -25,6 +26,46 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BASE_CONFIG = {"bridge": "none", "iptables": False, "ip-masq": False}
+# Engine 26 starts with no bridge only with these too (docs/testbed.md 10).
+BASE_CONFIG_26 = {"bridge": "none", "iptables": False, "ip6tables": False, "userland-proxy": False}
+ENGINE26 = Path(os.environ.get("GPUPREP_ENGINE26", "/var/cache/gpuprep-tests/engine26"))
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A Docker Engine the tests start: its dockerd, the programs linked first on its PATH (the containerd,
+    shim, docker-init and runc it starts by name), the daemon.json keys it needs to start with no network."""
+
+    name: str
+    dockerd: str
+    links: tuple[tuple[str, str], ...] = ()
+    base_config: tuple[tuple[str, object], ...] = tuple(BASE_CONFIG.items())
+
+    @property
+    def major(self) -> int:
+        return int(self.name.split(".")[0])
+
+    def available(self) -> str:
+        """"" when it can start here, else what is missing."""
+        if not os.access(self.dockerd, os.X_OK):
+            return f"needs {self.dockerd} (run `make provision` as root)"
+        missing = [t for _, t in self.links if not os.path.exists(t)]
+        return f"needs {', '.join(missing)} (run `make provision` as root)" if missing else ""
+
+
+def _engine26() -> Engine:
+    tree = ENGINE26 / "usr"
+    links = tuple((name, str(tree / where / name)) for where, name in (
+        ("bin", "containerd"), ("bin", "containerd-shim-runc-v2"), ("bin", "ctr"), ("bin", "docker-init"),
+        ("sbin", "docker-proxy")))
+    # trixie's runc needs glibc 2.38 and Debian 12 has 2.36 ("version `GLIBC_2.38' not found", seen here): Engine 26
+    # runs Debian 12's runc 1.1.5, which its containerd 1.7.24 drives as it would its own.
+    runc = shutil.which("runc") or "/usr/sbin/runc"
+    return Engine("26.1.5", str(tree / "sbin/dockerd"), (*links, ("runc", runc)), tuple(BASE_CONFIG_26.items()))
+
+
+# The Engines a test may run on, by the id pytest shows: Debian 12's docker.io, and trixie's (docs/testbed.md 10).
+ENGINES = {"20.10": Engine("20.10.24", shutil.which("dockerd") or "/usr/sbin/dockerd"), "26": _engine26()}
 
 # What the fake nvidia-smi describes unless a test says otherwise; shaped like docs/testbed.md 8.
 DEFAULT_GPUS = (
@@ -34,6 +75,21 @@ DEFAULT_GPUS = (
      "pci": "00000000:00:07.0"},
 )
 DRIVER_VERSION = "580.159.04"
+
+
+def gpuprep_json(root: Path, url: str, *args: str, timeout: float = 180) -> tuple[int, dict, str]:
+    """``gpuprep --root ROOT --json ARGS`` with ``DOCKER_HOST=url``, as a pipeline runs it: (exit code, the report,
+    stderr); fails the test when stdout holds no JSON."""
+    import pytest
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DOCKER_HOST": url, "PYTHONPATH": str(repo)}
+    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args],
+                          capture_output=True, text=True, timeout=timeout, env=env)
+    try:
+        return proc.returncode, json.loads(proc.stdout), proc.stderr
+    except json.JSONDecodeError:
+        pytest.fail(f"gpuprep printed no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
 
 
 def wait_until(predicate, *, what: str, timeout: float = 30.0, interval: float = 0.1):
@@ -97,7 +153,10 @@ class PrivateDockerd:
     daemon.json`` with ``--root``), so reloads and restarts read what gpuprep wrote.
     """
 
-    def __init__(self, config_path: Path | None = None, config: dict | None = None) -> None:
+    def __init__(self, config_path: Path | None = None, config: dict | None = None,
+                 engine: Engine | None = None, args: tuple[str, ...] = ()) -> None:
+        self.engine = engine or ENGINES["20.10"]
+        self.args = tuple(args)  # more flags, as a unit's ExecStart gives them (--add-runtime NAME=PATH)
         # Unix socket paths are limited to 108 bytes: pytest's tmp paths are too long for them.
         self.dir = Path(tempfile.mkdtemp(prefix="gpd-", dir="/tmp"))
         self.socket = self.dir / "docker.sock"
@@ -107,7 +166,8 @@ class PrivateDockerd:
         self.config_path = config_path or (self.dir / "daemon.json")
         if config is not None or not self.config_path.exists():
             self.config_path.parent.mkdir(parents=True, exist_ok=True)
-            self.config_path.write_text(json.dumps({**BASE_CONFIG, **(config or {})}, indent=2) + "\n")
+            self.config_path.write_text(json.dumps({**dict(self.engine.base_config), **(config or {})}, indent=2)
+                                        + "\n")
         self.proc: subprocess.Popen | None = None
         self.log = self.dir / "dockerd.log"
 
@@ -118,17 +178,30 @@ class PrivateDockerd:
     @property
     def argv(self) -> list[str]:
         return [
-            shutil.which("dockerd") or "dockerd",
+            self.engine.dockerd,
             "--config-file", str(self.config_path),
             "--data-root", str(self.data_root),
             "--exec-root", str(self.exec_root),
             "--pidfile", str(self.pidfile),
             "-H", self.url,
+            *self.args,
         ]
+
+    @property
+    def env(self) -> dict[str, str]:
+        """dockerd's environment: its Engine's programs first on PATH (gpuprep restarts it with the same)."""
+        if not self.engine.links:
+            return dict(os.environ)
+        bin_dir = self.dir / "bin"
+        if not bin_dir.is_dir():
+            bin_dir.mkdir()
+            for name, target in self.engine.links:
+                os.symlink(target, bin_dir / name)
+        return {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
 
     def start(self, timeout: float = 60) -> PrivateDockerd:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_ready(timeout)
         return self
@@ -272,11 +345,13 @@ def tiny_image(client, tag: str = "tiny:latest", *, extra_files: dict[str, str] 
 
 # -- the simulated GPU side ----------------------------------------------------------------
 def write_fake_nvidia_smi(path: Path, gpus=DEFAULT_GPUS, driver_version: str = DRIVER_VERSION,
-                          exit_code: int = 0) -> Path:
+                          exit_code: int = 0, needs_nodes: tuple[str, ...] = ()) -> Path:
     """SIMULATED nvidia-smi (no GPU here): answers -L, --query-gpu CSV and a plain table.
 
     A busybox ``sh`` script, so it runs inside the tiny image as well as on the host. ``exit_code``
-    9 imitates "driver not loaded" (docs/domain.md: nvidia-smi exit codes).
+    9 imitates "driver not loaded" (docs/domain.md: nvidia-smi exit codes). ``needs_nodes``: character devices
+    it needs, as the real one needs /dev/nvidiactl and /dev/nvidiaN; without one it fails as the real one does
+    without the driver (exit 9), so a container that got no device nodes is seen.
     """
     fields = {
         "index": lambda g: str(g["index"]),
@@ -294,6 +369,8 @@ def write_fake_nvidia_smi(path: Path, gpus=DEFAULT_GPUS, driver_version: str = D
               f"if [ {exit_code} -ne 0 ]; then echo 'NVIDIA-SMI has failed because it couldn'\"'\"'t communicate "
               "with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.'; "
               f"exit {exit_code}; fi",
+              *(f"[ -c {n} ] || {{ echo 'NVIDIA-SMI has failed because it couldn'\"'\"'t communicate with the NVIDIA "
+                f"driver ({n} is missing).'; exit 9; }}" for n in needs_nodes),
               'q=""; noheader=0; nounits=0',
               'for a in "$@"; do case "$a" in',
               "  --query-gpu=*) q=${a#--query-gpu=} ;;",
@@ -351,6 +428,36 @@ os.execv({runc!r}, [{runc!r}] + args)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(code)
     path.chmod(0o755)
+    return path
+
+
+def make_char_node(path: Path, like: str = "/dev/null") -> Path:
+    """A character device node with ``like``'s major/minor at ``path`` (mknod: root): what a SIMULATED CDI spec
+    names for a GPU's device node. Opening it is opening /dev/null: harmless."""
+    rdev = os.stat(like).st_rdev
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mknod(path, 0o666 | 0o020000, rdev)  # S_IFCHR
+    return path
+
+
+def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_GPUS) -> Path:
+    """SIMULATED CDI spec of kind nvidia.com/gpu, shaped like ``nvidia-ctk cdi generate``'s (devices by index, by
+    UUID and ``all``; common edits with the control node and the driver's tools): here the device nodes are
+    ``nodes`` {container path: host node} (stand-ins from ``make_char_node``) and the one tool bound is ``smi``
+    (a fake nvidia-smi) at /usr/bin/nvidia-smi. No GPU or driver here; Docker's CDI injection is real."""
+    def node(container: str) -> dict:
+        return {"path": container, "hostPath": str(nodes[container])}
+
+    per_gpu = {g["index"]: [node(f"/dev/nvidia{g['index']}")] for g in gpus}
+    devices = [{"name": name, "containerEdits": {"deviceNodes": per_gpu[g["index"]]}}
+               for g in gpus for name in (str(g["index"]), g["uuid"])]
+    devices.append({"name": "all", "containerEdits": {"deviceNodes": [n for ns in per_gpu.values() for n in ns]}})
+    spec = {"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu", "devices": devices,
+            "containerEdits": {"env": ["NVIDIA_VISIBLE_DEVICES=void"], "deviceNodes": [node("/dev/nvidiactl")],
+                               "mounts": [{"hostPath": str(smi), "containerPath": "/usr/bin/nvidia-smi",
+                                           "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]}]}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec, indent=2) + "\n")  # JSON is YAML; the CDI library reads both
     return path
 
 

@@ -1,7 +1,9 @@
-"""container check: a container started the way ECS starts one sees the host's GPUs.
+"""container check: a container started the way ECS starts one sees the host's GPUs, and so does one started
+through Docker's CDI where that is on.
 
-The probe is ``gpuprep.engine.gpu_container.probe``, the same one ``install``'s gpu-check runs. In
-``doctor --boot`` nothing is pulled (no network is promised at boot): a missing image skips the check.
+The proof is ``gpuprep.engine.gpu_routes.probe_routes``, the same one ``install``'s gpu-check runs, over the
+routes ``configured_routes`` finds in ``docker info`` and daemon.json. In ``doctor --boot`` nothing is pulled
+(no network is promised at boot): a missing image skips the check.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ def host_view(p: Probes):
 
 def check_gpu_container(probes: Probes) -> Verdict:
     from gpuprep.engine import gpu_container
-    from gpuprep.engine.checks import ENGINE_FIRST, default_runtime_fix, docker_info, runtime_binary_fix
+    from gpuprep.engine.checks import ENGINE_FIRST, daemon_json, default_runtime_fix, docker_info, runtime_binary_fix
     from gpuprep.engine.dockerd import EngineDown
+    from gpuprep.engine.gpu_routes import configured_routes, probe_routes
+    from gpuprep.errors import BadInput
     from gpuprep.gpu import inventory
 
     pci = inventory.probe_pci(probes)
@@ -40,18 +44,26 @@ def check_gpu_container(probes: Probes) -> Verdict:
     except EngineDown:
         raise NotApplicable(ENGINE_FIRST) from None
     image = probes.options.image
+    try:
+        _, config = daemon_json(probes)
+    except BadInput:
+        config = {}  # docker-daemon-json reports it; the running Engine's info still says whether CDI is on
+    routes = configured_routes(info, config)
     view = host_view(probes)
-    result = gpu_container.probe(probes.host, image, host_view=view, pull=not probes.options.boot)
-    data = {**result.as_data(), "host_source": view.source if view else None}
-    if result.ok:
+    proof = probe_routes(probes.host, image, routes.routes, host_view=view, pull=not probes.options.boot,
+                         cdi_hint=routes.cdi_hint)
+    result = proof.main
+    data = {**proof.as_data(), "host_source": view.source if view else None, "cdi_why": routes.why}
+    if proof.ok:
         compared = f"; UUIDs match the host's ({view.source})" if view else "; no host view to compare with"
-        if result.seconds > SLOW_SECONDS:
-            return Verdict(Status.WARNING, f"{result.summary}{compared}; slow: {result.seconds:.1f}s",
+        if proof.seconds > SLOW_SECONDS:
+            return Verdict(Status.WARNING, f"{proof.summary()}{compared}; slow: {proof.seconds:.1f}s",
                            PERSISTENCE_HINT, data)
-        return Verdict(Status.OK, result.summary + compared, data=data)
+        return Verdict(Status.OK, proof.summary() + compared, data=data)
     if result.link == gpu_container.IMAGE:
         if probes.options.boot:
-            raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing")
+            raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing: keep it in the "
+                                f"image with `gpuprep seal --keep-image {image}` for this check to run at boot")
         return Verdict(Status.UNKNOWN, result.summary, result.hint, data)
     if result.link == gpu_container.ENGINE:
         raise NotApplicable(ENGINE_FIRST)
@@ -64,10 +76,11 @@ def check_gpu_container(probes: Probes) -> Verdict:
         path = str((runtimes.get(default) or {}).get("path") or "")
         if path:
             hint = runtime_binary_fix(probes, path)
-    return Verdict(Status.CRITICAL, f"{result.link}: {result.summary}", hint, data)
+    return Verdict(Status.CRITICAL, proof.summary(), hint, data)
 
 
 CHECKS = [
-    Check("gpu-container", "container", "nvidia-smi in a container with no --runtime sees the host's GPUs",
+    Check("gpu-container", "container", "nvidia-smi in a container with no --runtime (and through CDI where "
+          "Docker's CDI is on) sees the host's GPUs",
           check_gpu_container, timeout=180, needs_docker=True, boot=True),
 ]

@@ -383,6 +383,8 @@ def restart(host: Host, proc: EngineProcess, *, daemon_reload: bool = False) -> 
 
 def _run_restart(host: Host, argv: list[str]) -> list[str]:
     """Run a service manager's restart; DockerdDidNotStart with its last line of output when it fails."""
+    # Said before the wait, not after: a user-data log otherwise shows nothing while dockerd restarts.
+    log.info("restarting dockerd: `%s` (up to 300s)", " ".join(argv))
     done = host.run(argv, check=False, timeout=300)
     if done.returncode != 0:
         last = ((done.stderr or done.stdout).strip().splitlines() or ["?"])[-1]

@@ -1,10 +1,18 @@
-"""The one GPU container probe: ``gpu-check`` (install) and doctor's container check both call ``probe``.
+"""The one GPU container probe: ``gpu-check`` (install) and doctor's container check both call ``probe_routes``.
 
-It does what the seed did by hand (``docker run --rm nvidia/cuda nvidia-smi``), the way ECS runs a
-GPU task: no ``--runtime`` argument (so ``nvidia`` must be the default runtime), and
-``NVIDIA_VISIBLE_DEVICES=all`` (the variable the NVIDIA runtime acts on; the ECS agent sets it). The
-GPUs seen inside are compared with the host's. A failure names the link of the chain that broke:
-Engine, image, runtime registration, runtime binary, default runtime, driver, or the GPU set.
+A route is a way a container gets the GPUs; each configured one is proven:
+
+- ``default-runtime``: what the seed did by hand (``docker run --rm nvidia/cuda nvidia-smi``), the way ECS runs a
+  GPU task: no ``--runtime`` argument (so ``nvidia`` must be the default runtime), and
+  ``NVIDIA_VISIBLE_DEVICES=all`` (the variable the NVIDIA runtime acts on; the ECS agent sets it).
+- ``cdi``: where Docker's own CDI is on (``features.cdi`` on Engine 25 to 28.1, the default from 28.2, moby/moby
+  PR 49963), a CDI device request as ``docker run --device nvidia.com/gpu=all`` makes it: docker-py's
+  ``DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])`` (device requests need API 1.40; the
+  Engine's ``cdi`` driver exists from 25, API 1.44) with runtime ``runc``, so the spec alone gives the GPUs.
+
+The GPUs seen inside are compared with the host's, for each route. A failure names the route and the link of
+the chain that broke: Engine, image, runtime registration, runtime binary, default runtime, Docker's CDI, the
+CDI spec, driver, or the GPU set. ``probe(host, image, route=...)`` proves one route (what a script drives).
 """
 
 from __future__ import annotations
@@ -32,6 +40,23 @@ PULL_DEADLINE = 1800.0
 ENGINE, IMAGE, RUNTIME_MISSING, RUNTIME_BINARY, NOT_DEFAULT, NO_SMI, DRIVER, GPUS, TIMEOUT = (
     "engine", "image", "runtime-missing", "runtime-binary", "runtime-not-default", "runtime-no-nvidia-smi",
     "driver", "gpus", "timeout")
+# ... and the CDI route's own: Docker's CDI off, the device in no spec, a spec that does not fit the host, a spec
+# that puts no nvidia-smi into the container.
+CDI_OFF, CDI_UNRESOLVABLE, CDI_INJECTION, CDI_NO_SMI = "cdi-off", "cdi-unresolvable", "cdi-injection", \
+    "cdi-no-nvidia-smi"
+
+# The routes, in the order they are proven.
+DEFAULT_ROUTE, CDI_ROUTE = "default-runtime", "cdi"
+ROUTES = (DEFAULT_ROUTE, CDI_ROUTE)
+CDI_DEVICE = "nvidia.com/gpu=all"
+CDI_RUNTIME = "runc"  # the spec alone must give the GPUs: not the nvidia runtime, whatever the default is
+ROUTE_WORDS = {DEFAULT_ROUTE: "without --runtime", CDI_ROUTE: f"through CDI ({CDI_DEVICE}, runtime {CDI_RUNTIME})"}
+
+
+def route_took(route: str, seconds: float) -> str:
+    """"without --runtime (0.31s)", "through CDI (nvidia.com/gpu=all, runtime runc; 0.24s)"."""
+    words = ROUTE_WORDS[route]
+    return f"{words[:-1]}; {seconds:.2f}s)" if words.endswith(")") else f"{words} ({seconds:.2f}s)"
 
 
 @dataclass
@@ -62,6 +87,7 @@ class ProbeResult:
     summary: str
     hint: str = ""
     image: str = ""
+    route: str = DEFAULT_ROUTE
     seconds: float = 0.0  # the container's run, create to removal, without a pull
     pull_seconds: float = 0.0
     gpus: list[ContainerGpu] = field(default_factory=list)
@@ -77,8 +103,15 @@ class ProbeResult:
     def image_unavailable(self) -> bool:
         return self.link == IMAGE
 
+    def route_data(self) -> dict[str, Any]:
+        """This route's line of ``data.routes``."""
+        return {"route": self.route, "ok": self.ok, "link": self.link, "uuids": self.uuids,
+                "seconds": round(self.seconds, 3), "summary": self.summary,
+                **({"hint": self.hint, "exit_code": self.exit_code} if not self.ok else {})}
+
     def as_data(self) -> dict[str, Any]:
         return {
+            "route": self.route,
             "link": self.link,
             "image": self.image,
             "seconds": round(self.seconds, 3),
@@ -184,28 +217,77 @@ def _explain(link: str, message: str, info: dict[str, Any] | None, image: str) -
             "see dockerd's log (`journalctl -u docker -n 50`)")
 
 
+def classify_cdi_error(message: str) -> str:
+    """Which link of the CDI route an Engine error names (the texts of Engine 26's CDI, moby daemon/cdi.go and
+    the CDI library, seen here)."""
+    if 'could not select device driver "cdi"' in message:
+        return CDI_OFF
+    if "unresolvable CDI devices" in message:
+        return CDI_UNRESOLVABLE
+    if "CDI device injection failed" in message or "CDI device" in message:
+        return CDI_INJECTION
+    if 'exec: "nvidia-smi"' in message or "nvidia-smi: no such file" in message:
+        return CDI_NO_SMI
+    return ENGINE
+
+
+def _explain_cdi(link: str, message: str, info: dict[str, Any] | None, image: str, cdi_hint: str
+                 ) -> tuple[str, str, str]:
+    """(link, summary, hint) for a CDI-route container that did not start."""
+    from gpuprep.toolkit.cdi import GENERATED_SPEC
+
+    detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
+    words = ROUTE_WORDS[CDI_ROUTE]
+    generate = f"`nvidia-ctk cdi generate --output={GENERATED_SPEC}`"
+    dirs = ", ".join((info or {}).get("CDISpecDirs") or []) or "/etc/cdi, /var/run/cdi"
+    if link == CDI_OFF:
+        return (CDI_OFF, f"{words}: Docker's CDI is off in the running Engine: {detail}", cdi_hint or
+                "turn it on: `gpuprep install --docker-cdi --only docker-runtime,docker-reload` (features.cdi in "
+                "daemon.json, Engine 25 to 28.1; on by default from 28.2)")
+    if link == CDI_UNRESOLVABLE:
+        return (CDI_UNRESOLVABLE, f"{words}: no CDI spec in {dirs} defines {CDI_DEVICE}: {detail}",
+                f"write this host's spec: {generate} (or `gpuprep install --only cdi-spec`, which also keeps it "
+                "written at boot)")
+    if link == CDI_INJECTION:
+        return (CDI_INJECTION, f"{words}: the CDI spec does not fit this host: {detail}",
+                f"write it anew for this host's driver and devices: {generate} (`gpuprep doctor` check "
+                "toolkit-cdi-specs names the stale file; remove a stale one in /etc/cdi)")
+    if link == CDI_NO_SMI:
+        return (CDI_NO_SMI, f"{words}: the CDI spec put no nvidia-smi into {image}: {detail}",
+                f"write the spec with NVIDIA's generator, which mounts the driver's tools: {generate}")
+    return (ENGINE, f"{words}: dockerd could not run the container: {detail}",
+            "see dockerd's log (`journalctl -u docker -n 50`)")
+
+
 # -- the probe ------------------------------------------------------------------------------
-def probe(host: Host, image: str, *, host_view: HostGpus | None | bool = True, pull: bool = True,
-          progress: bool = False, timeout: float = RUN_TIMEOUT) -> ProbeResult:
-    """Run nvidia-smi in ``image`` through the Engine, as ECS would, and judge the result.
+def probe(host: Host, image: str, *, route: str = DEFAULT_ROUTE, host_view: HostGpus | None | bool = True,
+          pull: bool = True, progress: bool = False, timeout: float = RUN_TIMEOUT, cdi_hint: str = ""
+          ) -> ProbeResult:
+    """Run nvidia-smi in ``image`` through the Engine by ``route`` (``default-runtime``: as ECS would; ``cdi``:
+    a CDI device request with runtime runc), and judge the result.
 
     ``host_view``: the host's GPUs to compare with; True asks ``host_gpus``; None/False compares nothing.
     ``pull``: pull a missing image (doctor --boot passes False: no network at boot).
+    ``cdi_hint``: the fix for ``cdi-off`` where the caller knows better (daemon.json on, dockerd not restarted).
     """
     from concurrent.futures import ThreadPoolExecutor
 
     from gpuprep.engine.dockerd import engine_down_hint, engine_errors
 
+    if route not in ROUTES:
+        raise ValueError(f"unknown route {route!r} (one of {', '.join(ROUTES)})")
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The host's view (NVML or nvidia-smi) is asked while the container runs: the probe then
         # costs what the container costs.
         asked = pool.submit(host_gpus, host) if host_view is True else None
         try:
-            result = _run(host, image, pull=pull, progress=progress, timeout=timeout)
+            result = _run(host, image, route=route, pull=pull, progress=progress, timeout=timeout,
+                          cdi_hint=cdi_hint)
         except engine_errors() as exc:
             text = str(exc).strip().splitlines()
             return ProbeResult(False, ENGINE, f"the Docker Engine at {host.docker_url} does not answer: "
-                               f"{text[0][:300] if text else type(exc).__name__}", engine_down_hint(host), image)
+                               f"{text[0][:300] if text else type(exc).__name__}", engine_down_hint(host), image,
+                               route)
         view = asked.result() if asked is not None else host_view
     view = view if isinstance(view, HostGpus) else None
     result.host_uuids = view.uuids if view is not None else None
@@ -226,12 +308,20 @@ def _compare(result: ProbeResult, view: HostGpus) -> None:
         parts.append(f"missing inside: {', '.join(missing)}")
     if extra:
         parts.append(f"unknown to the host: {', '.join(extra)}")
-    result.summary = "; ".join(parts)
+    result.summary = (f"{ROUTE_WORDS[CDI_ROUTE]}: " if result.route == CDI_ROUTE else "") + "; ".join(parts)
+    if result.route == CDI_ROUTE:
+        from gpuprep.toolkit.cdi import GENERATED_SPEC
+
+        # A spec names GPUs by index and UUID as they were when it was written (toolkit issues 1239, 1828).
+        result.hint = (f"the CDI spec lists other GPUs than the host has: write it anew, `nvidia-ctk cdi generate "
+                       f"--output={GENERATED_SPEC}`, and remove a stale copy in /etc/cdi")
+        return
     result.hint = ("check NVIDIA_VISIBLE_DEVICES in the runtime's config and that every GPU's /dev/nvidiaN "
                    "exists (`ls /dev/nvidia*`; `nvidia-smi -L`); then restart docker")
 
 
-def _run(host: Host, image: str, *, pull: bool, progress: bool, timeout: float) -> ProbeResult:
+def _run(host: Host, image: str, *, route: str, pull: bool, progress: bool, timeout: float, cdi_hint: str
+         ) -> ProbeResult:
     import docker.errors
 
     # The probe's own timeout, not docker()'s few seconds for /info: a start may wait for GPU init.
@@ -239,12 +329,12 @@ def _run(host: Host, image: str, *, pull: bool, progress: bool, timeout: float) 
         pull_seconds = 0.0
         started = time.monotonic()
         try:
-            cid = _create(api, image)
+            cid = _create(api, image, route)
         except docker.errors.ImageNotFound:
             if not pull:
                 return ProbeResult(False, IMAGE, f"image {image} is not present locally (not pulled: --boot)",
                                    f"pre-load it (`docker pull {image}` while building the image) or pass --image",
-                                   image)
+                                   image, route)
             pull_started = time.monotonic()
             failure = _pull(api, image, progress=progress)
             pull_seconds = time.monotonic() - pull_started
@@ -252,12 +342,11 @@ def _run(host: Host, image: str, *, pull: bool, progress: bool, timeout: float) 
                 return ProbeResult(False, IMAGE, f"image {image} is missing and cannot be pulled: {failure}",
                                    f"pre-load the image (`docker load -i FILE`, or `docker pull {image}` where a "
                                    "registry is reachable) or pass --image with one present locally (`docker images`)",
-                                   image,
-                                   pull_seconds=pull_seconds)
+                                   image, route, pull_seconds=pull_seconds)
             started = time.monotonic()
-            cid = _create(api, image)
+            cid = _create(api, image, route)
         try:
-            return _start_and_collect(host, api, cid, image, timeout, started, pull_seconds)
+            return _start_and_collect(host, api, cid, image, route, timeout, started, pull_seconds, cdi_hint)
         finally:
             try:
                 api.remove_container(cid, force=True)
@@ -267,14 +356,29 @@ def _run(host: Host, image: str, *, pull: bool, progress: bool, timeout: float) 
                 log.warning("could not remove container %s", cid[:12])
 
 
-def _create(api, image: str) -> str:
+def run_argv(image: str, route: str) -> list[str]:
+    """The ``docker run`` a route's container is the same as (what a dry run lists)."""
+    if route == CDI_ROUTE:
+        return ["docker", "run", "--rm", "--network", "none", "--runtime", CDI_RUNTIME, "--device", CDI_DEVICE,
+                image, *QUERY]
+    env = [a for k, v in ENVIRONMENT.items() for a in ("-e", f"{k}={v}")]
+    return ["docker", "run", "--rm", "--network", "none", *env, image, *QUERY]
+
+
+def _create(api, image: str, route: str) -> str:
+    labels = {"io.gpuprep.probe": "gpu-container", "io.gpuprep.route": route}
+    if route == CDI_ROUTE:
+        from docker.types import DeviceRequest
+
+        host_config = api.create_host_config(network_mode="none", runtime=CDI_RUNTIME, device_requests=[
+            DeviceRequest(driver="cdi", device_ids=[CDI_DEVICE])])
+        return api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"]
     host_config = api.create_host_config(network_mode="none")
-    return api.create_container(image, QUERY, environment=ENVIRONMENT, host_config=host_config,
-                                labels={"io.gpuprep.probe": "gpu-container"})["Id"]
+    return api.create_container(image, QUERY, environment=ENVIRONMENT, host_config=host_config, labels=labels)["Id"]
 
 
-def _start_and_collect(host: Host, api, cid: str, image: str, timeout: float, started: float,
-                       pull_seconds: float) -> ProbeResult:
+def _start_and_collect(host: Host, api, cid: str, image: str, route: str, timeout: float, started: float,
+                       pull_seconds: float, cdi_hint: str) -> ProbeResult:
     import docker.errors
     import requests
 
@@ -286,15 +390,20 @@ def _start_and_collect(host: Host, api, cid: str, image: str, timeout: float, st
             info = api.info()
         except Exception:  # diagnosis only; the start error is what we report
             info = None
-        link, summary, hint = _explain(classify_start_error(message), message, info, image)
-        return ProbeResult(False, link, summary, hint, image, time.monotonic() - started, pull_seconds,
+        if route == CDI_ROUTE:
+            link, summary, hint = _explain_cdi(classify_cdi_error(message), message, info, image, cdi_hint)
+        else:
+            link, summary, hint = _explain(classify_start_error(message), message, info, image)
+        return ProbeResult(False, link, summary, hint, image, route, time.monotonic() - started, pull_seconds,
                            output=message)
+    words = ROUTE_WORDS[route]
+    prefix = f"{words}: " if route == CDI_ROUTE else ""
     try:
         status = api.wait(cid, timeout=timeout)
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
-        return ProbeResult(False, TIMEOUT, f"nvidia-smi in {image} did not finish within {timeout:g}s",
+        return ProbeResult(False, TIMEOUT, f"{prefix}nvidia-smi in {image} did not finish within {timeout:g}s",
                            "a GPU call is hanging: look for XIDs (`dmesg | grep -i xid`) and enable persistence "
-                           "mode (`nvidia-smi -pm 1`)", image, time.monotonic() - started, pull_seconds)
+                           "mode (`nvidia-smi -pm 1`)", image, route, time.monotonic() - started, pull_seconds)
     code = int(status.get("StatusCode", -1))
     output = api.logs(cid, stdout=True, stderr=True).decode(errors="replace")
     seconds = time.monotonic() - started
@@ -304,18 +413,18 @@ def _start_and_collect(host: Host, api, cid: str, image: str, timeout: float, st
 
         cause = NVML_CAUSES.get(code)
         last = output.strip().splitlines()[-1][:300] if output.strip() else ""
-        return ProbeResult(False, DRIVER, f"nvidia-smi in the container exited {code}"
+        return ProbeResult(False, DRIVER, f"{prefix}nvidia-smi in the container exited {code}"
                            + (f": {cause.summary}" if cause else "") + (f" ({last})" if last else ""),
                            cause.hint if cause else "check the driver on the host: `nvidia-smi` (exit 9: load it "
-                           "with `modprobe nvidia` or reinstall the driver for this kernel)", image, seconds,
+                           "with `modprobe nvidia` or reinstall the driver for this kernel)", image, route, seconds,
                            pull_seconds, output=output, exit_code=code)
     gpus = parse_query(output)
     if not gpus:
-        return ProbeResult(False, DRIVER, f"nvidia-smi in the container listed no GPU ({output.strip()[:200]!r})",
-                           "check the host's `nvidia-smi -L` and the driver", image, seconds, pull_seconds,
-                           output=output, exit_code=code)
-    return ProbeResult(True, "ok", f"{len(gpus)} GPU(s) visible in {image} without --runtime "
-                       f"({seconds:.2f}s)", "", image, seconds, pull_seconds, gpus, output=output, exit_code=code)
+        return ProbeResult(False, DRIVER, f"{prefix}nvidia-smi in the container listed no GPU "
+                           f"({output.strip()[:200]!r})", "check the host's `nvidia-smi -L` and the driver", image,
+                           route, seconds, pull_seconds, output=output, exit_code=code)
+    return ProbeResult(True, "ok", f"{len(gpus)} GPU(s) visible in {image} {route_took(route, seconds)}", "", image,
+                       route, seconds, pull_seconds, gpus, output=output, exit_code=code)
 
 
 def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE) -> str | None:
@@ -341,7 +450,7 @@ def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE)
         log.info("pulling %s failed (%s); trying again (%d of %d)", image, state.outcome.exception(),
                  state.attempt_number + 1, PULL_ATTEMPTS)
 
-    log.info("pulling %s", image)
+    log.info("pulling %s (up to %d attempts and %gs in all)", image, PULL_ATTEMPTS, deadline_s)
     try:
         Retrying(stop=stop_after_attempt(PULL_ATTEMPTS) | stop_after_delay(deadline_s),
                  wait=wait_exponential(multiplier=0.5, max=8), before_sleep=before_sleep)(once)

@@ -23,6 +23,7 @@ from gpuprep.engine.objects import (
     short_id,
 )
 from gpuprep.errors import StepFailed
+from gpuprep.report import plural
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step
 
 log = logging.getLogger("gpuprep")
@@ -50,7 +51,7 @@ class ContainersStep(Step):
                       key=lambda r: (r["name"], r["id"]))
         running = sum(r["state"] == "running" for r in rows)
         lines = [f"container {r['name']} ({r['id'][:12]}, {r['image']}, {r['state']})" for r in rows]
-        return Change(f"remove {len(rows)} containers ({running} running)",
+        return Change(f"remove {plural(len(rows), 'container')} ({running} running)",
                       commands=[["docker", "rm", "--force", "--volumes", "<each container>"]],
                       data={"remove": rows, "lines": lines}, payload=rows)
 
@@ -107,7 +108,8 @@ class ContainersStep(Step):
         if failed or left:
             detail = "; ".join(f"{r['name']}: {engine_said(e)}" for r, e in failed[:3]) or \
                 f"{len(left)} still listed"
-            early_note = f"; {len(gone_early)} images whose containers had all gone were removed" if gone_early else ""
+            early_note = (f"; {plural(len(gone_early), 'image')} whose containers had all gone "
+                          f"{'was' if len(gone_early) == 1 else 'were'} removed") if gone_early else ""
             hint = (f"the Engine did not answer removing {unanswered[0][0]['name']}: restart it (`systemctl "
                     "restart docker`) and run seal again" if unanswered else
                     "see `docker ps -a` and the Engine's log, then run seal again")
@@ -116,8 +118,8 @@ class ContainersStep(Step):
             known = known_removal_deadlock(ctx.host.engine_server) if unanswered else None
             if known:
                 hint += f"; {known}"
-            raise StepFailed(f"could not remove {max(len(failed), len(left))} of {len(rows)} "
-                             f"containers: {detail}{early_note}", hint,
+            raise StepFailed(f"could not remove {max(len(failed), len(left))} of "
+                             f"{plural(len(rows), 'container')}: {detail}{early_note}", hint,
                              data={"images_removed": [image_line(r) for r in gone_early]} if gone_early else None)
         return Applied()
 
@@ -184,7 +186,7 @@ class ImagesStep(Step):
         if not remove:
             return Converged(f"no images to remove{kept_note}", data={"kept": kept, "lines": kept_lines})
         lines = [image_line(r) for r in remove] + kept_lines
-        return Change(f"remove {len(remove)} images{kept_note}",
+        return Change(f"remove {plural(len(remove), 'image')}{kept_note}",
                       commands=[["docker", "rmi", "--force", "<each image>"]],
                       data={"remove": remove, "kept": kept, "lines": lines}, payload=remove)
 
@@ -206,7 +208,7 @@ class ImagesStep(Step):
         if failed:
             detail = "; ".join(f"{', '.join(r['tags']) or short_id(r['id'])}: {engine_said(e)}"
                                for r, e in failed[:3])
-            raise StepFailed(f"could not remove {len(failed)} of {len(change.payload)} images: {detail}",
+            raise StepFailed(f"could not remove {len(failed)} of {plural(len(change.payload), 'image')}: {detail}",
                              "an image in use by a container stays until the container goes "
                              "(run seal without --skip containers), then run seal again")
         return Applied()

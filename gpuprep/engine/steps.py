@@ -360,25 +360,41 @@ def _commands(host, action: str, proc, unit_changed: bool) -> list[list[str]]:
 # -- gpu-check ------------------------------------------------------------------------------
 class GpuCheckStep(Verify):
     id = "gpu-check"
-    title = "Prove it: nvidia-smi in a container with no --runtime flag sees the host's GPUs"
+    title = ("Prove it: nvidia-smi in a container with no --runtime flag, and through CDI where Docker's CDI is on, "
+             "sees the host's GPUs")
 
     def plan(self, ctx: Context) -> Change:
-        from gpuprep.engine.gpu_container import ENVIRONMENT, QUERY
+        from gpuprep.engine.dockerd import EngineDown, docker_info
+        from gpuprep.engine.gpu_container import ROUTE_WORDS, run_argv
+        from gpuprep.engine.gpu_routes import CDI_ROUTE, configured_routes
 
         image = ctx.options.image
         if ctx.host.docker_url is None:
             raise Skip(_no_engine_reason())
-        env = [a for k, v in ENVIRONMENT.items() for a in ("-e", f"{k}={v}")]
-        return Change(f"would run nvidia-smi in {image} with no --runtime and compare its GPUs with the host's",
-                      commands=[["docker", "run", "--rm", "--network", "none", *env, image, *QUERY]])
+        try:
+            info = docker_info(ctx.host)
+        except EngineDown:
+            info = None  # the proof itself says the Engine does not answer
+        _, config = daemon_config.read_config(ctx.host, ctx.platform.daemon_json)
+        routes = configured_routes(info, config)
+        if ctx.shared(DaemonJsonRun).docker_cdi_planned and CDI_ROUTE not in routes.routes:
+            routes.routes.append(CDI_ROUTE)  # a dry run of --docker-cdi: docker-reload restarts dockerd with it on
+            routes.why = "--docker-cdi turns it on in this run"
+        how = " and ".join(ROUTE_WORDS[r] for r in routes.routes)
+        return Change(f"would run nvidia-smi in {image} {how} and compare its GPUs with the host's",
+                      commands=[run_argv(image, r) for r in routes.routes],
+                      data={"routes": routes.routes, "cdi_why": routes.why}, payload=routes)
 
     def verify(self, ctx: Context, change: Change) -> Converged:
-        from gpuprep.engine.gpu_container import probe
+        from gpuprep.engine.gpu_routes import probe_routes
 
-        result = probe(ctx.host, ctx.options.image, pull=True, progress=ctx.interactive)
-        if not result.ok:
-            # The data says which link broke, in --json too: what a fleet's collector groups failures by.
-            raise StepFailed(f"{result.link}: {result.summary}", result.hint, data=result.as_data())
-        match = " (UUIDs match the host's)" if result.host_uuids is not None else \
+        routes = change.payload
+        proof = probe_routes(ctx.host, ctx.options.image, routes.routes, pull=True, progress=ctx.interactive,
+                             cdi_hint=routes.cdi_hint)
+        data = {**proof.as_data(), "cdi_why": routes.why}
+        if not proof.ok:
+            # The data says which route and link broke, in --json too: what a fleet's collector groups failures by.
+            raise StepFailed(proof.summary(), proof.main.hint, data=data)
+        match = " (UUIDs match the host's)" if proof.main.host_uuids is not None else \
             " (no host view of the GPUs to compare with)"
-        return Converged(result.summary + match, result.as_data())
+        return Converged(proof.summary() + match, data)

@@ -268,6 +268,9 @@ class Backend:
 
     # -- install and lock ------------------------------------------------------------------
     def install(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> None:
+        # The longest wait of a run on a real instance: said before it starts, for cloud-init-output.log.
+        log.info("installing %s with %s (up to %ds: downloads and the rpm transaction)",
+                 ", ".join([*(p.nevr for p in pkgs), *extra]), self.manager, INSTALL_TIMEOUT)
         done = self.host.run(self.install_argv(pkgs, extra), timeout=INSTALL_TIMEOUT, check=False)
         if done.returncode == 0:
             return

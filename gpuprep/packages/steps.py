@@ -26,7 +26,7 @@ from gpuprep.packages.resolve import (
     Selection,
     resolve,
 )
-from gpuprep.report import StepResult
+from gpuprep.report import StepResult, plural
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
 from gpuprep.toolkit.security import FLOOR, vulnerable
 
@@ -358,7 +358,7 @@ class PackagesStep(Step):
         if extra:
             what.append(f"install the versionlock plugin ({extra[0]})")
         if to_lock:
-            what.append(f"lock {len(res.packages)} packages")
+            what.append(f"lock {plural(len(res.packages), 'package')}")
         data["versionlock_plugin"] = extra[0] if extra else None
         return Change("; ".join(what), commands=commands, data=data,
                       payload=(res, installs, bool(to_lock), extra))

@@ -203,7 +203,7 @@ def run_steps(
     gate = steps[0] if steps and steps[0].id == "preflight" else None
     if confirm is not None and gate is None:
         raise ValueError("confirm needs a preflight step to answer for")
-    report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra)
+    report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra, dry_run=ctx.dry_run)
     failed: StepResult | None = None
     for step in steps:
         started = time.monotonic()

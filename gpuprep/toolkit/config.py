@@ -8,7 +8,8 @@ enable-ecs-agent-gpu-support-al2023.sh``), ``[nvidia-container-cli] ldconfig`` (
 TOML without a dependency: Python 3.8-3.10 (AL2023's python3 is 3.9) have no ``tomllib``, and gpuprep reads
 three string keys. ``parse`` reads the subset nvidia-ctk writes (tables, dotted and quoted keys, basic and
 literal strings, booleans, integers, comments) and skips any value it does not need (arrays, inline tables,
-multi-line strings) without guessing; tests/unit/test_toolkit.py checks it against ``tomllib`` where Python has it.
+multi-line strings) without guessing; tests/unit/toolkit/test_toolkit.py checks it against ``tomllib`` where
+Python has it.
 """
 
 from __future__ import annotations

@@ -9,14 +9,17 @@
 - ``cdi-spec``: where the runtime runs in a CDI mode or Docker's own CDI is on, a spec that fits this host:
   NVIDIA's nvidia-cdi-refresh units (toolkit 1.18+) enabled so it is written at every boot, and on the running
   system a missing or stale ``/var/run/cdi/nvidia.yaml`` written now by the real generator
-  (``nvidia-ctk cdi generate``), never by a copy of it. The boot gate runs after nvidia-cdi-refresh.service.
+  (``nvidia-ctk cdi generate``), never by a copy of it. The boot gate runs after nvidia-cdi-refresh.service. Where
+  the toolkit is older than 1.18 (no nvidia-cdi-refresh), gpuprep's own oneshot unit runs the same generator at
+  every boot, before Docker, ECS and the gate (``toolkit/boot_unit.py``); it is removed where nvidia-cdi-refresh
+  exists or no spec is needed.
 """
 
 from __future__ import annotations
 
 from gpuprep.errors import StepFailed
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
-from gpuprep.toolkit import cdi
+from gpuprep.toolkit import boot_unit, cdi
 from gpuprep.toolkit.checks import DEV_CHAR_RULE
 from gpuprep.toolkit.stack import REFRESH_UNITS, Stack, detect
 
@@ -97,33 +100,53 @@ class CdiSpecStep(Step):
         from gpuprep.services import Services
 
         stack = current_stack(ctx)
-        wants_docker_cdi = ctx.options.docker_cdi
         data = {"stack": stack.as_dict()}
-        if not (stack.cdi_mode or stack.docker_cdi or wants_docker_cdi):
+        needed = stack.cdi_mode or bool(stack.docker_cdi) or ctx.options.docker_cdi
+        unit = self._unit(ctx, stack, needed)
+        if not needed and not unit.todo:
             return Converged(f"runtime mode {stack.mode} and Docker's CDI off: no CDI spec needed", data)
         services = Services(ctx.host, ctx.platform)
-        commands: list[list[str]] = []
+        run: list[list[str]] = []  # what apply runs, after the unit's own change
         todo: list[str] = []
-        if stack.refresh_shipped:
+        if needed and stack.refresh_shipped:
             off = [u for u, state in stack.refresh.items() if state != "enabled"]
             if off:
-                commands.append(services.argv("enable", off[0])[:-1] + off)
+                run.append(services.argv("enable", off[0])[:-1] + off)
                 todo.append(f"enable {', '.join(off)}")
-        elif stack.toolkit is not None:
-            todo.append("note: this toolkit has no nvidia-cdi-refresh (1.18+): nothing rewrites the spec at boot")
-        if ctx.host.live:
+        todo += unit.todo
+        if needed and ctx.host.live:
             fresh = self._fresh(ctx, stack)
             if fresh:
                 if ctx.host.which("nvidia-ctk") is None:
                     raise StepFailed(f"{fresh}, and nvidia-ctk is not installed to write one",
                                      "install the toolkit: `gpuprep install --only packages --runtime toolkit`")
-                commands.append(list(GENERATE))
+                run.append(list(GENERATE))
                 todo.append(f"write {cdi.GENERATED_SPEC} ({fresh})")
-        if not commands:
-            where = "; refreshed at boot by nvidia-cdi-refresh" if stack.refresh_enabled else ""
+        if not todo:
+            if not needed:
+                return Converged(f"runtime mode {stack.mode} and Docker's CDI off: no CDI spec needed", data)
+            at_boot = "refreshed at boot by nvidia-cdi-refresh" if stack.refresh_enabled else \
+                f"written at every boot by {boot_unit.UNIT_NAME}" if ctx.host.lexists(boot_unit.WANTS_LINK) else ""
             return Converged(f"runtime mode {stack.mode}: CDI spec(s) " +
-                             (", ".join(s.path for s in stack.specs) or "written at boot") + where, data)
-        return Change("; ".join(todo), commands=commands, data=data)
+                             (", ".join(s.path for s in stack.specs) or "written at boot") +
+                             (f"; {at_boot}" if at_boot else ""), data)
+        return Change("; ".join(todo), diff=unit.diff, commands=unit.commands + run, data=data, payload=(unit, run))
+
+    @staticmethod
+    def _unit(ctx: Context, stack: Stack, needed: bool) -> boot_unit.UnitChange:
+        """gpuprep's boot unit where a spec is needed, the toolkit has no nvidia-cdi-refresh (before 1.18) and
+        systemd starts the host; else none."""
+        if ctx.platform.init != "systemd":
+            return boot_unit.UnitChange()
+        if not needed:
+            why_not = "no CDI spec needed"
+        elif stack.refresh_shipped:
+            why_not = "nvidia-cdi-refresh writes the spec at boot"
+        elif stack.toolkit is None:
+            return boot_unit.UnitChange()  # no toolkit known (not installed, or no rpm to ask): left as it is
+        else:
+            why_not = ""
+        return boot_unit.plan(ctx.host, ctx.platform, wanted=not why_not, why_not=why_not)
 
     @staticmethod
     def _fresh(ctx: Context, stack: Stack) -> str:
@@ -138,7 +161,9 @@ class CdiSpecStep(Step):
         return f"{findings[0].spec}: {findings[0].problem}" if findings else ""
 
     def apply(self, ctx: Context, change: Change) -> Applied:
-        for argv in change.commands:
+        unit, run = change.payload
+        boot_unit.apply(ctx.host, ctx.platform, unit)
+        for argv in run:
             ctx.host.run(argv, timeout=120, hint="run it by hand to see why; `nvidia-smi` must work first")
         return Applied()
 

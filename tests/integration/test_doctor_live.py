@@ -209,11 +209,11 @@ def test_container_sees_exactly_the_hosts_gpus(healthy_run, healthy):
 
 
 def test_json_shape_is_designs(healthy_run):
-    """docs/contract.md: {"command", "status", "platform", "checks": [{"id", "group", "status", "summary", "hint",
-    "duration_ms", "data"}]} and nothing else on stdout."""
+    """docs/contract.md: {"command", "version", "status", "platform", "checks": [{"id", "group", "status", "summary",
+    "hint", "duration_ms", "data"}]} and nothing else on stdout."""
     proc, report, _ = healthy_run
     assert proc.stdout.lstrip().startswith("{") and proc.stdout.rstrip().endswith("}")
-    assert list(report) == ["command", "status", "platform", "checks"]
+    assert list(report) == ["command", "version", "status", "platform", "checks"]
     assert report["command"] == "doctor" and report["status"] in ("ok", "warning", "critical", "unknown")
     assert report["platform"]["name"] == "Amazon Linux 2023" and report["platform"]["id"] == "amzn"
     from gpuprep.doctor import GROUPS, all_checks
@@ -251,21 +251,25 @@ def test_prom_file_of_that_run(healthy_run):
 
 
 def test_text_output_grouped_with_a_summary_line(healthy):
+    """The verdict first (Nagios' one line), a line per healthy group, the recap last; -v lists every check."""
     proc = doctor(healthy, "--no-container", json_out=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == "gpuprep doctor on Amazon Linux 2023"
-    headers = [line for line in lines if line in ("platform", "gpu", "docker", "container", "ecs", "packages")]
-    assert headers == ["platform", "gpu", "docker", "container", "ecs", "packages"]
-    # One line per check under its group's header: mark, id, finding.
-    row = re.compile(r"^  \[(ok|skip|WARN|CRIT|UNKN)\]\s+(\S+)\s+\S")
-    rows = [m.group(2) for m in map(row.match, lines) if m]
-    from gpuprep.doctor import all_checks
-
-    assert rows == [c.id for c in all_checks()]
+    assert re.match(r"^GPUPREP OK - \d+ checks ok \| ok=\d+ warning=0 critical=0 unknown=0 skipped=\d+$", lines[0])
+    assert lines[1] == "gpuprep doctor on Amazon Linux 2023"
+    groups = [line.split()[0] for line in lines[2:-1] if line and not line.startswith(" ")]
+    assert groups == ["platform", "gpu", "docker", "container", "ecs", "packages"]
     assert re.match(r"^OK: \d+ ok, \d+ skipped \(exit 0\)$", lines[-1]), lines[-1]
     assert "\x1b[" not in proc.stdout  # not a tty: plain text for logs
     assert proc.stderr == ""
+
+    verbose = doctor(healthy, "-v", "--no-container", json_out=False)
+    # One line per check, under its group: mark, id, finding.
+    row = re.compile(r"^(?:\S+\s+|\s+)\[(ok|skip|WARN|CRIT|UNKN)\]\s+(\S+)\s+\S")
+    rows = [m.group(2) for m in map(row.match, verbose.stdout.splitlines()) if m]
+    from gpuprep.doctor import all_checks
+
+    assert rows == [c.id for c in all_checks()]
 
 
 # -- a broken host through the CLI --------------------------------------------------------------
@@ -297,8 +301,11 @@ def test_runtime_not_default_exit_code_and_fix(pkg_cache, tmp_path):
     assert checks["gpu-container"]["status"] == "critical"
     assert checks["gpu-container"]["data"]["link"] == "runtime-not-default"
     out = text.stdout
-    assert re.search(r"^  \[WARN\]\s+docker-default-runtime\s+Docker's default runtime is runc, not nvidia", out, re.M)
-    assert re.search(r"^  \[CRIT\]\s+gpu-container\s+runtime-not-default: nvidia is not Docker's default", out, re.M)
+    assert out.splitlines()[0].startswith("GPUPREP CRITICAL - gpu-container, docker-default-runtime")
+    assert re.search(r"^docker\s+\[WARN\]\s+docker-default-runtime\s+Docker's default runtime is runc, not nvidia",
+                     out, re.M)
+    assert re.search(r"^container\s+\[CRIT\]\s+gpu-container\s+runtime-not-default: nvidia is not Docker's default",
+                     out, re.M)
     fixes = [line.strip() for line in out.splitlines() if line.strip().startswith("fix: ")]
     assert ('fix: `gpuprep install --only docker-runtime,docker-reload` (sets "default-runtime": "nvidia" in '
             "daemon.json and reloads dockerd)") in fixes

@@ -1,7 +1,9 @@
-"""install's docker-runtime, docker-reload and gpu-check on a private real dockerd (docs/testbed.md 1-3).
+"""install's docker-runtime, docker-reload and gpu-check on a private real dockerd (docs/testbed.md 1-3, 10).
 
-Real: dockerd 20.10 (own socket, data-root, exec-root; its daemon.json is the one inside the --root
-tree gpuprep edits), runc, containerd, docker-py, the gpuprep CLI as a user runs it.
+Real: dockerd 20.10 and, where the Engine's behaviour matters (``--validate``, SIGHUP and restart, API version,
+its error texts, the runtimes.d route), also 26.1.5 (``docker_engine``: own socket, data-root, exec-root; its
+daemon.json is the one inside the --root tree gpuprep edits), runc, containerd, docker-py, the gpuprep CLI as a
+user runs it.
 SIMULATED (no GPU or NVIDIA driver on these machines): the nvidia runtime is tests/testbed.py's shim,
 an OCI runtime that bind-mounts a fake nvidia-smi into the container and execs runc, and the host's
 nvidia-smi is the same fake inside the root tree. Docker's side (runtime registration, default
@@ -77,7 +79,7 @@ def simhost(tmp_path, dockerd_factory, fake_gpu):
     return root, dockerd, fake_gpu["shim"]
 
 
-def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simhost):
+def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simhost, docker_engine):
     import docker.errors
 
     root, dockerd, shim = simhost
@@ -102,11 +104,16 @@ def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simho
     assert code == 0, err
     s = steps(report)
     assert s["docker-runtime"]["status"] == "changed"
-    # Engine 20.10 has no --validate (23+ has): the step says it could not validate, and why.
-    assert "not validated:" in s["docker-runtime"]["summary"] and "has no --validate" in s["docker-runtime"]["summary"]
+    if docker_engine.major >= 23:  # the running Engine's own dockerd checks the new file before it is written
+        assert f"validated by {docker_engine.dockerd} --validate" in s["docker-runtime"]["summary"]
+    else:  # Engine 20.10 has no --validate (23+ has): the step says it could not validate, and why.
+        assert "not validated:" in s["docker-runtime"]["summary"]
+        assert "has no --validate" in s["docker-runtime"]["summary"]
     assert s["docker-reload"]["status"] == "changed" and s["docker-reload"]["data"]["done"] == "reload"
     assert s["gpu-check"]["status"] == "ok" and s["gpu-check"]["data"]["uuids"] == UUIDS
     assert s["gpu-check"]["data"]["host_uuids"] == UUIDS
+    # Docker's CDI is off (20.10 has none; 26 only with features.cdi): the default runtime is the one route.
+    assert [r["route"] for r in s["gpu-check"]["data"]["routes"]] == ["default-runtime"]
     assert json.loads(daemon_json.read_text())["default-runtime"] == "nvidia"
     assert all(u in run_nvidia_smi(dockerd) for u in UUIDS)  # no runtime flag, the GPUs are there
     assert dockerd.current_pid() == pid  # SIGHUP was enough
@@ -175,8 +182,9 @@ def test_a_config_dockerd_refuses_is_rolled_back_and_dockerd_runs_again(flag_doc
         client.close()
 
 
-def test_a_default_runtime_the_file_no_longer_sets_takes_a_restart(simhost):
-    """SIGHUP cannot unset a default runtime (docs/testbed.md 3): gpuprep restarts the hand-started dockerd."""
+def test_a_default_runtime_the_file_no_longer_sets_takes_a_restart(simhost, docker_engine):
+    """SIGHUP cannot unset a default runtime (docs/testbed.md 3; Engine 26 the same): gpuprep restarts the
+    hand-started dockerd, with its own command line and environment."""
     root, dockerd, shim = simhost
     daemon_json = root / "etc/docker/daemon.json"
     config = json.loads(daemon_json.read_text())
@@ -218,7 +226,7 @@ def test_engine_down_is_one_line_with_a_hint(simhost):
     assert "Traceback" not in err
 
 
-def test_gpu_check_names_the_broken_link(simhost):
+def test_gpu_check_names_the_broken_link(simhost, docker_engine):
     """runc still the default: gpu-check fails saying nvidia is not registered / not the default."""
     root, dockerd, shim = simhost
     code, report, err = gpuprep(root, dockerd.url, "install", "--only", "gpu-check", "--image", "tiny:latest")
@@ -299,7 +307,7 @@ def _nvidia_default(root: Path, path: str) -> None:
                                        "default-runtime": "nvidia"}, indent=2))
 
 
-def test_gpu_check_names_a_runtime_binary_that_cannot_run(simhost):
+def test_gpu_check_names_a_runtime_binary_that_cannot_run(simhost, docker_engine):
     """The toolkit removed by hand: daemon.json still names the runtime, its binary is gone."""
     root, dockerd, _ = simhost
     gone = "/usr/local/bin/nvidia-container-runtime-removed"

@@ -7,7 +7,8 @@ Two are kept with --keep-image (one by tag, the pulled one by its repo digest). 
 in text and JSON, exactly what the real run then removes (same items, same order); after
 ``gpuprep --root ROOT seal --yes`` only the two kept images remain, reported with digest and size, no
 container does, and the agent state in ROOT is gone; a second run reports every step ok.
-Real: the Engine, runc and containerd. SIMULATED: the registry the one image is pulled from
+Real: the Engine (20.10; the removals, the Engine's refusal and its event stream also on 26.1.5, through
+``docker_engine``), runc and containerd. SIMULATED: the registry the one image is pulled from
 (``testbed.TinyRegistry`` on 127.0.0.1: no registry is reachable from here).
 """
 
@@ -107,7 +108,7 @@ def _root(tmp_path: Path) -> Path:
     return root
 
 
-def test_seal_removes_every_container_and_all_but_the_kept_images(engine, tmp_path):
+def test_seal_removes_every_container_and_all_but_the_kept_images(engine, tmp_path, docker_engine):
     d, client, tags = engine
     root = _root(tmp_path)
     assert len(client.api.containers(all=True)) == N_CONTAINERS
@@ -263,7 +264,8 @@ def test_a_removal_the_engine_refuses_for_a_moment_is_tried_again(dockerd_factor
     assert client.api.containers(all=True) == []
 
 
-def test_a_removal_the_engine_keeps_refusing_fails_in_bounded_time_with_the_reason(dockerd_factory, tmp_path):
+def test_a_removal_the_engine_keeps_refusing_fails_in_bounded_time_with_the_reason(dockerd_factory, tmp_path,
+                                                                                   docker_engine):
     import time
 
     d = dockerd_factory()
@@ -278,12 +280,13 @@ def test_a_removal_the_engine_keeps_refusing_fails_in_bounded_time_with_the_reas
         subprocess.run(["chattr", "-i", str(stuck)], check=False)
     step = next(s for s in report["steps"] if s["id"] == "containers")
     assert code == 1 and step["status"] == "failed", report
-    assert "could not remove 1 of 1 containers: stuck:" in step["summary"]
+    assert "could not remove 1 of 1 container: stuck:" in step["summary"]
     assert "failed to remove root filesystem" in step["summary"]
     assert took < 30
 
 
-def test_each_image_goes_as_soon_as_its_last_container_has_as_the_engine_records_it(dockerd_factory, tmp_path):
+def test_each_image_goes_as_soon_as_its_last_container_has_as_the_engine_records_it(dockerd_factory, tmp_path,
+                                                                                   docker_engine):
     """The images step's removals start during the containers step: in the Engine's own event stream an
     image is deleted while containers are still being destroyed, and never before its own containers."""
     import time
@@ -432,7 +435,7 @@ def test_a_removal_the_engine_never_answers_is_not_asked_again_and_the_hint_says
     finally:
         os.kill(pid, signal.SIGCONT)
         host.close()
-    assert "could not remove 1 of 1 containers: frozen:" in failed.value.message
+    assert "could not remove 1 of 1 container: frozen:" in failed.value.message
     assert "timed out" in failed.value.message.lower()
     assert failed.value.hint.startswith("the Engine did not answer removing frozen: restart it")
     # The testbed's Engine is Debian's 20.10.24: the hint names its known deadlock (moby/moby#46661).

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import hosttree
-from conftest import REPO, require, require_root
+from conftest import FIXTURES, REPO, require, require_root
 from rpmfixtures import PkgSpec, build_rpm
 
 
@@ -166,3 +166,95 @@ def test_seal_removes_the_build_machines_cdi_spec_and_empties_the_runtime_log(tm
     assert log.exists() and log.stat().st_size == 0
     code, again, err = gpuprep(root, "seal", "--only", "toolkit-state", "--yes")
     assert code == 0 and steps(again)["toolkit-state"]["status"] == "ok", err
+
+
+# -- gpuprep-cdi-generate.service: the spec at every boot where the toolkit has no nvidia-cdi-refresh ----------
+CDI_UNIT = "etc/systemd/system/gpuprep-cdi-generate.service"
+CDI_UNIT_WANTS = "etc/systemd/system/multi-user.target.wants/gpuprep-cdi-generate.service"
+
+
+def test_cdi_generate_unit_passes_systemd_analyze_verify(tmp_path):
+    """The shipped unit lints; the generator it runs is a stand-in executable here (no toolkit on this machine)."""
+    require("systemd-analyze")
+    from gpuprep.toolkit.boot_unit import UNIT_NAME, render
+
+    ctk = tmp_path / "nvidia-ctk"
+    ctk.write_text("#!/bin/sh\nexit 0\n")  # stand-in: verify checks the ExecStart= program exists and runs
+    ctk.chmod(0o755)
+    for name in ("docker.service", "ecs.service", "gpuprep-boot-check.service", "nvidia-persistenced.service",
+                 "nvidia-kmod-load.service"):
+        (tmp_path / name).write_text(f"[Unit]\nDescription=stub {name}\n[Service]\nExecStart=/bin/true\n")
+    unit = tmp_path / UNIT_NAME
+    unit.write_text(render(str(ctk)))
+    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", str(unit)], capture_output=True, text=True,
+                          timeout=60)
+    complaints = [line for line in (proc.stdout + proc.stderr).splitlines() if UNIT_NAME in line]
+    assert proc.returncode == 0 and not complaints, proc.stdout + proc.stderr
+    assert f"ExecStart={ctk} cdi generate --output=/var/run/cdi/nvidia.yaml" in unit.read_text()
+
+
+def test_cdi_mode_on_a_toolkit_without_nvidia_cdi_refresh_gets_gpuprep_s_unit_until_one_ships(tmp_path, request):
+    """Toolkit 1.17.8 with mode = "cdi" (a 2024 host moved to CDI): no nvidia-cdi-refresh, so cdi-spec installs and
+    enables gpuprep-cdi-generate.service (systemctl --root); a second run changes nothing. When the toolkit that
+    ships nvidia-cdi-refresh arrives (1.18.1), the same step removes gpuprep's unit and enables NVIDIA's; and a
+    host back in legacy mode with Docker's CDI off keeps neither of gpuprep's."""
+    require("systemctl")
+    toml = (FIXTURES / "hosts/files/al2-legacy-config.toml").read_text().replace('mode = "auto"', 'mode = "cdi"')
+    root = image(tmp_path, request, "al2-ecs-gpu-2024", "1.17.8", "20.10.25",
+                 **{"/etc/nvidia-container-runtime/config.toml": toml})
+    code, plan, err = gpuprep(root, "install", "--only", "cdi-spec", "--dry-run")
+    assert code == 0, err
+    step = steps(plan)["cdi-spec"]
+    assert step["status"] == "planned", step
+    assert "write /etc/systemd/system/gpuprep-cdi-generate.service" in step["summary"]
+    assert "+ExecStart=/usr/bin/nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml" in step["diff"]
+    assert "+Before=docker.service ecs.service gpuprep-boot-check.service" in step["diff"]
+    assert step["commands"] == [["systemctl", f"--root={root.resolve()}", "enable", "gpuprep-cdi-generate.service"]]
+    assert not (root / CDI_UNIT).exists()
+
+    code, done, err = gpuprep(root, "install", "--only", "cdi-spec")
+    assert code == 0 and steps(done)["cdi-spec"]["status"] == "changed", (err, done)
+    assert (root / CDI_UNIT).read_text() == (REPO / "systemd/gpuprep-cdi-generate.service").read_text()
+    assert (root / CDI_UNIT_WANTS).is_symlink()
+    code, again, err = gpuprep(root, "install", "--only", "cdi-spec")
+    assert code == 0 and steps(again)["cdi-spec"]["status"] == "ok", (err, again)
+    assert "written at every boot by gpuprep-cdi-generate.service" in steps(again)["cdi-spec"]["summary"]
+
+    # The toolkit that ships nvidia-cdi-refresh (its units preset disabled here): NVIDIA's units replace gpuprep's.
+    rpm = build_rpm(PkgSpec("nvidia-container-toolkit-base", "1.18.1", "1"),
+                    Path(request.config.cache.mkdir("rpmfixtures")) / "toolkit-install-rpms",
+                    cache=Path(request.config.cache.mkdir("rpmfixtures")) / "pkgs")
+    subprocess.run(["rpm", "--root", str(root), "--dbpath", "/var/lib/rpm", "-U", "--nodeps", "--justdb", str(rpm)],
+                   check=True, capture_output=True, timeout=60)
+    for unit in ("nvidia-cdi-refresh.path", "nvidia-cdi-refresh.service"):
+        (root / "etc/systemd/system" / unit).write_text((FIXTURES / "hosts/files" / unit).read_text())
+    code, moved, err = gpuprep(root, "install", "--only", "cdi-spec")
+    assert code == 0, err
+    summary = steps(moved)["cdi-spec"]["summary"]
+    assert "enable nvidia-cdi-refresh.path, nvidia-cdi-refresh.service" in summary
+    assert "remove gpuprep-cdi-generate.service (nvidia-cdi-refresh writes the spec at boot)" in summary
+    assert not (root / CDI_UNIT).exists() and not (root / CDI_UNIT_WANTS).is_symlink()
+    assert (root / "etc/systemd/system/multi-user.target.wants/nvidia-cdi-refresh.service").is_symlink()
+    code, again, err = gpuprep(root, "install", "--only", "cdi-spec")
+    assert code == 0 and steps(again)["cdi-spec"]["status"] == "ok", (err, again)
+
+
+def test_legacy_mode_removes_gpuprep_s_cdi_unit(tmp_path, request):
+    require("systemctl")
+    root = image(tmp_path, request, "al2-ecs-gpu-2024", "1.17.8", "20.10.25")
+    from gpuprep.toolkit.boot_unit import render
+
+    (root / CDI_UNIT).parent.mkdir(parents=True, exist_ok=True)
+    (root / CDI_UNIT).write_text(render())
+    (root / CDI_UNIT_WANTS).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink("/" + CDI_UNIT, root / CDI_UNIT_WANTS)
+    code, plan, err = gpuprep(root, "install", "--only", "cdi-spec", "--dry-run")
+    assert code == 0 and steps(plan)["cdi-spec"]["commands"] == [
+        ["systemctl", f"--root={root.resolve()}", "disable", "gpuprep-cdi-generate.service"],
+        ["rm", "/etc/systemd/system/gpuprep-cdi-generate.service"]], plan
+    code, done, err = gpuprep(root, "install", "--only", "cdi-spec")
+    assert code == 0 and "remove gpuprep-cdi-generate.service (no CDI spec needed)" in \
+        steps(done)["cdi-spec"]["summary"], (err, done)
+    assert not (root / CDI_UNIT).exists() and not os.path.lexists(root / CDI_UNIT_WANTS)
+    code, again, err = gpuprep(root, "install", "--only", "cdi-spec")
+    assert code == 0 and steps(again)["cdi-spec"]["status"] == "ok", (err, again)

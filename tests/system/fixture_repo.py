@@ -184,7 +184,7 @@ def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
                 provides=[f"nvidia-container-runtime = {exact}"],
                 obsoletes=["nvidia-container-runtime <= 3.5.0-1", "nvidia-container-runtime-hook"],
                 files={RUNTIME_PATH: shim,
-                       "/usr/bin/nvidia-ctk": SIM_NVIDIA_CTK.replace("@VERSION@", version)}),
+                       "/usr/bin/nvidia-ctk": NVIDIA_CTK.replace("@VERSION@", version)}),
         PkgSpec("nvidia-container-toolkit", version, release, arch="x86_64",
                 requires=[f"nvidia-container-toolkit-base = {exact}", f"libnvidia-container-tools = {exact}",
                           "libnvidia-container-tools < 2.0.0"],
@@ -193,20 +193,25 @@ def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
     ]
 
 
-# SIMULATED nvidia-ctk: its version, and the one subcommand gpuprep runs on a live host in legacy mode,
-# `system create-dev-char-symlinks --create-all`, which links /dev/char/<major>:<minor> to each NVIDIA device node
-# as the real one does (NVIDIA/nvidia-container-toolkit cmd/nvidia-ctk/system/create-dev-char-symlinks).
-SIM_NVIDIA_CTK = r"""#!/bin/sh
-# SIMULATED nvidia-ctk
-case "$*" in
-  "system create-dev-char-symlinks"*)
+# SIMULATED nvidia-ctk (NVIDIA's toolkit is not here): its version, and `system create-dev-char-symlinks` doing
+# what the real one does (NVIDIA/nvidia-container-toolkit cmd/nvidia-ctk/system/create-dev-char-symlinks): a
+# /dev/char/MAJOR:MINOR link to every NVIDIA character device node. Anything else is refused, not faked.
+NVIDIA_CTK = """#!/bin/sh
+# SIMULATED nvidia-ctk (gpuprep tests: no NVIDIA toolkit here)
+case "$1 $2" in
+  "system create-dev-char-symlinks")
     mkdir -p /dev/char
     for node in /dev/nvidia*; do
       [ -c "$node" ] || continue
-      ln -sfn "../${node#/dev/}" "/dev/char/$(stat -c '%t %T' "$node" | { read -r a b; echo "$((0x$a)):$((0x$b))"; })"
-    done ;;
-  *) echo 'NVIDIA Container Toolkit CLI version @VERSION@' ;;
+      set -- $(stat -c '%t %T' "$node")
+      ln -sfn "../${node#/dev/}" "/dev/char/$((0x$1)):$((0x$2))"
+    done
+    exit 0;;
+  "--version ")
+    echo 'NVIDIA Container Toolkit CLI version @VERSION@'; exit 0;;
 esac
+echo "SIMULATED nvidia-ctk: $* is not simulated" >&2
+exit 1
 """
 
 

@@ -65,6 +65,15 @@ if not os.path.exists("/dev/nvidiactl"):
 # Not the driver's, but what a VM has and a container hides: the kernel log, where XIDs land.
 if not os.path.exists("/dev/kmsg"):
     subprocess.run(["mknod", "-m", "0600", "/dev/kmsg", "c", "1", "11"], check=True)
+# SIMULATED udev (no udevd runs in a systemd-nspawn container): the driver binding its PCI devices is an "add"
+# event on /bus/pci/drivers/nvidia, so run what a rule matching that event asks, as udev would
+# (dev-char-links' rule, bottlerocket-core-kit's 71-nvidia-dev-char.rules).
+import glob, re, shlex
+for rules in sorted(glob.glob("/etc/udev/rules.d/*.rules")):
+    for line in open(rules):
+        if 'ACTION=="add"' in line and 'DEVPATH=="/bus/pci/drivers/nvidia"' in line:
+            for command in re.findall(r'RUN\+="([^"]+)"', line):
+                subprocess.run(shlex.split(command), check=False)
 """
 SIM_DRIVER_UNIT = """[Unit]
 Description=SIMULATED NVIDIA driver (gpuprep tests: no GPU here)

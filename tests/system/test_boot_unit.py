@@ -90,10 +90,10 @@ def gate_machine(base_tree: Path):
 def test_failed_check_keeps_ecs_from_starting_and_passing_lets_it(gate_machine):
     m = gate_machine
     _install_unit(m, gate=True)
-    m.write(VERDICT, "2\n")
+    m.write(VERDICT, "1\n")  # what gpuprep doctor --boot exits with on a critical finding
     m.boot()
     check = m.unit_state(UNIT_NAME)
-    assert (check["ActiveState"], check["Result"], check["ExecMainStatus"]) == ("failed", "exit-code", "2"), check
+    assert (check["ActiveState"], check["Result"], check["ExecMainStatus"]) == ("failed", "exit-code", "1"), check
     ecs = m.unit_state("ecs.service")
     assert ecs["ActiveState"] == "inactive" and ecs["MainPID"] == "0", ecs
     assert "Dependency failed for" in m.run(["journalctl", "-b", "--no-pager", "-o", "cat"]).stdout
@@ -114,7 +114,7 @@ def test_failed_check_keeps_ecs_from_starting_and_passing_lets_it(gate_machine):
 def test_no_gate_reports_but_lets_ecs_start(gate_machine):
     m = gate_machine
     _install_unit(m, gate=False)
-    m.write(VERDICT, "2\n")
+    m.write(VERDICT, "1\n")  # what gpuprep doctor --boot exits with on a critical finding
     m.boot()
     assert m.unit_state(UNIT_NAME)["ActiveState"] == "failed"
     assert m.unit_state("ecs.service")["ActiveState"] == "active"
@@ -124,7 +124,7 @@ def test_after_a_fix_starting_ecs_reruns_the_check(gate_machine):
     """The hint doctor gives after a failed boot: fix it, `systemctl start ecs` runs the check again."""
     m = gate_machine
     _install_unit(m, gate=True)
-    m.write(VERDICT, "2\n")
+    m.write(VERDICT, "1\n")  # what gpuprep doctor --boot exits with on a critical finding
     m.boot()
     assert m.unit_state("ecs.service")["ActiveState"] == "inactive"
     m.write(VERDICT, "0\n")  # host-side write into the overlay: the machine sees it

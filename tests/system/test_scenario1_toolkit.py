@@ -69,6 +69,8 @@ def test_user_data_flow_toolkit(instance):
     sealed_at = json.loads(inst.path("/etc/gpuprep/seal.json").read_text())["sealed_at"]
     proc = inst.gpuprep("doctor", "--image", IMAGE)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.startswith("GPUPREP OK - "), proc.stdout
+    proc = inst.gpuprep("doctor", "-v", "--image", IMAGE)  # every check's line, the healthy ones too
     assert sealed_at in proc.stdout, proc.stdout
     rc, report, _ = inst.doctor()
     assert rc == 0 and report["status"] == "ok", explain(report)

@@ -51,7 +51,7 @@ def test_each_hint_doctor_gives_clears_its_finding(instance):
     inst.path(RUNTIME).unlink()  # e.g. a bad package update in a later image layer
     inst.launch_from_image()
     check = inst.unit_state(UNIT_NAME)
-    assert (check["ActiveState"], check["ExecMainStatus"]) == ("failed", "2"), (check, inst.journal(UNIT_NAME))
+    assert (check["ActiveState"], check["ExecMainStatus"]) == ("failed", "1"), (check, inst.journal(UNIT_NAME))
     assert "nvidia-container-runtime" in inst.journal(UNIT_NAME)
     ecs = inst.unit_state("ecs.service")
     assert ecs["ActiveState"] == "inactive" and ecs["MainPID"] == "0", ecs

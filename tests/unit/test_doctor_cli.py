@@ -19,6 +19,7 @@ from pathlib import Path
 
 import hosttree
 import pytest
+from conftest import REPO
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -27,7 +28,6 @@ from gpuprep.report import Status
 
 pytestmark = pytest.mark.allow_subp('gpuprep', 'mkdir', 'python', 'rpm', 'systemctl')
 
-REPO = Path(__file__).resolve().parent.parent.parent
 GPUPREP = REPO / ".venv" / "bin" / "gpuprep"
 NO_DOCKER = {"DOCKER_HOST": None}  # --root without DOCKER_HOST: no Engine, docker checks skip
 
@@ -112,7 +112,7 @@ def test_boot_runs_only_boot_checks(tmp_path):
     boot_ids = {c.id for c in all_checks() if c.boot}
     assert {c["id"] for c in report["checks"]} <= boot_ids
     assert "gpu-pci" in {c["id"] for c in report["checks"]}
-    assert code == 2  # the boot gate fails on critical
+    assert code == 1  # the boot gate fails on critical, with 1 (not 2: systemd shows that as INVALIDARGUMENT)
 
 
 def test_list_checks():
@@ -238,7 +238,7 @@ def test_nagios_exit_code_is_the_worst_status(tmp_path, monkeypatch, statuses, c
     assert result.exit_code == code
     assert json.loads(result.stdout)["status"] == Status.worst(statuses).value
     boot = invoke("--root", root, "doctor", "--no-container", "--boot")
-    assert boot.exit_code == (2 if code == 2 else 0)  # the boot gate: only critical keeps ECS from starting
+    assert boot.exit_code == (1 if code == 2 else 0)  # the boot gate: only critical keeps ECS from starting
 
 
 def test_prom_into_a_missing_directory_creates_nothing_and_the_hint_fixes_it(tmp_path):
@@ -257,3 +257,56 @@ def test_prom_into_a_missing_directory_creates_nothing_and_the_hint_fixes_it(tmp
     subprocess.run(command, check=True, timeout=10)
     again = invoke("--root", str(root), "doctor", "--no-container", "--prom", str(prom))
     assert again.exit_code == 2 and prom.read_text().startswith("# HELP")
+
+
+# -- the JSON contract under --json: one object on stdout, whatever ends the command --------------------
+@pytest.mark.parametrize("argv, command, code", [
+    (["--json", "install", "--runtime-paht", "/x"], "install", 2),  # a misspelt option: click's parse error
+    (["install", "--json", "--runtime", "bogus"], "install", 2),  # a value gpuprep refuses
+    # doctor is a Nagios plugin: bad arguments are UNKNOWN (3), not a critical host (2)
+    (["--json", "--root", "", "doctor"], "doctor", 3),  # an unset $MOUNT must not mean "here"
+    (["--json", "doctor", "--no-contianer"], "doctor", 3),
+    (["--json", "seal", "--only", "nope"], "seal", 2),  # an unknown step id
+])
+def test_an_error_before_any_report_is_still_one_json_object(argv, command, code):
+    """The installed script, as a fleet runs it (click's own usage errors never reach a CliRunner the same way):
+    stdout parses as one JSON object naming the command, the error and its hint; stderr keeps the two lines."""
+    proc = subprocess.run([str(GPUPREP), *argv], capture_output=True, text=True, timeout=60, env={**os.environ})
+    assert proc.returncode == code, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["command"] == command and doc["exit_code"] == code and doc["error"] and doc["hint"]
+    assert doc["status"] == ("unknown" if command == "doctor" else "failed") and doc["version"]
+    assert proc.stderr.startswith("gpuprep: error: ") and "\ngpuprep: hint: " in proc.stderr
+
+
+def test_lists_are_json_under_json():
+    checks = json.loads(invoke("--json", "doctor", "--list-checks").stdout)
+    assert checks["command"] == "doctor" and {"id", "group", "title", "boot"} == set(checks["checks"][0])
+    assert any(c["boot"] for c in checks["checks"])
+    for command in ("install", "seal"):
+        steps = json.loads(invoke("--json", command, "--list-steps").stdout)
+        assert steps["command"] == command and set(steps["steps"][0]) == {"id", "title"}
+        assert steps["steps"][0]["id"] == "preflight"
+
+
+def test_help_gives_whole_summaries_examples_and_exit_codes():
+    top = invoke("--help").stdout
+    commands = top.split("Commands:")[1].split("Examples:")[0]
+    assert "prove a container sees the" in commands and "..." not in commands  # click cuts short help at 45 chars
+    assert "Exit codes:" in top and "Nagios" in top and "Examples:" in top
+    for command in ("install", "seal", "doctor"):
+        text = invoke(command, "--help").stdout
+        assert "Examples:" in text and "Exit codes" in text, command
+
+
+def test_completion_offers_step_ids_after_those_typed_and_runtime_values():
+    env = {**os.environ, "_GPUPREP_COMPLETE": "complete_bash", "COMP_CWORD": "3"}
+    words = subprocess.run([str(GPUPREP)], env={**env, "COMP_WORDS": "gpuprep install --only preflight,pa"},
+                           capture_output=True, text=True, timeout=30).stdout.split()
+    assert words == ["preflight,packages"]
+    words = subprocess.run([str(GPUPREP)], env={**env, "COMP_WORDS": "gpuprep seal --skip "},
+                           capture_output=True, text=True, timeout=30).stdout.split()
+    assert "deep-clean" in words and "stamp" in words
+    words = subprocess.run([str(GPUPREP)], env={**env, "COMP_WORDS": "gpuprep install --runtime l"},
+                           capture_output=True, text=True, timeout=30).stdout.split()
+    assert words == ["legacy"]

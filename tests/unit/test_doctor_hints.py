@@ -22,6 +22,7 @@ from pathlib import Path
 import hosttree
 import probekit
 import pytest
+from conftest import FIXTURES
 
 from gpuprep.doctor import all_checks
 from gpuprep.ec2.imds import InstanceType
@@ -40,7 +41,7 @@ from gpuprep.services import ServiceState
 
 pytestmark = pytest.mark.allow_subp("rpm", "systemctl")
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures"
+FIX = FIXTURES
 BY_ID = {c.id: c for c in all_checks()}
 BUSES = ["0000:53:00.0", "0000:64:00.0"]
 SHIM = "/usr/bin/nvidia-container-runtime"

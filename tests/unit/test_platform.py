@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from gpuprep import platform_checks as checks
 from gpuprep.host import Host
@@ -16,7 +17,7 @@ from gpuprep.platform import detect
 from gpuprep.report import Status
 from gpuprep.runner.checks import Probes, run_check
 
-DISTROS = Path(__file__).resolve().parent.parent / "fixtures" / "distros"
+DISTROS = FIXTURES / "distros"
 
 # name -> (family, major, package_manager, init, rpm, supported)
 EXPECTED = {

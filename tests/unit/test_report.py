@@ -69,6 +69,105 @@ def test_prometheus_text_follows_textfile_conventions(tmp_path):
     assert out.read_text().startswith("# HELP") and [p.name for p in tmp_path.iterdir()] == ["gpuprep.prom"]
 
 
+# -- doctor's text: the verdict at a glance ---------------------------------------------------
+def _host_with_one_cause() -> DoctorReport:
+    """dockerd down: one cause, three checks failing with the same fix; the rest healthy or skipped."""
+    start = "`sudo systemctl start docker`"
+    return DoctorReport({"name": "Amazon Linux 2023"}, [
+        CheckResult("platform-os", "platform", Status.OK, "Amazon Linux 2023"),
+        CheckResult("platform-root", "platform", Status.OK, "root"),
+        CheckResult("gpu-pci", "gpu", Status.OK, "8 NVIDIA GPUs"),
+        CheckResult("gpu-nvml", "gpu", Status.SKIPPED, "needs the running system"),
+        CheckResult("docker-engine", "docker", Status.CRITICAL, "the Docker Engine does not answer", start),
+        CheckResult("docker-daemon-json", "docker", Status.OK, "valid JSON"),
+        CheckResult("docker-default-runtime", "docker", Status.UNKNOWN, "no Engine to ask", start),
+        CheckResult("gpu-container", "container", Status.WARNING, "no Engine to run it in", start),
+        CheckResult("ecs-gpu-support", "ecs", Status.WARNING, "ECS_ENABLE_GPU_SUPPORT is not set",
+                    "`gpuprep install --only ecs-config`"),
+    ])
+
+
+def _text(report: DoctorReport, **kw) -> list[str]:
+    buf = io.StringIO()
+    render_doctor_text(report, buf, **kw)
+    return buf.getvalue().splitlines()
+
+
+def test_the_first_line_is_the_verdict_as_nagios_reads_it():
+    lines = _text(_host_with_one_cause())
+    assert lines[0] == ("GPUPREP CRITICAL - docker-engine, gpu-container, ecs-gpu-support, docker-default-runtime"
+                        " | ok=4 warning=2 critical=1 unknown=1 skipped=1")
+    healthy = DoctorReport({"name": "x"}, [CheckResult("a", "gpu", Status.OK, "fine"),
+                                           CheckResult("b", "gpu", Status.SKIPPED, "n/a")])
+    assert _text(healthy)[0] == "GPUPREP OK - 1 check ok | ok=1 warning=0 critical=0 unknown=0 skipped=1"
+
+
+def test_healthy_groups_fold_to_a_line_problems_show_and_each_fix_comes_once():
+    lines = _text(_host_with_one_cause())
+    text = "\n".join(lines)
+    assert "platform   [ok]     2 checks ok" in lines
+    assert "gpu        [ok]     1 check ok, 1 skipped (-v says why)" in lines
+    assert any(line.startswith("docker     [CRIT]   docker-engine") for line in lines)
+    assert "           [ok]     1 more check ok" in lines  # docker-daemon-json, folded under the problems
+    assert "platform-os" not in text and "gpu-pci" not in text  # healthy checks are counted, not listed
+    fixes = [line.strip() for line in lines if line.strip().startswith("fix: ")]
+    assert fixes == ["fix: `sudo systemctl start docker`", "fix: `gpuprep install --only ecs-config`"]
+    assert "for: docker-engine, gpu-container, docker-default-runtime" in text
+    assert lines[-1] == "CRITICAL: 4 ok, 2 warning, 1 critical, 1 unknown, 1 skipped (exit 2)"
+
+
+def test_verbose_lists_every_check_with_the_same_verdict():
+    lines = _text(_host_with_one_cause(), verbose=True)
+    assert lines[0].startswith("GPUPREP CRITICAL - ")
+    for cid in ("platform-os", "platform-root", "gpu-pci", "gpu-nvml", "docker-daemon-json"):
+        assert any(cid in line for line in lines), cid
+    assert any("[skip]" in line and "needs the running system" in line for line in lines)
+    assert sum(line.strip().startswith("fix: ") for line in lines) == 2
+
+
+def test_in_the_journal_problem_lines_carry_their_syslog_priority(tmp_path, monkeypatch):
+    """systemd connects the boot gate's stdout to the journal and says so in JOURNAL_STREAM (device:inode);
+    a line that starts with <N> gets priority N. A plain file of the same name is the stand-in for that stream."""
+    import os
+
+    path = tmp_path / "journal-stream"
+    with open(path, "w") as stream:
+        st = os.fstat(stream.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        render_doctor_text(_host_with_one_cause(), stream)
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("<3>GPUPREP CRITICAL - ")
+    assert any(line.startswith("<3>docker     [CRIT]") for line in lines)
+    assert any(line.startswith("<4>") and "docker-default-runtime" in line for line in lines)
+    assert any(line.startswith("<5>  fix: ") for line in lines)
+    assert "gpu        [ok]     1 check ok, 1 skipped (-v says why)" in lines  # no priority: info
+    monkeypatch.setenv("JOURNAL_STREAM", "1:2")  # another stream (output redirected): no prefixes
+    assert not any(line.startswith("<") for line in _text(_host_with_one_cause()))
+
+
+def test_run_json_says_its_version_and_whether_it_was_a_dry_run():
+    from gpuprep import __version__
+
+    planned = RunReport("install", {}, [StepResult("docker-runtime", StepStatus.PLANNED, "x")], dry_run=True)
+    data = planned.as_dict()
+    assert data["version"] == __version__ and data["dry_run"] is True
+    assert data["status"] == "planned"  # nothing changed in a dry run
+    assert json.loads(to_json(_report(Status.OK)))["version"] == __version__
+
+
+def test_the_recap_keeps_one_order_whatever_order_the_steps_ended_in():
+    from gpuprep.report import render_run_summary
+
+    a = [StepResult("x", StepStatus.SKIPPED, ""), StepResult("y", StepStatus.OK, ""),
+         StepResult("z", StepStatus.CHANGED, "")]
+    out = []
+    for steps in (a, list(reversed(a))):
+        buf = io.StringIO()
+        render_run_summary(RunReport("install", {}, steps), buf)
+        out.append(buf.getvalue())
+    assert out[0] == out[1] == "install changed: 1 ok, 1 changed, 1 skipped (exit 0)\n"
+
+
 def test_text_renderer_shows_hint_for_problems_only():
     buf = io.StringIO()
     render_doctor_text(_report(Status.OK, Status.CRITICAL), buf)

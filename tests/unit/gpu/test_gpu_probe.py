@@ -16,7 +16,7 @@ from pathlib import Path
 
 import hosttree
 import pytest
-from conftest import require_root
+from conftest import FIXTURES, require_root
 
 from gpuprep.errors import GpuprepError
 from gpuprep.gpu import devices, inventory, kernel_log
@@ -25,7 +25,7 @@ from gpuprep.host import Host
 
 pytestmark = pytest.mark.allow_subp('journalctl', 'nvidia-smi')
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures"
+FIX = FIXTURES
 SMI = FIX / "nvidia-smi"
 KMSG = FIX / "kmsg"
 

@@ -21,8 +21,6 @@ from gpuprep.engine.checks import engine_info
 from gpuprep.engine.dockerd import EngineDown, known_removal_deadlock, wait_ready
 from gpuprep.host import Host
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture
 def sock_dir() -> Iterator[Path]:

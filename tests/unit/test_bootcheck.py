@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from conftest import REPO
 
 from gpuprep.bootcheck import DEFAULT_PROGRAM, GATE_LINE, UNIT_TEMPLATE, render_unit
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _section(text: str, name: str) -> dict[str, list[str]]:

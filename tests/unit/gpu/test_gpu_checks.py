@@ -13,6 +13,7 @@ from pathlib import Path
 
 import hosttree
 import pytest
+from conftest import FIXTURES
 
 from gpuprep.gpu import checks, inventory
 from gpuprep.gpu import kernel_log as klog
@@ -23,7 +24,7 @@ from gpuprep.platform import detect
 from gpuprep.report import CheckResult, Status
 from gpuprep.runner.checks import Probes, run_check, run_checks
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures"
+FIX = FIXTURES
 BY_ID = {c.id: c for c in checks.CHECKS}
 P5_BUSES = ["0000:53:00.0", "0000:64:00.0", "0000:75:00.0", "0000:86:00.0",
             "0000:97:00.0", "0000:a8:00.0", "0000:b9:00.0", "0000:ca:00.0"]

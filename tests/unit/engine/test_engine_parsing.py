@@ -210,6 +210,68 @@ def test_al1_image_ecs_is_an_upstart_job_enabled_by_its_file(stand_ins, tmp_path
     assert argv_log(stand_ins) == []  # nothing to run: no chkconfig, no start
 
 
+# -- the routes gpu-check and gpu-container prove -------------------------------------------------
+def test_classify_cdi_errors_as_engine_26_words_them():
+    assert gc.classify_cdi_error('could not select device driver "cdi" with capabilities: []') == gc.CDI_OFF
+    assert gc.classify_cdi_error("CDI device injection failed: unresolvable CDI devices nvidia.com/gpu=all") \
+        == gc.CDI_UNRESOLVABLE
+    assert gc.classify_cdi_error('CDI device injection failed: failed to inject devices: failed to stat CDI host '
+                                 'device "/dev/nvidia9": no such file or directory') == gc.CDI_INJECTION
+    assert gc.classify_cdi_error('exec: "nvidia-smi": executable file not found in $PATH') == gc.CDI_NO_SMI
+    assert gc.classify_cdi_error("no space left on device") == gc.ENGINE
+
+
+@pytest.mark.parametrize("info, config, expected, hint", [
+    ({"ServerVersion": "20.10.24"}, {}, ["default-runtime"], False),
+    ({"ServerVersion": "20.10.24"}, {"features": {"cdi": True}}, ["default-runtime"], False),  # no CDI before 25
+    ({"ServerVersion": "26.1.5+dfsg1", "CDISpecDirs": []}, {}, ["default-runtime"], False),
+    ({"ServerVersion": "26.1.5+dfsg1", "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}, {"features": {"cdi": True}},
+     ["default-runtime", "cdi"], False),
+    ({"ServerVersion": "28.2.1", "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]}, {}, ["default-runtime", "cdi"], False),
+    # set in daemon.json, not taken up by the running Engine: proven, and its failure says restart
+    ({"ServerVersion": "26.1.5+dfsg1", "CDISpecDirs": []}, {"features": {"cdi": True}}, ["default-runtime", "cdi"],
+     True),
+    (None, {"features": {"cdi": True}}, ["default-runtime", "cdi"], False),  # no Engine answered: the file says on
+])
+def test_configured_routes(info, config, expected, hint):
+    from gpuprep.engine.gpu_routes import configured_routes
+
+    routes = configured_routes(info, config)
+    assert routes.routes == expected and routes.why
+    assert bool(routes.cdi_hint) is hint
+    if hint:
+        assert "gpuprep install --only docker-reload" in routes.cdi_hint
+
+
+def _result(route: str, ok: bool, link: str = "ok", summary: str = "", seconds: float = 0.3) -> gc.ProbeResult:
+    gpus = [gc.ContainerGpu(0, "GPU-a", "H200", "580.1")] if ok else []
+    return gc.ProbeResult(ok, link, summary or f"1 GPU(s) visible in img {gc.route_took(route, seconds)}",
+                          "fix it" if not ok else "", "img", route, seconds, gpus=gpus)
+
+
+def test_proof_says_each_route_and_names_the_failing_one():
+    from gpuprep.engine.gpu_routes import Proof
+
+    both = Proof([_result("default-runtime", True), _result("cdi", True, seconds=0.24)])
+    assert both.ok and both.summary() == ("1 GPU(s) visible in img without --runtime (0.30s) and 1 through CDI "
+                                          "(nvidia.com/gpu=all, runtime runc; 0.24s)")
+    assert [r["route"] for r in both.as_data()["routes"]] == ["default-runtime", "cdi"]
+    cdi_bad = Proof([_result("default-runtime", True),
+                     _result("cdi", False, gc.CDI_UNRESOLVABLE, "through CDI (nvidia.com/gpu=all, runtime runc): x")])
+    assert cdi_bad.summary() == ("cdi-unresolvable: through CDI (nvidia.com/gpu=all, runtime runc): x "
+                                 "(route default-runtime passed)")
+    data = cdi_bad.as_data()
+    assert data["link"] == "cdi-unresolvable" and data["routes"][1]["hint"] == "fix it"
+    default_bad = Proof([_result("default-runtime", False, gc.NOT_DEFAULT, "nvidia is not Docker's default"),
+                         _result("cdi", True)])
+    assert default_bad.summary() == ("runtime-not-default: without --runtime: nvidia is not Docker's default "
+                                     "(route cdi passed)")
+    alone = Proof([_result("default-runtime", False, gc.NOT_DEFAULT, "nvidia is not Docker's default")])
+    assert alone.summary() == "runtime-not-default: nvidia is not Docker's default"  # as before routes
+    assert gc.run_argv("img", "cdi")[:9] == ["docker", "run", "--rm", "--network", "none", "--runtime", "runc",
+                                             "--device", "nvidia.com/gpu=all"]
+
+
 @pytest.mark.parametrize("dry_run", [True, False])
 def test_docker_service_names_a_daemon_json_dockerd_cannot_read_before_starting_it(tmp_path, dry_run):
     """A trailing comma stops dockerd, which says so only in its journal: docker-service reads the file first and

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from gpuprep.errors import StepFailed
 from gpuprep.host import Host
@@ -37,8 +38,8 @@ from gpuprep.platform import detect
 
 pytestmark = pytest.mark.allow_subp('yum')
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "distros"
-YUM3 = Path(__file__).resolve().parent.parent / "fixtures" / "yum3"
+FIX = FIXTURES / "distros"
+YUM3 = FIXTURES / "yum3"
 
 
 def rec(*fields: str) -> str:

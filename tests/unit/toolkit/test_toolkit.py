@@ -16,6 +16,7 @@ from pathlib import Path
 
 import hosttree
 import pytest
+from conftest import FIXTURES, REPO
 
 from gpuprep.doctor import all_checks
 from gpuprep.engine import container_checks
@@ -32,7 +33,7 @@ from gpuprep.toolkit.stack import docker_cdi
 
 pytestmark = pytest.mark.allow_subp("rpm")  # the image's docker package (engine version), asked of an empty tree
 
-HOSTS = Path(__file__).resolve().parent.parent / "fixtures" / "hosts"
+HOSTS = FIXTURES / "hosts"
 BY_ID = {c.id: c for c in all_checks()}
 UUIDS = ["GPU-00000000-0000-0000-0000-000000000000", "GPU-00000000-0000-0000-0000-000000000001"]
 
@@ -177,3 +178,16 @@ def test_dev_char_links_present_live_shape_are_ok(tmp_path):
         "/etc/udev/rules.d/71-nvidia-dev-char.rules": "# made by the test\n"})
     result = run_check(BY_ID["toolkit-dev-char"], probes(root, version="1.17.8-1"))
     assert result.status is Status.OK, result
+
+
+def test_cdi_generate_unit_is_one_shipped_file_ordered_before_docker_ecs_and_the_gate():
+    from gpuprep.toolkit.boot_unit import UNIT_TEMPLATE, render
+
+    assert (REPO / "systemd/gpuprep-cdi-generate.service").resolve() == \
+        UNIT_TEMPLATE.resolve()
+    text = render("/usr/local/bin/nvidia-ctk")
+    lines = text.splitlines()
+    assert "Before=docker.service ecs.service gpuprep-boot-check.service" in lines
+    assert "ExecStart=/usr/local/bin/nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml" in lines
+    assert "ConditionPathExists=/usr/local/bin/nvidia-ctk" in lines and "Type=oneshot" in lines
+    assert not any(line.startswith(("Requires=", "RequiredBy=")) for line in lines)  # ordering only

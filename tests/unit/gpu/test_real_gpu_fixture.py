@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
+from conftest import FIXTURES
 
 from gpuprep.gpu import query as gpu_query
 
-REAL = Path(__file__).resolve().parent.parent / "fixtures" / "real-gpu"
+REAL = FIXTURES / "real-gpu"
 UUID = re.compile(r"^GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 VERSION = re.compile(r"^\d+\.\d+(\.\d+)?$")
 BUS_ID = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
