@@ -4,11 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: test unit integration system lint bench demo provision venv clean
+.PHONY: test unit integration system lint bench demo provision venv clean dist
 
-$(VENV)/.stamp: setup.py
+$(VENV)/.stamp: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --upgrade pip "setuptools>=77"
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
@@ -30,7 +30,7 @@ system: provision venv
 	$(PY) -m pytest -ra $(PYTEST_ARGS) tests/system
 
 lint: venv
-	$(PY) -m ruff check gpuprep tests bench
+	$(PY) -m ruff check gpuprep tests bench packaging
 
 bench: provision venv
 	$(PY) bench/run_all.py
@@ -38,5 +38,16 @@ bench: provision venv
 demo: provision venv
 	$(PY) tests/system/demo.py
 
+# make dist: a wheelhouse that installs gpuprep offline into a venv on the target (docs/packaging.md):
+# dist/gpuprep-wheelhouse-py$(DIST_PYTHON)/ and its .tar.gz. DIST_CACHE=DIR keeps the downloaded wheels there.
+DIST_PYTHON    ?= 3.9
+DIST_PLATFORMS ?= manylinux2014_x86_64 manylinux2014_aarch64
+DIST_DIR       ?= dist
+DIST_CACHE     ?=
+
+dist: venv
+	$(PY) packaging/wheelhouse.py --python $(DIST_PYTHON) $(foreach p,$(DIST_PLATFORMS),--platform $(p)) \
+		--out $(DIST_DIR) $(if $(DIST_CACHE),--cache $(DIST_CACHE))
+
 clean:
-	rm -rf $(VENV) .cache build *.egg-info
+	rm -rf $(VENV) .cache build dist *.egg-info

@@ -1,37 +1,13 @@
-from setuptools import find_packages, setup
+"""A shim: gpuprep's metadata lives in pyproject.toml (PEP 621). Kept for tools that still run setup.py."""
 
-setup(
-    name="gpuprep",
-    version="0.1.0",
-    description="Turn a GPU instance into a sealed, self-testing ECS / AWS Batch container host; diagnose GPU hosts.",
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    license="Apache-2.0",
-    python_requires=">=3.8",
-    packages=find_packages(include=["gpuprep", "gpuprep.*"]),
-    package_data={"gpuprep": ["data/*"]},
-    install_requires=[
-        "docker>=7.1",
-        "psutil>=5.9",
-        "distro>=1.8",
-        "tenacity>=8.2",
-        # typer 0.29 made pydantic a dependency and imports it on every run: ~60 ms more for each
-        # gpuprep command, the boot gate's included (bench/RESULTS.md). Lift the cap when that changes.
-        "typer>=0.12,<0.29",
-        "rich>=13.0",
-        "nvidia-ml-py>=12.535",
-        # CDI specs are YAML (gpuprep/toolkit/cdi.py says why a parser of our own would not do); AL2023 ships it
-        # as python3-pyyaml, and PyPI has wheels for every Python gpuprep supports.
-        "PyYAML>=5.4",
-    ],
-    extras_require={
-        "test": ["pytest>=7.4", "pytest-timeout>=2.2", "hypothesis>=6.90", "ruff>=0.4"],
-    },
-    entry_points={"console_scripts": ["gpuprep = gpuprep.cli:main"]},
-    classifiers=[
-        "Environment :: Console",
-        "Operating System :: POSIX :: Linux",
-        "Programming Language :: Python :: 3",
-        "Topic :: System :: Systems Administration",
-    ],
-)
+import sys
+
+import setuptools
+
+# pyproject.toml gives the license as an expression (PEP 639), which setuptools reads from 77 on;
+# an older one fails on it with a schema dump. Say what to do instead.
+if int(setuptools.__version__.split(".")[0]) < 77:
+    sys.exit(f"gpuprep: setup.py needs setuptools>=77 (this is {setuptools.__version__}): "
+             "`pip install -U setuptools`, or build with pip (`pip wheel --no-deps .`), which fetches it")
+
+setuptools.setup()

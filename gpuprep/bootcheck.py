@@ -22,8 +22,9 @@ from gpuprep.services import Services
 UNIT_NAME = "gpuprep-boot-check.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
 UNIT_TEMPLATE = Path(__file__).parent / "data" / UNIT_NAME
-# The path written in the shipped file: where root's `pip install gpuprep` puts the script.
-DEFAULT_PROGRAM = "/usr/local/bin/gpuprep"
+# The path written in the shipped file: where the wheelhouse's install.sh links the script (docs/packaging.md:
+# /usr/sbin is in sudo's secure_path on RHEL-family hosts, /usr/local/bin is not).
+DEFAULT_PROGRAM = "/usr/sbin/gpuprep"
 GATE_LINE = "RequiredBy=ecs.service"
 # What `systemctl enable` makes of the [Install] section; read directly, so --root works the same.
 WANTS_LINK = f"/etc/systemd/system/multi-user.target.wants/{UNIT_NAME}"
@@ -81,7 +82,8 @@ def resolve_program(ctx: Context) -> str:
     if found is None:
         raise StepFailed(
             f"gpuprep is not installed inside {host.root}: the boot check could not run at boot",
-            f"install it in the image (`chroot {host.root} pip3 install gpuprep`), or --skip boot-check",
+            f"install it in the image from the wheelhouse `make dist` builds: copy it to {host.root}/tmp and run "
+            f"`chroot {host.root} /tmp/gpuprep-wheelhouse-py3.9/install.sh` (docs/packaging.md); or --skip boot-check",
         )
     return _quote(found)
 
@@ -137,5 +139,9 @@ class BootCheckStep(Step):
 
     @staticmethod
     def _systemd_running(ctx: Context) -> bool:
-        # sd_booted(): a live host where systemd is PID 1 (not a container build or a chroot).
-        return ctx.host.live and ctx.host.exists("/run/systemd/system")
+        return systemd_running(ctx)
+
+
+def systemd_running(ctx: Context) -> bool:
+    """sd_booted(): a live host where systemd is PID 1 (not a container build or a chroot)."""
+    return ctx.host.live and ctx.host.exists("/run/systemd/system")

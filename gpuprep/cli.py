@@ -17,7 +17,7 @@ from typing import List, Optional
 import typer
 
 from gpuprep import __version__
-from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, os_error
+from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
 from gpuprep.options import DEFAULT_IMAGE
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
@@ -59,7 +59,7 @@ class Globals:
     json: bool = False
     verbose: bool = False
     lock_wait: float = 120.0
-    command: str = ""  # the command running, for the JSON of an error that ends it before any report
+    command: str = ""  # the command running: the JSON of an error that ends it early; main()'s exit-code guard
 
 
 G = Globals()
@@ -183,6 +183,11 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
         host = _host()
         with contextlib.ExitStack() as held:
             if not options.dry_run:
+                if not host.is_root:
+                    # Said before the lock, which lives in root's /run/lock: a user who is not root would
+                    # meet "Permission denied" there (exit 1) instead of the precondition (exit 3).
+                    raise PreconditionUnmet(f"{command} must run as root",
+                                            f"run it with sudo (sudo gpuprep {command}), or as root in user-data")
                 # One run at a time per target, for the whole run: plans see the last run's result. A
                 # dry run changes nothing and waits for nobody.
                 held.enter_context(host.lock(command, wait_s=G.lock_wait))
@@ -320,6 +325,9 @@ def install(
     docker_cdi: bool = typer.Option(False, "--docker-cdi",
                                     help="Turn on Docker's own CDI (features.cdi in daemon.json; Engine 25 to 28.1 "
                                     "need it, 28.2+ have it on), so `--device nvidia.com/gpu=all` works."),
+    prom_dir: Optional[str] = typer.Option(None, "--prom-dir", metavar="DIR",
+                                           help="Install gpuprep-doctor.timer: doctor writes DIR/gpuprep.prom every "
+                                           f"5 minutes for node_exporter's textfile collector (Debian: {PROM_DIR})."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -336,6 +344,7 @@ def install(
     try:
         _absolute("--ecs-config", ecs_config)
         _absolute("--runtime-path", runtime_path)
+        _absolute("--prom-dir", prom_dir)
     except BadInput as exc:
         _fail(exc, EXIT_BAD_INPUT)
     options = InstallOptions(
@@ -343,7 +352,7 @@ def install(
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
         default_runtime=not no_default_runtime, user=user, image=image, gate=not no_gate,
         ecs_config=ecs_config, runtime_path=runtime_path, allow_vulnerable=allow_vulnerable,
-        docker_cdi=docker_cdi,
+        docker_cdi=docker_cdi, prom_dir=prom_dir,
     )
     _run_command("install", install_steps, options)
 
@@ -479,7 +488,9 @@ def _usage_error(exc: BaseException) -> int:
         typer.echo("gpuprep: error: aborted", err=True)
         return 1
     ctx = getattr(exc, "ctx", None)
-    path = ctx.command_path if ctx is not None else "gpuprep"
+    # click raises "Option '--prom' requires an argument" with no context: the command is then found in
+    # the arguments (the exit-code sweep, tests/reliability/test_exit_codes.py, met doctor exiting 2 there).
+    path = ctx.command_path if ctx is not None else " ".join(["gpuprep", *_command_in(sys.argv[1:])])
     code = int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
     # The parse failed before any callback ran: --json is known only from the arguments themselves.
     G.json = G.json or "--json" in sys.argv[1:]
@@ -490,6 +501,42 @@ def _usage_error(exc: BaseException) -> int:
     _say_error(exc.format_message(), f"`{path} --help` lists its commands and options", code,  # type: ignore
                command=command)
     return code
+
+
+def _command_in(args: list[str]) -> list[str]:
+    """The command named in ``args`` (a one-item list), past the global options and their values."""
+    valued = {"--root", "--lock-wait"}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in valued:
+            i += 2
+            continue
+        if not arg.startswith("-"):
+            return [arg] if arg in ("install", "seal", "doctor") else []
+        i += 1
+    return []
+
+
+# Every exit code a command documents (docs/contract.md): install and seal 0-3 (done, a step failed, bad
+# input, a precondition), doctor Nagios' 0-3, usage errors 2 (doctor's 3). Fleets act on the code: SSM Run Command reads
+# 194 as "reboot, then run me again" (and 3010 on Windows; integrations/README.md cites the SSM user guide),
+# so a code outside this set would be a bug that can reboot a fleet. main() never lets one out.
+DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})
+# typer turns a KeyboardInterrupt into this code (typer/core.py, `raise Exit(130)`), the shell's 128+SIGINT.
+TYPER_INTERRUPTED = 130
+
+
+def documented_exit(code: int) -> int:
+    """``code`` if the contract documents it; otherwise say so as the bug it is and use the command's own
+    "could not run" code: doctor's UNKNOWN (3), install's and seal's "a step failed" (1)."""
+    if code in DOCUMENTED_EXIT_CODES:
+        return code
+    fallback = 3 if G.command == "doctor" else 1
+    print(f"gpuprep: error: internal error: exit code {code} is not one gpuprep documents; exiting {fallback}",
+          file=sys.stderr)
+    print("gpuprep: hint: run again with -v and report it", file=sys.stderr)
+    return fallback
 
 
 def main() -> None:
@@ -505,6 +552,11 @@ def main() -> None:
         # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
         # like gpuprep's (one error line, one hint line), and user data greps for those.
         code = app(standalone_mode=False) or 0
+        if code == TYPER_INTERRUPTED:
+            # Ctrl-C, or a fleet agent's SIGINT: a run that did not finish, said in one line. The
+            # interrupted write left only its temp file, which the next run sweeps.
+            code = 3 if G.command == "doctor" else 1
+            _say_error("interrupted (SIGINT)", "run the command again to finish", code)
     except _click_errors() as exc:
         code = _usage_error(exc)
     except SystemExit as exc:
@@ -513,6 +565,7 @@ def main() -> None:
         else:  # sys.exit("message"): print it, as the interpreter would
             print(exc.code, file=sys.stderr)
             code = 1
+    code = documented_exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from gpuprep import rootfs
+from gpuprep import dockersock, procfs, rootfs
 from gpuprep.errors import EXIT_FAILED, CommandError, GpuprepError
 
 log = logging.getLogger("gpuprep")
@@ -79,7 +79,7 @@ def backup_suffix(now: datetime | None = None) -> str:
     return (now or datetime.now(timezone.utc)).strftime(".gpuprep-%Y%m%dT%H%M%S%fZ")
 
 
-def ping_engine(url: str, timeout: float) -> Mapping[str, str]:
+def ping_engine(url: str, timeout: float, *, tls: bool = False) -> Mapping[str, str]:
     """Ping the Engine at ``url`` as the docker CLI does; the answer's headers.
 
     One ``GET /_ping`` with no version in its path: every Engine answers that, while a versioned
@@ -87,9 +87,15 @@ def ping_engine(url: str, timeout: float) -> Mapping[str, str]:
     ``API-Version`` header is the version docker-py's ``version="auto"`` would find, without the
     ``GET /version`` it costs: that one makes dockerd run ``runc --version`` and ``docker-init
     --version`` (5-6 ms on Engine 20.10). ``Server`` names the Engine's release ("Docker/20.10.24 (linux)").
-    An Engine that does not answer raises what docker-py raises (requests' ConnectionError, or
-    docker.errors.APIError).
+    An Engine that does not answer raises OSError (``dockersock``: a socket, no docker-py) or, for a URL only
+    docker-py speaks (ssh://, or ``tls``: DOCKER_TLS_VERIFY's client certificates), what docker-py raises
+    (requests' ConnectionError, docker.errors.APIError).
     """
+    if dockersock.speaks(url) and not tls:
+        answer = dockersock.get(url, "/_ping", timeout)
+        if answer.status != 200:
+            raise dockersock.EngineHTTPError(f"GET /_ping: {answer.status} {answer.reason}", answer.status)
+        return answer.headers
     import docker  # heavy: imported where used
     from docker.constants import MINIMUM_DOCKER_API_VERSION
 
@@ -107,7 +113,7 @@ def ping_engine(url: str, timeout: float) -> Mapping[str, str]:
 
 @dataclass(frozen=True)
 class Process:
-    """One process of this machine, as the process table showed it (psutil underneath). With --root the
+    """One process of this machine, as the process table showed it (/proc, ``procfs``). With --root the
     table is still this machine's: a tree has no processes of its own."""
 
     pid: int
@@ -364,45 +370,49 @@ class Host:
 
     # -- the process table, signals and kernel files of this machine -------------------------------
     def process(self, pid: int) -> Process | None:
-        """Process ``pid``, or None when there is none. A process of another user comes back ``denied``."""
-        import psutil
-
+        """Process ``pid``, or None when there is none. A process of another user comes back ``denied``.
+        Read from /proc (``procfs``, as psutil reads it, without psutil's import)."""
         try:
-            proc = psutil.Process(pid)
-            with proc.oneshot():
-                return Process(pid, proc.name(), proc.exe(), tuple(proc.cmdline()),
-                               proc.status() == psutil.STATUS_ZOMBIE, proc.create_time())
-        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            p, readable = self._process(pid, procfs.boot_time())
+        except procfs.Gone:
             return None
-        except psutil.AccessDenied:
-            try:
-                name = psutil.Process(pid).name()
-            except psutil.Error:
-                name = ""
-            return Process(pid, name, denied=True)
+        return p if readable else Process(pid, p.name, denied=True)
+
+    @staticmethod
+    def _process(pid: int, booted: float) -> tuple[Process, bool]:
+        """What /proc shows of ``pid``, and whether its binary was readable (not for another user's process,
+        whose argv is still readable to all)."""
+        st = procfs.stat(pid)
+        try:
+            argv = procfs.cmdline(pid)
+        except procfs.Denied:
+            argv = ()
+        try:
+            exe, readable = procfs.exe(pid), True
+        except procfs.Denied:
+            exe, readable = "", False
+        return Process(pid, procfs.name(st.name, argv), exe, argv, st.state == "Z",
+                       procfs.create_time(st, booted)), readable
 
     def processes(self) -> list[Process]:
-        """Every process now (name, exe, argv, state, start); ones that end during the scan are left out."""
-        import psutil
-
+        """Every process now (name, exe, argv, state, start); ones that end during the scan are left out. Of
+        another user's process, what this user may read (as psutil.process_iter: no exe)."""
+        booted = procfs.boot_time()
         out = []
-        for proc in psutil.process_iter(["name", "exe", "cmdline", "status", "create_time"]):
-            info = proc.info
-            out.append(Process(proc.pid, info.get("name") or "", info.get("exe") or "",
-                               tuple(info.get("cmdline") or ()), info.get("status") == psutil.STATUS_ZOMBIE,
-                               info.get("create_time")))
+        for pid in procfs.pids():
+            try:
+                out.append(self._process(pid, booted)[0])
+            except (procfs.Gone, procfs.Denied):
+                continue
         return out
 
     def process_detail(self, pid: int) -> ProcessDetail | None:
         """Argv, binary, directory and environment of ``pid``; None when it is gone or not readable."""
-        import psutil
-
         try:
-            proc = psutil.Process(pid)
-            with proc.oneshot():
-                return ProcessDetail(pid, tuple(proc.cmdline()), proc.exe(), proc.cwd(), proc.environ(),
-                                     proc.create_time())
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            st = procfs.stat(pid)
+            return ProcessDetail(pid, procfs.cmdline(pid), procfs.exe(pid), procfs.cwd(pid), procfs.environ(pid),
+                                 procfs.create_time(st, procfs.boot_time()))
+        except (procfs.Gone, procfs.Denied):
             return None
 
     def unix_sockets(self, pid: int) -> list[str]:
@@ -422,13 +432,12 @@ class Host:
     def boot_time(self) -> float:
         """When this system booted (epoch seconds): the kernel's boot, or PID 1's start when later (a
         container such as systemd-nspawn shares the host kernel, whose boot would predate it)."""
-        import psutil
-
+        booted = procfs.boot_time()
         try:
-            init_started = psutil.Process(1).create_time()
-        except (psutil.Error, OSError):
+            init_started = procfs.create_time(procfs.stat(1), booted)
+        except (procfs.Gone, procfs.Denied, OSError):
             init_started = 0.0
-        return max(psutil.boot_time(), init_started)
+        return max(booted, init_started)
 
     def proc_locks(self) -> str:
         """This kernel's table of file locks (/proc/locks); "" when it cannot be read."""
@@ -468,6 +477,26 @@ class Host:
             return url
         return DEFAULT_DOCKER_SOCKET if self.live else None
 
+    def engine_get(self, path: str, timeout: float) -> dockersock.Answer:
+        """``GET path`` from the Engine (``/info``, ``/version``, ``/_ping``): read-only questions, asked without
+        docker-py (``dockersock``), which is imported only to run containers. Bounded by ``timeout``; OSError when
+        the Engine does not answer. Remembers the Engine's ``Server`` header (``engine_server``)."""
+        url = self.docker_url
+        if url is None:
+            raise RuntimeError("no Docker Engine for --root without DOCKER_HOST")
+        if dockersock.speaks(url) and not self.env.get("DOCKER_TLS_VERIFY"):
+            answer = dockersock.get(url, path, timeout)
+        else:  # ssh://, TLS: docker-py's transports
+            response = self.docker(timeout).api.get(self.docker(timeout).api._url(path), timeout=timeout)
+            answer = dockersock.Answer(response.status_code, response.reason or "",
+                                       dockersock.Headers(dict(response.headers)), response.content)
+        self.engine_server = answer.header("Server") or self.engine_server
+        return answer
+
+    def engine_info(self, timeout: float) -> dict[str, Any]:
+        """``docker info`` (``GET /info``) as a dict; OSError when the Engine does not answer or answers an error."""
+        return self.engine_get("/info", timeout).json()
+
     def docker(self, timeout: float = 10):
         """The docker-py client, created once, with an explicit base_url and no context lookup. Creating
         it asks the Engine one ``/_ping``: an Engine that does not answer raises here."""
@@ -481,7 +510,7 @@ class Host:
                 # An explicit base_url: docker-py never consults DOCKER_CONTEXT or ~/.docker
                 # (the equivalent of from_env(use_context=False)). The API version is the Engine's
                 # own: a fixed one breaks on 20.10 (max 1.41) or on 29+ (min 1.44).
-                headers = ping_engine(url, timeout)
+                headers = ping_engine(url, timeout, tls=bool(self.env.get("DOCKER_TLS_VERIFY")))
                 self.engine_server = headers.get("Server")
                 self._docker = docker.DockerClient(base_url=url, version=headers.get("API-Version") or "auto",
                                                    timeout=timeout)

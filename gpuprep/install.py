@@ -8,6 +8,7 @@ from gpuprep.runner.steps import Step
 def install_steps() -> list[Step]:
     """In docs/contract.md's order; ids never change meaning."""
     from gpuprep.bootcheck import BootCheckStep
+    from gpuprep.doctor_timer import DoctorTimerStep
     from gpuprep.ecs.steps import DockerGroupStep, EcsConfigStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
     from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
@@ -26,4 +27,5 @@ def install_steps() -> list[Step]:
         DockerGroupStep(),
         GpuCheckStep(),
         BootCheckStep(),
+        DoctorTimerStep(),  # off unless --prom-dir
     ]

@@ -29,6 +29,7 @@ class InstallOptions:
     runtime_path: str | None = None  # default: the runtime binary of the installed stack
     allow_vulnerable: bool = False  # --allow-vulnerable: a toolkit below the security floor may be selected
     docker_cdi: bool = False  # --docker-cdi: turn on Docker's own CDI (Engine 25 to 28.1 need it in daemon.json)
+    prom_dir: str | None = None  # --prom-dir DIR: step doctor-timer writes DIR/gpuprep.prom every 5 minutes
 
 
 @dataclass

@@ -352,9 +352,25 @@ def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def prometheus_text(report: DoctorReport) -> str:
-    """node_exporter textfile format; no timestamps (the collector stamps the scrape)."""
+def prometheus_text(report: DoctorReport, now: float | None = None) -> str:
+    """node_exporter textfile format; no sample timestamps (the collector stamps the scrape).
+
+    ``gpuprep_doctor_last_run_timestamp_seconds`` is a value, not a sample timestamp: when this run
+    finished (``now``, default the clock), so an alert can fire on a file that stopped being refreshed
+    (``time() - gpuprep_doctor_last_run_timestamp_seconds > 3600``). ``gpuprep_build_info`` carries the
+    version as a label with the value 1, the usual shape of build information in Prometheus.
+    """
+    import time
+
+    from gpuprep import __version__
+
     lines = [
+        "# HELP gpuprep_build_info The gpuprep that wrote this file; the value is always 1.",
+        "# TYPE gpuprep_build_info gauge",
+        f'gpuprep_build_info{{version="{_label(__version__)}"}} 1',
+        "# HELP gpuprep_doctor_last_run_timestamp_seconds When the doctor run that wrote this file finished.",
+        "# TYPE gpuprep_doctor_last_run_timestamp_seconds gauge",
+        f"gpuprep_doctor_last_run_timestamp_seconds {time.time() if now is None else now:.3f}",
         "# HELP gpuprep_doctor_status Worst check status as a Nagios code (0 ok, 1 warning, 2 critical, 3 unknown).",
         "# TYPE gpuprep_doctor_status gauge",
         f"gpuprep_doctor_status {report.exit_code}",

@@ -13,13 +13,16 @@ comes within ``BUDGET_S`` in all, or the question is given up with the reason.
 
 from __future__ import annotations
 
-import http.client
 import socket
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gpuprep.host import Host
+
+if TYPE_CHECKING:
+    import http.client
 
 DEFAULT_ENDPOINT = "http://169.254.169.254"
 ENDPOINT_ENV = "AWS_EC2_METADATA_SERVICE_ENDPOINT"
@@ -72,6 +75,8 @@ def read_instance_type(host: Host, budget_s: float = BUDGET_S) -> InstanceType:
     if not named and not on_ec2(host):
         return InstanceType(skipped="not an EC2 instance (its DMI data names no Amazon EC2): no instance type to "
                             f"compare with (set {ENDPOINT_ENV} to ask a metadata service anyway)")
+    import http.client  # only where there is a metadata service to ask: doctor off EC2 spares its import (issue 14)
+
     started = time.monotonic()
     try:
         value, via = _ask(endpoint, started + budget_s)
@@ -90,6 +95,8 @@ def _ask(endpoint: str, deadline: float) -> tuple[str, str]:
     parts = urlsplit(endpoint)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"{ENDPOINT_ENV}={endpoint!r} is not an http:// URL")
+    import http.client
+
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=_left(deadline))
     try:
         status, token = _request(conn, deadline, "PUT", "/latest/api/token",

@@ -53,12 +53,17 @@ class RuntimeNotShown(Exception):
 
 # -- talking to the Engine --------------------------------------------------------------------
 def engine_errors() -> tuple[type[BaseException], ...]:
-    """What docker-py lets through when the Engine is down: its own errors and requests' (its
-    ConnectionError is no DockerException)."""
-    import docker.errors
-    import requests
+    """What reaching the Engine can raise when it is down: OSError (``Host.engine_get``'s socket, and what it
+    makes of a bad answer), and, where docker-py has been imported to run a container, its own errors and
+    requests' (its ConnectionError is no DockerException). docker-py is not imported to find out."""
+    import sys
 
-    return (docker.errors.DockerException, requests.RequestException, OSError)
+    errors: tuple[type[BaseException], ...] = (OSError,)
+    if "docker.errors" in sys.modules:
+        errors += (sys.modules["docker.errors"].DockerException,)
+    if "requests" in sys.modules:
+        errors += (sys.modules["requests"].RequestException,)
+    return errors
 
 
 def engine_down_hint(host: Host, platform: Platform | None = None, *, failed: bool = False) -> str:
@@ -89,14 +94,15 @@ def known_removal_deadlock(server: str | None) -> str | None:
 
 
 def docker_info(host: Host, timeout: float = 10) -> dict[str, Any]:
-    """``docker info`` through docker-py; EngineDown with a one-line reason when it does not answer."""
+    """``docker info`` (``Host.engine_info``: one GET on the socket, no docker-py); EngineDown with a one-line
+    reason when it does not answer."""
     url = host.docker_url or ""
     if url.startswith("unix://") and not os.path.exists(url[len("unix://"):]):
-        # No socket, no dockerd: say so at once instead of importing docker-py to find out.
+        # No socket, no dockerd: say so at once, before asking anything.
         raise EngineDown(f"the Docker Engine at {url} does not answer: no socket there (dockerd is not running)",
                          engine_down_hint(host))
     try:
-        return host.docker(timeout=timeout).info()
+        return host.engine_info(timeout=timeout)
     except engine_errors() as exc:
         if "Permission denied" in str(exc):
             raise EngineDown(f"the Docker Engine at {url} does not answer: permission denied on its socket",
@@ -323,9 +329,8 @@ def wait_shows(host: Host, name: str, *, default: bool, path: str | None,
 
     def read() -> dict[str, Any] | None:
         try:
-            return host.docker().info()
+            return host.engine_info(timeout=SHOW_TIMEOUT)  # a connection of its own each time: none goes stale
         except engine_errors():
-            host.close()  # a stale pooled connection: the next attempt makes a new client
             return None
 
     def not_shown(info: dict[str, Any] | None) -> bool:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -401,10 +400,9 @@ def backend_for(host: Host, platform: Platform, *, read_only: bool = False) -> B
     order = [preferred, "yum" if preferred == "dnf" else "dnf"]
 
     def have(name: str) -> bool:
-        # With --root the package manager runs from this machine, not from inside the root.
-        if host.live:
-            return host.which(name) is not None
-        return shutil.which(name) is not None
+        # With --root the package manager runs from this machine, not from inside the root: Host.tool is this
+        # machine's PATH, what Host.run would execute.
+        return host.tool(name) is not None
 
     for manager in order:
         tools = ["dnf"] if manager == "dnf" else ["yum", "repoquery"]

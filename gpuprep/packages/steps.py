@@ -214,6 +214,11 @@ class PreflightStep(Step):
             notes.append(f"{len(gpus)} NVIDIA GPU(s) on PCI")
         else:
             notes.append("warning: no NVIDIA GPU on PCI (fine when building an image on a non-GPU instance)")
+        if not any(ctx.selected(step) for step in ("preflight", "repositories", "packages")):
+            # `--only docker-runtime` on an image built where no dnf or yum runs (Packer on Ubuntu, the real-GPU
+            # script): nothing selected asks the package manager, so its absence is no precondition.
+            summary = f"{p.name}; no package step selected: the package manager is not needed; " + "; ".join(notes)
+            return Converged(summary, data={"gpus": gpus, "package_manager": None, "root": ctx.host.is_root})
         b = backend(ctx)
         # A plan waits for nobody: it says who holds the lock. The packages step waits for it (bounded) right
         # before its transaction, the one thing that needs it; a converged host never waits at all.

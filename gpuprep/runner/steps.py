@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -172,8 +171,7 @@ def check_selection(only: Sequence[str], skip: Sequence[str], steps: Sequence[St
 
 # Shown the planned changes of every selected step: True when it asked and the answer was yes, False when
 # there was nothing to ask; a refusal raises (StepFailed).
-# typing's generics, not collections.abc's: an alias is evaluated at import, and 3.8 cannot subscript those.
-Confirm = typing.Callable[[typing.Sequence[typing.Tuple["Step", Change]]], bool]
+Confirm = Callable[[Sequence[tuple["Step", Change]]], bool]
 
 
 def run_steps(

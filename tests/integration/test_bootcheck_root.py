@@ -74,7 +74,7 @@ def test_image_without_gpuprep_fails_with_a_hint(image: Path):
     (image / "usr/local/bin/gpuprep").unlink()
     failed = _run(image)
     assert failed.status is StepStatus.FAILED
-    assert "not installed inside" in failed.summary and "pip3 install gpuprep" in failed.hint
+    assert "not installed inside" in failed.summary and "install.sh" in failed.hint
     assert not (image / UNIT_PATH.lstrip("/")).exists()
 
 

@@ -153,8 +153,18 @@ def run(argv: Sequence[str], *, timeout: float = 30, prefix: Sequence[str] = ())
                time.monotonic() - started)
 
 
+# Every exit code gpuprep documents (docs/contract.md). SSM Run Command reads 194 as "reboot, then run
+# again" (integrations/README.md): every run of the CLI in this suite is checked.
+DOCUMENTED_EXIT_CODES = (0, 1, 2, 3)
+
+
 def gpuprep(*args: str, timeout: float = 30, prefix: Sequence[str] = ()) -> Run:
-    return run(cli(*args), timeout=timeout, prefix=prefix)
+    """Run the real CLI; a run that exits with a code outside the documented set fails the calling test
+    (a run killed by a signal, or by the timeout, exited with no code)."""
+    r = run(cli(*args), timeout=timeout, prefix=prefix)
+    if r.code is not None and r.code >= 0 and r.code not in DOCUMENTED_EXIT_CODES:
+        raise AssertionError(f"exit {r.code} is not a documented exit code (0-3, docs/contract.md)\n{r}")
+    return r
 
 
 def install(root: Path, *args: str, **kw) -> Run:

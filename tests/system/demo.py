@@ -45,6 +45,7 @@ def main() -> int:
         print(f"demo: missing {', '.join(missing)}: run `make provision` as root", file=sys.stderr)
         return 3
 
+    import distkit
     import fixture_repo
     import image
     from sim import IMAGE, Instance
@@ -59,7 +60,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gpuprep-demo-repos-") as d:
         repos = fixture_repo.build(Path(d), cache=image.cache_root() / "rpms")
         print(f"tree {tree} ({time.monotonic() - started:.0f}s)")
-        inst = Instance(tree, repos, name="gpuprep-demo")
+        say("make dist: the wheelhouse the user-data installs (dependency wheels cached after the first run)")
+        house = distkit.build_wheelhouse(Path(d) / "dist")
+        print(f"{house}.tar.gz ({len(list(house.glob('*.whl')))} wheels)")
+        inst = Instance(tree, repos, wheelhouse=house.parent / f"{house.name}.tar.gz", name="gpuprep-demo")
         try:
             return _flow(inst, IMAGE, UNIT_NAME, fixture_repo, started)
         finally:
@@ -71,8 +75,15 @@ def _flow(inst, image_ref: str, unit: str, fr, started: float) -> int:
     inst.first_boot()
     say(f"booted an 'Amazon Linux 2023' GPU instance ({inst.instance_id}; 2 simulated H100s, Docker "
         f"{fr.ENGINE_VERSION}); user-data runs:")
-    if show(inst, ["python3", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                   "--break-system-packages", "/var/cache/gpuprep-src"]):
+    from sim import readme_user_data
+
+    readme, _ = readme_user_data()
+    print("\n".join(f"[user-data] {line}" for line in readme if not line.startswith("gpuprep ")), flush=True)
+    print("(README.md's lines; S3 is simulated: the tarball is read from /run)", flush=True)
+    proc = inst.run_user_data(inst.user_data(gpuprep=False), check=False)
+    print((proc.stdout + proc.stderr).rstrip(), flush=True)
+    if proc.returncode:
+        print(f"(exit {proc.returncode})", flush=True)
         return 1
     rc = show(inst, ["gpuprep", "install", "--repo-file", fr.NVIDIA_REPO_FILE, "--image", image_ref])
     if rc:

@@ -1,9 +1,12 @@
 """The simulated instance's base tree: Debian bookworm made to look like Amazon Linux 2023.
 
 docs/testbed.md 5: a debootstrap tree with systemd, a real Docker Engine (docker.io 20.10, as the
-Engine Amazon Linux shipped for years), real dnf and rpm, python3 with gpuprep's dependencies
-installed by pip as root (`pip install gpuprep` on an instance puts the script in /usr/local/bin;
-gpuprep itself is installed from the checkout at test time, not here).
+Engine Amazon Linux shipped for years), real dnf and rpm, and a python3 that is CPython 3.9 as AL2023's
+is: Debian bullseye's python3.9 (bookworm has none), installed from its .debs (tests/distkit.py) at
+/usr/bin/python3.9, with /usr/local/bin/python3 naming it. Debian's own python3.11 stays at
+/usr/bin/python3 for the tools written in it (dnf, as AL2023's dnf is written in its python3).
+gpuprep is not in the tree: each instance installs it the way the README's user-data does, from the
+wheelhouse `make dist` builds, into a venv of that python3 (tests/system/sim.py).
 
 What it imitates, and what it cannot:
 - Amazon Linux 2023's /etc/os-release (gpuprep decides on ID and VERSION_ID only, docs/domain.md).
@@ -11,7 +14,7 @@ What it imitates, and what it cannot:
   no bridge and no iptables (no network namespace of its own), vfs storage (no overlay-on-overlay).
 - No GPU and no NVIDIA driver: the fixture RPMs install a simulated runtime and a fake nvidia-smi.
 
-The tree is cached under ``cache_root()`` keyed by a hash of this file and setup.py's requirements:
+The tree is cached under ``cache_root()`` keyed by a hash of this file and the python3.9 packages:
 any change to the recipe builds a new one. Building takes a few minutes; reuse takes none.
 """
 
@@ -23,12 +26,13 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import distkit
 
 log = logging.getLogger("gpuprep.tests")
 
@@ -39,8 +43,7 @@ MIRROR = "http://deb.debian.org/debian"
 BOOTSTRAP_INCLUDE = ("systemd", "systemd-sysv", "dbus", "python3")
 # Installed with apt inside: the real components gpuprep drives on an instance. dnf-plugins-core
 # brings `dnf versionlock` (dnf-command(versionlock) on AL2023); util-linux for nsenter's peers.
-APT_PACKAGES = ("docker.io", "iptables", "dnf", "rpm", "dnf-plugins-core", "python3-pip", "ca-certificates",
-                "procps", "iproute2")
+APT_PACKAGES = ("docker.io", "iptables", "dnf", "rpm", "dnf-plugins-core", "ca-certificates", "procps", "iproute2")
 DAEMON_JSON = {"bridge": "none", "iptables": False, "storage-driver": "vfs"}
 # Amazon Linux 2023's /etc/os-release (as on al2023-ami-2023.4), trimmed to what tools read.
 AL2023_OS_RELEASE = """NAME="Amazon Linux"
@@ -70,23 +73,13 @@ HOME_URL="https://amazonlinux.com/"
 
 def cache_root() -> Path:
     """Where built trees live: outlives a checkout (CI clones afresh), git-ignored either way."""
-    env = os.environ.get("GPUPREP_TEST_CACHE")
-    if env:
-        return Path(env)
-    return Path("/var/cache/gpuprep-tests") if os.geteuid() == 0 else REPO / ".cache" / "gpuprep-tests"
-
-
-def requirements() -> list[str]:
-    """gpuprep's install_requires, read from setup.py (the one place they are written)."""
-    text = (REPO / "setup.py").read_text()
-    block = re.search(r"install_requires=\[(.*?)\]", text, re.S)
-    return re.findall(r'"([^"]+)"', block.group(1)) if block else []
+    return distkit.cache_root()
 
 
 def recipe_key() -> str:
     h = hashlib.sha256()
     h.update(Path(__file__).read_bytes())
-    h.update(json.dumps(requirements()).encode())
+    h.update(json.dumps([distkit.BULLSEYE, distkit.BULLSEYE_PYTHON, distkit.BULLSEYE_PYTHON_UNPACKED]).encode())
     return h.hexdigest()[:16]
 
 
@@ -134,16 +127,6 @@ def _mounted_api(tree: Path):
             subprocess.run(["umount", "-l", str(target)], check=False)
 
 
-def _download_wheels(dest: Path) -> None:
-    """gpuprep's dependencies as wheels, fetched here by pip (PyPI) and installed in the tree offline."""
-    dest.mkdir(parents=True, exist_ok=True)
-    pip = [str(REPO / ".venv/bin/python"), "-m", "pip"] if (REPO / ".venv/bin/python").exists() else \
-        ["python3", "-m", "pip"]
-    _run([*pip, "download", "-q", "--only-binary=:all:", "--python-version", "3.11",
-          "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
-          "--platform", "manylinux_2_28_x86_64", "-d", str(dest), *requirements()], timeout=600)
-
-
 def build(tree: Path) -> None:
     """Build the base tree at ``tree`` (which must not exist)."""
     tree.mkdir(parents=True)
@@ -156,14 +139,19 @@ def build(tree: Path) -> None:
     with _mounted_api(tree):
         _chroot(tree, "apt-get", "update", "-qq", timeout=300)
         _chroot(tree, "apt-get", "install", "-y", "-qq", "--no-install-recommends", *APT_PACKAGES, timeout=900)
-        wheels = tree / "var/cache/gpuprep-wheels"
-        _download_wheels(wheels)
-        # Root's pip, as user-data runs it: scripts land in /usr/local/bin (Debian marks its python
-        # externally managed; Amazon Linux does not, hence the flag).
-        _chroot(tree, "python3", "-m", "pip", "install", "-q", "--no-index", "--break-system-packages",
-                "--find-links", "/var/cache/gpuprep-wheels", *requirements(), timeout=600)
+        # AL2023's python3 is CPython 3.9: Debian bullseye's, its dependencies resolved by bookworm's apt, and
+        # the parts Debian splits off unpacked (tests/distkit.py says why).
+        debs = tree / "var/cache/gpuprep-debs"
+        debs.mkdir(parents=True)
+        for deb in distkit.bullseye_python_debs():
+            shutil.copy2(deb, debs / deb.name)
+        inside = [f"/var/cache/gpuprep-debs/{d.name}" for d in sorted(debs.iterdir())]
+        _chroot(tree, "apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                *[d for d in inside if not distkit.unpacked_only(Path(d))], timeout=600)
+        for deb in (d for d in inside if distkit.unpacked_only(Path(d))):
+            _chroot(tree, "dpkg-deb", "-x", deb, "/", timeout=60)
         _chroot(tree, "apt-get", "clean", timeout=120)
-    shutil.rmtree(wheels)
+    shutil.rmtree(debs)
     (tree / "usr/sbin/policy-rc.d").unlink()
     _configure(tree)
 
@@ -196,6 +184,11 @@ def _configure(tree: Path) -> None:
         (etc / "systemd/system" / unit).unlink(missing_ok=True)
         link = etc / "systemd/system" / unit
         link.symlink_to("/dev/null")
+    # `python3` on root's PATH is 3.9, as on AL2023 (/usr/local/bin comes first in it); Debian's
+    # /usr/bin/python3 (3.11) stays what dnf's `#!/usr/bin/python3` runs.
+    python3 = tree / "usr/local/bin/python3"
+    python3.parent.mkdir(parents=True, exist_ok=True)
+    python3.symlink_to("/usr/bin/python3.9")
     (etc / "hostname").write_text("ip-10-0-0-10\n")
     (etc / "machine-id").write_text("")
 

@@ -61,6 +61,10 @@ class Machine:
         self.boots = 0
         self._mounted = False
         self.timings: dict[str, float] = {}
+        # Overlay lower layers, top first (a layer built on the base tree goes before it), and nspawn
+        # flags of this machine's own (a network namespace, say): tests/system/fleet.py sets both.
+        self.lowers: list[Path] = [base]
+        self.nspawn_flags: list[str] = []
 
     # -- the tree --------------------------------------------------------------------------
     def mount(self) -> None:
@@ -69,7 +73,7 @@ class Machine:
             d.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
-                        f"lowerdir={self.base},upperdir={upper},workdir={work}", str(self.root)],
+                        f"lowerdir={':'.join(map(str, self.lowers))},upperdir={upper},workdir={work}", str(self.root)],
                        check=True, capture_output=True, text=True)
         self._mounted = True
         self.timings["mount"] = time.monotonic() - started
@@ -97,7 +101,7 @@ class Machine:
         console = open(self.workdir / f"console-{self.boots}.log", "wb")
         started = time.monotonic()
         self.proc = subprocess.Popen(
-            ["systemd-nspawn", *NSPAWN_FLAGS, f"--machine={self.name}", "-D", str(self.root), "-b"],
+            ["systemd-nspawn", *NSPAWN_FLAGS, *self.nspawn_flags, f"--machine={self.name}", "-D", str(self.root), "-b"],
             stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, start_new_session=True,
         )
         console.close()

@@ -3,12 +3,16 @@
 Before the first boot it gets the fixture repositories (fixture_repo), the driver's side that we
 lack (a SIMULATED host nvidia-smi and /dev/nvidia* nodes, made at every boot by systemd-tmpfiles as
 the driver's udev rules would), and an EC2 instance identity (SIMULATED: no instance metadata here).
-gpuprep is installed the way user-data does it, `pip install`, from a wheel of this checkout.
+gpuprep is installed the way the README's user-data does it: those lines, read from README.md and run
+verbatim, install the wheelhouse `make dist` built from this checkout into a venv of the instance's python3
+(3.9, as AL2023's). SIMULATED: S3. The user-data's `aws s3 cp s3://... -` becomes a `cat` of the tarball,
+put under /run in the instance (a tmpfs, as the download is not in the image either).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -23,15 +27,24 @@ from testbed import DEFAULT_GPUS, DRIVER_VERSION, tiny_image
 
 REPO = image.REPO
 IMAGE = fr.INSTANCE_IMAGE  # no registry here: a busybox image imported into the instance's Engine
-SOURCE_INSIDE = "/var/cache/gpuprep-src"
+S3_INSIDE = "/run/gpuprep-s3"  # SIMULATED S3: where the user-data's `aws s3 cp` reads the tarball from
+# The README's air-gapped line names the repo file by this path (`--repo-file`): the sim puts it there.
+README_REPO_FILE = "/root/nvidia-container-toolkit.repo"
 
 
-def copy_checkout(dest: Path) -> None:
-    """What `pip install gpuprep` would fetch: this checkout's package, setup.py and README."""
-    shutil.copytree(REPO / "gpuprep", dest / "gpuprep", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-                    dirs_exist_ok=True)
-    for name in ("setup.py", "README.md"):
-        shutil.copy2(REPO / name, dest / name)
+def readme_user_data() -> tuple[list[str], str]:
+    """README.md's user-data script (the fenced block starting `#!/bin/bash`), as lines, and its air-gapped
+    gpuprep line (the block starting `gpuprep install --repo-file`)."""
+    blocks = re.findall(r"^```\n(.*?)^```", (REPO / "README.md").read_text(), re.S | re.M)
+    script = next(b for b in blocks if b.startswith("#!/bin/bash\n")).splitlines()
+    offline = next(b for b in blocks if b.startswith("gpuprep install --repo-file")).strip()
+    return script, offline
+
+
+def simulated_s3(line: str) -> str:
+    """The user-data line with `aws s3 cp s3://BUCKET/NAME -` reading the tarball from S3_INSIDE instead."""
+    new, n = re.subn(r"aws s3 cp s3://\S+/(\S+) -", rf"cat {S3_INSIDE}/\1", line)
+    return new if n else line
 
 
 # SIMULATED NVIDIA driver, "loaded" early at every boot (no GPU here). What the real one gives and
@@ -95,10 +108,11 @@ H100_DEVICE_ID = "0x2330"  # H100 SXM5 80GB
 class Instance(Machine):
     """An AL2023 GPU instance, simulated: boot it, run user-data, seal it, launch a new one from it."""
 
-    def __init__(self, base: Path, repos: dict[str, Path], *, gpus: Sequence[dict] = DEFAULT_GPUS,
+    def __init__(self, base: Path, repos: dict[str, Path], *, wheelhouse: Path, gpus: Sequence[dict] = DEFAULT_GPUS,
                  os_release: str = image.AL2023_OS_RELEASE, name: str = "gpuprep-sim") -> None:
         super().__init__(base, name=name)
         self.repos = repos
+        self.wheelhouse = wheelhouse  # make dist's .tar.gz
         self.gpus = list(gpus)
         self.os_release = os_release
         self.instance_id = ""
@@ -111,6 +125,7 @@ class Instance(Machine):
             shutil.copytree(src, self.path(f"{fr.REPOS_DIR}/{repo_id}"), dirs_exist_ok=True)
         self.write("/etc/yum.repos.d/amazonlinux.repo", fr.repo_text("amazonlinux", fr.AMZN_REPO))
         self.write(fr.NVIDIA_REPO_FILE, fr.repo_text("nvidia-container-toolkit", fr.NVIDIA_REPO))
+        self.write(README_REPO_FILE, fr.repo_text("nvidia-container-toolkit", fr.NVIDIA_REPO))
         if self.os_release != image.AL2023_OS_RELEASE:
             self.write("/etc/os-release", self.os_release)
             self.write("/usr/lib/os-release", self.os_release)
@@ -139,20 +154,34 @@ class Instance(Machine):
         return self.instance_id
 
     def first_boot(self) -> None:
-        """Boot, register the base RPMs like an AL2023 AMI has them, put gpuprep's source in reach."""
-        copy_checkout(self.path(SOURCE_INSIDE))
+        """Boot, register the base RPMs like an AL2023 AMI has them."""
         self.boot()
         rel = sorted(self.path(fr.AMZN_REPO).glob("system-release-*.rpm"))[0].name
         self.run(["rpm", "-i", f"{fr.AMZN_REPO}/{rel}"], timeout=60)
         self.load_image()
 
-    def pip_install_gpuprep(self) -> subprocess.CompletedProcess:
-        """`pip install gpuprep`, as root, the way user-data runs it (offline: from this checkout's copy).
+    def user_data(self, *, gpuprep: bool = True) -> str:
+        """The README's user-data as this instance runs it: verbatim but for S3 (SIMULATED), and with the
+        README's air-gapped gpuprep line (`--repo-file`, `--image "$IMAGE"`: no internet here) for the plain
+        one; ``gpuprep=False``: only the lines that install gpuprep."""
+        script, offline = readme_user_data()
+        lines = [simulated_s3(line) for line in script]
+        last = next(i for i, line in enumerate(lines) if line.startswith("gpuprep "))
+        lines[last:] = [offline] if gpuprep else []
+        return "\n".join(lines) + "\n"
 
-        Scripts land in /usr/local/bin as on Amazon Linux; Debian's python wants the flag to allow it.
-        """
-        return self.run(["python3", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--no-build-isolation",
-                         "--break-system-packages", SOURCE_INSIDE], timeout=180)
+    def run_user_data(self, script: str, *, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess:
+        """Run ``script`` as cloud-init runs user-data: as root, by its #! line, after the tarball reached S3."""
+        s3 = Path(f"/proc/{self.leader}/root{S3_INSIDE}")
+        s3.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(self.wheelhouse, s3 / self.wheelhouse.name)
+        self.write("/var/lib/cloud/instance/scripts/part-001", script, mode=0o700)
+        return self.run(["/var/lib/cloud/instance/scripts/part-001"], check=check, timeout=timeout,
+                        env={"IMAGE": IMAGE})
+
+    def install_gpuprep(self) -> subprocess.CompletedProcess:
+        """The README's user-data up to its gpuprep line: the wheelhouse's install.sh, offline, into /opt/gpuprep."""
+        return self.run_user_data(self.user_data(gpuprep=False), timeout=300)
 
     def load_image(self) -> None:
         """Import the busybox image into the instance's own Engine (no registry reachable)."""
@@ -199,10 +228,10 @@ class Instance(Machine):
         return self.gpuprep_json("doctor", "--image", IMAGE, *extra)
 
     def build_image(self, *install_args: str) -> dict:
-        """The image build as user-data runs it (pip install, install, seal), with the builder trying
-        the agent once before sealing, as builders do: that leaves a checkpoint seal must remove.
+        """The image build as user-data runs it (the README's install lines, install, seal), with the builder
+        trying the agent once before sealing, as builders do: that leaves a checkpoint seal must remove.
         Returns install's JSON."""
-        self.pip_install_gpuprep()
+        self.install_gpuprep()
         rc, doc, err = self.install(*install_args)
         assert rc == 0 and doc["status"] == "changed", explain(doc) + err
         self.run(["systemctl", "start", "ecs.service"], timeout=60)

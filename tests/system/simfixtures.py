@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from conftest import require, require_root  # tests/conftest.py: the shared skip helpers
 
-__all__ = ["base_tree", "sim_cache", "repos", "instance", "module_instance", "make_instance", "require_booted_host"]
+__all__ = ["base_tree", "sim_cache", "repos", "wheelhouse", "instance", "module_instance", "make_instance",
+           "require_booted_host"]
 
 
 def require_booted_host() -> None:
@@ -50,15 +51,24 @@ def repos(sim_cache: Path, tmp_path_factory) -> dict[str, Path]:
     return fixture_repo.build(tmp_path_factory.mktemp("repos"), cache=sim_cache / "rpms")
 
 
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory) -> Path:
+    """`make dist`'s tarball (the README's user-data fetches it from S3; the instance, from /run)."""
+    import distkit
+
+    folder = distkit.build_wheelhouse(tmp_path_factory.mktemp("dist"))
+    return folder.parent / f"{folder.name}.tar.gz"
+
+
 @pytest.fixture
-def make_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
+def make_instance(base_tree: Path, repos: dict[str, Path], wheelhouse: Path) -> Iterator:
     """A factory: ``make_instance(os_release=..., before_boot=fn)`` -> a booted instance, closed after the test."""
     from sim import Instance
 
     made = []
 
     def make(before_boot=None, **kwargs):
-        inst = Instance(base_tree, repos, **kwargs)
+        inst = Instance(base_tree, repos, wheelhouse=wheelhouse, **kwargs)
         made.append(inst)
         inst.prepare()
         if before_boot is not None:
@@ -73,10 +83,10 @@ def make_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
             inst.close()
 
 
-def _booted_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
+def _booted_instance(base_tree: Path, repos: dict[str, Path], wheelhouse: Path) -> Iterator:
     from sim import Instance
 
-    inst = Instance(base_tree, repos)
+    inst = Instance(base_tree, repos, wheelhouse=wheelhouse)
     try:
         inst.prepare()
         inst.first_boot()
@@ -86,13 +96,13 @@ def _booted_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
 
 
 @pytest.fixture
-def instance(base_tree: Path, repos: dict[str, Path], sim_cache: Path) -> Iterator:
+def instance(base_tree: Path, repos: dict[str, Path], wheelhouse: Path, sim_cache: Path) -> Iterator:
     """A fresh AL2023 GPU instance, booted, gpuprep not yet installed (user-data does that)."""
-    yield from _booted_instance(base_tree, repos)
+    yield from _booted_instance(base_tree, repos, wheelhouse)
 
 
 @pytest.fixture(scope="module")
-def module_instance(base_tree: Path, repos: dict[str, Path]) -> Iterator:
+def module_instance(base_tree: Path, repos: dict[str, Path], wheelhouse: Path) -> Iterator:
     """One fresh AL2023 GPU instance shared by a module's tests: for tests that each look at one part
     of the same run, or that carry on from the state the previous test left (each says so)."""
-    yield from _booted_instance(base_tree, repos)
+    yield from _booted_instance(base_tree, repos, wheelhouse)

@@ -38,7 +38,7 @@ BOTH_FLAG_AND_FILE = "specified both as a flag and in the configuration file"
 def converged(module_instance):
     """An instance after user-data's `gpuprep install`: nvidia registered and Docker's default."""
     inst = module_instance
-    inst.pip_install_gpuprep()
+    inst.install_gpuprep()
     rc, doc, err = inst.install()
     assert rc == 0 and doc["status"] == "changed", explain(doc) + err
     assert _default_runtime(inst) == "nvidia"

@@ -15,7 +15,7 @@ def _history(inst) -> str:
 
 def test_second_install_is_a_no_op(instance):
     inst = instance
-    inst.pip_install_gpuprep()
+    inst.install_gpuprep()
     rc, first, err = inst.install()
     assert rc == 0 and first["status"] == "changed", explain(first) + err
     history = _history(inst)

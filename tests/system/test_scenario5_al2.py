@@ -3,7 +3,9 @@
 The instance carries AL2's os-release, so gpuprep picks its yum 3 profile (`yum`, yum-utils'
 `repoquery`, yum-plugin-versionlock). SIMULATED, because yum 3 is the one thing this tree lacks:
 `yum` is dnf, `repoquery` forwards to `dnf repoquery` (translating yum 3's `--show-duplicates`),
-and dnf's versionlock plugin is pointed at yum's lock list. Everything else is real.
+and dnf's versionlock plugin is pointed at yum's lock list. Everything else is real. gpuprep runs on the
+tree's python3, 3.9: AL2's own is older (extras' 3.8 is its newest, below gpuprep's floor), so this stands
+for an AL2 host given a newer Python (docs/packaging.md).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def _as_al2(inst) -> None:
 
 def test_al2_install_uses_yum(make_instance):
     inst = make_instance(before_boot=_as_al2, os_release=image.AL2_OS_RELEASE)
-    inst.pip_install_gpuprep()
+    inst.install_gpuprep()
     rc, doc, err = inst.install()
     assert doc["platform"]["name"] == "Amazon Linux 2", doc["platform"]
     assert rc == 0 and doc["status"] == "changed", explain(doc) + err

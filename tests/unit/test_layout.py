@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
-SOURCES = sorted([*(REPO / "gpuprep").rglob("*.py"), *(REPO / "tests").rglob("*.py"), *(REPO / "bench").rglob("*.py")])
+SOURCES = sorted([*(REPO / "gpuprep").rglob("*.py"), *(REPO / "tests").rglob("*.py"), *(REPO / "bench").rglob("*.py"),
+                  *(REPO / "packaging").rglob("*.py")])
 
 
 def test_citations_name_documents_of_this_repository():
@@ -79,14 +80,22 @@ def test_the_mechanisms_import_no_domain():
     """runner/, host, rootfs, errors, options, report, platform, services, hints: what every domain builds on.
     None of them reaches into a domain (gpu/, engine/, ecs/, packages/, image/) or a command."""
     mechanisms = {m for m in import_graph() if m.startswith("gpuprep.runner") or m in {
-        "gpuprep.host", "gpuprep.rootfs", "gpuprep.errors", "gpuprep.options", "gpuprep.report",
-        "gpuprep.platform", "gpuprep.services", "gpuprep.hints"}}
+        "gpuprep.host", "gpuprep.rootfs", "gpuprep.dockersock", "gpuprep.procfs", "gpuprep.errors",
+        "gpuprep.options", "gpuprep.report", "gpuprep.platform", "gpuprep.services", "gpuprep.hints"}}
     domains = ("gpuprep.gpu", "gpuprep.ec2", "gpuprep.engine", "gpuprep.ecs", "gpuprep.packages", "gpuprep.image",
                "gpuprep.toolkit")
     commands = ("gpuprep.install", "gpuprep.seal", "gpuprep.doctor", "gpuprep.cli")
     graph = import_graph()
     wrong = [f"{m} -> {t}" for m in sorted(mechanisms) for t in sorted(graph[m]) if t.startswith(domains + commands)]
     assert not wrong, f"mechanism modules importing domains or commands: {wrong}"
+
+
+def test_hosts_halves_are_reached_through_host_alone():
+    """dockersock (a GET on the Engine's socket without docker-py) and procfs (the process table from /proc
+    without psutil) are parts of Host: no other module imports them."""
+    graph = import_graph()
+    for half in ("gpuprep.dockersock", "gpuprep.procfs"):
+        assert sorted(m for m, targets in graph.items() if half in targets) == ["gpuprep.host"], half
 
 
 def test_file_sizes():
@@ -98,7 +107,8 @@ def test_file_sizes():
         assert sizes[command] < 150, f"{command}: {sizes[command]} lines"
 
 
-# What acts on the system: only Host (host.py, with rootfs.py, its file half) does it. A pattern is a call,
+# What acts on the system: only Host (host.py, with rootfs.py, its file half, and procfs.py, its reader of the
+# process table) does it. A pattern is a call,
 # not a mention in prose.
 EFFECTS = re.compile(r"\bos\.(unlink|remove|rmdir|kill|replace|rename|open|truncate)\(|\bshutil\.(rmtree|move)\("
                      r"|^\s*(import subprocess|from subprocess import)|\bsubprocess\.|^\s*import psutil|\bpsutil\."
@@ -109,7 +119,7 @@ def test_every_effect_on_the_system_goes_through_host():
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         rel = path.relative_to(REPO).as_posix()
-        if rel in ("gpuprep/host.py", "gpuprep/rootfs.py"):
+        if rel in ("gpuprep/host.py", "gpuprep/rootfs.py", "gpuprep/procfs.py"):
             continue
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#", 1)[0]

@@ -69,6 +69,17 @@ def test_prometheus_text_follows_textfile_conventions(tmp_path):
     assert out.read_text().startswith("# HELP") and [p.name for p in tmp_path.iterdir()] == ["gpuprep.prom"]
 
 
+def test_prometheus_build_info_and_last_run():
+    from gpuprep import __version__
+
+    lines = prometheus_text(_report(Status.OK), now=1764720000.25).splitlines()
+    assert f'gpuprep_build_info{{version="{__version__}"}} 1' in lines
+    assert "gpuprep_doctor_last_run_timestamp_seconds 1764720000.250" in lines
+    assert "# TYPE gpuprep_doctor_last_run_timestamp_seconds gauge" in lines
+    declared = [line.split()[2] for line in lines if line.startswith("# TYPE")]
+    assert len(declared) == len(set(declared))  # each family declared once
+
+
 # -- doctor's text: the verdict at a glance ---------------------------------------------------
 def _host_with_one_cause() -> DoctorReport:
     """dockerd down: one cause, three checks failing with the same fix; the rest healthy or skipped."""

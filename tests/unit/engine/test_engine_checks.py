@@ -166,9 +166,12 @@ def test_a_docker_29_engine_is_asked_in_the_api_version_its_ping_names(sock_dir)
     docker_29(sock_dir / "d29.sock", doc, seen)
     host = host_for(sock_dir / "d29.sock")
     assert engine_info(host) == doc
+    # doctor's `docker info` is one unversioned GET, served at the Engine's own version: no ping, no docker-py.
+    assert seen == [b"/info"]
+    # The docker-py client (for running containers) learns the version from one unversioned ping: no GET
+    # /version (which makes dockerd run `runc --version`).
     assert host.docker().api.api_version == "1.52"
-    # One unversioned ping finds the version: no GET /version (which makes dockerd run `runc --version`).
-    assert seen == [b"/_ping", b"/v1.52/info"]
+    assert seen == [b"/info", b"/_ping"]
 
 
 def test_waiting_for_a_restarted_docker_29_engine_sees_it_answer(sock_dir):
@@ -203,3 +206,66 @@ def test_the_client_keeps_the_engines_server_header_from_its_ping(sock_dir):
     host = host_for(sock_dir / "d29.sock")
     host.docker()
     assert host.engine_server == "Docker/29.0.1 (linux)"
+
+
+# -- Host's GET on the socket (gpuprep/dockersock.py): the shapes of answer an Engine sends ---------------------
+def chunked(status: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
+    """As Go's net/http sends a body it did not size first: in chunks (a large /info)."""
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    pieces = [body[i:i + 7] for i in range(0, len(body), 7)]
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n{extra}\r\n"
+            .encode() + b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n")
+
+
+def test_a_chunked_info_is_read_whole_and_the_server_header_kept(sock_dir):
+    doc = {"ServerVersion": "26.1.5", "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"], "Runtimes": {"runc": {}}}
+    serve_with(sock_dir / "c.sock", lambda target: chunked("200 OK", json.dumps(doc).encode(),
+                                                           {"Server": "Docker/26.1.5 (linux)"}))
+    host = host_for(sock_dir / "c.sock")
+    assert engine_info(host) == doc
+    assert host.engine_server == "Docker/26.1.5 (linux)"
+
+
+def test_header_names_compare_without_case(sock_dir):
+    # Go canonicalises the API-Version dockerd sets into Api-Version; docker-py's headers ignored case too.
+    from gpuprep.host import ping_engine
+
+    serve_with(sock_dir / "p.sock", lambda target: http("200 OK", b"OK", "text/plain", {"Api-Version": "1.45"}))
+    headers = ping_engine(f"unix://{sock_dir / 'p.sock'}", timeout=2)
+    assert headers["API-Version"] == headers.get("api-version") == "1.45"
+
+
+def serve_once(path: Path, reply: bytes) -> None:
+    """Answer one request with ``reply`` and close the connection: the end of the bytes is the end of the answer."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def once() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(reply)
+        server.close()
+
+    threading.Thread(target=once, daemon=True).start()
+
+
+def test_an_answer_ended_by_the_close_is_read_to_the_end(sock_dir):
+    # HTTP/1.0 style: no Content-Length, no chunks; the body ends where the server closes the connection.
+    doc = {"ServerVersion": "20.10.24"}
+    serve_once(sock_dir / "o.sock", b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n"
+               + json.dumps(doc).encode())
+    assert engine_info(host_for(sock_dir / "o.sock")) == doc
+
+
+@pytest.mark.parametrize("reply, said", [
+    (b"SSH-2.0-OpenSSH_9.2\r\n", "not an HTTP answer"),  # DOCKER_HOST pointing at the wrong port
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"Server", "closed after"),
+    (b"HTTP/1.1 200 OK\r\nContent-Le", "closed before the answer's header ended"),
+])
+def test_a_broken_answer_is_engine_down_saying_what_broke(sock_dir, reply, said):
+    serve_once(sock_dir / "b.sock", reply)
+    with pytest.raises(EngineDown) as info:
+        engine_info(host_for(sock_dir / "b.sock"), timeout=2)
+    assert said in info.value.message

@@ -197,3 +197,25 @@ def test_versionlock_plugin_joins_the_install_transaction(tmp_path: Path) -> Non
     (tmp_path / "etc/yum/pluginconf.d").mkdir(parents=True)
     (tmp_path / "etc/yum/pluginconf.d/versionlock.conf").write_text("[main]\nenabled = 1\n")
     assert b.plugin_installed()
+
+
+def test_preflight_asks_for_no_package_manager_when_no_package_step_is_selected(tmp_path):
+    """`install --only docker-runtime` on an Amazon Linux 2023 tree from a machine with no dnf or yum (the real-GPU
+    script's Ubuntu, Packer on Ubuntu): nothing selected runs the package manager, so its absence stops nothing;
+    with the packages step selected it does, naming what is missing."""
+    from gpuprep.errors import PreconditionUnmet
+    from gpuprep.options import InstallOptions
+    from gpuprep.packages.steps import PreflightStep
+    from gpuprep.platform import detect
+    from gpuprep.runner.steps import Context
+
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros" / "amzn-2023", root)
+    host = Host(root, env={"PATH": str(tmp_path / "no-such-bin")})  # no dnf, no yum on this "machine"
+    only = ["docker-runtime"]
+    ctx = Context(host, detect(host), InstallOptions(dry_run=True, only=only))
+    ctx.only = only
+    summary = PreflightStep().plan(ctx).summary
+    assert "no package step selected: the package manager is not needed" in summary
+    with pytest.raises(PreconditionUnmet, match="dnf"):
+        PreflightStep().plan(Context(host, detect(host), InstallOptions(dry_run=True, only=["packages"])))
