@@ -275,8 +275,9 @@ def _run_one(ctx: Context, step: Step, report: RunReport, *, checks_only: bool =
         if isinstance(plan, Converged):
             return StepResult(step.id, StepStatus.OK, plan.summary, data=plan.data)
         if ctx.dry_run:
+            # A Verify step's plan is a container it would run, not a change: a converged host's dry run is "ok".
             return StepResult(step.id, StepStatus.PLANNED, plan.summary, diff=plan.diff,
-                              commands=plan.commands, data=plan.data)
+                              commands=plan.commands, data=plan.data, changes=not isinstance(step, Verify))
         if isinstance(step, Verify):
             found = step.verify(ctx, plan)
             return StepResult(step.id, StepStatus.OK, found.summary, data=found.data)

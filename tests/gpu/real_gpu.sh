@@ -156,17 +156,17 @@ per_gpu() {  # $1: route label; the rest: how to ask for a GPU (a format with %s
   while IFS=, read -r idx uuid; do
     uuid=${uuid# }
     # shellcheck disable=SC2059
-    rec "$route-uuid-$idx" -- docker run --rm $(printf "$fmt" "$uuid") "$IMG" \
+    rec "$route-uuid-$idx" -- docker run --rm $(printf -- "$fmt" "$uuid") "$IMG" \
       sh -c 'nvidia-smi --query-gpu=index,uuid --format=csv,noheader; ls /dev | grep "^nvidia"'
     # shellcheck disable=SC2059
-    rec "$route-index-$idx" -- docker run --rm $(printf "$fmt" "$idx") "$IMG" \
+    rec "$route-index-$idx" -- docker run --rm $(printf -- "$fmt" "$idx") "$IMG" \
       sh -c 'nvidia-smi --query-gpu=index,uuid --format=csv,noheader; ls /dev | grep "^nvidia"'
   done < <(nvidia-smi --query-gpu=index,uuid --format=csv,noheader)
   # shellcheck disable=SC2059
-  rec "$route-all" -- docker run --rm $(printf "$fmt" all) "$IMG" \
+  rec "$route-all" -- docker run --rm $(printf -- "$fmt" all) "$IMG" \
     sh -c 'nvidia-smi --query-gpu=index,uuid --format=csv,noheader; ls /dev | grep "^nvidia"'
   # shellcheck disable=SC2059
-  rec "$route-unknown-uuid" -- docker run --rm $(printf "$fmt" GPU-00000000-0000-0000-0000-000000000000) "$IMG" \
+  rec "$route-unknown-uuid" -- docker run --rm $(printf -- "$fmt" GPU-00000000-0000-0000-0000-000000000000) "$IMG" \
     nvidia-smi -L
 }
 
