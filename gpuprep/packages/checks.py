@@ -57,7 +57,7 @@ def check_installed(probes: Probes) -> Verdict:
     if docker is None or runtime is None:
         missing = [w for w, have in (("docker", docker), ("an NVIDIA runtime package", runtime)) if have is None]
         return Verdict(Status.WARNING, f"not installed: {', '.join(missing)}" + (f" (have {shown})" if shown else ""),
-                       "run `gpuprep install`", data)
+                       "gpuprep install", data)  # the words of ecs-init's fix: one fix listed once
     return Verdict(Status.OK, shown, data=data)
 
 
