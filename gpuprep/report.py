@@ -85,6 +85,7 @@ class StepResult:
     diff: str = ""  # unified diff of a file change (dry-run and real)
     commands: list[list[str]] = field(default_factory=list)  # what it runs / would run
     data: dict[str, Any] = field(default_factory=dict)
+    changes: bool = True  # False for a step that only proves something (gpu-check): planned is no change
 
     def as_dict(self) -> dict:
         d: dict[str, Any] = {
@@ -148,7 +149,7 @@ class RunReport:
             return "failed"
         if any(s.status is StepStatus.CHANGED for s in self.steps):
             return "changed"
-        if any(s.status is StepStatus.PLANNED for s in self.steps):
+        if any(s.status is StepStatus.PLANNED and s.changes for s in self.steps):
             return "planned"
         return "ok"
 

@@ -24,7 +24,8 @@ from gpuprep.toolkit import checks as toolkit_checks
 # The probes a test answers in place of the host, by the function's name.
 SEEDABLE = {f.__name__: f for f in (
     engine_checks.docker_info, engine_checks.engine_process, container_checks.host_view,
-    ecs_checks.ecs_init_version, ecs_checks.ecs_service_state, inventory.probe_kernel_log, inventory.probe_query,
+    ecs_checks.ecs_init_version, ecs_checks.ecs_service_state, ecs_checks.boot_gate, inventory.probe_kernel_log,
+    inventory.probe_query,
     packages_checks.installed_rpm, packages_checks.installed_deb, toolkit_checks.toolkit_version,
     ec2_checks.probe_instance_type)}
 
@@ -35,9 +36,13 @@ def tree(tmp_path: Path, name: str, **changes) -> Path:
 
 
 def seed(p: Probes, **seeds) -> Probes:
-    """Answer the probes named in ``seeds`` (probe function name: value) as given."""
+    """Answer the probes named in ``seeds`` (probe function name: value) as given; an exception as the value
+    is what the probe raises."""
     for name, value in seeds.items():
-        p.preset(SEEDABLE[name], value)
+        if isinstance(value, Exception):
+            p.preset_error(SEEDABLE[name], value)
+        else:
+            p.preset(SEEDABLE[name], value)
     return p
 
 

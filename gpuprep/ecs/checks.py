@@ -12,8 +12,11 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
+from gpuprep import hints
+from gpuprep.bootcheck import UNIT_NAME
 from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
+from gpuprep.ecs.gate import GateState, gate_state
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import QUERY_TIMEOUT
 from gpuprep.host import Host
@@ -46,6 +49,11 @@ def ecs_init_version(p: Probes) -> str | None:
         version = dpkg_installed(p.host, ("amazon-ecs-init",)).get("amazon-ecs-init")
         return f"amazon-ecs-init-{version}" if version else None
     raise NotApplicable(f"no package format known for {p.platform.name}")
+
+
+@probe
+def boot_gate(p: Probes) -> GateState:
+    return gate_state(p.host, p.platform)
 
 
 def _ecs_init_missing(probes: Probes) -> bool:
@@ -173,22 +181,42 @@ def check_service(probes: Probes) -> Verdict:
     if state.enabled == "unknown" and state.active == "unknown":
         return Verdict(Status.UNKNOWN, f"the init system did not say whether {name} is enabled or running",
                        f"look at `{'status ' + name if upstart else 'systemctl status ' + name}`", data)
-    enable = f"chkconfig {name} on" if upstart else f"systemctl enable {name}"
-    start = f"start {name}" if upstart else f"systemctl start {name}"
-    logs = "/var/log/ecs/ecs-init.log" if upstart else f"`journalctl -u {name} -n 50`"
+    enable = hints.service(probes.host, probes.platform, "enable", name) or f"chkconfig {name} on"
+    start = hints.service(probes.host, probes.platform, "start", name)
+    logs = hints.service_log(probes.host, probes.platform, name)
     if not probes.host.live:
         if state.is_enabled:
             return Verdict(Status.OK, f"{name} enabled (whether it runs is not known with --root)", data=data)
         return Verdict(Status.WARNING, f"{name} is {state.enabled}: instances from this image will not join a cluster",
                        f"gpuprep --root {probes.host.root} install --only ecs-config", data)
+    if not state.running and state.is_enabled:
+        gate = boot_gate(probes)
+        if gate.failed:
+            return _held_by_gate(probes, gate, start, data)
     if state.active == "failed":
-        return Verdict(Status.CRITICAL, f"{name} failed ({state.enabled})", f"see {logs}, fix, then {start}", data)
+        return Verdict(Status.CRITICAL, f"{name} failed ({state.enabled})", f"see {logs}, fix, then `{start}`", data)
     if not state.is_enabled:
         return Verdict(Status.WARNING, f"{name} is {state.enabled} ({state.active}): it will not start at boot",
-                       enable, data)
+                       f"`{enable}`", data)
     if not state.running:
-        return Verdict(Status.WARNING, f"{name} is enabled but {state.active}", f"{start} (and see {logs})", data)
+        return Verdict(Status.WARNING, f"{name} is enabled but {state.active}", f"`{start}` (and see {logs})", data)
     return Verdict(Status.OK, f"{name} {state.active}, {state.enabled}", data=data)
+
+
+def _held_by_gate(probes: Probes, gate: GateState, start: str, data: dict) -> Verdict:
+    """ecs is down because the boot gate failed: starting ecs runs the gate again, which fails again until the
+    check that failed it is fixed. That check, and its own fix, come first."""
+    name = data["service"]
+    data = {**data, "held_by": UNIT_NAME, "gate_critical": gate.checks}
+    if gate.checks:
+        failing = ", ".join(gate.checks)
+        return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed on {failing}",
+                       f"first clear {failing} (each one's fix is in this report), then `{start}`: that runs the "
+                       f"gate again and starts {name} when it passes", data)
+    journal = hints.privileged(probes.host, f"journalctl -u {UNIT_NAME} -b --no-pager")
+    return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed",
+                   f"`{journal}` names the critical check; fix it, then `{start}`: that runs the gate again and "
+                   f"starts {name} when it passes", data)
 
 
 _PACKAGE_PROCESSES = ("yum", "dnf", "rpm", "apt", "apt-get", "dpkg", "unattended-upgr", "packagekitd")

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 from typing import Any
 
+from gpuprep import hints
 from gpuprep.engine import daemon_config
-from gpuprep.engine.daemon_config import RUNTIME_NAME
+from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import BadInput
 from gpuprep.host import SYSTEM_PATH, Host
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, needs_root, probe
 
 FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
                 "reloads dockerd)")
@@ -89,17 +91,56 @@ def _info(probes: Probes) -> dict[str, Any]:
         raise EngineUnanswered(exc.hint) from None
 
 
+ENGINE_FIRST = "the Docker Engine does not answer (see docker-engine)"
+
+
 def needs_engine(fn):
-    """A check that needs ``docker info``: unknown (not a second critical) when the Engine is down."""
+    """A check that needs ``docker info``: skipped, pointing at docker-engine, when the Engine is down. The cause
+    and its one fix are docker-engine's; a second problem with the same impossible fix would only repeat it."""
 
     @functools.wraps(fn)
     def run(probes: Probes) -> Verdict:
         try:
             return fn(probes)
-        except EngineUnanswered as exc:
-            return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", str(exc))
+        except EngineUnanswered:
+            raise NotApplicable(ENGINE_FIRST) from None
 
     return run
+
+
+def _socket_denied(exc: Exception) -> bool:
+    return "permission denied on its socket" in str(exc)
+
+
+def engine_down(probes: Probes, exc) -> Verdict:
+    """docker-engine's verdict on an Engine that does not answer: why, when this host can tell, and its fix.
+
+    dockerd refuses to start with a daemon.json it cannot read, so a broken file is the cause to fix first
+    (its line and column), before a start that would fail again."""
+    from gpuprep.engine.dockerd import engine_down_hint
+
+    host, data = probes.host, {"url": probes.host.docker_url}
+    if _socket_denied(exc) and not host.is_root:
+        raise NotApplicable(needs_root(host, f"the Docker socket {host.docker_url[len('unix://'):]}"))
+    local = host.live and not host.env.get("DOCKER_HOST")
+    failed = False
+    if local and probes.platform.init == "systemd":
+        from gpuprep.services import Services
+
+        # Failed, or restarting into its start limit (a config it refuses): a plain start is refused until reset.
+        failed = Services(host, probes.platform).state(probes.platform.docker_service).active in ("failed",
+                                                                                                   "activating")
+        data["service_failed"] = failed
+    hint = engine_down_hint(host, probes.platform, failed=failed)
+    if local:
+        try:
+            daemon_json(probes)
+        except BadInput as bad:
+            data["daemon_json"] = bad.message
+            return Verdict(Status.CRITICAL, f"{exc.message}; dockerd cannot start with {bad.message}",
+                           f"first fix {bad.message} (`python3 -m json.tool {host.path(daemon_json_path(probes))}` "
+                           f"points at it), then {hint}", data)
+    return Verdict(Status.CRITICAL, exc.message, hint, data)
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -109,7 +150,7 @@ def check_engine(probes: Probes) -> Verdict:
     try:
         info = docker_info(probes)
     except EngineDown as exc:
-        return Verdict(Status.CRITICAL, exc.message, exc.hint, {"url": probes.host.docker_url})
+        return engine_down(probes, exc)
     version = info.get("ServerVersion", "?")
     data = {"url": probes.host.docker_url, "server_version": version, "containers": info.get("Containers"),
             "storage_driver": info.get("Driver")}
@@ -123,8 +164,8 @@ def check_daemon_json(probes: Probes) -> Verdict:
     except BadInput as exc:
         real = probes.host.path(path)
         return Verdict(Status.CRITICAL, exc.message,
-                       f"{exc.hint}: edit {real} (`python3 -m json.tool {real}` points at a syntax error; "
-                       '"runtimes" must be an object of {"path": ..., "runtimeArgs": [...]} entries, '
+                       f"fix {exc.message} by hand in an editor (`python3 -m json.tool {real}` points at a syntax "
+                       'error; "runtimes" must be an object of {"path": ..., "runtimeArgs": [...]} entries, '
                        '"default-runtime" a string); dockerd will not start with a file it cannot read, and gpuprep '
                        "will not edit it", {"path": path})
     data = {"path": path, "exists": text is not None, "runtimes": sorted(config.get("runtimes") or {}),
@@ -146,8 +187,8 @@ def check_runtime_registered(probes: Probes) -> Verdict:
     try:
         _, config = daemon_json(probes)
         if RUNTIME_NAME in (config.get("runtimes") or {}):
-            hint = ("daemon.json defines it but dockerd has not loaded it: `systemctl reload docker` "
-                    "(or `gpuprep install --only docker-reload`)")
+            hint = ("daemon.json defines it but dockerd has not loaded it: `gpuprep install --only docker-reload` "
+                    "(it reloads dockerd, and restarts it where a reload does not show the runtime)")
     except BadInput:
         pass
     return Verdict(Status.CRITICAL, f"dockerd has no nvidia runtime (it has: {', '.join(sorted(runtimes))}); "
@@ -164,15 +205,31 @@ def check_runtime_binary(probes: Probes) -> Verdict:
     path = str(runtimes[RUNTIME_NAME].get("path") or "")
     resolved = _resolve_binary(probes, path)
     data = {"path": path, "resolved": resolved}
-    fix = ("install the NVIDIA container runtime (`gpuprep install --only packages`), or point runtimes.nvidia.path "
-           "in daemon.json at the installed one (`command -v nvidia-container-runtime`) and reload docker")
     if resolved is None:
         return Verdict(Status.CRITICAL, f"the nvidia runtime's binary {path} does not exist"
-                       + ("" if path.startswith("/") else " on dockerd's PATH"), fix, data)
+                       + ("" if path.startswith("/") else " on dockerd's PATH"), runtime_binary_fix(probes, path), data)
     if not os.access(resolved, os.X_OK) or not os.path.isfile(resolved):
         return Verdict(Status.CRITICAL, f"the nvidia runtime's binary {resolved} is not an executable file",
-                       f"`chmod 755 {resolved}`, or {fix}", data)
+                       runtime_binary_fix(probes, resolved), data)
     return Verdict(Status.OK, f"the nvidia runtime's binary {resolved} is executable", data=data)
+
+
+def runtime_binary_fix(probes: Probes, path: str) -> str:
+    """What brings back the runtime's binary ``path``: reinstalling the package that owns it (the package
+    database still lists a deleted file). Installing packages again would not: they are installed."""
+    from gpuprep.packages.rpmdb import owner
+
+    host, platform = probes.host, probes.platform
+    candidates = [path] if path.startswith("/") else [f"{d}/{path}" for d in SYSTEM_PATH]
+    for candidate in candidates:
+        package = owner(host, candidate, platform.package_format)
+        if package:
+            return (f"`{hints.package_command(host, platform, 'reinstall', package)}` ({package} owns {candidate}, "
+                    "and reinstalling it puts the file back as packaged)")
+    reload = f" (`{hints.service(host, platform, 'reload', platform.docker_service)}`)" if host.live else ""
+    return ("no package owns it: install the NVIDIA container runtime (`gpuprep install --only packages`), or point "
+            "runtimes.nvidia.path in daemon.json at the installed one (`command -v nvidia-container-runtime`) and "
+            f"reload docker{reload}")
 
 
 def _resolve_binary(probes: Probes, path: str) -> str | None:
@@ -194,7 +251,16 @@ def check_default_runtime(probes: Probes) -> Verdict:
     # A warning, not critical: ECS passes --runtime nvidia for GPU tasks (ECS_NVIDIA_RUNTIME); what
     # breaks is every container started without it (AWS Batch jobs, plain `docker run`).
     return Verdict(Status.WARNING, f"Docker's default runtime is {default}, not nvidia: containers started "
-                   "without --runtime see no GPU", FIX_DEFAULT, data)
+                   "without --runtime see no GPU", default_runtime_fix(info), data)
+
+
+def default_runtime_fix(info: dict[str, Any]) -> str:
+    """Make nvidia the default, keeping the nvidia runtime dockerd has where it is (without --runtime-path the
+    edit would point runtimes.nvidia at the toolkit's default path instead)."""
+    path = str(((info.get("Runtimes") or {}).get(RUNTIME_NAME) or {}).get("path") or "")
+    if path.startswith("/") and path != DEFAULT_RUNTIME_PATH:
+        return FIX_DEFAULT.replace("docker-reload`", f"docker-reload --runtime-path {shlex.quote(path)}`")
+    return FIX_DEFAULT
 
 
 def check_defined_once(probes: Probes) -> Verdict:

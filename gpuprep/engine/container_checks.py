@@ -28,7 +28,7 @@ def host_view(p: Probes):
 
 def check_gpu_container(probes: Probes) -> Verdict:
     from gpuprep.engine import gpu_container
-    from gpuprep.engine.checks import daemon_json, docker_info
+    from gpuprep.engine.checks import ENGINE_FIRST, daemon_json, default_runtime_fix, docker_info, runtime_binary_fix
     from gpuprep.engine.dockerd import EngineDown
     from gpuprep.engine.gpu_routes import configured_routes, probe_routes
     from gpuprep.errors import BadInput
@@ -39,11 +39,10 @@ def check_gpu_container(probes: Probes) -> Verdict:
         raise NotApplicable("no NVIDIA GPU on this host (see gpu-pci): no GPU for a container to see")
     try:
         # The docker checks' `docker info`, asked once: an Engine that is down is said at once, without
-        # trying to create a container.
+        # trying to create a container; docker-engine says why and how to start it.
         info = docker_info(probes)
-    except EngineDown as exc:
-        return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", exc.hint,
-                       {"link": gpu_container.ENGINE, "image": probes.options.image})
+    except EngineDown:
+        raise NotApplicable(ENGINE_FIRST) from None
     image = probes.options.image
     try:
         _, config = daemon_json(probes)
@@ -67,8 +66,17 @@ def check_gpu_container(probes: Probes) -> Verdict:
                                 f"image with `gpuprep seal --keep-image {image}` for this check to run at boot")
         return Verdict(Status.UNKNOWN, result.summary, result.hint, data)
     if result.link == gpu_container.ENGINE:
-        return Verdict(Status.UNKNOWN, "the Docker Engine does not answer (see docker-engine)", result.hint, data)
-    return Verdict(Status.CRITICAL, proof.summary(), result.hint, data)
+        raise NotApplicable(ENGINE_FIRST)
+    hint = result.hint
+    if result.link == gpu_container.NOT_DEFAULT:
+        hint = default_runtime_fix(info)  # docker-default-runtime's own fix
+    if result.link == gpu_container.RUNTIME_BINARY:
+        # The same fix docker-runtime-binary gives: the package that owns the binary, reinstalled.
+        runtimes, default = info.get("Runtimes") or {}, info.get("DefaultRuntime") or ""
+        path = str((runtimes.get(default) or {}).get("path") or "")
+        if path:
+            hint = runtime_binary_fix(probes, path)
+    return Verdict(Status.CRITICAL, proof.summary(), hint, data)
 
 
 CHECKS = [

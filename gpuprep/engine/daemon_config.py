@@ -83,6 +83,17 @@ def _json_type(value: Any) -> str:
     return "a number"
 
 
+def _trailing_comma(exc: json.JSONDecodeError) -> tuple[int, int] | None:
+    """(line, column) of the comma a closing } or ] follows, where that is what the decoder stopped at."""
+    rest = exc.doc[exc.pos:].lstrip()
+    before = exc.doc[:exc.pos].rstrip()
+    if not before.endswith(",") or not rest.startswith(("}", "]")):
+        return None
+    at = len(before) - 1
+    line = exc.doc.count("\n", 0, at) + 1
+    return line, at - exc.doc.rfind("\n", 0, at)
+
+
 def parse(text: str, where: str) -> dict[str, Any]:
     """The daemon.json object in ``text``; BadInput naming ``where`` and the problem otherwise.
 
@@ -97,8 +108,13 @@ def parse(text: str, where: str) -> dict[str, Any]:
     except DuplicateKey as exc:
         raise BadInput(f"{where}: duplicate key {json.dumps(exc.key, ensure_ascii=False)}", hint) from None
     except json.JSONDecodeError as exc:
+        comma = _trailing_comma(exc)
         if exc.msg == "Extra data":
             problem = f"text after the JSON value at line {exc.lineno} column {exc.colno}"
+        elif comma is not None:
+            # Python before 3.13 says "Expecting property name ..." where the fix is to drop the comma before it.
+            problem = (f"invalid JSON: a trailing comma at line {comma[0]} column {comma[1]} "
+                       "(JSON allows none before } or ])")
         else:
             problem = f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         raise BadInput(f"{where}: {problem}", hint) from None

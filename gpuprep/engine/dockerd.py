@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gpuprep import hints
 from gpuprep.errors import GpuprepError, StepFailed
 from gpuprep.host import Host, Spawned, ping_engine
+from gpuprep.platform import Platform
 
 log = logging.getLogger("gpuprep")
 
@@ -64,13 +66,17 @@ def engine_errors() -> tuple[type[BaseException], ...]:
     return errors
 
 
-def engine_down_hint(host: Host) -> str:
-    """How to bring back the Engine gpuprep asked."""
+def engine_down_hint(host: Host, platform: Platform | None = None, *, failed: bool = False) -> str:
+    """How to bring back the Engine gpuprep asked, in this host's own commands (``failed``: systemd gave up on
+    docker.service, whose start limit then refuses a plain start until reset)."""
     if host.env.get("DOCKER_HOST"):
         return (f"start the dockerd that listens on {host.docker_url} (its `-H`), or `unset DOCKER_HOST` to ask "
                 "the system's Engine")
-    return ("`sudo systemctl start docker` (`sudo service docker start` on Amazon Linux 1); if it does not stay up, "
-            "`journalctl -u docker -n 50` says why")
+    name = platform.docker_service if platform is not None else "docker"
+    start = hints.service(host, platform, "start", name)
+    if failed and hints.systemd(host, platform):
+        start = f"{hints.service(host, platform, 'reset-failed', name)} && {start}"
+    return f"`{start}`; if it does not stay up, {hints.service_log(host, platform, name)} says why"
 
 
 def known_removal_deadlock(server: str | None) -> str | None:

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpuprep import hints
 from gpuprep.errors import BadInput, StepFailed
 from gpuprep.runner.steps import Context, Skip
 
@@ -52,8 +53,8 @@ def engine(ctx: Context):
         client = host.docker(timeout=60)  # pings the Engine once, to learn its API version
     except Exception as exc:  # docker-py lets requests' ConnectionError through when the socket is dead
         detail = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
-        hint = ("start it (`systemctl start docker`), or leave the Docker steps out with "
-                "--skip containers,images" if host.live else
+        start = hints.service(host, ctx.platform, "start", ctx.platform.docker_service)
+        hint = (f"start it (`{start}`), or leave the Docker steps out with --skip containers,images" if host.live else
                 f"check that DOCKER_HOST={url} names a running Engine, or unset DOCKER_HOST to skip the Docker steps")
         raise StepFailed(f"the Docker Engine at {url} does not answer: {detail}", hint) from None
     run.client = client

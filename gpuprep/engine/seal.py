@@ -7,6 +7,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from gpuprep import hints
 from gpuprep.engine.objects import (
     IMAGE_WORKERS,
     SealEngineRun,
@@ -101,7 +102,8 @@ class ContainersStep(Step):
             except Exception as exc:  # the Engine stopped answering
                 if not failed:
                     raise StepFailed(f"the Docker Engine stopped answering after the removals: {engine_said(exc)}",
-                                     "restart it (`systemctl restart docker`) and run seal again") from None
+                                     f"restart it (`{hints.service(ctx.host, ctx.platform, 'restart', 'docker')}`)"
+                                     " and run seal again") from None
                 left = set()  # the failures say what did not go
         if failed or left:
             detail = "; ".join(f"{r['name']}: {engine_said(e)}" for r, e in failed[:3]) or \

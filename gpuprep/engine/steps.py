@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from gpuprep import hints
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import StepFailed
@@ -59,6 +60,7 @@ class DockerServiceStep(Step):
                              {"server_version": info.get("ServerVersion")})
         services = Services(host, ctx.platform)
         name = ctx.platform.docker_service
+        _readable_daemon_json(ctx)
         if ctx.platform.init == "upstart" and not host.live:
             return _plan_sysv_in_root(ctx, name)
         state = services.state(name)
@@ -96,6 +98,17 @@ class DockerServiceStep(Step):
             except DockerdDidNotStart as exc:
                 raise StepFailed(f"{name} started but {exc}", f"see `journalctl -u {name} -n 50`") from None
         return Applied()
+
+
+def _readable_daemon_json(ctx: Context) -> None:
+    """dockerd refuses to start with a daemon.json it cannot read, and says so only in its journal: the file is
+    read first, so a trailing comma is named (file, line, column) before a start that cannot work (exit 2)."""
+    from gpuprep.errors import BadInput
+
+    try:
+        daemon_config.read_config(ctx.host, ctx.platform.daemon_json)
+    except BadInput as exc:
+        raise BadInput(f"{exc.message}: dockerd would not start with it", exc.hint, data=exc.data) from None
 
 
 class _InRoot:
@@ -309,7 +322,8 @@ class DockerReloadStep(Step):
                              f" (default runtime {engine_default})", decision)
         if proc is None and not ctx.dry_run:
             raise StepFailed(f"cannot find the dockerd process serving {host.docker_url} to reload it",
-                             "restart it by hand (`systemctl restart docker`), then run gpuprep again")
+                             f"restart it by hand (`{hints.service(host, ctx.platform, 'restart', 'docker')}`), "
+                             "then run gpuprep again")
         commands = _commands(host, action, proc, unit_changed)
         return Change(f"{action} dockerd: {'; '.join(reasons)}", commands=commands, data=decision,
                       payload=(proc, action, unit_changed, want_default, want_path))

@@ -7,6 +7,7 @@ decided with the same RPM semantics the resolver uses. Every answer comes from o
 
 from __future__ import annotations
 
+from gpuprep import hints
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
 from gpuprep.packages.rpmdb import dpkg_installed
 from gpuprep.report import Status
@@ -41,9 +42,10 @@ def check_installed(probes: Probes) -> Verdict:
         status = Status.OK if deb else Status.WARNING
         # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository (gpuprep's package steps are
         # RPM-only, its daemon.json and proof steps are not: they beat nvidia-ctk's editor, docs/domain.md).
-        hint = "" if deb else ("`sudo apt-get install -y docker.io nvidia-container-toolkit` (after adding NVIDIA's "
-                               "apt repository, docs.nvidia.com/datacenter/cloud-native/container-toolkit), then "
-                               "`sudo gpuprep install --only docker-runtime,docker-reload,gpu-check`")
+        install = hints.package_command(probes.host, p, "install", "docker.io", "nvidia-container-toolkit")
+        gp = hints.privileged(probes.host, "gpuprep install --only docker-runtime,docker-reload,gpu-check")
+        hint = "" if deb else (f"`{install}` (after adding NVIDIA's apt repository, "
+                               f"docs.nvidia.com/datacenter/cloud-native/container-toolkit), then `{gp}`")
         return Verdict(status, summary, hint, {"installed": deb})
     if p.package_format != "rpm":
         raise NotApplicable(f"no package database gpuprep reads on {p.name}")
@@ -55,7 +57,7 @@ def check_installed(probes: Probes) -> Verdict:
     if docker is None or runtime is None:
         missing = [w for w, have in (("docker", docker), ("an NVIDIA runtime package", runtime)) if have is None]
         return Verdict(Status.WARNING, f"not installed: {', '.join(missing)}" + (f" (have {shown})" if shown else ""),
-                       "run `gpuprep install`", data)
+                       "gpuprep install", data)  # the words of ecs-init's fix: one fix listed once
     return Verdict(Status.OK, shown, data=data)
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gpuprep.errors import CommandError, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
@@ -24,6 +25,7 @@ from gpuprep.platform import Platform
 
 log = logging.getLogger("gpuprep")
 
+REPOS_DIR = "/etc/yum.repos.d"
 QUERY_TIMEOUT = 300  # a cold metadata download over a slow link
 INSTALL_TIMEOUT = 1800
 
@@ -91,6 +93,90 @@ def dependency_errors(text: str) -> list[str]:
     return problems
 
 
+@dataclass(frozen=True)
+class Unreachable:
+    """A repository whose metadata the package manager could not download."""
+
+    repo: str  # its id ([section] of the .repo file)
+    url: str  # what could not be fetched, as the manager said it ("" when it did not)
+    error: str  # the manager's reason, one line
+
+    def __str__(self) -> str:
+        return f"{self.repo} ({self.url or 'no URL given'}: {self.error})"
+
+
+# dnf 4 (libdnf/librepo), as Debian's dnf 4.14 prints them with -q and errorlevel 3:
+#   Errors during downloading metadata for repository 'ID':
+#     - Curl error (7): Couldn't connect to server for http://127.0.0.1:9/rpm/repodata/repomd.xml [Failed to ...]
+#   Error: Failed to download metadata for repo 'ID': Cannot download repomd.xml: ... All mirrors were tried
+#   Ignoring repositories: ID   (skip_if_unavailable=True: the query goes on without it, and exits 0)
+_DNF_ERRORS = re.compile(r"Errors during downloading metadata for repository '([^']+)'")
+_DNF_FAILED = re.compile(r"Failed to download metadata for repo '([^']+)':\s*(.*)")
+_DNF_IGNORED = re.compile(r"Ignoring repositories: (.+)")
+# yum 3 (yum/yumRepo.py and urlgrabber), as users report it:
+#   http://HOST/PATH/repodata/repomd.xml: [Errno 14] PYCURL ERROR 22 - "The requested URL returned error: 404"
+#   Trying other mirror.
+#   Error: Cannot retrieve repository metadata (repomd.xml) for repository: ID. Please verify its path and try again
+_YUM_FAILED = re.compile(r"Cannot retrieve repository metadata \(repomd\.xml\) for repository: ?(\S+?)\.?(?:\s|$)")
+_YUM_URL = re.compile(r"^\s*((?:https?|ftp|file)://\S+): (\[Errno .*)")
+_URL = re.compile(r"((?:https?|ftp|file)://[^\s\]]+)")
+
+
+def unreachable_repos(text: str) -> dict[str, Unreachable]:
+    """The repositories a query's stderr says could not be reached, by id, each with the URL that failed."""
+    found: dict[str, Unreachable] = {}
+    current = ""  # dnf: the repository its indented "- Curl error ..." lines are about
+    yum_url = ("", "")  # yum: the last URL that failed, said before the repository's id
+    for raw in text.splitlines():
+        line = raw.strip()
+        m = _DNF_ERRORS.search(line)
+        if m:
+            current = m.group(1)
+            continue
+        if line.startswith("- ") and current and current not in found:
+            url = _URL.search(line)
+            error = line[2:].split(" for ", 1)[0] if url else line[2:]
+            found[current] = Unreachable(current, url.group(1) if url else "", error)
+            continue
+        m = _DNF_FAILED.search(line)
+        if m:
+            url = _URL.search(m.group(2))
+            found.setdefault(m.group(1), Unreachable(m.group(1), url.group(1) if url else "", m.group(2)))
+            continue
+        m = _DNF_IGNORED.search(line)
+        if m:
+            for repo in (r.strip() for r in m.group(1).split(",")):
+                found.setdefault(repo, Unreachable(repo, "", "metadata not downloaded"))
+            continue
+        m = _YUM_URL.match(raw)
+        if m:
+            yum_url = (m.group(1), m.group(2))
+            continue
+        m = _YUM_FAILED.search(line)
+        if m:
+            found.setdefault(m.group(1), Unreachable(m.group(1), yum_url[0], yum_url[1] or line))
+    return found
+
+
+class RepoUnreachable(StepFailed):
+    """The package manager could not download a repository's metadata."""
+
+
+def repo_sections(text: str) -> dict[str, str]:
+    """``[id] -> baseurl`` (else mirrorlist or metalink) of a .repo file's text."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1].strip(), {})
+        elif current is not None and "=" in line and not line.startswith(("#", ";")):
+            key, _, value = line.partition("=")
+            current.setdefault(key.strip().lower(), value.strip().split()[0] if value.strip() else "")
+    return {repo: keys.get("baseurl") or keys.get("mirrorlist") or keys.get("metalink") or ""
+            for repo, keys in sections.items()}
+
+
 @dataclass
 class Backend:
     """What both managers share; subclasses give the argv."""
@@ -101,6 +187,8 @@ class Backend:
     queries: int = 0  # package-manager queries this run (bench/ counts them)
     # A dry run or doctor: the tree must stay as it is, so dnf keeps its logs, cache and state elsewhere.
     read_only: bool = False
+    # Repositories the last query could not reach (skip_if_unavailable let it go on without them).
+    unreachable: dict[str, Unreachable] = field(default_factory=dict)
 
     # -- argv ----------------------------------------------------------------------------
     def root_args(self) -> list[str]:
@@ -137,13 +225,41 @@ class Backend:
         """Every version of ``names`` the enabled repositories offer: one package-manager run."""
         self.queries += 1
         done = self.host.run(self.query_argv(names), timeout=QUERY_TIMEOUT, check=False)
+        self.unreachable = unreachable_repos(done.stderr)
         if done.returncode != 0:
+            if self.unreachable:
+                raise self.unreachable_error()
             raise CommandError(done.argv, done.returncode, done.stdout, done.stderr,
                                hint="check the repositories in /etc/yum.repos.d (network, TLS, GPG keys)")
         # -q quiets progress, not problems: a broken .repo file is reported on stderr with exit 0.
         for line in done.stderr.strip().splitlines()[:10]:
             log.warning("%s: %s", self.manager, line)
         return parse_records(done.stdout, tool=done.argv[0] if done.argv[0] != "dnf" else "dnf repoquery")
+
+    def unreachable_error(self, consequence: str = "") -> RepoUnreachable:
+        """The failure that names each unreachable repository, the URL that failed and the way round it."""
+        repos = list(self.unreachable.values())
+        where = {repo: url for path, text in self.repo_files().items()
+                 for repo, url in repo_sections(text).items()}
+        said = "; ".join(f"{r.repo} ({r.url or where.get(r.repo) or 'no URL given'}: {r.error})" for r in repos)
+        return RepoUnreachable(
+            f"{self.manager} could not download the metadata of {said}" + (f": {consequence}" if consequence else ""),
+            "without internet, give gpuprep a .repo file of a mirror this host reaches (baseurl=file:///... or an "
+            "internal https URL): `gpuprep install --repo-file FILE`; else let the host reach that URL",
+            data={"unreachable": [{"repo": r.repo, "url": r.url or where.get(r.repo, ""), "error": r.error}
+                                  for r in repos]})
+
+    def repo_files(self) -> dict[str, str]:
+        """The target's .repo files (host path -> text), the ones the package manager reads."""
+        files: dict[str, str] = {}
+        directory = self.host.path(REPOS_DIR)
+        if directory.is_dir():
+            for entry in sorted(directory.iterdir()):
+                if entry.name.endswith(".repo"):
+                    text = self.host.read_text(f"{REPOS_DIR}/{entry.name}")
+                    if text is not None:
+                        files[f"{REPOS_DIR}/{entry.name}"] = text
+        return files
 
     def installed(self, names: Sequence[str]) -> list[Package]:
         """What of ``names`` is installed: one ``rpm -q`` (no repository metadata)."""
@@ -256,7 +372,10 @@ class DnfBackend(Backend):
         return args
 
     def query_argv(self, names: Sequence[str]) -> list[str]:
-        return [*self.base_args(), "repoquery", "--showduplicates", "--qf", REPOQUERY_QF, *names]
+        # -q sets errorlevel 2, which also hides the repositories skip_if_unavailable skipped ("Failed to download
+        # metadata for repo ...", "Ignoring repositories: ..."): errorlevel 3 brings warnings back, not progress.
+        return [*self.base_args(), "--setopt=errorlevel=3", "repoquery", "--showduplicates", "--qf", REPOQUERY_QF,
+                *names]
 
     def install_argv(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> list[str]:
         return [*self.base_args(), "-y", "install", *(p.nevra for p in pkgs), *extra]

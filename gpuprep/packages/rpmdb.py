@@ -145,3 +145,26 @@ def dpkg_installed(host: Host, names: Sequence[str]) -> dict[str, str]:
         if len(parts) >= 3 and parts[2] == "installed":
             out[parts[0]] = parts[1]
     return out
+
+
+def owner(host: Host, path: str, package_format: str) -> str | None:
+    """The package that owns host path ``path`` by the package database (present or not: a deleted file is
+    still listed), so reinstalling it brings the file back; None when no package owns it or no database says.
+
+    ``rpm -qf`` (inside --root with the tree's own database) or ``dpkg-query -S``."""
+    if package_format == "rpm":
+        root = db_args(host) if _which_rpm(host) else None
+        if root is None:
+            return None
+        done = host.run(["rpm", "-qf", *root, "--qf", "%{NAME}\n", path], timeout=30, check=False)
+        # "file X is not owned by any package" comes with exit 1; several owners print one name a line.
+        names = done.stdout.split() if done.returncode == 0 else []
+    elif package_format == "dpkg":
+        admindir = [] if host.live else [f"--admindir={host.path('/var/lib/dpkg')}"]
+        done = host.run(["dpkg-query", *admindir, "-S", path], timeout=10, check=False)
+        # "nvidia-container-toolkit-base: /usr/bin/nvidia-container-runtime" (several: "a, b: /path")
+        line = done.stdout.splitlines()[0] if done.returncode == 0 and done.stdout.strip() else ""
+        names = [n.strip().split(":")[0] for n in line.rsplit(": ", 1)[0].split(",")] if line else []
+    else:
+        return None
+    return names[0] if names else None

@@ -15,7 +15,7 @@ from pathlib import Path
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
 from gpuprep.gpu.devices import read_pci
 from gpuprep.packages.lock import lock_holder, wait_for_lock
-from gpuprep.packages.repo import Backend, backend_for, lock_entry, lock_name
+from gpuprep.packages.repo import REPOS_DIR, Backend, backend_for, lock_entry, lock_name
 from gpuprep.packages.resolve import (
     LEGACY,
     QUERY_NAMES,
@@ -26,13 +26,11 @@ from gpuprep.packages.resolve import (
     Selection,
     resolve,
 )
-from gpuprep.report import plural
+from gpuprep.report import StepResult, plural
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
 from gpuprep.toolkit.security import FLOOR, vulnerable
 
 log = logging.getLogger("gpuprep")
-
-REPOS_DIR = "/etc/yum.repos.d"
 
 # NVIDIA's current repository file, as published at
 # https://nvidia.github.io/libnvidia-container/stable/rpm/nvidia-container-toolkit.repo (docs/domain.md).
@@ -105,6 +103,8 @@ class PackagesRun:
     converged: Selection | None = None
     converged_known: bool = False  # ``converged`` was decided (None is an answer too)
     repo_added: str | None = None  # the repository file the repositories step wrote
+    repo_before: str | None = None  # what that file held before (None: it did not exist)
+    transaction_started: bool = False  # the packages step ran its transaction (its failure may have changed the host)
     # For docker-runtime: daemon.json as it was before the transaction (nvidia-docker2 <= 2.4.0 replaces it),
     # whether the transaction installed anything, and the runtime binary of the selected stack.
     daemon_json_before: str | None = None
@@ -277,14 +277,31 @@ class RepositoriesStep(Step):
 
     def apply(self, ctx: Context, change: Change) -> Applied:
         path, content = change.payload
-        if ctx.host.exists(path):
+        run = ctx.shared(PackagesRun)
+        run.repo_before = ctx.host.read_text(path)
+        if run.repo_before is not None:
             ctx.host.backup(path)
         ctx.host.write_atomic(path, content, mode=0o644)
         # The repositories changed: the next query must see them (once more, only in this case).
-        run = ctx.shared(PackagesRun)
         run.candidates, run.converged, run.converged_known = None, None, False
         run.repo_added = path
         return Applied()
+
+    def undo(self, ctx: Context, failed: StepResult) -> str | None:
+        """A run whose packages step failed before its transaction installed nothing from the file this step
+        added (an unreachable repository, nothing that resolves): the file goes, the host is left as found."""
+        run = ctx.shared(PackagesRun)
+        path = run.repo_added
+        if path is None or failed.id != PackagesStep.id or run.transaction_started:
+            return None
+        if run.repo_before is None:
+            ctx.host.remove(path)
+            done = f"removed {path}, which this run added"
+        else:
+            ctx.host.write_atomic(path, run.repo_before)
+            done = f"put back the {path} this run replaced"
+        run.repo_added = None
+        return f"{done} (nothing was installed from it)"
 
 
 # -- packages ------------------------------------------------------------------------------------
@@ -357,6 +374,7 @@ class PackagesStep(Step):
         waited = None
         if installs or extra:
             waited = wait_for_lock(ctx.host, ctx.platform.package_locks)
+            run.transaction_started = True
             # nvidia-docker2 <= 2.4.0 ships daemon.json as a plain file and replaces the user's outright
             # (docs/domain.md); docker-runtime merges this copy back so no setting is lost.
             run.daemon_json_before = ctx.host.read_text(ctx.platform.daemon_json)
@@ -420,6 +438,10 @@ class PackagesStep(Step):
     def _no_solution(ctx: Context, res: NoSolution) -> None:
         ctx.extra["no_solution"] = {"stack": res.stack, "message": res.message, "conflicts": res.conflicts,
                                     "notes": res.notes, "cves": res.cves}
+        b = backend(ctx)
+        if b.unreachable:
+            # Not offered because not reached: the cause is the repository, not the packages.
+            raise b.unreachable_error(f"without it, {res.message}")
         for line in res.table():
             log.error("%s", line)
         if res.cves:

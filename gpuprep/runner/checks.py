@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gpuprep.errors import GpuprepError, os_error
+from gpuprep.hints import for_platform, for_target
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import Platform
@@ -86,6 +87,11 @@ class Probes:
         with self._guard:
             self._values[probe] = (True, value)
 
+    def preset_error(self, probe: Callable[[Probes], Any], error: Exception) -> None:
+        """Make ``probe`` raise ``error`` in this run, as the host can answer (an Engine that does not answer)."""
+        with self._guard:
+            self._values[probe] = (False, error)
+
 
 def probe(compute: Callable[[Probes], P]) -> Callable[[Probes], P]:
     """Make ``compute`` a probe: the function returned computes it once per run and is its key, so no two
@@ -125,8 +131,7 @@ def run_check(check: Check, probes: Probes) -> CheckResult:
             err = os_error(exc)
             result = CheckResult(check.id, check.group, Status.UNKNOWN, err.message, err.hint)
         else:
-            result = CheckResult(check.id, check.group, Status.SKIPPED,
-                                 f"needs root ({exc.filename or 'a file'} is not readable): run sudo gpuprep doctor")
+            result = CheckResult(check.id, check.group, Status.SKIPPED, needs_root(probes.host, exc.filename))
     except (GpuprepError, OSError) as exc:
         # Bad input the check met (a FIFO for daemon.json, garbage from a tool, a full disk): said as it
         # is, with its own hint; not a bug to report.
@@ -139,8 +144,15 @@ def run_check(check: Check, probes: Probes) -> CheckResult:
             f"check failed: {type(exc).__name__}: {exc}",
             "run `gpuprep -v doctor` for the traceback and report it",
         )
+    # This platform's commands only, and a gpuprep command in a hint acts on the root this run acts on.
+    result.hint = for_target(probes.host, for_platform(probes.platform, result.hint))
     result.duration_ms = (time.monotonic() - started) * 1000
     return result
+
+
+def needs_root(host: Host, what: str | None) -> str:
+    """The summary of a check a non-root run cannot make (``what`` it could not read): a skip, not a problem."""
+    return for_target(host, f"needs root ({what or 'a file'} is not readable): run sudo gpuprep doctor")
 
 
 def run_checks(host: Host, platform: Platform, options: DoctorOptions, checks: Sequence[Check]) -> DoctorReport:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gpuprep.errors import BadInput, GpuprepError, os_error
+from gpuprep.hints import for_target
 from gpuprep.host import Host
 from gpuprep.options import InstallOptions, SealOptions
 from gpuprep.platform import Platform
@@ -98,6 +99,11 @@ class Step:
     def apply(self, ctx: Context, change: Change) -> Applied:
         """Make the change the plan described."""
         raise NotImplementedError
+
+    def undo(self, ctx: Context, failed: StepResult) -> str | None:
+        """A later step of this run failed (``failed``): undo what that failure made useless and say what was
+        undone, or return None to keep the change. Asked of each step this run applied, the last first."""
+        return None
 
 
 @dataclass
@@ -212,12 +218,27 @@ def run_steps(
             result = _ask(ctx, confirm, [s for s in steps[1:] if selected(s)], result, report)
         if result.status is StepStatus.FAILED:
             failed = result
+            _undo(ctx, steps, result)
         if not result.duration_ms:
             result.duration_ms = (time.monotonic() - started) * 1000
         report.steps.append(result)
         if on_step is not None:
             on_step(result)
     return report
+
+
+def _undo(ctx: Context, steps: Sequence[Step], failed: StepResult) -> None:
+    """Let each step this run applied undo what ``failed`` made useless; what was undone joins its summary."""
+    for step in reversed([s for s in steps if s.id in ctx.applied and s.id != failed.id]):
+        try:
+            note = step.undo(ctx, failed)
+        except (GpuprepError, OSError) as exc:
+            err = exc if isinstance(exc, GpuprepError) else os_error(exc)
+            note = f"could not undo {step.id}: {err.message}"
+        if note:
+            log.warning("%s: %s", step.id, note)
+            failed.summary += f"; {note}"
+            failed.data.setdefault("undone", []).append({"step": step.id, "what": note})
 
 
 def _ask(ctx: Context, confirm: Confirm, steps: Sequence[Step], gate: StepResult, report: RunReport) -> StepResult:
@@ -254,8 +275,9 @@ def _run_one(ctx: Context, step: Step, report: RunReport, *, checks_only: bool =
         if isinstance(plan, Converged):
             return StepResult(step.id, StepStatus.OK, plan.summary, data=plan.data)
         if ctx.dry_run:
+            # A Verify step's plan is a container it would run, not a change: a converged host's dry run is "ok".
             return StepResult(step.id, StepStatus.PLANNED, plan.summary, diff=plan.diff,
-                              commands=plan.commands, data=plan.data)
+                              commands=plan.commands, data=plan.data, changes=not isinstance(step, Verify))
         if isinstance(step, Verify):
             found = step.verify(ctx, plan)
             return StepResult(step.id, StepStatus.OK, found.summary, data=found.data)
@@ -269,8 +291,9 @@ def _run_one(ctx: Context, step: Step, report: RunReport, *, checks_only: bool =
     except GpuprepError as exc:
         log.debug("step %s failed", step.id, exc_info=True)
         report.exit_code = max(report.exit_code, exc.exit_code)
-        report.error, report.hint = f"{step.id}: {exc.message}", exc.hint
-        return StepResult(step.id, StepStatus.FAILED, exc.message, hint=exc.hint, data=exc.data)
+        hint = for_target(ctx.host, exc.hint)  # a gpuprep command in it keeps this run's --root
+        report.error, report.hint = f"{step.id}: {exc.message}", hint
+        return StepResult(step.id, StepStatus.FAILED, exc.message, hint=hint, data=exc.data)
     except OSError as exc:
         # The system refused (a full disk, a read-only mount, an I/O error, permission): not a bug of
         # gpuprep's, so it is said as one line naming the file and what to do.

@@ -56,9 +56,6 @@ class DevCharLinksStep(Step):
     title = "legacy mode: /dev/char links to the NVIDIA device nodes now and at every boot (udev rule)"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        from gpuprep.runner.checks import Probes
-        from gpuprep.toolkit.checks import nvidia_nodes
-
         stack = current_stack(ctx)
         data = {"stack": stack.as_dict()}
         if stack.mode != "legacy":
@@ -69,8 +66,7 @@ class DevCharLinksStep(Step):
         if before != DEV_CHAR_RULE_TEXT:
             todo.append(f"write {DEV_CHAR_RULE}")
         if ctx.host.live:
-            missing = [f"{a}:{b}" for _, a, b in nvidia_nodes(Probes(ctx.host, ctx.platform, None))
-                       if not ctx.host.lexists(f"/dev/char/{a}:{b}")]
+            missing = _missing_links(ctx)
             if missing:
                 if ctx.host.which("nvidia-ctk") is None:
                     raise StepFailed(f"/dev/char lacks {', '.join(missing)} and nvidia-ctk is not installed to make "
@@ -89,7 +85,22 @@ class DevCharLinksStep(Step):
             ctx.host.write_atomic(DEV_CHAR_RULE, DEV_CHAR_RULE_TEXT, mode=0o644)
         for argv in change.commands:
             ctx.host.run(argv, timeout=60, hint="run it by hand to see why; `nvidia-smi` must work first")
+        # nvidia-ctk exits 0 having made nothing where it finds no NVIDIA device it knows: proved, not assumed.
+        still = _missing_links(ctx) if change.commands else []
+        if still:
+            raise StepFailed(f"`{' '.join(DEV_CHAR_COMMAND)}` ran but /dev/char still lacks {', '.join(still)}",
+                             "run it by hand to see why (`nvidia-smi` must work first), then `gpuprep install "
+                             "--only dev-char-links` again")
         return Applied()
+
+
+def _missing_links(ctx: Context) -> list[str]:
+    """The /dev/char/MAJOR:MINOR links missing for this host's NVIDIA device nodes."""
+    from gpuprep.runner.checks import Probes
+    from gpuprep.toolkit.checks import nvidia_nodes
+
+    return [f"{a}:{b}" for _, a, b in nvidia_nodes(Probes(ctx.host, ctx.platform, None))
+            if not ctx.host.lexists(f"/dev/char/{a}:{b}")]
 
 
 class CdiSpecStep(Step):

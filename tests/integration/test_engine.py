@@ -318,7 +318,7 @@ def test_gpu_check_names_a_runtime_binary_that_cannot_run(simhost, docker_engine
     assert code == 1, err
     check = steps(report)["gpu-check"]
     assert check["status"] == "failed" and check["summary"].startswith("runtime-binary:"), check
-    assert gone in check["summary"] and "gpuprep install --only packages" in check["hint"]
+    assert gone in check["summary"] and f"gpuprep --root {root} install --only packages" in check["hint"]
     assert probe_containers(dockerd) == []
 
 

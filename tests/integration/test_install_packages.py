@@ -382,7 +382,7 @@ def test_no_repository_offers_the_versionlock_plugin_is_said_at_plan_time(tmp_pa
         error = next(line for line in out.stderr.splitlines() if line.startswith("gpuprep: error:"))
         assert "no enabled repository offers it (python3-dnf-plugin-versionlock" in error, out.stderr
         assert "gpuprep: hint: enable a repository that offers python3-dnf-plugin-versionlock, or run " \
-               "`gpuprep install --no-versionlock`" in out.stderr
+               f"`gpuprep --root {r} install --no-versionlock`" in out.stderr
         if args:
             assert tree_digest(r) == before, "the dry run changed the tree"
         else:
@@ -395,3 +395,54 @@ def test_no_repository_offers_the_versionlock_plugin_is_said_at_plan_time(tmp_pa
     fixed = gpuprep(r, "--no-versionlock")
     assert fixed.returncode == 0, fixed.stderr
     assert all(v is not None for v in rpm_query_root(r, NAMES).values())
+
+
+# The discard port: nothing listens on this machine, so the connection is refused at once (no network needed).
+UNREACHABLE = "http://127.0.0.1:9/libnvidia-container/stable/rpm/x86_64"
+
+
+@pytest.mark.parametrize("skip_if_unavailable", [True, False], ids=["skip_if_unavailable", "strict"])
+def test_an_unreachable_repository_is_named_and_the_file_this_run_added_goes(tmp_path: Path, request,
+                                                                              skip_if_unavailable: bool) -> None:
+    """A builder without internet: NVIDIA's repository (here its .repo file given with --repo-file, baseurl a port
+    nothing listens on) cannot be reached; the enabled repository has Docker and ecs-init only. dnf either skips it
+    (skip_if_unavailable=True, Debian's default) or stops (False): either way install names the repository and the
+    URL that failed, not "not offered", suggests --repo-file, installs nothing and leaves no repository file behind
+    (one it replaced is put back as it was), and says so. Real dnf with the root's own dnf.conf."""
+    require("rpmbuild", "createrepo_c", "dnf", "rpm")
+    require_root()
+    cache = Path(request.config.cache.mkdir("rpmfixtures"))
+    specs = [s for s in AL2023_SPECS if not s.name.startswith(("nvidia", "libnvidia"))]
+    repo = build_repo(specs, cache / "repo-al2023-no-nvidia", cache=cache / "pkgs")
+    r = tmp_path / "root"
+    (r / "etc" / "yum.repos.d").mkdir(parents=True)
+    (r / "etc" / "dnf").mkdir(parents=True)
+    shutil.copy(FIXTURES / "distros" / "amzn-2023" / "etc" / "os-release", r / "etc" / "os-release")
+    (r / "etc" / "yum.repos.d" / "fixture.repo").write_text(repo_file({"fixture": repo}))
+    (r / "etc" / "dnf" / "dnf.conf").write_text(f"[main]\nskip_if_unavailable={skip_if_unavailable}\n")
+    given = tmp_path / "nvidia.repo"
+    given.write_text(f"[nvidia-container-toolkit]\nname=nvidia-container-toolkit\nbaseurl={UNREACHABLE}\n"
+                     "enabled=1\ngpgcheck=0\n")
+    added = r / "etc/yum.repos.d/nvidia.repo"
+
+    out = gpuprep(r, "--repo-file", str(given), json_out=True)
+    assert out.returncode == 1, out.stderr
+    report = json.loads(out.stdout)
+    packages = next(s for s in report["steps"] if s["id"] == "packages")
+    assert report["error"].startswith("packages: dnf could not download the metadata of nvidia-container-toolkit ("
+                                      f"{UNREACHABLE}"), report["error"]
+    assert "--repo-file FILE" in report["hint"] and f"gpuprep --root {r} install" in report["hint"]
+    assert packages["data"]["unreachable"][0]["repo"] == "nvidia-container-toolkit"
+    assert packages["summary"].endswith("; removed /etc/yum.repos.d/nvidia.repo, which this run added (nothing was "
+                                        "installed from it)")
+    assert not added.exists()
+    assert all(v is None for v in rpm_query_root(r, NAMES).values())
+
+    # A file of the same name that was there before is put back as it was; the text output says so.
+    added.write_text("[mine]\nname=mine\nbaseurl=file:///srv/mine\nenabled=0\n")
+    before = added.read_bytes()
+    out = gpuprep(r, "--repo-file", str(given))
+    assert out.returncode == 1
+    assert "put back the /etc/yum.repos.d/nvidia.repo this run replaced" in out.stdout + out.stderr
+    assert f"could not download the metadata of nvidia-container-toolkit ({UNREACHABLE}" in out.stderr
+    assert added.read_bytes() == before

@@ -214,7 +214,7 @@ def test_a_crashing_check_shows_its_traceback_only_with_verbose(tmp_path, monkey
     root = str(tree(tmp_path, "no-gpu"))
     quiet = invoke("--root", root, "doctor", "--no-container")
     assert quiet.exit_code == 3  # UNKNOWN: doctor could not tell, and says so
-    assert "check failed: KeyError: 'Runtimes'" in quiet.stdout and "gpuprep -v doctor" in quiet.stdout
+    assert "check failed: KeyError: 'Runtimes'" in quiet.stdout and "-v doctor`" in quiet.stdout
     assert "Traceback" not in quiet.stdout + quiet.stderr
     loud = invoke("-v", "--root", root, "doctor", "--no-container")
     assert loud.exit_code == 3 and "Traceback (most recent call last)" in loud.stderr

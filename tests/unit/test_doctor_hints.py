@@ -26,6 +26,7 @@ from conftest import FIXTURES
 
 from gpuprep.doctor import all_checks
 from gpuprep.ec2.imds import InstanceType
+from gpuprep.ecs.gate import GateState
 from gpuprep.engine import gpu_container
 from gpuprep.gpu import kernel_log
 from gpuprep.gpu import query as gpu_query
@@ -139,10 +140,11 @@ def live_platform(tmp_path: Path, **changes):
     return dataclasses.replace(detect(Host(tree(tmp_path))), **changes)
 
 
-def service(tmp_path: Path, active: str, enabled: str, live: bool = True) -> Probes:
+def service(tmp_path: Path, active: str, enabled: str, live: bool = True, boot_gate=None) -> Probes:
     state = ServiceState("ecs", active, enabled)
     if live:  # the running system's init answers (seeded: no ecs here); nothing else is read from /
-        return probes("/", platform=live_platform(tmp_path), ecs_service_state=state)
+        return probes("/", platform=live_platform(tmp_path), ecs_service_state=state,
+                      boot_gate=boot_gate or GateState())
     return probes(tree(tmp_path), ecs_service_state=state)
 
 
@@ -261,7 +263,6 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("docker-nvidia-runtime", "not registered", lambda t, m: docker_probes(t, docker_info=info("runc"))),
     ("docker-nvidia-runtime", "in daemon.json, not loaded",
      lambda t, m: docker_probes(t, {"runtimes": {"nvidia": {"path": SHIM}}}, docker_info=info("runc"))),
-    ("docker-nvidia-runtime", "Engine down", lambda t, m: no_engine(t)),
     ("docker-runtime-binary", "binary gone",
      lambda t, m: docker_probes(t, docker_info=info(runtimes={"nvidia": {"path": str(t / "gone")}}))),
     ("docker-runtime-binary", "not executable",
@@ -269,7 +270,6 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("docker-default-runtime", "runc is the default", lambda t, m: docker_probes(
         t, docker_info=info("runc", {"runc": {"path": "runc"}, "nvidia": {"path": SHIM}}))),
     ("docker-runtime-once", "daemon.json and /etc/docker-runtimes.d", lambda t, m: twice(t)),
-    ("gpu-container", "Engine down", lambda t, m: no_engine(t)),
     ("gpu-container", "runtime not registered", lambda t, m: container(t, m, explained(
         gpu_container.NOT_DEFAULT, 'exec: "nvidia-smi": executable file not found in $PATH', info("runc")))),
     ("gpu-container", "runtime not default", lambda t, m: container(t, m, explained(
@@ -298,6 +298,8 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("ecs-service", "disabled", lambda t, m: service(t, "inactive", "disabled")),
     ("ecs-service", "enabled, not running", lambda t, m: service(t, "inactive", "enabled")),
     ("ecs-service", "init says nothing", lambda t, m: unit_installed(m, service(t, "unknown", "unknown"))),
+    ("ecs-service", "held by the boot gate", lambda t, m: service(
+        t, "inactive", "enabled", boot_gate=GateState(True, ["docker-runtime-binary"]))),
     ("package-lock", "held by this process", lambda t, m: lock_held(t)),
     ("seal-stamp", "not a JSON object", lambda t, m: probes(write(tree(t), "/etc/gpuprep/seal.json", "[]").parents[2])),
     ("ecs-stale-state", "checkpoint older than the seal", lambda t, m: sealed_with_baked_state(t)),
@@ -345,11 +347,16 @@ def twice(tmp_path: Path) -> Probes:
 
 @pytest.mark.parametrize("check_id, situation, build", SITUATIONS, ids=[f"{c}: {s}" for c, s, _ in SITUATIONS])
 def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation, build):
-    result = run_check(BY_ID[check_id], build(tmp_path, monkeypatch))
+    p = build(tmp_path, monkeypatch)
+    result = run_check(BY_ID[check_id], p)
     assert not result.summary.startswith("check failed"), result.summary
     assert result.status in (Status.WARNING, Status.CRITICAL, Status.UNKNOWN), (result.status, result.summary)
     assert result.hint.strip(), f"{check_id} ({situation}) is {result.status.value} without a hint"
     assert ACTION.search(result.hint), f"{check_id} ({situation}): no command or edit in {result.hint!r}"
+    # only this platform's commands: never "X (Y on Amazon Linux 1)"
+    assert not re.search(r"on Amazon Linux (?:1|2)\)|` or `sudo update-initramfs", result.hint), result.hint
+    if not p.host.live:  # a gpuprep command in a hint acts on the same --root
+        assert not re.search(r"\bgpuprep (?!--root )(?:-\w+ )*(?:install|seal|doctor)\b", result.hint), result.hint
 
 
 def test_the_walk_covers_every_check():
@@ -378,3 +385,96 @@ def test_a_runtime_defined_twice_with_the_same_path_is_fine(tmp_path):
     os.symlink(SHIM, root / "etc/docker-runtimes.d/nvidia")
     result = run_check(BY_ID["docker-runtime-once"], p)
     assert result.status is Status.OK and result.data["same_path"] == ["nvidia"] and result.data["twice"] == []
+
+
+# -- one cause, one fix; this platform's commands -----------------------------------------------------------
+ENGINE_DEPENDENTS = ("docker-nvidia-runtime", "docker-runtime-binary", "docker-default-runtime", "gpu-container")
+
+
+def test_an_engine_that_does_not_answer_is_one_finding_with_one_fix(tmp_path):
+    """docker-engine says it and how to start it; the checks that need the Engine skip, pointing at it, instead
+    of repeating a fix four times (issue 16)."""
+    p = no_engine(tmp_path)
+    engine = run_check(BY_ID["docker-engine"], p)
+    assert engine.status is Status.CRITICAL and ACTION.search(engine.hint)
+    for check_id in ENGINE_DEPENDENTS:
+        result = run_check(BY_ID[check_id], p)
+        assert (result.status, result.summary, result.hint) == (
+            Status.SKIPPED, "the Docker Engine does not answer (see docker-engine)", ""), check_id
+
+
+def down_on_this_machine(tmp_path: Path, daemon_json: str | None, *, euid: int = 0, platform_name="healthy-p5-h100x8",
+                         said: str = "no socket there (dockerd is not running)"):
+    """The running system (this machine) as doctor sees it with its Engine down (seeded: this machine's own
+    dockerd is not the subject) and daemon.json at a path of the test's (the platform profile names it)."""
+    import tempfile
+
+    from gpuprep.engine.dockerd import EngineDown
+
+    path = tmp_path / "daemon.json"
+    if daemon_json is not None:
+        path.write_text(daemon_json)
+    where = Path(tempfile.mkdtemp(dir=tmp_path))
+    platform = dataclasses.replace(detect(Host(tree(where, platform_name))), daemon_json=str(path))
+    down = EngineDown(f"the Docker Engine at unix:///var/run/docker.sock does not answer: {said}", "")
+    return probes("/", euid=euid, platform=platform, docker_info=down, engine_process=None), path
+
+
+def test_a_daemon_json_dockerd_cannot_read_is_named_before_starting_it(tmp_path):
+    """A trailing comma stops dockerd; `systemctl start docker` cannot work until the file is fixed: docker-engine
+    names the file, line and column first, then the start."""
+    p, path = down_on_this_machine(tmp_path, '{\n  "bridge": "none",\n}\n')
+    engine = run_check(BY_ID["docker-engine"], p)
+    assert engine.status is Status.CRITICAL
+    comma = "a trailing comma at line 2 column 19"
+    assert f"dockerd cannot start with {path}: invalid JSON: {comma}" in engine.summary
+    first_fix, _, then = engine.hint.partition(", then ")
+    assert str(path) in first_fix and comma in first_fix and "systemctl start docker" in then
+    daemon = run_check(BY_ID["docker-daemon-json"], p)
+    assert daemon.status is Status.CRITICAL and comma in daemon.summary and str(path) in daemon.hint
+    # With the file fixed, the one fix left is the start.
+    path.write_text('{\n  "bridge": "none"\n}\n')
+    p, _ = down_on_this_machine(tmp_path, None)
+    engine = run_check(BY_ID["docker-engine"], p)
+    assert "daemon.json" not in engine.hint and engine.hint.startswith("`systemctl start docker.service`")
+
+
+@pytest.mark.parametrize("name, says, never", [
+    ("al2023-ecs-gpu-2026", "systemctl start docker.service", "service docker"),
+    ("healthy-g5-al2", "systemctl start docker.service", "service docker"),
+    ("healthy-h200-ubuntu", "systemctl start docker.service", "service docker"),
+])
+def test_the_engine_start_is_this_platforms_own_command(tmp_path, name, says, never):
+    p, _ = down_on_this_machine(tmp_path, None, platform_name=name)
+    engine = run_check(BY_ID["docker-engine"], p)
+    assert says in engine.hint and never not in engine.hint and "Amazon Linux 1" not in engine.hint
+
+
+def test_amazon_linux_1_starts_docker_with_service():
+    from gpuprep.engine.dockerd import engine_down_hint
+
+    al1 = detect(Host(FIX / "distros/amzn-2018.03"))
+    hint = engine_down_hint(Host("/", env={}), al1)
+    assert hint.startswith("`service docker start`") and "systemctl" not in hint and "/var/log/docker" in hint
+
+
+def test_not_root_a_denied_docker_socket_is_a_skip_that_says_needs_root(tmp_path):
+    p, _ = down_on_this_machine(tmp_path, None, euid=1000, said="permission denied on its socket")
+    engine = run_check(BY_ID["docker-engine"], p)
+    assert engine.status is Status.SKIPPED and engine.summary.startswith("needs root (the Docker socket")
+    assert "report it" not in engine.summary + engine.hint
+
+
+def test_the_gate_journal_names_its_critical_checks():
+    """Both shapes of doctor's text: a line per check, and a Nagios status line."""
+    from gpuprep.ecs.gate import critical_checks
+
+    lines = ("gpuprep doctor on Amazon Linux 2023\n"
+             "  [CRIT]    docker-runtime-binary    the nvidia runtime's binary /usr/bin/x does not exist\n"
+             "                                     fix: `dnf reinstall -y nvidia-container-toolkit-base`\n"
+             "  [WARN]    gpu-persistence          persistence mode is off\n"
+             "  [CRIT]    gpu-container            runtime-binary: the nvidia runtime's binary cannot be run\n")
+    assert critical_checks(lines) == ["docker-runtime-binary", "gpu-container"]
+    nagios = "GPUPREP CRITICAL - docker-runtime-binary, gpu-container | ok=24 warning=1 critical=2\n"
+    assert critical_checks(nagios) == ["docker-runtime-binary", "gpu-container"]
+    assert critical_checks("GPUPREP OK | ok=30\n  [ok]  docker-engine  Docker 25.0.6 answers\n") == []

@@ -77,11 +77,11 @@ def test_no_import_cycle_in_gpuprep():
 
 
 def test_the_mechanisms_import_no_domain():
-    """runner/, host, rootfs, errors, options, report, platform, services: what every domain builds on.
+    """runner/, host, rootfs, errors, options, report, platform, services, hints: what every domain builds on.
     None of them reaches into a domain (gpu/, engine/, ecs/, packages/, image/) or a command."""
     mechanisms = {m for m in import_graph() if m.startswith("gpuprep.runner") or m in {
         "gpuprep.host", "gpuprep.rootfs", "gpuprep.dockersock", "gpuprep.procfs", "gpuprep.errors",
-        "gpuprep.options", "gpuprep.report", "gpuprep.platform", "gpuprep.services"}}
+        "gpuprep.options", "gpuprep.report", "gpuprep.platform", "gpuprep.services", "gpuprep.hints"}}
     domains = ("gpuprep.gpu", "gpuprep.ec2", "gpuprep.engine", "gpuprep.ecs", "gpuprep.packages", "gpuprep.image",
                "gpuprep.toolkit")
     commands = ("gpuprep.install", "gpuprep.seal", "gpuprep.doctor", "gpuprep.cli")

@@ -101,7 +101,7 @@ def test_not_root_says_which_checks_are_limited():
     assert "euid 1000" in result.summary
     for words in ("kernel log", "Docker socket", "/var/lib/ecs"):
         assert words in result.summary
-    assert result.hint == "run `sudo gpuprep doctor`"
+    assert result.hint == f"run `sudo gpuprep --root {DISTROS / 'amzn-2023'} doctor`"  # the same --root (issue 16)
     assert "gpu-xid" in result.data["limited"]
 
 

@@ -164,6 +164,10 @@ def test_run_json_says_its_version_and_whether_it_was_a_dry_run():
     assert data["version"] == __version__ and data["dry_run"] is True
     assert data["status"] == "planned"  # nothing changed in a dry run
     assert json.loads(to_json(_report(Status.OK)))["version"] == __version__
+    # gpu-check in a dry run: it would run a container, which changes nothing; a converged host's dry run is ok.
+    verify = StepResult("gpu-check", StepStatus.PLANNED, "would run nvidia-smi", changes=False)
+    assert RunReport("install", {}, [StepResult("docker-runtime", StepStatus.OK, "x"), verify], dry_run=True
+                     ).status == "ok"
 
 
 def test_the_recap_keeps_one_order_whatever_order_the_steps_ended_in():

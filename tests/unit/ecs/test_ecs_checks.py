@@ -83,7 +83,7 @@ def test_gpu_support_missing_on_a_gpu_host_is_critical_with_the_fix(tmp_path):
     write(root, "etc/ecs/ecs.config", "ECS_CLUSTER=training\n")  # an ECS host, configured without GPUs
     r = run("ecs-gpu-support", probes)
     assert r.status is Status.CRITICAL and "not set" in r.summary and "8 GPUs" in r.summary
-    assert "gpuprep install --only ecs-config" in r.hint
+    assert f"gpuprep --root {root} install --only ecs-config" in r.hint  # the same --root (issue 16)
 
 
 def test_gpu_support_is_not_asked_of_a_host_without_ecs_init_or_config(tmp_path):
@@ -138,7 +138,7 @@ def test_gpu_info_from_the_build_machine_is_critical(tmp_path):
     gpu_info(root, [BUILD_MACHINE])
     r = run("ecs-gpu-info", probes)
     assert r.status is Status.CRITICAL and BUILD_MACHINE in r.summary and "another machine" in r.summary
-    assert "rm /var/lib/ecs/gpu/nvidia-gpu-info.json" in r.hint and "gpuprep seal" in r.hint
+    assert "rm /var/lib/ecs/gpu/nvidia-gpu-info.json" in r.hint and f"gpuprep --root {root} seal" in r.hint
 
 
 def test_gpu_info_listing_fewer_gpus_or_an_old_driver_is_a_warning(tmp_path):
@@ -191,7 +191,7 @@ def test_ecs_init_missing_then_installed(tmp_path, request):
 
     root, probes = make(tmp_path)
     r = run("ecs-init", probes)
-    assert r.status is Status.WARNING and "not installed" in r.summary and r.hint == "gpuprep install"
+    assert r.status is Status.WARNING and "not installed" in r.summary and r.hint == f"gpuprep --root {root} install"
     # ecs-init 1.97.1 requires docker >= 20.10.0 (aws/amazon-ecs-init spec); --nodeps: only the db matters here
     rpm = build_rpm(PkgSpec("ecs-init", "1.97.1", "1.amzn2023", requires=["docker >= 20.10.0"]), tmp_path / "rpms",
                     cache=request.config.cache.mkdir("rpmfixtures"))
@@ -322,7 +322,7 @@ def test_stale_state_on_a_host_booted_from_the_image(tmp_path):
     os.utime(info, (now - 7200, now - 7200))
     r = run("ecs-stale-state", booted(tmp_path, boot))
     assert r.status is Status.CRITICAL and "predate(s) the seal" in r.summary
-    assert "gpuprep seal --only ecs-state,gpu-info" in r.hint
+    assert "seal --only ecs-state,gpu-info" in r.hint and "gpuprep --root " in r.hint
 
     os.utime(info, (now - 30, now - 30))
     r = run("ecs-stale-state", booted(tmp_path, boot))

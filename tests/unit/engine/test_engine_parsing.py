@@ -270,3 +270,21 @@ def test_proof_says_each_route_and_names_the_failing_one():
     assert alone.summary() == "runtime-not-default: nvidia is not Docker's default"  # as before routes
     assert gc.run_argv("img", "cdi")[:9] == ["docker", "run", "--rm", "--network", "none", "--runtime", "runc",
                                              "--device", "nvidia.com/gpu=all"]
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_docker_service_names_a_daemon_json_dockerd_cannot_read_before_starting_it(tmp_path, dry_run):
+    """A trailing comma stops dockerd, which says so only in its journal: docker-service reads the file first and
+    fails naming it (file, line, column), exit 2, with nothing started (issue 16)."""
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURES / "distros/amzn-2023", root)
+    daemon_json = root / "etc/docker/daemon.json"
+    daemon_json.parent.mkdir(parents=True)
+    daemon_json.write_text('{\n  "bridge": "none",\n  "iptables": false,\n}\n')
+    host = Host(root, env={"PATH": str(tmp_path / "no-bin")})
+    ctx = Context(host, detect(host), InstallOptions(dry_run=dry_run))
+    report = run_steps(ctx, "install", [DockerServiceStep()])
+    step = report.steps[0]
+    assert step.status is StepStatus.FAILED and report.exit_code == 2
+    assert step.summary.startswith(f"{daemon_json.resolve()}: invalid JSON: a trailing comma at line 3 column 20")
+    assert step.summary.endswith("dockerd would not start with it") and "by hand" in step.hint

@@ -86,3 +86,26 @@ def test_only_and_skip(tmp_path):
     assert all(s.status is StepStatus.SKIPPED for s in rep.steps)
     with pytest.raises(BadInput, match="unknown step nope"):
         run_steps(_ctx(tmp_path), "install", steps, only=["nope"])
+
+
+class UndoableFile(FileStep):
+    """A FileStep whose file a later failure makes useless: it goes, and the failure says so."""
+
+    def undo(self, ctx, failed):
+        self.path.unlink()
+        return f"removed {self.path.name} ({failed.id} failed)"
+
+
+def test_a_later_failure_asks_the_applied_steps_to_undo_and_says_what_they_undid(tmp_path):
+    target, kept = tmp_path / "f", tmp_path / "g"
+    keeper = FileStep(kept, "y")
+    keeper.id = "keep"
+    rep = run_steps(_ctx(tmp_path), "install", [UndoableFile(target, "x"), keeper, Boom("packages", StepFailed("no"))])
+    assert [s.status for s in rep.steps] == [StepStatus.CHANGED, StepStatus.CHANGED, StepStatus.FAILED]
+    assert not target.exists() and kept.read_text() == "y"  # a step without undo keeps its change
+    assert rep.steps[2].summary == "no; removed f (packages failed)"
+    assert rep.steps[2].data["undone"] == [{"step": "write", "what": "removed f (packages failed)"}]
+    # A dry run applied nothing: nothing to undo.
+    dry = run_steps(_ctx(tmp_path, dry_run=True), "install", [UndoableFile(target, "x"), Boom("packages",
+                                                                                             StepFailed("no"))])
+    assert dry.steps[1].summary == "no"
