@@ -116,7 +116,8 @@ def test_a_missing_spec_fails_the_cdi_route_naming_it_and_the_generator(cdi_host
     assert f"no CDI spec in {cdi_host.spec_dir} defines nvidia.com/gpu=all" in s["summary"]
     assert "unresolvable CDI devices nvidia.com/gpu=all" in s["summary"]
     assert s["summary"].endswith("(route default-runtime passed)")
-    assert GENERATE_HINT in s["hint"] and "gpuprep install --only cdi-spec" in s["hint"]
+    # --root kept in the hint (issue 16): the command acts on the tree doctor looked at
+    assert GENERATE_HINT in s["hint"] and f"gpuprep --root {cdi_host.root} install --only cdi-spec" in s["hint"]
     by_route = routes(s["data"])
     assert by_route["default-runtime"]["ok"] and by_route["default-runtime"]["uuids"] == UUIDS
     assert not by_route["cdi"]["ok"] and by_route["cdi"]["link"] == "cdi-unresolvable"
@@ -166,9 +167,9 @@ def test_features_cdi_not_taken_up_says_restart_and_the_hint_clears_it(tmp_path,
     assert "Docker's CDI is off in the running Engine" in container["summary"]
     assert "dockerd has not restarted since" in container["data"]["cdi_why"]
     hint = container["hint"].split("`")[1]
-    assert hint == "gpuprep install --only docker-reload"
+    assert hint == f"gpuprep --root {host.root} install --only docker-reload"  # --root kept (issue 16)
     pid = host.dockerd.current_pid()
-    code, done, err = host.run(*hint.split()[1:])
+    code, done, err = host.run(*hint.split()[3:])  # gpuprep() adds --root and DOCKER_HOST itself
     assert code == 0 and step(done, "docker-reload")["data"]["done"] == "restart", err
     assert host.dockerd.current_pid() not in (None, pid)
     assert host.doctor()["status"] == "ok"

@@ -173,6 +173,6 @@ def test_nothing_installed(root: Path) -> None:
     _, checks = doctor(root)
     inst = checks["packages-installed"]
     assert inst["status"] == "warning" and inst["summary"] == "not installed: docker, an NVIDIA runtime package"
-    assert inst["hint"] == f"run `gpuprep --root {root} install`"  # the same --root (issue 16)
+    assert inst["hint"] == f"gpuprep --root {root} install"  # the same --root (issue 16), in ecs-init's words
     assert checks["packages-locked"]["status"] == "skipped"
     assert checks["ecs-docker-requires"]["status"] == "skipped"
