@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gpuprep.errors import StepFailed
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
 from gpuprep.toolkit import boot_unit, cdi
@@ -33,8 +35,23 @@ DEV_CHAR_RULE_TEXT = (
 GENERATE = ["nvidia-ctk", "cdi", "generate", f"--output={cdi.GENERATED_SPEC}"]
 
 
+@dataclass
+class ToolkitRun:
+    """What the toolkit steps share in one run (``ctx.shared(ToolkitRun)``)."""
+
+    stack: Stack | None = None  # detected once: dev-char-links changes nothing it reads, and cdi-spec comes next
+
+
 def current_stack(ctx: Context) -> Stack:
-    """The stack as it is now (after the packages step installed what it selected)."""
+    """The stack as it is after docker-runtime and docker-reload (both run before these steps), detected once per
+    run: it asks the Engine, reads daemon.json and config.toml and queries the package database."""
+    run = ctx.shared(ToolkitRun)
+    if run.stack is None:
+        run.stack = _detect_stack(ctx)
+    return run.stack
+
+
+def _detect_stack(ctx: Context) -> Stack:
     from gpuprep.engine.daemon_config import image_engine_version, read_config
     from gpuprep.engine.dockerd import EngineDown, docker_info, find_engine_process
 
