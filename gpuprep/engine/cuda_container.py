@@ -9,9 +9,10 @@ needs and nvidia-smi does not. The proof is ``gpu/cuda_proof.py``'s source given
 
 An image without python3 cannot run it: then the result says that CUDA in the container was not proven and why,
 never a silent pass. Which images have python3: Amazon Linux 2023's container image (the default ``--image``,
-public.ecr.aws/amazonlinux/amazonlinux:2023) does, for dnf is written in Python there (docs/domain.md, "Images
-that can prove CUDA"); NVIDIA's ``nvidia/cuda:*-base`` and ``-runtime`` images, ``amazonlinux:2023-minimal`` and
-busybox/distroless images do not; any ``python:*`` or PyTorch image does.
+public.ecr.aws/amazonlinux/amazonlinux:2023) does, for its dnf is Python (amazonlinux/amazon-linux-2023 issue 585);
+``amazonlinux:2023-minimal`` (microdnf), NVIDIA's ``nvidia/cuda:*-base`` and ``-runtime`` images and
+busybox/distroless images do not; ``python:*`` and PyTorch images do (docs/domain.md, "Images that can prove
+CUDA").
 """
 
 from __future__ import annotations

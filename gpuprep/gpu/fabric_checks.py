@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gpuprep.ec2.checks import probe_instance_type
+from gpuprep.ec2.imds import InstanceType
 from gpuprep.ec2.instance_types import lookup
 from gpuprep.gpu import fabric, inventory
 from gpuprep.gpu.fabric import COMPLETED, IN_PROGRESS, NOT_STARTED, NOT_SUPPORTED, FabricView
 from gpuprep.gpu.query import MAX_INIT_S
+from gpuprep.host import Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
@@ -53,31 +55,34 @@ class FabricHost:
     family: str  # "p5", "" off EC2
 
 
-def _pci_nvswitches(probes: Probes) -> int:
+def _pci_nvswitches(host: Host) -> int:
     base = "/sys/bus/pci/devices"
-    if not probes.host.exists(base):
+    if not host.exists(base):
         return 0
     count = 0
-    for entry in probes.host.path(base).iterdir():
-        vendor = probes.host.read_text(f"{base}/{entry.name}/vendor") or ""
-        klass = probes.host.read_text(f"{base}/{entry.name}/class") or ""
+    for entry in host.path(base).iterdir():
+        vendor = host.read_text(f"{base}/{entry.name}/vendor") or ""
+        klass = host.read_text(f"{base}/{entry.name}/class") or ""
         count += vendor.strip() == "0x10de" and klass.strip().startswith(NVSWITCH_CLASS)
     return count
 
 
-@probe
-def fabric_host(p: Probes) -> FabricHost | str:
+def nvswitch_host(host: Host, it: InstanceType) -> FabricHost | str:
     """The NVSwitch host, or why this is not one (a string: the skip reason)."""
-    it = probe_instance_type(p)
     if it.value is not None:
         spec = lookup(it.value)
         if spec is not None:
             return FabricHost(it.value, spec.family) if spec.nvswitch else f"{it.value}: no NVSwitch"
-    switches = _pci_nvswitches(p)
+    switches = _pci_nvswitches(host)
     if switches:
         return FabricHost(f"this host ({switches} NVSwitch bridges on the PCI bus)", "")
     why = it.skipped if it.value is None else f"{it.value} is not in gpuprep's instance table"
     return f"no NVSwitch: {why}, and no NVSwitch on the PCI bus"
+
+
+@probe
+def fabric_host(p: Probes) -> FabricHost | str:
+    return nvswitch_host(p.host, probe_instance_type(p))
 
 
 def _host(probes: Probes, families: tuple[str, ...] = (), what: str = "") -> FabricHost:
@@ -90,8 +95,8 @@ def _host(probes: Probes, families: tuple[str, ...] = (), what: str = "") -> Fab
     return host
 
 
-def _unit_file(probes: Probes, unit: str) -> str | None:
-    return next((f"{d}/{unit}" for d in UNIT_DIRS if probes.host.exists(f"{d}/{unit}")), None)
+def unit_file(host: Host, unit: str) -> str | None:
+    return next((f"{d}/{unit}" for d in UNIT_DIRS if host.exists(f"{d}/{unit}")), None)
 
 
 # -- fabric manager --------------------------------------------------------------------------
@@ -133,7 +138,7 @@ def _fm_version(p: Probes) -> str | None:
 def fabric_manager(p: Probes) -> FabricManager:
     from gpuprep.services import Services
 
-    unit = _unit_file(p, UNIT)
+    unit = unit_file(p.host, UNIT)
     enabled = p.host.lexists(WANTS_LINK)
     active = "unknown"
     if unit and p.host.live:
@@ -204,6 +209,11 @@ def probe_fabric(p: Probes) -> FabricView:
     view = fabric.query_fabric(deadline_s)
     if not p.options.boot or isinstance(fabric_host(p), str) or not view.answered or not _unsettled(view):
         return view
+    return settle(view, deadline_s)
+
+
+def settle(view: FabricView, deadline_s: float) -> FabricView:
+    """Poll NVML until no GPU is still starting or training its fabric, for at most FABRIC_WAIT_S."""
     started = time.monotonic()
     log.info("waiting up to %gs for the NVSwitch fabric (%d GPUs not trained yet)", FABRIC_WAIT_S,
              len(_unsettled(view)))
@@ -336,7 +346,7 @@ def check_imex(probes: Probes) -> Verdict:
     from gpuprep.services import Services
 
     host = _host(probes, IMEX_FAMILIES, "IMEX is for Grace-Blackwell NVL72 types")
-    unit = _unit_file(probes, IMEX_UNIT)
+    unit = unit_file(probes.host, IMEX_UNIT)
     if unit is None:
         raise NotApplicable(f"{host.label}: nvidia-imex is not installed, so IMEX (GPU memory shared across the "
                             "NVL72 domain's instances) is not used here")
