@@ -170,9 +170,9 @@ def check_container_cuda(probes: Probes) -> Verdict:
         return Verdict(Status.OK, result.summary, data=data)
     if result.outcome == FAILED:
         return Verdict(Status.CRITICAL, result.summary, result.hint, data)
-    if not result.started:
-        raise NotApplicable(result.summary)
-    return Verdict(Status.WARNING, result.summary, result.hint, data)
+    # Not proven (no python3 in the image, the image absent, a container gpu-container says cannot start): a skip
+    # that says so and how to prove it, not a warning on every healthy host whose chosen image lacks python3.
+    raise NotApplicable(result.summary + (f"; {result.hint}" if result.started and result.hint else ""))
 
 
 CHECKS = [
