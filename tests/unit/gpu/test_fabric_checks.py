@@ -40,6 +40,7 @@ pytestmark = pytest.mark.allow_subp(os.path.basename(sys.executable), "gcc", "rp
 
 GPUS8 = tuple({**DEFAULT_GPUS[i % 2], "index": i, "uuid": DEFAULT_GPUS[i % 2]["uuid"][:-2] + f"{i:02x}"}
               for i in range(8))
+FM_PATH = "/usr/lib/systemd/system/nvidia-fabricmanager.service"
 FM_UNIT = "[Unit]\nDescription=NVIDIA fabric manager service\n\n[Service]\nExecStart=/usr/bin/nv-fabricmanager\n" \
           "\n[Install]\nWantedBy=multi-user.target\n"
 IDS = ("gpu-fabric-manager", "gpu-fabric", "gpu-nvlink", "gpu-nvlink5", "gpu-imex", "gpu-cuda")
@@ -62,13 +63,17 @@ def cuda_answer(tmp_path: Path, fail: str = "") -> cuda.CudaProof:
 
 def p5(tmp_path: Path, *, instance_type: str = "p5.48xlarge", host: str = "healthy-p5-h100x8", unit: bool = True,
        enabled: bool = True, uptime: float = 900.0, **changes) -> Path:
+    """The host tree with fabric manager installed and enabled (as the p5 fixtures have it) unless ``unit`` /
+    ``enabled`` say otherwise, and /proc/uptime."""
     spec = hosttree.load_spec(host)
     files = {**spec.files, "/proc/uptime": f"{uptime:.2f} 1000.00\n"}
     links = dict(spec.links)
-    if unit:
-        files["/usr/lib/systemd/system/nvidia-fabricmanager.service"] = FM_UNIT
-        if enabled:
-            links[fabric_checks.WANTS_LINK] = "/usr/lib/systemd/system/nvidia-fabricmanager.service"
+    files.setdefault(FM_PATH, FM_UNIT)
+    links.setdefault(fabric_checks.WANTS_LINK, FM_PATH)
+    if not unit:
+        files.pop(FM_PATH)
+    if not unit or not enabled:
+        links.pop(fabric_checks.WANTS_LINK)
     spec = dataclasses.replace(spec, files=files, links=links, instance_type=instance_type, **changes)
     return hosttree.build(tmp_path / "root", spec)
 

@@ -47,9 +47,12 @@ def imds():
 
 
 def tree(tmp_path: Path, installed: bool = True) -> Path:
+    """The p5 tree with fabric manager's unit installed (or not) and not enabled."""
     spec = hosttree.load_spec("healthy-p5-h100x8")
-    files = {**spec.files, **({UNIT: FM_UNIT} if installed else {})}
-    return hosttree.build(tmp_path / "root", dataclasses.replace(spec, files=files, instance_type="p5.48xlarge"))
+    files = {k: v for k, v in spec.files.items() if k != UNIT} | ({UNIT: FM_UNIT} if installed else {})
+    links = {k: v for k, v in spec.links.items() if k != WANTS_LINK}
+    return hosttree.build(tmp_path / "root", dataclasses.replace(spec, files=files, links=links,
+                                                                 instance_type="p5.48xlarge"))
 
 
 def run(root: Path, url: str, dry_run: bool = False):
