@@ -209,6 +209,9 @@ def probe_fabric(p: Probes) -> FabricView:
     view = fabric.query_fabric(deadline_s)
     if not p.options.boot or isinstance(fabric_host(p), str) or not view.answered or not _unsettled(view):
         return view
+    fm = fabric_manager(p)
+    if fm.unit is None or fm.active in ("inactive", "failed", "deactivating"):
+        return view  # nothing is training the fabric: waiting cannot help (gpu-fabric-manager says why)
     return settle(view, deadline_s)
 
 

@@ -44,6 +44,7 @@ FM_PATH = "/usr/lib/systemd/system/nvidia-fabricmanager.service"
 FM_UNIT = "[Unit]\nDescription=NVIDIA fabric manager service\n\n[Service]\nExecStart=/usr/bin/nv-fabricmanager\n" \
           "\n[Install]\nWantedBy=multi-user.target\n"
 IDS = ("gpu-fabric-manager", "gpu-fabric", "gpu-nvlink", "gpu-nvlink5", "gpu-imex", "gpu-cuda")
+RUNNING = fabric_checks.FabricManager(FM_PATH, True, "active", "580.95.05")
 HEALTHY_MASK = (2 << 0) | (2 << 2) | (2 << 4) | (2 << 6) | (1 << 8)  # every part reported, none a problem
 
 
@@ -212,8 +213,20 @@ def test_the_boot_gate_waits_for_a_fabric_that_completes(tmp_path, monkeypatch):
     host = Host("/", env={})
     p = Probes(host, detect(host), DoctorOptions(boot=True))
     p.preset(fabric_checks.fabric_host, fabric_checks.FabricHost("p5.48xlarge", "p5"))
+    p.preset(fabric_checks.fabric_manager, RUNNING)
     assert fabric_checks.wait_for_fabric(p)["fabric"] == "settled"
     assert answers == [] and fabric_checks.probe_fabric(p).gpus[0].state == "completed"
+
+
+def test_the_boot_gate_does_not_wait_when_nothing_trains_the_fabric(tmp_path, monkeypatch):
+    training = nvml_view(tmp_path, fake_nvml.Fabric(state=1))
+    answers = [training]
+    monkeypatch.setattr(fabric, "query_fabric", lambda deadline_s: answers.pop(0))
+    host = Host("/", env={})
+    p = Probes(host, detect(host), DoctorOptions(boot=True))
+    p.preset(fabric_checks.fabric_host, fabric_checks.FabricHost("p5.48xlarge", "p5"))
+    p.preset(fabric_checks.fabric_manager, fabric_checks.FabricManager(None, False, "unknown", None))
+    assert fabric_checks.wait_for_fabric(p) == {"fabric": "unsettled", "seconds": 0.0}
 
 
 def test_the_boot_gate_stops_waiting_at_its_bound(tmp_path, monkeypatch):
@@ -224,6 +237,7 @@ def test_the_boot_gate_stops_waiting_at_its_bound(tmp_path, monkeypatch):
     host = Host("/", env={})
     p = Probes(host, detect(host), DoctorOptions(boot=True))
     p.preset(fabric_checks.fabric_host, fabric_checks.FabricHost("p5.48xlarge", "p5"))
+    p.preset(fabric_checks.fabric_manager, RUNNING)
     waited = fabric_checks.wait_for_fabric(p)
     assert waited["fabric"] == "unsettled" and 0.2 <= waited["seconds"] < 5
 
