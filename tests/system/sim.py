@@ -1,8 +1,8 @@
 """The simulated GPU instance: the booted tree (nspawn.Machine) plus what a GPU AMI would have.
 
 Before the first boot it gets the fixture repositories (fixture_repo), the driver's side that we
-lack (a SIMULATED host nvidia-smi, a stand-in libcuda.so.1 and /dev/nvidia* nodes, made at every boot by systemd-tmpfiles as
-the driver's udev rules would), and an EC2 instance identity (SIMULATED: no instance metadata here).
+lack (a SIMULATED host nvidia-smi, a stand-in libcuda.so.1 and /dev/nvidia* nodes, made at every boot by
+systemd-tmpfiles as the driver's udev rules would), and an EC2 instance identity (SIMULATED: no instance metadata here).
 gpuprep is installed the way the README's user-data does it: those lines, read from README.md and run
 verbatim, install the wheelhouse `make dist` built from this checkout into a venv of the instance's python3
 (3.9, as AL2023's). SIMULATED: S3. The user-data's `aws s3 cp s3://... -` becomes a `cat` of the tarball,
