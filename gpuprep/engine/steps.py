@@ -387,12 +387,19 @@ class GpuCheckStep(Verify):
                       data={"routes": routes.routes, "cdi_why": routes.why}, payload=routes)
 
     def verify(self, ctx: Context, change: Change) -> Converged:
+        from concurrent.futures import ThreadPoolExecutor
+
         from gpuprep.engine import cuda_container
         from gpuprep.engine.gpu_routes import probe_routes
 
         routes = change.payload
-        proof = probe_routes(ctx.host, ctx.options.image, routes.routes, pull=True, progress=ctx.interactive,
-                             cdi_hint=routes.cdi_hint)
+        image = ctx.options.image
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The CUDA proof's container runs beside nvidia-smi's: the step costs about one container, not two.
+            cuda_run = pool.submit(cuda_container.prove, ctx.host, image)
+            proof = probe_routes(ctx.host, image, routes.routes, pull=True, progress=ctx.interactive,
+                                 cdi_hint=routes.cdi_hint)
+            cuda = cuda_run.result()
         data = {**proof.as_data(), "cdi_why": routes.why}
         if not proof.ok:
             # The data says which route and link broke, in --json too: what a fleet's collector groups failures by.
@@ -400,8 +407,10 @@ class GpuCheckStep(Verify):
         match = " (UUIDs match the host's)" if proof.main.host_uuids is not None else \
             " (no host view of the GPUs to compare with)"
         # nvidia-smi seeing the GPUs is not CUDA working (802 on an NVSwitch host without its fabric): the image
-        # is proven to run a kernel too, or said not to be provable (issue 25).
-        cuda = cuda_container.prove(ctx.host, ctx.options.image)
+        # is proven to run a kernel too, or said not to be provable (issue 25). Once more where the image was
+        # pulled only meanwhile.
+        if not cuda.started:
+            cuda = cuda_container.prove(ctx.host, image)
         data["cuda"] = cuda.as_data()
         if cuda.outcome == cuda_container.FAILED:
             raise StepFailed(cuda.summary, cuda.hint, data=data)
