@@ -32,6 +32,7 @@ from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 log = logging.getLogger("gpuprep")
 
 ENVIRONMENT = {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
+MANY_GPUS = 16
 PROVEN, FAILED, NOT_PROVEN = "proven", "failed", "not-proven"
 # What the Engine says when the image has no python3 (runc: exec: "python3": executable file not found in $PATH).
 NO_PYTHON = ('exec: "python3"', "python3: no such file", "python3: not found")
@@ -81,7 +82,8 @@ def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerC
     from gpuprep.engine.dockerd import engine_errors
 
     started = time.monotonic()
-    inner, _ = cuda.proof_timeouts(0)
+    # The host's GPU count is not asked here: allow the most a cold init of every GPU may take (gpu/query.py).
+    inner, _ = cuda.proof_timeouts(MANY_GPUS)
     env = {**ENVIRONMENT, "GPUPREP_CUDA_DEADLINE_S": f"{min(inner, timeout - 5):g}"}
     try:
         with host.docker_api(timeout) as api:
