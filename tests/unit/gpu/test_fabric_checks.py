@@ -95,10 +95,13 @@ def doctor(root: Path, instance_type: str = "p5.48xlarge", boot: bool = True, **
     return {**results, "report": DoctorReport(p.platform.as_dict(), list(results.values()))}
 
 
-def test_fabric_manager_stopped_is_critical_naming_802_and_fabric_manager(tmp_path):
-    """The issue's first case: fabric manager not running after boot; CUDA fails with 802, NVML says not started."""
+@pytest.mark.parametrize("boot", [True, False], ids=["boot gate", "doctor"])
+def test_fabric_manager_stopped_is_critical_naming_802_and_fabric_manager(tmp_path, boot):
+    """The issue's first case: fabric manager not running after boot; CUDA fails with 802, NVML says not started.
+    The same verdicts in doctor's full run and in the boot gate's set (doctor --boot)."""
     root = p5(tmp_path, enabled=False)
-    r = doctor(root, fabric=nvml_view(tmp_path, fake_nvml.Fabric(state=1)), cuda=cuda_answer(tmp_path, "802"))
+    r = doctor(root, boot=boot, fabric=nvml_view(tmp_path, fake_nvml.Fabric(state=1)),
+               cuda=cuda_answer(tmp_path, "802"))
     fm, fab, proof = r["gpu-fabric-manager"], r["gpu-fabric"], r["gpu-cuda"]
     assert fm.status == fab.status == proof.status == Status.CRITICAL
     assert "not enabled" in fm.summary and "802" in fm.summary
