@@ -26,14 +26,19 @@ def all_checks() -> list[Check]:
     from gpuprep.ecs import checks as ecs
     from gpuprep.engine import checks as docker
     from gpuprep.engine import container_checks as container
+    from gpuprep.engine import cuda_container
     from gpuprep.gpu import checks as gpu
+    from gpuprep.gpu import cuda_checks, fabric_checks
     from gpuprep.image import drift
     from gpuprep.packages import checks as packages
     from gpuprep.toolkit import checks as toolkit
 
     return [
-        *platform_checks.CHECKS, *gpu.CHECKS, *ec2.CHECKS, *drift.GPU_CHECKS, *toolkit.GPU_CHECKS, *docker.CHECKS,
+        *platform_checks.CHECKS, *gpu.CHECKS, *ec2.CHECKS,
+        *fabric_checks.CHECKS, *cuda_checks.CHECKS,
+        *drift.GPU_CHECKS, *toolkit.GPU_CHECKS, *docker.CHECKS,
         *toolkit.DOCKER_CHECKS, *container.CHECKS,
+        *cuda_container.CHECKS,
         *ecs.CHECKS, *agent_gpu.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *drift.PACKAGE_CHECKS,
         *toolkit.SECURITY_CHECKS,
     ]

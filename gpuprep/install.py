@@ -11,6 +11,7 @@ def install_steps() -> list[Step]:
     from gpuprep.doctor_timer import DoctorTimerStep
     from gpuprep.ecs.steps import DockerGroupStep, EcsConfigStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
+    from gpuprep.gpu.fabric_steps import FabricManagerStep
     from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
     from gpuprep.toolkit.steps import CdiSpecStep, DevCharLinksStep
 
@@ -23,6 +24,7 @@ def install_steps() -> list[Step]:
         DockerReloadStep(),
         DevCharLinksStep(),
         CdiSpecStep(),
+        FabricManagerStep(),  # before gpu-check: its CUDA proof needs the fabric (issue 25)
         EcsConfigStep(),
         DockerGroupStep(),
         GpuCheckStep(),

@@ -2,16 +2,21 @@
 
 A stand-in, nothing more: it answers the NVML calls gpuprep makes through nvidia-ml-py (gpu/query.py:
 init, driver version, count, handle, name, UUID, PCI info v3, persistence, ECC, remapped rows, clock event
-reasons, shutdown, error strings) for the GPUs it is built with, so the real nvidia-ml-py, loading a real
-shared library with ctypes, runs gpuprep's whole NVML path. Signatures and struct layouts follow nvml.h as
+reasons, shutdown, error strings; and gpu/fabric.py's GPU fabric info, v2 and v1, and NVLink state) for the GPUs
+it is built with, so the real nvidia-ml-py, loading a real shared library with ctypes, runs gpuprep's whole NVML
+path. Signatures and struct layouts follow nvml.h as
 nvidia-ml-py declares them (pynvml.py: nvmlPciInfo_t is busIdLegacy[16], five unsigned ints, busId[32]).
 Built with -nostdlib: it needs gcc and binutils, no C library headers.
+
+``fabric=`` gives it an NVSwitch fabric (``Fabric``: state, status, health mask, clique id, links per GPU and the
+links down); without one the fabric and NVLink calls answer NotSupported, as on a GPU without NVLink.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed import DEFAULT_GPUS, DRIVER_VERSION
@@ -122,21 +127,85 @@ int nvmlDeviceGetCurrentClocksEventReasons(void *handle, u64 *reasons) {
     *reasons = 0x1;  /* GPU idle: no slowdown */
     return SUCCESS;
 }
+
+/* The fabric (nvml.h nvmlGpuFabricInfo_t, nvmlGpuFabricInfo_v2_t as nvidia-ml-py declares them). */
+#define FABRIC_STATE @FSTATE@  /* -1: no fabric (NotSupported) */
+#define N_LINKS @NLINKS@
+static const int FABRIC_STATUS = @FSTATUS@;
+static const uint FABRIC_HEALTH = @FHEALTH@, FABRIC_CLIQUE = @FCLIQUE@;
+static const u64 LINKS_DOWN[] = {@DOWN@};  /* per GPU, a bit per link */
+enum { NOT_SUPPORTED = 3, VERSION_MISMATCH = 25 };
+struct fabric_v1 { unsigned char clusterUuid[16]; int status; uint cliqueId; uint state; };
+struct fabric_v2 {
+    uint version; unsigned char clusterUuid[16]; int status; uint cliqueId; uint state; uint healthMask;
+};
+
+static void fill(unsigned char *cluster, int *status, uint *clique, uint *state) {
+    for (int i = 0; i < 16; i++) cluster[i] = (unsigned char)(0xa0 + i);
+    *status = FABRIC_STATUS;
+    *clique = FABRIC_CLIQUE;
+    *state = (uint)FABRIC_STATE;
+}
+
+int nvmlDeviceGetGpuFabricInfoV(void *handle, struct fabric_v2 *info) {
+    if (gpu(handle) < 0) return INVALID_ARGUMENT;
+    if (FABRIC_STATE < 0) return NOT_SUPPORTED;
+    if (info->version != 0x02000024) return VERSION_MISMATCH;  /* nvmlGpuFabricInfo_v2 */
+    fill(info->clusterUuid, &info->status, &info->cliqueId, &info->state);
+    info->healthMask = FABRIC_HEALTH;
+    return SUCCESS;
+}
+
+int nvmlDeviceGetGpuFabricInfo(void *handle, struct fabric_v1 *info) {
+    if (gpu(handle) < 0) return INVALID_ARGUMENT;
+    if (FABRIC_STATE < 0) return NOT_SUPPORTED;
+    fill(info->clusterUuid, &info->status, &info->cliqueId, &info->state);
+    return SUCCESS;
+}
+
+int nvmlDeviceGetNvLinkState(void *handle, uint link, uint *active) {
+    int i = gpu(handle);
+    if (i < 0) return INVALID_ARGUMENT;
+    if (N_LINKS == 0) return NOT_SUPPORTED;
+    if (link >= N_LINKS) return INVALID_ARGUMENT;
+    *active = (LINKS_DOWN[i] >> link) & 1 ? 0 : 1;
+    return SUCCESS;
+}
 """
+
+
+@dataclass
+class Fabric:
+    """A stand-in NVSwitch fabric: nvml.h's state (1 not started, 2 in progress, 3 completed), the registration
+    status (an nvmlReturn_t), the health mask, the clique id, NVLinks per GPU and {GPU index: [links down]}."""
+
+    state: int = 3
+    status: int = 0
+    health_mask: int = 0
+    clique_id: int = 1
+    links: int = 18
+    down: dict[int, list[int]] = field(default_factory=dict)
 
 
 def c_string(text: str) -> str:
     return json.dumps(text)  # a JSON string of ASCII is a valid C string literal
 
 
-def build(dest: Path, gpus=DEFAULT_GPUS, driver_version: str = DRIVER_VERSION) -> Path:
+def build(dest: Path, gpus=DEFAULT_GPUS, driver_version: str = DRIVER_VERSION, fabric: Fabric | None = None) -> Path:
     """Compile the stand-in into ``dest``/libnvidia-ml.so.1 (put ``dest`` on LD_LIBRARY_PATH); returns its path."""
     dest.mkdir(parents=True, exist_ok=True)
     source = (C_SOURCE.replace("@N@", str(len(gpus)))
               .replace("@NAMES@", ", ".join(c_string(g["name"]) for g in gpus))
               .replace("@UUIDS@", ", ".join(c_string(g["uuid"]) for g in gpus))
               .replace("@BUS_IDS@", ", ".join(c_string(g["pci"]) for g in gpus))
-              .replace("@DRIVER@", c_string(driver_version)))
+              .replace("@DRIVER@", c_string(driver_version))
+              .replace("@FSTATE@", str(fabric.state if fabric else -1))
+              .replace("@NLINKS@", str(fabric.links if fabric else 0))
+              .replace("@FSTATUS@", str(fabric.status if fabric else 0))
+              .replace("@FHEALTH@", f"{fabric.health_mask if fabric else 0}u")
+              .replace("@FCLIQUE@", f"{fabric.clique_id if fabric else 0}u")
+              .replace("@DOWN@", ", ".join(f"{sum(1 << b for b in (fabric.down if fabric else {}).get(i, []))}ull"
+                                           for i in range(len(gpus)))))
     c_file = dest / "fake_nvml.c"
     c_file.write_text(source)
     lib = dest / "libnvidia-ml.so.1"

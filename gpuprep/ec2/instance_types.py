@@ -11,6 +11,10 @@ initialise every GPU (1-3 s each, NVIDIA/nvidia-docker 1279), which outlasts nvi
 timeout: ``nvidia-container-cli: initialization error: driver rpc error: timed out`` on p5 ECS hosts
 (bottlerocket-os/bottlerocket #3960), on multi-GPU hosts generally (NVIDIA/nvidia-container-toolkit #202,
 NVIDIA/nvidia-docker 628 on p2.16xlarge). A single-GPU size of such a family initialises in time.
+
+``nvswitch``: the GPUs talk over NVSwitch (NVLink4 on p4d to p5en, NVLink5 switch trays on p6), so CUDA needs
+nvidia-fabricmanager to have trained the fabric first (error 802 before; docs/domain.md, "The fabric"). AWS's
+p4 and p5 pages say "NVSwitch"; the p6 pages "NVLink 5th generation" / "NVL72" (gpu/fabric_checks.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ class Family:
     sizes: dict[str, int]  # size -> GPUs
     source: str  # the AWS page that lists the sizes
     cold_init_times_out: bool = False
+    nvswitch: bool = False
 
 
 def _one(*sizes: str) -> dict[str, int]:
@@ -45,15 +50,15 @@ FAMILIES: dict[str, Family] = {
     "p2": Family("K80", {**_one("xlarge"), "8xlarge": 8, "16xlarge": 16}, _PAGE.format("p2"), True),
     "p3": Family("V100", {**_one("2xlarge"), "8xlarge": 4, "16xlarge": 8}, _PAGE.format("p3")),
     "p3dn": Family("V100 32GB", {"24xlarge": 8}, _PAGE.format("p3"), True),
-    "p4d": Family("A100 40GB", {"24xlarge": 8}, _PAGE.format("p4"), True),
-    "p4de": Family("A100 80GB", {"24xlarge": 8}, _PAGE.format("p4"), True),
-    "p5": Family("H100", {**_one("4xlarge"), "48xlarge": 8}, _PAGE.format("p5"), True),
-    "p5e": Family("H200", {"48xlarge": 8}, _PAGE.format("p5"), True),
-    "p5en": Family("H200", {"48xlarge": 8}, _PAGE.format("p5"), True),
-    "p6-b200": Family("B200", {"48xlarge": 8}, _PAGE.format("p6"), True),
-    "p6-b300": Family("B300", {"48xlarge": 8}, _PAGE.format("p6"), True),
+    "p4d": Family("A100 40GB", {"24xlarge": 8}, _PAGE.format("p4"), True, nvswitch=True),
+    "p4de": Family("A100 80GB", {"24xlarge": 8}, _PAGE.format("p4"), True, nvswitch=True),
+    "p5": Family("H100", {**_one("4xlarge"), "48xlarge": 8}, _PAGE.format("p5"), True, nvswitch=True),
+    "p5e": Family("H200", {"48xlarge": 8}, _PAGE.format("p5"), True, nvswitch=True),
+    "p5en": Family("H200", {"48xlarge": 8}, _PAGE.format("p5"), True, nvswitch=True),
+    "p6-b200": Family("B200", {"48xlarge": 8}, _PAGE.format("p6"), True, nvswitch=True),
+    "p6-b300": Family("B300", {"48xlarge": 8}, _PAGE.format("p6"), True, nvswitch=True),
     # One instance of a GB200 NVL72 UltraServer: 4 Blackwell GPUs beside 2 Grace CPUs.
-    "p6e-gb200": Family("GB200", {"36xlarge": 4}, _PAGE.format("p6"), True),
+    "p6e-gb200": Family("GB200", {"36xlarge": 4}, _PAGE.format("p6"), True, nvswitch=True),
 }
 
 
@@ -65,10 +70,12 @@ class InstanceGpus:
     model: str
     source: str
     persistence_required: bool  # a cold init outlasts the runtime's timeout: the gate wants persistence mode
+    nvswitch: bool = False  # the GPUs are joined by an NVSwitch fabric: fabric manager must train it first
 
     def as_dict(self) -> dict:
         return {"instance_type": self.instance_type, "family": self.family, "expected": self.gpus,
-                "model": self.model, "source": self.source, "persistence_required": self.persistence_required}
+                "model": self.model, "source": self.source, "persistence_required": self.persistence_required,
+                "nvswitch": self.nvswitch}
 
 
 def lookup(instance_type: str) -> InstanceGpus | None:
@@ -79,4 +86,4 @@ def lookup(instance_type: str) -> InstanceGpus | None:
         return None
     n = family.sizes[size]
     return InstanceGpus(instance_type.strip(), family_name, n, family.gpu, family.source,
-                        family.cold_init_times_out and n > 1)
+                        family.cold_init_times_out and n > 1, family.nvswitch and n > 1)

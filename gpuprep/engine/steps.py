@@ -361,9 +361,10 @@ def _commands(host, action: str, proc, unit_changed: bool) -> list[list[str]]:
 class GpuCheckStep(Verify):
     id = "gpu-check"
     title = ("Prove it: nvidia-smi in a container with no --runtime flag, and through CDI where Docker's CDI is on, "
-             "sees the host's GPUs")
+             "sees the host's GPUs; and a CUDA kernel runs in it (where the image has python3)")
 
     def plan(self, ctx: Context) -> Change:
+        from gpuprep.engine.cuda_container import run_argv as cuda_argv
         from gpuprep.engine.dockerd import EngineDown, docker_info
         from gpuprep.engine.gpu_container import ROUTE_WORDS, run_argv
         from gpuprep.engine.gpu_routes import CDI_ROUTE, configured_routes
@@ -381,20 +382,36 @@ class GpuCheckStep(Verify):
             routes.routes.append(CDI_ROUTE)  # a dry run of --docker-cdi: docker-reload restarts dockerd with it on
             routes.why = "--docker-cdi turns it on in this run"
         how = " and ".join(ROUTE_WORDS[r] for r in routes.routes)
-        return Change(f"would run nvidia-smi in {image} {how} and compare its GPUs with the host's",
-                      commands=[run_argv(image, r) for r in routes.routes],
+        return Change(f"would run nvidia-smi in {image} {how} and compare its GPUs with the host's, then the CUDA "
+                      "proof in it", commands=[*(run_argv(image, r) for r in routes.routes), cuda_argv(image)],
                       data={"routes": routes.routes, "cdi_why": routes.why}, payload=routes)
 
     def verify(self, ctx: Context, change: Change) -> Converged:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from gpuprep.engine import cuda_container
         from gpuprep.engine.gpu_routes import probe_routes
 
         routes = change.payload
-        proof = probe_routes(ctx.host, ctx.options.image, routes.routes, pull=True, progress=ctx.interactive,
-                             cdi_hint=routes.cdi_hint)
+        image = ctx.options.image
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The CUDA proof's container runs beside nvidia-smi's: the step costs about one container, not two.
+            cuda_run = pool.submit(cuda_container.prove, ctx.host, image)
+            proof = probe_routes(ctx.host, image, routes.routes, pull=True, progress=ctx.interactive,
+                                 cdi_hint=routes.cdi_hint)
+            cuda = cuda_run.result()
         data = {**proof.as_data(), "cdi_why": routes.why}
         if not proof.ok:
             # The data says which route and link broke, in --json too: what a fleet's collector groups failures by.
             raise StepFailed(proof.summary(), proof.main.hint, data=data)
         match = " (UUIDs match the host's)" if proof.main.host_uuids is not None else \
             " (no host view of the GPUs to compare with)"
-        return Converged(proof.summary() + match, data)
+        # nvidia-smi seeing the GPUs is not CUDA working (802 on an NVSwitch host without its fabric): the image
+        # is proven to run a kernel too, or said not to be provable (issue 25). Once more where the image was
+        # pulled only meanwhile.
+        if not cuda.started:
+            cuda = cuda_container.prove(ctx.host, image)
+        data["cuda"] = cuda.as_data()
+        if cuda.outcome == cuda_container.FAILED:
+            raise StepFailed(cuda.summary, cuda.hint, data=data)
+        return Converged(f"{proof.summary()}{match}; {cuda.summary}", data)

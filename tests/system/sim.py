@@ -1,8 +1,8 @@
 """The simulated GPU instance: the booted tree (nspawn.Machine) plus what a GPU AMI would have.
 
 Before the first boot it gets the fixture repositories (fixture_repo), the driver's side that we
-lack (a SIMULATED host nvidia-smi and /dev/nvidia* nodes, made at every boot by systemd-tmpfiles as
-the driver's udev rules would), and an EC2 instance identity (SIMULATED: no instance metadata here).
+lack (a SIMULATED host nvidia-smi, a stand-in libcuda.so.1 and /dev/nvidia* nodes, made at every boot by
+systemd-tmpfiles as the driver's udev rules would), and an EC2 instance identity (SIMULATED: no instance metadata here).
 gpuprep is installed the way the README's user-data does it: those lines, read from README.md and run
 verbatim, install the wheelhouse `make dist` built from this checkout into a venv of the instance's python3
 (3.9, as AL2023's). SIMULATED: S3. The user-data's `aws s3 cp s3://... -` becomes a `cat` of the tarball,
@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+import fake_cuda
 import fixture_repo as fr
 import image
 from nspawn import Machine, wait
@@ -136,6 +137,11 @@ class Instance(Machine):
         lib.parent.mkdir(parents=True, exist_ok=True)
         lib.write_text("SIMULATED libnvidia-ml placeholder: no NVIDIA driver here\n")
         (lib.parent / "libnvidia-ml.so.1").symlink_to(lib.name)
+        # The driver's CUDA library, SIMULATED: the stand-in libcuda.so.1 (tests/fake_cuda.py: it runs the proof's
+        # kernel arithmetic in C for these GPUs) where Debian's loader finds it, for doctor's gpu-cuda at boot.
+        cuda_dir = self.path("/usr/lib/x86_64-linux-gnu/gpuprep-sim-cuda")
+        fake_cuda.build(cuda_dir, self.gpus)
+        self.path("/usr/lib/x86_64-linux-gnu/libcuda.so.1").symlink_to("gpuprep-sim-cuda/libcuda.so.1")
         self.path(fr.HOST_SMI).write_bytes(fr.fake_smi_bytes(self.gpus))
         self.path(fr.HOST_SMI).chmod(0o755)
         self.write("/etc/gpuprep-sim/gpus.json", json.dumps(

@@ -27,9 +27,11 @@ def test_systemd_dir_and_package_data_are_one_file():
 def test_gate_on_orders_and_requires():
     text = render_unit(DEFAULT_PROGRAM, gate=True)
     unit, service, install = (_section(text, s) for s in ("[Unit]", "[Service]", "[Install]"))
-    assert unit["After"] == ["docker.service nvidia-persistenced.service nvidia-cdi-refresh.service"]
+    # Fabric manager too: on NVSwitch hosts the check waits for the fabric it trains (issue 25).
+    assert unit["After"] == ["docker.service nvidia-persistenced.service nvidia-cdi-refresh.service "
+                             "nvidia-fabricmanager.service"]
     assert unit["Wants"] == ["docker.service"]
-    assert "Requires" not in unit  # nvidia-persistenced is optional: ordered after, never required
+    assert "Requires" not in unit  # persistenced and fabric manager are optional: ordered after, never required
     assert unit["Before"] == ["ecs.service"]
     assert service["Type"] == ["oneshot"] and service["RemainAfterExit"] == ["yes"]
     assert service["TimeoutStartSec"][0].isdigit()

@@ -335,6 +335,54 @@ SITUATIONS: list[tuple[str, str, Build]] = [
         package("docker", "25.0.6-1.amzn2023.0.2"), package("ecs-init", "1.97.1-1.amzn2023", "docker >= 20.10.0")])),
 ]
 
+# Issue 25: CUDA and the fabric, on the p5 tree (and p6 types) with the running system's answers seeded.
+SITUATIONS += [
+    ("gpu-cuda", "802 from cuInit", lambda t, m: fabric_probes(t, cuda=cuda_fail())),
+    ("gpu-fabric-manager", "not installed", lambda t, m: fabric_probes(t)),
+    ("gpu-fabric", "not started", lambda t, m: fabric_probes(t, fabric=fabric_view("not-started"))),
+    ("gpu-nvlink", "links down", lambda t, m: fabric_probes(t, fabric=fabric_view("completed", down=[2]))),
+    ("gpu-nvlink5", "no ib_umad, no nvlsm", lambda t, m: fabric_probes(t, "p6-b200.48xlarge")),
+    ("gpu-imex", "no IMEX channel", lambda t, m: fabric_probes(t, "p6e-gb200.36xlarge", files={
+        "/usr/lib/systemd/system/nvidia-imex.service": "[Service]\n"})),
+    ("container-cuda", "no libcuda in the container", lambda t, m: container_cuda(t, m)),
+]
+
+
+def fabric_probes(tmp_path: Path, instance_type: str = "p5.48xlarge", cuda=None, fabric=None, files=None) -> Probes:
+    from gpuprep.gpu import cuda_checks, fabric_checks
+
+    p = probes(tree(tmp_path, files=files or {}), probe_instance_type=InstanceType(instance_type, via="IMDSv2"))
+    if cuda is not None:
+        p.preset(cuda_checks.probe_cuda, cuda)
+    if fabric is not None:
+        p.preset(fabric_checks.probe_fabric, fabric)
+    return p
+
+
+def cuda_fail():
+    from gpuprep.gpu.cuda import CudaProof
+
+    return CudaProof({"ok": False, "call": "cuInit", "code": 802, "error": "CUDA_ERROR_SYSTEM_NOT_READY",
+                      "devices": []}, 2)
+
+
+def fabric_view(state: str, down: list[int] | None = None):
+    from gpuprep.gpu.fabric import FabricView, GpuFabric
+
+    return FabricView([GpuFabric(i, state=state, status=0, clique_id=1, links_up=list(range(4)),
+                                 links_down=down or []) for i in range(2)])
+
+
+def container_cuda(tmp_path: Path, monkeypatch) -> Probes:
+    from gpuprep.engine import cuda_container
+    from gpuprep.gpu import cuda
+
+    proof = cuda.CudaProof({"ok": False, "call": "dlopen", "code": -1, "error": "LIBCUDA_NOT_FOUND", "devices": []}, 2)
+    summary, hint = cuda.describe(proof, "in the image: ")
+    monkeypatch.setattr(cuda_container, "prove", lambda *a, **k: cuda_container.ContainerCuda(
+        cuda_container.FAILED, summary, hint, "nvidia/cuda:12.4.1-base", report=proof.report))
+    return p5(tmp_path, docker_info=info())
+
 
 def twice(tmp_path: Path) -> Probes:
     p = docker_probes(tmp_path, {"runtimes": {"nvidia": {"path": SHIM}}})

@@ -1,0 +1,184 @@
+"""CUDA proven inside a container, the way ECS starts one: install's gpu-check and doctor's ``container-cuda``.
+
+The container is created as the default route's (``engine/gpu_container.py``): no ``--runtime`` (ECS relies on the
+nvidia runtime being the default, or names it through ``ECS_NVIDIA_RUNTIME``), ``NVIDIA_VISIBLE_DEVICES=all`` and
+``NVIDIA_DRIVER_CAPABILITIES=compute,utility``: without ``compute`` the runtime mounts no libcuda.so.1 and no PTX
+JIT compiler into the container (NVIDIA/libnvidia-container, the driver capabilities), which is what a CUDA job
+needs and nvidia-smi does not. The proof is ``gpu/cuda_proof.py``'s source given to the image's own ``python3 -c``
+(it is standard-library only), so nothing is mounted and a remote Engine (DOCKER_HOST) works the same.
+
+An image without python3 cannot run it: then the result says that CUDA in the container was not proven and why,
+never a silent pass. Which images have python3: Amazon Linux 2023's container image (the default ``--image``,
+public.ecr.aws/amazonlinux/amazonlinux:2023) does, for its dnf is Python (amazonlinux/amazon-linux-2023 issue 585);
+``amazonlinux:2023-minimal`` (microdnf), NVIDIA's ``nvidia/cuda:*-base`` and ``-runtime`` images and
+busybox/distroless images do not; ``python:*`` and PyTorch images do (docs/domain.md, "Images that can prove
+CUDA").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpuprep.engine.gpu_container import RUN_TIMEOUT
+from gpuprep.gpu import cuda
+from gpuprep.host import Host
+from gpuprep.report import Status
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+
+log = logging.getLogger("gpuprep")
+
+ENVIRONMENT = {"NVIDIA_VISIBLE_DEVICES": "all", "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
+MANY_GPUS = 16
+PROVEN, FAILED, NOT_PROVEN = "proven", "failed", "not-proven"
+# What the Engine says when the image has no python3 (runc: exec: "python3": executable file not found in $PATH).
+NO_PYTHON = ('exec: "python3"', "python3: no such file", "python3: not found")
+IMAGE_FIX = ("pass `--image` an image with python3 (the default public.ecr.aws/amazonlinux/amazonlinux:2023 has it, "
+             "as do python:* and PyTorch images; nvidia/cuda base images do not)")
+
+
+def command() -> list[str]:
+    """``python3 -I -c <cuda_proof.py>``: the proof's own source, run by the image's interpreter."""
+    return ["python3", "-I", "-c", cuda.PROOF_FILE.read_text()]
+
+
+def run_argv(image: str) -> list[str]:
+    """The ``docker run`` this is the same as (what a dry run lists; the source shortened to its path)."""
+    env = [a for k, v in ENVIRONMENT.items() for a in ("-e", f"{k}={v}")]
+    return ["docker", "run", "--rm", "--network", "none", *env, image, "python3", "-I", "-c",
+            f"\"$(cat {Path('gpuprep/gpu/cuda_proof.py')})\""]
+
+
+@dataclass
+class ContainerCuda:
+    outcome: str  # PROVEN | FAILED | NOT_PROVEN
+    summary: str
+    hint: str = ""
+    image: str = ""
+    seconds: float = 0.0
+    exit_code: int | None = None
+    report: dict[str, Any] = field(default_factory=dict)
+    output: str = ""
+    started: bool = True  # False: the container did not start for a reason gpu-container reports
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == PROVEN
+
+    def as_data(self) -> dict[str, Any]:
+        return {"outcome": self.outcome, "image": self.image, "seconds": round(self.seconds, 3),
+                "exit_code": self.exit_code, "report": self.report,
+                **({"output": self.output[-2000:]} if self.outcome != PROVEN else {})}
+
+
+def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerCuda:
+    """Run the CUDA proof in ``image`` by the default route; never pulls (gpu-check and gpu-container pull)."""
+    import docker.errors
+    import requests
+
+    from gpuprep.engine.dockerd import engine_errors
+
+    started = time.monotonic()
+    # The host's GPU count is not asked here: allow the most a cold init of every GPU may take (gpu/query.py).
+    inner, _ = cuda.proof_timeouts(MANY_GPUS)
+    env = {**ENVIRONMENT, "GPUPREP_CUDA_DEADLINE_S": f"{min(inner, timeout - 5):g}"}
+    try:
+        with host.docker_api(timeout) as api:
+            try:
+                cid = api.create_container(image, command(), environment=env, labels={
+                    "io.gpuprep.probe": "cuda"}, host_config=api.create_host_config(network_mode="none"))["Id"]
+            except docker.errors.ImageNotFound:
+                return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: image {image} is not present "
+                                     "locally", f"pre-load it (`docker pull {image}`) or pass --image", image,
+                                     started=False)
+            try:
+                return _start(api, cid, image, timeout, started)
+            finally:
+                try:
+                    api.remove_container(cid, force=True)
+                except docker.errors.NotFound:
+                    pass
+                except (docker.errors.APIError, requests.exceptions.RequestException):
+                    log.warning("could not remove container %s", cid[:12])
+    except engine_errors() as exc:
+        return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: the Engine does not answer ({exc})",
+                             image=image, started=False)
+
+
+def _start(api, cid: str, image: str, timeout: float, started: float) -> ContainerCuda:
+    import docker.errors
+    import requests
+
+    try:
+        api.start(cid)
+    except docker.errors.APIError as exc:
+        message = str(exc.explanation or exc)
+        if any(s in message for s in NO_PYTHON):
+            return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: {image} has no python3 to run the "
+                                 "proof", IMAGE_FIX, image, time.monotonic() - started, output=message)
+        last = message.strip().splitlines()[-1][-300:] if message.strip() else ""
+        return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: the container did not start ({last})",
+                             "see gpu-container / gpu-check, which name the broken link", image,
+                             time.monotonic() - started, output=message, started=False)
+    try:
+        status = api.wait(cid, timeout=timeout)
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        cause = cuda.CUDA_CAUSES["TIMEOUT"]
+        return ContainerCuda(FAILED, f"the CUDA proof in {image} did not finish within {timeout:g}s: "
+                             f"{cause.summary}", cause.hint, image, time.monotonic() - started)
+    code = int(status.get("StatusCode", -1))
+    stdout = api.logs(cid, stdout=True, stderr=False).decode(errors="replace")
+    stderr = api.logs(cid, stdout=False, stderr=True).decode(errors="replace")
+    seconds = time.monotonic() - started
+    report = cuda.parse_report(stdout)
+    if report is None:
+        said = (stderr or stdout).strip().splitlines()
+        last = said[-1][:300] if said else f"exit {code}"
+        if code in (126, 127) or any(s in stderr for s in NO_PYTHON):
+            return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: {image} has no python3 to run the "
+                                 f"proof ({last})", IMAGE_FIX, image, seconds, code, output=stderr)
+        return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: {image}'s python3 could not run the "
+                             f"proof ({last}; it needs Python 3.7 or newer)", IMAGE_FIX, image, seconds, code,
+                             output=stdout + stderr)
+    proof = cuda.CudaProof(report, code, duration_ms=seconds * 1000)
+    if proof.ok:
+        n = len(report.get("devices", []))
+        return ContainerCuda(PROVEN, f"CUDA works in {image} on {n} GPU{'' if n == 1 else 's'}: a PTX kernel ran on "
+                             f"each and returned the expected value ({seconds:.2f}s)", "", image, seconds, code,
+                             report)
+    summary, hint = cuda.describe(proof, f"in {image} (no --runtime, NVIDIA_DRIVER_CAPABILITIES=compute,utility): ")
+    return ContainerCuda(FAILED, summary, hint, image, seconds, code, report, output=stderr)
+
+
+# -- doctor's check ----------------------------------------------------------------------------
+def check_container_cuda(probes: Probes) -> Verdict:
+    from gpuprep.engine.checks import ENGINE_FIRST, docker_info
+    from gpuprep.engine.dockerd import EngineDown
+    from gpuprep.gpu import inventory
+
+    pci = inventory.probe_pci(probes)
+    if pci.present and not pci.gpus:
+        raise NotApplicable("no NVIDIA GPU on this host (see gpu-pci): no GPU for CUDA in a container")
+    try:
+        docker_info(probes)
+    except EngineDown:
+        raise NotApplicable(ENGINE_FIRST) from None
+    result = prove(probes.host, probes.options.image)
+    data = result.as_data()
+    if result.ok:
+        return Verdict(Status.OK, result.summary, data=data)
+    if result.outcome == FAILED:
+        return Verdict(Status.CRITICAL, result.summary, result.hint, data)
+    # Not proven (no python3 in the image, the image absent, a container gpu-container says cannot start): a skip
+    # that says so and how to prove it, not a warning on every healthy host whose chosen image lacks python3.
+    raise NotApplicable(result.summary + (f"; {result.hint}" if result.started and result.hint else ""))
+
+
+CHECKS = [
+    Check("container-cuda", "container", "a CUDA kernel runs on every GPU inside a container started as ECS starts "
+          "one (NVIDIA_DRIVER_CAPABILITIES with compute; images with python3)", check_container_cuda,
+          timeout=RUN_TIMEOUT + 10, needs_docker=True, boot=True),
+]
