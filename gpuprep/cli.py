@@ -139,7 +139,11 @@ def _host():
                        "this system)")
     if not os.path.isdir(root):
         raise BadInput(f"--root {root}: not a directory", "give the directory the image is mounted at")
-    return Host(root)
+    from gpuprep import knowledge
+
+    host = Host(root)
+    knowledge.use(host)  # the target's /etc/gpuprep/knowledge.d, read when a fact is first asked
+    return host
 
 
 def _absolute(flag: str, value: str | None) -> None:
@@ -323,8 +327,8 @@ def install(
                                           help="Allow an NVIDIA container toolkit below the security floor (a "
                                           "version with a published CVE) when nothing newer agrees."),
     docker_cdi: bool = typer.Option(False, "--docker-cdi",
-                                    help="Turn on Docker's own CDI (features.cdi in daemon.json; Engine 25 to 28.1 "
-                                    "need it, 28.2+ have it on), so `--device nvidia.com/gpu=all` works."),
+                                    help="Turn on Docker's own CDI (features.cdi in daemon.json, for Engines where it "
+                                    "is off by default), so `--device nvidia.com/gpu=all` works."),
     prom_dir: Optional[str] = typer.Option(None, "--prom-dir", metavar="DIR",
                                            help="Install gpuprep-doctor.timer: doctor writes DIR/gpuprep.prom every "
                                            f"5 minutes for node_exporter's textfile collector (Debian: {PROM_DIR})."),

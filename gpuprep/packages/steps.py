@@ -28,7 +28,7 @@ from gpuprep.packages.resolve import (
 )
 from gpuprep.report import StepResult, plural
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
-from gpuprep.toolkit.security import FLOOR, vulnerable
+from gpuprep.toolkit.security import floor, vulnerable
 
 log = logging.getLogger("gpuprep")
 
@@ -428,7 +428,7 @@ class PackagesStep(Step):
             ],
             "passed_over": sel.passed_over,
             "notes": sel.notes,
-            "security": {"floor": FLOOR, "vulnerable_selected": sel.vulnerable,
+            "security": {"floor": floor(), "vulnerable_selected": sel.vulnerable,
                          "vulnerable_replaced": sel.replaced_vulnerable},
             "package_manager": b.manager,
             "queries": b.queries,
@@ -446,8 +446,8 @@ class PackagesStep(Step):
             log.error("%s", line)
         if res.cves:
             raise StepFailed(res.message, "nothing was installed; add a repository that offers "
-                             f"nvidia-container-toolkit {FLOOR} or newer (NVIDIA's, or --repo-file), or accept the "
-                             "risk with --allow-vulnerable", data={"cves": res.cves, "floor": FLOOR})
+                             f"nvidia-container-toolkit {floor()} or newer (NVIDIA's, or --repo-file), or accept the "
+                             "risk with --allow-vulnerable", data={"cves": res.cves, "floor": floor()})
         detail = "; ".join(res.conflicts[:2])
         raise StepFailed(
             f"{res.message}" + (f": {detail}" if detail else ""),

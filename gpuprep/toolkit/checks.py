@@ -66,12 +66,12 @@ def check_security(probes: Probes) -> Verdict:
     if s.toolkit is None:
         raise NotApplicable("nvidia-container-toolkit is not installed")
     found = security.advisories_for(s.toolkit)
-    data = {"toolkit": s.toolkit, "floor": security.FLOOR, "advisories": [a.as_dict() for a in found],
+    data = {"toolkit": s.toolkit, "floor": security.floor(), "advisories": [a.as_dict() for a in found],
             "cves": security.cve_list(found), "ldconfig": s.config.ldconfig}
     if found:
         return Verdict(Status.CRITICAL, f"nvidia-container-toolkit {security.describe(s.toolkit)}",
-                       f"`{_gpuprep(probes)} install --only repositories,packages` installs {security.FLOOR} or newer "
-                       "and replaces the versionlock that holds this one", data)
+                       f"`{_gpuprep(probes)} install --only repositories,packages` installs {security.floor()} or "
+                       "newer and replaces the versionlock that holds this one", data)
     if s.config.ldconfig is not None and not s.config.ldconfig.startswith("@"):
         path = probes.host.path(CONFIG_TOML)
         return Verdict(Status.WARNING, f'{CONFIG_TOML}: ldconfig = "{s.config.ldconfig}" runs an ldconfig from the '
@@ -79,7 +79,7 @@ def check_security(probes: Probes) -> Verdict:
                        f"""make it the host's: `sed -i -E 's|^([[:space:]]*ldconfig[[:space:]]*=[[:space:]]*")@?|"""
                        f"""\\1@|' {path}`""", data)
     return Verdict(Status.OK, f"nvidia-container-toolkit {s.toolkit} is at or above the security floor "
-                   f"{security.FLOOR}; ldconfig is the host's", data=data)
+                   f"{security.floor()}; ldconfig is the host's", data=data)
 
 
 # NVIDIA's device nodes whose /dev/char links runc needs with the systemd cgroup driver.

@@ -155,13 +155,13 @@ def test_a_spec_that_does_not_parse_is_critical_in_cdi_mode(tmp_path):
 @pytest.mark.allow_subp("sed")
 def test_the_ldconfig_hint_makes_it_the_hosts(tmp_path):
     root = tree(tmp_path, "al2-ecs-gpu-2024")
-    result = run_check(BY_ID["toolkit-security"], probes(root))
+    result = run_check(BY_ID["toolkit-security"], probes(root, version="1.19.1-1"))  # at the floor (bulletin 5850)
     assert result.status is Status.WARNING and "CVE-2024-0136/0137" in result.summary
     command = result.hint.split("`")[1]  # sed -i -E 's|...|...|' FILE, run as a shell would split it
     argv = ["sed", "-i", "-E", command.split("'")[1], command.rsplit(" ", 1)[1]]
     subprocess.run(argv, check=True)
     assert 'ldconfig = "@/sbin/ldconfig"' in (root / "etc/nvidia-container-runtime/config.toml").read_text()
-    assert run_check(BY_ID["toolkit-security"], probes(root)).status is Status.OK
+    assert run_check(BY_ID["toolkit-security"], probes(root, version="1.19.1-1")).status is Status.OK
 
 
 def test_the_foreign_spec_hint_removes_it(tmp_path):
