@@ -476,6 +476,87 @@ def doctor(
     raise typer.Exit(code)
 
 
+knowledge_app = typer.Typer(
+    name="knowledge", no_args_is_help=False, invoke_without_command=True, rich_markup_mode=None,
+    help="The tables gpuprep acts on (security floors, XIDs, instance types, Docker's CDI): which are in use, where "
+    "each came from, how old; validate a table before a fleet ships it to /etc/gpuprep/knowledge.d.",
+    epilog="""\b
+Examples:
+  gpuprep knowledge                              each table in use, its origin and age
+  gpuprep --root /mnt/image knowledge            the same for an image (its /etc/gpuprep/knowledge.d)
+  gpuprep knowledge validate toolkit-security.json   check a table before dropping it in
+
+\b
+Exit codes: 0 listed / valid, 1 a file in knowledge.d was refused (listing), 2 the file is not a valid table.""")
+app.add_typer(knowledge_app)
+
+
+@knowledge_app.callback()
+def knowledge_list(ctx: typer.Context, json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
+    """List the knowledge tables in use: origin (shipped, or a file in /etc/gpuprep/knowledge.d), as_of, age."""
+    import json
+
+    from gpuprep import knowledge
+
+    _merge_globals(json_out, verbose, "knowledge")
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        k = knowledge.load(_host())
+    except GpuprepError as exc:
+        _fail(exc, exc.exit_code)
+        return
+    today = knowledge.today()
+    code = 1 if k.refused else 0
+    if G.json:
+        typer.echo(json.dumps({"command": "knowledge", "status": "failed" if code else "ok",
+                               "directory": knowledge.KNOWLEDGE_D,
+                               "tables": [t.as_dict(today) for t in k.tables.values()],
+                               "refused": [{"path": r.path, "reason": r.reason} for r in k.refused],
+                               "passed_over": k.older}, indent=2))
+    else:
+        for t in k.tables.values():
+            typer.echo(f"{t.name:<18} as of {t.as_of} ({t.age_days(today)} days)  {len(t.rows):>3} rows  "
+                       f"{t.origin}")
+        for line in k.older:
+            typer.echo(f"passed over: {line}")
+        for r in k.refused:
+            typer.echo(f"gpuprep: error: {r.line()}; the table in use is kept", err=True)
+    raise typer.Exit(code)
+
+
+@knowledge_app.command("validate")
+def knowledge_validate(path: Path = typer.Argument(..., metavar="FILE", help="The table file to check."),
+                       json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
+    """Check FILE against gpuprep's knowledge schema (and its rules), changing nothing. Exit 0 valid, 2 not."""
+    import json
+
+    from gpuprep import knowledge
+
+    _merge_globals(json_out, verbose, "knowledge")
+    try:
+        data = path.read_bytes()
+        table = knowledge.parse(data, str(path))
+    except OSError as exc:
+        _fail(BadInput(f"{path}: {exc.strerror}", "give the path of a JSON table file"), EXIT_BAD_INPUT)
+        return
+    except knowledge.KnowledgeInvalid as exc:
+        _fail(BadInput(str(exc), f"compare it with the shipped table: {knowledge.DATA}/<table>.json; the schema is "
+                       f"{knowledge.SCHEMA}"), EXIT_BAD_INPUT)
+        return
+    in_use = knowledge.shipped()[table.name]
+    wins = table.as_of > in_use.as_of
+    if G.json:
+        typer.echo(json.dumps({"command": "knowledge", "status": "ok", "valid": True, "table": table.name,
+                               "as_of": table.as_of.isoformat(), "rows": len(table.rows),
+                               "newer_than_shipped": wins}, indent=2))
+    else:
+        typer.echo(f"{path}: a valid {table.name} table as of {table.as_of}, {len(table.rows)} rows; "
+                   + (f"newer than the shipped one ({in_use.as_of}): it would be used" if wins else
+                      f"not newer than the shipped one ({in_use.as_of}): it would be passed over"))
+    raise typer.Exit(0)
+
+
 def _click_errors() -> tuple[type[BaseException], ...]:
     """click's ClickException and Abort. typer 0.28 carries its own copy of click and older ones re-export
     click's, so both are found from what typer exports rather than by a module path."""
@@ -517,7 +598,7 @@ def _command_in(args: list[str]) -> list[str]:
             i += 2
             continue
         if not arg.startswith("-"):
-            return [arg] if arg in ("install", "seal", "doctor") else []
+            return [arg] if arg in ("install", "seal", "doctor", "knowledge") else []
         i += 1
     return []
 

@@ -27,7 +27,9 @@ def all_checks() -> list[Check]:
     from gpuprep.engine import checks as docker
     from gpuprep.engine import container_checks as container
     from gpuprep.gpu import checks as gpu
+    from gpuprep.gpu import security as gpu_security
     from gpuprep.image import drift
+    from gpuprep.knowledge import checks as knowledge
     from gpuprep.packages import checks as packages
     from gpuprep.toolkit import checks as toolkit
 
@@ -35,7 +37,7 @@ def all_checks() -> list[Check]:
         *platform_checks.CHECKS, *gpu.CHECKS, *ec2.CHECKS, *drift.GPU_CHECKS, *toolkit.GPU_CHECKS, *docker.CHECKS,
         *toolkit.DOCKER_CHECKS, *container.CHECKS,
         *ecs.CHECKS, *agent_gpu.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *drift.PACKAGE_CHECKS,
-        *toolkit.SECURITY_CHECKS,
+        *toolkit.SECURITY_CHECKS, *gpu_security.CHECKS, *knowledge.CHECKS,
     ]
 
 
