@@ -219,7 +219,7 @@ def nvidia_packages() -> list[PkgSpec]:
     shim = _shim_bytes()
     return [
         *_toolkit_family("1.16.2"),
-        *_toolkit_family("1.17.8"),
+        *_toolkit_family("1.19.1"),  # the security floor (NVIDIA bulletin 5850)
         # Legacy nvidia-container-runtime 3.x: the runtime binary, requiring the 1.x toolkit tools
         # (NVIDIA/nvidia-container-runtime, packaging: `Requires: libnvidia-container-tools < 2.0.0`).
         PkgSpec("nvidia-container-runtime", "3.4.0", "1", requires=[
