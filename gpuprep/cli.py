@@ -478,6 +478,7 @@ def doctor(
 
 knowledge_app = typer.Typer(
     name="knowledge", no_args_is_help=False, invoke_without_command=True, rich_markup_mode=None,
+    short_help="List the facts gpuprep acts on (security floors, XIDs, instance types), their origin and age.",
     help="The tables gpuprep acts on (security floors, XIDs, instance types, Docker's CDI): which are in use, where "
     "each came from, how old; validate a table before a fleet ships it to /etc/gpuprep/knowledge.d.",
     epilog="""\b

@@ -258,5 +258,12 @@ def current() -> Knowledge:
     return loaded
 
 
+def of(host: Host) -> Knowledge:
+    """The knowledge of ``host``: what ``current()`` has when the command acts on it, else read afresh."""
+    with _LOCK:
+        same = bool(_TARGET) and _TARGET[0] is host
+    return current() if same else load(host)
+
+
 def table(name: str) -> Table:
     return current()[name]

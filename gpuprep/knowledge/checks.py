@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from gpuprep import knowledge
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
 MAX_AGE_DAYS = 180
 
@@ -17,8 +17,13 @@ def _gpuprep(probes: Probes) -> str:
     return "gpuprep" if probes.host.live else f"gpuprep --root {probes.host.root}"
 
 
+@probe
+def knowledge_in_use(p: Probes) -> knowledge.Knowledge:
+    return knowledge.of(p.host)
+
+
 def check_age(probes: Probes) -> Verdict:
-    k = knowledge.current()
+    k = knowledge_in_use(probes)
     today = knowledge.today()
     newest, oldest = k.newest(), k.oldest()
     age = newest.age_days(today)
@@ -37,7 +42,7 @@ def check_age(probes: Probes) -> Verdict:
 
 
 def check_files(probes: Probes) -> Verdict:
-    k = knowledge.current()
+    k = knowledge_in_use(probes)
     overrides = sorted(t.origin for t in k.tables.values() if t.origin != knowledge.SHIPPED)
     data = {"directory": knowledge.KNOWLEDGE_D, "in_use": overrides, "refused": [r.line() for r in k.refused],
             "older": k.older}
