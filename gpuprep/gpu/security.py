@@ -10,11 +10,15 @@ driver are named, lifted for the update and put back, then the host reboots into
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep.packages.evr import vercmp
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+
+if TYPE_CHECKING:
+    from gpuprep.host import Host
+    from gpuprep.platform import Platform
 
 DRIVER_TABLE = "driver-security"
 DCGM_TABLE = "dcgm-security"
@@ -69,48 +73,46 @@ def _bulletin_text(found: list[dict[str, Any]]) -> str:
     return "NVIDIA bulletin " + ", ".join(parts) if len(parts) == 1 else "NVIDIA bulletins " + ", ".join(parts)
 
 
-def driver_locks(probes: Probes, versions: set[str]) -> list[str]:
+def driver_locks(host: Host, platform: Platform, versions: set[str]) -> list[str]:
     """The versionlock entries that hold the driver: those at one of its versions (kmod-nvidia-*, nvidia-driver-*,
     libnvidia-* of the driver; never the container toolkit's, which has versions of its own)."""
     from gpuprep.packages.repo import lock_entries
 
-    path = probes.platform.versionlock_list
+    path = platform.versionlock_list
     if not path:
         return []
-    text = probes.host.read_text(path) or ""
+    text = host.read_text(path) or ""
     return [e for e in lock_entries(text) if any(f"{v}-" in e or f":{v}" in e for v in versions)]
 
 
-def fix_hint(probes: Probes, floor: str, versions: set[str]) -> tuple[str, list[str]]:
+def fix_hint(host: Host, platform: Platform, floor: str, versions: set[str]) -> tuple[str, list[str]]:
     from gpuprep.packages.repo import lock_name
 
-    gp = not probes.host.live
-    locks = driver_locks(probes, versions)
+    gp = not host.live
+    locks = driver_locks(host, platform, versions)
     reboot = "reboot to load the new kernel module"
-    if probes.platform.package_format == "dpkg":
+    if platform.package_format == "dpkg":
         return (f"update the driver to {floor} or newer (its branch's nvidia-driver-{branch_of(floor)}-server "
                 f"packages: `apt-get install --only-upgrade 'nvidia-*-{branch_of(floor)}*'`), then {reboot}", locks)
-    pm = probes.platform.package_manager or "dnf"
+    pm = platform.package_manager or "dnf"
     if locks:
         names = " ".join(sorted({lock_name(e) or e for e in locks}))
         lift = (f"`{pm} versionlock delete {names} && {pm} -y update {names} && {pm} versionlock add {names}`"
                 if pm == "dnf" else
                 f"`yum versionlock delete {' '.join(locks)} && yum -y update {names} && yum versionlock add {names}`")
-        where = f" (inside the image: `chroot {probes.host.root}`, then)" if gp else ""
+        where = f" (inside the image: `chroot {host.root}`, then)" if gp else ""
         return (f"the versionlock holds the driver{where}: lift it for the update to {floor} or newer and lock the "
                 f"new one: {lift}; then {reboot}", locks)
     return (f"update the driver packages to {floor} or newer (`{pm} -y update 'nvidia-driver*' 'kmod-nvidia*'`), "
             f"then {reboot}", locks)
 
 
-def check_driver_security(probes: Probes) -> Verdict:
-    from gpuprep.gpu.inventory import probe_module, probe_userland
-
-    module, userland = probe_module(probes), probe_userland(probes)
-    seen = {"kernel module": module.version, "userland": userland.version}
+def assess_driver(host: Host, platform: Platform, module: str | None, userland: str | None) -> Verdict | None:
+    """The loaded module's and the userland's versions against their branch's floor; None without a driver."""
+    seen = {"kernel module": module, "userland": userland}
     versions = {k: v for k, v in seen.items() if v}
     if not versions:
-        raise NotApplicable("no NVIDIA driver: neither a loaded kernel module nor libnvidia-ml")
+        return None
     findings = {k: judge_driver(v) for k, v in versions.items()}
     data: dict[str, Any] = {k.replace(" ", "_"): {"version": f.version, "branch": f.branch, "floor": f.floor,
                                                  "bulletins": f.bulletins} for k, f in findings.items()}
@@ -121,7 +123,7 @@ def check_driver_security(probes: Probes) -> Verdict:
         which = " and ".join(below) if len({f.version for f in below.values()}) == 1 and len(below) > 1 else None
         parts = [f"{k} {f.version}" for k, f in below.items()]
         what = f"driver {worst.version} ({which})" if which else "driver " + ", ".join(parts)
-        hint, locks = fix_hint(probes, floor, {f.version for f in below.values()})
+        hint, locks = fix_hint(host, platform, floor, {f.version for f in below.values()})
         data.update(floor=floor, cves=sorted({c for f in below.values() for b in f.bulletins for c in b["cves"]}),
                     locks=locks)
         return Verdict(Status.WARNING, f"{what} is below {floor}, the fix for branch R{worst.branch} in "
@@ -134,6 +136,16 @@ def check_driver_security(probes: Probes) -> Verdict:
     f = known[0]
     return Verdict(Status.OK, f"driver {' / '.join(sorted(set(versions.values())))} is at or above {f.floor}, "
                    f"the R{f.branch} floor of NVIDIA's bulletins", data=data)
+
+
+def check_driver_security(probes: Probes) -> Verdict:
+    from gpuprep.gpu.inventory import probe_module, probe_userland
+
+    verdict = assess_driver(probes.host, probes.platform, probe_module(probes).version,
+                            probe_userland(probes).version)
+    if verdict is None:
+        raise NotApplicable("no NVIDIA driver: neither a loaded kernel module nor libnvidia-ml")
+    return verdict
 
 
 @probe

@@ -226,6 +226,18 @@ def test_doctor_passes_a_driver_at_the_floor_and_names_each_side_that_lags(tmp_p
     assert "535.309.01" in checks["driver-security"]["summary"] and "5821" in checks["driver-security"]["summary"]
 
 
+def test_install_says_in_its_plan_that_the_driver_is_below_its_floor(tmp_path):
+    """install does not update the driver (a reboot, the image's lock): preflight says so, with the same fix."""
+    root = hosttree.build_named("ecs-ami-2026-08-driver-580-159", tmp_path / "t")
+    (root / "etc/yum.repos.d").mkdir(parents=True)
+    result = CliRunner().invoke(app, ["--root", str(root), "--json", "install", "--dry-run", "--only", "preflight"])
+    assert result.exit_code == 0, result.output
+    step = next(s for s in json.loads(result.stdout)["steps"] if s["id"] == "preflight")
+    assert "580.159.03" in step["summary"] and "580.178.04" in step["summary"] and "bulletin 5861" in step["summary"]
+    assert "versionlock delete kmod-nvidia-latest-dkms" in step["summary"]
+    assert step["data"]["driver_security"]["floor"] == "580.178.04"
+
+
 def test_a_table_in_knowledge_d_changes_what_doctor_says_with_no_code_change(tmp_path):
     require_root()
     spec = hosttree.load_spec("ecs-ami-2026-08-driver-580-159")
