@@ -30,6 +30,7 @@ def all_checks() -> list[Check]:
     from gpuprep.gpu import security as gpu_security
     from gpuprep.image import drift
     from gpuprep.knowledge import checks as knowledge
+    from gpuprep.packages import advisories
     from gpuprep.packages import checks as packages
     from gpuprep.toolkit import checks as toolkit
 
@@ -37,7 +38,8 @@ def all_checks() -> list[Check]:
         *platform_checks.CHECKS, *gpu.CHECKS, *ec2.CHECKS, *drift.GPU_CHECKS, *toolkit.GPU_CHECKS, *docker.CHECKS,
         *toolkit.DOCKER_CHECKS, *container.CHECKS,
         *ecs.CHECKS, *agent_gpu.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *drift.PACKAGE_CHECKS,
-        *toolkit.SECURITY_CHECKS, *gpu_security.CHECKS, *knowledge.CHECKS,
+        *toolkit.SECURITY_CHECKS, *gpu_security.CHECKS, *advisories.CHECKS,
+        *knowledge.CHECKS,
     ]
 
 

@@ -34,6 +34,7 @@ from gpuprep.gpu import kernel_log
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
+from gpuprep.packages import advisories
 from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.resolve import Package
 from gpuprep.platform import detect
@@ -327,6 +328,9 @@ SITUATIONS: list[tuple[str, str, Build]] = [
                                                                                  userland="580.159.03"))),
     ("dcgm-security", "DCGM 4.5.2 (bulletin 5857)", lambda t, m: probes(
         tree(t), dcgm_packages={"datacenter-gpu-manager-4-core": "1:4.5.2-1"})),
+    ("distro-advisories", "ALAS pending for docker", lambda t, m: probes(tree(t), pending=advisories.Pending(
+        [advisories.Advisory("ALAS2023-2026-1234", "Important", ["docker-25.0.8-1.amzn2023.0.5.x86_64"],
+                             ["CVE-2026-0001"])], ["amazonlinux-048d533e04ba4c83"], "2026-12-07T00:00:00+00:00"))),
     ("knowledge-age", "a year old", lambda t, m: m.setattr(knowledge, "today", lambda: dt.date(2027, 12, 7))
      or probes(tree(t))),
     ("knowledge-files", "a world-writable table", lambda t, m: probes(write(
