@@ -18,6 +18,7 @@ import typer
 
 from gpuprep import __version__
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
+from gpuprep.knowledge.command import app as knowledge_app
 from gpuprep.options import DEFAULT_IMAGE
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
@@ -81,6 +82,7 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.callback()
 def main_callback(
+    ctx: typer.Context,
     root: str = typer.Option(
         "/", "--root", metavar="DIR",
         help="Act on the system mounted at DIR (an image or chroot) instead of this one.",
@@ -94,6 +96,17 @@ def main_callback(
                                     "system to finish (default 120)."),
 ) -> None:
     G.root, G.json, G.verbose, G.lock_wait = root, json_out, verbose, lock_wait
+    ctx.obj = Shell
+
+
+class Shell:
+    """The command line's helpers for a command defined in its own module (knowledge/command.py), handed over as
+    click's ``ctx.obj`` so that module need not import this one back."""
+
+    G = G
+    merge_globals = staticmethod(lambda *a: _merge_globals(*a))
+    host = staticmethod(lambda: _host())
+    fail = staticmethod(lambda exc, code: _fail(exc, code))
 
 
 def _merge_globals(json_out: bool, verbose: bool, command: str) -> None:
@@ -476,86 +489,7 @@ def doctor(
     raise typer.Exit(code)
 
 
-knowledge_app = typer.Typer(
-    name="knowledge", no_args_is_help=False, invoke_without_command=True, rich_markup_mode=None,
-    short_help="List the facts gpuprep acts on (security floors, XIDs, instance types), their origin and age.",
-    help="The tables gpuprep acts on (security floors, XIDs, instance types, Docker's CDI): which are in use, where "
-    "each came from, how old; validate a table before a fleet ships it to /etc/gpuprep/knowledge.d.",
-    epilog="""\b
-Examples:
-  gpuprep knowledge                              each table in use, its origin and age
-  gpuprep --root /mnt/image knowledge            the same for an image (its /etc/gpuprep/knowledge.d)
-  gpuprep knowledge validate toolkit-security.json   check a table before dropping it in
-
-\b
-Exit codes: 0 listed / valid, 1 a file in knowledge.d was refused (listing), 2 the file is not a valid table.""")
 app.add_typer(knowledge_app)
-
-
-@knowledge_app.callback()
-def knowledge_list(ctx: typer.Context, json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
-    """List the knowledge tables in use: origin (shipped, or a file in /etc/gpuprep/knowledge.d), as_of, age."""
-    import json
-
-    from gpuprep import knowledge
-
-    _merge_globals(json_out, verbose, "knowledge")
-    if ctx.invoked_subcommand is not None:
-        return
-    try:
-        k = knowledge.load(_host())
-    except GpuprepError as exc:
-        _fail(exc, exc.exit_code)
-        return
-    today = knowledge.today()
-    code = 1 if k.refused else 0
-    if G.json:
-        typer.echo(json.dumps({"command": "knowledge", "status": "failed" if code else "ok",
-                               "directory": knowledge.KNOWLEDGE_D,
-                               "tables": [t.as_dict(today) for t in k.tables.values()],
-                               "refused": [{"path": r.path, "reason": r.reason} for r in k.refused],
-                               "passed_over": k.older}, indent=2))
-    else:
-        for t in k.tables.values():
-            typer.echo(f"{t.name:<18} as of {t.as_of} ({t.age_days(today)} days)  {len(t.rows):>3} rows  "
-                       f"{t.origin}")
-        for line in k.older:
-            typer.echo(f"passed over: {line}")
-        for r in k.refused:
-            typer.echo(f"gpuprep: error: {r.line()}; the table in use is kept", err=True)
-    raise typer.Exit(code)
-
-
-@knowledge_app.command("validate")
-def knowledge_validate(path: Path = typer.Argument(..., metavar="FILE", help="The table file to check."),
-                       json_out: bool = JSON, verbose: bool = VERBOSE) -> None:
-    """Check FILE against gpuprep's knowledge schema (and its rules), changing nothing. Exit 0 valid, 2 not."""
-    import json
-
-    from gpuprep import knowledge
-
-    _merge_globals(json_out, verbose, "knowledge")
-    try:
-        data = path.read_bytes()
-        table = knowledge.parse(data, str(path))
-    except OSError as exc:
-        _fail(BadInput(f"{path}: {exc.strerror}", "give the path of a JSON table file"), EXIT_BAD_INPUT)
-        return
-    except knowledge.KnowledgeInvalid as exc:
-        _fail(BadInput(str(exc), f"compare it with the shipped table: {knowledge.DATA}/<table>.json; the schema is "
-                       f"{knowledge.SCHEMA}"), EXIT_BAD_INPUT)
-        return
-    in_use = knowledge.shipped()[table.name]
-    wins = table.as_of > in_use.as_of
-    if G.json:
-        typer.echo(json.dumps({"command": "knowledge", "status": "ok", "valid": True, "table": table.name,
-                               "as_of": table.as_of.isoformat(), "rows": len(table.rows),
-                               "newer_than_shipped": wins}, indent=2))
-    else:
-        typer.echo(f"{path}: a valid {table.name} table as of {table.as_of}, {len(table.rows)} rows; "
-                   + (f"newer than the shipped one ({in_use.as_of}): it would be used" if wins else
-                      f"not newer than the shipped one ({in_use.as_of}): it would be passed over"))
-    raise typer.Exit(0)
 
 
 def _click_errors() -> tuple[type[BaseException], ...]:

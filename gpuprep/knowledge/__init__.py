@@ -172,8 +172,13 @@ def read_dropin(host: Host, path: str) -> Table:
                                f"`chmod 0644 {real}`")
     if st.st_size > MAX_FILE_BYTES:
         raise KnowledgeInvalid(path, f"{st.st_size} bytes: larger than any table ({MAX_FILE_BYTES})")
-    with open(real, "rb") as fh:
-        return parse(fh.read(MAX_FILE_BYTES + 1), path)
+    try:
+        data = host.read_bytes(path, limit=MAX_FILE_BYTES + 1)
+    except (OSError, GpuprepError) as exc:  # replaced by a FIFO, or removed, since the stat
+        raise KnowledgeInvalid(path, f"cannot read it ({getattr(exc, 'message', None) or exc})") from None
+    if data is None:
+        raise KnowledgeInvalid(path, "removed while gpuprep read it")
+    return parse(data, path)
 
 
 def load(host: Host) -> Knowledge:

@@ -18,6 +18,8 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpuprep.errors import GpuprepError
+from gpuprep.host import Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
@@ -54,20 +56,21 @@ class Pending:
     cached: str  # the newest cached repomd.xml's time, ISO 8601
 
 
-def cached_repos(host_cache: str) -> dict[str, dict[str, str]]:
+def cached_repos(host: Host) -> dict[str, dict[str, str]]:
     """``{cache dir name: {type: href}}`` for each cached repository whose repomd.xml lists updateinfo."""
     out = {}
     try:
-        names = sorted(os.listdir(host_cache))
+        names = sorted(os.listdir(host.path(CACHE)))
     except OSError:
         return {}
     for name in names:
-        repomd = os.path.join(host_cache, name, "repodata", "repomd.xml")
         try:
-            with open(repomd, encoding="utf-8", errors="replace") as fh:
-                text = fh.read(1 << 20)
-        except OSError:
+            raw = host.read_bytes(f"{CACHE}/{name}/repodata/repomd.xml", limit=1 << 20)
+        except (OSError, GpuprepError):
             continue
+        if raw is None:
+            continue
+        text = raw.decode("utf-8", errors="replace")
         files = {m.group("type"): m.group("href") for m in _DATA.finditer(text)}
         if all(t in files for t in NEEDED):
             out[name] = files
@@ -163,7 +166,7 @@ def pending(p: Probes) -> Pending:
     if dnf is None:
         raise NotApplicable("dnf is not installed")
     cache = str(p.host.path(CACHE))
-    repos = cached_repos(cache)
+    repos = cached_repos(p.host)
     if not repos:
         raise NotApplicable(f"no cached repository metadata with updateinfo in {CACHE} (doctor never refreshes it: "
                             "`dnf makecache` does)")

@@ -183,8 +183,8 @@ def test_healthy_host_exits_0_with_every_check_ok_or_skipped(healthy_run):
             "packages-locked"} <= ok
     # Only what needs the running system (NVML, the kernel log, processes) or a sealed image is skipped, and what
     # this host has not got: EC2 instance metadata, dcgm-init, MPS, a published end of support for AL2023, a CDI
-    # spec, DCGM, tables of its own in /etc/gpuprep/knowledge.d, a dnf cache; and /dev/char links, which toolkit 1.19.1 in its
-    # default (auto: jit-cdi) mode does not need.
+    # spec, DCGM, tables of its own in /etc/gpuprep/knowledge.d, a dnf cache; and /dev/char links, which toolkit
+    # 1.19.1 in its default (auto: jit-cdi) mode does not need.
     absent = {"gpu-instance-count": "not an EC2 instance", "gpu-persistence-required": "not an EC2 instance",
               "ecs-gpu-health": "dcgm-init", "ecs-gpu-sharing-mps": "MPS is not installed",
               "platform-end-of-support": "no end of support announced for Amazon Linux 2023",
