@@ -156,6 +156,8 @@ def check_cdi_specs(probes: Probes) -> Verdict:
         raise NotApplicable(f"no CDI spec, and nothing reads one (runtime mode {s.mode}, Docker CDI "
                             f"{'on' if s.docker_cdi else 'off'})")
     findings, winners = cdi.judge(probes.host, s.specs, driver_version=module.version, host_uuids=uuids)
+    too_new = _too_new_for_the_engine(s)
+    findings += too_new
     data = {"specs": [sp.path for sp in s.specs], "spec_dirs": s.spec_dirs, "resolved_from": winners,
             "findings": [f.__dict__ for f in findings], "driver_version": module.version, "host_uuids": uuids,
             "in_use": s.spec_in_use}
@@ -167,8 +169,29 @@ def check_cdi_specs(probes: Probes) -> Verdict:
     first = findings[0]
     hint = (f"remove the spec made on another machine: `rm {probes.host.path(foreign[0].spec)}` (`gpuprep seal` "
             "removes it before imaging)") if foreign else _refresh_hint(probes, s)
+    if too_new and not foreign and len(too_new) == len(findings):
+        from gpuprep.toolkit.stack import since_text
+
+        hint = (f"update Docker to {since_text('cdi-spec-0.7.0')} or newer (`{_gpuprep(probes)} install --only "
+                "packages --docker VERSION`), or turn Docker's own CDI off (`\"features\": {\"cdi\": false}` in "
+                "daemon.json): ECS tasks reach the GPU through the nvidia runtime, not Docker's CDI")
     return Verdict(worst, f"{first.spec}: {first.problem}" + (f" (and {len(findings) - 1} more)" if len(findings) > 1
                    else "") + ("" if s.spec_in_use else "; no route reads it now"), hint, data)
+
+
+def _too_new_for_the_engine(s: Stack) -> list[cdi.Finding]:
+    """A spec format newer than Docker's own CDI reads (cdiVersion 0.7.0 needs Engine 26.1: the knowledge table
+    docker-cdi): where Docker's CDI is on, its devices do not resolve."""
+    from gpuprep.packages.evr import vercmp
+    from gpuprep.toolkit.stack import since_text
+
+    since = since_text("cdi-spec-0.7.0")
+    engine = (s.engine_version or "").split("+")[0]
+    if not s.docker_cdi or not engine or vercmp(engine, since) >= 0:
+        return []
+    return [cdi.Finding("critical", sp.path, f"cdiVersion {sp.cdi_version} needs Docker Engine {since} or newer; "
+                        f"this Engine is {engine}: Docker's CDI cannot read it")
+            for sp in s.specs if sp.cdi_version and vercmp(sp.cdi_version, "0.7.0") >= 0]
 
 
 def _refresh_hint(probes: Probes, s: Stack) -> str:

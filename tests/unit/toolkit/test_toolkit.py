@@ -191,3 +191,25 @@ def test_cdi_generate_unit_is_one_shipped_file_ordered_before_docker_ecs_and_the
     assert "ExecStart=/usr/local/bin/nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml" in lines
     assert "ConditionPathExists=/usr/local/bin/nvidia-ctk" in lines and "Type=oneshot" in lines
     assert not any(line.startswith(("Requires=", "RequiredBy=")) for line in lines)  # ordering only
+
+
+@pytest.mark.parametrize("engine, readable", [("25.0.16", False), ("26.1.5", True)])
+def test_a_cdi_0_7_0_spec_needs_engine_26_1_where_dockers_cdi_reads_it(tmp_path, engine, readable):
+    """Toolkit 1.19+ writes cdiVersion 0.7.0, which Docker reads from 26.1 (the knowledge table docker-cdi); the ECS
+    AMI's Docker is 25.0.16. The Engine is simulated by its version (what `docker info` would say)."""
+    from gpuprep.toolkit.stack import detect as detect_stack
+
+    root = tree(tmp_path, "al2023-ecs-gpu-2026")
+    spec = root / "var/run/cdi/nvidia.yaml"
+    spec.write_text(spec.read_text().replace("cdiVersion: 0.5.0", "cdiVersion: 0.7.0"))
+    p = probes(root, uuids=UUIDS)
+    p.preset(toolkit_checks.stack, detect_stack(p.host, p.platform, daemon_config={"features": {"cdi": True}},
+                                                engine_version=engine, info=None, add_runtimes=None,
+                                                toolkit="1.19.1-1"))
+    result = run_check(BY_ID["toolkit-cdi-specs"], p)
+    if readable:
+        assert result.status is Status.OK, result
+    else:
+        assert result.status is Status.CRITICAL, result
+        assert "cdiVersion 0.7.0 needs Docker Engine 26.1 or newer; this Engine is 25.0.16" in result.summary
+        assert "update Docker to 26.1 or newer" in result.hint and '"cdi": false' in result.hint
