@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from gpuprep import knowledge
 from gpuprep.errors import EXIT_BAD_INPUT, BadInput, GpuprepError
 
 if TYPE_CHECKING:
@@ -66,6 +65,8 @@ def knowledge_validate(ctx: typer.Context,
 
 def listing(host: Host, *, as_json: bool) -> tuple[str, list[str], int]:
     """(stdout, error lines, exit code): 1 when a file in knowledge.d was refused, else 0."""
+    from gpuprep import knowledge
+
     k = knowledge.load(host)
     today = knowledge.today()
     code = 1 if k.refused else 0
@@ -83,6 +84,8 @@ def listing(host: Host, *, as_json: bool) -> tuple[str, list[str], int]:
 
 def validation(path: Path, *, as_json: bool) -> str:
     """What ``validate`` prints for a valid table; BadInput (one line and its hint) for anything else."""
+    from gpuprep import knowledge
+
     try:
         table = knowledge.parse(path.read_bytes(), str(path))
     except OSError as exc:
