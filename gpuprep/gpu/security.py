@@ -9,6 +9,7 @@ driver are named, lifted for the update and put back, then the host reboots into
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,21 +48,14 @@ def judge_driver(version: str) -> DriverFinding:
     branch = branch_of(version)
     rows = [r for r in knowledge.table(DRIVER_TABLE).rows if branch in r["fixed"]]
     below = [r for r in rows if vercmp(version, r["fixed"][branch]) < 0]
-    fixes = sorted((r["fixed"][branch] for r in rows), key=_VersionKey)
-    ordered = sorted(below, key=lambda r: _VersionKey(r["fixed"][branch]))
+    fixes = sorted((r["fixed"][branch] for r in rows), key=_BY_VERSION)
+    ordered = sorted(below, key=lambda r: _BY_VERSION(r["fixed"][branch]))
     return DriverFinding(version, branch, fixes[-1] if fixes else None,
                          [{"bulletin": r["bulletin"], "fixed_in": r["fixed"][branch], "cves": r["cves"],
                            "source": r["source"]} for r in ordered])
 
 
-class _VersionKey:
-    """Sort key ordering versions as rpm does."""
-
-    def __init__(self, version: str) -> None:
-        self.version = version
-
-    def __lt__(self, other: _VersionKey) -> bool:
-        return vercmp(self.version, other.version) < 0
+_BY_VERSION = functools.cmp_to_key(vercmp)  # versions in rpm's order
 
 
 def _bulletin_text(found: list[dict[str, Any]]) -> str:
@@ -118,7 +112,7 @@ def assess_driver(host: Host, platform: Platform, module: str | None, userland: 
                                                  "bulletins": f.bulletins} for k, f in findings.items()}
     below = {k: f for k, f in findings.items() if f.below}
     if below:
-        worst = max(below.values(), key=lambda f: _VersionKey(f.bulletins[-1]["fixed_in"]))
+        worst = max(below.values(), key=lambda f: _BY_VERSION(f.bulletins[-1]["fixed_in"]))
         floor = worst.bulletins[-1]["fixed_in"]
         which = " and ".join(below) if len({f.version for f in below.values()}) == 1 and len(below) > 1 else None
         parts = [f"{k} {f.version}" for k, f in below.items()]

@@ -30,7 +30,6 @@ pytestmark = pytest.mark.allow_subp("rpm", "systemctl")
 
 SCHEMA = json.loads(knowledge.SCHEMA.read_text())
 SHIPPED = {p.stem: json.loads(p.read_text()) for p in sorted(knowledge.DATA.glob("*.json"))}
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def ours_accepts(doc) -> bool:
@@ -95,8 +94,17 @@ def test_every_shipped_table_is_valid_for_both_validators(name):
     assert knowledge.shipped()[name].origin == knowledge.SHIPPED
 
 
+def raised_driver_floor() -> dict:
+    """TEST FIXTURE: a made-up later bulletin raising R580's floor."""
+    doc = copy.deepcopy(SHIPPED["driver-security"])
+    doc["as_of"] = "2026-12-08"
+    doc["rows"].append({"bulletin": 99998, "cves": ["CVE-2099-0002"], "fixed": {"580": "580.200.01"},
+                        "source": "test fixture, not an NVIDIA bulletin"})
+    return doc
+
+
 def test_the_fixture_tables_are_valid_for_both_validators():
-    for doc in [raised_floor(), *(json.loads(p.read_text()) for p in sorted(FIXTURES.glob("*.json")))]:
+    for doc in (raised_floor(), raised_driver_floor()):
         assert ours_accepts(doc) and theirs_accepts(doc), doc.get("table")
 
 
@@ -243,11 +251,7 @@ def test_a_table_in_knowledge_d_changes_what_doctor_says_with_no_code_change(tmp
     spec = hosttree.load_spec("ecs-ami-2026-08-driver-580-159")
     spec.module = spec.userland = "580.178.04"
     root = hosttree.build(tmp_path / "t", spec)
-    newer = copy.deepcopy(SHIPPED["driver-security"])
-    newer["as_of"] = "2026-12-08"  # TEST FIXTURE: a made-up later bulletin raising R580's floor
-    newer["rows"].append({"bulletin": 99998, "cves": ["CVE-2099-0002"], "fixed": {"580": "580.200.01"},
-                          "source": "test fixture, not an NVIDIA bulletin"})
-    drop(root, "driver.json", newer)
+    drop(root, "driver.json", raised_driver_floor())
     _, checks = doctor(root)
     assert checks["driver-security"]["status"] == "warning"
     summary = checks["driver-security"]["summary"]
