@@ -336,3 +336,20 @@ def test_instance_types_carry_nvswitch_and_efa():
     assert (lookup("p6-b200.48xlarge").efa, lookup("p6-b300.48xlarge").efa) == (8, 16)
     assert lookup("g5.xlarge").efa is None and lookup("p5.48xlarge").nvswitch
     assert lookup("g4ad.xlarge") is None  # AMD GPUs
+
+
+def test_a_link_in_knowledge_d_never_reads_outside_the_root(tmp_path):
+    """Inside --root a link is the image's: an absolute one names the image's path, one that climbs out is refused.
+    Real files and links; /etc/gpuprep/knowledge.d of this machine is never read."""
+    require_root()
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps(raised_floor()))
+    root = tmp_path / "root"
+    d = root / "etc/gpuprep/knowledge.d"
+    d.mkdir(parents=True)
+    os.symlink(str(outside), d / "absolute.json")  # inside the image: ROOT/<tmp>/outside.json, which is not there
+    os.symlink("../../../../outside.json", d / "climbs.json")
+    k = load(root)
+    assert k["toolkit-security"].origin == knowledge.SHIPPED
+    reasons = {r.path.rsplit("/", 1)[1]: r.reason for r in k.refused}
+    assert set(reasons) == {"absolute.json", "climbs.json"}, reasons
