@@ -126,6 +126,17 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "allow_signals: this unit test may send signals (os.kill)")
 
 @pytest.fixture(autouse=True)
+def shipped_knowledge():
+    """Each test starts from the shipped knowledge tables: an in-process command's target (its knowledge.d) is
+    not the next test's."""
+    from gpuprep import knowledge
+
+    knowledge.reset()
+    yield
+    knowledge.reset()
+
+
+@pytest.fixture(autouse=True)
 def disable_subp_usage(request, monkeypatch):
     """In tests/unit only: no program started and no signal sent that the test did not ask for."""
     if "unit" not in Path(str(request.node.fspath)).parts:

@@ -74,7 +74,10 @@ DEFAULT_GPUS = (
     {"index": 1, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-5a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9",
      "pci": "00000000:00:07.0"},
 )
-DRIVER_VERSION = "580.159.04"
+# The stand-in driver is at the R580 security floor (NVIDIA bulletin 5861, gpuprep/knowledge/data/
+# driver-security.json), so a stand-in host meant as healthy is; the accelerator machine's real 580.159.04
+# (docs/testbed.md 7) is below it.
+DRIVER_VERSION = "580.178.04"
 
 
 def gpuprep_json(root: Path, url: str, *args: str, timeout: float = 180) -> tuple[int, dict, str]:

@@ -5,8 +5,9 @@ A route is a way a container gets the GPUs; each configured one is proven:
 - ``default-runtime``: what the seed did by hand (``docker run --rm nvidia/cuda nvidia-smi``), the way ECS runs a
   GPU task: no ``--runtime`` argument (so ``nvidia`` must be the default runtime), and
   ``NVIDIA_VISIBLE_DEVICES=all`` (the variable the NVIDIA runtime acts on; the ECS agent sets it).
-- ``cdi``: where Docker's own CDI is on (``features.cdi`` on Engine 25 to 28.1, the default from 28.2, moby/moby
-  PR 49963), a CDI device request as ``docker run --device nvidia.com/gpu=all`` makes it: docker-py's
+- ``cdi``: where Docker's own CDI is on (``features.cdi``, or by default from the Engine the knowledge table
+  ``docker-cdi`` names, moby/moby PR 49963), a CDI device
+  request as ``docker run --device nvidia.com/gpu=all`` makes it: docker-py's
   ``DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])`` (device requests need API 1.40; the
   Engine's ``cdi`` driver exists from 25, API 1.44) with runtime ``runc``, so the spec alone gives the GPUs.
 
@@ -241,9 +242,11 @@ def _explain_cdi(link: str, message: str, info: dict[str, Any] | None, image: st
     generate = f"`nvidia-ctk cdi generate --output={GENERATED_SPEC}`"
     dirs = ", ".join((info or {}).get("CDISpecDirs") or []) or "/etc/cdi, /var/run/cdi"
     if link == CDI_OFF:
+        from gpuprep.toolkit.stack import cdi_opt_in_range, since_text
+
         return (CDI_OFF, f"{words}: Docker's CDI is off in the running Engine: {detail}", cdi_hint or
                 "turn it on: `gpuprep install --docker-cdi --only docker-runtime,docker-reload` (features.cdi in "
-                "daemon.json, Engine 25 to 28.1; on by default from 28.2)")
+                f"daemon.json, Engine {cdi_opt_in_range()}; on by default from {since_text('cdi-default')})")
     if link == CDI_UNRESOLVABLE:
         return (CDI_UNRESOLVABLE, f"{words}: no CDI spec in {dirs} defines {CDI_DEVICE}: {detail}",
                 f"write this host's spec: {generate} (or `gpuprep install --only cdi-spec`, which also keeps it "

@@ -7,7 +7,7 @@ machine's rpm into the root's own rpm database; ``systemctl --root`` enabling ec
 Prometheus renderers.
 
 SIMULATED, because this machine has no GPU, no driver and no Amazon Linux (docs/testbed.md 9): the p5-like host tree
-(tests/hosttree.py: 8 H100 PCI functions, /dev/nvidia0-7, open kernel module and libnvidia-ml 580.95.05); the
+(tests/hosttree.py: 8 H100 PCI functions, /dev/nvidia0-7, open kernel module and libnvidia-ml 580.178.04); the
 host's nvidia-smi (``ROOT/usr/bin/nvidia-smi``, a busybox-sh script printing 8 GPUs whose PCI bus ids are the tree's
 and whose UUIDs are fixed below); the nvidia runtime (the testbed shim that bind-mounts that same nvidia-smi into
 the container, as nvidia-container-runtime's hook mounts the driver's); the packages (shaped like AL2023's docker and
@@ -41,7 +41,7 @@ from rpmfixtures import PkgSpec, build_repo  # noqa: E402
 from testbed import PrivateDockerd, tiny_image, write_fake_nvidia_smi, write_runtime_shim  # noqa: E402
 
 HOST = "healthy-p5-h100x8"
-DRIVER = "580.95.05"  # the tree's kernel module and libnvidia-ml version
+DRIVER = "580.178.04"  # the tree's kernel module and libnvidia-ml version
 GPUPREP = REPO / ".venv" / "bin" / "gpuprep"
 
 # AL2023-shaped packages (docs/domain.md): ecs-init >= 1.97.1 requires docker >= 20.10.0; the toolkit's packages all
@@ -54,11 +54,11 @@ PACKAGES = [
     PkgSpec("docker", "25.0.6", "1.amzn2023.0.2"),
     PkgSpec("ecs-init", "1.97.1", "1.amzn2023", requires=["docker >= 20.10.0"],
             files={"/usr/lib/systemd/system/ecs.service": ECS_UNIT}),
-    PkgSpec("nvidia-container-toolkit", "1.17.8", "1", provides=["nvidia-container-runtime"],
-            requires=["nvidia-container-toolkit-base = 1.17.8-1", "libnvidia-container-tools >= 1.17.8"]),
-    PkgSpec("nvidia-container-toolkit-base", "1.17.8", "1"),
-    PkgSpec("libnvidia-container-tools", "1.17.8", "1", requires=["libnvidia-container1 = 1.17.8-1"]),
-    PkgSpec("libnvidia-container1", "1.17.8", "1"),
+    PkgSpec("nvidia-container-toolkit", "1.19.1", "1", provides=["nvidia-container-runtime"],
+            requires=["nvidia-container-toolkit-base = 1.19.1-1", "libnvidia-container-tools >= 1.19.1"]),
+    PkgSpec("nvidia-container-toolkit-base", "1.19.1", "1"),
+    PkgSpec("libnvidia-container-tools", "1.19.1", "1", requires=["libnvidia-container1 = 1.19.1-1"]),
+    PkgSpec("libnvidia-container1", "1.19.1", "1"),
     PkgSpec("python3-dnf-plugin-versionlock", "4.3.0", "13.amzn2023.0.4", provides=["dnf-command(versionlock)"],
             files={"/etc/dnf/plugins/versionlock.conf": "[main]\nenabled = 1\n"
                                                         "locklist = /etc/dnf/plugins/versionlock.list\n"},
@@ -182,12 +182,16 @@ def test_healthy_host_exits_0_with_every_check_ok_or_skipped(healthy_run):
             "ecs-docker-requires", "ecs-gpu-support", "ecs-gpu-info", "ecs-service", "packages-installed",
             "packages-locked"} <= ok
     # Only what needs the running system (NVML, the kernel log, processes) or a sealed image is skipped, and what
-    # this host has not got: EC2 instance metadata, dcgm-init, MPS, a published end of support for AL2023, character
-    # devices for /dev/nvidia* (the fixture tree's are plain files), a CDI spec (legacy mode reads none).
+    # this host has not got: EC2 instance metadata, dcgm-init, MPS, a published end of support for AL2023, a CDI
+    # spec, DCGM, tables of its own in /etc/gpuprep/knowledge.d, a dnf cache; and /dev/char links, which toolkit
+    # 1.19.1 in its default (auto: jit-cdi) mode does not need.
     absent = {"gpu-instance-count": "not an EC2 instance", "gpu-persistence-required": "not an EC2 instance",
               "ecs-gpu-health": "dcgm-init", "ecs-gpu-sharing-mps": "MPS is not installed",
               "platform-end-of-support": "no end of support announced for Amazon Linux 2023",
-              "toolkit-dev-char": "no NVIDIA character device under /dev", "toolkit-cdi-specs": "no CDI spec",
+              "toolkit-dev-char": "the runtime runs in jit-cdi mode", "toolkit-cdi-specs": "no CDI spec",
+              "dcgm-security": "DCGM (datacenter-gpu-manager) is not installed",
+              "knowledge-files": "no table in /etc/gpuprep/knowledge.d",
+              "distro-advisories": "no cached repository metadata with updateinfo",
               # issue 25: a p5 (NVSwitch on the bus) is neither NVLink5 nor GB200; tiny:latest has no python3
               "gpu-nvlink5": "not an NVLink5 type", "gpu-imex": "IMEX is for Grace-Blackwell",
               "container-cuda": "has no python3"}

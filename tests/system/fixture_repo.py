@@ -165,7 +165,14 @@ def fake_smi_bytes(gpus=DEFAULT_GPUS, exit_code: int = 0) -> bytes:
         return write_fake_nvidia_smi(Path(d) / "nvidia-smi", gpus, DRIVER_VERSION, exit_code).read_bytes()
 
 
-def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
+# FIXTURE CHOICE: the runtime's config in legacy mode. The real 1.18+ RPMs ship `mode = "auto"` (jit-cdi on a driver
+# host) with nvidia-cdi-refresh, whose `nvidia-ctk cdi generate` needs a driver these machines lack; the system
+# tests were written for the legacy flow (/dev/char links) and keep it with a toolkit at the security floor, as a
+# site that pins legacy mode does.
+LEGACY_CONFIG = '[nvidia-container-runtime]\nmode = "legacy"\n'
+
+
+def _toolkit_family(version: str, release: str = "1", *, legacy_config: bool = False) -> list[PkgSpec]:
     """nvidia-container-toolkit and the packages it is built with; all must be the same version.
 
     The toolkit RPM Provides nvidia-container-runtime and Obsoletes the old runtime packages
@@ -173,6 +180,7 @@ def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
     """
     exact = f"{version}-{release}"
     shim = _shim_bytes()
+    config = {"/etc/nvidia-container-runtime/config.toml": LEGACY_CONFIG} if legacy_config else {}
     return [
         PkgSpec("libnvidia-container1", version, release, arch="x86_64",
                 files={f"/usr/share/doc/libnvidia-container1-{version}/README": "fixture\n"}),
@@ -183,8 +191,9 @@ def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
         PkgSpec("nvidia-container-toolkit-base", version, release, arch="x86_64",
                 provides=[f"nvidia-container-runtime = {exact}"],
                 obsoletes=["nvidia-container-runtime <= 3.5.0-1", "nvidia-container-runtime-hook"],
-                files={RUNTIME_PATH: shim,
-                       "/usr/bin/nvidia-ctk": NVIDIA_CTK.replace("@VERSION@", version)}),
+                files={RUNTIME_PATH: shim, **config,
+                       "/usr/bin/nvidia-ctk": NVIDIA_CTK.replace("@VERSION@", version)},
+                config_noreplace=list(config)),
         PkgSpec("nvidia-container-toolkit", version, release, arch="x86_64",
                 requires=[f"nvidia-container-toolkit-base = {exact}", f"libnvidia-container-tools = {exact}",
                           "libnvidia-container-tools < 2.0.0"],
@@ -219,7 +228,7 @@ def nvidia_packages() -> list[PkgSpec]:
     shim = _shim_bytes()
     return [
         *_toolkit_family("1.16.2"),
-        *_toolkit_family("1.17.8"),
+        *_toolkit_family("1.19.1", legacy_config=True),  # the security floor (NVIDIA bulletin 5850)
         # Legacy nvidia-container-runtime 3.x: the runtime binary, requiring the 1.x toolkit tools
         # (NVIDIA/nvidia-container-runtime, packaging: `Requires: libnvidia-container-tools < 2.0.0`).
         PkgSpec("nvidia-container-runtime", "3.4.0", "1", requires=[

@@ -12,6 +12,7 @@ A last test makes sure no check is left out of the walk.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import probekit
 import pytest
 from conftest import FIXTURES
 
+from gpuprep import knowledge
 from gpuprep.doctor import all_checks
 from gpuprep.ec2.imds import InstanceType
 from gpuprep.ecs.gate import GateState
@@ -32,6 +34,7 @@ from gpuprep.gpu import kernel_log
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
+from gpuprep.packages import advisories
 from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.resolve import Package
 from gpuprep.platform import detect
@@ -318,7 +321,21 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("toolkit-security", "below the floor", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
                                                                toolkit_version="1.17.7-1")),
     ("toolkit-security", "ldconfig from the container", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
-                                                                           toolkit_version="1.18.1-1")),
+                                                                           toolkit_version="1.19.1-1")),
+    ("driver-security", "below bulletin 5861, versionlocked", lambda t, m: probes(
+        tree(t, "ecs-ami-2026-08-driver-580-159"))),
+    ("driver-security", "below bulletin 5861, no lock", lambda t, m: probes(tree(t, module="580.159.03",
+                                                                                 userland="580.159.03"))),
+    ("dcgm-security", "DCGM 4.5.2 (bulletin 5857)", lambda t, m: probes(
+        tree(t), dcgm_packages={"datacenter-gpu-manager-4-core": "1:4.5.2-1"})),
+    ("distro-advisories", "ALAS pending for docker", lambda t, m: probes(tree(t), pending=advisories.Pending(
+        [advisories.Advisory("ALAS2023-2026-1234", "Important", ["docker-25.0.8-1.amzn2023.0.5.x86_64"],
+                             ["CVE-2026-0001"])], ["amazonlinux-048d533e04ba4c83"], "2026-12-07T00:00:00+00:00"))),
+    ("knowledge-age", "a year old", lambda t, m: m.setattr(knowledge, "today", lambda: dt.date(2027, 12, 7))
+     or probes(tree(t))),
+    ("knowledge-files", "a world-writable table", lambda t, m: probes(write(
+        tree(t), "/etc/gpuprep/knowledge.d/xid.json", knowledge.DATA.joinpath("xid.json").read_text(), 0o666
+    ).parents[3])),
     ("toolkit-dev-char", "no udev rule in an image", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
                                                                         toolkit_version="1.17.8-1")),
     ("toolkit-cdi-specs", "a spec from another host", lambda t, m: probes(
