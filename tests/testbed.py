@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -29,6 +30,7 @@ BASE_CONFIG = {"bridge": "none", "iptables": False, "ip-masq": False}
 # Engine 26 starts with no bridge only with these too (docs/testbed.md 10).
 BASE_CONFIG_26 = {"bridge": "none", "iptables": False, "ip6tables": False, "userland-proxy": False}
 ENGINE26 = Path(os.environ.get("GPUPREP_ENGINE26", "/var/cache/gpuprep-tests/engine26"))
+ENGINE28 = Path(os.environ.get("GPUPREP_ENGINE28", "/var/cache/gpuprep-tests/engine28"))
 
 
 @dataclass(frozen=True)
@@ -53,19 +55,23 @@ class Engine:
         return f"needs {', '.join(missing)} (run `make provision` as root)" if missing else ""
 
 
-def _engine26() -> Engine:
-    tree = ENGINE26 / "usr"
-    links = tuple((name, str(tree / where / name)) for where, name in (
+def _debian_engine(name: str, tree: Path) -> Engine:
+    """An Engine unpacked from Debian's packages by tests/provision.sh: its own containerd, shim, docker-init and
+    docker-proxy first on PATH, and Debian 12's runc."""
+    usr = tree / "usr"
+    links = tuple((prog, str(usr / where / prog)) for where, prog in (
         ("bin", "containerd"), ("bin", "containerd-shim-runc-v2"), ("bin", "ctr"), ("bin", "docker-init"),
         ("sbin", "docker-proxy")))
-    # trixie's runc needs glibc 2.38 and Debian 12 has 2.36 ("version `GLIBC_2.38' not found", seen here): Engine 26
-    # runs Debian 12's runc 1.1.5, which its containerd 1.7.24 drives as it would its own.
+    # trixie's and sid's runc need glibc 2.38 and Debian 12 has 2.36 ("version `GLIBC_2.38' not found", seen here):
+    # Engines 26 and 28 run Debian 12's runc 1.1.5, which their containerd (1.7.24, 2.1.9) drives as it would its own.
     runc = shutil.which("runc") or "/usr/sbin/runc"
-    return Engine("26.1.5", str(tree / "sbin/dockerd"), (*links, ("runc", runc)), tuple(BASE_CONFIG_26.items()))
+    return Engine(name, str(usr / "sbin/dockerd"), (*links, ("runc", runc)), tuple(BASE_CONFIG_26.items()))
 
 
-# The Engines a test may run on, by the id pytest shows: Debian 12's docker.io, and trixie's (docs/testbed.md 10).
-ENGINES = {"20.10": Engine("20.10.24", shutil.which("dockerd") or "/usr/sbin/dockerd"), "26": _engine26()}
+# The Engines a test may run on, by the id pytest shows: Debian 12's docker.io, trixie's (docs/testbed.md 10) and
+# sid's (docs/testbed.md 12: CDI on by default, as from 28.2).
+ENGINES = {"20.10": Engine("20.10.24", shutil.which("dockerd") or "/usr/sbin/dockerd"),
+           "26": _debian_engine("26.1.5", ENGINE26), "28": _debian_engine("28.5.2", ENGINE28)}
 
 # What the fake nvidia-smi describes unless a test says otherwise; shaped like docs/testbed.md 8.
 DEFAULT_GPUS = (
@@ -459,6 +465,88 @@ def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_G
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(spec, indent=2) + "\n")  # JSON is YAML; the CDI library reads both
     return path
+
+
+# -- NVIDIA's real container runtime, with the GPU side stand-ins (docs/testbed.md 12) ---------------------------
+TOOLKIT = Path(os.environ.get("GPUPREP_TOOLKIT", "/var/cache/gpuprep-tests/toolkit"))
+# The toolkit the tests run unless they name another: the newest release (2026-08), the one above the 1.19.1 floor.
+TOOLKIT_VERSION = "1.20.0"
+
+
+def toolkit_bin(version: str = TOOLKIT_VERSION) -> Path:
+    """The folder of NVIDIA's real nvidia-ctk, nvidia-container-runtime, nvidia-cdi-hook and
+    nvidia-container-runtime-hook ``version`` (built from NVIDIA's source; tests/provision.sh unpacks them)."""
+    return TOOLKIT / version / "bin"
+
+
+def toolkit_missing(version: str = TOOLKIT_VERSION) -> str:
+    """"" when NVIDIA's toolkit ``version`` is unpacked here, else what to do."""
+    if os.access(toolkit_bin(version) / "nvidia-container-runtime", os.X_OK):
+        return ""
+    return f"needs NVIDIA's toolkit {version} in {TOOLKIT / version} (run `make provision` as root)"
+
+
+@dataclass
+class NvidiaRuntime:
+    """NVIDIA's real nvidia-container-runtime in ``cdi`` mode, registered through ``path`` (a two-line wrapper that
+    gives it a config.toml of the test's own); what it injects comes from a CDI spec naming stand-in device nodes."""
+
+    path: Path  # what daemon.json's runtimes.nvidia.path names
+    config: Path  # its config.toml
+    spec: Path  # the CDI spec it reads (cdi mode, kind nvidia.com/gpu)
+    nodes: dict[str, Path]  # container path -> the stand-in character device on this machine
+    log: Path  # its debug log
+    version: str
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def write_nvidia_runtime(folder: Path, smi: Path, *, gpus=DEFAULT_GPUS, version: str = TOOLKIT_VERSION,
+                         runc: str | None = None) -> NvidiaRuntime:
+    """NVIDIA's REAL nvidia-container-runtime (toolkit ``version``), set up as on a host in ``cdi`` mode.
+
+    In ``folder``: ``xdg/nvidia-container-runtime/config.toml`` (the runtime reads
+    ``$XDG_CONFIG_HOME/nvidia-container-runtime/config.toml`` before ``/etc/...``: NVIDIA/nvidia-container-toolkit
+    ``internal/config/config.go``) with ``mode = "cdi"``, its spec dir and its low-level runtime (Debian 12's runc);
+    ``cdi/nvidia.json``, a CDI spec of kind nvidia.com/gpu (``write_cdi_spec``) whose device nodes are STAND-IN
+    character devices (``make_char_node``: no GPU or driver here) and whose one tool is ``smi`` (a STAND-IN
+    nvidia-smi); and ``nvidia-container-runtime``, the wrapper to register, which sets XDG_CONFIG_HOME and execs the
+    real binary with the toolkit's own nvidia-ctk and nvidia-cdi-hook first on PATH. As on a host, a container gets
+    the spec's edits only when NVIDIA_VISIBLE_DEVICES names devices (``all``, an index, a UUID); ``void``, ``none``,
+    empty or unset gives it nothing. The wrapper may be copied elsewhere (it names everything by absolute path).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = toolkit_bin(version) / "nvidia-container-runtime"
+    nodes = {"/dev/nvidiactl": make_char_node(folder / "dev/nvidiactl")}
+    nodes.update({f"/dev/nvidia{g['index']}": make_char_node(folder / f"dev/nvidia{g['index']}") for g in gpus})
+    spec = write_cdi_spec(folder / "cdi/nvidia.json", smi, nodes, gpus)
+    log = folder / "nvidia-container-runtime.log"
+    runc = runc or shutil.which("runc") or "/usr/sbin/runc"
+    config = folder / "xdg/nvidia-container-runtime/config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    # The keys of `nvidia-ctk config default` (1.18-1.20) this test sets; the rest keep the toolkit's defaults.
+    config.write_text("\n".join((
+        "# NVIDIA's real runtime in cdi mode, for a test (tests/testbed.py write_nvidia_runtime).",
+        "[nvidia-container-runtime]",
+        f"debug = {json.dumps(str(log))}",
+        'log-level = "debug"',
+        'mode = "cdi"',
+        f"runtimes = [{json.dumps(runc)}]",
+        "[nvidia-container-runtime.modes.cdi]",
+        'default-kind = "nvidia.com/gpu"',
+        f"spec-dirs = [{json.dumps(str(spec.parent))}]",
+        "[nvidia-ctk]",
+        f"path = {json.dumps(str(toolkit_bin(version) / 'nvidia-ctk'))}",
+        "")))
+    wrapper = folder / "nvidia-container-runtime"
+    wrapper.write_text("#!/bin/sh\n"
+                       f"# NVIDIA's real nvidia-container-runtime {version} with this test's config.toml (cdi mode).\n"
+                       f"export XDG_CONFIG_HOME={shlex.quote(str(config.parent.parent))} "
+                       f"PATH={shlex.quote(str(toolkit_bin(version)))}:\"$PATH\"\n"
+                       f"exec {shlex.quote(str(binary))} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return NvidiaRuntime(wrapper, config, spec, nodes, log, version)
 
 
 @dataclass

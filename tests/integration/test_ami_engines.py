@@ -68,7 +68,7 @@ def test_2026_ami_layout(tmp_path, request, dockerd_factory, docker_engine, fake
     before the flags, so there the runtime is defined in the file too, with the flag's path), SIGHUP takes it up,
     the container proves it; nothing else changes, and a second run changes nothing."""
     root = tree(tmp_path, request, "al2023-ecs-gpu-2026", docker_engine)
-    runtime = install_runtime(root, fake_gpu["shim"])
+    runtime = install_runtime(root, fake_gpu["runtime"])
     wrapper = root / "etc/docker-runtimes.d/nvidia"
     wrapper.write_text(f'#!/bin/sh\nexec {runtime} "$@"\n')  # the AMI's wrapper, by the runtime's path here
     wrapper.chmod(0o755)
@@ -117,7 +117,7 @@ def test_2024_ami_layout(tmp_path, request, dockerd_factory, docker_engine, fake
     already right (nothing to write, no reload); install adds the udev rule that makes the links at every boot, the
     container proves it; a second run changes nothing."""
     root = tree(tmp_path, request, "al2-ecs-gpu-2024", docker_engine)
-    runtime = install_runtime(root, fake_gpu["shim"])
+    runtime = install_runtime(root, fake_gpu["runtime"])
     daemon_json = root / "etc/docker/daemon.json"
     config = json.loads(daemon_json.read_text())
     config["runtimes"]["nvidia"]["path"] = str(runtime)  # the AMI's runtime, by its path on this machine

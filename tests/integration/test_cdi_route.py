@@ -56,7 +56,7 @@ class CdiHost:
         self.nodes = {n: make_char_node(self.work / "dev" / n.rsplit("/", 1)[1]) for n in NODES}
         self.smi = write_fake_nvidia_smi(self.work / "cdi-bin/nvidia-smi", needs_nodes=NODES[:2])
         self.spec = write_cdi_spec(self.spec_dir / "nvidia.json", self.smi, self.nodes)
-        config = {"runtimes": {"nvidia": {"path": str(fake_gpu["shim"]), "runtimeArgs": []}},
+        config = {"runtimes": {"nvidia": {"path": str(fake_gpu["runtime"]), "runtimeArgs": []}},
                   "default-runtime": "nvidia", "cdi-spec-dirs": [str(self.spec_dir)]}
         if cdi:
             config["features"] = {"cdi": True}
@@ -179,7 +179,7 @@ def test_docker_cdi_turns_it_on_and_gpu_check_proves_the_new_route_then_nothing_
                                                                                      fake_gpu):
     host = CdiHost(tmp_path, dockerd_factory, fake_gpu, cdi=False)
     args = ("install", "--only", "docker-runtime,docker-reload,gpu-check", "--docker-cdi", "--image", "tiny:latest",
-            "--runtime-path", str(fake_gpu["shim"]))
+            "--runtime-path", str(fake_gpu["runtime"]))
     code, plan, err = host.run(*args, "--dry-run")
     assert code == 0, err
     assert step(plan, "gpu-check")["data"]["routes"] == ["default-runtime", "cdi"]
