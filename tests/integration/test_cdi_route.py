@@ -8,7 +8,8 @@ route forced where it has no CDI.
 SIMULATED (no GPU or NVIDIA driver on these machines): the CDI spec (tests/testbed.py ``write_cdi_spec``) names
 stand-in device nodes, character devices with /dev/null's numbers made by mknod, and binds a fake nvidia-smi
 that fails as the real one does (exit 9) when the container lacks /dev/nvidiactl or /dev/nvidia0, so only a
-container that got the spec's device nodes lists the GPUs; the default route's nvidia runtime is the testbed shim.
+container that got the spec's device nodes lists the GPUs. The default route's nvidia runtime is NVIDIA's real one
+(tests/testbed.py ``write_nvidia_runtime``, cdi mode, its own spec of the same stand-ins).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def routes(data: dict) -> dict[str, dict]:
 
 
 class CdiHost:
-    """A --root tree, a private Engine 26 reading its daemon.json, the nvidia runtime shim as the default runtime,
+    """A --root tree, a private Engine 26 reading its daemon.json, NVIDIA's runtime as the default runtime,
     and a CDI spec folder of the test's own with a SIMULATED spec and stand-in device nodes."""
 
     def __init__(self, tmp_path: Path, dockerd_factory, fake_gpu, *, cdi: bool = True, engine_id: str = "26"):
