@@ -99,7 +99,7 @@ def dockerd_factory(request):
     started: list = []
 
     def make(config_path: Path | None = None, config: dict | None = None, start: bool = True, engine_id: str = "",
-             args: tuple[str, ...] = ()):
+             args: tuple[str, ...] = (), path_dirs: tuple[str, ...] = ()):
         if engine_id:  # a test of what one Engine alone has (CDI: 25+)
             chosen = ENGINES[engine_id]
             if chosen.available():
@@ -111,7 +111,7 @@ def dockerd_factory(request):
             # read /var/run/cdi: the test's own, never this machine's /etc/cdi and /var/run/cdi.
             spec_dir = request.getfixturevalue("fake_gpu")["nvidia"].spec.parent
             config = {**config, "cdi-spec-dirs": [str(spec_dir)]}
-        d = PrivateDockerd(config_path=config_path, config=config, engine=chosen, args=args)
+        d = PrivateDockerd(config_path=config_path, config=config, engine=chosen, args=args, path_dirs=path_dirs)
         started.append(d)
         return d.start() if start else d
 

@@ -160,9 +160,12 @@ class PrivateDockerd:
     """
 
     def __init__(self, config_path: Path | None = None, config: dict | None = None,
-                 engine: Engine | None = None, args: tuple[str, ...] = ()) -> None:
+                 engine: Engine | None = None, args: tuple[str, ...] = (), path_dirs: tuple[str, ...] = ()) -> None:
         self.engine = engine or ENGINES["20.10"]
         self.args = tuple(args)  # more flags, as a unit's ExecStart gives them (--add-runtime NAME=PATH)
+        # Folders searched before this machine's PATH, after the Engine's own programs: where a runtime given by a bare
+        # name (nvidia-ctk's "nvidia-container-runtime") is found, as docker.service's PATH finds /usr/bin's.
+        self.path_dirs = tuple(path_dirs)
         # Unix socket paths are limited to 108 bytes: pytest's tmp paths are too long for them.
         self.dir = Path(tempfile.mkdtemp(prefix="gpd-", dir="/tmp"))
         self.socket = self.dir / "docker.sock"
@@ -196,14 +199,15 @@ class PrivateDockerd:
     @property
     def env(self) -> dict[str, str]:
         """dockerd's environment: its Engine's programs first on PATH (gpuprep restarts it with the same)."""
-        if not self.engine.links:
+        if not self.engine.links and not self.path_dirs:
             return dict(os.environ)
         bin_dir = self.dir / "bin"
         if not bin_dir.is_dir():
             bin_dir.mkdir()
             for name, target in self.engine.links:
                 os.symlink(target, bin_dir / name)
-        return {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        search = (str(bin_dir), *self.path_dirs, os.environ.get("PATH", "/usr/bin:/bin"))
+        return {**os.environ, "PATH": ":".join(search)}
 
     def start(self, timeout: float = 60) -> PrivateDockerd:
         with open(self.log, "ab") as log:
