@@ -1,14 +1,17 @@
-"""The real components the tests drive, and the one thing simulated (docs/testbed.md 1-2).
+"""The real components the tests drive, and what is simulated: the GPU, its driver and its nodes (docs/testbed.md).
 
 - ``PrivateDockerd``: a real dockerd of the test's own (own socket, data-root, exec-root, pidfile,
   config file), never the system one. Networking off (``bridge: none``, ``iptables: false``) so it
-  leaves the machine's network alone. Either Engine (``ENGINES``): Debian 12's 20.10, or trixie's 26.1.5 unpacked
-  by tests/provision.sh (docs/testbed.md 10), each with the programs it starts found first on its own PATH.
+  leaves the machine's network alone. Any Engine of ``ENGINES``: Debian 12's 20.10, trixie's 26.1.5 or sid's 28.5.2,
+  unpacked by tests/provision.sh (docs/testbed.md 10, 12), each with the programs it starts found first on its PATH.
 - ``tiny_image``: a busybox image built locally (no registry is reachable here).
-- ``write_fake_nvidia_smi`` and ``write_runtime_shim``: SIMULATED, because these machines have no GPU
-  and no NVIDIA driver. The shim is an OCI runtime like nvidia-container-runtime: on ``create
-  --bundle B`` it edits ``B/config.json`` (bind-mounts the fake nvidia-smi into the container) and
-  execs the real runc, so Docker's side (runtime registration, default-runtime, SIGHUP) is all real.
+- ``write_nvidia_runtime``: NVIDIA's real nvidia-container-runtime (docs/testbed.md 12) in cdi mode, with a config.toml
+  and a CDI spec of the test's own naming stand-in device nodes and a stand-in nvidia-smi.
+- ``write_fake_nvidia_smi``: SIMULATED nvidia-smi, because these machines have no GPU and no NVIDIA driver.
+- ``write_runtime_shim``: a SIMULATED nvidia-container-runtime, kept only where NVIDIA's cannot run: inside the
+  booted instances of tests/system, whose hosts are legacy-mode hosts (toolkit ``auto`` without NVML), and legacy mode
+  needs the driver (libnvidia-container loads libnvidia-ml.so.1). On ``create --bundle B`` it bind-mounts the fake
+  nvidia-smi into ``B/config.json`` and execs the real runc.
 """
 
 from __future__ import annotations
