@@ -453,11 +453,13 @@ def make_char_node(path: Path, like: str = "/dev/null") -> Path:
     return path
 
 
-def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_GPUS) -> Path:
+def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_GPUS,
+                   hooks: tuple[dict, ...] = ()) -> Path:
     """SIMULATED CDI spec of kind nvidia.com/gpu, shaped like ``nvidia-ctk cdi generate``'s (devices by index, by
     UUID and ``all``; common edits with the control node and the driver's tools): here the device nodes are
     ``nodes`` {container path: host node} (stand-ins from ``make_char_node``) and the one tool bound is ``smi``
-    (a fake nvidia-smi) at /usr/bin/nvidia-smi. No GPU or driver here; Docker's CDI injection is real."""
+    (a fake nvidia-smi) at /usr/bin/nvidia-smi; ``hooks``: OCI hooks of the common edits, as the generator's
+    (nvidia-cdi-hook create-symlinks, update-ldcache). No GPU or driver here; Docker's CDI injection is real."""
     def node(container: str) -> dict:
         return {"path": container, "hostPath": str(nodes[container])}
 
@@ -468,7 +470,8 @@ def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_G
     spec = {"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu", "devices": devices,
             "containerEdits": {"env": ["NVIDIA_VISIBLE_DEVICES=void"], "deviceNodes": [node("/dev/nvidiactl")],
                                "mounts": [{"hostPath": str(smi), "containerPath": "/usr/bin/nvidia-smi",
-                                           "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]}]}}
+                                           "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]}],
+                               **({"hooks": list(hooks)} if hooks else {})}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(spec, indent=2) + "\n")  # JSON is YAML; the CDI library reads both
     return path
@@ -478,6 +481,7 @@ def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_G
 TOOLKIT = Path(os.environ.get("GPUPREP_TOOLKIT", "/var/cache/gpuprep-tests/toolkit"))
 # The toolkit the tests run unless they name another: the newest release (2026-08), the one above the 1.19.1 floor.
 TOOLKIT_VERSION = "1.20.0"
+SMI_LINK = "/usr/local/bin/nvidia-smi"  # made in the container by the spec's nvidia-cdi-hook (write_nvidia_runtime)
 
 
 def toolkit_bin(version: str = TOOLKIT_VERSION) -> Path:
@@ -517,9 +521,10 @@ def write_nvidia_runtime(folder: Path, smi: Path, *, gpus=DEFAULT_GPUS, version:
     ``$XDG_CONFIG_HOME/nvidia-container-runtime/config.toml`` before ``/etc/...``: NVIDIA/nvidia-container-toolkit
     ``internal/config/config.go``) with ``mode = "cdi"``, its spec dir and its low-level runtime (Debian 12's runc);
     ``cdi/nvidia.json``, a CDI spec of kind nvidia.com/gpu (``write_cdi_spec``) whose device nodes are STAND-IN
-    character devices (``make_char_node``: no GPU or driver here) and whose one tool is ``smi`` (a STAND-IN
-    nvidia-smi); and ``nvidia-container-runtime``, the wrapper to register, which sets XDG_CONFIG_HOME and execs the
-    real binary with the toolkit's own nvidia-ctk and nvidia-cdi-hook first on PATH. As on a host, a container gets
+    character devices (``make_char_node``: no GPU or driver here), whose one tool is ``smi`` (a STAND-IN
+    nvidia-smi) and whose hook is the toolkit's real nvidia-cdi-hook linking it at ``SMI_LINK``; and
+    ``nvidia-container-runtime``, the wrapper to register, which sets XDG_CONFIG_HOME and execs the real binary with
+    the toolkit's own nvidia-ctk and nvidia-cdi-hook first on PATH. As on a host, a container gets
     the spec's edits only when NVIDIA_VISIBLE_DEVICES names devices (``all``, an index, a UUID); ``void``, ``none``,
     empty or unset gives it nothing. The wrapper may be copied elsewhere (it names everything by absolute path).
     """
@@ -527,7 +532,11 @@ def write_nvidia_runtime(folder: Path, smi: Path, *, gpus=DEFAULT_GPUS, version:
     binary = toolkit_bin(version) / "nvidia-container-runtime"
     nodes = {"/dev/nvidiactl": make_char_node(folder / "dev/nvidiactl")}
     nodes.update({f"/dev/nvidia{g['index']}": make_char_node(folder / f"dev/nvidia{g['index']}") for g in gpus})
-    spec = write_cdi_spec(folder / "cdi/nvidia.json", smi, nodes, gpus)
+    # As `nvidia-ctk cdi generate`'s spec links the driver's files, a createContainer hook of NVIDIA's nvidia-cdi-hook
+    # links the stand-in nvidia-smi at SMI_LINK: the runtime must find and run the hook the spec names.
+    hook = {"hookName": "createContainer", "path": str(toolkit_bin(version) / "nvidia-cdi-hook"),
+            "args": ["nvidia-cdi-hook", "create-symlinks", "--link", f"/usr/bin/nvidia-smi::{SMI_LINK}"]}
+    spec = write_cdi_spec(folder / "cdi/nvidia.json", smi, nodes, gpus, hooks=(hook,))
     log = folder / "nvidia-container-runtime.log"
     runc = runc or shutil.which("runc") or "/usr/sbin/runc"
     config = folder / "xdg/nvidia-container-runtime/config.toml"
