@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import require_toolkit
+from conftest import FIXTURES, require_toolkit
 
 from gpuprep.host import Host
 from gpuprep.toolkit.config import CONFIG_TOML, read
@@ -54,3 +54,26 @@ def test_what_nvidia_ctk_config_set_writes_is_what_gpuprep_reads(tmp_path, versi
     # (Not the default path, /var/log/nvidia-container-runtime.log: nvidia-ctk 1.17.8 and 1.18.0 write a value equal
     # to its commented default as that comment, so debug stays off; 1.20.0 writes it. Seen here.)
     assert config.debug_log == "/var/log/nvidia-runtime-debug.log"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_runtimes_own_spec_dirs_are_where_gpuprep_looks_for_its_specs_in_cdi_mode(tmp_path, version):
+    """The runtime in cdi mode reads the spec-dirs of its config.toml, not Docker's (Docker's CDI is off here, Engine
+    20.10): a spec there is found, and one in Docker's default dirs is not what the runtime reads."""
+    from gpuprep.platform import detect as detect_platform
+    from gpuprep.toolkit.stack import detect
+
+    path = default_config(tmp_path, version)
+    assert read(Host(tmp_path)).spec_dirs == ["/etc/cdi", "/var/run/cdi"]  # written out by `config default`
+    nvidia_ctk(version, "config", f"--config-file={path}", "--in-place", "--set", "nvidia-container-runtime.mode=cdi",
+               "--set", "nvidia-container-runtime.modes.cdi.spec-dirs=/etc/nvidia-cdi:/run/nvidia-cdi")
+    host = Host(tmp_path)
+    assert read(host).spec_dirs == ["/etc/nvidia-cdi", "/run/nvidia-cdi"]
+    (tmp_path / "etc/os-release").write_text((FIXTURES / "distros/amzn-2023/etc/os-release").read_text())
+    for where in ("etc/nvidia-cdi", "var/run/cdi"):
+        (tmp_path / where).mkdir(parents=True)
+        (tmp_path / where / "nvidia.yaml").write_text((FIXTURES / "hosts/files/nvidia-cdi-2gpu.yaml").read_text())
+    stack = detect(host, detect_platform(host), daemon_config={}, engine_version="20.10.24", toolkit=f"{version}-1")
+    assert (stack.mode, stack.docker_cdi) == ("cdi", False)
+    assert stack.spec_dirs == ["/etc/nvidia-cdi", "/run/nvidia-cdi"]
+    assert [s.path for s in stack.specs] == ["/etc/nvidia-cdi/nvidia.yaml"]
