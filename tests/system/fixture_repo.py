@@ -160,7 +160,9 @@ NVIDIA_DOCKER2_DAEMON_JSON = {"runtimes": {"nvidia": {"path": "nvidia-container-
 
 
 def _shim_bytes() -> bytes:
-    """The simulated nvidia-container-runtime (docs/testbed.md 2), as installed inside the instance."""
+    """The SIMULATED nvidia-container-runtime (docs/testbed.md 2), as installed inside the instance: NVIDIA's cannot
+    run there, as these instances are legacy-mode hosts (toolkit ``auto`` before 1.18) and its legacy mode needs the
+    driver (libnvidia-container's nvidia-container-cli loads libnvidia-ml.so.1, docs/testbed.md 12)."""
     with tempfile.TemporaryDirectory() as d:
         path = write_runtime_shim(Path(d) / "shim", Path(HOST_SMI), runc=RUNC)
         return path.read_bytes()
