@@ -183,9 +183,14 @@ def detect(host: Host, platform: Platform, *, daemon_config: dict[str, Any], eng
     config = read(host)
     mode, why = resolve_mode(config.mode, version)
     on, on_why = docker_cdi(daemon_config, engine_version, info)
-    dirs = (info or {}).get("CDISpecDirs") or cdi.spec_dirs(daemon_config)
+    dirs = list((info or {}).get("CDISpecDirs") or cdi.spec_dirs(daemon_config))
+    if mode == "cdi":
+        # The runtime in cdi mode reads its own spec-dirs (config.toml), not Docker's: the dirs of the routes that
+        # read spec files, Docker's own CDI's where it may be on.
+        runtime_dirs = config.spec_dirs or list(cdi.DEFAULT_DIRS)
+        dirs = [*(dirs if on is not False else []), *(d for d in runtime_dirs if on is False or d not in dirs)]
     return Stack(version, config, mode, why, registrations(host, platform, daemon_config, add_runtimes),
-                 engine_version, on, on_why, list(dirs), cdi.find(host, list(dirs)), refresh_state(host))
+                 engine_version, on, on_why, dirs, cdi.find(host, dirs), refresh_state(host))
 
 
 __all__ = ["Stack", "Registration", "detect", "docker_cdi", "toolkit_version"]

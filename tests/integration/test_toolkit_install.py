@@ -175,13 +175,14 @@ CDI_UNIT_WANTS = "etc/systemd/system/multi-user.target.wants/gpuprep-cdi-generat
 
 
 def test_cdi_generate_unit_passes_systemd_analyze_verify(tmp_path):
-    """The shipped unit lints; the generator it runs is a stand-in executable here (no toolkit on this machine)."""
+    """The shipped unit lints, naming NVIDIA's real nvidia-ctk 1.17.8 (the last toolkit without nvidia-cdi-refresh,
+    where gpuprep's unit is the one installed) where tests/provision.sh unpacked it."""
     require("systemd-analyze")
+    from conftest import require_toolkit
+
     from gpuprep.toolkit.boot_unit import UNIT_NAME, render
 
-    ctk = tmp_path / "nvidia-ctk"
-    ctk.write_text("#!/bin/sh\nexit 0\n")  # stand-in: verify checks the ExecStart= program exists and runs
-    ctk.chmod(0o755)
+    ctk = require_toolkit("1.17.8") / "nvidia-ctk"  # verify checks the ExecStart= program exists and is executable
     for name in ("docker.service", "ecs.service", "gpuprep-boot-check.service", "nvidia-persistenced.service",
                  "nvidia-kmod-load.service"):
         (tmp_path / name).write_text(f"[Unit]\nDescription=stub {name}\n[Service]\nExecStart=/bin/true\n")

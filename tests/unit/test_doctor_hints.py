@@ -113,6 +113,16 @@ def docker_probes(tmp_path: Path, daemon_json: dict | str | None = None, **seeds
     return probes(root, env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}, engine_process=None, **seeds)
 
 
+def ctk_dropped_features(tmp_path: Path) -> Probes:
+    """What `nvidia-ctk runtime configure --cdi.enabled` (1.18.0, 1.20.0) leaves after gpuprep wrote daemon.json: its
+    runtime entry and features replaced by {"cdi": true}; gpuprep's backup still holds the user's features."""
+    probes_ = docker_probes(tmp_path, {"features": {"cdi": True},
+                                       "runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}})
+    write(tmp_path / "root", "/etc/docker/daemon.json.gpuprep-20261207T101010123456Z",
+          json.dumps({"features": {"containerd-snapshotter": True}, "log-driver": "journald"}))
+    return probes_
+
+
 def no_engine(tmp_path: Path) -> Probes:
     """The real ``docker info`` probe on a socket nobody serves."""
     return probes(tree(tmp_path), env={"DOCKER_HOST": f"unix://{tmp_path}/gone.sock"}, engine_process=None)
@@ -273,6 +283,9 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("docker-default-runtime", "runc is the default", lambda t, m: docker_probes(
         t, docker_info=info("runc", {"runc": {"path": "runc"}, "nvidia": {"path": SHIM}}))),
     ("docker-runtime-once", "daemon.json and /etc/docker-runtimes.d", lambda t, m: twice(t)),
+    ("docker-nvidia-ctk-edits", "arguments under nvidia-ctk's args",
+     lambda t, m: docker_probes(t, {"runtimes": {"nvidia": {"args": ["--debug"], "path": SHIM}}})),
+    ("docker-nvidia-ctk-edits", "features dropped by its CDI switch", lambda t, m: ctk_dropped_features(t)),
     ("gpu-container", "runtime not registered", lambda t, m: container(t, m, explained(
         gpu_container.NOT_DEFAULT, 'exec: "nvidia-smi": executable file not found in $PATH', info("runc")))),
     ("gpu-container", "runtime not default", lambda t, m: container(t, m, explained(
