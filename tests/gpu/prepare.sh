@@ -2,15 +2,18 @@
 # Prepare, on this (development) machine, what tests/gpu/real_gpu.sh needs on the accelerator machine, which
 # reaches no registry: git-ignored folders in the repository root, carried there by the device tool.
 #
-#   .dev/engine26.tar.xz  bin/ with Docker Engine 26.1.5 as Debian trixie ships it (dockerd, docker, containerd,
-#                         containerd-shim-runc-v2, runc, tini-static and its docker-init link) and busybox
-#                         (Debian 12's busybox-static) for the test image. Binaries: never committed.
+#   .dev/engineNN.tar.xz  bin/ with Docker Engine NN (ENGINE=26: 26.1.5 as Debian trixie ships it; ENGINE=28: 28.5.2
+#                         as Debian sid ships it) (dockerd, docker, containerd, containerd-shim-runc-v2, runc,
+#                         tini-static and its docker-init link) and busybox (Debian 12's busybox-static) for the test
+#                         image. Binaries: never committed.
+#   .dev/toolkit/         NVIDIA's container toolkit builds from ../shared/toolkit/ (TOOLKITS, default 1.17.8 1.18.0
+#                         1.20.0) and libnvidia-container's, as they are there (tar.xz).
 #   .whl/                 gpuprep's wheel built from this checkout and every dependency setup.py names (and theirs),
 #                         for CPython 3.12 on manylinux x86_64 (the accelerator machine's python3).
 #
 #   .dev/baseline/gpuprep gpuprep/ of the commit BASELINE (default main): doctor's "before" in the same timing run.
 #
-#   [BASELINE=REF] bash tests/gpu/prepare.sh [--stage DIR]
+#   [ENGINE=26|28] [TOOLKITS="1.18.0 1.20.0"] [BASELINE=REF] bash tests/gpu/prepare.sh [--stage DIR]
 #
 # --stage DIR also copies this checkout's tracked files (committed or not) plus .dev and .whl into DIR: for a
 # session whose device tool sends another checkout than this one (a helper's worktree), DIR being an ignored
@@ -23,12 +26,16 @@ set -euo pipefail
 
 cd "$(dirname "$0")/../.."
 REPO=$PWD
-ENGINE26=${GPUPREP_ENGINE26:-/var/cache/gpuprep-tests/engine26}
-CLI26=${GPUPREP_CLI26:-/var/cache/gpuprep-tests/docker-cli26}
+ENGINE=${ENGINE:-26}
+TOOLKITS=${TOOLKITS:-"1.17.8 1.18.0 1.20.0"}
+SHARED_TOOLKIT=${GPUPREP_SHARED_TOOLKIT:-$(cd "$(dirname "$0")/../../.." && pwd)/shared/toolkit}
+ENGINE26=${GPUPREP_ENGINE26:-/var/cache/gpuprep-tests/engine$ENGINE}
+[ "$ENGINE" = 26 ] || ENGINE26=${GPUPREP_ENGINE28:-/var/cache/gpuprep-tests/engine$ENGINE}
+CLI26=${GPUPREP_CLI26:-/var/cache/gpuprep-tests/docker-cli$ENGINE}
 STAGE=""
 if [ "${1:-}" = "--stage" ]; then STAGE=${2:?--stage needs a directory}; fi
 
-[ -x "$ENGINE26/usr/sbin/dockerd" ] || { echo "prepare: no Engine 26 in $ENGINE26: run tests/provision.sh as root" >&2; exit 1; }
+[ -x "$ENGINE26/usr/sbin/dockerd" ] || { echo "prepare: no Engine $ENGINE in $ENGINE26: run tests/provision.sh as root" >&2; exit 1; }
 BUSYBOX=$(command -v busybox || true)
 [ -n "$BUSYBOX" ] && file -L "$BUSYBOX" 2>/dev/null | grep -q "statically linked" \
   || { echo "prepare: needs a static busybox (apt-get install busybox-static)" >&2; exit 1; }
@@ -40,19 +47,31 @@ elif [ ! -x "$CLI26/usr/bin/docker" ]; then
   bash tests/trixie_fetch.sh "$CLI26" docker-cli
 fi
 
-# -- .dev/engine26.tar.xz ---------------------------------------------------------------------------------------
+# -- .dev/engineNN.tar.xz ---------------------------------------------------------------------------------------
 mkdir -p .dev
 bin=$(mktemp -d)
 mkdir "$bin/bin"
-cp -L "$ENGINE26/usr/sbin/dockerd" "$ENGINE26/usr/sbin/runc" "$ENGINE26/usr/bin/containerd" \
+# Engine 28's cache holds no runc (on Debian 12 the tests pass Debian 12's: sid's needs glibc 2.38): trixie's, from
+# Engine 26's cache, runs on the accelerator machine (Ubuntu 24.04, glibc 2.39).
+RUNC="$ENGINE26/usr/sbin/runc"
+[ -x "$RUNC" ] || RUNC=${GPUPREP_ENGINE26:-/var/cache/gpuprep-tests/engine26}/usr/sbin/runc
+cp -L "$ENGINE26/usr/sbin/dockerd" "$RUNC" "$ENGINE26/usr/bin/containerd" \
       "$ENGINE26/usr/bin/containerd-shim-runc-v2" "$ENGINE26/usr/bin/tini-static" "$CLI26/usr/bin/docker" \
       "$BUSYBOX" "$bin/bin/"
 ln -s tini-static "$bin/bin/docker-init"
 # trixie's runc needs glibc 2.38 (Debian 12 has 2.36; Ubuntu 24.04 has 2.39): its version is read there.
 for b in dockerd docker containerd; do "$bin/bin/$b" --version >> "$bin/VERSIONS"; done
-tar -C "$bin" -c bin VERSIONS | xz -T0 -9 > .dev/engine26.tar.xz.new
-mv .dev/engine26.tar.xz.new .dev/engine26.tar.xz
+tar -C "$bin" -c bin VERSIONS | xz -T0 -9 > ".dev/engine$ENGINE.tar.xz.new"
+mv ".dev/engine$ENGINE.tar.xz.new" ".dev/engine$ENGINE.tar.xz"
 rm -rf "$bin"
+
+# -- .dev/toolkit/: NVIDIA's builds, as ../shared/toolkit/ holds them -------------------------------------------
+rm -rf .dev/toolkit && mkdir -p .dev/toolkit
+for v in $TOOLKITS; do
+  cp "$SHARED_TOOLKIT/nvidia-container-toolkit-$v-linux-amd64.tar.xz" .dev/toolkit/ \
+    || { echo "prepare: no toolkit $v in $SHARED_TOOLKIT" >&2; exit 1; }
+done
+cp "$SHARED_TOOLKIT"/libnvidia-container-*-linux-amd64.tar.xz .dev/toolkit/
 
 # -- .whl/ ------------------------------------------------------------------------------------------------------
 rm -rf .whl && mkdir .whl

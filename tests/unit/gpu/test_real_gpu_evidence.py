@@ -4,7 +4,8 @@ claim by claim: the GPU views agree with each other and with nvidia-gpu-info.jso
 the check that should name them, the install refusals say why, and the timings are there.
 
 Every record is a real run on one H100 (Engine 26.1.5, driver 580.159.04). Two stand-ins took part, named so in the
-README: the nvidia runtime (tests/gpu/nvidia-runtime-standin.py) and the CDI spec generator (tests/gpu/cdi_spec.py).
+README: the nvidia runtime and the CDI spec generator of the script of that day (both removed since: the script now
+runs NVIDIA's real toolkit; tests/unit/gpu/test_real_toolkit_evidence.py reads that run).
 """
 
 from __future__ import annotations
