@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gpuprep.errors import GpuprepError
 from gpuprep.host import Host
 from gpuprep.platform import Platform
 from gpuprep.toolkit import cdi
@@ -106,17 +107,41 @@ class Stack:
 
 
 def toolkit_version(host: Host, platform: Platform) -> str | None:
-    """The installed toolkit's version from the package database (rpm, or dpkg on Ubuntu)."""
+    """The installed toolkit's version from the package database (rpm, or dpkg on Ubuntu), else, on the live system,
+    from its own ``nvidia-ctk --version`` (``binary_toolkit_version``)."""
     from gpuprep.packages.rpmdb import dpkg_installed, installed
 
     if platform.package_format == "dpkg":
         found = dpkg_installed(host, TOOLKIT)
-        return next((found[n] for n in TOOLKIT if n in found), None)
+        return next((found[n] for n in TOOLKIT if n in found), None) or binary_toolkit_version(host)
     if not (host.which("rpm") if host.live else host.tool("rpm")):
-        return None
+        return binary_toolkit_version(host)
     pkgs = {p.name: p for p in installed(host, TOOLKIT)}
     p = next((pkgs[n] for n in TOOLKIT if n in pkgs), None)
-    return f"{p.evr.version}-{p.evr.release}" if p else None
+    return f"{p.evr.version}-{p.evr.release}" if p else binary_toolkit_version(host)
+
+
+# `nvidia-ctk --version`'s first line (NVIDIA/nvidia-container-toolkit cmd/nvidia-ctk/main.go, every release seen:
+# 1.17.8 to 1.20.0 in tests/fixtures/real-gpu/2026-12-07-toolkit).
+_CTK_VERSION = re.compile(r"^NVIDIA Container Toolkit CLI version (\d+\.\d+\.\d+(?:[-~.][0-9A-Za-z.]+)?)\s*$", re.M)
+
+
+def binary_toolkit_version(host: Host) -> str | None:
+    """The toolkit's version from its own binary, where no package records it: a tarball or hand install, a
+    container image's copy, NVIDIA's installer (seen on the accelerator machine: binaries in /usr/bin, no package;
+    gpuprep then called the toolkit "not installed" and judged no security floor). Only on the live system: a
+    program inside --root is never run. Bounded: nvidia-ctk prints its version without touching the driver."""
+    if not host.live:
+        return None
+    ctk = host.which("nvidia-ctk")
+    if not ctk:
+        return None
+    try:
+        out = host.run([ctk, "--version"], timeout=5, check=False).stdout
+    except GpuprepError:
+        return None
+    m = _CTK_VERSION.search(out)
+    return m.group(1) if m else None
 
 
 def _version_tuple(version: str | None) -> tuple[int, int] | None:
