@@ -10,8 +10,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
 
-from gpuprep import __version__
 from gpuprep.host import write_atomic
+
+
+def _gpuprep_version() -> str:
+    import gpuprep  # lazy: a source checkout asks git (gpuprep/version.py)
+
+    return gpuprep.__version__
 
 
 class Status(str, Enum):
@@ -121,7 +126,7 @@ class DoctorReport:
     def as_dict(self) -> dict:
         return {
             "command": "doctor",
-            "version": __version__,
+            "version": _gpuprep_version(),
             "status": self.status.value,
             "platform": self.platform,
             "checks": [c.as_dict() for c in self.checks],
@@ -156,7 +161,7 @@ class RunReport:
     def as_dict(self) -> dict:
         d: dict[str, Any] = {
             "command": self.command,
-            "version": __version__,
+            "version": _gpuprep_version(),
             "dry_run": self.dry_run,
             "status": self.status,
             "platform": self.platform,
@@ -176,7 +181,7 @@ def to_json(obj: DoctorReport | RunReport) -> str:
 def error_json(command: str, message: str, hint: str, exit_code: int) -> str:
     """The one JSON object of a command that ended before its report (bad usage, a precondition): the same
     ``status`` words as its report would use (doctor's Nagios ``unknown``, install's and seal's ``failed``)."""
-    doc = {"command": command or None, "version": __version__,
+    doc = {"command": command or None, "version": _gpuprep_version(),
            "status": "unknown" if command == "doctor" else "failed",
            "error": message, "hint": hint, "exit_code": exit_code}
     return json.dumps(doc, indent=2)
