@@ -16,8 +16,15 @@ from typing import List, Optional
 
 import typer
 
-from gpuprep import __version__
-from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
+from gpuprep.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    BadInput,
+    GpuprepError,
+    PreconditionUnmet,
+    os_error,
+)
 from gpuprep.options import DEFAULT_IMAGE
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
@@ -60,6 +67,7 @@ class Globals:
     verbose: bool = False
     lock_wait: float = 120.0
     command: str = ""  # the command running: the JSON of an error that ends it early; main()'s exit-code guard
+    interrupted_at_prompt: bool = False  # seal's question met Ctrl-C: exit 130, nothing changed
 
 
 G = Globals()
@@ -67,7 +75,9 @@ G = Globals()
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"gpuprep {__version__}")
+        import gpuprep
+
+        typer.echo(f"gpuprep {gpuprep.__version__}")
         raise typer.Exit(0)
 
 
@@ -193,7 +203,7 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
                 held.enter_context(host.lock(command, wait_s=G.lock_wait))
                 _sweep_litter(host)
             platform = detect(host)
-            ctx = Context(host, platform, options, interactive=_interactive())
+            ctx = Context(host, platform, options, interactive=_interactive(), can_ask=sys.stdin.isatty())
             if not G.json:
                 typer.echo(f"gpuprep {command} on {platform.name}"
                            + (f" (root {host.root})" if not host.live else "")
@@ -217,6 +227,7 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
         typer.echo(to_json(report))
     else:
         render_run_summary(report)
+    G.interrupted_at_prompt = report.exit_code == EXIT_INTERRUPTED
     if report.exit_code:
         if report.exc is not None and G.verbose:
             traceback.print_exception(report.exc, file=sys.stderr)
@@ -371,7 +382,7 @@ Exit codes: 0 done, 1 a step failed, 2 bad usage or input (nothing changed), 3 a
 def seal(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="List exactly what a real run removes; remove nothing."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (no terminal never asks)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (asked when stdin is a terminal)."),
     keep_image: List[str] = typer.Option([], "--keep-image", metavar="REF",
                                          help="Keep this image in the sealed image (repeatable)."),
     deep: bool = typer.Option(False, "--deep", help="Also remove cloud-init state, SSH host keys, authorized_keys, "
@@ -523,6 +534,7 @@ def _command_in(args: list[str]) -> list[str]:
 # 194 as "reboot, then run me again" (and 3010 on Windows; integrations/README.md cites the SSM user guide),
 # so a code outside this set would be a bug that can reboot a fleet. main() never lets one out.
 DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})
+# ... and 130 for Ctrl-C at seal's question (errors.EXIT_INTERRUPTED), which only a person at a terminal meets.
 # typer turns a KeyboardInterrupt into this code (typer/core.py, `raise Exit(130)`), the shell's 128+SIGINT.
 TYPER_INTERRUPTED = 130
 
@@ -530,7 +542,7 @@ TYPER_INTERRUPTED = 130
 def documented_exit(code: int) -> int:
     """``code`` if the contract documents it; otherwise say so as the bug it is and use the command's own
     "could not run" code: doctor's UNKNOWN (3), install's and seal's "a step failed" (1)."""
-    if code in DOCUMENTED_EXIT_CODES:
+    if code in DOCUMENTED_EXIT_CODES or (code == EXIT_INTERRUPTED and G.interrupted_at_prompt):
         return code
     fallback = 3 if G.command == "doctor" else 1
     print(f"gpuprep: error: internal error: exit code {code} is not one gpuprep documents; exiting {fallback}",
@@ -552,7 +564,7 @@ def main() -> None:
         # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
         # like gpuprep's (one error line, one hint line), and user data greps for those.
         code = app(standalone_mode=False) or 0
-        if code == TYPER_INTERRUPTED:
+        if code == TYPER_INTERRUPTED and not G.interrupted_at_prompt:
             # Ctrl-C, or a fleet agent's SIGINT: a run that did not finish, said in one line. The
             # interrupted write left only its temp file, which the next run sweeps.
             code = 3 if G.command == "doctor" else 1
