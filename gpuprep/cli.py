@@ -242,7 +242,7 @@ def _list(key: str, rows: list[dict], width: int = 16) -> None:
     if G.json:
         import json
 
-        typer.echo(json.dumps({"command": G.command, key: rows}, indent=2))
+        typer.echo(json.dumps({"command": G.command, key: rows}, indent=2 if sys.stdout.isatty() else None))
     else:
         for row in rows:
             ident = f"{row['group']}/{row['id']}" if "group" in row else row["id"]

@@ -174,17 +174,28 @@ class RunReport:
         return d
 
 
-def to_json(obj: DoctorReport | RunReport) -> str:
-    return json.dumps(obj.as_dict(), indent=2, sort_keys=False, default=str)
+def _json_text(doc: dict, pretty: bool | None) -> str:
+    """Indented for a person at a terminal; one compact line otherwise (docs/contract.md): SSM Run Command keeps
+    only the first 24,000 characters of a command's stdout, and an 8-GPU host's doctor report indented is past
+    that (29,268 on the simulated p5), compact well inside it. ``pretty`` None: stdout decides."""
+    if pretty is None:
+        pretty = sys.stdout.isatty()
+    if pretty:
+        return json.dumps(doc, indent=2, default=str)
+    return json.dumps(doc, separators=(",", ":"), default=str)
 
 
-def error_json(command: str, message: str, hint: str, exit_code: int) -> str:
+def to_json(obj: DoctorReport | RunReport, pretty: bool | None = None) -> str:
+    return _json_text(obj.as_dict(), pretty)
+
+
+def error_json(command: str, message: str, hint: str, exit_code: int, pretty: bool | None = None) -> str:
     """The one JSON object of a command that ended before its report (bad usage, a precondition): the same
     ``status`` words as its report would use (doctor's Nagios ``unknown``, install's and seal's ``failed``)."""
     doc = {"command": command or None, "version": _gpuprep_version(),
            "status": "unknown" if command == "doctor" else "failed",
            "error": message, "hint": hint, "exit_code": exit_code}
-    return json.dumps(doc, indent=2)
+    return _json_text(doc, pretty)
 
 
 # -- text ---------------------------------------------------------------------------------
