@@ -427,6 +427,10 @@ def doctor(
                                         help="Also write a Prometheus textfile (node_exporter textfile collector)."),
     list_checks: bool = typer.Option(False, "--list-checks", help="List the checks and exit."),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image the container check runs nvidia-smi in."),
+    mark_unhealthy: bool = typer.Option(
+        False, "--mark-unhealthy",
+        help="With --boot: when the gate fails, mark this instance Unhealthy in its Auto Scaling group "
+             "(SetInstanceHealth, credentials from the instance profile) so the group replaces it."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -441,6 +445,10 @@ def doctor(
         checks = all_checks()
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
+    if mark_unhealthy and not boot:
+        _fail(BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot",
+                       "add it to the boot unit's arguments: GPUPREP_BOOT_ARGS=--mark-unhealthy in "
+                       "/etc/gpuprep/boot-check.env"), Status.UNKNOWN.exit_code)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
     host = None
     try:
@@ -480,6 +488,12 @@ def doctor(
         # The boot gate fails only on critical: a warning must not keep a host out of the cluster. It fails
         # with 1, not Nagios' 2: systemd shows exit 2 as status=2/INVALIDARGUMENT, which reads as bad usage.
         code = 1 if report.status is Status.CRITICAL else 0
+        if code and mark_unhealthy and host is not None:
+            # Opt-in only (docs/contract.md): a gated host otherwise stays out of ECS but keeps running.
+            from gpuprep.ec2.autoscaling import mark_unhealthy as set_unhealthy
+
+            outcome = set_unhealthy(host)
+            typer.echo(f"gpuprep: boot gate failed: {outcome.message}", err=True)
     raise typer.Exit(code)
 
 
