@@ -51,7 +51,8 @@ def moto_url(tmp_path_factory):
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"moto_server did not listen on {port} within 60s: {log.read_text()[-2000:]}")
+                    raise AssertionError(
+                        f"moto_server did not listen on {port} within 60s: {log.read_text()[-2000:]}") from None
                 time.sleep(0.1)  # polling for the listen, bounded by the deadline above
         yield f"http://127.0.0.1:{port}"
     finally:
@@ -91,7 +92,8 @@ def health(autoscaling, instance: str) -> str:
 
 def imds_for(instance: str):
     creds = {"Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": "ASIAGPUPREPTESTKEY01",
-             "SecretAccessKey": "stand-in-secret", "Token": "stand-in-session-token", "Expiration": "2099-01-01T00:00:00Z"}
+             "SecretAccessKey": "stand-in-secret", "Token": "stand-in-session-token",
+             "Expiration": "2099-01-01T00:00:00Z"}
     return imds_standin.serve("p5.48xlarge", extra={
         "meta-data/instance-id": instance, "meta-data/placement/region": REGION,
         "meta-data/iam/security-credentials/": ROLE, f"meta-data/iam/security-credentials/{ROLE}": json.dumps(creds)})
