@@ -399,6 +399,15 @@ def prometheus_text(report: DoctorReport, now: float | None = None) -> str:
             lines.append(
                 f'gpuprep_check_status{{check="{_label(c.id)}",group="{_label(c.group)}"}} {c.status.exit_code}'
             )
+    # Skipped checks are exported too: a check that stopped running (its tool gone, its data unreadable) is then
+    # seen, not silently absent from gpuprep_check_status.
+    lines += [
+        "# HELP gpuprep_check_skipped 1 when the check did not run on this host (why: gpuprep doctor -v), else 0.",
+        "# TYPE gpuprep_check_skipped gauge",
+    ]
+    for c in report.checks:
+        labels = f'check="{_label(c.id)}",group="{_label(c.group)}"'
+        lines.append(f"gpuprep_check_skipped{{{labels}}} {1 if c.status is Status.SKIPPED else 0}")
     lines += [
         "# HELP gpuprep_check_duration_seconds How long each check took.",
         "# TYPE gpuprep_check_duration_seconds gauge",
