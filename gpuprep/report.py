@@ -391,30 +391,20 @@ def prometheus_text(report: DoctorReport, now: float | None = None) -> str:
         "# HELP gpuprep_doctor_status Worst check status as a Nagios code (0 ok, 1 warning, 2 critical, 3 unknown).",
         "# TYPE gpuprep_doctor_status gauge",
         f"gpuprep_doctor_status {report.exit_code}",
-        "# HELP gpuprep_check_status Check status as a Nagios code; skipped checks are absent.",
-        "# TYPE gpuprep_check_status gauge",
     ]
-    for c in report.checks:
-        if c.status is not Status.SKIPPED:
-            lines.append(
-                f'gpuprep_check_status{{check="{_label(c.id)}",group="{_label(c.group)}"}} {c.status.exit_code}'
-            )
+
+    def per_check(name: str, text: str, value, checks=report.checks) -> None:
+        lines.extend([f"# HELP {name} {text}", f"# TYPE {name} gauge"])
+        for c in checks:
+            lines.append(f'{name}{{check="{_label(c.id)}",group="{_label(c.group)}"}} {value(c)}')
+
+    per_check("gpuprep_check_status", "Check status as a Nagios code; skipped checks are absent.",
+              lambda c: c.status.exit_code, [c for c in report.checks if c.status is not Status.SKIPPED])
     # Skipped checks are exported too: a check that stopped running (its tool gone, its data unreadable) is then
     # seen, not silently absent from gpuprep_check_status.
-    lines += [
-        "# HELP gpuprep_check_skipped 1 when the check did not run on this host (why: gpuprep doctor -v), else 0.",
-        "# TYPE gpuprep_check_skipped gauge",
-    ]
-    for c in report.checks:
-        labels = f'check="{_label(c.id)}",group="{_label(c.group)}"'
-        lines.append(f"gpuprep_check_skipped{{{labels}}} {1 if c.status is Status.SKIPPED else 0}")
-    lines += [
-        "# HELP gpuprep_check_duration_seconds How long each check took.",
-        "# TYPE gpuprep_check_duration_seconds gauge",
-    ]
-    for c in report.checks:
-        labels = f'check="{_label(c.id)}",group="{_label(c.group)}"'
-        lines.append(f"gpuprep_check_duration_seconds{{{labels}}} {c.duration_ms / 1000:.6f}")
+    per_check("gpuprep_check_skipped", "1 when the check did not run on this host (why: gpuprep doctor -v), else 0.",
+              lambda c: 1 if c.status is Status.SKIPPED else 0)
+    per_check("gpuprep_check_duration_seconds", "How long each check took.", lambda c: f"{c.duration_ms / 1000:.6f}")
     return "\n".join(lines) + "\n"
 
 
