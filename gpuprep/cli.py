@@ -16,15 +16,7 @@ from typing import List, Optional
 
 import typer
 
-from gpuprep.errors import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    BadInput,
-    GpuprepError,
-    PreconditionUnmet,
-    os_error,
-)
+from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
 from gpuprep.options import DEFAULT_IMAGE
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
@@ -227,7 +219,7 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
         typer.echo(to_json(report))
     else:
         render_run_summary(report)
-    G.interrupted_at_prompt = report.exit_code == EXIT_INTERRUPTED
+    G.interrupted_at_prompt = report.exit_code == TYPER_INTERRUPTED  # seal's errors.EXIT_INTERRUPTED, the same 130
     if report.exit_code:
         if report.exc is not None and G.verbose:
             traceback.print_exception(report.exc, file=sys.stderr)
@@ -446,9 +438,8 @@ def doctor(
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
     if mark_unhealthy and not boot:
-        _fail(BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot",
-                       "add it to the boot unit's arguments: GPUPREP_BOOT_ARGS=--mark-unhealthy in "
-                       "/etc/gpuprep/boot-check.env"), Status.UNKNOWN.exit_code)
+        _fail(BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
+                       "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env"), 3)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
     host = None
     try:
@@ -488,12 +479,10 @@ def doctor(
         # The boot gate fails only on critical: a warning must not keep a host out of the cluster. It fails
         # with 1, not Nagios' 2: systemd shows exit 2 as status=2/INVALIDARGUMENT, which reads as bad usage.
         code = 1 if report.status is Status.CRITICAL else 0
-        if code and mark_unhealthy and host is not None:
-            # Opt-in only (docs/contract.md): a gated host otherwise stays out of ECS but keeps running.
+        if code and mark_unhealthy and host is not None:  # opt-in only (docs/contract.md)
             from gpuprep.ec2.autoscaling import mark_unhealthy as set_unhealthy
 
-            outcome = set_unhealthy(host)
-            typer.echo(f"gpuprep: boot gate failed: {outcome.message}", err=True)
+            typer.echo(f"gpuprep: boot gate failed: {set_unhealthy(host).message}", err=True)
     raise typer.Exit(code)
 
 
@@ -547,8 +536,7 @@ def _command_in(args: list[str]) -> list[str]:
 # input, a precondition), doctor Nagios' 0-3, usage errors 2 (doctor's 3). Fleets act on the code: SSM Run Command reads
 # 194 as "reboot, then run me again" (and 3010 on Windows; integrations/README.md cites the SSM user guide),
 # so a code outside this set would be a bug that can reboot a fleet. main() never lets one out.
-DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})
-# ... and 130 for Ctrl-C at seal's question (errors.EXIT_INTERRUPTED), which only a person at a terminal meets.
+DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})  # and 130 for Ctrl-C at seal's question (interrupted_at_prompt)
 # typer turns a KeyboardInterrupt into this code (typer/core.py, `raise Exit(130)`), the shell's 128+SIGINT.
 TYPER_INTERRUPTED = 130
 
@@ -556,7 +544,7 @@ TYPER_INTERRUPTED = 130
 def documented_exit(code: int) -> int:
     """``code`` if the contract documents it; otherwise say so as the bug it is and use the command's own
     "could not run" code: doctor's UNKNOWN (3), install's and seal's "a step failed" (1)."""
-    if code in DOCUMENTED_EXIT_CODES or (code == EXIT_INTERRUPTED and G.interrupted_at_prompt):
+    if code in DOCUMENTED_EXIT_CODES or (code == TYPER_INTERRUPTED and G.interrupted_at_prompt):
         return code
     fallback = 3 if G.command == "doctor" else 1
     print(f"gpuprep: error: internal error: exit code {code} is not one gpuprep documents; exiting {fallback}",
