@@ -1,7 +1,7 @@
 """gpuprep's version, from git: a release is a tag `vX.Y.Z`; any other build names its commit (docs/packaging.md).
 
 - tag `v0.2.0` on the built commit: `0.2.0`;
-- 3 commits after it: `0.2.0.post3+g<12 hex>`; no tag yet: `0.0.0.post<commits>+g<12 hex>`;
+- 3 commits after it: `0.2.0.post3+g<12 hex>`; no tag yet: `0.0.0+g<12 hex>`;
 - a checkout with uncommitted changes adds `.dirty` to the local part.
 
 A wheel carries the value in `gpuprep/_version.py`, written at build time (setup.py's build_py, or
@@ -19,6 +19,7 @@ from pathlib import Path
 
 FALLBACK = "0+unknown"  # PEP 440's "local version of nothing": no tag, no commit, no build file
 TAG_PATTERN = "v[0-9]*"
+_BARE = re.compile(r"(?P<sha>[0-9a-f]{7,40})(?P<dirty>-dirty)?")  # `--always` with no tag: the commit alone
 _DESCRIBE = re.compile(r"v(?P<tag>\d+(?:\.\d+)*)-(?P<distance>\d+)-g(?P<sha>[0-9a-f]+)(?P<dirty>-dirty)?")
 
 
@@ -45,18 +46,22 @@ def from_describe(describe: str) -> str:
 
 
 def from_git(repo: Path) -> str | None:
-    """The version of the checkout at ``repo``, or None when it is not a git checkout (or git is missing)."""
+    """The version of the checkout at ``repo``, or None when it is not a git checkout (or git is missing).
+
+    One git process (a source checkout asks on every report): `--always` answers the bare commit when no
+    vX.Y.Z tag is there yet."""
     if not (repo / ".git").exists():  # an installed copy inside someone else's repository is not ours to describe
         return None
-    describe = _git(repo, "describe", "--tags", "--long", "--dirty", "--abbrev=12", "--match", TAG_PATTERN)
-    if describe:
-        return from_describe(describe)
-    sha = _git(repo, "rev-parse", "--short=12", "HEAD")
-    count = _git(repo, "rev-list", "--count", "HEAD")
-    if not sha or not count:
+    describe = _git(repo, "describe", "--tags", "--long", "--dirty", "--abbrev=12", "--always", "--match",
+                    TAG_PATTERN)
+    if not describe:
         return None
-    dirty = _git(repo, "status", "--porcelain", "--untracked-files=no")
-    return f"0.0.0.post{count}+g{sha}" + (".dirty" if dirty else "")
+    if _DESCRIBE.fullmatch(describe):
+        return from_describe(describe)
+    m = _BARE.fullmatch(describe)
+    if m is None:
+        return None
+    return f"0.0.0+g{m['sha']}" + (".dirty" if m["dirty"] else "")
 
 
 def source_date_epoch(repo: Path) -> int | None:

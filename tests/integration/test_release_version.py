@@ -58,9 +58,9 @@ def test_a_tag_that_is_not_vxyz_is_refused():
 
 def test_untagged_then_tagged_then_after_the_tag(repo):
     first = commit(repo, "a")
-    assert version_of.from_git(repo) == f"0.0.0.post1+g{first}"
+    assert version_of.from_git(repo) == f"0.0.0+g{first}"
     (repo / "a").write_text("changed")
-    assert version_of.from_git(repo) == f"0.0.0.post1+g{first}.dirty"
+    assert version_of.from_git(repo) == f"0.0.0+g{first}.dirty"
     git(repo, "checkout", "-q", "--", "a")
     git(repo, "tag", "v0.2.0")
     git(repo, "tag", "not-a-release")  # only vX.Y.Z tags are releases
