@@ -16,7 +16,6 @@ from typing import List, Optional
 
 import typer
 
-from gpuprep import __version__
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
 from gpuprep.knowledge.command import app as knowledge_app
 from gpuprep.options import DEFAULT_IMAGE
@@ -61,6 +60,7 @@ class Globals:
     verbose: bool = False
     lock_wait: float = 120.0
     command: str = ""  # the command running: the JSON of an error that ends it early; main()'s exit-code guard
+    interrupted_at_prompt: bool = False  # seal's question met Ctrl-C: exit 130, nothing changed
 
 
 G = Globals()
@@ -68,7 +68,9 @@ G = Globals()
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(f"gpuprep {__version__}")
+        import gpuprep
+
+        typer.echo(f"gpuprep {gpuprep.__version__}")
         raise typer.Exit(0)
 
 
@@ -210,7 +212,7 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
                 held.enter_context(host.lock(command, wait_s=G.lock_wait))
                 _sweep_litter(host)
             platform = detect(host)
-            ctx = Context(host, platform, options, interactive=_interactive())
+            ctx = Context(host, platform, options, interactive=_interactive(), can_ask=sys.stdin.isatty())
             if not G.json:
                 typer.echo(f"gpuprep {command} on {platform.name}"
                            + (f" (root {host.root})" if not host.live else "")
@@ -234,6 +236,7 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
         typer.echo(to_json(report))
     else:
         render_run_summary(report)
+    G.interrupted_at_prompt = report.exit_code == TYPER_INTERRUPTED  # seal's errors.EXIT_INTERRUPTED, the same 130
     if report.exit_code:
         if report.exc is not None and G.verbose:
             traceback.print_exception(report.exc, file=sys.stderr)
@@ -248,7 +251,7 @@ def _list(key: str, rows: list[dict], width: int = 16) -> None:
     if G.json:
         import json
 
-        typer.echo(json.dumps({"command": G.command, key: rows}, indent=2))
+        typer.echo(json.dumps({"command": G.command, key: rows}, indent=2 if sys.stdout.isatty() else None))
     else:
         for row in rows:
             ident = f"{row['group']}/{row['id']}" if "group" in row else row["id"]
@@ -388,7 +391,7 @@ Exit codes: 0 done, 1 a step failed, 2 bad usage or input (nothing changed), 3 a
 def seal(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="List exactly what a real run removes; remove nothing."),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (no terminal never asks)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask before deleting (asked when stdin is a terminal)."),
     keep_image: List[str] = typer.Option([], "--keep-image", metavar="REF",
                                          help="Keep this image in the sealed image (repeatable)."),
     deep: bool = typer.Option(False, "--deep", help="Also remove cloud-init state, SSH host keys, authorized_keys, "
@@ -433,6 +436,10 @@ def doctor(
                                         help="Also write a Prometheus textfile (node_exporter textfile collector)."),
     list_checks: bool = typer.Option(False, "--list-checks", help="List the checks and exit."),
     image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image the container check runs nvidia-smi in."),
+    mark_unhealthy: bool = typer.Option(
+        False, "--mark-unhealthy",
+        help="With --boot: when the gate fails, mark this instance Unhealthy in its Auto Scaling group "
+             "(SetInstanceHealth, credentials from the instance profile) so the group replaces it."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
 ) -> None:
@@ -447,6 +454,9 @@ def doctor(
         checks = all_checks()
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
+    if mark_unhealthy and not boot:
+        _fail(BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
+                       "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env"), 3)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
     host = None
     try:
@@ -486,6 +496,10 @@ def doctor(
         # The boot gate fails only on critical: a warning must not keep a host out of the cluster. It fails
         # with 1, not Nagios' 2: systemd shows exit 2 as status=2/INVALIDARGUMENT, which reads as bad usage.
         code = 1 if report.status is Status.CRITICAL else 0
+        if code and mark_unhealthy and host is not None:  # opt-in only (docs/contract.md)
+            from gpuprep.ec2.autoscaling import mark_unhealthy as set_unhealthy
+
+            typer.echo(f"gpuprep: boot gate failed: {set_unhealthy(host).message}", err=True)
     raise typer.Exit(code)
 
 
@@ -542,7 +556,7 @@ def _command_in(args: list[str]) -> list[str]:
 # input, a precondition), doctor Nagios' 0-3, usage errors 2 (doctor's 3). Fleets act on the code: SSM Run Command reads
 # 194 as "reboot, then run me again" (and 3010 on Windows; integrations/README.md cites the SSM user guide),
 # so a code outside this set would be a bug that can reboot a fleet. main() never lets one out.
-DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})
+DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})  # and 130 for Ctrl-C at seal's question (interrupted_at_prompt)
 # typer turns a KeyboardInterrupt into this code (typer/core.py, `raise Exit(130)`), the shell's 128+SIGINT.
 TYPER_INTERRUPTED = 130
 
@@ -550,7 +564,7 @@ TYPER_INTERRUPTED = 130
 def documented_exit(code: int) -> int:
     """``code`` if the contract documents it; otherwise say so as the bug it is and use the command's own
     "could not run" code: doctor's UNKNOWN (3), install's and seal's "a step failed" (1)."""
-    if code in DOCUMENTED_EXIT_CODES:
+    if code in DOCUMENTED_EXIT_CODES or (code == TYPER_INTERRUPTED and G.interrupted_at_prompt):
         return code
     fallback = 3 if G.command == "doctor" else 1
     print(f"gpuprep: error: internal error: exit code {code} is not one gpuprep documents; exiting {fallback}",
@@ -572,7 +586,7 @@ def main() -> None:
         # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
         # like gpuprep's (one error line, one hint line), and user data greps for those.
         code = app(standalone_mode=False) or 0
-        if code == TYPER_INTERRUPTED:
+        if code == TYPER_INTERRUPTED and not G.interrupted_at_prompt:
             # Ctrl-C, or a fleet agent's SIGINT: a run that did not finish, said in one line. The
             # interrupted write left only its temp file, which the next run sweeps.
             code = 3 if G.command == "doctor" else 1

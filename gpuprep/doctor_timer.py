@@ -29,6 +29,7 @@ DATA = Path(__file__).parent / "data"
 PROM_FILE = "gpuprep.prom"
 # The doctor line as shipped: the step replaces the program and the textfile's directory.
 SHIPPED_EXEC = f"ExecStart={DEFAULT_PROGRAM} doctor --no-container --prom /var/lib/prometheus/node-exporter/{PROM_FILE}"
+SHIPPED_RW = "ReadWritePaths=/var/lib/prometheus/node-exporter"
 # What `systemctl enable` makes of the timer's [Install] section; read directly, so --root works the same.
 TIMER_LINK = f"/etc/systemd/system/timers.target.wants/{TIMER_NAME}"
 
@@ -38,7 +39,11 @@ def render_service(program: str, prom_dir: str) -> str:
     prom = f"{prom_dir.rstrip('/')}/{PROM_FILE}"
     if any(c.isspace() for c in prom):
         prom = f'"{prom}"'  # systemd splits ExecStart= on whitespace unless the word is quoted
+    directory = prom_dir.rstrip("/") or "/"
+    if any(c.isspace() for c in directory):
+        directory = f'"{directory}"'
     text = (DATA / SERVICE_NAME).read_text()
+    text = text.replace(SHIPPED_RW, f"ReadWritePaths={directory}", 1)  # ProtectSystem=strict: its one writable place
     return text.replace(SHIPPED_EXEC, f"ExecStart={program} doctor --no-container --prom {prom}", 1)
 
 

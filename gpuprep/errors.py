@@ -13,6 +13,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_PRECONDITION = 3
+# seal's question answered with Ctrl-C: the shell's 128 + SIGINT, which a person at a terminal expects
+# (dnf and apt exit so too). Only a prompt can end so, and only a person at a terminal meets one.
+EXIT_INTERRUPTED = 130
 
 
 class GpuprepError(Exception):
@@ -51,6 +54,12 @@ class StepFailed(GpuprepError):
     """A step could not do its job (exit 1)."""
 
     exit_code = EXIT_FAILED
+
+
+class PromptInterrupted(GpuprepError):
+    """Ctrl-C (or the terminal closing) at a question: nothing was changed (exit 130)."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 class CommandError(GpuprepError):

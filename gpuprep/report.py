@@ -10,8 +10,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
 
-from gpuprep import __version__
 from gpuprep.host import write_atomic
+
+
+def _gpuprep_version() -> str:
+    import gpuprep  # lazy: a source checkout asks git (gpuprep/version.py)
+
+    return gpuprep.__version__
 
 
 class Status(str, Enum):
@@ -121,7 +126,7 @@ class DoctorReport:
     def as_dict(self) -> dict:
         return {
             "command": "doctor",
-            "version": __version__,
+            "version": _gpuprep_version(),
             "status": self.status.value,
             "platform": self.platform,
             "checks": [c.as_dict() for c in self.checks],
@@ -156,7 +161,7 @@ class RunReport:
     def as_dict(self) -> dict:
         d: dict[str, Any] = {
             "command": self.command,
-            "version": __version__,
+            "version": _gpuprep_version(),
             "dry_run": self.dry_run,
             "status": self.status,
             "platform": self.platform,
@@ -169,17 +174,28 @@ class RunReport:
         return d
 
 
-def to_json(obj: DoctorReport | RunReport) -> str:
-    return json.dumps(obj.as_dict(), indent=2, sort_keys=False, default=str)
+def _json_text(doc: dict, pretty: bool | None) -> str:
+    """Indented for a person at a terminal; one compact line otherwise (docs/contract.md): SSM Run Command keeps
+    only the first 24,000 characters of a command's stdout, and an 8-GPU host's doctor report indented is past
+    that (29,268 on the simulated p5), compact well inside it. ``pretty`` None: stdout decides."""
+    if pretty is None:
+        pretty = sys.stdout.isatty()
+    if pretty:
+        return json.dumps(doc, indent=2, default=str)
+    return json.dumps(doc, separators=(",", ":"), default=str)
 
 
-def error_json(command: str, message: str, hint: str, exit_code: int) -> str:
+def to_json(obj: DoctorReport | RunReport, pretty: bool | None = None) -> str:
+    return _json_text(obj.as_dict(), pretty)
+
+
+def error_json(command: str, message: str, hint: str, exit_code: int, pretty: bool | None = None) -> str:
     """The one JSON object of a command that ended before its report (bad usage, a precondition): the same
     ``status`` words as its report would use (doctor's Nagios ``unknown``, install's and seal's ``failed``)."""
-    doc = {"command": command or None, "version": __version__,
+    doc = {"command": command or None, "version": _gpuprep_version(),
            "status": "unknown" if command == "doctor" else "failed",
            "error": message, "hint": hint, "exit_code": exit_code}
-    return json.dumps(doc, indent=2)
+    return _json_text(doc, pretty)
 
 
 # -- text ---------------------------------------------------------------------------------
@@ -375,21 +391,20 @@ def prometheus_text(report: DoctorReport, now: float | None = None) -> str:
         "# HELP gpuprep_doctor_status Worst check status as a Nagios code (0 ok, 1 warning, 2 critical, 3 unknown).",
         "# TYPE gpuprep_doctor_status gauge",
         f"gpuprep_doctor_status {report.exit_code}",
-        "# HELP gpuprep_check_status Check status as a Nagios code; skipped checks are absent.",
-        "# TYPE gpuprep_check_status gauge",
     ]
-    for c in report.checks:
-        if c.status is not Status.SKIPPED:
-            lines.append(
-                f'gpuprep_check_status{{check="{_label(c.id)}",group="{_label(c.group)}"}} {c.status.exit_code}'
-            )
-    lines += [
-        "# HELP gpuprep_check_duration_seconds How long each check took.",
-        "# TYPE gpuprep_check_duration_seconds gauge",
-    ]
-    for c in report.checks:
-        labels = f'check="{_label(c.id)}",group="{_label(c.group)}"'
-        lines.append(f"gpuprep_check_duration_seconds{{{labels}}} {c.duration_ms / 1000:.6f}")
+
+    def per_check(name: str, text: str, value, checks=report.checks) -> None:
+        lines.extend([f"# HELP {name} {text}", f"# TYPE {name} gauge"])
+        for c in checks:
+            lines.append(f'{name}{{check="{_label(c.id)}",group="{_label(c.group)}"}} {value(c)}')
+
+    per_check("gpuprep_check_status", "Check status as a Nagios code; skipped checks are absent.",
+              lambda c: c.status.exit_code, [c for c in report.checks if c.status is not Status.SKIPPED])
+    # Skipped checks are exported too: a check that stopped running (its tool gone, its data unreadable) is then
+    # seen, not silently absent from gpuprep_check_status.
+    per_check("gpuprep_check_skipped", "1 when the check did not run on this host (why: gpuprep doctor -v), else 0.",
+              lambda c: 1 if c.status is Status.SKIPPED else 0)
+    per_check("gpuprep_check_duration_seconds", "How long each check took.", lambda c: f"{c.duration_ms / 1000:.6f}")
     return "\n".join(lines) + "\n"
 
 

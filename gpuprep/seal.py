@@ -10,12 +10,13 @@ and remove ``/var/lib/ecs/data/*`` before creating an AMI. Each step lives in it
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Sequence
 
 from gpuprep.ecs.steps import EcsStateStep, GpuInfoStep, StopEcsStep
 from gpuprep.engine.objects import image_plan
 from gpuprep.engine.seal import ContainersStep, ImagesStep
-from gpuprep.errors import PreconditionUnmet, StepFailed
+from gpuprep.errors import PreconditionUnmet, PromptInterrupted, StepFailed
 from gpuprep.image.clean import DeepCleanStep
 from gpuprep.image.stamp import SEAL_JSON, StampStep
 from gpuprep.runner.steps import Change, Confirm, Context, Converged, Skip, Step
@@ -52,9 +53,10 @@ class SealPreflightStep(Step):
 
 
 def confirm_for(ctx: Context) -> Confirm | None:
-    """On a terminal and without --yes, seal asks before removing anything (the runner calls it once
-    preflight has passed); elsewhere nobody is there to answer."""
-    return confirm_removal if ctx.interactive and not ctx.options.yes else None
+    """With stdin a terminal and without --yes, seal asks before removing anything (the runner calls it once
+    preflight has passed), whatever stdout is: `gpuprep seal | tee seal.log` at a terminal asks too, as dnf and
+    apt do. Without a terminal on stdin (user-data, SSM, Packer) nobody is there to answer."""
+    return confirm_removal if ctx.can_ask and not ctx.options.yes else None
 
 
 def confirm_removal(plans: Sequence[tuple[Step, Change]]) -> bool:
@@ -76,9 +78,33 @@ def confirm_removal(plans: Sequence[tuple[Step, Change]]) -> bool:
     typer.echo("gpuprep seal will remove:", err=True)
     for line in lines:
         typer.echo(f"  {line}", err=True)
-    if not typer.confirm("Go ahead?", default=False, err=True):
+    if not _ask_yes_no("Go ahead? [y/N]: "):
         raise StepFailed("aborted, nothing removed", "run again and answer yes, or pass --yes")
     return True
+
+
+def _ask_yes_no(question: str) -> bool:
+    """y/yes or n/no/empty (no) from stdin, the question on stderr. Ctrl-C or end of input is no change at all
+    (PromptInterrupted, exit 130; the end of input exit 1): click's confirm turns both into an Abort that says
+    neither, and its caller could not tell them apart."""
+    while True:
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        try:
+            answer = sys.stdin.readline()
+        except KeyboardInterrupt:
+            sys.stderr.write("\n")
+            raise PromptInterrupted("interrupted at the question (Ctrl-C), nothing removed",
+                                    "run again and answer yes, or pass --yes") from None
+        if not answer:  # end of input (Ctrl-D): nobody said yes
+            sys.stderr.write("\n")
+            raise StepFailed("no answer (end of input), nothing removed", "run again and answer yes, or pass --yes")
+        reply = answer.strip().lower()
+        if reply in ("y", "yes"):
+            return True
+        if reply in ("", "n", "no"):
+            return False
+        sys.stderr.write(f"answer y or n, not {reply[:20]!r}\n")
 
 
 def seal_steps() -> list[Step]:

@@ -1,7 +1,7 @@
 """`make dist`: a wheelhouse that installs gpuprep offline on a target Python and platforms (docs/packaging.md).
 
     python packaging/wheelhouse.py [--python 3.9] [--platform manylinux2014_x86_64 ...] [--out dist]
-                                   [--cache DIR]
+                                   [--cache DIR] [--update-lock]
 
 It holds gpuprep's own wheel (pure Python), a wheel of every dependency for each platform (`pip download
 --only-binary=:all:`: no sdist is ever built on an instance), the pip wheel install.sh runs, install.sh,
@@ -9,15 +9,26 @@ PYTHON (the target X.Y) and requirements.txt, which pins every wheel by version 
 `pip install --require-hashes` installs exactly these files. Written as DIR/gpuprep-wheelhouse-pyX.Y/ and
 DIR/gpuprep-wheelhouse-pyX.Y.tar.gz.
 
+The dependencies are the ones the committed lock packaging/lock/pyX.Y.txt names, fetched with --require-hashes:
+a build takes no newer release than the lock and no file whose hash differs. --update-lock resolves
+pyproject.toml's dependencies afresh (the newest releases) and rewrites the lock instead (review its diff).
+
+Reproducible: two builds of one commit with the same lock give the same bytes (SOURCE_DATE_EPOCH is the last
+commit's time unless set; gpuprep's wheel is built with it; the tar is sorted, owned by root, every mtime that
+time, the gzip header without name or time).
+
 --cache DIR keeps the downloaded wheels: a build whose wheels are all there asks no index (tests build
-the wheelhouse offline this way after the first run); without it, every build fetches the newest releases.
+the wheelhouse offline this way after the first run).
 """
 
 from __future__ import annotations
 
 import argparse
 import email.parser
+import gzip
 import hashlib
+import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -33,16 +44,36 @@ INSTALL_SH = Path(__file__).resolve().parent / "install.sh"
 DEFAULT_PYTHON = "3.9"  # Amazon Linux 2023's and RHEL 9's python3; pyproject.toml's floor
 DEFAULT_PLATFORMS = ("manylinux2014_x86_64", "manylinux2014_aarch64")  # glibc 2.17+: AL2023 has 2.34
 BUILD_REQUIRES = ("setuptools>=77",)  # pyproject.toml's [build-system] requires
+LOCK_DIR = Path(__file__).resolve().parent / "lock"
+# The zip format's earliest date: the build's time when neither SOURCE_DATE_EPOCH nor git gives one.
+ZIP_EPOCH = 315532800
+
+_spec = importlib.util.spec_from_file_location("gpuprep_version", REPO / "gpuprep/version.py")
+version_of = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(version_of)
 
 
 class DistError(RuntimeError):
     pass
 
 
-def pip(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def pip(*args: str, timeout: float = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     argv = [sys.executable, "-m", "pip", "--disable-pip-version-check", *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          env=env)
     return proc
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH as given, else the last commit's time, else ZIP_EPOCH (reproducible-builds.org)."""
+    given = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if given.isdigit():
+        return int(given)
+    return version_of.source_date_epoch(REPO) or ZIP_EPOCH
+
+
+def lock_file(python: str) -> Path:
+    return LOCK_DIR / f"py{python}.txt"
 
 
 def fetch(requirements: list[str], dest: Path, cache: Path | None, *options: str) -> None:
@@ -71,9 +102,9 @@ def fetch(requirements: list[str], dest: Path, cache: Path | None, *options: str
 SOURCES = ("pyproject.toml", "setup.py", "README.md", "LICENSE", "gpuprep")
 
 
-def build_own_wheel(dest: Path, cache: Path | None) -> Path:
+def build_own_wheel(dest: Path, cache: Path | None, epoch: int) -> Path:
     """gpuprep's wheel from this checkout, built in pip's isolated environment (setuptools from the cache
-    when there is one, so a cached build needs no network)."""
+    when there is one, so a cached build needs no network), its version from git and its zip dated ``epoch``."""
     args = ["wheel", "--quiet", "--no-deps", "--wheel-dir", str(dest)]
     if cache is not None:
         with tempfile.TemporaryDirectory() as tmp:
@@ -87,7 +118,9 @@ def build_own_wheel(dest: Path, cache: Path | None) -> Path:
                 shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             else:
                 shutil.copy2(REPO / name, src / name)
-        proc = pip(*args, str(src))
+        # The copy has no .git: it carries the checkout's version (setup.py reads it from there).
+        (src / "gpuprep/_version.py").write_text(version_of.build_file(version_of.current_from(REPO)))
+        proc = pip(*args, str(src), env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
     if proc.returncode != 0:
         raise DistError(f"building gpuprep's wheel failed:\n{proc.stderr[-3000:]}")
     wheels = sorted(dest.glob("gpuprep-*.whl"))
@@ -117,6 +150,16 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+LOCK_HEADER = ("# gpuprep's wheelhouse: every wheel pinned by version and sha256 (install.sh installs with\n"
+               "# --require-hashes). Written by packaging/wheelhouse.py; do not edit.")
+
+
+def lock_header(python: str, platforms: list[str]) -> str:
+    return ("# make dist's dependencies for Python " + python + " on " + ", ".join(platforms) + ": every wheel by\n"
+            "# version and sha256 (pip download --require-hashes). Written by `python packaging/wheelhouse.py\n"
+            f"# --python {python} --update-lock` from pyproject.toml's dependencies; do not edit by hand.")
+
+
 def lock(wheels: list[Path]) -> str:
     """requirements.txt: each distribution pinned to its one version, with the hash of every platform's wheel."""
     versions: dict[str, set[str]] = defaultdict(set)
@@ -125,8 +168,7 @@ def lock(wheels: list[Path]) -> str:
         name, version = name_version(wheel)
         versions[name].add(version)
         hashes[name].append(sha256(wheel))
-    lines = ["# gpuprep's wheelhouse: every wheel pinned by version and sha256 (install.sh installs with",
-             "# --require-hashes). Written by packaging/wheelhouse.py; do not edit."]
+    lines = [LOCK_HEADER]
     for name in sorted(versions):
         if len(versions[name]) != 1:
             raise DistError(f"{name} resolved to different versions on different platforms "
@@ -136,24 +178,32 @@ def lock(wheels: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(python: str, platforms: list[str], out: Path, cache: Path | None) -> Path:
+def check_python(python: str) -> None:
     if not re.fullmatch(r"3\.\d+", python):
         raise DistError(f"--python {python!r}: give a Python version as X.Y, e.g. 3.9")
+
+
+def build(python: str, platforms: list[str], out: Path, cache: Path | None) -> Path:
+    check_python(python)
+    locked = lock_file(python)
+    if not locked.is_file():
+        raise DistError(f"no lock for Python {python} ({locked.relative_to(REPO)}): write one with "
+                        f"`python packaging/wheelhouse.py --python {python} --update-lock` and commit it")
+    epoch = source_date_epoch()
     name = f"gpuprep-wheelhouse-py{python}"
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out))
     try:
         house = work / name
         house.mkdir()
-        own = build_own_wheel(house, cache)
-        requirements = runtime_requirements(own)
+        own = build_own_wheel(house, cache, epoch)
         dependencies: list[Path] = []
         for platform in platforms:
             dest = work / platform
             dest.mkdir()
-            # pip itself rides along (install.sh runs it from its wheel): pure Python, any platform.
-            fetch([*requirements, "pip"], dest, cache, "--only-binary=:all:", "--python-version", python,
-                  "--platform", platform)
+            # Exactly the lock's files: a release newer than the lock, or a file whose hash differs, fails.
+            fetch(["--requirement", str(locked)], dest, cache, "--require-hashes", "--only-binary=:all:",
+                  "--python-version", python, "--platform", platform)
             for wheel in dest.iterdir():
                 target = house / wheel.name
                 if not target.exists():
@@ -170,25 +220,52 @@ def build(python: str, platforms: list[str], out: Path, cache: Path | None) -> P
         final = out / name
         shutil.rmtree(final, ignore_errors=True)
         house.rename(final)
-        tar_gz(final, out / f"{name}.tar.gz")
+        tar_gz(final, out / f"{name}.tar.gz", epoch)
         return final
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def tar_gz(folder: Path, dest: Path) -> None:
-    """The wheelhouse as one file to upload (S3, an artifact store): sorted, owned by root, written atomically."""
+def tar_gz(folder: Path, dest: Path, epoch: int) -> None:
+    """The wheelhouse as one file to upload (S3, an artifact store), the same bytes for the same inputs: sorted,
+    owned by root, every mtime ``epoch``, modes 0755/0644, a gzip header with no file name and ``epoch`` as its
+    time (tarfile's "w:gz" would record the temporary name and now). Written atomically."""
     def normalize(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.uid = info.gid = 0
         info.uname = info.gname = "root"
+        info.mtime = epoch
+        info.mode = 0o755 if info.isdir() or info.mode & 0o100 else 0o644
         return info
 
     tmp = dest.with_name(f".{dest.name}.tmp")
-    with tarfile.open(tmp, "w:gz") as tf:
+    with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=epoch) as gz, \
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tf:
         tf.add(folder, arcname=folder.name, recursive=False, filter=normalize)
         for path in sorted(folder.iterdir()):
             tf.add(path, arcname=f"{folder.name}/{path.name}", filter=normalize)
     tmp.rename(dest)
+
+
+def update_lock(python: str, platforms: list[str], cache: Path | None) -> Path:
+    """Resolve pyproject.toml's dependencies afresh for each platform (and pip, which install.sh runs from its
+    wheel) and write them, with every platform's hash, to the lock."""
+    check_python(python)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        own = build_own_wheel(work, cache, source_date_epoch())
+        requirements = runtime_requirements(own)
+        wheels: list[Path] = []
+        for platform in platforms:
+            dest = work / platform
+            dest.mkdir()
+            fetch([*requirements, "pip"], dest, cache, "--only-binary=:all:", "--python-version", python,
+                  "--platform", platform)
+            wheels += dest.iterdir()
+        target = lock_file(python)
+        target.parent.mkdir(exist_ok=True)
+        text = lock(wheels).replace(LOCK_HEADER, lock_header(python, platforms))
+        target.write_text(text)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +275,17 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"pip platform tag, repeatable (default {' '.join(DEFAULT_PLATFORMS)})")
     parser.add_argument("--out", type=Path, default=REPO / "dist", help="output folder (default dist/)")
     parser.add_argument("--cache", type=Path, help="keep downloaded wheels here; build offline when all are")
+    parser.add_argument("--update-lock", action="store_true",
+                        help="resolve the dependencies afresh and rewrite packaging/lock/pyX.Y.txt; build nothing")
     args = parser.parse_args(argv)
+    if args.update_lock:
+        try:
+            target = update_lock(args.python, args.platforms or list(DEFAULT_PLATFORMS), args.cache)
+        except DistError as exc:
+            print(f"wheelhouse: {exc}", file=sys.stderr)
+            return 1
+        print(f"{target}: review its diff and commit it")
+        return 0
     try:
         house = build(args.python, args.platforms or list(DEFAULT_PLATFORMS), args.out, args.cache)
     except DistError as exc:

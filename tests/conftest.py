@@ -21,6 +21,12 @@ sys.path.insert(0, str(REPO / "tests"))
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# The version of this checkout, read once now: in a source checkout it comes from git (gpuprep/version.py), and
+# the unit tests' disable_subp_usage below would otherwise catch that git as a program the test did not expect.
+import gpuprep  # noqa: E402
+
+gpuprep.__version__  # noqa: B018
+
 
 def require(*commands: str) -> None:
     """Skip the calling test unless every command is on PATH (and we are root where it matters)."""

@@ -167,6 +167,19 @@ def build_named(name: str, root: Path) -> Path:
     return build(root, load_spec(name))
 
 
+def doctor_textfile(name: str, workdir: Path) -> str:
+    """The Prometheus textfile `gpuprep --root TREE doctor --no-container --prom FILE` writes for host ``name``."""
+    import subprocess
+
+    root = build_named(name, workdir / name)
+    prom = workdir / "gpuprep.prom"
+    proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "doctor", "--no-container",
+                           "--prom", str(prom)], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1], env={"PATH": "/usr/bin:/bin"})
+    assert proc.returncode in (0, 1, 2, 3) and prom.is_file(), proc.stderr
+    return prom.read_text()
+
+
 def host_names() -> list[str]:
     return sorted(p.stem for p in HOSTS.glob("*.json"))
 

@@ -24,7 +24,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 TOKEN = "AQAEAStandInTokenForGpuprepTests=="
 
 
-def make_handler(instance_type: str, mode: str = "v2", seen: list | None = None):
+def make_handler(instance_type: str, mode: str = "v2", seen: list | None = None, extra: dict | None = None):
+    """``extra``: more ``/latest/<path>`` answers (meta-data/instance-id, meta-data/placement/region,
+    meta-data/iam/security-credentials/ and .../<role>, the credentials' JSON as IMDS gives it)."""
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -63,15 +65,17 @@ def make_handler(instance_type: str, mode: str = "v2", seen: list | None = None)
                 return self._answer(401)
             if self.path == "/latest/meta-data/instance-type":
                 return self._answer(200, instance_type)
+            if extra and self.path.removeprefix("/latest/") in extra:
+                return self._answer(200, extra[self.path.removeprefix("/latest/")])
             return self._answer(404)
 
     return Handler
 
 
 class StandIn:
-    def __init__(self, instance_type: str, mode: str = "v2") -> None:
+    def __init__(self, instance_type: str, mode: str = "v2", extra: dict | None = None) -> None:
         self.seen: list = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(instance_type, mode, self.seen))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(instance_type, mode, self.seen, extra))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="imds-standin",
@@ -83,8 +87,8 @@ class StandIn:
         self.server.server_close()
 
 
-def serve(instance_type: str, mode: str = "v2") -> StandIn:
-    return StandIn(instance_type, mode)
+def serve(instance_type: str, mode: str = "v2", extra: dict | None = None) -> StandIn:
+    return StandIn(instance_type, mode, extra)
 
 
 if __name__ == "__main__":

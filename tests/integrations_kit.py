@@ -138,7 +138,11 @@ def packer_provisioners(variables: dict[str, str]) -> list[Provisioner]:
     text = PACKER_TEMPLATE.read_text()
     defaults = dict(re.findall(r'^variable "(\w+)" \{.*?^  default\s+=\s+"?([^"\n]*)"?$', text, re.M | re.S))
     values = {**defaults, **variables}
-    local_defs = dict(re.findall(r'^  (\w+)\s+=\s+"(.*)"$', text[text.index("locals {"):text.index("source ")], re.M))
+    locals_block = text[text.index("locals {"):text.index("source ")]
+    local_defs = dict(re.findall(r'^  (\w+)\s+=\s+"(.*)"$', locals_block, re.M))
+    # `name = var.X != "" ? var.X : "DEFAULT"`: the variable when given, else the default.
+    for name, var, default in re.findall(r'^  (\w+)\s+=\s+var\.(\w+) != "" \? var\.\2 : "(.*)"$', locals_block, re.M):
+        local_defs[name] = str(values[var]) if values.get(var) else default
 
     def sub(s: str) -> str:
         s = s.replace("${path.root}", str(PACKER_TEMPLATE.parent))

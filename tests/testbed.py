@@ -120,42 +120,67 @@ def wait_until(predicate, *, what: str, timeout: float = 30.0, interval: float =
 
 
 def run_on_tty(argv: list[str], env: dict[str, str], *, timeout: float = 120,
-               answer: tuple[bytes, str] | None = None) -> tuple[int, str]:
+               answer: tuple[bytes, str | bytes] | None = None) -> tuple[int, str]:
     """Run ``argv`` with stdin, stdout and stderr on one pseudo-terminal, as an admin at a shell would.
 
-    ``answer``: (the question, the reply) -- the reply is typed once the question shows. Returns the exit
-    code and everything the terminal showed; fails the test when it runs past ``timeout``.
+    ``answer``: (the question, the reply) -- the reply is typed once the question shows (a str with Enter
+    after it; bytes as they are, b"\\x03" being Ctrl-C). Returns the exit code and everything the terminal
+    showed; fails the test when it runs past ``timeout``.
     """
+    code, shown, _ = run_on_tty_piped(argv, env, timeout=timeout, answer=answer, pipe_stdout=False)
+    return code, shown
+
+
+def run_on_tty_piped(argv: list[str], env: dict[str, str], *, timeout: float = 120,
+                     answer: tuple[bytes, str | bytes] | None = None,
+                     pipe_stdout: bool = True) -> tuple[int, str, str]:
+    """As ``run_on_tty``, with stdout a pipe when ``pipe_stdout`` (`gpuprep seal | tee seal.log` at a terminal):
+    the terminal is the process's controlling terminal (its own session), so Ctrl-C typed there is the
+    kernel's SIGINT to it, as at a shell. Returns (exit code, what the terminal showed, what stdout carried)."""
+    import fcntl
     import pty
     import select
+    import termios
+
+    def controlling_tty() -> None:  # runs in the child after start_new_session's setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     master, slave = pty.openpty()
-    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True)
+    proc = subprocess.Popen(argv, stdin=slave, stdout=subprocess.PIPE if pipe_stdout else slave, stderr=slave,
+                            env=env, close_fds=True, start_new_session=True, preexec_fn=controlling_tty)
     os.close(slave)
-    out, answered, deadline = b"", False, time.monotonic() + timeout
+    streams = [master] + ([proc.stdout.fileno()] if pipe_stdout else [])
+    got: dict[int, bytes] = {fd: b"" for fd in streams}
+    answered, deadline = False, time.monotonic() + timeout
     try:
-        while True:
+        while streams:
             left = deadline - time.monotonic()
             if left <= 0:
                 proc.kill()
-                raise AssertionError(f"{argv} on a tty did not finish within {timeout:g}s: {out[-2000:]!r}")
-            if not select.select([master], [], [], min(left, 0.2))[0]:
-                if proc.poll() is not None:
-                    break
-                continue
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # EIO: the child closed the terminal
+                raise AssertionError(f"{argv} on a tty did not finish within {timeout:g}s: {got[master][-2000:]!r}")
+            ready = select.select(streams, [], [], min(left, 0.2))[0]
+            if not ready and proc.poll() is not None:  # exited, and a grandchild may hold the terminal
                 break
-            if not chunk:
-                break
-            out += chunk
-            if answer is not None and not answered and answer[0] in out:
-                os.write(master, answer[1].encode() + b"\n")
+            for fd in ready:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    chunk = b""
+                if not chunk:
+                    streams.remove(fd)
+                    continue
+                got[fd] += chunk
+            if answer is not None and not answered and answer[0] in got[master]:
+                reply = answer[1]
+                os.write(master, reply if isinstance(reply, bytes) else reply.encode() + b"\n")
                 answered = True
-        return proc.wait(timeout=10), out.decode(errors="replace")
+        code = proc.wait(timeout=10)
+        return code, got[master].decode(errors="replace"), got.get(proc.stdout.fileno() if pipe_stdout else -1,
+                                                                    b"").decode(errors="replace")
     finally:
         os.close(master)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 class PrivateDockerd:

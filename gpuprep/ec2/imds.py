@@ -92,6 +92,17 @@ def read_instance_type(host: Host, budget_s: float = BUDGET_S) -> InstanceType:
 
 
 def _ask(endpoint: str, deadline: float) -> tuple[str, str]:
+    answers, via = ask_paths(endpoint, deadline, ["meta-data/instance-type"])
+    body = answers["meta-data/instance-type"]
+    if not body or len(body) > 64 or any(c.isspace() for c in body):
+        raise ValueError(f"meta-data/instance-type answered {body[:64]!r}")
+    return body, via
+
+
+def ask_paths(endpoint: str, deadline: float, paths: list[str], *, v1: bool = True,
+              limit: int = 4096) -> tuple[dict[str, str], str]:
+    """``GET /latest/<path>`` for each of ``paths`` with one IMDSv2 token (IMDSv1 only where ``v1`` and the token
+    PUT is refused); ({path: body}, via). Any answer but 200 raises ValueError naming the path."""
     parts = urlsplit(endpoint)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"{ENDPOINT_ENV}={endpoint!r} is not an http:// URL")
@@ -103,26 +114,29 @@ def _ask(endpoint: str, deadline: float) -> tuple[str, str]:
                                  {"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)})
         if status == 200:
             headers, via = {"X-aws-ec2-metadata-token": token}, "IMDSv2"
-        elif status in V1_FALLBACK:
+        elif v1 and status in V1_FALLBACK:
             headers, via = {}, "IMDSv1"
         else:
             raise ValueError(f"the token request answered HTTP {status}")
-        status, body = _request(conn, deadline, "GET", "/latest/meta-data/instance-type", headers)
-        if status != 200 or not body or len(body) > 64 or any(c.isspace() for c in body):
-            raise ValueError(f"meta-data/instance-type answered HTTP {status}: {body[:64]!r}")
-        return body, via
+        answers = {}
+        for path in paths:
+            status, body = _request(conn, deadline, "GET", f"/latest/{path}", headers, limit)
+            if status != 200:
+                raise ValueError(f"{path} answered HTTP {status}: {body[:64]!r}")
+            answers[path] = body
+        return answers, via
     finally:
         conn.close()
 
 
 def _request(conn: http.client.HTTPConnection, deadline: float, method: str, path: str,
-             headers: dict[str, str]) -> tuple[int, str]:
+             headers: dict[str, str], limit: int = 4096) -> tuple[int, str]:
     conn.timeout = _left(deadline)
     if conn.sock is not None:
         conn.sock.settimeout(conn.timeout)
     conn.request(method, path, headers=headers)
     response = conn.getresponse()
-    body = response.read(4096).decode("utf-8", errors="replace").strip()
+    body = response.read(limit).decode("utf-8", errors="replace").strip()
     if response.getheader("Connection", "").lower() == "close":
         conn.close()
     return response.status, body

@@ -59,7 +59,9 @@ class Context:
     host: Host
     platform: Platform
     options: InstallOptions | SealOptions
-    interactive: bool = False  # stdin and stdout are a terminal
+    interactive: bool = False  # stdin and stdout are a terminal (progress bars)
+    # stdin is a terminal: a person can answer a question (seal's), whatever stdout is (`| tee seal.log`)
+    can_ask: bool = False
     # Top-level JSON fields the command adds (install: "selection").
     extra: dict[str, Any] = field(default_factory=dict)
     # The ids of --only and --skip, as run_steps parsed them (empty: every step is selected).

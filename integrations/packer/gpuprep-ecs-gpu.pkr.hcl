@@ -1,16 +1,20 @@
 # An Amazon ECS / AWS Batch GPU image built on a GPU instance with gpuprep (amazon-ebs, HCL2).
 #
-#   make dist && packer build integrations/packer/gpuprep-ecs-gpu.pkr.hcl
+#   make dist && packer init integrations/packer && packer build integrations/packer        (Packer 1.7+)
+#   make dist && packer build integrations/packer/gpuprep-ecs-gpu.pkr.hcl                   (Packer 1.6)
+#
+# From any directory: paths are relative to this file (path.root), the wheelhouse defaults to the repository's
+# dist/. plugins.pkr.hcl, beside this file, holds the `packer { required_plugins }` block current Packers need
+# (`packer init` installs the amazon plugin it names); Packer 1.6, whose amazon builder is built in and which
+# rejects that block (Debian's 1.6.6 validates this file in the tests), is given this file alone.
 #
 # The provisioners run, in this order (tests/system/test_fleet_pipelines.py runs the same lines and files in
 # the same order in a simulated instance): upload the wheelhouse `make dist` builds and run its install.sh
 # (gpuprep in /opt/gpuprep, linked as /usr/sbin/gpuprep; docs/packaging.md), then integrations/scripts/*.sh:
 # `gpuprep install`, `gpuprep --json doctor` (the report downloaded into var.artifacts before anything can
 # fail), stop on a critical verdict, and `gpuprep seal` last, so nothing runs on the image after it.
-#
-# No `packer { required_plugins {...} }` block: Debian's packer 1.6.6, which validates this file in the tests,
-# rejects it, and the amazon builder is built into 1.6. Newer packers want `packer plugins install
-# github.com/hashicorp/amazon` (or the block) first.
+# A manifest post-processor writes var.artifacts/packer-manifest.json: the AMI id per region, for the pipeline's
+# next step (`jq -r '.builds[-1].artifact_id'`).
 
 variable "region" {
   type    = string
@@ -36,8 +40,8 @@ variable "ssh_username" {
 
 variable "wheelhouse" {
   type        = string
-  default     = "dist/gpuprep-wheelhouse-py3.9"
-  description = "The wheelhouse folder `make dist` builds (its install.sh installs gpuprep offline), for the instance's python3."
+  default     = ""
+  description = "The wheelhouse folder `make dist` builds (its install.sh installs gpuprep offline), for the instance's python3; empty: the repository's dist/gpuprep-wheelhouse-py3.9."
 }
 
 variable "install_args" {
@@ -73,6 +77,8 @@ variable "skip_credential_validation" {
 locals {
   stamp   = regex_replace(timestamp(), "[- TZ:]", "")
   scripts = "${path.root}/../scripts"
+  # A default relative to this file, not to the directory packer runs in (variables cannot name path.root).
+  wheelhouse_src = var.wheelhouse != "" ? var.wheelhouse : "${path.root}/../../dist/gpuprep-wheelhouse-py3.9"
   # Where the wheelhouse lands on the instance (install.sh finds its wheels beside itself).
   wheelhouse = "/tmp/gpuprep-wheelhouse"
   as_root    = "chmod +x {{ .Path }}; sudo {{ .Vars }} {{ .Path }}"
@@ -112,7 +118,7 @@ build {
   }
 
   provisioner "file" {
-    source      = "${var.wheelhouse}/"
+    source      = "${local.wheelhouse_src}/"
     destination = local.wheelhouse
   }
 
@@ -150,5 +156,13 @@ build {
     script           = "${local.scripts}/build-seal.sh"
     execute_command  = local.as_root
     environment_vars = ["GPUPREP_SEAL_ARGS=${var.seal_args}", "GPUPREP_DOCTOR_JSON=/tmp/gpuprep-doctor.json"]
+  }
+
+  post-processor "manifest" {
+    output     = "${var.artifacts}/packer-manifest.json"
+    strip_path = true
+    custom_data = {
+      doctor_report = "${var.artifacts}/gpuprep-doctor.json"
+    }
   }
 }

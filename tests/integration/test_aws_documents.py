@@ -9,6 +9,9 @@ schema is also shown to reject what it must (a schema that accepts anything prov
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import integrations_kit as ik
 import pytest
@@ -121,3 +124,57 @@ def test_ssm_knowledge_file_is_an_absolute_json_path(value, allowed):
 
     pattern = ik.ssm_document()["parameters"]["knowledgeFile"]["allowedPattern"]
     assert bool(re.search(pattern, value)) is allowed
+
+
+# -- the Image Builder pipeline (CloudFormation) ----------------------------------------------------------------
+PIPELINE = ik.SSM_DOCUMENT.parent / "gpuprep-imagebuilder-pipeline.yaml"
+
+
+def cfn_lint(path: Path) -> subprocess.CompletedProcess:
+    cfn = Path(sys.executable).parent / "cfn-lint"
+    if not cfn.exists():
+        pytest.fail("needs cfn-lint in the venv: `make venv` installs the test extra")
+    return subprocess.run([str(cfn), "--format", "parseable", str(path)], capture_output=True, text=True, timeout=300)
+
+
+def _cfn_yaml(text: str):
+    """CloudFormation YAML with its short-form tags (!Ref, !Sub, ...) read as plain values."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: (
+        loader.construct_sequence(node) if isinstance(node, yaml.SequenceNode)
+        else loader.construct_mapping(node) if isinstance(node, yaml.MappingNode) else loader.construct_scalar(node)))
+    return yaml.load(text, Loader=Loader)
+
+
+def test_image_builder_pipeline_passes_cfn_lint():
+    proc = cfn_lint(PIPELINE)
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+
+
+def test_the_recipe_passes_exactly_the_components_parameters():
+    template = _cfn_yaml(PIPELINE.read_text())
+    resources = template["Resources"]
+    assert {r["Type"] for r in resources.values()} >= {
+        "AWS::ImageBuilder::Component", "AWS::ImageBuilder::ImageRecipe", "AWS::ImageBuilder::ImagePipeline",
+        "AWS::ImageBuilder::InfrastructureConfiguration", "AWS::IAM::InstanceProfile"}
+    given = [p["Name"] for p in resources["Recipe"]["Properties"]["Components"][0]["Parameters"]]
+    declared = [next(iter(p)) for p in ik.component()["parameters"]]
+    assert given == declared
+    assert resources["Pipeline"]["Properties"]["ImageTestsConfiguration"]["ImageTestsEnabled"] is True
+    # The build instances read the wheelhouse and the component, nothing else of the bucket.
+    statement = resources["InstanceRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert [s["Action"] for s in statement] == ["s3:GetObject"]
+
+
+def test_cfn_lint_rejects_a_broken_pipeline(tmp_path):
+    """cfn-lint is no rubber stamp: a recipe without its parent image and an unknown property fail."""
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(PIPELINE.read_text().replace("      ParentImage: !Ref ParentImage\n", "")
+                      .replace("TerminateInstanceOnFailure: true", "TerminateInstanceOnFailures: true"))
+    proc = cfn_lint(broken)
+    assert proc.returncode != 0 and "ParentImage" in proc.stdout and "TerminateInstanceOnFailures" in proc.stdout, \
+        proc.stdout

@@ -203,6 +203,22 @@ def test_healthy_host_exits_0_with_every_check_ok_or_skipped(healthy_run):
         assert "--root" in why or "sealed image" in why or absent.get(cid, "--root") in why, (cid, why)
 
 
+# SSM Run Command keeps the first 24,000 characters of a command's stdout (integrations/aws/README.md).
+SSM_STDOUT_LIMIT = 24_000
+
+
+def test_json_is_compact_on_a_pipe_and_fits_ssm_on_an_8_gpu_host(healthy_run):
+    """What the SSM document prints (`gpuprep --json doctor`, stdout not a terminal) on the 8-GPU p5 tree: one
+    compact line that fits SSM's 24,000 characters. Indented it was 29,268 here and arrived cut off (issue 26)."""
+    proc, report, _ = healthy_run
+    assert len(report["checks"]) > 30 and len(report["platform"]) > 5  # the whole report, not a summary of it
+    assert proc.stdout.endswith("}\n") and proc.stdout.count("\n") == 1, proc.stdout[:300]
+    assert len(proc.stdout) <= SSM_STDOUT_LIMIT, len(proc.stdout)
+    assert json.dumps(report, separators=(",", ":")) + "\n" == proc.stdout
+    print(f"doctor --json on the 8-GPU tree: {len(proc.stdout)} characters compact, "
+          f"{len(json.dumps(report, indent=2)) + 1} indented")
+
+
 def test_container_sees_exactly_the_hosts_gpus(healthy_run, healthy):
     _, report, _ = healthy_run
     container = next(c for c in report["checks"] if c["id"] == "gpu-container")

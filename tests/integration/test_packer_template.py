@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -49,16 +50,44 @@ def test_packer_fmt_check(tmp_path: Path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_this_packer_rejects_required_plugins(tmp_path: Path, wheelhouse: Path):
-    """Why the template has no `packer { required_plugins }` block: Debian's 1.6.6 refuses it."""
+def test_required_plugins_live_beside_the_template_for_current_packers(tmp_path: Path, wheelhouse: Path):
+    """plugins.pkr.hcl carries the `required_plugins` block current Packers need (`packer init` reads it from the
+    folder); Debian's 1.6.6 refuses that block, which is why it is a file of its own: 1.6.6 validates the template
+    file alone (above) and fails on the folder, naming the block, as the template's header says."""
     require("packer")
-    text = ik.PACKER_TEMPLATE.read_text().replace("${path.root}", str(ik.PACKER_TEMPLATE.parent))
-    with_block = tmp_path / "with-required-plugins.pkr.hcl"
-    with_block.write_text('packer {\n  required_plugins {\n    amazon = {\n      version = ">= 1.2.0"\n'
-                          '      source  = "github.com/hashicorp/amazon"\n    }\n  }\n}\n\n' + text)
-    proc = packer("validate", "-var", f"wheelhouse={wheelhouse}", str(with_block), cwd=tmp_path, home=tmp_path)
-    assert proc.returncode != 0 and "required_plugins" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    plugins = ik.PACKER_TEMPLATE.parent / "plugins.pkr.hcl"
+    assert re.search(r'^  required_plugins \{\n    amazon = \{\n      version = ">= [0-9.]+"\n'
+                     r'      source  = "github.com/hashicorp/amazon"', plugins.read_text(), re.M)
     assert not re.search(r"^packer \{", ik.PACKER_TEMPLATE.read_text(), re.M)
+    proc = packer("validate", "-var", "skip_credential_validation=true", "-var", f"wheelhouse={wheelhouse}",
+                  str(ik.PACKER_TEMPLATE.parent), cwd=tmp_path, home=tmp_path)
+    assert proc.returncode != 0 and "required_plugins" in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
+def test_validates_from_any_directory_with_the_default_wheelhouse(tmp_path: Path):
+    """No -var at all but the credentials switch, run from an unrelated directory: the scripts and the default
+    wheelhouse (the repository's dist/, as `make dist` leaves it) are found relative to the template. Before
+    issue 26 the default was relative to the directory packer ran in."""
+    require("packer")
+    repo = tmp_path / "checkout"
+    shutil.copytree(ik.PACKER_TEMPLATE.parent.parent, repo / "integrations")
+    dist = repo / "dist/gpuprep-wheelhouse-py3.9"
+    dist.mkdir(parents=True)
+    (dist / "install.sh").write_text("#!/bin/sh\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    template = repo / "integrations/packer" / ik.PACKER_TEMPLATE.name
+    proc = packer("validate", "-var", "skip_credential_validation=true", str(template), cwd=elsewhere, home=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    shutil.rmtree(repo / "dist")  # and without make dist's output, the error names the missing wheelhouse
+    proc = packer("validate", "-var", "skip_credential_validation=true", str(template), cwd=elsewhere, home=tmp_path)
+    assert proc.returncode != 0 and "gpuprep-wheelhouse-py3.9" in proc.stdout + proc.stderr, proc.stdout
+
+
+def test_a_manifest_post_processor_records_the_ami():
+    text = ik.PACKER_TEMPLATE.read_text()
+    block = text[text.index('  post-processor "manifest" {'):]
+    assert 'output     = "${var.artifacts}/packer-manifest.json"' in block and "strip_path = true" in block
 
 
 def test_provisioners_in_order():
@@ -73,7 +102,9 @@ def test_provisioners_in_order():
     assert upload < install < next(i for i, p in enumerate(steps) if "script" in p.attrs)
     assert steps[install].attrs["execute_command"] == steps[install + 1].attrs["execute_command"]
     assert "sudo" in str(steps[install].attrs["execute_command"])
-    assert ik.packer_provisioners({})[upload].attrs["source"] == "dist/gpuprep-wheelhouse-py3.9/"  # make dist's
+    # make dist's, relative to the template
+    default = ik.packer_provisioners({})[upload].attrs["source"]
+    assert default == f"{ik.PACKER_TEMPLATE.parent}/../../dist/gpuprep-wheelhouse-py3.9/", default
     assert not list(ik.SCRIPTS.glob("install*")), "a second installer beside the wheelhouse's install.sh"
     for p in steps:
         if "script" in p.attrs:

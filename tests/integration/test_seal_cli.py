@@ -1,8 +1,10 @@
 """`gpuprep seal` as a process, the way people and user-data run it.
 
-- On a terminal it asks before deleting (a real pseudo-terminal, ``pty.fork()``; "n" removes nothing,
-  "y" goes ahead), also when ``--only`` leaves the preflight step out; ``--yes`` or no terminal (user-data)
-  never asks.
+- On a terminal it asks before deleting (a real pseudo-terminal, ``pty.openpty()``; "n" removes nothing,
+  "y" goes ahead), also when ``--only`` leaves the preflight step out, and also with stdout a pipe
+  (`gpuprep seal | tee seal.log`: stdin is what decides); Ctrl-C typed at the question (the kernel's SIGINT
+  from the terminal) removes nothing and exits 130 with one line; ``--yes`` or no terminal on stdin
+  (user-data) never asks.
 - ``--root`` with DOCKER_HOST unset: the Docker steps say why they are skipped; the file steps act inside
   the root and nowhere else.
 - The stamp records gpuprep's version, the time, the platform, the installed packages (real rpm
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 from conftest import FIXTURES, require, require_root
-from testbed import run_on_tty
+from testbed import run_on_tty, run_on_tty_piped
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -73,6 +75,49 @@ def test_on_a_terminal_no_removes_nothing_and_yes_goes_ahead(tmp_path):
     assert code == 0, out
     assert "Go ahead?" in out and "seal changed" in out
     assert os.listdir(root / "var/lib/ecs/data") == [] and (root / "etc/gpuprep/seal.json").exists()
+
+
+def test_stdin_a_terminal_asks_with_stdout_a_pipe(tmp_path):
+    """`gpuprep seal | tee seal.log` at a terminal: before issue 26 it deleted everything without asking."""
+    root = tree(tmp_path)
+    argv = [sys.executable, "-m", "gpuprep", "--root", str(root), "seal"]
+    code, shown, piped = run_on_tty_piped(argv, env_without_docker(), timeout=60, answer=(b"Go ahead?", "n"))
+    shown = ANSI.sub("", shown)
+    assert code == 1, shown + piped
+    assert "gpuprep seal will remove:" in shown and "Go ahead? [y/N]: " in shown, shown
+    assert "aborted, nothing removed" in shown and "gpuprep seal on Amazon Linux 2023" in piped, (shown, piped)
+    assert (root / "var/lib/ecs/data/agent.db").exists() and not (root / "etc/gpuprep/seal.json").exists()
+
+    code, shown, piped = run_on_tty_piped([*argv[:-1], "--json", "seal"], env_without_docker(), timeout=60,
+                                          answer=(b"Go ahead?", "y"))
+    assert code == 0, shown + piped
+    assert json.loads(piped)["status"] == "changed" and "Go ahead?" in shown, (shown, piped)
+    assert not (root / "var/lib/ecs/data/agent.db").exists()
+
+
+def test_ctrl_c_at_the_question_removes_nothing_and_exits_130(tmp_path):
+    """Ctrl-C typed on the terminal (the line discipline's SIGINT to the foreground process group), stdout a
+    pipe: one error line saying nothing was removed, exit 130, no "internal error" (issue 26 met
+    `internal error: Abort ... report it`)."""
+    root = tree(tmp_path)
+    for args in (["seal"], ["--json", "seal"]):
+        code, shown, piped = run_on_tty_piped([sys.executable, "-m", "gpuprep", "--root", str(root), *args],
+                                              env_without_docker(), timeout=60, answer=(b"Go ahead?", b"\x03"))
+        shown = ANSI.sub("", shown).replace("\r", "")
+        assert code == 130, shown + piped
+        assert "gpuprep: error: preflight: interrupted at the question (Ctrl-C), nothing removed" in shown, shown
+        assert "internal error" not in shown + piped and "Traceback" not in shown, shown
+        assert os.listdir(root / "var/lib/ecs/data") and not (root / "etc/gpuprep/seal.json").exists()
+        if "--json" in args:
+            report = json.loads(piped)
+            assert report["status"] == "failed" and "interrupted at the question" in report["error"], report
+            assert [s["status"] for s in report["steps"][1:]] == ["skipped"] * (len(report["steps"]) - 1)
+
+    # Ctrl-D (end of input) is no answer: nothing removed, exit 1.
+    code, shown, _ = run_on_tty_piped([sys.executable, "-m", "gpuprep", "--root", str(root), "seal"],
+                                      env_without_docker(), timeout=60, answer=(b"Go ahead?", b"\x04"))
+    assert code == 1 and "no answer (end of input), nothing removed" in shown, shown
+    assert os.listdir(root / "var/lib/ecs/data")
 
 
 def test_yes_on_a_terminal_and_no_terminal_never_ask(tmp_path):

@@ -11,6 +11,7 @@ in a mount namespace of doctor's own (`unshare --mount`), so this machine's view
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -22,7 +23,11 @@ import pytest
 from conftest import require, require_root
 from testbed import DEFAULT_GPUS, DRIVER_VERSION
 
+from gpuprep import version as version_of
+
 REPO = Path(__file__).resolve().parents[2]
+# What this checkout builds as (gpuprep/version.py): a tag's X.Y.Z, else X.Y.Z.postN+g<commit>[.dirty].
+VERSION = version_of.current_from(REPO)
 NAGIOS = {"ok": 0, "warning": 1, "critical": 2, "unknown": 3}
 
 # Lays the SIMULATED driver's view over this machine's, inside the namespace only, then runs "$@".
@@ -69,12 +74,12 @@ def floor_venv(wheelhouse, floor_python, tmp_path_factory) -> Path:
 
 def test_the_wheelhouse_holds_every_dependency_for_both_platforms(wheelhouse):
     names = sorted(p.name for p in wheelhouse.glob("*.whl"))
-    assert [n for n in names if n.startswith("gpuprep-")] == ["gpuprep-0.1.0-py3-none-any.whl"], names
+    assert [n for n in names if n.startswith("gpuprep-")] == [f"gpuprep-{VERSION}-py3-none-any.whl"], names
     psutil = [n for n in names if n.startswith("psutil-")]
     assert any("x86_64" in n for n in psutil) and any("aarch64" in n for n in psutil), psutil
     assert not [n for n in names if n.endswith(".tar.gz")], "no sdist: nothing is compiled on an instance"
     lock = (wheelhouse / "requirements.txt").read_text()
-    for dist in ("gpuprep==0.1.0", "docker==", "psutil==", "distro==", "tenacity==", "typer==", "rich==",
+    for dist in (f"gpuprep=={VERSION}", "docker==", "psutil==", "distro==", "tenacity==", "typer==", "rich==",
                  "nvidia-ml-py==", "requests==", "pyyaml=="):
         assert f"\n{dist}" in lock, (dist, lock)
     assert (wheelhouse / "PYTHON").read_text().strip() == distkit.FLOOR
@@ -85,7 +90,7 @@ def test_the_wheel_ships_the_knowledge_tables_and_their_schema(wheelhouse, floor
     """gpuprep/knowledge/data/*.json and schema/*.json are package data: an installed gpuprep reads them."""
     import zipfile
 
-    names = set(zipfile.ZipFile(wheelhouse / "gpuprep-0.1.0-py3-none-any.whl").namelist())
+    names = set(zipfile.ZipFile(next(wheelhouse.glob("gpuprep-*-py3-none-any.whl"))).namelist())
     shipped = {f"gpuprep/knowledge/data/{p.name}" for p in (REPO / "gpuprep/knowledge/data").glob("*.json")}
     assert shipped and shipped <= names and "gpuprep/knowledge/schema/knowledge.schema.json" in names
     proc = subprocess.run([str(floor_venv / "bin/gpuprep"), "--json", "knowledge"], capture_output=True, text=True,
@@ -93,6 +98,28 @@ def test_the_wheel_ships_the_knowledge_tables_and_their_schema(wheelhouse, floor
     assert proc.returncode == 0, proc.stderr
     tables = json.loads(proc.stdout)["tables"]
     assert len(tables) == len(shipped) and {t["origin"] for t in tables} == {"shipped"}
+
+
+def test_the_wheelhouse_takes_its_dependencies_from_the_committed_lock(wheelhouse):
+    """Every dependency line of the wheelhouse's requirements.txt is the committed lock's line, hashes and all."""
+    committed = {line.split("==")[0]: line for line in (REPO / "packaging/lock/py3.9.txt").read_text().splitlines()
+                 if line and not line.startswith("#")}
+    shipped = [line for line in (wheelhouse / "requirements.txt").read_text().splitlines()
+               if line and not line.startswith("#") and not line.startswith("gpuprep==")]
+    assert shipped and all(committed[line.split("==")[0]] == line for line in shipped), shipped
+    assert set(committed) - {line.split("==")[0] for line in shipped} == {"pip"}  # pip rides along, unlisted
+
+
+def test_make_dist_is_byte_for_byte_reproducible(wheelhouse, tmp_path):
+    """A second `make dist` of the same commit, later and into another folder, gives the same sha256s: the
+    wheel's zip dates, the tar's order, owners and mtimes and the gzip header all come from SOURCE_DATE_EPOCH
+    (the last commit's time), not the clock (on main before issue 26 two builds a minute apart differed)."""
+    again = distkit.build_wheelhouse(tmp_path)
+    digest = {}
+    for house in (wheelhouse, again):
+        files = [house.parent / f"{house.name}.tar.gz", *sorted(house.iterdir())]
+        digest[house] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    assert digest[wheelhouse] == digest[again]
 
 
 def test_doctor_runs_live_on_the_floor_python_with_nvml(floor_venv, tmp_path):
@@ -103,7 +130,7 @@ def test_doctor_runs_live_on_the_floor_python_with_nvml(floor_venv, tmp_path):
     assert subprocess.run([python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                           capture_output=True, text=True).stdout.strip() == distkit.FLOOR
     gpuprep = str(floor_venv / "bin/gpuprep")
-    assert subprocess.run([gpuprep, "--version"], capture_output=True, text=True).stdout == "gpuprep 0.1.0\n"
+    assert subprocess.run([gpuprep, "--version"], capture_output=True, text=True).stdout == f"gpuprep {VERSION}\n"
     nvml = fake_nvml.build(tmp_path / "nvml")
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LD_LIBRARY_PATH": str(nvml.parent),
            "DOCKER_HOST": f"unix://{tmp_path}/no-dockerd.sock",  # this machine's dockerd is not the subject
@@ -148,10 +175,10 @@ def test_install_sh_installs_offline_and_links_gpuprep(wheelhouse, floor_python,
            "GPUPREP_PREFIX": str(tmp_path / "opt/gpuprep"), "GPUPREP_LINK": str(tmp_path / "sbin-gpuprep")}
     proc = subprocess.run([str(wheelhouse / "install.sh")], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip().endswith("gpuprep 0.1.0"), proc.stdout
+    assert proc.stdout.strip().endswith(f"gpuprep {VERSION}"), proc.stdout
     link = tmp_path / "sbin-gpuprep"
     assert link.is_symlink() and Path(link.readlink()) == tmp_path / "opt/gpuprep/bin/gpuprep"
-    assert subprocess.run([str(link), "--version"], capture_output=True, text=True).stdout == "gpuprep 0.1.0\n"
+    assert subprocess.run([str(link), "--version"], capture_output=True, text=True).stdout == f"gpuprep {VERSION}\n"
     # Hash-checked: a wheel that is not the one the wheelhouse recorded is refused.
     tampered = shutil.copytree(wheelhouse, tmp_path / "tampered")
     wheel = next(tampered.glob("distro-*.whl"))

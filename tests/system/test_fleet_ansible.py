@@ -85,13 +85,24 @@ def fleet(base_tree, repos, fleet_key, wheelhouse, wheelhouse_dir, tmp_path_fact
                "wheelhouse": wheelhouse_dir}
 
 
+def collections_path(work: Path) -> Path:
+    """A collections path where gpuprep.ecs_gpu is this checkout's integrations/ansible (as
+    `ansible-galaxy collection install` would lay it out), so the playbooks run the collection under test."""
+    root = work / "collections"
+    link = root / "ansible_collections/gpuprep/ecs_gpu"
+    if not link.is_symlink():
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(ANSIBLE)
+    return root
+
+
 def playbook(fleet: dict, name: str, *options: str, **extra_vars) -> Play:
     """ansible-playbook NAME against the fleet's inventory; its recap per host."""
     work: Path = fleet["work"]
     control = tempfile.mkdtemp(prefix="gpf-cp-")  # ssh's ControlPath must stay under 108 characters
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "LANG": "C.UTF-8",
-        "ANSIBLE_ROLES_PATH": str(ANSIBLE / "roles"), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+        "ANSIBLE_COLLECTIONS_PATH": str(collections_path(work)), "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_PIPELINING": "True", "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_SSH_CONTROL_PATH_DIR": control, "ANSIBLE_LOCAL_TEMP": str(work / "ansible-tmp"),
         "ANSIBLE_DEPRECATION_WARNINGS": "False", "PYTHONWARNINGS": "ignore",
@@ -147,7 +158,8 @@ def test_install_sh_runs_again_only_where_the_wheelhouse_is_not_installed(fleet)
     record.write_text(record.read_text() + "# an older wheelhouse\n")
     b.run(["rm", "/usr/sbin/gpuprep"])
     play = install(fleet, "--limit", "gpu-a,gpu-b")
-    ran = re.search(r"^TASK \[gpuprep : Run the wheelhouse's install.sh\].*?\n\n", play.output, re.M | re.S)
+    ran = re.search(r"^TASK \[gpuprep\.ecs_gpu\.gpuprep : Run the wheelhouse's install.sh\].*?\n\n", play.output,
+                    re.M | re.S)
     assert ran and sorted(re.findall(r"^changed: \[(\S+)\]", ran.group(0), re.M)) == ["gpu-a", "gpu-b"], play
     assert play.recap["gpu-a"]["changed"] == 2 and play.recap["gpu-b"]["changed"] == 1, play  # + gpu-a's record
     assert all(r["failed"] == 0 for r in play.recap.values()), play

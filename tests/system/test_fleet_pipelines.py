@@ -220,7 +220,9 @@ def test_ssm_document_on_the_launched_instance(pipeline_hosts, wheelhouse_dir):
     proc = ssm(command="doctor", wheelhouse="/var/tmp/no-such-wheelhouse")
     assert proc.returncode == 2 and "no install.sh in /var/tmp/no-such-wheelhouse" in proc.stderr, proc
 
-    proc = ssm(command="seal", arguments=f"--keep-image {IMAGE}")
+    proc = ssm(command="seal", arguments=f"--keep-image {IMAGE}")  # not without confirmSeal=yes
+    assert proc.returncode == 2 and "run it with confirmSeal=yes" in proc.stderr, proc
+    proc = ssm(command="seal", arguments=f"--keep-image {IMAGE}", confirmSeal="yes")
     report = json.loads(proc.stdout)
     assert proc.returncode == 0 and report["command"] == "seal", explain(report) + proc.stderr[-2000:]
 

@@ -12,14 +12,18 @@ driver, NVIDIA's and Amazon's packages, the ECS agent, EC2 identity (tests/syste
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from sim import IMAGE, readme_user_data
 from simfixtures import *  # noqa: F403  (pytest fixtures)
 
+from gpuprep import version as version_of
 from gpuprep.bootcheck import UNIT_NAME
 
 # sudo's secure_path on RHEL 8/9 and its rebuilds (docs/packaging.md): what `sudo gpuprep` searches.
 RHEL_SECURE_PATH = "/sbin:/bin:/usr/sbin:/usr/bin"
+# What the wheelhouse built from this checkout installs (gpuprep/version.py): its tag, or its commit.
+VERSION = version_of.current_from(Path(__file__).resolve().parents[2])
 
 
 def test_readme_user_data_installs_and_seals(instance):
@@ -37,7 +41,7 @@ def test_readme_user_data_installs_and_seals(instance):
     assert inst.run(["/opt/gpuprep/bin/python", "-c", "import sys; print(sys.version_info[:2])"]).stdout == "(3, 9)\n"
     # Found by root's PATH and by sudo's secure_path (no /usr/local in it).
     assert inst.run(["readlink", "/usr/sbin/gpuprep"]).stdout.strip() == "/opt/gpuprep/bin/gpuprep"
-    assert inst.run(["gpuprep", "--version"], env={"PATH": RHEL_SECURE_PATH}).stdout == "gpuprep 0.1.0\n"
+    assert inst.run(["gpuprep", "--version"], env={"PATH": RHEL_SECURE_PATH}).stdout == f"gpuprep {VERSION}\n"
     # Sealed: the stamp, ECS stopped, the kept image there, the boot gate running the linked gpuprep.
     stamp = json.loads(inst.path("/etc/gpuprep/seal.json").read_text())
     assert stamp, stamp
@@ -53,4 +57,4 @@ def test_readme_user_data_installs_and_seals(instance):
     assert (gate["ActiveState"], gate["ExecMainStatus"]) == ("active", "0"), inst.journal(UNIT_NAME)
     assert inst.run(["systemctl", "is-active", "ecs.service"], check=False).stdout.strip() == "active"
     assert inst.run(["test", "-e", "/tmp/gpuprep-wheelhouse-py3.9"], check=False).returncode == 1
-    assert inst.run(["gpuprep", "--version"]).stdout == "gpuprep 0.1.0\n"
+    assert inst.run(["gpuprep", "--version"]).stdout == f"gpuprep {VERSION}\n"

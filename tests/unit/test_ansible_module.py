@@ -1,4 +1,4 @@
-"""The Ansible module's mapping of gpuprep's report (integrations/ansible/roles/gpuprep/library/gpuprep.py).
+"""The Ansible module's mapping of gpuprep's report (integrations/ansible/plugins/modules/gpuprep.py).
 
 Pure functions of a report: changed, failed, the message, the diff entries. The module run by real
 ansible-core over ssh against booted hosts is tests/system/test_fleet_ansible.py.
@@ -13,7 +13,7 @@ import pytest
 
 from gpuprep.bootcheck import DEFAULT_PROGRAM
 
-MODULE = Path(__file__).resolve().parents[2] / "integrations/ansible/roles/gpuprep/library/gpuprep.py"
+MODULE = Path(__file__).resolve().parents[2] / "integrations/ansible/plugins/modules/gpuprep.py"
 
 
 @pytest.fixture(scope="module")

@@ -144,7 +144,10 @@ def test_prom_textfile(tmp_path):
     assert "gpuprep_doctor_status 2\n" in text
     assert 'gpuprep_check_status{check="gpu-count",group="gpu"} 2\n' in text
     assert 'gpuprep_check_status{check="gpu-pci",group="gpu"} 0\n' in text
-    assert 'check="gpu-nvml"' not in text.split("# HELP gpuprep_check_duration_seconds")[0]  # skipped: absent
+    status = text.split("# HELP gpuprep_check_status")[1].split("# HELP ")[0]
+    assert 'check="gpu-nvml"' not in status  # skipped: absent from the status family...
+    assert 'gpuprep_check_skipped{check="gpu-nvml",group="gpu"} 1\n' in text  # ... and said skipped
+    assert 'gpuprep_check_skipped{check="gpu-pci",group="gpu"} 0\n' in text
 
 
 def test_prom_unwritable_is_one_line_unknown(tmp_path):

@@ -51,3 +51,40 @@ def test_runtime_requirements_leave_the_test_extra_out(tmp_path):
 def test_a_python_version_other_than_x_y_is_refused(tmp_path):
     with pytest.raises(wheelhouse.DistError, match="give a Python version as X.Y"):
         wheelhouse.build("3", ["manylinux2014_x86_64"], tmp_path, None)
+
+
+def _locked(python: str = "3.9") -> dict[str, str]:
+    """packaging/lock/pyX.Y.txt as {name: version}, every line hash-pinned."""
+    pins = {}
+    for line in wheelhouse.lock_file(python).read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        pin, *hashes = line.split()
+        assert hashes and all(h.startswith("--hash=sha256:") for h in hashes), line
+        name, version = pin.split("==")
+        pins[name] = version
+    return pins
+
+
+def test_the_committed_lock_satisfies_pyprojects_dependencies():
+    """Each runtime dependency pyproject.toml declares is in the lock, at a version its specifier allows: a
+    changed dependency (a new floor, a cap) without `--update-lock` fails here."""
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = _locked()
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert declared
+    for text in declared:
+        req = Requirement(text)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{name} ({text}) is not in {wheelhouse.lock_file('3.9')}: run --update-lock"
+        assert req.specifier.contains(pins[name], prereleases=True), (text, pins[name])
+    assert "pip" in pins  # install.sh runs pip from its wheel
+    assert "gpuprep" not in pins  # gpuprep's own wheel is built, not locked
+
+
+def test_a_build_without_a_lock_for_its_python_says_how_to_write_one(tmp_path):
+    with pytest.raises(wheelhouse.DistError, match=r"no lock for Python 3\.42 .*--update-lock"):
+        wheelhouse.build("3.42", ["manylinux2014_x86_64"], tmp_path, None)

@@ -275,7 +275,7 @@ def test_deep_clean_items_dry_run_equals_real_run_then_ok(deep_tree):
 # -- preflight ----------------------------------------------------------------------------
 def _ctx(root: Path, *, euid: int = 0, interactive: bool = False, **opts) -> Context:
     host = Host(root, euid=euid, env={})
-    return Context(host, detect(host), SealOptions(**opts), interactive=interactive)
+    return Context(host, detect(host), SealOptions(**opts), interactive=interactive, can_ask=interactive)
 
 
 def _seal(ctx: Context, only: list[str] | None = None):
@@ -297,19 +297,19 @@ def test_preflight_unknown_platform_exit_3(tmp_path):
 
 
 def test_preflight_on_a_terminal_asks_and_no_removes_nothing(tree, monkeypatch):
-    """The person at the terminal is simulated: typer.confirm answers no (then yes). The same with a real
+    """The person at the terminal is simulated: seal's question answers no (then yes). The same with a real
     pseudo-terminal: tests/integration/test_seal_cli.py."""
     import typer
 
     asked: list[str] = []
-    monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: asked.append(text) or False)
+    monkeypatch.setattr(seal, "_ask_yes_no", lambda text: asked.append(text) or False)
     monkeypatch.setattr(typer, "echo", lambda line="", **kw: asked.append(str(line)))
     report = _seal(_ctx(tree["root"], interactive=True))
     assert report.exit_code == 1 and report.steps[0].summary == "aborted, nothing removed"
     assert any("remove /var/lib/ecs/data/agent.db" in line for line in asked)
     assert (tree["root"] / "var/lib/ecs/data/agent.db").exists()
 
-    monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: True)
+    monkeypatch.setattr(seal, "_ask_yes_no", lambda text: True)
     report = _seal(_ctx(tree["root"], interactive=True))
     assert report.exit_code == 0 and not (tree["root"] / "var/lib/ecs/data/agent.db").exists()
 
@@ -324,19 +324,18 @@ def test_only_leaving_preflight_out_still_checks_root_and_asks(tree, monkeypatch
     assert report.exit_code == 3 and report.error == "preflight: seal needs root: it stops services and removes " \
         "files owned by root" and agent_db.exists()
     asked: list[str] = []
-    monkeypatch.setattr(typer, "confirm", lambda text, default=False, **kw: asked.append(text) or False)
+    monkeypatch.setattr(seal, "_ask_yes_no", lambda text: asked.append(text) or False)
     monkeypatch.setattr(typer, "echo", lambda line="", **kw: None)
     report = _seal(_ctx(tree["root"], interactive=True, only=only), only)
-    assert asked == ["Go ahead?"] and report.exit_code == 1 and agent_db.exists()
+    assert asked == ["Go ahead? [y/N]: "] and report.exit_code == 1 and agent_db.exists()
 
 
 def test_yes_or_no_terminal_never_asks(tree, monkeypatch):
-    import typer
 
     def boom(*a, **k):
         raise AssertionError("asked")
 
-    monkeypatch.setattr(typer, "confirm", boom)
+    monkeypatch.setattr(seal, "_ask_yes_no", boom)
     assert _seal(_ctx(tree["root"], interactive=True, yes=True)).exit_code == 0
 
 

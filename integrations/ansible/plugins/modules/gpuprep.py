@@ -44,7 +44,38 @@ options:
     description: doctor statuses that fail the task (Nagios' ok, warning, critical, unknown).
     type: list
     elements: str
+    choices: [ok, warning, critical, unknown]
     default: [critical, unknown]
+author:
+  - gpuprep contributors
+"""
+
+EXAMPLES = r"""
+- name: Make the host an ECS GPU container host
+  gpuprep.ecs_gpu.gpuprep:
+    command: install
+    args: [--repo-file, /root/nvidia-container-toolkit.repo]
+
+- name: Fail on a critical or unknown doctor verdict
+  gpuprep.ecs_gpu.gpuprep:
+    command: doctor
+    fail_on: [critical, unknown]
+"""
+
+RETURN = r"""
+report:
+  description: gpuprep's JSON report (docs/contract.md).
+  returned: always
+  type: dict
+status:
+  description: The report's status.
+  returned: always
+  type: str
+failing:
+  description: doctor's check ids that are not ok or skipped.
+  returned: when command is doctor
+  type: list
+  elements: str
 """
 
 DEFAULT_EXECUTABLE = "/usr/sbin/gpuprep"  # install.sh's link; the boot gate's and doctor timer's ExecStart
@@ -90,7 +121,8 @@ def main():
             "command": {"type": "str", "required": True, "choices": ["install", "seal", "doctor"]},
             "args": {"type": "list", "elements": "str", "default": []},
             "executable": {"type": "path", "default": DEFAULT_EXECUTABLE},
-            "fail_on": {"type": "list", "elements": "str", "default": ["critical", "unknown"]},
+            "fail_on": {"type": "list", "elements": "str", "default": ["critical", "unknown"],
+                        "choices": ["ok", "warning", "critical", "unknown"]},
         },
         supports_check_mode=True,
     )
