@@ -18,6 +18,7 @@ import typer
 
 from gpuprep import __version__
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
+from gpuprep.interrupts import Interrupted
 from gpuprep.options import DEFAULT_IMAGE
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
@@ -172,6 +173,7 @@ def _interactive() -> bool:
 
 
 def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
+    from gpuprep.interrupts import caught
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
     from gpuprep.runner.steps import Context, check_selection, run_steps
@@ -182,6 +184,8 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
         check_selection(options.only, options.skip, steps)  # bad usage says so before anything is printed
         host = _host()
         with contextlib.ExitStack() as held:
+            # From here SIGTERM, SIGINT and SIGHUP end the run through run_steps, which undoes what it left half done.
+            held.enter_context(caught())
             if not options.dry_run:
                 if not host.is_root:
                     # Said before the lock, which lives in root's /run/lock: a user who is not root would
@@ -559,6 +563,9 @@ def main() -> None:
             _say_error("interrupted (SIGINT)", "run the command again to finish", code)
     except _click_errors() as exc:
         code = _usage_error(exc)
+    except Interrupted as exc:  # a signal before or after the steps: nothing was left half done
+        code = 3 if G.command == "doctor" else 1
+        _say_error(f"interrupted ({exc.name})", "run the command again to finish", code)
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0
