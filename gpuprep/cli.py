@@ -552,6 +552,10 @@ def main() -> None:
     it starts are done or are daemon threads (a check past its timeout). So output and logs are flushed
     here and the process ends with the command's exit code.
     """
+    from gpuprep.stdio import make_tolerant
+
+    make_tolerant()  # a lost stdout or stderr never stops a run nor changes its exit code (gpuprep/stdio.py)
+    logging.raiseExceptions = False  # a log line that cannot be written is dropped, never a "Logging error" dump
     try:
         # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
         # like gpuprep's (one error line, one hint line), and user data greps for those.
@@ -575,10 +579,8 @@ def main() -> None:
     code = documented_exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # tolerant streams drop what they cannot write
             stream.flush()
-        except (OSError, ValueError):  # a reader that went away (`| head`), or a closed stream
-            code = code or 1
     os._exit(code)
 
 
