@@ -163,9 +163,15 @@ def open_dir(root: str, parts: list[str], *, create: bool = False) -> int:
             except FileNotFoundError:
                 if not create:
                     raise
+                made = False
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(comp, 0o755, dir_fd=fd)
+                    made = True
                 nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
+                if made:
+                    # mkdir's mode passes through the umask: under umask 077 (hardened images, some SSM setups)
+                    # /etc/gpuprep came out 0700 and seal.json unreadable to all but root. 0755, as the distro's.
+                    os.fchmod(nxt, 0o755)
             except OSError as exc:
                 st = _lstat_at(fd, comp) if exc.errno in (errno.ELOOP, errno.ENOTDIR) else None
                 # A directory now, after the open met something else: it was swapped back and forth
