@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Sequence
 
-from gpuprep.errors import CommandError, StepFailed
+from gpuprep.errors import BadInput, CommandError
 from gpuprep.host import Host
 from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.resolve import Package
@@ -119,7 +120,9 @@ def parse_records(stdout: str, repo: str = "", tool: str = "the package manager"
     for record in stdout.split(RECORD):
         record = record.strip("\n")
         if FIELD not in record:
+            _no_stray_line(record, tool)
             continue
+        _no_stray_line(record.split(FIELD, 1)[0].rpartition("\n")[0], tool)
         fields = record.split(FIELD)
         shown = record.strip()[:120]
         if len(fields) < 5:
@@ -139,10 +142,24 @@ def parse_records(stdout: str, repo: str = "", tool: str = "the package manager"
     return out
 
 
-def _unreadable(tool: str, problem: str) -> StepFailed:
-    return StepFailed(f"cannot read the output of {tool}: {problem}",
-                      f"run {tool} by hand (gpuprep -v shows the command) and fix what makes it print that "
-                      "(a plugin or a broken repository file, most often)")
+# What rpm -q prints on stdout besides the records gpuprep asked for: an answer, not garbage.
+_NOT_INSTALLED = re.compile(r"package \S+ is not installed")
+
+
+def _no_stray_line(text: str, tool: str) -> None:
+    """Output outside the records asked for (a wrapper's banner, a plugin's print, a version mismatch's
+    message, with exit 0) means the command did not answer what was asked: BadInput naming the line."""
+    for line in text.splitlines():
+        if line.strip() and not _NOT_INSTALLED.fullmatch(line.strip()):
+            raise _unreadable(tool, f"it printed {line.strip()[:120]!r}, not a record of the query")
+
+
+def _unreadable(tool: str, problem: str) -> BadInput:
+    """Garbage from the package manager with exit 0 is bad input (exit 2), named, nothing changed: taking it for an
+    answer read as "nothing installed, nothing offered" and went on (issue 23)."""
+    return BadInput(f"cannot read the output of {tool}: {problem}",
+                    f"run {tool} by hand (gpuprep -v shows the command) and fix what makes it print that "
+                    "(a plugin, a wrapper script or a broken repository file, most often)")
 
 
 def installed(host: Host, names: Sequence[str]) -> list[Package]:

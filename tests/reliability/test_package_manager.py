@@ -156,3 +156,46 @@ def test_this_machine_has_the_plugins_the_install_case_guards_against():
     """The case above means something only where a plugin that writes outside the installroot is on."""
     plugins = Path("/usr/lib/python3/dist-packages/dnf-plugins")
     assert (plugins / "generate_completion_cache.py").is_file(), os.listdir(plugins)
+
+
+# SIMULATED: a package manager that answers exit 0 with something other than what was asked (a wrapper script's
+# banner, a plugin printing to stdout, a distro's alias). A stand-in script of that name first on PATH prints
+# it for the query and hands every other call to the real program.
+GARBAGE = {
+    "repoquery": ("dnf", "repoquery", "Updating Subscription Management repositories."),
+    "rpm-query": ("rpm", "--qf", "rpm wrapper 1.0: database checked, all good"),
+}
+
+
+def _stand_in(bin_dir: Path, name: str, when: str, says: str) -> None:
+    real = shutil.which(name)
+    script = bin_dir / name
+    script.write_text(f'#!/bin/sh\n# SIMULATED {name} wrapper that prints garbage for one query (issue 23)\n'
+                      f'for a in "$@"; do [ "$a" = "{when}" ] && {{ echo "{says}"; exit 0; }}; done\n'
+                      f'exec {real} "$@"\n')
+    script.chmod(0o755)
+
+
+@pytest.mark.parametrize("case", sorted(GARBAGE))
+def test_garbage_from_the_package_manager_is_bad_input_named_and_nothing_changes(root: Path, tmp_path: Path,
+                                                                                 case: str):
+    name, when, says = GARBAGE[case]
+    if case == "rpm-query":
+        _installed(root, image_db=False)  # rpm -q is asked only where the tree has a database
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _stand_in(bin_dir, name, when, says)
+    before = kit.without_lock(kit.snapshot(root))
+    env = kit.env(PATH=f"{bin_dir}:{os.environ['PATH']}")
+    proc = subprocess.run(kit.cli("--root", str(root), *STEPS), capture_output=True, text=True, env=env, cwd="/",
+                          timeout=300)
+    r = kit.Run(list(STEPS), proc.returncode, proc.stdout, proc.stderr, 0.0)
+    problems = [] if r.code == 2 else [f"exit {r.code}, not 2"]
+    problems += kit.error_problems(r)
+    if says not in kit.error_line(r) or name not in kit.error_line(r):
+        problems.append(f"the error line names neither {name} nor what it printed")
+    changed = kit.diff(before, kit.without_lock(kit.snapshot(root), before))
+    if changed:
+        problems.append(f"changed: {changed[:5]}")
+    kit.figure("package manager cases", not problems, 1, [f"garbage-{case}"] if problems else [])
+    assert not problems, f"{problems}\n{r}"
