@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import sys
 import traceback
-from collections.abc import Sequence
 from pathlib import Path
 from typing import List, Optional
 
@@ -21,7 +19,7 @@ import typer
 from gpuprep import __version__
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
 from gpuprep.interrupts import Interrupted
-from gpuprep.options import DEFAULT_IMAGE
+from gpuprep.options import DEFAULT_IMAGE, check_values, file_path
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
 EPILOG = """\b
@@ -150,36 +148,6 @@ def _absolute(flag: str, value: str | None) -> None:
     if value is not None and not value.startswith("/"):
         raise BadInput(f"{flag} {value}: not an absolute path", f"give {flag} as a path of the target system, "
                        f"starting with / (inside --root it is read relative to the root)")
-
-
-def _file_path(flag: str, value: str | None) -> None:
-    """A file named on the command line: a path ending in / names a directory."""
-    if value is not None and value.endswith("/"):
-        raise BadInput(f"{flag} {value}: names a directory (it ends in /)", f"give {flag} the path of a file")
-
-
-# A Docker version as the repositories spell it (20.10.25, 25.0.8-1.amzn2023.0.2, 19.03.13ce, 1:25.0.8).
-DOCKER_VERSION = re.compile(r"(\d+:)?\d[0-9A-Za-z.+~_-]*")
-# shadow-utils' useradd default NAME_REGEX (login names of at most 32 characters).
-USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\$?")
-
-
-def _check_values(*, docker: str | None = None, user: str | None = None, images: Sequence[str] = (),
-                  image_flag: str = "--image", repo_file: Path | None = None) -> None:
-    """Values that can be judged on their own, before the lock is taken or anything is touched, whichever
-    steps --only selects: BadInput (exit 2) naming the value."""
-    if docker is not None and not DOCKER_VERSION.fullmatch(docker):
-        raise BadInput(f"--docker {docker!r}: not a Docker version", "give a version the repositories offer, such "
-                       "as 25.0.8 (`dnf --showduplicates list docker` lists them)")
-    if user is not None and not USER_NAME.fullmatch(user):
-        raise BadInput(f"--user {user!r}: not a user name", "give the login name of an existing user, e.g. ec2-user")
-    for image in images:
-        if not image or any(c.isspace() for c in image):
-            raise BadInput(f"{image_flag} {image!r}: not an image reference",
-                           f"give {image_flag} an image such as public.ecr.aws/docker/library/busybox:1.36")
-    if repo_file is not None and not repo_file.is_file():
-        why = "is a directory" if repo_file.is_dir() else "no such file"
-        raise BadInput(f"--repo-file {repo_file}: {why}", "give the path of a readable .repo file on this machine")
 
 
 # Where install and seal write (each file through rootfs.write_atomic): a run killed mid-write leaves
@@ -381,9 +349,9 @@ def install(
         _absolute("--ecs-config", ecs_config)
         _absolute("--runtime-path", runtime_path)
         _absolute("--prom-dir", prom_dir)
-        _file_path("--ecs-config", ecs_config)
-        _file_path("--runtime-path", runtime_path)
-        _check_values(docker=docker, user=user, images=[image], repo_file=repo_file)
+        file_path("--ecs-config", ecs_config)
+        file_path("--runtime-path", runtime_path)
+        check_values(docker=docker, user=user, images=[image], repo_file=repo_file)
     except BadInput as exc:
         _fail(exc, EXIT_BAD_INPUT)
     options = InstallOptions(
@@ -431,7 +399,7 @@ def seal(
     if list_steps:
         _list("steps", [{"id": s.id, "title": s.title} for s in seal_steps()])
     try:
-        _check_values(images=keep_image, image_flag="--keep-image")
+        check_values(images=keep_image, image_flag="--keep-image")
     except BadInput as exc:
         _fail(exc, EXIT_BAD_INPUT)
     options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip,
@@ -474,7 +442,7 @@ def doctor(
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
     try:
-        _check_values(images=[image])
+        check_values(images=[image])
     except BadInput as exc:
         _fail(exc, Status.UNKNOWN.exit_code)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)

@@ -525,6 +525,16 @@ class Host:
         version = self.docker().api.api_version
         return docker.APIClient(base_url=self.docker_url, version=version, timeout=timeout)
 
+    def copy_out(self, d: str | Path, dest: str) -> None:
+        """Copy the regular files of the tree's directory ``d`` (links not followed) into ``dest`` on this machine,
+        replacing what is there: a copy a read-only query may open for writing (rpm's database)."""
+        src = self.path(d)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.makedirs(dest)
+        for e in os.scandir(src):
+            if e.is_file(follow_symlinks=False):
+                shutil.copyfile(e.path, f"{dest}/{e.name}", follow_symlinks=False)
+
     def scratch(self) -> str:
         """A private directory on this machine, outside the root, removed by ``close``: where a
         read-only run sends what its tools insist on writing (dnf's logs and cache)."""

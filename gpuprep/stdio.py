@@ -9,7 +9,6 @@ docs/contract.md documents. The report is what was lost, not the run.
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import sys
@@ -50,20 +49,20 @@ class _Tolerant(io.RawIOBase):
         return len(data)
 
 
-def _reopen_closed(fd: int) -> bool:
-    """Point ``fd`` at /dev/null when it is closed, so no file gpuprep opens later (a lock, daemon.json's temp
-    file) lands on 0, 1 or 2, where a write meant for the terminal or a child's output would reach it."""
-    try:
-        os.fstat(fd)
-        return False
-    except OSError as exc:
-        if exc.errno != errno.EBADF:
-            return False
-    null = os.open(os.devnull, os.O_RDWR)
-    if null != fd:
-        os.dup2(null, fd)
-        os.close(null)
-    return True
+def reopen_closed_stdio() -> None:
+    """Point each of descriptors 0, 1 and 2 that is closed at /dev/null, so that no file gpuprep opens later (a
+    lock, daemon.json's temp file) becomes one of them, where a write meant for the terminal or a child's output
+    would reach it."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        null = os.open(os.devnull, os.O_RDWR)
+        if null != fd:
+            os.dup2(null, fd)
+            os.close(null)
 
 
 def _tolerant_text(fd: int, old, *, write_through: bool) -> io.TextIOWrapper:
@@ -76,9 +75,8 @@ def _tolerant_text(fd: int, old, *, write_through: bool) -> io.TextIOWrapper:
 def make_tolerant() -> None:
     """Replace sys.stdout and sys.stderr with tolerant ones on the same descriptors and encodings (closed
     descriptors first pointed at /dev/null); stdin closed is /dev/null too."""
-    for fd in (0, 1, 2):
-        _reopen_closed(fd)
-    if sys.stdin is None:
-        sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115 (for the process)
+    reopen_closed_stdio()
+    if sys.stdin is None:  # closed at start: /dev/null now, as a text stream (click's prompts read sys.stdin)
+        sys.stdin = io.TextIOWrapper(io.FileIO(0, closefd=False), encoding="utf-8", errors="replace")
     sys.stdout = _tolerant_text(1, sys.stdout, write_through=False)
     sys.stderr = _tolerant_text(2, sys.stderr, write_through=True)

@@ -17,7 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gpuprep.errors import CommandError, PreconditionUnmet, StepFailed
+from gpuprep.errors import BadInput, CommandError, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
 from gpuprep.packages.resolve import Package
 from gpuprep.packages.rpmdb import REPOQUERY_QF, copy_db, db_dir, installed, own_dbpath, parse_records
@@ -229,6 +229,8 @@ class Backend:
     # -- queries -------------------------------------------------------------------------
     def available(self, names: Sequence[str]) -> list[Package]:
         """Every version of ``names`` the enabled repositories offer: one package-manager run."""
+        for path, text in self.repo_files().items():
+            check_booleans(self.host.path(path), text)
         self.queries += 1
         done = self.host.run(self.query_argv(names), timeout=QUERY_TIMEOUT, check=False)
         self.unreachable = unreachable_repos(done.stderr)
@@ -357,6 +359,25 @@ class Backend:
         kept = [line for line in text.splitlines() if lock_name(line) not in names]
         added = ["# Added by gpuprep", *(lock_entry(p, self.target_manager) for p in pkgs)]
         self.host.write_atomic(self.lock_list, "\n".join([*kept, *added]).strip("\n") + "\n")
+
+
+# The boolean options of a repository section (libdnf's ConfigRepo and yum's RepoConf), and the spellings both
+# read (libdnf OptionBool). dnf only warns on another value and goes on with the default: an ``enabled=maybe``
+# meant as off is then queried, a ``gpgcheck=flase`` checks nothing.
+REPO_BOOLEANS = ("enabled", "gpgcheck", "repo_gpgcheck", "localpkg_gpgcheck", "skip_if_unavailable", "sslverify",
+                 "module_hotfixes", "enablegroups", "countme")
+TRUE_FALSE = ("1", "yes", "true", "on", "0", "no", "false", "off")
+
+
+def check_booleans(path: object, text: str) -> None:
+    """BadInput (exit 2) naming the file, the line and the option of a boolean option that is neither true nor
+    false, before the package manager reads it."""
+    for number, line in enumerate(text.split("\n"), 1):
+        key, eq, value = line.partition("=")
+        if eq and key.strip().lower() in REPO_BOOLEANS and value.strip().lower() not in TRUE_FALSE:
+            raise BadInput(f"{path}, line {number}: {key.strip()}={value.strip()} is not a boolean",
+                           f"write {key.strip()}=1 or {key.strip()}=0 (dnf and yum read 1/0, yes/no, true/false, "
+                           "on/off)")
 
 
 class DnfBackend(Backend):

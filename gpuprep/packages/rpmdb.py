@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import shutil
 from collections.abc import Sequence
 
 from gpuprep.errors import BadInput, CommandError
@@ -58,10 +57,7 @@ def copy_db(host: Host, d: str, top: str, at: str) -> None:
     dest = f"{top}{at}"
     if _copied.get(dest) == stamp and os.path.isdir(dest):
         return
-    shutil.rmtree(dest, ignore_errors=True)
-    os.makedirs(dest)
-    for f in files:
-        shutil.copyfile(src / f, f"{dest}/{f}", follow_symlinks=False)
+    host.copy_out(d, dest)
     _copied[dest] = stamp
 
 
