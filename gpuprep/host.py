@@ -16,7 +16,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -355,6 +355,46 @@ class Host:
         if check and proc.returncode != 0:
             raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr, hint=hint)
         return done
+
+    def run_filtered(self, argv: Sequence[str], *, timeout: float, keep: Callable[[str], bool],
+                     stderr_limit: int = 64 << 10) -> tuple[Completed, int]:
+        """Run ``argv`` like ``run``, reading its stdout a line at a time and keeping only the lines ``keep``
+        accepts: memory is bounded by what is kept, whatever the program prints (a host's kernel log can hold
+        hundreds of megabytes, issue 23). Returns the Completed (stdout: the kept lines) and the count of lines
+        read. CommandError when it does not exist or runs past ``timeout``."""
+        argv = tuple(str(a) for a in argv)
+        log.debug("run: %s (filtered)", " ".join(argv))
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                    env=dict(self.env))
+        except FileNotFoundError as exc:
+            raise CommandError(argv, None, stderr=str(exc)) from None
+        killer = threading.Timer(timeout, proc.kill)
+        err: list[bytes] = []
+        reader = threading.Thread(target=lambda: err.append(proc.stderr.read(stderr_limit)), daemon=True)
+        killer.start()
+        reader.start()
+        kept: list[str] = []
+        count = 0
+        try:
+            for raw in proc.stdout:
+                count += 1
+                line = raw.decode(errors="replace")
+                if keep(line):
+                    kept.append(line)
+            proc.stdout.close()
+            returncode = proc.wait()
+        finally:
+            killer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        reader.join(timeout=5)
+        if time.monotonic() - started >= timeout and returncode < 0:
+            raise CommandError(argv, None, "".join(kept), timeout=timeout)
+        stderr = b"".join(err).decode(errors="replace")
+        return Completed(argv, returncode, "".join(kept), stderr, time.monotonic() - started), count
 
     def spawn(self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
               cwd: str = "/") -> subprocess.Popen:
