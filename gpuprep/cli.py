@@ -19,7 +19,7 @@ import typer
 from gpuprep import __version__
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
 from gpuprep.interrupts import Interrupted
-from gpuprep.options import DEFAULT_IMAGE, check_values, file_path
+from gpuprep.options import DEFAULT_IMAGE, absolute, check_values, file_path
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
 EPILOG = """\b
@@ -143,33 +143,10 @@ def _host():
     return Host(root)
 
 
-def _absolute(flag: str, value: str | None) -> None:
-    """A path of the target system given on the command line must be absolute (it is read inside --root)."""
-    if value is not None and not value.startswith("/"):
-        raise BadInput(f"{flag} {value}: not an absolute path", f"give {flag} as a path of the target system, "
-                       f"starting with / (inside --root it is read relative to the root)")
-
-
 # Where install and seal write (each file through rootfs.write_atomic): a run killed mid-write leaves
 # its .NAME.XXXXXXXX.tmp there, and the next run under the lock removes it, whatever it writes.
 WRITTEN_DIRS = ("/etc/docker", "/etc/ecs", "/etc/gpuprep", "/etc/systemd/system", "/etc/yum.repos.d",
                 "/etc/dnf/plugins", "/etc/yum/pluginconf.d", "/var/lib/ecs")
-
-
-def _sweep_litter(host) -> None:
-    from gpuprep import rootfs
-
-    for d in WRITTEN_DIRS:
-        try:
-            for path in rootfs.temp_files(str(host.root), d):
-                log.debug("removing %s, left by a killed run", path)
-                host.remove(path, base=d)
-        except GpuprepError as exc:  # a link leading out, say: the step that writes there reports it
-            log.debug("not sweeping %s: %s", d, exc.message)
-
-
-def _interactive() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
@@ -195,9 +172,9 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
                 # One run at a time per target, for the whole run: plans see the last run's result. A
                 # dry run changes nothing and waits for nobody.
                 held.enter_context(host.lock(command, wait_s=G.lock_wait))
-                _sweep_litter(host)
+                host.sweep_litter(WRITTEN_DIRS)
             platform = detect(host)
-            ctx = Context(host, platform, options, interactive=_interactive())
+            ctx = Context(host, platform, options, interactive=sys.stdin.isatty() and sys.stdout.isatty())
             if not G.json:
                 typer.echo(f"gpuprep {command} on {platform.name}"
                            + (f" (root {host.root})" if not host.live else "")
@@ -346,9 +323,9 @@ def install(
         _fail(BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
                        "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
     try:
-        _absolute("--ecs-config", ecs_config)
-        _absolute("--runtime-path", runtime_path)
-        _absolute("--prom-dir", prom_dir)
+        absolute("--ecs-config", ecs_config)
+        absolute("--runtime-path", runtime_path)
+        absolute("--prom-dir", prom_dir)
         file_path("--ecs-config", ecs_config)
         file_path("--runtime-path", runtime_path)
         check_values(docker=docker, user=user, images=[image], repo_file=repo_file)

@@ -358,10 +358,8 @@ class Host:
 
     def run_filtered(self, argv: Sequence[str], *, timeout: float, keep: Callable[[str], bool],
                      stderr_limit: int = 64 << 10) -> tuple[Completed, int]:
-        """Run ``argv`` like ``run``, reading its stdout a line at a time and keeping only the lines ``keep``
-        accepts: memory is bounded by what is kept, whatever the program prints (a host's kernel log can hold
-        hundreds of megabytes, issue 23). Returns the Completed (stdout: the kept lines) and the count of lines
-        read. CommandError when it does not exist or runs past ``timeout``."""
+        """``run``, keeping only the stdout lines ``keep`` accepts, read one at a time: memory bounded whatever the
+        program prints (a kernel log of hundreds of MB, issue 23). (Completed, lines read); CommandError as run."""
         argv = tuple(str(a) for a in argv)
         log.debug("run: %s (filtered)", " ".join(argv))
         started = time.monotonic()
@@ -370,13 +368,10 @@ class Host:
                                     env=dict(self.env))
         except FileNotFoundError as exc:
             raise CommandError(argv, None, stderr=str(exc)) from None
-        killer = threading.Timer(timeout, proc.kill)
-        err: list[bytes] = []
+        killer, err, kept, count = threading.Timer(timeout, proc.kill), [], [], 0
         reader = threading.Thread(target=lambda: err.append(proc.stderr.read(stderr_limit)), daemon=True)
         killer.start()
         reader.start()
-        kept: list[str] = []
-        count = 0
         try:
             for raw in proc.stdout:
                 count += 1
@@ -565,15 +560,20 @@ class Host:
         version = self.docker().api.api_version
         return docker.APIClient(base_url=self.docker_url, version=version, timeout=timeout)
 
+    def sweep_litter(self, dirs: Sequence[str]) -> None:
+        """Remove the temp files a killed run left in ``dirs``, under the run lock before the first step; a
+        directory that cannot be walked (a link leading out) is left to the step that writes there."""
+        for d in dirs:
+            try:
+                for path in rootfs.temp_files(str(self.root), d):
+                    log.debug("removing %s, left by a killed run", path)
+                    self.remove(path, base=d)
+            except GpuprepError as exc:
+                log.debug("not sweeping %s: %s", d, exc.message)
+
     def copy_out(self, d: str | Path, dest: str) -> None:
-        """Copy the regular files of the tree's directory ``d`` (links not followed) into ``dest`` on this machine,
-        replacing what is there: a copy a read-only query may open for writing (rpm's database)."""
-        src = self.path(d)
-        shutil.rmtree(dest, ignore_errors=True)
-        os.makedirs(dest)
-        for e in os.scandir(src):
-            if e.is_file(follow_symlinks=False):
-                shutil.copyfile(e.path, f"{dest}/{e.name}", follow_symlinks=False)
+        """The regular files of the tree's directory ``d`` copied to ``dest`` on this machine (``rootfs.copy_out``)."""
+        rootfs.copy_out(self.path(d), dest)
 
     def scratch(self) -> str:
         """A private directory on this machine, outside the root, removed by ``close``: where a

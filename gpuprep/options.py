@@ -85,3 +85,10 @@ def check_values(*, docker: str | None = None, user: str | None = None, images: 
     if repo_file is not None and not repo_file.is_file():
         why = "is a directory" if repo_file.is_dir() else "no such file"
         raise BadInput(f"--repo-file {repo_file}: {why}", "give the path of a readable .repo file on this machine")
+
+
+def absolute(flag: str, value: str | None) -> None:
+    """A path of the target system given on the command line must be absolute (it is read inside --root)."""
+    if value is not None and not value.startswith("/"):
+        raise BadInput(f"{flag} {value}: not an absolute path", f"give {flag} as a path of the target system, "
+                       f"starting with / (inside --root it is read relative to the root)")

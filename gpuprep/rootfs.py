@@ -28,8 +28,10 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 from gpuprep.errors import EXIT_FAILED, BadInput, GpuprepError
 
@@ -490,3 +492,13 @@ def rename(root: str, path: str, new_name: str) -> None:
     """Rename ``path`` to ``new_name`` in the same directory (the link itself, when it is one)."""
     with parent_dir(root, path, follow=False) as (dfd, name):
         os.rename(name, new_name, src_dir_fd=dfd, dst_dir_fd=dfd)
+
+
+def copy_out(src: Path, dest: str) -> None:
+    """Copy the regular files of directory ``src`` (links not followed) into ``dest``, replacing what is there: a
+    copy outside the root that a read-only query may open for writing (rpm's sqlite database)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    for e in os.scandir(src):
+        if e.is_file(follow_symlinks=False):
+            shutil.copyfile(e.path, f"{dest}/{e.name}", follow_symlinks=False)
