@@ -16,9 +16,11 @@ from typing import List, Optional
 
 import typer
 
+from gpuprep import errors
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
+from gpuprep.interrupts import Interrupted
 from gpuprep.knowledge.command import app as knowledge_app
-from gpuprep.options import DEFAULT_IMAGE
+from gpuprep.options import DEFAULT_IMAGE, absolute, check_values, file_path
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
 EPILOG = """\b
@@ -161,36 +163,14 @@ def _host():
     return host
 
 
-def _absolute(flag: str, value: str | None) -> None:
-    """A path of the target system given on the command line must be absolute (it is read inside --root)."""
-    if value is not None and not value.startswith("/"):
-        raise BadInput(f"{flag} {value}: not an absolute path", f"give {flag} as a path of the target system, "
-                       f"starting with / (inside --root it is read relative to the root)")
-
-
 # Where install and seal write (each file through rootfs.write_atomic): a run killed mid-write leaves
 # its .NAME.XXXXXXXX.tmp there, and the next run under the lock removes it, whatever it writes.
 WRITTEN_DIRS = ("/etc/docker", "/etc/ecs", "/etc/gpuprep", "/etc/systemd/system", "/etc/yum.repos.d",
                 "/etc/dnf/plugins", "/etc/yum/pluginconf.d", "/var/lib/ecs")
 
 
-def _sweep_litter(host) -> None:
-    from gpuprep import rootfs
-
-    for d in WRITTEN_DIRS:
-        try:
-            for path in rootfs.temp_files(str(host.root), d):
-                log.debug("removing %s, left by a killed run", path)
-                host.remove(path, base=d)
-        except GpuprepError as exc:  # a link leading out, say: the step that writes there reports it
-            log.debug("not sweeping %s: %s", d, exc.message)
-
-
-def _interactive() -> bool:
-    return sys.stdin.isatty() and sys.stdout.isatty()
-
-
 def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
+    from gpuprep.interrupts import caught
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
     from gpuprep.runner.steps import Context, check_selection, run_steps
@@ -201,6 +181,8 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
         check_selection(options.only, options.skip, steps)  # bad usage says so before anything is printed
         host = _host()
         with contextlib.ExitStack() as held:
+            # From here SIGTERM, SIGINT and SIGHUP end the run through run_steps, which undoes what it left half done.
+            held.enter_context(caught())
             if not options.dry_run:
                 if not host.is_root:
                     # Said before the lock, which lives in root's /run/lock: a user who is not root would
@@ -210,9 +192,10 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
                 # One run at a time per target, for the whole run: plans see the last run's result. A
                 # dry run changes nothing and waits for nobody.
                 held.enter_context(host.lock(command, wait_s=G.lock_wait))
-                _sweep_litter(host)
+                host.sweep_litter(WRITTEN_DIRS)
             platform = detect(host)
-            ctx = Context(host, platform, options, interactive=_interactive(), can_ask=sys.stdin.isatty())
+            ctx = Context(host, platform, options, interactive=sys.stdin.isatty() and sys.stdout.isatty(),
+                          can_ask=sys.stdin.isatty())
             if not G.json:
                 typer.echo(f"gpuprep {command} on {platform.name}"
                            + (f" (root {host.root})" if not host.live else "")
@@ -236,7 +219,7 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
         typer.echo(to_json(report))
     else:
         render_run_summary(report)
-    G.interrupted_at_prompt = report.exit_code == TYPER_INTERRUPTED  # seal's errors.EXIT_INTERRUPTED, the same 130
+    G.interrupted_at_prompt = report.exit_code == errors.TYPER_INTERRUPTED  # seal: EXIT_INTERRUPTED, 130
     if report.exit_code:
         if report.exc is not None and G.verbose:
             traceback.print_exception(report.exc, file=sys.stderr)
@@ -362,9 +345,12 @@ def install(
         _fail(BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
                        "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
     try:
-        _absolute("--ecs-config", ecs_config)
-        _absolute("--runtime-path", runtime_path)
-        _absolute("--prom-dir", prom_dir)
+        absolute("--ecs-config", ecs_config)
+        absolute("--runtime-path", runtime_path)
+        absolute("--prom-dir", prom_dir)
+        file_path("--ecs-config", ecs_config)
+        file_path("--runtime-path", runtime_path)
+        check_values(docker=docker, user=user, images=[image], repo_file=repo_file)
     except BadInput as exc:
         _fail(exc, EXIT_BAD_INPUT)
     options = InstallOptions(
@@ -411,6 +397,10 @@ def seal(
     _merge_globals(json_out, verbose, "seal")
     if list_steps:
         _list("steps", [{"id": s.id, "title": s.title} for s in seal_steps()])
+    try:
+        check_values(images=keep_image, image_flag="--keep-image")
+    except BadInput as exc:
+        _fail(exc, EXIT_BAD_INPUT)
     options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip,
                           keep_cdi=keep_cdi)
     _run_command("seal", seal_steps, options, confirm_for)
@@ -457,6 +447,10 @@ def doctor(
     if mark_unhealthy and not boot:
         _fail(BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
                        "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env"), 3)
+    try:
+        check_values(images=[image])
+    except BadInput as exc:
+        _fail(exc, Status.UNKNOWN.exit_code)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
     host = None
     try:
@@ -552,25 +546,9 @@ def _command_in(args: list[str]) -> list[str]:
     return []
 
 
-# Every exit code a command documents (docs/contract.md): install and seal 0-3 (done, a step failed, bad
-# input, a precondition), doctor Nagios' 0-3, usage errors 2 (doctor's 3). Fleets act on the code: SSM Run Command reads
-# 194 as "reboot, then run me again" (and 3010 on Windows; integrations/README.md cites the SSM user guide),
-# so a code outside this set would be a bug that can reboot a fleet. main() never lets one out.
-DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})  # and 130 for Ctrl-C at seal's question (interrupted_at_prompt)
-# typer turns a KeyboardInterrupt into this code (typer/core.py, `raise Exit(130)`), the shell's 128+SIGINT.
-TYPER_INTERRUPTED = 130
-
-
 def documented_exit(code: int) -> int:
-    """``code`` if the contract documents it; otherwise say so as the bug it is and use the command's own
-    "could not run" code: doctor's UNKNOWN (3), install's and seal's "a step failed" (1)."""
-    if code in DOCUMENTED_EXIT_CODES or (code == TYPER_INTERRUPTED and G.interrupted_at_prompt):
-        return code
-    fallback = 3 if G.command == "doctor" else 1
-    print(f"gpuprep: error: internal error: exit code {code} is not one gpuprep documents; exiting {fallback}",
-          file=sys.stderr)
-    print("gpuprep: hint: run again with -v and report it", file=sys.stderr)
-    return fallback
+    """errors.documented_exit_code for this run's command."""
+    return errors.documented_exit_code(code, G.command, G.interrupted_at_prompt)
 
 
 def main() -> None:
@@ -582,17 +560,24 @@ def main() -> None:
     it starts are done or are daemon threads (a check past its timeout). So output and logs are flushed
     here and the process ends with the command's exit code.
     """
+    from gpuprep.stdio import make_tolerant
+
+    make_tolerant()  # a lost stdout or stderr never stops a run nor changes its exit code (gpuprep/stdio.py)
+    logging.raiseExceptions = False  # a log line that cannot be written is dropped, never a "Logging error" dump
     try:
         # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
         # like gpuprep's (one error line, one hint line), and user data greps for those.
         code = app(standalone_mode=False) or 0
-        if code == TYPER_INTERRUPTED and not G.interrupted_at_prompt:
+        if code == errors.TYPER_INTERRUPTED and not G.interrupted_at_prompt:
             # Ctrl-C, or a fleet agent's SIGINT: a run that did not finish, said in one line. The
             # interrupted write left only its temp file, which the next run sweeps.
             code = 3 if G.command == "doctor" else 1
             _say_error("interrupted (SIGINT)", "run the command again to finish", code)
     except _click_errors() as exc:
         code = _usage_error(exc)
+    except Interrupted as exc:  # a signal before or after the steps: nothing was left half done
+        code = 3 if G.command == "doctor" else 1
+        _say_error(f"interrupted ({exc.name})", "run the command again to finish", code)
     except SystemExit as exc:
         if exc.code is None or isinstance(exc.code, int):
             code = exc.code or 0
@@ -602,10 +587,8 @@ def main() -> None:
     code = documented_exit(code)
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # tolerant streams drop what they cannot write
             stream.flush()
-        except (OSError, ValueError):  # a reader that went away (`| head`), or a closed stream
-            code = code or 1
     os._exit(code)
 
 

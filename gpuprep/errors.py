@@ -123,3 +123,26 @@ def os_error(exc: OSError) -> GpuprepError:
     hint = _OS_HINTS.get(code, f"fix what the system reports ({os.strerror(exc.errno) if exc.errno else what}), "
                                "then run again")
     return GpuprepError(message, hint)
+
+
+# Every exit code a command documents (docs/contract.md): install and seal 0-3 (done, a step failed, bad
+# input, a precondition), doctor Nagios' 0-3, usage errors 2 (doctor's 3). Fleets act on the code: SSM Run Command reads
+# 194 as "reboot, then run me again" (and 3010 on Windows; integrations/README.md cites the SSM user guide),
+# so a code outside this set would be a bug that can reboot a fleet. cli.main() never lets one out.
+DOCUMENTED_EXIT_CODES = frozenset({0, 1, 2, 3})  # and 130 for Ctrl-C at seal's question (interrupted_at_prompt)
+# typer turns a KeyboardInterrupt into this code (typer/core.py, `raise Exit(130)`), the shell's 128+SIGINT.
+TYPER_INTERRUPTED = 130
+
+
+def documented_exit_code(code: int, command: str | None, interrupted_at_prompt: bool) -> int:
+    """``code`` if the contract documents it; otherwise say so as the bug it is and use the command's own
+    "could not run" code: doctor's UNKNOWN (3), install's and seal's "a step failed" (1)."""
+    import sys
+
+    if code in DOCUMENTED_EXIT_CODES or (code == TYPER_INTERRUPTED and interrupted_at_prompt):
+        return code
+    fallback = 3 if command == "doctor" else 1
+    print(f"gpuprep: error: internal error: exit code {code} is not one gpuprep documents; exiting {fallback}",
+          file=sys.stderr)
+    print("gpuprep: hint: run again with -v and report it", file=sys.stderr)
+    return fallback

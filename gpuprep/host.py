@@ -16,7 +16,7 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -356,6 +356,41 @@ class Host:
             raise CommandError(argv, proc.returncode, proc.stdout, proc.stderr, hint=hint)
         return done
 
+    def run_filtered(self, argv: Sequence[str], *, timeout: float, keep: Callable[[str], bool],
+                     stderr_limit: int = 64 << 10) -> tuple[Completed, int]:
+        """``run``, keeping only the stdout lines ``keep`` accepts, read one at a time: memory bounded whatever the
+        program prints (a kernel log of hundreds of MB, issue 23). (Completed, lines read); CommandError as run."""
+        argv = tuple(str(a) for a in argv)
+        log.debug("run: %s (filtered)", " ".join(argv))
+        started = time.monotonic()
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                    env=dict(self.env))
+        except FileNotFoundError as exc:
+            raise CommandError(argv, None, stderr=str(exc)) from None
+        killer, err, kept, count = threading.Timer(timeout, proc.kill), [], [], 0
+        reader = threading.Thread(target=lambda: err.append(proc.stderr.read(stderr_limit)), daemon=True)
+        killer.start()
+        reader.start()
+        try:
+            for raw in proc.stdout:
+                count += 1
+                line = raw.decode(errors="replace")
+                if keep(line):
+                    kept.append(line)
+            proc.stdout.close()
+            returncode = proc.wait()
+        finally:
+            killer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        reader.join(timeout=5)
+        if time.monotonic() - started >= timeout and returncode < 0:
+            raise CommandError(argv, None, "".join(kept), timeout=timeout)
+        stderr = b"".join(err).decode(errors="replace")
+        return Completed(argv, returncode, "".join(kept), stderr, time.monotonic() - started), count
+
     def spawn(self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
               cwd: str = "/") -> subprocess.Popen:
         """Start a daemon that outlives this call (``run`` waits; a dockerd started by hand must not be
@@ -524,6 +559,21 @@ class Host:
 
         version = self.docker().api.api_version
         return docker.APIClient(base_url=self.docker_url, version=version, timeout=timeout)
+
+    def sweep_litter(self, dirs: Sequence[str]) -> None:
+        """Remove the temp files a killed run left in ``dirs``, under the run lock before the first step; a
+        directory that cannot be walked (a link leading out) is left to the step that writes there."""
+        for d in dirs:
+            try:
+                for path in rootfs.temp_files(str(self.root), d):
+                    log.debug("removing %s, left by a killed run", path)
+                    self.remove(path, base=d)
+            except GpuprepError as exc:
+                log.debug("not sweeping %s: %s", d, exc.message)
+
+    def copy_out(self, d: str | Path, dest: str) -> None:
+        """The regular files of the tree's directory ``d`` copied to ``dest`` on this machine (``rootfs.copy_out``)."""
+        rootfs.copy_out(self.path(d), dest)
 
     def scratch(self) -> str:
         """A private directory on this machine, outside the root, removed by ``close``: where a

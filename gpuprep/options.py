@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from gpuprep.errors import BadInput
 
 # The image gpu-check and doctor's container check run nvidia-smi in. The NVIDIA runtime mounts
 # nvidia-smi and the driver libraries from the host, so any small glibc image does; Amazon's own
@@ -49,3 +54,41 @@ class DoctorOptions:
     boot: bool = False
     prom: str | None = None
     image: str = DEFAULT_IMAGE
+
+
+# -- values judged on their own, before the lock is taken or anything is touched (cli) --------------------
+def file_path(flag: str, value: str | None) -> None:
+    """A file named on the command line: a path ending in / names a directory."""
+    if value is not None and value.endswith("/"):
+        raise BadInput(f"{flag} {value}: names a directory (it ends in /)", f"give {flag} the path of a file")
+
+
+# A Docker version as the repositories spell it (20.10.25, 25.0.8-1.amzn2023.0.2, 19.03.13ce, 1:25.0.8).
+DOCKER_VERSION = re.compile(r"(\d+:)?\d[0-9A-Za-z.+~_-]*")
+# shadow-utils' useradd default NAME_REGEX (login names of at most 32 characters).
+USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}\$?")
+
+
+def check_values(*, docker: str | None = None, user: str | None = None, images: Sequence[str] = (),
+                  image_flag: str = "--image", repo_file: Path | None = None) -> None:
+    """Values that can be judged on their own, before the lock is taken or anything is touched, whichever
+    steps --only selects: BadInput (exit 2) naming the value."""
+    if docker is not None and not DOCKER_VERSION.fullmatch(docker):
+        raise BadInput(f"--docker {docker!r}: not a Docker version", "give a version the repositories offer, such "
+                       "as 25.0.8 (`dnf --showduplicates list docker` lists them)")
+    if user is not None and not USER_NAME.fullmatch(user):
+        raise BadInput(f"--user {user!r}: not a user name", "give the login name of an existing user, e.g. ec2-user")
+    for image in images:
+        if not image or any(c.isspace() for c in image):
+            raise BadInput(f"{image_flag} {image!r}: not an image reference",
+                           f"give {image_flag} an image such as public.ecr.aws/docker/library/busybox:1.36")
+    if repo_file is not None and not repo_file.is_file():
+        why = "is a directory" if repo_file.is_dir() else "no such file"
+        raise BadInput(f"--repo-file {repo_file}: {why}", "give the path of a readable .repo file on this machine")
+
+
+def absolute(flag: str, value: str | None) -> None:
+    """A path of the target system given on the command line must be absolute (it is read inside --root)."""
+    if value is not None and not value.startswith("/"):
+        raise BadInput(f"{flag} {value}: not an absolute path", f"give {flag} as a path of the target system, "
+                       f"starting with / (inside --root it is read relative to the root)")

@@ -21,6 +21,9 @@ log = logging.getLogger("gpuprep")
 OS_RELEASE = ("/etc/os-release", "/usr/lib/os-release")
 
 RHEL_LIKE = ("rhel", "centos", "rocky", "almalinux")
+# The fix for an os-release that is itself bad input (Platform.broken).
+OS_RELEASE_HINT = ("os-release(5) needs ID= and VERSION_ID= lines: restore the image's /etc/os-release (on Amazon "
+                   "Linux it comes from the system-release package), then run again")
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Platform:
     versionlock_list: str = ""  # the package manager's lock list, host path
     package_locks: tuple[str, ...] = field(default_factory=tuple)  # pid files of a running manager
     reason: str = ""  # why it is unsupported, when it is
+    broken: bool = False  # the os-release itself is bad input (no ID=, an ID without VERSION_ID=): exit 2, not 3
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -120,7 +124,9 @@ def detect(host: Host) -> Platform:
                 include_oslevel=False,
             )
             id_ = info.id()
-            version_id = info.os_release_attr("version_id") or info.version()
+            # VERSION_ID only: distro's version() falls back to digits in PRETTY_NAME ("2023.6.20241212"), which
+            # named a platform that does not exist.
+            version_id = info.os_release_attr("version_id")
             pretty = info.name(pretty=True)
     except LinkEscapes:
         raise  # exit 2 naming the link: the image's os-release points outside it
@@ -130,7 +136,10 @@ def detect(host: Host) -> Platform:
         return Platform("", "", "unknown", "unknown", reason=f"cannot read {source or 'os-release'}: {exc}")
 
     if not id_:
-        return Platform("", "", "unknown", "unknown", reason=f"{where}: no ID= line")
+        return Platform("", "", "unknown", "unknown", reason=f"{where}: no ID= line", broken=True)
+    if not version_id and (id_ in ("amzn", "ubuntu") or id_ in RHEL_LIKE):
+        return Platform(id_, "", "unknown", "unknown", reason=f"{where}: ID={id_} but no VERSION_ID= line",
+                        broken=True)
     if id_ == "amzn":
         profile = _amzn(version_id)
         if profile:
@@ -148,4 +157,6 @@ def detect(host: Host) -> Platform:
             versionlock_list="", package_locks=("/var/lib/dpkg/lock-frontend",),
         )
     name = pretty or f"{id_} {version_id}".strip()
-    return Platform(id_, version_id, name=name, family="unknown", reason=f"{name} is not a platform gpuprep supports")
+    said = f"ID={id_}" + (f" VERSION_ID={version_id}" if version_id else "") + (f" ({pretty})" if pretty else "")
+    return Platform(id_, version_id, name=name, family="unknown",
+                    reason=f"{where}: {said} is not a platform gpuprep supports")

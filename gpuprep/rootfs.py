@@ -28,8 +28,10 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 from gpuprep.errors import EXIT_FAILED, BadInput, GpuprepError
 
@@ -163,9 +165,15 @@ def open_dir(root: str, parts: list[str], *, create: bool = False) -> int:
             except FileNotFoundError:
                 if not create:
                     raise
+                made = False
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(comp, 0o755, dir_fd=fd)
+                    made = True
                 nxt = os.open(comp, _DIR_FLAGS, dir_fd=fd)
+                if made:
+                    # mkdir's mode passes through the umask: under umask 077 (hardened images, some SSM setups)
+                    # /etc/gpuprep came out 0700 and seal.json unreadable to all but root. 0755, as the distro's.
+                    os.fchmod(nxt, 0o755)
             except OSError as exc:
                 st = _lstat_at(fd, comp) if exc.errno in (errno.ELOOP, errno.ENOTDIR) else None
                 # A directory now, after the open met something else: it was swapped back and forth
@@ -484,3 +492,13 @@ def rename(root: str, path: str, new_name: str) -> None:
     """Rename ``path`` to ``new_name`` in the same directory (the link itself, when it is one)."""
     with parent_dir(root, path, follow=False) as (dfd, name):
         os.rename(name, new_name, src_dir_fd=dfd, dst_dir_fd=dfd)
+
+
+def copy_out(src: Path, dest: str) -> None:
+    """Copy the regular files of directory ``src`` (links not followed) into ``dest``, replacing what is there: a
+    copy outside the root that a read-only query may open for writing (rpm's sqlite database)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest)
+    for e in os.scandir(src):
+        if e.is_file(follow_symlinks=False):
+            shutil.copyfile(e.path, f"{dest}/{e.name}", follow_symlinks=False)

@@ -13,12 +13,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.steps import EcsStateStep, GpuInfoStep, StopEcsStep
 from gpuprep.engine.objects import image_plan
 from gpuprep.engine.seal import ContainersStep, ImagesStep
-from gpuprep.errors import PreconditionUnmet, PromptInterrupted, StepFailed
+from gpuprep.errors import BadInput, GpuprepError, PreconditionUnmet, PromptInterrupted, StepFailed
 from gpuprep.image.clean import DeepCleanStep
 from gpuprep.image.stamp import SEAL_JSON, StampStep
+from gpuprep.platform import OS_RELEASE_HINT
 from gpuprep.runner.steps import Change, Confirm, Context, Converged, Skip, Step
 from gpuprep.toolkit.seal import ToolkitStateStep
 
@@ -39,9 +41,19 @@ class SealPreflightStep(Step):
                                     "run it as root (sudo gpuprep seal)")
         # seal.json is written last: a directory or FIFO there must stop seal before anything is removed.
         host.read_bytes(SEAL_JSON, limit=1 << 20)
+        if platform.broken:
+            raise BadInput(platform.reason, OS_RELEASE_HINT)
         if platform.family == "unknown":
             raise PreconditionUnmet(f"{platform.reason or 'unknown platform'}",
                                     "seal runs on Amazon Linux 1/2/2023 or RHEL-family 7-9 (Ubuntu accepted)")
+        try:
+            gpu_info = host.path(ecs_config.GPU_INFO, follow=False)
+        except GpuprepError:
+            gpu_info = None  # a link out of the root on the way: the step that removes it names it
+        if ctx.selected("gpu-info") and gpu_info is not None and gpu_info.is_dir() and not gpu_info.is_symlink():
+            # Said before anything is removed: the gpu-info step comes after the agent's state is gone.
+            raise BadInput(f"{gpu_info}: is a directory, expected ecs-init's nvidia-gpu-info.json",
+                           f"look at it and remove it by hand (rm -r {gpu_info}), then run seal again")
         if ctx.options.keep_images and ctx.selected("images"):
             try:
                 image_plan(ctx)  # a --keep-image that names no image stops seal here, before any removal

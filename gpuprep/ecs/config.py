@@ -55,7 +55,8 @@ def parse_config(text: str) -> dict[str, str]:
     Values are literal (no quote removal): the agent container reads the file as a Docker env-file.
     """
     values: dict[str, str] = {}
-    for line in text.splitlines():
+    for line in _lines(text):
+        line = line.rstrip("\r\n")
         if line.lstrip().startswith("#"):
             continue
         m = _LINE.match(line)
@@ -69,7 +70,7 @@ def set_config_key(text: str, key: str, value: str) -> str:
 
     Every other line, comments and blank lines included, stays byte for byte.
     """
-    lines = text.splitlines(keepends=True)
+    lines = _lines(text)
     found = False
     for i, line in enumerate(lines):
         if line.lstrip().startswith("#"):
@@ -84,6 +85,14 @@ def set_config_key(text: str, key: str, value: str) -> str:
             lines[-1] += "\n"
         lines.append(f"{key}={value}\n")
     return "".join(lines)
+
+
+def _lines(text: str) -> list[str]:
+    """The file's lines as the agent reads them, line ends kept: split at \\n only (Go's bufio.ScanLines, which
+    drops a \\r before it). str.splitlines also splits at a lone \\r, form feeds, NEL and U+2028, which made
+    gpuprep rewrite the tail of another key's value (issue 23)."""
+    parts = text.split("\n")
+    return [p + "\n" for p in parts[:-1]] + ([parts[-1]] if parts[-1] else [])
 
 
 @dataclass

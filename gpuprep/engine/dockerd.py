@@ -24,6 +24,7 @@ from typing import Any
 from gpuprep import hints
 from gpuprep.errors import GpuprepError, StepFailed
 from gpuprep.host import Host, Spawned, ping_engine
+from gpuprep.interrupts import deferred
 from gpuprep.platform import Platform
 
 log = logging.getLogger("gpuprep")
@@ -463,7 +464,8 @@ def apply_config(host: Host, proc: EngineProcess, *, action: str, name: str, def
         if wait_shows(host, name, default=default, path=path) is None:
             raise RuntimeNotShown(f"dockerd came back but does not show {what}")
     except (DockerdDidNotStart, RuntimeNotShown, StepFailed) as exc:
-        _roll_back(host, proc, rollback, exc, url)
+        with deferred():  # a signal now waits for dockerd to run again (certbot's error_handler)
+            _roll_back(host, proc, rollback, exc, url)
     new = find_engine_process(host)
     return Outcome("restart", f"restarted dockerd (pid {proc.pid} -> {new.pid if new else '?'}): it shows {what}",
                    proc.pid, new.pid if new else None, commands)
@@ -476,19 +478,10 @@ def _roll_back(host: Host, proc: EngineProcess, rollback: Rollback | None, cause
     if rollback is None:
         raise StepFailed(f"{reason}{detail}; daemon.json was not changed in this run, so there is nothing to restore",
                          f"fix {host.path('/etc/docker/daemon.json')} or dockerd's command line, then run again")
-    real = host.path(rollback.path)
-    if rollback.previous is None:
-        host.remove(rollback.path, base=os.path.dirname(rollback.path))
-        restored = f"removed the new {real}"
-    else:
-        host.write_atomic(rollback.path, rollback.previous)
-        restored = f"restored {real}" + (f" from {rollback.backup}" if rollback.backup else "")
+    restored = restore_file(host, rollback)
     log.info("%s; %s; restarting dockerd", reason, restored)
-    again = find_engine_process(host) or proc
     try:
-        restarted = restart(host, again) if _alive(host, again.pid) else _start_again(host, proc)
-        host.close()
-        wait_ready(url, child=restarted.child)
+        start_on_restored(host, proc, url)
     except Exception as exc:
         raise StepFailed(f"{reason}{detail}; {restored}, but dockerd did not start again either: {exc}",
                          "see dockerd's log or `journalctl -u docker -n 50`; start it by hand") from None
@@ -499,6 +492,43 @@ def _roll_back(host: Host, proc: EngineProcess, rollback: Rollback | None, cause
         "fix what dockerd rejects (its error is above; a --default-runtime or --add-runtime flag on dockerd's "
         "command line conflicts with daemon.json), then run gpuprep again",
     )
+
+
+def restore_file(host: Host, rollback: Rollback) -> str:
+    """Put daemon.json back as ``rollback`` recorded it; says what was done."""
+    real = host.path(rollback.path)
+    if rollback.previous is None:
+        host.remove(rollback.path, base=os.path.dirname(rollback.path))
+        return f"removed the new {real}"
+    host.write_atomic(rollback.path, rollback.previous)
+    return f"restored {real}" + (f" from {rollback.backup}" if rollback.backup else "")
+
+
+def start_on_restored(host: Host, proc: EngineProcess, url: str) -> None:
+    """Restart the dockerd serving the Engine (``proc``, or whichever serves it now), or start it again the way
+    ``proc`` was started when none runs, and wait (bounded) until it answers."""
+    again = find_engine_process(host) or proc
+    restarted = restart(host, again) if _alive(host, again.pid) else _start_again(host, proc)
+    host.close()
+    wait_ready(url, child=restarted.child)
+
+
+def recover(host: Host, rollback: Rollback | None, proc: EngineProcess | None) -> str:
+    """After a signal ended the run between daemon.json's write and the Engine showing it: the file as it was
+    before the run, and dockerd, when this run touched it (``proc``), running again on it. What was done, said;
+    StepFailed when dockerd does not answer again within its bound."""
+    done = [restore_file(host, rollback)] if rollback is not None else []
+    if proc is not None:
+        url = host.docker_url or ""
+        try:
+            start_on_restored(host, proc, url)
+        except (DockerdDidNotStart, StepFailed, GpuprepError, OSError) as exc:
+            said = exc.message if isinstance(exc, GpuprepError) else str(exc)
+            raise StepFailed("; ".join([*done, f"dockerd did not start again: {said}"]),
+                             engine_down_hint(host)) from None
+        now = find_engine_process(host)
+        done.append("dockerd runs again on it" + (f" (pid {now.pid})" if now else ""))
+    return "; ".join(done)
 
 
 def _start_again(host: Host, proc: EngineProcess) -> Restarted:

@@ -17,6 +17,7 @@ from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import StepFailed
 from gpuprep.packages.steps import PackagesRun
+from gpuprep.report import StepResult
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, Verify
 
 log = logging.getLogger("gpuprep")
@@ -29,6 +30,8 @@ class DaemonJsonRun:
     planned: bool = False  # the plan changes the file (what a dry run's docker-reload goes by)
     changed: bool = False  # the file was changed
     rollback: Any = None  # dockerd.Rollback: what restores the file if the Engine refuses it
+    engine: Any = None  # dockerd.EngineProcess that docker-reload signalled or restarted in this run
+    verified: bool = False  # the Engine showed the change: daemon.json is the last good config now
     docker_cdi_planned: bool = False  # --docker-cdi turns features.cdi on in this edit (a restart, not SIGHUP)
 
 
@@ -173,13 +176,33 @@ class DockerRuntimeStep(Step):
         note = daemon_config.validate_with_dockerd(ctx.host, edit.after, *_validator(ctx)) \
             if edit.changes_file else ""
         previous = edit.before.encode() if edit.before is not None else None
-        backup = daemon_config.apply_edit(ctx.host, edit)
         run = ctx.shared(DaemonJsonRun)
+        if edit.changes_file:
+            # Registered before the write (certbot's reverter.py, register_file_creation): a signal during the
+            # write finds what to put back.
+            run.rollback = Rollback(edit.path, previous)
+        backup = daemon_config.apply_edit(ctx.host, edit)
         run.changed = edit.changes_file
         if edit.changes_file:
-            run.rollback = Rollback(edit.path, previous, str(backup) if backup else None)
+            run.rollback.backup = str(backup) if backup else None
         extra = [f"backup {backup}" if backup else "", note]
         return Applied(edit.summary + "".join(f"; {e}" for e in extra if e))
+
+    def undo(self, ctx: Context, failed: StepResult) -> str | None:
+        return _recover_if_interrupted(ctx, failed)
+
+
+def _recover_if_interrupted(ctx: Context, failed: StepResult) -> str | None:
+    """A signal ended the run before the Engine showed this run's daemon.json: the file as it was, and a dockerd
+    this run touched running again on it (docker-runtime's and docker-reload's undo; the second finds it done)."""
+    from gpuprep.engine.dockerd import recover
+
+    run = ctx.shared(DaemonJsonRun)
+    if "interrupted" not in failed.data or run.verified or (run.rollback is None and run.engine is None):
+        return None
+    rollback, engine = run.rollback, run.engine
+    run.rollback = run.engine = None
+    return recover(ctx.host, rollback, engine)
 
 
 def _engine_version(ctx: Context) -> str | None:
@@ -334,12 +357,17 @@ class DockerReloadStep(Step):
         proc, action, unit_changed, want_default, want_path = change.payload
         edit = ctx.shared(DaemonJsonRun)
         rollback = edit.rollback if edit.changed else None
+        edit.engine = proc  # before the signal: a run interrupted from here on brings dockerd back
         outcome = apply_config(ctx.host, proc, action=action, name=RUNTIME_NAME,
                                default=want_default == RUNTIME_NAME, path=want_path,
                                daemon_reload=unit_changed, rollback=rollback)
+        edit.verified = True
         data = {**change.data, "done": outcome.action, "pid_before": outcome.pid_before,
                 "pid_after": outcome.pid_after}
         return Applied(outcome.summary, commands=outcome.commands, data=data)
+
+    def undo(self, ctx: Context, failed: StepResult) -> str | None:
+        return _recover_if_interrupted(ctx, failed)
 
 
 def _commands(host, action: str, proc, unit_changed: bool) -> list[list[str]]:

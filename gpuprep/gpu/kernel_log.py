@@ -210,10 +210,12 @@ def read_kernel_log(host: Host, timeout: float = KERNEL_LOG_TIMEOUT_S, kmsg: str
     if exe is not None:
         argv = [exe, "-k", "-b", "-o", "cat", "--no-pager", "-n", str(KERNEL_LOG_MAX_LINES)]
         try:
-            done = host.run(argv, timeout=timeout, check=False)
+            # Streamed, keeping the driver's lines only: a kernel log of hundreds of megabytes (a spamming
+            # driver, a long boot) read whole took doctor to 685 MB (issue 23).
+            done, count = host.run_filtered(argv, timeout=timeout, keep=lambda line: "NVRM" in line)
             limited = any(s in done.stderr for s in _JOURNAL_LIMITED)
-            if done.returncode == 0 and done.stdout.strip() and not limited:
-                return KernelLog("journalctl", parse_kernel_log(done.stdout), lines=done.stdout.count("\n"))
+            if done.returncode == 0 and count and not limited:
+                return KernelLog("journalctl", parse_kernel_log(done.stdout), lines=count)
             problems.append("journalctl: " + (
                 "not allowed to read the system journal" if limited else
                 f"exited {done.returncode}" if done.returncode else "no kernel messages for this boot"))

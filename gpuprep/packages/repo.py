@@ -17,10 +17,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from gpuprep.errors import CommandError, PreconditionUnmet, StepFailed
+from gpuprep.errors import BadInput, CommandError, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
 from gpuprep.packages.resolve import Package
-from gpuprep.packages.rpmdb import REPOQUERY_QF, db_args, installed, parse_records
+from gpuprep.packages.rpmdb import REPOQUERY_QF, copy_db, db_dir, installed, own_dbpath, parse_records
 from gpuprep.platform import Platform
 
 log = logging.getLogger("gpuprep")
@@ -191,17 +191,23 @@ class Backend:
     unreachable: dict[str, Unreachable] = field(default_factory=dict)
 
     # -- argv ----------------------------------------------------------------------------
-    def root_args(self) -> list[str]:
+    def root_args(self, *, scratch: bool = False) -> list[str]:
+        """The arguments that point the manager at the root, as a user types them (a hint's command); ``scratch``
+        for gpuprep's own read-only queries (see below)."""
         if self.host.live:
             return []
         root = str(self.host.root)
         installroot = root
-        if self.read_only and self.manager == "dnf" and db_args(self.host) is None:
-            # dnf opens the installroot's rpm database and creates it where there is none, so a read-only
-            # query of a tree without one runs against an empty scratch root, with the tree's repositories
-            # and variables: nothing is installed there either way.
+        if scratch and self.read_only and self.manager == "dnf":
+            # dnf opens the installroot's rpm database, creating it where there is none and its sqlite -shm and
+            # -wal where there is one, so a read-only query runs against a scratch root outside the tree, with
+            # the tree's repositories and variables and a copy of its database where dnf looks (this machine's
+            # %{_dbpath}): a dry run writes nothing in the tree and works on a read-only mount of it.
             installroot = f"{self.host.scratch()}/installroot"
             os.makedirs(installroot, exist_ok=True)
+            db = db_dir(self.host)
+            if db is not None:
+                copy_db(self.host, db, installroot, own_dbpath(self.host))
         args = [f"--installroot={installroot}", f"--setopt=reposdir={root}/etc/yum.repos.d"]
         if installroot != root:
             args.append(f"--setopt=varsdir={root}/etc/dnf/vars,{root}/etc/yum/vars")
@@ -223,6 +229,8 @@ class Backend:
     # -- queries -------------------------------------------------------------------------
     def available(self, names: Sequence[str]) -> list[Package]:
         """Every version of ``names`` the enabled repositories offer: one package-manager run."""
+        for path, text in self.repo_files().items():
+            check_booleans(self.host.path(path), text)
         self.queries += 1
         done = self.host.run(self.query_argv(names), timeout=QUERY_TIMEOUT, check=False)
         self.unreachable = unreachable_repos(done.stderr)
@@ -353,22 +361,50 @@ class Backend:
         self.host.write_atomic(self.lock_list, "\n".join([*kept, *added]).strip("\n") + "\n")
 
 
+# The boolean options of a repository section (libdnf's ConfigRepo and yum's RepoConf), and the spellings both
+# read (libdnf OptionBool). dnf only warns on another value and goes on with the default: an ``enabled=maybe``
+# meant as off is then queried, a ``gpgcheck=flase`` checks nothing.
+REPO_BOOLEANS = ("enabled", "gpgcheck", "repo_gpgcheck", "localpkg_gpgcheck", "skip_if_unavailable", "sslverify",
+                 "module_hotfixes", "enablegroups", "countme")
+TRUE_FALSE = ("1", "yes", "true", "on", "0", "no", "false", "off")
+
+
+def check_booleans(path: object, text: str) -> None:
+    """BadInput (exit 2) naming the file, the line and the option of a boolean option that is neither true nor
+    false, before the package manager reads it."""
+    for number, line in enumerate(text.split("\n"), 1):
+        key, eq, value = line.partition("=")
+        if eq and key.strip().lower() in REPO_BOOLEANS and value.strip().lower() not in TRUE_FALSE:
+            raise BadInput(f"{path}, line {number}: {key.strip()}={value.strip()} is not a boolean",
+                           f"write {key.strip()}=1 or {key.strip()}=0 (dnf and yum read 1/0, yes/no, true/false, "
+                           "on/off)")
+
+
 class DnfBackend(Backend):
     def base_args(self) -> list[str]:
         # Debian's dnf-plugins-core enables `local`, which breaks every installroot install (docs/testbed.md 4);
         # gpuprep never wants it. Inside a root the machine's versionlock list does not apply.
-        args = ["dnf", "-q", "--disableplugin=local", *self.root_args()]
+        args = ["dnf", "-q", "--disableplugin=local"]
         if not self.host.live:
-            args.insert(3, "--disableplugin=versionlock")
-        if self.read_only:
-            # dnf writes dnf.log, dnf.librepo.log and dnf.rpm.log under logdir and repository metadata under
-            # cachedir, inside --installroot, on every query; options given on the command line are taken as
-            # they are (not prefixed with the installroot).
+            # Inside a root every plugin dnf loads is this machine's, not the image's, and some write outside the
+            # installroot: Debian's dnf-plugins-core has generate_completion_cache (this machine's
+            # /var/cache/dnf/packages.db after each transaction, issue 23), post-transaction-actions (this
+            # machine's actions), versionlock (this machine's list), local (its own repository). gpuprep's
+            # transaction needs none of them; the image's lock list it writes itself.
+            args.append("--noplugins")
+        root_args = self.root_args(scratch=True)
+        args += root_args
+        installroot = next((a.split("=", 1)[1] for a in root_args if a.startswith("--installroot=")), "")
+        # dnf writes dnf.log, dnf.librepo.log and dnf.rpm.log under logdir and repository metadata under
+        # cachedir on every query. Inside a root they go to a scratch directory outside it, removed when the run
+        # ends: an image carries no build-time cache or logs. A read-only run keeps dnf's state (persistdir) out
+        # too; a real install's history stays with the image's rpm database.
+        scratched = ["log", "cache", "persist"] if self.read_only else [] if self.host.live else ["log", "cache"]
+        if scratched:
             scratch = self.host.scratch()
-            for d in ("log", "cache", "persist"):
+            for d in scratched:
                 os.makedirs(f"{scratch}/{d}", exist_ok=True)
-            args += [f"--setopt=logdir={scratch}/log", f"--setopt=cachedir={scratch}/cache",
-                     f"--setopt=persistdir={scratch}/persist"]
+                args.append(f"--setopt={d}dir={_beside_installroot(installroot, f'{scratch}/{d}')}")
         return args
 
     def query_argv(self, names: Sequence[str]) -> list[str]:
@@ -379,6 +415,18 @@ class DnfBackend(Backend):
 
     def install_argv(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> list[str]:
         return [*self.base_args(), "-y", "install", *(p.nevra for p in pkgs), *extra]
+
+
+def _beside_installroot(installroot: str, path: str) -> str:
+    """``path`` as dnf's --setopt must give it to mean ``path`` itself: dnf 4's CLI joins the installroot in front
+    of cachedir, logdir and persistdir whatever their priority (dnf/cli/cli.py, ``prepend_installroot``), which
+    put a dry run's scratch directories in ROOT/tmp/gpuprep-* (issue 23), while libdnf opens hawkey.log at the
+    value as given. ``/../../..`` + ``path``, as many ``..`` as the installroot is deep, is ``path`` either way:
+    joined, the ``..`` climb out of the installroot to /; alone, ``..`` of / is /."""
+    if not installroot:
+        return path
+    depth = len([p for p in os.path.realpath(installroot).split("/") if p])
+    return "/" + "../" * depth + path.lstrip("/")
 
 
 class YumBackend(Backend):

@@ -10,9 +10,11 @@ explicit ``--dbpath`` naming a directory of the tree that holds a database alrea
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Sequence
 
-from gpuprep.errors import CommandError, StepFailed
+from gpuprep.errors import BadInput, CommandError
 from gpuprep.host import Host
 from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.resolve import Package
@@ -26,16 +28,53 @@ DB_DIRS = ("/var/lib/rpm", "/usr/lib/sysimage/rpm")
 DB_FILES = ("rpmdb.sqlite", "Packages", "Packages.db")
 
 
-def db_args(host: Host) -> list[str] | None:
-    """rpm's arguments that read ``host``'s database (none on the running system, whose rpm knows its
-    own), or None when the tree holds no rpm database: then nothing is installed there."""
-    if host.live:
-        return []
-    own = host.run(["rpm", "--eval", "%{_dbpath}"], check=False, timeout=30).stdout.strip()
+def db_dir(host: Host) -> str | None:
+    """The directory of ``host``'s tree that holds its rpm database (this machine's own %{_dbpath} first, where
+    fixture trees put it), or None when there is none."""
+    own = own_dbpath(host)
     for d in ((own,) if own.startswith("/") else ()) + DB_DIRS:
         if any(host.path(f"{d}/{f}").is_file() for f in DB_FILES):
-            return ["--root", str(host.root), "--dbpath", d]
+            return d
     return None
+
+
+def own_dbpath(host: Host) -> str:
+    """This machine's rpm's %{_dbpath}: where rpm and dnf look inside any --root / --installroot."""
+    return host.run(["rpm", "--eval", "%{_dbpath}"], check=False, timeout=30).stdout.strip()
+
+
+# (copy's directory) -> the source files' (name, size, mtime) when copied: a copy is refreshed once they change.
+_copied: dict[str, tuple] = {}
+
+
+def copy_db(host: Host, d: str, top: str, at: str) -> None:
+    """Copy the tree's database directory ``d`` to ``top``/``at`` on this machine, where rpm and dnf may write
+    what they like (sqlite creates ``-shm`` and ``-wal`` files beside a WAL database just to read it), unless an
+    up-to-date copy is there already (a transaction of this run changes the source: the copy follows)."""
+    src = host.path(d)
+    files = sorted(e.name for e in os.scandir(src) if e.is_file(follow_symlinks=False))
+    stamp = tuple((f, (st := os.lstat(src / f)).st_size, st.st_mtime_ns) for f in files)
+    dest = f"{top}{at}"
+    if _copied.get(dest) == stamp and os.path.isdir(dest):
+        return
+    host.copy_out(d, dest)
+    _copied[dest] = stamp
+
+
+def db_args(host: Host) -> list[str] | None:
+    """rpm's arguments that read ``host``'s database (none on the running system, whose rpm knows its
+    own), or None when the tree holds no rpm database: then nothing is installed there.
+
+    Inside --root rpm reads a copy, in the run's scratch directory outside the root: opening the image's sqlite
+    database creates or changes its ``-shm`` and ``-wal`` files, and fails on a read-only mount (issue 23)."""
+    if host.live:
+        return []
+    d = db_dir(host)
+    if d is None:
+        return None
+    top = f"{host.scratch()}/rpmdb"
+    copy_db(host, d, top, d)
+    return ["--root", top, "--dbpath", d]
 
 
 FIELD = "<:>"  # never in a package name, EVR or dependency
@@ -77,7 +116,9 @@ def parse_records(stdout: str, repo: str = "", tool: str = "the package manager"
     for record in stdout.split(RECORD):
         record = record.strip("\n")
         if FIELD not in record:
+            _no_stray_line(record, tool)
             continue
+        _no_stray_line(record.split(FIELD, 1)[0].rpartition("\n")[0], tool)
         fields = record.split(FIELD)
         shown = record.strip()[:120]
         if len(fields) < 5:
@@ -97,10 +138,24 @@ def parse_records(stdout: str, repo: str = "", tool: str = "the package manager"
     return out
 
 
-def _unreadable(tool: str, problem: str) -> StepFailed:
-    return StepFailed(f"cannot read the output of {tool}: {problem}",
-                      f"run {tool} by hand (gpuprep -v shows the command) and fix what makes it print that "
-                      "(a plugin or a broken repository file, most often)")
+# What rpm -q prints on stdout besides the records gpuprep asked for: an answer, not garbage.
+_NOT_INSTALLED = re.compile(r"package \S+ is not installed")
+
+
+def _no_stray_line(text: str, tool: str) -> None:
+    """Output outside the records asked for (a wrapper's banner, a plugin's print, a version mismatch's
+    message, with exit 0) means the command did not answer what was asked: BadInput naming the line."""
+    for line in text.splitlines():
+        if line.strip() and not _NOT_INSTALLED.fullmatch(line.strip()):
+            raise _unreadable(tool, f"it printed {line.strip()[:120]!r}, not a record of the query")
+
+
+def _unreadable(tool: str, problem: str) -> BadInput:
+    """Garbage from the package manager with exit 0 is bad input (exit 2), named, nothing changed: taking it for an
+    answer read as "nothing installed, nothing offered" and went on (issue 23)."""
+    return BadInput(f"cannot read the output of {tool}: {problem}",
+                    f"run {tool} by hand (gpuprep -v shows the command) and fix what makes it print that "
+                    "(a plugin, a wrapper script or a broken repository file, most often)")
 
 
 def installed(host: Host, names: Sequence[str]) -> list[Package]:

@@ -26,6 +26,7 @@ from gpuprep.packages.resolve import (
     Selection,
     resolve,
 )
+from gpuprep.platform import OS_RELEASE_HINT
 from gpuprep.report import StepResult, plural
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
 from gpuprep.toolkit.security import floor, vulnerable
@@ -212,9 +213,11 @@ class PreflightStep(Step):
                 raise PreconditionUnmet("install must run as root", "run it with sudo (or as root in user-data)")
             notes.append("not root (dry run only)")
         p = ctx.platform
+        if p.broken:
+            raise BadInput(p.reason, OS_RELEASE_HINT)
         if not p.rpm:
             raise PreconditionUnmet(
-                p.reason if p.family == "unknown" and "os-release" in p.reason else
+                p.reason if p.family == "unknown" and p.reason else
                 f"{p.name or 'this system'} is not a platform gpuprep install supports",
                 "install supports Amazon Linux 1, 2 and 2023 and RHEL/CentOS/Rocky/AlmaLinux 7-9",
             )

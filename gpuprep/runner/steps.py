@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from gpuprep.errors import BadInput, GpuprepError, os_error
 from gpuprep.hints import for_target
 from gpuprep.host import Host
+from gpuprep.interrupts import Interrupted, deferred
 from gpuprep.options import InstallOptions, SealOptions
 from gpuprep.platform import Platform
 from gpuprep.report import RunReport, StepResult, StepStatus
@@ -196,10 +197,6 @@ def run_steps(
     other selected step's planned change; its refusal is preflight's failure, so nothing changes.
     """
     ctx.only, ctx.skip = check_selection(only, skip, steps)
-
-    def selected(step: Step) -> bool:
-        return ctx.selected(step.id)
-
     gate = steps[0] if steps and steps[0].id == "preflight" else None
     if confirm is not None and gate is None:
         raise ValueError("confirm needs a preflight step to answer for")
@@ -207,20 +204,12 @@ def run_steps(
     failed: StepResult | None = None
     for step in steps:
         started = time.monotonic()
-        if failed is not None:
-            result = StepResult(step.id, StepStatus.SKIPPED, f"not run: {failed.id} failed")
-        elif not selected(step):
-            if step is gate and any(selected(s) for s in steps[1:]):
-                result = _run_one(ctx, step, report, checks_only=True)
-            else:
-                result = StepResult(step.id, StepStatus.SKIPPED, "not selected (--only/--skip)")
-        else:
-            result = _run_one(ctx, step, report)
-        if step is gate and confirm is not None and not ctx.dry_run and result.status is not StepStatus.FAILED:
-            result = _ask(ctx, confirm, [s for s in steps[1:] if selected(s)], result, report)
-        if result.status is StepStatus.FAILED:
+        try:
+            result = _step_result(ctx, step, steps, gate, failed, confirm, report)
+        except Interrupted as exc:
+            result = _interrupted(ctx, steps, step, exc, report)
+        if result.status is StepStatus.FAILED and failed is None:
             failed = result
-            _undo(ctx, steps, result)
         if not result.duration_ms:
             result.duration_ms = (time.monotonic() - started) * 1000
         report.steps.append(result)
@@ -229,9 +218,45 @@ def run_steps(
     return report
 
 
-def _undo(ctx: Context, steps: Sequence[Step], failed: StepResult) -> None:
+def _step_result(ctx: Context, step: Step, steps: Sequence[Step], gate: Step | None, failed: StepResult | None,
+                 confirm: Confirm | None, report: RunReport) -> StepResult:
+    """``step``'s result in a run whose first failure so far is ``failed``."""
+
+    def selected(step: Step) -> bool:
+        return ctx.selected(step.id)
+
+    if failed is not None:
+        result = StepResult(step.id, StepStatus.SKIPPED, f"not run: {failed.id} failed")
+    elif not selected(step):
+        if step is gate and any(selected(s) for s in steps[1:]):
+            result = _run_one(ctx, step, report, checks_only=True)
+        else:
+            result = StepResult(step.id, StepStatus.SKIPPED, "not selected (--only/--skip)")
+    else:
+        result = _run_one(ctx, step, report)
+    if step is gate and confirm is not None and not ctx.dry_run and result.status is not StepStatus.FAILED:
+        result = _ask(ctx, confirm, [s for s in steps[1:] if selected(s)], result, report)
+    if result.status is StepStatus.FAILED:
+        _undo(ctx, steps, result)
+    return result
+
+
+def _interrupted(ctx: Context, steps: Sequence[Step], step: Step, exc: Interrupted, report: RunReport) -> StepResult:
+    """A signal ended the run in ``step``: every step this run applied, that one included (it may have stopped
+    half way), undoes what the run leaves half done, with further signals held until that is over."""
+    log.warning("%s: interrupted by %s; undoing what this run left half done", step.id, exc.name)
+    result = StepResult(step.id, StepStatus.FAILED, f"interrupted by {exc.name}",
+                        hint="run the command again to finish", data={"interrupted": exc.name})
+    report.exit_code = max(report.exit_code, 1)
+    with deferred(then_raise=False):
+        _undo(ctx, steps, result, including_failed=True)
+    report.error, report.hint = f"{step.id}: {result.summary}", result.hint
+    return result
+
+
+def _undo(ctx: Context, steps: Sequence[Step], failed: StepResult, *, including_failed: bool = False) -> None:
     """Let each step this run applied undo what ``failed`` made useless; what was undone joins its summary."""
-    for step in reversed([s for s in steps if s.id in ctx.applied and s.id != failed.id]):
+    for step in reversed([s for s in steps if s.id in ctx.applied and (including_failed or s.id != failed.id)]):
         try:
             note = step.undo(ctx, failed)
         except (GpuprepError, OSError) as exc:

@@ -145,29 +145,49 @@ def test_install_then_converged_run_changes_nothing(root: Path) -> None:
 
 
 def test_the_packages_step_waits_for_the_package_lock_before_its_transaction(root: Path) -> None:
-    """dnf's pid lock in the root is held for 2 s by a real process acting on the tree (busybox-static's sleep,
-    chrooted into it, as a dnf run inside the image would be): the packages step waits for it, bounded and saying
-    so, then installs; its summary says whom it waited for."""
+    """dnf's pid lock in the root is held by a real process acting on the tree (busybox-static's cat on a FIFO,
+    chrooted into it, as a dnf run inside the image would be) until the test has seen the packages step say it
+    waits for it: then the holder ends, and the step installs; its summary says whom it waited for. The holder
+    ends on an event the test observes, never after a time: on a busy machine a 2 s holder was gone before the
+    step looked (issue 23)."""
     import threading
 
     shutil.copy("/bin/busybox", root / "busybox")
-    holder = subprocess.Popen(["chroot", str(root), "/busybox", "sleep", "2"])
-    deadline = time.monotonic() + 5  # until chroot has exec'd busybox inside the tree: what the pid file names
+    fifo = root / "hold.fifo"
+    os.mkfifo(fifo)
+    holder = subprocess.Popen(["chroot", str(root), "/busybox", "cat", "/hold.fifo"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30  # until chroot has exec'd busybox inside the tree: what the pid file names
     while psutil.Process(holder.pid).name() != "busybox" and time.monotonic() < deadline:
         time.sleep(0.01)
     # Reaped as soon as it ends, as init would reap a real dnf: a zombie's pid still exists, and dnf's own lock
     # (dnf/lock.py) waits for as long as the pid in its file exists.
     threading.Thread(target=holder.wait, daemon=True).start()
+    waiting = f"waiting up to 600s for the package manager lock: pid {holder.pid}"
+    err_lines: list[str] = []
     try:
         pidfile = root / "var/lib/dnf/rpmdb_lock.pid"
         pidfile.parent.mkdir(parents=True, exist_ok=True)
         pidfile.write_text(f"{holder.pid}\n")
-        out = gpuprep(root, json_out=True)
-        assert out.returncode == 0, out.stderr
-        steps = {s["id"]: s for s in json.loads(out.stdout)["steps"]}
+        argv = [*GPUPREP, "--root", str(root), "--json", "install", "--only", STEPS]
+        run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "NO_COLOR": "1"})
+        stdout: list[str] = []
+        reader = threading.Thread(target=lambda: stdout.append(run.stdout.read()), daemon=True)
+        reader.start()  # stdout drained beside stderr: a full pipe never blocks the run
+        for line in run.stderr:  # gpuprep's own line saying it waits: the event the holder ends on
+            err_lines.append(line)
+            if waiting in line:
+                with open(fifo, "w"):
+                    pass  # cat reads end-of-file and exits
+                break
+        err_lines.extend(run.stderr)
+        assert run.wait(timeout=300) == 0, "".join(err_lines)
+        reader.join(timeout=60)
+        out = "".join(stdout)
+        assert any(waiting in line for line in err_lines), "".join(err_lines)
+        steps = {s["id"]: s for s in json.loads(out)["steps"]}
         assert steps["packages"]["status"] == "changed"
         assert "waited" in steps["packages"]["summary"] and f"pid {holder.pid}" in steps["packages"]["summary"]
-        assert f"waiting up to 600s for the package manager lock: pid {holder.pid}" in out.stderr
         assert holder.poll() is not None  # it had ended before the transaction ran
     finally:
         if holder.poll() is None:

@@ -199,8 +199,8 @@ def test_lock_wait_gives_up_naming_the_holder(held):
     problems = kit.error_problems(r)
     if r.code != 1:
         problems.append(f"exit {r.code}, expected 1")
-    if r.seconds > 2.5:
-        problems.append(f"took {r.seconds:.1f}s, expected about 1 s")
+    if r.seconds > 20:  # a generous bound on a busy machine: what it catches is a run that ignores --lock-wait
+        problems.append(f"took {r.seconds:.1f}s, where --lock-wait 1 bounds the wait")
     if str(os.getpid()) not in kit.error_line(r):
         problems.append(f"the error does not name the holder (pid {os.getpid()}): {kit.error_line(r)!r}")
     if kit.diff(before, kit.snapshot(root)):
@@ -209,20 +209,31 @@ def test_lock_wait_gives_up_naming_the_holder(held):
 
 
 def test_a_run_waits_for_the_lock_then_proceeds(held):
-    """The holder lets go after 0.7 s: a run with ``--lock-wait 10`` says once whom it waits for, then does
-    its work and exits 0."""
+    """The holder lets go once the run has said it waits (its own line on stderr, the event the test watches:
+    a timer raced a slow start on a busy machine, issue 23): a run with ``--lock-wait 60`` says once whom it
+    waits for, then does its work and exits 0."""
     root, lock = held
-    threading.Timer(0.7, lock.release).start()
-    r = kit.gpuprep("--root", str(root), "--lock-wait", "10", "install", "--only", "docker-runtime",
-                    "--runtime-path", kit.RUNTIME)
+    argv = kit.cli("--root", str(root), "--lock-wait", "60", "install", "--only", "docker-runtime",
+                   "--runtime-path", kit.RUNTIME)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=kit.env(),
+                            cwd="/", stdin=subprocess.DEVNULL)
+    err: list[str] = []
+    released = False
+    for line in proc.stderr:
+        err.append(line)
+        if "waiting up to" in line and not released:
+            lock.release()
+            released = True
+    out = proc.stdout.read()
+    r = kit.Run(argv, proc.wait(timeout=120), out, "".join(err), 0.0)
     problems = kit.error_problems(r, want_error=False)
     if r.code != 0:
         problems.append(f"exit {r.code}, expected 0")
     waits = [x for x in r.stderr.splitlines() if "waiting up to" in x]
     if len(waits) != 1 or str(os.getpid()) not in waits[0]:
         problems.append(f"expected one line saying it waits for pid {os.getpid()}: {waits}")
-    if r.seconds < 0.6:
-        problems.append(f"finished in {r.seconds:.2f}s: it did not wait for the lock")
+    if not released:
+        problems.append("it never said it waits for the lock")
     if "nvidia" not in (root / "etc/docker/daemon.json").read_text():
         problems.append("daemon.json was not changed after the wait")
     assert not problems, "\n".join(problems) + f"\n{r}"

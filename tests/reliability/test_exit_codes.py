@@ -32,7 +32,8 @@ import pytest
 import reliability_kit as kit
 import typer
 
-from gpuprep.cli import DOCUMENTED_EXIT_CODES, app
+from gpuprep.cli import app
+from gpuprep.errors import DOCUMENTED_EXIT_CODES
 
 _figure = kit.module_figure("exit codes", "documented")
 
@@ -168,11 +169,11 @@ def test_not_root_is_a_precondition_3():
         shutil.rmtree(kit_root, ignore_errors=True)
 
 
-@pytest.mark.parametrize("signal_name, want", [("SIGINT", 1), ("SIGTERM", -15)])
+@pytest.mark.parametrize("signal_name, want", [("SIGINT", 1), ("SIGTERM", 1), ("SIGHUP", 1)])
 def test_signals_from_a_fleet_agent(signal_name: str, want: int, tmp_path: Path):
-    """Ctrl-C (or an agent's SIGINT) mid-install is exit 1 with one "interrupted" line; SIGTERM ends the process
-    by the signal. Injected by strace at install's first rename (the first atomic write), so the signal
-    lands inside a step, under the run lock."""
+    """Ctrl-C (or an agent's SIGINT), systemd's or Packer's SIGTERM, a hung-up session's SIGHUP mid-install: exit
+    1 with one "interrupted" line, once the run has undone what it left half done (issue 23). Injected by strace
+    at install's first rename (the first atomic write), so the signal lands inside a step, under the run lock."""
     kit.require_strace()
     root = kit.al2023(tmp_path / "root")
     prefix = ("strace", "-f", "-qq", "-o", "/dev/null",

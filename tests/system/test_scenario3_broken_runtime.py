@@ -86,7 +86,7 @@ def test_each_hint_doctor_gives_clears_its_finding(instance):
     # NVIDIA's own nvidia-ctk makes them (its version line has the build's commit; the stand-in's has none), with the
     # simulated driver's majors and PCI functions; its links name the nodes by absolute path.
     version = inst.run(["nvidia-ctk", "--version"]).stdout
-    assert version.startswith("NVIDIA Container Toolkit CLI version 1.19.1\ncommit:"), version  # fixture_repo: the floor
+    assert version.startswith("NVIDIA Container Toolkit CLI version 1.19.1\ncommit:"), version  # the floor
     inst.run(["sh", "-c", commands(links["hint"])[0]], timeout=300)
     assert inst.run(["readlink", "/dev/char/195:255"]).stdout.strip() == "/dev/nvidiactl"
     cleared += [c for c in ("toolkit-dev-char",) if c not in problems(inst)]

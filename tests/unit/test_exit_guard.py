@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from gpuprep.cli import DOCUMENTED_EXIT_CODES
+from gpuprep.errors import DOCUMENTED_EXIT_CODES
 
 pytestmark = pytest.mark.allow_subp("python", "python3")
 

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from gpuprep import rootfs
-from gpuprep.errors import StepFailed
+from gpuprep.errors import BadInput
 from gpuprep.host import LOCK_PATH, Host, LockHeld
 from gpuprep.packages.rpmdb import parse_records
 
@@ -142,5 +142,5 @@ def test_the_lock_names_its_holder_and_waits_bounded(root):
     "<:>0<:>1<:>1<:>noarch<;>",  # no name
 ])
 def test_package_output_it_cannot_read_names_the_tool(stdout):
-    with pytest.raises(StepFailed, match="cannot read the output of dnf repoquery"):
+    with pytest.raises(BadInput, match="cannot read the output of dnf repoquery"):
         parse_records(stdout, tool="dnf repoquery")
