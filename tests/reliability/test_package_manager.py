@@ -30,12 +30,12 @@ _figure = kit.module_figure("package manager", "held")
 SPECS = [
     PkgSpec("docker", "25.0.6", "1.amzn2023.0.2"),
     PkgSpec("ecs-init", "1.97.1", "1.amzn2023", requires=["docker >= 20.10.0"]),
-    PkgSpec("nvidia-container-toolkit", "1.17.8", "1", requires=["nvidia-container-toolkit-base = 1.17.8-1"],
+    PkgSpec("nvidia-container-toolkit", "1.19.1", "1", requires=["nvidia-container-toolkit-base = 1.19.1-1"],
             provides=["nvidia-container-runtime"]),
-    PkgSpec("nvidia-container-toolkit-base", "1.17.8", "1",
+    PkgSpec("nvidia-container-toolkit-base", "1.19.1", "1",
             files={"/usr/bin/nvidia-container-runtime": "#!/bin/sh\nexit 0\n"}),
-    PkgSpec("libnvidia-container-tools", "1.17.8", "1", requires=["libnvidia-container1 = 1.17.8-1"]),
-    PkgSpec("libnvidia-container1", "1.17.8", "1"),
+    PkgSpec("libnvidia-container-tools", "1.19.1", "1", requires=["libnvidia-container1 = 1.19.1-1"]),
+    PkgSpec("libnvidia-container1", "1.19.1", "1"),
     PkgSpec("python3-dnf-plugin-versionlock", "4.3.0", "13.amzn2023.0.4", provides=["dnf-command(versionlock)"],
             files={"/etc/dnf/plugins/versionlock.conf": "[main]\nenabled = 1\n"
                    "locklist = /etc/dnf/plugins/versionlock.list\n",

@@ -56,7 +56,7 @@ def reload_path(tmp_path, dockerd_factory, fake_gpu):
     """A dockerd running runc by default, a daemon.json without nvidia: gpuprep writes it and sends SIGHUP."""
     root = _root(tmp_path)
     dockerd = dockerd_factory(config_path=root / "etc/docker/daemon.json", config={})
-    return root, dockerd, fake_gpu["shim"], ()
+    return root, dockerd, fake_gpu["runtime"], ()
 
 
 @pytest.fixture
@@ -65,7 +65,7 @@ def restart_path(tmp_path, dockerd_factory, fake_gpu):
     default runtime (docs/testbed.md 3), so with --no-default-runtime gpuprep restarts dockerd (SIGTERM, wait,
     the same command line again). The container holds dockerd's shutdown until the test kills it."""
     root = _root(tmp_path)
-    shim = fake_gpu["shim"]
+    shim = fake_gpu["runtime"]
     daemon_json = root / "etc/docker/daemon.json"
     dockerd = dockerd_factory(config_path=daemon_json, config={
         "runtimes": {"nvidia": {"path": str(shim), "runtimeArgs": []}}, "default-runtime": "nvidia",
@@ -84,7 +84,7 @@ def refused_path(tmp_path, dockerd_factory, fake_gpu):
     root = _root(tmp_path)
     dockerd = dockerd_factory(config_path=root / "etc/docker/daemon.json", config={},
                               args=("--default-runtime=runc",))
-    return root, dockerd, fake_gpu["shim"], ()
+    return root, dockerd, fake_gpu["runtime"], ()
 
 
 def _holding_container(dockerd) -> int:
