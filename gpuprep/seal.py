@@ -10,6 +10,7 @@ and remove ``/var/lib/ecs/data/*`` before creating an AMI. Each step lives in it
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ from gpuprep.engine.seal import ContainersStep, ImagesStep
 from gpuprep.errors import BadInput, GpuprepError, PreconditionUnmet, PromptInterrupted, StepFailed
 from gpuprep.image.clean import DeepCleanStep
 from gpuprep.image.stamp import SEAL_JSON, StampStep
+from gpuprep.interrupts import Interrupted
 from gpuprep.platform import OS_RELEASE_HINT
 from gpuprep.runner.steps import Change, Confirm, Context, Converged, Skip, Step
 from gpuprep.toolkit.seal import ToolkitStateStep
@@ -104,7 +106,11 @@ def _ask_yes_no(question: str) -> bool:
         sys.stderr.flush()
         try:
             answer = sys.stdin.readline()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted) as exc:
+            # During a run, SIGINT arrives as interrupts.Interrupted (issue 23); nothing was changed before the
+            # question, so the question's own answer stands. SIGTERM and SIGHUP stay what they are: an end of run.
+            if isinstance(exc, Interrupted) and exc.signum != signal.SIGINT:
+                raise
             sys.stderr.write("\n")
             raise PromptInterrupted("interrupted at the question (Ctrl-C), nothing removed",
                                     "run again and answer yes, or pass --yes") from None
