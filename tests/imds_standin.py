@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 TOKEN = "AQAEAStandInTokenForGpuprepTests=="
 
 
-def make_handler(instance_type: str, mode: str = "v2", seen: list | None = None):
+def make_handler(instance_type: str, mode: str = "v2", seen: list | None = None, paths: dict | None = None):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -63,15 +63,17 @@ def make_handler(instance_type: str, mode: str = "v2", seen: list | None = None)
                 return self._answer(401)
             if self.path == "/latest/meta-data/instance-type":
                 return self._answer(200, instance_type)
+            if paths and self.path in paths:
+                return self._answer(200, paths[self.path])
             return self._answer(404)
 
     return Handler
 
 
 class StandIn:
-    def __init__(self, instance_type: str, mode: str = "v2") -> None:
+    def __init__(self, instance_type: str, mode: str = "v2", paths: dict | None = None) -> None:
         self.seen: list = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(instance_type, mode, self.seen))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(instance_type, mode, self.seen, paths))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="imds-standin",
@@ -83,8 +85,10 @@ class StandIn:
         self.server.server_close()
 
 
-def serve(instance_type: str, mode: str = "v2") -> StandIn:
-    return StandIn(instance_type, mode)
+def serve(instance_type: str, mode: str = "v2", paths: dict | None = None) -> StandIn:
+    """``paths``: other metadata paths and their bodies (``/latest/meta-data/events/maintenance/scheduled``: the
+    JSON list EC2 serves there, docs.aws.amazon.com/AWSEC2/latest/UserGuide/viewing_scheduled_events.html)."""
+    return StandIn(instance_type, mode, paths)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,15 @@ def read_instance_type(host: Host, budget_s: float = BUDGET_S) -> InstanceType:
 
 
 def _ask(endpoint: str, deadline: float) -> tuple[str, str]:
+    status, body, via = get_metadata(endpoint, deadline, "/latest/meta-data/instance-type")
+    if status != 200 or not body or len(body) > 64 or any(c.isspace() for c in body):
+        raise ValueError(f"meta-data/instance-type answered HTTP {status}: {body[:64]!r}")
+    return body, via
+
+
+def get_metadata(endpoint: str, deadline: float, path: str) -> tuple[int, str, str]:
+    """(HTTP status, body, "IMDSv2" | "IMDSv1") of ``GET path``, token first; straight to the endpoint, never
+    through a proxy (http.client reads no proxy settings), within ``deadline``."""
     parts = urlsplit(endpoint)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"{ENDPOINT_ENV}={endpoint!r} is not an http:// URL")
@@ -107,10 +116,8 @@ def _ask(endpoint: str, deadline: float) -> tuple[str, str]:
             headers, via = {}, "IMDSv1"
         else:
             raise ValueError(f"the token request answered HTTP {status}")
-        status, body = _request(conn, deadline, "GET", "/latest/meta-data/instance-type", headers)
-        if status != 200 or not body or len(body) > 64 or any(c.isspace() for c in body):
-            raise ValueError(f"meta-data/instance-type answered HTTP {status}: {body[:64]!r}")
-        return body, via
+        status, body = _request(conn, deadline, "GET", path, headers)
+        return status, body, via
     finally:
         conn.close()
 

@@ -1,0 +1,239 @@
+"""doctor's checks of what the Engine makes of the CDI specs and of the routes a GPU container takes (issue 28,
+items 1-3): a spec the Engine cannot read, routes that disagree, and nvidia-cdi-refresh as it ran.
+
+Facts (docs/domain.md, "Added 2026-12-07"):
+- CDI spec ``cdiVersion`` 0.7.0 (toolkit 1.19+, device nodes with ``additionalGids``) needs Docker 26.1.0+
+  (containerd 1.7.16+); Docker before 29.5.0 drops those gids (moby/moby 704210f9e6). The toolkit's workaround:
+  ``--feature-flag no-additional-gids-for-device-nodes``.
+- Docker 29.2+ serves ``--gpus`` from the static spec first when ``nvidia-cdi-hook`` is on PATH (moby/moby PR 50228,
+  ``daemon/devices_nvidia_linux.go``), by the names ``nvidia.com/gpu=<index|uuid|all>``, and falls back to the
+  prestart hook only where no spec names the device. ECS tasks take the runtime (``--runtime nvidia``), whose
+  jit-cdi mode never reads the spec files: a stale spec breaks ``--gpus`` while ECS works.
+- nvidia-cdi-refresh (toolkit 1.18+): the ``.path`` unit watches ``modules.dep`` and ``nvidia-ctk``; the ``.service``
+  writes ``/var/run/cdi/nvidia.yaml``; it works at boot only ordered after nvidia-persistenced (toolkit issue 1611).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Any
+
+from gpuprep.report import Status
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.toolkit import cdi
+from gpuprep.toolkit.checks import _refresh_hint, stack
+from gpuprep.toolkit.stack import UNIT_DIRS, Stack, _version_tuple
+
+V07_SINCE = (26, 1)  # Docker reads cdiVersion 0.7.0 from 26.1.0
+GIDS_SINCE = (29, 5)  # Docker applies a device node's additionalGids from 29.5.0
+GPUS_FROM_SPEC_SINCE = (29, 2)  # Docker serves --gpus from the static spec (with nvidia-cdi-hook on PATH)
+NAME_BOTH = "--device-name-strategy=index --device-name-strategy=uuid "
+NO_GIDS_FLAG = "--feature-flag no-additional-gids-for-device-nodes"
+REFRESH_SERVICE = "nvidia-cdi-refresh.service"
+PERSISTENCED = "nvidia-persistenced.service"
+REFRESH_DROP_IN = f"/etc/systemd/system/{REFRESH_SERVICE}.d/10-after-persistenced.conf"
+# Where the driver's kernel module lands (the NVIDIA driver RPMs, DKMS, the runfile installer).
+MODULE_GLOBS = ("/lib/modules/*/extra/nvidia.ko*", "/lib/modules/*/kernel/drivers/video/nvidia.ko*",
+                "/lib/modules/*/updates/dkms/nvidia.ko*", "/lib/modules/*/extra/nvidia/nvidia.ko*")
+
+
+def _cdi_version(spec: cdi.Spec) -> tuple[int, ...]:
+    return tuple(int(x) for x in spec.version.split(".") if x.isdigit())
+
+
+def _engine(s: Stack) -> tuple[int, int] | None:
+    return _version_tuple(s.engine_version)
+
+
+def _regenerate(probes: Probes, extra: str = "") -> str:
+    return f"`nvidia-ctk cdi generate {extra}--output={probes.host.path(cdi.GENERATED_SPEC)}`"
+
+
+def module_mtime(probes: Probes) -> tuple[str, float] | None:
+    """The newest NVIDIA kernel module file under /lib/modules: when the driver was last installed or updated."""
+    found = []
+    for pattern in MODULE_GLOBS:
+        for real in glob.glob(str(probes.host.path("/")) + pattern):
+            try:
+                found.append((os.stat(real).st_mtime, "/" + os.path.relpath(real, probes.host.path("/"))))
+            except OSError:
+                continue
+    if not found:
+        return None
+    mtime, path = max(found)
+    return path, mtime
+
+
+def _spec_mtime(probes: Probes, path: str) -> float | None:
+    try:
+        return os.stat(probes.host.path(path)).st_mtime
+    except OSError:
+        return None
+
+
+# -- item 2: a spec the Engine cannot read ------------------------------------------------------------------------
+def check_engine_reads_spec(probes: Probes) -> Verdict:
+    s = stack(probes)
+    specs = [sp for sp in s.specs if not sp.error and sp.kind == cdi.NVIDIA_KIND]
+    if not specs:
+        raise NotApplicable("no NVIDIA CDI spec (toolkit-cdi-specs says whether one is needed)")
+    engine = _engine(s)
+    findings: list[tuple[Status, str, str]] = []
+    for sp in specs:
+        if s.docker_cdi and engine is not None and engine < V07_SINCE and _cdi_version(sp) >= (0, 7, 0):
+            findings.append((Status.CRITICAL, f"{sp.path}: cdiVersion {sp.version} needs Docker 26.1+, Docker's CDI "
+                             f"is on and the Engine is {s.engine_version}: every `--device nvidia.com/gpu=...` "
+                             "fails (the spec is refused as a whole)",
+                             f"write it without additionalGids: {_regenerate(probes, NO_GIDS_FLAG + ' ')}, or "
+                             "update Docker to 26.1 or newer"))
+        elif sp.additional_gids and engine is not None and engine < GIDS_SINCE:
+            findings.append((Status.WARNING, f"{sp.path}: its device nodes carry additionalGids, which Docker "
+                             f"{s.engine_version} drops (applied from 29.5): a non-root container user is denied "
+                             "the device", f"write it without them: {_regenerate(probes, NO_GIDS_FLAG + ' ')}"))
+    module = module_mtime(probes)
+    if module is not None:
+        for sp in specs:
+            written = _spec_mtime(probes, sp.path)
+            if written is not None and written < module[1]:
+                findings.append((Status.WARNING, f"{sp.path} was written before the driver's module {module[0]} "
+                                 "was installed: it names the old driver's files", _refresh_hint(probes, s)))
+    data: dict[str, Any] = {"engine_version": s.engine_version, "docker_cdi": s.docker_cdi,
+                            "specs": {sp.path: {"cdiVersion": sp.version, "additionalGids": sp.additional_gids}
+                                      for sp in specs},
+                            "module": module[0] if module else None,
+                            "findings": [f[1] for f in findings]}
+    if findings:
+        worst = max(findings, key=lambda f: f[0] is Status.CRITICAL)
+        more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
+        return Verdict(worst[0], worst[1] + more, worst[2], data)
+    versions = ", ".join(f"{sp.path} (cdiVersion {sp.version or '?'})" for sp in specs)
+    return Verdict(Status.OK, f"Docker {s.engine_version or '(version unknown)'} reads {versions}; written after "
+                   "the driver's module", data=data)
+
+
+# -- item 1: the routes a GPU container takes ---------------------------------------------------------------------
+def routes(probes: Probes, s: Stack) -> dict[str, str]:
+    """Which route each of ECS, ``docker run --gpus`` and ``docker run --device nvidia.com/gpu=...`` takes here."""
+    engine = _engine(s)
+    hook = probes.host.which("nvidia-cdi-hook")
+    out = {"ecs": f"the nvidia runtime in {s.mode} mode" + (" (reads no spec file)" if s.mode in ("jit-cdi", "legacy")
+                                                             else "")}
+    if s.docker_cdi and engine is not None and engine >= GPUS_FROM_SPEC_SINCE and hook:
+        out["gpus"] = "Docker's CDI: the static spec files (Docker 29.2+ with nvidia-cdi-hook on PATH)"
+    elif probes.host.which("nvidia-container-runtime-hook"):
+        out["gpus"] = "the prestart hook (nvidia-container-runtime-hook, legacy)"
+    else:
+        out["gpus"] = "none: no nvidia-container-runtime-hook and Docker does not serve --gpus from CDI"
+    out["device"] = ("Docker's CDI: the static spec files in " + ", ".join(s.spec_dirs)) if s.docker_cdi else \
+        "none: Docker's CDI is off"
+    return out
+
+
+def check_routes(probes: Probes) -> Verdict:
+    from gpuprep.engine.container_checks import host_view
+    from gpuprep.gpu.inventory import probe_module
+
+    s = stack(probes)
+    if s.toolkit is None and not s.registrations:
+        raise NotApplicable("no NVIDIA container toolkit installed and no nvidia runtime registered")
+    taken = routes(probes, s)
+    data: dict[str, Any] = {"routes": taken, "engine_version": s.engine_version}
+    from_spec = taken["gpus"].startswith("Docker's CDI")
+    if from_spec:
+        specs = [sp for sp in s.specs if sp.kind == cdi.NVIDIA_KIND and not sp.error]
+        view = host_view(probes)
+        findings, winners = cdi.judge(probes.host, specs, driver_version=probe_module(probes).version,
+                                      host_uuids=view.uuids if view is not None else None)
+        data["resolved_from"] = winners
+        runtime_reads_spec = s.mode == "cdi"
+        if findings and not runtime_reads_spec:
+            f = findings[0]
+            return Verdict(Status.WARNING, f"`docker run --gpus` reads {f.spec}, which is stale ({f.problem}), while "
+                           f"ECS tasks take {taken['ecs']} and work: the two routes disagree",
+                           _refresh_hint(probes, s), data)
+        if winners and not any(name.split("=", 1)[1].isdigit() for name in winners):
+            return Verdict(Status.WARNING, "the CDI spec names GPUs by UUID only: `docker run --gpus device=0` "
+                           "finds no `nvidia.com/gpu=0` and fails, while ECS tasks (by UUID) work",
+                           "write index names too: " + _regenerate(probes, NAME_BOTH), data)
+    summary = "; ".join(f"{k if k == 'ecs' else '--' + k}: {v}" for k, v in taken.items())
+    return Verdict(Status.OK, f"the routes agree: ECS: {summary.split('ecs: ', 1)[1]}", data=data)
+
+
+# -- item 3: nvidia-cdi-refresh -----------------------------------------------------------------------------------
+def _unit_text(probes: Probes, unit: str) -> str:
+    texts = []
+    for d in UNIT_DIRS:
+        text = probes.host.read_text(f"{d}/{unit}")
+        if text:
+            texts.append(text)
+            break
+    for d in UNIT_DIRS:
+        for real in sorted(glob.glob(str(probes.host.path(f"{d}/{unit}.d")) + "/*.conf")):
+            try:
+                texts.append(open(real, encoding="utf-8", errors="replace").read())
+            except OSError:
+                continue
+    return "\n".join(texts)
+
+
+def _ordered_after(text: str, unit: str) -> bool:
+    return any(line.split("=", 1)[0].strip() == "After" and unit in line.split("=", 1)[1].split()
+               for line in text.splitlines() if "=" in line)
+
+
+def check_cdi_refresh(probes: Probes) -> Verdict:
+    s = stack(probes)
+    if not s.refresh_shipped:
+        raise NotApplicable("the toolkit here ships no nvidia-cdi-refresh units (1.18+ does)")
+    data: dict[str, Any] = {"units": s.refresh}
+    if not s.refresh_enabled:
+        off = [u for u, state in s.refresh.items() if state != "enabled"]
+        return Verdict(Status.WARNING, f"{', '.join(off)} not enabled: a driver update leaves the CDI spec stale",
+                       f"`systemctl enable --now {' '.join(s.refresh)}`", data)
+    persistenced = any(probes.host.exists(f"{d}/{PERSISTENCED}") for d in UNIT_DIRS)
+    if persistenced and not _ordered_after(_unit_text(probes, REFRESH_SERVICE), PERSISTENCED):
+        path = probes.host.path(REFRESH_DROP_IN)
+        return Verdict(Status.WARNING, f"{REFRESH_SERVICE} is not ordered after {PERSISTENCED}: at boot it can run "
+                       "before the GPUs are initialised and write a spec that lacks them (toolkit issue 1611)",
+                       f"`mkdir -p {path.parent} && printf '[Unit]\\nAfter={PERSISTENCED}\\n' > {path} && "
+                       "systemctl daemon-reload`", data)
+    module = module_mtime(probes)
+    written = _spec_mtime(probes, cdi.GENERATED_SPEC)
+    data.update(module=module[0] if module else None, spec=cdi.GENERATED_SPEC if written else None)
+    if written is None:
+        return Verdict(Status.WARNING, f"nvidia-cdi-refresh is enabled but {cdi.GENERATED_SPEC} does not exist: it "
+                       "has not run since the driver was installed, or it failed", _refresh_hint(probes, s)
+                       + "; its log: `journalctl -b -u nvidia-cdi-refresh.service`", data)
+    if module is not None and written < module[1]:
+        return Verdict(Status.WARNING, f"{cdi.GENERATED_SPEC} is older than the driver's module {module[0]}: "
+                       "nvidia-cdi-refresh did not run after the driver update", _refresh_hint(probes, s)
+                       + "; its log: `journalctl -b -u nvidia-cdi-refresh.service`", data)
+    if probes.host.live:
+        state = _refresh_ran(probes)
+        data["service"] = state
+        if state.get("Result") not in (None, "", "success"):
+            return Verdict(Status.WARNING, f"{REFRESH_SERVICE} failed this boot ({state.get('Result')}, exit status "
+                           f"{state.get('ExecMainStatus')})", "its log says why: `journalctl -b -u "
+                           f"{REFRESH_SERVICE}`; then `systemctl restart {REFRESH_SERVICE}`", data)
+    return Verdict(Status.OK, f"nvidia-cdi-refresh enabled, ordered after {PERSISTENCED if persistenced else 'boot'}; "
+                   f"{cdi.GENERATED_SPEC} newer than the driver's module", data=data)
+
+
+def _refresh_ran(probes: Probes) -> dict[str, str]:
+    done = probes.host.run(["systemctl", "show", REFRESH_SERVICE, "-p", "Result,ExecMainStatus,ActiveState"],
+                           timeout=3, check=False)
+    return dict(line.split("=", 1) for line in (done.stdout or "").splitlines() if "=" in line)
+
+
+DOCKER_CHECKS = [
+    Check("toolkit-cdi-engine-reads", "docker", "the Engine can read each NVIDIA CDI spec (cdiVersion 0.7.0 needs "
+          "Docker 26.1+, additionalGids 29.5+) and each was written after the driver's module", check_engine_reads_spec,
+          timeout=8, boot=True),
+    Check("toolkit-gpu-routes", "docker", "which route ECS, `--gpus` and `--device` take here, and where they "
+          "disagree (a stale spec or UUID-only names breaking `--gpus` on Docker 29.2+)", check_routes, timeout=10),
+    Check("toolkit-cdi-refresh", "docker", "nvidia-cdi-refresh enabled, ordered after nvidia-persistenced, its spec "
+          "newer than the driver's module, no failure this boot", check_cdi_refresh, timeout=8),
+]
+
+__all__ = ["DOCKER_CHECKS", "routes"]
