@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from gpuprep.ec2.checks import probe_instance_type
+from gpuprep.host import Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
@@ -86,8 +87,9 @@ def check_maintenance(probes: Probes) -> Verdict:
 
 
 # -- item 5: EFA --------------------------------------------------------------------------------------------------
-def efa_functions(probes: Probes) -> list[str] | None:
-    devices = probes.host.path("/sys/bus/pci/devices")
+def efa_functions(host: Host) -> list[str] | None:
+    """The EFA devices' PCI bus ids; None where there is no sysfs to look in."""
+    devices = host.path("/sys/bus/pci/devices")
     if not devices.is_dir():
         return None
     out = []
@@ -117,21 +119,15 @@ def _memlock_bytes(value: Any) -> int | None:
     return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
 
 
-def container_memlock(probes: Probes) -> tuple[int | None, str]:
-    """The memlock limit a container gets: daemon.json's default-ulimits, else docker.service's LimitMEMLOCK (a
-    container inherits dockerd's through containerd), else unknown."""
-    from gpuprep.engine.checks import daemon_json
-
-    try:
-        _, config = daemon_json(probes)
-    except Exception:  # docker-daemon-json says what is wrong with it
-        config = {}
+def container_memlock(host: Host, config: dict[str, Any]) -> tuple[int | None, str]:
+    """The memlock limit a container gets (bytes, -1 unlimited): daemon.json's default-ulimits, else
+    docker.service's LimitMEMLOCK (a container inherits dockerd's through containerd), else None: unset."""
     entry = (config.get("default-ulimits") or {}).get("memlock") if isinstance(config, dict) else None
     if isinstance(entry, dict):
         return _memlock_bytes(entry.get("Soft")), "daemon.json default-ulimits.memlock"
     for d in ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"):
-        texts = [probes.host.read_text(f"{d}/docker.service") or ""]
-        drop = probes.host.path(f"{d}/docker.service.d")
+        texts = [host.read_text(f"{d}/docker.service") or ""]
+        drop = host.path(f"{d}/docker.service.d")
         if drop.is_dir():
             texts += [(drop / n).read_text(errors="replace") for n in sorted(os.listdir(drop)) if n.endswith(".conf")]
         for text in reversed(texts):
@@ -144,7 +140,7 @@ def container_memlock(probes: Probes) -> tuple[int | None, str]:
 def check_efa(probes: Probes) -> Verdict:
     it = probe_instance_type(probes).value
     expected = EFA_DEVICES.get(it or "")
-    found = efa_functions(probes)
+    found = efa_functions(probes.host)
     if expected is None and not found:
         raise NotApplicable(f"{it or 'this host'} has no EFA device, and none is expected")
     if found is None:
@@ -153,7 +149,13 @@ def check_efa(probes: Probes) -> Verdict:
     missing_modules = [m for m in EFA_MODULES if m not in modules] if probes.host.exists("/proc/modules") else []
     uverbs = sorted(n for n in os.listdir(probes.host.path("/dev/infiniband"))
                     if n.startswith("uverbs")) if probes.host.path("/dev/infiniband").is_dir() else []
-    memlock, memlock_from = container_memlock(probes)
+    from gpuprep.engine.checks import daemon_json
+
+    try:
+        _, config = daemon_json(probes)
+    except Exception:  # docker-daemon-json says what is wrong with it
+        config = {}
+    memlock, memlock_from = container_memlock(probes.host, config)
     data = {"instance_type": it, "expected": expected, "devices": len(found), "bus_ids": found,
             "modules_missing": missing_modules, "uverbs": uverbs, "memlock": memlock, "memlock_from": memlock_from}
     problems, fixes = [], []

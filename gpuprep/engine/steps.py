@@ -30,6 +30,7 @@ class DaemonJsonRun:
     changed: bool = False  # the file was changed
     rollback: Any = None  # dockerd.Rollback: what restores the file if the Engine refuses it
     docker_cdi_planned: bool = False  # --docker-cdi turns features.cdi on in this edit (a restart, not SIGHUP)
+    restart: bool = False  # an edit of keys dockerd reads only at start (default-ulimits: docker-memlock)
 
 
 def runtime_path(ctx: Context) -> str:
@@ -312,7 +313,7 @@ class DockerReloadStep(Step):
         reasons = (["daemon.json changed in this run"] if changed else []) \
             + ([f"dockerd does not show {', '.join(lacking)} yet"] if lacking else []) \
             + (["docker.service changed on disk"] if unit_changed else [])
-        action = "restart" if unit_changed or cannot_unset or cdi_off else "reload"
+        action = "restart" if unit_changed or cannot_unset or cdi_off or edit.restart else "reload"
         decision = {"action": action if reasons else "none", "reasons": reasons,
                     "pid": proc.pid if proc else None, "systemd_unit": proc.systemd_unit if proc else None,
                     "engine_default": engine_default, "engine_runtimes": sorted(engine_runtimes),
