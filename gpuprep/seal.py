@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from gpuprep.ecs.gpu_health_seal import GpuHealthStateStep
 from gpuprep.ecs.steps import EcsStateStep, GpuInfoStep, StopEcsStep
 from gpuprep.engine.objects import image_plan
 from gpuprep.engine.seal import ContainersStep, ImagesStep
@@ -91,6 +92,7 @@ def seal_steps() -> list[Step]:
         EcsStateStep(),
         GpuInfoStep(),
         ToolkitStateStep(),
+        GpuHealthStateStep(),  # issue 28
         DeepCleanStep(),
         StampStep(),
     ]
