@@ -139,10 +139,10 @@ def build(root: Path, spec: HostSpec) -> Path:
         if spec.module:
             modules = ("nvidia_uvm 1777664 0 - Live 0x0000000000000000\n"
                        "nvidia 56496128 1 nvidia_uvm, Live 0x0000000000000000\n") + modules
+            _write(root, "/proc/driver/nvidia/version", MODULE_TEXT[spec.flavour].format(v=spec.module))
         if spec.efa:
             modules = ("efa 143360 0 - Live 0x0000000000000000\n"
                        "ib_uverbs 200704 1 efa, Live 0x0000000000000000\n") + modules
-            _write(root, "/proc/driver/nvidia/version", MODULE_TEXT[spec.flavour].format(v=spec.module))
         _write(root, "/proc/modules", modules)
     lib = root / spec.lib_dir.lstrip("/")
     for v in [*([spec.userland] if spec.userland else []), *spec.stale_userland]:

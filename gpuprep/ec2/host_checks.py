@@ -125,15 +125,12 @@ def container_memlock(host: Host, config: dict[str, Any]) -> tuple[int | None, s
     entry = (config.get("default-ulimits") or {}).get("memlock") if isinstance(config, dict) else None
     if isinstance(entry, dict):
         return _memlock_bytes(entry.get("Soft")), "daemon.json default-ulimits.memlock"
-    for d in ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"):
-        texts = [host.read_text(f"{d}/docker.service") or ""]
-        drop = host.path(f"{d}/docker.service.d")
-        if drop.is_dir():
-            texts += [(drop / n).read_text(errors="replace") for n in sorted(os.listdir(drop)) if n.endswith(".conf")]
-        for text in reversed(texts):
-            m = re.search(r"^LimitMEMLOCK=(\S+)", text, re.M)
-            if m:
-                return _memlock_bytes(m.group(1).split(":")[0]), f"{d}/docker.service LimitMEMLOCK"
+    from gpuprep.services import unit_text
+
+    unit, text = unit_text(host, "docker.service")
+    found = re.findall(r"^LimitMEMLOCK=(\S*)", text, re.M)
+    if found and found[-1]:  # the last assignment wins; an empty one resets it
+        return _memlock_bytes(found[-1].split(":")[0]), f"docker.service LimitMEMLOCK ({unit or 'a drop-in'})"
     return None, "nothing sets it (a container gets the kernel's default, 8 MiB)"
 
 

@@ -166,29 +166,6 @@ MPS_UNIT = "nvidia-mps.service"
 DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"
 ECS_PIPE_DIR = "/run/mps-ecs"
 MPS_DROP_IN = f"/etc/systemd/system/{MPS_UNIT}.d/10-pipe-directory.conf"
-UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
-
-
-def _unit_with_drop_ins(probes: Probes, unit: str) -> tuple[str | None, str]:
-    """The unit file's path and its text with every drop-in after it (what systemd merges)."""
-    import glob
-
-    path, texts = None, []
-    for d in UNIT_DIRS:
-        text = probes.host.read_text(f"{d}/{unit}")
-        if text is not None:
-            path, texts = f"{d}/{unit}", [text]
-            break
-    drop_ins = []
-    for d in UNIT_DIRS:
-        drop_ins += glob.glob(str(probes.host.path(f"{d}/{unit}.d")) + "/*.conf")
-    for real in sorted(drop_ins, key=os.path.basename):
-        try:
-            with open(real, encoding="utf-8", errors="replace") as fh:
-                texts.append(fh.read())
-        except OSError:
-            continue
-    return path, "\n".join(texts)
 
 
 def unit_pipe_directory(text: str) -> str:
@@ -205,7 +182,9 @@ def unit_pipe_directory(text: str) -> str:
 
 
 def check_mps_pipe(probes: Probes) -> Verdict:
-    path, text = _unit_with_drop_ins(probes, MPS_UNIT)
+    from gpuprep.services import unit_text
+
+    path, text = unit_text(probes.host, MPS_UNIT)
     live_pipe = probes.host.live and os.path.exists(f"{DEFAULT_PIPE_DIR}/control")
     if path is None and not live_pipe:
         raise NotApplicable(f"no {MPS_UNIT} and no MPS daemon on {DEFAULT_PIPE_DIR}")

@@ -15,12 +15,12 @@ Facts (docs/domain.md, "Added 2026-12-07"):
 
 from __future__ import annotations
 
-import glob
 import os
 from typing import Any
 
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.services import unit_text
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit.checks import _refresh_hint, stack
 from gpuprep.toolkit.stack import UNIT_DIRS, Stack, _version_tuple
@@ -33,9 +33,9 @@ NO_GIDS_FLAG = "--feature-flag no-additional-gids-for-device-nodes"
 REFRESH_SERVICE = "nvidia-cdi-refresh.service"
 PERSISTENCED = "nvidia-persistenced.service"
 REFRESH_DROP_IN = f"/etc/systemd/system/{REFRESH_SERVICE}.d/10-after-persistenced.conf"
-# Where the driver's kernel module lands (the NVIDIA driver RPMs, DKMS, the runfile installer).
-MODULE_GLOBS = ("/lib/modules/*/extra/nvidia.ko*", "/lib/modules/*/kernel/drivers/video/nvidia.ko*",
-                "/lib/modules/*/updates/dkms/nvidia.ko*", "/lib/modules/*/extra/nvidia/nvidia.ko*")
+# Where the driver's kernel module lands under /lib/modules/<kernel> (the NVIDIA driver RPMs, DKMS, the runfile).
+MODULE_DIRS = ("extra", "kernel/drivers/video", "updates/dkms", "extra/nvidia")
+MODULE_FILES = ("nvidia.ko", "nvidia.ko.xz", "nvidia.ko.zst", "nvidia.ko.gz")
 
 
 def _cdi_version(spec: cdi.Spec) -> tuple[int, ...]:
@@ -51,14 +51,22 @@ def _regenerate(probes: Probes, extra: str = "") -> str:
 
 
 def module_mtime(probes: Probes) -> tuple[str, float] | None:
-    """The newest NVIDIA kernel module file under /lib/modules: when the driver was last installed or updated."""
+    """The newest NVIDIA kernel module file under /lib/modules (every kernel's): when the driver was last installed
+    or updated. Paths resolved inside the root."""
+    host = probes.host
+    try:
+        kernels = os.listdir(host.path("/lib/modules"))
+    except OSError:
+        return None
     found = []
-    for pattern in MODULE_GLOBS:
-        for real in glob.glob(str(probes.host.path("/")) + pattern):
-            try:
-                found.append((os.stat(real).st_mtime, "/" + os.path.relpath(real, probes.host.path("/"))))
-            except OSError:
-                continue
+    for kernel in kernels:
+        for d in MODULE_DIRS:
+            for name in MODULE_FILES:
+                path = f"/lib/modules/{kernel}/{d}/{name}"
+                try:
+                    found.append((os.stat(host.path(path)).st_mtime, path))
+                except OSError:
+                    continue
     if not found:
         return None
     mtime, path = max(found)
@@ -161,22 +169,6 @@ def check_routes(probes: Probes) -> Verdict:
 
 
 # -- item 3: nvidia-cdi-refresh -----------------------------------------------------------------------------------
-def _unit_text(probes: Probes, unit: str) -> str:
-    texts = []
-    for d in UNIT_DIRS:
-        text = probes.host.read_text(f"{d}/{unit}")
-        if text:
-            texts.append(text)
-            break
-    for d in UNIT_DIRS:
-        for real in sorted(glob.glob(str(probes.host.path(f"{d}/{unit}.d")) + "/*.conf")):
-            try:
-                texts.append(open(real, encoding="utf-8", errors="replace").read())
-            except OSError:
-                continue
-    return "\n".join(texts)
-
-
 def _ordered_after(text: str, unit: str) -> bool:
     return any(line.split("=", 1)[0].strip() == "After" and unit in line.split("=", 1)[1].split()
                for line in text.splitlines() if "=" in line)
@@ -192,7 +184,7 @@ def check_cdi_refresh(probes: Probes) -> Verdict:
         return Verdict(Status.WARNING, f"{', '.join(off)} not enabled: a driver update leaves the CDI spec stale",
                        f"`systemctl enable --now {' '.join(s.refresh)}`", data)
     persistenced = any(probes.host.exists(f"{d}/{PERSISTENCED}") for d in UNIT_DIRS)
-    if persistenced and not _ordered_after(_unit_text(probes, REFRESH_SERVICE), PERSISTENCED):
+    if persistenced and not _ordered_after(unit_text(probes.host, REFRESH_SERVICE)[1], PERSISTENCED):
         path = probes.host.path(REFRESH_DROP_IN)
         return Verdict(Status.WARNING, f"{REFRESH_SERVICE} is not ordered after {PERSISTENCED}: at boot it can run "
                        "before the GPUs are initialised and write a spec that lacks them (toolkit issue 1611)",
