@@ -190,7 +190,11 @@ def test_healthy_host_exits_0_with_every_check_ok_or_skipped(healthy_run):
               "toolkit-dev-char": "no NVIDIA character device under /dev", "toolkit-cdi-specs": "no CDI spec",
               # issue 25: a p5 (NVSwitch on the bus) is neither NVLink5 nor GB200; tiny:latest has no python3
               "gpu-nvlink5": "not an NVLink5 type", "gpu-imex": "IMEX is for Grace-Blackwell",
-              "container-cuda": "has no python3"}
+              "container-cuda": "has no python3",
+              # issue 28: no metadata service, no link files or VBIOS in this tree, no MPS, no spec, no refresh units
+              "ec2-maintenance": "not an EC2 instance", "gpu-pcie-link": "no PCIe link width",
+              "gpu-vbios": "fewer than two GPUs report a VBIOS", "gpu-mps-pipe": "no nvidia-mps.service",
+              "toolkit-cdi-engine-reads": "no NVIDIA CDI spec", "toolkit-cdi-refresh": "ships no nvidia-cdi-refresh"}
     skipped = {c["id"]: c["summary"] for c in report["checks"] if c["status"] == "skipped"}
     for cid, why in skipped.items():
         assert "--root" in why or "sealed image" in why or absent.get(cid, "--root") in why, (cid, why)
