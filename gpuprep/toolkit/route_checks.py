@@ -221,7 +221,7 @@ def _refresh_ran(probes: Probes) -> dict[str, str]:
 DOCKER_CHECKS = [
     Check("toolkit-cdi-engine-reads", "docker", "the Engine can read each NVIDIA CDI spec (cdiVersion 0.7.0 needs "
           "Docker 26.1+, additionalGids 29.5+) and each was written after the driver's module", check_engine_reads_spec,
-          timeout=8, boot=True),
+          timeout=8),  # not at boot: ECS tasks take the runtime, which never asks Docker's CDI
     Check("toolkit-gpu-routes", "docker", "which route ECS, `--gpus` and `--device` take here, and where they "
           "disagree (a stale spec or UUID-only names breaking `--gpus` on Docker 29.2+)", check_routes, timeout=10),
     Check("toolkit-cdi-refresh", "docker", "nvidia-cdi-refresh enabled, ordered after nvidia-persistenced, its spec "
