@@ -3,9 +3,9 @@
 1. ``gpuprep --root TREE --json doctor --no-container`` on a healthy simulated host with a live Engine: the
    p5-like tree of tests/hosttree.py with its packages installed and locked in the root's rpm database, ecs.config
    with GPU support, and a private real dockerd (DOCKER_HOST) reading ``TREE/etc/docker/daemon.json``, whose
-   runtimes.nvidia is the simulated runtime shim and the default runtime (tests/integration/test_doctor_live.py
-   builds it). Every check that can run here runs; target <= 0.5 s wall. Needs root, dockerd and rpmbuild; skipped,
-   saying so, without them.
+   runtimes.nvidia is NVIDIA's real runtime in cdi mode (tests/testbed.py ``write_nvidia_runtime``; the shim before
+   2026-12-07) and the default runtime (tests/integration/test_doctor_live.py builds it). Every check that can run
+   here runs; target <= 0.5 s wall. Needs root, dockerd and rpmbuild; skipped, saying so, without them.
 2. The same with ``--root`` only (DOCKER_HOST unset, so the docker checks skip): the floor without an Engine.
 3. ``gpuprep --help`` in a fresh process vs ``python -c "import typer"``, interleaved: target ratio <= 1.3.
 5. ``--only-engine-reads``: doctor --no-container with a live private Engine (no --root), this checkout and

@@ -60,7 +60,7 @@ def bench_dry_run() -> None:
         t = Path(tmp)
         specs = [PkgSpec("docker", v, "1.amzn2023") for v in ("20.10.25", "24.0.9", "25.0.6")]
         specs += [PkgSpec("ecs-init", f"1.{v}.0", "1", requires=["docker >= 20.10.0"]) for v in range(80, 90)]
-        for v in ("1.16.2", "1.17.8"):
+        for v in ("1.18.2", "1.19.1"):  # 1.19.1: the security floor (bulletin 5850)
             specs += [PkgSpec("nvidia-container-toolkit", v, "1", requires=[f"nvidia-container-toolkit-base = {v}-1"]),
                       PkgSpec("nvidia-container-toolkit-base", v, "1"), PkgSpec("libnvidia-container-tools", v, "1"),
                       PkgSpec("libnvidia-container1", v, "1")]

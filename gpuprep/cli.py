@@ -18,6 +18,7 @@ import typer
 
 from gpuprep import __version__
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
+from gpuprep.knowledge.command import app as knowledge_app
 from gpuprep.options import DEFAULT_IMAGE
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
@@ -81,6 +82,7 @@ def _setup_logging(verbose: bool) -> None:
 
 @app.callback()
 def main_callback(
+    ctx: typer.Context,
     root: str = typer.Option(
         "/", "--root", metavar="DIR",
         help="Act on the system mounted at DIR (an image or chroot) instead of this one.",
@@ -94,6 +96,17 @@ def main_callback(
                                     "system to finish (default 120)."),
 ) -> None:
     G.root, G.json, G.verbose, G.lock_wait = root, json_out, verbose, lock_wait
+    ctx.obj = Shell
+
+
+class Shell:
+    """The command line's helpers for a command defined in its own module (knowledge/command.py), handed over as
+    click's ``ctx.obj`` so that module need not import this one back."""
+
+    G = G
+    merge_globals = staticmethod(lambda *a: _merge_globals(*a))
+    host = staticmethod(lambda: _host())
+    fail = staticmethod(lambda exc, code: _fail(exc, code))
 
 
 def _merge_globals(json_out: bool, verbose: bool, command: str) -> None:
@@ -139,7 +152,11 @@ def _host():
                        "this system)")
     if not os.path.isdir(root):
         raise BadInput(f"--root {root}: not a directory", "give the directory the image is mounted at")
-    return Host(root)
+    from gpuprep import knowledge
+
+    host = Host(root)
+    knowledge.use(host)  # the target's /etc/gpuprep/knowledge.d, read when a fact is first asked
+    return host
 
 
 def _absolute(flag: str, value: str | None) -> None:
@@ -323,8 +340,8 @@ def install(
                                           help="Allow an NVIDIA container toolkit below the security floor (a "
                                           "version with a published CVE) when nothing newer agrees."),
     docker_cdi: bool = typer.Option(False, "--docker-cdi",
-                                    help="Turn on Docker's own CDI (features.cdi in daemon.json; Engine 25 to 28.1 "
-                                    "need it, 28.2+ have it on), so `--device nvidia.com/gpu=all` works."),
+                                    help="Turn on Docker's own CDI (features.cdi in daemon.json, for Engines where it "
+                                    "is off by default), so `--device nvidia.com/gpu=all` works."),
     prom_dir: Optional[str] = typer.Option(None, "--prom-dir", metavar="DIR",
                                            help="Install gpuprep-doctor.timer: doctor writes DIR/gpuprep.prom every "
                                            f"5 minutes for node_exporter's textfile collector (Debian: {PROM_DIR})."),
@@ -472,6 +489,9 @@ def doctor(
     raise typer.Exit(code)
 
 
+app.add_typer(knowledge_app)
+
+
 def _click_errors() -> tuple[type[BaseException], ...]:
     """click's ClickException and Abort. typer 0.28 carries its own copy of click and older ones re-export
     click's, so both are found from what typer exports rather than by a module path."""
@@ -513,7 +533,7 @@ def _command_in(args: list[str]) -> list[str]:
             i += 2
             continue
         if not arg.startswith("-"):
-            return [arg] if arg in ("install", "seal", "doctor") else []
+            return [arg] if arg in ("install", "seal", "doctor", "knowledge") else []
         i += 1
     return []
 

@@ -30,7 +30,10 @@ def all_checks() -> list[Check]:
     from gpuprep.engine import cuda_container
     from gpuprep.gpu import board_checks, cuda_checks, fabric_checks
     from gpuprep.gpu import checks as gpu
+    from gpuprep.gpu import security as gpu_security
     from gpuprep.image import drift
+    from gpuprep.knowledge import checks as knowledge
+    from gpuprep.packages import advisories
     from gpuprep.packages import checks as packages
     from gpuprep.toolkit import checks as toolkit
     from gpuprep.toolkit import route_checks
@@ -42,7 +45,8 @@ def all_checks() -> list[Check]:
         *toolkit.DOCKER_CHECKS, *route_checks.DOCKER_CHECKS, *container.CHECKS,
         *cuda_container.CHECKS,
         *ecs.CHECKS, *agent_gpu.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *drift.PACKAGE_CHECKS,
-        *toolkit.SECURITY_CHECKS,
+        *toolkit.SECURITY_CHECKS, *gpu_security.CHECKS, *advisories.CHECKS,
+        *knowledge.CHECKS,
     ]
 
 

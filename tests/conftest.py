@@ -40,6 +40,17 @@ def require_engine26() -> Path:
     return ENGINE26
 
 
+def require_toolkit(version: str = "") -> Path:
+    """The folder of NVIDIA's real toolkit ``version`` (tests/testbed.py ``TOOLKIT_VERSION`` by default), or skip
+    saying how to get it."""
+    from testbed import TOOLKIT_VERSION, toolkit_bin, toolkit_missing
+
+    missing = toolkit_missing(version or TOOLKIT_VERSION)
+    if missing:
+        pytest.skip(missing)
+    return toolkit_bin(version or TOOLKIT_VERSION)
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root (private dockerd, installroots, nspawn)")
@@ -66,7 +77,7 @@ def fixtures() -> Path:
 # -- a private real dockerd and the simulated GPU side (tests/testbed.py) -------------------
 @pytest.fixture(params=list(ENGINES))
 def docker_engine(request):
-    """Each Engine in turn (tests/testbed.py ``ENGINES``): a test that asks for it runs on 20.10 and on 26, and
+    """Each Engine in turn (tests/testbed.py ``ENGINES``): a test that asks for it runs on 20.10, 26 and 28, and
     its ``dockerd_factory`` starts that Engine. Asked only where the Engine's behaviour matters."""
     require_root()
     engine = ENGINES[request.param]
@@ -88,13 +99,19 @@ def dockerd_factory(request):
     started: list = []
 
     def make(config_path: Path | None = None, config: dict | None = None, start: bool = True, engine_id: str = "",
-             args: tuple[str, ...] = ()):
+             args: tuple[str, ...] = (), path_dirs: tuple[str, ...] = ()):
         if engine_id:  # a test of what one Engine alone has (CDI: 25+)
             chosen = ENGINES[engine_id]
             if chosen.available():
                 pytest.skip(f"Engine {chosen.name}: {chosen.available()}")
-        d = PrivateDockerd(config_path=config_path, config=config, engine=ENGINES[engine_id] if engine_id else engine,
-                           args=args)
+        chosen = ENGINES[engine_id] if engine_id else (engine or ENGINES["20.10"])
+        if config is not None and "cdi-spec-dirs" not in config and "fake_gpu" in request.fixturenames \
+                and chosen.major >= 25:
+            # Docker's CDI (on by default from 28.2) reads the spec the nvidia runtime reads, as on a host where both
+            # read /var/run/cdi: the test's own, never this machine's /etc/cdi and /var/run/cdi.
+            spec_dir = request.getfixturevalue("fake_gpu")["nvidia"].spec.parent
+            config = {**config, "cdi-spec-dirs": [str(spec_dir)]}
+        d = PrivateDockerd(config_path=config_path, config=config, engine=chosen, args=args, path_dirs=path_dirs)
         started.append(d)
         return d.start() if start else d
 
@@ -105,13 +122,18 @@ def dockerd_factory(request):
 
 @pytest.fixture
 def fake_gpu(tmp_path):
-    """SIMULATED GPU side (no GPU here): a fake nvidia-smi and a runtime shim that mounts it."""
-    from testbed import write_fake_nvidia_smi, write_runtime_shim
+    """The GPU side: NVIDIA's REAL nvidia-container-runtime (tests/testbed.py ``write_nvidia_runtime``: cdi mode, a
+    config.toml and a CDI spec of this test's own) and the STAND-INS for what this machine lacks (no GPU, no driver):
+    character devices for /dev/nvidiactl and /dev/nvidiaN, and an nvidia-smi that fails as the real one does without
+    /dev/nvidiactl. ``runtime`` is the path to register as the ``nvidia`` runtime."""
+    from testbed import write_fake_nvidia_smi, write_nvidia_runtime
 
+    require_root()
+    require_toolkit()
     d = Path(tempfile.mkdtemp(prefix="gpf-", dir="/tmp"))
-    smi = write_fake_nvidia_smi(d / "nvidia-smi")
-    shim = write_runtime_shim(d / "nvidia-container-runtime", smi)
-    yield {"dir": d, "smi": smi, "shim": shim}
+    smi = write_fake_nvidia_smi(d / "nvidia-smi", needs_nodes=("/dev/nvidiactl",))
+    runtime = write_nvidia_runtime(d / "nvidia", smi)
+    yield {"dir": d, "smi": smi, "runtime": runtime.path, "nvidia": runtime}
     shutil.rmtree(d, ignore_errors=True)
 
 
@@ -124,6 +146,17 @@ def fake_gpu(tmp_path):
 def pytest_configure(config):
     config.addinivalue_line("markers", "allow_subp(*programs): programs (basenames) this unit test may start")
     config.addinivalue_line("markers", "allow_signals: this unit test may send signals (os.kill)")
+
+@pytest.fixture(autouse=True)
+def shipped_knowledge():
+    """Each test starts from the shipped knowledge tables: an in-process command's target (its knowledge.d) is
+    not the next test's."""
+    from gpuprep import knowledge
+
+    knowledge.reset()
+    yield
+    knowledge.reset()
+
 
 @pytest.fixture(autouse=True)
 def disable_subp_usage(request, monkeypatch):

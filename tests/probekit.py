@@ -14,8 +14,10 @@ from gpuprep.ecs import checks as ecs_checks
 from gpuprep.engine import checks as engine_checks
 from gpuprep.engine import container_checks
 from gpuprep.gpu import inventory
+from gpuprep.gpu import security as gpu_security
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
+from gpuprep.packages import advisories
 from gpuprep.packages import checks as packages_checks
 from gpuprep.platform import detect
 from gpuprep.runner.checks import Probes
@@ -27,7 +29,7 @@ SEEDABLE = {f.__name__: f for f in (
     ecs_checks.ecs_init_version, ecs_checks.ecs_service_state, ecs_checks.boot_gate, inventory.probe_kernel_log,
     inventory.probe_query,
     packages_checks.installed_rpm, packages_checks.installed_deb, toolkit_checks.toolkit_version,
-    ec2_checks.probe_instance_type)}
+    ec2_checks.probe_instance_type, gpu_security.dcgm_packages, advisories.pending)}
 
 
 def tree(tmp_path: Path, name: str, **changes) -> Path:

@@ -182,16 +182,42 @@ def build_rpm(spec: PkgSpec, outdir: str | Path, cache: str | Path | None = None
     return target
 
 
+@dataclass(frozen=True)
+class AdvisorySpec:
+    """A security advisory in the repository's updateinfo, shaped like Amazon Linux's ALAS records (its
+    ``updateinfo.xml``: ``<update type="security">`` with id, severity, CVE references and the fixed packages)."""
+
+    id: str
+    severity: str  # Important, Critical, Medium, Low (dnf prints it as given)
+    cves: tuple[str, ...]
+    packages: tuple[PkgSpec, ...]  # the fixed packages; each must be in the repository
+
+    def xml(self) -> str:
+        refs = "".join(f'<reference href="https://alas.aws.amazon.com/cve/html/{c}.html" id="{c}" type="cve" '
+                       f'title="{c}"/>' for c in self.cves)
+        pkgs = "".join(f'<package name="{p.name}" version="{p.version}" release="{p.release}" epoch="{p.epoch or 0}" '
+                       f'arch="{p.arch}"><filename>{p.filename}</filename></package>' for p in self.packages)
+        return (f'<update from="alas@amazon.com" status="final" type="security" version="2.0"><id>{self.id}</id>'
+                f"<title>{self.id}: {self.severity.lower()} priority package update</title>"
+                '<issued date="2026-11-01 00:00:00"/><updated date="2026-11-01 00:00:00"/>'
+                f"<severity>{self.severity}</severity><description>fixture advisory</description>"
+                f"<references>{refs}</references><pkglist><collection short=\"fixture\"><name>fixture</name>"
+                f"{pkgs}</collection></pkglist></update>")
+
+
 def build_repo(specs: Iterable[PkgSpec], repodir: str | Path, cache: str | Path | None = None,
-               jobs: int | None = None) -> Path:
-    """Build every package into ``repodir`` (in parallel) and make it a repository with createrepo_c.
+               jobs: int | None = None, advisories: Iterable[AdvisorySpec] = ()) -> Path:
+    """Build every package into ``repodir`` (in parallel) and make it a repository with createrepo_c; with
+    ``advisories``, add their updateinfo with modifyrepo_c, as Amazon Linux's repositories carry ALAS.
 
     A ``repodir`` already built from exactly these specs is returned as it is.
     """
     specs = list(specs)
+    advisories = list(advisories)
     repodir = Path(repodir)
     stamp = repodir / ".rpmfixtures"
-    digest = hashlib.sha256("".join(sorted(s.digest() for s in specs)).encode()).hexdigest()
+    digest = hashlib.sha256("".join([*sorted(s.digest() for s in specs), *(a.xml() for a in advisories)]).encode()
+                            ).hexdigest()
     if stamp.is_file() and stamp.read_text() == digest and (repodir / "repodata" / "repomd.xml").is_file():
         return repodir
     repodir.mkdir(parents=True, exist_ok=True)
@@ -201,6 +227,13 @@ def build_repo(specs: Iterable[PkgSpec], repodir: str | Path, cache: str | Path 
         list(pool.map(lambda s: build_rpm(s, repodir, cache), specs))
     subprocess.run(["createrepo_c", "--quiet", "--no-database", str(repodir)], check=True,
                    capture_output=True, text=True)
+    if advisories:
+        updateinfo = repodir.parent / f".{repodir.name}-updateinfo.xml"
+        updateinfo.write_text('<?xml version="1.0" encoding="UTF-8"?>\n<updates>'
+                              + "".join(a.xml() for a in advisories) + "</updates>\n")
+        subprocess.run(["modifyrepo_c", "--mdtype=updateinfo", str(updateinfo), str(repodir / "repodata")],
+                       check=True, capture_output=True, text=True)
+        updateinfo.unlink()
     stamp.write_text(digest)
     return repodir
 

@@ -1,14 +1,17 @@
-"""The real components the tests drive, and the one thing simulated (docs/testbed.md 1-2).
+"""The real components the tests drive, and what is simulated: the GPU, its driver and its nodes (docs/testbed.md).
 
 - ``PrivateDockerd``: a real dockerd of the test's own (own socket, data-root, exec-root, pidfile,
   config file), never the system one. Networking off (``bridge: none``, ``iptables: false``) so it
-  leaves the machine's network alone. Either Engine (``ENGINES``): Debian 12's 20.10, or trixie's 26.1.5 unpacked
-  by tests/provision.sh (docs/testbed.md 10), each with the programs it starts found first on its own PATH.
+  leaves the machine's network alone. Any Engine of ``ENGINES``: Debian 12's 20.10, trixie's 26.1.5 or sid's 28.5.2,
+  unpacked by tests/provision.sh (docs/testbed.md 10, 12), each with the programs it starts found first on its PATH.
 - ``tiny_image``: a busybox image built locally (no registry is reachable here).
-- ``write_fake_nvidia_smi`` and ``write_runtime_shim``: SIMULATED, because these machines have no GPU
-  and no NVIDIA driver. The shim is an OCI runtime like nvidia-container-runtime: on ``create
-  --bundle B`` it edits ``B/config.json`` (bind-mounts the fake nvidia-smi into the container) and
-  execs the real runc, so Docker's side (runtime registration, default-runtime, SIGHUP) is all real.
+- ``write_nvidia_runtime``: NVIDIA's real nvidia-container-runtime (docs/testbed.md 12) in cdi mode, with a config.toml
+  and a CDI spec of the test's own naming stand-in device nodes and a stand-in nvidia-smi.
+- ``write_fake_nvidia_smi``: SIMULATED nvidia-smi, because these machines have no GPU and no NVIDIA driver.
+- ``write_runtime_shim``: a SIMULATED nvidia-container-runtime, kept only where NVIDIA's cannot run: inside the
+  booted instances of tests/system, whose hosts are legacy-mode hosts (toolkit ``auto`` without NVML), and legacy mode
+  needs the driver (libnvidia-container loads libnvidia-ml.so.1). On ``create --bundle B`` it bind-mounts the fake
+  nvidia-smi into ``B/config.json`` and execs the real runc.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -29,6 +33,7 @@ BASE_CONFIG = {"bridge": "none", "iptables": False, "ip-masq": False}
 # Engine 26 starts with no bridge only with these too (docs/testbed.md 10).
 BASE_CONFIG_26 = {"bridge": "none", "iptables": False, "ip6tables": False, "userland-proxy": False}
 ENGINE26 = Path(os.environ.get("GPUPREP_ENGINE26", "/var/cache/gpuprep-tests/engine26"))
+ENGINE28 = Path(os.environ.get("GPUPREP_ENGINE28", "/var/cache/gpuprep-tests/engine28"))
 
 
 @dataclass(frozen=True)
@@ -53,19 +58,23 @@ class Engine:
         return f"needs {', '.join(missing)} (run `make provision` as root)" if missing else ""
 
 
-def _engine26() -> Engine:
-    tree = ENGINE26 / "usr"
-    links = tuple((name, str(tree / where / name)) for where, name in (
+def _debian_engine(name: str, tree: Path) -> Engine:
+    """An Engine unpacked from Debian's packages by tests/provision.sh: its own containerd, shim, docker-init and
+    docker-proxy first on PATH, and Debian 12's runc."""
+    usr = tree / "usr"
+    links = tuple((prog, str(usr / where / prog)) for where, prog in (
         ("bin", "containerd"), ("bin", "containerd-shim-runc-v2"), ("bin", "ctr"), ("bin", "docker-init"),
         ("sbin", "docker-proxy")))
-    # trixie's runc needs glibc 2.38 and Debian 12 has 2.36 ("version `GLIBC_2.38' not found", seen here): Engine 26
-    # runs Debian 12's runc 1.1.5, which its containerd 1.7.24 drives as it would its own.
+    # trixie's and sid's runc need glibc 2.38 and Debian 12 has 2.36 ("version `GLIBC_2.38' not found", seen here):
+    # Engines 26 and 28 run Debian 12's runc 1.1.5, which their containerd (1.7.24, 2.1.9) drives as it would its own.
     runc = shutil.which("runc") or "/usr/sbin/runc"
-    return Engine("26.1.5", str(tree / "sbin/dockerd"), (*links, ("runc", runc)), tuple(BASE_CONFIG_26.items()))
+    return Engine(name, str(usr / "sbin/dockerd"), (*links, ("runc", runc)), tuple(BASE_CONFIG_26.items()))
 
 
-# The Engines a test may run on, by the id pytest shows: Debian 12's docker.io, and trixie's (docs/testbed.md 10).
-ENGINES = {"20.10": Engine("20.10.24", shutil.which("dockerd") or "/usr/sbin/dockerd"), "26": _engine26()}
+# The Engines a test may run on, by the id pytest shows: Debian 12's docker.io, trixie's (docs/testbed.md 10) and
+# sid's (docs/testbed.md 12: CDI on by default, as from 28.2).
+ENGINES = {"20.10": Engine("20.10.24", shutil.which("dockerd") or "/usr/sbin/dockerd"),
+           "26": _debian_engine("26.1.5", ENGINE26), "28": _debian_engine("28.5.2", ENGINE28)}
 
 # What the fake nvidia-smi describes unless a test says otherwise; shaped like docs/testbed.md 8.
 DEFAULT_GPUS = (
@@ -74,7 +83,10 @@ DEFAULT_GPUS = (
     {"index": 1, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-5a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9",
      "pci": "00000000:00:07.0"},
 )
-DRIVER_VERSION = "580.159.04"
+# The stand-in driver is at the R580 security floor (NVIDIA bulletin 5861, gpuprep/knowledge/data/
+# driver-security.json), so a stand-in host meant as healthy is; the accelerator machine's real 580.159.04
+# (docs/testbed.md 7) is below it.
+DRIVER_VERSION = "580.178.04"
 
 
 def gpuprep_json(root: Path, url: str, *args: str, timeout: float = 180) -> tuple[int, dict, str]:
@@ -154,9 +166,12 @@ class PrivateDockerd:
     """
 
     def __init__(self, config_path: Path | None = None, config: dict | None = None,
-                 engine: Engine | None = None, args: tuple[str, ...] = ()) -> None:
+                 engine: Engine | None = None, args: tuple[str, ...] = (), path_dirs: tuple[str, ...] = ()) -> None:
         self.engine = engine or ENGINES["20.10"]
         self.args = tuple(args)  # more flags, as a unit's ExecStart gives them (--add-runtime NAME=PATH)
+        # Folders searched before this machine's PATH, after the Engine's own programs: where a runtime given by a bare
+        # name (nvidia-ctk's "nvidia-container-runtime") is found, as docker.service's PATH finds /usr/bin's.
+        self.path_dirs = tuple(path_dirs)
         # Unix socket paths are limited to 108 bytes: pytest's tmp paths are too long for them.
         self.dir = Path(tempfile.mkdtemp(prefix="gpd-", dir="/tmp"))
         self.socket = self.dir / "docker.sock"
@@ -190,14 +205,15 @@ class PrivateDockerd:
     @property
     def env(self) -> dict[str, str]:
         """dockerd's environment: its Engine's programs first on PATH (gpuprep restarts it with the same)."""
-        if not self.engine.links:
+        if not self.engine.links and not self.path_dirs:
             return dict(os.environ)
         bin_dir = self.dir / "bin"
         if not bin_dir.is_dir():
             bin_dir.mkdir()
             for name, target in self.engine.links:
                 os.symlink(target, bin_dir / name)
-        return {**os.environ, "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}"}
+        search = (str(bin_dir), *self.path_dirs, os.environ.get("PATH", "/usr/bin:/bin"))
+        return {**os.environ, "PATH": ":".join(search)}
 
     def start(self, timeout: float = 60) -> PrivateDockerd:
         with open(self.log, "ab") as log:
@@ -440,11 +456,13 @@ def make_char_node(path: Path, like: str = "/dev/null") -> Path:
     return path
 
 
-def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_GPUS) -> Path:
+def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_GPUS,
+                   hooks: tuple[dict, ...] = ()) -> Path:
     """SIMULATED CDI spec of kind nvidia.com/gpu, shaped like ``nvidia-ctk cdi generate``'s (devices by index, by
     UUID and ``all``; common edits with the control node and the driver's tools): here the device nodes are
     ``nodes`` {container path: host node} (stand-ins from ``make_char_node``) and the one tool bound is ``smi``
-    (a fake nvidia-smi) at /usr/bin/nvidia-smi. No GPU or driver here; Docker's CDI injection is real."""
+    (a fake nvidia-smi) at /usr/bin/nvidia-smi; ``hooks``: OCI hooks of the common edits, as the generator's
+    (nvidia-cdi-hook create-symlinks, update-ldcache). No GPU or driver here; Docker's CDI injection is real."""
     def node(container: str) -> dict:
         return {"path": container, "hostPath": str(nodes[container])}
 
@@ -455,10 +473,99 @@ def write_cdi_spec(path: Path, smi: Path, nodes: dict[str, Path], gpus=DEFAULT_G
     spec = {"cdiVersion": "0.5.0", "kind": "nvidia.com/gpu", "devices": devices,
             "containerEdits": {"env": ["NVIDIA_VISIBLE_DEVICES=void"], "deviceNodes": [node("/dev/nvidiactl")],
                                "mounts": [{"hostPath": str(smi), "containerPath": "/usr/bin/nvidia-smi",
-                                           "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]}]}}
+                                           "options": ["ro", "nosuid", "nodev", "rbind", "rprivate"]}],
+                               **({"hooks": list(hooks)} if hooks else {})}}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(spec, indent=2) + "\n")  # JSON is YAML; the CDI library reads both
     return path
+
+
+# -- NVIDIA's real container runtime, with the GPU side stand-ins (docs/testbed.md 12) ---------------------------
+TOOLKIT = Path(os.environ.get("GPUPREP_TOOLKIT", "/var/cache/gpuprep-tests/toolkit"))
+# The toolkit the tests run unless they name another: the newest release (2026-08), the one above the 1.19.1 floor.
+TOOLKIT_VERSION = "1.20.0"
+SMI_LINK = "/usr/local/bin/nvidia-smi"  # made in the container by the spec's nvidia-cdi-hook (write_nvidia_runtime)
+
+
+def toolkit_bin(version: str = TOOLKIT_VERSION) -> Path:
+    """The folder of NVIDIA's real nvidia-ctk, nvidia-container-runtime, nvidia-cdi-hook and
+    nvidia-container-runtime-hook ``version`` (built from NVIDIA's source; tests/provision.sh unpacks them)."""
+    return TOOLKIT / version / "bin"
+
+
+def toolkit_missing(version: str = TOOLKIT_VERSION) -> str:
+    """"" when NVIDIA's toolkit ``version`` is unpacked here, else what to do."""
+    if os.access(toolkit_bin(version) / "nvidia-container-runtime", os.X_OK):
+        return ""
+    return f"needs NVIDIA's toolkit {version} in {TOOLKIT / version} (run `make provision` as root)"
+
+
+@dataclass
+class NvidiaRuntime:
+    """NVIDIA's real nvidia-container-runtime in ``cdi`` mode, registered through ``path`` (a two-line wrapper that
+    gives it a config.toml of the test's own); what it injects comes from a CDI spec naming stand-in device nodes."""
+
+    path: Path  # what daemon.json's runtimes.nvidia.path names
+    config: Path  # its config.toml
+    spec: Path  # the CDI spec it reads (cdi mode, kind nvidia.com/gpu)
+    nodes: dict[str, Path]  # container path -> the stand-in character device on this machine
+    log: Path  # its debug log
+    version: str
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def write_nvidia_runtime(folder: Path, smi: Path, *, gpus=DEFAULT_GPUS, version: str = TOOLKIT_VERSION,
+                         runc: str | None = None) -> NvidiaRuntime:
+    """NVIDIA's REAL nvidia-container-runtime (toolkit ``version``), set up as on a host in ``cdi`` mode.
+
+    In ``folder``: ``xdg/nvidia-container-runtime/config.toml`` (the runtime reads
+    ``$XDG_CONFIG_HOME/nvidia-container-runtime/config.toml`` before ``/etc/...``: NVIDIA/nvidia-container-toolkit
+    ``internal/config/config.go``) with ``mode = "cdi"``, its spec dir and its low-level runtime (Debian 12's runc);
+    ``cdi/nvidia.json``, a CDI spec of kind nvidia.com/gpu (``write_cdi_spec``) whose device nodes are STAND-IN
+    character devices (``make_char_node``: no GPU or driver here), whose one tool is ``smi`` (a STAND-IN
+    nvidia-smi) and whose hook is the toolkit's real nvidia-cdi-hook linking it at ``SMI_LINK``; and
+    ``nvidia-container-runtime``, the wrapper to register, which sets XDG_CONFIG_HOME and execs the real binary with
+    the toolkit's own nvidia-ctk and nvidia-cdi-hook first on PATH. As on a host, a container gets
+    the spec's edits only when NVIDIA_VISIBLE_DEVICES names devices (``all``, an index, a UUID); ``void``, ``none``,
+    empty or unset gives it nothing. The wrapper may be copied elsewhere (it names everything by absolute path).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    binary = toolkit_bin(version) / "nvidia-container-runtime"
+    nodes = {"/dev/nvidiactl": make_char_node(folder / "dev/nvidiactl")}
+    nodes.update({f"/dev/nvidia{g['index']}": make_char_node(folder / f"dev/nvidia{g['index']}") for g in gpus})
+    # As `nvidia-ctk cdi generate`'s spec links the driver's files, a createContainer hook of NVIDIA's nvidia-cdi-hook
+    # links the stand-in nvidia-smi at SMI_LINK: the runtime must find and run the hook the spec names.
+    hook = {"hookName": "createContainer", "path": str(toolkit_bin(version) / "nvidia-cdi-hook"),
+            "args": ["nvidia-cdi-hook", "create-symlinks", "--link", f"/usr/bin/nvidia-smi::{SMI_LINK}"]}
+    spec = write_cdi_spec(folder / "cdi/nvidia.json", smi, nodes, gpus, hooks=(hook,))
+    log = folder / "nvidia-container-runtime.log"
+    runc = runc or shutil.which("runc") or "/usr/sbin/runc"
+    config = folder / "xdg/nvidia-container-runtime/config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    # The keys of `nvidia-ctk config default` (1.18-1.20) this test sets; the rest keep the toolkit's defaults.
+    config.write_text("\n".join((
+        "# NVIDIA's real runtime in cdi mode, for a test (tests/testbed.py write_nvidia_runtime).",
+        "[nvidia-container-runtime]",
+        f"debug = {json.dumps(str(log))}",
+        'log-level = "debug"',
+        'mode = "cdi"',
+        f"runtimes = [{json.dumps(runc)}]",
+        "[nvidia-container-runtime.modes.cdi]",
+        'default-kind = "nvidia.com/gpu"',
+        f"spec-dirs = [{json.dumps(str(spec.parent))}]",
+        "[nvidia-ctk]",
+        f"path = {json.dumps(str(toolkit_bin(version) / 'nvidia-ctk'))}",
+        "")))
+    wrapper = folder / "nvidia-container-runtime"
+    wrapper.write_text("#!/bin/sh\n"
+                       f"# NVIDIA's real nvidia-container-runtime {version} with this test's config.toml (cdi mode).\n"
+                       f"export XDG_CONFIG_HOME={shlex.quote(str(config.parent.parent))} "
+                       f"PATH={shlex.quote(str(toolkit_bin(version)))}:\"$PATH\"\n"
+                       f"exec {shlex.quote(str(binary))} \"$@\"\n")
+    wrapper.chmod(0o755)
+    return NvidiaRuntime(wrapper, config, spec, nodes, log, version)
 
 
 @dataclass

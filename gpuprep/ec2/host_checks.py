@@ -9,9 +9,9 @@ viewing_scheduled_events.html). Asked within a second, straight to the service (
 is ``skipped``, never a finding (facebookresearch/gcm and awslabs' GPU cluster health check do the same).
 
 EFA (awslabs' GPU cluster health check, ``2-efa-enumeration.sh``): EFA devices are PCI functions of vendor 0x1d0f
-with device ids 0xefa0-0xefa3; the expected count per type is below; the ``efa`` and ``ib_uverbs`` modules must be
-loaded and ``/dev/infiniband/uverbs*`` present; NCCL over EFA registers memory, so containers need a memlock limit of
-at least 16 GiB (unlimited is what the EKS and ECS GPU AMIs give).
+with device ids 0xefa0-0xefa3; the expected count per type is the knowledge table ec2-gpu-instances'; the ``efa``
+and ``ib_uverbs`` modules must be loaded and ``/dev/infiniband/uverbs*`` present; NCCL over EFA registers memory, so
+containers need a memlock limit of at least 16 GiB (unlimited is what the EKS and ECS GPU AMIs give).
 """
 
 from __future__ import annotations
@@ -30,10 +30,7 @@ from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 SCHEDULED = "/latest/meta-data/events/maintenance/scheduled"
 MAINTENANCE_BUDGET_S = 1.0
 
-# EFA devices per instance type (docs/domain.md, "EFA", from awslabs' GPU cluster health check). Kept here, apart
-# from instance_types.py's GPU table, until that table carries an ``efa`` column.
-EFA_DEVICES = {"p4d.24xlarge": 4, "p5.48xlarge": 32, "p5en.48xlarge": 16, "p6-b200.48xlarge": 8,
-               "p6-b300.48xlarge": 16}
+# EFA devices per instance type: the knowledge table ec2-gpu-instances' ``efa`` column (instance_types.lookup).
 EFA_VENDOR = 0x1D0F
 EFA_DEVICE_IDS = (0xEFA0, 0xEFA1, 0xEFA2, 0xEFA3)
 EFA_MODULES = ("efa", "ib_uverbs")
@@ -135,8 +132,11 @@ def container_memlock(host: Host, config: dict[str, Any]) -> tuple[int | None, s
 
 
 def check_efa(probes: Probes) -> Verdict:
+    from gpuprep.ec2.instance_types import lookup
+
     it = probe_instance_type(probes).value
-    expected = EFA_DEVICES.get(it or "")
+    spec = lookup(it) if it else None
+    expected = spec.efa if spec is not None else None
     found = efa_functions(probes.host)
     if expected is None and not found:
         raise NotApplicable(f"{it or 'this host'} has no EFA device, and none is expected")

@@ -1,5 +1,5 @@
 """docker checks: the Engine answers, daemon.json parses, the nvidia runtime is registered, runnable,
-the default, and defined once.
+the default, and defined once; what `nvidia-ctk runtime configure` left wrong in daemon.json.
 
 ``docker info`` and the dockerd process are probed once per run (``Probes.get``). The runtime checks
 and the binary check are part of ``doctor --boot``: a host whose Engine lost the runtime must not
@@ -9,6 +9,7 @@ join the cluster.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shlex
 import shutil
@@ -301,6 +302,34 @@ def check_defined_once(probes: Probes) -> Verdict:
                    "(`gpuprep install --only docker-runtime,docker-reload` does it for nvidia)", data)
 
 
+FIX_CTK_EDITS = ("`gpuprep install --only docker-runtime,docker-reload` (moves the arguments to runtimeArgs and puts "
+                 "back what nvidia-ctk dropped, keeping every other key of daemon.json, then reloads dockerd)")
+
+
+def check_nvidia_ctk_edits(probes: Probes) -> Verdict:
+    """What `nvidia-ctk runtime configure` leaves wrong in daemon.json (engine/daemon_config.py says what it writes):
+    arguments under ``args``, which Docker never passes, and what it dropped (features, the entry's runtimeArgs) that
+    gpuprep's newest backup still holds. Its own ``"args": []`` and bare runtime name are harmless and pass."""
+    try:
+        _, config = daemon_json(probes)
+    except BadInput:
+        raise NotApplicable("daemon.json does not parse (see docker-daemon-json)") from None
+    args = daemon_config.ignored_args(config)
+    lost = daemon_config.find_ctk_losses(probes.host, daemon_json_path(probes), config)
+    data = {"ignored_args": args, "lost_features": sorted(lost.features) if lost else [],
+            "lost_runtime_args": lost.runtime_args if lost else [], "backup": lost.backup if lost else None}
+    problems = []
+    if args:
+        problems.append(f'runtimes.nvidia holds its arguments {json.dumps(args)} under "args", which Docker ignores '
+                        "(its key is runtimeArgs; `nvidia-ctk runtime configure` writes args)")
+    if lost:
+        problems.append(f"daemon.json lost {' and '.join(lost.describe())}; {lost.backup} has them")
+    if not problems:
+        return Verdict(Status.OK, "no runtime arguments under nvidia-ctk's args key and nothing nvidia-ctk dropped "
+                       "that gpuprep's backup holds", data=data)
+    return Verdict(Status.WARNING, "; ".join(problems), FIX_CTK_EDITS, data)
+
+
 CHECKS = [
     Check("docker-engine", "docker", "the Docker Engine answers (GET /info on the explicit socket, with a timeout)",
           check_engine, timeout=8, needs_docker=True, boot=True),
@@ -314,4 +343,7 @@ CHECKS = [
           check_default_runtime, timeout=8, needs_docker=True, boot=True),
     Check("docker-runtime-once", "docker", "no runtime defined in daemon.json and by --add-runtime / "
           "/etc/docker-runtimes.d with different paths", check_defined_once, timeout=5),
+    Check("docker-nvidia-ctk-edits", "docker", "daemon.json has no runtime arguments under nvidia-ctk's ignored args "
+          "key and lacks nothing `nvidia-ctk runtime configure` dropped (features, runtimeArgs) that gpuprep's backup "
+          "holds", check_nvidia_ctk_edits, timeout=3),
 ]

@@ -6,9 +6,12 @@ existing ``nvidia`` entry, other runtimes, ``features``, big numbers and non-ASC
 file's indentation is kept where it can be detected; an unchanged file is not rewritten (bytes and
 mtime stay); a change is backed up beside the file and written atomically (mode, owner and a symlink
 kept); ``"runtimes": null`` and other shapes dockerd cannot use are refused with exit 2 instead of a
-panic.
+panic. Where nvidia-ctk ran anyway (before or after gpuprep), its bare runtime name is kept where dockerd finds the
+toolkit's runtime by it, arguments under its ``args`` move to ``runtimeArgs``, and what it dropped (``features`` keys,
+the entry's ``runtimeArgs``) comes back from gpuprep's newest backup (``engine/nvidia_ctk.py``).
 
-Everything here is pure except ``read_config``, ``apply_edit`` and ``validate_with_dockerd``.
+Everything here is pure except ``read_config``, ``apply_edit`` and ``validate_with_dockerd`` (and what
+``plan_edit`` asks ``engine/nvidia_ctk.py``, which reads the tree).
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from gpuprep.engine import nvidia_ctk
+from gpuprep.engine.nvidia_ctk import CtkLosses
 from gpuprep.errors import BadInput, CommandError, StepFailed
 from gpuprep.host import Host
 from gpuprep.runner.steps import file_diff
@@ -261,13 +266,40 @@ def render(config: dict[str, Any], like: str | None) -> str:
     return dumps(config, detect_indent(like)) + trailing
 
 
+# -- after nvidia-ctk runtime configure (engine/nvidia_ctk.py) --------------------------------------
+def ignored_args(config: dict[str, Any]) -> list[Any]:
+    """Arguments runtimes.nvidia holds under nvidia-ctk's ``args`` (no ``runtimeArgs``): Docker never passes them."""
+    return nvidia_ctk.ignored_args((config.get("runtimes") or {}).get(RUNTIME_NAME))
+
+
+def find_ctk_losses(host: Host, path: str, config: dict[str, Any]) -> CtkLosses | None:
+    """What `nvidia-ctk runtime configure` dropped (features, runtimes.nvidia.runtimeArgs) that gpuprep's newest backup
+    of daemon.json holds; None where the file lacks nvidia-ctk's mark or there is no such backup."""
+    entry = (config.get("runtimes") or {}).get(RUNTIME_NAME)
+    backup = nvidia_ctk.newest_backup(host, path) if nvidia_ctk.marked(entry) else None
+    if backup is None:
+        return None
+    try:
+        _, previous = read_config(host, backup)
+    except BadInput:
+        return None  # not ours to judge: doctor's docker-daemon-json reads only the live file
+    return nvidia_ctk.losses(entry, config.get("features"), (previous.get("runtimes") or {}).get(RUNTIME_NAME),
+                             previous.get("features"), backup)
+
+
 # -- the edit ---------------------------------------------------------------------------------
 def converge(config: dict[str, Any], runtime_path: str, *, set_default: bool,
-             runtime_elsewhere: str | None = None, docker_cdi: bool = False) -> tuple[dict[str, Any], list[str]]:
+             runtime_elsewhere: str | None = None, docker_cdi: bool = False,
+             same_runtime: Callable[[str], bool] | None = None,
+             ctk_losses: CtkLosses | None = None) -> tuple[dict[str, Any], list[str]]:
     """``config`` with the nvidia runtime registered (and default), and notes of what changed.
 
     ``runtime_elsewhere`` names where the runtime is already registered outside daemon.json (Amazon
     Linux's ``/etc/docker-runtimes.d/nvidia``): then daemon.json must not define a second one.
+    ``same_runtime(path)``: whether an entry's other path names ``runtime_path`` all the same (nvidia-ctk's bare
+    ``nvidia-container-runtime``, which dockerd finds on its PATH), so it is kept rather than rewritten.
+    ``ctk_losses``: what nvidia-ctk dropped (features, the entry's runtimeArgs), put back (``find_ctk_losses``).
+    Arguments an entry holds under nvidia-ctk's ``args`` move to ``runtimeArgs``, the key Docker reads.
     Existing keys stay where they are; new ones go last, as a person would add them.
     """
     new = deepcopy(config)
@@ -286,13 +318,28 @@ def converge(config: dict[str, Any], runtime_path: str, *, set_default: bool,
         if entry is None:
             runtimes[RUNTIME_NAME] = {"path": runtime_path, "runtimeArgs": []}
             notes.append(f"add runtime nvidia ({runtime_path})")
-        elif entry.get("path") != runtime_path:
-            notes.append(f"runtime nvidia: path {entry.get('path')} -> {runtime_path}")
-            entry["path"] = runtime_path
+        else:
+            if entry.get("path") != runtime_path and not (same_runtime and same_runtime(str(entry.get("path") or ""))):
+                notes.append(f"runtime nvidia: path {entry.get('path')} -> {runtime_path}")
+                entry["path"] = runtime_path
+            if ctk_losses is not None and ctk_losses.runtime_args:
+                entry["runtimeArgs"] = list(ctk_losses.runtime_args)
+                notes.append(f"runtime nvidia: put back runtimeArgs {json.dumps(ctk_losses.runtime_args)}, which "
+                             f"`nvidia-ctk runtime configure` dropped (from {ctk_losses.backup})")
+            moved = ignored_args(new)
+            if moved:
+                runtimes[RUNTIME_NAME] = {("runtimeArgs" if k == nvidia_ctk.CTK_ARGS else k): v
+                                          for k, v in entry.items()}
+                notes.append(f"runtime nvidia: its arguments {json.dumps(moved)} move from args (which Docker ignores) "
+                             "to runtimeArgs")
     if set_default and new.get("default-runtime") != RUNTIME_NAME:
         was = new.get("default-runtime")
         new["default-runtime"] = RUNTIME_NAME
         notes.append("set default-runtime nvidia" + (f" (was {was})" if was else ""))
+    if ctk_losses is not None and ctk_losses.features:
+        new["features"] = {**ctk_losses.features, **(new.get("features") or {})}
+        notes.append(f"put back features {', '.join(sorted(ctk_losses.features))}, which `nvidia-ctk runtime "
+                     f"configure --cdi.enabled` dropped (from {ctk_losses.backup})")
     if docker_cdi and (new.get("features") or {}).get("cdi") is not True:
         # Every other features key stays (nvidia-ctk's CDI switch lost them, docs/domain.md).
         new["features"] = {**(new.get("features") or {}), "cdi": True}
@@ -414,7 +461,8 @@ def plan_edit(host: Host, path: str, runtime_path: str, *, set_default: bool = T
     for copy in copies:
         config = merge_user_config(copy.config, config)
     wanted, notes = converge(config, runtime_path, set_default=set_default, runtime_elsewhere=runtime_elsewhere,
-                             docker_cdi=docker_cdi)
+                             docker_cdi=docker_cdi, same_runtime=nvidia_ctk.bare_name_resolves_to(host, runtime_path),
+                             ctk_losses=find_ctk_losses(host, path, config))
     # Unchanged content: the text stays as it is (not even re-indented), so nothing is written.
     after = before if before is not None and wanted == current else render(wanted, before)
     return DaemonJsonEdit(path, host.path(path), before, after, notes, list(copies))

@@ -5,8 +5,9 @@ A route is a way a container gets the GPUs; each configured one is proven:
 - ``default-runtime``: what the seed did by hand (``docker run --rm nvidia/cuda nvidia-smi``), the way ECS runs a
   GPU task: no ``--runtime`` argument (so ``nvidia`` must be the default runtime), and
   ``NVIDIA_VISIBLE_DEVICES=all`` (the variable the NVIDIA runtime acts on; the ECS agent sets it).
-- ``cdi``: where Docker's own CDI is on (``features.cdi`` on Engine 25 to 28.1, the default from 28.2, moby/moby
-  PR 49963), a CDI device request as ``docker run --device nvidia.com/gpu=all`` makes it: docker-py's
+- ``cdi``: where Docker's own CDI is on (``features.cdi``, or by default from the Engine the knowledge table
+  ``docker-cdi`` names, moby/moby PR 49963), a CDI device
+  request as ``docker run --device nvidia.com/gpu=all`` makes it: docker-py's
   ``DeviceRequest(driver="cdi", device_ids=["nvidia.com/gpu=all"])`` (device requests need API 1.40; the
   Engine's ``cdi`` driver exists from 25, API 1.44) with runtime ``runc``, so the spec alone gives the GPUs.
 
@@ -40,6 +41,8 @@ PULL_DEADLINE = 1800.0
 ENGINE, IMAGE, RUNTIME_MISSING, RUNTIME_BINARY, NOT_DEFAULT, NO_SMI, DRIVER, GPUS, TIMEOUT = (
     "engine", "image", "runtime-missing", "runtime-binary", "runtime-not-default", "runtime-no-nvidia-smi",
     "driver", "gpus", "timeout")
+# ... the nvidia runtime ran but could not give the container the GPUs (its spec edit or hook failed) ...
+RUNTIME_INJECT = "runtime-inject"
 # ... and the CDI route's own: Docker's CDI off, the device in no spec, a spec that does not fit the host, a spec
 # that puts no nvidia-smi into the container.
 CDI_OFF, CDI_UNRESOLVABLE, CDI_INJECTION, CDI_NO_SMI = "cdi-off", "cdi-unresolvable", "cdi-injection", \
@@ -174,11 +177,27 @@ def parse_query(text: str) -> list[ContainerGpu]:
     return gpus
 
 
+# What NVIDIA's runtime says when it ran and could not give the container the GPUs (NVIDIA/nvidia-container-toolkit,
+# seen with 1.17.8, 1.18.0 and 1.20.0 on Engines 20.10 to 28.5, docs/testbed.md 12): the driver's NVML is not there
+# (jit-cdi: "failed to initialize NVML: ERROR_LIBRARY_NOT_FOUND" from 1.20; 1.18 only says its own automatic device
+# is "unresolvable CDI devices runtime.nvidia.com/gpu=all", toolkit issue 1537; legacy: nvidia-container-cli's "load
+# library failed: libnvidia-ml.so.1"), or the edit failed another way ("could not apply required modification to OCI
+# specification", a hook that failed, legacy mode's nvidia-container-cli missing).
+_NO_NVML = ("failed to initialize NVML", "load library failed: libnvidia-ml.so", "ERROR_LIBRARY_NOT_FOUND",
+            "unresolvable CDI devices runtime.nvidia.com/")
+_RUNTIME_EDIT = ("could not apply required modification to OCI specification", "nvidia-container-cli",
+                 "error running hook", "failed to create the automatic CDI modifier")
+
+
 def classify_start_error(message: str, runtime_name: str = "nvidia") -> str:
     """Which link an Engine error names (create/start fail before nvidia-smi runs)."""
     m = message
     if "Unknown runtime specified" in m or "unknown or invalid runtime name" in m:
         return RUNTIME_MISSING
+    if any(s in m for s in _NO_NVML):
+        return DRIVER
+    if any(s in m for s in _RUNTIME_EDIT):
+        return RUNTIME_INJECT
     if 'exec: "nvidia-smi"' in m or "nvidia-smi: no such file" in m:
         return NOT_DEFAULT  # refined by ``explain`` with docker info
     if "fork/exec" in m or "executable file not found" in m or "permission denied" in m:
@@ -208,6 +227,12 @@ def _explain(link: str, message: str, info: dict[str, Any] | None, image: str) -
     if link == RUNTIME_MISSING:
         return (RUNTIME_MISSING, f"dockerd does not know the runtime it was asked for: {detail}",
                 "register it: `gpuprep install --only docker-runtime,docker-reload`")
+    if link == DRIVER:
+        return (DRIVER, f"the nvidia runtime could not reach the NVIDIA driver (NVML): {detail}",
+                "make the driver work on the host first: `nvidia-smi` must list the GPUs (exit 9: `modprobe nvidia`, "
+                "or reinstall the driver for this kernel)")
+    if link == RUNTIME_INJECT:
+        return _explain_runtime_edit(message, detail)
     if link == RUNTIME_BINARY:
         path = (runtimes.get(default) or {}).get("path", "?")
         return (RUNTIME_BINARY, f"the {default} runtime's binary ({path}) cannot be run: {detail}",
@@ -215,6 +240,22 @@ def _explain(link: str, message: str, info: dict[str, Any] | None, image: str) -
                 f"{default}.path in /etc/docker/daemon.json, then reload docker")
     return ("engine", f"dockerd could not run the container: {detail}",
             "see dockerd's log (`journalctl -u docker -n 50`)")
+
+
+def _explain_runtime_edit(message: str, detail: str) -> tuple[str, str, str]:
+    """(link, summary, hint) where NVIDIA's runtime ran and could not give the container the GPUs."""
+    from gpuprep.toolkit.cdi import GENERATED_SPEC
+
+    if "unresolvable CDI devices" in message:  # cdi mode: no spec file defines what NVIDIA_VISIBLE_DEVICES asks
+        return (RUNTIME_INJECT, f"the nvidia runtime (cdi mode) finds no CDI spec for the GPUs: {detail}",
+                f"write this host's spec: `nvidia-ctk cdi generate --output={GENERATED_SPEC}` (or `gpuprep install "
+                "--only cdi-spec`, which also keeps it written at boot)")
+    if 'exec: "nvidia-container-cli"' in message:  # legacy mode: libnvidia-container-tools is gone
+        return (RUNTIME_INJECT, f"the nvidia runtime (legacy mode) cannot run nvidia-container-cli: {detail}",
+                "install the toolkit whole, libnvidia-container-tools with it: `gpuprep install --only packages`")
+    return (RUNTIME_INJECT, f"the nvidia runtime could not give the container the GPUs: {detail}",
+            "see `gpuprep doctor`'s toolkit checks (toolkit-stack, toolkit-cdi-specs) and the runtime's log (`debug` "
+            "in /etc/nvidia-container-runtime/config.toml)")
 
 
 def classify_cdi_error(message: str) -> str:
@@ -241,9 +282,11 @@ def _explain_cdi(link: str, message: str, info: dict[str, Any] | None, image: st
     generate = f"`nvidia-ctk cdi generate --output={GENERATED_SPEC}`"
     dirs = ", ".join((info or {}).get("CDISpecDirs") or []) or "/etc/cdi, /var/run/cdi"
     if link == CDI_OFF:
+        from gpuprep.toolkit.stack import cdi_opt_in_range, since_text
+
         return (CDI_OFF, f"{words}: Docker's CDI is off in the running Engine: {detail}", cdi_hint or
                 "turn it on: `gpuprep install --docker-cdi --only docker-runtime,docker-reload` (features.cdi in "
-                "daemon.json, Engine 25 to 28.1; on by default from 28.2)")
+                f"daemon.json, Engine {cdi_opt_in_range()}; on by default from {since_text('cdi-default')})")
     if link == CDI_UNRESOLVABLE:
         return (CDI_UNRESOLVABLE, f"{words}: no CDI spec in {dirs} defines {CDI_DEVICE}: {detail}",
                 f"write this host's spec: {generate} (or `gpuprep install --only cdi-spec`, which also keeps it "

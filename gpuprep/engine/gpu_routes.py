@@ -35,7 +35,7 @@ def configured_routes(info: dict[str, Any] | None, daemon_config: dict[str, Any]
     ``CDISpecDirs``; toolkit/stack.py decides), and also where daemon.json turns it on for an Engine that has it
     (25+) but the running one has not taken that up: that route then fails ``cdi-off``, saying dockerd must
     restart (SIGHUP does not turn CDI on)."""
-    from gpuprep.toolkit.stack import CDI_SINCE, docker_cdi
+    from gpuprep.toolkit.stack import docker_cdi, engine_since
 
     config = daemon_config or {}
     version = str((info or {}).get("ServerVersion") or "") or None
@@ -44,7 +44,8 @@ def configured_routes(info: dict[str, Any] | None, daemon_config: dict[str, Any]
         return Routes([DEFAULT_ROUTE, CDI_ROUTE], why)
     features = config.get("features")
     numbers = tuple(int(x) for x in (version or "").split("+")[0].split(".")[:2] if x.isdigit())
-    if isinstance(features, dict) and features.get("cdi") is True and len(numbers) == 2 and numbers >= CDI_SINCE:
+    if isinstance(features, dict) and features.get("cdi") is True and len(numbers) == 2 \
+            and numbers >= engine_since("cdi"):
         return Routes([DEFAULT_ROUTE, CDI_ROUTE], f"daemon.json sets features.cdi but {why}: dockerd has not "
                       "restarted since", "dockerd has not taken up features.cdi from daemon.json: restart it "
                       "(`gpuprep install --only docker-reload`, or `systemctl restart docker`)")

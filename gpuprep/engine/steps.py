@@ -196,21 +196,21 @@ def _engine_version(ctx: Context) -> str | None:
 
 
 def _docker_cdi_flag(ctx: Context) -> bool:
-    """--docker-cdi: whether daemon.json needs features.cdi (Engine 25 to 28.1; on by default from 28.2, moby/moby
-    PR 49963; an explicit false is turned true). StepFailed on an Engine without CDI."""
+    """--docker-cdi: whether daemon.json needs features.cdi (off by default before the Engine the knowledge table
+    docker-cdi names, moby/moby PR 49963; an explicit false is turned true). StepFailed on an Engine without CDI."""
     if not ctx.options.docker_cdi:
         return False
-    from gpuprep.toolkit.stack import CDI_DEFAULT_SINCE, CDI_SINCE
+    from gpuprep.toolkit.stack import engine_since, since_text
 
     version = _engine_version(ctx)
     parts = tuple(int(x) for x in (version or "").split(".")[:2] if x.isdigit())
-    if len(parts) == 2 and parts < CDI_SINCE:
-        raise StepFailed(f"--docker-cdi: Docker Engine {version} has no CDI (25.0 and newer have it)",
-                         "update Docker (`gpuprep install --only packages --docker VERSION` with 25 or newer), or "
-                         "leave --docker-cdi out")
+    if len(parts) == 2 and parts < engine_since("cdi"):
+        raise StepFailed(f"--docker-cdi: Docker Engine {version} has no CDI ({since_text('cdi')} and newer have it)",
+                         f"update Docker (`gpuprep install --only packages --docker VERSION` with {since_text('cdi')} "
+                         "or newer), or leave --docker-cdi out")
     _, config = daemon_config.read_config(ctx.host, ctx.platform.daemon_json)
     explicit = (config.get("features") or {}).get("cdi")
-    return not (len(parts) == 2 and parts >= CDI_DEFAULT_SINCE and explicit is None)
+    return not (len(parts) == 2 and parts >= engine_since("cdi-default") and explicit is None)
 
 
 def _flag_path_for_old_engine(ctx: Context) -> str | None:

@@ -31,44 +31,72 @@ class XidClass:
     action: str
 
 
-_RESTART_APP = "restart the application; if it recurs with healthy code, reset the GPU (`nvidia-smi -r -i N`)"
 _RESET = "drain the GPU, then reset it (`nvidia-smi -r -i N`) or reboot"
 RMA_ADVICE = "drain it and have it replaced (" + MOVE_HARDWARE + ")"
-
-# NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors: "Analyzing Xid Errors with the Xid
-# Catalog", resolution buckets RESTART_APP / RESET_GPU / CONTACT_SUPPORT). Application-caused
-# errors are warnings: the GPU is fine; hardware and driver faults are critical.
-XID_CATALOG: dict[int, XidClass] = {
-    8: XidClass("warning", "GPU stopped processing (channel idle timeout)", _RESTART_APP),
-    13: XidClass("warning", "graphics engine exception (usually an application fault)", _RESTART_APP),
-    31: XidClass("warning", "GPU memory page fault (usually an application fault)", _RESTART_APP),
-    32: XidClass("warning", "invalid or corrupted push buffer stream", _RESTART_APP),
-    43: XidClass("warning", "GPU stopped processing (an application's channel was reset)", _RESTART_APP),
-    45: XidClass("warning", "preemptive cleanup after earlier errors", _RESTART_APP),
-    68: XidClass("warning", "video decoder (NVDEC) exception", _RESTART_APP),
-    69: XidClass("warning", "graphics engine class error", _RESTART_APP),
-    48: XidClass("critical", "double-bit (uncorrectable) ECC error", _RESET + "; if DBEs recur, " + RMA_ADVICE),
-    61: XidClass("critical", "internal micro-controller breakpoint/warning", _RESET),
-    62: XidClass("critical", "internal micro-controller halt", _RESET),
-    63: XidClass("critical", "row remapping / page retirement recorded: takes effect after a GPU reset", _RESET),
-    64: XidClass("critical", "row remapping / page retirement failed", RMA_ADVICE),
-    74: XidClass("critical", "NVLink error", _RESET + "; if it recurs, " + RMA_ADVICE),
-    79: XidClass("critical", "GPU has fallen off the bus", "reboot; if it recurs, " + RMA_ADVICE),
-    92: XidClass("critical", "high single-bit ECC error rate", _RESET + "; if it recurs, " + RMA_ADVICE),
-    94: XidClass("critical", "contained ECC error (the application using the memory was stopped)", _RESET),
-    95: XidClass("critical", "uncontained ECC error", _RESET + " now: every application on it is affected"),
-    119: XidClass("critical", "GSP RPC timeout (the GPU's firmware stopped answering)",
-                  _RESET + "; if it recurs, update the driver"),
-    120: XidClass("critical", "GSP error (the GPU's firmware failed)", _RESET + "; if it recurs, update the driver"),
-    140: XidClass("critical", "unrecovered ECC error", _RESET),
-    154: XidClass("critical", "the driver set a GPU recovery action (reset or reboot required)",
-                  "do the recovery action the line names (`nvidia-smi -q | grep -i recovery`): "
-                  "reset the GPU or reboot"),
+# NVIDIA's resolution buckets (the knowledge table ``xid`` names one per code) as what to do on this host.
+RESOLUTIONS = {
+    "restart-app": "restart the application; if it recurs with healthy code, reset the GPU (`nvidia-smi -r -i N`)",
+    "reset-gpu": _RESET,
+    "reboot": "reboot",
+    "replace": RMA_ADVICE,
+    "update-driver": "update the driver",
+    "drain-p2p": "drain the GPU's peer-to-peer (NVLink) work, then reset the GPU (`nvidia-smi -r -i N`)",
+    "recovery-action": "do the recovery action the line names (`nvidia-smi -q | grep -i recovery`): "
+                       "reset the GPU or reboot",
+    "look-up": "look the code up in NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors)",
+    "none": "nothing: the driver says no recovery is needed",
 }
-UNCLASSIFIED_XID = XidClass(
-    "warning", "not classified by gpuprep",
-    "look the code up in NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors)",
-)
+
+
+def _advice(row: dict) -> str:
+    text = RESOLUTIONS[row["resolution"]]
+    if row.get("note"):
+        text += f" {row['note']}"
+    if row.get("if_recurs"):
+        text += f"; if it recurs, {RESOLUTIONS[row['if_recurs']]}"
+    return text
+
+
+def _klass(row: dict) -> XidClass:
+    return XidClass(row["severity"], row["meaning"], _advice(row))
+
+
+def xid_class(code: int) -> XidClass:
+    """What Xid ``code`` means and what to do, from the knowledge table ``xid`` (NVIDIA's Xid catalog and the
+    codes the ECS agent and the EKS node monitoring agent treat as fatal); a code it lacks is not guessed at."""
+    from gpuprep import knowledge
+
+    doc = knowledge.table("xid").doc
+    row = next((r for r in doc["rows"] if r["code"] == code), None)
+    return _klass(row if row is not None else doc["unclassified"])
+
+
+def fatal_to_instance(code: int) -> bool:
+    from gpuprep import knowledge
+
+    return any(r["code"] == code and r["fatal_to_instance"] for r in knowledge.table("xid").rows)
+
+
+# Xid 154: `GPU recovery action changed from 0x0 (None) to 0x1 (GPU Reset Required)`: the action is the last
+# parenthesised name; an older text names it without the codes.
+_RECOVERY_TO = re.compile(r"\bto\s+(?:0x[0-9a-fA-F]+\s*)?\(([^)]+)\)")
+
+
+def recovery_action(message: str) -> dict | None:
+    """The recovery action Xid 154's text names, as the ``xid`` table's ``recovery_actions`` row; None when the
+    text names none the table knows."""
+    from gpuprep import knowledge
+
+    actions = knowledge.table("xid").doc["recovery_actions"]
+    m = _RECOVERY_TO.search(message)
+    named = m.group(1).strip().lower() if m else None
+    for row in actions:
+        if named == row["text"].lower():
+            return row
+    if named is None:
+        found = [row for row in actions if row["text"].lower() in message.lower() and row["text"] != "None"]
+        return found[0] if found else None
+    return None
 
 
 @dataclass
@@ -83,6 +111,8 @@ class KernelEvent:
     meaning: str = ""
     action: str = ""
     line: str = ""
+    fatal_to_instance: bool | None = None  # the ECS agent / EKS node monitoring agent take the instance out
+
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in ("", None)}
@@ -110,10 +140,16 @@ def parse_xid_line(line: str) -> KernelEvent | None:
         pid, rest = pm.group("pid").strip("'\""), rest[pm.end():]
     if nm := _XID_NAME.match(rest):
         process, rest = nm.group("name"), rest[nm.end():]
-    klass = XID_CATALOG.get(code, UNCLASSIFIED_XID)
+    klass = xid_class(code)
+    severity, meaning, action = klass.severity, klass.meaning, klass.action
+    if code == 154 and (recovery := recovery_action(rest)) is not None:
+        severity = recovery["severity"]
+        meaning = f"{meaning}: {recovery['text']}"
+        action = RESOLUTIONS[recovery["resolution"]]
     return KernelEvent(
-        "xid", klass.severity, pci=normalize_bus_id(m.group("pci")), code=code, pid=pid, process=process,
-        message=rest.strip(), meaning=klass.meaning, action=klass.action, line=line.strip(),
+        "xid", severity, pci=normalize_bus_id(m.group("pci")), code=code, pid=pid, process=process,
+        message=rest.strip(), meaning=meaning, action=action, line=line.strip(),
+        fatal_to_instance=fatal_to_instance(code) or None,
     )
 
 

@@ -278,7 +278,7 @@ class _Solver:
             if any(n == dep.name for n, _ in q.provided()) and q is not p:
                 return f"{p.nevr} needs {dep}; {q.nevr} is in the set"
         if dep.name in self.u.withheld and dep.name not in self.u.providers:
-            return f"{p.nevr} needs {dep}; only versions below the security floor {security.FLOOR} provide it"
+            return f"{p.nevr} needs {dep}; only versions below the security floor {security.floor()} provide it"
         return f"{p.nevr} needs {dep}; nothing offered provides it"
 
     def with_helpers(self, chosen: list[int]) -> tuple[list[int], str | None]:
@@ -416,7 +416,7 @@ def resolve(candidates: Sequence[Package], installed: Sequence[Package], *, stac
             return NoSolution(
                 anyway.stack,
                 f"every {found[0].name if found else 'toolkit'} that agrees is below the security floor "
-                f"{security.FLOOR}: {found[0].nevr if found else '?'} is affected by "
+                f"{security.floor()}: {found[0].nevr if found else '?'} is affected by "
                 f"{security.describe(found[0].evr.version).split(' is affected by ', 1)[-1] if found else '?'}",
                 [f"{v}" for v in _vulnerable(found)], result.notes, security.cve_list(advisories))
     return result
@@ -432,7 +432,7 @@ def _vulnerable(pkgs: Iterable[Package]) -> list[str]:
     for p in pkgs:
         found = security.advisories_for(p.evr.version) if _is_vulnerable(p) else []
         if found:
-            out.append(f"{p.nevr} is below the security floor {security.FLOOR}: "
+            out.append(f"{p.nevr} is below the security floor {security.floor()}: "
                        f"{', '.join(security.cve_list(found))} (NVIDIA bulletins "
                        f"{', '.join(str(a.bulletin) for a in found)})")
     return out

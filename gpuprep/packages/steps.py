@@ -28,7 +28,7 @@ from gpuprep.packages.resolve import (
 )
 from gpuprep.report import StepResult, plural
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
-from gpuprep.toolkit.security import FLOOR, vulnerable
+from gpuprep.toolkit.security import floor, vulnerable
 
 log = logging.getLogger("gpuprep")
 
@@ -175,6 +175,21 @@ def _allow_vulnerable(ctx: Context) -> bool:
     return ctx.options.allow_vulnerable
 
 
+def _driver_floor(ctx: Context):
+    """doctor's driver-security verdict when the driver is below its branch's security floor, else None: install
+    does not update the driver (a reboot and the image's versionlock are the admin's call), it says so."""
+    from gpuprep.gpu.devices import read_kernel_module, read_userland
+    from gpuprep.gpu.security import assess_driver
+    from gpuprep.report import Status
+
+    try:
+        verdict = assess_driver(ctx.host, ctx.platform, read_kernel_module(ctx.host).version,
+                                read_userland(ctx.host).version)
+    except OSError:
+        return None
+    return verdict if verdict is not None and verdict.status is not Status.OK else None
+
+
 def _offered(ctx: Context, pkgs: list[Package]) -> bool:
     names = {p.name for p in pkgs}
     stack = _wanted_stack(ctx)
@@ -214,6 +229,9 @@ class PreflightStep(Step):
             notes.append(f"{len(gpus)} NVIDIA GPU(s) on PCI")
         else:
             notes.append("warning: no NVIDIA GPU on PCI (fine when building an image on a non-GPU instance)")
+        driver = _driver_floor(ctx)
+        if driver is not None:
+            notes.append(f"warning: {driver.summary}; {driver.hint}")
         if not any(ctx.selected(step) for step in ("preflight", "repositories", "packages")):
             # `--only docker-runtime` on an image built where no dnf or yum runs (Packer on Ubuntu, the real-GPU
             # script): nothing selected asks the package manager, so its absence is no precondition.
@@ -226,7 +244,8 @@ class PreflightStep(Step):
         if holder is not None:
             notes.append(f"the package manager lock is held by {holder} (the packages step waits for it)")
         summary = f"{p.name}, {b.manager}; " + "; ".join(notes)
-        return Converged(summary, data={"gpus": gpus, "package_manager": b.manager, "root": ctx.host.is_root})
+        return Converged(summary, data={"gpus": gpus, "package_manager": b.manager, "root": ctx.host.is_root,
+                                        **({"driver_security": driver.data} if driver is not None else {})})
 
 
 # -- repositories --------------------------------------------------------------------------------
@@ -428,7 +447,7 @@ class PackagesStep(Step):
             ],
             "passed_over": sel.passed_over,
             "notes": sel.notes,
-            "security": {"floor": FLOOR, "vulnerable_selected": sel.vulnerable,
+            "security": {"floor": floor(), "vulnerable_selected": sel.vulnerable,
                          "vulnerable_replaced": sel.replaced_vulnerable},
             "package_manager": b.manager,
             "queries": b.queries,
@@ -446,8 +465,8 @@ class PackagesStep(Step):
             log.error("%s", line)
         if res.cves:
             raise StepFailed(res.message, "nothing was installed; add a repository that offers "
-                             f"nvidia-container-toolkit {FLOOR} or newer (NVIDIA's, or --repo-file), or accept the "
-                             "risk with --allow-vulnerable", data={"cves": res.cves, "floor": FLOOR})
+                             f"nvidia-container-toolkit {floor()} or newer (NVIDIA's, or --repo-file), or accept the "
+                             "risk with --allow-vulnerable", data={"cves": res.cves, "floor": floor()})
         detail = "; ".join(res.conflicts[:2])
         raise StepFailed(
             f"{res.message}" + (f": {detail}" if detail else ""),

@@ -48,11 +48,11 @@ class Spec:
     directory: str
     priority: int  # the directory's index: higher wins
     kind: str = ""
+    cdi_version: str = ""  # the spec format's version (toolkit 1.19+ writes 0.7.0)
     devices: dict[str, list[Node]] = field(default_factory=dict)  # device name -> its own device nodes
     common_nodes: list[Node] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)  # host paths
     error: str = ""
-    version: str = ""  # cdiVersion as written
     additional_gids: bool = False  # a device node carries additionalGids (CDI 0.7.0)
 
     @property
@@ -112,7 +112,7 @@ def load(host: Host, path: str, directory: str, priority: int) -> Spec:
         spec.error = "not a CDI spec (needs cdiVersion, kind and a list of devices)"
         return spec
     spec.kind = doc["kind"]
-    spec.version = str(doc.get("cdiVersion") or "")
+    spec.cdi_version = str(doc.get("cdiVersion") or "")
     edits = [doc.get("containerEdits") or {}]
     for dev in doc["devices"]:
         if isinstance(dev, dict) and isinstance(dev.get("name"), (str, int)):

@@ -66,12 +66,12 @@ def check_security(probes: Probes) -> Verdict:
     if s.toolkit is None:
         raise NotApplicable("nvidia-container-toolkit is not installed")
     found = security.advisories_for(s.toolkit)
-    data = {"toolkit": s.toolkit, "floor": security.FLOOR, "advisories": [a.as_dict() for a in found],
+    data = {"toolkit": s.toolkit, "floor": security.floor(), "advisories": [a.as_dict() for a in found],
             "cves": security.cve_list(found), "ldconfig": s.config.ldconfig}
     if found:
         return Verdict(Status.CRITICAL, f"nvidia-container-toolkit {security.describe(s.toolkit)}",
-                       f"`{_gpuprep(probes)} install --only repositories,packages` installs {security.FLOOR} or newer "
-                       "and replaces the versionlock that holds this one", data)
+                       f"`{_gpuprep(probes)} install --only repositories,packages` installs {security.floor()} or "
+                       "newer and replaces the versionlock that holds this one", data)
     if s.config.ldconfig is not None and not s.config.ldconfig.startswith("@"):
         path = probes.host.path(CONFIG_TOML)
         return Verdict(Status.WARNING, f'{CONFIG_TOML}: ldconfig = "{s.config.ldconfig}" runs an ldconfig from the '
@@ -79,7 +79,7 @@ def check_security(probes: Probes) -> Verdict:
                        f"""make it the host's: `sed -i -E 's|^([[:space:]]*ldconfig[[:space:]]*=[[:space:]]*")@?|"""
                        f"""\\1@|' {path}`""", data)
     return Verdict(Status.OK, f"nvidia-container-toolkit {s.toolkit} is at or above the security floor "
-                   f"{security.FLOOR}; ldconfig is the host's", data=data)
+                   f"{security.floor()}; ldconfig is the host's", data=data)
 
 
 # NVIDIA's device nodes whose /dev/char links runc needs with the systemd cgroup driver.
@@ -156,6 +156,8 @@ def check_cdi_specs(probes: Probes) -> Verdict:
         raise NotApplicable(f"no CDI spec, and nothing reads one (runtime mode {s.mode}, Docker CDI "
                             f"{'on' if s.docker_cdi else 'off'})")
     findings, winners = cdi.judge(probes.host, s.specs, driver_version=module.version, host_uuids=uuids)
+    too_new = _too_new_for_the_engine(s)
+    findings += too_new
     data = {"specs": [sp.path for sp in s.specs], "spec_dirs": s.spec_dirs, "resolved_from": winners,
             "findings": [f.__dict__ for f in findings], "driver_version": module.version, "host_uuids": uuids,
             "in_use": s.spec_in_use}
@@ -167,8 +169,29 @@ def check_cdi_specs(probes: Probes) -> Verdict:
     first = findings[0]
     hint = (f"remove the spec made on another machine: `rm {probes.host.path(foreign[0].spec)}` (`gpuprep seal` "
             "removes it before imaging)") if foreign else _refresh_hint(probes, s)
+    if too_new and not foreign and len(too_new) == len(findings):
+        from gpuprep.toolkit.stack import since_text
+
+        hint = (f"update Docker to {since_text('cdi-spec-0.7.0')} or newer (`{_gpuprep(probes)} install --only "
+                "packages --docker VERSION`), or turn Docker's own CDI off (`\"features\": {\"cdi\": false}` in "
+                "daemon.json): ECS tasks reach the GPU through the nvidia runtime, not Docker's CDI")
     return Verdict(worst, f"{first.spec}: {first.problem}" + (f" (and {len(findings) - 1} more)" if len(findings) > 1
                    else "") + ("" if s.spec_in_use else "; no route reads it now"), hint, data)
+
+
+def _too_new_for_the_engine(s: Stack) -> list[cdi.Finding]:
+    """A spec format newer than Docker's own CDI reads (cdiVersion 0.7.0 needs Engine 26.1: the knowledge table
+    docker-cdi): where Docker's CDI is on, its devices do not resolve."""
+    from gpuprep.packages.evr import vercmp
+    from gpuprep.toolkit.stack import since_text
+
+    since = since_text("cdi-spec-0.7.0")
+    engine = (s.engine_version or "").split("+")[0]
+    if not s.docker_cdi or not engine or vercmp(engine, since) >= 0:
+        return []
+    return [cdi.Finding("critical", sp.path, f"cdiVersion {sp.cdi_version} needs Docker Engine {since} or newer; "
+                        f"this Engine is {engine}: Docker's CDI cannot read it")
+            for sp in s.specs if sp.cdi_version and vercmp(sp.cdi_version, "0.7.0") >= 0]
 
 
 def _refresh_hint(probes: Probes, s: Stack) -> str:

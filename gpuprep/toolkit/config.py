@@ -3,13 +3,15 @@
 ``/etc/nvidia-container-runtime/config.toml`` (written by ``nvidia-ctk config``, NVIDIA/nvidia-container-toolkit
 ``api/config/v1``): ``[nvidia-container-runtime] mode`` (``auto`` by default), ``debug`` (the AL2023 ECS AMI sets
 ``/var/log/ecs/nvidia-container-runtime.log``, aws/amazon-ecs-ami ``scripts/al2023/gpu/
-enable-ecs-agent-gpu-support-al2023.sh``), ``[nvidia-container-cli] ldconfig`` (``@/sbin/ldconfig``: the host's).
+enable-ecs-agent-gpu-support-al2023.sh``), ``[nvidia-container-cli] ldconfig`` (``@/sbin/ldconfig``: the host's),
+``[nvidia-container-runtime.modes.cdi] spec-dirs`` (where the runtime reads CDI specs in cdi mode; ``/etc/cdi``,
+``/var/run/cdi`` by default, as `nvidia-ctk config default` prints).
 
 TOML without a dependency: Python 3.8-3.10 (AL2023's python3 is 3.9) have no ``tomllib``, and gpuprep reads
-three string keys. ``parse`` reads the subset nvidia-ctk writes (tables, dotted and quoted keys, basic and
-literal strings, booleans, integers, comments) and skips any value it does not need (arrays, inline tables,
-multi-line strings) without guessing; tests/unit/toolkit/test_toolkit.py checks it against ``tomllib`` where
-Python has it.
+three string keys and one list. ``parse`` reads the subset nvidia-ctk writes (tables, dotted and quoted keys, basic
+and literal strings, one-line arrays of strings, booleans, integers, comments) and skips any value it does not need
+(other arrays, inline tables, multi-line strings) without guessing; tests/unit/toolkit/test_toolkit.py checks it
+against ``tomllib`` where Python has it.
 """
 
 from __future__ import annotations
@@ -70,8 +72,37 @@ def _basic(text: str, where: str) -> tuple[str, str]:
     raise ValueError(f"{where}: unterminated string")
 
 
+def _string_array(text: str, where: str) -> tuple[list[str], str] | None:
+    """A one-line array of strings at the start of ``text`` (after its ``[``), as nvidia-ctk writes ``spec-dirs`` and
+    ``runtimes``: (the strings, the rest); None for any other array (then skipped)."""
+    items: list[str] = []
+    rest = text.lstrip()
+    try:
+        while not rest.startswith("]"):
+            if rest.startswith('"'):
+                value, rest = _basic(rest[1:], where)
+            elif rest.startswith("'") and "'" in rest[1:]:
+                end = rest.index("'", 1)
+                value, rest = rest[1:end], rest[end + 1:]
+            else:
+                return None
+            items.append(value)
+            rest = rest.lstrip()
+            if rest.startswith(","):
+                rest = rest[1:].lstrip()
+            elif not rest.startswith("]"):
+                return None
+    except ValueError:
+        return None
+    return items, rest[1:]
+
+
 def _value(text: str, where: str) -> tuple[Any, str]:
     text = text.strip()
+    if text.startswith("[") and not text.startswith("[["):
+        strings = _string_array(text[1:], where)
+        if strings is not None:
+            return strings
     if text.startswith(('"""', "'''", "[", "{")):
         return Skipped(), ""
     if text.startswith('"'):
@@ -139,11 +170,11 @@ class RuntimeConfig:
     mode_written: bool
     ldconfig: str | None  # [nvidia-container-cli] ldconfig; None when absent (the toolkit's default: @/sbin/ldconfig)
     debug_log: str | None  # [nvidia-container-runtime] debug
-    spec_dirs: list[str] | None = None
+    spec_dirs: list[str] | None = None  # [nvidia-container-runtime.modes.cdi] spec-dirs; None: the defaults
 
     def as_dict(self) -> dict:
         return {"path": self.path, "exists": self.exists, "mode": self.mode, "mode_written": self.mode_written,
-                "ldconfig": self.ldconfig, "debug_log": self.debug_log}
+                "ldconfig": self.ldconfig, "debug_log": self.debug_log, "spec_dirs": self.spec_dirs}
 
 
 def read(host: Host, path: str = CONFIG_TOML) -> RuntimeConfig:
@@ -161,8 +192,12 @@ def read(host: Host, path: str = CONFIG_TOML) -> RuntimeConfig:
     mode = runtime.get("mode")
     ldconfig = cli.get("ldconfig")
     debug = runtime.get("debug")
+    modes = runtime.get("modes") if isinstance(runtime.get("modes"), dict) else {}
+    cdi_mode = modes.get("cdi") if isinstance(modes.get("cdi"), dict) else {}
+    dirs = cdi_mode.get("spec-dirs")
     return RuntimeConfig(path, True, mode if isinstance(mode, str) and mode else "auto", isinstance(mode, str),
-                         ldconfig if isinstance(ldconfig, str) else None, debug if isinstance(debug, str) else None)
+                         ldconfig if isinstance(ldconfig, str) else None, debug if isinstance(debug, str) else None,
+                         list(dirs) if isinstance(dirs, list) and dirs else None)
 
 
 def resolve_mode(mode: str, toolkit_version: str | None) -> tuple[str, str]:

@@ -23,11 +23,10 @@ from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 from gpuprep.services import unit_text
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit.checks import _refresh_hint, stack
-from gpuprep.toolkit.stack import UNIT_DIRS, Stack, _version_tuple
+from gpuprep.toolkit.stack import UNIT_DIRS, Stack, _version_tuple, engine_since, since_text
 
-V07_SINCE = (26, 1)  # Docker reads cdiVersion 0.7.0 from 26.1.0
-GIDS_SINCE = (29, 5)  # Docker applies a device node's additionalGids from 29.5.0
-GPUS_FROM_SPEC_SINCE = (29, 2)  # Docker serves --gpus from the static spec (with nvidia-cdi-hook on PATH)
+# The Engine versions are the knowledge table docker-cdi's (gpuprep/knowledge/data/docker-cdi.json): the rows
+# cdi-additional-gids (29.5) and gpus-through-cdi (29.2).
 NAME_BOTH = "--device-name-strategy=index --device-name-strategy=uuid "
 NO_GIDS_FLAG = "--feature-flag no-additional-gids-for-device-nodes"
 REFRESH_SERVICE = "nvidia-cdi-refresh.service"
@@ -88,17 +87,13 @@ def check_engine_reads_spec(probes: Probes) -> Verdict:
         raise NotApplicable("no NVIDIA CDI spec (toolkit-cdi-specs says whether one is needed)")
     engine = _engine(s)
     findings: list[tuple[Status, str, str]] = []
+    # cdiVersion 0.7.0 on an Engine before 26.1 is toolkit-cdi-specs' finding (critical where Docker's CDI is on).
     for sp in specs:
-        if s.docker_cdi and engine is not None and engine < V07_SINCE and _cdi_version(sp) >= (0, 7, 0):
-            findings.append((Status.CRITICAL, f"{sp.path}: cdiVersion {sp.version} needs Docker 26.1+, Docker's CDI "
-                             f"is on and the Engine is {s.engine_version}: every `--device nvidia.com/gpu=...` "
-                             "fails (the spec is refused as a whole)",
-                             f"write it without additionalGids: {_regenerate(probes, NO_GIDS_FLAG + ' ')}, or "
-                             "update Docker to 26.1 or newer"))
-        elif sp.additional_gids and engine is not None and engine < GIDS_SINCE:
+        if sp.additional_gids and engine is not None and engine < engine_since("cdi-additional-gids"):
             findings.append((Status.WARNING, f"{sp.path}: its device nodes carry additionalGids, which Docker "
-                             f"{s.engine_version} drops (applied from 29.5): a non-root container user is denied "
-                             "the device", f"write it without them: {_regenerate(probes, NO_GIDS_FLAG + ' ')}"))
+                             f"{s.engine_version} drops (kept from {since_text('cdi-additional-gids')}): a non-root "
+                             "container user is denied the device",
+                             f"write it without them: {_regenerate(probes, NO_GIDS_FLAG + ' ')}"))
     module = module_mtime(probes)
     if module is not None:
         for sp in specs:
@@ -107,7 +102,7 @@ def check_engine_reads_spec(probes: Probes) -> Verdict:
                 findings.append((Status.WARNING, f"{sp.path} was written before the driver's module {module[0]} "
                                  "was installed: it names the old driver's files", _refresh_hint(probes, s)))
     data: dict[str, Any] = {"engine_version": s.engine_version, "docker_cdi": s.docker_cdi,
-                            "specs": {sp.path: {"cdiVersion": sp.version, "additionalGids": sp.additional_gids}
+                            "specs": {sp.path: {"cdiVersion": sp.cdi_version, "additionalGids": sp.additional_gids}
                                       for sp in specs},
                             "module": module[0] if module else None,
                             "findings": [f[1] for f in findings]}
@@ -115,7 +110,7 @@ def check_engine_reads_spec(probes: Probes) -> Verdict:
         worst = max(findings, key=lambda f: f[0] is Status.CRITICAL)
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
         return Verdict(worst[0], worst[1] + more, worst[2], data)
-    versions = ", ".join(f"{sp.path} (cdiVersion {sp.version or '?'})" for sp in specs)
+    versions = ", ".join(f"{sp.path} (cdiVersion {sp.cdi_version or '?'})" for sp in specs)
     return Verdict(Status.OK, f"Docker {s.engine_version or '(version unknown)'} reads {versions}; written after "
                    "the driver's module", data=data)
 
@@ -127,7 +122,7 @@ def routes(probes: Probes, s: Stack) -> dict[str, str]:
     hook = probes.host.which("nvidia-cdi-hook")
     out = {"ecs": f"the nvidia runtime in {s.mode} mode" + (" (reads no spec file)" if s.mode in ("jit-cdi", "legacy")
                                                              else "")}
-    if s.docker_cdi and engine is not None and engine >= GPUS_FROM_SPEC_SINCE and hook:
+    if s.docker_cdi and engine is not None and engine >= engine_since("gpus-through-cdi") and hook:
         out["gpus"] = "Docker's CDI: the static spec files (Docker 29.2+ with nvidia-cdi-hook on PATH)"
     elif probes.host.which("nvidia-container-runtime-hook"):
         out["gpus"] = "the prestart hook (nvidia-container-runtime-hook, legacy)"
@@ -219,8 +214,9 @@ def _refresh_ran(probes: Probes) -> dict[str, str]:
 
 
 DOCKER_CHECKS = [
-    Check("toolkit-cdi-engine-reads", "docker", "the Engine can read each NVIDIA CDI spec (cdiVersion 0.7.0 needs "
-          "Docker 26.1+, additionalGids 29.5+) and each was written after the driver's module", check_engine_reads_spec,
+    Check("toolkit-cdi-engine-reads", "docker", "the Engine keeps what each NVIDIA CDI spec asks (additionalGids: "
+          "Docker 29.5+; cdiVersion 0.7.0 is toolkit-cdi-specs') and each was written after the driver's module",
+          check_engine_reads_spec,
           timeout=8),  # not at boot: ECS tasks take the runtime, which never asks Docker's CDI
     Check("toolkit-gpu-routes", "docker", "which route ECS, `--gpus` and `--device` take here, and where they "
           "disagree (a stale spec or UUID-only names breaking `--gpus` on Docker 29.2+)", check_routes, timeout=10),

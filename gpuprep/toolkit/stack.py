@@ -22,9 +22,28 @@ TOOLKIT = ("nvidia-container-toolkit", "nvidia-container-toolkit-base")
 REFRESH_UNITS = ("nvidia-cdi-refresh.path", "nvidia-cdi-refresh.service")
 UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 WANTS = "/etc/systemd/system/multi-user.target.wants"
-# moby/moby PR 49963: CDI on by default from Engine 28.2; features.cdi opts in from 25.0.
-CDI_DEFAULT_SINCE = (28, 2)
-CDI_SINCE = (25, 0)
+
+
+def engine_since(feature: str) -> tuple[int, int]:
+    """The first Engine (major, minor) with ``feature`` ("cdi", "cdi-default", ...): the knowledge table
+    ``docker-cdi`` (Docker's CDI opt-in and its default from moby/moby PR 49963, and what came after)."""
+    from gpuprep import knowledge
+
+    row = next(r for r in knowledge.table("docker-cdi").rows if r["feature"] == feature)
+    major, minor = row["since"].split(".")[:2]
+    return int(major), int(minor)
+
+
+def since_text(feature: str) -> str:
+    major, minor = engine_since(feature)
+    return f"{major}.{minor}"
+
+
+def cdi_opt_in_range() -> str:
+    """``25.0 to 28.1``: the Engines where features.cdi turns Docker's CDI on (off by default)."""
+    major, minor = engine_since("cdi-default")
+    last = f"{major}.{minor - 1}" if minor else f"{major - 1}.x"
+    return f"{since_text('cdi')} to {last}"
 
 
 @dataclass
@@ -115,14 +134,15 @@ def docker_cdi(config: dict[str, Any], engine_version: str | None, info: dict[st
             "docker info lists no CDISpecDirs"
     version = _version_tuple(engine_version)
     features = config.get("features") if isinstance(config.get("features"), dict) else {}
-    if version is not None and version < CDI_SINCE:
-        return False, f"Engine {engine_version} has no CDI (25.0+)"
+    if version is not None and version < engine_since("cdi"):
+        return False, f"Engine {engine_version} has no CDI ({since_text('cdi')}+)"
     if "cdi" in features:
         return bool(features["cdi"]), f"features.cdi = {str(bool(features['cdi'])).lower()} in daemon.json"
     if version is None:
         return None, "the Engine's version is unknown"
-    on = version >= CDI_DEFAULT_SINCE
-    return on, f"Engine {engine_version}: " + ("on by default from 28.2" if on else "off unless features.cdi (25-28.1)")
+    on = version >= engine_since("cdi-default")
+    return on, f"Engine {engine_version}: " + (f"on by default from {since_text('cdi-default')}" if on else
+                                               f"off unless features.cdi ({cdi_opt_in_range()})")
 
 
 def registrations(host: Host, platform: Platform, config: dict[str, Any], add_runtimes: dict[str, str] | None
@@ -163,9 +183,14 @@ def detect(host: Host, platform: Platform, *, daemon_config: dict[str, Any], eng
     config = read(host)
     mode, why = resolve_mode(config.mode, version)
     on, on_why = docker_cdi(daemon_config, engine_version, info)
-    dirs = (info or {}).get("CDISpecDirs") or cdi.spec_dirs(daemon_config)
+    dirs = list((info or {}).get("CDISpecDirs") or cdi.spec_dirs(daemon_config))
+    if mode == "cdi":
+        # The runtime in cdi mode reads its own spec-dirs (config.toml), not Docker's: the dirs of the routes that
+        # read spec files, Docker's own CDI's where it may be on.
+        runtime_dirs = config.spec_dirs or list(cdi.DEFAULT_DIRS)
+        dirs = [*(dirs if on is not False else []), *(d for d in runtime_dirs if on is False or d not in dirs)]
     return Stack(version, config, mode, why, registrations(host, platform, daemon_config, add_runtimes),
-                 engine_version, on, on_why, list(dirs), cdi.find(host, list(dirs)), refresh_state(host))
+                 engine_version, on, on_why, dirs, cdi.find(host, dirs), refresh_state(host))
 
 
 __all__ = ["Stack", "Registration", "detect", "docker_cdi", "toolkit_version"]

@@ -1,14 +1,17 @@
 """install on trees laid out like the 2026 AL2023 ECS GPU AMI and a 2024 AMI, against both real Engines (issue 14's
 "Done when": the dry run and the real run do the right thing, and a second run changes nothing).
 
-Real: Docker Engine 20.10 (Debian 12) and 26.1.5 (trixie's, tests/provision.sh), each a private dockerd reading the
-tree's daemon.json and started as each AMI's docker.service starts it (the 2026 AMI: Amazon Linux's
+Real: Docker Engine 20.10 (Debian 12), 26.1.5 (trixie's) and 28.5.2 (sid's; tests/provision.sh), each a private
+dockerd reading the tree's daemon.json and started as each AMI's docker.service starts it (the 2026 AMI: Amazon Linux's
 docker-setup-runtimes.sh turns /etc/docker-runtimes.d/nvidia into ``--add-runtime nvidia=...``); SIGHUP and restart;
 ``dockerd --validate`` where the Engine has it; rpm databases in the trees (fixture RPMs stand in for the toolkit's and
 Docker's package metadata only: they install no files); the gpuprep CLI with ``--root`` and ``DOCKER_HOST``.
+The nvidia runtime is NVIDIA's real nvidia-container-runtime 1.20.0 (tests/testbed.py ``write_nvidia_runtime``; its
+wrapper at the toolkit's path inside the tree, which the 2026 tree's runtimes.d wrapper execs by its path on this
+machine, since the Engine runs outside the tree). It runs in cdi mode with a config.toml of the test's own, not the
+tree's: the tree's modes (jit-cdi, legacy) need a driver, which this machine lacks.
 SIMULATED (no GPU, driver or NVIDIA packages here): the GPU's device nodes (mknod, tests/fixtures/hosts), the
-toolkit's files, and the nvidia runtime (tests/testbed.py's shim, at the toolkit's path inside the tree; the 2026
-tree's runtimes.d wrapper execs it by its path on this machine, since the Engine runs outside the tree).
+toolkit's other files, and the device nodes and nvidia-smi the runtime's CDI spec names.
 """
 
 from __future__ import annotations
@@ -45,11 +48,11 @@ def tree(tmp_path: Path, request, layout: str, engine) -> Path:
 gpuprep = gpuprep_json
 
 
-def install_runtime(root: Path, shim: Path) -> Path:
-    """The SIMULATED nvidia runtime (the testbed shim) where the toolkit puts it in the tree."""
+def install_runtime(root: Path, wrapper: Path) -> Path:
+    """NVIDIA's runtime (its wrapper, which names everything by absolute path) where the toolkit puts it in the tree."""
     runtime = root / RUNTIME
     runtime.parent.mkdir(parents=True, exist_ok=True)
-    runtime.write_bytes(shim.read_bytes())
+    runtime.write_bytes(wrapper.read_bytes())
     runtime.chmod(0o755)
     return runtime
 
@@ -68,7 +71,7 @@ def test_2026_ami_layout(tmp_path, request, dockerd_factory, docker_engine, fake
     before the flags, so there the runtime is defined in the file too, with the flag's path), SIGHUP takes it up,
     the container proves it; nothing else changes, and a second run changes nothing."""
     root = tree(tmp_path, request, "al2023-ecs-gpu-2026", docker_engine)
-    runtime = install_runtime(root, fake_gpu["shim"])
+    runtime = install_runtime(root, fake_gpu["runtime"])
     wrapper = root / "etc/docker-runtimes.d/nvidia"
     wrapper.write_text(f'#!/bin/sh\nexec {runtime} "$@"\n')  # the AMI's wrapper, by the runtime's path here
     wrapper.chmod(0o755)
@@ -88,7 +91,8 @@ def test_2026_ami_layout(tmp_path, request, dockerd_factory, docker_engine, fake
     assert s["docker-reload"]["commands"] == [["kill", "-HUP", str(pid)]]
     assert "runtime mode jit-cdi" in s["dev-char-links"]["summary"]
     assert "refreshed at boot by nvidia-cdi-refresh" in s["cdi-spec"]["summary"]
-    assert s["gpu-check"]["data"]["routes"] == ["default-runtime"]
+    # Docker's CDI: off on 20.10 and 26, on by default on 28 (28.2+), where it reads the runtime's spec too.
+    assert s["gpu-check"]["data"]["routes"] == ["default-runtime", *(["cdi"] if docker_engine.major >= 28 else [])]
     assert daemon_json.read_bytes() == before
 
     code, done, err = gpuprep(root, dockerd.url, *args)
@@ -117,7 +121,7 @@ def test_2024_ami_layout(tmp_path, request, dockerd_factory, docker_engine, fake
     already right (nothing to write, no reload); install adds the udev rule that makes the links at every boot, the
     container proves it; a second run changes nothing."""
     root = tree(tmp_path, request, "al2-ecs-gpu-2024", docker_engine)
-    runtime = install_runtime(root, fake_gpu["shim"])
+    runtime = install_runtime(root, fake_gpu["runtime"])
     daemon_json = root / "etc/docker/daemon.json"
     config = json.loads(daemon_json.read_text())
     config["runtimes"]["nvidia"]["path"] = str(runtime)  # the AMI's runtime, by its path on this machine
@@ -127,18 +131,22 @@ def test_2024_ami_layout(tmp_path, request, dockerd_factory, docker_engine, fake
     rule = root / "etc/udev/rules.d/71-nvidia-dev-char.rules"
     args = ("install", "--only", STEPS, "--image", "tiny:latest", "--runtime-path", str(runtime))
 
+    # Engine 28 has Docker's CDI on by default (28.2+): its CDI route needs a spec at every boot, and toolkit 1.17.8
+    # has no nvidia-cdi-refresh, so cdi-spec installs gpuprep's own generator unit.
+    cdi = docker_engine.major >= 28
     code, plan, err = gpuprep(root, dockerd.url, *args, "--dry-run")
     assert code == 0, err
-    assert statuses(plan) == {"docker-runtime": "ok", "docker-reload": "ok",
-                              "dev-char-links": "planned", "cdi-spec": "ok", "gpu-check": "planned"}, plan
+    assert statuses(plan) == {"docker-runtime": "ok", "docker-reload": "ok", "dev-char-links": "planned",
+                              "cdi-spec": "planned" if cdi else "ok", "gpu-check": "planned"}, plan
     assert "nvidia-ctk system create-dev-char-symlinks --create-all" in steps(plan)["dev-char-links"]["diff"]
-    assert "no CDI spec needed" in steps(plan)["cdi-spec"]["summary"]
+    assert ("gpuprep-cdi-generate.service" if cdi else "no CDI spec needed") in steps(plan)["cdi-spec"]["summary"], \
+        steps(plan)["cdi-spec"]
     assert not rule.exists()
 
     code, done, err = gpuprep(root, dockerd.url, *args)
     assert code == 0, err
-    assert statuses(done) == {"docker-runtime": "ok", "docker-reload": "ok",
-                              "dev-char-links": "changed", "cdi-spec": "ok", "gpu-check": "ok"}, done
+    assert statuses(done) == {"docker-runtime": "ok", "docker-reload": "ok", "dev-char-links": "changed",
+                              "cdi-spec": "changed" if cdi else "ok", "gpu-check": "ok"}, done
     assert rule.exists() and steps(done)["gpu-check"]["data"]["uuids"] == UUIDS
 
     code, again, err = gpuprep(root, dockerd.url, *args)

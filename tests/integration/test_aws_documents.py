@@ -107,3 +107,17 @@ def test_schemas_say_they_are_ours():
     for path in (ik.SSM_SCHEMA, ik.COMPONENT_SCHEMA):
         schema = json.loads(path.read_text())
         assert "not published by AWS" in schema["$comment"] and "gpuprep's own schema" in schema["title"]
+
+
+@pytest.mark.parametrize("value, allowed", [
+    ("", True), ("/var/tmp/toolkit-security.json", True), ("/etc/gpuprep/incoming/xid-2027.json", True),
+    ("toolkit-security.json", False), ("/var/tmp/table.txt", False), ("/var/tmp/$(reboot).json", False),
+    ("/var/tmp/a b.json", False),
+])
+def test_ssm_knowledge_file_is_an_absolute_json_path(value, allowed):
+    """knowledgeFile reaches the script as $SSM_knowledgeFile; allowedPattern keeps it a plain .json path (gpuprep
+    reads only *.json in knowledge.d)."""
+    import re
+
+    pattern = ik.ssm_document()["parameters"]["knowledgeFile"]["allowedPattern"]
+    assert bool(re.search(pattern, value)) is allowed

@@ -8,7 +8,8 @@ route forced where it has no CDI.
 SIMULATED (no GPU or NVIDIA driver on these machines): the CDI spec (tests/testbed.py ``write_cdi_spec``) names
 stand-in device nodes, character devices with /dev/null's numbers made by mknod, and binds a fake nvidia-smi
 that fails as the real one does (exit 9) when the container lacks /dev/nvidiactl or /dev/nvidia0, so only a
-container that got the spec's device nodes lists the GPUs; the default route's nvidia runtime is the testbed shim.
+container that got the spec's device nodes lists the GPUs. The default route's nvidia runtime is NVIDIA's real one
+(tests/testbed.py ``write_nvidia_runtime``, cdi mode, its own spec of the same stand-ins).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ def routes(data: dict) -> dict[str, dict]:
 
 
 class CdiHost:
-    """A --root tree, a private Engine 26 reading its daemon.json, the nvidia runtime shim as the default runtime,
+    """A --root tree, a private Engine 26 reading its daemon.json, NVIDIA's runtime as the default runtime,
     and a CDI spec folder of the test's own with a SIMULATED spec and stand-in device nodes."""
 
     def __init__(self, tmp_path: Path, dockerd_factory, fake_gpu, *, cdi: bool = True, engine_id: str = "26"):
@@ -56,7 +57,7 @@ class CdiHost:
         self.nodes = {n: make_char_node(self.work / "dev" / n.rsplit("/", 1)[1]) for n in NODES}
         self.smi = write_fake_nvidia_smi(self.work / "cdi-bin/nvidia-smi", needs_nodes=NODES[:2])
         self.spec = write_cdi_spec(self.spec_dir / "nvidia.json", self.smi, self.nodes)
-        config = {"runtimes": {"nvidia": {"path": str(fake_gpu["shim"]), "runtimeArgs": []}},
+        config = {"runtimes": {"nvidia": {"path": str(fake_gpu["runtime"]), "runtimeArgs": []}},
                   "default-runtime": "nvidia", "cdi-spec-dirs": [str(self.spec_dir)]}
         if cdi:
             config["features"] = {"cdi": True}
@@ -180,7 +181,7 @@ def test_docker_cdi_turns_it_on_and_gpu_check_proves_the_new_route_then_nothing_
                                                                                      fake_gpu):
     host = CdiHost(tmp_path, dockerd_factory, fake_gpu, cdi=False)
     args = ("install", "--only", "docker-runtime,docker-reload,gpu-check", "--docker-cdi", "--image", "tiny:latest",
-            "--runtime-path", str(fake_gpu["shim"]))
+            "--runtime-path", str(fake_gpu["runtime"]))
     code, plan, err = host.run(*args, "--dry-run")
     assert code == 0, err
     assert step(plan, "gpu-check")["data"]["routes"] == ["default-runtime", "cdi"]

@@ -42,7 +42,7 @@ SPECS = [
     PkgSpec("ecs-init", "1.97.1", "1.amzn2023", requires=["docker >= 20.10.0"]),
     # Not offered to the resolver's liking here; installed by hand (rpm --nodeps) to make the broken pair.
     PkgSpec("ecs-init", "1.99.0", "1.amzn2023", requires=["docker >= 26.0.0"]),
-    *toolkit("1.17.8"),
+    *toolkit("1.19.1"),
     # AL2023's versionlock command: python3-dnf-plugin-versionlock provides dnf-command(versionlock).
     PkgSpec("python3-dnf-plugin-versionlock", "4.3.0", "13.amzn2023.0.4", provides=["dnf-command(versionlock)"],
             files={"/etc/dnf/plugins/versionlock.conf": "[main]\nenabled = 1\n"
@@ -98,7 +98,7 @@ def test_installed_and_locked_root_is_ok(root: Path) -> None:
     inst, locked, ecs = checks["packages-installed"], checks["packages-locked"], checks["ecs-docker-requires"]
     assert inst["status"] == "ok", inst
     assert inst["group"] == "packages" and "docker-25.0.6-1.amzn2023.0.2" in inst["summary"]
-    assert inst["data"]["installed"]["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.17.8-1"
+    assert inst["data"]["installed"]["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.19.1-1"
     assert locked["status"] == "ok", locked
     assert locked["summary"] == "6 packages locked in /etc/dnf/plugins/versionlock.list"
     assert "docker-0:25.0.6-1.amzn2023.0.2.*" in locked["data"]["entries"] and locked["data"]["plugin"] is True
@@ -118,8 +118,8 @@ def test_unlocked_root_warns_with_the_exact_fix_and_the_fix_works(root: Path) ->
     assert "not version-locked: ecs-init-1.97.1-1.amzn2023, docker-25.0.6-1.amzn2023.0.2" in locked["summary"]
     assert "the versionlock plugin (dnf-command(versionlock)) is not installed" in locked["summary"]
     entries = ["ecs-init-0:1.97.1-1.amzn2023.*", "docker-0:25.0.6-1.amzn2023.0.2.*",
-               "nvidia-container-toolkit-0:1.17.8-1.*", "nvidia-container-toolkit-base-0:1.17.8-1.*",
-               "libnvidia-container-tools-0:1.17.8-1.*", "libnvidia-container1-0:1.17.8-1.*"]
+               "nvidia-container-toolkit-0:1.19.1-1.*", "nvidia-container-toolkit-base-0:1.19.1-1.*",
+               "libnvidia-container-tools-0:1.19.1-1.*", "libnvidia-container1-0:1.19.1-1.*"]
     assert locked["hint"] == (
         f"dnf --installroot={root} --setopt=reposdir={root}/etc/yum.repos.d --releasever=2023 -y install "
         f"'dnf-command(versionlock)' && printf '%s\\n' " + " ".join(f"'{e}'" for e in entries)
@@ -137,9 +137,9 @@ def test_locked_list_without_plugin_is_not_enforced(root: Path) -> None:
     lock_list = root / "etc/dnf/plugins/versionlock.list"
     lock_list.parent.mkdir(parents=True)
     lock_list.write_text("".join(f"{line}\n" for line in (
-        "ecs-init-0:1.97.1-1.amzn2023.*", "docker-0:25.0.6-1.amzn2023.0.2.*", "nvidia-container-toolkit-0:1.17.8-1.*",
-        "nvidia-container-toolkit-base-0:1.17.8-1.*", "libnvidia-container-tools-0:1.17.8-1.*",
-        "libnvidia-container1-0:1.17.8-1.*")))
+        "ecs-init-0:1.97.1-1.amzn2023.*", "docker-0:25.0.6-1.amzn2023.0.2.*", "nvidia-container-toolkit-0:1.19.1-1.*",
+        "nvidia-container-toolkit-base-0:1.19.1-1.*", "libnvidia-container-tools-0:1.19.1-1.*",
+        "libnvidia-container1-0:1.19.1-1.*")))
     _, checks = doctor(root)
     locked = checks["packages-locked"]
     assert locked["status"] == "warning", locked
@@ -149,7 +149,7 @@ def test_locked_list_without_plugin_is_not_enforced(root: Path) -> None:
 
 def test_docker_that_ecs_init_rejects_is_critical(root: Path, repo: Path) -> None:
     rpm_install_nodeps(root, repo, "docker-20.10.25-1.amzn2023.0.1.noarch.rpm", "ecs-init-1.99.0-1.amzn2023.noarch.rpm",
-                       "nvidia-container-toolkit-1.17.8-1.noarch.rpm")
+                       "nvidia-container-toolkit-1.19.1-1.noarch.rpm")
     code, checks = doctor(root)
     ecs = checks["ecs-docker-requires"]
     assert ecs["status"] == "critical" and code == 2, ecs
@@ -161,12 +161,12 @@ def test_docker_that_ecs_init_rejects_is_critical(root: Path, repo: Path) -> Non
 
 def test_no_ecs_init_skips_the_requires_check(root: Path, repo: Path) -> None:
     rpm_install_nodeps(root, repo, "docker-25.0.6-1.amzn2023.0.2.noarch.rpm",
-                       "nvidia-container-toolkit-1.17.8-1.noarch.rpm")
+                       "nvidia-container-toolkit-1.19.1-1.noarch.rpm")
     _, checks = doctor(root)
     assert checks["ecs-docker-requires"]["status"] == "skipped"
     assert checks["ecs-docker-requires"]["summary"] == "ecs-init is not installed"
     assert checks["packages-installed"]["status"] == "ok"
-    assert checks["packages-installed"]["summary"] == "docker-25.0.6-1.amzn2023.0.2, nvidia-container-toolkit-1.17.8-1"
+    assert checks["packages-installed"]["summary"] == "docker-25.0.6-1.amzn2023.0.2, nvidia-container-toolkit-1.19.1-1"
 
 
 def test_nothing_installed(root: Path) -> None:

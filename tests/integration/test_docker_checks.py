@@ -1,8 +1,9 @@
 """doctor's docker and container checks against a private real dockerd (docs/testbed.md 1-2).
 
 Real: dockerd 20.10 on its own socket (its daemon.json is the --root tree's), runc, containerd,
-docker-py, the gpuprep CLI. SIMULATED (no GPU or driver here): the nvidia runtime is the testbed
-shim that bind-mounts a fake nvidia-smi, and the host's nvidia-smi is a fake inside the root tree.
+docker-py, the gpuprep CLI, NVIDIA's nvidia-container-runtime (1.20.0, cdi mode: tests/testbed.py
+``write_nvidia_runtime``). STAND-INS (no GPU or driver here): the device nodes and the nvidia-smi its CDI spec
+names, and the host's nvidia-smi inside the root tree.
 Each broken case is made the way it happens on a host and must give its status and its fix; where the fix is a
 gpuprep command, it is run as the hint writes it and the finding must be gone (issue 16).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO
-from testbed import DEFAULT_GPUS, tiny_image, write_fake_nvidia_smi, write_runtime_shim
+from testbed import DEFAULT_GPUS, tiny_image, write_fake_nvidia_smi, write_nvidia_runtime
 
 UUIDS = [g["uuid"] for g in DEFAULT_GPUS]
 
@@ -65,20 +66,20 @@ def host(tmp_path, dockerd_factory, fake_gpu):
     return start, fake_gpu
 
 
-def nvidia(shim: Path, default: bool = True) -> dict:
-    config: dict = {"runtimes": {"nvidia": {"path": str(shim), "runtimeArgs": []}}}
+def nvidia(runtime: Path, default: bool = True) -> dict:
+    config: dict = {"runtimes": {"nvidia": {"path": str(runtime), "runtimeArgs": []}}}
     return {**config, "default-runtime": "nvidia"} if default else config
 
 
 def test_healthy(host):
     start, gpu = host
-    root, dockerd = start(nvidia(gpu["shim"]))
+    root, dockerd = start(nvidia(gpu["runtime"]))
     code, checks = doctor(root, dockerd.url)
     assert set(statuses(checks).values()) == {"ok"}, statuses(checks)
     container = checks["gpu-container"]
     assert container["data"]["uuids"] == UUIDS and container["data"]["host_uuids"] == UUIDS
     assert 0 < container["data"]["seconds"] < 10
-    assert checks["docker-nvidia-runtime"]["data"]["runtimes"]["nvidia"] == str(gpu["shim"])
+    assert checks["docker-nvidia-runtime"]["data"]["runtimes"]["nvidia"] == str(gpu["runtime"])
 
 
 def test_runtime_missing(host):
@@ -99,7 +100,7 @@ def test_runtime_missing(host):
 def test_runtime_in_daemon_json_but_not_loaded_says_reload(host):
     start, gpu = host
     root, dockerd = start({})
-    (root / "etc/docker/daemon.json").write_text(json.dumps(nvidia(gpu["shim"])))  # edited, not reloaded
+    (root / "etc/docker/daemon.json").write_text(json.dumps(nvidia(gpu["runtime"])))  # edited, not reloaded
     _, checks = doctor(root, dockerd.url)
     assert checks["docker-nvidia-runtime"]["status"] == "critical"
     assert "install --only docker-reload" in checks["docker-nvidia-runtime"]["hint"]
@@ -120,7 +121,7 @@ def run_hint(hint: str, url: str) -> None:
 
 def test_runtime_not_default(host):
     start, gpu = host
-    root, dockerd = start(nvidia(gpu["shim"], default=False))
+    root, dockerd = start(nvidia(gpu["runtime"], default=False))
     code, checks = doctor(root, dockerd.url)
     assert code == 2  # the container check is critical; the default-runtime finding itself is a warning
     assert checks["docker-nvidia-runtime"]["status"] == "ok"
@@ -136,13 +137,14 @@ def test_runtime_not_default(host):
 
 def test_runtime_binary_gone(host):
     start, gpu = host
-    root, dockerd = start(nvidia(gpu["shim"]))
-    gpu["shim"].unlink()  # e.g. the toolkit package removed by hand
+    root, dockerd = start(nvidia(gpu["runtime"]))
+    gpu["runtime"].unlink()  # e.g. the toolkit package removed by hand
     code, checks = doctor(root, dockerd.url)
     assert code == 2
     binary = checks["docker-runtime-binary"]
     assert binary["status"] == "critical" and "does not exist" in binary["summary"]
-    # No rpm database in this tree: no package owns the shim, so the fix installs the runtime (with the --root)
+    # No rpm database in this tree: no package owns the runtime's wrapper, so the fix installs the runtime
+    # (with the --root)
     assert f"gpuprep --root {root} install --only packages" in binary["hint"]
     container = checks["gpu-container"]
     assert container["status"] == "critical" and container["data"]["link"] == "runtime-binary"
@@ -151,8 +153,9 @@ def test_runtime_binary_gone(host):
 def test_container_sees_fewer_gpus_than_the_host(host):
     start, gpu = host
     one = write_fake_nvidia_smi(gpu["dir"] / "one-gpu/nvidia-smi", gpus=DEFAULT_GPUS[:1])
-    shim = write_runtime_shim(gpu["dir"] / "one-gpu/runtime", one)
-    root, dockerd = start(nvidia(shim))  # the host's own nvidia-smi (in the root) lists 2
+    # The spec defines one GPU: the real runtime gives the container that one, and its nvidia-smi lists it.
+    runtime = write_nvidia_runtime(gpu["dir"] / "one-gpu", one, gpus=DEFAULT_GPUS[:1])
+    root, dockerd = start(nvidia(runtime.path))  # the host's own nvidia-smi (in the root) lists 2
     code, checks = doctor(root, dockerd.url)
     assert code == 2
     container = checks["gpu-container"]
@@ -163,7 +166,7 @@ def test_container_sees_fewer_gpus_than_the_host(host):
 
 def test_engine_down(host):
     start, gpu = host
-    root, dockerd = start(nvidia(gpu["shim"]))
+    root, dockerd = start(nvidia(gpu["runtime"]))
     dockerd.stop()
     code, checks = doctor(root, dockerd.url)
     assert code == 2
@@ -179,9 +182,9 @@ def test_engine_down(host):
 
 def test_runtime_defined_twice(host):
     start, gpu = host
-    root, dockerd = start(nvidia(gpu["shim"]))
+    root, dockerd = start(nvidia(gpu["runtime"]))
     # Amazon Linux's registration: an executable in /etc/docker-runtimes.d, linked to the runtime.
-    shutil.copy(gpu["shim"], root / "usr/bin/nvidia-container-runtime")
+    shutil.copy(gpu["runtime"], root / "usr/bin/nvidia-container-runtime")
     (root / "etc/docker-runtimes.d").mkdir()
     os.symlink("/usr/bin/nvidia-container-runtime", root / "etc/docker-runtimes.d/nvidia")
     _, checks = doctor(root, dockerd.url)
@@ -192,7 +195,7 @@ def test_runtime_defined_twice(host):
 
 def test_missing_image_is_unknown_and_skipped_at_boot(host):
     start, gpu = host
-    root, dockerd = start(nvidia(gpu["shim"]))
+    root, dockerd = start(nvidia(gpu["runtime"]))
     # No registry is reachable here: a registry on a closed local port fails at once, as offline would.
     code, checks = doctor(root, dockerd.url, "--image", "localhost:1/nvidia/cuda:12.4.1-base")
     container = checks["gpu-container"]
@@ -205,7 +208,7 @@ def test_missing_image_is_unknown_and_skipped_at_boot(host):
 
 def test_broken_daemon_json_is_critical(host):
     start, gpu = host
-    root, dockerd = start(nvidia(gpu["shim"]))
+    root, dockerd = start(nvidia(gpu["runtime"]))
     (root / "etc/docker/daemon.json").write_text('{"runtimes": null}')
     _, checks = doctor(root, dockerd.url)
     assert checks["docker-daemon-json"]["status"] == "critical"

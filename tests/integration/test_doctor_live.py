@@ -4,18 +4,20 @@ Real: the installed ``gpuprep`` console script in a fresh process; dockerd 20.10
 daemon.json of the --root tree (``DOCKER_HOST`` points doctor at it); runc and containerd running the container
 check's nvidia-smi in the locally built busybox image ``tiny:latest``; rpmbuild-built packages installed with the
 machine's rpm into the root's own rpm database; ``systemctl --root`` enabling ecs.service there; the JSON, text and
-Prometheus renderers.
+Prometheus renderers; NVIDIA's real nvidia-container-runtime 1.20.0 as the nvidia runtime, in cdi mode with a spec
+of the test's own (tests/testbed.py ``write_nvidia_runtime``) that binds that same nvidia-smi into the container, as
+``nvidia-ctk cdi generate``'s spec binds the driver's.
 
 SIMULATED, because this machine has no GPU, no driver and no Amazon Linux (docs/testbed.md 9): the p5-like host tree
-(tests/hosttree.py: 8 H100 PCI functions, /dev/nvidia0-7, open kernel module and libnvidia-ml 580.95.05); the
+(tests/hosttree.py: 8 H100 PCI functions, /dev/nvidia0-7, open kernel module and libnvidia-ml 580.178.04); the
 host's nvidia-smi (``ROOT/usr/bin/nvidia-smi``, a busybox-sh script printing 8 GPUs whose PCI bus ids are the tree's
-and whose UUIDs are fixed below); the nvidia runtime (the testbed shim that bind-mounts that same nvidia-smi into
-the container, as nvidia-container-runtime's hook mounts the driver's); the packages (shaped like AL2023's docker and
+and whose UUIDs are fixed below); the GPU device nodes (character devices standing in for /dev/nvidia*) and the
+packages (shaped like AL2023's docker and
 ecs-init and NVIDIA's toolkit, as in test_checks_packages.py).
 
 Why the UUIDs agree: with ``--root`` NVML is not consulted (it answers for the running system), so the host's
-view of its GPUs is the root's nvidia-smi, and the shim mounts that very file into the container. A container that
-sees fewer GPUs than the host is test_docker_checks.py's case.
+view of its GPUs is the root's nvidia-smi, and the runtime's CDI spec mounts that very file into the container. A
+container that sees fewer GPUs than the host is test_docker_checks.py's case.
 
 ``build_live_host`` is shared with bench/bench_doctor.py (the 0.5 s "healthy simulated host" measurement).
 """
@@ -38,10 +40,10 @@ sys.path.insert(0, str(REPO / "tests"))
 import pytest  # noqa: E402
 from hosttree import build_named, load_spec  # noqa: E402
 from rpmfixtures import PkgSpec, build_repo  # noqa: E402
-from testbed import PrivateDockerd, tiny_image, write_fake_nvidia_smi, write_runtime_shim  # noqa: E402
+from testbed import PrivateDockerd, tiny_image, write_fake_nvidia_smi, write_nvidia_runtime  # noqa: E402
 
 HOST = "healthy-p5-h100x8"
-DRIVER = "580.95.05"  # the tree's kernel module and libnvidia-ml version
+DRIVER = "580.178.04"  # the tree's kernel module and libnvidia-ml version
 GPUPREP = REPO / ".venv" / "bin" / "gpuprep"
 
 # AL2023-shaped packages (docs/domain.md): ecs-init >= 1.97.1 requires docker >= 20.10.0; the toolkit's packages all
@@ -54,11 +56,11 @@ PACKAGES = [
     PkgSpec("docker", "25.0.6", "1.amzn2023.0.2"),
     PkgSpec("ecs-init", "1.97.1", "1.amzn2023", requires=["docker >= 20.10.0"],
             files={"/usr/lib/systemd/system/ecs.service": ECS_UNIT}),
-    PkgSpec("nvidia-container-toolkit", "1.17.8", "1", provides=["nvidia-container-runtime"],
-            requires=["nvidia-container-toolkit-base = 1.17.8-1", "libnvidia-container-tools >= 1.17.8"]),
-    PkgSpec("nvidia-container-toolkit-base", "1.17.8", "1"),
-    PkgSpec("libnvidia-container-tools", "1.17.8", "1", requires=["libnvidia-container1 = 1.17.8-1"]),
-    PkgSpec("libnvidia-container1", "1.17.8", "1"),
+    PkgSpec("nvidia-container-toolkit", "1.19.1", "1", provides=["nvidia-container-runtime"],
+            requires=["nvidia-container-toolkit-base = 1.19.1-1", "libnvidia-container-tools >= 1.19.1"]),
+    PkgSpec("nvidia-container-toolkit-base", "1.19.1", "1"),
+    PkgSpec("libnvidia-container-tools", "1.19.1", "1", requires=["libnvidia-container1 = 1.19.1-1"]),
+    PkgSpec("libnvidia-container1", "1.19.1", "1"),
     PkgSpec("python3-dnf-plugin-versionlock", "4.3.0", "13.amzn2023.0.4", provides=["dnf-command(versionlock)"],
             files={"/etc/dnf/plugins/versionlock.conf": "[main]\nenabled = 1\n"
                                                         "locklist = /etc/dnf/plugins/versionlock.list\n"},
@@ -83,7 +85,7 @@ UUIDS = [g["uuid"] for g in host_gpus()]
 class LiveHost:
     root: Path
     dockerd: PrivateDockerd
-    shim: Path
+    runtime: Path  # the nvidia runtime daemon.json registers (NVIDIA's, through its wrapper)
 
     @property
     def env(self) -> dict[str, str]:
@@ -91,8 +93,8 @@ class LiveHost:
         return {**env, "DOCKER_HOST": self.dockerd.url, "NO_COLOR": "1", "TERM": "dumb"}
 
 
-def daemon_config(shim: Path, default: bool = True) -> dict:
-    config: dict = {"runtimes": {"nvidia": {"path": str(shim), "runtimeArgs": []}}}
+def daemon_config(runtime: Path, default: bool = True) -> dict:
+    config: dict = {"runtimes": {"nvidia": {"path": str(runtime), "runtimeArgs": []}}}
     return {**config, "default-runtime": "nvidia"} if default else config
 
 
@@ -116,10 +118,10 @@ def build_root(root: Path, pkg_cache: Path) -> Path:
 def build_live_host(workdir: Path, pkg_cache: Path, *, default_runtime: bool = True) -> LiveHost:
     """A healthy simulated host with a started private dockerd; ``stop_live_host`` undoes it."""
     root = build_root(workdir / "root", pkg_cache)
-    # The shim mounts the root's own nvidia-smi: the container sees what the host sees.
-    shim = write_runtime_shim(workdir / "runtime/nvidia-container-runtime", root / "usr/bin/nvidia-smi")
+    # The runtime's CDI spec mounts the root's own nvidia-smi: the container sees what the host sees.
+    runtime = write_nvidia_runtime(workdir / "nvidia", root / "usr/bin/nvidia-smi", gpus=host_gpus()).path
     dockerd = PrivateDockerd(config_path=root / "etc/docker/daemon.json",
-                             config=daemon_config(shim, default_runtime))
+                             config=daemon_config(runtime, default_runtime))
     try:
         dockerd.start()
         client = dockerd.client()
@@ -130,7 +132,7 @@ def build_live_host(workdir: Path, pkg_cache: Path, *, default_runtime: bool = T
     except BaseException:
         dockerd.cleanup()
         raise
-    return LiveHost(root, dockerd, shim)
+    return LiveHost(root, dockerd, runtime)
 
 
 def gpuprep_argv() -> list[str]:
@@ -146,9 +148,10 @@ def doctor(host: LiveHost, *args: str, json_out: bool = True) -> subprocess.Comp
 # -- fixtures -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def pkg_cache(request) -> Path:
-    from conftest import require, require_root
+    from conftest import require, require_root, require_toolkit
 
     require_root()
+    require_toolkit()
     require("rpmbuild", "createrepo_c", "rpm", "systemctl", "dockerd", "runc", "containerd", "busybox")
     return Path(request.config.cache.mkdir("rpmfixtures"))
 
@@ -182,12 +185,16 @@ def test_healthy_host_exits_0_with_every_check_ok_or_skipped(healthy_run):
             "ecs-docker-requires", "ecs-gpu-support", "ecs-gpu-info", "ecs-service", "packages-installed",
             "packages-locked"} <= ok
     # Only what needs the running system (NVML, the kernel log, processes) or a sealed image is skipped, and what
-    # this host has not got: EC2 instance metadata, dcgm-init, MPS, a published end of support for AL2023, character
-    # devices for /dev/nvidia* (the fixture tree's are plain files), a CDI spec (legacy mode reads none).
+    # this host has not got: EC2 instance metadata, dcgm-init, MPS, a published end of support for AL2023, a CDI
+    # spec, DCGM, tables of its own in /etc/gpuprep/knowledge.d, a dnf cache; and /dev/char links, which toolkit
+    # 1.19.1 in its default (auto: jit-cdi) mode does not need.
     absent = {"gpu-instance-count": "not an EC2 instance", "gpu-persistence-required": "not an EC2 instance",
               "ecs-gpu-health": "dcgm-init", "ecs-gpu-sharing-mps": "MPS is not installed",
               "platform-end-of-support": "no end of support announced for Amazon Linux 2023",
-              "toolkit-dev-char": "no NVIDIA character device under /dev", "toolkit-cdi-specs": "no CDI spec",
+              "toolkit-dev-char": "the runtime runs in jit-cdi mode", "toolkit-cdi-specs": "no CDI spec",
+              "dcgm-security": "DCGM (datacenter-gpu-manager) is not installed",
+              "knowledge-files": "no table in /etc/gpuprep/knowledge.d",
+              "distro-advisories": "no cached repository metadata with updateinfo",
               # issue 25: a p5 (NVSwitch on the bus) is neither NVLink5 nor GB200; tiny:latest has no python3
               "gpu-nvlink5": "not an NVLink5 type", "gpu-imex": "IMEX is for Grace-Blackwell",
               "container-cuda": "has no python3",
@@ -292,7 +299,7 @@ def test_runtime_not_default_exit_code_and_fix(pkg_cache, tmp_path):
     try:
         text = doctor(host, json_out=False)
         as_json = doctor(host)
-        (host.root / "etc/docker/daemon.json").write_text(json.dumps(daemon_config(host.shim)))
+        (host.root / "etc/docker/daemon.json").write_text(json.dumps(daemon_config(host.runtime)))
         os.kill(host.dockerd.current_pid(), signal.SIGHUP)
         client = host.dockerd.client()
         try:
@@ -316,7 +323,7 @@ def test_runtime_not_default_exit_code_and_fix(pkg_cache, tmp_path):
     fixes = [line.strip() for line in out.splitlines() if line.strip().startswith("fix: ")]
     # One fix for both findings, said once: the same --root, and the runtime kept where dockerd has it (issue 16).
     assert fixes == [f"fix: `gpuprep --root {host.root} install --only docker-runtime,docker-reload --runtime-path "
-                     f'{host.shim}` (sets "default-runtime": "nvidia" in daemon.json and reloads dockerd)'], fixes
+                     f'{host.runtime}` (sets "default-runtime": "nvidia" in daemon.json and reloads dockerd)'], fixes
     assert out.splitlines()[-1].startswith("CRITICAL: ") and out.splitlines()[-1].endswith("(exit 2)")
     report = json.loads(fixed.stdout)
     assert fixed.returncode == 0, [(c["id"], c["status"]) for c in report["checks"] if c["status"] != "ok"]

@@ -4,10 +4,10 @@ Real: dockerd 20.10 and, where the Engine's behaviour matters (``--validate``, S
 its error texts, the runtimes.d route), also 26.1.5 (``docker_engine``: own socket, data-root, exec-root; its
 daemon.json is the one inside the --root tree gpuprep edits), runc, containerd, docker-py, the gpuprep CLI as a
 user runs it.
-SIMULATED (no GPU or NVIDIA driver on these machines): the nvidia runtime is tests/testbed.py's shim,
-an OCI runtime that bind-mounts a fake nvidia-smi into the container and execs runc, and the host's
-nvidia-smi is the same fake inside the root tree. Docker's side (runtime registration, default
-runtime, SIGHUP, restart) is all real.
+The nvidia runtime is NVIDIA's real nvidia-container-runtime 1.20.0 in cdi mode (tests/testbed.py
+``write_nvidia_runtime``), so Docker's side (runtime registration, default runtime, SIGHUP, restart) and the runtime's
+are real. STAND-INS (no GPU or NVIDIA driver on these machines): the device nodes and the nvidia-smi its CDI spec
+names, and the host's nvidia-smi inside the root tree.
 """
 
 from __future__ import annotations
@@ -76,19 +76,19 @@ def simhost(tmp_path, dockerd_factory, fake_gpu):
     client = dockerd.client()
     tiny_image(client)
     client.close()
-    return root, dockerd, fake_gpu["shim"]
+    return root, dockerd, fake_gpu["runtime"]
 
 
 def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simhost, docker_engine):
     import docker.errors
 
-    root, dockerd, shim = simhost
+    root, dockerd, runtime = simhost
     daemon_json = root / "etc/docker/daemon.json"
     with pytest.raises(docker.errors.APIError, match='exec: "nvidia-smi": executable file not found'):
         run_nvidia_smi(dockerd)  # the negative case: runc, no nvidia-smi in the image
     pid = dockerd.current_pid()
     started_at = psutil.Process(pid).create_time()
-    args = ("install", "--only", STEPS, "--runtime-path", str(shim), "--image", "tiny:latest")
+    args = ("install", "--only", STEPS, "--runtime-path", str(runtime), "--image", "tiny:latest")
 
     before = daemon_json.read_bytes()
     code, report, err = gpuprep(root, dockerd.url, *args, "--dry-run")
@@ -112,8 +112,10 @@ def test_install_makes_nvidia_the_default_and_a_second_run_changes_nothing(simho
     assert s["docker-reload"]["status"] == "changed" and s["docker-reload"]["data"]["done"] == "reload"
     assert s["gpu-check"]["status"] == "ok" and s["gpu-check"]["data"]["uuids"] == UUIDS
     assert s["gpu-check"]["data"]["host_uuids"] == UUIDS
-    # Docker's CDI is off (20.10 has none; 26 only with features.cdi): the default runtime is the one route.
-    assert [r["route"] for r in s["gpu-check"]["data"]["routes"]] == ["default-runtime"]
+    # Docker's CDI is off on 20.10 (none) and 26 (only with features.cdi): the default runtime is the one route.
+    # On 28 it is on by default (28.2+) and reads the runtime's own spec: both routes are proved.
+    routes = ["default-runtime", "cdi"] if docker_engine.major >= 28 else ["default-runtime"]
+    assert [r["route"] for r in s["gpu-check"]["data"]["routes"]] == routes
     assert json.loads(daemon_json.read_text())["default-runtime"] == "nvidia"
     assert all(u in run_nvidia_smi(dockerd) for u in UUIDS)  # no runtime flag, the GPUs are there
     assert dockerd.current_pid() == pid  # SIGHUP was enough
@@ -151,17 +153,17 @@ def flag_dockerd(tmp_path, dockerd_factory, fake_gpu):
         client = dockerd.client()
         tiny_image(client)
         client.close()
-        yield root, dockerd, fake_gpu["shim"]
+        yield root, dockerd, fake_gpu["runtime"]
     finally:
         dockerd.cleanup()
 
 
 def test_a_config_dockerd_refuses_is_rolled_back_and_dockerd_runs_again(flag_dockerd):
-    root, dockerd, shim = flag_dockerd
+    root, dockerd, runtime = flag_dockerd
     daemon_json = root / "etc/docker/daemon.json"
     before = daemon_json.read_bytes()
     pid = dockerd.current_pid()
-    code, report, err = gpuprep(root, dockerd.url, "install", "--only", STEPS, "--runtime-path", str(shim),
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", STEPS, "--runtime-path", str(runtime),
                                 "--image", "tiny:latest")
     assert code == 1, err
     s = steps(report)
@@ -185,17 +187,17 @@ def test_a_config_dockerd_refuses_is_rolled_back_and_dockerd_runs_again(flag_doc
 def test_a_default_runtime_the_file_no_longer_sets_takes_a_restart(simhost, docker_engine):
     """SIGHUP cannot unset a default runtime (docs/testbed.md 3; Engine 26 the same): gpuprep restarts the
     hand-started dockerd, with its own command line and environment."""
-    root, dockerd, shim = simhost
+    root, dockerd, runtime = simhost
     daemon_json = root / "etc/docker/daemon.json"
     config = json.loads(daemon_json.read_text())
-    daemon_json.write_text(json.dumps({**config, "runtimes": {"nvidia": {"path": str(shim), "runtimeArgs": []}},
+    daemon_json.write_text(json.dumps({**config, "runtimes": {"nvidia": {"path": str(runtime), "runtimeArgs": []}},
                                        "default-runtime": "nvidia"}))
     dockerd.stop()
     dockerd.start()
-    daemon_json.write_text(json.dumps({**config, "runtimes": {"nvidia": {"path": str(shim), "runtimeArgs": []}}}))
+    daemon_json.write_text(json.dumps({**config, "runtimes": {"nvidia": {"path": str(runtime), "runtimeArgs": []}}}))
     pid = dockerd.current_pid()
     code, report, err = gpuprep(root, dockerd.url, "install", "--only", "docker-runtime,docker-reload",
-                                "--runtime-path", str(shim), "--no-default-runtime")
+                                "--runtime-path", str(runtime), "--no-default-runtime")
     assert code == 0, err
     s = steps(report)
     assert s["docker-runtime"]["status"] == "ok"
@@ -209,16 +211,16 @@ def test_a_default_runtime_the_file_no_longer_sets_takes_a_restart(simhost, dock
         client.close()
     assert info["DefaultRuntime"] == "runc" and "nvidia" in info["Runtimes"]
     code, report, err = gpuprep(root, dockerd.url, "install", "--only", "docker-runtime,docker-reload",
-                                "--runtime-path", str(shim), "--no-default-runtime")
+                                "--runtime-path", str(runtime), "--no-default-runtime")
     assert code == 0 and report["status"] == "ok", err
     assert dockerd.current_pid() == new_pid
 
 
 def test_engine_down_is_one_line_with_a_hint(simhost):
-    root, dockerd, shim = simhost
+    root, dockerd, runtime = simhost
     dockerd.stop()
     code, report, err = gpuprep(root, dockerd.url, "install", "--only", "docker-reload,gpu-check",
-                                "--runtime-path", str(shim), "--image", "tiny:latest")
+                                "--runtime-path", str(runtime), "--image", "tiny:latest")
     assert code == 1
     reload = steps(report)["docker-reload"]
     assert reload["status"] == "failed" and "does not answer" in reload["summary"]
@@ -228,7 +230,7 @@ def test_engine_down_is_one_line_with_a_hint(simhost):
 
 def test_gpu_check_names_the_broken_link(simhost, docker_engine):
     """runc still the default: gpu-check fails saying nvidia is not registered / not the default."""
-    root, dockerd, shim = simhost
+    root, dockerd, runtime = simhost
     code, report, err = gpuprep(root, dockerd.url, "install", "--only", "gpu-check", "--image", "tiny:latest")
     assert code == 1
     check = steps(report)["gpu-check"]
@@ -282,15 +284,15 @@ def test_docker_service_with_docker_host_counts_the_engine_answering(simhost):
 # -- each link of the chain, broken once: gpu-check names it -----------------------------------
 def test_no_default_runtime_registers_nvidia_and_gpu_check_says_it_is_not_the_default(simhost):
     """--no-default-runtime: nvidia registered (SIGHUP), runc stays the default, and the proof says so."""
-    root, dockerd, shim = simhost
+    root, dockerd, runtime = simhost
     pid = dockerd.current_pid()
-    code, report, err = gpuprep(root, dockerd.url, "install", "--only", STEPS, "--runtime-path", str(shim),
+    code, report, err = gpuprep(root, dockerd.url, "install", "--only", STEPS, "--runtime-path", str(runtime),
                                 "--image", "tiny:latest", "--no-default-runtime")
     assert code == 1, err
     s = steps(report)
     assert s["docker-runtime"]["status"] == "changed" and "default-runtime" not in s["docker-runtime"]["summary"]
     config = json.loads((root / "etc/docker/daemon.json").read_text())
-    assert "default-runtime" not in config and config["runtimes"]["nvidia"]["path"] == str(shim)
+    assert "default-runtime" not in config and config["runtimes"]["nvidia"]["path"] == str(runtime)
     assert s["docker-reload"]["status"] == "changed" and s["docker-reload"]["data"]["done"] == "reload"
     assert dockerd.current_pid() == pid
     check = s["gpu-check"]
@@ -324,12 +326,12 @@ def test_gpu_check_names_a_runtime_binary_that_cannot_run(simhost, docker_engine
 
 def test_gpu_check_names_the_driver_when_nvidia_smi_exits_9(simhost, tmp_path):
     """The runtime works, the driver does not: nvidia-smi in the container exits 9 (NVML: driver not loaded)."""
-    from testbed import write_fake_nvidia_smi, write_runtime_shim
+    from testbed import write_fake_nvidia_smi, write_nvidia_runtime
 
     root, dockerd, _ = simhost
-    smi = write_fake_nvidia_smi(tmp_path / "broken/nvidia-smi", exit_code=9)  # SIMULATED: no driver here
-    shim = write_runtime_shim(tmp_path / "broken/nvidia-container-runtime", smi)
-    _nvidia_default(root, str(shim))
+    smi = write_fake_nvidia_smi(tmp_path / "broken/nvidia-smi", exit_code=9)  # STAND-IN: no driver here
+    runtime = write_nvidia_runtime(tmp_path / "broken", smi)
+    _nvidia_default(root, str(runtime.path))
     dockerd.stop()
     dockerd.start()
     code, report, err = gpuprep(root, dockerd.url, "install", "--only", "gpu-check", "--image", "tiny:latest")
@@ -362,7 +364,7 @@ def al2023_runtimes_dir(tmp_path, dockerd_factory, fake_gpu):
     dockerd_factory  # noqa: B018 -- for its skip conditions (root, dockerd, runc, containerd)
     root = make_root(tmp_path)
     runtime = root / "usr/bin/nvidia-container-runtime"
-    shutil.copy(fake_gpu["shim"], runtime)  # SIMULATED runtime (no GPU here), where the toolkit puts it
+    shutil.copy(fake_gpu["runtime"], runtime)  # NVIDIA's runtime (its wrapper) where the toolkit puts it
     (root / "etc/docker-runtimes.d").mkdir()
     os.symlink("/usr/bin/nvidia-container-runtime", root / "etc/docker-runtimes.d/nvidia")
     dockerd = AddRuntimeDockerd(runtime, config_path=root / "etc/docker/daemon.json", config={})
@@ -429,8 +431,9 @@ def test_runtimes_dir_route_removes_a_second_definition_from_daemon_json(al2023_
 
 def test_a_slow_gpu_runtime_start_is_waited_for_not_called_an_engine_failure(dockerd_factory, fake_gpu, tmp_path):
     """Without persistence mode the runtime's GPU setup takes 1-3 s per GPU (NVIDIA/nvidia-docker 1279), so
-    `docker start` can outlast doctor's 5 s `docker info` client. SIMULATED slowness: the testbed shim sleeps
-    7 s in `create` before it execs the real runc; the Engine, docker-py and the probe are real."""
+    `docker start` can outlast doctor's 5 s `docker info` client. SIMULATED slowness (no GPU to initialise here):
+    a wrapper sleeps 7 s on `create` before it execs NVIDIA's real runtime; the Engine, docker-py, the runtime and the
+    probe are real."""
     from testbed import tiny_image
 
     from gpuprep.engine.dockerd import docker_info
@@ -438,11 +441,7 @@ def test_a_slow_gpu_runtime_start_is_waited_for_not_called_an_engine_failure(doc
     from gpuprep.host import Host
 
     slow = tmp_path / "slow-runtime"
-    code = fake_gpu["shim"].read_text().replace(
-        'if "create" in args and "--bundle" in args:',
-        'if "create" in args and "--bundle" in args:\n    import time; time.sleep(7)', 1)
-    assert "time.sleep(7)" in code
-    slow.write_text(code)
+    slow.write_text(f'#!/bin/sh\ncase " $* " in *" create "*) sleep 7 ;; esac\nexec {fake_gpu["runtime"]} "$@"\n')
     slow.chmod(0o755)
     dockerd = dockerd_factory(config={"runtimes": {"nvidia": {"path": str(slow), "runtimeArgs": []}},
                                       "default-runtime": "nvidia"})

@@ -36,7 +36,7 @@ def gpu_host(tmp_path, dockerd_factory, fake_gpu):
     (root / "etc/docker").mkdir(parents=True)
     shutil.copy(FIXTURES / "distros/amzn-2023/etc/os-release", root / "etc/os-release")
     write_fake_nvidia_smi(root / "usr/bin/nvidia-smi")  # the host's view of its GPUs (SIMULATED)
-    config = {"runtimes": {"nvidia": {"path": str(fake_gpu["shim"]), "runtimeArgs": []}},
+    config = {"runtimes": {"nvidia": {"path": str(fake_gpu["runtime"]), "runtimeArgs": []}},
               "default-runtime": "nvidia"}
     dockerd = dockerd_factory(config_path=root / "etc/docker/daemon.json", config=config)
     return root, dockerd

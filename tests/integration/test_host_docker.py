@@ -16,7 +16,7 @@ from gpuprep.host import Host, ping_engine
 def test_the_client_speaks_the_api_version_the_engine_reports(dockerd_factory, docker_engine):
     d = dockerd_factory()
     reported = d.client().version()["ApiVersion"]  # what docker-py's version="auto" asks for and uses
-    assert reported == {20: "1.41", 26: "1.45"}[docker_engine.major]
+    assert reported == {20: "1.41", 26: "1.45", 28: "1.51"}[docker_engine.major]
     assert ping_engine(d.url, timeout=10)["API-Version"] == reported
     client = Host("/", env={"DOCKER_HOST": d.url}).docker()
     assert client.api.api_version == reported

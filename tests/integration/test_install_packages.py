@@ -56,7 +56,7 @@ AL2023_SPECS = [
     # over time: docker >= 17.06.2ce, then >= 20.10.0 since 1.97.1): it must be passed over, and say why.
     PkgSpec("ecs-init", "1.99.0", "1.amzn2023", requires=["docker >= 26.0.0"]),
     *toolkit("1.16.2"),
-    *toolkit("1.17.8"),
+    *toolkit("1.19.1"),
     # The legacy stack, shaped like nvidia-docker2 2.5-2.13 (%config daemon.json, needs the runtime by
     # range) and nvidia-container-runtime 3.x; the toolkit obsoletes nvidia-container-runtime < 3.14.0.
     PkgSpec("nvidia-docker2", "2.13.0", "1", requires=["nvidia-container-runtime >= 3.13.0-1", "docker >= 18.06.1"],
@@ -102,10 +102,10 @@ def test_install_then_converged_run_changes_nothing(root: Path) -> None:
     report = json.loads(first.stdout)
     assert report["selection"] == {
         "ecs-init": "ecs-init-1.97.1-1.amzn2023", "docker": "docker-25.0.6-1.amzn2023.0.2",
-        "nvidia-container-toolkit": "nvidia-container-toolkit-1.17.8-1",
-        "nvidia-container-toolkit-base": "nvidia-container-toolkit-base-1.17.8-1",
-        "libnvidia-container-tools": "libnvidia-container-tools-1.17.8-1",
-        "libnvidia-container1": "libnvidia-container1-1.17.8-1",
+        "nvidia-container-toolkit": "nvidia-container-toolkit-1.19.1-1",
+        "nvidia-container-toolkit-base": "nvidia-container-toolkit-base-1.19.1-1",
+        "libnvidia-container-tools": "libnvidia-container-tools-1.19.1-1",
+        "libnvidia-container1": "libnvidia-container1-1.19.1-1",
     }
     assert all(NEVR.match(v) and NEVR.match(v)["name"] == k for k, v in report["selection"].items())
     steps = {s["id"]: s for s in report["steps"]}
@@ -190,7 +190,7 @@ def test_dry_run_prints_selection_and_commands_and_changes_nothing(root: Path) -
     assert rows["ecs-init"].split()[1] == "ecs-init-1.97.1-1.amzn2023"
     assert "newest that agrees (1 newer passed over)" in rows["ecs-init"]
     assert rows["docker"].split()[1] == "docker-25.0.6-1.amzn2023.0.2"
-    assert rows["nvidia-container-toolkit"].split()[1:3] == ["nvidia-container-toolkit-1.17.8-1", "newest"]
+    assert rows["nvidia-container-toolkit"].split()[1:3] == ["nvidia-container-toolkit-1.19.1-1", "newest"]
     assert ("passed over: ecs-init-1.99.0-1.amzn2023 needs docker >= 26.0.0; no Docker offered matches"
             in lines)
     # The one transaction, with the versionlock plugin in it.

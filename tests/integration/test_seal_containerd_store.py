@@ -4,8 +4,7 @@ Engine's API, so containerd's ``moby`` namespace is emptied too.
 
 Real: Engine 28.5.2 (Debian sid's docker.io and containerd 2.1.9, unpacked in /var/cache/gpuprep-tests/engine28 by
 provisioning) with ``"features": {"containerd-snapshotter": true}``, Debian 12's runc (sid's needs glibc 2.38), and
-containerd's own ``ctr`` to look into the namespace. Started here by a small local helper: tests/testbed.py's
-ENGINES gains 28.5 on another branch (issue 22); once that is merged, this helper gives way to it.
+containerd's own ``ctr`` to look into the namespace (tests/testbed.py's ``ENGINES["28"]``).
 """
 
 from __future__ import annotations
@@ -15,43 +14,21 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, require_root
-
-ENGINE28 = Path(os.environ.get("GPUPREP_ENGINE28", "/var/cache/gpuprep-tests/engine28")) / "usr"
-
-
-def engine28():
-    from testbed import BASE_CONFIG_26, Engine
-
-    links = tuple((name, str(ENGINE28 / where / name)) for where, name in (
-        ("bin", "containerd"), ("bin", "containerd-shim-runc-v2"), ("bin", "ctr"), ("bin", "docker-init"),
-        ("sbin", "docker-proxy")))
-    runc = shutil.which("runc") or "/usr/sbin/runc"
-    return Engine("28.5.2", str(ENGINE28 / "sbin/dockerd"), (*links, ("runc", runc)), tuple(BASE_CONFIG_26.items()))
+from conftest import FIXTURES
 
 
 @pytest.fixture
-def containerd_store_engine():
-    require_root()
-    from testbed import PrivateDockerd
-
-    engine = engine28()
-    missing = engine.available()
-    if missing:
-        pytest.skip(f"Engine 28.5.2: {missing}")
-    d = PrivateDockerd(config={"features": {"containerd-snapshotter": True}}, engine=engine)
-    try:
-        yield d.start()
-    finally:
-        d.cleanup()
+def containerd_store_engine(dockerd_factory):
+    return dockerd_factory(engine_id="28", config={"features": {"containerd-snapshotter": True}})
 
 
 def moby_images(d) -> list[str]:
     """What containerd itself holds in the Engine's namespace."""
-    done = subprocess.run([str(ENGINE28 / "bin/ctr"), "-a", str(d.exec_root / "containerd/containerd.sock"),
+    from testbed import ENGINE28
+
+    done = subprocess.run([str(ENGINE28 / "usr/bin/ctr"), "-a", str(d.exec_root / "containerd/containerd.sock"),
                            "-n", "moby", "images", "ls", "-q"], capture_output=True, text=True, timeout=30, check=True)
     return done.stdout.split()
 

@@ -54,9 +54,10 @@ STEPS = "docker-runtime,dev-char-links,cdi-spec"
 
 
 def test_2026_ami_sets_only_the_default_keeps_runtimes_d_and_keeps_the_refresh_units(tmp_path, request):
-    """runtimes.d defines nvidia, runc is the default, toolkit 1.18.1 (jit-cdi), Docker 25.0.6: daemon.json gets
-    default-runtime alone (Engine 25 validates the merged configuration), nothing defines nvidia twice."""
-    root = image(tmp_path, request, "al2023-ecs-gpu-2026", "1.18.1", "25.0.6")
+    """runtimes.d defines nvidia, runc is the default, toolkit 1.19.1 (jit-cdi; at the security floor of bulletin
+    5850), Docker 25.0.6: daemon.json gets default-runtime alone (Engine 25 validates the merged configuration),
+    nothing defines nvidia twice."""
+    root = image(tmp_path, request, "al2023-ecs-gpu-2026", "1.19.1", "25.0.6")
     daemon_json = root / "etc/docker/daemon.json"
     code, plan, err = gpuprep(root, "install", "--only", STEPS, "--dry-run")
     assert code == 0, err
@@ -66,7 +67,7 @@ def test_2026_ami_sets_only_the_default_keeps_runtimes_d_and_keeps_the_refresh_u
     assert s["dev-char-links"]["status"] == "ok" and "runtime mode jit-cdi" in s["dev-char-links"]["summary"]
     assert s["cdi-spec"]["status"] == "ok" and "refreshed at boot by nvidia-cdi-refresh" in s["cdi-spec"]["summary"]
     stack = s["cdi-spec"]["data"]["stack"]
-    assert stack["toolkit"] == "1.18.1-1" and stack["mode"] == "jit-cdi"
+    assert stack["toolkit"] == "1.19.1-1" and stack["mode"] == "jit-cdi"
     assert [r["route"] for r in stack["registrations"]] == ["runtimes.d"]
     assert daemon_json.read_text() == "{}\n"
 
@@ -174,13 +175,14 @@ CDI_UNIT_WANTS = "etc/systemd/system/multi-user.target.wants/gpuprep-cdi-generat
 
 
 def test_cdi_generate_unit_passes_systemd_analyze_verify(tmp_path):
-    """The shipped unit lints; the generator it runs is a stand-in executable here (no toolkit on this machine)."""
+    """The shipped unit lints, naming NVIDIA's real nvidia-ctk 1.17.8 (the last toolkit without nvidia-cdi-refresh,
+    where gpuprep's unit is the one installed) where tests/provision.sh unpacked it."""
     require("systemd-analyze")
+    from conftest import require_toolkit
+
     from gpuprep.toolkit.boot_unit import UNIT_NAME, render
 
-    ctk = tmp_path / "nvidia-ctk"
-    ctk.write_text("#!/bin/sh\nexit 0\n")  # stand-in: verify checks the ExecStart= program exists and runs
-    ctk.chmod(0o755)
+    ctk = require_toolkit("1.17.8") / "nvidia-ctk"  # verify checks the ExecStart= program exists and is executable
     for name in ("docker.service", "ecs.service", "gpuprep-boot-check.service", "nvidia-persistenced.service",
                  "nvidia-kmod-load.service"):
         (tmp_path / name).write_text(f"[Unit]\nDescription=stub {name}\n[Service]\nExecStart=/bin/true\n")

@@ -81,6 +81,20 @@ def test_the_wheelhouse_holds_every_dependency_for_both_platforms(wheelhouse):
     assert (wheelhouse.parent / f"{wheelhouse.name}.tar.gz").is_file()
 
 
+def test_the_wheel_ships_the_knowledge_tables_and_their_schema(wheelhouse, floor_venv):
+    """gpuprep/knowledge/data/*.json and schema/*.json are package data: an installed gpuprep reads them."""
+    import zipfile
+
+    names = set(zipfile.ZipFile(wheelhouse / "gpuprep-0.1.0-py3-none-any.whl").namelist())
+    shipped = {f"gpuprep/knowledge/data/{p.name}" for p in (REPO / "gpuprep/knowledge/data").glob("*.json")}
+    assert shipped and shipped <= names and "gpuprep/knowledge/schema/knowledge.schema.json" in names
+    proc = subprocess.run([str(floor_venv / "bin/gpuprep"), "--json", "knowledge"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    tables = json.loads(proc.stdout)["tables"]
+    assert len(tables) == len(shipped) and {t["origin"] for t in tables} == {"shipped"}
+
+
 def test_doctor_runs_live_on_the_floor_python_with_nvml(floor_venv, tmp_path):
     """gpu-nvml on a live host, on 3.9: the path setup.py's old >=3.8 floor broke (issue 16) and --root skips."""
     require_root()

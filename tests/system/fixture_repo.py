@@ -18,7 +18,14 @@ import tempfile
 from pathlib import Path
 
 from rpmfixtures import PkgSpec, build_repo
-from testbed import DEFAULT_GPUS, DRIVER_VERSION, ECS_SERVICE, write_fake_nvidia_smi, write_runtime_shim
+from testbed import (
+    DEFAULT_GPUS,
+    DRIVER_VERSION,
+    ECS_SERVICE,
+    toolkit_bin,
+    write_fake_nvidia_smi,
+    write_runtime_shim,
+)
 
 # Where the repositories live inside the simulated instance.
 REPOS_DIR = "/srv/repos"
@@ -153,7 +160,9 @@ NVIDIA_DOCKER2_DAEMON_JSON = {"runtimes": {"nvidia": {"path": "nvidia-container-
 
 
 def _shim_bytes() -> bytes:
-    """The simulated nvidia-container-runtime (docs/testbed.md 2), as installed inside the instance."""
+    """The SIMULATED nvidia-container-runtime (docs/testbed.md 2), as installed inside the instance: NVIDIA's cannot
+    run there, as these instances are legacy-mode hosts (toolkit ``auto`` before 1.18) and its legacy mode needs the
+    driver (libnvidia-container's nvidia-container-cli loads libnvidia-ml.so.1, docs/testbed.md 12)."""
     with tempfile.TemporaryDirectory() as d:
         path = write_runtime_shim(Path(d) / "shim", Path(HOST_SMI), runc=RUNC)
         return path.read_bytes()
@@ -165,14 +174,34 @@ def fake_smi_bytes(gpus=DEFAULT_GPUS, exit_code: int = 0) -> bytes:
         return write_fake_nvidia_smi(Path(d) / "nvidia-smi", gpus, DRIVER_VERSION, exit_code).read_bytes()
 
 
-def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
+# FIXTURE CHOICE: the runtime's config in legacy mode. The real 1.18+ RPMs ship `mode = "auto"` (jit-cdi on a driver
+# host) with nvidia-cdi-refresh, whose `nvidia-ctk cdi generate` needs a driver these machines lack; the system
+# tests were written for the legacy flow (/dev/char links) and keep it with a toolkit at the security floor, as a
+# site that pins legacy mode does.
+LEGACY_CONFIG = '[nvidia-container-runtime]\nmode = "legacy"\n'
+
+
+def nvidia_ctk_bytes(version: str) -> bytes:
+    """NVIDIA's real nvidia-ctk of ``version`` where tests/provision.sh unpacked that build (docs/testbed.md 12), else
+    the SIMULATED one below (no build of that version: 1.16.2). In the instance the real one runs `--version` and
+    `system create-dev-char-symlinks --create-all` (with the simulated driver's /proc/devices and PCI functions);
+    `cdi generate` needs the driver (NVML), which no instance here has."""
+    real = toolkit_bin(version) / "nvidia-ctk"
+    return real.read_bytes() if real.is_file() else NVIDIA_CTK.replace("@VERSION@", version).encode()
+
+
+def _toolkit_family(version: str, release: str = "1", *, legacy_config: bool = False) -> list[PkgSpec]:
     """nvidia-container-toolkit and the packages it is built with; all must be the same version.
 
     The toolkit RPM Provides nvidia-container-runtime and Obsoletes the old runtime packages
-    (NVIDIA/nvidia-container-toolkit packaging/rpm/SPECS/nvidia-container-toolkit.spec).
+    (NVIDIA/nvidia-container-toolkit packaging/rpm/SPECS/nvidia-container-toolkit.spec). Its nvidia-ctk is NVIDIA's
+    (``nvidia_ctk_bytes``); its nvidia-container-runtime stays the SIMULATED shim: the instances are legacy-mode hosts
+    (toolkit ``auto`` before 1.18), and NVIDIA's runtime in legacy mode needs the driver (libnvidia-container loads
+    libnvidia-ml.so.1), which no instance here has.
     """
     exact = f"{version}-{release}"
     shim = _shim_bytes()
+    config = {"/etc/nvidia-container-runtime/config.toml": LEGACY_CONFIG} if legacy_config else {}
     return [
         PkgSpec("libnvidia-container1", version, release, arch="x86_64",
                 files={f"/usr/share/doc/libnvidia-container1-{version}/README": "fixture\n"}),
@@ -183,8 +212,9 @@ def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
         PkgSpec("nvidia-container-toolkit-base", version, release, arch="x86_64",
                 provides=[f"nvidia-container-runtime = {exact}"],
                 obsoletes=["nvidia-container-runtime <= 3.5.0-1", "nvidia-container-runtime-hook"],
-                files={RUNTIME_PATH: shim,
-                       "/usr/bin/nvidia-ctk": NVIDIA_CTK.replace("@VERSION@", version)}),
+                files={RUNTIME_PATH: shim, **config,
+                       "/usr/bin/nvidia-ctk": nvidia_ctk_bytes(version)},
+                config_noreplace=list(config), modes={"/usr/bin/nvidia-ctk": 0o755}),
         PkgSpec("nvidia-container-toolkit", version, release, arch="x86_64",
                 requires=[f"nvidia-container-toolkit-base = {exact}", f"libnvidia-container-tools = {exact}",
                           "libnvidia-container-tools < 2.0.0"],
@@ -193,7 +223,8 @@ def _toolkit_family(version: str, release: str = "1") -> list[PkgSpec]:
     ]
 
 
-# SIMULATED nvidia-ctk (NVIDIA's toolkit is not here): its version, and `system create-dev-char-symlinks` doing
+# SIMULATED nvidia-ctk, for a toolkit version with no real build here (``nvidia_ctk_bytes``): its version, and
+# `system create-dev-char-symlinks` doing
 # what the real one does (NVIDIA/nvidia-container-toolkit cmd/nvidia-ctk/system/create-dev-char-symlinks): a
 # /dev/char/MAJOR:MINOR link to every NVIDIA character device node. Anything else is refused, not faked.
 NVIDIA_CTK = """#!/bin/sh
@@ -219,7 +250,7 @@ def nvidia_packages() -> list[PkgSpec]:
     shim = _shim_bytes()
     return [
         *_toolkit_family("1.16.2"),
-        *_toolkit_family("1.17.8"),
+        *_toolkit_family("1.19.1", legacy_config=True),  # the security floor (NVIDIA bulletin 5850)
         # Legacy nvidia-container-runtime 3.x: the runtime binary, requiring the 1.x toolkit tools
         # (NVIDIA/nvidia-container-runtime, packaging: `Requires: libnvidia-container-tools < 2.0.0`).
         PkgSpec("nvidia-container-runtime", "3.4.0", "1", requires=[

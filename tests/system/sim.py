@@ -52,7 +52,10 @@ def simulated_s3(line: str) -> str:
 # gpuprep reads: PCI functions of vendor 0x10de, class 0x0302xx (3D controller), bound to the
 # `nvidia` driver under /sys/bus/pci/devices; /proc/driver/nvidia/version naming the kernel module;
 # /dev/nvidia[0-9]* (major 195) and /dev/nvidiactl. sysfs and /proc are the host's inside the
-# container, so the script lays tmpfs over those two folders, in the container's mounts only.
+# container, so the script lays tmpfs over those two folders, in the container's mounts only. What NVIDIA's real
+# nvidia-ctk reads besides (`system create-dev-char-symlinks --create-all`, docs/testbed.md 12): the driver's
+# majors in /proc/devices (`195 nvidia`, `510 nvidia-uvm`: a copy of the host's with those lines, bound over it)
+# and each PCI function's numa_node and resource (go-nvlib's nvpci reads both).
 SIM_DRIVER = r"""#!/usr/bin/python3
 import json, os, subprocess
 cfg = json.load(open("/etc/gpuprep-sim/gpus.json"))
@@ -62,9 +65,14 @@ tmpfs("/sys/bus/pci/devices")
 for g in cfg["gpus"]:
     d = "/sys/bus/pci/devices/" + g["pci"][-12:].lower()
     os.makedirs(d)
-    for name, value in (("vendor", "0x10de"), ("device", cfg["device_id"]), ("class", "0x030200")):
+    for name, value in (("vendor", "0x10de"), ("device", cfg["device_id"]), ("class", "0x030200"),
+                        ("numa_node", "-1"), ("resource", "0x00000000e2000000 0x00000000e2ffffff 0x0000000000040200")):
         open(os.path.join(d, name), "w").write(value + "\n")
     os.symlink("../../../bus/pci/drivers/nvidia", os.path.join(d, "driver"))
+devices = open("/proc/devices").read().replace("\nBlock devices:", "195 nvidia\n510 nvidia-uvm\n\nBlock devices:", 1)
+os.makedirs("/run/gpuprep-sim", exist_ok=True)
+open("/run/gpuprep-sim/proc-devices", "w").write(devices)
+subprocess.run(["mount", "--bind", "/run/gpuprep-sim/proc-devices", "/proc/devices"], check=True)
 tmpfs("/proc/driver")
 os.makedirs("/proc/driver/nvidia")
 open("/proc/driver/nvidia/version", "w").write(

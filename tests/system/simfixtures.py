@@ -4,9 +4,10 @@ Test modules star-import them: a second conftest.py would clash with tests/conft
 pytest's default import mode.
 
 Real components: systemd (PID 1 in a systemd-nspawn container), docker.service with Debian's
-Engine, dnf/rpm, createrepo_c. SIMULATED (what this machine lacks): the GPU and driver (a fake
-nvidia-smi, a runtime shim that execs runc), Amazon Linux itself (a Debian tree with AL's
-os-release), Amazon's and NVIDIA's repositories (fixture RPMs), the ECS agent (a stand-in).
+Engine, dnf/rpm, createrepo_c, NVIDIA's nvidia-ctk 1.17.8 in the toolkit's fixture RPM. SIMULATED (what this
+machine lacks): the GPU and driver (a fake nvidia-smi, a runtime shim that execs runc: NVIDIA's runtime in these
+legacy-mode hosts needs the driver), Amazon Linux itself (a Debian tree with AL's os-release), Amazon's and NVIDIA's
+repositories (fixture RPMs), the ECS agent (a stand-in).
 """
 
 from __future__ import annotations

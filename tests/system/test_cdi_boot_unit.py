@@ -25,7 +25,8 @@ from gpuprep.toolkit.steps import CdiSpecStep
 
 SPEC = "/var/run/cdi/nvidia.yaml"
 STAND_IN_CTK = """#!/bin/sh
-# STAND-IN for NVIDIA's nvidia-ctk (no GPU or driver here): `cdi generate --output=F` writes a small spec to F.
+# STAND-IN for NVIDIA's nvidia-ctk: its real `cdi generate` needs the driver (it exits 1 with `failed to initialize
+# NVML: ERROR_LIBRARY_NOT_FOUND` here, docs/testbed.md 12). This one's `cdi generate --output=F` writes a small spec.
 out=""
 for a in "$@"; do case "$a" in --output=*) out=${a#--output=} ;; esac; done
 if [ "$1 $2" != "cdi generate" ] || [ -z "$out" ]; then echo "stand-in nvidia-ctk: unexpected: $*" >&2; exit 2; fi

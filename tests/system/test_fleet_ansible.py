@@ -195,3 +195,28 @@ def test_check_mode_is_gpuprep_dry_run_with_its_diff(fleet):
     assert "docker-runtime:" in play.output and "--- /etc/docker/daemon.json" in play.output, play
     assert re.search(r'^\+\s+"default-runtime": "nvidia"', play.output, re.M), play
     assert daemon_json.read_bytes() == drifted, "--check changed daemon.json"
+
+
+def test_the_role_places_a_knowledge_table_validated_by_the_hosts_gpuprep(fleet):
+    """gpuprep_knowledge_files: a newer table lands in /etc/gpuprep/knowledge.d, root's and 0644, and is the one in
+    use; a broken one fails the task on the host (copy's validate runs `gpuprep knowledge validate`) and is not
+    placed."""
+    table = json.loads((REPO / "gpuprep/knowledge/data/toolkit-security.json").read_text())
+    good, bad = fleet["work"] / "toolkit-security.json", fleet["work"] / "broken-xid.json"
+    good.write_text(json.dumps({**table, "as_of": "2026-12-08"}))
+    bad.write_text(json.dumps({**table, "table": "xid"}))  # a toolkit table claiming to be the XID catalog
+    play = playbook(fleet, "gpuprep.yml", "--limit", "gpu-a", gpuprep_command="doctor",
+                    gpuprep_args=["--no-container"], gpuprep_knowledge_files=[str(good)])
+    assert play.recap["gpu-a"]["failed"] == 0, play
+    host = fleet["hosts"]["gpu-a"]
+    assert host.run(["stat", "-c", "%U %a", "/etc/gpuprep/knowledge.d/toolkit-security.json"]).stdout.split() == \
+        ["root", "644"]
+    listing = json.loads(host.run(["/usr/sbin/gpuprep", "--json", "knowledge"]).stdout)
+    origin = {t["table"]: t["origin"] for t in listing["tables"]}
+    assert origin["toolkit-security"] == "/etc/gpuprep/knowledge.d/toolkit-security.json", listing
+
+    play = playbook(fleet, "gpuprep.yml", "--limit", "gpu-a", gpuprep_command="doctor",
+                    gpuprep_args=["--no-container"], gpuprep_knowledge_files=[str(bad)])
+    assert play.recap["gpu-a"]["failed"] == 1 and "failed to validate" in play.output, play
+    assert host.run(["ls", "/etc/gpuprep/knowledge.d"]).stdout.split() == ["toolkit-security.json"]
+    host.run(["rm", "-f", "/etc/gpuprep/knowledge.d/toolkit-security.json"])

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import integrations_kit as ik
 import pytest
-from conftest import require
+from conftest import REPO, require
 from fleetfixtures import *  # noqa: F403  (pytest fixtures)
 from sim import IMAGE, checks_by_id, explain
 from simfixtures import *  # noqa: F403  (pytest fixtures)
@@ -202,6 +202,18 @@ def test_ssm_document_on_the_launched_instance(pipeline_hosts, wheelhouse_dir):
     proc = ssm(command="doctor", arguments="--no-container", wheelhouse="/var/tmp/wheelhouse")
     assert proc.returncode == 0 and json.loads(proc.stdout)["command"] == "doctor", proc.stderr[-2000:]
     assert "gpuprep install.sh: /usr/sbin/gpuprep -> /opt/gpuprep/bin/gpuprep" in proc.stderr, proc.stderr[-2000:]
+
+    # A newer knowledge table, placed by the document before doctor runs (validated first; root's, 0644).
+    table = json.loads((REPO / "gpuprep/knowledge/data/xid.json").read_text())
+    host.write("/var/tmp/xid.json", json.dumps({**table, "as_of": "2026-12-08"}))
+    proc = ssm(command="doctor", arguments="--no-container", knowledgeFile="/var/tmp/xid.json")
+    checks = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+    assert checks["knowledge-files"]["status"] == "ok", checks["knowledge-files"]
+    assert "/etc/gpuprep/knowledge.d/xid.json" in checks["knowledge-files"]["summary"]
+    host.write("/var/tmp/broken.json", json.dumps({**table, "rows": []}))
+    proc = ssm(command="doctor", knowledgeFile="/var/tmp/broken.json")
+    assert proc.returncode == 2 and "needs at least 1 item" in proc.stderr, proc
+    assert host.run(["ls", "/etc/gpuprep/knowledge.d"]).stdout.split() == ["xid.json"]
 
     proc = ssm(command="reboot")  # SSM refuses it by allowedValues; the script refuses it too
     assert proc.returncode == 2 and "not doctor, install or seal" in proc.stderr, proc

@@ -4,7 +4,7 @@ driver's userland replaced under the loaded module, ECS stays down; put right, E
 Real: systemd as PID 1 (systemd-nspawn), the gate unit gpuprep's install wrote with its RequiredBy=ecs.service,
 `gpuprep doctor --boot` installed in the instance by the README's user-data, dnf/rpm, docker.service.
 SIMULATED: the GPU and driver (see
-simfixtures.py: 2 H100s, driver 580.159.04), and the EC2 instance metadata service, which these machines lack:
+simfixtures.py: 2 H100s, driver 580.178.04), and the EC2 instance metadata service, which these machines lack:
 tests/imds_standin.py runs inside the instance as a unit of its own on 127.0.0.1, and the gate unit is pointed at
 it through AWS_EC2_METADATA_SERVICE_ENDPOINT in a drop-in (the SDKs' variable gpuprep honours).
 

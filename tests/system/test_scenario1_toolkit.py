@@ -43,7 +43,7 @@ def test_user_data_flow_toolkit(instance):
     assert inst.containers() == [], inst.containers()
 
     selection = doc["selection"]
-    assert selection["nvidia-container-toolkit"].startswith("nvidia-container-toolkit-1.17.8-1"), selection
+    assert selection["nvidia-container-toolkit"].startswith("nvidia-container-toolkit-1.19.1-1"), selection
     assert selection["ecs-init"].startswith("ecs-init-1.99.0-1"), selection
     assert inst.run(["docker", "info", "--format", "{{.DefaultRuntime}}"]).stdout.strip() == "nvidia"
     assert steps_by_id(doc)["gpu-check"]["status"] == "ok", explain(doc)

@@ -11,8 +11,8 @@ booted host, clears its finding (issue 16). One booted AL2023 host, provoked in 
 - dockerd stopped (service and socket): docker-engine's start.
 
 Real: systemd (the RequiredBy= gate, docker.service and its socket and start limit), dockerd, dnf reinstall, rpm -qf,
-the journal. SIMULATED: see simfixtures.py (the removed binary is the simulated runtime shim; nvidia-ctk is a stand-in
-that makes the /dev/char links as the real one does).
+the journal, NVIDIA's nvidia-ctk 1.17.8 making the /dev/char links (docs/testbed.md 12). SIMULATED: see simfixtures.py
+(the removed binary is the simulated runtime shim: NVIDIA's runtime in legacy mode needs the driver).
 """
 
 from __future__ import annotations
@@ -83,7 +83,12 @@ def test_each_hint_doctor_gives_clears_its_finding(instance):
     inst.run(["sh", "-c", "rm -f /dev/char/195:*"])
     links = problems(inst)["toolkit-dev-char"]
     assert links["status"] == "warning" and "dev-char-links" in links["hint"], links
+    # NVIDIA's own nvidia-ctk makes them (its version line has the build's commit; the stand-in's has none), with the
+    # simulated driver's majors and PCI functions; its links name the nodes by absolute path.
+    version = inst.run(["nvidia-ctk", "--version"]).stdout
+    assert version.startswith("NVIDIA Container Toolkit CLI version 1.17.8\ncommit:"), version
     inst.run(["sh", "-c", commands(links["hint"])[0]], timeout=300)
+    assert inst.run(["readlink", "/dev/char/195:255"]).stdout.strip() == "/dev/nvidiactl"
     cleared += [c for c in ("toolkit-dev-char",) if c not in problems(inst)]
 
     # -- a trailing comma in daemon.json stops dockerd -------------------------------------------------------------

@@ -12,6 +12,7 @@ A last test makes sure no check is left out of the walk.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
@@ -24,6 +25,7 @@ import probekit
 import pytest
 from conftest import FIXTURES
 
+from gpuprep import knowledge
 from gpuprep.doctor import all_checks
 from gpuprep.ec2.imds import InstanceType
 from gpuprep.ecs.gate import GateState
@@ -32,6 +34,7 @@ from gpuprep.gpu import kernel_log
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
+from gpuprep.packages import advisories
 from gpuprep.packages.evr import EVR, Dep
 from gpuprep.packages.resolve import Package
 from gpuprep.platform import detect
@@ -108,6 +111,16 @@ def docker_probes(tmp_path: Path, daemon_json: dict | str | None = None, **seeds
     if daemon_json is not None:
         write(root, "/etc/docker/daemon.json", daemon_json if isinstance(daemon_json, str) else json.dumps(daemon_json))
     return probes(root, env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}, engine_process=None, **seeds)
+
+
+def ctk_dropped_features(tmp_path: Path) -> Probes:
+    """What `nvidia-ctk runtime configure --cdi.enabled` (1.18.0, 1.20.0) leaves after gpuprep wrote daemon.json: its
+    runtime entry and features replaced by {"cdi": true}; gpuprep's backup still holds the user's features."""
+    probes_ = docker_probes(tmp_path, {"features": {"cdi": True},
+                                       "runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}})
+    write(tmp_path / "root", "/etc/docker/daemon.json.gpuprep-20261207T101010123456Z",
+          json.dumps({"features": {"containerd-snapshotter": True}, "log-driver": "journald"}))
+    return probes_
 
 
 def no_engine(tmp_path: Path) -> Probes:
@@ -270,6 +283,9 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("docker-default-runtime", "runc is the default", lambda t, m: docker_probes(
         t, docker_info=info("runc", {"runc": {"path": "runc"}, "nvidia": {"path": SHIM}}))),
     ("docker-runtime-once", "daemon.json and /etc/docker-runtimes.d", lambda t, m: twice(t)),
+    ("docker-nvidia-ctk-edits", "arguments under nvidia-ctk's args",
+     lambda t, m: docker_probes(t, {"runtimes": {"nvidia": {"args": ["--debug"], "path": SHIM}}})),
+    ("docker-nvidia-ctk-edits", "features dropped by its CDI switch", lambda t, m: ctk_dropped_features(t)),
     ("gpu-container", "runtime not registered", lambda t, m: container(t, m, explained(
         gpu_container.NOT_DEFAULT, 'exec: "nvidia-smi": executable file not found in $PATH', info("runc")))),
     ("gpu-container", "runtime not default", lambda t, m: container(t, m, explained(
@@ -318,7 +334,21 @@ SITUATIONS: list[tuple[str, str, Build]] = [
     ("toolkit-security", "below the floor", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
                                                                toolkit_version="1.17.7-1")),
     ("toolkit-security", "ldconfig from the container", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
-                                                                           toolkit_version="1.18.1-1")),
+                                                                           toolkit_version="1.19.1-1")),
+    ("driver-security", "below bulletin 5861, versionlocked", lambda t, m: probes(
+        tree(t, "ecs-ami-2026-08-driver-580-159"))),
+    ("driver-security", "below bulletin 5861, no lock", lambda t, m: probes(tree(t, module="580.159.03",
+                                                                                 userland="580.159.03"))),
+    ("dcgm-security", "DCGM 4.5.2 (bulletin 5857)", lambda t, m: probes(
+        tree(t), dcgm_packages={"datacenter-gpu-manager-4-core": "1:4.5.2-1"})),
+    ("distro-advisories", "ALAS pending for docker", lambda t, m: probes(tree(t), pending=advisories.Pending(
+        [advisories.Advisory("ALAS2023-2026-1234", "Important", ["docker-25.0.8-1.amzn2023.0.5.x86_64"],
+                             ["CVE-2026-0001"])], ["amazonlinux-048d533e04ba4c83"], "2026-12-07T00:00:00+00:00"))),
+    ("knowledge-age", "a year old", lambda t, m: m.setattr(knowledge, "today", lambda: dt.date(2027, 12, 7))
+     or probes(tree(t))),
+    ("knowledge-files", "a world-writable table", lambda t, m: probes(write(
+        tree(t), "/etc/gpuprep/knowledge.d/xid.json", knowledge.DATA.joinpath("xid.json").read_text(), 0o666
+    ).parents[3])),
     ("toolkit-dev-char", "no udev rule in an image", lambda t, m: probes(tree(t, "al2-ecs-gpu-2024"),
                                                                         toolkit_version="1.17.8-1")),
     ("toolkit-cdi-specs", "a spec from another host", lambda t, m: probes(
@@ -368,7 +398,7 @@ SITUATIONS += [
     ("gpu-sources-listed", "NVML lists none on a p5", lambda t, m: probes(
         tree(t), probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2"),
         probe_query=gpu_query.GpuQuery(source="nvml", driver_version="580.95.05"))),
-    ("toolkit-cdi-engine-reads", "cdiVersion 0.7.0 on Docker 25", lambda t, m: spec_probes(t, "25.0.16", v07=True)),
+    ("toolkit-cdi-engine-reads", "additionalGids on Docker 25", lambda t, m: spec_probes(t, "25.0.16", v07=True)),
     ("toolkit-gpu-routes", "a stale spec read by --gpus", lambda t, m: spec_probes(t, "29.2.1", uvm_major=511)),
     ("toolkit-cdi-refresh", "not enabled", lambda t, m: spec_probes(t, "28.5.2", links={})),
 ]
@@ -389,7 +419,8 @@ def spec_probes(tmp_path: Path, engine: str, v07: bool = False, **changes) -> Pr
                 **changes)
     if v07:
         spec = root / "var/run/cdi/nvidia.yaml"
-        spec.write_text(spec.read_text().replace("cdiVersion: 0.5.0", "cdiVersion: 0.7.0"))
+        spec.write_text(spec.read_text().replace("cdiVersion: 0.5.0", "cdiVersion: 0.7.0").replace(
+            "    - path: /dev/nvidia0\n", "    - path: /dev/nvidia0\n      additionalGids: [39]\n", 1))
     return probes(root, env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}, engine_process=None,
                   toolkit_version="1.19.1-1", host_view=None,
                   docker_info={"ServerVersion": engine, "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]})

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from gpuprep.cli import app
 from gpuprep.ec2 import checks, imds
-from gpuprep.ec2.instance_types import FAMILIES, lookup
+from gpuprep.ec2.instance_types import families, lookup
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.report import Status
@@ -77,7 +77,8 @@ def test_types_the_table_lacks_are_none(itype):
 
 
 def test_every_family_cites_its_page():
-    assert all(f.source.startswith("https://aws.amazon.com/ec2/instance-types/") and f.sizes for f in FAMILIES.values())
+    assert all(f.source.startswith("https://aws.amazon.com/ec2/instance-types/") and f.sizes
+               for f in families().values())
 
 
 # -- the metadata client -----------------------------------------------------------------------------

@@ -163,8 +163,8 @@ def test_gpu_info_in_a_root_without_nvml_compares_the_driver(tmp_path):
     root, probes = make(tmp_path)
     gpu_info(root, [BUILD_MACHINE], driver="470.57.02")
     r = run("ecs-gpu-info", probes)
-    assert r.status is Status.CRITICAL and "470.57.02" in r.summary and "580.95.05" in r.summary
-    gpu_info(root, [BUILD_MACHINE])
+    assert r.status is Status.CRITICAL and "470.57.02" in r.summary and "580.178.04" in r.summary
+    gpu_info(root, [BUILD_MACHINE], driver="580.178.04")  # the tree's module (tests/fixtures/hosts)
     r = run("ecs-gpu-info", make(tmp_path)[1])
     assert r.status is Status.WARNING and "UUIDs not compared" in r.summary and "seal --only gpu-info" in r.hint
 

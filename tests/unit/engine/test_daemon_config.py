@@ -431,3 +431,84 @@ def test_a_crlf_daemon_json_is_edited_and_keeps_its_settings(tmp_path):
     data = json.loads(path.read_text())
     assert data["log-driver"] == "journald" and data["runtimes"]["nvidia"]["runtimeArgs"] == []
     assert data["default-runtime"] == "nvidia"
+
+
+# -- after `nvidia-ctk runtime configure --runtime=docker` ----------------------------------------
+# What NVIDIA's nvidia-ctk 1.18.0 and 1.20.0 wrote here (tests/integration/test_nvidia_ctk_coexist.py runs them) for
+# `--set-as-default --cdi.enabled` over {"features": {"containerd-snapshotter": false}, "log-driver": "json-file",
+# "runtimes": {"nvidia": {"path": "/usr/bin/nvidia-container-runtime", "runtimeArgs": ["--debug"]}}}.
+CTK_WROTE = """{
+    "default-runtime": "nvidia",
+    "features": {
+        "cdi": true
+    },
+    "log-driver": "json-file",
+    "runtimes": {
+        "nvidia": {
+            "args": [],
+            "path": "nvidia-container-runtime"
+        }
+    }
+}"""
+BEFORE_CTK = {"features": {"containerd-snapshotter": False}, "log-driver": "json-file", "default-runtime": "nvidia",
+              "runtimes": {"nvidia": {"path": RUNTIME, "runtimeArgs": ["--debug"]}}}
+
+
+def toolkit_runtime(root: Path) -> None:
+    runtime = root / RUNTIME.lstrip("/")
+    runtime.parent.mkdir(parents=True, exist_ok=True)
+    runtime.write_text("#!/bin/sh\n")
+    runtime.chmod(0o755)
+
+
+def test_nvidia_ctks_bare_runtime_name_is_kept_where_dockerd_finds_the_toolkit_runtime_by_it(root):
+    toolkit_runtime(root)
+    write(root, CTK_WROTE)
+    before = snapshot(root / DJ)
+    _, step, _ = run(root)
+    assert step.status is StepStatus.OK, step.summary  # no rewrite to the absolute path, so no reload
+    assert snapshot(root / DJ) == before
+
+
+def test_nvidia_ctks_bare_runtime_name_found_elsewhere_is_pointed_at_the_runtime(root):
+    (root / "usr/local/bin").mkdir(parents=True)
+    (root / "usr/local/bin/nvidia-container-runtime").write_text("#!/bin/sh\n")  # found first on dockerd's PATH
+    toolkit_runtime(root)
+    write(root, CTK_WROTE)
+    text = converge(root)
+    assert json.loads(text)["runtimes"]["nvidia"] == {"args": [], "path": RUNTIME}
+
+
+def test_arguments_under_nvidia_ctks_args_move_to_runtime_args_in_place(root):
+    toolkit_runtime(root)
+    write(root, CTK_WROTE.replace('"args": []', '"args": ["--debug"]'))
+    text = converge(root)
+    assert json.loads(text)["runtimes"]["nvidia"] == {"runtimeArgs": ["--debug"], "path": "nvidia-container-runtime"}
+    assert list(json.loads(text)["runtimes"]["nvidia"]) == ["runtimeArgs", "path"]
+
+
+def test_what_nvidia_ctk_dropped_comes_back_from_gpupreps_newest_backup(root):
+    toolkit_runtime(root)
+    write(root, CTK_WROTE)
+    (root / f"{DJ}.gpuprep-20261201T000000000000Z").write_text(json.dumps({"features": {"buildkit": False}}))
+    (root / f"{DJ}.gpuprep-20261207T101010123456Z").write_text(json.dumps(BEFORE_CTK))
+    _, step, _ = run(root, dry_run=True)
+    assert "put back features containerd-snapshotter" in step.summary and 'runtimeArgs ["--debug"]' in step.summary
+    assert "daemon.json.gpuprep-20261207T101010123456Z" in step.summary
+    _, step, _ = run(root)
+    assert step.status is StepStatus.CHANGED, step.summary
+    config = json.loads((root / DJ).read_text())
+    assert config["features"] == {"containerd-snapshotter": False, "cdi": True}
+    assert config["runtimes"]["nvidia"] == {"args": [], "path": "nvidia-container-runtime", "runtimeArgs": ["--debug"]}
+    assert config["log-driver"] == "json-file" and config["default-runtime"] == "nvidia"
+    _, again, _ = run(root)
+    assert again.status is StepStatus.OK, again.summary
+
+
+def test_nothing_is_put_back_without_nvidia_ctks_mark_or_a_backup(root):
+    toolkit_runtime(root)
+    write(root, CTK_WROTE)
+    assert run(root, dry_run=True)[1].status is StepStatus.OK  # no backup: nothing known to be lost
+    (root / f"{DJ}.gpuprep-20261207T101010123456Z").write_text(json.dumps(BEFORE_CTK))
+    write(root, CTK_WROTE.replace('"args": [],\n', ""))  # features {"cdi": true} set by a person: theirs to keep
+    assert run(root, dry_run=True)[1].status is StepStatus.OK

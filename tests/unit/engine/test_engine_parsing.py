@@ -61,6 +61,35 @@ def test_classify_start_errors():
     assert gc.classify_start_error('could not select device driver "" with capabilities: [[gpu]]') == gc.RUNTIME_MISSING
 
 
+# What NVIDIA's runtime answered here, through dockerd 20.10, when it ran and could not give the container the GPUs
+# (tests/integration/test_nvidia_runtime_testbed.py provokes each; the text after "OCI runtime create failed: ").
+REAL_RUNTIME_FAILURES = {
+    # 1.20.0, mode auto -> jit-cdi, no driver
+    'could not apply required modification to OCI specification: error modifying OCI spec: failed to create the '
+    'automatic CDI modifier: failed to generate CDI spec for mode "auto": failed to construct device spec generators: '
+    "failed to initialize NVML: ERROR_LIBRARY_NOT_FOUND: unknown": gc.DRIVER,
+    # 1.18.0, mode auto -> jit-cdi, no driver: only its own device "unresolvable" (toolkit issue 1537)
+    "could not apply required modification to OCI specification: error modifying OCI spec: failed to inject CDI "
+    "devices: unresolvable CDI devices runtime.nvidia.com/gpu=all: unknown": gc.DRIVER,
+    # 1.17.8, mode auto -> legacy, libnvidia-container-tools not installed
+    "runc create failed: unable to start container process: error during container init: error running hook #1: "
+    "error running hook: exit status 1, stdout: , stderr: Auto-detected mode as 'legacy'\ncouldn't find binary "
+    "nvidia-container-cli in /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin : exec: "
+    '"nvidia-container-cli": executable file not found in $PATH: unknown': gc.RUNTIME_INJECT,
+    # 1.20.0, mode cdi, no spec file
+    "could not apply required modification to OCI specification: error modifying OCI spec: failed to inject CDI "
+    "devices: unresolvable CDI devices nvidia.com/gpu=all: unknown": gc.RUNTIME_INJECT,
+}
+
+
+@pytest.mark.parametrize("message, link", REAL_RUNTIME_FAILURES.items())
+def test_the_real_runtimes_failures_are_named_by_their_cause_not_as_its_binary(message, link):
+    full = f"failed to create shim task: OCI runtime create failed: {message}"
+    assert gc.classify_start_error(full) == link
+    named, summary, hint = gc._explain(link, full, {"DefaultRuntime": "nvidia"}, "img")
+    assert named == link and not summary.startswith("the nvidia runtime's binary") and hint
+
+
 def test_explain_refines_nvidia_smi_missing_with_docker_info():
     msg = 'exec: "nvidia-smi": executable file not found in $PATH'
     runc_only = {"Runtimes": {"runc": {"path": "runc"}}, "DefaultRuntime": "runc"}

@@ -2,7 +2,7 @@
 fabric in progress, a degraded health mask, a healthy fabric; and the boot gate's verdict on each.
 
 SIMULATED (this machine has no GPU, driver, NVSwitch or EC2 metadata): the host is the p5.48xlarge tree of
-tests/hosttree.py (8 H100s, NVSwitch bridges, driver 580.95.05), its instance type is seeded as the metadata service
+tests/hosttree.py (8 H100s, NVSwitch bridges, driver 580.178.04), its instance type is seeded as the metadata service
 would answer; NVML's fabric view comes from the real nvidia-ml-py over the stand-in libnvidia-ml (tests/fake_nvml.py,
 built with the fabric each test names), run in a child with LD_LIBRARY_PATH as the real library would be found; the
 CUDA proof's answer from the real proof program over the stand-in libcuda (tests/fake_cuda.py). Real: the tree's
@@ -44,13 +44,13 @@ FM_PATH = "/usr/lib/systemd/system/nvidia-fabricmanager.service"
 FM_UNIT = "[Unit]\nDescription=NVIDIA fabric manager service\n\n[Service]\nExecStart=/usr/bin/nv-fabricmanager\n" \
           "\n[Install]\nWantedBy=multi-user.target\n"
 IDS = ("gpu-fabric-manager", "gpu-fabric", "gpu-nvlink", "gpu-nvlink5", "gpu-imex", "gpu-cuda")
-RUNNING = fabric_checks.FabricManager(FM_PATH, True, "active", "580.95.05")
+RUNNING = fabric_checks.FabricManager(FM_PATH, True, "active", "580.178.04")
 HEALTHY_MASK = (2 << 0) | (2 << 2) | (2 << 4) | (2 << 6) | (1 << 8)  # every part reported, none a problem
 
 
 def nvml_view(tmp_path: Path, fab: fake_nvml.Fabric | None) -> fabric.FabricView:
     """NVML's fabric view as gpu/fabric.py reads it through nvidia-ml-py, over the stand-in built with ``fab``."""
-    lib = fake_nvml.build(tmp_path / "nvml", gpus=GPUS8, driver_version="580.95.05", fabric=fab)
+    lib = fake_nvml.build(tmp_path / "nvml", gpus=GPUS8, driver_version="580.178.04", fabric=fab)
     done = subprocess.run([sys.executable, "-m", "gpuprep.gpu.fabric"], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "LD_LIBRARY_PATH": str(lib.parent)})
     assert done.returncode == 0, done.stderr
@@ -114,7 +114,7 @@ def test_fabric_manager_stopped_is_critical_naming_802_and_fabric_manager(tmp_pa
 
 def test_fabric_manager_enabled_but_dead_is_critical(tmp_path):
     r = doctor(p5(tmp_path), manager=fabric_checks.FabricManager(
-        "/usr/lib/systemd/system/nvidia-fabricmanager.service", True, "failed", "580.95.05"))
+        "/usr/lib/systemd/system/nvidia-fabricmanager.service", True, "failed", "580.178.04"))
     assert r["gpu-fabric-manager"].status == Status.CRITICAL
     assert "is failed, not running" in r["gpu-fabric-manager"].summary
     assert "journalctl -u nvidia-fabricmanager -b" in r["gpu-fabric-manager"].hint
@@ -124,10 +124,10 @@ def test_fabric_manager_missing_or_of_another_version_says_which_package(tmp_pat
     r = doctor(p5(tmp_path, unit=False))
     assert r["gpu-fabric-manager"].status == Status.CRITICAL
     assert "not installed on p5.48xlarge" in r["gpu-fabric-manager"].summary
-    assert "`sudo dnf install -y nvidia-fabric-manager-580.95.05`" in r["gpu-fabric-manager"].hint
+    assert "`sudo dnf install -y nvidia-fabric-manager-580.178.04`" in r["gpu-fabric-manager"].hint
     other = doctor(p5(tmp_path / "b"), manager=fabric_checks.FabricManager(
         "/usr/lib/systemd/system/nvidia-fabricmanager.service", True, "active", "570.172.08"))
-    assert "570.172.08 does not match the driver 580.95.05" in other["gpu-fabric-manager"].summary
+    assert "570.172.08 does not match the driver 580.178.04" in other["gpu-fabric-manager"].summary
 
 
 @pytest.mark.parametrize("uptime, status", [(60.0, Status.WARNING), (900.0, Status.CRITICAL)])

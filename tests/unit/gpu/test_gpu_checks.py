@@ -119,7 +119,7 @@ def test_healthy_p5_every_check_ok(tmp_path):
     assert results["gpu-nvml"].data["count"] == 8
     assert results["gpu-nvml"].data["gpus"][0]["uuid"].startswith("GPU-")
     assert "NVIDIA H100 80GB HBM3" in results["gpu-nvml"].summary
-    assert results["gpu-kernel-module"].summary == "nvidia 580.95.05 loaded (open kernel module)"
+    assert results["gpu-kernel-module"].summary == "nvidia 580.178.04 loaded (open kernel module)"
 
 
 def test_root_run_skips_what_needs_the_running_system(tmp_path):

@@ -234,9 +234,9 @@ def test_readers_on_a_p5_tree(tmp_path):
     nodes = devices.read_device_nodes(host)
     assert nodes.gpus == [f"/dev/nvidia{i}" for i in range(8)] and nodes.nvidiactl
     module = devices.read_kernel_module(host)
-    assert (module.loaded, module.version, module.flavour) == (True, "580.95.05", "open")
+    assert (module.loaded, module.version, module.flavour) == (True, "580.178.04", "open")
     userland = devices.read_userland(host)
-    assert (userland.nvml_lib, userland.version) == ("/usr/lib64/libnvidia-ml.so.1", "580.95.05")
+    assert (userland.nvml_lib, userland.version) == ("/usr/lib64/libnvidia-ml.so.1", "580.178.04")
 
 
 def test_device_nodes_sort_numerically(tmp_path):

@@ -135,7 +135,7 @@ def test_forced_docker_version_matches_any_epoch() -> None:
         pkg("docker-ce-3:19.03.13-3.el7", provides=["docker = 3:19.03.13-3.el7"]),
         pkg("docker-ce-3:20.10.7-3.el7", provides=["docker = 3:20.10.7-3.el7"]),
         pkg("ecs-init-1.51.0-1", "docker >= 17.06.2ce"),
-        *toolkit("1.17.8"),
+        *toolkit("1.19.1"),
     ]
     sel = resolve(cands, [], docker="19.03.13")
     assert isinstance(sel, Selection) and sel.as_dict()["docker-ce"] == "docker-ce-3:19.03.13-3.el7"
@@ -161,7 +161,7 @@ def toolkit(version: str, release: str = "1") -> list[Package]:
 AL2023 = [
     pkg("docker-20.10.25-1.amzn2023.0.1", arch="x86_64"), pkg("docker-25.0.6-1.amzn2023.0.2", arch="x86_64"),
     pkg("ecs-init-1.97.1-1.amzn2023", "docker >= 20.10.0"),
-    *toolkit("1.16.2"), *toolkit("1.17.8"),
+    *toolkit("1.18.2"), *toolkit("1.19.1"),  # 1.19.1: the security floor (bulletin 5850)
 ]
 
 
@@ -172,12 +172,12 @@ def test_auto_takes_toolkit_all_one_version() -> None:
     assert sel.as_dict() == {
         "ecs-init": "ecs-init-1.97.1-1.amzn2023",
         "docker": "docker-25.0.6-1.amzn2023.0.2",
-        "nvidia-container-toolkit": "nvidia-container-toolkit-1.17.8-1",
-        "nvidia-container-toolkit-base": "nvidia-container-toolkit-base-1.17.8-1",
-        "libnvidia-container-tools": "libnvidia-container-tools-1.17.8-1",
-        "libnvidia-container1": "libnvidia-container1-1.17.8-1",
+        "nvidia-container-toolkit": "nvidia-container-toolkit-1.19.1-1",
+        "nvidia-container-toolkit-base": "nvidia-container-toolkit-base-1.19.1-1",
+        "libnvidia-container-tools": "libnvidia-container-tools-1.19.1-1",
+        "libnvidia-container1": "libnvidia-container1-1.19.1-1",
     }
-    assert [p.nevra for p in sel.to_install][2] == "nvidia-container-toolkit-1.17.8-1.x86_64"
+    assert [p.nevra for p in sel.to_install][2] == "nvidia-container-toolkit-1.19.1-1.x86_64"
 
 
 def test_auto_without_toolkit_is_legacy_and_legacy_only_when_asked() -> None:
@@ -232,30 +232,33 @@ BASE = [pkg("docker-25.0.6-1.amzn2023.0.2", arch="x86_64"), pkg("ecs-init-1.97.1
 
 
 def test_a_repository_offering_only_vulnerable_toolkits_gives_no_selection_naming_the_cve() -> None:
-    res = resolve([*BASE, *toolkit("1.16.2"), *toolkit("1.17.7")], [], stack="auto")
+    """Bulletin 5850: every toolkit up to 1.19.0 is affected by CVE-2026-24260."""
+    res = resolve([*BASE, *toolkit("1.18.2"), *toolkit("1.19.0")], [], stack="auto")
     assert isinstance(res, NoSolution), res
-    assert "below the security floor 1.17.8" in res.message and "nvidia-container-toolkit-1.17.7-1" in res.message
-    assert "CVE-2025-23266" in res.message and "bulletin 5659" in res.message
-    assert "CVE-2025-23266" in res.cves and "CVE-2024-0132" not in res.cves  # 1.17.7's, not 1.16.2's
+    assert "below the security floor 1.19.1" in res.message and "nvidia-container-toolkit-1.19.0-1" in res.message
+    assert "CVE-2026-24260" in res.message and "bulletin 5850" in res.message
+    assert res.cves == ["CVE-2026-24260"]
+    older = resolve([*BASE, *toolkit("1.17.7"), *toolkit("1.19.0")], [], stack="auto")
+    assert "CVE-2025-23266" not in older.cves  # the newest offered one's CVEs (1.19.0's), not 1.17.7's
 
 
 def test_allow_vulnerable_selects_the_newest_offered_and_says_so() -> None:
-    sel = resolve([*BASE, *toolkit("1.16.2"), *toolkit("1.17.7")], [], stack="auto", allow_vulnerable=True)
+    sel = resolve([*BASE, *toolkit("1.18.2"), *toolkit("1.19.0")], [], stack="auto", allow_vulnerable=True)
     assert isinstance(sel, Selection)
-    assert sel.as_dict()["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.17.7-1"
-    assert any("nvidia-container-toolkit-1.17.7-1 is below the security floor" in v and "CVE-2025-23266" in v
+    assert sel.as_dict()["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.19.0-1"
+    assert any("nvidia-container-toolkit-1.19.0-1 is below the security floor" in v and "CVE-2026-24260" in v
                for v in sel.vulnerable)
     assert any("--allow-vulnerable" in n for n in sel.notes)
 
 
 def test_an_installed_vulnerable_toolkit_is_replaced_not_kept() -> None:
-    have = [installed(p) for p in [*BASE, *toolkit("1.17.7")]]
-    sel = resolve([*BASE, *toolkit("1.17.7"), *toolkit("1.18.1")], have, stack="auto")
+    have = [installed(p) for p in [*BASE, *toolkit("1.19.0")]]
+    sel = resolve([*BASE, *toolkit("1.19.0"), *toolkit("1.19.1")], have, stack="auto")
     assert isinstance(sel, Selection)
-    assert sel.as_dict()["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.18.1-1"
+    assert sel.as_dict()["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.19.1-1"
     assert {p.name for p in sel.to_install} == {"nvidia-container-toolkit", "nvidia-container-toolkit-base",
                                                 "libnvidia-container-tools", "libnvidia-container1"}
-    assert any("nvidia-container-toolkit-1.17.7-1" in r and "CVE-2025-23266" in r for r in sel.replaced_vulnerable)
+    assert any("nvidia-container-toolkit-1.19.0-1" in r and "CVE-2026-24260" in r for r in sel.replaced_vulnerable)
     # The converged check (the installed set resolved alone) does not call it converged.
     assert isinstance(resolve(have, have, stack="auto"), NoSolution)
 
@@ -263,17 +266,18 @@ def test_an_installed_vulnerable_toolkit_is_replaced_not_kept() -> None:
 def test_a_legacy_runtime_cannot_pull_a_vulnerable_toolkit_in_behind_the_selection() -> None:
     """A requirement only vulnerable packages satisfy stays unmet (dnf would otherwise install one)."""
     cands = [*BASE, pkg("nvidia-docker2-2.14.0-1", "nvidia-container-toolkit >= 1.13.0-1"),
-             pkg("nvidia-container-runtime-3.14.0-1", "nvidia-container-toolkit >= 1.14.0-1"), *toolkit("1.17.7")]
+             pkg("nvidia-container-runtime-3.14.0-1", "nvidia-container-toolkit >= 1.14.0-1"), *toolkit("1.19.0")]
     res = resolve(cands, [], stack="legacy")
-    assert isinstance(res, NoSolution) and "CVE-2025-23266" in res.message
+    assert isinstance(res, NoSolution) and "CVE-2026-24260" in res.message
 
 
 def test_the_floor_and_its_bulletins() -> None:
-    from gpuprep.toolkit.security import FLOOR, advisories_for, describe
+    from gpuprep.toolkit.security import advisories_for, describe, floor
 
-    assert FLOOR == "1.17.8"
-    assert advisories_for("1.17.8") == [] and advisories_for("1.18.0~rc.1") == []
-    assert [a.fixed_in for a in advisories_for("1.16.2")] == ["1.17.0", "1.17.1", "1.17.4", "1.17.8"]
-    assert [a.fixed_in for a in advisories_for("1.17.8~rc.1")] == ["1.17.8"]  # a release candidate is before it
+    assert floor() == "1.19.1"  # bulletin 5850 (2026-06-30)
+    assert advisories_for("1.19.1") == [] and advisories_for("1.20.0~rc.1") == []
+    assert [a.fixed_in for a in advisories_for("1.17.8")] == ["1.19.1"]
+    assert [a.fixed_in for a in advisories_for("1.16.2")] == ["1.17.0", "1.17.1", "1.17.4", "1.17.8", "1.19.1"]
+    assert [a.fixed_in for a in advisories_for("1.19.1~rc.1")] == ["1.19.1"]  # a release candidate is before it
     assert advisories_for("1:1.17.3-1")[0].fixed_in == "1.17.4"  # epoch and Debian revision ignored
     assert "CVE-2024-0132, CVE-2024-0133 (fixed in 1.16.2, NVIDIA bulletin 5582)" in describe("1.16.1")

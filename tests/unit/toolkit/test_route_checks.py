@@ -59,12 +59,16 @@ def spec_v07(root: Path) -> None:
 
 
 # -- item 2 -------------------------------------------------------------------------------------------------------
-def test_cdi_0_7_on_docker_25_with_cdi_on_is_critical(tmp_path):
+def test_cdi_0_7_on_docker_25_is_toolkit_cdi_specs_finding_and_not_said_twice(tmp_path):
+    """The critical finding is toolkit-cdi-specs' (issue 24 put it there, from the same knowledge table); this check
+    adds what that one does not say: the gids Docker before 29.5 drops."""
     root = tree(tmp_path)
     spec_v07(root)
+    specs = run_check({c.id: c for c in toolkit_checks.DOCKER_CHECKS}["toolkit-cdi-specs"], probes(root, "25.0.16"))
+    assert specs.status is Status.CRITICAL and "cdiVersion 0.7.0 needs Docker Engine 26.1" in specs.summary, specs
     result = run_check(BY_ID["toolkit-cdi-engine-reads"], probes(root, "25.0.16"))
-    assert result.status is Status.CRITICAL, result
-    assert "cdiVersion 0.7.0 needs Docker 26.1+" in result.summary and "25.0.16" in result.summary
+    assert result.status is Status.WARNING and "additionalGids" in result.summary, result
+    assert "26.1" not in result.summary
     assert "no-additional-gids-for-device-nodes" in result.hint
 
 

@@ -155,13 +155,13 @@ def test_a_spec_that_does_not_parse_is_critical_in_cdi_mode(tmp_path):
 @pytest.mark.allow_subp("sed")
 def test_the_ldconfig_hint_makes_it_the_hosts(tmp_path):
     root = tree(tmp_path, "al2-ecs-gpu-2024")
-    result = run_check(BY_ID["toolkit-security"], probes(root))
+    result = run_check(BY_ID["toolkit-security"], probes(root, version="1.19.1-1"))  # at the floor (bulletin 5850)
     assert result.status is Status.WARNING and "CVE-2024-0136/0137" in result.summary
     command = result.hint.split("`")[1]  # sed -i -E 's|...|...|' FILE, run as a shell would split it
     argv = ["sed", "-i", "-E", command.split("'")[1], command.rsplit(" ", 1)[1]]
     subprocess.run(argv, check=True)
     assert 'ldconfig = "@/sbin/ldconfig"' in (root / "etc/nvidia-container-runtime/config.toml").read_text()
-    assert run_check(BY_ID["toolkit-security"], probes(root)).status is Status.OK
+    assert run_check(BY_ID["toolkit-security"], probes(root, version="1.19.1-1")).status is Status.OK
 
 
 def test_the_foreign_spec_hint_removes_it(tmp_path):
@@ -191,3 +191,25 @@ def test_cdi_generate_unit_is_one_shipped_file_ordered_before_docker_ecs_and_the
     assert "ExecStart=/usr/local/bin/nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml" in lines
     assert "ConditionPathExists=/usr/local/bin/nvidia-ctk" in lines and "Type=oneshot" in lines
     assert not any(line.startswith(("Requires=", "RequiredBy=")) for line in lines)  # ordering only
+
+
+@pytest.mark.parametrize("engine, readable", [("25.0.16", False), ("26.1.5", True)])
+def test_a_cdi_0_7_0_spec_needs_engine_26_1_where_dockers_cdi_reads_it(tmp_path, engine, readable):
+    """Toolkit 1.19+ writes cdiVersion 0.7.0, which Docker reads from 26.1 (the knowledge table docker-cdi); the ECS
+    AMI's Docker is 25.0.16. The Engine is simulated by its version (what `docker info` would say)."""
+    from gpuprep.toolkit.stack import detect as detect_stack
+
+    root = tree(tmp_path, "al2023-ecs-gpu-2026")
+    spec = root / "var/run/cdi/nvidia.yaml"
+    spec.write_text(spec.read_text().replace("cdiVersion: 0.5.0", "cdiVersion: 0.7.0"))
+    p = probes(root, uuids=UUIDS)
+    p.preset(toolkit_checks.stack, detect_stack(p.host, p.platform, daemon_config={"features": {"cdi": True}},
+                                                engine_version=engine, info=None, add_runtimes=None,
+                                                toolkit="1.19.1-1"))
+    result = run_check(BY_ID["toolkit-cdi-specs"], p)
+    if readable:
+        assert result.status is Status.OK, result
+    else:
+        assert result.status is Status.CRITICAL, result
+        assert "cdiVersion 0.7.0 needs Docker Engine 26.1 or newer; this Engine is 25.0.16" in result.summary
+        assert "update Docker to 26.1 or newer" in result.hint and '"cdi": false' in result.hint
