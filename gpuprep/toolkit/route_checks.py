@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 from gpuprep.services import unit_text
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit.checks import _refresh_hint, stack
@@ -196,21 +196,53 @@ def check_cdi_refresh(probes: Probes) -> Verdict:
         return Verdict(Status.WARNING, f"{cdi.GENERATED_SPEC} is older than the driver's module {module[0]}: "
                        "nvidia-cdi-refresh did not run after the driver update", _refresh_hint(probes, s)
                        + "; its log: `journalctl -b -u nvidia-cdi-refresh.service`", data)
-    if probes.host.live:
-        state = _refresh_ran(probes)
-        data["service"] = state
-        if state.get("Result") not in (None, "", "success"):
-            return Verdict(Status.WARNING, f"{REFRESH_SERVICE} failed this boot ({state.get('Result')}, exit status "
-                           f"{state.get('ExecMainStatus')})", "its log says why: `journalctl -b -u "
+    ran = refresh_ran(probes)
+    if ran is not None:
+        data["this_boot"] = ran
+        service, persistenced_state = ran.get(REFRESH_SERVICE, {}), ran.get(PERSISTENCED, {})
+        logged = ran.get("errors") or []
+        if service.get("Result") not in (None, "", "success"):
+            said = f": {logged[-1]}" if logged else ""
+            return Verdict(Status.WARNING, f"{REFRESH_SERVICE} failed this boot ({service.get('Result')}, exit status "
+                           f"{service.get('ExecMainStatus')}){said}", "its log says why: `journalctl -b -u "
                            f"{REFRESH_SERVICE}`; then `systemctl restart {REFRESH_SERVICE}`", data)
+        started = _monotonic(service.get("ExecMainStartTimestampMonotonic"))
+        if not started:
+            return Verdict(Status.WARNING, f"{REFRESH_SERVICE} has not run this boot: the spec is the last boot's "
+                           "(or the image's)", f"`systemctl restart {REFRESH_SERVICE}`", data)
+        ready = _monotonic(persistenced_state.get("ActiveEnterTimestampMonotonic"))
+        if persistenced and ready and started < ready:
+            return Verdict(Status.WARNING, f"{REFRESH_SERVICE} ran {(ready - started) / 1e6:.1f} s before "
+                           f"{PERSISTENCED} was up this boot: its spec may lack GPUs (toolkit issue 1611)",
+                           f"`systemctl restart {REFRESH_SERVICE}`; for every boot order it after {PERSISTENCED} "
+                           f"(a drop-in with `After={PERSISTENCED}` in {REFRESH_DROP_IN})", data)
     return Verdict(Status.OK, f"nvidia-cdi-refresh enabled, ordered after {PERSISTENCED if persistenced else 'boot'}; "
                    f"{cdi.GENERATED_SPEC} newer than the driver's module", data=data)
 
 
-def _refresh_ran(probes: Probes) -> dict[str, str]:
-    done = probes.host.run(["systemctl", "show", REFRESH_SERVICE, "-p", "Result,ExecMainStatus,ActiveState"],
-                           timeout=3, check=False)
-    return dict(line.split("=", 1) for line in (done.stdout or "").splitlines() if "=" in line)
+def _monotonic(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else 0
+
+
+REFRESH_TIMEOUT_S = 3.0
+
+
+@probe
+def refresh_ran(p: Probes) -> dict[str, Any] | None:
+    """This boot's record of nvidia-cdi-refresh and nvidia-persistenced (``systemctl show``) and the errors the
+    refresh logged (``journalctl -b -p err``), each bounded; None off the live system (an image has no boot)."""
+    if not p.host.live or not p.host.which("systemctl"):
+        return None
+    out: dict[str, Any] = {}
+    for unit, props in ((REFRESH_SERVICE, "Result,ExecMainStatus,ExecMainStartTimestampMonotonic"),
+                        (PERSISTENCED, "ActiveState,ActiveEnterTimestampMonotonic")):
+        done = p.host.run(["systemctl", "show", unit, "-p", props], timeout=REFRESH_TIMEOUT_S, check=False)
+        out[unit] = dict(line.split("=", 1) for line in (done.stdout or "").splitlines() if "=" in line)
+    if p.host.which("journalctl"):
+        done = p.host.run(["journalctl", "-b", "-u", REFRESH_SERVICE, "-p", "err", "-o", "cat", "-n", "5",
+                           "--no-pager"], timeout=REFRESH_TIMEOUT_S, check=False)
+        out["errors"] = [line for line in (done.stdout or "").splitlines() if line.strip()]
+    return out
 
 
 DOCKER_CHECKS = [

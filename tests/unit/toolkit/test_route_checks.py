@@ -152,3 +152,29 @@ def test_refresh_disabled_or_behind_the_driver_warns(tmp_path):
     os.utime(root / SPEC, (written, written))
     result = run_check(BY_ID["toolkit-cdi-refresh"], probes(root, "25.0.16"))
     assert result.status is Status.WARNING and "older than the driver's module" in result.summary, result
+
+
+def this_boot(result: str = "success", started: int = 9_000_000, persistenced_up: int = 8_000_000,
+              errors: list[str] | None = None) -> dict:
+    """``systemctl show`` and ``journalctl -b -p err`` as a booted host answers them (the running system: seeded)."""
+    return {route_checks.REFRESH_SERVICE: {"Result": result, "ExecMainStatus": "0" if result == "success" else "1",
+                                           "ExecMainStartTimestampMonotonic": str(started)},
+            route_checks.PERSISTENCED: {"ActiveState": "active", "ActiveEnterTimestampMonotonic": str(persistenced_up)},
+            "errors": errors or []}
+
+
+@pytest.mark.parametrize("boot, said", [
+    (this_boot("exit-code", errors=["nvidia-ctk: failed to initialize NVML: Driver Not Loaded"]),
+     "failed this boot (exit-code, exit status 1): nvidia-ctk: failed to initialize NVML"),
+    (this_boot(started=0), "has not run this boot"),
+    (this_boot(started=5_000_000, persistenced_up=8_000_000), "ran 3.0 s before nvidia-persistenced.service"),
+])
+def test_what_the_refresh_did_this_boot_is_named(tmp_path, boot, said):
+    drop_in = {route_checks.REFRESH_DROP_IN: "[Unit]\nAfter=nvidia-persistenced.service\n"}
+    p = probes(tree(tmp_path, files={**PERSISTENCED, **drop_in}), "25.0.16")
+    p.preset(route_checks.refresh_ran, boot)
+    result = run_check(BY_ID["toolkit-cdi-refresh"], p)
+    assert result.status is Status.WARNING and said in result.summary, result
+    p = probes(tree(tmp_path / "ok", files={**PERSISTENCED, **drop_in}), "25.0.16")
+    p.preset(route_checks.refresh_ran, this_boot())
+    assert run_check(BY_ID["toolkit-cdi-refresh"], p).status is Status.OK
