@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gpuprep.engine.gpu_container import CDI_ROUTE, DEFAULT_ROUTE, GPUS_ROUTE, IMAGE, ROUTE_WORDS, route_took
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 from gpuprep.services import unit_text
@@ -29,6 +30,7 @@ from gpuprep.toolkit.stack import UNIT_DIRS, Stack, _version_tuple, engine_since
 # cdi-additional-gids (29.5) and gpus-through-cdi (29.2).
 NAME_BOTH = "--device-name-strategy=index --device-name-strategy=uuid "
 NO_GIDS_FLAG = "--feature-flag no-additional-gids-for-device-nodes"
+PROOF_TIMEOUT_S = 30.0  # a container's nvidia-smi, a cold GPU init included (engine/gpu_container.py's own bound)
 REFRESH_SERVICE = "nvidia-cdi-refresh.service"
 PERSISTENCED = "nvidia-persistenced.service"
 REFRESH_DROP_IN = f"/etc/systemd/system/{REFRESH_SERVICE}.d/10-after-persistenced.conf"
@@ -160,7 +162,36 @@ def check_routes(probes: Probes) -> Verdict:
                            "finds no `nvidia.com/gpu=0` and fails, while ECS tasks (by UUID) work",
                            "write index names too: " + _regenerate(probes, NAME_BOTH), data)
     summary = "; ".join(f"{k if k == 'ecs' else '--' + k}: {v}" for k, v in taken.items())
+    proof = prove_routes(probes, s)
+    if proof is not None:
+        data["proof"] = proof.as_data()
+        by_route = {r.route: r for r in proof.results}
+        ecs = by_route.get(DEFAULT_ROUTE)
+        broken = [r for r in proof.results if r.route != DEFAULT_ROUTE and not r.ok and r.link != IMAGE]
+        if ecs is not None and ecs.ok and broken:
+            bad = broken[0]
+            return Verdict(Status.WARNING, f"the routes disagree: ECS's route ({ROUTE_WORDS[DEFAULT_ROUTE]}) sees "
+                           f"{len(ecs.gpus)} GPU(s), but {bad.summary}", bad.hint, data)
+        if ecs is not None and ecs.ok and not broken:
+            proven = ", ".join(route_took(r.route, r.seconds) for r in proof.results if r.ok)
+            summary += f"; proven here: {proven}"
     return Verdict(Status.OK, f"the routes agree: ECS: {summary.split('ecs: ', 1)[1]}", data=data)
+
+
+def prove_routes(probes: Probes, s: Stack):
+    """Each route's container on the live Engine (the image present locally; nothing pulled), side by side; None
+    where there is no Engine to ask or containers are not wanted (``--no-container``)."""
+    from gpuprep.engine.checks import docker_info
+    from gpuprep.engine.gpu_routes import probe_routes
+
+    if probes.host.docker_url is None or probes.options.no_container:
+        return None
+    try:
+        docker_info(probes)
+    except Exception:  # docker-engine says the Engine is down
+        return None
+    wanted = [DEFAULT_ROUTE, GPUS_ROUTE] + ([CDI_ROUTE] if s.docker_cdi else [])
+    return probe_routes(probes.host, probes.options.image, wanted, pull=False, timeout=PROOF_TIMEOUT_S)
 
 
 # -- item 3: nvidia-cdi-refresh -----------------------------------------------------------------------------------
@@ -251,7 +282,8 @@ DOCKER_CHECKS = [
           check_engine_reads_spec,
           timeout=8),  # not at boot: ECS tasks take the runtime, which never asks Docker's CDI
     Check("toolkit-gpu-routes", "docker", "which route ECS, `--gpus` and `--device` take here, and where they "
-          "disagree (a stale spec or UUID-only names breaking `--gpus` on Docker 29.2+)", check_routes, timeout=10),
+          "disagree (a stale spec or UUID-only names breaking `--gpus` on Docker 29.2+); with an Engine, each proven "
+          "by a container", check_routes, timeout=PROOF_TIMEOUT_S + 15),
     Check("toolkit-cdi-refresh", "docker", "nvidia-cdi-refresh enabled, ordered after nvidia-persistenced, its spec "
           "newer than the driver's module, no failure this boot", check_cdi_refresh, timeout=8),
 ]
