@@ -24,6 +24,7 @@ import re
 import time
 from typing import Any
 
+from gpuprep.ecs.config import GPU_INFO as ECS_GPU_INFO  # ecs-init's {"DriverVersion", "GPUIDs": [...]}
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import QUERY_TIMEOUT, _pci_gpus, _short_list
 from gpuprep.report import Status
@@ -203,7 +204,6 @@ def check_mps_pipe(probes: Probes) -> Verdict:
 
 
 # -- item 10: the sources that must list GPUs ---------------------------------------------------------------------
-from gpuprep.ecs.config import GPU_INFO as ECS_GPU_INFO  # noqa: E402  (ecs-init's {"GPUIDs": [...]})
 
 
 def _gpu_info_count(probes: Probes) -> int | None:
