@@ -111,6 +111,7 @@ def check_vbios(probes: Probes) -> Verdict:
 
 
 PERSISTENCED_SOCKET = "/run/nvidia-persistenced/socket"
+PERSISTENCED_UNIT = "nvidia-persistenced.service"
 PERSISTENCED_WAIT_S = 15.0  # nvidia-persistenced makes its socket within a second or two of starting
 PERSISTENCED_POLL_S = 0.1
 
@@ -158,8 +159,15 @@ def check_persistenced_socket(probes: Probes) -> Verdict:
         return Verdict(Status.CRITICAL, f"no {PERSISTENCED_SOCKET} on a {it}" + (f" after {waited:.0f} s" if waited
                        else "") + ": nvidia-persistenced is not running, and a cold GPU init outlasts the runtime's "
                        "timeout (`driver rpc error: timed out`)", fix, data)
-    return Verdict(Status.WARNING, f"no {PERSISTENCED_SOCKET}: nvidia-persistenced is not running, so each "
-                   "container start initialises the GPUs", fix, data)
+    from gpuprep.services import Services
+
+    if not Services(probes.host, probes.platform).state("nvidia-persistenced").is_enabled:
+        raise NotApplicable(f"{PERSISTENCED_UNIT} is not enabled and {it or 'this host'} does not need it "
+                            "(gpu-persistence says whether persistence mode is on)")
+    return Verdict(Status.WARNING, f"{PERSISTENCED_UNIT} is enabled but {PERSISTENCED_SOCKET} is missing: the "
+                   "daemon is not running, so each container start initialises the GPUs",
+                   "`systemctl restart nvidia-persistenced`; `journalctl -b -u nvidia-persistenced` says why it "
+                   "stopped", data)
 
 
 # -- item 4: MPS's pipe directory ---------------------------------------------------------------------------------

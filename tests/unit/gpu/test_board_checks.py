@@ -23,7 +23,7 @@ from gpuprep.ec2.imds import InstanceType
 from gpuprep.gpu import board_checks
 from gpuprep.gpu import query as gpu_query
 from gpuprep.report import Status
-from gpuprep.runner.checks import run_check
+from gpuprep.runner.checks import NotApplicable, run_check
 
 pytestmark = pytest.mark.allow_subp("rpm")
 BY_ID = {c.id: c for c in board_checks.CHECKS}
@@ -105,6 +105,27 @@ def test_no_socket_on_a_type_that_needs_persistence_is_critical_and_present_is_o
     p = probekit.probes(root, probe_instance_type=P5)
     p.preset(board_checks.persistenced_socket, (True, 0.4))
     assert board_checks.check_persistenced_socket(p).status is Status.OK
+
+
+@pytest.mark.allow_subp("systemctl")
+def test_no_socket_where_persistence_is_not_required_warns_only_with_the_daemon_enabled(tmp_path):
+    g5 = InstanceType("g5.xlarge", via="IMDSv2")
+    root = probekit.tree(tmp_path, "healthy-g5-al2")
+    p = probekit.probes(root, probe_instance_type=g5)
+    p.preset(board_checks.persistenced_socket, (False, 0.0))
+    with pytest.raises(NotApplicable, match="not enabled"):
+        board_checks.check_persistenced_socket(p)  # the check itself: the runner skips live checks with --root
+    unit = "[Unit]\nDescription=NVIDIA Persistence Daemon\n\n[Service]\nType=forking\n" \
+           "ExecStart=/usr/bin/nvidia-persistenced\n\n[Install]\nWantedBy=multi-user.target\n"
+    root = probekit.tree(tmp_path / "enabled", "healthy-g5-al2", files={
+        "/usr/lib/systemd/system/nvidia-persistenced.service": unit}, links={
+        "/etc/systemd/system/multi-user.target.wants/nvidia-persistenced.service":
+        "/usr/lib/systemd/system/nvidia-persistenced.service"})
+    p = probekit.probes(root, probe_instance_type=g5)
+    p.preset(board_checks.persistenced_socket, (False, 0.0))
+    result = board_checks.check_persistenced_socket(p)
+    assert result.status is Status.WARNING and "enabled but /run/nvidia-persistenced/socket is missing" in \
+        result.summary, result
 
 
 # -- item 4: MPS's pipe directory ---------------------------------------------------------------------------------
