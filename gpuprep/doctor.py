@@ -22,25 +22,27 @@ GROUPS = ("platform", "gpu", "docker", "container", "ecs", "packages")
 def all_checks() -> list[Check]:
     from gpuprep import platform_checks
     from gpuprep.ec2 import checks as ec2
+    from gpuprep.ec2 import host_checks as ec2_host
     from gpuprep.ecs import agent_gpu
     from gpuprep.ecs import checks as ecs
     from gpuprep.engine import checks as docker
     from gpuprep.engine import container_checks as container
     from gpuprep.engine import cuda_container
+    from gpuprep.gpu import board_checks, cuda_checks, fabric_checks
     from gpuprep.gpu import checks as gpu
-    from gpuprep.gpu import cuda_checks, fabric_checks
     from gpuprep.gpu import security as gpu_security
     from gpuprep.image import drift
     from gpuprep.knowledge import checks as knowledge
     from gpuprep.packages import advisories
     from gpuprep.packages import checks as packages
     from gpuprep.toolkit import checks as toolkit
+    from gpuprep.toolkit import route_checks
 
     return [
-        *platform_checks.CHECKS, *gpu.CHECKS, *ec2.CHECKS,
+        *platform_checks.CHECKS, *ec2_host.CHECKS, *gpu.CHECKS, *ec2.CHECKS, *board_checks.CHECKS,
         *fabric_checks.CHECKS, *cuda_checks.CHECKS,
         *drift.GPU_CHECKS, *toolkit.GPU_CHECKS, *docker.CHECKS,
-        *toolkit.DOCKER_CHECKS, *container.CHECKS,
+        *toolkit.DOCKER_CHECKS, *route_checks.DOCKER_CHECKS, *container.CHECKS,
         *cuda_container.CHECKS,
         *ecs.CHECKS, *agent_gpu.CHECKS, *packages.ECS_CHECKS, *packages.CHECKS, *drift.PACKAGE_CHECKS,
         *toolkit.SECURITY_CHECKS, *gpu_security.CHECKS, *advisories.CHECKS,

@@ -10,6 +10,7 @@ def install_steps() -> list[Step]:
     from gpuprep.bootcheck import BootCheckStep
     from gpuprep.doctor_timer import DoctorTimerStep
     from gpuprep.ecs.steps import DockerGroupStep, EcsConfigStep
+    from gpuprep.engine.memlock import DockerMemlockStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
     from gpuprep.gpu.fabric_steps import FabricManagerStep
     from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
@@ -21,6 +22,7 @@ def install_steps() -> list[Step]:
         PackagesStep(),
         DockerServiceStep(),
         DockerRuntimeStep(),
+        DockerMemlockStep(),  # where EFA is present (issue 28)
         DockerReloadStep(),
         DevCharLinksStep(),
         CdiSpecStep(),

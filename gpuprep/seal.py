@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from gpuprep.ecs import config as ecs_config
+from gpuprep.ecs.gpu_health_seal import GpuHealthStateStep
 from gpuprep.ecs.steps import EcsStateStep, GpuInfoStep, StopEcsStep
 from gpuprep.engine.objects import image_plan
 from gpuprep.engine.seal import ContainersStep, ImagesStep
@@ -135,6 +136,7 @@ def seal_steps() -> list[Step]:
         EcsStateStep(),
         GpuInfoStep(),
         ToolkitStateStep(),
+        GpuHealthStateStep(),  # issue 28
         DeepCleanStep(),
         StampStep(),
     ]

@@ -133,3 +133,28 @@ class Services:
         if self.upstart or not self.host.live:
             return
         self.host.run(["systemctl", "daemon-reload"], timeout=SYSTEMCTL_TIMEOUT)
+
+
+UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+
+
+def unit_text(host: Host, unit: str) -> tuple[str | None, str]:
+    """``unit``'s file (the first of UNIT_DIRS that has it, as systemd picks it) and its text with every drop-in
+    (``<dir>/<unit>.d/*.conf``, in name order) after it: what systemd merges. Read through the root."""
+    import os
+
+    path, texts = None, []
+    for d in UNIT_DIRS:
+        text = host.read_text(f"{d}/{unit}")
+        if text is not None:
+            path, texts = f"{d}/{unit}", [text]
+            break
+    drop_ins: dict[str, str] = {}
+    for d in reversed(UNIT_DIRS):  # /etc last: a drop-in there overrides one of the same name elsewhere
+        try:
+            names = os.listdir(host.path(f"{d}/{unit}.d"))
+        except OSError:
+            continue
+        drop_ins |= {n: f"{d}/{unit}.d/{n}" for n in names if n.endswith(".conf")}
+    texts += [host.read_text(drop_ins[n]) or "" for n in sorted(drop_ins)]
+    return path, "\n".join(texts)

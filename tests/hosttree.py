@@ -78,6 +78,9 @@ class HostSpec:
     # JSON (seal.json, gpu-metrics.json).
     files: dict = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)  # host path -> link target
+    # EFA STAND-INS: that many PCI functions 1d0f:efa1 (the id EFA devices of p5 show), the efa and ib_uverbs
+    # modules in /proc/modules and /dev/infiniband/uverbsN nodes (regular files), as an EFA instance has them.
+    efa: int = 0
 
 
 def gpus(model: str, bus_ids: list[str], driver: str | None = "nvidia") -> list[PciSpec]:
@@ -99,7 +102,9 @@ def build(root: Path, spec: HostSpec) -> Path:
     if spec.sysfs:
         devices = root / "sys/bus/pci/devices"
         devices.mkdir(parents=True, exist_ok=True)
-        for f in [*spec.gpus, *spec.other_pci]:
+        efa = [PciSpec(f"0000:{0xa0 + i // 4:02x}:00.{i % 4}", vendor="0x1d0f", device="0xefa1", klass="0x020000",
+                       driver="efa") for i in range(spec.efa)]
+        for f in [*spec.gpus, *spec.other_pci, *efa]:
             d = devices / f.bus_id
             d.mkdir()
             for name, value in (("vendor", f.vendor), ("device", f.device), ("class", f.klass)):
@@ -119,6 +124,8 @@ def build(root: Path, spec: HostSpec) -> Path:
             nodes.update({"nvidiactl": (195, 255), "nvidia-uvm": (spec.uvm_major, 0)})
             if spec.char_nodes:
                 nodes["nvidia-uvm-tools"] = (spec.uvm_major, 1)
+        for i in range(spec.efa):
+            _write(root, f"/dev/infiniband/uverbs{i}", "")
         for name, (major, minor) in nodes.items():
             if spec.char_nodes:
                 os.mknod(root / "dev" / name, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
@@ -133,6 +140,9 @@ def build(root: Path, spec: HostSpec) -> Path:
             modules = ("nvidia_uvm 1777664 0 - Live 0x0000000000000000\n"
                        "nvidia 56496128 1 nvidia_uvm, Live 0x0000000000000000\n") + modules
             _write(root, "/proc/driver/nvidia/version", MODULE_TEXT[spec.flavour].format(v=spec.module))
+        if spec.efa:
+            modules = ("efa 143360 0 - Live 0x0000000000000000\n"
+                       "ib_uverbs 200704 1 efa, Live 0x0000000000000000\n") + modules
         _write(root, "/proc/modules", modules)
     lib = root / spec.lib_dir.lstrip("/")
     for v in [*([spec.userland] if spec.userland else []), *spec.stale_userland]:

@@ -24,9 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 TOKEN = "AQAEAStandInTokenForGpuprepTests=="
 
 
-def make_handler(instance_type: str, mode: str = "v2", seen: list | None = None, extra: dict | None = None):
-    """``extra``: more ``/latest/<path>`` answers (meta-data/instance-id, meta-data/placement/region,
-    meta-data/iam/security-credentials/ and .../<role>, the credentials' JSON as IMDS gives it)."""
+def make_handler(instance_type: str, mode: str = "v2", seen: list | None = None, extra: dict | None = None,
+                 paths: dict | None = None):
+    """``extra``: more ``/latest/<path>`` answers keyed by ``<path>`` (meta-data/instance-id,
+    meta-data/placement/region, meta-data/iam/security-credentials/ and .../<role>, the credentials' JSON as IMDS
+    gives it); ``paths``: the same keyed by the whole path (``/latest/meta-data/events/maintenance/scheduled``)."""
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
@@ -67,15 +69,19 @@ def make_handler(instance_type: str, mode: str = "v2", seen: list | None = None,
                 return self._answer(200, instance_type)
             if extra and self.path.removeprefix("/latest/") in extra:
                 return self._answer(200, extra[self.path.removeprefix("/latest/")])
+            if paths and self.path in paths:
+                return self._answer(200, paths[self.path])
             return self._answer(404)
 
     return Handler
 
 
 class StandIn:
-    def __init__(self, instance_type: str, mode: str = "v2", extra: dict | None = None) -> None:
+    def __init__(self, instance_type: str, mode: str = "v2", extra: dict | None = None,
+                 paths: dict | None = None) -> None:
         self.seen: list = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(instance_type, mode, self.seen, extra))
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0),
+                                          make_handler(instance_type, mode, self.seen, extra, paths))
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), name="imds-standin",
@@ -87,8 +93,10 @@ class StandIn:
         self.server.server_close()
 
 
-def serve(instance_type: str, mode: str = "v2", extra: dict | None = None) -> StandIn:
-    return StandIn(instance_type, mode, extra)
+def serve(instance_type: str, mode: str = "v2", extra: dict | None = None, paths: dict | None = None) -> StandIn:
+    """``paths``: other metadata paths and their bodies (``/latest/meta-data/events/maintenance/scheduled``: the
+    JSON list EC2 serves there, docs.aws.amazon.com/AWSEC2/latest/UserGuide/viewing_scheduled_events.html)."""
+    return StandIn(instance_type, mode, extra, paths)
 
 
 if __name__ == "__main__":

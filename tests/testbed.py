@@ -76,6 +76,19 @@ def _debian_engine(name: str, tree: Path) -> Engine:
 ENGINES = {"20.10": Engine("20.10.24", shutil.which("dockerd") or "/usr/sbin/dockerd"),
            "26": _debian_engine("26.1.5", ENGINE26), "28": _debian_engine("28.5.2", ENGINE28)}
 
+def with_gpus_hook(engine: Engine, directory: Path) -> Engine:
+    """``engine`` with a STAND-IN ``nvidia-container-runtime-hook`` first on its PATH, which exits 0. Engines before
+    29.2 serve ``docker run --gpus`` only where that hook is on dockerd's PATH (moby ``daemon/nvidia_linux.go``: it
+    sets NVIDIA_VISIBLE_DEVICES and adds the hook as a prestart hook); the toolkit's package ships the real one, which
+    needs a driver. The GPUs then come from the nvidia runtime, as NVIDIA_VISIBLE_DEVICES asks."""
+    hook = directory / "nvidia-container-runtime-hook"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text("#!/bin/sh\n# STAND-IN for the toolkit's prestart hook (no driver here)\nexit 0\n")
+    hook.chmod(0o755)
+    return Engine(engine.name, engine.dockerd, (*engine.links, ("nvidia-container-runtime-hook", str(hook))),
+                  engine.base_config)
+
+
 # What the fake nvidia-smi describes unless a test says otherwise; shaped like docs/testbed.md 8.
 DEFAULT_GPUS = (
     {"index": 0, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-0e7d3af2-be49-affe-ae6c-f6fcf358f2ea",

@@ -103,6 +103,24 @@ def ask_paths(endpoint: str, deadline: float, paths: list[str], *, v1: bool = Tr
               limit: int = 4096) -> tuple[dict[str, str], str]:
     """``GET /latest/<path>`` for each of ``paths`` with one IMDSv2 token (IMDSv1 only where ``v1`` and the token
     PUT is refused); ({path: body}, via). Any answer but 200 raises ValueError naming the path."""
+    answers, via = _get_all(endpoint, deadline, paths, v1=v1, limit=limit)
+    for path, (status, body) in answers.items():
+        if status != 200:
+            raise ValueError(f"{path} answered HTTP {status}: {body[:64]!r}")
+    return {path: body for path, (_, body) in answers.items()}, via
+
+
+def get_metadata(endpoint: str, deadline: float, path: str) -> tuple[int, str, str]:
+    """(HTTP status, body, "IMDSv2" | "IMDSv1") of ``GET path`` (``/latest/...``), token first; straight to the
+    endpoint, never through a proxy (http.client reads no proxy settings), within ``deadline``."""
+    answers, via = _get_all(endpoint, deadline, [path.removeprefix("/latest/")])
+    status, body = next(iter(answers.values()))
+    return status, body, via
+
+
+def _get_all(endpoint: str, deadline: float, paths: list[str], *, v1: bool = True,
+             limit: int = 4096) -> tuple[dict[str, tuple[int, str]], str]:
+    """({path: (HTTP status, body)}, via) for ``GET /latest/<path>`` of each path, with one token."""
     parts = urlsplit(endpoint)
     if parts.scheme != "http" or not parts.hostname:
         raise ValueError(f"{ENDPOINT_ENV}={endpoint!r} is not an http:// URL")
@@ -120,10 +138,7 @@ def ask_paths(endpoint: str, deadline: float, paths: list[str], *, v1: bool = Tr
             raise ValueError(f"the token request answered HTTP {status}")
         answers = {}
         for path in paths:
-            status, body = _request(conn, deadline, "GET", f"/latest/{path}", headers, limit)
-            if status != 200:
-                raise ValueError(f"{path} answered HTTP {status}: {body[:64]!r}")
-            answers[path] = body
+            answers[path] = _request(conn, deadline, "GET", f"/latest/{path}", headers, limit)
         return answers, via
     finally:
         conn.close()

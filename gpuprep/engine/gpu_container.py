@@ -50,10 +50,14 @@ CDI_OFF, CDI_UNRESOLVABLE, CDI_INJECTION, CDI_NO_SMI = "cdi-off", "cdi-unresolva
 
 # The routes, in the order they are proven.
 DEFAULT_ROUTE, CDI_ROUTE = "default-runtime", "cdi"
-ROUTES = (DEFAULT_ROUTE, CDI_ROUTE)
+# `docker run --gpus all`: a device request Docker serves with the prestart hook (nvidia-container-runtime-hook on
+# dockerd's PATH), or from the static CDI spec first on 29.2+ with nvidia-cdi-hook (issue 28; docs/domain.md).
+GPUS_ROUTE = "gpus"
+ROUTES = (DEFAULT_ROUTE, CDI_ROUTE, GPUS_ROUTE)
 CDI_DEVICE = "nvidia.com/gpu=all"
 CDI_RUNTIME = "runc"  # the spec alone must give the GPUs: not the nvidia runtime, whatever the default is
-ROUTE_WORDS = {DEFAULT_ROUTE: "without --runtime", CDI_ROUTE: f"through CDI ({CDI_DEVICE}, runtime {CDI_RUNTIME})"}
+ROUTE_WORDS = {DEFAULT_ROUTE: "without --runtime", CDI_ROUTE: f"through CDI ({CDI_DEVICE}, runtime {CDI_RUNTIME})",
+               GPUS_ROUTE: "with --gpus all"}
 
 
 def route_took(route: str, seconds: float) -> str:
@@ -399,8 +403,25 @@ def _run(host: Host, image: str, *, route: str, pull: bool, progress: bool, time
                 log.warning("could not remove container %s", cid[:12])
 
 
+GPUS_UNSERVED = "gpus-unserved"
+
+
+def _explain_gpus(message: str) -> tuple[str, str, str]:
+    """(link, summary, hint) for a ``--gpus all`` container that did not start."""
+    from gpuprep.toolkit.cdi import GENERATED_SPEC
+
+    detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
+    return (GPUS_UNSERVED, f"{ROUTE_WORDS[GPUS_ROUTE]}: dockerd could not run it: {detail}",
+            "Docker serves --gpus through nvidia-container-runtime-hook on dockerd's PATH (the toolkit's "
+            "`nvidia-container-toolkit` package ships it; restart docker after installing it), or on Docker 29.2+ "
+            "with nvidia-cdi-hook from the CDI spec: write it anew, "
+            f"`nvidia-ctk cdi generate --output={GENERATED_SPEC}`")
+
+
 def run_argv(image: str, route: str) -> list[str]:
     """The ``docker run`` a route's container is the same as (what a dry run lists)."""
+    if route == GPUS_ROUTE:
+        return ["docker", "run", "--rm", "--network", "none", "--gpus", "all", image, *QUERY]
     if route == CDI_ROUTE:
         return ["docker", "run", "--rm", "--network", "none", "--runtime", CDI_RUNTIME, "--device", CDI_DEVICE,
                 image, *QUERY]
@@ -415,6 +436,12 @@ def _create(api, image: str, route: str) -> str:
 
         host_config = api.create_host_config(network_mode="none", runtime=CDI_RUNTIME, device_requests=[
             DeviceRequest(driver="cdi", device_ids=[CDI_DEVICE])])
+        return api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"]
+    if route == GPUS_ROUTE:
+        from docker.types import DeviceRequest
+
+        host_config = api.create_host_config(network_mode="none", device_requests=[
+            DeviceRequest(count=-1, capabilities=[["gpu"]])])
         return api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"]
     host_config = api.create_host_config(network_mode="none")
     return api.create_container(image, QUERY, environment=ENVIRONMENT, host_config=host_config, labels=labels)["Id"]
@@ -435,12 +462,14 @@ def _start_and_collect(host: Host, api, cid: str, image: str, route: str, timeou
             info = None
         if route == CDI_ROUTE:
             link, summary, hint = _explain_cdi(classify_cdi_error(message), message, info, image, cdi_hint)
+        elif route == GPUS_ROUTE:
+            link, summary, hint = _explain_gpus(message)
         else:
             link, summary, hint = _explain(classify_start_error(message), message, info, image)
         return ProbeResult(False, link, summary, hint, image, route, time.monotonic() - started, pull_seconds,
                            output=message)
     words = ROUTE_WORDS[route]
-    prefix = f"{words}: " if route == CDI_ROUTE else ""
+    prefix = f"{words}: " if route != DEFAULT_ROUTE else ""
     try:
         status = api.wait(cid, timeout=timeout)
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):

@@ -33,6 +33,7 @@ class DaemonJsonRun:
     engine: Any = None  # dockerd.EngineProcess that docker-reload signalled or restarted in this run
     verified: bool = False  # the Engine showed the change: daemon.json is the last good config now
     docker_cdi_planned: bool = False  # --docker-cdi turns features.cdi on in this edit (a restart, not SIGHUP)
+    restart: bool = False  # an edit of keys dockerd reads only at start (default-ulimits: docker-memlock)
 
 
 def runtime_path(ctx: Context) -> str:
@@ -335,7 +336,7 @@ class DockerReloadStep(Step):
         reasons = (["daemon.json changed in this run"] if changed else []) \
             + ([f"dockerd does not show {', '.join(lacking)} yet"] if lacking else []) \
             + (["docker.service changed on disk"] if unit_changed else [])
-        action = "restart" if unit_changed or cannot_unset or cdi_off else "reload"
+        action = "restart" if unit_changed or cannot_unset or cdi_off or edit.restart else "reload"
         decision = {"action": action if reasons else "none", "reasons": reasons,
                     "pid": proc.pid if proc else None, "systemd_unit": proc.systemd_unit if proc else None,
                     "engine_default": engine_default, "engine_runtimes": sorted(engine_runtimes),

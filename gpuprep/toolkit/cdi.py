@@ -53,6 +53,7 @@ class Spec:
     common_nodes: list[Node] = field(default_factory=list)
     mounts: list[str] = field(default_factory=list)  # host paths
     error: str = ""
+    additional_gids: bool = False  # a device node carries additionalGids (CDI 0.7.0)
 
     @property
     def uuid_devices(self) -> list[str]:
@@ -118,6 +119,8 @@ def load(host: Host, path: str, directory: str, priority: int) -> Spec:
             spec.devices[str(dev["name"])] = _nodes(dev.get("containerEdits"))
             edits.append(dev.get("containerEdits") or {})
     spec.common_nodes = _nodes(doc.get("containerEdits"))
+    spec.additional_gids = any(isinstance(n, dict) and n.get("additionalGids") for e in edits if isinstance(e, dict)
+                               for n in e.get("deviceNodes") or [])
     spec.mounts = sorted({m["hostPath"] for e in edits if isinstance(e, dict) for m in e.get("mounts") or []
                           if isinstance(m, dict) and isinstance(m.get("hostPath"), str)})
     return spec

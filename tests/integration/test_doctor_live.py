@@ -40,7 +40,14 @@ sys.path.insert(0, str(REPO / "tests"))
 import pytest  # noqa: E402
 from hosttree import build_named, load_spec  # noqa: E402
 from rpmfixtures import PkgSpec, build_repo  # noqa: E402
-from testbed import PrivateDockerd, tiny_image, write_fake_nvidia_smi, write_nvidia_runtime  # noqa: E402
+from testbed import (  # noqa: E402
+    ENGINES,
+    PrivateDockerd,
+    tiny_image,
+    with_gpus_hook,
+    write_fake_nvidia_smi,
+    write_nvidia_runtime,
+)
 
 HOST = "healthy-p5-h100x8"
 DRIVER = "580.178.04"  # the tree's kernel module and libnvidia-ml version
@@ -120,8 +127,11 @@ def build_live_host(workdir: Path, pkg_cache: Path, *, default_runtime: bool = T
     root = build_root(workdir / "root", pkg_cache)
     # The runtime's CDI spec mounts the root's own nvidia-smi: the container sees what the host sees.
     runtime = write_nvidia_runtime(workdir / "nvidia", root / "usr/bin/nvidia-smi", gpus=host_gpus()).path
+    # The toolkit's package puts nvidia-container-runtime-hook on PATH, which `docker run --gpus` needs before 29.2:
+    # a stand-in here (testbed.with_gpus_hook), so doctor's toolkit-gpu-routes proves that route too.
     dockerd = PrivateDockerd(config_path=root / "etc/docker/daemon.json",
-                             config=daemon_config(runtime, default_runtime))
+                             config=daemon_config(runtime, default_runtime),
+                             engine=with_gpus_hook(ENGINES["20.10"], workdir / "hook-bin"))
     try:
         dockerd.start()
         client = dockerd.client()
@@ -197,7 +207,11 @@ def test_healthy_host_exits_0_with_every_check_ok_or_skipped(healthy_run):
               "distro-advisories": "no cached repository metadata with updateinfo",
               # issue 25: a p5 (NVSwitch on the bus) is neither NVLink5 nor GB200; tiny:latest has no python3
               "gpu-nvlink5": "not an NVLink5 type", "gpu-imex": "IMEX is for Grace-Blackwell",
-              "container-cuda": "has no python3"}
+              "container-cuda": "has no python3",
+              # issue 28: no metadata service, no link files or VBIOS in this tree, no MPS, no spec, no refresh units
+              "ec2-maintenance": "not an EC2 instance", "gpu-pcie-link": "no PCIe link width",
+              "gpu-vbios": "fewer than two GPUs report a VBIOS", "gpu-mps-pipe": "no nvidia-mps.service",
+              "toolkit-cdi-engine-reads": "no NVIDIA CDI spec", "toolkit-cdi-refresh": "ships no nvidia-cdi-refresh"}
     skipped = {c["id"]: c["summary"] for c in report["checks"] if c["status"] == "skipped"}
     for cid, why in skipped.items():
         assert "--root" in why or "sealed image" in why or absent.get(cid, "--root") in why, (cid, why)

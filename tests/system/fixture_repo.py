@@ -253,9 +253,12 @@ def nvidia_packages() -> list[PkgSpec]:
         *_toolkit_family("1.19.1", legacy_config=True),  # the security floor (NVIDIA bulletin 5850)
         # Legacy nvidia-container-runtime 3.x: the runtime binary, requiring the 1.x toolkit tools
         # (NVIDIA/nvidia-container-runtime, packaging: `Requires: libnvidia-container-tools < 2.0.0`).
+        # The real 3.x stack also brought nvidia-container-runtime-hook (the 1.x nvidia-container-toolkit package it
+        # required), which `docker run --gpus` needs on dockerd's PATH: shipped here with the runtime, SIMULATED.
         PkgSpec("nvidia-container-runtime", "3.4.0", "1", requires=[
             "libnvidia-container-tools >= 1.4.0", "libnvidia-container-tools < 2.0.0"],
-            files={RUNTIME_PATH: shim}),
+            files={RUNTIME_PATH: shim,
+                   "/usr/bin/nvidia-container-runtime-hook": "#!/bin/sh\n# SIMULATED hook\nexit 0\n"}),
         # nvidia-docker2 up to 2.4.0 shipped /etc/docker/daemon.json as a plain file: installing it
         # replaces the user's daemon.json. Builds pinned Docker exactly, release included (the real
         # 2.0.3 builds pinned `docker = 18.06.1ce-7.25.amzn1`); this one pins the first AL2023

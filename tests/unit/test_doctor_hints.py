@@ -377,6 +377,55 @@ SITUATIONS += [
     ("container-cuda", "no libcuda in the container", lambda t, m: container_cuda(t, m)),
 ]
 
+# Issue 28: what breaks GPU hosts in 2026, each on a tree or with the running system's answer seeded.
+SITUATIONS += [
+    ("ec2-maintenance", "a retirement scheduled", lambda t, m: seeded(probes(tree(t)), "ec2.host_checks",
+                                                                       "probe_scheduled_events", [{
+        "Code": "instance-retirement", "State": "active", "NotBefore": "21 Dec 2026 09:00:43 GMT",
+        "EventId": "instance-event-0d59937288b7"}])),
+    ("efa-devices", "a p5 without its EFA devices", lambda t, m: probes(
+        tree(t, efa=0), probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2"))),
+    ("gpu-pcie-link", "x8 of x16", lambda t, m: probes(tree(t, files={
+        "/sys/bus/pci/devices/0000:53:00.0/current_link_width": "8\n",
+        "/sys/bus/pci/devices/0000:53:00.0/max_link_width": "16\n"}))),
+    ("gpu-vbios", "two versions", lambda t, m: probes(tree(t, files={
+        f"/proc/driver/nvidia/gpus/{b}/information": f"Video BIOS: \t 96.00.{i}9.00.01\n"
+        for i, b in enumerate(("0000:53:00.0", "0000:64:00.0"))}))),
+    ("gpu-persistenced-socket", "no socket on a p5", lambda t, m: seeded(probes(
+        tree(t), probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2")), "gpu.board_checks",
+        "persistenced_socket", (False, 15.0))),
+    ("gpu-mps-pipe", "MPS on /tmp/nvidia-mps", lambda t, m: probes(tree(t, "mps-not-enabled-g6"))),
+    ("gpu-sources-listed", "NVML lists none on a p5", lambda t, m: probes(
+        tree(t), probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2"),
+        probe_query=gpu_query.GpuQuery(source="nvml", driver_version="580.95.05"))),
+    ("toolkit-cdi-engine-reads", "additionalGids on Docker 25", lambda t, m: spec_probes(t, "25.0.16", v07=True)),
+    ("toolkit-gpu-routes", "a stale spec read by --gpus", lambda t, m: spec_probes(t, "29.2.1", uvm_major=511)),
+    ("toolkit-cdi-refresh", "not enabled", lambda t, m: spec_probes(t, "28.5.2", links={})),
+]
+
+
+def seeded(p: Probes, module: str, name: str, value) -> Probes:
+    """Answer probe ``gpuprep.<module>.<name>`` with ``value``, as the running system would."""
+    import importlib
+
+    p.preset(getattr(importlib.import_module(f"gpuprep.{module}"), name), value)
+    return p
+
+
+def spec_probes(tmp_path: Path, engine: str, v07: bool = False, **changes) -> Probes:
+    """The AMI's tree with the nvidia-cdi-hook stand-in; ``docker info`` seeded with ``engine`` and CDI on."""
+    own = hosttree.load_spec("al2023-ecs-gpu-2026").files
+    root = tree(tmp_path, "al2023-ecs-gpu-2026", files={**own, "/usr/bin/nvidia-cdi-hook": "#!/bin/sh\nexit 0\n"},
+                **changes)
+    if v07:
+        spec = root / "var/run/cdi/nvidia.yaml"
+        spec.write_text(spec.read_text().replace("cdiVersion: 0.5.0", "cdiVersion: 0.7.0").replace(
+            "    - path: /dev/nvidia0\n", "    - path: /dev/nvidia0\n      additionalGids: [39]\n", 1))
+    return probes(root, env={"DOCKER_HOST": f"unix://{tmp_path}/docker.sock"}, engine_process=None,
+                  toolkit_version="1.19.1-1", host_view=None,
+                  docker_info={"ServerVersion": engine, "CDISpecDirs": ["/etc/cdi", "/var/run/cdi"]})
+
+
 
 def fabric_probes(tmp_path: Path, instance_type: str = "p5.48xlarge", cuda=None, fabric=None, files=None) -> Probes:
     from gpuprep.gpu import cuda_checks, fabric_checks

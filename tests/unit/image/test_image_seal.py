@@ -106,7 +106,7 @@ def test_seal_removes_the_agent_state_and_keeps_every_trap_target(tree):
     assert code == 0 and again["status"] == "ok"
     assert {s["status"] for s in again["steps"]} <= {"ok", "skipped"}
     assert [s["id"] for s in again["steps"] if s["status"] == "ok"] == \
-        ["preflight", "ecs-state", "gpu-info", "toolkit-state", "stamp"]
+        ["preflight", "ecs-state", "gpu-info", "toolkit-state", "gpu-health-state", "stamp"]
     assert json.loads((root / "etc/gpuprep/seal.json").read_text()) == stamp  # not rewritten
 
 
