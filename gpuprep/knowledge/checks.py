@@ -27,8 +27,10 @@ def check_age(probes: Probes) -> Verdict:
     today = knowledge.today()
     newest, oldest = k.newest(), k.oldest()
     age = newest.age_days(today)
-    data = {"max_age_days": MAX_AGE_DAYS, "newest_as_of": newest.as_of.isoformat(), "age_days": age,
-            "tables": [t.as_dict(today) for t in k.tables.values()]}
+    # Each table's age and origin; its sources are `gpuprep knowledge`'s to list (doctor's JSON must fit the 24,000
+    # characters SSM Run Command keeps on an 8-GPU host, issue 26).
+    tables = [{key: v for key, v in t.as_dict(today).items() if key != "sources"} for t in k.tables.values()]
+    data = {"max_age_days": MAX_AGE_DAYS, "newest_as_of": newest.as_of.isoformat(), "age_days": age, "tables": tables}
     if age > MAX_AGE_DAYS:
         return Verdict(
             Status.WARNING,

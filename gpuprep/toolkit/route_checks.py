@@ -164,7 +164,9 @@ def check_routes(probes: Probes) -> Verdict:
     summary = "; ".join(f"{k if k == 'ecs' else '--' + k}: {v}" for k, v in taken.items())
     proof = prove_routes(probes, s)
     if proof is not None:
-        data["proof"] = proof.as_data()
+        # Each route's line only: gpu-container carries the default route's whole view (its GPUs); twice would push
+        # doctor's JSON on an 8-GPU host past the 24,000 characters SSM Run Command keeps (issue 26).
+        data["proof"] = {"image": proof.main.image, "routes": [r.route_data() for r in proof.results]}
         by_route = {r.route: r for r in proof.results}
         ecs = by_route.get(DEFAULT_ROUTE)
         broken = [r for r in proof.results if r.route != DEFAULT_ROUTE and not r.ok and r.link != IMAGE]
