@@ -103,9 +103,10 @@ def _ask_yes_no(question: str) -> bool:
     (PromptInterrupted, exit 130; the end of input exit 1): click's confirm turns both into an Abort that says
     neither, and its caller could not tell them apart."""
     while True:
-        sys.stderr.write(question)
-        sys.stderr.flush()
         try:
+            # The question's own write is inside: a Ctrl-C typed as soon as it shows can land before the read.
+            sys.stderr.write(question)
+            sys.stderr.flush()
             answer = sys.stdin.readline()
         except (KeyboardInterrupt, Interrupted) as exc:
             # During a run, SIGINT arrives as interrupts.Interrupted (issue 23); nothing was changed before the
