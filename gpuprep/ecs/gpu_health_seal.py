@@ -13,7 +13,7 @@ A step of its own (a new id, docs/contract.md): gpu-info means ecs-init's file, 
 from __future__ import annotations
 
 from gpuprep.ecs.agent_gpu import GPU_METRICS
-from gpuprep.image.tree import FileStep, Item, remove_items
+from gpuprep.image.tree import FileStep, Item, remove_items, truncate_items
 from gpuprep.runner.steps import Context
 
 LOGS = ("/var/log/ecs/nv-hostengine.log", "/var/log/ecs/dcgm-init.log")
@@ -27,12 +27,7 @@ class GpuHealthStateStep(FileStep):
 
     def items(self, ctx: Context) -> list[Item]:
         host = ctx.host
-        items = [i for i in remove_items(host, GPU_METRICS) if i.kind != "dir"]
-        for log in LOGS:
-            real = host.path(log, follow=False)
-            if real.is_file() and not real.is_symlink() and real.stat().st_size > 0:
-                items.append(Item("truncate", log, "file", "/var/log/ecs"))
-        return items
+        return [i for i in remove_items(host, GPU_METRICS) if i.kind != "dir"] + truncate_items(host, LOGS)
 
     def nothing(self, ctx: Context) -> str:
         return f"no {GPU_METRICS} and no dcgm log to empty"

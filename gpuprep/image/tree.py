@@ -118,6 +118,17 @@ def remove_items(host: Host, pattern: str) -> list[Item]:
     return [Item("remove", hp, _kind(st), base) for hp, _, st in find(host, pattern)]
 
 
+def truncate_items(host: Host, logs) -> list[Item]:
+    """An item emptying each of ``logs`` that is a non-empty regular file (a link is never followed); its base is
+    the log's own directory."""
+    items = []
+    for log in logs:
+        real = host.path(log, follow=False)
+        if real.is_file() and not real.is_symlink() and real.stat().st_size > 0:
+            items.append(Item("truncate", log, "file", log.rsplit("/", 1)[0] or "/"))
+    return items
+
+
 def execute(host: Host, item: Item) -> bool:
     """Carry out one item; False when it was already gone. Links are unlinked, never followed.
 

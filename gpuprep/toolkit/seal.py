@@ -17,7 +17,7 @@ toolkit's.
 
 from __future__ import annotations
 
-from gpuprep.image.tree import FileStep, Item
+from gpuprep.image.tree import FileStep, Item, truncate_items
 from gpuprep.runner.steps import Context
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit.config import read
@@ -53,11 +53,8 @@ class ToolkitStateStep(FileStep):
             configured = read(host).debug_log
         except Exception:  # a config.toml doctor calls broken: the AMI's own path is still emptied
             configured = None
-        for log in dict.fromkeys([DEBUG_LOG, *([configured] if configured and configured.startswith("/") else [])]):
-            real = host.path(log, follow=False)
-            if real.is_file() and not real.is_symlink() and real.stat().st_size > 0:
-                items.append(Item("truncate", log, "file", log.rsplit("/", 1)[0] or "/"))
-        return items
+        logs = dict.fromkeys([DEBUG_LOG, *([configured] if configured and configured.startswith("/") else [])])
+        return items + truncate_items(host, logs)
 
     def nothing(self, ctx: Context) -> str:
         return "no CDI spec in /etc/cdi names this machine's GPUs; the runtime's debug log is empty"
