@@ -2,8 +2,9 @@
 
 A hint is what a user runs to clear a finding (docs/adding-a-check.md), so it names only commands of the
 platform at hand (never "X, or Y on Amazon Linux 1"), keeps ``--root DIR`` on gpuprep's own commands, and
-says ``sudo`` only where the run was not root. Every check's and every failed step's hint passes through
-``for_target`` on its way out, so a hint written as ``gpuprep install ...`` keeps the run's ``--root``.
+says ``sudo`` only where the run was not root. Fixes built as values (gpuprep/fixes.py) are made so where the
+finding is made; a hint still written as prose passes through ``for_target`` on its way out, so a hint written
+as ``gpuprep install ...`` keeps the run's ``--root``.
 """
 
 from __future__ import annotations
@@ -25,22 +26,6 @@ def for_target(host: Host, text: str) -> str:
     if host.live or not text:
         return text
     return _GPUPREP.sub(f"gpuprep --root {shlex.quote(str(host.root))}", text)
-
-
-# Texts written once for every check that meets them (NVML's causes in gpu/query.py, the driver lock in
-# image/drift.py, nouveau's blacklist) offer a choice of commands by platform; the platform at hand keeps its own.
-_LOCK = re.compile(r"`(sudo )?dnf versionlock add ([^`]*)` \(yum on Amazon Linux 2\)")
-_INITRAMFS = re.compile(r"\(`sudo dracut -f` or `sudo update-initramfs -u`\)")
-
-
-def for_platform(platform: Platform, text: str) -> str:
-    """``text`` with each choice of commands by platform reduced to this platform's own."""
-    if platform.package_manager in ("dnf", "yum"):
-        text = _LOCK.sub(lambda m: f"`{m.group(1) or ''}{platform.package_manager} versionlock add {m.group(2)}`", text)
-    if platform.package_format in ("rpm", "dpkg"):
-        text = _INITRAMFS.sub("(`sudo dracut -f`)" if platform.package_format == "rpm" else
-                              "(`sudo update-initramfs -u`)", text)
-    return text
 
 
 def gpuprep(host: Host, args: str) -> str:

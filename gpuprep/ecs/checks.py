@@ -86,8 +86,16 @@ def boot_time(p: Probes) -> float | None:
 def check_ecs_init(probes: Probes) -> Verdict:
     version = ecs_init_version(probes)
     if version is None:
-        hint = "gpuprep install" if probes.platform.rpm else "install Amazon's amazon-ecs-init package"
-        return Verdict(Status.WARNING, "ecs-init is not installed: this host cannot join an ECS cluster", hint)
+        from gpuprep.packages.checks import install_fixes, removed_since_seal
+
+        summary = "ecs-init is not installed: this host cannot join an ECS cluster"
+        cause = removed_since_seal(probes, ("ecs-init",))
+        if cause:
+            return Verdict(Status.WARNING, summary, f"removed since the seal: fix {cause} first (its fix clears this)",
+                           cause=cause)
+        found = install_fixes(probes)
+        return Verdict(Status.WARNING, summary, "" if found else "install Amazon's amazon-ecs-init package",
+                       fixes=found)
     return Verdict(Status.OK, f"{version} installed", data={"package": version})
 
 

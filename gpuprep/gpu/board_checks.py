@@ -26,7 +26,7 @@ from typing import Any
 
 from gpuprep.ecs.config import GPU_INFO as ECS_GPU_INFO  # ecs-init's {"DriverVersion", "GPUIDs": [...]}
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import QUERY_TIMEOUT, _pci_gpus, _short_list
+from gpuprep.gpu.checks import QUERY_TIMEOUT, _pci_gpus, _short_list, follows, module_not_loaded
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
@@ -250,7 +250,11 @@ def check_sources_listed(probes: Probes) -> Verdict:
                if empty == [ECS_GPU_INFO] else
                "the driver does not serve the GPUs: `journalctl -k -b | grep -E 'NVRM|nvidia'`; `sudo nvidia-smi`; "
                "reboot; if it recurs, stop and start the instance (other hardware)")
-        return Verdict(Status.CRITICAL, f"{said} on {why}: fail closed, this host must not take GPU tasks", fix, data)
+        cause = module_not_loaded(probes) if empty != [ECS_GPU_INFO] else ""
+        if cause:
+            fix = follows(cause, "the nvidia module is not loaded")
+        return Verdict(Status.CRITICAL, f"{said} on {why}: fail closed, this host must not take GPU tasks", fix, data,
+                       cause=cause)
     shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v is not None)
     return Verdict(Status.OK, f"every source lists GPUs on {why}: {shown}", data=data)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpuprep import fixes
 from gpuprep.gpu import devices, inventory, kernel_log
 from gpuprep.gpu import query as gpu_query
 from gpuprep.report import Status
@@ -27,6 +28,20 @@ PERSISTENCE_FIX = (
     "when the last client exits and re-initialises it on the next: 1-3 s per GPU, and `docker run --gpus` "
     "took 25 s instead of 0.8 s (NVIDIA/nvidia-docker 1279)"
 )
+MODULE_CHECK = "gpu-kernel-module"
+NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
+
+
+def module_not_loaded(probes: Probes) -> str:
+    """gpu-kernel-module's id where the nvidia module is known not to be loaded: the cause of every finding of a
+    GPU the driver does not serve (no device nodes, counts that disagree), whose own fixes would not work."""
+    module = inventory.probe_module(probes)
+    return MODULE_CHECK if module.procfs and not module.loaded else ""
+
+
+def follows(cause: str, what: str) -> str:
+    """The hint of a finding that follows from check ``cause``: fix that first."""
+    return f"{what}: fix {cause} first (its fix clears this)"
 
 
 def _plural(n: int, word: str) -> str:
@@ -90,13 +105,13 @@ def check_pci(probes: Probes) -> Verdict:
                           for f in pci.gpus]}
     nouveau = [f.bus_id for f in pci.gpus if f.driver == "nouveau"]
     if nouveau:
-        return Verdict(
-            Status.CRITICAL, f"{_short_list(nouveau)} driven by nouveau, not nvidia",
-            "blacklist nouveau: `echo -e 'blacklist nouveau\\noptions nouveau modeset=0' | "
-            "sudo tee /etc/modprobe.d/blacklist-nouveau.conf`, rebuild the initramfs "
-            "(`sudo dracut -f` or `sudo update-initramfs -u`), reboot",
-            data,
-        )
+        found = [
+            fixes.Fix(f"blacklist nouveau: write {probes.host.path(NOUVEAU_CONF)} with the two lines "
+                      "'blacklist nouveau' and 'options nouveau modeset=0'"),
+            fixes.rebuild_initramfs(probes.host, probes.platform),
+            fixes.reboot(probes.host, "reboot so nvidia, not nouveau, takes the GPUs")]
+        return Verdict(Status.CRITICAL, f"{_short_list(nouveau)} driven by nouveau, not nvidia", data=data,
+                       fixes=[f for f in found if f is not None])
     module = inventory.probe_module(probes)
     unbound = [f.bus_id for f in pci.gpus if f.driver is None]
     if unbound and module.loaded:
@@ -124,8 +139,13 @@ def check_device_nodes(probes: Probes) -> Verdict:
     data = {"count": len(nodes.gpus), "nodes": nodes.gpus, "nvidiactl": nodes.nvidiactl,
             "nvidia_uvm": nodes.nvidia_uvm}
     if not nodes.gpus:
+        summary = "no /dev/nvidia[0-9]* device nodes: ecs-init will register this host with 0 GPUs"
+        cause = module_not_loaded(probes)
+        if cause:  # nvidia-modprobe cannot make nodes for a module that will not load: the module first
+            return Verdict(Status.CRITICAL, summary, follows(cause, "the nvidia module is not loaded"), data,
+                           cause=cause)
         return Verdict(
-            Status.CRITICAL, "no /dev/nvidia[0-9]* device nodes: ecs-init will register this host with 0 GPUs",
+            Status.CRITICAL, summary,
             "load the driver and create the nodes: `sudo nvidia-modprobe -u -c 0` (one `-c N` per GPU) or run "
             "`sudo nvidia-smi` once; `sudo systemctl enable --now nvidia-persistenced` creates them at every boot",
             data,
@@ -142,8 +162,8 @@ def check_kernel_module(probes: Probes) -> Verdict:
     data: dict[str, Any] = {"loaded": module.loaded, "version": module.version, "flavour": module.flavour}
     if not module.loaded:
         _pci_gpus(probes)
-        cause = gpu_query.NVML_CAUSES[9]
-        return Verdict(Status.CRITICAL, "the NVIDIA kernel module is not loaded", cause.hint, data)
+        return Verdict(Status.CRITICAL, "the NVIDIA kernel module is not loaded", data=data,
+                       fixes=gpu_query.module_not_loaded_fixes(probes.host))
     if module.version is None:
         return Verdict(Status.WARNING, "the nvidia module is loaded but its version is unreadable",
                        "`cat /proc/driver/nvidia/version` and `modinfo -F version nvidia` show what is loaded",
@@ -161,6 +181,13 @@ def check_nvml(probes: Probes) -> Verdict:
         data["notes"] = query.notes
     if not query.answered:
         data |= {"error": query.error, "code": query.error_code}
+        if query.error_code == 9:  # the module not loaded: gpu-kernel-module's finding and its fixes
+            cause = module_not_loaded(probes)
+            return Verdict(Status.CRITICAL, query.error, follows(cause, "the nvidia module is not loaded") if cause
+                           else "", data, [] if cause else gpu_query.module_not_loaded_fixes(probes.host), cause)
+        if query.error_code == 18:
+            return Verdict(Status.CRITICAL, query.error, data=data,
+                           fixes=gpu_query.driver_mismatch_fixes(probes.host, probes.platform))
         hint = query.hint or gpu_query.cause_for_code(query.error_code).hint
         return Verdict(Status.CRITICAL, query.error, hint, data)
     data |= {"count": len(query.gpus), "driver_version": query.driver_version,
@@ -202,6 +229,10 @@ def check_count(probes: Probes) -> Verdict:
     shown = ", ".join(f"{VIEW_NAMES[k]} {v}" for k, v in counts.items())
     suffix = f" ({', '.join(not_consulted)} not compared)" if not_consulted else ""
     if len(set(counts.values())) > 1:
+        cause = module_not_loaded(probes)
+        if cause:
+            return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
+                           follows(cause, "the nvidia module is not loaded"), data, cause=cause)
         return Verdict(
             Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
             "a GPU is on the bus but the driver does not serve it: `journalctl -k -b | grep -E 'NVRM: (Xid|GPU)'` "
@@ -225,8 +256,9 @@ def check_driver_version(probes: Probes) -> Verdict:
     data: dict[str, Any] = {"kernel_module": module.version, "userland": userland.version,
                             "nvml_library": userland.nvml_lib, "installed": userland.installed}
     mismatch = gpu_query.NVML_CAUSES[18]
+    mismatch_fixes = gpu_query.driver_mismatch_fixes(probes.host, probes.platform)
     if query.error_code == 18:
-        return Verdict(Status.CRITICAL, f"{mismatch.summary}: {query.error}", mismatch.hint, data)
+        return Verdict(Status.CRITICAL, f"{mismatch.summary}: {query.error}", data=data, fixes=mismatch_fixes)
     if userland.nvml_lib is None:
         no_lib = gpu_query.NVML_CAUSES[12]
         return Verdict(Status.CRITICAL, f"kernel module {module.version} loaded but {no_lib.summary}",
@@ -238,7 +270,7 @@ def check_driver_version(probes: Probes) -> Verdict:
             Status.CRITICAL,
             f"NVRM API mismatch: kernel module {module.version}, userland {userland.version} "
             f"({userland.nvml_lib})",
-            mismatch.hint, data,
+            data=data, fixes=mismatch_fixes,
         )
     if userland.version is None:
         return Verdict(Status.WARNING, f"cannot tell the userland's version from {userland.nvml_lib}",

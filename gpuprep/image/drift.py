@@ -12,14 +12,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpuprep import fixes
 from gpuprep.gpu import inventory
-from gpuprep.gpu.query import NVML_CAUSES
+from gpuprep.gpu.query import driver_mismatch_fixes
 from gpuprep.image.stamp import SEAL_JSON, seal_stamp
 from gpuprep.packages.evr import EVR
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
-LOCK_DRIVER = "sudo dnf versionlock add 'nvidia*' 'kmod*' 'libnvidia*'"  # as the ECS AMIs lock it (docs/domain.md)
+
+def reseal(probes: Probes, why: str) -> list[fixes.Fix]:
+    """``gpuprep seal`` on the build machine (it records what the image holds now), where seal can run."""
+    fix = fixes.gpuprep(probes.host, probes.platform, why, "seal")
+    return [fix] if fix is not None else []
 
 
 def _seal(probes: Probes) -> dict:
@@ -70,13 +75,15 @@ def check_driver_drift(probes: Probes) -> Verdict:
             Status.CRITICAL,
             f"NVRM API mismatch: driver userland {user} under the loaded kernel module {now_module} ({moved}; "
             f"{sealed}): an update replaced the driver after the image was made (aws/amazon-ecs-ami 256)",
-            NVML_CAUSES[18].hint + f"; or put the sealed driver {sealed_user} back; rebuild the image so the "
-            "driver is locked (`gpuprep seal` records the new one)", data)
+            data=data, fixes=driver_mismatch_fixes(probes.host, probes.platform)
+            + [fixes.Fix(f"or put back the driver the image was sealed with ({sealed_user})")]
+            + reseal(probes, "rebuild the image with the driver locked (seal records the new driver)"))
     if changed:
+        lock = fixes.lock_driver(probes.host, probes.platform)
         return Verdict(Status.WARNING, f"driver changed since the seal: {'; '.join(changed)} (userland and module "
-                       f"agree; {sealed})",
-                       f"if nobody meant to update it: `{LOCK_DRIVER}` (yum on Amazon Linux 2) and rebuild the image "
-                       "with `gpuprep seal`; if it was meant, `gpuprep seal` on the build machine records it", data)
+                       f"agree; {sealed})", data=data,
+                       fixes=([lock] if lock else []) + reseal(probes, "rebuild the image (seal records the driver "
+                                                               "it has now)"))
     return Verdict(Status.OK, f"driver as sealed: userland {user or '?'}, kernel module {now_module or '?'}{note}",
                    data=data)
 

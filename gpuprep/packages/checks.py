@@ -7,7 +7,7 @@ decided with the same RPM semantics the resolver uses. Every answer comes from o
 
 from __future__ import annotations
 
-from gpuprep import hints
+from gpuprep import fixes, hints
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
 from gpuprep.packages.rpmdb import dpkg_installed
 from gpuprep.report import Status
@@ -56,9 +56,35 @@ def check_installed(probes: Probes) -> Verdict:
     shown = ", ".join(pkgs[n].nevr for n in SHOWN if n in pkgs)
     if docker is None or runtime is None:
         missing = [w for w, have in (("docker", docker), ("an NVIDIA runtime package", runtime)) if have is None]
-        return Verdict(Status.WARNING, f"not installed: {', '.join(missing)}" + (f" (have {shown})" if shown else ""),
-                       "gpuprep install", data)  # the words of ecs-init's fix: one fix listed once
+        summary = f"not installed: {', '.join(missing)}" + (f" (have {shown})" if shown else "")
+        cause = removed_since_seal(probes, QUERY_NAMES)
+        if cause:  # a sealed image lost them: the sealed versions back, not today's (packages-drift's fix)
+            return Verdict(Status.WARNING, summary, f"removed since the seal: fix {cause} first (its fix clears "
+                           "this)", data, cause=cause)
+        return Verdict(Status.WARNING, summary, data=data, fixes=install_fixes(probes))
     return Verdict(Status.OK, shown, data=data)
+
+
+def removed_since_seal(probes: Probes, names: tuple[str, ...]) -> str:
+    """packages-drift's id where the seal recorded one of ``names`` and it is gone now: its fix (the sealed versions
+    back, image/drift.py) is the fix then, where a plain install would pick today's versions and contradict it."""
+    from gpuprep.image.stamp import seal_stamp
+
+    if probes.platform.package_format != "rpm":
+        return ""
+    doc = seal_stamp(probes)
+    sealed = doc.get("packages") if doc is not None else None
+    if not isinstance(sealed, dict):
+        return ""
+    now = {q.name for q in installed_rpm(probes)}
+    return "packages-drift" if any(n in sealed and n not in now for n in names) else ""
+
+
+def install_fixes(probes: Probes) -> list[fixes.Fix]:
+    """``gpuprep install`` where it runs (RPM platforms), for the packages it installs; one value, so ecs-init's
+    and packages-installed's findings list it once."""
+    fix = fixes.gpuprep(probes.host, probes.platform, "install ecs-init, Docker and the NVIDIA runtime", "install")
+    return [fix] if fix is not None else []
 
 
 def _lock_fix(probes: Probes, b, unlocked: list[Package], plugin: bool) -> str:

@@ -55,17 +55,3 @@ def test_services_are_started_by_this_platforms_init():
     assert hints.service_log(live, platform("amzn-2018.03"), "ecs") == "/var/log/ecs/ecs-init.log"
     assert hints.service(Host("/", env={}, euid=1000), platform("amzn-2023"), "start", "ecs") == \
         "sudo systemctl start ecs.service"
-
-
-def test_a_choice_of_commands_by_platform_keeps_this_platforms():
-    from gpuprep.gpu.query import NVML_CAUSES
-
-    mismatch = NVML_CAUSES[18].hint
-    assert "(yum on Amazon Linux 2)" in mismatch  # written once for every platform ...
-    al2, al2023 = hints.for_platform(platform("amzn-2"), mismatch), hints.for_platform(platform("amzn-2023"), mismatch)
-    assert "`sudo yum versionlock add 'nvidia*' 'kmod*' 'libnvidia*'`" in al2 and "dnf" not in al2  # ... said once
-    assert "`sudo dnf versionlock add 'nvidia*'" in al2023 and "yum" not in al2023
-    nouveau = "rebuild the initramfs (`sudo dracut -f` or `sudo update-initramfs -u`), reboot"
-    assert hints.for_platform(platform("rocky-9"), nouveau) == "rebuild the initramfs (`sudo dracut -f`), reboot"
-    assert hints.for_platform(platform("ubuntu-24.04"), nouveau) == \
-        "rebuild the initramfs (`sudo update-initramfs -u`), reboot"

@@ -191,7 +191,9 @@ def test_ecs_init_missing_then_installed(tmp_path, request):
 
     root, probes = make(tmp_path)
     r = run("ecs-init", probes)
-    assert r.status is Status.WARNING and "not installed" in r.summary and r.hint == f"gpuprep --root {root} install"
+    assert r.status is Status.WARNING and "not installed" in r.summary
+    assert [f.argv for f in r.fixes] == [("gpuprep", "--root", str(root), "install")]
+    assert r.hint.endswith(f"`gpuprep --root {root} install`")
     # ecs-init 1.97.1 requires docker >= 20.10.0 (aws/amazon-ecs-init spec); --nodeps: only the db matters here
     rpm = build_rpm(PkgSpec("ecs-init", "1.97.1", "1.amzn2023", requires=["docker >= 20.10.0"]), tmp_path / "rpms",
                     cache=request.config.cache.mkdir("rpmfixtures"))

@@ -154,7 +154,9 @@ def test_module_not_loaded(tmp_path):
     assert "modprobe nvidia" in results["gpu-kernel-module"].hint
     assert results["gpu-device-nodes"].status is Status.CRITICAL
     assert "ecs-init will register this host with 0 GPUs" in results["gpu-device-nodes"].summary
-    assert "nvidia-modprobe" in results["gpu-device-nodes"].hint
+    # nvidia-modprobe cannot make nodes for a module that will not load: the nodes point at the module (issue 26).
+    assert results["gpu-device-nodes"].cause == "gpu-kernel-module" and not results["gpu-device-nodes"].fixes
+    assert "nvidia-modprobe" not in results["gpu-device-nodes"].hint
     assert results["gpu-nvml"].status is Status.CRITICAL
     assert results["gpu-pci"].status is Status.OK  # unbound, but the module is not loaded: reported there
     assert results["gpu-driver-version"].status is Status.SKIPPED

@@ -1,0 +1,147 @@
+"""Fixes as values: what a user runs to clear a finding, built where the finding is made.
+
+A ``Fix`` is an argv (never a shell string) with who runs it: the system gpuprep acts on (the live host, or under
+``--root`` the image, through ``chroot``, ``--root`` or ``--installroot``), or an instance booted from the image
+(a reboot, a module load, a GPU reset cannot act on an image). Each fix has one constructor here, so its text
+exists once; a constructor returns None where the fix cannot run on this platform (``gpuprep install`` on
+Ubuntu exits 3), and the finding offers what can. ``report.py`` renders them: root causes first, each fix once,
+at the priority of the findings it clears (docs/contract.md, "Fixes").
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from gpuprep.host import Host
+from gpuprep.platform import Platform
+
+HERE = "here"  # the system gpuprep acts on: the live host, or the image under --root (chroot, --root, --installroot)
+BOOTED = "booted"  # only an instance booted from the image can run it (--root: a reboot, modprobe, a GPU reset)
+
+# The driver's packages as the ECS GPU AMIs lock them (docs/domain.md; aws/amazon-ecs-ami 256), with the kernel
+# module's glob narrowed to NVIDIA's: `kmod*` also matches the system's own kmod and kmod-libs packages
+# (modprobe itself), which a lock would then hold back from every update. NVIDIA's module packages are
+# kmod-nvidia-latest-dkms, kmod-nvidia-open-dkms, kmod-nvidia-<branch>.
+DRIVER_GLOBS = ("nvidia*", "kmod-nvidia*", "libnvidia*")
+
+
+@dataclass(frozen=True)
+class Fix:
+    """One action that clears a finding: ``why`` says what it does, ``argv`` is the command (empty where the action
+    is no command: drain a host, edit a file by hand), ``runs`` who runs it (HERE or BOOTED)."""
+
+    why: str
+    argv: tuple[str, ...] = ()
+    runs: str = HERE
+
+    @property
+    def command(self) -> str:
+        """The argv as a user types it (each word quoted as the shell needs)."""
+        return shlex.join(self.argv)
+
+    @property
+    def where(self) -> str:
+        """The words that say who runs it, where that is not the system gpuprep acts on."""
+        return "on an instance booted from this image" if self.runs == BOOTED else ""
+
+    def text(self) -> str:
+        """The fix in one line, as a check's ``hint`` carries it."""
+        head = f"{self.why} ({self.where})" if self.where else self.why
+        return f"{head}: `{self.command}`" if self.argv else head
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"why": self.why, "argv": list(self.argv), "runs": self.runs}
+
+
+def hint(fixes: list[Fix]) -> str:
+    """The ``hint`` text of a finding whose fixes are values: each fix's line, in order."""
+    return "; then ".join(f.text() for f in fixes)
+
+
+# -- who types it --------------------------------------------------------------------------------------
+def _as_user(host: Host, argv: list[str], runs: str = HERE) -> tuple[str, ...]:
+    """``argv`` through sudo where the user is not root: on the live host when this run was not root; on a booted
+    instance always (the builder's user says nothing of who logs in there)."""
+    if runs == BOOTED or not host.is_root:
+        return ("sudo", *argv)
+    return tuple(argv)
+
+
+def _in_image(host: Host, argv: list[str]) -> list[str]:
+    """``argv`` run inside the image under --root (chroot), as it is on the live host."""
+    return argv if host.live else ["chroot", str(host.root), *argv]
+
+
+# -- the constructors: each fix's text exists here once -------------------------------------------------
+def gpuprep(host: Host, platform: Platform, why: str, command: str, *args: str) -> Fix | None:
+    """``gpuprep [--root DIR] COMMAND ARGS``; None for install and seal where they cannot run (not an RPM
+    platform: they exit 3 there, packages/steps.py PreflightStep)."""
+    if command in ("install", "seal") and not platform.rpm:
+        return None
+    root = [] if host.live else ["--root", str(host.root)]
+    return Fix(why, _as_user(host, ["gpuprep", *root, command, *args]))
+
+
+def reboot(host: Host, why: str) -> Fix:
+    """A reboot: of this host, or under --root of an instance booted from the image (the builder's reboot would
+    change nothing in the image)."""
+    runs = HERE if host.live else BOOTED
+    return Fix(why, _as_user(host, ["reboot"], runs), runs)
+
+
+def modprobe(host: Host, *modules: str) -> Fix:
+    """Load kernel modules: only a running kernel can, so under --root on an instance booted from the image."""
+    runs = HERE if host.live else BOOTED
+    argv = ["modprobe", *modules] if len(modules) == 1 else ["modprobe", "-a", *modules]
+    what = f"the {modules[0]} module" if len(modules) == 1 else f"the modules {', '.join(modules)}"
+    return Fix(f"load {what} into the running kernel", _as_user(host, argv, runs), runs)
+
+
+def gpu_reset(host: Host) -> Fix:
+    """Reset one GPU (no process may use it): a running driver's act, so under --root on a booted instance."""
+    runs = HERE if host.live else BOOTED
+    return Fix("drain the GPU, then reset it (N: its index), or reboot", _as_user(
+        host, ["nvidia-smi", "-r", "-i", "N"], runs), runs)
+
+
+def package_manager_args(host: Host, platform: Platform) -> list[str]:
+    """The package manager acting on the image: dnf/yum with --installroot, apt-get through chroot."""
+    manager = platform.package_manager or "dnf"
+    if manager == "apt":
+        return _in_image(host, ["apt-get"])
+    return [manager] if host.live else [manager, f"--installroot={host.root}"]
+
+
+def lock_driver(host: Host, platform: Platform) -> Fix | None:
+    """Lock the driver's packages (dnf/yum versionlock) so a boot-time update cannot replace the driver under the
+    loaded module; apt-mark hold where apt is the manager. None where neither is."""
+    why = "lock the driver's packages so a boot-time update cannot replace them again (aws/amazon-ecs-ami 256)"
+    if platform.package_manager in ("dnf", "yum"):
+        # The image's own dnf through chroot, not --installroot: dnf reads its plugins' configuration, and so the
+        # lock list, from the machine it runs on even with --installroot (packages/checks.py, _lock_fix).
+        argv = _in_image(host, [platform.package_manager, "versionlock", "add", *DRIVER_GLOBS])
+        return Fix(why, _as_user(host, argv))
+    if platform.package_manager == "apt":
+        return Fix(why, _as_user(host, _in_image(host, ["apt-mark", "hold", "nvidia-driver-*", "libnvidia-*"])))
+    return None
+
+
+def rebuild_initramfs(host: Host, platform: Platform) -> Fix | None:
+    """Rebuild the initramfs of the image (its kernel's): dracut on RPM platforms, update-initramfs on dpkg ones."""
+    argv = {"rpm": ["dracut", "-f"], "dpkg": ["update-initramfs", "-u"]}.get(platform.package_format)
+    if argv is None:
+        return None
+    return Fix("rebuild the initramfs", _as_user(host, _in_image(host, argv)))
+
+
+def edit_by_hand(path: str, what: str) -> Fix:
+    """A file only a person can mend (gpuprep will not guess at it): ``what`` to do in ``path``."""
+    return Fix(f"edit {path} by hand: {what}")
+
+
+def json_tool(host: Host, path: str) -> Fix:
+    """Python's JSON parser on a file: it names the line and column of a syntax error."""
+    return Fix(f"find the syntax error in {path} (line and column)",
+               ("python3", "-m", "json.tool", str(host.path(path))))
