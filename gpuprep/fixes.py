@@ -106,12 +106,47 @@ def gpu_reset(host: Host) -> Fix:
         host, ["nvidia-smi", "-r", "-i", "N"], runs), runs)
 
 
+def service(host: Host, platform: Platform, verb: str, name: str, why: str) -> Fix | None:
+    """``verb`` on service ``name`` through this platform's init (systemctl, upstart/SysV on Amazon Linux 1). enable
+    and disable act on the image (``systemctl --root``, chkconfig through chroot); start, stop and restart need the
+    running system, so under --root they are for the booted instance. None where the init has nothing to run."""
+    from gpuprep.services import Services
+
+    offline = verb in ("enable", "disable")
+    runs = HERE if host.live or offline else BOOTED
+    argv = Services(host, platform).argv(verb, name)
+    if argv == ["true"]:  # an upstart job its file enables
+        return None
+    if runs == BOOTED:
+        argv = [a for a in argv if not a.startswith("--root=")]
+    return Fix(why, _as_user(host, argv, runs), runs)
+
+
+def service_log(host: Host, platform: Platform, name: str, why: str) -> Fix:
+    """Where service ``name`` says why it stopped: its journal, or on Amazon Linux 1 its log file."""
+    runs = HERE if host.live else BOOTED
+    if platform.init != "systemd":
+        # Amazon Linux 1: ecs-init logs to its own file, the SysV docker script to /var/log/docker.
+        return Fix(f"{why}: {({'ecs': '/var/log/ecs/ecs-init.log'}).get(name, f'/var/log/{name}')}", runs=runs)
+    return Fix(why, _as_user(host, ["journalctl", "-u", name, "-n", "50", "--no-pager"], runs), runs)
+
+
 def package_manager_args(host: Host, platform: Platform) -> list[str]:
     """The package manager acting on the image: dnf/yum with --installroot, apt-get through chroot."""
     manager = platform.package_manager or "dnf"
     if manager == "apt":
         return _in_image(host, ["apt-get"])
     return [manager] if host.live else [manager, f"--installroot={host.root}"]
+
+
+def packages(host: Host, platform: Platform, verb: str, names: tuple[str, ...], why: str) -> Fix:
+    """``verb`` (install, reinstall) of ``names`` with this platform's package manager, acting on the target."""
+    manager = package_manager_args(host, platform)
+    if platform.package_manager == "apt":
+        argv = [*manager, "install", "-y", *(["--reinstall"] if verb == "reinstall" else []), *names]
+    else:
+        argv = [*manager, verb, "-y", *names]
+    return Fix(why, _as_user(host, argv))
 
 
 def lock_driver(host: Host, platform: Platform) -> Fix | None:
@@ -139,6 +174,11 @@ def rebuild_initramfs(host: Host, platform: Platform) -> Fix | None:
 def edit_by_hand(path: str, what: str) -> Fix:
     """A file only a person can mend (gpuprep will not guess at it): ``what`` to do in ``path``."""
     return Fix(f"edit {path} by hand: {what}")
+
+
+def in_image(host: Host, why: str, argv: list[str]) -> Fix:
+    """A command of the target's own (its binary, its configuration): through chroot under --root."""
+    return Fix(why, _as_user(host, _in_image(host, argv)))
 
 
 def json_tool(host: Host, path: str) -> Fix:

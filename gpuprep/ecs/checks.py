@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from gpuprep import hints
+from gpuprep import fixes, hints
 from gpuprep.bootcheck import UNIT_NAME
 from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
@@ -27,8 +27,16 @@ from gpuprep.packages.rpmdb import dpkg_installed, rpm_installed
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
-FIX_GPU_SUPPORT = ("gpuprep install --only ecs-config (or add ECS_ENABLE_GPU_SUPPORT=true to /etc/ecs/ecs.config), "
-                   "then restart ecs")
+
+def gpu_support_fixes(probes: Probes) -> list[fixes.Fix]:
+    """ECS_ENABLE_GPU_SUPPORT=true where the agent reads it: gpuprep's ecs-config step where install runs (RPM
+    platforms), else the line added by hand; then ecs restarted where it runs (an image's starts at its boot)."""
+    host, p = probes.host, probes.platform
+    write = fixes.gpuprep(host, p, f"set {GPU_SUPPORT_KEY}=true in the ECS config", "install", "--only", "ecs-config")
+    if write is None:
+        write = fixes.edit_by_hand(str(host.path(p.ecs_config)), f"add the line {GPU_SUPPORT_KEY}=true")
+    restart = fixes.service(host, p, "restart", ecs_service(p), "restart ecs so the agent reads it")
+    return [write] + ([restart] if restart is not None and host.live else [])
 
 
 def _restart(probes: Probes) -> str:
@@ -120,7 +128,7 @@ def check_gpu_support(probes: Probes) -> Verdict:
     else:
         summary = f"{GPU_SUPPORT_KEY}={value} in {data['source']}: the agent registers this host with no GPUs"
     gpus = f"{count} GPU" + ("" if count == 1 else "s")
-    return Verdict(Status.CRITICAL, f"{summary} ({gpus} on the PCI bus)", FIX_GPU_SUPPORT, data)
+    return Verdict(Status.CRITICAL, f"{summary} ({gpus} on the PCI bus)", data=data, fixes=gpu_support_fixes(probes))
 
 
 def check_gpu_info(probes: Probes) -> Verdict:

@@ -15,7 +15,7 @@ import shlex
 import shutil
 from typing import Any
 
-from gpuprep import hints
+from gpuprep import fixes, hints
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import BadInput
@@ -27,6 +27,9 @@ FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds run
                 "reloads dockerd)")
 FIX_DEFAULT = ('`gpuprep install --only docker-runtime,docker-reload` (sets "default-runtime": "nvidia" in '
                "daemon.json and reloads dockerd)")
+
+
+DAEMON_JSON_CHECK = "docker-daemon-json"
 
 
 class EngineUnanswered(Exception):
@@ -132,16 +135,39 @@ def engine_down(probes: Probes, exc) -> Verdict:
         failed = Services(host, probes.platform).state(probes.platform.docker_service).active in ("failed",
                                                                                                    "activating")
         data["service_failed"] = failed
-    hint = engine_down_hint(host, probes.platform, failed=failed)
     if local:
         try:
             daemon_json(probes)
         except BadInput as bad:
+            # The file's fault is docker-daemon-json's finding, said there once: here its first fix (the same value,
+            # so listed once) and the start that follows it.
             data["daemon_json"] = bad.message
-            return Verdict(Status.CRITICAL, f"{exc.message}; dockerd cannot start with {bad.message}",
-                           f"first fix {bad.message} (`python3 -m json.tool {host.path(daemon_json_path(probes))}` "
-                           f"points at it), then {hint}", data)
-    return Verdict(Status.CRITICAL, exc.message, hint, data)
+            return Verdict(Status.CRITICAL, f"{exc.message}; dockerd cannot start with its daemon.json (see "
+                           f"{DAEMON_JSON_CHECK})", data=data, cause=DAEMON_JSON_CHECK,
+                           fixes=[*daemon_json_fixes(probes), *engine_start_fixes(probes, failed=failed)])
+    if probes.platform is not None and not host.env.get("DOCKER_HOST"):
+        return Verdict(Status.CRITICAL, exc.message, data=data, fixes=engine_start_fixes(probes, failed=failed))
+    return Verdict(Status.CRITICAL, exc.message, engine_down_hint(host, probes.platform, failed=failed), data)
+
+
+def engine_start_fixes(probes: Probes, *, failed: bool) -> list[fixes.Fix]:
+    """The Engine started by this platform's init (``failed``: systemd gave up on docker.service, whose start
+    limit refuses a plain start until reset), and where it says why when it does not stay up."""
+    host, p = probes.host, probes.platform
+    name = p.docker_service
+    found = [fixes.service(host, p, "reset-failed", name, "clear the start limit systemd hit")
+             if failed and p.init == "systemd" else None,
+             fixes.service(host, p, "start", name, "start the Docker Engine"),
+             fixes.service_log(host, p, name, "if it does not stay up, its log says why")]
+    return [f for f in found if f is not None]
+
+
+def daemon_json_fixes(probes: Probes) -> list[fixes.Fix]:
+    """A daemon.json dockerd cannot read: where the fault is, and the edit only a person can make."""
+    path = str(probes.host.path(daemon_json_path(probes)))
+    return [fixes.json_tool(probes.host, daemon_json_path(probes)),
+            fixes.edit_by_hand(path, '"runtimes" must be an object of {"path": ..., "runtimeArgs": [...]} entries, '
+                               '"default-runtime" a string; gpuprep will not edit a file it cannot read')]
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -163,12 +189,8 @@ def check_daemon_json(probes: Probes) -> Verdict:
     try:
         text, config = daemon_json(probes)
     except BadInput as exc:
-        real = probes.host.path(path)
-        return Verdict(Status.CRITICAL, exc.message,
-                       f"fix {exc.message} by hand in an editor (`python3 -m json.tool {real}` points at a syntax "
-                       'error; "runtimes" must be an object of {"path": ..., "runtimeArgs": [...]} entries, '
-                       '"default-runtime" a string); dockerd will not start with a file it cannot read, and gpuprep '
-                       "will not edit it", {"path": path})
+        return Verdict(Status.CRITICAL, f"{exc.message}: dockerd will not start with it", data={"path": path},
+                       fixes=daemon_json_fixes(probes))
     data = {"path": path, "exists": text is not None, "runtimes": sorted(config.get("runtimes") or {}),
             "default_runtime": config.get("default-runtime")}
     if text is None:

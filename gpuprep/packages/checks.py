@@ -7,7 +7,7 @@ decided with the same RPM semantics the resolver uses. Every answer comes from o
 
 from __future__ import annotations
 
-from gpuprep import fixes, hints
+from gpuprep import fixes
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
 from gpuprep.packages.rpmdb import dpkg_installed
 from gpuprep.report import Status
@@ -40,13 +40,15 @@ def check_installed(probes: Probes) -> Verdict:
         deb = installed_deb(probes)
         summary = ", ".join(f"{n} {v}" for n, v in deb.items()) or "none of docker / the NVIDIA runtime installed"
         status = Status.OK if deb else Status.WARNING
-        # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository (gpuprep's package steps are
-        # RPM-only, its daemon.json and proof steps are not: they beat nvidia-ctk's editor, docs/domain.md).
-        install = hints.package_command(probes.host, p, "install", "docker.io", "nvidia-container-toolkit")
-        gp = hints.privileged(probes.host, "gpuprep install --only docker-runtime,docker-reload,gpu-check")
-        hint = "" if deb else (f"`{install}` (after adding NVIDIA's apt repository, "
-                               f"docs.nvidia.com/datacenter/cloud-native/container-toolkit), then `{gp}`")
-        return Verdict(status, summary, hint, {"installed": deb})
+        # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository. gpuprep install exits 3 here (its
+        # preflight is RPM-only), so the runtime is registered by NVIDIA's own tool, as NVIDIA's install guide does.
+        found = [] if deb else [
+            fixes.packages(probes.host, p, "install", ("docker.io", "nvidia-container-toolkit"),
+                           "install Docker and NVIDIA's container toolkit (after adding NVIDIA's apt repository: "
+                           "docs.nvidia.com/datacenter/cloud-native/container-toolkit)"),
+            fixes.in_image(probes.host, "register the nvidia runtime in Docker's daemon.json",
+                           ["nvidia-ctk", "runtime", "configure", "--runtime=docker"])]
+        return Verdict(status, summary, data={"installed": deb}, fixes=found)
     if p.package_format != "rpm":
         raise NotApplicable(f"no package database gpuprep reads on {p.name}")
     pkgs = {q.name: q for q in installed_rpm(probes)}

@@ -109,12 +109,14 @@ def test_each_hint_doctor_gives_clears_its_finding(instance):
     assert daemon["status"] == "critical" and "a trailing comma at line" in daemon["summary"]
     for dependent in ("docker-nvidia-runtime", "docker-runtime-binary", "docker-default-runtime", "gpu-container"):
         assert dependent not in found, found[dependent]  # skipped, pointing at docker-engine: one cause, said once
-    shown, start = commands(engine["hint"])[:2]
-    where = inst.run(["sh", "-c", shown], check=False)  # `python3 -m json.tool FILE` points at it
-    assert where.returncode != 0 and "line" in where.stderr, where
-    # The edit the hint names, as a user makes it: the comma goes.
+    assert engine["cause"] == "docker-daemon-json" and "trailing comma" not in engine["summary"] + engine["hint"]
+    shown, *start = [fix["argv"] for fix in engine["fixes"] if fix["argv"]]  # the fixes as values, in their order
+    where = inst.run(shown, check=False)  # `python3 -m json.tool FILE` points at it
+    assert shown[:3] == ["python3", "-m", "json.tool"] and where.returncode != 0 and "line" in where.stderr, where
+    # The edit the fix names, as a user makes it: the comma goes.
     inst.path(DAEMON_JSON).write_text(json.dumps(config, indent=2) + "\n")
-    inst.run(["sh", "-c", start], timeout=120)
+    for argv in start:  # (reset-failed,) start, and the journal that would say why it did not stay up
+        inst.run(argv, timeout=120)
     now = problems(inst)
     cleared += [c for c in ("docker-daemon-json", "docker-engine") if c not in now]
 
