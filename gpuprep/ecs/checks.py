@@ -128,6 +128,9 @@ def check_gpu_support(probes: Probes) -> Verdict:
     else:
         summary = f"{GPU_SUPPORT_KEY}={value} in {data['source']}: the agent registers this host with no GPUs"
     gpus = f"{count} GPU" + ("" if count == 1 else "s")
+    if _ecs_init_missing(probes):  # the ecs-config step refuses a host without ecs: ecs-init's install first
+        return Verdict(Status.CRITICAL, f"{summary} ({gpus} on the PCI bus)", "ecs-init is not installed: fix "
+                       "ecs-init first (its fix clears this)", data, cause="ecs-init")
     return Verdict(Status.CRITICAL, f"{summary} ({gpus} on the PCI bus)", data=data, fixes=gpu_support_fixes(probes))
 
 
