@@ -99,11 +99,11 @@ def modprobe(host: Host, *modules: str) -> Fix:
     return Fix(f"load {what} into the running kernel", _as_user(host, argv, runs), runs)
 
 
-def gpu_reset(host: Host) -> Fix:
-    """Reset one GPU (no process may use it): a running driver's act, so under --root on a booted instance."""
+def gpu_reset(host: Host, index: int) -> Fix:
+    """Reset GPU ``index`` (no process may use it): a running driver's act, so under --root on a booted instance."""
     runs = HERE if host.live else BOOTED
-    return Fix("drain the GPU, then reset it (N: its index), or reboot", _as_user(
-        host, ["nvidia-smi", "-r", "-i", "N"], runs), runs)
+    return Fix(f"drain GPU {index} (no process may use it), then reset it, or reboot", _as_user(
+        host, ["nvidia-smi", "-r", "-i", str(index)], runs), runs)
 
 
 def service(host: Host, platform: Platform, verb: str, name: str, why: str) -> Fix | None:
@@ -129,6 +129,13 @@ def service_log(host: Host, platform: Platform, name: str, why: str) -> Fix:
         # Amazon Linux 1: ecs-init logs to its own file, the SysV docker script to /var/log/docker.
         return Fix(f"{why}: {({'ecs': '/var/log/ecs/ecs-init.log'}).get(name, f'/var/log/{name}')}", runs=runs)
     return Fix(why, _as_user(host, ["journalctl", "-u", name, "-n", "50", "--no-pager"], runs), runs)
+
+
+def kernel_log(host: Host, why: str) -> Fix:
+    """This boot's kernel log (the driver's NVRM lines): the running kernel's, so under --root the booted instance's.
+    No --grep: journalctl on Amazon Linux 2 (systemd 219) has none."""
+    runs = HERE if host.live else BOOTED
+    return Fix(why, _as_user(host, ["journalctl", "-k", "-b", "--no-pager"], runs), runs)
 
 
 def package_manager_args(host: Host, platform: Platform) -> list[str]:

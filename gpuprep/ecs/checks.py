@@ -136,11 +136,11 @@ def check_gpu_support(probes: Probes) -> Verdict:
 
 def check_gpu_info(probes: Probes) -> Verdict:
     host = probes.host
-    fix = f"rm {GPU_INFO} && {_restart(probes).strip('`')} (ecs-init rewrites it); images: seal with `gpuprep seal`"
+    fix = ecs_config.rewrite_gpu_info(host, probes.platform)
     try:
         info = ecs_config.read_gpu_info(host)
     except ValueError as exc:
-        return Verdict(Status.CRITICAL, f"{GPU_INFO} is unreadable: {exc}", fix)
+        return Verdict(Status.CRITICAL, f"{GPU_INFO} is unreadable: {exc}", fixes=fix)
     if info is None:
         if host.live and ecs_service_state(probes).running and _gpu_count_or_zero(probes) > 0:
             return Verdict(Status.WARNING, f"ecs runs but ecs-init wrote no {GPU_INFO}: it found no /dev/nvidia* "
@@ -155,21 +155,21 @@ def check_gpu_info(probes: Probes) -> Verdict:
     if not query.answered:
         if host_driver and host_driver != info.driver_version:
             return Verdict(Status.CRITICAL, f"{GPU_INFO} was written with driver {info.driver_version}, this host "
-                           f"has {host_driver}: it comes from another machine or an older driver", fix, data)
+                           f"has {host_driver}: it comes from another machine or an older driver", data=data, fixes=fix)
         why = query.skipped or query.error or "NVML did not answer"
         status = Status.WARNING if not host.live else Status.UNKNOWN
         summary = (f"{GPU_INFO} lists {len(info.gpu_ids)} GPUs (driver {info.driver_version}); "
                    f"UUIDs not compared: {why}")
-        hint = (f"an image should not carry it: `gpuprep --root {host.root} seal --only gpu-info`" if not host.live
-                else "see the gpu checks for why NVML does not answer")
-        return Verdict(status, summary, hint, data)
+        if not host.live:
+            return Verdict(status, summary, data=data, fixes=fix)
+        return Verdict(status, summary, "see the gpu checks for why NVML does not answer", data)
     host_ids = [g.uuid for g in sorted(query.gpus, key=lambda g: g.index) if g.uuid]
     data["host_gpus"] = host_ids
     foreign = [i for i in info.gpu_ids if i not in host_ids]
     if foreign:
         return Verdict(Status.CRITICAL, f"{GPU_INFO} names {len(foreign)} GPU(s) this host does not have "
                        f"({', '.join(foreign[:2])}{', ...' if len(foreign) > 2 else ''}): written on another machine "
-                       "(baked into the image?)", fix, data)
+                       "(baked into the image?)", data=data, fixes=fix)
     missing = [i for i in host_ids if i not in info.gpu_ids]
     if missing:
         return Verdict(Status.WARNING, f"{GPU_INFO} lists {len(info.gpu_ids)} of this host's {len(host_ids)} GPUs: "

@@ -39,6 +39,15 @@ def module_not_loaded(probes: Probes) -> str:
     return MODULE_CHECK if module.procfs and not module.loaded else ""
 
 
+def driver_not_serving(probes: Probes) -> list[fixes.Fix]:
+    """A GPU on the bus the loaded driver does not serve: the kernel log says why, a reboot retries it, and one that
+    recurs is the hardware's (gpu-pci's unbound GPUs, gpu-count's and gpu-sources-listed's missing ones)."""
+    return [fixes.kernel_log(probes.host, "the kernel log says why: NVRM lines such as RmInitAdapter failed or "
+                                          "fallen off the bus"),
+            fixes.reboot(probes.host, "reboot"),
+            fixes.Fix("if it recurs, the GPU or its slot is failing: " + gpu_query.MOVE_HARDWARE)]
+
+
 def follows(cause: str, what: str) -> str:
     """The hint of a finding that follows from check ``cause``: fix that first."""
     return f"{what}: fix {cause} first (its fix clears this)"
@@ -115,12 +124,8 @@ def check_pci(probes: Probes) -> Verdict:
     module = inventory.probe_module(probes)
     unbound = [f.bus_id for f in pci.gpus if f.driver is None]
     if unbound and module.loaded:
-        return Verdict(
-            Status.CRITICAL, f"{_short_list(unbound)}: no driver bound although the nvidia module is loaded",
-            "the driver failed to take the GPU: `journalctl -k -b | grep -E 'NVRM|nvidia'` "
-            "(look for `RmInitAdapter failed`); reboot; if it recurs, stop and start the instance (other hardware)",
-            data,
-        )
+        return Verdict(Status.CRITICAL, f"{_short_list(unbound)}: no driver bound although the nvidia module is loaded",
+                       data=data, fixes=driver_not_serving(probes))
     others = sorted({f.driver for f in pci.gpus if f.driver not in (None, "nvidia")})
     summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(data['bus_ids'])})"
     if others:
@@ -233,13 +238,8 @@ def check_count(probes: Probes) -> Verdict:
         if cause:
             return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
                            follows(cause, "the nvidia module is not loaded"), data, cause=cause)
-        return Verdict(
-            Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
-            "a GPU is on the bus but the driver does not serve it: `journalctl -k -b | grep -E 'NVRM: (Xid|GPU)'` "
-            "(fallen off the bus, RmInitAdapter failed); reboot; if it recurs, stop and start the instance "
-            "(other hardware) or RMA the GPU",
-            data,
-        )
+        return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}", data=data,
+                       fixes=driver_not_serving(probes))
     return Verdict(Status.OK, f"{_plural(next(iter(counts.values())), 'GPU')} in every view: {shown}{suffix}",
                    data=data)
 
@@ -303,9 +303,8 @@ def check_ecc(probes: Probes) -> Verdict:
             Status.CRITICAL,
             "uncorrected ECC errors since the driver loaded: "
             + ", ".join(f"{_label(x)}: {x.ecc_uncorrected_volatile}" for x in bad),
-            "`nvidia-smi -q -d ECC` shows where; drain the GPU and reset it (`sudo nvidia-smi -r -i N`) or reboot; "
-            "if they recur, have the GPU replaced (on EC2, stop and start the instance to move to other hardware)",
-            data,
+            data=data, fixes=[*(fixes.gpu_reset(probes.host, x.index) for x in bad),
+                              fixes.Fix("if they recur, have the GPU replaced: " + gpu_query.MOVE_HARDWARE)],
         )
     off = [x for x in gpus if x.ecc_uncorrected_volatile is None]
     note = f" (ECC off or unsupported on {_short_list([_label(x) for x in off])})" if off else ""
@@ -327,9 +326,7 @@ def check_row_remap(probes: Probes) -> Verdict:
     if pending:
         return Verdict(
             Status.CRITICAL, f"row remap pending on {_short_list([_label(x) for x in pending])}",
-            "the remap takes effect at the next GPU reset: drain the GPU, then `sudo nvidia-smi -r -i N` "
-            "(no process may use it) or reboot",
-            data,
+            data=data, fixes=[fixes.gpu_reset(probes.host, x.index) for x in pending],  # the remap takes effect
         )
     return Verdict(Status.OK, f"no row remap pending or failed on {_plural(len(gpus), 'GPU')}", data=data)
 
@@ -342,9 +339,7 @@ def check_retired_pages(probes: Probes) -> Verdict:
     if pending:
         return Verdict(
             Status.CRITICAL, f"page retirement pending on {_short_list([_label(x) for x in pending])}",
-            "the bad pages stay in use until the driver reloads: drain the GPU, then `sudo nvidia-smi -r -i N` "
-            "or reboot; `nvidia-smi -q -d PAGE_RETIREMENT` shows the counts",
-            data,
+            data=data, fixes=[fixes.gpu_reset(probes.host, x.index) for x in pending],  # the driver reloads them
         )
     return Verdict(Status.OK, f"no page retirement pending on {_plural(len(gpus), 'GPU')}", data=data)
 

@@ -52,7 +52,7 @@ def test_the_driver_lock_glob_holds_nvidias_module_packages_not_the_systems_kmod
 @pytest.mark.parametrize("make", [
     lambda h: fixes.reboot(h, "reboot"),
     lambda h: fixes.modprobe(h, "nvidia"),
-    lambda h: fixes.gpu_reset(h),
+    lambda h: fixes.gpu_reset(h, 3),
 ])
 def test_what_only_a_running_kernel_does_is_marked_for_the_booted_instance_under_root(make):
     on_image, here = make(IMAGE), make(LIVE)

@@ -30,7 +30,7 @@ from gpuprep.report import CheckResult, Status
 from gpuprep.runner.checks import Probes, run_check
 
 # rpmbuild: the ecs-init fixture package is built on a fresh clone (its cache is empty in CI)
-pytestmark = pytest.mark.allow_subp('rpm', 'rpmbuild', 'systemctl', 'true')
+pytestmark = pytest.mark.allow_subp('gpuprep', 'rpm', 'rpmbuild', 'systemctl', 'true')
 
 BY_ID = {c.id: c for c in checks.CHECKS}
 GPU_INFO = "var/lib/ecs/gpu/nvidia-gpu-info.json"
@@ -140,7 +140,15 @@ def test_gpu_info_from_the_build_machine_is_critical(tmp_path):
     gpu_info(root, [BUILD_MACHINE])
     r = run("ecs-gpu-info", probes)
     assert r.status is Status.CRITICAL and BUILD_MACHINE in r.summary and "another machine" in r.summary
-    assert "rm /var/lib/ecs/gpu/nvidia-gpu-info.json" in r.hint and f"gpuprep --root {root} seal" in r.hint
+    # The image's file, removed by seal acting on the image: never `rm /var/lib/...` of the builder (issue 26).
+    assert [f.argv for f in r.fixes] == [("gpuprep", "--root", str(root), "seal", "--only", "gpu-info")]
+    assert "rm /var/lib" not in r.hint
+    # The fix, run as shown (seal asks only at a terminal; --json keeps stdout to the report), clears it.
+    gpuprep = Path(__file__).resolve().parents[3] / ".venv" / "bin" / "gpuprep"
+    proc = subprocess.run([str(gpuprep), *r.fixes[0].argv[1:]], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert run("ecs-gpu-info", make(tmp_path, query=nvml())[1]).status is Status.OK
 
 
 def test_gpu_info_listing_fewer_gpus_or_an_old_driver_is_a_warning(tmp_path):

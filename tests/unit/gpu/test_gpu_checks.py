@@ -296,7 +296,7 @@ def test_row_remap_pending_only(tmp_path):
     query.gpus[1] = dataclasses.replace(query.gpus[1], remapped_rows_failure=False)
     result = run("gpu-row-remap", make_probes(tmp_path, "healthy-p5-h100x8", query))
     assert result.status is Status.CRITICAL and "pending on GPU 0" in result.summary
-    assert "nvidia-smi -r -i N" in result.hint and "reboot" in result.hint
+    assert "nvidia-smi -r -i 0" in result.hint and "reboot" in result.hint  # the GPU named (issue 26)
 
 
 def test_retired_pages_on_t4(tmp_path):
