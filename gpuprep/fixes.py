@@ -61,7 +61,7 @@ def hint(fixes: list[Fix]) -> str:
 
 
 # -- who types it --------------------------------------------------------------------------------------
-def _as_user(host: Host, argv: list[str], runs: str = HERE) -> tuple[str, ...]:
+def as_user(host: Host, argv: list[str], runs: str = HERE) -> tuple[str, ...]:
     """``argv`` through sudo where the user is not root: on the live host when this run was not root; on a booted
     instance always (the builder's user says nothing of who logs in there)."""
     if runs == BOOTED or not host.is_root:
@@ -81,14 +81,14 @@ def gpuprep(host: Host, platform: Platform, why: str, command: str, *args: str) 
     if command in ("install", "seal") and not platform.rpm:
         return None
     root = [] if host.live else ["--root", str(host.root)]
-    return Fix(why, _as_user(host, ["gpuprep", *root, command, *args]))
+    return Fix(why, as_user(host, ["gpuprep", *root, command, *args]))
 
 
 def reboot(host: Host, why: str) -> Fix:
     """A reboot: of this host, or under --root of an instance booted from the image (the builder's reboot would
     change nothing in the image)."""
     runs = HERE if host.live else BOOTED
-    return Fix(why, _as_user(host, ["reboot"], runs), runs)
+    return Fix(why, as_user(host, ["reboot"], runs), runs)
 
 
 def modprobe(host: Host, *modules: str) -> Fix:
@@ -96,13 +96,13 @@ def modprobe(host: Host, *modules: str) -> Fix:
     runs = HERE if host.live else BOOTED
     argv = ["modprobe", *modules] if len(modules) == 1 else ["modprobe", "-a", *modules]
     what = f"the {modules[0]} module" if len(modules) == 1 else f"the modules {', '.join(modules)}"
-    return Fix(f"load {what} into the running kernel", _as_user(host, argv, runs), runs)
+    return Fix(f"load {what} into the running kernel", as_user(host, argv, runs), runs)
 
 
 def gpu_reset(host: Host, index: int) -> Fix:
     """Reset GPU ``index`` (no process may use it): a running driver's act, so under --root on a booted instance."""
     runs = HERE if host.live else BOOTED
-    return Fix(f"drain GPU {index} (no process may use it), then reset it, or reboot", _as_user(
+    return Fix(f"drain GPU {index} (no process may use it), then reset it, or reboot", as_user(
         host, ["nvidia-smi", "-r", "-i", str(index)], runs), runs)
 
 
@@ -119,7 +119,7 @@ def service(host: Host, platform: Platform, verb: str, name: str, why: str) -> F
         return None
     if runs == BOOTED:
         argv = [a for a in argv if not a.startswith("--root=")]
-    return Fix(why, _as_user(host, argv, runs), runs)
+    return Fix(why, as_user(host, argv, runs), runs)
 
 
 def service_log(host: Host, platform: Platform, name: str, why: str) -> Fix:
@@ -128,14 +128,14 @@ def service_log(host: Host, platform: Platform, name: str, why: str) -> Fix:
     if platform.init != "systemd":
         # Amazon Linux 1: ecs-init logs to its own file, the SysV docker script to /var/log/docker.
         return Fix(f"{why}: {({'ecs': '/var/log/ecs/ecs-init.log'}).get(name, f'/var/log/{name}')}", runs=runs)
-    return Fix(why, _as_user(host, ["journalctl", "-u", name, "-n", "50", "--no-pager"], runs), runs)
+    return Fix(why, as_user(host, ["journalctl", "-u", name, "-n", "50", "--no-pager"], runs), runs)
 
 
 def kernel_log(host: Host, why: str) -> Fix:
     """This boot's kernel log (the driver's NVRM lines): the running kernel's, so under --root the booted instance's.
     No --grep: journalctl on Amazon Linux 2 (systemd 219) has none."""
     runs = HERE if host.live else BOOTED
-    return Fix(why, _as_user(host, ["journalctl", "-k", "-b", "--no-pager"], runs), runs)
+    return Fix(why, as_user(host, ["journalctl", "-k", "-b", "--no-pager"], runs), runs)
 
 
 def package_manager_args(host: Host, platform: Platform) -> list[str]:
@@ -153,7 +153,7 @@ def packages(host: Host, platform: Platform, verb: str, names: tuple[str, ...], 
         argv = [*manager, "install", "-y", *(["--reinstall"] if verb == "reinstall" else []), *names]
     else:
         argv = [*manager, verb, "-y", *names]
-    return Fix(why, _as_user(host, argv))
+    return Fix(why, as_user(host, argv))
 
 
 def lock_driver(host: Host, platform: Platform) -> Fix | None:
@@ -164,9 +164,9 @@ def lock_driver(host: Host, platform: Platform) -> Fix | None:
         # The image's own dnf through chroot, not --installroot: dnf reads its plugins' configuration, and so the
         # lock list, from the machine it runs on even with --installroot (packages/checks.py, _lock_fix).
         argv = _in_image(host, [platform.package_manager, "versionlock", "add", *DRIVER_GLOBS])
-        return Fix(why, _as_user(host, argv))
+        return Fix(why, as_user(host, argv))
     if platform.package_manager == "apt":
-        return Fix(why, _as_user(host, _in_image(host, ["apt-mark", "hold", "nvidia-driver-*", "libnvidia-*"])))
+        return Fix(why, as_user(host, _in_image(host, ["apt-mark", "hold", "nvidia-driver-*", "libnvidia-*"])))
     return None
 
 
@@ -175,7 +175,7 @@ def rebuild_initramfs(host: Host, platform: Platform) -> Fix | None:
     argv = {"rpm": ["dracut", "-f"], "dpkg": ["update-initramfs", "-u"]}.get(platform.package_format)
     if argv is None:
         return None
-    return Fix("rebuild the initramfs", _as_user(host, _in_image(host, argv)))
+    return Fix("rebuild the initramfs", as_user(host, _in_image(host, argv)))
 
 
 def edit_by_hand(path: str, what: str) -> Fix:
@@ -185,7 +185,7 @@ def edit_by_hand(path: str, what: str) -> Fix:
 
 def in_image(host: Host, why: str, argv: list[str]) -> Fix:
     """A command of the target's own (its binary, its configuration): through chroot under --root."""
-    return Fix(why, _as_user(host, _in_image(host, argv)))
+    return Fix(why, as_user(host, _in_image(host, argv)))
 
 
 def json_tool(host: Host, path: str) -> Fix:

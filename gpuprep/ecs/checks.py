@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 
-from gpuprep import fixes, hints
+from gpuprep import fixes
 from gpuprep.bootcheck import UNIT_NAME
 from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
@@ -200,42 +200,49 @@ def check_service(probes: Probes) -> Verdict:
     if state.enabled == "unknown" and state.active == "unknown":
         return Verdict(Status.UNKNOWN, f"the init system did not say whether {name} is enabled or running",
                        f"look at `{'status ' + name if upstart else 'systemctl status ' + name}`", data)
-    enable = hints.service(probes.host, probes.platform, "enable", name) or f"chkconfig {name} on"
-    start = hints.service(probes.host, probes.platform, "start", name)
-    logs = hints.service_log(probes.host, probes.platform, name)
-    if not probes.host.live:
+    host, p = probes.host, probes.platform
+    enable = fixes.service(host, p, "enable", name, f"enable {name} for every boot") or fixes.Fix(
+        f"enable {name} for every boot", ("chkconfig", name, "on"))
+    start = fixes.service(host, p, "start", name, f"start {name}")
+    logs = fixes.service_log(host, p, name, f"its log says why {name} stopped; fix that first")
+    if not host.live:
         if state.is_enabled:
             return Verdict(Status.OK, f"{name} enabled (whether it runs is not known with --root)", data=data)
+        config = fixes.gpuprep(host, p, f"enable {name} (and set GPU support) as install does", "install", "--only",
+                               "ecs-config")
         return Verdict(Status.WARNING, f"{name} is {state.enabled}: instances from this image will not join a cluster",
-                       f"gpuprep --root {probes.host.root} install --only ecs-config", data)
+                       data=data, fixes=[config or enable])
+    started = [start] if start is not None else []
     if not state.running and state.is_enabled:
         gate = boot_gate(probes)
         if gate.failed:
-            return _held_by_gate(probes, gate, start, data)
+            return _held_by_gate(probes, gate, started, data)
     if state.active == "failed":
-        return Verdict(Status.CRITICAL, f"{name} failed ({state.enabled})", f"see {logs}, fix, then `{start}`", data)
+        return Verdict(Status.CRITICAL, f"{name} failed ({state.enabled})", data=data, fixes=[logs, *started])
     if not state.is_enabled:
         return Verdict(Status.WARNING, f"{name} is {state.enabled} ({state.active}): it will not start at boot",
-                       f"`{enable}`", data)
+                       data=data, fixes=[enable])
     if not state.running:
-        return Verdict(Status.WARNING, f"{name} is enabled but {state.active}", f"`{start}` (and see {logs})", data)
+        return Verdict(Status.WARNING, f"{name} is enabled but {state.active}", data=data, fixes=[*started, logs])
     return Verdict(Status.OK, f"{name} {state.active}, {state.enabled}", data=data)
 
 
-def _held_by_gate(probes: Probes, gate: GateState, start: str, data: dict) -> Verdict:
+def _held_by_gate(probes: Probes, gate: GateState, start: list[fixes.Fix], data: dict) -> Verdict:
     """ecs is down because the boot gate failed: starting ecs runs the gate again, which fails again until the
-    check that failed it is fixed. That check, and its own fix, come first."""
+    check that failed it is fixed. That check (the cause), and its own fix, come first."""
     name = data["service"]
     data = {**data, "held_by": UNIT_NAME, "gate_critical": gate.checks}
+    again = [fixes.Fix(f"then start {name}: that runs the gate again and starts {name} when it passes", f.argv, f.runs)
+             for f in start]
     if gate.checks:
         failing = ", ".join(gate.checks)
         return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed on {failing}",
-                       f"first clear {failing} (each one's fix is in this report), then `{start}`: that runs the "
-                       f"gate again and starts {name} when it passes", data)
-    journal = hints.privileged(probes.host, f"journalctl -u {UNIT_NAME} -b --no-pager")
-    return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed",
-                   f"`{journal}` names the critical check; fix it, then `{start}`: that runs the gate again and "
-                   f"starts {name} when it passes", data)
+                       f"first clear {failing} (each one's fix is in this report), then "
+                       + "; ".join(f"`{f.command}`" for f in again), data, again, cause=gate.checks[0])
+    journal = fixes.Fix("the gate's journal names the critical check: fix it", fixes.as_user(
+        probes.host, ["journalctl", "-u", UNIT_NAME, "-b", "--no-pager"]))
+    return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed", data=data,
+                   fixes=[journal, *again])
 
 
 _PACKAGE_PROCESSES = ("yum", "dnf", "rpm", "apt", "apt-get", "dpkg", "unattended-upgr", "packagekitd")

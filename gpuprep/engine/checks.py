@@ -142,8 +142,8 @@ def engine_down(probes: Probes, exc) -> Verdict:
             # The file's fault is docker-daemon-json's finding, said there once: here its first fix (the same value,
             # so listed once) and the start that follows it.
             data["daemon_json"] = bad.message
-            return Verdict(Status.CRITICAL, f"{exc.message}; dockerd cannot start with its daemon.json (see "
-                           f"{DAEMON_JSON_CHECK})", data=data, cause=DAEMON_JSON_CHECK,
+            return Verdict(Status.CRITICAL, f"{exc.message}; dockerd cannot start with "
+                           f"{host.path(daemon_json_path(probes))}", data=data, cause=DAEMON_JSON_CHECK,
                            fixes=[*daemon_json_fixes(probes), *engine_start_fixes(probes, failed=failed)])
     if probes.platform is not None and not host.env.get("DOCKER_HOST"):
         return Verdict(Status.CRITICAL, exc.message, data=data, fixes=engine_start_fixes(probes, failed=failed))

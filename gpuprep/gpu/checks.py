@@ -22,12 +22,16 @@ VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
 QUERY_TIMEOUT = 2 * gpu_query.MAX_INIT_S + 5
 FILE_TIMEOUT = 3.0
 
-PERSISTENCE_FIX = (
-    "`sudo systemctl enable --now nvidia-persistenced` (survives reboots; the AMI should ship it enabled), "
-    "or `sudo nvidia-smi -pm 1` until the next boot. Without persistence the driver tears the GPU down "
-    "when the last client exits and re-initialises it on the next: 1-3 s per GPU, and `docker run --gpus` "
-    "took 25 s instead of 0.8 s (NVIDIA/nvidia-docker 1279)"
-)
+
+
+def persistence_fixes(probes: Probes) -> list[fixes.Fix]:
+    """Persistence on, now and at every boot (nvidia-persistenced; without systemd, nvidia-smi -pm 1 to the next)."""
+    why = ("without persistence the driver tears a GPU down when its last client exits and re-initialises it on the "
+           "next: 1-3 s per GPU, and docker run --gpus took 25 s instead of 0.8 s (NVIDIA/nvidia-docker 1279)")
+    if probes.platform.init == "systemd":
+        return [fixes.Fix(f"turn it on now and at every boot (the AMI should ship nvidia-persistenced enabled); {why}",
+                          fixes.as_user(probes.host, ["systemctl", "enable", "--now", "nvidia-persistenced"]))]
+    return [fixes.Fix(f"turn it on until the next boot; {why}", fixes.as_user(probes.host, ["nvidia-smi", "-pm", "1"]))]
 MODULE_CHECK = "gpu-kernel-module"
 NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
 
@@ -289,8 +293,8 @@ def check_persistence(probes: Probes) -> Verdict:
     data = {"gpus": {str(x.index): x.persistence_mode for x in gpus}}
     if off:
         return Verdict(Status.WARNING,
-                       f"persistence mode off on {_short_list([_label(x) for x in off])}",
-                       PERSISTENCE_FIX, data)
+                       f"persistence mode off on {_short_list([_label(x) for x in off])}", data=data,
+                       fixes=persistence_fixes(probes))
     return Verdict(Status.OK, f"persistence mode on for all {_plural(len(gpus), 'GPU')}", data=data)
 
 
