@@ -11,11 +11,10 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shlex
 import shutil
 from typing import Any
 
-from gpuprep import fixes, hints
+from gpuprep import fixes
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import BadInput
@@ -23,10 +22,20 @@ from gpuprep.host import SYSTEM_PATH, Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, needs_root, probe
 
-FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
-                "reloads dockerd)")
-FIX_DEFAULT = ('`gpuprep install --only docker-runtime,docker-reload` (sets "default-runtime": "nvidia" in '
-               "daemon.json and reloads dockerd)")
+
+def runtime_fixes(probes: Probes, why: str, *extra: str, ctk: list[str] | None = None) -> list[fixes.Fix]:
+    """daemon.json's nvidia runtime made right: gpuprep's docker-runtime and docker-reload steps where install runs
+    (RPM platforms); elsewhere NVIDIA's own `nvidia-ctk runtime configure` with ``ctk`` (None: no flag of it does
+    this, so an edit by hand) and a dockerd restart."""
+    host, p = probes.host, probes.platform
+    fix = fixes.gpuprep(host, p, why, "install", "--only", "docker-runtime,docker-reload", *extra)
+    if fix is not None:
+        return [fix]
+    if ctk is None:
+        return [fixes.edit_by_hand(str(host.path(daemon_json_path(probes))), why)]
+    restart = fixes.service(host, p, "restart", p.docker_service, "restart dockerd so it reads daemon.json")
+    return [fixes.in_image(host, why, ["nvidia-ctk", "runtime", "configure", "--runtime=docker", *ctk]),
+            *([restart] if restart is not None else [])]
 
 
 DAEMON_JSON_CHECK = "docker-daemon-json"
@@ -206,16 +215,19 @@ def check_runtime_registered(probes: Probes) -> Verdict:
     data = {"runtimes": {k: (v or {}).get("path") for k, v in runtimes.items()}}
     if RUNTIME_NAME in runtimes:
         return Verdict(Status.OK, f"runtime nvidia is registered ({runtimes[RUNTIME_NAME].get('path')})", data=data)
-    hint = FIX_REGISTER
+    found = runtime_fixes(probes, "add runtimes.nvidia to daemon.json and reload dockerd", ctk=[])
     try:
         _, config = daemon_json(probes)
         if RUNTIME_NAME in (config.get("runtimes") or {}):
-            hint = ("daemon.json defines it but dockerd has not loaded it: `gpuprep install --only docker-reload` "
-                    "(it reloads dockerd, and restarts it where a reload does not show the runtime)")
+            why = ("daemon.json defines it but dockerd has not loaded it: reload dockerd (restarted where a reload "
+                   "does not show the runtime)")
+            reload = fixes.gpuprep(probes.host, probes.platform, why, "install", "--only", "docker-reload")
+            found = [reload or fixes.service(probes.host, probes.platform, "restart", probes.platform.docker_service,
+                                             why) or fixes.Fix(why)]
     except BadInput:
         pass
     return Verdict(Status.CRITICAL, f"dockerd has no nvidia runtime (it has: {', '.join(sorted(runtimes))}); "
-                   "GPU containers fail with `unknown or invalid runtime name: nvidia`", hint, data)
+                   "GPU containers fail with `unknown or invalid runtime name: nvidia`", data=data, fixes=found)
 
 
 @needs_engine
@@ -230,14 +242,15 @@ def check_runtime_binary(probes: Probes) -> Verdict:
     data = {"path": path, "resolved": resolved}
     if resolved is None:
         return Verdict(Status.CRITICAL, f"the nvidia runtime's binary {path} does not exist"
-                       + ("" if path.startswith("/") else " on dockerd's PATH"), runtime_binary_fix(probes, path), data)
+                       + ("" if path.startswith("/") else " on dockerd's PATH"), data=data,
+                       fixes=runtime_binary_fixes(probes, path))
     if not os.access(resolved, os.X_OK) or not os.path.isfile(resolved):
         return Verdict(Status.CRITICAL, f"the nvidia runtime's binary {resolved} is not an executable file",
-                       runtime_binary_fix(probes, resolved), data)
+                       data=data, fixes=runtime_binary_fixes(probes, resolved))
     return Verdict(Status.OK, f"the nvidia runtime's binary {resolved} is executable", data=data)
 
 
-def runtime_binary_fix(probes: Probes, path: str) -> str:
+def runtime_binary_fixes(probes: Probes, path: str) -> list[fixes.Fix]:
     """What brings back the runtime's binary ``path``: reinstalling the package that owns it (the package
     database still lists a deleted file). Installing packages again would not: they are installed."""
     from gpuprep.packages.rpmdb import owner
@@ -247,12 +260,16 @@ def runtime_binary_fix(probes: Probes, path: str) -> str:
     for candidate in candidates:
         package = owner(host, candidate, platform.package_format)
         if package:
-            return (f"`{hints.package_command(host, platform, 'reinstall', package)}` ({package} owns {candidate}, "
-                    "and reinstalling it puts the file back as packaged)")
-    reload = f" (`{hints.service(host, platform, 'reload', platform.docker_service)}`)" if host.live else ""
-    return ("no package owns it: install the NVIDIA container runtime (`gpuprep install --only packages`), or point "
-            "runtimes.nvidia.path in daemon.json at the installed one (`command -v nvidia-container-runtime`) and "
-            f"reload docker{reload}")
+            return [fixes.packages(host, platform, "reinstall", (package,), f"reinstall {package}: it owns "
+                                   f"{candidate}, and reinstalling puts the file back as packaged")]
+    install = (fixes.gpuprep(host, platform, "no package owns it: install the NVIDIA container runtime", "install",
+                             "--only", "packages")
+               or fixes.packages(host, platform, "install", ("nvidia-container-toolkit",), "no package owns it: "
+                                 "install the NVIDIA container toolkit"))
+    point = fixes.edit_by_hand(str(host.path(daemon_json_path(probes))), "or point runtimes.nvidia.path at the "
+                               "installed runtime (command -v nvidia-container-runtime names it), then reload docker")
+    reload = fixes.service(host, platform, "reload", platform.docker_service, "reload docker") if host.live else None
+    return [install, point, *([reload] if reload is not None else [])]
 
 
 def _resolve_binary(probes: Probes, path: str) -> str | None:
@@ -274,16 +291,16 @@ def check_default_runtime(probes: Probes) -> Verdict:
     # A warning, not critical: ECS passes --runtime nvidia for GPU tasks (ECS_NVIDIA_RUNTIME); what
     # breaks is every container started without it (AWS Batch jobs, plain `docker run`).
     return Verdict(Status.WARNING, f"Docker's default runtime is {default}, not nvidia: containers started "
-                   "without --runtime see no GPU", default_runtime_fix(info), data)
+                   "without --runtime see no GPU", data=data, fixes=default_runtime_fixes(probes, info))
 
 
-def default_runtime_fix(info: dict[str, Any]) -> str:
+def default_runtime_fixes(probes: Probes, info: dict[str, Any]) -> list[fixes.Fix]:
     """Make nvidia the default, keeping the nvidia runtime dockerd has where it is (without --runtime-path the
     edit would point runtimes.nvidia at the toolkit's default path instead)."""
     path = str(((info.get("Runtimes") or {}).get(RUNTIME_NAME) or {}).get("path") or "")
-    if path.startswith("/") and path != DEFAULT_RUNTIME_PATH:
-        return FIX_DEFAULT.replace("docker-reload`", f"docker-reload --runtime-path {shlex.quote(path)}`")
-    return FIX_DEFAULT
+    keep = ["--runtime-path", path] if path.startswith("/") and path != DEFAULT_RUNTIME_PATH else []
+    return runtime_fixes(probes, 'set "default-runtime": "nvidia" in daemon.json and reload dockerd', *keep,
+                         ctk=["--set-as-default"])
 
 
 def check_defined_once(probes: Probes) -> Verdict:
@@ -320,12 +337,8 @@ def check_defined_once(probes: Probes) -> Verdict:
                        data=data)
     where = "; ".join(f"{n}: daemon.json ({in_file[n]}) and {elsewhere[n]}" for n in twice)
     return Verdict(Status.WARNING, f"runtime defined twice with different paths, daemon.json's silently wins: {where}",
-                   f"remove runtimes.{twice[0]} from daemon.json and keep the flag/runtimes.d entry "
-                   "(`gpuprep install --only docker-runtime,docker-reload` does it for nvidia)", data)
-
-
-FIX_CTK_EDITS = ("`gpuprep install --only docker-runtime,docker-reload` (moves the arguments to runtimeArgs and puts "
-                 "back what nvidia-ctk dropped, keeping every other key of daemon.json, then reloads dockerd)")
+                   data=data, fixes=runtime_fixes(probes, f"remove runtimes.{twice[0]} from daemon.json and keep the "
+                                                  "flag/runtimes.d entry"))
 
 
 def check_nvidia_ctk_edits(probes: Probes) -> Verdict:
@@ -349,7 +362,9 @@ def check_nvidia_ctk_edits(probes: Probes) -> Verdict:
     if not problems:
         return Verdict(Status.OK, "no runtime arguments under nvidia-ctk's args key and nothing nvidia-ctk dropped "
                        "that gpuprep's backup holds", data=data)
-    return Verdict(Status.WARNING, "; ".join(problems), FIX_CTK_EDITS, data)
+    return Verdict(Status.WARNING, "; ".join(problems), data=data, fixes=runtime_fixes(
+        probes, "move the arguments to runtimeArgs and put back what nvidia-ctk dropped, keeping every other key of "
+                "daemon.json, then reload dockerd"))
 
 
 CHECKS = [
