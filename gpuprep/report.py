@@ -415,8 +415,9 @@ def _render_fixes(out: _Out, checks: list[CheckResult]) -> None:
         after = found[n + 1] if n + 1 < len(found) else None
         if after is not None and (after.ids, after.follow) == (e.ids, e.follow):
             continue  # the next fix is for the same findings: said once, after the last of them
-        said = ", ".join(i for i in e.ids if i not in e.follow) + (f" ({', '.join(e.follow)} follow{'s' if len(e.follow) == 1 else ''} from it)"
-                                   if e.follow else "")
+        said = ", ".join(i for i in e.ids if i not in e.follow)
+        if e.follow:
+            said += f" ({', '.join(e.follow)} follow{'s' if len(e.follow) == 1 else ''} from it)"
         for i, line in enumerate(wrap(said, out.width, 12)):
             out.line(f"       {'for: ' if i == 0 else '     '}{line}", style="dim", priority=e.priority)
 
