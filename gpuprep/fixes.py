@@ -122,12 +122,17 @@ def service(host: Host, platform: Platform, verb: str, name: str, why: str) -> F
     return Fix(why, as_user(host, argv, runs), runs)
 
 
+def sysv_log(name: str) -> str:
+    """Amazon Linux 1's log of service ``name``: ecs-init logs to its own file, the SysV docker script to
+    /var/log/docker."""
+    return {"ecs": "/var/log/ecs/ecs-init.log"}.get(name, f"/var/log/{name}")
+
+
 def service_log(host: Host, platform: Platform, name: str, why: str) -> Fix:
     """Where service ``name`` says why it stopped: its journal, or on Amazon Linux 1 its log file."""
     runs = HERE if host.live else BOOTED
     if platform.init != "systemd":
-        # Amazon Linux 1: ecs-init logs to its own file, the SysV docker script to /var/log/docker.
-        return Fix(f"{why}: {({'ecs': '/var/log/ecs/ecs-init.log'}).get(name, f'/var/log/{name}')}", runs=runs)
+        return Fix(f"{why}: {sysv_log(name)}", runs=runs)
     return Fix(why, as_user(host, ["journalctl", "-u", name, "-n", "50", "--no-pager"], runs), runs)
 
 

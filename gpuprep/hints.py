@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from gpuprep.fixes import sysv_log
 from gpuprep.host import Host
 from gpuprep.platform import Platform
 from gpuprep.services import Services
@@ -26,16 +27,6 @@ def for_target(host: Host, text: str) -> str:
     if host.live or not text:
         return text
     return _GPUPREP.sub(f"gpuprep --root {shlex.quote(str(host.root))}", text)
-
-
-def gpuprep(host: Host, args: str) -> str:
-    """``gpuprep ARGS`` for ``host`` (with its --root)."""
-    return for_target(host, f"gpuprep {args}")
-
-
-def privileged(host: Host, command: str) -> str:
-    """``command`` as the user who ran gpuprep must type it: through sudo when that was not root."""
-    return command if host.is_root else f"sudo {command}"
 
 
 def systemd(host: Host, platform: Platform | None) -> bool:
@@ -60,18 +51,10 @@ def service(host: Host, platform: Platform | None, verb: str, name: str) -> str:
 def service_log(host: Host, platform: Platform | None, name: str) -> str:
     """Where service ``name`` says why it stopped."""
     if not systemd(host, platform):
-        # Amazon Linux 1: ecs-init logs to its own file, the SysV docker script to /var/log/docker.
-        return {"ecs": "/var/log/ecs/ecs-init.log"}.get(name, f"/var/log/{name}")
+        return sysv_log(name)
     return f"`{privileged(host, f'journalctl -u {name} -n 50 --no-pager')}`"
 
 
-def package_command(host: Host, platform: Platform, verb: str, *packages: str) -> str:
-    """``verb`` (install, reinstall) of ``packages`` with this platform's package manager, in the root."""
-    manager = platform.package_manager or "dnf"
-    names = " ".join(shlex.quote(p) for p in packages)
-    if manager == "apt":
-        flag = " --reinstall" if verb == "reinstall" else ""
-        command = f"apt-get install -y{flag} {names}"
-        return privileged(host, command if host.live else f"chroot {shlex.quote(str(host.root))} {command}")
-    root = "" if host.live else f" --installroot={shlex.quote(str(host.root))}"
-    return privileged(host, f"{manager}{root} {verb} -y {names}")
+def privileged(host: Host, command: str) -> str:
+    """``command`` as the user who ran gpuprep must type it: through sudo when that was not root."""
+    return command if host.is_root else f"sudo {command}"

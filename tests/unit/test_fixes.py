@@ -81,3 +81,30 @@ def test_a_fix_is_an_argv_shown_quoted_and_serialised_as_such():
     fix = fixes.Fix("find it", ("grep", "-r", "a b", "/etc"))
     assert fix.command == "grep -r 'a b' /etc" and fix.text() == "find it: `grep -r 'a b' /etc`"
     assert fix.as_dict() == {"why": "find it", "argv": ["grep", "-r", "a b", "/etc"], "runs": "here"}
+
+
+@pytest.mark.parametrize("distro, host, wanted", [
+    ("amzn-2023", LIVE, ("dnf", "reinstall", "-y", "nvidia-container-toolkit-base")),
+    ("amzn-2023", Host("/", env={}, euid=1000), ("sudo", "dnf", "reinstall", "-y", "nvidia-container-toolkit-base")),
+    ("amzn-2", LIVE, ("yum", "reinstall", "-y", "nvidia-container-toolkit-base")),
+    ("amzn-2023", IMAGE, ("dnf", "--installroot=/img", "reinstall", "-y", "nvidia-container-toolkit-base")),
+    ("ubuntu-22.04", LIVE, ("apt-get", "install", "-y", "--reinstall", "nvidia-container-toolkit-base")),
+    ("ubuntu-22.04", IMAGE, ("chroot", "/img", "apt-get", "install", "-y", "--reinstall",
+                             "nvidia-container-toolkit-base")),
+])
+def test_a_reinstall_is_this_platforms_package_manager_in_its_target(distro, host, wanted):
+    assert fixes.packages(host, platform(distro), "reinstall", ("nvidia-container-toolkit-base",), "x").argv == wanted
+
+
+def test_a_root_with_a_space_is_one_word():
+    fix = fixes.gpuprep(Host("/mnt/my image", env={}, euid=0), platform("amzn-2023"), "x", "install")
+    assert fix is not None and fix.command == "gpuprep --root '/mnt/my image' install"
+
+
+def test_services_start_on_the_booted_instance_and_are_enabled_in_the_image():
+    p = platform("amzn-2023")
+    start = fixes.service(IMAGE, p, "start", "ecs", "x")
+    enable = fixes.service(IMAGE, p, "enable", "ecs", "x")
+    assert start is not None and start.argv == ("sudo", "systemctl", "start", "ecs.service") and start.runs == "booted"
+    assert enable is not None and enable.argv == ("systemctl", "--root=/img", "enable", "ecs.service")
+    assert enable.runs == "here"

@@ -31,23 +31,6 @@ def test_gpuprep_commands_keep_the_root(text, wanted):
     assert hints.for_target(Host("/", env={}), text) == text
 
 
-def test_a_root_with_a_space_is_quoted():
-    assert hints.gpuprep(Host("/mnt/my image", env={}), "install") == "gpuprep --root '/mnt/my image' install"
-
-
-@pytest.mark.parametrize("distro, live, euid, wanted", [
-    ("amzn-2023", True, 0, "dnf reinstall -y nvidia-container-toolkit-base"),
-    ("amzn-2023", True, 1000, "sudo dnf reinstall -y nvidia-container-toolkit-base"),
-    ("amzn-2", True, 0, "yum reinstall -y nvidia-container-toolkit-base"),
-    ("amzn-2023", False, 0, "dnf --installroot=/img reinstall -y nvidia-container-toolkit-base"),
-    ("ubuntu-22.04", True, 0, "apt-get install -y --reinstall nvidia-container-toolkit-base"),
-    ("ubuntu-22.04", False, 0, "chroot /img apt-get install -y --reinstall nvidia-container-toolkit-base"),
-])
-def test_a_reinstall_is_this_platforms_package_manager_in_its_root(distro, live, euid, wanted):
-    host = Host("/" if live else "/img", env={}, euid=euid)
-    assert hints.package_command(host, platform(distro), "reinstall", "nvidia-container-toolkit-base") == wanted
-
-
 def test_services_are_started_by_this_platforms_init():
     live = Host("/", env={})
     assert hints.service(live, platform("amzn-2023"), "start", "docker") == "systemctl start docker.service"
