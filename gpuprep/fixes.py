@@ -35,6 +35,7 @@ class Fix:
     why: str
     argv: tuple[str, ...] = ()
     runs: str = HERE
+    last: bool = False  # it must come after every other fix (a reboot loads what they changed)
 
     @property
     def command(self) -> str:
@@ -88,7 +89,7 @@ def reboot(host: Host, why: str) -> Fix:
     """A reboot: of this host, or under --root of an instance booted from the image (the builder's reboot would
     change nothing in the image)."""
     runs = HERE if host.live else BOOTED
-    return Fix(why, as_user(host, ["reboot"], runs), runs)
+    return Fix(why, as_user(host, ["reboot"], runs), runs, last=True)
 
 
 def modprobe(host: Host, *modules: str) -> Fix:
@@ -152,7 +153,7 @@ def package_manager_args(host: Host, platform: Platform) -> list[str]:
 
 
 def packages(host: Host, platform: Platform, verb: str, names: tuple[str, ...], why: str) -> Fix:
-    """``verb`` (install, reinstall) of ``names`` with this platform's package manager, acting on the target."""
+    """``verb`` (install, reinstall, update) of ``names`` with this platform's package manager, acting on the target."""
     manager = package_manager_args(host, platform)
     if platform.package_manager == "apt":
         argv = [*manager, "install", "-y", *(["--reinstall"] if verb == "reinstall" else []), *names]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -337,22 +338,31 @@ def fix_entries(checks: list[CheckResult]) -> list[FixEntry]:
     for c in problems.values():
         roots.setdefault(_root(c, problems).id, []).append(c)
     order = sorted(roots.values(), key=lambda group: -max(c.status.severity for c in group))
-    entries: dict[Fix | str, FixEntry] = {}
+    entries: dict[Hashable, FixEntry] = {}
     for group in order:
         root = _root(group[0], problems)
         for c in sorted(group, key=lambda c: c is not root):
             items: list[Fix | str] = list(c.fixes) or ([c.hint] if c.hint and c is root else [])
             for item in items:
-                entry = entries.setdefault(item, FixEntry(item if isinstance(item, Fix) else None,
-                                                          item if isinstance(item, str) else ""))
+                key = _fix_key(item)
+                entry = entries.setdefault(key, FixEntry(item if isinstance(item, Fix) else None,
+                                                         item if isinstance(item, str) else ""))
+                if isinstance(item, Fix) and item.last:  # a reboot loads every change before it: it moves last
+                    entries[key] = entries.pop(key)
                 if c.id not in entry.ids:
                     entry.ids.append(c.id)
                 entry.priority = min(entry.priority, PRIORITY.get(c.status.value, 4))
-            if c is root:
-                follow = [d.id for d in group if d is not root]
-                for item in items:
-                    entries[item].follow.extend(f for f in follow if f not in entries[item].follow)
+                if c is root:
+                    entry.follow.extend(d.id for d in group if d is not root and d.id not in entry.follow)
     return list(entries.values())
+
+
+def _fix_key(item: Fix | str) -> Hashable:
+    """What makes two fixes one: the same command run by the same one (whatever each finding says it is for); an
+    action that is no command, by its words."""
+    if isinstance(item, Fix) and item.argv:
+        return (item.argv, item.runs)
+    return item
 
 
 def fixes(checks: list[CheckResult]) -> list[tuple[str, list[str]]]:
