@@ -2,23 +2,25 @@
 
 A ``Fix`` is an argv (never a shell string) with who runs it: the system gpuprep acts on (the live host, or under
 ``--root`` the image, through ``chroot``, ``--root`` or ``--installroot``), or an instance booted from the image
-(a reboot, a module load, a GPU reset cannot act on an image). Each fix has one constructor here, so its text
-exists once; a constructor returns None where the fix cannot run on this platform (``gpuprep install`` on
-Ubuntu exits 3), and the finding offers what can. ``report.py`` renders them: root causes first, each fix once,
-at the priority of the findings it clears (docs/contract.md, "Fixes").
+(a reboot, a module load, a GPU reset cannot act on an image). Each fix has one constructor, so its text exists
+once: the general ones here, a domain's own in its room built from these (``gpu/query.py``'s driver fixes,
+``engine/checks.py``'s runtime fixes). A constructor returns None where the fix cannot run on this platform
+(``gpuprep install`` on Ubuntu exits 3), and the finding offers what can. ``report.py`` renders them: root causes
+first, each fix once, at the priority of the findings it clears (docs/contract.md: the ``fixes`` and ``cause`` keys).
 """
 
 from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from gpuprep.host import Host
 from gpuprep.platform import Platform
 
-HERE = "here"  # the system gpuprep acts on: the live host, or the image under --root (chroot, --root, --installroot)
-BOOTED = "booted"  # only an instance booted from the image can run it (--root: a reboot, modprobe, a GPU reset)
+Runs = Literal["here", "booted"]
+HERE: Runs = "here"  # the system gpuprep acts on: the live host, or under --root the image (chroot, --installroot)
+BOOTED: Runs = "booted"  # only an instance booted from the image can run it (--root: a reboot, modprobe, a GPU reset)
 
 # The driver's packages as the ECS GPU AMIs lock them (docs/domain.md; aws/amazon-ecs-ami 256), with the kernel
 # module's glob narrowed to NVIDIA's: `kmod*` also matches the system's own kmod and kmod-libs packages
@@ -34,7 +36,7 @@ class Fix:
 
     why: str
     argv: tuple[str, ...] = ()
-    runs: str = HERE
+    runs: Runs = HERE
     last: bool = False  # it must come after every other fix (a reboot loads what they changed)
 
     @property
@@ -62,12 +64,18 @@ def hint(fixes: list[Fix]) -> str:
 
 
 # -- who types it --------------------------------------------------------------------------------------
-def as_user(host: Host, argv: list[str], runs: str = HERE) -> tuple[str, ...]:
+def as_user(host: Host, argv: list[str], runs: Runs = HERE) -> tuple[str, ...]:
     """``argv`` through sudo where the user is not root: on the live host when this run was not root; on a booted
     instance always (the builder's user says nothing of who logs in there)."""
     if runs == BOOTED or not host.is_root:
         return ("sudo", *argv)
     return tuple(argv)
+
+
+def running_system(host: Host) -> Runs:
+    """Who runs what only a running system can do (a reboot, a module load, a service start): this host, or under
+    --root an instance booted from the image."""
+    return HERE if host.live else BOOTED
 
 
 def _in_image(host: Host, argv: list[str]) -> list[str]:
@@ -88,13 +96,13 @@ def gpuprep(host: Host, platform: Platform, why: str, command: str, *args: str) 
 def reboot(host: Host, why: str) -> Fix:
     """A reboot: of this host, or under --root of an instance booted from the image (the builder's reboot would
     change nothing in the image)."""
-    runs = HERE if host.live else BOOTED
+    runs = running_system(host)
     return Fix(why, as_user(host, ["reboot"], runs), runs, last=True)
 
 
 def modprobe(host: Host, *modules: str) -> Fix:
     """Load kernel modules: only a running kernel can, so under --root on an instance booted from the image."""
-    runs = HERE if host.live else BOOTED
+    runs = running_system(host)
     argv = ["modprobe", *modules] if len(modules) == 1 else ["modprobe", "-a", *modules]
     what = f"the {modules[0]} module" if len(modules) == 1 else f"the modules {', '.join(modules)}"
     return Fix(f"load {what} into the running kernel", as_user(host, argv, runs), runs)
@@ -102,7 +110,7 @@ def modprobe(host: Host, *modules: str) -> Fix:
 
 def gpu_reset(host: Host, index: int) -> Fix:
     """Reset GPU ``index`` (no process may use it): a running driver's act, so under --root on a booted instance."""
-    runs = HERE if host.live else BOOTED
+    runs = running_system(host)
     return Fix(f"drain GPU {index} (no process may use it), then reset it, or reboot", as_user(
         host, ["nvidia-smi", "-r", "-i", str(index)], runs), runs)
 
@@ -114,7 +122,7 @@ def service(host: Host, platform: Platform, verb: str, name: str, why: str) -> F
     from gpuprep.services import Services
 
     offline = verb in ("enable", "disable")
-    runs = HERE if host.live or offline else BOOTED
+    runs = HERE if offline else running_system(host)
     argv = Services(host, platform).argv(verb, name)
     if argv == ["true"]:  # an upstart job its file enables
         return None
@@ -131,7 +139,7 @@ def sysv_log(name: str) -> str:
 
 def service_log(host: Host, platform: Platform, name: str, why: str) -> Fix:
     """Where service ``name`` says why it stopped: its journal, or on Amazon Linux 1 its log file."""
-    runs = HERE if host.live else BOOTED
+    runs = running_system(host)
     if platform.init != "systemd":
         return Fix(f"{why}: {sysv_log(name)}", runs=runs)
     return Fix(why, as_user(host, ["journalctl", "-u", name, "-n", "50", "--no-pager"], runs), runs)
@@ -140,7 +148,7 @@ def service_log(host: Host, platform: Platform, name: str, why: str) -> Fix:
 def kernel_log(host: Host, why: str) -> Fix:
     """This boot's kernel log (the driver's NVRM lines): the running kernel's, so under --root the booted instance's.
     No --grep: journalctl on Amazon Linux 2 (systemd 219) has none."""
-    runs = HERE if host.live else BOOTED
+    runs = running_system(host)
     return Fix(why, as_user(host, ["journalctl", "-k", "-b", "--no-pager"], runs), runs)
 
 

@@ -72,8 +72,8 @@ class CheckResult:
     fixes: list[Fix] = field(default_factory=list)  # the hint as values (gpuprep/fixes.py)
     cause: str = ""  # the id of the check whose finding this one follows from
 
-    def as_dict(self) -> dict:
-        d = {
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
             "id": self.id,
             "group": self.group,
             "status": self.status.value,
