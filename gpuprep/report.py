@@ -354,7 +354,7 @@ def fix_entries(checks: list[CheckResult]) -> list[FixEntry]:
                 entry.priority = min(entry.priority, PRIORITY.get(c.status.value, 4))
                 if c is root:
                     entry.follow.extend(d.id for d in group if d is not root and d.id not in entry.follow)
-    return list(entries.values())
+    return sorted(entries.values(), key=lambda e: e.fix is not None and e.fix.last)  # stable: the rest keep order
 
 
 def _fix_key(item: Fix | str) -> Hashable:

@@ -10,6 +10,7 @@ is read all the same: what it lacks is "not recorded".
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from gpuprep import fixes
@@ -22,9 +23,10 @@ from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
 
 def reseal(probes: Probes, why: str) -> list[fixes.Fix]:
-    """``gpuprep seal`` on the build machine (it records what the image holds now), where seal can run."""
+    """``gpuprep seal`` on the build machine (it records what the image holds now, so it comes after every other
+    change), where seal can run."""
     fix = fixes.gpuprep(probes.host, probes.platform, why, "seal")
-    return [fix] if fix is not None else []
+    return [dataclasses.replace(fix, last=True)] if fix is not None else []
 
 
 def _seal(probes: Probes) -> dict:
@@ -155,7 +157,7 @@ def check_packages_drift(probes: Probes) -> Verdict:
         return Verdict(Status.OK, f"the runtime stack is as sealed {doc.get('sealed_at', '?')}: "
                        f"{', '.join(sorted(now.values())) or 'none of its packages installed'}{locks_note}", data=data)
     return Verdict(Status.WARNING, f"changed since the seal ({doc.get('sealed_at', '?')}): " + "; ".join(said)
-                   + locks_note, _restore(probes, b, changes, gone_locks, new_locks), data)
+                   + locks_note, data=data, fixes=_restore(probes, b, changes, gone_locks, new_locks))
 
 
 def _now_for(sealed_nevr: str, now: dict[str, str]) -> str:
@@ -163,34 +165,26 @@ def _now_for(sealed_nevr: str, now: dict[str, str]) -> str:
     return f"{now[name]} (sealed {sealed_nevr})" if name else sealed_nevr
 
 
-def _restore(probes: Probes, b, changes: dict[str, list], gone_locks: list[str], new_locks: list[str]) -> str:
+def _restore(probes: Probes, b: Any, changes: dict[str, list], gone_locks: list[str],
+             new_locks: list[str]) -> list[fixes.Fix]:
     """The commands that take the host back to the seal: locks first (a lock on the new version would refuse the
-    downgrade), then the packages, then the sealed locks again. Inside --root the lock list is edited as a file:
-    dnf reads its plugin configuration from the machine it runs on, even with --installroot."""
+    downgrade), then the packages, then the sealed locks again; or, where the change was meant, a new seal. The locks
+    through the target's own package manager (chroot under --root: dnf reads its plugins' configuration, and so the
+    lock list, from the machine it runs on even with --installroot)."""
     host = probes.host
-    manager = [b.manager] if host.live else [b.manager, f"--installroot={host.root}"]
-    lock_list = str(host.path(b.lock_list))
-    steps = []
+    found = []
     if new_locks:
-        if host.live:
-            steps.append(" ".join([b.manager, "versionlock", "delete", *(f"'{x}'" for x in new_locks)]))
-        else:
-            keep = " ".join(f"-e '{x}'" for x in new_locks)
-            steps.append(f"grep -vxF {keep} {lock_list} > {lock_list}.new; mv {lock_list}.new {lock_list}")
+        found.append(fixes.in_image(host, "back to the sealed image: remove the locks added since the seal",
+                                    [b.manager, "versionlock", "delete", *new_locks]))
     for verb in ("downgrade", "upgrade", "install"):
         if changes[verb]:
-            steps.append(" ".join([*manager, "-y", verb, *changes[verb]]))
+            found.append(fixes.packages(host, probes.platform, verb, tuple(changes[verb]),
+                                        f"{verb} the packages to their sealed versions"))
     if gone_locks:
-        if host.live:
-            steps.append(" ".join([b.manager, "versionlock", "add", *(f"'{x}'" for x in gone_locks)]))
-        else:
-            steps.append(f"printf '%s\\n' {' '.join(repr(x) for x in gone_locks)} >> {lock_list}")
-    if not steps:
-        return ("if these were meant: `gpuprep seal` on the build machine records them; otherwise remove what was "
-                f"added with `{b.manager} remove`")
-    prefix = "sudo " if host.live else ""
-    return "back to the sealed image: `" + " && ".join(prefix + s for s in steps) + "`; if the change was meant, " \
-        "rebuild the image (`gpuprep seal` records it)"
+        found.append(fixes.in_image(host, "put the sealed locks back", [b.manager, "versionlock", "add", *gone_locks]))
+    if not found:
+        found.append(fixes.Fix(f"if these were not meant, remove what was added ({b.manager} remove)"))
+    return found + reseal(probes, "if the change was meant: rebuild the image (seal records it)")
 
 
 GPU_CHECKS = [

@@ -105,7 +105,7 @@ def test_driver_drift_gives_each_fix_once(tmp_path):
     commands = shown_commands(text)
     assert len(commands) == len(set(commands)), commands
     assert commands.count("sudo reboot") == 1
-    assert sum("versionlock add" in c for c in commands) == 1
+    assert sum("versionlock add 'nvidia*'" in c for c in commands) == 1
     assert "       for: gpu-driver-version, gpu-driver-drift" in text
 
 
