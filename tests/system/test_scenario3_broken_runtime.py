@@ -56,6 +56,11 @@ def test_each_hint_doctor_gives_clears_its_finding(instance):
     ecs = inst.unit_state("ecs.service")
     assert ecs["ActiveState"] == "inactive" and ecs["MainPID"] == "0", ecs
     assert inst.agent_db() is None, "the agent must not have started"
+    # The unit recommends `journalctl -p warning`: there the problem comes with its fix, the command on its own line
+    # (journald reads each line's <N> as its priority; issue 26).
+    warned = inst.run(["journalctl", "-u", UNIT_NAME, "-b", "-p", "warning", "-o", "cat", "--no-pager"]).stdout
+    assert "docker-runtime-binary" in warned and "fix: reinstall nvidia-container-toolkit-base" in warned, warned
+    assert any(line.strip() == "dnf reinstall -y nvidia-container-toolkit-base" for line in warned.splitlines())
     text = inst.gpuprep("doctor", "--image", "gpuprep-sim/tiny:latest").stdout
     assert "nvidia-container-runtime" in text and "fix:" in text, text
 
