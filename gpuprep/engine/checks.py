@@ -215,19 +215,25 @@ def check_runtime_registered(probes: Probes) -> Verdict:
     data = {"runtimes": {k: (v or {}).get("path") for k, v in runtimes.items()}}
     if RUNTIME_NAME in runtimes:
         return Verdict(Status.OK, f"runtime nvidia is registered ({runtimes[RUNTIME_NAME].get('path')})", data=data)
-    found = runtime_fixes(probes, "add runtimes.nvidia to daemon.json and reload dockerd", ctk=[])
+    return Verdict(Status.CRITICAL, f"dockerd has no nvidia runtime (it has: {', '.join(sorted(runtimes))}); "
+                   "GPU containers fail with `unknown or invalid runtime name: nvidia`", data=data,
+                   fixes=register_fixes(probes))
+
+
+def register_fixes(probes: Probes) -> list[fixes.Fix]:
+    """The nvidia runtime registered with dockerd: added to daemon.json, or where daemon.json has it already,
+    dockerd reloaded (restarted where a reload does not show the runtime)."""
     try:
         _, config = daemon_json(probes)
-        if RUNTIME_NAME in (config.get("runtimes") or {}):
-            why = ("daemon.json defines it but dockerd has not loaded it: reload dockerd (restarted where a reload "
-                   "does not show the runtime)")
-            reload = fixes.gpuprep(probes.host, probes.platform, why, "install", "--only", "docker-reload")
-            found = [reload or fixes.service(probes.host, probes.platform, "restart", probes.platform.docker_service,
-                                             why) or fixes.Fix(why)]
     except BadInput:
-        pass
-    return Verdict(Status.CRITICAL, f"dockerd has no nvidia runtime (it has: {', '.join(sorted(runtimes))}); "
-                   "GPU containers fail with `unknown or invalid runtime name: nvidia`", data=data, fixes=found)
+        config = {}
+    if RUNTIME_NAME not in (config.get("runtimes") or {}):
+        return runtime_fixes(probes, "add runtimes.nvidia to daemon.json and reload dockerd", ctk=[])
+    why = ("daemon.json defines it but dockerd has not loaded it: reload dockerd (restarted where a reload does not "
+           "show the runtime)")
+    reload = fixes.gpuprep(probes.host, probes.platform, why, "install", "--only", "docker-reload")
+    return [reload or fixes.service(probes.host, probes.platform, "restart", probes.platform.docker_service, why)
+            or fixes.Fix(why)]
 
 
 @needs_engine

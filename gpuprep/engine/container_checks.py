@@ -33,6 +33,7 @@ def check_gpu_container(probes: Probes) -> Verdict:
         daemon_json,
         default_runtime_fixes,
         docker_info,
+        register_fixes,
         runtime_binary_fixes,
     )
     from gpuprep.engine.dockerd import EngineDown
@@ -73,6 +74,9 @@ def check_gpu_container(probes: Probes) -> Verdict:
         return Verdict(Status.UNKNOWN, result.summary, result.hint, data)
     if result.link == gpu_container.ENGINE:
         raise NotApplicable(ENGINE_FIRST)
+    if result.link == gpu_container.RUNTIME_MISSING:  # docker-nvidia-runtime's finding, and its fix (one value)
+        return Verdict(Status.CRITICAL, proof.summary(), data=data, fixes=register_fixes(probes),
+                       cause="docker-nvidia-runtime")
     if result.link == gpu_container.NOT_DEFAULT:  # docker-default-runtime's finding, and its fix (one value)
         return Verdict(Status.CRITICAL, proof.summary(), data=data, fixes=default_runtime_fixes(probes, info),
                        cause="docker-default-runtime")
