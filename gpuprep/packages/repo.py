@@ -198,7 +198,9 @@ class Backend:
     def root_args(self, *, scratch: bool = False) -> list[str]:
         """The arguments that point the manager at the root, as a user types them (a hint's command); ``scratch``
         for gpuprep's own read-only queries (see below)."""
-        planned = self._planned_reposdir() if scratch and self.planned_repo and self.manager == "dnf" else None
+        planned = None
+        if scratch and self.planned_repo is not None and self.manager == "dnf":
+            planned = self._planned_reposdir(*self.planned_repo)
         if self.host.live:
             return [f"--setopt=reposdir={planned}"] if planned else []
         root = str(self.host.root)
@@ -281,17 +283,11 @@ class Backend:
             files[self.planned_repo[0]] = self.planned_repo[1]
         return dict(sorted(files.items()))
 
-    def _planned_reposdir(self) -> str:
-        """A scratch copy of the target's repository files with the planned one, outside the tree (a dry run writes
-        nothing there), made anew for each query."""
-        import shutil
-
+    def _planned_reposdir(self, path: str, text: str) -> str:
+        """A scratch copy of the target's repository directory with the planned file (``path``, ``text``), outside
+        the tree (a dry run writes nothing there), made anew for each query."""
         directory = f"{self.host.scratch()}/repos"
-        shutil.rmtree(directory, ignore_errors=True)
-        os.makedirs(directory)
-        for path, text in self.repo_files().items():
-            with open(f"{directory}/{os.path.basename(path)}", "w", encoding="utf-8") as f:
-                f.write(text)
+        self.host.copy_out(REPOS_DIR, directory, {os.path.basename(path): text})
         return directory
 
     def installed(self, names: Sequence[str]) -> list[Package]:
