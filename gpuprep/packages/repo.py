@@ -15,7 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gpuprep.errors import BadInput, CommandError, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
@@ -435,7 +435,10 @@ class DnfBackend(Backend):
                 *names]
 
     def install_argv(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> list[str]:
-        return [*self.base_args(), "-y", "install", *(p.nevra for p in pkgs), *extra]
+        # A dry run shows the command the real run runs: the target as its installroot, its own repositories (the
+        # read-only scratch root and repository copy are the dry run's queries' alone).
+        real = replace(self, read_only=False, planned_repo=None) if self.read_only else self
+        return [*real.base_args(), "-y", "install", *(p.nevra for p in pkgs), *extra]
 
 
 def _beside_installroot(installroot: str, path: str) -> str:

@@ -17,6 +17,7 @@ baseurl is such a port.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,10 @@ def run(root: Path, *args: str) -> tuple[int, dict, str]:
         return proc.returncode, json.loads(proc.stdout), proc.stderr
     except json.JSONDecodeError:
         pytest.fail(f"no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
+
+
+def scratchless(commands: list[list[str]]) -> list[list[str]]:
+    return [[re.sub(r"/tmp/gpuprep-[^/]+/", "/tmp/gpuprep-*/", word) for word in argv] for argv in commands]
 
 
 def step(report: dict, step_id: str) -> dict:
@@ -92,6 +97,10 @@ def test_dry_run_with_repo_file_shows_the_pins_and_the_udev_rule_the_real_run_ma
     code, real, stderr = run(root, *args)
     assert code == 0, stderr
     assert real["selection"] == dry["selection"]
+    # The command the dry run showed is the one the real run ran (its scratch log and cache directory aside): the
+    # target as the installroot, its own repositories, not the dry run's scratch copies.
+    assert scratchless(step(real, "packages")["commands"]) == scratchless(packages["commands"])
+    assert f"--installroot={root}" in install
     assert step(real, "dev-char-links")["status"] == "changed"
     assert step(real, "dev-char-links")["diff"] == dev_char["diff"]
     assert (root / DEV_CHAR_RULE.lstrip("/")).read_text() == DEV_CHAR_RULE_TEXT
