@@ -148,3 +148,14 @@ def test_a_pull_doctor_makes_is_named_in_the_finding(offline):
     assert f"pulled {registry.image}" in check["summary"], check["summary"]
     assert f"pulling {registry.image}" in done.stderr
     assert check["data"]["pull_seconds"] > 0
+
+
+def test_the_boot_check_runs_the_container_check_in_the_kept_image(offline):
+    """`doctor --boot` pulls nothing: before, without `--image` it looked for the default image, found none and
+    skipped the container check on every sealed host whose boot unit named no image."""
+    host, proxy = offline
+    before = len(proxy.asked)
+    done = gpuprep(host, "--json", "doctor", "--boot")
+    check = container_check(json.loads(done.stdout))
+    assert done.returncode == 0 and check["status"] == "ok", check
+    assert check["data"]["image"] == LOCAL and proxy.asked[before:] == []
