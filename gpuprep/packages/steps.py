@@ -345,9 +345,9 @@ class PackagesStep(Step):
         if sel is not None:
             self._publish(ctx, sel, changed=False)
             return Converged(f"{self._brief(sel)} installed and locked", data=self._data(ctx, sel))
-        if ctx.dry_run and b.planned_repo is None and not _offered(ctx, candidates(ctx)) \
-                and not ctx.options.repo_file:
-            # yum 3's repoquery cannot be pointed at a scratch copy of the repositories: said, not guessed.
+        if ctx.dry_run and b.manager != "dnf" and not _offered(ctx, candidates(ctx)) and not ctx.options.repo_file:
+            # yum 3's repoquery is not pointed at a scratch copy of the repositories (dnf's query reads the planned
+            # repository, ``Backend.planned_repo``): said, not guessed.
             return Change("resolve after NVIDIA's repository is added (dry run: its packages are not known yet)",
                           commands=[b.install_argv([]) + ["<selection>"]])
         res = resolve(candidates(ctx), installed_set(ctx), stack=_wanted_stack(ctx),
