@@ -113,8 +113,10 @@ def recorded(host: Host) -> list[tuple[str, str]]:
     if boot:
         found.append((boot, BOOT_UNIT))
     found.append((DEFAULT_IMAGE, DEFAULT))
-    seen: set[str] = set()
-    return [(ref, source) for ref, source in found if not (ref in seen or seen.add(ref))]
+    unique: dict[str, str] = {}
+    for ref, source in found:
+        unique.setdefault(ref, source)  # the first source that names an image is where it comes from
+    return list(unique.items())
 
 
 def _present(host: Host, ref: str) -> bool | None:
