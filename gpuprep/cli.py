@@ -425,7 +425,9 @@ def doctor(
     prom: Optional[Path] = typer.Option(None, "--prom", metavar="FILE",
                                         help="Also write a Prometheus textfile (node_exporter textfile collector)."),
     list_checks: bool = typer.Option(False, "--list-checks", help="List the checks and exit."),
-    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image the container check runs nvidia-smi in."),
+    image: Optional[str] = typer.Option(
+        None, "--image", help="Image the container check runs nvidia-smi in (default: the image seal kept, else the "
+        f"boot unit's --image, else {DEFAULT_IMAGE})."),
     mark_unhealthy: bool = typer.Option(
         False, "--mark-unhealthy",
         help="With --boot: when the gate fails, mark this instance Unhealthy in its Auto Scaling group "
@@ -448,7 +450,7 @@ def doctor(
         _fail(BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
                        "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env"), 3)
     try:
-        check_values(images=[image])
+        check_values(images=[image] if image is not None else [])
     except BadInput as exc:
         _fail(exc, Status.UNKNOWN.exit_code)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)

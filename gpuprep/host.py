@@ -571,9 +571,9 @@ class Host:
             except GpuprepError as exc:
                 log.debug("not sweeping %s: %s", d, exc.message)
 
-    def copy_out(self, d: str | Path, dest: str) -> None:
-        """The regular files of the tree's directory ``d`` copied to ``dest`` on this machine (``rootfs.copy_out``)."""
-        rootfs.copy_out(self.path(d), dest)
+    def copy_out(self, d: str | Path, dest: str, add: Mapping[str, str] | None = None) -> None:
+        """The regular files of the tree's directory ``d`` copied to ``dest`` on this machine, with ``add`` (rootfs)."""
+        rootfs.copy_out(self.path(d), dest, add)
 
     def scratch(self) -> str:
         """A private directory on this machine, outside the root, removed by ``close``: where a

@@ -617,7 +617,27 @@ class SimulatedGpuHost:
 
 
 # -- a tiny local registry: SIMULATES the network (no registry is reachable from these machines) --
-class TinyRegistry:
+class _LocalServer:
+    """A socketserver on 127.0.0.1 served by a daemon thread: ``_serve`` starts it, ``stop`` ends it."""
+
+    _server = None
+    port = 0
+
+    def _serve(self, server, name: str) -> None:
+        import threading
+
+        server.daemon_threads = True
+        self._server, self.port = server, server.server_address[1]
+        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class TinyRegistry(_LocalServer):
     """A Docker Registry HTTP API v2 of one image, on 127.0.0.1, serving only the pull path.
 
     SIMULATED: it stands in for the network and the registry (ECR Public, Docker Hub) these machines
@@ -664,9 +684,6 @@ class TinyRegistry:
                         "digest": digest(layer)}],
         }).encode()
         self.manifest_digest = digest(self.manifest)
-        self._server = None
-        self._thread = None
-        self.port = 0
 
 
     @property
@@ -697,7 +714,6 @@ class TinyRegistry:
         return 404, {}, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}'
 
     def start(self) -> TinyRegistry:
-        import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         registry = self
@@ -726,24 +742,51 @@ class TinyRegistry:
             def log_message(self, *args) -> None:  # quiet: ``requests`` records what was asked
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="tiny-registry", daemon=True)
-        self._thread.start()
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "tiny-registry")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def __enter__(self) -> TinyRegistry:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class UnreachableRegistries(_LocalServer):
+    """An HTTP(S) proxy that reaches nothing: every ``CONNECT host:port`` it is asked is answered ``502 Bad Gateway``
+    and recorded in ``asked``.
+
+    SIMULATED, and deliberately: a dockerd started with ``HTTPS_PROXY``/``HTTP_PROXY`` naming it (Go's proxy
+    environment, which dockerd's registry client honours) cannot reach any registry (ECR Public, Docker Hub), and
+    the test counts each attempt. These machines reach no registry anyway; the proxy makes that certain, fast
+    (a refusal, not a DNS or TCP timeout) and observable. Go never proxies loopback addresses, so a ``TinyRegistry``
+    on 127.0.0.1 stays reachable beside it.
+    """
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What to add to dockerd's environment."""
+        return {"HTTPS_PROXY": self.url, "HTTP_PROXY": self.url, "https_proxy": self.url, "http_proxy": self.url}
+
+    def start(self) -> UnreachableRegistries:
+        import socketserver
+
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                outer.asked.append(self.rfile.readline().decode(errors="replace").strip())
+                self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        self._serve(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler), "unreachable-registries")
+        return self
 
 
 # SIMULATED ecs-init's unit on AL2/AL2023 (amazon-ecs-init packaging/amazon-linux-ami-integrated/ecs.service),

@@ -2,8 +2,10 @@
 through Docker's CDI where that is on.
 
 The proof is ``gpuprep.engine.gpu_routes.probe_routes``, the same one ``install``'s gpu-check runs, over the
-routes ``configured_routes`` finds in ``docker info`` and daemon.json. In ``doctor --boot`` nothing is pulled
-(no network is promised at boot): a missing image skips the check.
+routes ``configured_routes`` finds in ``docker info`` and daemon.json, in the image ``engine/check_image.py``
+chooses (the one the host was built and sealed with before the default). In ``doctor --boot`` nothing is pulled
+(no network is promised at boot): a missing image skips the check. A pull doctor makes is named in the finding; one
+that fails where a local image the host was built with can prove the route is a warning, not an unknown.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def host_view(p: Probes):
 
 def check_gpu_container(probes: Probes) -> Verdict:
     from gpuprep.engine import gpu_container
+    from gpuprep.engine.check_image import image_choice
     from gpuprep.engine.checks import ENGINE_FIRST, daemon_json, default_runtime_fix, docker_info, runtime_binary_fix
     from gpuprep.engine.dockerd import EngineDown
     from gpuprep.engine.gpu_routes import configured_routes, probe_routes
@@ -43,23 +46,40 @@ def check_gpu_container(probes: Probes) -> Verdict:
         info = docker_info(probes)
     except EngineDown:
         raise NotApplicable(ENGINE_FIRST) from None
-    image = probes.options.image
     try:
         _, config = daemon_json(probes)
     except BadInput:
         config = {}  # docker-daemon-json reports it; the running Engine's info still says whether CDI is on
     routes = configured_routes(info, config)
     view = host_view(probes)
+    choice = image_choice(probes)
+    image = choice.image
+    if choice.present is False and probes.options.boot and choice.fallback:
+        image = choice.fallback  # --boot pulls nothing: the local image the host was built with proves the route
     proof = probe_routes(probes.host, image, routes.routes, host_view=view, pull=not probes.options.boot,
                          cdi_hint=routes.cdi_hint)
+    not_pulled = ""
+    if proof.main.link == gpu_container.IMAGE and choice.fallback and not probes.options.boot:
+        # The registry cannot be reached (or lacks the image): a local image the host was built with still proves
+        # the route, and the pull that failed is one line of its own, not an unknown verdict.
+        not_pulled = proof.main.summary
+        image = choice.fallback
+        proof = probe_routes(probes.host, image, routes.routes, host_view=view, pull=False,
+                             cdi_hint=routes.cdi_hint)
     result = proof.main
-    data = {**proof.as_data(), "host_source": view.source if view else None, "cdi_why": routes.why}
+    data = {**proof.as_data(), "host_source": view.source if view else None, "cdi_why": routes.why,
+            "image_choice": choice.as_data(), **({"not_pulled": not_pulled} if not_pulled else {})}
     if proof.ok:
         compared = f"; UUIDs match the host's ({view.source})" if view else "; no host view to compare with"
+        pulled = f"; pulled {image} ({result.pull_seconds:.1f}s)" if result.pull_seconds else ""
+        if not_pulled:
+            return Verdict(Status.WARNING, f"{proof.summary()}{compared}; proven with the local {image} because "
+                           f"{not_pulled}", f"run `gpuprep doctor --image {image}`, or pre-load {choice.image} "
+                           f"(`docker pull {choice.image}` where its registry can be reached)", data)
         if proof.seconds > SLOW_SECONDS:
-            return Verdict(Status.WARNING, f"{proof.summary()}{compared}; slow: {proof.seconds:.1f}s",
+            return Verdict(Status.WARNING, f"{proof.summary()}{compared}{pulled}; slow: {proof.seconds:.1f}s",
                            PERSISTENCE_HINT, data)
-        return Verdict(Status.OK, proof.summary() + compared, data=data)
+        return Verdict(Status.OK, proof.summary() + compared + pulled, data=data)
     if result.link == gpu_container.IMAGE:
         if probes.options.boot:
             raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing: keep it in the "

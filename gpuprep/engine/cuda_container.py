@@ -166,7 +166,10 @@ def check_container_cuda(probes: Probes) -> Verdict:
         docker_info(probes)
     except EngineDown:
         raise NotApplicable(ENGINE_FIRST) from None
-    result = prove(probes.host, probes.options.image)
+    from gpuprep.engine.check_image import image_choice
+
+    choice = image_choice(probes)  # the image gpu-container uses; never pulled here
+    result = prove(probes.host, choice.local or choice.image)
     data = result.as_data()
     if result.ok:
         return Verdict(Status.OK, result.summary, data=data)

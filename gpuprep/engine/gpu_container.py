@@ -519,7 +519,7 @@ def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE)
             sys.stderr.write("\n")
 
     def before_sleep(state) -> None:
-        log.info("pulling %s failed (%s); trying again (%d of %d)", image, state.outcome.exception(),
+        log.info("pulling %s failed (%s); trying again (%d of %d)", image, _pull_error(state.outcome.exception()),
                  state.attempt_number + 1, PULL_ATTEMPTS)
 
     log.info("pulling %s (up to %d attempts and %gs in all)", image, PULL_ATTEMPTS, deadline_s)
@@ -527,10 +527,16 @@ def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE)
         Retrying(stop=stop_after_attempt(PULL_ATTEMPTS) | stop_after_delay(deadline_s),
                  wait=wait_exponential(multiplier=0.5, max=8), before_sleep=before_sleep)(once)
     except RetryError as exc:
-        cause = exc.last_attempt.exception()
-        text = str(getattr(cause, "explanation", None) or cause).strip().splitlines()
-        return text[0][:300] if text else type(cause).__name__
+        return _pull_error(exc.last_attempt.exception())
     return None
+
+
+def _pull_error(cause: BaseException | None) -> str:
+    """What the Engine said about a pull, without docker-py's wrapping (``500 Server Error for
+    http+docker://localhost/v1.41/images/create?...: Internal Server Error ("...")``, issue 26): its
+    ``explanation``, the Engine's own message, first line."""
+    text = str(getattr(cause, "explanation", None) or cause or "").strip().splitlines()
+    return text[0][:300] if text else type(cause).__name__
 
 
 class PullFailed(Exception):

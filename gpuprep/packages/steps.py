@@ -111,6 +111,7 @@ class PackagesRun:
     daemon_json_before: str | None = None
     changed: bool = False
     runtime_path: str | None = None
+    selection: Selection | None = None  # what the packages step selected (a dry run's plan included)
 
     def forget_installed(self) -> None:
         """The transaction or a new repository changed what a query would say: ask again."""
@@ -295,6 +296,13 @@ class RepositoriesStep(Step):
         if before == content:
             return Converged(f"{path} in place ({what})")
         diff = file_diff(path, before, content)
+        b = backend(ctx)
+        if ctx.dry_run and b.manager == "dnf":
+            # The real run writes the file, then queries: the dry run's query reads it too (from a scratch copy), so
+            # the packages step shows the pins, or the unreachable repository, the real run will meet.
+            b.planned_repo = (path, content)
+            run = ctx.shared(PackagesRun)
+            run.candidates, run.converged, run.converged_known = None, None, False
         return Change(f"add {path} ({what})", diff=diff, data={"repo_file": path}, payload=(path, content))
 
     def apply(self, ctx: Context, change: Change) -> Applied:
@@ -337,8 +345,9 @@ class PackagesStep(Step):
         if sel is not None:
             self._publish(ctx, sel, changed=False)
             return Converged(f"{self._brief(sel)} installed and locked", data=self._data(ctx, sel))
-        if ctx.dry_run and ctx.shared(PackagesRun).repo_added is None and not _offered(ctx, candidates(ctx)) \
-                and not ctx.options.repo_file:
+        if ctx.dry_run and b.manager != "dnf" and not _offered(ctx, candidates(ctx)) and not ctx.options.repo_file:
+            # yum 3's repoquery is not pointed at a scratch copy of the repositories (dnf's query reads the planned
+            # repository, ``Backend.planned_repo``): said, not guessed.
             return Change("resolve after NVIDIA's repository is added (dry run: its packages are not known yet)",
                           commands=[b.install_argv([]) + ["<selection>"]])
         res = resolve(candidates(ctx), installed_set(ctx), stack=_wanted_stack(ctx),
@@ -435,7 +444,7 @@ class PackagesStep(Step):
     def _publish(ctx: Context, sel: Selection, *, changed: bool) -> None:
         ctx.extra["selection"] = sel.as_dict()
         run = ctx.shared(PackagesRun)
-        run.runtime_path, run.changed = RUNTIME_PATH, changed
+        run.runtime_path, run.changed, run.selection = RUNTIME_PATH, changed, sel
 
     @staticmethod
     def _data(ctx: Context, sel: Selection) -> dict:

@@ -192,8 +192,11 @@ def prove_routes(probes: Probes, s: Stack):
         docker_info(probes)
     except Exception:  # docker-engine says the Engine is down
         return None
+    from gpuprep.engine.check_image import image_choice
+
     wanted = [DEFAULT_ROUTE, GPUS_ROUTE] + ([CDI_ROUTE] if s.docker_cdi else [])
-    return probe_routes(probes.host, probes.options.image, wanted, pull=False, timeout=PROOF_TIMEOUT_S)
+    choice = image_choice(probes)  # gpu-container's image; the local one the host was built with where it is absent
+    return probe_routes(probes.host, choice.local or choice.image, wanted, pull=False, timeout=PROOF_TIMEOUT_S)
 
 
 # -- item 3: nvidia-cdi-refresh -----------------------------------------------------------------------------------

@@ -51,6 +51,33 @@ def current_stack(ctx: Context) -> Stack:
     return run.stack
 
 
+def planned_stack(ctx: Context) -> tuple[Stack, str]:
+    """The stack the real run's dev-char-links meets: in a dry run whose packages step would install a runtime, the
+    mode of that one (the real run installs it before this step), with the words that say so; else as it is now."""
+    from dataclasses import replace
+
+    from gpuprep.packages.resolve import TOOLKIT
+    from gpuprep.packages.steps import PackagesRun
+    from gpuprep.toolkit.config import resolve_mode
+
+    stack = current_stack(ctx)
+    sel = ctx.shared(PackagesRun).selection if ctx.dry_run else None
+    if sel is None or not sel.to_install:
+        return stack, ""
+    toolkit = sel.packages.get(TOOLKIT[0])
+    if toolkit is not None:
+        version = f"{toolkit.evr.version}-{toolkit.evr.release}"
+        mode, why = resolve_mode(stack.config.mode, version)
+        return replace(stack, toolkit=version, mode=mode, mode_why=why), f" (with {toolkit.nevr}, which packages " \
+            "installs first)"
+    if sel.stack == "legacy" and stack.config.mode == "auto":
+        # nvidia-docker2's runtime needs libnvidia-container before 1.15 (NVIDIA archived that stack with 1.15), so
+        # auto resolves to legacy (toolkit internal/info/auto.go: jit-cdi only from 1.18.0).
+        return replace(stack, mode="legacy", mode_why="the legacy stack (nvidia-docker2) runs in legacy mode"), \
+            " (with the legacy stack packages installs first)"
+    return stack, ""
+
+
 def _detect_stack(ctx: Context) -> Stack:
     from gpuprep.engine.daemon_config import image_engine_version, read_config
     from gpuprep.engine.dockerd import EngineDown, docker_info, find_engine_process
@@ -73,19 +100,21 @@ class DevCharLinksStep(Step):
     title = "legacy mode: /dev/char links to the NVIDIA device nodes now and at every boot (udev rule)"
 
     def plan(self, ctx: Context) -> Change | Converged:
-        stack = current_stack(ctx)
+        stack, planned = planned_stack(ctx)
         data = {"stack": stack.as_dict()}
         if stack.mode != "legacy":
-            return Converged(f"runtime mode {stack.mode}: the device nodes come in the container's CDI edits, "
-                             "no /dev/char links needed", data)
+            return Converged(f"runtime mode {stack.mode}{planned}: the device nodes come in the container's CDI "
+                             "edits, no /dev/char links needed", data)
         before = ctx.host.read_text(DEV_CHAR_RULE)
         commands, todo = [], []
         if before != DEV_CHAR_RULE_TEXT:
-            todo.append(f"write {DEV_CHAR_RULE}")
+            # The rule's one line, said: what the udev rule runs and when (the diff has the whole file).
+            todo.append(f"write {DEV_CHAR_RULE} (udev: `{' '.join(DEV_CHAR_COMMAND)}` when the nvidia driver binds)"
+                        f"{planned}")
         if ctx.host.live:
             missing = _missing_links(ctx)
             if missing:
-                if ctx.host.which("nvidia-ctk") is None:
+                if ctx.host.which("nvidia-ctk") is None and not planned:
                     raise StepFailed(f"/dev/char lacks {', '.join(missing)} and nvidia-ctk is not installed to make "
                                      "them (toolkit 1.13+ has it)", "install the toolkit: `gpuprep install --only "
                                      "packages --runtime toolkit`")

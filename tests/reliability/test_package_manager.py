@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 import reliability_kit as kit
-from conftest import FIXTURES, require, require_root
-from rpmfixtures import PkgSpec, build_repo, repo_file
+from conftest import require, require_root
+from rpmfixtures import PkgSpec, al2023_root, build_repo
 
 _figure = kit.module_figure("package manager", "held")
 
@@ -52,12 +52,7 @@ def root(tmp_path: Path, request) -> Path:
     require("rpmbuild", "createrepo_c", "dnf", "rpm")
     require_root()
     cache = Path(request.config.cache.mkdir("rpmfixtures"))
-    repo = build_repo(SPECS, cache / "repo-reliability-pm", cache=cache / "pkgs")
-    r = tmp_path / "root"
-    (r / "etc/yum.repos.d").mkdir(parents=True)
-    shutil.copy(FIXTURES / "distros/amzn-2023/etc/os-release", r / "etc/os-release")
-    (r / "etc/yum.repos.d/fixture.repo").write_text(repo_file({"fixture": repo}))
-    return r
+    return al2023_root(tmp_path / "root", build_repo(SPECS, cache / "repo-reliability-pm", cache=cache / "pkgs"))
 
 
 def _host_state() -> dict[str, tuple]:
