@@ -8,8 +8,13 @@ routes ``configured_routes`` finds in ``docker info`` and daemon.json. In ``doct
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+
+if TYPE_CHECKING:
+    from gpuprep.engine.gpu_container import HostGpus
 
 SLOW_SECONDS = 10.0
 PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "
@@ -17,7 +22,7 @@ PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-per
 
 
 @probe
-def host_view(p: Probes):
+def host_view(p: Probes) -> HostGpus | None:
     """The host's GPUs to compare with: gpuprep.gpu's NVML answer when it has one, else nvidia-smi."""
     from gpuprep.engine import gpu_container
     from gpuprep.gpu import inventory
