@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -42,7 +43,7 @@ class Status(str, Enum):
         return {"skipped": -1, "ok": 0, "unknown": 1, "warning": 2, "critical": 3}[self.value]
 
     @staticmethod
-    def worst(statuses) -> Status:
+    def worst(statuses: Iterable[Status]) -> Status:
         result = Status.OK
         for s in statuses:
             if s.severity > result.severity:
@@ -396,7 +397,8 @@ def prometheus_text(report: DoctorReport, now: float | None = None) -> str:
         f"gpuprep_doctor_status {report.exit_code}",
     ]
 
-    def per_check(name: str, text: str, value, checks=report.checks) -> None:
+    def per_check(name: str, text: str, value: Callable[[CheckResult], object],
+                  checks: list[CheckResult] = report.checks) -> None:
         lines.extend([f"# HELP {name} {text}", f"# TYPE {name} gauge"])
         for c in checks:
             lines.append(f'{name}{{check="{_label(c.id)}",group="{_label(c.group)}"}} {value(c)}')

@@ -85,7 +85,7 @@ class Context:
     # The ids of the steps this run has applied so far (their apply was called, whatever it ended in).
     applied: list[str] = field(default_factory=list)
     # What steps of one run share, one typed object per kind (see ``shared``).
-    _shared: dict[type, Any] = field(default_factory=dict, repr=False)
+    _shared: dict[type, object] = field(default_factory=dict, repr=False)
 
     def selected(self, step_id: str) -> bool:
         """Whether ``--only``/``--skip`` select step ``step_id`` in this run."""
@@ -116,7 +116,10 @@ class Context:
         step reads a string key another step never wrote."""
         if kind not in self._shared:
             self._shared[kind] = kind()
-        return self._shared[kind]
+        value = self._shared[kind]
+        if not isinstance(value, kind):  # stored under its own class above
+            raise TypeError(f"ctx.shared({kind.__name__}) holds a {type(value).__name__}")
+        return value
 
 
 class Step(Generic[P]):
