@@ -107,7 +107,7 @@ def check_pci(probes: Probes) -> Verdict:
             "(look for `RmInitAdapter failed`); reboot; if it recurs, stop and start the instance (other hardware)",
             data,
         )
-    others = sorted({f.driver for f in pci.gpus if f.driver not in (None, "nvidia")})
+    others = sorted({f.driver for f in pci.gpus if f.driver is not None and f.driver != "nvidia"})
     summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(bus_ids)})"
     if others:
         return Verdict(Status.WARNING, summary + f", some bound to {', '.join(others)}",
