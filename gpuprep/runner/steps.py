@@ -40,9 +40,9 @@ class Change(Generic[P]):
     diff: str = ""
     commands: list[list[str]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
-    # Printed under the step, one a line (the table first), and carried as data["table"] / data["lines"] in
-    # --json (docs/contract.md): ``table`` explains a choice (the package selection), ``lines`` the items
-    # the change acts on (each container seal removes).
+    # Printed under the step, one a line (the table first), and carried as the step's data["table"] /
+    # data["lines"] in --json: ``table`` explains a choice (the package selection), ``lines`` the items the
+    # change acts on (each container seal removes).
     table: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
 
