@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from gpuprep.packages.evr import EVR, Dep
@@ -193,10 +193,7 @@ class Universe:
 
     def newest_first(self, names: Iterable[str]) -> list[int]:
         idx = [i for n in names for i in self.by_name.get(n, ())]
-
-        def newer(a: int, b: int) -> int:
-            return _cmp(self.packages[b], self.packages[a])
-
+        newer: Callable[[int, int], int] = lambda a, b: _cmp(self.packages[b], self.packages[a])
         return sorted(idx, key=functools.cmp_to_key(newer))
 
 
