@@ -62,13 +62,13 @@ class TimerPlan:
         return [p for p, (current, want) in self.files.items() if current != want]
 
 
-class DoctorTimerStep(Step):
+class DoctorTimerStep(Step[TimerPlan]):
     id = "doctor-timer"
     title = (f"with --prom-dir DIR: install and start {TIMER_NAME}, `gpuprep doctor` into DIR/{PROM_FILE} "
              "every 5 minutes for node_exporter")
 
     def _want(self, ctx: Context) -> TimerPlan:
-        prom_dir = ctx.options.prom_dir
+        prom_dir = ctx.install_options.prom_dir
         if not prom_dir:
             raise Skip("off (--prom-dir DIR, node_exporter's textfile directory, turns it on)")
         if ctx.platform.init != "systemd":
@@ -88,7 +88,7 @@ class DoctorTimerStep(Step):
         start = systemd_running(ctx) and not Services(host, ctx.platform).state(TIMER_NAME).running
         return TimerPlan(files, enable, start)
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[TimerPlan] | Converged:
         want = self._want(ctx)
         data = {"service": SERVICE_PATH, "timer": TIMER_PATH}
         if not want.rewrite and not want.enable and not want.start:
@@ -109,8 +109,8 @@ class DoctorTimerStep(Step):
             summary += ", start the timer"
         return Change(summary, diff=diff, commands=commands, data=data, payload=want)
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
-        want: TimerPlan = change.payload
+    def apply(self, ctx: Context, change: Change[TimerPlan]) -> Applied:
+        want = change.payload
         services = Services(ctx.host, ctx.platform)
         for path in want.rewrite:
             ctx.host.write_atomic(path, want.files[path][1], mode=0o644)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from gpuprep.runner.steps import Step
+from gpuprep.runner.steps import AnyStep
 
 
-def install_steps() -> list[Step]:
+def install_steps() -> list[AnyStep]:
     """In docs/contract.md's order; ids never change meaning."""
     from gpuprep.bootcheck import BootCheckStep
     from gpuprep.doctor_timer import DoctorTimerStep

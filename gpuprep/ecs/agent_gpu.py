@@ -146,7 +146,7 @@ def check_mps(probes: Probes) -> Verdict:
                    data=data)
 
 
-def _gpu_info_facts(probes: Probes) -> dict:
+def _gpu_info_facts(probes: Probes) -> dict[str, Any]:
     try:
         doc = json.loads(probes.host.read_text(GPU_INFO) or "null")
     except (ValueError, PermissionError):

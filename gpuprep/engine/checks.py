@@ -13,7 +13,8 @@ import json
 import os
 import shlex
 import shutil
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from gpuprep import hints
 from gpuprep.engine import daemon_config
@@ -22,6 +23,9 @@ from gpuprep.errors import BadInput
 from gpuprep.host import SYSTEM_PATH, Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, needs_root, probe
+
+if TYPE_CHECKING:
+    from gpuprep.engine.dockerd import EngineDown, EngineProcess
 
 FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
                 "reloads dockerd)")
@@ -50,7 +54,7 @@ def engine_info(host: Host, timeout: float = INFO_TIMEOUT) -> dict[str, Any]:
 
 
 @probe
-def engine_process(p: Probes):
+def engine_process(p: Probes) -> EngineProcess | None:
     from gpuprep.engine.dockerd import find_engine_process
 
     return find_engine_process(p.host) if _engine_is_local(p) else None
@@ -76,7 +80,7 @@ def daemon_json(p: Probes) -> tuple[str | None, dict[str, Any]]:
     return daemon_config.read_config(p.host, daemon_json_path(p))
 
 
-def _process_or_none(probes: Probes):
+def _process_or_none(probes: Probes) -> EngineProcess | None:
     try:
         return engine_process(probes)
     except Exception:  # psutil denied, a process gone mid-scan: checks work without it
@@ -95,7 +99,7 @@ def _info(probes: Probes) -> dict[str, Any]:
 ENGINE_FIRST = "the Docker Engine does not answer (see docker-engine)"
 
 
-def needs_engine(fn):
+def needs_engine(fn: Callable[[Probes], Verdict]) -> Callable[[Probes], Verdict]:
     """A check that needs ``docker info``: skipped, pointing at docker-engine, when the Engine is down. The cause
     and its one fix are docker-engine's; a second problem with the same impossible fix would only repeat it."""
 
@@ -113,16 +117,17 @@ def _socket_denied(exc: Exception) -> bool:
     return "permission denied on its socket" in str(exc)
 
 
-def engine_down(probes: Probes, exc) -> Verdict:
+def engine_down(probes: Probes, exc: EngineDown) -> Verdict:
     """docker-engine's verdict on an Engine that does not answer: why, when this host can tell, and its fix.
 
     dockerd refuses to start with a daemon.json it cannot read, so a broken file is the cause to fix first
     (its line and column), before a start that would fail again."""
     from gpuprep.engine.dockerd import engine_down_hint
 
-    host, data = probes.host, {"url": probes.host.docker_url}
+    host, url = probes.host, probes.host.docker_url or ""
+    data: dict[str, Any] = {"url": probes.host.docker_url}
     if _socket_denied(exc) and not host.is_root:
-        raise NotApplicable(needs_root(host, f"the Docker socket {host.docker_url[len('unix://'):]}"))
+        raise NotApplicable(needs_root(host, f"the Docker socket {url[len('unix://'):]}"))
     local = host.live and not host.env.get("DOCKER_HOST")
     failed = False
     if local and probes.platform.init == "systemd":
@@ -169,11 +174,12 @@ def check_daemon_json(probes: Probes) -> Verdict:
                        'error; "runtimes" must be an object of {"path": ..., "runtimeArgs": [...]} entries, '
                        '"default-runtime" a string); dockerd will not start with a file it cannot read, and gpuprep '
                        "will not edit it", {"path": path})
-    data = {"path": path, "exists": text is not None, "runtimes": sorted(config.get("runtimes") or {}),
+    names: list[str] = sorted(config.get("runtimes") or {})
+    data = {"path": path, "exists": text is not None, "runtimes": names,
             "default_runtime": config.get("default-runtime")}
     if text is None:
         return Verdict(Status.OK, f"{path} does not exist (dockerd uses its defaults)", data=data)
-    runtimes = ", ".join(data["runtimes"]) or "none"
+    runtimes = ", ".join(names) or "none"
     return Verdict(Status.OK, f"{path} parses (runtimes: {runtimes}; default-runtime: "
                    f"{config.get('default-runtime') or 'not set'})", data=data)
 

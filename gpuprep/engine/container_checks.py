@@ -10,8 +10,13 @@ that fails where a local image the host was built with can prove the route is a 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+
+if TYPE_CHECKING:
+    from gpuprep.engine.gpu_container import HostGpus
 
 SLOW_SECONDS = 10.0
 PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "
@@ -19,7 +24,7 @@ PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-per
 
 
 @probe
-def host_view(p: Probes):
+def host_view(p: Probes) -> HostGpus | None:
     """The host's GPUs to compare with: gpuprep.gpu's NVML answer when it has one, else nvidia-smi."""
     from gpuprep.engine import gpu_container
     from gpuprep.gpu import inventory

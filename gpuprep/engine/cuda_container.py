@@ -21,13 +21,16 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep.engine.gpu_container import RUN_TIMEOUT
 from gpuprep.gpu import cuda
 from gpuprep.host import Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+
+if TYPE_CHECKING:
+    from docker import APIClient
 
 log = logging.getLogger("gpuprep")
 
@@ -108,7 +111,7 @@ def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerC
                              image=image, started=False)
 
 
-def _start(api, cid: str, image: str, timeout: float, started: float) -> ContainerCuda:
+def _start(api: APIClient, cid: str, image: str, timeout: float, started: float) -> ContainerCuda:
     import docker.errors
     import requests
 
@@ -124,7 +127,8 @@ def _start(api, cid: str, image: str, timeout: float, started: float) -> Contain
                              "see gpu-container / gpu-check, which name the broken link", image,
                              time.monotonic() - started, output=message, started=False)
     try:
-        status = api.wait(cid, timeout=timeout)
+        # A float: docker-py hands it to requests (types-docker says int).
+        status = api.wait(cid, timeout=timeout)  # type: ignore[arg-type]
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
         cause = cuda.CUDA_CAUSES["TIMEOUT"]
         return ContainerCuda(FAILED, f"the CUDA proof in {image} did not finish within {timeout:g}s: "

@@ -22,9 +22,15 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep.host import Host
+
+if TYPE_CHECKING:
+    from docker import APIClient
+    from tenacity import RetryCallState
+
+    from gpuprep.gpu.query import GpuQuery
 
 log = logging.getLogger("gpuprep")
 
@@ -146,7 +152,7 @@ def host_gpus(host: Host) -> HostGpus | None:
     return view or host_gpus_from_nvidia_smi(host)
 
 
-def host_gpus_from_query(query) -> HostGpus | None:
+def host_gpus_from_query(query: GpuQuery) -> HostGpus | None:
     """The UUIDs a ``gpuprep.gpu.GpuQuery`` answered, or None when it has none."""
     uuids = [g.uuid for g in query.gpus if g.uuid]
     return HostGpus(uuids, f"gpuprep.gpu ({query.source})", query.driver_version) if uuids else None
@@ -429,25 +435,26 @@ def run_argv(image: str, route: str) -> list[str]:
     return ["docker", "run", "--rm", "--network", "none", *env, image, *QUERY]
 
 
-def _create(api, image: str, route: str) -> str:
+def _create(api: APIClient, image: str, route: str) -> str:
     labels = {"io.gpuprep.probe": "gpu-container", "io.gpuprep.route": route}
     if route == CDI_ROUTE:
         from docker.types import DeviceRequest
 
         host_config = api.create_host_config(network_mode="none", runtime=CDI_RUNTIME, device_requests=[
             DeviceRequest(driver="cdi", device_ids=[CDI_DEVICE])])
-        return api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"]
+        return str(api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"])
     if route == GPUS_ROUTE:
         from docker.types import DeviceRequest
 
         host_config = api.create_host_config(network_mode="none", device_requests=[
             DeviceRequest(count=-1, capabilities=[["gpu"]])])
-        return api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"]
+        return str(api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"])
     host_config = api.create_host_config(network_mode="none")
-    return api.create_container(image, QUERY, environment=ENVIRONMENT, host_config=host_config, labels=labels)["Id"]
+    return str(api.create_container(image, QUERY, environment=ENVIRONMENT, host_config=host_config,
+                                    labels=labels)["Id"])
 
 
-def _start_and_collect(host: Host, api, cid: str, image: str, route: str, timeout: float, started: float,
+def _start_and_collect(host: Host, api: APIClient, cid: str, image: str, route: str, timeout: float, started: float,
                        pull_seconds: float, cdi_hint: str) -> ProbeResult:
     import docker.errors
     import requests
@@ -471,7 +478,8 @@ def _start_and_collect(host: Host, api, cid: str, image: str, route: str, timeou
     words = ROUTE_WORDS[route]
     prefix = f"{words}: " if route != DEFAULT_ROUTE else ""
     try:
-        status = api.wait(cid, timeout=timeout)
+        # A float: docker-py hands it to requests (types-docker says int).
+        status = api.wait(cid, timeout=timeout)  # type: ignore[arg-type]
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
         return ProbeResult(False, TIMEOUT, f"{prefix}nvidia-smi in {image} did not finish within {timeout:g}s",
                            "a GPU call is hanging: look for XIDs (`dmesg | grep -i xid`) and enable persistence "
@@ -499,7 +507,7 @@ def _start_and_collect(host: Host, api, cid: str, image: str, route: str, timeou
                        route, seconds, pull_seconds, gpus, output=output, exit_code=code)
 
 
-def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE) -> str | None:
+def _pull(api: APIClient, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE) -> str | None:
     """Pull ``image`` with a bounded retry; None when done, else why it could not be pulled."""
     from docker.utils import parse_repository_tag
     from tenacity import RetryError, Retrying, stop_after_attempt, stop_after_delay, wait_exponential
@@ -518,8 +526,9 @@ def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE)
         if progress:
             sys.stderr.write("\n")
 
-    def before_sleep(state) -> None:
-        log.info("pulling %s failed (%s); trying again (%d of %d)", image, _pull_error(state.outcome.exception()),
+    def before_sleep(state: RetryCallState) -> None:
+        log.info("pulling %s failed (%s); trying again (%d of %d)", image,
+                 _pull_error(state.outcome.exception() if state.outcome else None),
                  state.attempt_number + 1, PULL_ATTEMPTS)
 
     log.info("pulling %s (up to %d attempts and %gs in all)", image, PULL_ATTEMPTS, deadline_s)

@@ -19,11 +19,11 @@ from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step
 UNLIMITED = {"Name": "memlock", "Hard": -1, "Soft": -1}
 
 
-class DockerMemlockStep(Step):
+class DockerMemlockStep(Step[daemon_config.DaemonJsonEdit]):
     id = "docker-memlock"
     title = "where EFA is present: daemon.json default-ulimits memlock unlimited, if nothing sets it (keeps keys)"
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[daemon_config.DaemonJsonEdit] | Converged:
         from gpuprep.ec2.host_checks import container_memlock, efa_functions
 
         found = efa_functions(ctx.host)
@@ -35,8 +35,8 @@ class DockerMemlockStep(Step):
         if value is not None:
             return Converged(f"containers' memlock is set by {source} ({len(found)} EFA device(s))")
         wanted = deepcopy(config)
-        ulimits = wanted.get("default-ulimits") if isinstance(wanted.get("default-ulimits"), dict) else {}
-        wanted["default-ulimits"] = {**ulimits, "memlock": dict(UNLIMITED)}
+        ulimits = wanted.get("default-ulimits")
+        wanted["default-ulimits"] = {**(ulimits if isinstance(ulimits, dict) else {}), "memlock": dict(UNLIMITED)}
         after = daemon_config.render(wanted, before)
         edit = daemon_config.DaemonJsonEdit(path, ctx.host.path(path), before, after,
                                             ["set default-ulimits.memlock unlimited (NCCL over EFA pins memory)"])
@@ -45,10 +45,10 @@ class DockerMemlockStep(Step):
         return Change(edit.summary, diff=edit.diff, data={"efa_devices": len(found), "path": str(edit.real)},
                       payload=edit)
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[daemon_config.DaemonJsonEdit]) -> Applied:
         from gpuprep.engine.dockerd import Rollback
 
-        edit: daemon_config.DaemonJsonEdit = change.payload
+        edit = change.payload
         previous = edit.before.encode() if edit.before is not None else None
         backup = daemon_config.apply_edit(ctx.host, edit)
         run = ctx.shared(DaemonJsonRun)

@@ -85,7 +85,8 @@ def check_pci(probes: Probes) -> Verdict:
             "attached: `lspci -d 10de:` lists NVIDIA PCI devices",
             {"count": 0, "bus_ids": []},
         )
-    data = {"count": len(pci.gpus), "bus_ids": [f.bus_id for f in pci.gpus],
+    bus_ids = [f.bus_id for f in pci.gpus]
+    data = {"count": len(pci.gpus), "bus_ids": bus_ids,
             "functions": [{"bus_id": f.bus_id, "device_id": f.device_id, "class": f.class_code, "driver": f.driver}
                           for f in pci.gpus]}
     nouveau = [f.bus_id for f in pci.gpus if f.driver == "nouveau"]
@@ -106,8 +107,8 @@ def check_pci(probes: Probes) -> Verdict:
             "(look for `RmInitAdapter failed`); reboot; if it recurs, stop and start the instance (other hardware)",
             data,
         )
-    others = sorted({f.driver for f in pci.gpus if f.driver not in (None, "nvidia")})
-    summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(data['bus_ids'])})"
+    others = sorted({f.driver for f in pci.gpus if f.driver is not None and f.driver != "nvidia"})
+    summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(bus_ids)})"
     if others:
         return Verdict(Status.WARNING, summary + f", some bound to {', '.join(others)}",
                        "GPUs bound to another driver (e.g. vfio-pci for passthrough) are not usable by "

@@ -182,8 +182,8 @@ def describe(proof: CudaProof, where: str = "") -> tuple[str, str]:
     other failing devices listed."""
     fails = proof.failures()
     first = fails[0] if fails else {"error": "PROOF_FAILED"}
-    cause = cause_of(str(first.get("error")), first.get("code"))
     code = first.get("code")
+    cause = cause_of(str(first.get("error")), code if isinstance(code, int) else None)
     named = f"{first.get('error')}" + (f" ({code})" if isinstance(code, int) and code >= 0 else "")
     call = first.get("call") or "?"
     if "ordinal" in first:

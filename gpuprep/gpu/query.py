@@ -161,7 +161,7 @@ def _nvml_code(exc: Exception) -> int | None:
     return getattr(exc, "value", None)  # pynvml's NVMLError carries the nvmlReturn_t code
 
 
-def _nvml_optional(nv: Any, fn: Callable, *args: Any) -> tuple[Any, int | None]:
+def _nvml_optional(nv: Any, fn: Callable[..., Any], *args: Any) -> tuple[Any, int | None]:
     """(value, None) or (None, NVML code): optional fields raise NotSupported on some GPUs."""
     try:
         return fn(*args), None
@@ -253,9 +253,10 @@ def query_nvml(deadline_s: float = NVML_DEADLINE_S, nv: Any = None) -> GpuQuery:
     """NVML in a daemon thread with a deadline: NVML init can hang with some drivers (docs/domain.md)."""
     if nv is None:
         try:
-            import pynvml as nv  # heavy, and absent on some hosts: imported where used
+            import pynvml  # heavy, and absent on some hosts: imported where used
         except ImportError as exc:
             return GpuQuery(source="nvml", error=f"nvidia-ml-py is not importable ({exc})", fallback=True)
+        nv = pynvml
     box: dict[str, GpuQuery] = {}
 
     def ask() -> None:

@@ -74,8 +74,8 @@ class DeepCleanStep(FileStep):
     title = "with --deep: cloud-init state, SSH host keys, authorized_keys, machine-id, logs, leases, yum/dnf caches"
     what = "deep-clean items"
 
-    def plan(self, ctx: Context) -> Change | Converged:
-        if not ctx.options.deep:
+    def plan(self, ctx: Context) -> Change[list[Item]] | Converged:
+        if not ctx.seal_options.deep:
             raise Skip("only with --deep")
         return super().plan(ctx)
 

@@ -10,7 +10,7 @@ is read all the same: what it lacks is "not recorded".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep.gpu import inventory
 from gpuprep.gpu.query import NVML_CAUSES
@@ -19,10 +19,13 @@ from gpuprep.packages.evr import EVR
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
+if TYPE_CHECKING:
+    from gpuprep.packages.repo import Backend
+
 LOCK_DRIVER = "sudo dnf versionlock add 'nvidia*' 'kmod*' 'libnvidia*'"  # as the ECS AMIs lock it (docs/domain.md)
 
 
-def _seal(probes: Probes) -> dict:
+def _seal(probes: Probes) -> dict[str, Any]:
     doc = seal_stamp(probes)
     if doc is None:
         raise NotApplicable(f"not a sealed image (no readable {SEAL_JSON}): nothing to compare with")
@@ -30,7 +33,7 @@ def _seal(probes: Probes) -> dict:
 
 
 # -- the driver ----------------------------------------------------------------------------------------
-def _sealed_driver(doc: dict) -> tuple[str | None, str | None, str]:
+def _sealed_driver(doc: dict[str, Any]) -> tuple[str | None, str | None, str]:
     """(userland, kernel module, note) as sealed; an older stamp has one ``driver_version`` for both."""
     driver = doc.get("driver")
     if isinstance(driver, dict) and (driver.get("userland") or driver.get("kernel_module")):
@@ -57,7 +60,8 @@ def check_driver_drift(probes: Probes) -> Verdict:
         raise NotApplicable("the kernel module is not loaded (see gpu-kernel-module)")
     user = inventory.probe_userland(probes).version
     now_module = module.version
-    data = {"sealed": {"userland": sealed_user, "kernel_module": sealed_module, "sealed_at": doc.get("sealed_at")},
+    data: dict[str, Any] = {"sealed": {"userland": sealed_user, "kernel_module": sealed_module,
+                                       "sealed_at": doc.get("sealed_at")},
             "now": {"userland": user, "kernel_module": now_module}}
     changed = [f"{what} {was} -> {now}" for what, was, now in
                (("userland", sealed_user, user), ("kernel module", sealed_module, now_module))
@@ -95,10 +99,10 @@ def _evr(nevr: str, name: str) -> EVR | None:
         return None
 
 
-def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, list]:
+def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, list[str]]:
     """{"downgrade": [sealed NEVR, ...], "upgrade": [...], "install": [...], "added": [now NEVR, ...]}: what takes
     the packages back to the seal (downgrade: newer now; upgrade: older now; install: gone since)."""
-    out: dict[str, list] = {"downgrade": [], "upgrade": [], "install": [], "added": []}
+    out: dict[str, list[str]] = {"downgrade": [], "upgrade": [], "install": [], "added": []}
     for name, was in sorted(sealed.items()):
         if not isinstance(was, str):
             continue
@@ -156,7 +160,8 @@ def _now_for(sealed_nevr: str, now: dict[str, str]) -> str:
     return f"{now[name]} (sealed {sealed_nevr})" if name else sealed_nevr
 
 
-def _restore(probes: Probes, b, changes: dict[str, list], gone_locks: list[str], new_locks: list[str]) -> str:
+def _restore(probes: Probes, b: Backend, changes: dict[str, list[str]], gone_locks: list[str],
+             new_locks: list[str]) -> str:
     """The commands that take the host back to the seal: locks first (a lock on the new version would refuse the
     downgrade), then the packages, then the sealed locks again. Inside --root the lock list is edited as a file:
     dnf reads its plugin configuration from the machine it runs on, even with --installroot."""

@@ -7,11 +7,16 @@ decided with the same RPM semantics the resolver uses. Every answer comes from o
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpuprep import hints
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
 from gpuprep.packages.rpmdb import dpkg_installed
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+
+if TYPE_CHECKING:
+    from gpuprep.packages.repo import Backend
 
 SHOWN = ("docker", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit", ECS_INIT)
 DEB_NAMES = ("docker.io", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit")
@@ -28,7 +33,7 @@ def installed_deb(pr: Probes) -> dict[str, str]:
 
 
 @probe
-def package_backend(pr: Probes):
+def package_backend(pr: Probes) -> Backend:
     from gpuprep.packages.repo import backend_for
 
     return backend_for(pr.host, pr.platform, read_only=True)
@@ -61,7 +66,7 @@ def check_installed(probes: Probes) -> Verdict:
     return Verdict(Status.OK, shown, data=data)
 
 
-def _lock_fix(probes: Probes, b, unlocked: list[Package], plugin: bool) -> str:
+def _lock_fix(probes: Probes, b: Backend, unlocked: list[Package], plugin: bool) -> str:
     """The exact commands that enforce the locks: install the plugin if missing, add the missing entries.
 
     On the running system the plugin's own command; inside --root the root's list itself, because dnf reads

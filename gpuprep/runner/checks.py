@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from gpuprep.errors import GpuprepError, os_error
 from gpuprep.hints import for_platform, for_target
@@ -63,11 +63,11 @@ class Probes:
         self.host = host
         self.platform = platform
         self.options = options
-        self._values: dict[Callable, tuple[bool, Any]] = {}
-        self._locks: dict[Callable, threading.Lock] = {}
+        self._values: dict[Callable[..., object], tuple[bool, object]] = {}
+        self._locks: dict[Callable[..., object], threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def ask(self, key: Callable, compute: Callable[[Probes], P]) -> P:
+    def ask(self, key: Callable[..., object], compute: Callable[[Probes], P]) -> P:
         """``compute(self)`` once per ``key``; an exception is remembered and raised to every asker."""
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
@@ -78,9 +78,11 @@ class Probes:
                 except Exception as exc:  # remembered: the next asker gets the same answer
                     self._values[key] = (False, exc)
             ok, value = self._values[key]
+        # One memo for probes of every type, keyed by the probe: what is stored under ``key`` is what ``compute``
+        # returned (a P) or raised.
         if not ok:
-            raise value
-        return value
+            raise cast(BaseException, value)
+        return cast(P, value)
 
     def preset(self, probe: Callable[[Probes], P], value: P) -> None:
         """Answer ``probe`` with ``value`` in this run: what a test puts in place of the host's answer."""
@@ -168,7 +170,7 @@ def run_checks(host: Host, platform: Platform, options: DoctorOptions, checks: S
             results[i] = CheckResult(check.id, check.group, Status.SKIPPED, reason)
             continue
 
-        def target(i=i, check=check) -> None:
+        def target(i: int = i, check: Check = check) -> None:
             results[i] = run_check(check, probes)
 
         # Daemon threads: a check stuck in NVML or a dead socket cannot hold the process open.

@@ -158,11 +158,12 @@ def check_cdi_specs(probes: Probes) -> Verdict:
     findings, winners = cdi.judge(probes.host, s.specs, driver_version=module.version, host_uuids=uuids)
     too_new = _too_new_for_the_engine(s)
     findings += too_new
-    data = {"specs": [sp.path for sp in s.specs], "spec_dirs": s.spec_dirs, "resolved_from": winners,
+    paths = [sp.path for sp in s.specs]
+    data = {"specs": paths, "spec_dirs": s.spec_dirs, "resolved_from": winners,
             "findings": [f.__dict__ for f in findings], "driver_version": module.version, "host_uuids": uuids,
             "in_use": s.spec_in_use}
     if not findings:
-        return Verdict(Status.OK, f"{len(s.specs)} CDI spec(s) fit this host ({', '.join(data['specs'])}); "
+        return Verdict(Status.OK, f"{len(s.specs)} CDI spec(s) fit this host ({', '.join(paths)}); "
                        f"{len(winners)} device name(s) resolve", data=data)
     foreign = [f for f in findings if "does not have" in f.problem]
     worst = Status.CRITICAL if foreign or s.spec_in_use else Status.WARNING

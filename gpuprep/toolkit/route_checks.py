@@ -16,7 +16,7 @@ Facts (docs/domain.md, "Added 2026-12-07"):
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep.engine.gpu_container import CDI_ROUTE, DEFAULT_ROUTE, GPUS_ROUTE, IMAGE, ROUTE_WORDS, route_took
 from gpuprep.report import Status
@@ -25,6 +25,9 @@ from gpuprep.services import unit_text
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit.checks import _refresh_hint, stack
 from gpuprep.toolkit.stack import UNIT_DIRS, Stack, _version_tuple, engine_since, since_text
+
+if TYPE_CHECKING:
+    from gpuprep.engine.gpu_routes import Proof
 
 # The Engine versions are the knowledge table docker-cdi's (gpuprep/knowledge/data/docker-cdi.json): the rows
 # cdi-additional-gids (29.5) and gpus-through-cdi (29.2).
@@ -37,10 +40,6 @@ REFRESH_DROP_IN = f"/etc/systemd/system/{REFRESH_SERVICE}.d/10-after-persistence
 # Where the driver's kernel module lands under /lib/modules/<kernel> (the NVIDIA driver RPMs, DKMS, the runfile).
 MODULE_DIRS = ("extra", "kernel/drivers/video", "updates/dkms", "extra/nvidia")
 MODULE_FILES = ("nvidia.ko", "nvidia.ko.xz", "nvidia.ko.zst", "nvidia.ko.gz")
-
-
-def _cdi_version(spec: cdi.Spec) -> tuple[int, ...]:
-    return tuple(int(x) for x in spec.version.split(".") if x.isdigit())
 
 
 def _engine(s: Stack) -> tuple[int, int] | None:
@@ -180,7 +179,7 @@ def check_routes(probes: Probes) -> Verdict:
     return Verdict(Status.OK, f"the routes agree: ECS: {summary.split('ecs: ', 1)[1]}", data=data)
 
 
-def prove_routes(probes: Probes, s: Stack):
+def prove_routes(probes: Probes, s: Stack) -> Proof | None:
     """Each route's container on the live Engine (the image present locally; nothing pulled), side by side; None
     where there is no Engine to ask or containers are not wanted (``--no-container``)."""
     from gpuprep.engine.checks import docker_info

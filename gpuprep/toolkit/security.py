@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from gpuprep import knowledge
 from gpuprep.packages.evr import vercmp
@@ -39,12 +40,12 @@ class Advisory:
         return vercmp(version, self.fixed_in) < 0 and (
             not self.affected_from or vercmp(version, self.affected_from) >= 0)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"cves": list(self.cves), "fixed_in": self.fixed_in, "bulletin": self.url,
                 **({"mitigation": self.mitigation} if self.mitigation else {})}
 
     @classmethod
-    def from_row(cls, row: dict) -> Advisory:
+    def from_row(cls, row: dict[str, Any]) -> Advisory:
         return cls(tuple(row["cves"]), row["fixed_in"], row["bulletin"], row.get("mitigation", ""),
                    row.get("affected_from", ""))
 
@@ -52,7 +53,11 @@ class Advisory:
 def advisories(table: str = TABLE) -> list[Advisory]:
     """The table's bulletins in the order of their fixed versions (oldest first)."""
     rows = [Advisory.from_row(r) for r in knowledge.table(table).rows]
-    return sorted(rows, key=functools.cmp_to_key(lambda a, b: vercmp(a.fixed_in, b.fixed_in)))
+
+    def older(a: Advisory, b: Advisory) -> int:
+        return vercmp(a.fixed_in, b.fixed_in)
+
+    return sorted(rows, key=functools.cmp_to_key(older))
 
 
 def floor(table: str = TABLE) -> str:

@@ -158,7 +158,7 @@ def docker_cdi(config: dict[str, Any], engine_version: str | None, info: dict[st
         return bool(dirs), ("docker info lists CDISpecDirs " + ", ".join(dirs)) if dirs else \
             "docker info lists no CDISpecDirs"
     version = _version_tuple(engine_version)
-    features = config.get("features") if isinstance(config.get("features"), dict) else {}
+    features = f if isinstance(f := config.get("features"), dict) else {}
     if version is not None and version < engine_since("cdi"):
         return False, f"Engine {engine_version} has no CDI ({since_text('cdi')}+)"
     if "cdi" in features:
@@ -204,7 +204,7 @@ def detect(host: Host, platform: Platform, *, daemon_config: dict[str, Any], eng
            info: dict[str, Any] | None = None, add_runtimes: dict[str, str] | None = None,
            toolkit: str | None | bool = True) -> Stack:
     """The stack; ``toolkit`` True asks the package database, else it is the version already known."""
-    version = toolkit_version(host, platform) if toolkit is True else (toolkit or None)  # type: ignore[assignment]
+    version = toolkit_version(host, platform) if toolkit is True else (toolkit or None)
     config = read(host)
     mode, why = resolve_mode(config.mode, version)
     on, on_why = docker_cdi(daemon_config, engine_version, info)

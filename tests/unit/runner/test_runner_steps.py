@@ -24,7 +24,7 @@ class FileStep(Step):
     def plan(self, ctx):
         if self.path.exists() and self.path.read_text() == self.content:
             return Converged("already there")
-        return Change(f"write {self.path.name}", diff="+" + self.content)
+        return Change(f"write {self.path.name}", diff="+" + self.content, payload=None)
 
     def apply(self, ctx, change):
         self.path.write_text(self.content)
