@@ -129,7 +129,7 @@ def _present(host: Host, ref: str) -> bool | None:
         import docker.errors
 
         try:
-            host.docker().api.inspect_image(ref)
+            host.docker().images.get(ref)
             return True
         except docker.errors.ImageNotFound:
             return False
