@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from gpuprep.options import InstallOptions
+from gpuprep.runner import registry
 from gpuprep.runner.steps import Step
+
+# Step ids that are gone, with why: never reused (docs/contract.md). None yet.
+RETIRED: dict[str, str] = {}
 
 
 def install_steps() -> list[Step]:
@@ -16,7 +21,7 @@ def install_steps() -> list[Step]:
     from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
     from gpuprep.toolkit.steps import CdiSpecStep, DevCharLinksStep
 
-    return [
+    return registry.steps([
         PreflightStep(),
         RepositoriesStep(),
         PackagesStep(),
@@ -32,4 +37,4 @@ def install_steps() -> list[Step]:
         GpuCheckStep(),
         BootCheckStep(),
         DoctorTimerStep(),  # off unless --prom-dir
-    ]
+    ], InstallOptions, RETIRED)

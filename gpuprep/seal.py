@@ -23,7 +23,9 @@ from gpuprep.errors import BadInput, GpuprepError, PreconditionUnmet, PromptInte
 from gpuprep.image.clean import DeepCleanStep
 from gpuprep.image.stamp import SEAL_JSON, StampStep
 from gpuprep.interrupts import Interrupted
+from gpuprep.options import SealOptions
 from gpuprep.platform import OS_RELEASE_HINT
+from gpuprep.runner import registry
 from gpuprep.runner.steps import Change, Confirm, Context, Converged, Skip, Step
 from gpuprep.toolkit.seal import ToolkitStateStep
 
@@ -31,11 +33,15 @@ log = logging.getLogger("gpuprep")
 
 PREVIEW_LINES = 15
 
+# Step ids that are gone, with why: never reused (docs/contract.md). None yet.
+RETIRED: dict[str, str] = {}
+
 
 # -- preflight ----------------------------------------------------------------------------
 class SealPreflightStep(Step):
     id = "preflight"
     title = "root, a known platform, --keep-image names real images; on a terminal, confirm what goes"
+    gate = True
 
     def plan(self, ctx: Context) -> Change | Converged:
         host, platform = ctx.host, ctx.platform
@@ -80,8 +86,6 @@ def confirm_removal(plans: Sequence[tuple[Step, Change]]) -> bool:
 
     lines: list[str] = []
     for step, planned in plans:
-        if step.id == "stamp":
-            continue  # it writes seal.json; it removes nothing
         lines.append(f"{step.id}: {planned.summary}")
         body = planned.data.get("lines") or [" ".join(c) for c in planned.commands]
         lines += [f"    {line}" for line in body[:PREVIEW_LINES]]
@@ -129,7 +133,7 @@ def _ask_yes_no(question: str) -> bool:
 
 def seal_steps() -> list[Step]:
     """In docs/contract.md's order; ids never change meaning."""
-    return [
+    return registry.steps([
         SealPreflightStep(),
         StopEcsStep(),
         ContainersStep(),
@@ -140,4 +144,4 @@ def seal_steps() -> list[Step]:
         GpuHealthStateStep(),  # issue 28
         DeepCleanStep(),
         StampStep(),
-    ]
+    ], SealOptions, RETIRED)

@@ -18,6 +18,7 @@ from gpuprep.gpu.checks import PERSISTENCE_FIX, QUERY_TIMEOUT
 from gpuprep.gpu.query import MOVE_HARDWARE
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.needs import LIVE
 
 VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
 
@@ -105,5 +106,5 @@ CHECKS = [
           "(instance metadata, within 1 s)", check_instance_gpus, timeout=QUERY_TIMEOUT, boot=True),
     Check("gpu-persistence-required", "gpu", "persistence mode is on where a cold GPU init times out "
           "(p4d, p5, p6 and other 8-GPU P types)", check_persistence_required, timeout=QUERY_TIMEOUT,
-          needs_live=True, boot=True),
+          needs=(LIVE,), boot=True),
 ]

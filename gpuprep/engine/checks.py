@@ -22,6 +22,7 @@ from gpuprep.errors import BadInput
 from gpuprep.host import SYSTEM_PATH, Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, needs_root, probe
+from gpuprep.runner.needs import ENGINE
 
 FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
                 "reloads dockerd)")
@@ -332,15 +333,15 @@ def check_nvidia_ctk_edits(probes: Probes) -> Verdict:
 
 CHECKS = [
     Check("docker-engine", "docker", "the Docker Engine answers (GET /info on the explicit socket, with a timeout)",
-          check_engine, timeout=8, needs_docker=True, boot=True),
+          check_engine, timeout=8, needs=(ENGINE,), boot=True),
     Check("docker-daemon-json", "docker", "daemon.json parses and has the shape dockerd expects",
           check_daemon_json, timeout=3),
     Check("docker-nvidia-runtime", "docker", "runtime nvidia is registered with dockerd (docker info)",
-          check_runtime_registered, timeout=8, needs_docker=True, boot=True),
+          check_runtime_registered, timeout=8, needs=(ENGINE,), boot=True),
     Check("docker-runtime-binary", "docker", "the nvidia runtime's binary exists and is executable",
-          check_runtime_binary, timeout=8, needs_docker=True, boot=True),
+          check_runtime_binary, timeout=8, needs=(ENGINE,), boot=True),
     Check("docker-default-runtime", "docker", "nvidia is Docker's default runtime (no --runtime needed)",
-          check_default_runtime, timeout=8, needs_docker=True, boot=True),
+          check_default_runtime, timeout=8, needs=(ENGINE,), boot=True),
     Check("docker-runtime-once", "docker", "no runtime defined in daemon.json and by --add-runtime / "
           "/etc/docker-runtimes.d with different paths", check_defined_once, timeout=5),
     Check("docker-nvidia-ctk-edits", "docker", "daemon.json has no runtime arguments under nvidia-ctk's ignored args "

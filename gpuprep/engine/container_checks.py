@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.needs import CONTAINERS, ENGINE
 
 SLOW_SECONDS = 10.0
 PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "
@@ -82,5 +83,5 @@ def check_gpu_container(probes: Probes) -> Verdict:
 CHECKS = [
     Check("gpu-container", "container", "nvidia-smi in a container with no --runtime (and through CDI where "
           "Docker's CDI is on) sees the host's GPUs",
-          check_gpu_container, timeout=180, needs_docker=True, boot=True),
+          check_gpu_container, timeout=180, needs=(CONTAINERS, ENGINE), boot=True),
 ]

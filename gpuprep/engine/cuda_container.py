@@ -28,6 +28,7 @@ from gpuprep.gpu import cuda
 from gpuprep.host import Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.needs import CONTAINERS, ENGINE
 
 log = logging.getLogger("gpuprep")
 
@@ -180,5 +181,5 @@ def check_container_cuda(probes: Probes) -> Verdict:
 CHECKS = [
     Check("container-cuda", "container", "a CUDA kernel runs on every GPU inside a container started as ECS starts "
           "one (NVIDIA_DRIVER_CAPABILITIES with compute; images with python3)", check_container_cuda,
-          timeout=RUN_TIMEOUT + 10, needs_docker=True, boot=True),
+          timeout=RUN_TIMEOUT + 10, needs=(CONTAINERS, ENGINE), boot=True),
 ]

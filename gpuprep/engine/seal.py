@@ -24,6 +24,7 @@ from gpuprep.engine.objects import (
 )
 from gpuprep.errors import StepFailed
 from gpuprep.report import plural
+from gpuprep.runner.needs import ENGINE
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step
 
 log = logging.getLogger("gpuprep")
@@ -31,6 +32,7 @@ log = logging.getLogger("gpuprep")
 class ContainersStep(Step):
     id = "containers"
     title = "stop and remove every container, the ECS agent's included"
+    needs = (ENGINE,)
 
     def plan(self, ctx: Context) -> Change | Converged:
         client = engine(ctx)
@@ -176,6 +178,7 @@ class EarlyImages:
 class ImagesStep(Step):
     id = "images"
     title = "remove every image except those named by --keep-image (reported with digest and size)"
+    needs = (ENGINE,)
 
     def plan(self, ctx: Context) -> Change | Converged:
         remove, keep = image_plan(ctx)

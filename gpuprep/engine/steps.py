@@ -18,7 +18,8 @@ from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import StepFailed
 from gpuprep.packages.steps import PackagesRun
 from gpuprep.report import StepResult
-from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, Verify
+from gpuprep.runner.needs import Engine
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, Verify
 
 log = logging.getLogger("gpuprep")
 
@@ -44,8 +45,8 @@ def wants_default(ctx: Context) -> bool:
     return ctx.options.default_runtime
 
 
-def _no_engine_reason() -> str:
-    return "needs a running Docker Engine: acting on --root (set DOCKER_HOST to use one)"
+# install's words for it (seal's containers and images say runner/needs.py's ENGINE's)
+NO_ENGINE = Engine("needs a running Docker Engine: acting on --root (set DOCKER_HOST to use one)")
 
 
 # -- docker-service -------------------------------------------------------------------------
@@ -293,13 +294,12 @@ def _validator(ctx: Context) -> tuple[str | None, str]:
 class DockerReloadStep(Step):
     id = "docker-reload"
     title = "dockerd takes up daemon.json: SIGHUP or restart, verified by docker info, rolled back on failure"
+    needs = (NO_ENGINE,)
 
     def plan(self, ctx: Context) -> Change | Converged:
         from gpuprep.engine.dockerd import docker_info, find_engine_process, need_daemon_reload, runtimes_of
 
         host = ctx.host
-        if host.docker_url is None:
-            raise Skip(_no_engine_reason())
         _, config = daemon_config.read_config(host, ctx.platform.daemon_json)
         proc = find_engine_process(host)
         info = docker_info(host)
@@ -399,8 +399,6 @@ class GpuCheckStep(Verify):
         from gpuprep.engine.gpu_routes import CDI_ROUTE, configured_routes
 
         image = ctx.options.image
-        if ctx.host.docker_url is None:
-            raise Skip(_no_engine_reason())
         try:
             info = docker_info(ctx.host)
         except EngineDown:

@@ -29,6 +29,7 @@ from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import QUERY_TIMEOUT, _pci_gpus, _short_list
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.needs import LIVE
 
 # -- item 7: PCIe link ----------------------------------------------------------------------------------------------
 _SPEED = re.compile(r"^([\d.]+)\s*GT/s")
@@ -261,7 +262,7 @@ CHECKS = [
     Check("gpu-vbios", "gpu", "one VBIOS version across the GPUs (/proc/driver/nvidia/gpus)", check_vbios, timeout=5),
     Check("gpu-persistenced-socket", "gpu", "nvidia-persistenced's socket is there before ECS starts (the boot gate "
           "waits for it, bounded, where persistence is required)", check_persistenced_socket,
-          timeout=PERSISTENCED_WAIT_S + 5, needs_live=True, boot=True),
+          timeout=PERSISTENCED_WAIT_S + 5, needs=(LIVE,), boot=True),
     Check("gpu-mps-pipe", "gpu", "no MPS daemon on the default pipe directory /tmp/nvidia-mps (it captures every GPU "
           "container)", check_mps_pipe, timeout=5),
     Check("gpu-sources-listed", "gpu", "on a GPU instance type, every source that must list GPUs lists some (PCI, "

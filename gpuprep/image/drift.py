@@ -186,11 +186,9 @@ def _restore(probes: Probes, b, changes: dict[str, list], gone_locks: list[str],
         "rebuild the image (`gpuprep seal` records it)"
 
 
-GPU_CHECKS = [
+CHECKS = [
     Check("gpu-driver-drift", "gpu", "the driver's userland and kernel module are the ones sealed into the image, "
           "and still agree", check_driver_drift, timeout=5.0, boot=True),
-]
-PACKAGE_CHECKS = [
     Check("packages-drift", "packages", "ecs-init, Docker, the NVIDIA runtime and the version locks are as sealed",
           check_packages_drift, timeout=30.0),
 ]

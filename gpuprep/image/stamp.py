@@ -149,6 +149,7 @@ def _parse_seal(text: str | None) -> dict | None:
 class StampStep(Step):
     id = "stamp"
     title = "write /etc/gpuprep/seal.json: version, time, platform, packages, driver, version locks, kept images"
+    confirmed = False  # it writes seal.json and removes nothing: not part of seal's question
 
     def plan(self, ctx: Context) -> Change | Converged:
 

@@ -1,6 +1,6 @@
 """packages checks: which Docker and NVIDIA runtime packages are installed, and are they locked?
 
-Plus ``ECS_CHECKS`` (wired into the ecs group): does the installed Docker satisfy ecs-init's Requires,
+Plus one in the ecs group: does the installed Docker satisfy ecs-init's Requires,
 decided with the same RPM semantics the resolver uses. Every answer comes from one ``rpm -q`` (or
 ``dpkg-query`` on Ubuntu) and the lock list file, memoised in ``Probes``: no repository metadata.
 """
@@ -132,12 +132,9 @@ def check_ecs_docker(probes: Probes) -> Verdict:
 
 
 CHECKS: list[Check] = [
+    Check("ecs-docker-requires", "ecs", "the installed Docker satisfies ecs-init's Requires", check_ecs_docker),
     Check("packages-installed", "packages", "installed versions of docker, nvidia-docker2, "
           "nvidia-container-runtime, nvidia-container-toolkit", check_installed),
     Check("packages-locked", "packages", "those packages are version-locked (a routine update cannot break the pins)",
           check_locked),
-]
-
-ECS_CHECKS: list[Check] = [
-    Check("ecs-docker-requires", "ecs", "the installed Docker satisfies ecs-init's Requires", check_ecs_docker),
 ]

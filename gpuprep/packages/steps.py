@@ -205,6 +205,7 @@ def _offered(ctx: Context, pkgs: list[Package]) -> bool:
 class PreflightStep(Step):
     id = "preflight"
     title = "root, a supported RPM platform, an NVIDIA GPU (warning only), the package manager lock free"
+    gate = True
 
     def plan(self, ctx: Context) -> Converged:
         notes: list[str] = []

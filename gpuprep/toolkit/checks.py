@@ -202,20 +202,14 @@ def _refresh_hint(probes: Probes, s: Stack) -> str:
             "(or `gpuprep install --only cdi-spec`)")
 
 
-# Each list goes in its group's place in doctor's report order (doctor.py).
-DOCKER_CHECKS = [
+# Each goes in its group's place in doctor's report order (doctor.py).
+CHECKS = [
     Check("toolkit-stack", "docker", "the NVIDIA stack: toolkit version, runtime mode, how nvidia is registered, "
           "Docker's CDI, CDI specs, nvidia-cdi-refresh", check_stack, timeout=8),
     Check("toolkit-cdi-specs", "docker", "every CDI spec parses and fits this host (nodes, driver libraries, GPU "
           "UUIDs); which file each device resolves to", check_cdi_specs, timeout=15, boot=True),
-]
-
-GPU_CHECKS = [
     Check("toolkit-dev-char", "gpu", "legacy mode: /dev/char links to every NVIDIA device node, remade at boot",
           check_dev_char, timeout=8),
-]
-
-SECURITY_CHECKS = [
     Check("toolkit-security", "packages", "nvidia-container-toolkit at or above the security floor (NVIDIA's "
           "bulletins); ldconfig is the host's", check_security, timeout=8),
 ]

@@ -278,7 +278,7 @@ def refresh_ran(p: Probes) -> dict[str, Any] | None:
     return out
 
 
-DOCKER_CHECKS = [
+CHECKS = [
     Check("toolkit-cdi-engine-reads", "docker", "the Engine keeps what each NVIDIA CDI spec asks (additionalGids: "
           "Docker 29.5+; cdiVersion 0.7.0 is toolkit-cdi-specs') and each was written after the driver's module",
           check_engine_reads_spec,
@@ -290,4 +290,4 @@ DOCKER_CHECKS = [
           "newer than the driver's module, no failure this boot", check_cdi_refresh, timeout=8),
 ]
 
-__all__ = ["DOCKER_CHECKS", "routes"]
+__all__ = ["CHECKS", "routes"]
