@@ -146,7 +146,7 @@ def check_efa(probes: Probes) -> Verdict:
     missing_modules = [m for m in EFA_MODULES if m not in modules] if probes.host.exists("/proc/modules") else []
     uverbs = sorted(n for n in os.listdir(probes.host.path("/dev/infiniband"))
                     if n.startswith("uverbs")) if probes.host.path("/dev/infiniband").is_dir() else []
-    from gpuprep.engine.checks import daemon_json
+    from gpuprep.engine.probes import daemon_json
 
     try:
         _, config = daemon_json(probes)

@@ -8,23 +8,14 @@ routes ``configured_routes`` finds in ``docker info`` and daemon.json. In ``doct
 
 from __future__ import annotations
 
+from gpuprep.engine.probes import host_view
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 from gpuprep.runner.needs import CONTAINERS, ENGINE
 
 SLOW_SECONDS = 10.0
 PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "
                     "initialises anew per container, 1-3 s per GPU (NVIDIA/nvidia-docker 1279)")
-
-
-@probe
-def host_view(p: Probes):
-    """The host's GPUs to compare with: gpuprep.gpu's NVML answer when it has one, else nvidia-smi."""
-    from gpuprep.engine import gpu_container
-    from gpuprep.gpu import inventory
-
-    return gpu_container.host_gpus_from_query(inventory.probe_query(p)) \
-        or gpu_container.host_gpus_from_nvidia_smi(p.host)
 
 
 def check_gpu_container(probes: Probes) -> Verdict:

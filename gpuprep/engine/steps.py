@@ -224,7 +224,7 @@ def _docker_cdi_flag(ctx: Context) -> bool:
     docker-cdi names, moby/moby PR 49963; an explicit false is turned true). StepFailed on an Engine without CDI."""
     if not ctx.options.docker_cdi:
         return False
-    from gpuprep.toolkit.stack import engine_since, since_text
+    from gpuprep.engine.cdi import engine_since, since_text
 
     version = _engine_version(ctx)
     parts = tuple(int(x) for x in (version or "").split(".")[:2] if x.isdigit())

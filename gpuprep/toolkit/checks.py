@@ -32,8 +32,8 @@ def toolkit_version(p: Probes) -> str | None:
 
 @probe
 def stack(p: Probes) -> Stack:
-    from gpuprep.engine.checks import daemon_json, docker_info, engine_process
     from gpuprep.engine.daemon_config import image_engine_version
+    from gpuprep.engine.probes import daemon_json, docker_info, engine_process
 
     try:
         _, config = daemon_json(p)
@@ -141,7 +141,7 @@ def check_dev_char(probes: Probes) -> Verdict:
 
 
 def check_cdi_specs(probes: Probes) -> Verdict:
-    from gpuprep.engine.container_checks import host_view
+    from gpuprep.engine.probes import host_view
     from gpuprep.gpu.inventory import probe_module
 
     s = stack(probes)
@@ -170,7 +170,7 @@ def check_cdi_specs(probes: Probes) -> Verdict:
     hint = (f"remove the spec made on another machine: `rm {probes.host.path(foreign[0].spec)}` (`gpuprep seal` "
             "removes it before imaging)") if foreign else _refresh_hint(probes, s)
     if too_new and not foreign and len(too_new) == len(findings):
-        from gpuprep.toolkit.stack import since_text
+        from gpuprep.engine.cdi import since_text
 
         hint = (f"update Docker to {since_text('cdi-spec-0.7.0')} or newer (`{_gpuprep(probes)} install --only "
                 "packages --docker VERSION`), or turn Docker's own CDI off (`\"features\": {\"cdi\": false}` in "
@@ -182,8 +182,8 @@ def check_cdi_specs(probes: Probes) -> Verdict:
 def _too_new_for_the_engine(s: Stack) -> list[cdi.Finding]:
     """A spec format newer than Docker's own CDI reads (cdiVersion 0.7.0 needs Engine 26.1: the knowledge table
     docker-cdi): where Docker's CDI is on, its devices do not resolve."""
+    from gpuprep.engine.cdi import since_text
     from gpuprep.packages.evr import vercmp
-    from gpuprep.toolkit.stack import since_text
 
     since = since_text("cdi-spec-0.7.0")
     engine = (s.engine_version or "").split("+")[0]

@@ -18,13 +18,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from gpuprep.engine.cdi import engine_since, since_text, version_tuple
 from gpuprep.engine.gpu_container import CDI_ROUTE, DEFAULT_ROUTE, GPUS_ROUTE, IMAGE, ROUTE_WORDS, route_took
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 from gpuprep.services import unit_text
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit.checks import _refresh_hint, stack
-from gpuprep.toolkit.stack import UNIT_DIRS, Stack, _version_tuple, engine_since, since_text
+from gpuprep.toolkit.stack import UNIT_DIRS, Stack
 
 # The Engine versions are the knowledge table docker-cdi's (gpuprep/knowledge/data/docker-cdi.json): the rows
 # cdi-additional-gids (29.5) and gpus-through-cdi (29.2).
@@ -44,7 +45,7 @@ def _cdi_version(spec: cdi.Spec) -> tuple[int, ...]:
 
 
 def _engine(s: Stack) -> tuple[int, int] | None:
-    return _version_tuple(s.engine_version)
+    return version_tuple(s.engine_version)
 
 
 def _regenerate(probes: Probes, extra: str = "") -> str:
@@ -136,7 +137,7 @@ def routes(probes: Probes, s: Stack) -> dict[str, str]:
 
 
 def check_routes(probes: Probes) -> Verdict:
-    from gpuprep.engine.container_checks import host_view
+    from gpuprep.engine.probes import host_view
     from gpuprep.gpu.inventory import probe_module
 
     s = stack(probes)
@@ -183,8 +184,8 @@ def check_routes(probes: Probes) -> Verdict:
 def prove_routes(probes: Probes, s: Stack):
     """Each route's container on the live Engine (the image present locally; nothing pulled), side by side; None
     where there is no Engine to ask or containers are not wanted (``--no-container``)."""
-    from gpuprep.engine.checks import docker_info
     from gpuprep.engine.gpu_routes import probe_routes
+    from gpuprep.engine.probes import docker_info
 
     if probes.host.docker_url is None or probes.options.no_container:
         return None
