@@ -18,7 +18,8 @@ def install_steps() -> list[Step]:
     from gpuprep.engine.memlock import DockerMemlockStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
     from gpuprep.gpu.fabric_steps import FabricManagerStep
-    from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
+    from gpuprep.packages.steps import PackagesStep, RepositoriesStep
+    from gpuprep.preflight import PreflightStep
     from gpuprep.toolkit.steps import CdiSpecStep, DevCharLinksStep
 
     return registry.steps([

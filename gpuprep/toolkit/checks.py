@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import stat
 
+from gpuprep.packages import security
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
-from gpuprep.toolkit import cdi, security
+from gpuprep.toolkit import cdi
 from gpuprep.toolkit.config import CONFIG_TOML
 from gpuprep.toolkit.stack import Stack, detect
 
