@@ -25,14 +25,13 @@ RETIRED: dict[str, str] = {}
 
 def all_checks() -> list[Check]:
     from gpuprep import platform_checks
-    from gpuprep.ec2 import checks as ec2
     from gpuprep.ec2 import host_checks as ec2_host
     from gpuprep.ecs import agent_gpu
     from gpuprep.ecs import checks as ecs
     from gpuprep.engine import checks as docker
     from gpuprep.engine import container_checks as container
-    from gpuprep.engine import cuda_container
-    from gpuprep.gpu import board_checks, cuda_checks, fabric_checks
+    from gpuprep.engine import cuda_container, efa_checks
+    from gpuprep.gpu import board_checks, cuda_checks, fabric_checks, instance_checks
     from gpuprep.gpu import checks as gpu
     from gpuprep.gpu import security as gpu_security
     from gpuprep.image import drift
@@ -42,8 +41,9 @@ def all_checks() -> list[Check]:
     from gpuprep.toolkit import checks as toolkit
     from gpuprep.toolkit import route_checks
 
-    modules = (platform_checks, ec2_host, gpu, ec2, board_checks, fabric_checks, cuda_checks, docker, ecs, agent_gpu,
-               packages, drift, toolkit, route_checks, container, cuda_container, gpu_security, advisories, knowledge)
+    modules = (platform_checks, ec2_host, efa_checks, gpu, instance_checks, board_checks, fabric_checks, cuda_checks,
+               docker, ecs, agent_gpu, packages, drift, toolkit, route_checks, container, cuda_container, gpu_security,
+               advisories, knowledge)
     return registry.checks([c for m in modules for c in m.CHECKS], GROUPS, DoctorOptions, RETIRED)
 
 

@@ -132,8 +132,8 @@ def wait_for_socket(path: str, wait_s: float, poll_s: float = PERSISTENCED_POLL_
 @probe
 def persistenced_socket(p: Probes) -> tuple[bool, float]:
     """The socket is there (the boot gate waits for it, bounded, where persistence is required), and the wait."""
-    from gpuprep.ec2.checks import probe_instance_type
     from gpuprep.ec2.instance_types import lookup
+    from gpuprep.ec2.probes import probe_instance_type
 
     it = probe_instance_type(p).value
     spec = lookup(it) if it else None
@@ -142,8 +142,8 @@ def persistenced_socket(p: Probes) -> tuple[bool, float]:
 
 
 def check_persistenced_socket(probes: Probes) -> Verdict:
-    from gpuprep.ec2.checks import probe_instance_type
     from gpuprep.ec2.instance_types import lookup
+    from gpuprep.ec2.probes import probe_instance_type
 
     _pci_gpus(probes)
     it = probe_instance_type(probes).value
@@ -227,8 +227,8 @@ def _gpu_info_count(probes: Probes) -> int | None:
 
 
 def check_sources_listed(probes: Probes) -> Verdict:
-    from gpuprep.ec2.checks import probe_instance_type
     from gpuprep.ec2.instance_types import lookup
+    from gpuprep.ec2.probes import probe_instance_type
 
     it = probe_instance_type(probes).value
     spec = lookup(it) if it else None
