@@ -26,7 +26,7 @@ RETIRED: dict[str, str] = {}
 def all_checks() -> list[Check]:
     from gpuprep import platform_checks
     from gpuprep.ec2 import host_checks as ec2_host
-    from gpuprep.ecs import agent_gpu
+    from gpuprep.ecs import agent_gpu, gpu_sources
     from gpuprep.ecs import checks as ecs
     from gpuprep.engine import checks as docker
     from gpuprep.engine import container_checks as container
@@ -41,9 +41,9 @@ def all_checks() -> list[Check]:
     from gpuprep.toolkit import checks as toolkit
     from gpuprep.toolkit import route_checks
 
-    modules = (platform_checks, ec2_host, efa_checks, gpu, instance_checks, board_checks, fabric_checks, cuda_checks,
-               docker, ecs, agent_gpu, packages, drift, toolkit, route_checks, container, cuda_container, gpu_security,
-               advisories, knowledge)
+    modules = (platform_checks, ec2_host, efa_checks, gpu, instance_checks, board_checks, gpu_sources, fabric_checks,
+               cuda_checks, docker, ecs, agent_gpu, packages, drift, toolkit, route_checks, container, cuda_container,
+               gpu_security, advisories, knowledge)
     return registry.checks([c for m in modules for c in m.CHECKS], GROUPS, DoctorOptions, RETIRED)
 
 

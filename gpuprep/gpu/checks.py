@@ -18,8 +18,7 @@ from gpuprep.runner.needs import LIVE
 
 NO_GPU = "no NVIDIA GPU on this host"
 VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
-# NVML, or (when the binding cannot load) nvidia-smi's CSV and -q, each within the init allowance.
-QUERY_TIMEOUT = 2 * gpu_query.MAX_INIT_S + 5
+QUERY_TIMEOUT = gpu_query.QUERY_TIMEOUT  # the timeout of each check that asks NVML
 FILE_TIMEOUT = 3.0
 
 PERSISTENCE_FIX = (
