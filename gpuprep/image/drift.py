@@ -83,7 +83,7 @@ def check_driver_drift(probes: Probes) -> Verdict:
 
 # -- the runtime stack's packages and the locks -----------------------------------------------------------
 def _installed(probes: Probes) -> dict[str, str]:
-    from gpuprep.packages.checks import installed_rpm
+    from gpuprep.packages.probes import installed_rpm
 
     return {q.name: q.nevr for q in installed_rpm(probes)}
 
@@ -112,7 +112,7 @@ def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, li
 
 
 def check_packages_drift(probes: Probes) -> Verdict:
-    from gpuprep.packages.checks import package_backend
+    from gpuprep.packages.probes import package_backend
 
     if probes.platform.package_format != "rpm":
         raise NotApplicable("the runtime stack is compared through the RPM database")

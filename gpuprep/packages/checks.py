@@ -8,32 +8,12 @@ decided with the same RPM semantics the resolver uses. Every answer comes from o
 from __future__ import annotations
 
 from gpuprep import hints
+from gpuprep.packages.probes import installed_deb, installed_rpm, package_backend
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
-from gpuprep.packages.rpmdb import dpkg_installed
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
 SHOWN = ("docker", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit", ECS_INIT)
-DEB_NAMES = ("docker.io", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit")
-
-
-@probe
-def installed_rpm(pr: Probes) -> list[Package]:
-    return package_backend(pr).installed(QUERY_NAMES)
-
-
-@probe
-def installed_deb(pr: Probes) -> dict[str, str]:
-    return dpkg_installed(pr.host, DEB_NAMES)
-
-
-@probe
-def package_backend(pr: Probes):
-    from gpuprep.packages.repo import backend_for
-
-    return backend_for(pr.host, pr.platform, read_only=True)
-
-
 def check_installed(probes: Probes) -> Verdict:
     p = probes.platform
     if p.package_format == "dpkg":

@@ -7,17 +7,13 @@ info``, dockerd's command line); each check decides from it.
 
 from __future__ import annotations
 
-import os
-import stat
-
 from gpuprep.packages import security
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit.config import CONFIG_TOML
+from gpuprep.toolkit.dev_char import DEV_CHAR_RULE, nvidia_nodes
 from gpuprep.toolkit.stack import Stack, detect
-
-DEV_CHAR_RULE = "/etc/udev/rules.d/71-nvidia-dev-char.rules"
 
 
 def _gpuprep(probes: Probes) -> str:
@@ -83,33 +79,13 @@ def check_security(probes: Probes) -> Verdict:
                    f"{security.floor()}; ldconfig is the host's", data=data)
 
 
-# NVIDIA's device nodes whose /dev/char links runc needs with the systemd cgroup driver.
-def nvidia_nodes(probes: Probes) -> list[tuple[str, int, int]]:
-    dev = probes.host.path("/dev")
-    out = []
-    try:
-        names = sorted(os.listdir(dev))
-    except OSError:
-        return []
-    for name in names:
-        if not name.startswith("nvidia"):
-            continue
-        try:
-            st = os.stat(dev / name)
-        except OSError:
-            continue
-        if stat.S_ISCHR(st.st_mode):
-            out.append((f"/dev/{name}", os.major(st.st_rdev), os.minor(st.st_rdev)))
-    return out
-
-
 def check_dev_char(probes: Probes) -> Verdict:
     """Legacy mode: containers lose the GPU after `systemctl daemon-reload` without /dev/char links to the NVIDIA
     nodes (NVIDIA/nvidia-container-toolkit 48, 1227; aws/amazon-ecs-ami 483)."""
     s = stack(probes)
     if s.mode != "legacy":
         raise NotApplicable(f"the runtime runs in {s.mode} mode: CDI puts the device nodes in the container's spec")
-    nodes = nvidia_nodes(probes)
+    nodes = nvidia_nodes(probes.host)
     if not nodes:
         raise NotApplicable("no NVIDIA character device under /dev")
     missing = []
