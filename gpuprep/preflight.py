@@ -65,7 +65,7 @@ class PreflightStep(Step):
         driver = _driver_floor(ctx)
         if driver is not None:
             notes.append(f"warning: {driver.summary}; {driver.hint}")
-        if not any(ctx.selected(step) for step in ("preflight", "repositories", "packages")):
+        if not any(ctx.selected(step) for step in (self.id, "repositories", "packages")):
             # `--only docker-runtime` on an image built where no dnf or yum runs (Packer on Ubuntu, the real-GPU
             # script): nothing selected asks the package manager, so its absence is no precondition.
             summary = f"{p.name}; no package step selected: the package manager is not needed; " + "; ".join(notes)

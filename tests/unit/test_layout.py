@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -59,21 +60,28 @@ def import_graph() -> dict[str, set[str]]:
 def test_no_import_cycle_in_gpuprep():
     graph = import_graph()
     assert "gpuprep.runner.checks" in graph and graph["gpuprep.doctor"], "the graph is not gpuprep's"
-    cycles, state = [], {}
+    cycles = [" -> ".join(loop) for loop in find_cycles(graph)]
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """The cycles a depth-first walk of ``graph`` meets, each as the path that closes it (first node last again)."""
+    cycles: list[list[str]] = []
+    state: dict[str, str] = {}
 
     def visit(node: str, path: list[str]) -> None:
         state[node] = "open"
-        for nxt in sorted(graph[node]):
+        for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]) if nxt in path else f"{node} -> {nxt}")
+                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
             elif nxt not in state:
                 visit(nxt, [*path, nxt])
         state[node] = "done"
 
-    for module in sorted(graph):
-        if module not in state:
-            visit(module, [module])
-    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
 
 
 def _room(module: str) -> str:
@@ -99,21 +107,7 @@ def test_the_rooms_import_each_other_without_a_cycle():
     ecs-init's file): the module-level test misses it when different modules make the two edges."""
     rooms = room_graph()
     assert {"engine", "toolkit", "packages", "gpu", "ec2", "ecs"} <= set(rooms), "the graph is not gpuprep's rooms"
-    cycles, state = [], {}
-
-    def visit(room: str, path: list[str]) -> None:
-        state[room] = "open"
-        for nxt in sorted(rooms.get(room, {})):
-            if state.get(nxt) == "open":
-                loop = path[path.index(nxt):] + [nxt]
-                cycles.append("; ".join(rooms[a][b] for a, b in zip(loop, loop[1:])))
-            elif nxt not in state:
-                visit(nxt, [*path, nxt])
-        state[room] = "done"
-
-    for room in sorted(rooms):
-        if room not in state:
-            visit(room, [room])
+    cycles = ["; ".join(rooms[a][b] for a, b in zip(loop, loop[1:])) for loop in find_cycles(rooms)]
     assert not cycles, "import cycles between rooms:\n" + "\n".join(cycles)
 
 
