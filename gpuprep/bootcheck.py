@@ -16,7 +16,8 @@ from pathlib import Path
 
 from gpuprep.errors import StepFailed
 from gpuprep.options import DEFAULT_IMAGE
-from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
+from gpuprep.runner.needs import Systemd
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
 from gpuprep.services import Services
 
 UNIT_NAME = "gpuprep-boot-check.service"
@@ -95,10 +96,9 @@ def _is_link(ctx: Context, path: str) -> bool:
 class BootCheckStep(Step[UnitPlan]):
     id = "boot-check"
     title = f"install and enable {UNIT_NAME}: `gpuprep doctor --boot` before ecs.service, holding it on failure"
+    needs = (Systemd("the boot check is a systemd unit"),)
 
     def _want(self, ctx: Context) -> UnitPlan:
-        if ctx.platform.init != "systemd":
-            raise Skip(f"{ctx.platform.name} uses {ctx.platform.init}: the boot check is a systemd unit")
         gate, image = ctx.install_options.gate, ctx.install_options.image
         content = render_unit(resolve_program(ctx), gate, image if image and image != DEFAULT_IMAGE else None)
         relink = not _is_link(ctx, WANTS_LINK) or _is_link(ctx, REQUIRES_LINK) != gate

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from gpuprep.options import InstallOptions
+from gpuprep.runner import registry
 from gpuprep.runner.steps import AnyStep
+
+# Step ids that are gone, with why: never reused (docs/contract.md). None yet.
+RETIRED: dict[str, str] = {}
 
 
 def install_steps() -> list[AnyStep]:
@@ -13,10 +18,11 @@ def install_steps() -> list[AnyStep]:
     from gpuprep.engine.memlock import DockerMemlockStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
     from gpuprep.gpu.fabric_steps import FabricManagerStep
-    from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
+    from gpuprep.packages.steps import PackagesStep, RepositoriesStep
+    from gpuprep.preflight import PreflightStep
     from gpuprep.toolkit.steps import CdiSpecStep, DevCharLinksStep
 
-    return [
+    return registry.steps([
         PreflightStep(),
         RepositoriesStep(),
         PackagesStep(),
@@ -32,4 +38,4 @@ def install_steps() -> list[AnyStep]:
         GpuCheckStep(),
         BootCheckStep(),
         DoctorTimerStep(),  # off unless --prom-dir
-    ]
+    ], InstallOptions, RETIRED)

@@ -24,7 +24,9 @@ from gpuprep.errors import BadInput, GpuprepError, PreconditionUnmet, PromptInte
 from gpuprep.image.clean import DeepCleanStep
 from gpuprep.image.stamp import SEAL_JSON, StampStep
 from gpuprep.interrupts import Interrupted
+from gpuprep.options import SealOptions
 from gpuprep.platform import OS_RELEASE_HINT
+from gpuprep.runner import registry
 from gpuprep.runner.steps import AnyStep, Change, Confirm, Context, Converged, Skip, Step
 from gpuprep.toolkit.seal import ToolkitStateStep
 
@@ -32,11 +34,15 @@ log = logging.getLogger("gpuprep")
 
 PREVIEW_LINES = 15
 
+# Step ids that are gone, with why: never reused (docs/contract.md). None yet.
+RETIRED: dict[str, str] = {}
+
 
 # -- preflight ----------------------------------------------------------------------------
 class SealPreflightStep(Step[None]):
     id = "preflight"
     title = "root, a known platform, --keep-image names real images; on a terminal, confirm what goes"
+    gate = True
 
     def plan(self, ctx: Context) -> Change[None] | Converged:
         host, platform = ctx.host, ctx.platform
@@ -81,8 +87,6 @@ def confirm_removal(plans: Sequence[tuple[AnyStep, Change[Any]]]) -> bool:
 
     lines: list[str] = []
     for step, planned in plans:
-        if step.id == "stamp":
-            continue  # it writes seal.json; it removes nothing
         lines.append(f"{step.id}: {planned.summary}")
         body = planned.lines or [" ".join(c) for c in planned.commands]
         lines += [f"    {line}" for line in body[:PREVIEW_LINES]]
@@ -130,7 +134,7 @@ def _ask_yes_no(question: str) -> bool:
 
 def seal_steps() -> list[AnyStep]:
     """In docs/contract.md's order; ids never change meaning."""
-    return [
+    return registry.steps([
         SealPreflightStep(),
         StopEcsStep(),
         ContainersStep(),
@@ -141,4 +145,4 @@ def seal_steps() -> list[AnyStep]:
         GpuHealthStateStep(),  # issue 28
         DeepCleanStep(),
         StampStep(),
-    ]
+    ], SealOptions, RETIRED)

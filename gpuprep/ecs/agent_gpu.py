@@ -25,8 +25,7 @@ from typing import Any
 
 from gpuprep.ecs.config import GPU_INFO
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import QUERY_TIMEOUT
-from gpuprep.gpu.query import MOVE_HARDWARE
+from gpuprep.gpu.query import MOVE_HARDWARE, QUERY_TIMEOUT
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 

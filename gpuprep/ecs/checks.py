@@ -19,7 +19,7 @@ from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
 from gpuprep.ecs.gate import GateState, gate_state
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import QUERY_TIMEOUT
+from gpuprep.gpu.query import QUERY_TIMEOUT
 from gpuprep.host import Host
 from gpuprep.image import stamp
 from gpuprep.image.stamp import SEAL_JSON

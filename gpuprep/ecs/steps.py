@@ -24,6 +24,7 @@ from gpuprep.engine.objects import engine
 from gpuprep.errors import BadInput, StepFailed
 from gpuprep.host import Host
 from gpuprep.image.tree import FileStep, Item, remove_items
+from gpuprep.runner.needs import Live
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
 
 log = logging.getLogger("gpuprep")
@@ -232,10 +233,10 @@ class StopEcsStep(Step[_StopEcs]):
     id = "stop-ecs"
     title = "stop ECS (ecs-init and the ecs-agent container) through the init system; leave it enabled"
 
+    needs = (Live("ECS does not run inside --root (an agent container there goes with `containers`)"),)
+
     def plan(self, ctx: Context) -> Change[_StopEcs] | Converged:
         host = ctx.host
-        if not host.live:
-            raise Skip("ECS does not run inside --root (an agent container there goes with `containers`)")
         name = ecs_config.ecs_service(ctx.platform)
         svc = ecs_config.services(host, ctx.platform)
         state = svc.state(name)

@@ -10,33 +10,20 @@ that fails where a local image the host was built with can prove the route is a 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from gpuprep.engine.probes import daemon_json, docker_info, host_view
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
-
-if TYPE_CHECKING:
-    from gpuprep.engine.gpu_container import HostGpus
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.needs import CONTAINERS, ENGINE
 
 SLOW_SECONDS = 10.0
 PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "
                     "initialises anew per container, 1-3 s per GPU (NVIDIA/nvidia-docker 1279)")
 
 
-@probe
-def host_view(p: Probes) -> HostGpus | None:
-    """The host's GPUs to compare with: gpuprep.gpu's NVML answer when it has one, else nvidia-smi."""
-    from gpuprep.engine import gpu_container
-    from gpuprep.gpu import inventory
-
-    return gpu_container.host_gpus_from_query(inventory.probe_query(p)) \
-        or gpu_container.host_gpus_from_nvidia_smi(p.host)
-
-
 def check_gpu_container(probes: Probes) -> Verdict:
     from gpuprep.engine import gpu_container
     from gpuprep.engine.check_image import image_choice
-    from gpuprep.engine.checks import ENGINE_FIRST, daemon_json, default_runtime_fix, docker_info, runtime_binary_fix
+    from gpuprep.engine.checks import ENGINE_FIRST, default_runtime_fix, runtime_binary_fix
     from gpuprep.engine.dockerd import EngineDown
     from gpuprep.engine.gpu_routes import configured_routes, probe_routes
     from gpuprep.errors import BadInput
@@ -107,5 +94,5 @@ def check_gpu_container(probes: Probes) -> Verdict:
 CHECKS = [
     Check("gpu-container", "container", "nvidia-smi in a container with no --runtime (and through CDI where "
           "Docker's CDI is on) sees the host's GPUs",
-          check_gpu_container, timeout=180, needs_docker=True, boot=True),
+          check_gpu_container, timeout=180, needs=(CONTAINERS, ENGINE), boot=True),
 ]

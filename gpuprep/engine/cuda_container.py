@@ -28,6 +28,7 @@ from gpuprep.gpu import cuda
 from gpuprep.host import Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.needs import CONTAINERS, ENGINE
 
 if TYPE_CHECKING:
     from docker import APIClient
@@ -159,8 +160,9 @@ def _start(api: APIClient, cid: str, image: str, timeout: float, started: float)
 
 # -- doctor's check ----------------------------------------------------------------------------
 def check_container_cuda(probes: Probes) -> Verdict:
-    from gpuprep.engine.checks import ENGINE_FIRST, docker_info
+    from gpuprep.engine.checks import ENGINE_FIRST
     from gpuprep.engine.dockerd import EngineDown
+    from gpuprep.engine.probes import docker_info
     from gpuprep.gpu import inventory
 
     pci = inventory.probe_pci(probes)
@@ -187,5 +189,5 @@ def check_container_cuda(probes: Probes) -> Verdict:
 CHECKS = [
     Check("container-cuda", "container", "a CUDA kernel runs on every GPU inside a container started as ECS starts "
           "one (NVIDIA_DRIVER_CAPABILITIES with compute; images with python3)", check_container_cuda,
-          timeout=RUN_TIMEOUT + 10, needs_docker=True, boot=True),
+          timeout=RUN_TIMEOUT + 10, needs=(CONTAINERS, ENGINE), boot=True),
 ]

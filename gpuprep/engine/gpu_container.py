@@ -254,7 +254,7 @@ def _explain(link: str, message: str, info: dict[str, Any] | None, image: str) -
 
 def _explain_runtime_edit(message: str, detail: str) -> tuple[str, str, str]:
     """(link, summary, hint) where NVIDIA's runtime ran and could not give the container the GPUs."""
-    from gpuprep.toolkit.cdi import GENERATED_SPEC
+    from gpuprep.engine.cdi import GENERATED_SPEC
 
     if "unresolvable CDI devices" in message:  # cdi mode: no spec file defines what NVIDIA_VISIBLE_DEVICES asks
         return (RUNTIME_INJECT, f"the nvidia runtime (cdi mode) finds no CDI spec for the GPUs: {detail}",
@@ -285,14 +285,14 @@ def classify_cdi_error(message: str) -> str:
 def _explain_cdi(link: str, message: str, info: dict[str, Any] | None, image: str, cdi_hint: str
                  ) -> tuple[str, str, str]:
     """(link, summary, hint) for a CDI-route container that did not start."""
-    from gpuprep.toolkit.cdi import GENERATED_SPEC
+    from gpuprep.engine.cdi import GENERATED_SPEC
 
     detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
     words = ROUTE_WORDS[CDI_ROUTE]
     generate = f"`nvidia-ctk cdi generate --output={GENERATED_SPEC}`"
     dirs = ", ".join((info or {}).get("CDISpecDirs") or []) or "/etc/cdi, /var/run/cdi"
     if link == CDI_OFF:
-        from gpuprep.toolkit.stack import cdi_opt_in_range, since_text
+        from gpuprep.engine.cdi import cdi_opt_in_range, since_text
 
         return (CDI_OFF, f"{words}: Docker's CDI is off in the running Engine: {detail}", cdi_hint or
                 "turn it on: `gpuprep install --docker-cdi --only docker-runtime,docker-reload` (features.cdi in "
@@ -363,7 +363,7 @@ def _compare(result: ProbeResult, view: HostGpus) -> None:
         parts.append(f"unknown to the host: {', '.join(extra)}")
     result.summary = (f"{ROUTE_WORDS[CDI_ROUTE]}: " if result.route == CDI_ROUTE else "") + "; ".join(parts)
     if result.route == CDI_ROUTE:
-        from gpuprep.toolkit.cdi import GENERATED_SPEC
+        from gpuprep.engine.cdi import GENERATED_SPEC
 
         # A spec names GPUs by index and UUID as they were when it was written (toolkit issues 1239, 1828).
         result.hint = (f"the CDI spec lists other GPUs than the host has: write it anew, `nvidia-ctk cdi generate "
@@ -414,7 +414,7 @@ GPUS_UNSERVED = "gpus-unserved"
 
 def _explain_gpus(message: str) -> tuple[str, str, str]:
     """(link, summary, hint) for a ``--gpus all`` container that did not start."""
-    from gpuprep.toolkit.cdi import GENERATED_SPEC
+    from gpuprep.engine.cdi import GENERATED_SPEC
 
     detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
     return (GPUS_UNSERVED, f"{ROUTE_WORDS[GPUS_ROUTE]}: dockerd could not run it: {detail}",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from gpuprep import hints
 from gpuprep.errors import BadInput, StepFailed
+from gpuprep.runner.needs import ENGINE
 from gpuprep.runner.steps import Context, Skip
 
 if TYPE_CHECKING:
@@ -45,11 +46,12 @@ class SealEngineRun:
 
 # -- the Docker Engine --------------------------------------------------------------------
 def engine(ctx: Context) -> DockerClient:
-    """The docker-py client, pinged; Skip with --root and no DOCKER_HOST; StepFailed when it is down."""
+    """The docker-py client, pinged; Skip with --root and no DOCKER_HOST (the steps that need it declare ENGINE, and the
+    runner skips them first: this is for a step that only may ask, as seal's preflight); StepFailed when it is down."""
     host = ctx.host
     url = host.docker_url
     if url is None:
-        raise Skip("no Docker Engine with --root (set DOCKER_HOST to use one)")
+        raise Skip(ENGINE.reason)
     run = ctx.shared(SealEngineRun)
     if run.client is not None:
         return run.client

@@ -24,6 +24,7 @@ from gpuprep.engine.objects import (
 )
 from gpuprep.errors import StepFailed
 from gpuprep.report import plural
+from gpuprep.runner.needs import ENGINE
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class ContainersStep(Step[list[dict[str, Any]]]):
 
     id = "containers"
     title = "stop and remove every container, the ECS agent's included"
+    needs = (ENGINE,)
 
     def plan(self, ctx: Context) -> Change[list[dict[str, Any]]] | Converged:
         client = engine(ctx)
@@ -183,6 +185,7 @@ class ImagesStep(Step[list[dict[str, Any]]]):
 
     id = "images"
     title = "remove every image except those named by --keep-image (reported with digest and size)"
+    needs = (ENGINE,)
 
     def plan(self, ctx: Context) -> Change[list[dict[str, Any]]] | Converged:
         remove, keep = image_plan(ctx)

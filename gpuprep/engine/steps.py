@@ -18,7 +18,8 @@ from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import StepFailed
 from gpuprep.packages.steps import PackagesRun
 from gpuprep.report import StepResult
-from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, Verify
+from gpuprep.runner.needs import Engine
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, Verify
 
 if TYPE_CHECKING:
     from gpuprep.engine.dockerd import EngineProcess, Rollback
@@ -49,8 +50,8 @@ def wants_default(ctx: Context) -> bool:
     return ctx.install_options.default_runtime
 
 
-def _no_engine_reason() -> str:
-    return "needs a running Docker Engine: acting on --root (set DOCKER_HOST to use one)"
+# install's words for it (seal's containers and images say runner/needs.py's ENGINE's)
+NO_ENGINE = Engine("needs a running Docker Engine: acting on --root (set DOCKER_HOST to use one)")
 
 
 # -- docker-service -------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def _docker_cdi_flag(ctx: Context) -> bool:
     docker-cdi names, moby/moby PR 49963; an explicit false is turned true). StepFailed on an Engine without CDI."""
     if not ctx.install_options.docker_cdi:
         return False
-    from gpuprep.toolkit.stack import engine_since, since_text
+    from gpuprep.engine.cdi import engine_since, since_text
 
     version = _engine_version(ctx)
     parts = tuple(int(x) for x in (version or "").split(".")[:2] if x.isdigit())
@@ -318,13 +319,12 @@ class _Reload:
 class DockerReloadStep(Step[_Reload]):
     id = "docker-reload"
     title = "dockerd takes up daemon.json: SIGHUP or restart, verified by docker info, rolled back on failure"
+    needs = (NO_ENGINE,)
 
     def plan(self, ctx: Context) -> Change[_Reload] | Converged:
         from gpuprep.engine.dockerd import docker_info, find_engine_process, need_daemon_reload, runtimes_of
 
         host = ctx.host
-        if host.docker_url is None:
-            raise Skip(_no_engine_reason())
         _, config = daemon_config.read_config(host, ctx.platform.daemon_json)
         proc = find_engine_process(host)
         info = docker_info(host)
@@ -424,8 +424,6 @@ class GpuCheckStep(Verify["Routes"]):
         from gpuprep.engine.gpu_routes import CDI_ROUTE, configured_routes
 
         image = ctx.install_options.image
-        if ctx.host.docker_url is None:
-            raise Skip(_no_engine_reason())
         try:
             info = docker_info(ctx.host)
         except EngineDown:

@@ -2,7 +2,7 @@
 
 Views come from ``gpuprep.gpu`` probes (each read once per run). Checks that need only sysfs, /dev,
 /proc or the driver's libraries work inside ``--root``; those that ask NVML or the kernel log are
-``needs_live``. A host with no NVIDIA GPU gets one critical finding (``gpu-pci``); the checks that
+needing ``LIVE``. A host with no NVIDIA GPU gets one critical finding (``gpu-pci``); the checks that
 would only repeat it are skipped with that reason.
 """
 
@@ -14,11 +14,11 @@ from gpuprep.gpu import devices, inventory, kernel_log
 from gpuprep.gpu import query as gpu_query
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.needs import LIVE
 
 NO_GPU = "no NVIDIA GPU on this host"
 VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
-# NVML, or (when the binding cannot load) nvidia-smi's CSV and -q, each within the init allowance.
-QUERY_TIMEOUT = 2 * gpu_query.MAX_INIT_S + 5
+QUERY_TIMEOUT = gpu_query.QUERY_TIMEOUT  # the timeout of each check that asks NVML
 FILE_TIMEOUT = 3.0
 
 PERSISTENCE_FIX = (
@@ -367,21 +367,21 @@ CHECKS = [
     Check("gpu-kernel-module", "gpu", "the nvidia kernel module is loaded, and its version", check_kernel_module,
           timeout=FILE_TIMEOUT, boot=True),
     Check("gpu-nvml", "gpu", "NVML (or nvidia-smi) answers for every GPU", check_nvml,
-          timeout=QUERY_TIMEOUT, needs_live=True, boot=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,), boot=True),
     Check("gpu-count", "gpu", "PCI, /dev and NVML count the same GPUs", check_count,
           timeout=QUERY_TIMEOUT, boot=True),
     Check("gpu-driver-version", "gpu", "driver userland and kernel module versions agree", check_driver_version,
           timeout=QUERY_TIMEOUT, boot=True),
     Check("gpu-persistence", "gpu", "persistence mode is on for every GPU", check_persistence,
-          timeout=QUERY_TIMEOUT, needs_live=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,)),
     Check("gpu-ecc", "gpu", "no uncorrected ECC errors since the driver loaded", check_ecc,
-          timeout=QUERY_TIMEOUT, needs_live=True, boot=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,), boot=True),
     Check("gpu-row-remap", "gpu", "no row remap pending or failed (A100 and newer)", check_row_remap,
-          timeout=QUERY_TIMEOUT, needs_live=True, boot=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,), boot=True),
     Check("gpu-retired-pages", "gpu", "no page retirement pending (GPUs before A100)", check_retired_pages,
-          timeout=QUERY_TIMEOUT, needs_live=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,)),
     Check("gpu-clocks", "gpu", "no HW slowdown or thermal clock events", check_clocks,
-          timeout=QUERY_TIMEOUT, needs_live=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,)),
     Check("gpu-xid", "gpu", "XIDs and NVRM errors in this boot's kernel log, classified", check_xids,
-          timeout=kernel_log.KERNEL_LOG_TIMEOUT_S + kernel_log.KMSG_DEADLINE_S + 1, needs_live=True),
+          timeout=kernel_log.KERNEL_LOG_TIMEOUT_S + kernel_log.KMSG_DEADLINE_S + 1, needs=(LIVE,)),
 ]

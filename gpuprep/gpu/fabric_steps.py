@@ -15,6 +15,7 @@ from gpuprep.ec2.imds import read_instance_type
 from gpuprep.gpu import fabric
 from gpuprep.gpu.fabric_checks import FABRIC_WAIT_S, SERVICE, UNIT, WANTS_LINK, nvswitch_host, settle, unit_file
 from gpuprep.gpu.query import NVML_DEADLINE_S
+from gpuprep.runner.needs import Systemd
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step
 from gpuprep.services import Services
 
@@ -31,10 +32,9 @@ class FabricManagerStep(Step[_FabricPlan]):
     id = "fabric-manager"
     title = ("NVSwitch types (p4d, p5, p6, ...): enable nvidia-fabricmanager where it is installed, and start it and "
              "wait for the fabric on the running system")
+    needs = (Systemd("nvidia-fabricmanager is a systemd unit"),)
 
     def plan(self, ctx: Context) -> Change[_FabricPlan] | Converged:
-        if ctx.platform.init != "systemd":
-            raise Skip(f"{ctx.platform.name} uses {ctx.platform.init}: nvidia-fabricmanager is a systemd unit")
         host = nvswitch_host(ctx.host, read_instance_type(ctx.host))
         if isinstance(host, str):
             raise Skip(host)

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gpuprep.errors import CommandError
 from gpuprep.gpu.devices import VERSION_PATTERN, normalize_bus_id
 from gpuprep.gpu.query import MOVE_HARDWARE, NVML_CAUSES
 from gpuprep.host import Host
-
-if TYPE_CHECKING:
-    pass
 
 KERNEL_LOG_TIMEOUT_S = 4.0
 KERNEL_LOG_MAX_LINES = 200_000  # a boot's kernel log is far smaller; the bound guards a spamming driver

@@ -13,19 +13,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gpuprep.errors import CommandError, GpuprepError
 from gpuprep.gpu.devices import normalize_bus_id
 from gpuprep.host import Host
 
-if TYPE_CHECKING:
-    pass
-
 NVML_DEADLINE_S = 3.0  # docs/testbed.md 7: NVML init takes ~10 ms with persistence on
 SMI_TIMEOUT_S = 4.0  # docs/testbed.md 7: nvidia-smi -q ~100 ms, --query-gpu ~30 ms on a healthy H200
 PER_GPU_INIT_S = 3.0  # without persistence mode each client start initialises every GPU: 1-3 s each (docs/domain.md)
 MAX_INIT_S = 30.0  # beyond this NVML is not slow but stuck
+# A check that asks NVML, or (when the binding cannot load) nvidia-smi's CSV and -q, each within the init allowance:
+# its timeout, in whatever room the check is.
+QUERY_TIMEOUT = 2 * MAX_INIT_S + 5
 
 
 # ---------------------------------------------------------------------------------------------

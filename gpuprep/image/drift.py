@@ -87,7 +87,7 @@ def check_driver_drift(probes: Probes) -> Verdict:
 
 # -- the runtime stack's packages and the locks -----------------------------------------------------------
 def _installed(probes: Probes) -> dict[str, str]:
-    from gpuprep.packages.checks import installed_rpm
+    from gpuprep.packages.probes import installed_rpm
 
     return {q.name: q.nevr for q in installed_rpm(probes)}
 
@@ -116,7 +116,7 @@ def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, li
 
 
 def check_packages_drift(probes: Probes) -> Verdict:
-    from gpuprep.packages.checks import package_backend
+    from gpuprep.packages.probes import package_backend
 
     if probes.platform.package_format != "rpm":
         raise NotApplicable("the runtime stack is compared through the RPM database")
@@ -191,11 +191,9 @@ def _restore(probes: Probes, b: Backend, changes: dict[str, list[str]], gone_loc
         "rebuild the image (`gpuprep seal` records it)"
 
 
-GPU_CHECKS = [
+CHECKS = [
     Check("gpu-driver-drift", "gpu", "the driver's userland and kernel module are the ones sealed into the image, "
           "and still agree", check_driver_drift, timeout=5.0, boot=True),
-]
-PACKAGE_CHECKS = [
     Check("packages-drift", "packages", "ecs-init, Docker, the NVIDIA runtime and the version locks are as sealed",
           check_packages_drift, timeout=30.0),
 ]

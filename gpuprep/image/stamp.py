@@ -152,6 +152,7 @@ class StampStep(Step[str]):
 
     id = "stamp"
     title = "write /etc/gpuprep/seal.json: version, time, platform, packages, driver, version locks, kept images"
+    confirmed = False  # it writes seal.json and removes nothing: not part of seal's question
 
     def plan(self, ctx: Context) -> Change[str] | Converged:
 

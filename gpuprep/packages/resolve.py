@@ -23,8 +23,8 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from gpuprep.packages import security
 from gpuprep.packages.evr import EVR, Dep
-from gpuprep.toolkit import security
 
 ECS_INIT = "ecs-init"
 # Amazon Linux and RHEL ship "docker"; Docker's own CentOS repository "docker-ce" (epoch 3).
@@ -391,7 +391,7 @@ def resolve(candidates: Sequence[Package], installed: Sequence[Package], *, stac
             docker: str | None = None, allow_vulnerable: bool = False) -> Selection | NoSolution:
     """The best agreeing set of ecs-init, Docker and runtime packages, or why there is none.
 
-    Toolkit packages below the security floor (``gpuprep.toolkit.security``) are not candidates, and an
+    Toolkit packages below the security floor (``gpuprep.packages.security``) are not candidates, and an
     installed one is not kept, unless ``allow_vulnerable``: a repository offering only those gives a
     NoSolution naming the CVEs."""
     if allow_vulnerable:

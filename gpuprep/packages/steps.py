@@ -1,4 +1,4 @@
-"""install's first three steps: preflight, repositories, packages.
+"""install's package steps: repositories, packages (preflight, before them, is ``gpuprep/preflight.py``).
 
 The query of the enabled repositories runs once per run and is shared through ``PackagesRun``: the
 repositories step asks it "are the runtime packages reachable?", the packages step resolves on it.
@@ -11,11 +11,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
-from gpuprep.gpu.devices import read_pci
-from gpuprep.packages.lock import lock_holder, wait_for_lock
+from gpuprep.packages.lock import wait_for_lock
 from gpuprep.packages.repo import REPOS_DIR, Backend, backend_for, lock_entry, lock_name
 from gpuprep.packages.resolve import (
     LEGACY,
@@ -27,13 +26,9 @@ from gpuprep.packages.resolve import (
     Selection,
     resolve,
 )
-from gpuprep.platform import OS_RELEASE_HINT
+from gpuprep.packages.security import floor, vulnerable
 from gpuprep.report import StepResult, plural
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
-from gpuprep.toolkit.security import floor, vulnerable
-
-if TYPE_CHECKING:
-    from gpuprep.runner.checks import Verdict
 
 log = logging.getLogger("gpuprep")
 
@@ -181,21 +176,6 @@ def _allow_vulnerable(ctx: Context) -> bool:
     return ctx.install_options.allow_vulnerable
 
 
-def _driver_floor(ctx: Context) -> Verdict | None:
-    """doctor's driver-security verdict when the driver is below its branch's security floor, else None: install
-    does not update the driver (a reboot and the image's versionlock are the admin's call), it says so."""
-    from gpuprep.gpu.devices import read_kernel_module, read_userland
-    from gpuprep.gpu.security import assess_driver
-    from gpuprep.report import Status
-
-    try:
-        verdict = assess_driver(ctx.host, ctx.platform, read_kernel_module(ctx.host).version,
-                                read_userland(ctx.host).version)
-    except OSError:
-        return None
-    return verdict if verdict is not None and verdict.status is not Status.OK else None
-
-
 def _offered(ctx: Context, pkgs: list[Package]) -> bool:
     names = {p.name for p in pkgs}
     stack = _wanted_stack(ctx)
@@ -204,56 +184,6 @@ def _offered(ctx: Context, pkgs: list[Package]) -> bool:
     if stack == "legacy":
         return LEGACY[0] in names
     return TOOLKIT[0] in names or LEGACY[0] in names
-
-
-# -- preflight -----------------------------------------------------------------------------------
-class PreflightStep(Step[None]):
-    id = "preflight"
-    title = "root, a supported RPM platform, an NVIDIA GPU (warning only), the package manager lock free"
-
-    def plan(self, ctx: Context) -> Converged:
-        notes: list[str] = []
-        if not ctx.host.is_root:
-            if not ctx.dry_run:
-                raise PreconditionUnmet("install must run as root", "run it with sudo (or as root in user-data)")
-            notes.append("not root (dry run only)")
-        p = ctx.platform
-        if p.broken:
-            raise BadInput(p.reason, OS_RELEASE_HINT)
-        if not p.rpm:
-            raise PreconditionUnmet(
-                p.reason if p.family == "unknown" and p.reason else
-                f"{p.name or 'this system'} is not a platform gpuprep install supports",
-                "install supports Amazon Linux 1, 2 and 2023 and RHEL/CentOS/Rocky/AlmaLinux 7-9",
-            )
-        # The same reader as doctor's gpu-pci: GPU functions only (class display/3D), not the NVSwitch
-        # bridges or HDMI audio functions of the same vendor (a p5 has 8 GPUs and 4 NVSwitches).
-        try:
-            gpus = read_pci(ctx.host).gpus
-        except OSError as exc:
-            gpus = []
-            notes.append(f"warning: cannot read the PCI bus ({exc.strerror})")
-        if gpus:
-            notes.append(f"{len(gpus)} NVIDIA GPU(s) on PCI")
-        else:
-            notes.append("warning: no NVIDIA GPU on PCI (fine when building an image on a non-GPU instance)")
-        driver = _driver_floor(ctx)
-        if driver is not None:
-            notes.append(f"warning: {driver.summary}; {driver.hint}")
-        if not any(ctx.selected(step) for step in ("preflight", "repositories", "packages")):
-            # `--only docker-runtime` on an image built where no dnf or yum runs (Packer on Ubuntu, the real-GPU
-            # script): nothing selected asks the package manager, so its absence is no precondition.
-            summary = f"{p.name}; no package step selected: the package manager is not needed; " + "; ".join(notes)
-            return Converged(summary, data={"gpus": gpus, "package_manager": None, "root": ctx.host.is_root})
-        b = backend(ctx)
-        # A plan waits for nobody: it says who holds the lock. The packages step waits for it (bounded) right
-        # before its transaction, the one thing that needs it; a converged host never waits at all.
-        holder = lock_holder(ctx.host, p.package_locks)
-        if holder is not None:
-            notes.append(f"the package manager lock is held by {holder} (the packages step waits for it)")
-        summary = f"{p.name}, {b.manager}; " + "; ".join(notes)
-        return Converged(summary, data={"gpus": gpus, "package_manager": b.manager, "root": ctx.host.is_root,
-                                        **({"driver_security": driver.data} if driver is not None else {})})
 
 
 # -- repositories --------------------------------------------------------------------------------
@@ -515,4 +445,4 @@ class PackagesStep(Step["_Transaction | None"]):
         )
 
 
-__all__ = ["PreflightStep", "RepositoriesStep", "PackagesStep"]
+__all__ = ["RepositoriesStep", "PackagesStep"]

@@ -21,6 +21,7 @@ from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import Platform
 from gpuprep.report import CheckResult, DoctorReport, Status
+from gpuprep.runner.needs import Need, unmet
 
 log = logging.getLogger("gpuprep")
 
@@ -48,8 +49,9 @@ class Check:
     title: str  # one line for --list-checks
     run: Callable[[Probes], Verdict]
     timeout: float = 5.0
-    needs_live: bool = False  # needs the running system (NVML, processes): skipped with --root
-    needs_docker: bool = False  # needs an Engine: the live system's, or DOCKER_HOST with --root
+    # What it needs here (runner/needs.py: LIVE for NVML and processes, ENGINE, CONTAINERS for one that starts a
+    # container), asked in order before it runs: the first unmet one's reason is its `skipped` summary.
+    needs: tuple[Need, ...] = ()
     boot: bool = False  # part of `doctor --boot`
 
 
@@ -110,17 +112,6 @@ def select_checks(checks: Sequence[Check], options: DoctorOptions) -> list[Check
     return [c for c in checks if c.boot or not options.boot]
 
 
-def _skip_reason(check: Check, probes: Probes) -> str | None:
-    host = probes.host
-    if check.group == "container" and probes.options.no_container:
-        return "--no-container"
-    if check.needs_live and not host.live:
-        return "needs the running system (acting on --root)"
-    if check.needs_docker and host.docker_url is None:
-        return "no Docker Engine with --root (set DOCKER_HOST to use one)"
-    return None
-
-
 def run_check(check: Check, probes: Probes) -> CheckResult:
     started = time.monotonic()
     try:
@@ -165,7 +156,7 @@ def run_checks(host: Host, platform: Platform, options: DoctorOptions, checks: S
     threads: list[tuple[int, threading.Thread, float]] = []
 
     for i, check in enumerate(checks):
-        reason = _skip_reason(check, probes)
+        reason = unmet(check.needs, host, platform, options)
         if reason is not None:
             results[i] = CheckResult(check.id, check.group, Status.SKIPPED, reason)
             continue

@@ -21,6 +21,7 @@ from gpuprep.interrupts import Interrupted, deferred
 from gpuprep.options import InstallOptions, SealOptions
 from gpuprep.platform import Platform
 from gpuprep.report import RunReport, StepResult, StepStatus
+from gpuprep.runner.needs import Need, unmet
 
 log = logging.getLogger("gpuprep")
 
@@ -127,6 +128,15 @@ class Step(Generic[P]):
 
     id: str = ""
     title: str = ""  # one line for --list-steps
+    # What the step needs here (runner/needs.py), asked in order before its plan: the first unmet one's reason is
+    # its `skipped` summary.
+    needs: tuple[Need, ...] = ()
+    # The command's preconditions (root, a supported platform), first in its list: where --only/--skip leave it out
+    # while selecting another step its plan still runs, and a run's confirm is asked once it has passed.
+    gate: bool = False
+    # Its planned change is among those a run's confirm shows (seal's question); False for a step that only
+    # records the run (seal's stamp writes seal.json and removes nothing).
+    confirmed: bool = True
 
     def plan(self, ctx: Context) -> Change[P] | Converged:
         """Pure: reads, never waits, prompts, writes or starts a container."""
@@ -227,17 +237,18 @@ def run_steps(
 ) -> RunReport:
     """Plan and apply ``steps`` in order; stop at the first failure.
 
-    A first step with id ``preflight`` holds the command's preconditions (root, a supported
+    A first step that is the ``gate`` holds the command's preconditions (root, a supported
     platform): where ``--only``/``--skip`` leave it out while selecting another step, its checks still
     run (its plan; it changes nothing) and a failure stops the run as it would have.
 
-    ``confirm`` (seal on a terminal) is asked once preflight has passed, before anything changes, with every
-    other selected step's planned change; its refusal is preflight's failure, so nothing changes.
+    ``confirm`` (seal on a terminal) is asked once the gate has passed, before anything changes, with every
+    other selected step's planned change that is ``confirmed``; its refusal is the gate's failure, so nothing
+    changes.
     """
     ctx.only, ctx.skip = check_selection(only, skip, steps)
-    gate = steps[0] if steps and steps[0].id == "preflight" else None
+    gate = steps[0] if steps and steps[0].gate else None
     if confirm is not None and gate is None:
-        raise ValueError("confirm needs a preflight step to answer for")
+        raise ValueError("confirm needs a gate step to answer for")
     report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra, dry_run=ctx.dry_run)
     failed: StepResult | None = None
     for step in steps:
@@ -311,6 +322,8 @@ def _ask(ctx: Context, confirm: Confirm, steps: Sequence[AnyStep], gate: StepRes
     """Plan ``steps`` (plans are pure) and ask ``confirm``; the gate's result, failed when it was refused."""
     plans: list[tuple[AnyStep, Change[Any]]] = []
     for step in steps:
+        if not step.confirmed or _unmet(ctx, step) is not None:
+            continue  # nothing to ask about, or the step reports its skip when it runs
         try:
             planned = step.plan(ctx)
         except (Skip, GpuprepError, OSError):
@@ -330,9 +343,17 @@ def _ask(ctx: Context, confirm: Confirm, steps: Sequence[AnyStep], gate: StepRes
     return gate
 
 
+def _unmet(ctx: Context, step: AnyStep) -> str | None:
+    """Why ``step`` cannot run here (the first of its ``needs`` this run does not meet), or None."""
+    return unmet(step.needs, ctx.host, ctx.platform, ctx.options)
+
+
 def _run_one(ctx: Context, step: Step[P], report: RunReport, *, checks_only: bool = False) -> StepResult:
     """One step's result; ``run_steps`` times it. ``checks_only``: plan, never apply, and report the
     step as not selected when its checks pass."""
+    reason = _unmet(ctx, step)
+    if reason is not None:
+        return StepResult(step.id, StepStatus.SKIPPED, reason)
     try:
         plan = step.plan(ctx)
         if checks_only:

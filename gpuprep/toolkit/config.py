@@ -22,7 +22,7 @@ from typing import Any
 
 from gpuprep.errors import BadInput
 from gpuprep.host import Host
-from gpuprep.toolkit.security import upstream
+from gpuprep.packages.security import upstream
 
 CONFIG_TOML = "/etc/nvidia-container-runtime/config.toml"
 MODES = ("auto", "legacy", "cdi", "jit-cdi", "csv")

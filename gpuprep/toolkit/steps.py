@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from gpuprep.errors import StepFailed
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
 from gpuprep.toolkit import boot_unit, cdi
-from gpuprep.toolkit.checks import DEV_CHAR_RULE
+from gpuprep.toolkit.dev_char import DEV_CHAR_RULE, nvidia_nodes
 from gpuprep.toolkit.stack import REFRESH_UNITS, Stack, detect
 
 DEV_CHAR_COMMAND = ["nvidia-ctk", "system", "create-dev-char-symlinks", "--create-all"]
@@ -151,11 +151,7 @@ class DevCharLinksStep(Step[_DevCharPlan]):
 
 def _missing_links(ctx: Context) -> list[str]:
     """The /dev/char/MAJOR:MINOR links missing for this host's NVIDIA device nodes."""
-    from gpuprep.options import DoctorOptions
-    from gpuprep.runner.checks import Probes
-    from gpuprep.toolkit.checks import nvidia_nodes
-
-    return [f"{a}:{b}" for _, a, b in nvidia_nodes(Probes(ctx.host, ctx.platform, DoctorOptions()))
+    return [f"{a}:{b}" for _, a, b in nvidia_nodes(ctx.host)
             if not ctx.host.lexists(f"/dev/char/{a}:{b}")]
 
 

@@ -18,8 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
-from gpuprep.ec2 import checks, imds
+from gpuprep.ec2 import imds
 from gpuprep.ec2.instance_types import families, lookup
+from gpuprep.gpu import instance_checks as checks
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.report import Status

@@ -21,11 +21,12 @@ from typer.testing import CliRunner
 from gpuprep.cli import app
 from gpuprep.ec2 import host_checks
 from gpuprep.ec2.imds import InstanceType
+from gpuprep.engine import efa_checks
 from gpuprep.report import Status
 from gpuprep.runner.checks import run_check
 
 pytestmark = pytest.mark.allow_subp("rpm")
-BY_ID = {c.id: c for c in host_checks.CHECKS}
+BY_ID = {c.id: c for c in [*host_checks.CHECKS, *efa_checks.CHECKS]}
 P5 = InstanceType("p5.48xlarge", via="IMDSv2")
 RETIREMENT = [{"NotBefore": "21 Dec 2026 09:00:43 GMT", "Code": "instance-retirement", "State": "active",
                "Description": "The instance is running on degraded hardware", "EventId": "instance-event-0d59937288b7",

@@ -20,13 +20,14 @@ from typer.testing import CliRunner
 
 from gpuprep.cli import app
 from gpuprep.ec2.imds import InstanceType
+from gpuprep.ecs import gpu_sources
 from gpuprep.gpu import board_checks
 from gpuprep.gpu import query as gpu_query
 from gpuprep.report import Status
 from gpuprep.runner.checks import NotApplicable, run_check
 
 pytestmark = pytest.mark.allow_subp("rpm")
-BY_ID = {c.id: c for c in board_checks.CHECKS}
+BY_ID = {c.id: c for c in [*board_checks.CHECKS, *gpu_sources.CHECKS]}
 P5 = InstanceType("p5.48xlarge", via="IMDSv2")
 BUSES = ["0000:53:00.0", "0000:64:00.0", "0000:75:00.0", "0000:86:00.0", "0000:97:00.0", "0000:a8:00.0",
          "0000:b9:00.0", "0000:ca:00.0"]

@@ -25,8 +25,8 @@ import hosttree
 import pytest
 from testbed import DEFAULT_GPUS
 
-from gpuprep.ec2.checks import probe_instance_type
 from gpuprep.ec2.imds import InstanceType
+from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.gpu import cuda, cuda_checks, fabric, fabric_checks
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions

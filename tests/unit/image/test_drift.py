@@ -27,7 +27,7 @@ from gpuprep.report import Status
 from gpuprep.runner.checks import run_check
 
 pytestmark = pytest.mark.allow_subp("rpm")
-BY_ID = {c.id: c for c in [*drift.GPU_CHECKS, *drift.PACKAGE_CHECKS]}
+BY_ID = {c.id: c for c in drift.CHECKS}
 probes = probekit.probes
 
 

@@ -166,7 +166,7 @@ def test_a_newer_table_wins_table_by_table_and_an_older_one_is_passed_over(tmp_p
     assert k["xid"].origin == knowledge.SHIPPED and "xid as of 2026-01-01" in k.older[0]
     assert k["driver-security"].origin == knowledge.SHIPPED and not k.refused
     knowledge.activate(k)
-    from gpuprep.toolkit import security
+    from gpuprep.packages import security
 
     assert security.floor() == "1.20.0" and "CVE-2099-0001" in security.describe("1.19.1")
 

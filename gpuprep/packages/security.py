@@ -1,5 +1,7 @@
-"""The toolkit's security floor: NVIDIA's bulletins for the NVIDIA Container Toolkit, read from the knowledge table
-``toolkit-security`` (gpuprep/knowledge/data/toolkit-security.json, or a newer one in /etc/gpuprep/knowledge.d).
+"""A package's security floor from NVIDIA's bulletins: the NVIDIA Container Toolkit's by default, read from the
+knowledge table ``toolkit-security`` (gpuprep/knowledge/data/toolkit-security.json, or a newer one in
+/etc/gpuprep/knowledge.d); DCGM's from its own table (``gpu/security.py``). In packages/, the room of package versions,
+because the resolver never selects a package below its floor: the toolkit's room and the GPU's read it here.
 
 Each row is a bulletin and the first toolkit version NVIDIA names as fixed; every version below it is affected.
 The floor is the highest fixed version: install never selects a toolkit below it without ``--allow-vulnerable``.
