@@ -24,6 +24,7 @@ from typing import Any
 
 from gpuprep import dockersock, procfs, rootfs
 from gpuprep.errors import EXIT_FAILED, CommandError, GpuprepError
+from gpuprep.procfs import Process, ProcessDetail
 
 log = logging.getLogger("gpuprep")
 
@@ -33,6 +34,7 @@ SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/s
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
 # One run at a time per target (inside the root with --root). /run/lock is the FHS place for lock
 # files; in an image it is a tmpfs mount point at boot, so the file never reaches a booted instance.
+Child = subprocess.Popen  # a program Host.start started, as code outside host.py names its type
 LOCK_PATH = "/run/lock/gpuprep.lock"
 LOCK_WAIT_S = 120.0
 
@@ -109,32 +111,6 @@ def ping_engine(url: str, timeout: float, *, tls: bool = False) -> Mapping[str, 
         return response.headers
     finally:
         api.close()
-
-
-@dataclass(frozen=True)
-class Process:
-    """One process of this machine, as the process table showed it (/proc, ``procfs``). With --root the
-    table is still this machine's: a tree has no processes of its own."""
-
-    pid: int
-    name: str = ""
-    exe: str = ""
-    cmdline: tuple[str, ...] = ()
-    zombie: bool = False  # exited, not reaped yet: it runs nothing
-    started: float | None = None  # epoch seconds
-    denied: bool = False  # its details are not readable by this user (only pid and, maybe, name are known)
-
-
-@dataclass(frozen=True)
-class ProcessDetail:
-    """What restarting a process the way it was started needs: its argv, binary, directory, environment."""
-
-    pid: int
-    cmdline: tuple[str, ...]
-    exe: str
-    cwd: str
-    env: dict[str, str]
-    started: float
 
 
 class Host:
@@ -390,6 +366,28 @@ class Host:
             raise CommandError(argv, None, "".join(kept), timeout=timeout)
         stderr = b"".join(err).decode(errors="replace")
         return Completed(argv, returncode, "".join(kept), stderr, time.monotonic() - started), count
+
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+        """Start ``argv`` (no shell, stdin closed, output piped) for ``collect`` to wait for later: a child that
+        works while gpuprep goes on (the CUDA proof, gpu/cuda.py)."""
+        argv = [str(a) for a in argv]
+        log.debug("start: %s", " ".join(argv))
+        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, errors="replace", env={**self.env, **(env or {})})
+
+    @staticmethod
+    def collect(proc: subprocess.Popen[str], timeout: float) -> Completed:
+        """Wait for ``start``'s child at most ``timeout`` seconds; past it the child is killed and CommandError
+        (returncode None, as ``run``'s timeout) raised. Called again after a kill, it only reaps."""
+        args, started = proc.args, time.monotonic()
+        argv = tuple(str(a) for a in (args if isinstance(args, (list, tuple)) else [args]))
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise CommandError(argv, None, timeout=timeout) from None
+        return Completed(argv, proc.returncode, out, err, time.monotonic() - started)
 
     def spawn(self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
               cwd: str = "/") -> subprocess.Popen:
