@@ -410,13 +410,14 @@ def doctor(
     verbose: bool = VERBOSE,
 ) -> None:
     """Check this GPU host, a verdict per check and the fix for each problem. Exit code: Nagios."""
-    from gpuprep.doctor import all_checks, run_checks
+    from gpuprep.gpu import cuda
     from gpuprep.options import DoctorOptions
     from gpuprep.platform import detect
     from gpuprep.report import Status, render_doctor_text, to_json, write_prometheus
 
     _merge_globals(json_out, verbose, "doctor")
     if list_checks:
+        from gpuprep.doctor import all_checks
         checks = all_checks()
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
@@ -428,17 +429,19 @@ def doctor(
     except BadInput as exc:
         _fail(exc, Status.UNKNOWN.exit_code)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
-    host = None
+    host = early = None
     try:
         host = _host()
+        # The CUDA proof's child first: its cuInit and JIT overlap the checks' imports (gpu/cuda.py, start_early).
+        early = None if boot else cuda.start_early(host)
+        from gpuprep.doctor import run_checks
         report = run_checks(host, detect(host), options)
-    except OSError as exc:
-        _fail(os_error(exc), Status.UNKNOWN.exit_code)
-        return
     except Exception as exc:
-        _fail(exc, Status.UNKNOWN.exit_code)
+        _fail(os_error(exc) if isinstance(exc, OSError) else exc, Status.UNKNOWN.exit_code)
         return
     finally:
+        if early is not None:
+            early.discard()
         if host is not None:
             host.close()
     if prom is not None:

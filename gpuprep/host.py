@@ -41,8 +41,9 @@ LOCK_PATH = "/run/lock/gpuprep.lock"
 LOCK_WAIT_S = 120.0
 
 
-# What Host.spawn returns: a daemon started by hand, for callers that wait on it or read its exit code.
+# What Host.spawn returns (a daemon started by hand) and Host.start (a child worked beside, for Host.collect).
 Spawned = subprocess.Popen[bytes]
+Started = subprocess.Popen[str]
 
 
 class LockHeld(GpuprepError):
@@ -371,6 +372,26 @@ class Host:
             raise CommandError(argv, None, "".join(kept), timeout=timeout)
         stderr = b"".join(err).decode(errors="replace")
         return Completed(argv, returncode, "".join(kept), stderr, time.monotonic() - started), count
+
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Started:
+        """Start ``argv`` (no shell, stdin closed, output piped) for ``collect``: a child gpuprep works beside."""
+        log.debug("start: %s", " ".join(map(str, argv)))
+        return subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace", env={**self.env, **(env or {})})
+
+    @staticmethod
+    def collect(proc: Started, timeout: float) -> Completed:
+        """Wait for ``start``'s child at most ``timeout`` seconds; past it the child is killed and CommandError
+        (returncode None, as ``run``'s timeout) raised. Called again after a kill, it only reaps."""
+        started, args = time.monotonic(), proc.args if isinstance(proc.args, (list, tuple)) else [proc.args]
+        argv = tuple(map(str, args))
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise CommandError(argv, None, timeout=timeout) from None
+        return Completed(argv, proc.returncode, out, err, time.monotonic() - started)
 
     def spawn(self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
               cwd: str = "/") -> Spawned:
