@@ -22,12 +22,13 @@ from gpuprep.engine.objects import image_plan
 from gpuprep.engine.seal import ContainersStep, ImagesStep
 from gpuprep.errors import BadInput, GpuprepError, PreconditionUnmet, PromptInterrupted, StepFailed
 from gpuprep.image.clean import DeepCleanStep
-from gpuprep.image.stamp import SEAL_JSON, StampStep
+from gpuprep.image.stamp import StampStep
 from gpuprep.interrupts import Interrupted
 from gpuprep.options import SealOptions
 from gpuprep.platform import OS_RELEASE_HINT
 from gpuprep.runner import registry
 from gpuprep.runner.steps import AnyStep, Change, Confirm, Context, Converged, Skip, Step
+from gpuprep.seal_record import SEAL_JSON
 from gpuprep.toolkit.seal import ToolkitStateStep
 
 log = logging.getLogger("gpuprep")

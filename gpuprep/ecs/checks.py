@@ -22,11 +22,11 @@ from gpuprep.gpu import inventory
 from gpuprep.gpu.query import QUERY_TIMEOUT
 from gpuprep.host import Host
 from gpuprep.image import stamp
-from gpuprep.image.stamp import SEAL_JSON
 from gpuprep.packages.lock import RPM_LOCKS
 from gpuprep.packages.rpmdb import dpkg_installed, rpm_installed
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.seal_record import SEAL_JSON
 from gpuprep.services import ServiceState
 
 FIX_GPU_SUPPORT = ("gpuprep install --only ecs-config (or add ECS_ENABLE_GPU_SUPPORT=true to /etc/ecs/ecs.config), "

@@ -49,7 +49,7 @@ class ImageChoice:
 
 def kept_images(host: Host) -> list[str]:
     """The images seal kept, each by the reference it was kept by (else a tag, else its id)."""
-    from gpuprep.image.stamp import read_seal
+    from gpuprep.seal_record import read_seal
 
     doc = read_seal(host) or {}
     refs: list[str] = []

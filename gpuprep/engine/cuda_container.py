@@ -45,14 +45,15 @@ IMAGE_FIX = ("pass `--image` an image with python3 (the default public.ecr.aws/a
 
 
 def command() -> list[str]:
-    """``python3 -I -c <cuda_proof.py>``: the proof's own source, run by the image's interpreter."""
-    return ["python3", "-I", "-c", cuda.PROOF_FILE.read_text()]
+    """``python3 -I -S -c <cuda_proof.py>``: the proof's own source, run by the image's interpreter (no site: the
+    proof is standard library only, and an image's .pth files cost each start; gpu/cuda.py runs it so on the host)."""
+    return ["python3", "-I", "-S", "-c", cuda.PROOF_FILE.read_text()]
 
 
 def run_argv(image: str) -> list[str]:
     """The ``docker run`` this is the same as (what a dry run lists; the source shortened to its path)."""
     env = [a for k, v in ENVIRONMENT.items() for a in ("-e", f"{k}={v}")]
-    return ["docker", "run", "--rm", "--network", "none", *env, image, "python3", "-I", "-c",
+    return ["docker", "run", "--rm", "--network", "none", *env, image, "python3", "-I", "-S", "-c",
             f"\"$(cat {Path('gpuprep/gpu/cuda_proof.py')})\""]
 
 

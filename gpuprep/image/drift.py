@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from gpuprep.gpu import inventory
 from gpuprep.gpu.query import NVML_CAUSES
-from gpuprep.image.stamp import SEAL_JSON, seal_stamp
+from gpuprep.image.stamp import seal_stamp
 from gpuprep.packages.evr import EVR
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.seal_record import SEAL_JSON
 
 if TYPE_CHECKING:
     from gpuprep.packages.repo import Backend

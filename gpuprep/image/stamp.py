@@ -23,10 +23,10 @@ from gpuprep.packages.rpmdb import rpm_installed
 from gpuprep.platform import Platform
 from gpuprep.runner.checks import Probes, probe
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
+from gpuprep.seal_record import SEAL_JSON, parse_seal, read_seal
 
 log = logging.getLogger("gpuprep")
 
-SEAL_JSON = "/etc/gpuprep/seal.json"
 NVIDIA_VERSION_FILE = "/proc/driver/nvidia/version"
 
 
@@ -116,35 +116,10 @@ def lock_record(host: Host, platform: Platform) -> dict[str, Any] | None:
     return {"file": backend.lock_list, "entries": sorted(backend.locks())}
 
 
-# The types of the seal.json fields gpuprep reads back (doctor's checks, the next seal's stamp).
-SEAL_TYPES: dict[str, type | tuple[type, ...]] = {
-    "gpuprep": str, "sealed_at": str, "platform": dict, "packages": dict, "driver_version": (str, type(None)),
-    "kept_images": list, "boot": dict, "driver": dict, "versionlock": dict,
-}
-
-
 @probe
 def seal_stamp(p: Probes) -> dict[str, Any] | None:
     """doctor's probe of seal.json (``read_seal``), read once per run by every check that compares with it."""
     return read_seal(p.host)
-
-
-def read_seal(host: Host) -> dict[str, Any] | None:
-    return _parse_seal(host.read_text(SEAL_JSON))
-
-
-def _parse_seal(text: str | None) -> dict[str, Any] | None:
-    """seal.json's object; None when absent or unreadable (a later seal rewrites it). Fields of the wrong
-    type are dropped, so every reader can trust the type of what it finds."""
-    if text is None:
-        return None
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(doc, dict):
-        return None
-    return {k: v for k, v in doc.items() if k not in SEAL_TYPES or isinstance(v, SEAL_TYPES[k])}
 
 
 class StampStep(Step[str]):
@@ -160,7 +135,7 @@ class StampStep(Step[str]):
 
         host = ctx.host
         old = host.read_text(SEAL_JSON)
-        existing = _parse_seal(old)
+        existing = parse_seal(old)
         kept_now = ctx.shared(SealEngineRun).kept_images
         if kept_now is not None:
             kept = kept_now

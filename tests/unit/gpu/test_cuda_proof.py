@@ -146,7 +146,7 @@ def test_the_proof_file_runs_as_a_plain_program_and_through_python_c(libcuda):
     """What a container runs: the file alone, outside the package, with -I; and its source through -c."""
     env = {"PATH": os.environ["PATH"], "GPUPREP_LIBCUDA": str(libcuda)}
     source = Path(cuda_proof.__file__).read_text()
-    for argv in ([sys.executable, "-I", cuda_proof.__file__], [sys.executable, "-I", "-c", source]):
+    for argv in ([sys.executable, "-I", "-S", cuda_proof.__file__], [sys.executable, "-I", "-S", "-c", source]):
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, cwd="/")
         assert done.returncode == 0, done.stderr
         assert cuda.parse_report(done.stdout)["ok"] is True
