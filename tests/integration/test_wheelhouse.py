@@ -100,6 +100,25 @@ def test_the_wheel_ships_the_knowledge_tables_and_their_schema(wheelhouse, floor
     assert len(tables) == len(shipped) and {t["origin"] for t in tables} == {"shipped"}
 
 
+def test_what_the_installed_gpuprep_prints_is_valid_against_the_schema_installed_with_it(wheelhouse, floor_venv):
+    """gpuprep/schema/output.schema.json is package data: a fleet finds it beside the installed gpuprep, as
+    docs/contract.md says, and validates what that gpuprep prints with it."""
+    import zipfile
+
+    names = set(zipfile.ZipFile(next(wheelhouse.glob("gpuprep-*-py3-none-any.whl"))).namelist())
+    assert "gpuprep/schema/output.schema.json" in names
+    where = subprocess.run([str(floor_venv / "bin/python"), "-c", "import gpuprep, os; "
+                            "print(os.path.dirname(gpuprep.__file__))"], capture_output=True, text=True, timeout=60,
+                           check=True).stdout.strip()
+    schema = Path(where) / "schema" / "output.schema.json"
+    assert schema.read_bytes() == (REPO / "gpuprep/schema/output.schema.json").read_bytes()
+    for argv in (["install", "--list-steps"], ["seal", "--list-steps"], ["doctor", "--list-checks"],
+                 ["seal", "--only", "nope"], ["knowledge"]):
+        proc = subprocess.run([str(floor_venv / "bin/gpuprep"), "--json", *argv], capture_output=True, text=True,
+                              timeout=60)
+        json_output(proc.stdout, schema)
+
+
 def test_the_wheelhouse_takes_its_dependencies_from_the_committed_lock(wheelhouse):
     """Every dependency line of the wheelhouse's requirements.txt is the committed lock's line, hashes and all."""
     committed = {line.split("==")[0]: line for line in (REPO / "packaging/lock/py3.9.txt").read_text().splitlines()
