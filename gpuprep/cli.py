@@ -501,7 +501,7 @@ def _usage_error(exc: BaseException) -> int:
     code = int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
     # The parse failed before any callback ran: --json is known only from the arguments themselves.
     G.json = G.json or "--json" in sys.argv[1:]
-    command = path.split()[-1] if " " in path else ""
+    command = path.split()[1] if " " in path else ""  # `gpuprep knowledge validate`: knowledge
     if command == "doctor" and code == EXIT_BAD_INPUT:
         # Nagios' plugin guidelines: invalid arguments are UNKNOWN (3); 2 would read as a critical host.
         code = 3

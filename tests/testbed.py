@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract import json_output
+
 BASE_CONFIG = {"bridge": "none", "iptables": False, "ip-masq": False}
 # Engine 26 starts with no bridge only with these too (docs/testbed.md 10).
 BASE_CONFIG_26 = {"bridge": "none", "iptables": False, "ip6tables": False, "userland-proxy": False}
@@ -112,7 +114,7 @@ def gpuprep_json(root: Path, url: str, *args: str, timeout: float = 180) -> tupl
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args],
                           capture_output=True, text=True, timeout=timeout, env=env)
     try:
-        return proc.returncode, json.loads(proc.stdout), proc.stderr
+        return proc.returncode, json_output(proc.stdout), proc.stderr
     except json.JSONDecodeError:
         pytest.fail(f"gpuprep printed no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
 

@@ -13,7 +13,6 @@ into the root, the kernel's read-only bind mount. Simulated: the packages (fixtu
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 import pytest
 import reliability_kit as kit
 from conftest import require, require_root
+from contract import json_output
 from rpmfixtures import PkgSpec, al2023_root, build_repo
 
 _figure = kit.module_figure("package manager", "held")
@@ -70,7 +70,7 @@ def test_an_install_into_a_root_leaves_this_machines_dnf_and_rpm_state_and_no_ca
     r = kit.gpuprep("--json", "--root", str(root), *STEPS, timeout=300)
     problems = [] if r.code == 0 else [f"exit {r.code}"]
     if r.code == 0:
-        steps = {s["id"]: s for s in json.loads(r.stdout)["steps"]}
+        steps = {s["id"]: s for s in json_output(r.stdout)["steps"]}
         if steps["packages"]["status"] != "changed":
             problems.append(f"packages: {steps['packages']['status']}")
     changed = kit.diff(before, _host_state())
@@ -121,7 +121,7 @@ def _installed(root: Path, *, image_db: bool, clean: bool = False) -> None:
 
 def _said(r: kit.Run, root: Path) -> dict[str, tuple]:
     """Each step's status and summary, the root's path and scratch directories' names left out."""
-    steps = json.loads(r.stdout)["steps"]
+    steps = json_output(r.stdout)["steps"]
     return {s["id"]: (s["status"], re.sub(r"gpuprep-\w{8}", "gpuprep-X", s["summary"].replace(str(root), "ROOT")))
             for s in steps}
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import imds_standin
 import probekit
 import pytest
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -101,7 +102,7 @@ def test_the_p5_tree_without_its_efa_stand_ins_warns_with_the_expected_count(tmp
     s = standin([])
     out = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--no-container"],
                              env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": s.url})
-    check = next(c for c in json.loads(out.stdout)["checks"] if c["id"] == "efa-devices")
+    check = next(c for c in json_output(out.stdout)["checks"] if c["id"] == "efa-devices")
     assert check["status"] == "warning", check
     assert "0 EFA device(s) of the 32 a p5.48xlarge has" in check["summary"]
     assert check["data"]["expected"] == 32

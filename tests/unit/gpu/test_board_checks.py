@@ -16,6 +16,7 @@ from pathlib import Path
 
 import probekit
 import pytest
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -183,6 +184,6 @@ def test_no_gpu_on_the_bus_of_a_gpu_type_fails_closed_in_the_cli(tmp_path):
                                  env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": s.url})
     finally:
         s.close()
-    check = next(c for c in json.loads(out.stdout)["checks"] if c["id"] == "gpu-sources-listed")
+    check = next(c for c in json_output(out.stdout)["checks"] if c["id"] == "gpu-sources-listed")
     assert check["status"] == "critical" and "PCI lists no GPU" in check["summary"], check
     assert out.exit_code == 1  # the boot gate keeps it out of ECS
