@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from contract import json_output
 from test_doctor_live import LiveHost, build_live_host, gpuprep_argv
 from testbed import TinyRegistry, UnreachableRegistries
 
@@ -91,7 +92,7 @@ def test_plain_doctor_on_the_sealed_offline_host_uses_the_kept_image_and_pulls_n
     assert text.stdout.startswith("GPUPREP OK"), text.stdout
     assert "pulling" not in text.stderr and RAW_DOCKER_PY not in text.stdout + text.stderr
     as_json = gpuprep(host, "--json", "doctor")
-    check = container_check(json.loads(as_json.stdout))
+    check = container_check(json_output(as_json.stdout))
     assert check["status"] == "ok" and check["data"]["image"] == LOCAL, check
     assert check["data"]["image_choice"]["source"] == "kept by seal (seal.json)"
     assert check["data"]["pull_seconds"] == 0 and proxy.asked[before:] == []
@@ -110,7 +111,7 @@ def test_without_the_seal_record_the_boot_units_image_is_used(offline):
         done = gpuprep(host, "--json", "doctor")
     finally:
         seal.write_text(kept)
-    check = container_check(json.loads(done.stdout))
+    check = container_check(json_output(done.stdout))
     assert done.returncode == 0 and check["status"] == "ok", (check, done.stderr)
     assert check["data"]["image"] == LOCAL and check["data"]["image_choice"]["source"] == "the boot unit's --image"
     assert proxy.asked[before:] == []
@@ -142,7 +143,7 @@ def test_a_pull_doctor_makes_is_named_in_the_finding(offline):
     host, proxy = offline
     with TinyRegistry(name="pulled") as registry:
         done = gpuprep(host, "--json", "doctor", "--image", registry.image)
-        check = container_check(json.loads(done.stdout))
+        check = container_check(json_output(done.stdout))
         assert registry.pulls >= 1
     assert done.returncode == 0 and check["status"] == "ok", check
     assert f"pulled {registry.image}" in check["summary"], check["summary"]
@@ -156,6 +157,6 @@ def test_the_boot_check_runs_the_container_check_in_the_kept_image(offline):
     host, proxy = offline
     before = len(proxy.asked)
     done = gpuprep(host, "--json", "doctor", "--boot")
-    check = container_check(json.loads(done.stdout))
+    check = container_check(json_output(done.stdout))
     assert done.returncode == 0 and check["status"] == "ok", check
     assert check["data"]["image"] == LOCAL and proxy.asked[before:] == []

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require, require_root
+from contract import json_output
 from rpmfixtures import al2023_root, build_repo, repo_file, rpm_query_root
 from test_install_packages import AL2023_SPECS, GPUPREP, NAMES, toolkit, tree_digest
 
@@ -41,7 +42,7 @@ def run(root: Path, *args: str) -> tuple[int, dict, str]:
     proc = subprocess.run([*GPUPREP, "--root", str(root), "--json", "install", "--only", STEPS, *args],
                           capture_output=True, text=True, timeout=300, env={**os.environ, "NO_COLOR": "1"})
     try:
-        return proc.returncode, json.loads(proc.stdout), proc.stderr
+        return proc.returncode, json_output(proc.stdout), proc.stderr
     except json.JSONDecodeError:
         pytest.fail(f"no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
 
