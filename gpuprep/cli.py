@@ -12,15 +12,24 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
 from gpuprep import errors
+from gpuprep.cli_options import ONLY, SKIP, complete_runtime, install_step_list, seal_step_list
 from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
 from gpuprep.interrupts import Interrupted
 from gpuprep.knowledge.command import app as knowledge_app
 from gpuprep.options import DEFAULT_IMAGE, absolute, check_values, file_path
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gpuprep.cli_options import StepList
+    from gpuprep.host import Host
+    from gpuprep.options import InstallOptions, SealOptions
+    from gpuprep.runner.steps import Confirm, Context
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
 EPILOG = """\b
@@ -146,7 +155,7 @@ def _say_error(message: str, hint: str, code: int, command: str | None = None) -
         typer.echo(error_json(command if command is not None else G.command, message, hint, code))
 
 
-def _host():
+def _host() -> Host:
     from gpuprep.host import Host
 
     root = G.root
@@ -169,7 +178,8 @@ WRITTEN_DIRS = ("/etc/docker", "/etc/ecs", "/etc/gpuprep", "/etc/systemd/system"
                 "/etc/dnf/plugins", "/etc/yum/pluginconf.d", "/var/lib/ecs")
 
 
-def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
+def _run_command(command: str, steps_fn: StepList, options: InstallOptions | SealOptions,
+                 confirm_for: Callable[[Context], Confirm | None] | None = None) -> None:
     from gpuprep.interrupts import caught
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
@@ -229,7 +239,7 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
     raise typer.Exit(report.exit_code)
 
 
-def _list(key: str, rows: list[dict], width: int = 16) -> None:
+def _list(key: str, rows: list[dict[str, Any]], width: int = 16) -> None:
     """--list-steps / --list-checks: a line per row (its id, then its title), or under --json one object."""
     if G.json:
         import json
@@ -242,44 +252,8 @@ def _list(key: str, rows: list[dict], width: int = 16) -> None:
     raise typer.Exit(0)
 
 
-def ONLY(steps_fn):  # noqa: N802 (an option maker, named as the option it makes)
-    return typer.Option([], "--only", metavar="ID,...", help="Run only these steps (see --list-steps).",
-                        autocompletion=_complete_ids(steps_fn))
-
-
-def SKIP(steps_fn):  # noqa: N802
-    return typer.Option([], "--skip", metavar="ID,...", help="Skip these steps.",
-                        autocompletion=_complete_ids(steps_fn))
 JSON = typer.Option(False, "--json", help="Same as the global --json.")
 VERBOSE = typer.Option(False, "-v", "--verbose", help="Same as the global -v.")
-
-
-def _complete_ids(steps_fn):
-    """Shell completion for --only/--skip: the step ids, after the ones already typed (`--only preflight,pa<TAB>`)."""
-    def complete(incomplete: str) -> List[str]:
-        done, _, last = incomplete.rpartition(",")
-        prefix = f"{done}," if done else ""
-        taken = set(done.split(","))
-        return [prefix + s.id for s in steps_fn() if s.id.startswith(last) and s.id not in taken]
-    return complete
-
-
-def _install_steps():
-    from gpuprep.install import install_steps
-
-    return install_steps()
-
-
-def _seal_steps():
-    from gpuprep.seal import seal_steps
-
-    return seal_steps()
-
-
-def _complete_runtime(incomplete: str) -> List[str]:
-    from gpuprep.options import RUNTIME_STACKS
-
-    return [r for r in RUNTIME_STACKS if r.startswith(incomplete)]
 
 
 @app.command(
@@ -299,10 +273,10 @@ Exit codes: 0 done (changed or not), 1 a step failed, 2 bad usage or input (noth
 def install(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Print what would change (diffs, packages, commands); change nothing."),
-    only: List[str] = ONLY(_install_steps),
-    skip: List[str] = SKIP(_install_steps),
+    only: List[str] = ONLY(install_step_list),
+    skip: List[str] = SKIP(install_step_list),
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
-    runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit", autocompletion=_complete_runtime,
+    runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit", autocompletion=complete_runtime,
                                 help="NVIDIA stack: toolkit (nvidia-container-toolkit), legacy (nvidia-docker2 + "
                                 "nvidia-container-runtime), auto (toolkit when offered)."),
     docker: Optional[str] = typer.Option(None, "--docker", metavar="VERSION", help="Force this Docker version."),
@@ -384,8 +358,8 @@ def seal(
                               "machine-id, logs, DHCP leases and package caches, as Amazon's ECS AMI build does."),
     keep_cdi: bool = typer.Option(False, "--keep-cdi", help="Keep CDI specs in /etc/cdi that name this machine's "
                                   "GPUs (by default they go: every instance from the image has other GPUs)."),
-    only: List[str] = ONLY(_seal_steps),
-    skip: List[str] = SKIP(_seal_steps),
+    only: List[str] = ONLY(seal_step_list),
+    skip: List[str] = SKIP(seal_step_list),
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
@@ -425,7 +399,9 @@ def doctor(
     prom: Optional[Path] = typer.Option(None, "--prom", metavar="FILE",
                                         help="Also write a Prometheus textfile (node_exporter textfile collector)."),
     list_checks: bool = typer.Option(False, "--list-checks", help="List the checks and exit."),
-    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image the container check runs nvidia-smi in."),
+    image: Optional[str] = typer.Option(
+        None, "--image", help="Image the container check runs nvidia-smi in (default: the image seal kept, else the "
+        f"boot unit's --image, else {DEFAULT_IMAGE})."),
     mark_unhealthy: bool = typer.Option(
         False, "--mark-unhealthy",
         help="With --boot: when the gate fails, mark this instance Unhealthy in its Auto Scaling group "
@@ -434,13 +410,14 @@ def doctor(
     verbose: bool = VERBOSE,
 ) -> None:
     """Check this GPU host, a verdict per check and the fix for each problem. Exit code: Nagios."""
-    from gpuprep.doctor import all_checks, run_checks
+    from gpuprep.gpu import cuda
     from gpuprep.options import DoctorOptions
     from gpuprep.platform import detect
     from gpuprep.report import Status, render_doctor_text, to_json, write_prometheus
 
     _merge_globals(json_out, verbose, "doctor")
     if list_checks:
+        from gpuprep.doctor import all_checks
         checks = all_checks()
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
@@ -448,21 +425,23 @@ def doctor(
         _fail(BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
                        "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env"), 3)
     try:
-        check_values(images=[image])
+        check_values(images=[image] if image is not None else [])
     except BadInput as exc:
         _fail(exc, Status.UNKNOWN.exit_code)
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
-    host = None
+    host = early = None
     try:
         host = _host()
+        # The CUDA proof's child first: its cuInit and JIT overlap the checks' imports (gpu/cuda.py, start_early).
+        early = None if boot else cuda.start_early(host)
+        from gpuprep.doctor import run_checks
         report = run_checks(host, detect(host), options)
-    except OSError as exc:
-        _fail(os_error(exc), Status.UNKNOWN.exit_code)
-        return
     except Exception as exc:
-        _fail(exc, Status.UNKNOWN.exit_code)
+        _fail(os_error(exc) if isinstance(exc, OSError) else exc, Status.UNKNOWN.exit_code)
         return
     finally:
+        if early is not None:
+            early.discard()
         if host is not None:
             host.close()
     if prom is not None:
@@ -522,11 +501,11 @@ def _usage_error(exc: BaseException) -> int:
     code = int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
     # The parse failed before any callback ran: --json is known only from the arguments themselves.
     G.json = G.json or "--json" in sys.argv[1:]
-    command = path.split()[-1] if " " in path else ""
+    command = path.split()[1] if " " in path else ""  # `gpuprep knowledge validate`: knowledge
     if command == "doctor" and code == EXIT_BAD_INPUT:
         # Nagios' plugin guidelines: invalid arguments are UNKNOWN (3); 2 would read as a critical host.
         code = 3
-    _say_error(exc.format_message(), f"`{path} --help` lists its commands and options", code,  # type: ignore
+    _say_error(exc.format_message(), f"`{path} --help` lists its commands and options", code,
                command=command)
     return code
 

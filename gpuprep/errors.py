@@ -7,6 +7,7 @@ exits with ``exit_code``; a traceback is shown only with ``-v``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 # Exit codes of install and seal (docs/contract.md). doctor uses Nagios codes (report.Status).
 EXIT_OK = 0
@@ -24,12 +25,11 @@ class GpuprepError(Exception):
     exit_code = EXIT_FAILED
 
     def __init__(self, message: str, hint: str = "", *, exit_code: int | None = None,
-                 data: dict | None = None) -> None:
+                 data: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
-        # Structured detail for --json and the step's printed lines (e.g. the conflicts of a
-        # failed resolution as data["table"]).
+        # Structured detail for --json (e.g. the CVEs a refused toolkit has).
         self.data = dict(data or {})
         if exit_code is not None:
             self.exit_code = exit_code

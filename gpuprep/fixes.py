@@ -58,6 +58,11 @@ class Fix:
         return {"why": self.why, "argv": list(self.argv), "runs": self.runs}
 
 
+def follows(cause: str, what: str) -> str:
+    """The hint of a finding that follows from check ``cause``: fix that first."""
+    return f"{what}: fix {cause} first (its fix clears this)"
+
+
 def hint(fixes: list[Fix]) -> str:
     """The ``hint`` text of a finding whose fixes are values: each fix's line, in order."""
     return "; then ".join(f.text() for f in fixes)

@@ -26,8 +26,7 @@ from typing import Any
 from gpuprep import fixes
 from gpuprep.ecs.config import GPU_INFO
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import QUERY_TIMEOUT
-from gpuprep.gpu.query import MOVE_HARDWARE
+from gpuprep.gpu.query import MOVE_HARDWARE, QUERY_TIMEOUT
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
@@ -172,7 +171,7 @@ def _mps_service_fixes(probes: Probes) -> list[fixes.Fix]:
     return [f for f in (enable, *then) if f is not None]
 
 
-def _gpu_info_facts(probes: Probes) -> dict:
+def _gpu_info_facts(probes: Probes) -> dict[str, Any]:
     try:
         doc = json.loads(probes.host.read_text(GPU_INFO) or "null")
     except (ValueError, PermissionError):

@@ -298,7 +298,7 @@ def wait_for_exit(host: Host, pid: int, timeout: float = EXIT_TIMEOUT) -> None:
 def wait_ready(url: str, *, timeout: float = READY_TIMEOUT, child: Spawned | None = None) -> None:
     """Poll the Engine at ``url`` until it answers ping (bounded); DockerdDidNotStart when it does not,
     at once when ``child`` (a dockerd we started) exits."""
-    from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+    from tenacity import RetryCallState, RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
     def ping() -> None:
         if child is not None and child.poll() is not None:
@@ -312,7 +312,7 @@ def wait_ready(url: str, *, timeout: float = READY_TIMEOUT, child: Spawned | Non
             pass
         raise EngineNotReady(url)
 
-    def before_sleep(state) -> None:
+    def before_sleep(state: RetryCallState) -> None:
         if state.attempt_number == 20:  # only worth saying once it is slow
             log.info("waiting up to %gs for dockerd to answer on %s", timeout, url)
 

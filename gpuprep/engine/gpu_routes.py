@@ -35,7 +35,7 @@ def configured_routes(info: dict[str, Any] | None, daemon_config: dict[str, Any]
     ``CDISpecDirs``; toolkit/stack.py decides), and also where daemon.json turns it on for an Engine that has it
     (25+) but the running one has not taken that up: that route then fails ``cdi-off``, saying dockerd must
     restart (SIGHUP does not turn CDI on)."""
-    from gpuprep.toolkit.stack import docker_cdi, engine_since
+    from gpuprep.engine.cdi import docker_cdi, engine_since
 
     config = daemon_config or {}
     version = str((info or {}).get("ServerVersion") or "") or None

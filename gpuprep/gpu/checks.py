@@ -2,7 +2,7 @@
 
 Views come from ``gpuprep.gpu`` probes (each read once per run). Checks that need only sysfs, /dev,
 /proc or the driver's libraries work inside ``--root``; those that ask NVML or the kernel log are
-``needs_live``. A host with no NVIDIA GPU gets one critical finding (``gpu-pci``); the checks that
+needing ``LIVE``. A host with no NVIDIA GPU gets one critical finding (``gpu-pci``); the checks that
 would only repeat it are skipped with that reason.
 """
 
@@ -11,17 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from gpuprep import fixes
+from gpuprep.fixes import follows
 from gpuprep.gpu import devices, inventory, kernel_log
 from gpuprep.gpu import query as gpu_query
+from gpuprep.gpu.inventory import driver_not_serving, module_not_loaded
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.needs import LIVE
 
 NO_GPU = "no NVIDIA GPU on this host"
 VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
-# NVML, or (when the binding cannot load) nvidia-smi's CSV and -q, each within the init allowance.
-QUERY_TIMEOUT = 2 * gpu_query.MAX_INIT_S + 5
+QUERY_TIMEOUT = gpu_query.QUERY_TIMEOUT  # the timeout of each check that asks NVML
 FILE_TIMEOUT = 3.0
-
+NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
 
 
 def persistence_fixes(probes: Probes) -> list[fixes.Fix]:
@@ -32,29 +34,6 @@ def persistence_fixes(probes: Probes) -> list[fixes.Fix]:
         return [fixes.Fix(f"turn it on now and at every boot (the AMI should ship nvidia-persistenced enabled); {why}",
                           fixes.as_user(probes.host, ["systemctl", "enable", "--now", "nvidia-persistenced"]))]
     return [fixes.Fix(f"turn it on until the next boot; {why}", fixes.as_user(probes.host, ["nvidia-smi", "-pm", "1"]))]
-MODULE_CHECK = "gpu-kernel-module"
-NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
-
-
-def module_not_loaded(probes: Probes) -> str:
-    """gpu-kernel-module's id where the nvidia module is known not to be loaded: the cause of every finding of a
-    GPU the driver does not serve (no device nodes, counts that disagree), whose own fixes would not work."""
-    module = inventory.probe_module(probes)
-    return MODULE_CHECK if module.procfs and not module.loaded else ""
-
-
-def driver_not_serving(probes: Probes) -> list[fixes.Fix]:
-    """A GPU on the bus the loaded driver does not serve: the kernel log says why, a reboot retries it, and one that
-    recurs is the hardware's (gpu-pci's unbound GPUs, gpu-count's and gpu-sources-listed's missing ones)."""
-    return [fixes.kernel_log(probes.host, "the kernel log says why: NVRM lines such as RmInitAdapter failed or "
-                                          "fallen off the bus"),
-            fixes.reboot(probes.host, "reboot"),
-            fixes.Fix("if it recurs, the GPU or its slot is failing: " + gpu_query.MOVE_HARDWARE)]
-
-
-def follows(cause: str, what: str) -> str:
-    """The hint of a finding that follows from check ``cause``: fix that first."""
-    return f"{what}: fix {cause} first (its fix clears this)"
 
 
 def _plural(n: int, word: str) -> str:
@@ -113,7 +92,8 @@ def check_pci(probes: Probes) -> Verdict:
             "attached: `lspci -d 10de:` lists NVIDIA PCI devices",
             {"count": 0, "bus_ids": []},
         )
-    data = {"count": len(pci.gpus), "bus_ids": [f.bus_id for f in pci.gpus],
+    bus_ids = [f.bus_id for f in pci.gpus]
+    data = {"count": len(pci.gpus), "bus_ids": bus_ids,
             "functions": [{"bus_id": f.bus_id, "device_id": f.device_id, "class": f.class_code, "driver": f.driver}
                           for f in pci.gpus]}
     nouveau = [f.bus_id for f in pci.gpus if f.driver == "nouveau"]
@@ -130,8 +110,8 @@ def check_pci(probes: Probes) -> Verdict:
     if unbound and module.loaded:
         return Verdict(Status.CRITICAL, f"{_short_list(unbound)}: no driver bound although the nvidia module is loaded",
                        data=data, fixes=driver_not_serving(probes))
-    others = sorted({f.driver for f in pci.gpus if f.driver not in (None, "nvidia")})
-    summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(data['bus_ids'])})"
+    others = sorted({f.driver for f in pci.gpus if f.driver is not None and f.driver != "nvidia"})
+    summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(bus_ids)})"
     if others:
         return Verdict(Status.WARNING, summary + f", some bound to {', '.join(others)}",
                        "GPUs bound to another driver (e.g. vfio-pci for passthrough) are not usable by "
@@ -203,8 +183,8 @@ def check_nvml(probes: Probes) -> Verdict:
              "gpus": [x.as_dict() for x in query.gpus]}
     lost = [x for x in query.gpus if x.error]
     if lost:
-        cause = gpu_query.cause_for_code(lost[0].error_code)
-        return Verdict(Status.CRITICAL, "; ".join(x.error for x in lost), cause.hint, data)
+        lost_cause = gpu_query.cause_for_code(lost[0].error_code)
+        return Verdict(Status.CRITICAL, "; ".join(x.error for x in lost), lost_cause.hint, data)
     via = "NVML" if query.source == "nvml" else "nvidia-smi (NVML through nvidia-ml-py unavailable)"
     names = sorted({x.name for x in query.gpus})
     return Verdict(
@@ -397,21 +377,21 @@ CHECKS = [
     Check("gpu-kernel-module", "gpu", "the nvidia kernel module is loaded, and its version", check_kernel_module,
           timeout=FILE_TIMEOUT, boot=True),
     Check("gpu-nvml", "gpu", "NVML (or nvidia-smi) answers for every GPU", check_nvml,
-          timeout=QUERY_TIMEOUT, needs_live=True, boot=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,), boot=True),
     Check("gpu-count", "gpu", "PCI, /dev and NVML count the same GPUs", check_count,
           timeout=QUERY_TIMEOUT, boot=True),
     Check("gpu-driver-version", "gpu", "driver userland and kernel module versions agree", check_driver_version,
           timeout=QUERY_TIMEOUT, boot=True),
     Check("gpu-persistence", "gpu", "persistence mode is on for every GPU", check_persistence,
-          timeout=QUERY_TIMEOUT, needs_live=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,)),
     Check("gpu-ecc", "gpu", "no uncorrected ECC errors since the driver loaded", check_ecc,
-          timeout=QUERY_TIMEOUT, needs_live=True, boot=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,), boot=True),
     Check("gpu-row-remap", "gpu", "no row remap pending or failed (A100 and newer)", check_row_remap,
-          timeout=QUERY_TIMEOUT, needs_live=True, boot=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,), boot=True),
     Check("gpu-retired-pages", "gpu", "no page retirement pending (GPUs before A100)", check_retired_pages,
-          timeout=QUERY_TIMEOUT, needs_live=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,)),
     Check("gpu-clocks", "gpu", "no HW slowdown or thermal clock events", check_clocks,
-          timeout=QUERY_TIMEOUT, needs_live=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,)),
     Check("gpu-xid", "gpu", "XIDs and NVRM errors in this boot's kernel log, classified", check_xids,
-          timeout=kernel_log.KERNEL_LOG_TIMEOUT_S + kernel_log.KMSG_DEADLINE_S + 1, needs_live=True),
+          timeout=kernel_log.KERNEL_LOG_TIMEOUT_S + kernel_log.KMSG_DEADLINE_S + 1, needs=(LIVE,)),
 ]

@@ -11,15 +11,19 @@ is read all the same: what it lacks is "not recorded".
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep import fixes
 from gpuprep.gpu import inventory
 from gpuprep.gpu.query import driver_mismatch_fixes
-from gpuprep.image.stamp import SEAL_JSON, seal_stamp
+from gpuprep.image.stamp import seal_stamp
 from gpuprep.packages.evr import EVR
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.seal_record import SEAL_JSON
+
+if TYPE_CHECKING:
+    from gpuprep.packages.repo import Backend
 
 
 def reseal(probes: Probes, why: str) -> list[fixes.Fix]:
@@ -29,7 +33,7 @@ def reseal(probes: Probes, why: str) -> list[fixes.Fix]:
     return [dataclasses.replace(fix, last=True)] if fix is not None else []
 
 
-def _seal(probes: Probes) -> dict:
+def _seal(probes: Probes) -> dict[str, Any]:
     doc = seal_stamp(probes)
     if doc is None:
         raise NotApplicable(f"not a sealed image (no readable {SEAL_JSON}): nothing to compare with")
@@ -37,7 +41,7 @@ def _seal(probes: Probes) -> dict:
 
 
 # -- the driver ----------------------------------------------------------------------------------------
-def _sealed_driver(doc: dict) -> tuple[str | None, str | None, str]:
+def _sealed_driver(doc: dict[str, Any]) -> tuple[str | None, str | None, str]:
     """(userland, kernel module, note) as sealed; an older stamp has one ``driver_version`` for both."""
     driver = doc.get("driver")
     if isinstance(driver, dict) and (driver.get("userland") or driver.get("kernel_module")):
@@ -64,7 +68,8 @@ def check_driver_drift(probes: Probes) -> Verdict:
         raise NotApplicable("the kernel module is not loaded (see gpu-kernel-module)")
     user = inventory.probe_userland(probes).version
     now_module = module.version
-    data = {"sealed": {"userland": sealed_user, "kernel_module": sealed_module, "sealed_at": doc.get("sealed_at")},
+    data: dict[str, Any] = {"sealed": {"userland": sealed_user, "kernel_module": sealed_module,
+                                       "sealed_at": doc.get("sealed_at")},
             "now": {"userland": user, "kernel_module": now_module}}
     changed = [f"{what} {was} -> {now}" for what, was, now in
                (("userland", sealed_user, user), ("kernel module", sealed_module, now_module))
@@ -92,7 +97,7 @@ def check_driver_drift(probes: Probes) -> Verdict:
 
 # -- the runtime stack's packages and the locks -----------------------------------------------------------
 def _installed(probes: Probes) -> dict[str, str]:
-    from gpuprep.packages.checks import installed_rpm
+    from gpuprep.packages.probes import installed_rpm
 
     return {q.name: q.nevr for q in installed_rpm(probes)}
 
@@ -104,10 +109,10 @@ def _evr(nevr: str, name: str) -> EVR | None:
         return None
 
 
-def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, list]:
+def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, list[str]]:
     """{"downgrade": [sealed NEVR, ...], "upgrade": [...], "install": [...], "added": [now NEVR, ...]}: what takes
     the packages back to the seal (downgrade: newer now; upgrade: older now; install: gone since)."""
-    out: dict[str, list] = {"downgrade": [], "upgrade": [], "install": [], "added": []}
+    out: dict[str, list[str]] = {"downgrade": [], "upgrade": [], "install": [], "added": []}
     for name, was in sorted(sealed.items()):
         if not isinstance(was, str):
             continue
@@ -121,7 +126,7 @@ def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, li
 
 
 def check_packages_drift(probes: Probes) -> Verdict:
-    from gpuprep.packages.checks import package_backend
+    from gpuprep.packages.probes import package_backend
 
     if probes.platform.package_format != "rpm":
         raise NotApplicable("the runtime stack is compared through the RPM database")
@@ -165,14 +170,14 @@ def _now_for(sealed_nevr: str, now: dict[str, str]) -> str:
     return f"{now[name]} (sealed {sealed_nevr})" if name else sealed_nevr
 
 
-def _restore(probes: Probes, b: Any, changes: dict[str, list], gone_locks: list[str],
+def _restore(probes: Probes, b: Backend, changes: dict[str, list[str]], gone_locks: list[str],
              new_locks: list[str]) -> list[fixes.Fix]:
     """The commands that take the host back to the seal: locks first (a lock on the new version would refuse the
     downgrade), then the packages, then the sealed locks again; or, where the change was meant, a new seal. The locks
     through the target's own package manager (chroot under --root: dnf reads its plugins' configuration, and so the
     lock list, from the machine it runs on even with --installroot)."""
     host = probes.host
-    found = []
+    found: list[fixes.Fix] = []
     if new_locks:
         found.append(fixes.in_image(host, "back to the sealed image: remove the locks added since the seal",
                                     [b.manager, "versionlock", "delete", *new_locks]))
@@ -187,11 +192,9 @@ def _restore(probes: Probes, b: Any, changes: dict[str, list], gone_locks: list[
     return found + reseal(probes, "if the change was meant: rebuild the image (seal records it)")
 
 
-GPU_CHECKS = [
+CHECKS = [
     Check("gpu-driver-drift", "gpu", "the driver's userland and kernel module are the ones sealed into the image, "
           "and still agree", check_driver_drift, timeout=5.0, boot=True),
-]
-PACKAGE_CHECKS = [
     Check("packages-drift", "packages", "ecs-init, Docker, the NVIDIA runtime and the version locks are as sealed",
           check_packages_drift, timeout=30.0),
 ]

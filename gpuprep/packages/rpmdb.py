@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 
 from gpuprep.errors import BadInput, CommandError
@@ -44,17 +45,24 @@ def own_dbpath(host: Host) -> str:
 
 
 # (copy's directory) -> the source files' (name, size, mtime) when copied: a copy is refreshed once they change.
-_copied: dict[str, tuple] = {}
+_copied: dict[str, tuple[tuple[str, int, int], ...]] = {}
+# doctor's checks run in threads and several ask rpm at once (ecs-init, the fabric manager's package, the stack):
+# one copies while the others wait for that copy, rather than each copying over the others (EEXIST).
+_copying = threading.Lock()
 
 
 def copy_db(host: Host, d: str, top: str, at: str) -> None:
     """Copy the tree's database directory ``d`` to ``top``/``at`` on this machine, where rpm and dnf may write
     what they like (sqlite creates ``-shm`` and ``-wal`` files beside a WAL database just to read it), unless an
     up-to-date copy is there already (a transaction of this run changes the source: the copy follows)."""
+    with _copying:
+        _copy_db(host, d, f"{top}{at}")
+
+
+def _copy_db(host: Host, d: str, dest: str) -> None:
     src = host.path(d)
     files = sorted(e.name for e in os.scandir(src) if e.is_file(follow_symlinks=False))
     stamp = tuple((f, (st := os.lstat(src / f)).st_size, st.st_mtime_ns) for f in files)
-    dest = f"{top}{at}"
     if _copied.get(dest) == stamp and os.path.isdir(dest):
         return
     host.copy_out(d, dest)
@@ -131,10 +139,10 @@ def parse_records(stdout: str, repo: str = "", tool: str = "the package manager"
             raise _unreadable(tool, f"a record without a {'name' if not name else 'version'}: {shown!r}")
         if epoch not in ("", "(none)") and not epoch.isdigit():
             raise _unreadable(tool, f"epoch {epoch!r} of {name} is not a number")
-        lists = [parse_deps(f) for f in (fields[5:9] + ["", "", "", ""])[:4]]
+        requires, provides, obsoletes, conflicts = (parse_deps(f) for f in (fields[5:9] + ["", "", "", ""])[:4])
         repoid = fields[9].strip() if len(fields) > 9 else repo
         e = int(epoch) if epoch not in ("", "0", "(none)") else None
-        out.append(Package(name, EVR(version, release, e), arch, *lists, repo=repoid))
+        out.append(Package(name, EVR(version, release, e), arch, requires, provides, obsoletes, conflicts, repo=repoid))
     return out
 
 

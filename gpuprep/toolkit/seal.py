@@ -43,7 +43,7 @@ class ToolkitStateStep(FileStep):
     def items(self, ctx: Context) -> list[Item]:
         host = ctx.host
         items: list[Item] = []
-        if not ctx.options.keep_cdi:
+        if not ctx.seal_options.keep_cdi:
             uuids = _this_machines_uuids(ctx)
             for spec in cdi.find(host, ["/etc/cdi"]):
                 named = spec.uuid_devices

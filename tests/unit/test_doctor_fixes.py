@@ -9,7 +9,6 @@ screen shows it and the finding is proved cleared.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 import hosttree
 import pytest
 from conftest import REPO
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -39,7 +39,7 @@ def tree(tmp_path: Path, name: str) -> Path:
 
 
 def checks(root: Path) -> dict[str, dict]:
-    return {c["id"]: c for c in json.loads(doctor(root, "--json")[0])["checks"]}
+    return {c["id"]: c for c in json_output(doctor(root, "--json")[0])["checks"]}
 
 
 def fix_block(text: str) -> list[str]:
