@@ -1,6 +1,7 @@
-"""What tests/gpu/real_gpu.sh recorded on the accelerator machine on 2026-12-08 (tests/fixtures/real-gpu/2026-12-08-speed,
-issue 22 part 5): one H100, driver 580.159.04, Engine 26.1.5, NVIDIA's REAL toolkit 1.20.0. No stand-in was involved;
-these tests check the claims its README and bench/RESULTS.md make against the records."""
+"""What tests/gpu/real_gpu.sh recorded on the accelerator machine on 2026-12-08
+(tests/fixtures/real-gpu/2026-12-08-speed, issue 22 part 5): one H100, driver 580.159.04, Engine 26.1.5, NVIDIA's
+REAL toolkit 1.20.0. No stand-in was involved; these tests check the claims its README and bench/RESULTS.md make
+against the records."""
 
 from __future__ import annotations
 
