@@ -197,6 +197,31 @@ _NO_NVML = ("failed to initialize NVML", "load library failed: libnvidia-ml.so",
             "unresolvable CDI devices runtime.nvidia.com/")
 _RUNTIME_EDIT = ("could not apply required modification to OCI specification", "nvidia-container-cli",
                  "error running hook", "failed to create the automatic CDI modifier")
+# What runc says when a CDI spec mounts a file this host does not have (the spec written for another driver: its
+# libraries' version suffix); seen on an H100 with toolkit 1.20.0, tests/fixtures/real-gpu/2026-12-08-speed.
+_STALE_MOUNT = ('error mounting "', "no such file or directory")
+# The wrappers runc and containerd put in front of the cause ("failed to create task for container: failed to create
+# shim task: OCI runtime create failed: runc create failed: unable to start container process: ...").
+_WRAPPERS = ("error during container init: ", "Error response from daemon: ")
+
+
+def _stale_mount(message: str) -> bool:
+    return all(s in message for s in _STALE_MOUNT)
+
+
+def engine_detail(message: str, limit: int = 300) -> str:
+    """The Engine's error as a user reads it: its last line from the cause on (the wrappers dropped), cut at a word.
+
+    >>> engine_detail('docker: Error response from daemon: failed to create task for container: runc create failed: '
+    ...               'error during container init: error mounting "/usr/lib/libEGL.so.9": no such file or directory')
+    'error mounting "/usr/lib/libEGL.so.9": no such file or directory'
+    """
+    line = message.strip().splitlines()[-1] if message.strip() else ""
+    for marker in _WRAPPERS:
+        if marker in line:
+            line = line.rsplit(marker, 1)[1]
+            break
+    return line if len(line) <= limit else line[:limit].rsplit(" ", 1)[0] + " ..."
 
 
 def classify_start_error(message: str, runtime_name: str = "nvidia") -> str:
@@ -206,7 +231,7 @@ def classify_start_error(message: str, runtime_name: str = "nvidia") -> str:
         return RUNTIME_MISSING
     if any(s in m for s in _NO_NVML):
         return DRIVER
-    if any(s in m for s in _RUNTIME_EDIT):
+    if any(s in m for s in _RUNTIME_EDIT) or _stale_mount(m):
         return RUNTIME_INJECT
     if 'exec: "nvidia-smi"' in m or "nvidia-smi: no such file" in m:
         return NOT_DEFAULT  # refined by ``explain`` with docker info
@@ -221,7 +246,7 @@ def _explain(link: str, message: str, info: dict[str, Any] | None, image: str) -
     """(link, summary, hint) for a container that did not start."""
     runtimes = (info or {}).get("Runtimes") or {}
     default = (info or {}).get("DefaultRuntime") or "?"
-    detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
+    detail = engine_detail(message)
     if link == NOT_DEFAULT:
         if "nvidia" not in runtimes:
             return (RUNTIME_MISSING, f"runtime nvidia is not registered with dockerd: {detail}",
@@ -260,6 +285,11 @@ def _explain_runtime_edit(message: str, detail: str) -> tuple[str, str, str]:
         return (RUNTIME_INJECT, f"the nvidia runtime (cdi mode) finds no CDI spec for the GPUs: {detail}",
                 f"write this host's spec: `nvidia-ctk cdi generate --output={GENERATED_SPEC}` (or `gpuprep install "
                 "--only cdi-spec`, which also keeps it written at boot)")
+    if _stale_mount(message):
+        return (RUNTIME_INJECT, f"the nvidia runtime mounts a file its CDI spec names and this host does not have (a "
+                f"spec written for another driver): {detail}",
+                f"write this host's spec anew: `nvidia-ctk cdi generate --output={GENERATED_SPEC}` (`gpuprep doctor` "
+                "check toolkit-cdi-specs names the stale file)")
     if 'exec: "nvidia-container-cli"' in message:  # legacy mode: libnvidia-container-tools is gone
         return (RUNTIME_INJECT, f"the nvidia runtime (legacy mode) cannot run nvidia-container-cli: {detail}",
                 "install the toolkit whole, libnvidia-container-tools with it: `gpuprep install --only packages`")
@@ -275,7 +305,7 @@ def classify_cdi_error(message: str) -> str:
         return CDI_OFF
     if "unresolvable CDI devices" in message:
         return CDI_UNRESOLVABLE
-    if "CDI device injection failed" in message or "CDI device" in message:
+    if "CDI device injection failed" in message or "CDI device" in message or _stale_mount(message):
         return CDI_INJECTION
     if 'exec: "nvidia-smi"' in message or "nvidia-smi: no such file" in message:
         return CDI_NO_SMI
@@ -287,7 +317,7 @@ def _explain_cdi(link: str, message: str, info: dict[str, Any] | None, image: st
     """(link, summary, hint) for a CDI-route container that did not start."""
     from gpuprep.engine.cdi import GENERATED_SPEC
 
-    detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
+    detail = engine_detail(message)
     words = ROUTE_WORDS[CDI_ROUTE]
     generate = f"`nvidia-ctk cdi generate --output={GENERATED_SPEC}`"
     dirs = ", ".join((info or {}).get("CDISpecDirs") or []) or "/etc/cdi, /var/run/cdi"
@@ -416,7 +446,7 @@ def _explain_gpus(message: str) -> tuple[str, str, str]:
     """(link, summary, hint) for a ``--gpus all`` container that did not start."""
     from gpuprep.engine.cdi import GENERATED_SPEC
 
-    detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
+    detail = engine_detail(message)
     return (GPUS_UNSERVED, f"{ROUTE_WORDS[GPUS_ROUTE]}: dockerd could not run it: {detail}",
             "Docker serves --gpus through nvidia-container-runtime-hook on dockerd's PATH (the toolkit's "
             "`nvidia-container-toolkit` package ships it; restart docker after installing it), or on Docker 29.2+ "
