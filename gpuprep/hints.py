@@ -2,8 +2,9 @@
 
 A hint is what a user runs to clear a finding (docs/adding-a-check.md), so it names only commands of the
 platform at hand (never "X, or Y on Amazon Linux 1"), keeps ``--root DIR`` on gpuprep's own commands, and
-says ``sudo`` only where the run was not root. Every check's and every failed step's hint passes through
-``for_target`` on its way out, so a hint written as ``gpuprep install ...`` keeps the run's ``--root``.
+says ``sudo`` only where the run was not root. Fixes built as values (gpuprep/fixes.py) are made so where the
+finding is made; a hint still written as prose passes through ``for_target`` on its way out, so a hint written
+as ``gpuprep install ...`` keeps the run's ``--root``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from gpuprep.fixes import sysv_log
 from gpuprep.host import Host
 from gpuprep.platform import Platform
 from gpuprep.services import Services
@@ -25,32 +27,6 @@ def for_target(host: Host, text: str) -> str:
     if host.live or not text:
         return text
     return _GPUPREP.sub(f"gpuprep --root {shlex.quote(str(host.root))}", text)
-
-
-# Texts written once for every check that meets them (NVML's causes in gpu/query.py, the driver lock in
-# image/drift.py, nouveau's blacklist) offer a choice of commands by platform; the platform at hand keeps its own.
-_LOCK = re.compile(r"`(sudo )?dnf versionlock add ([^`]*)` \(yum on Amazon Linux 2\)")
-_INITRAMFS = re.compile(r"\(`sudo dracut -f` or `sudo update-initramfs -u`\)")
-
-
-def for_platform(platform: Platform, text: str) -> str:
-    """``text`` with each choice of commands by platform reduced to this platform's own."""
-    if platform.package_manager in ("dnf", "yum"):
-        text = _LOCK.sub(lambda m: f"`{m.group(1) or ''}{platform.package_manager} versionlock add {m.group(2)}`", text)
-    if platform.package_format in ("rpm", "dpkg"):
-        text = _INITRAMFS.sub("(`sudo dracut -f`)" if platform.package_format == "rpm" else
-                              "(`sudo update-initramfs -u`)", text)
-    return text
-
-
-def gpuprep(host: Host, args: str) -> str:
-    """``gpuprep ARGS`` for ``host`` (with its --root)."""
-    return for_target(host, f"gpuprep {args}")
-
-
-def privileged(host: Host, command: str) -> str:
-    """``command`` as the user who ran gpuprep must type it: through sudo when that was not root."""
-    return command if host.is_root else f"sudo {command}"
 
 
 def systemd(host: Host, platform: Platform | None) -> bool:
@@ -75,18 +51,10 @@ def service(host: Host, platform: Platform | None, verb: str, name: str) -> str:
 def service_log(host: Host, platform: Platform | None, name: str) -> str:
     """Where service ``name`` says why it stopped."""
     if not systemd(host, platform):
-        # Amazon Linux 1: ecs-init logs to its own file, the SysV docker script to /var/log/docker.
-        return {"ecs": "/var/log/ecs/ecs-init.log"}.get(name, f"/var/log/{name}")
+        return sysv_log(name)
     return f"`{privileged(host, f'journalctl -u {name} -n 50 --no-pager')}`"
 
 
-def package_command(host: Host, platform: Platform, verb: str, *packages: str) -> str:
-    """``verb`` (install, reinstall) of ``packages`` with this platform's package manager, in the root."""
-    manager = platform.package_manager or "dnf"
-    names = " ".join(shlex.quote(p) for p in packages)
-    if manager == "apt":
-        flag = " --reinstall" if verb == "reinstall" else ""
-        command = f"apt-get install -y{flag} {names}"
-        return privileged(host, command if host.live else f"chroot {shlex.quote(str(host.root))} {command}")
-    root = "" if host.live else f" --installroot={shlex.quote(str(host.root))}"
-    return privileged(host, f"{manager}{root} {verb} -y {names}")
+def privileged(host: Host, command: str) -> str:
+    """``command`` as the user who ran gpuprep must type it: through sudo when that was not root."""
+    return command if host.is_root else f"sudo {command}"

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
+from gpuprep.fixes import Fix
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
@@ -60,7 +61,7 @@ def check_root(probes: Probes) -> Verdict:
 class EndOfSupport:
     ends: date
     what: str  # what ends, and what follows from it for ECS / Batch hosts
-    migrate: str  # the pointer: where to go, with the commands that get there
+    migrate: tuple[Fix, ...]  # where to go, with the commands that get there
 
 
 # AWS Batch's Ec2Configuration reference (docs.aws.amazon.com/batch/latest/APIReference/API_Ec2Configuration.html):
@@ -68,19 +69,22 @@ class EndOfSupport:
 # are blocked from that date, and since 2026-01-12 new ECS compute environments default to AL2023 (image type
 # ECS_AL2023_NVIDIA for GPU instances); AL2's os-release carries SUPPORT_END=2026-06-30 (docs/domain.md, 2026).
 # The Amazon Linux AMI (2018.03) left maintenance support on 2023-12-31.
-_AL2023_GPU_AMI = ("the AL2023 ECS GPU AMI (`aws ssm get-parameter --name "
-                   "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id`), built with "
-                   "`gpuprep install && gpuprep seal` as before; AWS Batch: `aws batch update-compute-environment "
-                   "--compute-environment NAME --compute-resources "
-                   "'ec2Configuration=[{imageType=ECS_AL2023_NVIDIA}]'`")
+_AL2023_GPU_AMI = (
+    Fix("move to the AL2023 ECS GPU AMI (its image id below) and build on it as before (install, then seal)",
+        ("aws", "ssm", "get-parameter", "--name",
+         "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id")),
+    Fix("AWS Batch: point the compute environment at it", (
+        "aws", "batch", "update-compute-environment", "--compute-environment", "NAME", "--compute-resources",
+        "ec2Configuration=[{imageType=ECS_AL2023_NVIDIA}]")),
+)
 END_OF_SUPPORT = {
     ("amzn", "2"): EndOfSupport(
         date(2026, 6, 30),
         "Amazon Linux 2 and its ECS GPU AMI: no security updates, and AWS Batch blocks new AL2 compute environments",
-        "move to " + _AL2023_GPU_AMI),
+        _AL2023_GPU_AMI),
     ("amzn", "2018.03"): EndOfSupport(
         date(2023, 12, 31), "the Amazon Linux AMI (2018.03): no security updates",
-        "move to " + _AL2023_GPU_AMI),
+        _AL2023_GPU_AMI),
 }
 EOL_NOTICE_DAYS = 365  # a year's notice: an image pipeline needs that long to move
 
@@ -105,8 +109,8 @@ def check_end_of_support(probes: Probes) -> Verdict:
     if found is None:
         raise NotApplicable(f"no end of support announced for {p.name or 'this platform'}")
     status, summary, data = found
-    hint = END_OF_SUPPORT[(p.id, p.version_id)].migrate if status is not Status.OK else ""
-    return Verdict(status, f"{p.name}: {summary}", hint, data)
+    found_fixes = list(END_OF_SUPPORT[(p.id, p.version_id)].migrate) if status is not Status.OK else []
+    return Verdict(status, f"{p.name}: {summary}", data=data, fixes=found_fixes)
 
 
 CHECKS = [

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, TextIO
 
+from gpuprep.fixes import Fix
 from gpuprep.host import write_atomic
 
 
@@ -68,9 +69,11 @@ class CheckResult:
     hint: str = ""
     duration_ms: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
+    fixes: list[Fix] = field(default_factory=list)  # the hint as values (gpuprep/fixes.py)
+    cause: str = ""  # the id of the check whose finding this one follows from
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "id": self.id,
             "group": self.group,
             "status": self.status.value,
@@ -79,6 +82,12 @@ class CheckResult:
             "duration_ms": round(self.duration_ms, 1),
             "data": self.data,
         }
+        # Only where there are any (docs/contract.md): a healthy 8-GPU report stays inside SSM's 24,000 characters.
+        if self.fixes:
+            d["fixes"] = [f.as_dict() for f in self.fixes]
+        if self.cause:
+            d["cause"] = self.cause
+        return d
 
 
 @dataclass
@@ -230,6 +239,7 @@ class _Out:
         self.stream = stream or sys.stdout
         self.journal = _to_journal(self.stream)
         self.con = None
+        self.width = _width(self.stream)
         if self.stream.isatty() or os.environ.get("FORCE_COLOR"):
             from rich.console import Console  # heavy: only for a terminal
 
@@ -248,6 +258,18 @@ class _Out:
         from rich.text import Text
 
         self.con.print(Text.assemble(*parts, style=style))
+
+
+def _width(stream: TextIO) -> int | None:
+    """The columns long lines are cut to: a terminal's width, or COLUMNS where the user set it; None elsewhere (a
+    log, a pipe, the journal keep one line per finding, for grep)."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _to_journal(stream: TextIO) -> bool:
@@ -291,13 +313,128 @@ def status_line(report: DoctorReport) -> str:
     return f"GPUPREP {report.status.value.upper()} - {text} | {perf}"
 
 
+@dataclass
+class FixEntry:
+    """One distinct fix of a report's problems: a value (``fix``) or a prose hint (``text``), the findings it is
+    for (``ids``), the findings that follow from those (``follow``), and the journal priority of the worst."""
+
+    fix: Fix | None
+    text: str
+    ids: list[str] = field(default_factory=list)
+    follow: list[str] = field(default_factory=list)
+    priority: int = 4
+
+
+def _root(check: CheckResult, problems: dict[str, CheckResult]) -> CheckResult:
+    """The finding ``check`` follows from, through its ``cause`` chain among this report's problems."""
+    seen = {check.id}
+    while check.cause in problems and check.cause not in seen:
+        check = problems[check.cause]
+        seen.add(check.id)
+    return check
+
+
+def fix_entries(checks: list[CheckResult]) -> list[FixEntry]:
+    """Each distinct fix of the problems once, root causes first (worst first, then check order), each followed
+    by the fixes of the findings that follow from it. A finding whose cause is among the problems offers only its
+    own fixes as values, never its prose: it points at the cause (module not loaded -> device nodes missing)."""
+    problems = {c.id: c for c in checks if c.status in PROBLEMS}
+    roots: dict[str, list[CheckResult]] = {}
+    for c in problems.values():
+        roots.setdefault(_root(c, problems).id, []).append(c)
+    order = sorted(roots.values(), key=lambda group: -max(c.status.severity for c in group))
+    entries: dict[Hashable, FixEntry] = {}
+    for group in order:
+        root = _root(group[0], problems)
+        for c in sorted(group, key=lambda c: c is not root):
+            items: list[Fix | str] = list(c.fixes) or ([c.hint] if c.hint and c is root else [])
+            for item in items:
+                key = _fix_key(item)
+                entry = entries.setdefault(key, FixEntry(item if isinstance(item, Fix) else None,
+                                                         item if isinstance(item, str) else ""))
+                if isinstance(item, Fix) and item.last:  # a reboot loads every change before it: it moves last
+                    entries[key] = entries.pop(key)
+                if c.id not in entry.ids:
+                    entry.ids.append(c.id)
+                entry.priority = min(entry.priority, PRIORITY.get(c.status.value, 4))
+                if c is root:
+                    entry.follow.extend(d.id for d in group if d is not root and d.id not in entry.follow)
+    return sorted(entries.values(), key=lambda e: e.fix is not None and e.fix.last)  # stable: the rest keep order
+
+
+def _fix_key(item: Fix | str) -> Hashable:
+    """What makes two fixes one: the same command run by the same one (whatever each finding says it is for); an
+    action that is no command, by its words."""
+    if isinstance(item, Fix) and item.argv:
+        return (item.argv, item.runs)
+    return item
+
+
 def fixes(checks: list[CheckResult]) -> list[tuple[str, list[str]]]:
-    """Each distinct fix of the problems once, worst problem first, with the checks it clears: one cause
-    (dockerd down, say) often fails several checks with the same hint."""
-    order: dict[str, list[str]] = {}
-    for c in sorted((c for c in checks if c.status in PROBLEMS and c.hint), key=lambda c: -c.status.severity):
-        order.setdefault(c.hint, []).append(c.id)
-    return list(order.items())
+    """(hint text, the checks it clears) of each distinct fix, in fix_entries' order."""
+    return [(e.fix.text() if e.fix else e.text, e.ids + e.follow) for e in fix_entries(checks)]
+
+
+def _words_to_width(words: list[str], width: int, first: int | None = None) -> list[str]:
+    """Words joined into lines of at most ``width`` (the first line ``first``; a longer word stands alone): never a
+    word cut in two."""
+    lines: list[str] = []
+    for word in words:
+        room = first if first is not None and len(lines) == 1 else width
+        if lines and len(lines[-1]) + 1 + len(word) <= room:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def wrap(text: str, width: int | None, indent: int, first: int | None = None) -> list[str]:
+    """``text`` cut at word boundaries to ``width`` columns, its lines starting at column ``indent`` (the first at
+    ``first``, default ``indent``); None: as it is, one line per line of text."""
+    start = indent if first is None else first
+    if width is None or start + max(map(len, text.splitlines() or [""])) <= width:
+        return text.splitlines() or [""]
+    return [line for part in text.splitlines()
+            for line in _words_to_width(part.split(" "), max(width - indent, 20), max(width - start, 20))]
+
+
+def wrap_command(argv: tuple[str, ...], width: int | None, indent: int) -> list[str]:
+    """A command cut between its words, each line but the last ending in ` \\` so it pastes as one command."""
+    import shlex
+
+    words = [shlex.quote(a) for a in argv]
+    if width is None or indent + len(" ".join(words)) <= width:
+        return [" ".join(words)]
+    lines = _words_to_width(words, max(width - indent - 4, 20))
+    return [("  " if i else "") + line + (" \\" if i < len(lines) - 1 else "") for i, line in enumerate(lines)]
+
+
+def _render_fixes(out: _Out, checks: list[CheckResult]) -> None:
+    """The fix list: each fix's why, its command on a line of its own, the findings it clears; every line at the
+    journal priority of the worst of those findings, so `journalctl -p warning` shows the fixes with them."""
+    found = fix_entries(checks)
+    if not found:
+        return
+    out.line("")
+    out.line(f"To fix ({plural(len(found), 'fix', 'fixes')}, root causes first):", style="bold")
+    for n, e in enumerate(found):
+        why = e.fix.why if e.fix else e.text
+        if e.fix and e.fix.where:
+            why += f" ({e.fix.where})"
+        if e.fix and e.fix.argv:
+            why += ":"
+        for i, line in enumerate(wrap(why, out.width, 7)):
+            out.line(f"  {'fix: ' if i == 0 else '     '}{line}", priority=e.priority)
+        for line in wrap_command(e.fix.argv, out.width, 9) if e.fix and e.fix.argv else []:
+            out.line(f"         {line}", priority=e.priority)
+        after = found[n + 1] if n + 1 < len(found) else None
+        if after is not None and (after.ids, after.follow) == (e.ids, e.follow):
+            continue  # the next fix is for the same findings: said once, after the last of them
+        said = ", ".join(i for i in e.ids if i not in e.follow)
+        if e.follow:
+            said += f" ({', '.join(e.follow)} follow{'s' if len(e.follow) == 1 else ''} from it)"
+        for i, line in enumerate(wrap(said, out.width, 12)):
+            out.line(f"       {'for: ' if i == 0 else '     '}{line}", style="dim", priority=e.priority)
 
 
 def render_doctor_text(report: DoctorReport, stream: TextIO | None = None, *, verbose: bool = False) -> None:
@@ -310,6 +447,7 @@ def render_doctor_text(report: DoctorReport, stream: TextIO | None = None, *, ve
     for c in report.checks:
         groups.setdefault(c.group, []).append(c)
     width = max((len(c.id) for c in report.checks), default=0) + 2
+    problems = {c.id for c in report.checks if c.status in PROBLEMS}
     for group, checks in groups.items():
         if verbose:
             out.line("")
@@ -318,8 +456,13 @@ def render_doctor_text(report: DoctorReport, stream: TextIO | None = None, *, ve
         head = f"{group:<10} "
         for c in shown:
             took = f"  ({c.duration_ms:.0f} ms)" if verbose and c.duration_ms >= 100 else ""
-            out.line(head, mark(c.status.value), f"{c.id:<{width}}{c.summary}{took}",
-                     priority=PRIORITY.get(c.status.value))
+            after = f" (follows from {c.cause})" if c.cause in problems and c.status in PROBLEMS else ""
+            # Continued under the summary where 40 columns are left there, else under the id; never at column 0.
+            hang = 20 + width if out.width is None or out.width - 20 - width >= 40 else 22
+            said = wrap(f"{c.summary}{took}{after}", out.width, hang, first=20 + width)
+            out.line(head, mark(c.status.value), f"{c.id:<{width}}{said[0]}", priority=PRIORITY.get(c.status.value))
+            for more in said[1:]:
+                out.line(" " * hang + more, priority=PRIORITY.get(c.status.value))
             head = " " * 11
         if rest:
             ok = sum(c.status is Status.OK for c in rest)
@@ -328,14 +471,7 @@ def render_doctor_text(report: DoctorReport, stream: TextIO | None = None, *, ve
             more = "more " if shown else ""
             out.line(head, mark("ok" if ok else "skipped"), f"{', '.join(what).replace('check', more + 'check', 1)}"
                      + ("" if verbose or not skipped else " (-v says why)"))
-    found = fixes(report.checks)
-    if found:
-        out.line("")
-        out.line(f"To fix ({plural(len(found), 'fix', 'fixes')}, worst first):", style="bold")
-        for hint, ids in found:
-            for i, line in enumerate(hint.splitlines()):
-                out.line(f"  {'fix: ' if i == 0 else '     '}{line}", priority=5)  # notice
-            out.line(f"       for: {', '.join(ids)}", style="dim")
+    _render_fixes(out, report.checks)
     counts: dict[str, int] = {}
     for c in report.checks:
         counts[c.status.value] = counts.get(c.status.value, 0) + 1

@@ -23,6 +23,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from gpuprep import fixes
 from gpuprep.ecs.config import GPU_INFO
 from gpuprep.gpu import inventory
 from gpuprep.gpu.query import MOVE_HARDWARE, QUERY_TIMEOUT
@@ -77,10 +78,7 @@ def check_gpu_health(probes: Probes) -> Verdict:
         return Verdict(
             Status.CRITICAL,
             f"dcgm-init reports the GPUs unhealthy ({reason}; {when}): ECS marks this instance IMPAIRED "
-            "(ACCELERATED_COMPUTE) and it should take no GPU tasks",
-            "drain it (`aws ecs update-container-instances-state --cluster CLUSTER --container-instances ID "
-            "--status DRAINING`), then `journalctl -k -b | grep NVRM` for the XID; reset the GPU (`sudo nvidia-smi "
-            "-r -i N`) or reboot, and if it recurs " + MOVE_HARDWARE, data)
+            "(ACCELERATED_COMPUTE) and it should take no GPU tasks", data=data, fixes=_unhealthy_fixes(probes))
     if stale:
         return Verdict(Status.WARNING, f"{GPU_METRICS} is stale ({when}; dcgm-init writes every 60 s): the agent "
                        "reports INSUFFICIENT_DATA", f"`systemctl status dcgm-init`; {RESTART_DCGM_INIT}", data)
@@ -89,6 +87,18 @@ def check_gpu_health(probes: Probes) -> Verdict:
                        "reports INSUFFICIENT_DATA", f"`journalctl -u dcgm-init -n 50`; {RESTART_DCGM_INIT}", data)
     note = f"; restart-the-application XIDs: {', '.join(f'{u} x{n}' for u, n in xids.items())}" if xids else ""
     return Verdict(Status.OK, f"dcgm-init reports the GPUs healthy ({len(gpus)} GPU(s), {when}){note}", data=data)
+
+
+def _unhealthy_fixes(probes: Probes) -> list[fixes.Fix]:
+    """An instance dcgm-init found unhealthy: drained, the XID read, a reboot, other hardware if it recurs (the log
+    and the reboot are the running instance's: under --root marked for it)."""
+    host = probes.host
+    return [fixes.Fix("drain the instance so ECS places no task on it", (
+                "aws", "ecs", "update-container-instances-state", "--cluster", "CLUSTER", "--container-instances",
+                "ID", "--status", "DRAINING")),
+            fixes.kernel_log(host, "the kernel log names the XID (NVRM: Xid lines)"),
+            fixes.reboot(host, "reboot to reset the GPUs"),
+            fixes.Fix("if it recurs: " + MOVE_HARDWARE)]
 
 
 # -- MPS readiness, as the agent gates it ----------------------------------------------------------------
@@ -131,8 +141,11 @@ def check_mps(probes: Probes) -> Verdict:
     unmet = [c for c, ok in conditions.items() if ok is False]
     unknown = [c for c, ok in conditions.items() if ok is None]
     if unmet:
-        return Verdict(Status.WARNING, "the ECS agent will not advertise ecs.capability.gpu-sharing-mps: "
-                       + "; ".join(MPS_REASONS[c] for c in unmet), " ".join(MPS_FIXES[c] for c in unmet), data)
+        summary = "the ECS agent will not advertise ecs.capability.gpu-sharing-mps: " + "; ".join(
+            MPS_REASONS[c] for c in unmet)
+        if unmet == ["mps-service-enabled"]:
+            return Verdict(Status.WARNING, summary, data=data, fixes=_mps_service_fixes(probes))
+        return Verdict(Status.WARNING, summary, " ".join(MPS_FIXES[c] for c in unmet), data)
     said = f" ({', '.join(unknown)} not checked: {query.skipped or 'NVML did not answer'})" if unknown else ""
     restart = ""
     if info and not all(info.get(k) for k in ("MpsControlBinaryPresent", "MpsServiceEnabled")):
@@ -143,6 +156,19 @@ def check_mps(probes: Probes) -> Verdict:
     whole = f", {len(gpus)} whole GPU(s) with their memory" if gpus else ""
     return Verdict(Status.OK, f"MPS ready as the ECS agent gates it: {MPS_CONTROL}, {MPS_UNIT} {enabled}{whole}{said}",
                    data=data)
+
+
+def _mps_service_fixes(probes: Probes) -> list[fixes.Fix]:
+    """nvidia-mps.service enabled (in an image through systemctl --root), and on a running host started and ecs
+    restarted: ecs-init gathers the MPS facts at its start (the AL2023 ECS GPU AMI ships the unit,
+    aws/amazon-ecs-ami PR #744)."""
+    host, p = probes.host, probes.platform
+    enable = fixes.service(host, p, "enable", MPS_UNIT, f"enable {MPS_UNIT} for every boot")
+    if not host.live:
+        return [enable] if enable is not None else []
+    then = [fixes.service(host, p, "start", MPS_UNIT, f"start {MPS_UNIT}"),
+            fixes.service(host, p, "restart", "ecs", "restart ecs: ecs-init gathers the MPS facts at its start")]
+    return [f for f in (enable, *then) if f is not None]
 
 
 def _gpu_info_facts(probes: Probes) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from gpuprep import hints
+from gpuprep import fixes
 from gpuprep.bootcheck import UNIT_NAME
 from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
@@ -29,8 +29,16 @@ from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 from gpuprep.seal_record import SEAL_JSON
 from gpuprep.services import ServiceState
 
-FIX_GPU_SUPPORT = ("gpuprep install --only ecs-config (or add ECS_ENABLE_GPU_SUPPORT=true to /etc/ecs/ecs.config), "
-                   "then restart ecs")
+
+def gpu_support_fixes(probes: Probes) -> list[fixes.Fix]:
+    """ECS_ENABLE_GPU_SUPPORT=true where the agent reads it: gpuprep's ecs-config step where install runs (RPM
+    platforms), else the line added by hand; then ecs restarted where it runs (an image's starts at its boot)."""
+    host, p = probes.host, probes.platform
+    write = fixes.gpuprep(host, p, f"set {GPU_SUPPORT_KEY}=true in the ECS config", "install", "--only", "ecs-config")
+    if write is None:
+        write = fixes.edit_by_hand(str(host.path(p.ecs_config)), f"add the line {GPU_SUPPORT_KEY}=true")
+    restart = fixes.service(host, p, "restart", ecs_service(p), "restart ecs so the agent reads it")
+    return [write] + ([restart] if restart is not None and host.live else [])
 
 
 def _restart(probes: Probes) -> str:
@@ -88,8 +96,16 @@ def boot_time(p: Probes) -> float | None:
 def check_ecs_init(probes: Probes) -> Verdict:
     version = ecs_init_version(probes)
     if version is None:
-        hint = "gpuprep install" if probes.platform.rpm else "install Amazon's amazon-ecs-init package"
-        return Verdict(Status.WARNING, "ecs-init is not installed: this host cannot join an ECS cluster", hint)
+        from gpuprep.packages.probes import install_fixes, removed_since_seal
+
+        summary = "ecs-init is not installed: this host cannot join an ECS cluster"
+        cause = removed_since_seal(probes, ("ecs-init",))
+        if cause:
+            return Verdict(Status.WARNING, summary, f"removed since the seal: fix {cause} first (its fix clears this)",
+                           cause=cause)
+        found = install_fixes(probes)
+        return Verdict(Status.WARNING, summary, "" if found else "install Amazon's amazon-ecs-init package",
+                       fixes=found)
     return Verdict(Status.OK, f"{version} installed", data={"package": version})
 
 
@@ -114,16 +130,19 @@ def check_gpu_support(probes: Probes) -> Verdict:
     else:
         summary = f"{GPU_SUPPORT_KEY}={value} in {data['source']}: the agent registers this host with no GPUs"
     gpus = f"{count} GPU" + ("" if count == 1 else "s")
-    return Verdict(Status.CRITICAL, f"{summary} ({gpus} on the PCI bus)", FIX_GPU_SUPPORT, data)
+    if _ecs_init_missing(probes):  # the ecs-config step refuses a host without ecs: ecs-init's install first
+        return Verdict(Status.CRITICAL, f"{summary} ({gpus} on the PCI bus)", "ecs-init is not installed: fix "
+                       "ecs-init first (its fix clears this)", data, cause="ecs-init")
+    return Verdict(Status.CRITICAL, f"{summary} ({gpus} on the PCI bus)", data=data, fixes=gpu_support_fixes(probes))
 
 
 def check_gpu_info(probes: Probes) -> Verdict:
     host = probes.host
-    fix = f"rm {GPU_INFO} && {_restart(probes).strip('`')} (ecs-init rewrites it); images: seal with `gpuprep seal`"
+    fix = ecs_config.rewrite_gpu_info(host, probes.platform)
     try:
         info = ecs_config.read_gpu_info(host)
     except ValueError as exc:
-        return Verdict(Status.CRITICAL, f"{GPU_INFO} is unreadable: {exc}", fix)
+        return Verdict(Status.CRITICAL, f"{GPU_INFO} is unreadable: {exc}", fixes=fix)
     if info is None:
         if host.live and ecs_service_state(probes).running and _gpu_count_or_zero(probes) > 0:
             return Verdict(Status.WARNING, f"ecs runs but ecs-init wrote no {GPU_INFO}: it found no /dev/nvidia* "
@@ -138,21 +157,21 @@ def check_gpu_info(probes: Probes) -> Verdict:
     if not query.answered:
         if host_driver and host_driver != info.driver_version:
             return Verdict(Status.CRITICAL, f"{GPU_INFO} was written with driver {info.driver_version}, this host "
-                           f"has {host_driver}: it comes from another machine or an older driver", fix, data)
+                           f"has {host_driver}: it comes from another machine or an older driver", data=data, fixes=fix)
         why = query.skipped or query.error or "NVML did not answer"
         status = Status.WARNING if not host.live else Status.UNKNOWN
         summary = (f"{GPU_INFO} lists {len(info.gpu_ids)} GPUs (driver {info.driver_version}); "
                    f"UUIDs not compared: {why}")
-        hint = (f"an image should not carry it: `gpuprep --root {host.root} seal --only gpu-info`" if not host.live
-                else "see the gpu checks for why NVML does not answer")
-        return Verdict(status, summary, hint, data)
+        if not host.live:
+            return Verdict(status, summary, data=data, fixes=fix)
+        return Verdict(status, summary, "see the gpu checks for why NVML does not answer", data)
     host_ids = [g.uuid for g in sorted(query.gpus, key=lambda g: g.index) if g.uuid]
     data["host_gpus"] = host_ids
     foreign = [i for i in info.gpu_ids if i not in host_ids]
     if foreign:
         return Verdict(Status.CRITICAL, f"{GPU_INFO} names {len(foreign)} GPU(s) this host does not have "
                        f"({', '.join(foreign[:2])}{', ...' if len(foreign) > 2 else ''}): written on another machine "
-                       "(baked into the image?)", fix, data)
+                       "(baked into the image?)", data=data, fixes=fix)
     missing = [i for i in host_ids if i not in info.gpu_ids]
     if missing:
         return Verdict(Status.WARNING, f"{GPU_INFO} lists {len(info.gpu_ids)} of this host's {len(host_ids)} GPUs: "
@@ -183,42 +202,49 @@ def check_service(probes: Probes) -> Verdict:
     if state.enabled == "unknown" and state.active == "unknown":
         return Verdict(Status.UNKNOWN, f"the init system did not say whether {name} is enabled or running",
                        f"look at `{'status ' + name if upstart else 'systemctl status ' + name}`", data)
-    enable = hints.service(probes.host, probes.platform, "enable", name) or f"chkconfig {name} on"
-    start = hints.service(probes.host, probes.platform, "start", name)
-    logs = hints.service_log(probes.host, probes.platform, name)
-    if not probes.host.live:
+    host, p = probes.host, probes.platform
+    enable = fixes.service(host, p, "enable", name, f"enable {name} for every boot") or fixes.Fix(
+        f"enable {name} for every boot", ("chkconfig", name, "on"))
+    start = fixes.service(host, p, "start", name, f"start {name}")
+    logs = fixes.service_log(host, p, name, f"its log says why {name} stopped; fix that first")
+    if not host.live:
         if state.is_enabled:
             return Verdict(Status.OK, f"{name} enabled (whether it runs is not known with --root)", data=data)
+        config = fixes.gpuprep(host, p, f"enable {name} (and set GPU support) as install does", "install", "--only",
+                               "ecs-config")
         return Verdict(Status.WARNING, f"{name} is {state.enabled}: instances from this image will not join a cluster",
-                       f"gpuprep --root {probes.host.root} install --only ecs-config", data)
+                       data=data, fixes=[config or enable])
+    started = [start] if start is not None else []
     if not state.running and state.is_enabled:
         gate = boot_gate(probes)
         if gate.failed:
-            return _held_by_gate(probes, gate, start, data)
+            return _held_by_gate(probes, gate, started, data)
     if state.active == "failed":
-        return Verdict(Status.CRITICAL, f"{name} failed ({state.enabled})", f"see {logs}, fix, then `{start}`", data)
+        return Verdict(Status.CRITICAL, f"{name} failed ({state.enabled})", data=data, fixes=[logs, *started])
     if not state.is_enabled:
         return Verdict(Status.WARNING, f"{name} is {state.enabled} ({state.active}): it will not start at boot",
-                       f"`{enable}`", data)
+                       data=data, fixes=[enable])
     if not state.running:
-        return Verdict(Status.WARNING, f"{name} is enabled but {state.active}", f"`{start}` (and see {logs})", data)
+        return Verdict(Status.WARNING, f"{name} is enabled but {state.active}", data=data, fixes=[*started, logs])
     return Verdict(Status.OK, f"{name} {state.active}, {state.enabled}", data=data)
 
 
-def _held_by_gate(probes: Probes, gate: GateState, start: str, data: dict[str, Any]) -> Verdict:
+def _held_by_gate(probes: Probes, gate: GateState, start: list[fixes.Fix], data: dict[str, Any]) -> Verdict:
     """ecs is down because the boot gate failed: starting ecs runs the gate again, which fails again until the
-    check that failed it is fixed. That check, and its own fix, come first."""
+    check that failed it is fixed. That check (the cause), and its own fix, come first."""
     name = data["service"]
     data = {**data, "held_by": UNIT_NAME, "gate_critical": gate.checks}
+    again = [fixes.Fix(f"then start {name}: that runs the gate again and starts {name} when it passes", f.argv, f.runs)
+             for f in start]
     if gate.checks:
         failing = ", ".join(gate.checks)
         return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed on {failing}",
-                       f"first clear {failing} (each one's fix is in this report), then `{start}`: that runs the "
-                       f"gate again and starts {name} when it passes", data)
-    journal = hints.privileged(probes.host, f"journalctl -u {UNIT_NAME} -b --no-pager")
-    return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed",
-                   f"`{journal}` names the critical check; fix it, then `{start}`: that runs the gate again and "
-                   f"starts {name} when it passes", data)
+                       f"first clear {failing} (each one's fix is in this report), then "
+                       + "; ".join(f"`{f.command}`" for f in again), data, again, cause=gate.checks[0])
+    journal = fixes.Fix("the gate's journal names the critical check: fix it", fixes.as_user(
+        probes.host, ["journalctl", "-u", UNIT_NAME, "-b", "--no-pager"]))
+    return Verdict(Status.CRITICAL, f"{name} is held by the boot gate: {UNIT_NAME} failed", data=data,
+                   fixes=[journal, *again])
 
 
 _PACKAGE_PROCESSES = ("yum", "dnf", "rpm", "apt", "apt-get", "dpkg", "unattended-upgr", "packagekitd")

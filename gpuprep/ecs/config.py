@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from gpuprep import fixes
 from gpuprep.errors import BadInput
 from gpuprep.host import Host
 from gpuprep.platform import Platform
@@ -169,6 +170,18 @@ def ecs_service(platform: Platform) -> str:
 
 def services(host: Host, platform: Platform) -> Services:
     return Services(host, platform)
+
+
+def rewrite_gpu_info(host: Host, platform: Platform) -> list[fixes.Fix]:
+    """A GPU info file that is not this host's: on a running host removed and ecs restarted (ecs-init writes it anew
+    from NVML); in an image removed by seal's gpu-info step (an image should not carry one), or by hand where seal
+    does not run."""
+    if not host.live:
+        seal = fixes.gpuprep(host, platform, "remove it: an image should not carry it", "seal", "--only", "gpu-info")
+        return [seal or fixes.Fix("remove it: an image should not carry it", ("rm", "-f", str(host.path(GPU_INFO))))]
+    restart = fixes.service(host, platform, "restart", ecs_service(platform), "restart ecs: ecs-init writes it anew")
+    return [fixes.Fix("remove it", ("rm", "-f", GPU_INFO) if host.is_root else ("sudo", "rm", "-f", GPU_INFO)),
+            *([restart] if restart is not None else [])]
 
 
 # Control bytes that no env file holds (tab, line ends and form feed aside): a file with them is not

@@ -10,6 +10,8 @@ import json
 from gpuprep.ec2.instance_types import lookup
 from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.ecs.config import GPU_INFO as ECS_GPU_INFO  # ecs-init's {"DriverVersion", "GPUIDs": [...]}
+from gpuprep.ecs.config import rewrite_gpu_info
+from gpuprep.fixes import follows
 from gpuprep.gpu import inventory
 from gpuprep.gpu.query import QUERY_TIMEOUT
 from gpuprep.report import Status
@@ -45,11 +47,15 @@ def check_sources_listed(probes: Probes) -> Verdict:
     data = {"counts": counts, "instance_type": it, "empty": empty, "unread": unread}
     if empty or unread:
         said = ", ".join([f"{k} lists no GPU" for k in empty] + [f"{k} cannot be read" for k in unread])
-        fix = (f"`rm {probes.host.path(ECS_GPU_INFO)} && systemctl restart ecs` (ecs-init rewrites it from NVML)"
-               if empty == [ECS_GPU_INFO] else
-               "the driver does not serve the GPUs: `journalctl -k -b | grep -E 'NVRM|nvidia'`; `sudo nvidia-smi`; "
-               "reboot; if it recurs, stop and start the instance (other hardware)")
-        return Verdict(Status.CRITICAL, f"{said} on {why}: fail closed, this host must not take GPU tasks", fix, data)
+        summary = f"{said} on {why}: fail closed, this host must not take GPU tasks"
+        if empty == [ECS_GPU_INFO]:
+            return Verdict(Status.CRITICAL, summary, data=data,
+                           fixes=rewrite_gpu_info(probes.host, probes.platform))
+        cause = inventory.module_not_loaded(probes)
+        if cause:
+            return Verdict(Status.CRITICAL, summary, follows(cause, "the nvidia module is not loaded"), data,
+                           cause=cause)
+        return Verdict(Status.CRITICAL, summary, data=data, fixes=inventory.driver_not_serving(probes))
     shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v is not None)
     return Verdict(Status.OK, f"every source lists GPUs on {why}: {shown}", data=data)
 

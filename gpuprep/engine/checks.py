@@ -11,12 +11,11 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shlex
 import shutil
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gpuprep import hints
+from gpuprep import fixes
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.engine.probes import (  # noqa: F401 (docker_info and engine_process: what tests preset here)
@@ -36,16 +35,27 @@ from gpuprep.runner.needs import ENGINE
 if TYPE_CHECKING:
     from gpuprep.engine.dockerd import EngineDown
 
-FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
-                "reloads dockerd)")
-FIX_DEFAULT = ('`gpuprep install --only docker-runtime,docker-reload` (sets "default-runtime": "nvidia" in '
-               "daemon.json and reloads dockerd)")
+
+def runtime_fixes(probes: Probes, why: str, *extra: str, ctk: list[str] | None = None) -> list[fixes.Fix]:
+    """daemon.json's nvidia runtime made right: gpuprep's docker-runtime and docker-reload steps where install runs
+    (RPM platforms); elsewhere NVIDIA's own `nvidia-ctk runtime configure` with ``ctk`` (None: no flag of it does
+    this, so an edit by hand) and a dockerd restart."""
+    host, p = probes.host, probes.platform
+    fix = fixes.gpuprep(host, p, why, "install", "--only", "docker-runtime,docker-reload", *extra)
+    if fix is not None:
+        return [fix]
+    if ctk is None:
+        return [fixes.edit_by_hand(str(host.path(daemon_json_path(probes))), why)]
+    restart = fixes.service(host, p, "restart", p.docker_service, "restart dockerd so it reads daemon.json")
+    return [fixes.in_image(host, why, ["nvidia-ctk", "runtime", "configure", "--runtime=docker", *ctk]),
+            *([restart] if restart is not None else [])]
+
+
+DAEMON_JSON_CHECK = "docker-daemon-json"
 
 
 class EngineUnanswered(Exception):
     """Raised to checks that need ``docker info`` when the Engine does not answer."""
-
-
 
 
 def _info(probes: Probes) -> dict[str, Any]:
@@ -98,16 +108,39 @@ def engine_down(probes: Probes, exc: EngineDown) -> Verdict:
         failed = Services(host, probes.platform).state(probes.platform.docker_service).active in ("failed",
                                                                                                    "activating")
         data["service_failed"] = failed
-    hint = engine_down_hint(host, probes.platform, failed=failed)
     if local:
         try:
             daemon_json(probes)
         except BadInput as bad:
+            # The file's fault is docker-daemon-json's finding, said there once: here its first fix (the same value,
+            # so listed once) and the start that follows it.
             data["daemon_json"] = bad.message
-            return Verdict(Status.CRITICAL, f"{exc.message}; dockerd cannot start with {bad.message}",
-                           f"first fix {bad.message} (`python3 -m json.tool {host.path(daemon_json_path(probes))}` "
-                           f"points at it), then {hint}", data)
-    return Verdict(Status.CRITICAL, exc.message, hint, data)
+            return Verdict(Status.CRITICAL, f"{exc.message}; dockerd cannot start with "
+                           f"{host.path(daemon_json_path(probes))}", data=data, cause=DAEMON_JSON_CHECK,
+                           fixes=[*daemon_json_fixes(probes), *engine_start_fixes(probes, failed=failed)])
+    if probes.platform is not None and not host.env.get("DOCKER_HOST"):
+        return Verdict(Status.CRITICAL, exc.message, data=data, fixes=engine_start_fixes(probes, failed=failed))
+    return Verdict(Status.CRITICAL, exc.message, engine_down_hint(host, probes.platform, failed=failed), data)
+
+
+def engine_start_fixes(probes: Probes, *, failed: bool) -> list[fixes.Fix]:
+    """The Engine started by this platform's init (``failed``: systemd gave up on docker.service, whose start
+    limit refuses a plain start until reset), and where it says why when it does not stay up."""
+    host, p = probes.host, probes.platform
+    name = p.docker_service
+    found = [fixes.service(host, p, "reset-failed", name, "clear the start limit systemd hit")
+             if failed and p.init == "systemd" else None,
+             fixes.service(host, p, "start", name, "start the Docker Engine"),
+             fixes.service_log(host, p, name, "if it does not stay up, its log says why")]
+    return [f for f in found if f is not None]
+
+
+def daemon_json_fixes(probes: Probes) -> list[fixes.Fix]:
+    """A daemon.json dockerd cannot read: where the fault is, and the edit only a person can make."""
+    path = str(probes.host.path(daemon_json_path(probes)))
+    return [fixes.json_tool(probes.host, daemon_json_path(probes)),
+            fixes.edit_by_hand(path, '"runtimes" must be an object of {"path": ..., "runtimeArgs": [...]} entries, '
+                               '"default-runtime" a string; gpuprep will not edit a file it cannot read')]
 
 
 # -- checks -----------------------------------------------------------------------------------
@@ -129,12 +162,8 @@ def check_daemon_json(probes: Probes) -> Verdict:
     try:
         text, config = daemon_json(probes)
     except BadInput as exc:
-        real = probes.host.path(path)
-        return Verdict(Status.CRITICAL, exc.message,
-                       f"fix {exc.message} by hand in an editor (`python3 -m json.tool {real}` points at a syntax "
-                       'error; "runtimes" must be an object of {"path": ..., "runtimeArgs": [...]} entries, '
-                       '"default-runtime" a string); dockerd will not start with a file it cannot read, and gpuprep '
-                       "will not edit it", {"path": path})
+        return Verdict(Status.CRITICAL, f"{exc.message}: dockerd will not start with it", data={"path": path},
+                       fixes=daemon_json_fixes(probes))
     names: list[str] = sorted(config.get("runtimes") or {})
     data = {"path": path, "exists": text is not None, "runtimes": names,
             "default_runtime": config.get("default-runtime")}
@@ -151,16 +180,25 @@ def check_runtime_registered(probes: Probes) -> Verdict:
     data = {"runtimes": {k: (v or {}).get("path") for k, v in runtimes.items()}}
     if RUNTIME_NAME in runtimes:
         return Verdict(Status.OK, f"runtime nvidia is registered ({runtimes[RUNTIME_NAME].get('path')})", data=data)
-    hint = FIX_REGISTER
+    return Verdict(Status.CRITICAL, f"dockerd has no nvidia runtime (it has: {', '.join(sorted(runtimes))}); "
+                   "GPU containers fail with `unknown or invalid runtime name: nvidia`", data=data,
+                   fixes=register_fixes(probes))
+
+
+def register_fixes(probes: Probes) -> list[fixes.Fix]:
+    """The nvidia runtime registered with dockerd: added to daemon.json, or where daemon.json has it already,
+    dockerd reloaded (restarted where a reload does not show the runtime)."""
     try:
         _, config = daemon_json(probes)
-        if RUNTIME_NAME in (config.get("runtimes") or {}):
-            hint = ("daemon.json defines it but dockerd has not loaded it: `gpuprep install --only docker-reload` "
-                    "(it reloads dockerd, and restarts it where a reload does not show the runtime)")
     except BadInput:
-        pass
-    return Verdict(Status.CRITICAL, f"dockerd has no nvidia runtime (it has: {', '.join(sorted(runtimes))}); "
-                   "GPU containers fail with `unknown or invalid runtime name: nvidia`", hint, data)
+        config = {}
+    if RUNTIME_NAME not in (config.get("runtimes") or {}):
+        return runtime_fixes(probes, "add runtimes.nvidia to daemon.json and reload dockerd", ctk=[])
+    why = ("daemon.json defines it but dockerd has not loaded it: reload dockerd (restarted where a reload does not "
+           "show the runtime)")
+    reload = fixes.gpuprep(probes.host, probes.platform, why, "install", "--only", "docker-reload")
+    return [reload or fixes.service(probes.host, probes.platform, "restart", probes.platform.docker_service, why)
+            or fixes.Fix(why)]
 
 
 @needs_engine
@@ -175,14 +213,15 @@ def check_runtime_binary(probes: Probes) -> Verdict:
     data = {"path": path, "resolved": resolved}
     if resolved is None:
         return Verdict(Status.CRITICAL, f"the nvidia runtime's binary {path} does not exist"
-                       + ("" if path.startswith("/") else " on dockerd's PATH"), runtime_binary_fix(probes, path), data)
+                       + ("" if path.startswith("/") else " on dockerd's PATH"), data=data,
+                       fixes=runtime_binary_fixes(probes, path))
     if not os.access(resolved, os.X_OK) or not os.path.isfile(resolved):
         return Verdict(Status.CRITICAL, f"the nvidia runtime's binary {resolved} is not an executable file",
-                       runtime_binary_fix(probes, resolved), data)
+                       data=data, fixes=runtime_binary_fixes(probes, resolved))
     return Verdict(Status.OK, f"the nvidia runtime's binary {resolved} is executable", data=data)
 
 
-def runtime_binary_fix(probes: Probes, path: str) -> str:
+def runtime_binary_fixes(probes: Probes, path: str) -> list[fixes.Fix]:
     """What brings back the runtime's binary ``path``: reinstalling the package that owns it (the package
     database still lists a deleted file). Installing packages again would not: they are installed."""
     from gpuprep.packages.rpmdb import owner
@@ -192,12 +231,16 @@ def runtime_binary_fix(probes: Probes, path: str) -> str:
     for candidate in candidates:
         package = owner(host, candidate, platform.package_format)
         if package:
-            return (f"`{hints.package_command(host, platform, 'reinstall', package)}` ({package} owns {candidate}, "
-                    "and reinstalling it puts the file back as packaged)")
-    reload = f" (`{hints.service(host, platform, 'reload', platform.docker_service)}`)" if host.live else ""
-    return ("no package owns it: install the NVIDIA container runtime (`gpuprep install --only packages`), or point "
-            "runtimes.nvidia.path in daemon.json at the installed one (`command -v nvidia-container-runtime`) and "
-            f"reload docker{reload}")
+            return [fixes.packages(host, platform, "reinstall", (package,), f"reinstall {package}: it owns "
+                                   f"{candidate}, and reinstalling puts the file back as packaged")]
+    install = (fixes.gpuprep(host, platform, "no package owns it: install the NVIDIA container runtime", "install",
+                             "--only", "packages")
+               or fixes.packages(host, platform, "install", ("nvidia-container-toolkit",), "no package owns it: "
+                                 "install the NVIDIA container toolkit"))
+    point = fixes.edit_by_hand(str(host.path(daemon_json_path(probes))), "or point runtimes.nvidia.path at the "
+                               "installed runtime (command -v nvidia-container-runtime names it), then reload docker")
+    reload = fixes.service(host, platform, "reload", platform.docker_service, "reload docker") if host.live else None
+    return [install, point, *([reload] if reload is not None else [])]
 
 
 def _resolve_binary(probes: Probes, path: str) -> str | None:
@@ -219,16 +262,16 @@ def check_default_runtime(probes: Probes) -> Verdict:
     # A warning, not critical: ECS passes --runtime nvidia for GPU tasks (ECS_NVIDIA_RUNTIME); what
     # breaks is every container started without it (AWS Batch jobs, plain `docker run`).
     return Verdict(Status.WARNING, f"Docker's default runtime is {default}, not nvidia: containers started "
-                   "without --runtime see no GPU", default_runtime_fix(info), data)
+                   "without --runtime see no GPU", data=data, fixes=default_runtime_fixes(probes, info))
 
 
-def default_runtime_fix(info: dict[str, Any]) -> str:
+def default_runtime_fixes(probes: Probes, info: dict[str, Any]) -> list[fixes.Fix]:
     """Make nvidia the default, keeping the nvidia runtime dockerd has where it is (without --runtime-path the
     edit would point runtimes.nvidia at the toolkit's default path instead)."""
     path = str(((info.get("Runtimes") or {}).get(RUNTIME_NAME) or {}).get("path") or "")
-    if path.startswith("/") and path != DEFAULT_RUNTIME_PATH:
-        return FIX_DEFAULT.replace("docker-reload`", f"docker-reload --runtime-path {shlex.quote(path)}`")
-    return FIX_DEFAULT
+    keep = ["--runtime-path", path] if path.startswith("/") and path != DEFAULT_RUNTIME_PATH else []
+    return runtime_fixes(probes, 'set "default-runtime": "nvidia" in daemon.json and reload dockerd', *keep,
+                         ctk=["--set-as-default"])
 
 
 def check_defined_once(probes: Probes) -> Verdict:
@@ -265,12 +308,8 @@ def check_defined_once(probes: Probes) -> Verdict:
                        data=data)
     where = "; ".join(f"{n}: daemon.json ({in_file[n]}) and {elsewhere[n]}" for n in twice)
     return Verdict(Status.WARNING, f"runtime defined twice with different paths, daemon.json's silently wins: {where}",
-                   f"remove runtimes.{twice[0]} from daemon.json and keep the flag/runtimes.d entry "
-                   "(`gpuprep install --only docker-runtime,docker-reload` does it for nvidia)", data)
-
-
-FIX_CTK_EDITS = ("`gpuprep install --only docker-runtime,docker-reload` (moves the arguments to runtimeArgs and puts "
-                 "back what nvidia-ctk dropped, keeping every other key of daemon.json, then reloads dockerd)")
+                   data=data, fixes=runtime_fixes(probes, f"remove runtimes.{twice[0]} from daemon.json and keep the "
+                                                  "flag/runtimes.d entry"))
 
 
 def check_nvidia_ctk_edits(probes: Probes) -> Verdict:
@@ -294,7 +333,9 @@ def check_nvidia_ctk_edits(probes: Probes) -> Verdict:
     if not problems:
         return Verdict(Status.OK, "no runtime arguments under nvidia-ctk's args key and nothing nvidia-ctk dropped "
                        "that gpuprep's backup holds", data=data)
-    return Verdict(Status.WARNING, "; ".join(problems), FIX_CTK_EDITS, data)
+    return Verdict(Status.WARNING, "; ".join(problems), data=data, fixes=runtime_fixes(
+        probes, "move the arguments to runtimeArgs and put back what nvidia-ctk dropped, keeping every other key of "
+                "daemon.json, then reload dockerd"))
 
 
 CHECKS = [

@@ -23,7 +23,7 @@ PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-per
 def check_gpu_container(probes: Probes) -> Verdict:
     from gpuprep.engine import gpu_container
     from gpuprep.engine.check_image import image_choice
-    from gpuprep.engine.checks import ENGINE_FIRST, default_runtime_fix, runtime_binary_fix
+    from gpuprep.engine.checks import ENGINE_FIRST, default_runtime_fixes, register_fixes, runtime_binary_fixes
     from gpuprep.engine.dockerd import EngineDown
     from gpuprep.engine.gpu_routes import configured_routes, probe_routes
     from gpuprep.errors import BadInput
@@ -79,16 +79,20 @@ def check_gpu_container(probes: Probes) -> Verdict:
         return Verdict(Status.UNKNOWN, result.summary, result.hint, data)
     if result.link == gpu_container.ENGINE:
         raise NotApplicable(ENGINE_FIRST)
-    hint = result.hint
-    if result.link == gpu_container.NOT_DEFAULT:
-        hint = default_runtime_fix(info)  # docker-default-runtime's own fix
+    if result.link == gpu_container.RUNTIME_MISSING:  # docker-nvidia-runtime's finding, and its fix (one value)
+        return Verdict(Status.CRITICAL, proof.summary(), data=data, fixes=register_fixes(probes),
+                       cause="docker-nvidia-runtime")
+    if result.link == gpu_container.NOT_DEFAULT:  # docker-default-runtime's finding, and its fix (one value)
+        return Verdict(Status.CRITICAL, proof.summary(), data=data, fixes=default_runtime_fixes(probes, info),
+                       cause="docker-default-runtime")
     if result.link == gpu_container.RUNTIME_BINARY:
         # The same fix docker-runtime-binary gives: the package that owns the binary, reinstalled.
         runtimes, default = info.get("Runtimes") or {}, info.get("DefaultRuntime") or ""
         path = str((runtimes.get(default) or {}).get("path") or "")
         if path:
-            hint = runtime_binary_fix(probes, path)
-    return Verdict(Status.CRITICAL, proof.summary(), hint, data)
+            return Verdict(Status.CRITICAL, proof.summary(), data=data, fixes=runtime_binary_fixes(probes, path),
+                           cause="docker-runtime-binary")
+    return Verdict(Status.CRITICAL, proof.summary(), result.hint, data)
 
 
 CHECKS = [

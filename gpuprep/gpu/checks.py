@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpuprep import fixes
+from gpuprep.fixes import follows
 from gpuprep.gpu import devices, inventory, kernel_log
 from gpuprep.gpu import query as gpu_query
+from gpuprep.gpu.inventory import driver_not_serving, module_not_loaded
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 from gpuprep.runner.needs import LIVE
@@ -20,13 +23,17 @@ NO_GPU = "no NVIDIA GPU on this host"
 VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
 QUERY_TIMEOUT = gpu_query.QUERY_TIMEOUT  # the timeout of each check that asks NVML
 FILE_TIMEOUT = 3.0
+NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
 
-PERSISTENCE_FIX = (
-    "`sudo systemctl enable --now nvidia-persistenced` (survives reboots; the AMI should ship it enabled), "
-    "or `sudo nvidia-smi -pm 1` until the next boot. Without persistence the driver tears the GPU down "
-    "when the last client exits and re-initialises it on the next: 1-3 s per GPU, and `docker run --gpus` "
-    "took 25 s instead of 0.8 s (NVIDIA/nvidia-docker 1279)"
-)
+
+def persistence_fixes(probes: Probes) -> list[fixes.Fix]:
+    """Persistence on, now and at every boot (nvidia-persistenced; without systemd, nvidia-smi -pm 1 to the next)."""
+    why = ("without persistence the driver tears a GPU down when its last client exits and re-initialises it on the "
+           "next: 1-3 s per GPU, and docker run --gpus took 25 s instead of 0.8 s (NVIDIA/nvidia-docker 1279)")
+    if probes.platform.init == "systemd":
+        return [fixes.Fix(f"turn it on now and at every boot (the AMI should ship nvidia-persistenced enabled); {why}",
+                          fixes.as_user(probes.host, ["systemctl", "enable", "--now", "nvidia-persistenced"]))]
+    return [fixes.Fix(f"turn it on until the next boot; {why}", fixes.as_user(probes.host, ["nvidia-smi", "-pm", "1"]))]
 
 
 def _plural(n: int, word: str) -> str:
@@ -91,22 +98,18 @@ def check_pci(probes: Probes) -> Verdict:
                           for f in pci.gpus]}
     nouveau = [f.bus_id for f in pci.gpus if f.driver == "nouveau"]
     if nouveau:
-        return Verdict(
-            Status.CRITICAL, f"{_short_list(nouveau)} driven by nouveau, not nvidia",
-            "blacklist nouveau: `echo -e 'blacklist nouveau\\noptions nouveau modeset=0' | "
-            "sudo tee /etc/modprobe.d/blacklist-nouveau.conf`, rebuild the initramfs "
-            "(`sudo dracut -f` or `sudo update-initramfs -u`), reboot",
-            data,
-        )
+        found = [
+            fixes.Fix(f"blacklist nouveau: write {probes.host.path(NOUVEAU_CONF)} with the two lines "
+                      "'blacklist nouveau' and 'options nouveau modeset=0'"),
+            fixes.rebuild_initramfs(probes.host, probes.platform),
+            fixes.reboot(probes.host, "reboot so nvidia, not nouveau, takes the GPUs")]
+        return Verdict(Status.CRITICAL, f"{_short_list(nouveau)} driven by nouveau, not nvidia", data=data,
+                       fixes=[f for f in found if f is not None])
     module = inventory.probe_module(probes)
     unbound = [f.bus_id for f in pci.gpus if f.driver is None]
     if unbound and module.loaded:
-        return Verdict(
-            Status.CRITICAL, f"{_short_list(unbound)}: no driver bound although the nvidia module is loaded",
-            "the driver failed to take the GPU: `journalctl -k -b | grep -E 'NVRM|nvidia'` "
-            "(look for `RmInitAdapter failed`); reboot; if it recurs, stop and start the instance (other hardware)",
-            data,
-        )
+        return Verdict(Status.CRITICAL, f"{_short_list(unbound)}: no driver bound although the nvidia module is loaded",
+                       data=data, fixes=driver_not_serving(probes))
     others = sorted({f.driver for f in pci.gpus if f.driver is not None and f.driver != "nvidia"})
     summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(bus_ids)})"
     if others:
@@ -125,8 +128,13 @@ def check_device_nodes(probes: Probes) -> Verdict:
     data = {"count": len(nodes.gpus), "nodes": nodes.gpus, "nvidiactl": nodes.nvidiactl,
             "nvidia_uvm": nodes.nvidia_uvm}
     if not nodes.gpus:
+        summary = "no /dev/nvidia[0-9]* device nodes: ecs-init will register this host with 0 GPUs"
+        cause = module_not_loaded(probes)
+        if cause:  # nvidia-modprobe cannot make nodes for a module that will not load: the module first
+            return Verdict(Status.CRITICAL, summary, follows(cause, "the nvidia module is not loaded"), data,
+                           cause=cause)
         return Verdict(
-            Status.CRITICAL, "no /dev/nvidia[0-9]* device nodes: ecs-init will register this host with 0 GPUs",
+            Status.CRITICAL, summary,
             "load the driver and create the nodes: `sudo nvidia-modprobe -u -c 0` (one `-c N` per GPU) or run "
             "`sudo nvidia-smi` once; `sudo systemctl enable --now nvidia-persistenced` creates them at every boot",
             data,
@@ -143,8 +151,8 @@ def check_kernel_module(probes: Probes) -> Verdict:
     data: dict[str, Any] = {"loaded": module.loaded, "version": module.version, "flavour": module.flavour}
     if not module.loaded:
         _pci_gpus(probes)
-        cause = gpu_query.NVML_CAUSES[9]
-        return Verdict(Status.CRITICAL, "the NVIDIA kernel module is not loaded", cause.hint, data)
+        return Verdict(Status.CRITICAL, "the NVIDIA kernel module is not loaded", data=data,
+                       fixes=gpu_query.module_not_loaded_fixes(probes.host))
     if module.version is None:
         return Verdict(Status.WARNING, "the nvidia module is loaded but its version is unreadable",
                        "`cat /proc/driver/nvidia/version` and `modinfo -F version nvidia` show what is loaded",
@@ -162,14 +170,21 @@ def check_nvml(probes: Probes) -> Verdict:
         data["notes"] = query.notes
     if not query.answered:
         data |= {"error": query.error, "code": query.error_code}
+        if query.error_code == 9:  # the module not loaded: gpu-kernel-module's finding and its fixes
+            cause = module_not_loaded(probes)
+            return Verdict(Status.CRITICAL, query.error, follows(cause, "the nvidia module is not loaded") if cause
+                           else "", data, [] if cause else gpu_query.module_not_loaded_fixes(probes.host), cause)
+        if query.error_code == 18:
+            return Verdict(Status.CRITICAL, query.error, data=data,
+                           fixes=gpu_query.driver_mismatch_fixes(probes.host, probes.platform))
         hint = query.hint or gpu_query.cause_for_code(query.error_code).hint
         return Verdict(Status.CRITICAL, query.error, hint, data)
     data |= {"count": len(query.gpus), "driver_version": query.driver_version,
              "gpus": [x.as_dict() for x in query.gpus]}
     lost = [x for x in query.gpus if x.error]
     if lost:
-        cause = gpu_query.cause_for_code(lost[0].error_code)
-        return Verdict(Status.CRITICAL, "; ".join(x.error for x in lost), cause.hint, data)
+        lost_cause = gpu_query.cause_for_code(lost[0].error_code)
+        return Verdict(Status.CRITICAL, "; ".join(x.error for x in lost), lost_cause.hint, data)
     via = "NVML" if query.source == "nvml" else "nvidia-smi (NVML through nvidia-ml-py unavailable)"
     names = sorted({x.name for x in query.gpus})
     return Verdict(
@@ -203,13 +218,12 @@ def check_count(probes: Probes) -> Verdict:
     shown = ", ".join(f"{VIEW_NAMES[k]} {v}" for k, v in counts.items())
     suffix = f" ({', '.join(not_consulted)} not compared)" if not_consulted else ""
     if len(set(counts.values())) > 1:
-        return Verdict(
-            Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
-            "a GPU is on the bus but the driver does not serve it: `journalctl -k -b | grep -E 'NVRM: (Xid|GPU)'` "
-            "(fallen off the bus, RmInitAdapter failed); reboot; if it recurs, stop and start the instance "
-            "(other hardware) or RMA the GPU",
-            data,
-        )
+        cause = module_not_loaded(probes)
+        if cause:
+            return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
+                           follows(cause, "the nvidia module is not loaded"), data, cause=cause)
+        return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}", data=data,
+                       fixes=driver_not_serving(probes))
     return Verdict(Status.OK, f"{_plural(next(iter(counts.values())), 'GPU')} in every view: {shown}{suffix}",
                    data=data)
 
@@ -226,8 +240,9 @@ def check_driver_version(probes: Probes) -> Verdict:
     data: dict[str, Any] = {"kernel_module": module.version, "userland": userland.version,
                             "nvml_library": userland.nvml_lib, "installed": userland.installed}
     mismatch = gpu_query.NVML_CAUSES[18]
+    mismatch_fixes = gpu_query.driver_mismatch_fixes(probes.host, probes.platform)
     if query.error_code == 18:
-        return Verdict(Status.CRITICAL, f"{mismatch.summary}: {query.error}", mismatch.hint, data)
+        return Verdict(Status.CRITICAL, f"{mismatch.summary}: {query.error}", data=data, fixes=mismatch_fixes)
     if userland.nvml_lib is None:
         no_lib = gpu_query.NVML_CAUSES[12]
         return Verdict(Status.CRITICAL, f"kernel module {module.version} loaded but {no_lib.summary}",
@@ -239,7 +254,7 @@ def check_driver_version(probes: Probes) -> Verdict:
             Status.CRITICAL,
             f"NVRM API mismatch: kernel module {module.version}, userland {userland.version} "
             f"({userland.nvml_lib})",
-            mismatch.hint, data,
+            data=data, fixes=mismatch_fixes,
         )
     if userland.version is None:
         return Verdict(Status.WARNING, f"cannot tell the userland's version from {userland.nvml_lib}",
@@ -258,8 +273,8 @@ def check_persistence(probes: Probes) -> Verdict:
     data = {"gpus": {str(x.index): x.persistence_mode for x in gpus}}
     if off:
         return Verdict(Status.WARNING,
-                       f"persistence mode off on {_short_list([_label(x) for x in off])}",
-                       PERSISTENCE_FIX, data)
+                       f"persistence mode off on {_short_list([_label(x) for x in off])}", data=data,
+                       fixes=persistence_fixes(probes))
     return Verdict(Status.OK, f"persistence mode on for all {_plural(len(gpus), 'GPU')}", data=data)
 
 
@@ -272,9 +287,8 @@ def check_ecc(probes: Probes) -> Verdict:
             Status.CRITICAL,
             "uncorrected ECC errors since the driver loaded: "
             + ", ".join(f"{_label(x)}: {x.ecc_uncorrected_volatile}" for x in bad),
-            "`nvidia-smi -q -d ECC` shows where; drain the GPU and reset it (`sudo nvidia-smi -r -i N`) or reboot; "
-            "if they recur, have the GPU replaced (on EC2, stop and start the instance to move to other hardware)",
-            data,
+            data=data, fixes=[*(fixes.gpu_reset(probes.host, x.index) for x in bad),
+                              fixes.Fix("if they recur, have the GPU replaced: " + gpu_query.MOVE_HARDWARE)],
         )
     off = [x for x in gpus if x.ecc_uncorrected_volatile is None]
     note = f" (ECC off or unsupported on {_short_list([_label(x) for x in off])})" if off else ""
@@ -296,9 +310,7 @@ def check_row_remap(probes: Probes) -> Verdict:
     if pending:
         return Verdict(
             Status.CRITICAL, f"row remap pending on {_short_list([_label(x) for x in pending])}",
-            "the remap takes effect at the next GPU reset: drain the GPU, then `sudo nvidia-smi -r -i N` "
-            "(no process may use it) or reboot",
-            data,
+            data=data, fixes=[fixes.gpu_reset(probes.host, x.index) for x in pending],  # the remap takes effect
         )
     return Verdict(Status.OK, f"no row remap pending or failed on {_plural(len(gpus), 'GPU')}", data=data)
 
@@ -311,9 +323,7 @@ def check_retired_pages(probes: Probes) -> Verdict:
     if pending:
         return Verdict(
             Status.CRITICAL, f"page retirement pending on {_short_list([_label(x) for x in pending])}",
-            "the bad pages stay in use until the driver reloads: drain the GPU, then `sudo nvidia-smi -r -i N` "
-            "or reboot; `nvidia-smi -q -d PAGE_RETIREMENT` shows the counts",
-            data,
+            data=data, fixes=[fixes.gpu_reset(probes.host, x.index) for x in pending],  # the driver reloads them
         )
     return Verdict(Status.OK, f"no page retirement pending on {_plural(len(gpus), 'GPU')}", data=data)
 

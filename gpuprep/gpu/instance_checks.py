@@ -16,7 +16,7 @@ from gpuprep.ec2.imds import InstanceType
 from gpuprep.ec2.instance_types import InstanceGpus, lookup
 from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import PERSISTENCE_FIX, QUERY_TIMEOUT
+from gpuprep.gpu.checks import QUERY_TIMEOUT, persistence_fixes
 from gpuprep.gpu.query import MOVE_HARDWARE
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
@@ -94,7 +94,7 @@ def check_persistence_required(probes: Probes) -> Verdict:
             f"persistence mode off on {len(off)} of {len(gpus)} GPUs of a {it.value}: the first container "
             "initialises them all and outlasts nvidia-container-cli's driver RPC timeout (`driver rpc error: "
             "timed out`; bottlerocket-os/bottlerocket #3960, NVIDIA/nvidia-container-toolkit #202)",
-            PERSISTENCE_FIX, data)
+            data=data, fixes=persistence_fixes(probes))
     return Verdict(Status.OK, f"persistence mode on for all {len(gpus)} GPUs, as a {it.value} needs", data=data)
 
 

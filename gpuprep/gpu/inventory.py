@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gpuprep import fixes
 from gpuprep.gpu.devices import (
     DeviceNodes,
     KernelModule,
@@ -16,7 +17,7 @@ from gpuprep.gpu.devices import (
     read_userland,
 )
 from gpuprep.gpu.kernel_log import KernelLog, read_kernel_log
-from gpuprep.gpu.query import GpuQuery, GpuStatus, query_gpus
+from gpuprep.gpu.query import MOVE_HARDWARE, GpuQuery, GpuStatus, query_gpus
 from gpuprep.host import Host
 from gpuprep.runner.checks import Probes, probe
 
@@ -100,3 +101,23 @@ def gpu_inventory(p: Probes) -> GpuInventory:
         live=p.host.live, pci=probe_pci(p), nodes=probe_nodes(p), module=probe_module(p),
         userland=probe_userland(p), query=probe_query(p), kernel_log=probe_kernel_log(p),
     )
+
+
+# -- what a finding of a GPU the driver does not serve shares: its cause and its fixes (gpu/ and ecs/ checks) ---
+MODULE_CHECK = "gpu-kernel-module"
+
+
+def module_not_loaded(probes: Probes) -> str:
+    """gpu-kernel-module's id where the nvidia module is known not to be loaded: the cause of every finding of a
+    GPU the driver does not serve (no device nodes, counts that disagree), whose own fixes would not work."""
+    module = probe_module(probes)
+    return MODULE_CHECK if module.procfs and not module.loaded else ""
+
+
+def driver_not_serving(probes: Probes) -> list[fixes.Fix]:
+    """A GPU on the bus the loaded driver does not serve: the kernel log says why, a reboot retries it, and one that
+    recurs is the hardware's (gpu-pci's unbound GPUs, gpu-count's and gpu-sources-listed's missing ones)."""
+    return [fixes.kernel_log(probes.host, "the kernel log says why: NVRM lines such as RmInitAdapter failed or "
+                                          "fallen off the bus"),
+            fixes.reboot(probes.host, "reboot"),
+            fixes.Fix("if it recurs, the GPU or its slot is failing: " + MOVE_HARDWARE)]

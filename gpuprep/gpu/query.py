@@ -15,9 +15,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gpuprep import fixes
 from gpuprep.errors import CommandError, GpuprepError
 from gpuprep.gpu.devices import normalize_bus_id
 from gpuprep.host import Host
+from gpuprep.platform import Platform
 
 NVML_DEADLINE_S = 3.0  # docs/testbed.md 7: NVML init takes ~10 ms with persistence on
 SMI_TIMEOUT_S = 4.0  # docs/testbed.md 7: nvidia-smi -q ~100 ms, --query-gpu ~30 ms on a healthy H200
@@ -65,10 +67,28 @@ NVML_CAUSES: dict[int, Cause] = {
     18: Cause(
         "the driver userland and the loaded kernel module differ in version (NVRM API mismatch)",
         "`sudo reboot` to load the kernel module the installed userland belongs to (a package update "
-        "replaced the driver under the running module); then `sudo dnf versionlock add 'nvidia*' 'kmod*' "
-        "'libnvidia*'` (yum on Amazon Linux 2) so a boot-time update cannot do it again (aws/amazon-ecs-ami 256)",
+        "replaced the driver under the running module); then lock the driver's packages (versionlock) so a "
+        "boot-time update cannot do it again (aws/amazon-ecs-ami 256)",
     ),
 }
+
+
+def module_not_loaded_fixes(host: Host) -> list[fixes.Fix]:
+    """NVML code 9's fixes, for the host at hand: load the module; where it will not load, it was not built for
+    the running kernel (dkms says which kernels it was built for)."""
+    load = fixes.modprobe(host, "nvidia")
+    return [load, fixes.Fix("if it will not load, it was not built for the running kernel (uname -r): list the "
+                            "kernels it is built for, reinstall the driver for this one and reboot",
+                            ("dkms", "status"), load.runs)]
+
+
+def driver_mismatch_fixes(host: Host, platform: Platform) -> list[fixes.Fix]:
+    """NVML code 18's fixes (NVRM API mismatch), for the host and its package manager: reboot into the module the
+    userland belongs to, then lock the driver so a boot-time update cannot replace it again."""
+    found = [fixes.reboot(host, "reboot to load the kernel module the installed driver userland belongs to (an "
+                                "update replaced the driver under the running module)"),
+             fixes.lock_driver(host, platform)]
+    return [f for f in found if f is not None]
 
 
 def cause_for_code(code: int | None, what: str = "NVML") -> Cause:

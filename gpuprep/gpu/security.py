@@ -13,6 +13,7 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gpuprep import fixes
 from gpuprep.packages.evr import vercmp
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
@@ -79,26 +80,32 @@ def driver_locks(host: Host, platform: Platform, versions: set[str]) -> list[str
     return [e for e in lock_entries(text) if any(f"{v}-" in e or f":{v}" in e for v in versions)]
 
 
-def fix_hint(host: Host, platform: Platform, floor: str, versions: set[str]) -> tuple[str, list[str]]:
+def driver_update_fixes(host: Host, platform: Platform, floor: str, versions: set[str]) -> tuple[list[fixes.Fix],
+                                                                                                list[str]]:
+    """The driver updated to ``floor`` or newer in the target, and the reboot that loads its module (a running
+    kernel's act: under --root on the booted instance); (fixes, the lock entries that hold the driver). A lock is
+    lifted for the update and the new driver locked again, through the image's own package manager (chroot: the
+    lock list is the image's, packages/checks.py _lock_fix)."""
     from gpuprep.packages.repo import lock_name
 
-    gp = not host.live
     locks = driver_locks(host, platform, versions)
-    reboot = "reboot to load the new kernel module"
+    reboot = fixes.reboot(host, "reboot to load the new kernel module")
     if platform.package_format == "dpkg":
-        return (f"update the driver to {floor} or newer (its branch's nvidia-driver-{branch_of(floor)}-server "
-                f"packages: `apt-get install --only-upgrade 'nvidia-*-{branch_of(floor)}*'`), then {reboot}", locks)
+        branch = branch_of(floor)
+        return [fixes.in_image(host, f"update the driver to {floor} or newer (its branch's nvidia-driver-{branch}-"
+                               "server packages)", ["apt-get", "install", "--only-upgrade", f"nvidia-*-{branch}*"]),
+                reboot], locks
     pm = platform.package_manager or "dnf"
-    if locks:
-        names = " ".join(sorted({lock_name(e) or e for e in locks}))
-        lift = (f"`{pm} versionlock delete {names} && {pm} -y update {names} && {pm} versionlock add {names}`"
-                if pm == "dnf" else
-                f"`yum versionlock delete {' '.join(locks)} && yum -y update {names} && yum versionlock add {names}`")
-        where = f" (inside the image: `chroot {host.root}`, then)" if gp else ""
-        return (f"the versionlock holds the driver{where}: lift it for the update to {floor} or newer and lock the "
-                f"new one: {lift}; then {reboot}", locks)
-    return (f"update the driver packages to {floor} or newer (`{pm} -y update 'nvidia-driver*' 'kmod-nvidia*'`), "
-            f"then {reboot}", locks)
+    if not locks:
+        return [fixes.packages(host, platform, "update", ("nvidia-driver*", "kmod-nvidia*"),
+                               f"update the driver packages to {floor} or newer"), reboot], locks
+    names = sorted({lock_name(e) or e for e in locks})
+    # yum's versionlock deletes an entry by the entry itself, dnf's by the package name.
+    delete = list(locks) if pm == "yum" else names
+    return [fixes.in_image(host, "lift the versionlock that holds the driver", [pm, "versionlock", "delete", *delete]),
+            fixes.packages(host, platform, "update", tuple(names), f"update the driver to {floor} or newer"),
+            fixes.in_image(host, "lock the new driver", [pm, "versionlock", "add", *names]),
+            reboot], locks
 
 
 def assess_driver(host: Host, platform: Platform, module: str | None, userland: str | None) -> Verdict | None:
@@ -117,11 +124,11 @@ def assess_driver(host: Host, platform: Platform, module: str | None, userland: 
         which = " and ".join(below) if len({f.version for f in below.values()}) == 1 and len(below) > 1 else None
         parts = [f"{k} {f.version}" for k, f in below.items()]
         what = f"driver {worst.version} ({which})" if which else "driver " + ", ".join(parts)
-        hint, locks = fix_hint(host, platform, floor, {f.version for f in below.values()})
+        found, locks = driver_update_fixes(host, platform, floor, {f.version for f in below.values()})
         data.update(floor=floor, cves=sorted({c for f in below.values() for b in f.bulletins for c in b["cves"]}),
                     locks=locks)
         return Verdict(Status.WARNING, f"{what} is below {floor}, the fix for branch R{worst.branch} in "
-                       f"{_bulletin_text(worst.bulletins)}", hint, data)
+                       f"{_bulletin_text(worst.bulletins)}", data=data, fixes=found)
     known = [f for f in findings.values() if f.floor]
     if not known:
         f = next(iter(findings.values()))

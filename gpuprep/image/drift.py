@@ -10,10 +10,12 @@ is read all the same: what it lacks is "not recorded".
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from gpuprep import fixes
 from gpuprep.gpu import inventory
-from gpuprep.gpu.query import NVML_CAUSES
+from gpuprep.gpu.query import driver_mismatch_fixes
 from gpuprep.image.stamp import seal_stamp
 from gpuprep.packages.evr import EVR
 from gpuprep.report import Status
@@ -23,7 +25,12 @@ from gpuprep.seal_record import SEAL_JSON
 if TYPE_CHECKING:
     from gpuprep.packages.repo import Backend
 
-LOCK_DRIVER = "sudo dnf versionlock add 'nvidia*' 'kmod*' 'libnvidia*'"  # as the ECS AMIs lock it (docs/domain.md)
+
+def reseal(probes: Probes, why: str) -> list[fixes.Fix]:
+    """``gpuprep seal`` on the build machine (it records what the image holds now, so it comes after every other
+    change), where seal can run."""
+    fix = fixes.gpuprep(probes.host, probes.platform, why, "seal")
+    return [dataclasses.replace(fix, last=True)] if fix is not None else []
 
 
 def _seal(probes: Probes) -> dict[str, Any]:
@@ -75,13 +82,15 @@ def check_driver_drift(probes: Probes) -> Verdict:
             Status.CRITICAL,
             f"NVRM API mismatch: driver userland {user} under the loaded kernel module {now_module} ({moved}; "
             f"{sealed}): an update replaced the driver after the image was made (aws/amazon-ecs-ami 256)",
-            NVML_CAUSES[18].hint + f"; or put the sealed driver {sealed_user} back; rebuild the image so the "
-            "driver is locked (`gpuprep seal` records the new one)", data)
+            data=data, fixes=driver_mismatch_fixes(probes.host, probes.platform)
+            + [fixes.Fix(f"or put back the driver the image was sealed with ({sealed_user})")]
+            + reseal(probes, "rebuild the image with the driver locked (seal records the new driver)"))
     if changed:
+        lock = fixes.lock_driver(probes.host, probes.platform)
         return Verdict(Status.WARNING, f"driver changed since the seal: {'; '.join(changed)} (userland and module "
-                       f"agree; {sealed})",
-                       f"if nobody meant to update it: `{LOCK_DRIVER}` (yum on Amazon Linux 2) and rebuild the image "
-                       "with `gpuprep seal`; if it was meant, `gpuprep seal` on the build machine records it", data)
+                       f"agree; {sealed})", data=data,
+                       fixes=([lock] if lock else []) + reseal(probes, "rebuild the image (seal records the driver "
+                                                               "it has now)"))
     return Verdict(Status.OK, f"driver as sealed: userland {user or '?'}, kernel module {now_module or '?'}{note}",
                    data=data)
 
@@ -153,7 +162,7 @@ def check_packages_drift(probes: Probes) -> Verdict:
         return Verdict(Status.OK, f"the runtime stack is as sealed {doc.get('sealed_at', '?')}: "
                        f"{', '.join(sorted(now.values())) or 'none of its packages installed'}{locks_note}", data=data)
     return Verdict(Status.WARNING, f"changed since the seal ({doc.get('sealed_at', '?')}): " + "; ".join(said)
-                   + locks_note, _restore(probes, b, changes, gone_locks, new_locks), data)
+                   + locks_note, data=data, fixes=_restore(probes, b, changes, gone_locks, new_locks))
 
 
 def _now_for(sealed_nevr: str, now: dict[str, str]) -> str:
@@ -162,34 +171,25 @@ def _now_for(sealed_nevr: str, now: dict[str, str]) -> str:
 
 
 def _restore(probes: Probes, b: Backend, changes: dict[str, list[str]], gone_locks: list[str],
-             new_locks: list[str]) -> str:
+             new_locks: list[str]) -> list[fixes.Fix]:
     """The commands that take the host back to the seal: locks first (a lock on the new version would refuse the
-    downgrade), then the packages, then the sealed locks again. Inside --root the lock list is edited as a file:
-    dnf reads its plugin configuration from the machine it runs on, even with --installroot."""
+    downgrade), then the packages, then the sealed locks again; or, where the change was meant, a new seal. The locks
+    through the target's own package manager (chroot under --root: dnf reads its plugins' configuration, and so the
+    lock list, from the machine it runs on even with --installroot)."""
     host = probes.host
-    manager = [b.manager] if host.live else [b.manager, f"--installroot={host.root}"]
-    lock_list = str(host.path(b.lock_list))
-    steps = []
+    found: list[fixes.Fix] = []
     if new_locks:
-        if host.live:
-            steps.append(" ".join([b.manager, "versionlock", "delete", *(f"'{x}'" for x in new_locks)]))
-        else:
-            keep = " ".join(f"-e '{x}'" for x in new_locks)
-            steps.append(f"grep -vxF {keep} {lock_list} > {lock_list}.new; mv {lock_list}.new {lock_list}")
+        found.append(fixes.in_image(host, "back to the sealed image: remove the locks added since the seal",
+                                    [b.manager, "versionlock", "delete", *new_locks]))
     for verb in ("downgrade", "upgrade", "install"):
         if changes[verb]:
-            steps.append(" ".join([*manager, "-y", verb, *changes[verb]]))
+            found.append(fixes.packages(host, probes.platform, verb, tuple(changes[verb]),
+                                        f"{verb} the packages to their sealed versions"))
     if gone_locks:
-        if host.live:
-            steps.append(" ".join([b.manager, "versionlock", "add", *(f"'{x}'" for x in gone_locks)]))
-        else:
-            steps.append(f"printf '%s\\n' {' '.join(repr(x) for x in gone_locks)} >> {lock_list}")
-    if not steps:
-        return ("if these were meant: `gpuprep seal` on the build machine records them; otherwise remove what was "
-                f"added with `{b.manager} remove`")
-    prefix = "sudo " if host.live else ""
-    return "back to the sealed image: `" + " && ".join(prefix + s for s in steps) + "`; if the change was meant, " \
-        "rebuild the image (`gpuprep seal` records it)"
+        found.append(fixes.in_image(host, "put the sealed locks back", [b.manager, "versionlock", "add", *gone_locks]))
+    if not found:
+        found.append(fixes.Fix(f"if these were not meant, remove what was added ({b.manager} remove)"))
+    return found + reseal(probes, "if the change was meant: rebuild the image (seal records it)")
 
 
 CHECKS = [

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gpuprep import hints
-from gpuprep.packages.probes import installed_deb, installed_rpm, package_backend
+from gpuprep import fixes
+from gpuprep.packages.probes import install_fixes, installed_deb, installed_rpm, package_backend, removed_since_seal
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
@@ -19,19 +19,23 @@ if TYPE_CHECKING:
     from gpuprep.packages.repo import Backend
 
 SHOWN = ("docker", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit", ECS_INIT)
+
+
 def check_installed(probes: Probes) -> Verdict:
     p = probes.platform
     if p.package_format == "dpkg":
         deb = installed_deb(probes)
         summary = ", ".join(f"{n} {v}" for n, v in deb.items()) or "none of docker / the NVIDIA runtime installed"
         status = Status.OK if deb else Status.WARNING
-        # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository (gpuprep's package steps are
-        # RPM-only, its daemon.json and proof steps are not: they beat nvidia-ctk's editor, docs/domain.md).
-        install = hints.package_command(probes.host, p, "install", "docker.io", "nvidia-container-toolkit")
-        gp = hints.privileged(probes.host, "gpuprep install --only docker-runtime,docker-reload,gpu-check")
-        hint = "" if deb else (f"`{install}` (after adding NVIDIA's apt repository, "
-                               f"docs.nvidia.com/datacenter/cloud-native/container-toolkit), then `{gp}`")
-        return Verdict(status, summary, hint, {"installed": deb})
+        # Ubuntu's own docker.io; the toolkit from NVIDIA's apt repository. gpuprep install exits 3 here (its
+        # preflight is RPM-only), so the runtime is registered by NVIDIA's own tool, as NVIDIA's install guide does.
+        found = [] if deb else [
+            fixes.packages(probes.host, p, "install", ("docker.io", "nvidia-container-toolkit"),
+                           "install Docker and NVIDIA's container toolkit (after adding NVIDIA's apt repository: "
+                           "docs.nvidia.com/datacenter/cloud-native/container-toolkit)"),
+            fixes.in_image(probes.host, "register the nvidia runtime in Docker's daemon.json",
+                           ["nvidia-ctk", "runtime", "configure", "--runtime=docker"])]
+        return Verdict(status, summary, data={"installed": deb}, fixes=found)
     if p.package_format != "rpm":
         raise NotApplicable(f"no package database gpuprep reads on {p.name}")
     pkgs = {q.name: q for q in installed_rpm(probes)}
@@ -41,8 +45,12 @@ def check_installed(probes: Probes) -> Verdict:
     shown = ", ".join(pkgs[n].nevr for n in SHOWN if n in pkgs)
     if docker is None or runtime is None:
         missing = [w for w, have in (("docker", docker), ("an NVIDIA runtime package", runtime)) if have is None]
-        return Verdict(Status.WARNING, f"not installed: {', '.join(missing)}" + (f" (have {shown})" if shown else ""),
-                       "gpuprep install", data)  # the words of ecs-init's fix: one fix listed once
+        summary = f"not installed: {', '.join(missing)}" + (f" (have {shown})" if shown else "")
+        cause = removed_since_seal(probes, QUERY_NAMES)
+        if cause:  # a sealed image lost them: the sealed versions back, not today's (packages-drift's fix)
+            return Verdict(Status.WARNING, summary, f"removed since the seal: fix {cause} first (its fix clears "
+                           "this)", data, cause=cause)
+        return Verdict(Status.WARNING, summary, data=data, fixes=install_fixes(probes))
     return Verdict(Status.OK, shown, data=data)
 
 

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from gpuprep.errors import GpuprepError, os_error
-from gpuprep.hints import for_platform, for_target
+from gpuprep.fixes import Fix
+from gpuprep.fixes import hint as fixes_hint
+from gpuprep.hints import for_target
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import Platform
@@ -28,10 +30,20 @@ log = logging.getLogger("gpuprep")
 
 @dataclass
 class Verdict:
+    """A check's finding. ``fixes``: what clears it, as values (gpuprep/fixes.py); ``hint`` is then their text.
+    ``cause``: the id of the check whose finding this one follows from (the module not loaded, for the device
+    nodes missing): the report lists that finding's fixes first and this one with them."""
+
     status: Status
     summary: str
     hint: str = ""
     data: dict[str, Any] = field(default_factory=dict)
+    fixes: list[Fix] = field(default_factory=list)
+    cause: str = ""
+
+    def __post_init__(self) -> None:
+        if self.fixes and not self.hint:
+            self.hint = fixes_hint(self.fixes)
 
 
 class NotApplicable(Exception):
@@ -116,7 +128,8 @@ def run_check(check: Check, probes: Probes) -> CheckResult:
     started = time.monotonic()
     try:
         v = check.run(probes)
-        result = CheckResult(check.id, check.group, v.status, v.summary, v.hint, data=v.data)
+        result = CheckResult(check.id, check.group, v.status, v.summary, v.hint, data=v.data, fixes=v.fixes,
+                             cause=v.cause)
     except NotApplicable as exc:
         result = CheckResult(check.id, check.group, Status.SKIPPED, exc.reason)
     except PermissionError as exc:
@@ -137,8 +150,8 @@ def run_check(check: Check, probes: Probes) -> CheckResult:
             f"check failed: {type(exc).__name__}: {exc}",
             "run `gpuprep -v doctor` for the traceback and report it",
         )
-    # This platform's commands only, and a gpuprep command in a hint acts on the root this run acts on.
-    result.hint = for_target(probes.host, for_platform(probes.platform, result.hint))
+    if not result.fixes:  # a prose hint not yet made of fixes: its gpuprep commands act on this run's root
+        result.hint = for_target(probes.host, result.hint)
     result.duration_ms = (time.monotonic() - started) * 1000
     return result
 

@@ -173,6 +173,7 @@ def test_nothing_installed(root: Path) -> None:
     _, checks = doctor(root)
     inst = checks["packages-installed"]
     assert inst["status"] == "warning" and inst["summary"] == "not installed: docker, an NVIDIA runtime package"
-    assert inst["hint"] == f"gpuprep --root {root} install"  # the same --root (issue 16), in ecs-init's words
+    # The same --root (issue 16); one value with ecs-init's fix, so the list shows it once.
+    assert [f["argv"] for f in inst["fixes"]] == [["gpuprep", "--root", str(root), "install"]]
     assert checks["packages-locked"]["status"] == "skipped"
     assert checks["ecs-docker-requires"]["status"] == "skipped"

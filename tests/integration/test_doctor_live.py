@@ -347,10 +347,15 @@ def test_runtime_not_default_exit_code_and_fix(pkg_cache, tmp_path):
                      out, re.M)
     assert re.search(r"^container\s+\[CRIT\]\s+gpu-container\s+runtime-not-default: nvidia is not Docker's default",
                      out, re.M)
-    fixes = [line.strip() for line in out.splitlines() if line.strip().startswith("fix: ")]
-    # One fix for both findings, said once: the same --root, and the runtime kept where dockerd has it (issue 16).
-    assert fixes == [f"fix: `gpuprep --root {host.root} install --only docker-runtime,docker-reload --runtime-path "
-                     f'{host.runtime}` (sets "default-runtime": "nvidia" in daemon.json and reloads dockerd)'], fixes
+    lines = [line.strip() for line in out.splitlines()]
+    fixes = [line for line in lines if line.startswith("fix: ")]
+    # One fix for both findings, said once: the same --root, and the runtime kept where dockerd has it (issue 16);
+    # the command on a line of its own, gpu-container following from docker-default-runtime (issue 26).
+    assert fixes == ['fix: set "default-runtime": "nvidia" in daemon.json and reload dockerd:'], fixes
+    at = lines.index(fixes[0])
+    assert lines[at + 1:at + 3] == [f"gpuprep --root {host.root} install --only docker-runtime,docker-reload "
+                                    f"--runtime-path {host.runtime}",
+                                    "for: docker-default-runtime (gpu-container follows from it)"], lines[at:at + 3]
     assert out.splitlines()[-1].startswith("CRITICAL: ") and out.splitlines()[-1].endswith("(exit 2)")
     report = json_output(fixed.stdout)
     assert fixed.returncode == 0, [(c["id"], c["status"]) for c in report["checks"] if c["status"] != "ok"]

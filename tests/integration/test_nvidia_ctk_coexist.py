@@ -175,10 +175,10 @@ def test_what_nvidia_ctk_dropped_doctor_names_and_install_puts_back(tmp_path, do
     assert edits["status"] == "warning", edits
     assert "features containerd-snapshotter" in edits["summary"] and '["--debug"]' in edits["summary"]
     assert edits["data"]["backup"].startswith("/etc/docker/daemon.json.gpuprep-")
-    assert edits["hint"].startswith(f"`gpuprep --root {host.root} install --only docker-runtime,docker-reload`")
-
-    fix = shlex.split(edits["hint"].split("`")[1])
-    code, report, err = gpuprep_json(host.root, dockerd.url, *fix[3:])  # the hint's command, --root and all
+    fix = edits["fixes"][0]["argv"]  # the fix as a value (issue 26): the command, --root and all
+    assert fix == ["gpuprep", "--root", str(host.root), "install", "--only", "docker-runtime,docker-reload"], edits
+    assert f"`{shlex.join(fix)}`" in edits["hint"]
+    code, report, err = gpuprep_json(host.root, dockerd.url, *fix[3:])
     assert code == 0, (err, report)
     repaired = host.config()
     assert repaired["features"] == {"cdi": True, "containerd-snapshotter": False}, repaired

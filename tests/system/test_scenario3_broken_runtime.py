@@ -56,6 +56,11 @@ def test_each_hint_doctor_gives_clears_its_finding(instance):
     ecs = inst.unit_state("ecs.service")
     assert ecs["ActiveState"] == "inactive" and ecs["MainPID"] == "0", ecs
     assert inst.agent_db() is None, "the agent must not have started"
+    # The unit recommends `journalctl -p warning`: there the problem comes with its fix, the command on its own line
+    # (journald reads each line's <N> as its priority; issue 26).
+    warned = inst.run(["journalctl", "-u", UNIT_NAME, "-b", "-p", "warning", "-o", "cat", "--no-pager"]).stdout
+    assert "docker-runtime-binary" in warned and "fix: reinstall nvidia-container-toolkit-base" in warned, warned
+    assert any(line.strip() == "dnf reinstall -y nvidia-container-toolkit-base" for line in warned.splitlines())
     text = inst.gpuprep("doctor", "--image", "gpuprep-sim/tiny:latest").stdout
     assert "nvidia-container-runtime" in text and "fix:" in text, text
 
@@ -105,16 +110,19 @@ def test_each_hint_doctor_gives_clears_its_finding(instance):
 
     found = problems(inst)
     engine, daemon = found["docker-engine"], found["docker-daemon-json"]
-    assert "dockerd cannot start with /etc/docker/daemon.json: invalid JSON: a trailing comma" in engine["summary"]
+    # The parser's words once on the screen, in docker-daemon-json's finding; docker-engine follows from it.
+    assert engine["summary"].endswith("dockerd cannot start with /etc/docker/daemon.json"), engine["summary"]
     assert daemon["status"] == "critical" and "a trailing comma at line" in daemon["summary"]
     for dependent in ("docker-nvidia-runtime", "docker-runtime-binary", "docker-default-runtime", "gpu-container"):
         assert dependent not in found, found[dependent]  # skipped, pointing at docker-engine: one cause, said once
-    shown, start = commands(engine["hint"])[:2]
-    where = inst.run(["sh", "-c", shown], check=False)  # `python3 -m json.tool FILE` points at it
-    assert where.returncode != 0 and "line" in where.stderr, where
-    # The edit the hint names, as a user makes it: the comma goes.
+    assert engine["cause"] == "docker-daemon-json" and "trailing comma" not in engine["summary"] + engine["hint"]
+    shown, *start = [fix["argv"] for fix in engine["fixes"] if fix["argv"]]  # the fixes as values, in their order
+    where = inst.run(shown, check=False)  # `python3 -m json.tool FILE` points at it
+    assert shown[:3] == ["python3", "-m", "json.tool"] and where.returncode != 0 and "line" in where.stderr, where
+    # The edit the fix names, as a user makes it: the comma goes.
     inst.path(DAEMON_JSON).write_text(json.dumps(config, indent=2) + "\n")
-    inst.run(["sh", "-c", start], timeout=120)
+    for argv in start:  # (reset-failed,) start, and the journal that would say why it did not stay up
+        inst.run(argv, timeout=120)
     now = problems(inst)
     cleared += [c for c in ("docker-daemon-json", "docker-engine") if c not in now]
 

@@ -479,7 +479,13 @@ def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation,
     assert not result.summary.startswith("check failed"), result.summary
     assert result.status in (Status.WARNING, Status.CRITICAL, Status.UNKNOWN), (result.status, result.summary)
     assert result.hint.strip(), f"{check_id} ({situation}) is {result.status.value} without a hint"
-    assert ACTION.search(result.hint), f"{check_id} ({situation}): no command or edit in {result.hint!r}"
+    cause = run_check(BY_ID[result.cause], p) if result.cause else None
+    if cause is not None and cause.status in (Status.WARNING, Status.CRITICAL, Status.UNKNOWN):
+        # It follows from another finding, listed first with its fix, a command (issue 26).
+        assert result.cause in result.hint or result.fixes, result.hint
+        assert ACTION.search(cause.hint), f"{result.cause}, the cause of {check_id}: no command in {cause.hint!r}"
+    else:  # on its own (a cause not found in this run leaves the finding's own fixes)
+        assert ACTION.search(result.hint), f"{check_id} ({situation}): no command or edit in {result.hint!r}"
     # only this platform's commands: never "X (Y on Amazon Linux 1)"
     assert not re.search(r"on Amazon Linux (?:1|2)\)|` or `sudo update-initramfs", result.hint), result.hint
     if not p.host.live:  # a gpuprep command in a hint acts on the same --root
@@ -547,23 +553,34 @@ def down_on_this_machine(tmp_path: Path, daemon_json: str | None, *, euid: int =
     return probes("/", euid=euid, platform=platform, docker_info=down, engine_process=None), path
 
 
-def test_a_daemon_json_dockerd_cannot_read_is_named_before_starting_it(tmp_path):
+def test_a_daemon_json_dockerd_cannot_read_is_named_once_and_fixed_before_starting_it(tmp_path, monkeypatch):
     """A trailing comma stops dockerd; `systemctl start docker` cannot work until the file is fixed: docker-engine
-    names the file, line and column first, then the start."""
+    follows from docker-daemon-json, which names the file, line and column; its fixes come first, then the start.
+    On one screen the parser's words and each fix appear once (issue 26: the text came four times)."""
+    import io
+
+    from gpuprep.report import DoctorReport, render_doctor_text
+
     p, path = down_on_this_machine(tmp_path, '{\n  "bridge": "none",\n}\n')
-    engine = run_check(BY_ID["docker-engine"], p)
-    assert engine.status is Status.CRITICAL
+    engine, daemon = run_check(BY_ID["docker-engine"], p), run_check(BY_ID["docker-daemon-json"], p)
     comma = "a trailing comma at line 2 column 19"
-    assert f"dockerd cannot start with {path}: invalid JSON: {comma}" in engine.summary
-    first_fix, _, then = engine.hint.partition(", then ")
-    assert str(path) in first_fix and comma in first_fix and "systemctl start docker" in then
-    daemon = run_check(BY_ID["docker-daemon-json"], p)
-    assert daemon.status is Status.CRITICAL and comma in daemon.summary and str(path) in daemon.hint
+    assert engine.status is daemon.status is Status.CRITICAL
+    assert f"{path}: invalid JSON: {comma}" in daemon.summary and comma not in engine.summary + engine.hint
+    assert engine.cause == "docker-daemon-json" and "daemon.json" in engine.summary
+    argvs = [f.argv for f in engine.fixes]
+    assert argvs[0] == ("python3", "-m", "json.tool", str(path)) == daemon.fixes[0].argv
+    assert argvs.index(("systemctl", "start", "docker.service")) > 0
+    monkeypatch.setenv("COLUMNS", "80")
+    screen = io.StringIO()
+    render_doctor_text(DoctorReport({"name": "x"}, [engine, daemon]), screen)
+    text = screen.getvalue()
+    assert text.count("trailing comma") == 1 and text.count("json.tool") == 1, text
+    assert text.index("json.tool") < text.index("systemctl start docker.service")
     # With the file fixed, the one fix left is the start.
     path.write_text('{\n  "bridge": "none"\n}\n')
     p, _ = down_on_this_machine(tmp_path, None)
     engine = run_check(BY_ID["docker-engine"], p)
-    assert "daemon.json" not in engine.hint and engine.hint.startswith("`systemctl start docker.service`")
+    assert "daemon.json" not in engine.hint and engine.fixes[0].argv == ("systemctl", "start", "docker.service")
 
 
 @pytest.mark.parametrize("name, says, never", [

@@ -31,23 +31,6 @@ def test_gpuprep_commands_keep_the_root(text, wanted):
     assert hints.for_target(Host("/", env={}), text) == text
 
 
-def test_a_root_with_a_space_is_quoted():
-    assert hints.gpuprep(Host("/mnt/my image", env={}), "install") == "gpuprep --root '/mnt/my image' install"
-
-
-@pytest.mark.parametrize("distro, live, euid, wanted", [
-    ("amzn-2023", True, 0, "dnf reinstall -y nvidia-container-toolkit-base"),
-    ("amzn-2023", True, 1000, "sudo dnf reinstall -y nvidia-container-toolkit-base"),
-    ("amzn-2", True, 0, "yum reinstall -y nvidia-container-toolkit-base"),
-    ("amzn-2023", False, 0, "dnf --installroot=/img reinstall -y nvidia-container-toolkit-base"),
-    ("ubuntu-22.04", True, 0, "apt-get install -y --reinstall nvidia-container-toolkit-base"),
-    ("ubuntu-22.04", False, 0, "chroot /img apt-get install -y --reinstall nvidia-container-toolkit-base"),
-])
-def test_a_reinstall_is_this_platforms_package_manager_in_its_root(distro, live, euid, wanted):
-    host = Host("/" if live else "/img", env={}, euid=euid)
-    assert hints.package_command(host, platform(distro), "reinstall", "nvidia-container-toolkit-base") == wanted
-
-
 def test_services_are_started_by_this_platforms_init():
     live = Host("/", env={})
     assert hints.service(live, platform("amzn-2023"), "start", "docker") == "systemctl start docker.service"
@@ -55,17 +38,3 @@ def test_services_are_started_by_this_platforms_init():
     assert hints.service_log(live, platform("amzn-2018.03"), "ecs") == "/var/log/ecs/ecs-init.log"
     assert hints.service(Host("/", env={}, euid=1000), platform("amzn-2023"), "start", "ecs") == \
         "sudo systemctl start ecs.service"
-
-
-def test_a_choice_of_commands_by_platform_keeps_this_platforms():
-    from gpuprep.gpu.query import NVML_CAUSES
-
-    mismatch = NVML_CAUSES[18].hint
-    assert "(yum on Amazon Linux 2)" in mismatch  # written once for every platform ...
-    al2, al2023 = hints.for_platform(platform("amzn-2"), mismatch), hints.for_platform(platform("amzn-2023"), mismatch)
-    assert "`sudo yum versionlock add 'nvidia*' 'kmod*' 'libnvidia*'`" in al2 and "dnf" not in al2  # ... said once
-    assert "`sudo dnf versionlock add 'nvidia*'" in al2023 and "yum" not in al2023
-    nouveau = "rebuild the initramfs (`sudo dracut -f` or `sudo update-initramfs -u`), reboot"
-    assert hints.for_platform(platform("rocky-9"), nouveau) == "rebuild the initramfs (`sudo dracut -f`), reboot"
-    assert hints.for_platform(platform("ubuntu-24.04"), nouveau) == \
-        "rebuild the initramfs (`sudo update-initramfs -u`), reboot"

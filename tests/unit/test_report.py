@@ -150,7 +150,10 @@ def test_in_the_journal_problem_lines_carry_their_syslog_priority(tmp_path, monk
     assert lines[0].startswith("<3>GPUPREP CRITICAL - ")
     assert any(line.startswith("<3>docker     [CRIT]") for line in lines)
     assert any(line.startswith("<4>") and "docker-default-runtime" in line for line in lines)
-    assert any(line.startswith("<5>  fix: ") for line in lines)
+    # A fix line at its finding's priority: `journalctl -p warning` shows the problem and its fix (issue 26).
+    assert "<3>  fix: `sudo systemctl start docker`" in lines and "<4>  fix: `gpuprep install --only ecs-config`" \
+        in lines
+    assert any(line.startswith("<3>       for: docker-engine") for line in lines)
     assert "gpu        [ok]     1 check ok, 1 skipped (-v says why)" in lines  # no priority: info
     monkeypatch.setenv("JOURNAL_STREAM", "1:2")  # another stream (output redirected): no prefixes
     assert not any(line.startswith("<") for line in _text(_host_with_one_cause()))

@@ -99,15 +99,19 @@ def test_mps_unit_not_enabled_says_the_agents_reason_and_the_fix(tmp_path):
     assert result.status is Status.WARNING, result.summary
     assert result.summary == ("the ECS agent will not advertise ecs.capability.gpu-sharing-mps: "
                               "nvidia-mps.service is not enabled on host")
-    assert "systemctl enable --now nvidia-mps.service && sudo systemctl restart ecs" in result.hint
+    # An image (--root): enabled through systemctl --root, nothing to start (issue 26).
+    assert [f.argv[0] for f in result.fixes] == ["systemctl"] and "--root=" in result.fixes[0].argv[1]
+    assert result.fixes[0].argv[2:] == ("enable", "nvidia-mps.service")
     assert result.data["service"] == "disabled"
     assert result.data["conditions"]["not-vgpu"] is None  # NVML is not asked with --root
 
 
 def test_the_hint_clears_it(tmp_path):
-    """The hint's enable, applied to the tree by real systemctl (--root: no running system to start it in)."""
+    """The fix as shown, run by real systemctl on the tree (--root: no running system to start it in)."""
     root = tree(tmp_path, "mps-not-enabled-g6")
-    subprocess.run(["systemctl", f"--root={root}", "enable", "nvidia-mps.service"], check=True, capture_output=True)
+    shown = run_check(BY_ID["ecs-gpu-sharing-mps"], probes(root)).fixes
+    assert [f.argv for f in shown] == [("systemctl", f"--root={root}", "enable", "nvidia-mps.service")]
+    subprocess.run(list(shown[0].argv), check=True, capture_output=True, timeout=60)
     result = run_check(BY_ID["ecs-gpu-sharing-mps"], probes(root))
     assert result.status is Status.OK, result.summary
     assert "not-vgpu, all-gpus-have-memory not checked" in result.summary

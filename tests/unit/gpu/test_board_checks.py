@@ -9,7 +9,6 @@ the real ones; the hints that edit files are run with a real shell.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 from pathlib import Path
@@ -164,12 +163,22 @@ def test_nvml_listing_no_gpu_on_a_gpu_type_is_critical(tmp_path):
     assert result.status is Status.CRITICAL and "NVML lists no GPU on a p5.48xlarge" in result.summary, result
 
 
+@pytest.mark.allow_subp("gpuprep")
 def test_an_empty_gpu_info_file_is_critical_and_its_hint_clears_it(tmp_path):
+    import subprocess
+
+    from conftest import REPO
+
     root = p5(tmp_path, **{"/var/lib/ecs/gpu/nvidia-gpu-info.json": json.dumps({"DriverVersion": "580.95.05",
                                                                                    "GPUIDs": []})})
     result = run_check(BY_ID["gpu-sources-listed"], probekit.probes(root, probe_instance_type=P5, probe_query=nvml(8)))
     assert result.status is Status.CRITICAL and "nvidia-gpu-info.json lists no GPU" in result.summary, result
-    os.unlink(result.hint.split("`rm ")[1].split(" ")[0])  # what `rm` does; ecs-init rewrites it at its start
+    # An image (--root): seal's gpu-info step removes it, acting on the image (never the builder's file).
+    argv = result.fixes[0].argv
+    assert argv == ("gpuprep", "--root", str(root), "seal", "--only", "gpu-info"), result.fixes
+    proc = subprocess.run([str(REPO / ".venv/bin/gpuprep"), *argv[1:]], capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     result = run_check(BY_ID["gpu-sources-listed"], probekit.probes(root, probe_instance_type=P5, probe_query=nvml(8)))
     assert result.status is Status.OK and "PCI 8, /dev 8, NVML 8" in result.summary, result
 

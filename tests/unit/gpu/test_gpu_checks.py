@@ -155,7 +155,9 @@ def test_module_not_loaded(tmp_path):
     assert "modprobe nvidia" in results["gpu-kernel-module"].hint
     assert results["gpu-device-nodes"].status is Status.CRITICAL
     assert "ecs-init will register this host with 0 GPUs" in results["gpu-device-nodes"].summary
-    assert "nvidia-modprobe" in results["gpu-device-nodes"].hint
+    # nvidia-modprobe cannot make nodes for a module that will not load: the nodes point at the module (issue 26).
+    assert results["gpu-device-nodes"].cause == "gpu-kernel-module" and not results["gpu-device-nodes"].fixes
+    assert "nvidia-modprobe" not in results["gpu-device-nodes"].hint
     assert results["gpu-nvml"].status is Status.CRITICAL
     assert results["gpu-pci"].status is Status.OK  # unbound, but the module is not loaded: reported there
     assert results["gpu-driver-version"].status is Status.SKIPPED
@@ -270,9 +272,9 @@ def test_persistence_off(tmp_path):
     result = run("gpu-persistence", make_probes(tmp_path, "healthy-p5-h100x8", csv_query("p5-h100x8-query-gpu.txt")))
     assert result.status is Status.WARNING
     assert result.summary == "persistence mode off on GPU 3 (0000:86:00.0)"
-    for words in ("nvidia-persistenced", "nvidia-smi -pm 1", "1-3 s per GPU", "25 s instead of 0.8 s",
-                  "NVIDIA/nvidia-docker 1279"):
+    for words in ("1-3 s per GPU", "25 s instead of 0.8 s", "NVIDIA/nvidia-docker 1279"):
         assert words in result.hint
+    assert [f.argv for f in result.fixes] == [("systemctl", "enable", "--now", "nvidia-persistenced")]
 
 
 def test_ecc_uncorrected(tmp_path):
@@ -295,7 +297,7 @@ def test_row_remap_pending_only(tmp_path):
     query.gpus[1] = dataclasses.replace(query.gpus[1], remapped_rows_failure=False)
     result = run("gpu-row-remap", make_probes(tmp_path, "healthy-p5-h100x8", query))
     assert result.status is Status.CRITICAL and "pending on GPU 0" in result.summary
-    assert "nvidia-smi -r -i N" in result.hint and "reboot" in result.hint
+    assert "nvidia-smi -r -i 0" in result.hint and "reboot" in result.hint  # the GPU named (issue 26)
 
 
 def test_retired_pages_on_t4(tmp_path):

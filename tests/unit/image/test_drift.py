@@ -137,10 +137,14 @@ def test_packages_and_locks_changed_since_the_seal(tmp_path):
             in result.summary)
     assert "installed since the seal: nvidia-container-toolkit-base-1.18.0-1" in result.summary
     assert "locks gone from /etc/dnf/plugins/versionlock.list: nvidia-container-toolkit-0:1.17.8-1.*" in result.summary
-    locks = f"{root}/etc/dnf/plugins/versionlock.list"
-    assert result.hint.index(f"grep -vxF -e 'nvidia-container-toolkit-0:1.18.0-1.*' {locks}") < \
-        result.hint.index(f"dnf --installroot={root} -y downgrade nvidia-container-toolkit-1.17.8-1") < \
-        result.hint.index(f"printf '%s\\n' 'nvidia-container-toolkit-0:1.17.8-1.*' >> {locks}")
+    # The new lock goes first (it would refuse the downgrade), the sealed one last; the locks through the image's
+    # own dnf (chroot: dnf reads the lock list of the machine it runs on, even with --installroot), as argvs.
+    assert [f.argv for f in result.fixes] == [
+        ("chroot", str(root), "dnf", "versionlock", "delete", "nvidia-container-toolkit-0:1.18.0-1.*"),
+        ("dnf", f"--installroot={root}", "downgrade", "-y", "nvidia-container-toolkit-1.17.8-1"),
+        ("chroot", str(root), "dnf", "versionlock", "add", "nvidia-container-toolkit-0:1.17.8-1.*"),
+        ("gpuprep", "--root", str(root), "seal")]
+    assert result.fixes[-1].why.startswith("if the change was meant")
     assert result.data["packages"]["downgrade"] == ["nvidia-container-toolkit-1.17.8-1"]
 
 
@@ -160,7 +164,7 @@ def test_a_removed_package_and_no_recorded_locks(tmp_path):
     assert result.status is Status.WARNING
     assert "removed since the seal: nvidia-container-toolkit-1.17.8-1" in result.summary
     assert result.summary.endswith("; version locks not recorded in the seal")
-    assert "-y install nvidia-container-toolkit-1.17.8-1" in result.hint
+    assert f"dnf --installroot={root} install -y nvidia-container-toolkit-1.17.8-1" in result.hint
 
 
 def test_package_changes():
