@@ -26,6 +26,7 @@ from gpuprep.errors import GpuprepError, StepFailed
 from gpuprep.host import Host, Spawned, ping_engine
 from gpuprep.interrupts import deferred
 from gpuprep.platform import Platform
+from gpuprep.poll import poll_until
 
 log = logging.getLogger("gpuprep")
 
@@ -38,10 +39,6 @@ HOST_FLAGS = ("-H", "--host")
 
 class EngineDown(GpuprepError):
     """The Engine does not answer."""
-
-
-class EngineNotReady(Exception):
-    """Retried while waiting for readiness."""
 
 
 class DockerdDidNotStart(Exception):
@@ -285,48 +282,36 @@ def _alive(host: Host, pid: int) -> bool:
 
 
 def wait_for_exit(host: Host, pid: int, timeout: float = EXIT_TIMEOUT) -> None:
-    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
-
-    log.debug("waiting up to %gs for dockerd (pid %d) to exit", timeout, pid)
-    try:
-        Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), retry=retry_if_result(bool))(_alive, host, pid)
-    except RetryError:
-        raise StepFailed(f"dockerd (pid {pid}) did not exit within {timeout:g}s of SIGTERM",
-                         f"look at what it is doing (`ps -o stat,cmd -p {pid}`); kill it, then run again") from None
+    poll_until(lambda: _alive(host, pid), lambda alive: not alive, what=f"dockerd (pid {pid}) to exit",
+               timeout_s=timeout, max_interval_s=0.25, level=logging.DEBUG).or_raise(lambda waited: StepFailed(
+                   f"dockerd (pid {pid}) did not exit within {timeout:g}s of SIGTERM",
+                   f"look at what it is doing (`ps -o stat,cmd -p {pid}`); kill it, then run again"))
 
 
 def wait_ready(url: str, *, timeout: float = READY_TIMEOUT, child: Spawned | None = None) -> None:
     """Poll the Engine at ``url`` until it answers ping (bounded); DockerdDidNotStart when it does not,
     at once when ``child`` (a dockerd we started) exits."""
-    from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-    def ping() -> None:
+    def ping() -> bool:
         if child is not None and child.poll() is not None:
             raise DockerdDidNotStart(f"dockerd exited {child.returncode} while starting")
         try:
             # A fresh connection each time (the cached client may hold one to the dockerd that just
             # exited), and unversioned: Docker 29 refuses a /v1.24/_ping, any Engine answers /_ping.
             ping_engine(url, timeout=3)
-            return
+            return True
         except engine_errors():
-            pass
-        raise EngineNotReady(url)
+            return False
 
-    def before_sleep(state) -> None:
-        if state.attempt_number == 20:  # only worth saying once it is slow
-            log.info("waiting up to %gs for dockerd to answer on %s", timeout, url)
-
-    try:
-        Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), before_sleep=before_sleep,
-                 retry=retry_if_exception_type(EngineNotReady))(ping)
-    except RetryError:
-        raise DockerdDidNotStart(f"dockerd did not answer on {url} within {timeout:g}s") from None
+    # Said only once it is slow: a restart usually answers within a second.
+    poll_until(ping, bool, what=f"dockerd to answer on {url}", timeout_s=timeout, max_interval_s=0.25,
+               say_after_s=1.0).or_raise(lambda waited: DockerdDidNotStart(
+                   f"dockerd did not answer on {url} within {timeout:g}s"))
 
 
 def wait_shows(host: Host, name: str, *, default: bool, path: str | None,
                timeout: float = SHOW_TIMEOUT) -> dict[str, Any] | None:
     """Poll ``docker info`` until it shows the runtime (and default); the info, or None on timeout."""
-    from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
     def read() -> dict[str, Any] | None:
         try:
@@ -334,14 +319,12 @@ def wait_shows(host: Host, name: str, *, default: bool, path: str | None,
         except engine_errors():
             return None
 
-    def not_shown(info: dict[str, Any] | None) -> bool:
-        return info is None or not shows_runtime(info, name, default=default, path=path)
+    def shown(info: dict[str, Any] | None) -> bool:
+        return info is not None and shows_runtime(info, name, default=default, path=path)
 
-    log.debug("waiting up to %gs for docker info to show runtime %s", timeout, name)
-    try:
-        return Retrying(stop=stop_after_delay(timeout), wait=wait_fixed(0.05), retry=retry_if_result(not_shown))(read)
-    except RetryError:
-        return None
+    waited = poll_until(read, shown, what=f"docker info to show runtime {name}", timeout_s=timeout,
+                        max_interval_s=0.25, level=logging.DEBUG)
+    return waited.value if waited.met else None
 
 
 # -- reload / restart -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gpuprep.host import Host
+from gpuprep.poll import poll_until
 
 log = logging.getLogger("gpuprep")
 
@@ -502,7 +503,6 @@ def _start_and_collect(host: Host, api, cid: str, image: str, route: str, timeou
 def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE) -> str | None:
     """Pull ``image`` with a bounded retry; None when done, else why it could not be pulled."""
     from docker.utils import parse_repository_tag
-    from tenacity import RetryError, Retrying, stop_after_attempt, stop_after_delay, wait_exponential
 
     repo, tag = parse_repository_tag(image)
     deadline = time.monotonic() + deadline_s
@@ -518,19 +518,24 @@ def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE)
         if progress:
             sys.stderr.write("\n")
 
-    def before_sleep(state) -> None:
-        log.info("pulling %s failed (%s); trying again (%d of %d)", image, state.outcome.exception(),
-                 state.attempt_number + 1, PULL_ATTEMPTS)
+    def attempt() -> BaseException | None:
+        try:
+            once()
+            return None
+        except Exception as exc:  # what the Engine or the registry said; the last one is the answer
+            return exc
+
+    def again(failed: BaseException | None, tries: int) -> None:
+        log.info("pulling %s failed (%s); trying again (%d of %d)", image, failed, tries + 1, PULL_ATTEMPTS)
 
     log.info("pulling %s (up to %d attempts and %gs in all)", image, PULL_ATTEMPTS, deadline_s)
-    try:
-        Retrying(stop=stop_after_attempt(PULL_ATTEMPTS) | stop_after_delay(deadline_s),
-                 wait=wait_exponential(multiplier=0.5, max=8), before_sleep=before_sleep)(once)
-    except RetryError as exc:
-        cause = exc.last_attempt.exception()
-        text = str(getattr(cause, "explanation", None) or cause).strip().splitlines()
-        return text[0][:300] if text else type(cause).__name__
-    return None
+    cause = poll_until(attempt, lambda failed: failed is None, what=f"a pull of {image}", timeout_s=deadline_s,
+                       interval_s=1.0, backoff=2.0, max_interval_s=8.0, tries=PULL_ATTEMPTS, level=logging.DEBUG,
+                       on_miss=again).value
+    if cause is None:
+        return None
+    text = str(getattr(cause, "explanation", None) or cause).strip().splitlines()
+    return text[0][:300] if text else type(cause).__name__
 
 
 class PullFailed(Exception):

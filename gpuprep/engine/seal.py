@@ -23,6 +23,7 @@ from gpuprep.engine.objects import (
     short_id,
 )
 from gpuprep.errors import StepFailed
+from gpuprep.poll import poll_until
 from gpuprep.report import plural
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step
 
@@ -84,17 +85,16 @@ class ContainersStep(Step):
             if refused:
                 # Under many parallel removals overlayfs can answer "device or resource busy" for a moment:
                 # try the ones that failed again, twice, half a second apart.
-                from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_fixed
-
                 log.info("waiting to remove %d containers the Engine refused: %s", len(refused),
                          engine_said(refused[0][1]))
+
                 def again() -> list[tuple[dict, BaseException]]:
                     nonlocal refused
                     refused = remove_all([r for r, _ in refused])
                     return refused
 
-                Retrying(stop=stop_after_attempt(2), wait=wait_fixed(0.5), retry=retry_if_result(bool),
-                         retry_error_callback=lambda rs: rs.outcome.result())(again)
+                poll_until(again, lambda left: not left, what="the Engine to remove the containers it refused",
+                           timeout_s=5.0, interval_s=0.5, tries=2, level=logging.DEBUG)
             failed = unanswered + refused
             gone_early = early.finish() if early is not None else []
             try:

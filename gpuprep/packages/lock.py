@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from gpuprep.errors import StepFailed
 from gpuprep.host import Host
+from gpuprep.poll import poll_until
 
 log = logging.getLogger("gpuprep")
 
@@ -124,26 +125,16 @@ def lock_holder(host: Host, pidfiles: Sequence[str], rpm_locks: Sequence[str] = 
 def wait_for_lock(host: Host, pidfiles: Sequence[str], timeout: float = 600, interval: float = 2,
                   rpm_locks: Sequence[str] = RPM_LOCKS) -> str | None:
     """Wait (bounded) until no package manager holds its lock; returns what was waited for, if anything."""
-    from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
-
     first = lock_holder(host, pidfiles, rpm_locks)
     if first is None:
         return None
-    log.info("waiting up to %gs for the package manager lock: %s", timeout, first)
-    started = time.monotonic()
-
-    @retry(retry=retry_if_result(lambda held: held is not None), stop=stop_after_delay(timeout),
-           wait=wait_fixed(interval))
-    def until_free() -> LockHolder | None:
-        return lock_holder(host, pidfiles, rpm_locks)
-
-    try:
-        until_free()
-    except RetryError:
-        holder = lock_holder(host, pidfiles, rpm_locks) or first
+    waited = poll_until(lambda: lock_holder(host, pidfiles, rpm_locks), lambda held: held is None,
+                        what=f"the package manager lock: {first}", timeout_s=timeout, interval_s=interval)
+    if not waited.met:
+        holder = waited.value or first
         raise StepFailed(
             f"the package manager lock is still held after {timeout:g}s: {holder}",
             f"wait for it to finish (at first boot cloud-init runs yum updates; `ps -fp {holder.pid}` shows it) "
             "and run gpuprep again",
-        ) from None
-    return f"waited {time.monotonic() - started:.1f}s for {first} to release the package manager lock"
+        )
+    return f"waited {waited.seconds:.1f}s for {first} to release the package manager lock"
