@@ -9,18 +9,23 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from gpuprep import errors
-from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
+from gpuprep.errors import BadInput, GpuprepError, PreconditionUnmet, UsageError
 from gpuprep.interrupts import Interrupted
 from gpuprep.knowledge.command import app as knowledge_app
 from gpuprep.options import DEFAULT_IMAGE, absolute, check_values, file_path
+
+if TYPE_CHECKING:
+    from gpuprep.host import Host
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
 EPILOG = """\b
@@ -37,7 +42,21 @@ Exit codes:
                  3 a precondition is unmet (not root, unsupported platform)
   doctor         Nagios: 0 ok, 1 warning, 2 critical, 3 unknown; doctor --boot: 1 when critical"""
 
+class _Wrapped(TyperGroup):
+    """Every command, knowledge's included, run inside the one wrapper: an error that ends it is said and mapped to
+    its exit code by ``_fail``, whether gpuprep runs as the console script or under typer's CliRunner."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (*_click_errors(), typer.Exit):
+            raise
+        except (Exception, Interrupted) as exc:
+            raise typer.Exit(_fail(exc)) from None
+
+
 app = typer.Typer(
+    cls=_Wrapped,
     name="gpuprep",
     help="Turn a GPU instance into a sealed, self-testing ECS / AWS Batch container host, "
     "and diagnose GPU hosts.",
@@ -110,7 +129,6 @@ class Shell:
     G = G
     merge_globals = staticmethod(lambda *a: _merge_globals(*a))
     host = staticmethod(lambda: _host())
-    fail = staticmethod(lambda exc, code: _fail(exc, code))
 
 
 def _merge_globals(json_out: bool, verbose: bool, command: str) -> None:
@@ -120,33 +138,27 @@ def _merge_globals(json_out: bool, verbose: bool, command: str) -> None:
     _setup_logging(G.verbose)
 
 
-def _fail(exc: BaseException, code: int) -> None:
-    """One line for the user (and, under --json, one JSON object on stdout); the traceback only with -v."""
-    if G.verbose:
-        traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, GpuprepError):
-        message, hint = exc.message, exc.hint
-    else:
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        hint = "" if G.verbose else "run again with -v for the traceback and report it"
-    _say_error(message, hint, code)
-    raise typer.Exit(code)
-
-
-def _say_error(message: str, hint: str, code: int, command: str | None = None) -> None:
-    """An error that ends the command before a report: ``gpuprep: error:`` and ``gpuprep: hint:`` lines on
-    stderr, which user data greps for, and under --json the same as the one JSON object on stdout, so a
-    fleet's collector always has one to parse."""
-    typer.echo(f"gpuprep: error: {message}", err=True)
+def _fail(exc: BaseException) -> int:
+    """The one place an error that ends a command is said and given its exit code (pip's ``_run_wrapper``): the
+    code from ``errors.EXIT_MAPS``; ``gpuprep: error:`` and ``gpuprep: hint:`` lines on stderr, which user data
+    greps for; under --json the same, with its ``reference``, as the one JSON object on stdout, so a fleet's
+    collector always has one to parse; the traceback only with -v."""
+    code = errors.exit_code_for(G.command, exc)
+    if G.verbose and not isinstance(exc, (UsageError, Interrupted)):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    err = errors.diagnosis(exc)
+    hint = "" if err.reference == "internal-error" and G.verbose else err.hint
+    typer.echo(f"gpuprep: error: {err.message}", err=True)
     if hint:
         typer.echo(f"gpuprep: hint: {hint}", err=True)
     if G.json:
         from gpuprep.report import error_json
 
-        typer.echo(error_json(command if command is not None else G.command, message, hint, code))
+        typer.echo(error_json(G.command, err.message, hint, code, reference=err.reference))
+    return code
 
 
-def _host():
+def _host() -> Host:
     from gpuprep.host import Host
 
     root = G.root
@@ -203,15 +215,6 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
             report = run_steps(ctx, command, steps, only=options.only, skip=options.skip,
                                on_step=None if G.json else render_step_line,
                                confirm=confirm_for(ctx) if confirm_for is not None else None)
-    except GpuprepError as exc:
-        _fail(exc, exc.exit_code)
-        return
-    except OSError as exc:
-        _fail(os_error(exc), EXIT_FAILED)
-        return
-    except Exception as exc:
-        _fail(exc, EXIT_FAILED)
-        return
     finally:
         if host is not None:
             host.close()
@@ -342,17 +345,14 @@ def install(
     if list_steps:
         _list("steps", [{"id": s.id, "title": s.title} for s in install_steps()])
     if runtime not in RUNTIME_STACKS:
-        _fail(BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
-                       "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
-    try:
-        absolute("--ecs-config", ecs_config)
-        absolute("--runtime-path", runtime_path)
-        absolute("--prom-dir", prom_dir)
-        file_path("--ecs-config", ecs_config)
-        file_path("--runtime-path", runtime_path)
-        check_values(docker=docker, user=user, images=[image], repo_file=repo_file)
-    except BadInput as exc:
-        _fail(exc, EXIT_BAD_INPUT)
+        raise BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
+                       "use --runtime auto, legacy or toolkit")
+    absolute("--ecs-config", ecs_config)
+    absolute("--runtime-path", runtime_path)
+    absolute("--prom-dir", prom_dir)
+    file_path("--ecs-config", ecs_config)
+    file_path("--runtime-path", runtime_path)
+    check_values(docker=docker, user=user, images=[image], repo_file=repo_file)
     options = InstallOptions(
         dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
@@ -397,10 +397,7 @@ def seal(
     _merge_globals(json_out, verbose, "seal")
     if list_steps:
         _list("steps", [{"id": s.id, "title": s.title} for s in seal_steps()])
-    try:
-        check_values(images=keep_image, image_flag="--keep-image")
-    except BadInput as exc:
-        _fail(exc, EXIT_BAD_INPUT)
+    check_values(images=keep_image, image_flag="--keep-image")
     options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip,
                           keep_cdi=keep_cdi)
     _run_command("seal", seal_steps, options, confirm_for)
@@ -445,42 +442,28 @@ def doctor(
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
     if mark_unhealthy and not boot:
-        _fail(BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
-                       "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env"), 3)
-    try:
-        check_values(images=[image])
-    except BadInput as exc:
-        _fail(exc, Status.UNKNOWN.exit_code)
+        raise BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
+                       "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env")
+    check_values(images=[image])
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
-    host = None
+    host = _host()
     try:
-        host = _host()
         report = run_checks(host, detect(host), options)
-    except OSError as exc:
-        _fail(os_error(exc), Status.UNKNOWN.exit_code)
-        return
-    except Exception as exc:
-        _fail(exc, Status.UNKNOWN.exit_code)
-        return
     finally:
-        if host is not None:
-            host.close()
+        host.close()
     if prom is not None:
         try:
             write_prometheus(report, str(prom))
         except FileNotFoundError:
-            _fail(GpuprepError(f"--prom {prom}: its directory {prom.parent} does not exist",
-                               f"point --prom into node_exporter's textfile directory (Debian: {PROM_DIR}), or "
-                               f"create it: sudo mkdir -p {prom.parent}"), Status.UNKNOWN.exit_code)
-            return
+            raise BadInput(f"--prom {prom}: its directory {prom.parent} does not exist",
+                           f"point --prom into node_exporter's textfile directory (Debian: {PROM_DIR}), or "
+                           f"create it: sudo mkdir -p {prom.parent}") from None
         except OSError as exc:  # only the textfile's own write: any other OSError is not "cannot write FILE"
-            _fail(GpuprepError(f"cannot write {prom}: {exc.strerror}", "check the directory exists and is writable"),
-                  Status.UNKNOWN.exit_code)
-            return
+            raise GpuprepError(f"cannot write {prom}: {exc.strerror}", "check the directory exists and is writable",
+                               reference="prom-unwritable") from None
         except GpuprepError as exc:  # a directory or FIFO where the textfile goes
-            _fail(GpuprepError(f"--prom {prom}: {exc.message}", "give --prom the path of a .prom file, inside "
-                               "node_exporter's textfile directory"), Status.UNKNOWN.exit_code)
-            return
+            raise BadInput(f"--prom {prom}: {exc.message}", "give --prom the path of a .prom file, inside "
+                           "node_exporter's textfile directory") from None
     if G.json:
         typer.echo(to_json(report))
     else:
@@ -512,23 +495,17 @@ def _usage_error(exc: BaseException) -> int:
     if type(exc).__name__ == "NoArgsIsHelpError":  # plain `gpuprep`: the help is the answer
         exc.show()  # type: ignore[attr-defined]
         return int(getattr(exc, "exit_code", 2))
+    # The parse failed before any callback ran: --json is known only from the arguments themselves.
+    G.json = G.json or "--json" in sys.argv[1:]
     if not hasattr(exc, "format_message"):  # Abort: Ctrl-C at a prompt or end of input
-        typer.echo("gpuprep: error: aborted", err=True)
-        return 1
+        return _fail(GpuprepError("aborted", "run the command again to finish", reference="aborted"))
     ctx = getattr(exc, "ctx", None)
     # click raises "Option '--prom' requires an argument" with no context: the command is then found in
     # the arguments (the exit-code sweep, tests/reliability/test_exit_codes.py, met doctor exiting 2 there).
     path = ctx.command_path if ctx is not None else " ".join(["gpuprep", *_command_in(sys.argv[1:])])
-    code = int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
-    # The parse failed before any callback ran: --json is known only from the arguments themselves.
-    G.json = G.json or "--json" in sys.argv[1:]
-    command = path.split()[-1] if " " in path else ""
-    if command == "doctor" and code == EXIT_BAD_INPUT:
-        # Nagios' plugin guidelines: invalid arguments are UNKNOWN (3); 2 would read as a critical host.
-        code = 3
-    _say_error(exc.format_message(), f"`{path} --help` lists its commands and options", code,  # type: ignore
-               command=command)
-    return code
+    G.command = path.split()[-1] if " " in path else ""
+    return _fail(UsageError(exc.format_message(), f"`{path} --help` lists its commands and options",  # type: ignore
+                            exit_code=int(getattr(exc, "exit_code", errors.EXIT_BAD_INPUT))))
 
 
 def _command_in(args: list[str]) -> list[str]:
@@ -551,6 +528,27 @@ def documented_exit(code: int) -> int:
     return errors.documented_exit_code(code, G.command, G.interrupted_at_prompt)
 
 
+def _run_wrapper(run: Callable[[], object]) -> int:
+    """Run the command; whatever error ends it becomes its message and exit code in ``_fail``, so a command only
+    raises (pip's ``cli/base_command.py`` ``_run_wrapper``)."""
+    try:
+        code = run() or 0
+    except _click_errors() as exc:
+        return _usage_error(exc)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)  # sys.exit("message"): print it, as the interpreter would
+        return 1
+    except (Exception, Interrupted) as exc:  # Interrupted: a signal before or after the steps, nothing half done
+        return _fail(exc)
+    if code == errors.TYPER_INTERRUPTED and not G.interrupted_at_prompt:
+        # Ctrl-C, or a fleet agent's SIGINT, that typer turned into 130: a run that did not finish, said in one
+        # line. The interrupted write left only its temp file, which the next run sweeps.
+        return _fail(Interrupted(signal.SIGINT))
+    return int(code) if isinstance(code, int) else 1
+
+
 def main() -> None:
     """The console script: run the command, flush what it wrote, and leave without the interpreter's teardown.
 
@@ -564,27 +562,9 @@ def main() -> None:
 
     make_tolerant()  # a lost stdout or stderr never stops a run nor changes its exit code (gpuprep/stdio.py)
     logging.raiseExceptions = False  # a log line that cannot be written is dropped, never a "Logging error" dump
-    try:
-        # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
-        # like gpuprep's (one error line, one hint line), and user data greps for those.
-        code = app(standalone_mode=False) or 0
-        if code == errors.TYPER_INTERRUPTED and not G.interrupted_at_prompt:
-            # Ctrl-C, or a fleet agent's SIGINT: a run that did not finish, said in one line. The
-            # interrupted write left only its temp file, which the next run sweeps.
-            code = 3 if G.command == "doctor" else 1
-            _say_error("interrupted (SIGINT)", "run the command again to finish", code)
-    except _click_errors() as exc:
-        code = _usage_error(exc)
-    except Interrupted as exc:  # a signal before or after the steps: nothing was left half done
-        code = 3 if G.command == "doctor" else 1
-        _say_error(f"interrupted ({exc.name})", "run the command again to finish", code)
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            code = exc.code or 0
-        else:  # sys.exit("message"): print it, as the interpreter would
-            print(exc.code, file=sys.stderr)
-            code = 1
-    code = documented_exit(code)
+    # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
+    # like gpuprep's (one error line, one hint line), and user data greps for those.
+    code = documented_exit(_run_wrapper(lambda: app(standalone_mode=False)))
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # tolerant streams drop what they cannot write

@@ -45,6 +45,7 @@ Spawned = subprocess.Popen
 class LockHeld(GpuprepError):
     """Another gpuprep run holds the target's lock past the wait (exit 1)."""
 
+    reference = "run-lock-held"
     exit_code = EXIT_FAILED
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from gpuprep import hints
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
+from gpuprep.engine.dockerd import EngineDown
 from gpuprep.errors import BadInput
 from gpuprep.host import SYSTEM_PATH, Host
 from gpuprep.report import Status
@@ -84,15 +85,13 @@ def _process_or_none(probes: Probes):
 
 
 def _info(probes: Probes) -> dict[str, Any]:
-    from gpuprep.engine.dockerd import EngineDown
-
     try:
         return docker_info(probes)
     except EngineDown as exc:
         raise EngineUnanswered(exc.hint) from None
 
 
-ENGINE_FIRST = "the Docker Engine does not answer (see docker-engine)"
+ENGINE_FIRST = EngineDown.SEE_CHECK
 
 
 def needs_engine(fn):
@@ -146,8 +145,6 @@ def engine_down(probes: Probes, exc) -> Verdict:
 
 # -- checks -----------------------------------------------------------------------------------
 def check_engine(probes: Probes) -> Verdict:
-    from gpuprep.engine.dockerd import EngineDown
-
     try:
         info = docker_info(probes)
     except EngineDown as exc:

@@ -38,7 +38,21 @@ HOST_FLAGS = ("-H", "--host")
 
 
 class EngineDown(GpuprepError):
-    """The Engine does not answer."""
+    """The Docker Engine does not answer: one error, in one message shape, wherever gpuprep asks it (docker info,
+    seal's client, the container probes), so a user and a fleet's grep meet one sentence."""
+
+    reference = "engine-not-answering"
+    # What a check that needs the Engine says when it cannot run: the cause and its fix are docker-engine's.
+    SEE_CHECK = "the Docker Engine does not answer (see docker-engine)"
+
+    def __init__(self, url: str | None, why: str, hint: str, *, when: str = "") -> None:
+        super().__init__(f"the Docker Engine at {url} does not answer{when}: {why}", hint)
+        self.url, self.why = url, why
+
+    @classmethod
+    def said(cls, url: str | None, exc: BaseException, hint: str, *, when: str = "") -> EngineDown:
+        """From the client's error ``exc`` (its first line is why)."""
+        return cls(url, _first_line(exc), hint, when=when)
 
 
 class DockerdDidNotStart(Exception):
@@ -97,16 +111,14 @@ def docker_info(host: Host, timeout: float = 10) -> dict[str, Any]:
     url = host.docker_url or ""
     if url.startswith("unix://") and not os.path.exists(url[len("unix://"):]):
         # No socket, no dockerd: say so at once, before asking anything.
-        raise EngineDown(f"the Docker Engine at {url} does not answer: no socket there (dockerd is not running)",
-                         engine_down_hint(host))
+        raise EngineDown(url, "no socket there (dockerd is not running)", engine_down_hint(host))
     try:
         return host.engine_info(timeout=timeout)
     except engine_errors() as exc:
         if "Permission denied" in str(exc):
-            raise EngineDown(f"the Docker Engine at {url} does not answer: permission denied on its socket",
+            raise EngineDown(url, "permission denied on its socket",
                              "run as root or as a member of group docker: `sudo gpuprep ...`") from None
-        raise EngineDown(f"the Docker Engine at {url} does not answer: {_first_line(exc)}",
-                         engine_down_hint(host)) from None
+        raise EngineDown.said(url, exc, engine_down_hint(host)) from None
 
 
 def _first_line(exc: BaseException) -> str:

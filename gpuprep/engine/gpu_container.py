@@ -320,7 +320,7 @@ def probe(host: Host, image: str, *, route: str = DEFAULT_ROUTE, host_view: Host
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from gpuprep.engine.dockerd import engine_down_hint, engine_errors
+    from gpuprep.engine.dockerd import EngineDown, engine_down_hint, engine_errors
 
     if route not in ROUTES:
         raise ValueError(f"unknown route {route!r} (one of {', '.join(ROUTES)})")
@@ -332,10 +332,8 @@ def probe(host: Host, image: str, *, route: str = DEFAULT_ROUTE, host_view: Host
             result = _run(host, image, route=route, pull=pull, progress=progress, timeout=timeout,
                           cdi_hint=cdi_hint)
         except engine_errors() as exc:
-            text = str(exc).strip().splitlines()
-            return ProbeResult(False, ENGINE, f"the Docker Engine at {host.docker_url} does not answer: "
-                               f"{text[0][:300] if text else type(exc).__name__}", engine_down_hint(host), image,
-                               route)
+            down = EngineDown.said(host.docker_url, exc, engine_down_hint(host))
+            return ProbeResult(False, ENGINE, down.message, down.hint, image, route)
         view = asked.result() if asked is not None else host_view
     view = view if isinstance(view, HostGpus) else None
     result.host_uuids = view.uuids if view is not None else None

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from gpuprep import hints
+from gpuprep.engine.dockerd import EngineDown
 from gpuprep.engine.objects import (
     IMAGE_WORKERS,
     SealEngineRun,
@@ -101,9 +102,9 @@ class ContainersStep(Step):
                 left = {c["Id"] for c in api.containers(all=True)} & {r["id"] for r in rows}
             except Exception as exc:  # the Engine stopped answering
                 if not failed:
-                    raise StepFailed(f"the Docker Engine stopped answering after the removals: {engine_said(exc)}",
-                                     f"restart it (`{hints.service(ctx.host, ctx.platform, 'restart', 'docker')}`)"
-                                     " and run seal again") from None
+                    raise EngineDown(ctx.host.docker_url, engine_said(exc), f"restart it (`"
+                                     f"{hints.service(ctx.host, ctx.platform, 'restart', 'docker')}`) and run seal "
+                                     "again", when=" after the removals") from None
                 left = set()  # the failures say what did not go
         if failed or left:
             detail = "; ".join(f"{r['name']}: {engine_said(e)}" for r, e in failed[:3]) or \
