@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from gpuprep.ec2.checks import probe_instance_type
+from gpuprep.gpu.devices import parse_modules
 from gpuprep.host import Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
@@ -102,8 +103,7 @@ def efa_functions(host: Host) -> list[str] | None:
 
 
 def loaded_modules(probes: Probes) -> set[str]:
-    text = probes.host.read_text("/proc/modules") or ""
-    return {line.split()[0] for line in text.splitlines() if line.split()}
+    return parse_modules(probes.host.read_text("/proc/modules") or "")
 
 
 def _memlock_bytes(value: Any) -> int | None:

@@ -18,12 +18,11 @@ PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-per
 
 @probe
 def host_view(p: Probes):
-    """The host's GPUs to compare with: gpuprep.gpu's NVML answer when it has one, else nvidia-smi."""
-    from gpuprep.engine import gpu_container
+    """The host's GPUs to compare with (gpu/view.py: NVML's answer when it names them, else nvidia-smi)."""
     from gpuprep.gpu import inventory
+    from gpuprep.gpu.view import host_gpus
 
-    return gpu_container.host_gpus_from_query(inventory.probe_query(p)) \
-        or gpu_container.host_gpus_from_nvidia_smi(p.host)
+    return host_gpus(p.host, inventory.probe_query(p))
 
 
 def check_gpu_container(probes: Probes) -> Verdict:

@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from gpuprep.gpu.view import HostGpus, host_gpus
 from gpuprep.host import Host
 from gpuprep.poll import poll_until
 
@@ -65,19 +66,6 @@ def route_took(route: str, seconds: float) -> str:
     """"without --runtime (0.31s)", "through CDI (nvidia.com/gpu=all, runtime runc; 0.24s)"."""
     words = ROUTE_WORDS[route]
     return f"{words[:-1]}; {seconds:.2f}s)" if words.endswith(")") else f"{words} ({seconds:.2f}s)"
-
-
-@dataclass
-class HostGpus:
-    """The host's own view of its GPUs, to compare the container's with."""
-
-    uuids: list[str]
-    source: str  # "gpuprep.gpu" | "nvidia-smi"
-    driver_version: str = ""
-
-    @property
-    def count(self) -> int:
-        return len(self.uuids)
 
 
 @dataclass
@@ -132,47 +120,16 @@ class ProbeResult:
         }
 
 
-# -- the host's view ------------------------------------------------------------------------
-def host_gpus(host: Host) -> HostGpus | None:
-    """The host's GPUs: gpuprep.gpu's view when it has UUIDs (NVML, live system only), else the host's
-    nvidia-smi (inside --root: the root's, which is how tests give a simulated host its GPUs)."""
-    from gpuprep.gpu import query as gpu_query
-
-    try:
-        # query_gpus asks NVML (or nvidia-smi) only; gather would also read sysfs and the kernel log.
-        view = host_gpus_from_query(gpu_query.query_gpus(host))
-    except Exception:  # the gpu checks report the query's own failures; nvidia-smi may still answer
-        log.debug("gpuprep.gpu could not list the GPUs; asking nvidia-smi", exc_info=True)
-        view = None
-    return view or host_gpus_from_nvidia_smi(host)
-
-
-def host_gpus_from_query(query) -> HostGpus | None:
-    """The UUIDs a ``gpuprep.gpu.GpuQuery`` answered, or None when it has none."""
-    uuids = [g.uuid for g in query.gpus if g.uuid]
-    return HostGpus(uuids, f"gpuprep.gpu ({query.source})", query.driver_version) if uuids else None
-
-
-def host_gpus_from_nvidia_smi(host: Host) -> HostGpus | None:
-    from gpuprep.errors import CommandError
-
-    smi = host.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        done = host.run([str(host.path(smi)), "--query-gpu=uuid,driver_version", "--format=csv,noheader"],
-                        timeout=20, check=False)
-    except CommandError:
-        return None
-    if done.returncode != 0:
-        return None
-    rows = [[c.strip() for c in line.split(",")] for line in done.stdout.splitlines() if line.strip()]
-    return HostGpus([r[0] for r in rows], "nvidia-smi", rows[0][1] if rows and len(rows[0]) > 1 else "")
-
-
 # -- parsing ----------------------------------------------------------------------------------
 def parse_query(text: str) -> list[ContainerGpu]:
-    """Rows of ``nvidia-smi --query-gpu=index,uuid,name,driver_version --format=csv,noheader``."""
+    """Rows of ``nvidia-smi --query-gpu=index,uuid,name,driver_version --format=csv,noheader``, run in the container.
+
+    >>> gpus = parse_query('''0, GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a10, NVIDIA H100 80GB HBM3, 580.95.05
+    ... 1, MIG-1f2e3d4c-5b6a-7988-0a1b-2c3d4e5f6a7b, NVIDIA A100-SXM4-40GB MIG 1g.5gb, 580.95.05
+    ... No devices were found''')
+    >>> [(g.index, g.uuid[:4], g.name, g.driver_version) for g in gpus]
+    [(0, 'GPU-', 'NVIDIA H100 80GB HBM3', '580.95.05'), (1, 'MIG-', 'NVIDIA A100-SXM4-40GB MIG 1g.5gb', '580.95.05')]
+    """
     gpus = []
     for line in text.splitlines():
         parts = [p.strip() for p in line.split(",")]

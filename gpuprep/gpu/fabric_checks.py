@@ -19,6 +19,7 @@ from gpuprep.ec2.checks import probe_instance_type
 from gpuprep.ec2.imds import InstanceType
 from gpuprep.ec2.instance_types import lookup
 from gpuprep.gpu import fabric, inventory
+from gpuprep.gpu.devices import parse_modules
 from gpuprep.gpu.fabric import COMPLETED, IN_PROGRESS, NOT_STARTED, NOT_SUPPORTED, FabricView
 from gpuprep.gpu.query import MAX_INIT_S
 from gpuprep.host import Host
@@ -325,7 +326,7 @@ def check_nvlink5(probes: Probes) -> Verdict:
     modules_text = probes.host.read_text("/proc/modules")
     if modules_text is None:
         raise NotApplicable(f"no /proc in {probes.host.root}")
-    loaded = {line.split()[0] for line in modules_text.splitlines() if line.strip()}
+    loaded = parse_modules(modules_text)
     missing = [m for m in IB_MODULES if m not in loaded]
     nvlsm = next((x for x in NVLSM_PATHS if probes.host.exists(x)), None)
     data = {"host": host.label, "modules_missing": missing, "nvlsm": nvlsm}

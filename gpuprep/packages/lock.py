@@ -81,20 +81,31 @@ def _fcntl_owner(host: Host, real: str) -> int | None:
         st = os.stat(real)
     except OSError:
         return None
-    table = host.proc_locks()
-    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    return parse_proc_locks(host.proc_locks()).get((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+
+
+def parse_proc_locks(table: str) -> dict[tuple[int, int, int], int]:
+    """``/proc/locks`` -> {(device major, minor, inode): the pid holding a POSIX write lock on that file}. A ``->``
+    line is a process waiting for the lock, not its owner; flock(2) locks and read locks are left out.
+
+    >>> parse_proc_locks('''1: POSIX  ADVISORY  WRITE 32621 fe:00:2173370 0 EOF
+    ... 1: -> POSIX  ADVISORY  WRITE 32700 fe:00:2173370 0 EOF
+    ... 2: FLOCK  ADVISORY  WRITE 1187 00:19:1021 0 EOF
+    ... 3: POSIX  ADVISORY  READ 901 fe:00:131 0 EOF
+    ... ''')
+    {(254, 0, 2173370): 32621}
+    """
+    held: dict[tuple[int, int, int], int] = {}
     for line in table.splitlines():
-        # "1: POSIX  ADVISORY  WRITE 32621 fe:00:2173370 0 EOF"; "1: -> POSIX ..." is a waiter, not the owner.
         parts = line.split()
-        if len(parts) < 6 or parts[1] == "->" or parts[1] != "POSIX" or parts[3] != "WRITE":
+        if len(parts) < 6 or parts[1] != "POSIX" or parts[3] != "WRITE":
             continue
         try:
             major, minor, inode = parts[5].split(":")
-            if (int(major, 16), int(minor, 16), int(inode)) == want:
-                return int(parts[4])
+            held.setdefault((int(major, 16), int(minor, 16), int(inode)), int(parts[4]))
         except ValueError:
             continue
-    return None
+    return held
 
 
 def lock_holder(host: Host, pidfiles: Sequence[str], rpm_locks: Sequence[str] = RPM_LOCKS) -> LockHolder | None:
