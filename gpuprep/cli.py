@@ -504,7 +504,7 @@ def _usage_error(exc: BaseException) -> int:
     # the arguments (the exit-code sweep, tests/reliability/test_exit_codes.py, met doctor exiting 2 there).
     path = ctx.command_path if ctx is not None else " ".join(["gpuprep", *_command_in(sys.argv[1:])])
     G.command = path.split()[-1] if " " in path else ""
-    return _fail(UsageError(exc.format_message(), f"`{path} --help` lists its commands and options",  # type: ignore
+    return _fail(UsageError(exc.format_message(), f"`{path} --help` lists its commands and options",
                             exit_code=int(getattr(exc, "exit_code", errors.EXIT_BAD_INPUT))))
 
 
