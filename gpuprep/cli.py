@@ -224,8 +224,8 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
         render_run_summary(report)
     G.interrupted_at_prompt = report.exit_code == errors.TYPER_INTERRUPTED  # seal: EXIT_INTERRUPTED, 130
     if report.exit_code:
-        if report.exc is not None and G.verbose:
-            traceback.print_exception(report.exc, file=sys.stderr)
+        if report.exc is not None and G.verbose:  # the three-argument form: Python 3.9's only one
+            traceback.print_exception(type(report.exc), report.exc, report.exc.__traceback__, file=sys.stderr)
         typer.echo(f"gpuprep: error: {report.error}", err=True)
         if report.hint:
             typer.echo(f"gpuprep: hint: {report.hint}", err=True)
