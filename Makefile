@@ -17,7 +17,7 @@ venv: $(VENV)/.stamp
 provision:
 	bash tests/provision.sh
 
-test: provision venv
+test: provision venv lint
 	$(PY) -m pytest -ra $(PYTEST_ARGS) tests
 
 unit: venv
@@ -31,6 +31,7 @@ system: provision venv
 
 lint: venv
 	$(PY) -m ruff check gpuprep tests bench packaging integrations
+	$(PY) -m mypy
 
 bench: provision venv
 	$(PY) bench/run_all.py

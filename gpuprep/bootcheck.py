@@ -16,7 +16,8 @@ from pathlib import Path
 
 from gpuprep.errors import StepFailed
 from gpuprep.options import DEFAULT_IMAGE
-from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
+from gpuprep.runner.needs import Systemd
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
 from gpuprep.services import Services
 
 UNIT_NAME = "gpuprep-boot-check.service"
@@ -92,19 +93,18 @@ def _is_link(ctx: Context, path: str) -> bool:
     return ctx.host.path(path).is_symlink() or ctx.host.exists(path)
 
 
-class BootCheckStep(Step):
+class BootCheckStep(Step[UnitPlan]):
     id = "boot-check"
     title = f"install and enable {UNIT_NAME}: `gpuprep doctor --boot` before ecs.service, holding it on failure"
+    needs = (Systemd("the boot check is a systemd unit"),)
 
     def _want(self, ctx: Context) -> UnitPlan:
-        if ctx.platform.init != "systemd":
-            raise Skip(f"{ctx.platform.name} uses {ctx.platform.init}: the boot check is a systemd unit")
-        gate, image = ctx.options.gate, ctx.options.image
+        gate, image = ctx.install_options.gate, ctx.install_options.image
         content = render_unit(resolve_program(ctx), gate, image if image and image != DEFAULT_IMAGE else None)
         relink = not _is_link(ctx, WANTS_LINK) or _is_link(ctx, REQUIRES_LINK) != gate
         return UnitPlan(content, ctx.host.read_text(UNIT_PATH), relink, gate)
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[UnitPlan] | Converged:
         want = self._want(ctx)
         gate_words = "gate on (RequiredBy=ecs.service)" if want.gate else "gate off (reports only)"
         if not want.rewrite and not want.relink:
@@ -124,8 +124,8 @@ class BootCheckStep(Step):
         return Change(f"{verb} {UNIT_PATH} and enable it, {gate_words}", diff=diff, commands=commands,
                       data={"unit": UNIT_PATH, "gate": want.gate}, payload=want)
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
-        want: UnitPlan = change.payload
+    def apply(self, ctx: Context, change: Change[UnitPlan]) -> Applied:
+        want = change.payload
         services = Services(ctx.host, ctx.platform)
         if want.rewrite:
             ctx.host.write_atomic(UNIT_PATH, want.content, mode=0o644)

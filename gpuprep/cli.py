@@ -13,19 +13,25 @@ import signal
 import sys
 import traceback
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 from typer.core import TyperGroup
 
 from gpuprep import errors
+from gpuprep.cli_options import ONLY, SKIP, complete_runtime, install_step_list, seal_step_list
 from gpuprep.errors import BadInput, GpuprepError, PreconditionUnmet, UsageError
 from gpuprep.interrupts import Interrupted
 from gpuprep.knowledge.command import app as knowledge_app
 from gpuprep.options import DEFAULT_IMAGE, absolute, check_values, file_path
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gpuprep.cli_options import StepList
     from gpuprep.host import Host
+    from gpuprep.options import InstallOptions, SealOptions
+    from gpuprep.runner.steps import Confirm, Context
 
 # click rewraps help paragraphs; a paragraph that starts with \b keeps its lines (the examples' columns).
 EPILOG = """\b
@@ -47,9 +53,10 @@ class _Wrapped(TyperGroup):
     its exit code by ``_fail``, whether gpuprep runs as the console script or under typer's CliRunner."""
 
     def invoke(self, ctx: Any) -> Any:
+        passed: tuple[type[BaseException], ...] = (*_click_errors(), typer.Exit)  # usage errors: _usage_error's
         try:
             return super().invoke(ctx)
-        except (*_click_errors(), typer.Exit):
+        except passed:
             raise
         except (Exception, Interrupted) as exc:
             raise typer.Exit(_fail(exc)) from None
@@ -181,7 +188,8 @@ WRITTEN_DIRS = ("/etc/docker", "/etc/ecs", "/etc/gpuprep", "/etc/systemd/system"
                 "/etc/dnf/plugins", "/etc/yum/pluginconf.d", "/var/lib/ecs")
 
 
-def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
+def _run_command(command: str, steps_fn: StepList, options: InstallOptions | SealOptions,
+                 confirm_for: Callable[[Context], Confirm | None] | None = None) -> None:
     from gpuprep.interrupts import caught
     from gpuprep.platform import detect
     from gpuprep.report import render_run_summary, render_step_line, to_json
@@ -232,7 +240,7 @@ def _run_command(command: str, steps_fn, options, confirm_for=None) -> None:
     raise typer.Exit(report.exit_code)
 
 
-def _list(key: str, rows: list[dict], width: int = 16) -> None:
+def _list(key: str, rows: list[dict[str, Any]], width: int = 16) -> None:
     """--list-steps / --list-checks: a line per row (its id, then its title), or under --json one object."""
     if G.json:
         import json
@@ -245,44 +253,8 @@ def _list(key: str, rows: list[dict], width: int = 16) -> None:
     raise typer.Exit(0)
 
 
-def ONLY(steps_fn):  # noqa: N802 (an option maker, named as the option it makes)
-    return typer.Option([], "--only", metavar="ID,...", help="Run only these steps (see --list-steps).",
-                        autocompletion=_complete_ids(steps_fn))
-
-
-def SKIP(steps_fn):  # noqa: N802
-    return typer.Option([], "--skip", metavar="ID,...", help="Skip these steps.",
-                        autocompletion=_complete_ids(steps_fn))
 JSON = typer.Option(False, "--json", help="Same as the global --json.")
 VERBOSE = typer.Option(False, "-v", "--verbose", help="Same as the global -v.")
-
-
-def _complete_ids(steps_fn):
-    """Shell completion for --only/--skip: the step ids, after the ones already typed (`--only preflight,pa<TAB>`)."""
-    def complete(incomplete: str) -> List[str]:
-        done, _, last = incomplete.rpartition(",")
-        prefix = f"{done}," if done else ""
-        taken = set(done.split(","))
-        return [prefix + s.id for s in steps_fn() if s.id.startswith(last) and s.id not in taken]
-    return complete
-
-
-def _install_steps():
-    from gpuprep.install import install_steps
-
-    return install_steps()
-
-
-def _seal_steps():
-    from gpuprep.seal import seal_steps
-
-    return seal_steps()
-
-
-def _complete_runtime(incomplete: str) -> List[str]:
-    from gpuprep.options import RUNTIME_STACKS
-
-    return [r for r in RUNTIME_STACKS if r.startswith(incomplete)]
 
 
 @app.command(
@@ -302,10 +274,10 @@ Exit codes: 0 done (changed or not), 1 a step failed, 2 bad usage or input (noth
 def install(
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Print what would change (diffs, packages, commands); change nothing."),
-    only: List[str] = ONLY(_install_steps),
-    skip: List[str] = SKIP(_install_steps),
+    only: List[str] = ONLY(install_step_list),
+    skip: List[str] = SKIP(install_step_list),
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
-    runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit", autocompletion=_complete_runtime,
+    runtime: str = typer.Option("auto", "--runtime", metavar="auto|legacy|toolkit", autocompletion=complete_runtime,
                                 help="NVIDIA stack: toolkit (nvidia-container-toolkit), legacy (nvidia-docker2 + "
                                 "nvidia-container-runtime), auto (toolkit when offered)."),
     docker: Optional[str] = typer.Option(None, "--docker", metavar="VERSION", help="Force this Docker version."),
@@ -384,8 +356,8 @@ def seal(
                               "machine-id, logs, DHCP leases and package caches, as Amazon's ECS AMI build does."),
     keep_cdi: bool = typer.Option(False, "--keep-cdi", help="Keep CDI specs in /etc/cdi that name this machine's "
                                   "GPUs (by default they go: every instance from the image has other GPUs)."),
-    only: List[str] = ONLY(_seal_steps),
-    skip: List[str] = SKIP(_seal_steps),
+    only: List[str] = ONLY(seal_step_list),
+    skip: List[str] = SKIP(seal_step_list),
     list_steps: bool = typer.Option(False, "--list-steps", help="List the steps and exit."),
     json_out: bool = JSON,
     verbose: bool = VERBOSE,
@@ -422,7 +394,9 @@ def doctor(
     prom: Optional[Path] = typer.Option(None, "--prom", metavar="FILE",
                                         help="Also write a Prometheus textfile (node_exporter textfile collector)."),
     list_checks: bool = typer.Option(False, "--list-checks", help="List the checks and exit."),
-    image: str = typer.Option(DEFAULT_IMAGE, "--image", help="Image the container check runs nvidia-smi in."),
+    image: Optional[str] = typer.Option(
+        None, "--image", help="Image the container check runs nvidia-smi in (default: the image seal kept, else the "
+        f"boot unit's --image, else {DEFAULT_IMAGE})."),
     mark_unhealthy: bool = typer.Option(
         False, "--mark-unhealthy",
         help="With --boot: when the gate fails, mark this instance Unhealthy in its Auto Scaling group "
@@ -431,25 +405,32 @@ def doctor(
     verbose: bool = VERBOSE,
 ) -> None:
     """Check this GPU host, a verdict per check and the fix for each problem. Exit code: Nagios."""
-    from gpuprep.doctor import all_checks, run_checks
+    from gpuprep.gpu import cuda
     from gpuprep.options import DoctorOptions
     from gpuprep.platform import detect
     from gpuprep.report import Status, render_doctor_text, to_json, write_prometheus
 
     _merge_globals(json_out, verbose, "doctor")
     if list_checks:
+        from gpuprep.doctor import all_checks
         checks = all_checks()
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
     if mark_unhealthy and not boot:
         raise BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
                        "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env")
-    check_values(images=[image])
+    check_values(images=[image] if image is not None else [])
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
     host = _host()
+    early = None
     try:
+        # The CUDA proof's child first: its cuInit and JIT overlap the checks' imports (gpu/cuda.py, start_early).
+        early = None if boot else cuda.start_early(host)
+        from gpuprep.doctor import run_checks
         report = run_checks(host, detect(host), options)
     finally:
+        if early is not None:
+            early.discard()
         host.close()
     if prom is not None:
         try:
@@ -503,7 +484,9 @@ def _usage_error(exc: BaseException) -> int:
     # click raises "Option '--prom' requires an argument" with no context: the command is then found in
     # the arguments (the exit-code sweep, tests/reliability/test_exit_codes.py, met doctor exiting 2 there).
     path = ctx.command_path if ctx is not None else " ".join(["gpuprep", *_command_in(sys.argv[1:])])
-    G.command = path.split()[-1] if " " in path else ""
+    # `gpuprep knowledge validate`: knowledge; `python -m gpuprep doctor`: doctor (click names that program in 3 words).
+    below = path[len(ctx.find_root().command_path if ctx is not None else "gpuprep"):].split()
+    G.command = below[0] if below else ""
     return _fail(UsageError(exc.format_message(), f"`{path} --help` lists its commands and options",
                             exit_code=int(getattr(exc, "exit_code", errors.EXIT_BAD_INPUT))))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +32,7 @@ class EngineHTTPError(OSError):
         self.status = status
 
 
-class Headers(Mapping):
+class Headers(Mapping[str, str]):
     """Header names compare without case, as HTTP says and as requests' headers do: Go's net/http sends
     ``Api-Version`` for the ``API-Version`` dockerd sets."""
 
@@ -42,7 +42,7 @@ class Headers(Mapping):
     def __getitem__(self, name: str) -> str:
         return self._items[name.lower()][1]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         return (k for k, _ in self._items.values())
 
     def __len__(self) -> int:
@@ -59,14 +59,18 @@ class Answer:
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
 
-    def json(self) -> Any:
-        """The body as JSON; EngineHTTPError naming the status and the Engine's own message when it is no 200."""
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object; EngineHTTPError naming the status and the Engine's own message when it is
+        no 200, or naming what came instead of an object."""
         if self.status != 200:
             raise EngineHTTPError(f"{self.status} {self.reason}: {_message(self.body)}", self.status)
         try:
-            return json.loads(self.body)
+            body = json.loads(self.body)
         except ValueError as exc:
             raise EngineHTTPError(f"the answer is not JSON ({exc})", self.status) from None
+        if not isinstance(body, dict):
+            raise EngineHTTPError(f"the answer is JSON but not an object ({type(body).__name__})", self.status)
+        return body
 
 
 def speaks(url: str) -> bool:
@@ -171,7 +175,7 @@ class _Reader:
         return out
 
     def chunked(self) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size_line = self.until(b"\r\n").split(b";", 1)[0].strip()
             try:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from gpuprep.bootcheck import DEFAULT_PROGRAM, resolve_program, systemd_running
 from gpuprep.errors import StepFailed
-from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
+from gpuprep.runner.needs import Option, Systemd
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
 from gpuprep.services import Services
 
 SERVICE_NAME = "gpuprep-doctor.service"
@@ -62,17 +63,15 @@ class TimerPlan:
         return [p for p, (current, want) in self.files.items() if current != want]
 
 
-class DoctorTimerStep(Step):
+class DoctorTimerStep(Step[TimerPlan]):
     id = "doctor-timer"
     title = (f"with --prom-dir DIR: install and start {TIMER_NAME}, `gpuprep doctor` into DIR/{PROM_FILE} "
              "every 5 minutes for node_exporter")
+    needs = (Option("prom_dir", "off (--prom-dir DIR, node_exporter's textfile directory, turns it on)"),
+             Systemd("the doctor timer is a systemd timer"))
 
     def _want(self, ctx: Context) -> TimerPlan:
-        prom_dir = ctx.options.prom_dir
-        if not prom_dir:
-            raise Skip("off (--prom-dir DIR, node_exporter's textfile directory, turns it on)")
-        if ctx.platform.init != "systemd":
-            raise Skip(f"{ctx.platform.name} uses {ctx.platform.init}: the doctor timer is a systemd timer")
+        prom_dir = ctx.install_options.prom_dir or ""  # set: its Option need skips the step without it
         host = ctx.host
         if not host.path(prom_dir).is_dir():
             where = "" if host.live else f" inside {host.root}"
@@ -88,7 +87,7 @@ class DoctorTimerStep(Step):
         start = systemd_running(ctx) and not Services(host, ctx.platform).state(TIMER_NAME).running
         return TimerPlan(files, enable, start)
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[TimerPlan] | Converged:
         want = self._want(ctx)
         data = {"service": SERVICE_PATH, "timer": TIMER_PATH}
         if not want.rewrite and not want.enable and not want.start:
@@ -109,8 +108,8 @@ class DoctorTimerStep(Step):
             summary += ", start the timer"
         return Change(summary, diff=diff, commands=commands, data=data, payload=want)
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
-        want: TimerPlan = change.payload
+    def apply(self, ctx: Context, change: Change[TimerPlan]) -> Applied:
+        want = change.payload
         services = Services(ctx.host, ctx.platform)
         for path in want.rewrite:
             ctx.host.write_atomic(path, want.files[path][1], mode=0o644)

@@ -38,8 +38,7 @@ class GpuprepError(Exception):
         self.hint = hint
         if reference is not None:
             self.reference = reference
-        # Structured detail for --json and the step's printed lines (e.g. the conflicts of a
-        # failed resolution as data["table"]).
+        # Structured detail for --json (e.g. the CVEs a refused toolkit has).
         self.data = dict(data or {})
         if exit_code is not None:
             self.exit_code = exit_code

@@ -16,15 +16,19 @@ import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep import dockersock, procfs, rootfs
 from gpuprep.errors import EXIT_FAILED, CommandError, GpuprepError
 from gpuprep.poll import poll_until
+from gpuprep.procfs import Process, ProcessDetail
+
+if TYPE_CHECKING:
+    from docker import APIClient, DockerClient
 
 log = logging.getLogger("gpuprep")
 
@@ -38,8 +42,9 @@ LOCK_PATH = "/run/lock/gpuprep.lock"
 LOCK_WAIT_S = 120.0
 
 
-# What Host.spawn returns: a daemon started by hand, for callers that wait on it or read its exit code.
-Spawned = subprocess.Popen
+# What Host.spawn returns (a daemon started by hand) and Host.start (a child worked beside, for Host.collect).
+Spawned = subprocess.Popen[bytes]
+Started = subprocess.Popen[str]
 
 
 class LockHeld(GpuprepError):
@@ -101,8 +106,9 @@ def ping_engine(url: str, timeout: float, *, tls: bool = False) -> Mapping[str, 
     import docker  # heavy: imported where used
     from docker.constants import MINIMUM_DOCKER_API_VERSION
 
-    # The version given here only spares docker-py's own lookup: the unversioned path does not use it.
-    api = docker.APIClient(base_url=url, version=MINIMUM_DOCKER_API_VERSION, timeout=timeout)
+    # The version given here only spares docker-py's own lookup: the unversioned path does not use it. Each
+    # client's timeout is a float: types-docker says int, but docker-py hands it to requests, which takes both.
+    api = docker.APIClient(base_url=url, version=MINIMUM_DOCKER_API_VERSION, timeout=timeout)  # type: ignore[arg-type]
     try:
         response = api.get(f"{api.base_url}/_ping", timeout=timeout)
         if response.status_code != 200:
@@ -111,32 +117,6 @@ def ping_engine(url: str, timeout: float, *, tls: bool = False) -> Mapping[str, 
         return response.headers
     finally:
         api.close()
-
-
-@dataclass(frozen=True)
-class Process:
-    """One process of this machine, as the process table showed it (/proc, ``procfs``). With --root the
-    table is still this machine's: a tree has no processes of its own."""
-
-    pid: int
-    name: str = ""
-    exe: str = ""
-    cmdline: tuple[str, ...] = ()
-    zombie: bool = False  # exited, not reaped yet: it runs nothing
-    started: float | None = None  # epoch seconds
-    denied: bool = False  # its details are not readable by this user (only pid and, maybe, name are known)
-
-
-@dataclass(frozen=True)
-class ProcessDetail:
-    """What restarting a process the way it was started needs: its argv, binary, directory, environment."""
-
-    pid: int
-    cmdline: tuple[str, ...]
-    exe: str
-    cwd: str
-    env: dict[str, str]
-    started: float
 
 
 class Host:
@@ -155,7 +135,7 @@ class Host:
         self._root = str(self.root)
         self.env = dict(os.environ if env is None else env)
         self.euid = os.geteuid() if euid is None else euid
-        self._docker = None
+        self._docker: DockerClient | None = None
         self._scratch: str | None = None
         self._docker_lock = threading.Lock()
         self.engine_server: str | None = None  # the Engine's Server header ("Docker/25.0.8 (linux)"), once pinged
@@ -245,7 +225,7 @@ class Host:
         rootfs.rename(self._root, str(p), new_name)
 
     @contextlib.contextmanager
-    def lock(self, command: str, *, wait_s: float = LOCK_WAIT_S):
+    def lock(self, command: str, *, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
         """Hold the target's run lock (an exclusive flock on LOCK_PATH, inside the root) for the block.
 
         A second run waits up to ``wait_s`` seconds, saying once who holds it, then raises LockHeld
@@ -280,9 +260,8 @@ class Host:
                 waited = poll_until(take, lambda h: h is None, what=f"{where}, held by {holder}", timeout_s=wait_s,
                                     max_interval_s=0.5)
                 if not waited.met:
-                    raise LockHeld(f"another gpuprep run holds {where} (pid and command: {waited.value}); "
-                                   f"waited {wait_s:g}s",
-                                   "let that run finish (or stop it), then run again; --lock-wait "
+                    raise LockHeld(f"another gpuprep run holds {where} (pid and command: {waited.value}); waited "
+                                   f"{wait_s:g}s", "let that run finish (or stop it), then run again; --lock-wait "
                                    "SECONDS waits longer")
             try:
                 os.ftruncate(fd, 0)
@@ -369,17 +348,19 @@ class Host:
                                     env=dict(self.env))
         except FileNotFoundError as exc:
             raise CommandError(argv, None, stderr=str(exc)) from None
+        out_pipe, err_pipe = proc.stdout, proc.stderr
+        assert out_pipe is not None and err_pipe is not None  # both PIPE
         killer, err, kept, count = threading.Timer(timeout, proc.kill), [], [], 0
-        reader = threading.Thread(target=lambda: err.append(proc.stderr.read(stderr_limit)), daemon=True)
+        reader = threading.Thread(target=lambda: err.append(err_pipe.read(stderr_limit)), daemon=True)
         killer.start()
         reader.start()
         try:
-            for raw in proc.stdout:
+            for raw in out_pipe:
                 count += 1
                 line = raw.decode(errors="replace")
                 if keep(line):
                     kept.append(line)
-            proc.stdout.close()
+            out_pipe.close()
             returncode = proc.wait()
         finally:
             killer.cancel()
@@ -392,8 +373,28 @@ class Host:
         stderr = b"".join(err).decode(errors="replace")
         return Completed(argv, returncode, "".join(kept), stderr, time.monotonic() - started), count
 
+    def start(self, argv: Sequence[str], *, env: Mapping[str, str] | None = None) -> Started:
+        """Start ``argv`` (no shell, stdin closed, output piped) for ``collect``: a child gpuprep works beside."""
+        log.debug("start: %s", " ".join(map(str, argv)))
+        return subprocess.Popen([str(a) for a in argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace", env={**self.env, **(env or {})})
+
+    @staticmethod
+    def collect(proc: Started, timeout: float) -> Completed:
+        """Wait for ``start``'s child at most ``timeout`` seconds; past it the child is killed and CommandError
+        (returncode None, as ``run``'s timeout) raised. Called again after a kill, it only reaps."""
+        started, args = time.monotonic(), proc.args if isinstance(proc.args, (list, tuple)) else [proc.args]
+        argv = tuple(map(str, args))
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise CommandError(argv, None, timeout=timeout) from None
+        return Completed(argv, proc.returncode, out, err, time.monotonic() - started)
+
     def spawn(self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
-              cwd: str = "/") -> subprocess.Popen:
+              cwd: str = "/") -> Spawned:
         """Start a daemon that outlives this call (``run`` waits; a dockerd started by hand must not be
         waited for): no shell, its own session, stdin closed, output appended to ``log_path``."""
         argv = [str(a) for a in argv]
@@ -456,7 +457,8 @@ class Host:
         import psutil
 
         try:
-            return [c.laddr for c in psutil.Process(pid).net_connections("unix") if c.laddr]
+            # A path for AF_UNIX (psutil's docs, "net_connections"); types-psutil knows only the address tuples.
+            return [c.laddr for c in psutil.Process(pid).net_connections("unix") if c.laddr]  # type: ignore[misc]
         except (psutil.AccessDenied, psutil.NoSuchProcess):
             return []
 
@@ -523,7 +525,9 @@ class Host:
         if dockersock.speaks(url) and not self.env.get("DOCKER_TLS_VERIFY"):
             answer = dockersock.get(url, path, timeout)
         else:  # ssh://, TLS: docker-py's transports
-            response = self.docker(timeout).api.get(self.docker(timeout).api._url(path), timeout=timeout)
+            # _url: docker-py's own URL builder (the API version in the path), absent from types-docker.
+            api = self.docker(timeout).api
+            response = api.get(api._url(path), timeout=timeout)  # type: ignore[attr-defined]
             answer = dockersock.Answer(response.status_code, response.reason or "",
                                        dockersock.Headers(dict(response.headers)), response.content)
         self.engine_server = answer.header("Server") or self.engine_server
@@ -533,7 +537,7 @@ class Host:
         """``docker info`` (``GET /info``) as a dict; OSError when the Engine does not answer or answers an error."""
         return self.engine_get("/info", timeout).json()
 
-    def docker(self, timeout: float = 10):
+    def docker(self, timeout: float = 10) -> DockerClient:
         """The docker-py client, created once, with an explicit base_url and no context lookup. Creating
         it asks the Engine one ``/_ping``: an Engine that does not answer raises here."""
         import docker  # heavy: imported where used
@@ -549,17 +553,18 @@ class Host:
                 headers = ping_engine(url, timeout, tls=bool(self.env.get("DOCKER_TLS_VERIFY")))
                 self.engine_server = headers.get("Server")
                 self._docker = docker.DockerClient(base_url=url, version=headers.get("API-Version") or "auto",
-                                                   timeout=timeout)
+                                                   timeout=timeout)  # type: ignore[arg-type]  # as in ping_engine
             return self._docker
 
-    def docker_api(self, timeout: float):
+    def docker_api(self, timeout: float) -> APIClient:
         """A low-level client of its own, for calls that may outlast ``docker()``'s timeout: a container
         start runs the runtime's GPU init, 1-3 s per GPU without persistence mode (NVIDIA/nvidia-docker
         1279). Same Engine, explicit base_url, the API version ``docker()`` agreed on; the caller closes it."""
         import docker  # heavy: imported where used
 
         version = self.docker().api.api_version
-        return docker.APIClient(base_url=self.docker_url, version=version, timeout=timeout)
+        return docker.APIClient(base_url=self.docker_url, version=version,  # float: see ping_engine
+                                timeout=timeout)  # type: ignore[arg-type]
 
     def sweep_litter(self, dirs: Sequence[str]) -> None:
         """Remove the temp files a killed run left in ``dirs``, under the run lock before the first step; a
@@ -572,9 +577,9 @@ class Host:
             except GpuprepError as exc:
                 log.debug("not sweeping %s: %s", d, exc.message)
 
-    def copy_out(self, d: str | Path, dest: str) -> None:
-        """The regular files of the tree's directory ``d`` copied to ``dest`` on this machine (``rootfs.copy_out``)."""
-        rootfs.copy_out(self.path(d), dest)
+    def copy_out(self, d: str | Path, dest: str, add: Mapping[str, str] | None = None) -> None:
+        """The regular files of the tree's directory ``d`` copied to ``dest`` on this machine, with ``add`` (rootfs)."""
+        rootfs.copy_out(self.path(d), dest, add)
 
     def scratch(self) -> str:
         """A private directory on this machine, outside the root, removed by ``close``: where a

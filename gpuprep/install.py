@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from gpuprep.runner.steps import Step
+from gpuprep.options import InstallOptions
+from gpuprep.runner import registry
+from gpuprep.runner.steps import AnyStep
+
+# Step ids that are gone, with why: never reused (docs/contract.md). None yet.
+RETIRED: dict[str, str] = {}
 
 
-def install_steps() -> list[Step]:
+def install_steps() -> list[AnyStep]:
     """In docs/contract.md's order; ids never change meaning."""
     from gpuprep.bootcheck import BootCheckStep
     from gpuprep.doctor_timer import DoctorTimerStep
@@ -13,10 +18,11 @@ def install_steps() -> list[Step]:
     from gpuprep.engine.memlock import DockerMemlockStep
     from gpuprep.engine.steps import DockerReloadStep, DockerRuntimeStep, DockerServiceStep, GpuCheckStep
     from gpuprep.gpu.fabric_steps import FabricManagerStep
-    from gpuprep.packages.steps import PackagesStep, PreflightStep, RepositoriesStep
+    from gpuprep.packages.steps import PackagesStep, RepositoriesStep
+    from gpuprep.preflight import PreflightStep
     from gpuprep.toolkit.steps import CdiSpecStep, DevCharLinksStep
 
-    return [
+    return registry.steps([
         PreflightStep(),
         RepositoriesStep(),
         PackagesStep(),
@@ -32,4 +38,4 @@ def install_steps() -> list[Step]:
         GpuCheckStep(),
         BootCheckStep(),
         DoctorTimerStep(),  # off unless --prom-dir
-    ]
+    ], InstallOptions, RETIRED)

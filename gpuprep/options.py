@@ -53,7 +53,7 @@ class DoctorOptions:
     no_container: bool = False
     boot: bool = False
     prom: str | None = None
-    image: str = DEFAULT_IMAGE
+    image: str | None = None  # --image; None: the image the host was built with (engine/check_image.py)
 
 
 # -- values judged on their own, before the lock is taken or anything is touched (cli) --------------------

@@ -11,6 +11,7 @@ import io
 import logging
 import os
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from gpuprep.errors import GpuprepError
 from gpuprep.host import Host
@@ -51,7 +52,7 @@ class Platform:
     reason: str = ""  # why it is unsupported, when it is
     broken: bool = False  # the os-release itself is bad input (no ID=, an ID without VERSION_ID=): exit 2, not 3
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["package_locks"] = list(self.package_locks)
         return d
@@ -67,7 +68,7 @@ _YUM = dict(package_manager="yum", versionlock_list="/etc/yum/pluginconf.d/versi
 _DNF = dict(package_manager="dnf", versionlock_list="/etc/dnf/plugins/versionlock.list", package_locks=DNF_LOCKS)
 
 
-def _amzn(version_id: str) -> dict | None:
+def _amzn(version_id: str) -> dict[str, Any] | None:
     if version_id.startswith(("2017.", "2018.")):
         return dict(name=f"Amazon Linux AMI {version_id}", major="2018.03", init="upstart", **_YUM)
     if version_id == "2":
@@ -77,7 +78,7 @@ def _amzn(version_id: str) -> dict | None:
     return None
 
 
-def _rhel(id_: str, version_id: str) -> dict | None:
+def _rhel(id_: str, version_id: str) -> dict[str, Any] | None:
     major = version_id.split(".")[0]
     if major not in ("7", "8", "9"):
         return None
@@ -103,6 +104,8 @@ def detect(host: Host) -> Platform:
         where = host.path(source)
         # A FIFO or device there is refused before distro opens it; an os-release is a few hundred bytes.
         data = host.read_bytes(source, limit=64 << 10)
+        if data is None:
+            return Platform("", "", "unknown", "unknown", reason=f"no os-release: {where} went away while read")
         try:
             data.decode("utf-8")
         except UnicodeDecodeError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
+from typing import Any
 
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
@@ -84,7 +85,7 @@ END_OF_SUPPORT = {
 EOL_NOTICE_DAYS = 365  # a year's notice: an image pipeline needs that long to move
 
 
-def support_status(platform_id: str, version_id: str, today: date) -> tuple[Status, str, dict] | None:
+def support_status(platform_id: str, version_id: str, today: date) -> tuple[Status, str, dict[str, Any]] | None:
     """(status, summary, data) for a platform with a published end of support; None for the others."""
     eos = END_OF_SUPPORT.get((platform_id, version_id))
     if eos is None:

@@ -12,6 +12,33 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+
+@dataclass(frozen=True)
+class Process:
+    """One process of this machine, as the process table showed it (/proc, ``procfs``). With --root the
+    table is still this machine's: a tree has no processes of its own."""
+
+    pid: int
+    name: str = ""
+    exe: str = ""
+    cmdline: tuple[str, ...] = ()
+    zombie: bool = False  # exited, not reaped yet: it runs nothing
+    started: float | None = None  # epoch seconds
+    denied: bool = False  # its details are not readable by this user (only pid and, maybe, name are known)
+
+
+@dataclass(frozen=True)
+class ProcessDetail:
+    """What restarting a process the way it was started needs: its argv, binary, directory, environment."""
+
+    pid: int
+    cmdline: tuple[str, ...]
+    exe: str
+    cwd: str
+    env: dict[str, str]
+    started: float
+
+
 PROC = "/proc"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -42,7 +43,7 @@ class Status(str, Enum):
         return {"skipped": -1, "ok": 0, "unknown": 1, "warning": 2, "critical": 3}[self.value]
 
     @staticmethod
-    def worst(statuses) -> Status:
+    def worst(statuses: Iterable[Status]) -> Status:
         result = Status.OK
         for s in statuses:
             if s.severity > result.severity:
@@ -68,7 +69,7 @@ class CheckResult:
     duration_ms: float = 0.0
     data: dict[str, Any] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "group": self.group,
@@ -91,9 +92,12 @@ class StepResult:
     commands: list[list[str]] = field(default_factory=list)  # what it runs / would run
     data: dict[str, Any] = field(default_factory=dict)
     changes: bool = True  # False for a step that only proves something (gpu-check): planned is no change
+    # Printed under the step line, the table first; in --json they are data["table"] and data["lines"].
+    table: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
     reference: str = ""  # a failed step: its error's stable kebab-case reference (errors.GpuprepError.reference)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "id": self.id,
             "status": self.status.value,
@@ -106,8 +110,10 @@ class StepResult:
             d["diff"] = self.diff
         if self.commands:
             d["commands"] = self.commands
-        if self.data:
-            d["data"] = self.data
+        data = {**({"table": self.table} if self.table else {}), **self.data,
+                **({"lines": self.lines} if self.lines else {})}
+        if data:
+            d["data"] = data
         if self.reference:
             d["reference"] = self.reference
         return d
@@ -115,7 +121,7 @@ class StepResult:
 
 @dataclass
 class DoctorReport:
-    platform: dict
+    platform: dict[str, Any]
     checks: list[CheckResult]
 
     @property
@@ -126,7 +132,7 @@ class DoctorReport:
     def exit_code(self) -> int:
         return self.status.exit_code
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "command": "doctor",
             "version": _gpuprep_version(),
@@ -141,7 +147,7 @@ class RunReport:
     """The outcome of install or seal."""
 
     command: str
-    platform: dict
+    platform: dict[str, Any]
     steps: list[StepResult]
     exit_code: int = 0
     error: str = ""
@@ -162,7 +168,7 @@ class RunReport:
             return "planned"
         return "ok"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "command": self.command,
             "version": _gpuprep_version(),
@@ -179,7 +185,7 @@ class RunReport:
         return d
 
 
-def _json_text(doc: dict, pretty: bool | None) -> str:
+def _json_text(doc: dict[str, Any], pretty: bool | None) -> str:
     """Indented for a person at a terminal; one compact line otherwise (docs/contract.md): SSM Run Command keeps
     only the first 24,000 characters of a command's stdout, and an 8-GPU host's doctor report indented is past
     that (29,268 on the simulated p5), compact well inside it. ``pretty`` None: stdout decides."""
@@ -355,10 +361,8 @@ def render_step_line(step: StepResult, stream: TextIO | None = None) -> None:
         out.line(step.diff.rstrip("\n"), style="dim")
     for argv in step.commands:
         out.line(f"{'':10}{'':15} $ {' '.join(argv)}")
-    for key in ("table", "lines"):
-        lines = step.data.get(key)
-        for line in lines if isinstance(lines, list) else []:
-            out.line(f"{'':10}{'':15} {line}")
+    for line in step.table + step.lines:
+        out.line(f"{'':10}{'':15} {line}")
     if step.hint and step.status is StepStatus.FAILED:
         out.line(f"{'':10}{'':15} fix: {step.hint}")
 
@@ -400,7 +404,8 @@ def prometheus_text(report: DoctorReport, now: float | None = None) -> str:
         f"gpuprep_doctor_status {report.exit_code}",
     ]
 
-    def per_check(name: str, text: str, value, checks=report.checks) -> None:
+    def per_check(name: str, text: str, value: Callable[[CheckResult], object],
+                  checks: list[CheckResult] = report.checks) -> None:
         lines.extend([f"# HELP {name} {text}", f"# TYPE {name} gauge"])
         for c in checks:
             lines.append(f'{name}{{check="{_label(c.id)}",group="{_label(c.group)}"}} {value(c)}')

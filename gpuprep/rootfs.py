@@ -30,7 +30,7 @@ import re
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from gpuprep.errors import EXIT_FAILED, BadInput, GpuprepError
@@ -500,11 +500,14 @@ def rename(root: str, path: str, new_name: str) -> None:
         os.rename(name, new_name, src_dir_fd=dfd, dst_dir_fd=dfd)
 
 
-def copy_out(src: Path, dest: str) -> None:
-    """Copy the regular files of directory ``src`` (links not followed) into ``dest``, replacing what is there: a
-    copy outside the root that a read-only query may open for writing (rpm's sqlite database)."""
+def copy_out(src: Path, dest: str, add: Mapping[str, str] | None = None) -> None:
+    """Copy the regular files of directory ``src`` (links not followed; none where it is absent) into ``dest``,
+    replacing what is there, then write ``add`` (name -> text) there: a copy outside the root that a read-only query
+    may open for writing (rpm's sqlite database), or read with a file the real run adds (a dry run's repository)."""
     shutil.rmtree(dest, ignore_errors=True)
     os.makedirs(dest)
-    for e in os.scandir(src):
+    for e in os.scandir(src) if src.is_dir() else ():
         if e.is_file(follow_symlinks=False):
             shutil.copyfile(e.path, f"{dest}/{e.name}", follow_symlinks=False)
+    for name, text in (add or {}).items():
+        Path(dest, name).write_text(text, encoding="utf-8")

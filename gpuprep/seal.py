@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.gpu_health_seal import GpuHealthStateStep
@@ -21,23 +22,30 @@ from gpuprep.engine.objects import image_plan
 from gpuprep.engine.seal import ContainersStep, ImagesStep
 from gpuprep.errors import BadInput, GpuprepError, PreconditionUnmet, PromptInterrupted, StepFailed
 from gpuprep.image.clean import DeepCleanStep
-from gpuprep.image.stamp import SEAL_JSON, StampStep
+from gpuprep.image.stamp import StampStep
 from gpuprep.interrupts import Interrupted
+from gpuprep.options import SealOptions
 from gpuprep.platform import OS_RELEASE_HINT
-from gpuprep.runner.steps import Change, Confirm, Context, Converged, Skip, Step
+from gpuprep.runner import registry
+from gpuprep.runner.steps import AnyStep, Change, Confirm, Context, Converged, Skip, Step
+from gpuprep.seal_record import SEAL_JSON
 from gpuprep.toolkit.seal import ToolkitStateStep
 
 log = logging.getLogger("gpuprep")
 
 PREVIEW_LINES = 15
 
+# Step ids that are gone, with why: never reused (docs/contract.md). None yet.
+RETIRED: dict[str, str] = {}
+
 
 # -- preflight ----------------------------------------------------------------------------
-class SealPreflightStep(Step):
+class SealPreflightStep(Step[None]):
     id = "preflight"
     title = "root, a known platform, --keep-image names real images; on a terminal, confirm what goes"
+    gate = True
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[None] | Converged:
         host, platform = ctx.host, ctx.platform
         if not host.is_root:
             raise PreconditionUnmet("seal needs root: it stops services and removes files owned by root",
@@ -57,7 +65,7 @@ class SealPreflightStep(Step):
             # Said before anything is removed: the gpu-info step comes after the agent's state is gone.
             raise BadInput(f"{gpu_info}: is a directory, expected ecs-init's nvidia-gpu-info.json",
                            f"look at it and remove it by hand (rm -r {gpu_info}), then run seal again")
-        if ctx.options.keep_images and ctx.selected("images"):
+        if ctx.seal_options.keep_images and ctx.selected("images"):
             try:
                 image_plan(ctx)  # a --keep-image that names no image stops seal here, before any removal
             except Skip:
@@ -71,19 +79,17 @@ def confirm_for(ctx: Context) -> Confirm | None:
     """With stdin a terminal and without --yes, seal asks before removing anything (the runner calls it once
     preflight has passed), whatever stdout is: `gpuprep seal | tee seal.log` at a terminal asks too, as dnf and
     apt do. Without a terminal on stdin (user-data, SSM, Packer) nobody is there to answer."""
-    return confirm_removal if ctx.can_ask and not ctx.options.yes else None
+    return confirm_removal if ctx.can_ask and not ctx.seal_options.yes else None
 
 
-def confirm_removal(plans: Sequence[tuple[Step, Change]]) -> bool:
+def confirm_removal(plans: Sequence[tuple[AnyStep, Change[Any]]]) -> bool:
     """Show what the planned steps remove and ask; False when nothing would go, StepFailed on no."""
     import typer
 
     lines: list[str] = []
     for step, planned in plans:
-        if step.id == "stamp":
-            continue  # it writes seal.json; it removes nothing
         lines.append(f"{step.id}: {planned.summary}")
-        body = planned.data.get("lines") or [" ".join(c) for c in planned.commands]
+        body = planned.lines or [" ".join(c) for c in planned.commands]
         lines += [f"    {line}" for line in body[:PREVIEW_LINES]]
         if len(body) > PREVIEW_LINES:
             lines.append(f"    ... and {len(body) - PREVIEW_LINES} more (--dry-run lists them all)")
@@ -127,9 +133,9 @@ def _ask_yes_no(question: str) -> bool:
         sys.stderr.write(f"answer y or n, not {reply[:20]!r}\n")
 
 
-def seal_steps() -> list[Step]:
+def seal_steps() -> list[AnyStep]:
     """In docs/contract.md's order; ids never change meaning."""
-    return [
+    return registry.steps([
         SealPreflightStep(),
         StopEcsStep(),
         ContainersStep(),
@@ -140,4 +146,4 @@ def seal_steps() -> list[Step]:
         GpuHealthStateStep(),  # issue 28
         DeepCleanStep(),
         StampStep(),
-    ]
+    ], SealOptions, RETIRED)

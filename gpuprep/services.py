@@ -54,9 +54,9 @@ class Services:
         if self.upstart:
             return self._upstart_state(name)
         if not self.host.live:
-            enabled = self.host.run(["systemctl", f"--root={self.host.root}", "is-enabled", self._unit(name)],
-                                    check=False, timeout=SYSTEMCTL_TIMEOUT)
-            return ServiceState(name, "unknown", enabled.stdout.strip() or "not-found")
+            asked = self.host.run(["systemctl", f"--root={self.host.root}", "is-enabled", self._unit(name)],
+                                  check=False, timeout=SYSTEMCTL_TIMEOUT)
+            return ServiceState(name, "unknown", asked.stdout.strip() or "not-found")
         if self.host.which("systemctl") is None:
             return ServiceState(name, "unknown", "unknown")
         proc = self.host.run(

@@ -12,6 +12,10 @@ from __future__ import annotations
 import io
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 class _Tolerant(io.RawIOBase):
@@ -35,7 +39,7 @@ class _Tolerant(io.RawIOBase):
         except OSError:
             return False
 
-    def write(self, data) -> int:
+    def write(self, data: ReadableBuffer) -> int:
         view = memoryview(data)
         while view:
             try:
@@ -46,7 +50,7 @@ class _Tolerant(io.RawIOBase):
                 self.lost += len(view)
                 break
             view = view[written:]
-        return len(data)
+        return memoryview(data).nbytes
 
 
 def reopen_closed_stdio() -> None:
@@ -65,7 +69,7 @@ def reopen_closed_stdio() -> None:
             os.close(null)
 
 
-def _tolerant_text(fd: int, old, *, write_through: bool) -> io.TextIOWrapper:
+def _tolerant_text(fd: int, old: object, *, write_through: bool) -> io.TextIOWrapper:
     encoding = getattr(old, "encoding", None) or "utf-8"
     line_buffering = bool(getattr(old, "line_buffering", False))
     return io.TextIOWrapper(io.BufferedWriter(_Tolerant(fd)), encoding=encoding, errors="replace",

@@ -82,7 +82,7 @@ def current() -> str:
     """This gpuprep's version: the build's file, else git (a source checkout), else FALLBACK."""
     try:
         from gpuprep._version import __version__  # type: ignore[import-not-found]
-        return __version__
+        return str(__version__)
     except ImportError:
         pass
     return from_git(Path(__file__).resolve().parents[1]) or FALLBACK

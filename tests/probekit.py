@@ -9,7 +9,7 @@ from pathlib import Path
 
 import hosttree
 
-from gpuprep.ec2 import checks as ec2_checks
+from gpuprep.ec2 import probes as ec2_probes
 from gpuprep.ecs import checks as ecs_checks
 from gpuprep.engine import checks as engine_checks
 from gpuprep.engine import container_checks
@@ -29,7 +29,7 @@ SEEDABLE = {f.__name__: f for f in (
     ecs_checks.ecs_init_version, ecs_checks.ecs_service_state, ecs_checks.boot_gate, inventory.probe_kernel_log,
     inventory.probe_query,
     packages_checks.installed_rpm, packages_checks.installed_deb, toolkit_checks.toolkit_version,
-    ec2_checks.probe_instance_type, gpu_security.dcgm_packages, advisories.pending)}
+    ec2_probes.probe_instance_type, gpu_security.dcgm_packages, advisories.pending)}
 
 
 def tree(tmp_path: Path, name: str, **changes) -> Path:

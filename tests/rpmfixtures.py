@@ -257,6 +257,14 @@ def dnf_conf(path: str | Path, repos: dict[str, str | Path] | None = None, *, re
     return path
 
 
+def al2023_root(root: Path, repo: str | Path) -> Path:
+    """A --root tree of Amazon Linux 2023's os-release whose one repository (``fixture``) is ``repo``."""
+    (root / "etc/yum.repos.d").mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "fixtures/distros/amzn-2023/etc/os-release", root / "etc/os-release")
+    (root / "etc/yum.repos.d/fixture.repo").write_text(repo_file({"fixture": repo}))
+    return root
+
+
 def repo_file(repos: dict[str, str | Path]) -> str:
     """The text of a ``/etc/yum.repos.d/*.repo`` naming local repositories (for an installroot)."""
     parts = []

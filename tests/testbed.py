@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from contract import json_output
+
 BASE_CONFIG = {"bridge": "none", "iptables": False, "ip-masq": False}
 # Engine 26 starts with no bridge only with these too (docs/testbed.md 10).
 BASE_CONFIG_26 = {"bridge": "none", "iptables": False, "ip6tables": False, "userland-proxy": False}
@@ -112,7 +114,7 @@ def gpuprep_json(root: Path, url: str, *args: str, timeout: float = 180) -> tupl
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args],
                           capture_output=True, text=True, timeout=timeout, env=env)
     try:
-        return proc.returncode, json.loads(proc.stdout), proc.stderr
+        return proc.returncode, json_output(proc.stdout), proc.stderr
     except json.JSONDecodeError:
         pytest.fail(f"gpuprep printed no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
 
@@ -617,7 +619,27 @@ class SimulatedGpuHost:
 
 
 # -- a tiny local registry: SIMULATES the network (no registry is reachable from these machines) --
-class TinyRegistry:
+class _LocalServer:
+    """A socketserver on 127.0.0.1 served by a daemon thread: ``_serve`` starts it, ``stop`` ends it."""
+
+    _server = None
+    port = 0
+
+    def _serve(self, server, name: str) -> None:
+        import threading
+
+        server.daemon_threads = True
+        self._server, self.port = server, server.server_address[1]
+        threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class TinyRegistry(_LocalServer):
     """A Docker Registry HTTP API v2 of one image, on 127.0.0.1, serving only the pull path.
 
     SIMULATED: it stands in for the network and the registry (ECR Public, Docker Hub) these machines
@@ -664,9 +686,6 @@ class TinyRegistry:
                         "digest": digest(layer)}],
         }).encode()
         self.manifest_digest = digest(self.manifest)
-        self._server = None
-        self._thread = None
-        self.port = 0
 
 
     @property
@@ -697,7 +716,6 @@ class TinyRegistry:
         return 404, {}, b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}'
 
     def start(self) -> TinyRegistry:
-        import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         registry = self
@@ -726,24 +744,51 @@ class TinyRegistry:
             def log_message(self, *args) -> None:  # quiet: ``requests`` records what was asked
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="tiny-registry", daemon=True)
-        self._thread.start()
+        self._serve(ThreadingHTTPServer(("127.0.0.1", 0), Handler), "tiny-registry")
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def __enter__(self) -> TinyRegistry:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class UnreachableRegistries(_LocalServer):
+    """An HTTP(S) proxy that reaches nothing: every ``CONNECT host:port`` it is asked is answered ``502 Bad Gateway``
+    and recorded in ``asked``.
+
+    SIMULATED, and deliberately: a dockerd started with ``HTTPS_PROXY``/``HTTP_PROXY`` naming it (Go's proxy
+    environment, which dockerd's registry client honours) cannot reach any registry (ECR Public, Docker Hub), and
+    the test counts each attempt. These machines reach no registry anyway; the proxy makes that certain, fast
+    (a refusal, not a DNS or TCP timeout) and observable. Go never proxies loopback addresses, so a ``TinyRegistry``
+    on 127.0.0.1 stays reachable beside it.
+    """
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What to add to dockerd's environment."""
+        return {"HTTPS_PROXY": self.url, "HTTP_PROXY": self.url, "https_proxy": self.url, "http_proxy": self.url}
+
+    def start(self) -> UnreachableRegistries:
+        import socketserver
+
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                outer.asked.append(self.rfile.readline().decode(errors="replace").strip())
+                self.wfile.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+        self._serve(socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler), "unreachable-registries")
+        return self
 
 
 # SIMULATED ecs-init's unit on AL2/AL2023 (amazon-ecs-init packaging/amazon-linux-ami-integrated/ecs.service),

@@ -22,6 +22,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from gpuprep.ec2.imds import ask_paths, endpoint_for
@@ -65,7 +66,7 @@ def mark_unhealthy(host: Host, budget_s: float = BUDGET_S) -> Outcome:
                    f"{_error_text(text)}")
 
 
-def _instance(imds: str, deadline: float) -> dict:
+def _instance(imds: str, deadline: float) -> dict[str, Any]:
     left = max(0.1, deadline - time.monotonic())
     found, _ = ask_paths(imds, time.monotonic() + min(left, 5.0),
                          ["meta-data/instance-id", "meta-data/placement/region",

@@ -16,7 +16,7 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from gpuprep.host import Host
@@ -44,7 +44,7 @@ class InstanceType:
     skipped: str = ""  # why nothing was asked, or why no answer counts
     duration_ms: float = 0.0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
 
 

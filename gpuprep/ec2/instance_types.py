@@ -19,6 +19,7 @@ p4 and p5 pages say "NVSwitch"; the p6 pages "NVLink 5th generation" / "NVL72" (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class InstanceGpus:
     nvswitch: bool = False
     efa: int | None = None  # EFA devices AWS lists for this size; None where it lists none
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"instance_type": self.instance_type, "family": self.family, "expected": self.gpus,
                 "model": self.model, "source": self.source, "persistence_required": self.persistence_required,
                 "nvswitch": self.nvswitch, "efa": self.efa}

@@ -25,8 +25,7 @@ from typing import Any
 
 from gpuprep.ecs.config import GPU_INFO
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import QUERY_TIMEOUT
-from gpuprep.gpu.query import MOVE_HARDWARE
+from gpuprep.gpu.query import MOVE_HARDWARE, QUERY_TIMEOUT
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
@@ -146,7 +145,7 @@ def check_mps(probes: Probes) -> Verdict:
                    data=data)
 
 
-def _gpu_info_facts(probes: Probes) -> dict:
+def _gpu_info_facts(probes: Probes) -> dict[str, Any]:
     try:
         doc = json.loads(probes.host.read_text(GPU_INFO) or "null")
     except (ValueError, PermissionError):

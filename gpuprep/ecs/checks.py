@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timezone
+from typing import Any
 
 from gpuprep import hints
 from gpuprep.bootcheck import UNIT_NAME
@@ -18,14 +19,15 @@ from gpuprep.ecs import config as ecs_config
 from gpuprep.ecs.config import GPU_INFO, GPU_SUPPORT_KEY, ecs_service, services
 from gpuprep.ecs.gate import GateState, gate_state
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import QUERY_TIMEOUT
+from gpuprep.gpu.query import QUERY_TIMEOUT
 from gpuprep.host import Host
 from gpuprep.image import stamp
-from gpuprep.image.stamp import SEAL_JSON
 from gpuprep.packages.lock import RPM_LOCKS
 from gpuprep.packages.rpmdb import dpkg_installed, rpm_installed
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.seal_record import SEAL_JSON
+from gpuprep.services import ServiceState
 
 FIX_GPU_SUPPORT = ("gpuprep install --only ecs-config (or add ECS_ENABLE_GPU_SUPPORT=true to /etc/ecs/ecs.config), "
                    "then restart ecs")
@@ -64,7 +66,7 @@ def _ecs_init_missing(probes: Probes) -> bool:
 
 
 @probe
-def ecs_service_state(p: Probes):
+def ecs_service_state(p: Probes) -> ServiceState:
     return services(p.host, p.platform).state(ecs_service(p.platform))
 
 
@@ -128,7 +130,7 @@ def check_gpu_info(probes: Probes) -> Verdict:
                            "when it started, so the agent registered no GPUs",
                            f"fix the driver (see the gpu checks), then {_restart(probes)}")
         return Verdict(Status.OK, f"no {GPU_INFO} (ecs-init writes it when ecs starts)")
-    data = {"file_driver": info.driver_version, "file_gpus": list(info.gpu_ids)}
+    data: dict[str, Any] = {"file_driver": info.driver_version, "file_gpus": list(info.gpu_ids)}
     module = inventory.probe_module(probes)
     query = inventory.probe_query(probes)
     host_driver = query.driver_version if query.answered else module.version
@@ -203,7 +205,7 @@ def check_service(probes: Probes) -> Verdict:
     return Verdict(Status.OK, f"{name} {state.active}, {state.enabled}", data=data)
 
 
-def _held_by_gate(probes: Probes, gate: GateState, start: str, data: dict) -> Verdict:
+def _held_by_gate(probes: Probes, gate: GateState, start: str, data: dict[str, Any]) -> Verdict:
     """ecs is down because the boot gate failed: starting ecs runs the gate again, which fails again until the
     check that failed it is fixed. That check, and its own fix, come first."""
     name = data["service"]
@@ -222,7 +224,7 @@ def _held_by_gate(probes: Probes, gate: GateState, start: str, data: dict) -> Ve
 _PACKAGE_PROCESSES = ("yum", "dnf", "rpm", "apt", "apt-get", "dpkg", "unattended-upgr", "packagekitd")
 
 
-def _lock_users(host: Host) -> list[dict]:
+def _lock_users(host: Host) -> list[dict[str, Any]]:
     """Package managers running now, by name (dpkg's lock is an fcntl lock, not a pid file)."""
     now = time.time()
     return [{"pid": p.pid, "name": p.name, "cmdline": " ".join(p.cmdline)[:200],
@@ -283,7 +285,7 @@ def check_seal_stamp(probes: Probes) -> Verdict:
                    f"{platform}; {packages}; {driver}; {len(kept)} kept image(s)", data=data)
 
 
-def _booted_since_seal(probes: Probes, doc: dict) -> bool | None:
+def _booted_since_seal(probes: Probes, doc: dict[str, Any]) -> bool | None:
     """Whether this boot came after the seal: by boot identity when the stamp has one (exact), else by
     comparing the seal time with the boot time. None when neither can tell (--root)."""
     now = probes.host.boot_identity()
@@ -310,7 +312,7 @@ def _iso(ts: float) -> str:
 
 
 def classify_state_files(mtimes: dict[str, float], sealed: float | None,
-                         boot: float | None) -> tuple[list[dict], list[dict]]:
+                         boot: float | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(baked, stale): files written no later than the seal, and the others written before this boot."""
     baked, stale = [], []
     for path, mtime in mtimes.items():

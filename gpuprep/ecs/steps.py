@@ -25,6 +25,7 @@ from gpuprep.errors import BadInput, StepFailed
 from gpuprep.host import Host
 from gpuprep.image.tree import FileStep, Item, remove_items
 from gpuprep.poll import poll_until
+from gpuprep.runner.needs import Live
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
 
 log = logging.getLogger("gpuprep")
@@ -38,21 +39,21 @@ class _EcsConfigPlan:
     old_bytes: bytes | None = None  # what the file held when planned (None: absent)
 
 
-class EcsConfigStep(Step):
+class EcsConfigStep(Step[_EcsConfigPlan]):
     id = "ecs-config"
     title = f"{GPU_SUPPORT_KEY}=true in the ECS config; ecs enabled for the next boot (not started)"
 
     def _path(self, ctx: Context) -> str:
-        return ctx.options.ecs_config or config_paths(ctx.platform)[0]
+        return ctx.install_options.ecs_config or config_paths(ctx.platform)[0]
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[_EcsConfigPlan] | Converged:
         host, path = ctx.host, self._path(ctx)
         old_bytes = read_config_bytes(host, path)
         wanted_bytes = set_config_key_bytes(old_bytes or b"", GPU_SUPPORT_KEY, "true")
         old = old_bytes.decode("utf-8", errors="replace") if old_bytes is not None else None
-        if parse_config(old or "").get(GPU_SUPPORT_KEY) == "true":
+        if parse_config(old or "").get(GPU_SUPPORT_KEY) == "true" and old_bytes is not None:
             wanted_bytes = old_bytes  # set already (possibly several lines): leave the file as it is
-        wanted = wanted_bytes.decode("utf-8", errors="replace") if wanted_bytes is not None else None
+        wanted = wanted_bytes.decode("utf-8", errors="replace")
         svc = ecs_service(ctx.platform)
         if ctx.platform.init == "upstart":
             # Amazon Linux 1: ecs is an upstart job whose `start on` stanza enables it; no job file, no ecs-init.
@@ -79,8 +80,8 @@ class EcsConfigStep(Step):
                       payload=_EcsConfigPlan(path, wanted_bytes if wanted_bytes != old_bytes else None, enable,
                                              old_bytes))
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
-        plan: _EcsConfigPlan = change.payload
+    def apply(self, ctx: Context, change: Change[_EcsConfigPlan]) -> Applied:
+        plan = change.payload
         backup = None
         if plan.new_bytes is not None:
             # Backed up like daemon.json: the agent's whole configuration is in this file. A missing
@@ -132,12 +133,28 @@ def group_members(host: Host, group: str) -> tuple[int, list[str]] | None:
     return _group_entry(host, group)
 
 
-class DockerGroupStep(Step):
+@dataclass
+class _GroupJoin:
+    """The docker-group step's plan: who joins, and whether the group must be made first."""
+
+    user: str
+    create_group: bool
+
+
+def _group_argv(host: Host, join: _GroupJoin) -> list[list[str]]:
+    """What carries out ``join``: shown by the plan, run by apply."""
+    root = [] if host.live else ["-R", str(host.root)]
+    # The docker package creates the group; a host without it gets it the same way (system group).
+    create = [["groupadd", *root, "-r", DOCKER_GROUP]] if join.create_group else []
+    return [*create, ["usermod", *root, "-aG", DOCKER_GROUP, join.user]]
+
+
+class DockerGroupStep(Step[_GroupJoin]):
     id = "docker-group"
     title = "--user NAME joins group docker (root-equivalent; nobody by default)"
 
-    def plan(self, ctx: Context) -> Change | Converged:
-        user = ctx.options.user
+    def plan(self, ctx: Context) -> Change[_GroupJoin] | Converged:
+        user = ctx.install_options.user
         if not user:
             return Converged("no --user given")
         host = ctx.host
@@ -148,16 +165,12 @@ class DockerGroupStep(Step):
         group = group_members(host, DOCKER_GROUP)
         if group is not None and (user in group[1] or gid == group[0]):
             return Converged(f"{user} is in group {DOCKER_GROUP}")
-        root = [] if host.live else ["-R", str(host.root)]
-        commands = []
-        if group is None:
-            # The docker package creates the group; a host without it gets it the same way (system group).
-            commands.append(["groupadd", *root, "-r", DOCKER_GROUP])
-        commands.append(["usermod", *root, "-aG", DOCKER_GROUP, user])
-        return Change(f"add {user} to group {DOCKER_GROUP} (effective at their next login)", commands=commands)
+        join = _GroupJoin(user, create_group=group is None)
+        return Change(f"add {user} to group {DOCKER_GROUP} (effective at their next login)",
+                      commands=_group_argv(host, join), payload=join)
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
-        for argv in change.commands:
+    def apply(self, ctx: Context, change: Change[_GroupJoin]) -> Applied:
+        for argv in _group_argv(ctx.host, change.payload):
             ctx.host.run(argv, timeout=60, hint="check /etc/group and /etc/gshadow are writable and not locked")
         return Applied()
 
@@ -210,14 +223,21 @@ def _agent_running(ctx: Context) -> bool | None:
     return bool(client.api.containers(filters={"name": f"^/{AGENT_CONTAINER}$", "status": "running"}))
 
 
-class StopEcsStep(Step):
+@dataclass
+class _StopEcs:
+    """The stop-ecs step's plan: stop the service (ecs-init runs), or only the agent container it left."""
+
+    stop_service: bool
+
+
+class StopEcsStep(Step[_StopEcs]):
     id = "stop-ecs"
     title = "stop ECS (ecs-init and the ecs-agent container) through the init system; leave it enabled"
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    needs = (Live("ECS does not run inside --root (an agent container there goes with `containers`)"),)
+
+    def plan(self, ctx: Context) -> Change[_StopEcs] | Converged:
         host = ctx.host
-        if not host.live:
-            raise Skip("ECS does not run inside --root (an agent container there goes with `containers`)")
         name = ecs_config.ecs_service(ctx.platform)
         svc = ecs_config.services(host, ctx.platform)
         state = svc.state(name)
@@ -228,21 +248,21 @@ class StopEcsStep(Step):
             if state.enabled == "not-found":
                 return Converged(f"{name} is not installed; no agent container running")
             return Converged(f"{name} is stopped ({enabled} for the next boot)")
-        commands = []
-        if state.running or init_pids:
+        commands, stop_service = [], bool(state.running or init_pids)
+        if stop_service:
             # ecs-init's own stop (ExecStop / the upstart job) runs `docker stop ecs-agent`.
             commands.append(svc.argv("stop", name))
         elif agent:
             commands.append(["docker", "stop", AGENT_CONTAINER])
         return Change(f"stop {name} and wait until neither ecs-init nor {AGENT_CONTAINER} runs",
-                      commands=commands, payload=state)
+                      commands=commands, payload=_StopEcs(stop_service))
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[_StopEcs]) -> Applied:
         host = ctx.host
         name = ecs_config.ecs_service(ctx.platform)
         svc = ecs_config.services(host, ctx.platform)
         ran: list[list[str]] = []  # what this run did, for the report (not what the plan guessed)
-        if any(argv[:1] != ["docker"] for argv in change.commands):
+        if change.payload.stop_service:
             ran.append(svc.argv("stop", name))
             svc.stop(name)
         if _agent_running(ctx):

@@ -13,16 +13,26 @@ import json
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from typing import Any
 
 from gpuprep import hints
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.engine.dockerd import EngineDown
+from gpuprep.engine.probes import (  # noqa: F401 (docker_info and engine_process: what tests preset here)
+    daemon_json,
+    daemon_json_path,
+    docker_info,
+    engine_is_local,
+    engine_process,
+    process_or_none,
+)
 from gpuprep.errors import BadInput
-from gpuprep.host import SYSTEM_PATH, Host
+from gpuprep.host import SYSTEM_PATH
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, needs_root, probe
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, needs_root
+from gpuprep.runner.needs import ENGINE
 
 FIX_REGISTER = ("`gpuprep install --only docker-runtime,docker-reload` (adds runtimes.nvidia to daemon.json and "
                 "reloads dockerd)")
@@ -32,56 +42,6 @@ FIX_DEFAULT = ('`gpuprep install --only docker-runtime,docker-reload` (sets "def
 
 class EngineUnanswered(Exception):
     """Raised to checks that need ``docker info`` when the Engine does not answer."""
-
-
-INFO_TIMEOUT = 5.0  # a local dockerd answers /info in tens of ms; one that takes seconds is stuck
-
-
-# -- probes -----------------------------------------------------------------------------------
-@probe
-def docker_info(p: Probes) -> dict[str, Any]:
-    return engine_info(p.host, timeout=INFO_TIMEOUT)
-
-
-def engine_info(host: Host, timeout: float = INFO_TIMEOUT) -> dict[str, Any]:
-    """``docker info`` through docker-py (explicit base_url, no context lookup, bounded by ``timeout``)."""
-    from gpuprep.engine.dockerd import docker_info
-
-    return docker_info(host, timeout=timeout)
-
-
-@probe
-def engine_process(p: Probes):
-    from gpuprep.engine.dockerd import find_engine_process
-
-    return find_engine_process(p.host) if _engine_is_local(p) else None
-
-
-def _engine_is_local(probes: Probes) -> bool:
-    """The Engine runs on this machine, so its process and its runtime binaries can be looked at."""
-    # The live system without DOCKER_HOST asks the default socket, a unix:// URL too.
-    return (probes.host.docker_url or "").startswith("unix://")
-
-
-def daemon_json_path(probes: Probes) -> str:
-    """The host path of the daemon.json the Engine reads: its --config-file on the live system."""
-    if probes.host.live:
-        proc = _process_or_none(probes)
-        if proc is not None and proc.config_file:
-            return proc.config_file
-    return probes.platform.daemon_json
-
-
-@probe
-def daemon_json(p: Probes) -> tuple[str | None, dict[str, Any]]:
-    return daemon_config.read_config(p.host, daemon_json_path(p))
-
-
-def _process_or_none(probes: Probes):
-    try:
-        return engine_process(probes)
-    except Exception:  # psutil denied, a process gone mid-scan: checks work without it
-        return None
 
 
 def _info(probes: Probes) -> dict[str, Any]:
@@ -94,7 +54,7 @@ def _info(probes: Probes) -> dict[str, Any]:
 ENGINE_FIRST = EngineDown.SEE_CHECK
 
 
-def needs_engine(fn):
+def needs_engine(fn: Callable[[Probes], Verdict]) -> Callable[[Probes], Verdict]:
     """A check that needs ``docker info``: skipped, pointing at docker-engine, when the Engine is down. The cause
     and its one fix are docker-engine's; a second problem with the same impossible fix would only repeat it."""
 
@@ -112,16 +72,17 @@ def _socket_denied(exc: Exception) -> bool:
     return "permission denied on its socket" in str(exc)
 
 
-def engine_down(probes: Probes, exc) -> Verdict:
+def engine_down(probes: Probes, exc: EngineDown) -> Verdict:
     """docker-engine's verdict on an Engine that does not answer: why, when this host can tell, and its fix.
 
     dockerd refuses to start with a daemon.json it cannot read, so a broken file is the cause to fix first
     (its line and column), before a start that would fail again."""
     from gpuprep.engine.dockerd import engine_down_hint
 
-    host, data = probes.host, {"url": probes.host.docker_url}
+    host, url = probes.host, probes.host.docker_url or ""
+    data: dict[str, Any] = {"url": probes.host.docker_url}
     if _socket_denied(exc) and not host.is_root:
-        raise NotApplicable(needs_root(host, f"the Docker socket {host.docker_url[len('unix://'):]}"))
+        raise NotApplicable(needs_root(host, f"the Docker socket {url[len('unix://'):]}"))
     local = host.live and not host.env.get("DOCKER_HOST")
     failed = False
     if local and probes.platform.init == "systemd":
@@ -166,11 +127,12 @@ def check_daemon_json(probes: Probes) -> Verdict:
                        'error; "runtimes" must be an object of {"path": ..., "runtimeArgs": [...]} entries, '
                        '"default-runtime" a string); dockerd will not start with a file it cannot read, and gpuprep '
                        "will not edit it", {"path": path})
-    data = {"path": path, "exists": text is not None, "runtimes": sorted(config.get("runtimes") or {}),
+    names: list[str] = sorted(config.get("runtimes") or {})
+    data = {"path": path, "exists": text is not None, "runtimes": names,
             "default_runtime": config.get("default-runtime")}
     if text is None:
         return Verdict(Status.OK, f"{path} does not exist (dockerd uses its defaults)", data=data)
-    runtimes = ", ".join(data["runtimes"]) or "none"
+    runtimes = ", ".join(names) or "none"
     return Verdict(Status.OK, f"{path} parses (runtimes: {runtimes}; default-runtime: "
                    f"{config.get('default-runtime') or 'not set'})", data=data)
 
@@ -198,7 +160,7 @@ def check_runtime_binary(probes: Probes) -> Verdict:
     runtimes = _info(probes).get("Runtimes") or {}
     if RUNTIME_NAME not in runtimes:
         raise NotApplicable("runtime nvidia is not registered (see docker-nvidia-runtime)")
-    if not _engine_is_local(probes):
+    if not engine_is_local(probes):
         raise NotApplicable(f"the Engine at {probes.host.docker_url} is not on this machine")
     path = str(runtimes[RUNTIME_NAME].get("path") or "")
     resolved = _resolve_binary(probes, path)
@@ -234,7 +196,7 @@ def _resolve_binary(probes: Probes, path: str) -> str | None:
     """The file dockerd runs: an absolute path as it is; a bare name on dockerd's own PATH."""
     if path.startswith("/"):
         return path if os.path.exists(path) else None
-    proc = _process_or_none(probes)
+    proc = process_or_none(probes)
     search = (proc.env.get("PATH") if proc is not None else None) or os.pathsep.join(SYSTEM_PATH)
     return shutil.which(path, mode=os.F_OK, path=search)
 
@@ -271,7 +233,7 @@ def check_defined_once(probes: Probes) -> Verdict:
     in_file = {k: (v or {}).get("path") for k, v in (config.get("runtimes") or {}).items()}
     elsewhere: dict[str, str] = {}  # name -> where it is defined
     other_path: dict[str, str] = {}  # name -> the path that definition gives
-    proc = _process_or_none(probes)
+    proc = process_or_none(probes)
     if proc is not None:
         for n, p in proc.add_runtimes.items():
             elsewhere[n], other_path[n] = f"--add-runtime {n}={p}", p
@@ -329,15 +291,15 @@ def check_nvidia_ctk_edits(probes: Probes) -> Verdict:
 
 CHECKS = [
     Check("docker-engine", "docker", "the Docker Engine answers (GET /info on the explicit socket, with a timeout)",
-          check_engine, timeout=8, needs_docker=True, boot=True),
+          check_engine, timeout=8, needs=(ENGINE,), boot=True),
     Check("docker-daemon-json", "docker", "daemon.json parses and has the shape dockerd expects",
           check_daemon_json, timeout=3),
     Check("docker-nvidia-runtime", "docker", "runtime nvidia is registered with dockerd (docker info)",
-          check_runtime_registered, timeout=8, needs_docker=True, boot=True),
+          check_runtime_registered, timeout=8, needs=(ENGINE,), boot=True),
     Check("docker-runtime-binary", "docker", "the nvidia runtime's binary exists and is executable",
-          check_runtime_binary, timeout=8, needs_docker=True, boot=True),
+          check_runtime_binary, timeout=8, needs=(ENGINE,), boot=True),
     Check("docker-default-runtime", "docker", "nvidia is Docker's default runtime (no --runtime needed)",
-          check_default_runtime, timeout=8, needs_docker=True, boot=True),
+          check_default_runtime, timeout=8, needs=(ENGINE,), boot=True),
     Check("docker-runtime-once", "docker", "no runtime defined in daemon.json and by --add-runtime / "
           "/etc/docker-runtimes.d with different paths", check_defined_once, timeout=5),
     Check("docker-nvidia-ctk-edits", "docker", "daemon.json has no runtime arguments under nvidia-ctk's ignored args "

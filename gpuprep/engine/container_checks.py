@@ -2,32 +2,28 @@
 through Docker's CDI where that is on.
 
 The proof is ``gpuprep.engine.gpu_routes.probe_routes``, the same one ``install``'s gpu-check runs, over the
-routes ``configured_routes`` finds in ``docker info`` and daemon.json. In ``doctor --boot`` nothing is pulled
-(no network is promised at boot): a missing image skips the check.
+routes ``configured_routes`` finds in ``docker info`` and daemon.json, in the image ``engine/check_image.py``
+chooses (the one the host was built and sealed with before the default). In ``doctor --boot`` nothing is pulled
+(no network is promised at boot): a missing image skips the check. A pull doctor makes is named in the finding; one
+that fails where a local image the host was built with can prove the route is a warning, not an unknown.
 """
 
 from __future__ import annotations
 
+from gpuprep.engine.probes import daemon_json, docker_info, host_view
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.needs import CONTAINERS, ENGINE
 
 SLOW_SECONDS = 10.0
 PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "
                     "initialises anew per container, 1-3 s per GPU (NVIDIA/nvidia-docker 1279)")
 
 
-@probe
-def host_view(p: Probes):
-    """The host's GPUs to compare with (gpu/view.py: NVML's answer when it names them, else nvidia-smi)."""
-    from gpuprep.gpu import inventory
-    from gpuprep.gpu.view import host_gpus
-
-    return host_gpus(p.host, inventory.probe_query(p))
-
-
 def check_gpu_container(probes: Probes) -> Verdict:
     from gpuprep.engine import gpu_container
-    from gpuprep.engine.checks import ENGINE_FIRST, daemon_json, default_runtime_fix, docker_info, runtime_binary_fix
+    from gpuprep.engine.check_image import image_choice
+    from gpuprep.engine.checks import ENGINE_FIRST, default_runtime_fix, runtime_binary_fix
     from gpuprep.engine.dockerd import EngineDown
     from gpuprep.engine.gpu_routes import configured_routes, probe_routes
     from gpuprep.errors import BadInput
@@ -42,23 +38,40 @@ def check_gpu_container(probes: Probes) -> Verdict:
         info = docker_info(probes)
     except EngineDown:
         raise NotApplicable(ENGINE_FIRST) from None
-    image = probes.options.image
     try:
         _, config = daemon_json(probes)
     except BadInput:
         config = {}  # docker-daemon-json reports it; the running Engine's info still says whether CDI is on
     routes = configured_routes(info, config)
     view = host_view(probes)
+    choice = image_choice(probes)
+    image = choice.image
+    if choice.present is False and probes.options.boot and choice.fallback:
+        image = choice.fallback  # --boot pulls nothing: the local image the host was built with proves the route
     proof = probe_routes(probes.host, image, routes.routes, host_view=view, pull=not probes.options.boot,
                          cdi_hint=routes.cdi_hint)
+    not_pulled = ""
+    if proof.main.link == gpu_container.IMAGE and choice.fallback and not probes.options.boot:
+        # The registry cannot be reached (or lacks the image): a local image the host was built with still proves
+        # the route, and the pull that failed is one line of its own, not an unknown verdict.
+        not_pulled = proof.main.summary
+        image = choice.fallback
+        proof = probe_routes(probes.host, image, routes.routes, host_view=view, pull=False,
+                             cdi_hint=routes.cdi_hint)
     result = proof.main
-    data = {**proof.as_data(), "host_source": view.source if view else None, "cdi_why": routes.why}
+    data = {**proof.as_data(), "host_source": view.source if view else None, "cdi_why": routes.why,
+            "image_choice": choice.as_data(), **({"not_pulled": not_pulled} if not_pulled else {})}
     if proof.ok:
         compared = f"; UUIDs match the host's ({view.source})" if view else "; no host view to compare with"
+        pulled = f"; pulled {image} ({result.pull_seconds:.1f}s)" if result.pull_seconds else ""
+        if not_pulled:
+            return Verdict(Status.WARNING, f"{proof.summary()}{compared}; proven with the local {image} because "
+                           f"{not_pulled}", f"run `gpuprep doctor --image {image}`, or pre-load {choice.image} "
+                           f"(`docker pull {choice.image}` where its registry can be reached)", data)
         if proof.seconds > SLOW_SECONDS:
-            return Verdict(Status.WARNING, f"{proof.summary()}{compared}; slow: {proof.seconds:.1f}s",
+            return Verdict(Status.WARNING, f"{proof.summary()}{compared}{pulled}; slow: {proof.seconds:.1f}s",
                            PERSISTENCE_HINT, data)
-        return Verdict(Status.OK, proof.summary() + compared, data=data)
+        return Verdict(Status.OK, proof.summary() + compared + pulled, data=data)
     if result.link == gpu_container.IMAGE:
         if probes.options.boot:
             raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing: keep it in the "
@@ -81,5 +94,5 @@ def check_gpu_container(probes: Probes) -> Verdict:
 CHECKS = [
     Check("gpu-container", "container", "nvidia-smi in a container with no --runtime (and through CDI where "
           "Docker's CDI is on) sees the host's GPUs",
-          check_gpu_container, timeout=180, needs_docker=True, boot=True),
+          check_gpu_container, timeout=180, needs=(CONTAINERS, ENGINE), boot=True),
 ]

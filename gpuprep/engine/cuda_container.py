@@ -21,13 +21,17 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep.engine.gpu_container import RUN_TIMEOUT
 from gpuprep.gpu import cuda
 from gpuprep.host import Host
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.needs import CONTAINERS, ENGINE
+
+if TYPE_CHECKING:
+    from docker import APIClient
 
 log = logging.getLogger("gpuprep")
 
@@ -41,14 +45,15 @@ IMAGE_FIX = ("pass `--image` an image with python3 (the default public.ecr.aws/a
 
 
 def command() -> list[str]:
-    """``python3 -I -c <cuda_proof.py>``: the proof's own source, run by the image's interpreter."""
-    return ["python3", "-I", "-c", cuda.PROOF_FILE.read_text()]
+    """``python3 -I -S -c <cuda_proof.py>``: the proof's own source, run by the image's interpreter (no site: the
+    proof is standard library only, and an image's .pth files cost each start; gpu/cuda.py runs it so on the host)."""
+    return ["python3", "-I", "-S", "-c", cuda.PROOF_FILE.read_text()]
 
 
 def run_argv(image: str) -> list[str]:
     """The ``docker run`` this is the same as (what a dry run lists; the source shortened to its path)."""
     env = [a for k, v in ENVIRONMENT.items() for a in ("-e", f"{k}={v}")]
-    return ["docker", "run", "--rm", "--network", "none", *env, image, "python3", "-I", "-c",
+    return ["docker", "run", "--rm", "--network", "none", *env, image, "python3", "-I", "-S", "-c",
             f"\"$(cat {Path('gpuprep/gpu/cuda_proof.py')})\""]
 
 
@@ -109,7 +114,7 @@ def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerC
                              image=image, started=False)
 
 
-def _start(api, cid: str, image: str, timeout: float, started: float) -> ContainerCuda:
+def _start(api: APIClient, cid: str, image: str, timeout: float, started: float) -> ContainerCuda:
     import docker.errors
     import requests
 
@@ -125,7 +130,8 @@ def _start(api, cid: str, image: str, timeout: float, started: float) -> Contain
                              "see gpu-container / gpu-check, which name the broken link", image,
                              time.monotonic() - started, output=message, started=False)
     try:
-        status = api.wait(cid, timeout=timeout)
+        # A float: docker-py hands it to requests (types-docker says int).
+        status = api.wait(cid, timeout=timeout)  # type: ignore[arg-type]
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
         cause = cuda.CUDA_CAUSES["TIMEOUT"]
         return ContainerCuda(FAILED, f"the CUDA proof in {image} did not finish within {timeout:g}s: "
@@ -156,8 +162,9 @@ def _start(api, cid: str, image: str, timeout: float, started: float) -> Contain
 
 # -- doctor's check ----------------------------------------------------------------------------
 def check_container_cuda(probes: Probes) -> Verdict:
-    from gpuprep.engine.checks import ENGINE_FIRST, docker_info
+    from gpuprep.engine.checks import ENGINE_FIRST
     from gpuprep.engine.dockerd import EngineDown
+    from gpuprep.engine.probes import docker_info
     from gpuprep.gpu import inventory
 
     pci = inventory.probe_pci(probes)
@@ -167,7 +174,10 @@ def check_container_cuda(probes: Probes) -> Verdict:
         docker_info(probes)
     except EngineDown:
         raise NotApplicable(ENGINE_FIRST) from None
-    result = prove(probes.host, probes.options.image)
+    from gpuprep.engine.check_image import image_choice
+
+    choice = image_choice(probes)  # the image gpu-container uses; never pulled here
+    result = prove(probes.host, choice.local or choice.image)
     data = result.as_data()
     if result.ok:
         return Verdict(Status.OK, result.summary, data=data)
@@ -181,5 +191,5 @@ def check_container_cuda(probes: Probes) -> Verdict:
 CHECKS = [
     Check("container-cuda", "container", "a CUDA kernel runs on every GPU inside a container started as ECS starts "
           "one (NVIDIA_DRIVER_CAPABILITIES with compute; images with python3)", check_container_cuda,
-          timeout=RUN_TIMEOUT + 10, needs_docker=True, boot=True),
+          timeout=RUN_TIMEOUT + 10, needs=(CONTAINERS, ENGINE), boot=True),
 ]

@@ -277,7 +277,7 @@ def find_ctk_losses(host: Host, path: str, config: dict[str, Any]) -> CtkLosses 
     of daemon.json holds; None where the file lacks nvidia-ctk's mark or there is no such backup."""
     entry = (config.get("runtimes") or {}).get(RUNTIME_NAME)
     backup = nvidia_ctk.newest_backup(host, path) if nvidia_ctk.marked(entry) else None
-    if backup is None:
+    if backup is None or not isinstance(entry, dict):  # marked() is True only for an object
         return None
     try:
         _, previous = read_config(host, backup)

@@ -22,11 +22,14 @@ import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep.gpu.view import HostGpus, host_gpus
 from gpuprep.host import Host
 from gpuprep.poll import poll_until
+
+if TYPE_CHECKING:
+    from docker import APIClient
 
 log = logging.getLogger("gpuprep")
 
@@ -206,7 +209,7 @@ def _explain(link: str, message: str, info: dict[str, Any] | None, image: str) -
 
 def _explain_runtime_edit(message: str, detail: str) -> tuple[str, str, str]:
     """(link, summary, hint) where NVIDIA's runtime ran and could not give the container the GPUs."""
-    from gpuprep.toolkit.cdi import GENERATED_SPEC
+    from gpuprep.engine.cdi import GENERATED_SPEC
 
     if "unresolvable CDI devices" in message:  # cdi mode: no spec file defines what NVIDIA_VISIBLE_DEVICES asks
         return (RUNTIME_INJECT, f"the nvidia runtime (cdi mode) finds no CDI spec for the GPUs: {detail}",
@@ -237,14 +240,14 @@ def classify_cdi_error(message: str) -> str:
 def _explain_cdi(link: str, message: str, info: dict[str, Any] | None, image: str, cdi_hint: str
                  ) -> tuple[str, str, str]:
     """(link, summary, hint) for a CDI-route container that did not start."""
-    from gpuprep.toolkit.cdi import GENERATED_SPEC
+    from gpuprep.engine.cdi import GENERATED_SPEC
 
     detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
     words = ROUTE_WORDS[CDI_ROUTE]
     generate = f"`nvidia-ctk cdi generate --output={GENERATED_SPEC}`"
     dirs = ", ".join((info or {}).get("CDISpecDirs") or []) or "/etc/cdi, /var/run/cdi"
     if link == CDI_OFF:
-        from gpuprep.toolkit.stack import cdi_opt_in_range, since_text
+        from gpuprep.engine.cdi import cdi_opt_in_range, since_text
 
         return (CDI_OFF, f"{words}: Docker's CDI is off in the running Engine: {detail}", cdi_hint or
                 "turn it on: `gpuprep install --docker-cdi --only docker-runtime,docker-reload` (features.cdi in "
@@ -313,7 +316,7 @@ def _compare(result: ProbeResult, view: HostGpus) -> None:
         parts.append(f"unknown to the host: {', '.join(extra)}")
     result.summary = (f"{ROUTE_WORDS[CDI_ROUTE]}: " if result.route == CDI_ROUTE else "") + "; ".join(parts)
     if result.route == CDI_ROUTE:
-        from gpuprep.toolkit.cdi import GENERATED_SPEC
+        from gpuprep.engine.cdi import GENERATED_SPEC
 
         # A spec names GPUs by index and UUID as they were when it was written (toolkit issues 1239, 1828).
         result.hint = (f"the CDI spec lists other GPUs than the host has: write it anew, `nvidia-ctk cdi generate "
@@ -364,7 +367,7 @@ GPUS_UNSERVED = "gpus-unserved"
 
 def _explain_gpus(message: str) -> tuple[str, str, str]:
     """(link, summary, hint) for a ``--gpus all`` container that did not start."""
-    from gpuprep.toolkit.cdi import GENERATED_SPEC
+    from gpuprep.engine.cdi import GENERATED_SPEC
 
     detail = message.strip().splitlines()[-1][-300:] if message.strip() else ""
     return (GPUS_UNSERVED, f"{ROUTE_WORDS[GPUS_ROUTE]}: dockerd could not run it: {detail}",
@@ -385,25 +388,26 @@ def run_argv(image: str, route: str) -> list[str]:
     return ["docker", "run", "--rm", "--network", "none", *env, image, *QUERY]
 
 
-def _create(api, image: str, route: str) -> str:
+def _create(api: APIClient, image: str, route: str) -> str:
     labels = {"io.gpuprep.probe": "gpu-container", "io.gpuprep.route": route}
     if route == CDI_ROUTE:
         from docker.types import DeviceRequest
 
         host_config = api.create_host_config(network_mode="none", runtime=CDI_RUNTIME, device_requests=[
             DeviceRequest(driver="cdi", device_ids=[CDI_DEVICE])])
-        return api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"]
+        return str(api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"])
     if route == GPUS_ROUTE:
         from docker.types import DeviceRequest
 
         host_config = api.create_host_config(network_mode="none", device_requests=[
             DeviceRequest(count=-1, capabilities=[["gpu"]])])
-        return api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"]
+        return str(api.create_container(image, QUERY, host_config=host_config, labels=labels)["Id"])
     host_config = api.create_host_config(network_mode="none")
-    return api.create_container(image, QUERY, environment=ENVIRONMENT, host_config=host_config, labels=labels)["Id"]
+    return str(api.create_container(image, QUERY, environment=ENVIRONMENT, host_config=host_config,
+                                    labels=labels)["Id"])
 
 
-def _start_and_collect(host: Host, api, cid: str, image: str, route: str, timeout: float, started: float,
+def _start_and_collect(host: Host, api: APIClient, cid: str, image: str, route: str, timeout: float, started: float,
                        pull_seconds: float, cdi_hint: str) -> ProbeResult:
     import docker.errors
     import requests
@@ -427,7 +431,8 @@ def _start_and_collect(host: Host, api, cid: str, image: str, route: str, timeou
     words = ROUTE_WORDS[route]
     prefix = f"{words}: " if route != DEFAULT_ROUTE else ""
     try:
-        status = api.wait(cid, timeout=timeout)
+        # A float: docker-py hands it to requests (types-docker says int).
+        status = api.wait(cid, timeout=timeout)  # type: ignore[arg-type]
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
         return ProbeResult(False, TIMEOUT, f"{prefix}nvidia-smi in {image} did not finish within {timeout:g}s",
                            "a GPU call is hanging: look for XIDs (`dmesg | grep -i xid`) and enable persistence "
@@ -455,7 +460,7 @@ def _start_and_collect(host: Host, api, cid: str, image: str, route: str, timeou
                        route, seconds, pull_seconds, gpus, output=output, exit_code=code)
 
 
-def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE) -> str | None:
+def _pull(api: APIClient, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE) -> str | None:
     """Pull ``image`` with a bounded retry; None when done, else why it could not be pulled."""
     from docker.utils import parse_repository_tag
 
@@ -481,15 +486,21 @@ def _pull(api, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE)
             return exc
 
     def again(failed: BaseException | None, tries: int) -> None:
-        log.info("pulling %s failed (%s); trying again (%d of %d)", image, failed, tries + 1, PULL_ATTEMPTS)
+        log.info("pulling %s failed (%s); trying again (%d of %d)", image, _pull_error(failed), tries + 1,
+                 PULL_ATTEMPTS)
 
     log.info("pulling %s (up to %d attempts and %gs in all)", image, PULL_ATTEMPTS, deadline_s)
     cause = poll_until(attempt, lambda failed: failed is None, what=f"a pull of {image}", timeout_s=deadline_s,
                        interval_s=1.0, backoff=2.0, max_interval_s=8.0, tries=PULL_ATTEMPTS, level=logging.DEBUG,
                        on_miss=again).value
-    if cause is None:
-        return None
-    text = str(getattr(cause, "explanation", None) or cause).strip().splitlines()
+    return None if cause is None else _pull_error(cause)
+
+
+def _pull_error(cause: BaseException | None) -> str:
+    """What the Engine said about a pull, without docker-py's wrapping (``500 Server Error for
+    http+docker://localhost/v1.41/images/create?...: Internal Server Error ("...")``, issue 26): its
+    ``explanation``, the Engine's own message, first line."""
+    text = str(getattr(cause, "explanation", None) or cause or "").strip().splitlines()
     return text[0][:300] if text else type(cause).__name__
 
 

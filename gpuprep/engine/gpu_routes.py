@@ -14,10 +14,10 @@ from gpuprep.engine.gpu_container import (
     IMAGE,
     ROUTE_WORDS,
     RUN_TIMEOUT,
-    HostGpus,
     ProbeResult,
     route_took,
 )
+from gpuprep.gpu.view import HostGpus, host_gpus
 from gpuprep.host import Host
 
 
@@ -35,7 +35,7 @@ def configured_routes(info: dict[str, Any] | None, daemon_config: dict[str, Any]
     ``CDISpecDirs``; toolkit/stack.py decides), and also where daemon.json turns it on for an Engine that has it
     (25+) but the running one has not taken that up: that route then fails ``cdi-off``, saying dockerd must
     restart (SIGHUP does not turn CDI on)."""
-    from gpuprep.toolkit.stack import docker_cdi, engine_since
+    from gpuprep.engine.cdi import docker_cdi, engine_since
 
     config = daemon_config or {}
     version = str((info or {}).get("ServerVersion") or "") or None
@@ -100,7 +100,7 @@ def probe_routes(host: Host, image: str, routes: list[str] | tuple[str, ...] = (
 
     routes = list(routes)
     with ThreadPoolExecutor(max_workers=len(routes) + 1) as pool:
-        asked = pool.submit(gpu_container.host_gpus, host) if host_view is True else None
+        asked = pool.submit(host_gpus, host) if host_view is True else None
 
         def one(route: str, may_pull: bool) -> ProbeResult:
             return gpu_container.probe(host, image, route=route, host_view=None, pull=may_pull,

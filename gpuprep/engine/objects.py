@@ -6,15 +6,19 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gpuprep import hints
 from gpuprep.engine.dockerd import EngineDown
 from gpuprep.errors import BadInput
+from gpuprep.runner.needs import ENGINE
 from gpuprep.runner.steps import Context, Skip
+
+if TYPE_CHECKING:
+    from docker import APIClient, DockerClient
 
 log = logging.getLogger("gpuprep")
 
@@ -34,19 +38,21 @@ REMOVAL_TIMEOUT = 120
 class SealEngineRun:
     """What seal's Engine steps share in one run (``ctx.shared(SealEngineRun)``)."""
 
-    client: Any = None  # the docker-py client, pinged once: every step of seal asks for it
-    image_plan: tuple[list[dict], list[dict]] | None = None  # (remove, keep) rows, planned before any removal
+    client: DockerClient | None = None  # the docker-py client, pinged once: every step of seal asks for it
+    # (remove, keep) rows, planned before any removal
+    image_plan: tuple[list[dict[str, Any]], list[dict[str, Any]]] | None = None
     images_early: dict[str, BaseException | None] = field(default_factory=dict)  # removed during containers
-    kept_images: list[dict] | None = None  # the images step's kept rows, for the stamp
+    kept_images: list[dict[str, Any]] | None = None  # the images step's kept rows, for the stamp
 
 
 # -- the Docker Engine --------------------------------------------------------------------
-def engine(ctx: Context):
-    """The docker-py client, pinged; Skip with --root and no DOCKER_HOST; EngineDown when it is down."""
+def engine(ctx: Context) -> DockerClient:
+    """The docker-py client, pinged; Skip with --root and no DOCKER_HOST (the steps that need it declare ENGINE, and the
+    runner skips them first: this is for a step that only may ask, as seal's preflight); EngineDown when it is down."""
     host = ctx.host
     url = host.docker_url
     if url is None:
-        raise Skip("no Docker Engine with --root (set DOCKER_HOST to use one)")
+        raise Skip(ENGINE.reason)
     run = ctx.shared(SealEngineRun)
     if run.client is not None:
         return run.client
@@ -62,14 +68,15 @@ def engine(ctx: Context):
 
 
 @contextlib.contextmanager
-def removal_api(ctx: Context):
+def removal_api(ctx: Context) -> Iterator[APIClient]:
     """A low-level client with a connection pool as wide as the removal threads, closed afterwards."""
     import docker
 
-    client = engine(ctx)
-    api = docker.APIClient(base_url=ctx.host.docker_url, version=client.api.api_version, timeout=REMOVAL_TIMEOUT,
+    client, url = engine(ctx), ctx.host.docker_url
+    assert url is not None  # engine() raised Skip otherwise
+    api = docker.APIClient(base_url=url, version=client.api.api_version, timeout=REMOVAL_TIMEOUT,
                            max_pool_size=DOCKER_WORKERS + IMAGE_WORKERS)
-    if ctx.host.docker_url.startswith("unix:"):
+    if url.startswith("unix:"):
         # A unix socket has no proxy and no netrc: without this, requests looks both up for every removal.
         api.trust_env = False
     try:
@@ -78,12 +85,15 @@ def removal_api(ctx: Context):
         api.close()
 
 
-def parallel(fn: Callable[[Any], Any], items: Iterable[Any]) -> list[tuple[Any, BaseException | None]]:
+T = TypeVar("T")
+
+
+def parallel(fn: Callable[[T], object], items: Iterable[T]) -> list[tuple[T, Exception | None]]:
     items = list(items)
     if not items:
         return []
 
-    def run(item):
+    def run(item: T) -> tuple[T, Exception | None]:
         try:
             fn(item)
             return item, None
@@ -118,7 +128,7 @@ def human(size: int | None) -> str:
     return f"{size} B"
 
 
-def removal_order(rows: list[dict]) -> list[dict]:
+def removal_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Running containers first, then the others; within each, containers of one image together.
 
     Every layer the Engine removes makes it read the whole mount table (``RecursiveUnmount``), and the
@@ -148,7 +158,7 @@ def normal_tag(ref: str) -> str:
     return f"{normal_repo(repo)}:{tag}"
 
 
-def image_matches(ref: str, image: dict) -> bool:
+def image_matches(ref: str, image: dict[str, Any]) -> bool:
     """``ref`` names ``image`` by tag (``tiny``, ``tiny:1``, ``docker.io/library/tiny:1``), by digest
     (``repo@sha256:...`` or a bare ``sha256:...`` repo digest), or by id (``sha256:...`` or at least 12 hex)."""
     ref = ref.strip()
@@ -167,13 +177,13 @@ def image_matches(ref: str, image: dict) -> bool:
     return normal_tag(ref) in {normal_tag(t) for t in tags}
 
 
-def image_row(img: dict) -> dict:
+def image_row(img: dict[str, Any]) -> dict[str, Any]:
     tags = sorted(t for t in img.get("RepoTags") or [] if t != "<none>:<none>")
     digests = sorted(d for d in img.get("RepoDigests") or [] if "@" in d)
     return {"kind": "image", "id": img["Id"], "tags": tags, "digests": digests, "size": img.get("Size")}
 
 
-def image_line(row: dict, verb: str = "image") -> str:
+def image_line(row: dict[str, Any], verb: str = "image") -> str:
     names = ", ".join(row["tags"]) or "<untagged>"
     digests = row.get("digests") or []
     digest = f", {digests[0]}" + (f" (+{len(digests) - 1} more)" if len(digests) > 1 else "") if digests else ""
@@ -183,19 +193,20 @@ def image_line(row: dict, verb: str = "image") -> str:
     return f"{verb} {names} ({short_id(row['id'])}{digest}, {human(row.get('size'))})"
 
 
-def image_plan(ctx: Context) -> tuple[list[dict], list[dict]]:
+def image_plan(ctx: Context) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """``plan_images`` once per run, before anything is removed: the preview, the containers step (which
     starts removing images as their containers go) and the images step all see the same lists."""
     run = ctx.shared(SealEngineRun)
     if run.image_plan is None:
-        run.image_plan = plan_images(engine(ctx), list(ctx.options.keep_images))
+        run.image_plan = plan_images(engine(ctx), list(ctx.seal_options.keep_images))
     return run.image_plan
 
 
-def plan_images(client, keep_refs: list[str]) -> tuple[list[dict], list[dict]]:
+def plan_images(client: DockerClient, keep_refs: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(remove, keep) rows; BadInput when a --keep-image names no image (nothing removed yet)."""
     images = client.api.images()
-    keep, missing = {}, []
+    keep: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
     for ref in keep_refs:
         hits = [img for img in images if image_matches(ref, img)]
         if not hits:
@@ -210,7 +221,7 @@ def plan_images(client, keep_refs: list[str]) -> tuple[list[dict], list[dict]]:
     return sorted(remove, key=order), sorted(keep.values(), key=order)
 
 
-def remove_image(api, row: dict) -> None:
+def remove_image(api: APIClient, row: dict[str, Any]) -> None:
     """Remove one planned image; an image already gone counts as removed."""
     # By tag where tagged: an image that is also the parent of a kept image loses its tags and stays as a
     # layer; removing it by id would fail ("image has dependent child images").

@@ -4,8 +4,8 @@ but ``--keep-image``, removed while the containers still go)."""
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from gpuprep import hints
 from gpuprep.engine.dockerd import EngineDown
@@ -26,15 +26,22 @@ from gpuprep.engine.objects import (
 from gpuprep.errors import StepFailed
 from gpuprep.poll import poll_until
 from gpuprep.report import plural
+from gpuprep.runner.needs import ENGINE
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step
+
+if TYPE_CHECKING:
+    from docker import APIClient
 
 log = logging.getLogger("gpuprep")
 
-class ContainersStep(Step):
+class ContainersStep(Step[list[dict[str, Any]]]):
+    """Its plan: the rows of the containers to remove (the JSON's data["remove"])."""
+
     id = "containers"
     title = "stop and remove every container, the ECS agent's included"
+    needs = (ENGINE,)
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[list[dict[str, Any]]] | Converged:
         client = engine(ctx)
         if ctx.selected("images") and ctx.shared(SealEngineRun).image_plan is None:
             # The images step's list is wanted before the first removal (each image goes as soon as its
@@ -55,16 +62,16 @@ class ContainersStep(Step):
         lines = [f"container {r['name']} ({r['id'][:12]}, {r['image']}, {r['state']})" for r in rows]
         return Change(f"remove {plural(len(rows), 'container')} ({running} running)",
                       commands=[["docker", "rm", "--force", "--volumes", "<each container>"]],
-                      data={"remove": rows, "lines": lines}, payload=rows)
+                      data={"remove": rows}, lines=lines, payload=rows)
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[list[dict[str, Any]]]) -> Applied:
         rows = change.payload
         with removal_api(ctx) as api:
             # With the images step selected, each image goes as soon as its last container has: the Engine
             # deletes images while it is still removing containers, instead of after.
             early = EarlyImages(ctx, api, rows) if ctx.selected("images") else None
 
-            def remove(row):
+            def remove(row: dict[str, Any]) -> None:
                 # force: the Engine kills a running container first, as `docker rm -f` does
                 try:
                     api.remove_container(row["id"], force=True, v=True)
@@ -74,7 +81,7 @@ class ContainersStep(Step):
                 if early is not None:
                     early.container_gone(row)
 
-            def remove_all(rows: list[dict]) -> list[tuple[dict, BaseException]]:
+            def remove_all(rows: list[dict[str, Any]]) -> list[tuple[dict[str, Any], BaseException]]:
                 # 409: the Engine is removing it already
                 return [(r, e) for r, e in parallel(remove, rows) if e is not None and api_status(e) != 409]
 
@@ -89,7 +96,7 @@ class ContainersStep(Step):
                 log.info("waiting to remove %d containers the Engine refused: %s", len(refused),
                          engine_said(refused[0][1]))
 
-                def again() -> list[tuple[dict, BaseException]]:
+                def again() -> list[tuple[dict[str, Any], BaseException]]:
                     nonlocal refused
                     refused = remove_all([r for r, _ in refused])
                     return refused
@@ -134,7 +141,7 @@ class EarlyImages:
     (a parent image refuses until its children are gone).
     """
 
-    def __init__(self, ctx: Context, api, containers: list[dict]) -> None:
+    def __init__(self, ctx: Context, api: APIClient, containers: list[dict[str, Any]]) -> None:
         import threading
 
         self.ctx, self.api = ctx, api
@@ -145,7 +152,7 @@ class EarlyImages:
                 self.users.setdefault(c["image_id"], set()).add(c["id"])
         self.lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=IMAGE_WORKERS, thread_name_prefix="seal-image")
-        self.futures: dict[str, Any] = {}
+        self.futures: dict[str, Future[None]] = {}
         for image_id in self.rows:
             if image_id not in self.users:
                 self._submit(image_id)
@@ -155,7 +162,7 @@ class EarlyImages:
             if image_id not in self.futures:
                 self.futures[image_id] = self.pool.submit(remove_image, self.api, self.rows[image_id])
 
-    def container_gone(self, row: dict) -> None:
+    def container_gone(self, row: dict[str, Any]) -> None:
         with self.lock:
             users = self.users.get(row.get("image_id", ""))
             if users is None:
@@ -166,7 +173,7 @@ class EarlyImages:
             del self.users[row["image_id"]]
         self._submit(row["image_id"])
 
-    def finish(self) -> list[dict]:
+    def finish(self) -> list[dict[str, Any]]:
         """Wait for the removals started; the rows of the images removed."""
         self.pool.shutdown(wait=True)
         outcomes = {image_id: f.exception() for image_id, f in self.futures.items()}
@@ -174,29 +181,33 @@ class EarlyImages:
         return [self.rows[i] for i, exc in outcomes.items() if exc is None]
 
 
-class ImagesStep(Step):
+class ImagesStep(Step[list[dict[str, Any]]]):
+    """Its plan: the rows of the images to remove (the JSON's data["remove"])."""
+
     id = "images"
     title = "remove every image except those named by --keep-image (reported with digest and size)"
+    needs = (ENGINE,)
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[list[dict[str, Any]]] | Converged:
         remove, keep = image_plan(ctx)
         kept = [{k: r[k] for k in ("refs", "id", "tags", "digests", "size")} for r in keep]
         ctx.shared(SealEngineRun).kept_images = kept
         kept_lines = [image_line(r, "keep") for r in keep]
         kept_note = f"; kept {len(keep)}" if keep else ""
         if not remove:
-            return Converged(f"no images to remove{kept_note}", data={"kept": kept, "lines": kept_lines})
+            return Converged(f"no images to remove{kept_note}", data={"kept": kept},
+                             lines=kept_lines)
         lines = [image_line(r) for r in remove] + kept_lines
         return Change(f"remove {plural(len(remove), 'image')}{kept_note}",
                       commands=[["docker", "rmi", "--force", "<each image>"]],
-                      data={"remove": remove, "kept": kept, "lines": lines}, payload=remove)
+                      data={"remove": remove, "kept": kept}, lines=lines, payload=remove)
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[list[dict[str, Any]]]) -> Applied:
         # Images the containers step removed already (as their containers went) are done; refusals are
         # tried again here, with the rest.
         early = ctx.shared(SealEngineRun).images_early
         pending = [r for r in change.payload if r["id"] not in early or early[r["id"]] is not None]
-        failed: list[tuple[dict, BaseException]] = []
+        failed: list[tuple[dict[str, Any], BaseException]] = []
         if pending:
             with removal_api(ctx) as api:
                 # A parent image can only go after its children: retry conflicts while each round makes progress.

@@ -9,8 +9,8 @@ and whether a transaction may have replaced daemon.json: nvidia-docker2 <= 2.4.0
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from gpuprep import hints
 from gpuprep.engine import daemon_config
@@ -18,7 +18,13 @@ from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
 from gpuprep.errors import StepFailed
 from gpuprep.packages.steps import PackagesRun
 from gpuprep.report import StepResult
-from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, Verify
+from gpuprep.runner.needs import Engine
+from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, Verify
+
+if TYPE_CHECKING:
+    from gpuprep.engine.dockerd import EngineProcess, Rollback
+    from gpuprep.engine.gpu_routes import Routes
+    from gpuprep.host import Host
 
 log = logging.getLogger("gpuprep")
 
@@ -29,31 +35,40 @@ class DaemonJsonRun:
 
     planned: bool = False  # the plan changes the file (what a dry run's docker-reload goes by)
     changed: bool = False  # the file was changed
-    rollback: Any = None  # dockerd.Rollback: what restores the file if the Engine refuses it
-    engine: Any = None  # dockerd.EngineProcess that docker-reload signalled or restarted in this run
+    rollback: Rollback | None = None  # what restores the file if the Engine refuses it
+    engine: EngineProcess | None = None  # the dockerd that docker-reload signalled or restarted in this run
     verified: bool = False  # the Engine showed the change: daemon.json is the last good config now
     docker_cdi_planned: bool = False  # --docker-cdi turns features.cdi on in this edit (a restart, not SIGHUP)
     restart: bool = False  # an edit of keys dockerd reads only at start (default-ulimits: docker-memlock)
 
 
 def runtime_path(ctx: Context) -> str:
-    return ctx.options.runtime_path or ctx.shared(PackagesRun).runtime_path or DEFAULT_RUNTIME_PATH
+    return ctx.install_options.runtime_path or ctx.shared(PackagesRun).runtime_path or DEFAULT_RUNTIME_PATH
 
 
 def wants_default(ctx: Context) -> bool:
-    return ctx.options.default_runtime
+    return ctx.install_options.default_runtime
 
 
-def _no_engine_reason() -> str:
-    return "needs a running Docker Engine: acting on --root (set DOCKER_HOST to use one)"
+# install's words for it (seal's containers and images say runner/needs.py's ENGINE's)
+NO_ENGINE = Engine("needs a running Docker Engine: acting on --root (set DOCKER_HOST to use one)")
 
 
 # -- docker-service -------------------------------------------------------------------------
-class DockerServiceStep(Step):
+@dataclass
+class _ServicePlan:
+    """The docker-service step's plan: the init system's verbs for the service ("enable", "start"); or, for a
+    SysV image in --root, ``chkconfig NAME on`` run inside the image (``_chkconfig_in_root``)."""
+
+    verbs: list[str] = field(default_factory=list)
+    chkconfig_in_root: bool = False
+
+
+class DockerServiceStep(Step[_ServicePlan]):
     id = "docker-service"
     title = "Docker enabled at boot and running (systemd, or upstart/SysV on Amazon Linux 1)"
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[_ServicePlan] | Converged:
         from gpuprep.engine.dockerd import docker_info
         from gpuprep.services import Services
 
@@ -70,9 +85,9 @@ class DockerServiceStep(Step):
         state = services.state(name)
         if state.enabled == "not-found":
             if ctx.dry_run:
+                verbs = ["enable", "start"] if host.live else ["enable"]
                 return Change(f"enable and start {name} once the packages step installed it",
-                              commands=[services.argv("enable", name)]
-                              + ([services.argv("start", name)] if host.live else []))
+                              commands=[services.argv(v, name) for v in verbs], payload=_ServicePlan(verbs))
             raise StepFailed(f"{name} is not installed here", "install Docker first: `gpuprep install --only packages`")
         todo = [] if state.is_enabled else ["enable"]
         if host.live and not state.running:
@@ -82,21 +97,21 @@ class DockerServiceStep(Step):
             return Converged(f"{name} is enabled" + (" and running" if host.live else "") + where,
                              {"enabled": state.enabled, "active": state.active})
         return Change(f"{' and '.join(todo)} {name}{where}", commands=[services.argv(v, name) for v in todo],
-                      data={"enabled": state.enabled, "active": state.active}, payload=todo)
+                      data={"enabled": state.enabled, "active": state.active}, payload=_ServicePlan(todo))
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[_ServicePlan]) -> Applied:
         from gpuprep.engine.dockerd import DockerdDidNotStart, wait_ready
         from gpuprep.services import Services
 
-        if isinstance(change.payload, _InRoot):
-            for argv in change.commands:
-                ctx.host.run(argv, timeout=120, hint=f"run `{' '.join(argv)}` by hand to see why")
+        name = ctx.platform.docker_service
+        if change.payload.chkconfig_in_root:
+            argv = _chkconfig_in_root(ctx.host, name)
+            ctx.host.run(argv, timeout=120, hint=f"run `{' '.join(argv)}` by hand to see why")
             return Applied()
         services = Services(ctx.host, ctx.platform)
-        name = ctx.platform.docker_service
-        for verb in change.payload:
+        for verb in change.payload.verbs:
             getattr(services, verb)(name)
-        if "start" in change.payload and ctx.host.docker_url:
+        if "start" in change.payload.verbs and ctx.host.docker_url:
             try:
                 wait_ready(ctx.host.docker_url)
             except DockerdDidNotStart as exc:
@@ -115,11 +130,11 @@ def _readable_daemon_json(ctx: Context) -> None:
         raise BadInput(f"{exc.message}: dockerd would not start with it", exc.hint, data=exc.data) from None
 
 
-class _InRoot:
-    """The docker-service change for a SysV image (--root): commands run inside the image."""
+def _chkconfig_in_root(host: Host, name: str) -> list[str]:
+    return ["chroot", str(host.root), "chkconfig", name, "on"]
 
 
-def _plan_sysv_in_root(ctx: Context, name: str) -> Change | Converged:
+def _plan_sysv_in_root(ctx: Context, name: str) -> Change[_ServicePlan] | Converged:
     """Amazon Linux 1 inside --root: docker is a SysV script; ``chkconfig docker on`` records "on" as
     /etc/rc.d/rcN.d/S..docker links. chkconfig has no --root, and run outside the image it would
     enable the build machine's docker, so it runs inside the image through chroot."""
@@ -127,7 +142,7 @@ def _plan_sysv_in_root(ctx: Context, name: str) -> Change | Converged:
     if not any(host.exists(f"{d}/{name}") for d in ("/etc/rc.d/init.d", "/etc/init.d")):
         if ctx.dry_run:
             return Change(f"enable {name} once the packages step installed it (in --root: for the next boot only)",
-                          commands=[["chroot", str(host.root), "chkconfig", name, "on"]], payload=_InRoot())
+                          commands=[_chkconfig_in_root(host, name)], payload=_ServicePlan(chkconfig_in_root=True))
         raise StepFailed(f"{name} is not installed in {host.root}: no /etc/rc.d/init.d/{name}",
                          "install Docker first: `gpuprep install --only packages`")
     links = [p for level in "345" for d in (f"/etc/rc.d/rc{level}.d", f"/etc/rc{level}.d")
@@ -135,15 +150,15 @@ def _plan_sysv_in_root(ctx: Context, name: str) -> Change | Converged:
     if links:
         return Converged(f"{name} is enabled (in --root: for the next boot; {links[0].name} in runlevels 3-5)")
     return Change(f"enable {name} (in --root: enabled for the next boot only)",
-                  commands=[["chroot", str(host.root), "chkconfig", name, "on"]], payload=_InRoot())
+                  commands=[_chkconfig_in_root(host, name)], payload=_ServicePlan(chkconfig_in_root=True))
 
 
 # -- docker-runtime -------------------------------------------------------------------------
-class DockerRuntimeStep(Step):
+class DockerRuntimeStep(Step[daemon_config.DaemonJsonEdit]):
     id = "docker-runtime"
     title = "daemon.json: register the nvidia runtime and make it Docker's default (backup, atomic write)"
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[daemon_config.DaemonJsonEdit] | Converged:
         host, path = ctx.host, ctx.platform.daemon_json
         elsewhere = daemon_config.runtime_in_runtimes_dir(host, ctx.platform.runtimes_dir)
         flag_path = _flag_path_for_old_engine(ctx) if elsewhere and wants_default(ctx) else None
@@ -170,10 +185,10 @@ class DockerRuntimeStep(Step):
         return Change(edit.summary, diff=edit.diff, commands=commands,
                       data={**data, "merged": [c.label for c in edit.merged]}, payload=edit)
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[daemon_config.DaemonJsonEdit]) -> Applied:
         from gpuprep.engine.dockerd import Rollback
 
-        edit: daemon_config.DaemonJsonEdit = change.payload
+        edit = change.payload
         note = daemon_config.validate_with_dockerd(ctx.host, edit.after, *_validator(ctx)) \
             if edit.changes_file else ""
         previous = edit.before.encode() if edit.before is not None else None
@@ -184,7 +199,7 @@ class DockerRuntimeStep(Step):
             run.rollback = Rollback(edit.path, previous)
         backup = daemon_config.apply_edit(ctx.host, edit)
         run.changed = edit.changes_file
-        if edit.changes_file:
+        if edit.changes_file and run.rollback is not None:  # registered above
             run.rollback.backup = str(backup) if backup else None
         extra = [f"backup {backup}" if backup else "", note]
         return Applied(edit.summary + "".join(f"; {e}" for e in extra if e))
@@ -221,9 +236,9 @@ def _engine_version(ctx: Context) -> str | None:
 def _docker_cdi_flag(ctx: Context) -> bool:
     """--docker-cdi: whether daemon.json needs features.cdi (off by default before the Engine the knowledge table
     docker-cdi names, moby/moby PR 49963; an explicit false is turned true). StepFailed on an Engine without CDI."""
-    if not ctx.options.docker_cdi:
+    if not ctx.install_options.docker_cdi:
         return False
-    from gpuprep.toolkit.stack import engine_since, since_text
+    from gpuprep.engine.cdi import engine_since, since_text
 
     version = _engine_version(ctx)
     parts = tuple(int(x) for x in (version or "").split(".")[:2] if x.isdigit())
@@ -290,16 +305,26 @@ def _validator(ctx: Context) -> tuple[str | None, str]:
 
 
 # -- docker-reload --------------------------------------------------------------------------
-class DockerReloadStep(Step):
+@dataclass
+class _Reload:
+    """The docker-reload step's plan: how dockerd takes up daemon.json, and what docker info must then show."""
+
+    proc: EngineProcess | None  # None only in a dry run: a real run without it stops in plan
+    action: str  # "reload" (SIGHUP) or "restart"
+    unit_changed: bool  # docker.service changed on disk: systemctl daemon-reload first
+    want_default: str
+    want_path: str | None
+
+
+class DockerReloadStep(Step[_Reload]):
     id = "docker-reload"
     title = "dockerd takes up daemon.json: SIGHUP or restart, verified by docker info, rolled back on failure"
+    needs = (NO_ENGINE,)
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[_Reload] | Converged:
         from gpuprep.engine.dockerd import docker_info, find_engine_process, need_daemon_reload, runtimes_of
 
         host = ctx.host
-        if host.docker_url is None:
-            raise Skip(_no_engine_reason())
         _, config = daemon_config.read_config(host, ctx.platform.daemon_json)
         proc = find_engine_process(host)
         info = docker_info(host)
@@ -350,18 +375,18 @@ class DockerReloadStep(Step):
                              "then run gpuprep again")
         commands = _commands(host, action, proc, unit_changed)
         return Change(f"{action} dockerd: {'; '.join(reasons)}", commands=commands, data=decision,
-                      payload=(proc, action, unit_changed, want_default, want_path))
+                      payload=_Reload(proc, action, unit_changed, want_default, want_path))
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[_Reload]) -> Applied:
         from gpuprep.engine.dockerd import apply_config
 
-        proc, action, unit_changed, want_default, want_path = change.payload
-        edit = ctx.shared(DaemonJsonRun)
+        plan, edit = change.payload, ctx.shared(DaemonJsonRun)
+        assert plan.proc is not None  # plan raised StepFailed without it (a dry run never applies)
         rollback = edit.rollback if edit.changed else None
-        edit.engine = proc  # before the signal: a run interrupted from here on brings dockerd back
-        outcome = apply_config(ctx.host, proc, action=action, name=RUNTIME_NAME,
-                               default=want_default == RUNTIME_NAME, path=want_path,
-                               daemon_reload=unit_changed, rollback=rollback)
+        edit.engine = plan.proc  # before the signal: a run interrupted from here on brings dockerd back
+        outcome = apply_config(ctx.host, plan.proc, action=plan.action, name=RUNTIME_NAME,
+                               default=plan.want_default == RUNTIME_NAME, path=plan.want_path,
+                               daemon_reload=plan.unit_changed, rollback=rollback)
         edit.verified = True
         data = {**change.data, "done": outcome.action, "pid_before": outcome.pid_before,
                 "pid_after": outcome.pid_after}
@@ -371,7 +396,7 @@ class DockerReloadStep(Step):
         return recover_if_interrupted(ctx, failed)
 
 
-def _commands(host, action: str, proc, unit_changed: bool) -> list[list[str]]:
+def _commands(host: Host, action: str, proc: EngineProcess | None, unit_changed: bool) -> list[list[str]]:
     """What docker-reload will run, as ``restart`` decides it (listed by --dry-run)."""
     from gpuprep.engine.dockerd import SYSV_RESTART, sysv_managed
 
@@ -387,20 +412,18 @@ def _commands(host, action: str, proc, unit_changed: bool) -> list[list[str]]:
 
 
 # -- gpu-check ------------------------------------------------------------------------------
-class GpuCheckStep(Verify):
+class GpuCheckStep(Verify["Routes"]):
     id = "gpu-check"
     title = ("Prove it: nvidia-smi in a container with no --runtime flag, and through CDI where Docker's CDI is on, "
              "sees the host's GPUs; and a CUDA kernel runs in it (where the image has python3)")
 
-    def plan(self, ctx: Context) -> Change:
+    def plan(self, ctx: Context) -> Change[Routes]:
         from gpuprep.engine.cuda_container import run_argv as cuda_argv
         from gpuprep.engine.dockerd import EngineDown, docker_info
         from gpuprep.engine.gpu_container import ROUTE_WORDS, run_argv
         from gpuprep.engine.gpu_routes import CDI_ROUTE, configured_routes
 
-        image = ctx.options.image
-        if ctx.host.docker_url is None:
-            raise Skip(_no_engine_reason())
+        image = ctx.install_options.image
         try:
             info = docker_info(ctx.host)
         except EngineDown:
@@ -415,14 +438,14 @@ class GpuCheckStep(Verify):
                       "proof in it", commands=[*(run_argv(image, r) for r in routes.routes), cuda_argv(image)],
                       data={"routes": routes.routes, "cdi_why": routes.why}, payload=routes)
 
-    def verify(self, ctx: Context, change: Change) -> Converged:
+    def verify(self, ctx: Context, change: Change[Routes]) -> Converged:
         from concurrent.futures import ThreadPoolExecutor
 
         from gpuprep.engine import cuda_container
         from gpuprep.engine.gpu_routes import probe_routes
 
         routes = change.payload
-        image = ctx.options.image
+        image = ctx.install_options.image
         with ThreadPoolExecutor(max_workers=1) as pool:
             # The CUDA proof's container runs beside nvidia-smi's: the step costs about one container, not two.
             cuda_run = pool.submit(cuda_container.prove, ctx.host, image)

@@ -1,6 +1,6 @@
-"""gpu checks of the boards and the services beside the driver (issue 28, items 4, 7, 8, 10): each GPU's PCIe link,
-one VBIOS across the GPUs, nvidia-persistenced's socket before ECS starts, MPS's pipe directory, and the sources
-that must list the GPUs.
+"""gpu checks of the boards and the services beside the driver (issue 28, items 4, 7, 8): each GPU's PCIe link,
+one VBIOS across the GPUs, nvidia-persistenced's socket before ECS starts, MPS's pipe directory. (Item 10, the sources
+that must list the GPUs, reads ecs-init's file too: ``ecs/gpu_sources.py``.)
 
 Facts (docs/domain.md, "Added 2026-12-07"; the fleet tools facebookresearch/gcm, Azure/azurehpc-health-checks and
 awslabs' GPU cluster health check run the same tests):
@@ -18,17 +18,16 @@ awslabs' GPU cluster health check run the same tests):
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any
 
-from gpuprep.ecs.config import GPU_INFO as ECS_GPU_INFO  # ecs-init's {"DriverVersion", "GPUIDs": [...]}
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import QUERY_TIMEOUT, _pci_gpus, _short_list
+from gpuprep.gpu.checks import _pci_gpus, _short_list
 from gpuprep.poll import poll_until
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.needs import LIVE
 
 # -- item 7: PCIe link ----------------------------------------------------------------------------------------------
 _SPEED = re.compile(r"^([\d.]+)\s*GT/s")
@@ -126,8 +125,8 @@ def wait_for_socket(path: str, wait_s: float, poll_s: float = PERSISTENCED_POLL_
 @probe
 def persistenced_socket(p: Probes) -> tuple[bool, float]:
     """The socket is there (the boot gate waits for it, bounded, where persistence is required), and the wait."""
-    from gpuprep.ec2.checks import probe_instance_type
     from gpuprep.ec2.instance_types import lookup
+    from gpuprep.ec2.probes import probe_instance_type
 
     it = probe_instance_type(p).value
     spec = lookup(it) if it else None
@@ -136,8 +135,8 @@ def persistenced_socket(p: Probes) -> tuple[bool, float]:
 
 
 def check_persistenced_socket(probes: Probes) -> Verdict:
-    from gpuprep.ec2.checks import probe_instance_type
     from gpuprep.ec2.instance_types import lookup
+    from gpuprep.ec2.probes import probe_instance_type
 
     _pci_gpus(probes)
     it = probe_instance_type(probes).value
@@ -206,60 +205,13 @@ def check_mps_pipe(probes: Probes) -> Verdict:
                    "MPS share the GPU", data=data)
 
 
-# -- item 10: the sources that must list GPUs ---------------------------------------------------------------------
-
-
-def _gpu_info_count(probes: Probes) -> int | None:
-    raw = probes.host.read_text(ECS_GPU_INFO)
-    if raw is None:
-        return None
-    try:
-        ids = json.loads(raw).get("GPUIDs")
-    except (ValueError, AttributeError):
-        return 0
-    return len(ids) if isinstance(ids, list) else 0
-
-
-def check_sources_listed(probes: Probes) -> Verdict:
-    from gpuprep.ec2.checks import probe_instance_type
-    from gpuprep.ec2.instance_types import lookup
-
-    it = probe_instance_type(probes).value
-    spec = lookup(it) if it else None
-    pci = inventory.probe_pci(probes)
-    if spec is None and not (pci.present and pci.gpus):
-        raise NotApplicable("not a GPU instance type gpuprep's table lists, and no NVIDIA GPU on the PCI bus")
-    counts: dict[str, int | None] = {"PCI": len(pci.gpus) if pci.present else None}
-    nodes = inventory.probe_nodes(probes)
-    counts["/dev"] = len(nodes.gpus) if nodes.present else None
-    query = inventory.probe_query(probes)
-    counts["NVML"] = len(query.gpus) if query.answered else None
-    counts[ECS_GPU_INFO] = _gpu_info_count(probes)
-    why = f"a {it}" if spec is not None else "a host with NVIDIA GPUs on its PCI bus"
-    empty = [k for k, v in counts.items() if v == 0]
-    unread = [k for k in ("PCI", "/dev") if counts[k] is None] if probes.host.live else []
-    data = {"counts": counts, "instance_type": it, "empty": empty, "unread": unread}
-    if empty or unread:
-        said = ", ".join([f"{k} lists no GPU" for k in empty] + [f"{k} cannot be read" for k in unread])
-        fix = (f"`rm {probes.host.path(ECS_GPU_INFO)} && systemctl restart ecs` (ecs-init rewrites it from NVML)"
-               if empty == [ECS_GPU_INFO] else
-               "the driver does not serve the GPUs: `journalctl -k -b | grep -E 'NVRM|nvidia'`; `sudo nvidia-smi`; "
-               "reboot; if it recurs, stop and start the instance (other hardware)")
-        return Verdict(Status.CRITICAL, f"{said} on {why}: fail closed, this host must not take GPU tasks", fix, data)
-    shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v is not None)
-    return Verdict(Status.OK, f"every source lists GPUs on {why}: {shown}", data=data)
-
-
 CHECKS = [
     Check("gpu-pcie-link", "gpu", "each GPU's PCIe link at its maximum width (sysfs current_link_* vs max_link_*)",
           check_pcie_link, timeout=5),
     Check("gpu-vbios", "gpu", "one VBIOS version across the GPUs (/proc/driver/nvidia/gpus)", check_vbios, timeout=5),
     Check("gpu-persistenced-socket", "gpu", "nvidia-persistenced's socket is there before ECS starts (the boot gate "
           "waits for it, bounded, where persistence is required)", check_persistenced_socket,
-          timeout=PERSISTENCED_WAIT_S + 5, needs_live=True, boot=True),
+          timeout=PERSISTENCED_WAIT_S + 5, needs=(LIVE,), boot=True),
     Check("gpu-mps-pipe", "gpu", "no MPS daemon on the default pipe directory /tmp/nvidia-mps (it captures every GPU "
           "container)", check_mps_pipe, timeout=5),
-    Check("gpu-sources-listed", "gpu", "on a GPU instance type, every source that must list GPUs lists some (PCI, "
-          "/dev, NVML, ecs-init's nvidia-gpu-info.json): fail closed", check_sources_listed, timeout=QUERY_TIMEOUT,
-          boot=True),
 ]

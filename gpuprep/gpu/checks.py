@@ -2,7 +2,7 @@
 
 Views come from ``gpuprep.gpu`` probes (each read once per run). Checks that need only sysfs, /dev,
 /proc or the driver's libraries work inside ``--root``; those that ask NVML or the kernel log are
-``needs_live``. A host with no NVIDIA GPU gets one critical finding (``gpu-pci``); the checks that
+needing ``LIVE``. A host with no NVIDIA GPU gets one critical finding (``gpu-pci``); the checks that
 would only repeat it are skipped with that reason.
 """
 
@@ -14,11 +14,11 @@ from gpuprep.gpu import devices, inventory, kernel_log
 from gpuprep.gpu import query as gpu_query
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.needs import LIVE
 
 NO_GPU = "no NVIDIA GPU on this host"
 VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
-# NVML, or (when the binding cannot load) nvidia-smi's CSV and -q, each within the init allowance.
-QUERY_TIMEOUT = 2 * gpu_query.MAX_INIT_S + 5
+QUERY_TIMEOUT = gpu_query.QUERY_TIMEOUT  # the timeout of each check that asks NVML
 FILE_TIMEOUT = 3.0
 
 PERSISTENCE_FIX = (
@@ -85,7 +85,8 @@ def check_pci(probes: Probes) -> Verdict:
             "attached: `lspci -d 10de:` lists NVIDIA PCI devices",
             {"count": 0, "bus_ids": []},
         )
-    data = {"count": len(pci.gpus), "bus_ids": [f.bus_id for f in pci.gpus],
+    bus_ids = [f.bus_id for f in pci.gpus]
+    data = {"count": len(pci.gpus), "bus_ids": bus_ids,
             "functions": [{"bus_id": f.bus_id, "device_id": f.device_id, "class": f.class_code, "driver": f.driver}
                           for f in pci.gpus]}
     nouveau = [f.bus_id for f in pci.gpus if f.driver == "nouveau"]
@@ -106,8 +107,8 @@ def check_pci(probes: Probes) -> Verdict:
             "(look for `RmInitAdapter failed`); reboot; if it recurs, stop and start the instance (other hardware)",
             data,
         )
-    others = sorted({f.driver for f in pci.gpus if f.driver not in (None, "nvidia")})
-    summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(data['bus_ids'])})"
+    others = sorted({f.driver for f in pci.gpus if f.driver is not None and f.driver != "nvidia"})
+    summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(bus_ids)})"
     if others:
         return Verdict(Status.WARNING, summary + f", some bound to {', '.join(others)}",
                        "GPUs bound to another driver (e.g. vfio-pci for passthrough) are not usable by "
@@ -366,21 +367,21 @@ CHECKS = [
     Check("gpu-kernel-module", "gpu", "the nvidia kernel module is loaded, and its version", check_kernel_module,
           timeout=FILE_TIMEOUT, boot=True),
     Check("gpu-nvml", "gpu", "NVML (or nvidia-smi) answers for every GPU", check_nvml,
-          timeout=QUERY_TIMEOUT, needs_live=True, boot=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,), boot=True),
     Check("gpu-count", "gpu", "PCI, /dev and NVML count the same GPUs", check_count,
           timeout=QUERY_TIMEOUT, boot=True),
     Check("gpu-driver-version", "gpu", "driver userland and kernel module versions agree", check_driver_version,
           timeout=QUERY_TIMEOUT, boot=True),
     Check("gpu-persistence", "gpu", "persistence mode is on for every GPU", check_persistence,
-          timeout=QUERY_TIMEOUT, needs_live=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,)),
     Check("gpu-ecc", "gpu", "no uncorrected ECC errors since the driver loaded", check_ecc,
-          timeout=QUERY_TIMEOUT, needs_live=True, boot=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,), boot=True),
     Check("gpu-row-remap", "gpu", "no row remap pending or failed (A100 and newer)", check_row_remap,
-          timeout=QUERY_TIMEOUT, needs_live=True, boot=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,), boot=True),
     Check("gpu-retired-pages", "gpu", "no page retirement pending (GPUs before A100)", check_retired_pages,
-          timeout=QUERY_TIMEOUT, needs_live=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,)),
     Check("gpu-clocks", "gpu", "no HW slowdown or thermal clock events", check_clocks,
-          timeout=QUERY_TIMEOUT, needs_live=True),
+          timeout=QUERY_TIMEOUT, needs=(LIVE,)),
     Check("gpu-xid", "gpu", "XIDs and NVRM errors in this boot's kernel log, classified", check_xids,
-          timeout=kernel_log.KERNEL_LOG_TIMEOUT_S + kernel_log.KMSG_DEADLINE_S + 1, needs_live=True),
+          timeout=kernel_log.KERNEL_LOG_TIMEOUT_S + kernel_log.KMSG_DEADLINE_S + 1, needs=(LIVE,)),
 ]

@@ -19,7 +19,7 @@ from typing import Any
 
 from gpuprep.errors import CommandError
 from gpuprep.gpu.query import MOVE_HARDWARE, Cause, init_allowance_s
-from gpuprep.host import Host
+from gpuprep.host import Host, Started
 
 PROOF_FILE = Path(__file__).with_name("cuda_proof.py")
 JIT_ALLOWANCE_S = 10.0  # the PTX JIT and one launch per GPU, beyond the driver's init
@@ -152,29 +152,87 @@ def proof_timeouts(n_gpus: int) -> tuple[float, float]:
     return inner, inner + EXIT_GRACE_S
 
 
+def _argv() -> list[str]:
+    # -I: no user site, no PYTHON* variables; -S: no site at all, so no .pth file of the host's Python (a
+    # numba-cuda redirector costs ~25 ms per start on NVIDIA's images: bench/RESULTS.md, 2026-12-07): the proof
+    # imports nothing outside the standard library.
+    return [sys.executable, "-I", "-S", str(PROOF_FILE)]
+
+
+class PendingProof:
+    """The proof's child, started; ``result()`` waits for it, bounded, and reads its report.
+
+    Started as soon as doctor knows the running system has GPUs and a loaded driver (``start_early``), so the
+    child's cuInit and PTX JIT run while doctor imports its checks and reads the host: the proof is most of a
+    live doctor's wall time on a GPU host (bench/RESULTS.md).
+    """
+
+    def __init__(self, host: Host, n_gpus: int) -> None:
+        inner, self.outer = proof_timeouts(n_gpus)
+        self.n_gpus = n_gpus
+        self.started = time.monotonic()
+        self.proc: Started | None = None
+        self.error = ""
+        try:
+            self.proc = host.start(_argv(), env={"GPUPREP_CUDA_DEADLINE_S": f"{inner:g}"})
+        except OSError as exc:
+            self.error = f"cannot run {sys.executable}: {exc.strerror or exc}"
+
+    def result(self) -> CudaProof:
+        if self.proc is None:
+            return CudaProof(error=self.error)
+        try:
+            done = Host.collect(self.proc, max(0.0, self.started + self.outer - time.monotonic()))
+        except CommandError:
+            return CudaProof(error=f"the CUDA proof did not finish within {self.outer:g}s",
+                             duration_ms=(time.monotonic() - self.started) * 1000)
+        took = (time.monotonic() - self.started) * 1000
+        report = parse_report(done.stdout)
+        if report is None:
+            said = (done.stderr or done.stdout).strip().splitlines()
+            return CudaProof(exit_code=done.returncode, duration_ms=took,
+                             error=f"the CUDA proof exited {done.returncode} without a report"
+                             + (f": {said[-1][:300]}" if said else ""))
+        return CudaProof(report, done.returncode, duration_ms=took)
+
+    def discard(self) -> None:
+        """Kill the child if it still runs (a doctor that ends before asking, or a proof past its bound)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            Host.collect(self.proc, EXIT_GRACE_S)
+
+
+_early: dict[int, PendingProof] = {}  # by id(host): the proof start_early began for that host's run
+
+
+def start_early(host: Host) -> PendingProof | None:
+    """Begin the proof now, for ``gpu-cuda`` to collect, where it will run: the running system, with NVIDIA GPUs
+    and the nvidia module loaded (gpu-cuda's own conditions). The caller discards it when doctor ends."""
+    from gpuprep.gpu.devices import read_pci
+
+    if not host.live or host.read_text("/proc/driver/nvidia/version") is None:
+        return None
+    n_gpus = len(read_pci(host).gpus)
+    return begin(host, n_gpus) if n_gpus else None
+
+
+def begin(host: Host, n_gpus: int) -> PendingProof:
+    """Start the proof for ``n_gpus`` GPUs; the next ``run_proof`` for this host collects it."""
+    pending = _early[id(host)] = PendingProof(host, n_gpus)
+    return pending
+
+
 def run_proof(host: Host, n_gpus: int = 0) -> CudaProof:
-    """Run cuda_proof.py on the running system with this interpreter, isolated (``-I``: no user site, no
-    PYTHON* variables), bounded; ``GPUPREP_LIBCUDA`` in the host's environment names another libcuda."""
+    """Run cuda_proof.py on the running system with this interpreter, isolated, bounded (or collect the one
+    ``start_early`` began for this host); ``GPUPREP_LIBCUDA`` in the host's environment names another libcuda."""
     if not host.live:
         return CudaProof(skipped="CUDA is proven on the running system only (acting on --root)")
-    inner, outer = proof_timeouts(n_gpus)
-    started = time.monotonic()
-    argv = [sys.executable, "-I", str(PROOF_FILE)]
-    try:
-        done = host.run(argv, timeout=outer, check=False, env={"GPUPREP_CUDA_DEADLINE_S": f"{inner:g}"})
-    except CommandError as exc:
-        took = (time.monotonic() - started) * 1000
-        if exc.returncode is None and "No such file" not in str(exc.stderr):
-            return CudaProof(error=f"the CUDA proof did not finish within {outer:g}s", duration_ms=took)
-        return CudaProof(error=exc.message, duration_ms=took)
-    took = (time.monotonic() - started) * 1000
-    report = parse_report(done.stdout)
-    if report is None:
-        said = (done.stderr or done.stdout).strip().splitlines()
-        return CudaProof(exit_code=done.returncode, duration_ms=took,
-                         error=f"the CUDA proof exited {done.returncode} without a report"
-                         + (f": {said[-1][:300]}" if said else ""))
-    return CudaProof(report, done.returncode, duration_ms=took)
+    pending = _early.pop(id(host), None)
+    if pending is None or pending.n_gpus != n_gpus:
+        if pending is not None:
+            pending.discard()
+        pending = PendingProof(host, n_gpus)
+    return pending.result()
 
 
 def describe(proof: CudaProof, where: str = "") -> tuple[str, str]:
@@ -182,8 +240,8 @@ def describe(proof: CudaProof, where: str = "") -> tuple[str, str]:
     other failing devices listed."""
     fails = proof.failures()
     first = fails[0] if fails else {"error": "PROOF_FAILED"}
-    cause = cause_of(str(first.get("error")), first.get("code"))
     code = first.get("code")
+    cause = cause_of(str(first.get("error")), code if isinstance(code, int) else None)
     named = f"{first.get('error')}" + (f" ({code})" if isinstance(code, int) and code >= 0 else "")
     call = first.get("call") or "?"
     if "ordinal" in first:

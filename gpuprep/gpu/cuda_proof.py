@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 # A kernel that reads the word at `p_out`, multiplies it by 3, adds `p_seed` and writes it back: the result proves
 # that the copy in, the launch and the copy out all happened on the device. PTX ISA 6.0 for sm_50: every driver
@@ -87,10 +88,10 @@ class Driver:
     def __init__(self, path: str) -> None:
         self.lib = ctypes.CDLL(path)
 
-    def fn(self, *names: str):
+    def fn(self, *names: str) -> ctypes._NamedFuncPointer:
         # The `_v2` entry points are the 64-bit ones since CUDA 3.2; cuda.h maps the plain names to them.
         for name in names:
-            f = getattr(self.lib, name, None)
+            f: ctypes._NamedFuncPointer | None = getattr(self.lib, name, None)
             if f is not None:
                 f.restype = ctypes.c_int
                 return f
@@ -105,7 +106,7 @@ class Driver:
             pass
         return KNOWN_NAMES.get(code, f"CUresult {code}")
 
-    def call(self, where: dict, label: str, names: tuple, *args) -> None:
+    def call(self, where: dict[str, Any], label: str, names: tuple[str, ...], *args: object) -> None:
         """Call the first of ``names`` the library has; ``where["call"]`` says which call is in progress (what a
         timeout reports)."""
         where["call"] = label
@@ -114,7 +115,7 @@ class Driver:
             raise CudaFailure(label, rc, self.name_of(rc))
 
 
-def prove_device(drv: Driver, ordinal: int, out: dict) -> None:
+def prove_device(drv: Driver, ordinal: int, out: dict[str, Any]) -> None:
     """Prove device ``ordinal``, filling ``out`` as it goes (a timeout reports what is there)."""
     started = time.monotonic()
     seed = seed_of(ordinal)
@@ -170,7 +171,7 @@ def prove_device(drv: Driver, ordinal: int, out: dict) -> None:
     out["done"] = True
 
 
-def _init(drv: Driver, report: dict) -> None:
+def _init(drv: Driver, report: dict[str, Any]) -> None:
     version, count = ctypes.c_int(), ctypes.c_int()
     drv.call(report, "cuInit", ("cuInit",), 0)
     drv.call(report, "cuDriverGetVersion", ("cuDriverGetVersion",), ctypes.byref(version))
@@ -179,19 +180,19 @@ def _init(drv: Driver, report: dict) -> None:
     report["count"] = count.value
 
 
-def prove(path: str = "libcuda.so.1", deadline_s: float = DEFAULT_DEADLINE_S) -> tuple[int, dict]:
+def prove(path: str = "libcuda.so.1", deadline_s: float = DEFAULT_DEADLINE_S) -> tuple[int, dict[str, Any]]:
     """(exit code, report). Never waits past ``deadline_s`` in all: what has not finished by then is reported as
     a TIMEOUT in the call it was in."""
     started = time.monotonic()
     deadline = started + deadline_s
-    report: dict = {"library": path, "devices": [], "deadline_s": deadline_s}
+    report: dict[str, Any] = {"library": path, "devices": [], "deadline_s": deadline_s}
     try:
         drv = Driver(path)
     except OSError as e:
         report.update(ok=False, call="dlopen", code=-1, error="LIBCUDA_NOT_FOUND", detail=str(e)[:300])
         return 2, report
 
-    init_error: list = []
+    init_error: list[CudaFailure] = []
 
     def init() -> None:
         try:
@@ -207,11 +208,11 @@ def prove(path: str = "libcuda.so.1", deadline_s: float = DEFAULT_DEADLINE_S) ->
         report.update(ok=False, code=-1, error="TIMEOUT")  # report["call"] is the call it hangs in
         return 2, report
     if init_error:
-        e = init_error[0]
-        report.update(ok=False, call=e.call, code=e.code, error=e.name)
+        failure = init_error[0]
+        report.update(ok=False, call=failure.call, code=failure.code, error=failure.name)
         return 2, report
     report.pop("call", None)
-    devices = [{"ordinal": i} for i in range(report["count"])]
+    devices: list[dict[str, Any]] = [{"ordinal": i} for i in range(report["count"])]
     threads = [threading.Thread(target=prove_device, args=(drv, d["ordinal"], d), name=f"gpu{d['ordinal']}",
                                 daemon=True) for d in devices]
     for t in threads:
@@ -230,7 +231,7 @@ def prove(path: str = "libcuda.so.1", deadline_s: float = DEFAULT_DEADLINE_S) ->
     return (0 if report["ok"] else 1), report
 
 
-def main(argv: list) -> int:
+def main(argv: list[str]) -> int:
     path = os.environ.get("GPUPREP_LIBCUDA") or (argv[0] if argv else "libcuda.so.1")
     try:
         deadline_s = float(os.environ.get("GPUPREP_CUDA_DEADLINE_S") or DEFAULT_DEADLINE_S)

@@ -10,12 +10,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gpuprep.host import Host
-
-if TYPE_CHECKING:
-    pass
 
 NVIDIA_VENDOR = 0x10DE
 # PCI base class 0x03 (display): subclass 0x00 VGA (a few boards, e.g. A10G on some hosts) and

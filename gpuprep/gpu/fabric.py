@@ -178,9 +178,10 @@ def query_fabric(deadline_s: float = NVML_DEADLINE_S, nv: Any = None) -> FabricV
     """``read_fabric`` in a daemon thread with a deadline (NVML can hang with a stuck driver)."""
     if nv is None:
         try:
-            import pynvml as nv
+            import pynvml
         except ImportError as exc:
             return FabricView(error=f"nvidia-ml-py is not importable ({exc})")
+        nv = pynvml
     box: dict[str, FabricView] = {}
 
     def ask() -> None:

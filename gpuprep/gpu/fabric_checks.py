@@ -3,7 +3,7 @@ state and health per GPU, the NVLinks, NVLink5's InfiniBand modules and nvlsm, G
 
 Without the fabric, CUDA fails with 802 while nvidia-smi looks healthy (docs/domain.md, "The fabric"). On every other
 type these checks skip, saying so ("g6.xlarge: no NVSwitch"). The instance type comes from the instance metadata
-(``ec2/checks.probe_instance_type``); off EC2 the PCI bus decides (NVSwitch bridges are NVIDIA functions of class
+(``ec2/probes.probe_instance_type``); off EC2 the PCI bus decides (NVSwitch bridges are NVIDIA functions of class
 0x0680, as on p4d and p5). In ``doctor --boot`` the fabric is waited for, bounded (``FABRIC_WAIT_S``), before it is
 judged and before CUDA is proven: at boot fabric manager may still be training it.
 """
@@ -15,9 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gpuprep.ec2.checks import probe_instance_type
 from gpuprep.ec2.imds import InstanceType
 from gpuprep.ec2.instance_types import lookup
+from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.gpu import fabric, inventory
 from gpuprep.gpu.devices import parse_modules
 from gpuprep.gpu.fabric import COMPLETED, IN_PROGRESS, NOT_STARTED, NOT_SUPPORTED, FabricView

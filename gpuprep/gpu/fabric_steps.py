@@ -9,21 +9,32 @@ it from cloud-init without waiting races the first jobs: pytorch/ci-infra PR 552
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gpuprep.ec2.imds import read_instance_type
 from gpuprep.gpu import fabric
 from gpuprep.gpu.fabric_checks import FABRIC_WAIT_S, SERVICE, UNIT, WANTS_LINK, nvswitch_host, settle, unit_file
+from gpuprep.gpu.query import NVML_DEADLINE_S
+from gpuprep.runner.needs import Systemd
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step
 from gpuprep.services import Services
 
 
-class FabricManagerStep(Step):
+@dataclass
+class _FabricPlan:
+    """The fabric-manager step's plan: enable the unit for the next boot; start it and wait for the fabric."""
+
+    enable: bool
+    start: bool
+
+
+class FabricManagerStep(Step[_FabricPlan]):
     id = "fabric-manager"
     title = ("NVSwitch types (p4d, p5, p6, ...): enable nvidia-fabricmanager where it is installed, and start it and "
              "wait for the fabric on the running system")
+    needs = (Systemd("nvidia-fabricmanager is a systemd unit"),)
 
-    def plan(self, ctx: Context) -> Change | Converged:
-        if ctx.platform.init != "systemd":
-            raise Skip(f"{ctx.platform.name} uses {ctx.platform.init}: nvidia-fabricmanager is a systemd unit")
+    def plan(self, ctx: Context) -> Change[_FabricPlan] | Converged:
         host = nvswitch_host(ctx.host, read_instance_type(ctx.host))
         if isinstance(host, str):
             raise Skip(host)
@@ -42,17 +53,17 @@ class FabricManagerStep(Step):
         words = " and ".join(w for w, on in (("enable", enable), ("start", start)) if on)
         return Change(f"{host.label}: {words} nvidia-fabricmanager (CUDA fails with 802 until the NVSwitch fabric "
                       "it trains is up)" + (f"; then wait up to {FABRIC_WAIT_S:g}s for the fabric" if start else ""),
-                      commands=commands, data=data, payload=(enable, start))
+                      commands=commands, data=data, payload=_FabricPlan(enable, start))
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
-        enable, start = change.payload
+    def apply(self, ctx: Context, change: Change[_FabricPlan]) -> Applied:
+        enable, start = change.payload.enable, change.payload.start
         services = Services(ctx.host, ctx.platform)
         if enable:
             services.enable(SERVICE)
         if not start:
             return Applied()
         services.start(SERVICE)
-        view = settle(fabric.query_fabric(), fabric.NVML_DEADLINE_S)
+        view = settle(fabric.query_fabric(), NVML_DEADLINE_S)
         states = sorted({g.state for g in view.gpus})
         return Applied(f"nvidia-fabricmanager started; fabric {', '.join(states) or 'state unknown'} after "
                        f"{view.waited_s:g}s", data={**change.data, "fabric_states": states,

@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gpuprep.errors import CommandError
 from gpuprep.gpu.devices import VERSION_PATTERN, normalize_bus_id
 from gpuprep.gpu.query import MOVE_HARDWARE, NVML_CAUSES
 from gpuprep.host import Host
-
-if TYPE_CHECKING:
-    pass
 
 KERNEL_LOG_TIMEOUT_S = 4.0
 KERNEL_LOG_MAX_LINES = 200_000  # a boot's kernel log is far smaller; the bound guards a spamming driver
@@ -48,7 +45,7 @@ RESOLUTIONS = {
 }
 
 
-def _advice(row: dict) -> str:
+def _advice(row: dict[str, Any]) -> str:
     text = RESOLUTIONS[row["resolution"]]
     if row.get("note"):
         text += f" {row['note']}"
@@ -57,7 +54,7 @@ def _advice(row: dict) -> str:
     return text
 
 
-def _klass(row: dict) -> XidClass:
+def _klass(row: dict[str, Any]) -> XidClass:
     return XidClass(row["severity"], row["meaning"], _advice(row))
 
 
@@ -82,12 +79,12 @@ def fatal_to_instance(code: int) -> bool:
 _RECOVERY_TO = re.compile(r"\bto\s+(?:0x[0-9a-fA-F]+\s*)?\(([^)]+)\)")
 
 
-def recovery_action(message: str) -> dict | None:
+def recovery_action(message: str) -> dict[str, Any] | None:
     """The recovery action Xid 154's text names, as the ``xid`` table's ``recovery_actions`` row; None when the
     text names none the table knows."""
     from gpuprep import knowledge
 
-    actions = knowledge.table("xid").doc["recovery_actions"]
+    actions: list[dict[str, Any]] = knowledge.table("xid").doc["recovery_actions"]  # as the table's schema says
     m = _RECOVERY_TO.search(message)
     named = m.group(1).strip().lower() if m else None
     for row in actions:

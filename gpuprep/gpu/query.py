@@ -13,19 +13,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gpuprep.errors import CommandError, GpuprepError
 from gpuprep.gpu.devices import normalize_bus_id
 from gpuprep.host import Host
 
-if TYPE_CHECKING:
-    pass
-
 NVML_DEADLINE_S = 3.0  # docs/testbed.md 7: NVML init takes ~10 ms with persistence on
 SMI_TIMEOUT_S = 4.0  # docs/testbed.md 7: nvidia-smi -q ~100 ms, --query-gpu ~30 ms on a healthy H200
 PER_GPU_INIT_S = 3.0  # without persistence mode each client start initialises every GPU: 1-3 s each (docs/domain.md)
 MAX_INIT_S = 30.0  # beyond this NVML is not slow but stuck
+# A check that asks NVML, or (when the binding cannot load) nvidia-smi's CSV and -q, each within the init allowance:
+# its timeout, in whatever room the check is.
+QUERY_TIMEOUT = 2 * MAX_INIT_S + 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def _nvml_code(exc: Exception) -> int | None:
     return getattr(exc, "value", None)  # pynvml's NVMLError carries the nvmlReturn_t code
 
 
-def _nvml_optional(nv: Any, fn: Callable, *args: Any) -> tuple[Any, int | None]:
+def _nvml_optional(nv: Any, fn: Callable[..., Any], *args: Any) -> tuple[Any, int | None]:
     """(value, None) or (None, NVML code): optional fields raise NotSupported on some GPUs."""
     try:
         return fn(*args), None
@@ -253,9 +253,10 @@ def query_nvml(deadline_s: float = NVML_DEADLINE_S, nv: Any = None) -> GpuQuery:
     """NVML in a daemon thread with a deadline: NVML init can hang with some drivers (docs/domain.md)."""
     if nv is None:
         try:
-            import pynvml as nv  # heavy, and absent on some hosts: imported where used
+            import pynvml  # heavy, and absent on some hosts: imported where used
         except ImportError as exc:
             return GpuQuery(source="nvml", error=f"nvidia-ml-py is not importable ({exc})", fallback=True)
+        nv = pynvml
     box: dict[str, GpuQuery] = {}
 
     def ask() -> None:

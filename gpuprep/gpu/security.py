@@ -145,8 +145,8 @@ def check_driver_security(probes: Probes) -> Verdict:
 @probe
 def dcgm_packages(p: Probes) -> dict[str, str]:
     """Installed DCGM packages -> their version (rpm, or dpkg on Ubuntu)."""
+    from gpuprep.packages import security
     from gpuprep.packages.rpmdb import dpkg_installed, installed
-    from gpuprep.toolkit import security
 
     names = security.packages(DCGM_TABLE)
     if p.platform.package_format == "dpkg":
@@ -157,7 +157,7 @@ def dcgm_packages(p: Probes) -> dict[str, str]:
 
 
 def check_dcgm_security(probes: Probes) -> Verdict:
-    from gpuprep.toolkit import security
+    from gpuprep.packages import security
 
     found = dcgm_packages(probes)
     if not found:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from gpuprep.host import Host
 from gpuprep.image.tree import FileStep, Item, declared_base, find, remove_items
-from gpuprep.runner.steps import Change, Context, Converged, Skip
+from gpuprep.runner.needs import Option
+from gpuprep.runner.steps import Context
 
 log = logging.getLogger("gpuprep")
 
@@ -73,11 +74,7 @@ class DeepCleanStep(FileStep):
     id = "deep-clean"
     title = "with --deep: cloud-init state, SSH host keys, authorized_keys, machine-id, logs, leases, yum/dnf caches"
     what = "deep-clean items"
-
-    def plan(self, ctx: Context) -> Change | Converged:
-        if not ctx.options.deep:
-            raise Skip("only with --deep")
-        return super().plan(ctx)
+    needs = (Option("deep", "only with --deep"),)
 
     def items(self, ctx: Context) -> list[Item]:
         host = ctx.host

@@ -10,19 +10,23 @@ is read all the same: what it lacks is "not recorded".
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuprep.gpu import inventory
 from gpuprep.gpu.query import NVML_CAUSES
-from gpuprep.image.stamp import SEAL_JSON, seal_stamp
+from gpuprep.image.stamp import seal_stamp
 from gpuprep.packages.evr import EVR
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.seal_record import SEAL_JSON
+
+if TYPE_CHECKING:
+    from gpuprep.packages.repo import Backend
 
 LOCK_DRIVER = "sudo dnf versionlock add 'nvidia*' 'kmod*' 'libnvidia*'"  # as the ECS AMIs lock it (docs/domain.md)
 
 
-def _seal(probes: Probes) -> dict:
+def _seal(probes: Probes) -> dict[str, Any]:
     doc = seal_stamp(probes)
     if doc is None:
         raise NotApplicable(f"not a sealed image (no readable {SEAL_JSON}): nothing to compare with")
@@ -30,7 +34,7 @@ def _seal(probes: Probes) -> dict:
 
 
 # -- the driver ----------------------------------------------------------------------------------------
-def _sealed_driver(doc: dict) -> tuple[str | None, str | None, str]:
+def _sealed_driver(doc: dict[str, Any]) -> tuple[str | None, str | None, str]:
     """(userland, kernel module, note) as sealed; an older stamp has one ``driver_version`` for both."""
     driver = doc.get("driver")
     if isinstance(driver, dict) and (driver.get("userland") or driver.get("kernel_module")):
@@ -57,7 +61,8 @@ def check_driver_drift(probes: Probes) -> Verdict:
         raise NotApplicable("the kernel module is not loaded (see gpu-kernel-module)")
     user = inventory.probe_userland(probes).version
     now_module = module.version
-    data = {"sealed": {"userland": sealed_user, "kernel_module": sealed_module, "sealed_at": doc.get("sealed_at")},
+    data: dict[str, Any] = {"sealed": {"userland": sealed_user, "kernel_module": sealed_module,
+                                       "sealed_at": doc.get("sealed_at")},
             "now": {"userland": user, "kernel_module": now_module}}
     changed = [f"{what} {was} -> {now}" for what, was, now in
                (("userland", sealed_user, user), ("kernel module", sealed_module, now_module))
@@ -83,7 +88,7 @@ def check_driver_drift(probes: Probes) -> Verdict:
 
 # -- the runtime stack's packages and the locks -----------------------------------------------------------
 def _installed(probes: Probes) -> dict[str, str]:
-    from gpuprep.packages.checks import installed_rpm
+    from gpuprep.packages.probes import installed_rpm
 
     return {q.name: q.nevr for q in installed_rpm(probes)}
 
@@ -95,10 +100,10 @@ def _evr(nevr: str, name: str) -> EVR | None:
         return None
 
 
-def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, list]:
+def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, list[str]]:
     """{"downgrade": [sealed NEVR, ...], "upgrade": [...], "install": [...], "added": [now NEVR, ...]}: what takes
     the packages back to the seal (downgrade: newer now; upgrade: older now; install: gone since)."""
-    out: dict[str, list] = {"downgrade": [], "upgrade": [], "install": [], "added": []}
+    out: dict[str, list[str]] = {"downgrade": [], "upgrade": [], "install": [], "added": []}
     for name, was in sorted(sealed.items()):
         if not isinstance(was, str):
             continue
@@ -112,7 +117,7 @@ def package_changes(sealed: dict[str, str], now: dict[str, str]) -> dict[str, li
 
 
 def check_packages_drift(probes: Probes) -> Verdict:
-    from gpuprep.packages.checks import package_backend
+    from gpuprep.packages.probes import package_backend
 
     if probes.platform.package_format != "rpm":
         raise NotApplicable("the runtime stack is compared through the RPM database")
@@ -156,7 +161,8 @@ def _now_for(sealed_nevr: str, now: dict[str, str]) -> str:
     return f"{now[name]} (sealed {sealed_nevr})" if name else sealed_nevr
 
 
-def _restore(probes: Probes, b, changes: dict[str, list], gone_locks: list[str], new_locks: list[str]) -> str:
+def _restore(probes: Probes, b: Backend, changes: dict[str, list[str]], gone_locks: list[str],
+             new_locks: list[str]) -> str:
     """The commands that take the host back to the seal: locks first (a lock on the new version would refuse the
     downgrade), then the packages, then the sealed locks again. Inside --root the lock list is edited as a file:
     dnf reads its plugin configuration from the machine it runs on, even with --installroot."""
@@ -186,11 +192,9 @@ def _restore(probes: Probes, b, changes: dict[str, list], gone_locks: list[str],
         "rebuild the image (`gpuprep seal` records it)"
 
 
-GPU_CHECKS = [
+CHECKS = [
     Check("gpu-driver-drift", "gpu", "the driver's userland and kernel module are the ones sealed into the image, "
           "and still agree", check_driver_drift, timeout=5.0, boot=True),
-]
-PACKAGE_CHECKS = [
     Check("packages-drift", "packages", "ecs-init, Docker, the NVIDIA runtime and the version locks are as sealed",
           check_packages_drift, timeout=30.0),
 ]

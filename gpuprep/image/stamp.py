@@ -20,12 +20,13 @@ from gpuprep.engine.objects import SealEngineRun
 from gpuprep.errors import CommandError
 from gpuprep.host import Host
 from gpuprep.packages.rpmdb import rpm_installed
+from gpuprep.platform import Platform
 from gpuprep.runner.checks import Probes, probe
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
+from gpuprep.seal_record import SEAL_JSON, parse_seal, read_seal
 
 log = logging.getLogger("gpuprep")
 
-SEAL_JSON = "/etc/gpuprep/seal.json"
 NVIDIA_VERSION_FILE = "/proc/driver/nvidia/version"
 
 
@@ -101,7 +102,7 @@ def _modinfo_version(host: Host) -> str | None:
     return version or None
 
 
-def lock_record(host: Host, platform) -> dict | None:
+def lock_record(host: Host, platform: Platform) -> dict[str, Any] | None:
     """The versionlock list's file and entries (read from the file), or None where no package manager is known."""
     from gpuprep.errors import PreconditionUnmet
     from gpuprep.packages.repo import backend_for
@@ -115,55 +116,33 @@ def lock_record(host: Host, platform) -> dict | None:
     return {"file": backend.lock_list, "entries": sorted(backend.locks())}
 
 
-# The types of the seal.json fields gpuprep reads back (doctor's checks, the next seal's stamp).
-SEAL_TYPES: dict[str, type | tuple[type, ...]] = {
-    "gpuprep": str, "sealed_at": str, "platform": dict, "packages": dict, "driver_version": (str, type(None)),
-    "kept_images": list, "boot": dict, "driver": dict, "versionlock": dict,
-}
-
-
 @probe
-def seal_stamp(p: Probes) -> dict | None:
+def seal_stamp(p: Probes) -> dict[str, Any] | None:
     """doctor's probe of seal.json (``read_seal``), read once per run by every check that compares with it."""
     return read_seal(p.host)
 
 
-def read_seal(host: Host) -> dict | None:
-    return _parse_seal(host.read_text(SEAL_JSON))
+class StampStep(Step[str]):
+    """Its plan: seal.json's new text."""
 
-
-def _parse_seal(text: str | None) -> dict | None:
-    """seal.json's object; None when absent or unreadable (a later seal rewrites it). Fields of the wrong
-    type are dropped, so every reader can trust the type of what it finds."""
-    if text is None:
-        return None
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(doc, dict):
-        return None
-    return {k: v for k, v in doc.items() if k not in SEAL_TYPES or isinstance(v, SEAL_TYPES[k])}
-
-
-class StampStep(Step):
     id = "stamp"
     title = "write /etc/gpuprep/seal.json: version, time, platform, packages, driver, version locks, kept images"
+    confirmed = False  # it writes seal.json and removes nothing: not part of seal's question
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[str] | Converged:
 
         from gpuprep import __version__
 
         host = ctx.host
         old = host.read_text(SEAL_JSON)
-        existing = _parse_seal(old)
+        existing = parse_seal(old)
         kept_now = ctx.shared(SealEngineRun).kept_images
         if kept_now is not None:
             kept = kept_now
         elif existing is not None and "kept_images" in existing:
             kept = existing["kept_images"]  # the images step did not run: what the last seal kept
         else:
-            kept = [{"refs": [r]} for r in ctx.options.keep_images]
+            kept = [{"refs": [r]} for r in ctx.seal_options.keep_images]
         p = ctx.platform
         doc: dict[str, Any] = {
             "gpuprep": __version__,
@@ -179,9 +158,9 @@ class StampStep(Step):
         boot = host.boot_identity()
         if boot is not None:
             doc["boot"] = boot  # doctor tells a host booted from the image from the builder by this
-        same = existing is not None and all(existing.get(k) == v for k, v in doc.items()) and "sealed_at" in existing
         # Anything this run changed (containers, images, the agent's state, files) makes a new seal time.
-        if same and not ctx.applied:
+        if existing is not None and all(existing.get(k) == v for k, v in doc.items()) and "sealed_at" in existing \
+                and not ctx.applied:
             return Converged(f"{SEAL_JSON} up to date (sealed {existing['sealed_at']})", data=existing)
         new = {"gpuprep": doc["gpuprep"], "sealed_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                **{k: v for k, v in doc.items() if k != "gpuprep"}}
@@ -190,6 +169,6 @@ class StampStep(Step):
         return Change(f"{'write' if old is None else 'update'} {SEAL_JSON}", diff=diff, data={"seal": new},
                       payload=text)
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[str]) -> Applied:
         ctx.host.write_atomic(SEAL_JSON, change.payload, mode=0o644)
         return Applied()

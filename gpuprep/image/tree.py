@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def remove_items(host: Host, pattern: str) -> list[Item]:
     return [Item("remove", hp, _kind(st), base) for hp, _, st in find(host, pattern)]
 
 
-def truncate_items(host: Host, logs) -> list[Item]:
+def truncate_items(host: Host, logs: Iterable[str]) -> list[Item]:
     """An item emptying each of ``logs`` that is a non-empty regular file (a link is never followed); its base is
     the log's own directory."""
     items = []
@@ -139,7 +140,7 @@ def execute(host: Host, item: Item) -> bool:
     return host.remove(item.path, base=item.base, truncate=item.action == "truncate")
 
 
-class FileStep(Step):
+class FileStep(Step[list[Item]]):
     """A step that removes (or truncates) a planned list of items; dry-run and real run share the list."""
 
     what = "files"
@@ -150,7 +151,7 @@ class FileStep(Step):
     def nothing(self, ctx: Context) -> str:
         return f"no {self.what} to remove"
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[list[Item]] | Converged:
         items = self.items(ctx)
         if not items:
             return Converged(self.nothing(ctx))
@@ -160,13 +161,13 @@ class FileStep(Step):
         parts = [f"remove {n_rm} {self._noun(n_rm)}"] if n_rm else []
         if n_trunc:
             parts.append(f"truncate {n_trunc} {'file' if n_trunc == 1 else 'files'}")
-        return Change(", ".join(parts), data={"remove": [i.as_dict() for i in items], "lines": lines},
+        return Change(", ".join(parts), data={"remove": [i.as_dict() for i in items]}, lines=lines,
                       payload=items)
 
     def _noun(self, n: int) -> str:
         return "item" if n == 1 else "items"
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[list[Item]]) -> Applied:
         done = sum(execute(ctx.host, item) for item in change.payload)
         gone = len(change.payload) - done
         return Applied(change.summary + (f" ({gone} already gone)" if gone else ""))

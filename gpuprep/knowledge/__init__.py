@@ -61,7 +61,8 @@ class Table:
 
     @property
     def rows(self) -> list[dict[str, Any]]:
-        return self.doc["rows"]
+        rows: list[dict[str, Any]] = self.doc["rows"]  # the schema has it so (load validates each table)
+        return rows
 
     def age_days(self, today: dt.date | None = None) -> int:
         return ((today or dt.date.today()) - self.as_of).days
@@ -102,7 +103,8 @@ def today() -> dt.date:
 
 @functools.lru_cache(maxsize=1)
 def schema_document() -> dict[str, Any]:
-    return json.loads(SCHEMA.read_text())
+    doc: dict[str, Any] = json.loads(SCHEMA.read_text())  # a JSON Schema is an object
+    return doc
 
 
 def parse(text: str | bytes, path: str, *, now: dt.date | None = None) -> Table:

@@ -1,39 +1,24 @@
 """packages checks: which Docker and NVIDIA runtime packages are installed, and are they locked?
 
-Plus ``ECS_CHECKS`` (wired into the ecs group): does the installed Docker satisfy ecs-init's Requires,
+Plus one in the ecs group: does the installed Docker satisfy ecs-init's Requires,
 decided with the same RPM semantics the resolver uses. Every answer comes from one ``rpm -q`` (or
 ``dpkg-query`` on Ubuntu) and the lock list file, memoised in ``Probes``: no repository metadata.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gpuprep import hints
+from gpuprep.packages.probes import installed_deb, installed_rpm, package_backend
 from gpuprep.packages.resolve import DOCKER_NAMES, ECS_INIT, QUERY_NAMES, Package
-from gpuprep.packages.rpmdb import dpkg_installed
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+
+if TYPE_CHECKING:
+    from gpuprep.packages.repo import Backend
 
 SHOWN = ("docker", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit", ECS_INIT)
-DEB_NAMES = ("docker.io", "docker-ce", "nvidia-docker2", "nvidia-container-runtime", "nvidia-container-toolkit")
-
-
-@probe
-def installed_rpm(pr: Probes) -> list[Package]:
-    return package_backend(pr).installed(QUERY_NAMES)
-
-
-@probe
-def installed_deb(pr: Probes) -> dict[str, str]:
-    return dpkg_installed(pr.host, DEB_NAMES)
-
-
-@probe
-def package_backend(pr: Probes):
-    from gpuprep.packages.repo import backend_for
-
-    return backend_for(pr.host, pr.platform, read_only=True)
-
-
 def check_installed(probes: Probes) -> Verdict:
     p = probes.platform
     if p.package_format == "dpkg":
@@ -61,7 +46,7 @@ def check_installed(probes: Probes) -> Verdict:
     return Verdict(Status.OK, shown, data=data)
 
 
-def _lock_fix(probes: Probes, b, unlocked: list[Package], plugin: bool) -> str:
+def _lock_fix(probes: Probes, b: Backend, unlocked: list[Package], plugin: bool) -> str:
     """The exact commands that enforce the locks: install the plugin if missing, add the missing entries.
 
     On the running system the plugin's own command; inside --root the root's list itself, because dnf reads
@@ -132,12 +117,9 @@ def check_ecs_docker(probes: Probes) -> Verdict:
 
 
 CHECKS: list[Check] = [
+    Check("ecs-docker-requires", "ecs", "the installed Docker satisfies ecs-init's Requires", check_ecs_docker),
     Check("packages-installed", "packages", "installed versions of docker, nvidia-docker2, "
           "nvidia-container-runtime, nvidia-container-toolkit", check_installed),
     Check("packages-locked", "packages", "those packages are version-locked (a routine update cannot break the pins)",
           check_locked),
-]
-
-ECS_CHECKS: list[Check] = [
-    Check("ecs-docker-requires", "ecs", "the installed Docker satisfies ecs-init's Requires", check_ecs_docker),
 ]

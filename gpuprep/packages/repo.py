@@ -15,7 +15,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from gpuprep.errors import BadInput, CommandError, PreconditionUnmet, StepFailed
 from gpuprep.host import Host
@@ -191,13 +191,20 @@ class Backend:
     read_only: bool = False
     # Repositories the last query could not reach (skip_if_unavailable let it go on without them).
     unreachable: dict[str, Unreachable] = field(default_factory=dict)
+    # A dry run's repository file the real run writes before its query ((target path, text)): dnf's queries then read
+    # the target's repositories with it, from a scratch copy outside the tree, so the dry run resolves the pins the
+    # real run will and meets the unreachable repository it will (issue 26).
+    planned_repo: tuple[str, str] | None = None
 
     # -- argv ----------------------------------------------------------------------------
     def root_args(self, *, scratch: bool = False) -> list[str]:
         """The arguments that point the manager at the root, as a user types them (a hint's command); ``scratch``
         for gpuprep's own read-only queries (see below)."""
+        planned = None
+        if scratch and self.planned_repo is not None and self.manager == "dnf":
+            planned = self._planned_reposdir(*self.planned_repo)
         if self.host.live:
-            return []
+            return [f"--setopt=reposdir={planned}"] if planned else []
         root = str(self.host.root)
         installroot = root
         if scratch and self.read_only and self.manager == "dnf":
@@ -210,9 +217,13 @@ class Backend:
             db = db_dir(self.host)
             if db is not None:
                 copy_db(self.host, db, installroot, own_dbpath(self.host))
-        args = [f"--installroot={installroot}", f"--setopt=reposdir={root}/etc/yum.repos.d"]
+        args = [f"--installroot={installroot}", f"--setopt=reposdir={planned or f'{root}/etc/yum.repos.d'}"]
         if installroot != root:
             args.append(f"--setopt=varsdir={root}/etc/dnf/vars,{root}/etc/yum/vars")
+            if self.host.exists("/etc/dnf/dnf.conf"):
+                # dnf reads the installroot's dnf.conf (skip_if_unavailable, proxy, timeouts): the scratch root has
+                # none, so it is named, and the dry run's query behaves as the real run's will.
+                args.append(f"--config={self.host.path('/etc/dnf/dnf.conf')}")
         # A root without system-release cannot tell dnf/yum its $releasever.
         if not self.host.exists("/etc/system-release") and self.platform.version_id:
             args.append(f"--releasever={self.platform.version_id}")
@@ -260,7 +271,8 @@ class Backend:
                                   for r in repos]})
 
     def repo_files(self) -> dict[str, str]:
-        """The target's .repo files (host path -> text), the ones the package manager reads."""
+        """The target's .repo files (host path -> text), the ones the package manager reads; in a dry run with the
+        file the real run writes first (``planned_repo``)."""
         files: dict[str, str] = {}
         directory = self.host.path(REPOS_DIR)
         if directory.is_dir():
@@ -269,7 +281,16 @@ class Backend:
                     text = self.host.read_text(f"{REPOS_DIR}/{entry.name}")
                     if text is not None:
                         files[f"{REPOS_DIR}/{entry.name}"] = text
-        return files
+        if self.planned_repo is not None:
+            files[self.planned_repo[0]] = self.planned_repo[1]
+        return dict(sorted(files.items()))
+
+    def _planned_reposdir(self, path: str, text: str) -> str:
+        """A scratch copy of the target's repository directory with the planned file (``path``, ``text``), outside
+        the tree (a dry run writes nothing there), made anew for each query."""
+        directory = f"{self.host.scratch()}/repos"
+        self.host.copy_out(REPOS_DIR, directory, {os.path.basename(path): text})
+        return directory
 
     def installed(self, names: Sequence[str]) -> list[Package]:
         """What of ``names`` is installed: one ``rpm -q`` (no repository metadata)."""
@@ -416,7 +437,10 @@ class DnfBackend(Backend):
                 *names]
 
     def install_argv(self, pkgs: Sequence[Package], extra: Sequence[str] = ()) -> list[str]:
-        return [*self.base_args(), "-y", "install", *(p.nevra for p in pkgs), *extra]
+        # A dry run shows the command the real run runs: the target as its installroot, its own repositories (the
+        # read-only scratch root and repository copy are the dry run's queries' alone).
+        real = replace(self, read_only=False, planned_repo=None) if self.read_only else self
+        return [*real.base_args(), "-y", "install", *(p.nevra for p in pkgs), *extra]
 
 
 def _beside_installroot(installroot: str, path: str) -> str:

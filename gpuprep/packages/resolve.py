@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from gpuprep.packages import security
 from gpuprep.packages.evr import EVR, Dep
-from gpuprep.toolkit import security
 
 ECS_INIT = "ecs-init"
 # Amazon Linux and RHEL ship "docker"; Docker's own CentOS repository "docker-ce" (epoch 3).
@@ -193,7 +193,8 @@ class Universe:
 
     def newest_first(self, names: Iterable[str]) -> list[int]:
         idx = [i for n in names for i in self.by_name.get(n, ())]
-        return sorted(idx, key=functools.cmp_to_key(lambda a, b: _cmp(self.packages[b], self.packages[a])))
+        newer: Callable[[int, int], int] = lambda a, b: _cmp(self.packages[b], self.packages[a])
+        return sorted(idx, key=functools.cmp_to_key(newer))
 
 
 def _bits_high_first(m: int) -> Iterator[int]:
@@ -390,7 +391,7 @@ def resolve(candidates: Sequence[Package], installed: Sequence[Package], *, stac
             docker: str | None = None, allow_vulnerable: bool = False) -> Selection | NoSolution:
     """The best agreeing set of ecs-init, Docker and runtime packages, or why there is none.
 
-    Toolkit packages below the security floor (``gpuprep.toolkit.security``) are not candidates, and an
+    Toolkit packages below the security floor (``gpuprep.packages.security``) are not candidates, and an
     installed one is not kept, unless ``allow_vulnerable``: a repository offering only those gives a
     NoSolution naming the CVEs."""
     if allow_vulnerable:
@@ -516,8 +517,8 @@ def _why_not(s: _Solver, i: int, chosen: list[int], pool: int, keep: bool) -> st
         if not (mine & s.restrict(j, s.docker_mask) & pool):
             return f"{p.nevr} needs {_docker_deps(p)}; {u.packages[j].nevr} requires {_docker_deps(u.packages[j])}"
     swapped = [i if u.packages[j].name == p.name else j for j in chosen]
-    for d in _bits_high_first(mine & pool):
-        trial = [d if u.packages[j].name in DOCKER_NAMES else j for j in swapped]
+    for docker in _bits_high_first(mine & pool):
+        trial = [docker if u.packages[j].name in DOCKER_NAMES else j for j in swapped]
         _, why = s.with_helpers(trial)
         if why:
             return why

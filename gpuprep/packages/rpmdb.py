@@ -44,7 +44,7 @@ def own_dbpath(host: Host) -> str:
 
 
 # (copy's directory) -> the source files' (name, size, mtime) when copied: a copy is refreshed once they change.
-_copied: dict[str, tuple] = {}
+_copied: dict[str, tuple[tuple[str, int, int], ...]] = {}
 
 
 def copy_db(host: Host, d: str, top: str, at: str) -> None:
@@ -150,10 +150,10 @@ def parse_records(stdout: str, repo: str = "", tool: str = "the package manager"
             raise _unreadable(tool, f"a record without a {'name' if not name else 'version'}: {shown!r}")
         if epoch not in ("", "(none)") and not epoch.isdigit():
             raise _unreadable(tool, f"epoch {epoch!r} of {name} is not a number")
-        lists = [parse_deps(f) for f in (fields[5:9] + ["", "", "", ""])[:4]]
+        requires, provides, obsoletes, conflicts = (parse_deps(f) for f in (fields[5:9] + ["", "", "", ""])[:4])
         repoid = fields[9].strip() if len(fields) > 9 else repo
         e = int(epoch) if epoch not in ("", "0", "(none)") else None
-        out.append(Package(name, EVR(version, release, e), arch, *lists, repo=repoid))
+        out.append(Package(name, EVR(version, release, e), arch, requires, provides, obsoletes, conflicts, repo=repoid))
     return out
 
 

@@ -1,4 +1,4 @@
-"""install's first three steps: preflight, repositories, packages.
+"""install's package steps: repositories, packages (preflight, before them, is ``gpuprep/preflight.py``).
 
 The query of the enabled repositories runs once per run and is shared through ``PackagesRun``: the
 repositories step asks it "are the runtime packages reachable?", the packages step resolves on it.
@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
-from gpuprep.gpu.devices import read_pci
 from gpuprep.interrupts import deferred
-from gpuprep.packages.lock import lock_holder, wait_for_lock
+from gpuprep.packages.lock import wait_for_lock
 from gpuprep.packages.repo import REPOS_DIR, Backend, backend_for, lock_entry, lock_name
 from gpuprep.packages.resolve import (
     LEGACY,
@@ -27,10 +27,9 @@ from gpuprep.packages.resolve import (
     Selection,
     resolve,
 )
-from gpuprep.platform import OS_RELEASE_HINT
+from gpuprep.packages.security import floor, vulnerable
 from gpuprep.report import StepResult, plural
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step, file_diff
-from gpuprep.toolkit.security import floor, vulnerable
 
 log = logging.getLogger("gpuprep")
 
@@ -112,6 +111,7 @@ class PackagesRun:
     daemon_json_before: str | None = None
     changed: bool = False
     runtime_path: str | None = None
+    selection: Selection | None = None  # what the packages step selected (a dry run's plan included)
 
     def forget_installed(self) -> None:
         """The transaction or a new repository changed what a query would say: ask again."""
@@ -146,7 +146,7 @@ def candidates(ctx: Context) -> list[Package]:
 
 
 def _wanted_stack(ctx: Context) -> str:
-    return ctx.options.runtime or "auto"
+    return ctx.install_options.runtime or "auto"
 
 
 def converged_selection(ctx: Context) -> Selection | None:
@@ -159,14 +159,14 @@ def converged_selection(ctx: Context) -> Selection | None:
     result: Selection | None = None
     if installed:
         stack = _wanted_stack(ctx)
-        sel = resolve(installed, installed, stack=stack, docker=ctx.options.docker_version,
+        sel = resolve(installed, installed, stack=stack, docker=ctx.install_options.docker_version,
                       allow_vulnerable=_allow_vulnerable(ctx))
         if isinstance(sel, Selection) and not sel.to_install:
             sel.why = {n: "installed; agrees with the rest" for n in sel.packages}
             sel.passed_over = []
             b = backend(ctx)
             # Locked means enforced: the entries are in the list and the plugin that reads it is installed.
-            locked = not ctx.options.versionlock or (
+            locked = not ctx.install_options.versionlock or (
                 b.plugin_installed() and not b.unlocked(list(sel.packages.values())))
             result = sel if locked else None
     run.converged, run.converged_known = result, True
@@ -174,22 +174,7 @@ def converged_selection(ctx: Context) -> Selection | None:
 
 
 def _allow_vulnerable(ctx: Context) -> bool:
-    return ctx.options.allow_vulnerable
-
-
-def _driver_floor(ctx: Context):
-    """doctor's driver-security verdict when the driver is below its branch's security floor, else None: install
-    does not update the driver (a reboot and the image's versionlock are the admin's call), it says so."""
-    from gpuprep.gpu.devices import read_kernel_module, read_userland
-    from gpuprep.gpu.security import assess_driver
-    from gpuprep.report import Status
-
-    try:
-        verdict = assess_driver(ctx.host, ctx.platform, read_kernel_module(ctx.host).version,
-                                read_userland(ctx.host).version)
-    except OSError:
-        return None
-    return verdict if verdict is not None and verdict.status is not Status.OK else None
+    return ctx.install_options.allow_vulnerable
 
 
 def _offered(ctx: Context, pkgs: list[Package]) -> bool:
@@ -202,63 +187,21 @@ def _offered(ctx: Context, pkgs: list[Package]) -> bool:
     return TOOLKIT[0] in names or LEGACY[0] in names
 
 
-# -- preflight -----------------------------------------------------------------------------------
-class PreflightStep(Step):
-    id = "preflight"
-    title = "root, a supported RPM platform, an NVIDIA GPU (warning only), the package manager lock free"
-
-    def plan(self, ctx: Context) -> Converged:
-        notes: list[str] = []
-        if not ctx.host.is_root:
-            if not ctx.dry_run:
-                raise PreconditionUnmet("install must run as root", "run it with sudo (or as root in user-data)")
-            notes.append("not root (dry run only)")
-        p = ctx.platform
-        if p.broken:
-            raise BadInput(p.reason, OS_RELEASE_HINT)
-        if not p.rpm:
-            raise PreconditionUnmet(
-                p.reason if p.family == "unknown" and p.reason else
-                f"{p.name or 'this system'} is not a platform gpuprep install supports",
-                "install supports Amazon Linux 1, 2 and 2023 and RHEL/CentOS/Rocky/AlmaLinux 7-9",
-            )
-        # The same reader as doctor's gpu-pci: GPU functions only (class display/3D), not the NVSwitch
-        # bridges or HDMI audio functions of the same vendor (a p5 has 8 GPUs and 4 NVSwitches).
-        try:
-            gpus = read_pci(ctx.host).gpus
-        except OSError as exc:
-            gpus = []
-            notes.append(f"warning: cannot read the PCI bus ({exc.strerror})")
-        if gpus:
-            notes.append(f"{len(gpus)} NVIDIA GPU(s) on PCI")
-        else:
-            notes.append("warning: no NVIDIA GPU on PCI (fine when building an image on a non-GPU instance)")
-        driver = _driver_floor(ctx)
-        if driver is not None:
-            notes.append(f"warning: {driver.summary}; {driver.hint}")
-        if not any(ctx.selected(step) for step in ("preflight", "repositories", "packages")):
-            # `--only docker-runtime` on an image built where no dnf or yum runs (Packer on Ubuntu, the real-GPU
-            # script): nothing selected asks the package manager, so its absence is no precondition.
-            summary = f"{p.name}; no package step selected: the package manager is not needed; " + "; ".join(notes)
-            return Converged(summary, data={"gpus": gpus, "package_manager": None, "root": ctx.host.is_root})
-        b = backend(ctx)
-        # A plan waits for nobody: it says who holds the lock. The packages step waits for it (bounded) right
-        # before its transaction, the one thing that needs it; a converged host never waits at all.
-        holder = lock_holder(ctx.host, p.package_locks)
-        if holder is not None:
-            notes.append(f"the package manager lock is held by {holder} (the packages step waits for it)")
-        summary = f"{p.name}, {b.manager}; " + "; ".join(notes)
-        return Converged(summary, data={"gpus": gpus, "package_manager": b.manager, "root": ctx.host.is_root,
-                                        **({"driver_security": driver.data} if driver is not None else {})})
-
-
 # -- repositories --------------------------------------------------------------------------------
-class RepositoriesStep(Step):
+@dataclass
+class _RepoFile:
+    """The repositories step's plan: the .repo file to write."""
+
+    path: str
+    content: str
+
+
+class RepositoriesStep(Step[_RepoFile]):
     id = "repositories"
     title = "add NVIDIA's repository (or --repo-file) when the runtime packages are not reachable"
 
-    def plan(self, ctx: Context) -> Change | Converged:
-        repo_file = ctx.options.repo_file
+    def plan(self, ctx: Context) -> Change[_RepoFile] | Converged:
+        repo_file = ctx.install_options.repo_file
         if repo_file:
             return self._plan_file(ctx, Path(repo_file))
         if converged_selection(ctx) is not None:
@@ -272,7 +215,7 @@ class RepositoriesStep(Step):
             name, content = TOOLKIT_REPO_NAME, TOOLKIT_REPO
         return self._plan_write(ctx, f"{REPOS_DIR}/{name}", content, "NVIDIA's repository")
 
-    def _plan_file(self, ctx: Context, src: Path) -> Change | Converged:
+    def _plan_file(self, ctx: Context, src: Path) -> Change[_RepoFile] | Converged:
         try:
             content = src.read_text()
         except (OSError, UnicodeDecodeError) as exc:
@@ -290,16 +233,23 @@ class RepositoriesStep(Step):
         name = src.name if src.name.endswith(".repo") else f"{src.name}.repo"
         return self._plan_write(ctx, f"{REPOS_DIR}/{name}", content, f"--repo-file {src}")
 
-    def _plan_write(self, ctx: Context, path: str, content: str, what: str) -> Change | Converged:
+    def _plan_write(self, ctx: Context, path: str, content: str, what: str) -> Change[_RepoFile] | Converged:
 
         before = ctx.host.read_text(path)
         if before == content:
             return Converged(f"{path} in place ({what})")
         diff = file_diff(path, before, content)
-        return Change(f"add {path} ({what})", diff=diff, data={"repo_file": path}, payload=(path, content))
+        b = backend(ctx)
+        if ctx.dry_run and b.manager == "dnf":
+            # The real run writes the file, then queries: the dry run's query reads it too (from a scratch copy), so
+            # the packages step shows the pins, or the unreachable repository, the real run will meet.
+            b.planned_repo = (path, content)
+            run = ctx.shared(PackagesRun)
+            run.candidates, run.converged, run.converged_known = None, None, False
+        return Change(f"add {path} ({what})", diff=diff, data={"repo_file": path}, payload=_RepoFile(path, content))
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
-        path, content = change.payload
+    def apply(self, ctx: Context, change: Change[_RepoFile]) -> Applied:
+        path, content = change.payload.path, change.payload.content
         run = ctx.shared(PackagesRun)
         run.repo_before = ctx.host.read_text(path)
         # Registered before the write (certbot's reverter.py register_file_creation): a signal that lands once the
@@ -334,26 +284,41 @@ class RepositoriesStep(Step):
 
 
 # -- packages ------------------------------------------------------------------------------------
-class PackagesStep(Step):
+@dataclass
+class _Transaction:
+    """The packages step's plan: the selection, what of it to install, whether to lock it, and the versionlock
+    plugin's spec when it joins the transaction."""
+
+    selection: Selection
+    installs: list[Package]
+    lock: bool
+    extra: list[str]
+
+
+class PackagesStep(Step["_Transaction | None"]):
+    """Its plan is None only in a dry run before NVIDIA's repository is added (nothing to select yet)."""
+
     id = "packages"
     title = "resolve ecs-init, Docker and the NVIDIA runtime that agree; install them in one transaction; lock"
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[_Transaction | None] | Converged:
         b = backend(ctx)
         sel = converged_selection(ctx)
         if sel is not None:
             self._publish(ctx, sel, changed=False)
-            return Converged(f"{self._brief(sel)} installed and locked", data=self._data(ctx, sel))
-        if ctx.dry_run and ctx.shared(PackagesRun).repo_added is None and not _offered(ctx, candidates(ctx)) \
-                and not ctx.options.repo_file:
+            return Converged(f"{self._brief(sel)} installed and locked", data=self._data(ctx, sel), table=sel.table())
+        if ctx.dry_run and b.manager != "dnf" and not _offered(ctx, candidates(ctx)) \
+                and not ctx.install_options.repo_file:
+            # yum 3's repoquery is not pointed at a scratch copy of the repositories (dnf's query reads the planned
+            # repository, ``Backend.planned_repo``): said, not guessed.
             return Change("resolve after NVIDIA's repository is added (dry run: its packages are not known yet)",
-                          commands=[b.install_argv([]) + ["<selection>"]])
+                          commands=[b.install_argv([]) + ["<selection>"]], payload=None)
         res = resolve(candidates(ctx), installed_set(ctx), stack=_wanted_stack(ctx),
-                      docker=ctx.options.docker_version, allow_vulnerable=_allow_vulnerable(ctx))
+                      docker=ctx.install_options.docker_version, allow_vulnerable=_allow_vulnerable(ctx))
         if isinstance(res, NoSolution):
             self._no_solution(ctx, res)
         installs = res.to_install
-        lock = ctx.options.versionlock
+        lock = ctx.install_options.versionlock
         to_lock = b.unlocked(list(res.packages.values())) if lock else []
         # A lock list without the plugin is a file nobody reads: the plugin joins the same transaction.
         extra = [b.plugin_spec] if lock and not b.plugin_installed() else []
@@ -365,26 +330,26 @@ class PackagesStep(Step):
                 "(then nothing stops a later update from moving these packages)")
         self._publish(ctx, res, changed=bool(installs))
         if not installs and not to_lock and not extra:
-            return Converged(f"{self._brief(res)} installed and locked", data=self._data(ctx, res))
+            return Converged(f"{self._brief(res)} installed and locked", data=self._data(ctx, res), table=res.table())
         commands = []
         stale = b.stale_locks(installs)
         if installs or extra:
             commands.append(b.install_argv(installs, extra))
-        data = self._data(ctx, res)
+        data, lines = self._data(ctx, res), []
         if to_lock:
             lock_cmd = self._lock_command(ctx, b, list(res.packages.values()), plugin_coming=bool(extra))
             if lock_cmd:
                 commands.append(lock_cmd)
             else:
-                data["lines"] = [f"lock in {ctx.host.path(b.lock_list)}: {lock_entry(p, b.target_manager)}"
+                lines = [f"lock in {ctx.host.path(b.lock_list)}: {lock_entry(p, b.target_manager)}"
                                  for p in res.packages.values()]
         if stale:
-            data.setdefault("lines", []).insert(0, f"drop stale locks: {', '.join(stale)}")
+            lines.insert(0, f"drop stale locks: {', '.join(stale)}")
         below_floor = {p.name for p in installed_set(ctx) if vulnerable(p.name, p.evr.version)}
         frozen = [e for e in stale if lock_name(e) in below_floor]
         if frozen:
             # A versionlock (the ECS AMI locks nvidia*) froze a toolkit below the security floor: said, then replaced.
-            data["lines"].insert(0, f"the versionlock froze a vulnerable toolkit ({', '.join(frozen)}): replaced "
+            lines.insert(0, f"the versionlock froze a vulnerable toolkit ({', '.join(frozen)}): replaced "
                                     "by the selection's lock")
         what = [f"install {', '.join(p.nevr for p in installs)}"] if installs else []
         if res.replaced_vulnerable:
@@ -394,12 +359,15 @@ class PackagesStep(Step):
         if to_lock:
             what.append(f"lock {plural(len(res.packages), 'package')}")
         data["versionlock_plugin"] = extra[0] if extra else None
-        return Change("; ".join(what), commands=commands, data=data,
-                      payload=(res, installs, bool(to_lock), extra))
+        return Change("; ".join(what), commands=commands, data=data, table=res.table(), lines=lines,
+                      payload=_Transaction(res, installs, bool(to_lock), extra))
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[_Transaction | None]) -> Applied:
         b, run = backend(ctx), ctx.shared(PackagesRun)
-        sel, installs, lock, extra = change.payload
+        if change.payload is None:
+            raise RuntimeError("the packages step planned no transaction: that plan is a dry run's")
+        sel, installs, lock, extra = (change.payload.selection, change.payload.installs, change.payload.lock,
+                                      change.payload.extra)
         waited = None
         if installs or extra:
             waited = wait_for_lock(ctx.host, ctx.platform.package_locks)
@@ -447,13 +415,12 @@ class PackagesStep(Step):
     def _publish(ctx: Context, sel: Selection, *, changed: bool) -> None:
         ctx.extra["selection"] = sel.as_dict()
         run = ctx.shared(PackagesRun)
-        run.runtime_path, run.changed = RUNTIME_PATH, changed
+        run.runtime_path, run.changed, run.selection = RUNTIME_PATH, changed, sel
 
     @staticmethod
-    def _data(ctx: Context, sel: Selection) -> dict:
+    def _data(ctx: Context, sel: Selection) -> dict[str, Any]:
         b = backend(ctx)
         return {
-            "table": sel.table(),
             "stack": sel.stack,
             "selection": [
                 {"name": n, "nevra": p.nevra, "evr": str(p.evr), "why": sel.why.get(n, ""),
@@ -469,7 +436,7 @@ class PackagesStep(Step):
         }
 
     @staticmethod
-    def _no_solution(ctx: Context, res: NoSolution) -> None:
+    def _no_solution(ctx: Context, res: NoSolution) -> NoReturn:
         ctx.extra["no_solution"] = {"stack": res.stack, "message": res.message, "conflicts": res.conflicts,
                                     "notes": res.notes, "cves": res.cves}
         b = backend(ctx)
@@ -490,4 +457,4 @@ class PackagesStep(Step):
         )
 
 
-__all__ = ["PreflightStep", "RepositoriesStep", "PackagesStep"]
+__all__ = ["RepositoriesStep", "PackagesStep"]

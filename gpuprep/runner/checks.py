@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from gpuprep.errors import GpuprepError, os_error
 from gpuprep.hints import for_platform, for_target
@@ -21,6 +21,7 @@ from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
 from gpuprep.platform import Platform
 from gpuprep.report import CheckResult, DoctorReport, Status
+from gpuprep.runner.needs import Need, unmet
 
 log = logging.getLogger("gpuprep")
 
@@ -48,8 +49,9 @@ class Check:
     title: str  # one line for --list-checks
     run: Callable[[Probes], Verdict]
     timeout: float = 5.0
-    needs_live: bool = False  # needs the running system (NVML, processes): skipped with --root
-    needs_docker: bool = False  # needs an Engine: the live system's, or DOCKER_HOST with --root
+    # What it needs here (runner/needs.py: LIVE for NVML and processes, ENGINE, CONTAINERS for one that starts a
+    # container), asked in order before it runs: the first unmet one's reason is its `skipped` summary.
+    needs: tuple[Need, ...] = ()
     boot: bool = False  # part of `doctor --boot`
 
 
@@ -63,11 +65,11 @@ class Probes:
         self.host = host
         self.platform = platform
         self.options = options
-        self._values: dict[Callable, tuple[bool, Any]] = {}
-        self._locks: dict[Callable, threading.Lock] = {}
+        self._values: dict[Callable[..., object], tuple[bool, object]] = {}
+        self._locks: dict[Callable[..., object], threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def ask(self, key: Callable, compute: Callable[[Probes], P]) -> P:
+    def ask(self, key: Callable[..., object], compute: Callable[[Probes], P]) -> P:
         """``compute(self)`` once per ``key``; an exception is remembered and raised to every asker."""
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
@@ -78,9 +80,11 @@ class Probes:
                 except Exception as exc:  # remembered: the next asker gets the same answer
                     self._values[key] = (False, exc)
             ok, value = self._values[key]
+        # One memo for probes of every type, keyed by the probe: what is stored under ``key`` is what ``compute``
+        # returned (a P) or raised.
         if not ok:
-            raise value
-        return value
+            raise cast(BaseException, value)
+        return cast(P, value)
 
     def preset(self, probe: Callable[[Probes], P], value: P) -> None:
         """Answer ``probe`` with ``value`` in this run: what a test puts in place of the host's answer."""
@@ -106,17 +110,6 @@ def probe(compute: Callable[[Probes], P]) -> Callable[[Probes], P]:
 
 def select_checks(checks: Sequence[Check], options: DoctorOptions) -> list[Check]:
     return [c for c in checks if c.boot or not options.boot]
-
-
-def _skip_reason(check: Check, probes: Probes) -> str | None:
-    host = probes.host
-    if check.group == "container" and probes.options.no_container:
-        return "--no-container"
-    if check.needs_live and not host.live:
-        return "needs the running system (acting on --root)"
-    if check.needs_docker and host.docker_url is None:
-        return "no Docker Engine with --root (set DOCKER_HOST to use one)"
-    return None
 
 
 def run_check(check: Check, probes: Probes) -> CheckResult:
@@ -163,12 +156,12 @@ def run_checks(host: Host, platform: Platform, options: DoctorOptions, checks: S
     threads: list[tuple[int, threading.Thread, float]] = []
 
     for i, check in enumerate(checks):
-        reason = _skip_reason(check, probes)
+        reason = unmet(check.needs, host, platform, options)
         if reason is not None:
             results[i] = CheckResult(check.id, check.group, Status.SKIPPED, reason)
             continue
 
-        def target(i=i, check=check) -> None:
+        def target(i: int = i, check: Check = check) -> None:
             results[i] = run_check(check, probes)
 
         # Daemon threads: a check stuck in NVML or a dead socket cannot hold the process open.

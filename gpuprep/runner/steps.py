@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gpuprep.errors import BadInput, GpuprepError, diagnosis, os_error
 from gpuprep.hints import for_target
@@ -20,27 +20,42 @@ from gpuprep.interrupts import Interrupted, deferred
 from gpuprep.options import InstallOptions, SealOptions
 from gpuprep.platform import Platform
 from gpuprep.report import RunReport, StepResult, StepStatus
+from gpuprep.runner.needs import Need, unmet
 
 log = logging.getLogger("gpuprep")
 
 
+# The plan a step hands from ``plan`` to its own ``apply``: a dataclass the step declares (None: apply needs
+# nothing beyond what it can read again), so apply never unpacks a tuple or reads back the argv it showed.
+P = TypeVar("P")
+
+
 @dataclass
-class Change:
-    """What a step would do. ``payload`` is the step's own, for ``apply``."""
+class Change(Generic[P]):
+    """What a step would do. ``payload`` is the step's own typed plan, for ``apply``; ``commands`` and ``diff``
+    are what the user is shown, never what ``apply`` reads to decide what to do."""
 
     summary: str
+    payload: P
     diff: str = ""
     commands: list[list[str]] = field(default_factory=list)
     data: dict[str, Any] = field(default_factory=dict)
-    payload: Any = None
+    # Printed under the step, one a line (the table first), and carried as the step's data["table"] /
+    # data["lines"] in --json: ``table`` explains a choice (the package selection), ``lines`` the items the
+    # change acts on (each container seal removes).
+    table: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
 
 @dataclass
 class Converged:
-    """Nothing to do; ``summary`` says what was found (``docker 25.0.6 running``)."""
+    """Nothing to do; ``summary`` says what was found (``docker 25.0.6 running``); ``table`` and ``lines`` as
+    ``Change``'s."""
 
     summary: str
     data: dict[str, Any] = field(default_factory=dict)
+    table: list[str] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
 
 
 class Skip(Exception):
@@ -70,7 +85,7 @@ class Context:
     # The ids of the steps this run has applied so far (their apply was called, whatever it ended in).
     applied: list[str] = field(default_factory=list)
     # What steps of one run share, one typed object per kind (see ``shared``).
-    _shared: dict[type, Any] = field(default_factory=dict, repr=False)
+    _shared: dict[type, object] = field(default_factory=dict, repr=False)
 
     def selected(self, step_id: str) -> bool:
         """Whether ``--only``/``--skip`` select step ``step_id`` in this run."""
@@ -80,6 +95,20 @@ class Context:
     def dry_run(self) -> bool:
         return self.options.dry_run
 
+    @property
+    def install_options(self) -> InstallOptions:
+        """``options`` of an install run, for the steps only install runs (a bug to ask in another run)."""
+        if not isinstance(self.options, InstallOptions):
+            raise TypeError(f"an install step in a run with {type(self.options).__name__}")
+        return self.options
+
+    @property
+    def seal_options(self) -> SealOptions:
+        """``options`` of a seal run, for the steps only seal runs (a bug to ask in another run)."""
+        if not isinstance(self.options, SealOptions):
+            raise TypeError(f"a seal step in a run with {type(self.options).__name__}")
+        return self.options
+
     def shared(self, kind: type[S]) -> S:
         """This run's one ``kind``: a dataclass, every field defaulted, that a domain declares beside its steps
         for what they hand each other (packages' query results, daemon.json's rollback, seal's image plan).
@@ -87,18 +116,32 @@ class Context:
         step reads a string key another step never wrote."""
         if kind not in self._shared:
             self._shared[kind] = kind()
-        return self._shared[kind]
+        value = self._shared[kind]
+        if not isinstance(value, kind):  # stored under its own class above
+            raise TypeError(f"ctx.shared({kind.__name__}) holds a {type(value).__name__}")
+        return value
 
 
-class Step:
+class Step(Generic[P]):
+    """A step whose plan hands ``apply`` a ``P`` (``Step[None]``: apply needs no payload)."""
+
     id: str = ""
     title: str = ""  # one line for --list-steps
+    # What the step needs here (runner/needs.py), asked in order before its plan: the first unmet one's reason is
+    # its `skipped` summary.
+    needs: tuple[Need, ...] = ()
+    # The command's preconditions (root, a supported platform), first in its list: where --only/--skip leave it out
+    # while selecting another step its plan still runs, and a run's confirm is asked once it has passed.
+    gate: bool = False
+    # Its planned change is among those a run's confirm shows (seal's question); False for a step that only
+    # records the run (seal's stamp writes seal.json and removes nothing).
+    confirmed: bool = True
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[P] | Converged:
         """Pure: reads, never waits, prompts, writes or starts a container."""
         raise NotImplementedError
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[P]) -> Applied:
         """Make the change the plan described."""
         raise NotImplementedError
 
@@ -117,20 +160,25 @@ class Applied:
     data: dict[str, Any] = field(default_factory=dict)  # merged over the plan's data
 
 
-class Verify(Step):
+# A run's steps, each with its own plan type: the runner hands a step's plan back only to that step, so the
+# payload's type never meets another step's (Python's types have no "some P" to say that with).
+AnyStep = Step[Any]
+
+
+class Verify(Step[P]):
     """A step that changes nothing and proves something on the live system (install's gpu-check).
 
     Its ``plan`` says what it would run (a dry run lists that, status ``planned``) or raises ``Skip``; a real
     run then calls ``verify``, which returns what it found (status ``ok``) or raises ``StepFailed``. Keeping
     the container out of ``plan`` keeps plans pure: a dry run starts nothing."""
 
-    def plan(self, ctx: Context) -> Change:
+    def plan(self, ctx: Context) -> Change[P]:
         raise NotImplementedError
 
-    def verify(self, ctx: Context, change: Change) -> Converged:
+    def verify(self, ctx: Context, change: Change[P]) -> Converged:
         raise NotImplementedError
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
+    def apply(self, ctx: Context, change: Change[P]) -> Applied:
         raise TypeError(f"{self.id} verifies; it has nothing to apply")
 
 
@@ -144,7 +192,7 @@ def file_diff(path: str, before: str | None, after: str) -> str:
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
-def parse_ids(values: Sequence[str], steps: Sequence[Step], flag: str) -> list[str]:
+def parse_ids(values: Sequence[str], steps: Sequence[AnyStep], flag: str) -> list[str]:
     """``--only a,b --only c`` -> [a, b, c], each a known step id (else exit 2)."""
     known = [s.id for s in steps]
     ids = [v.strip() for value in values for v in value.split(",") if v.strip()]
@@ -160,7 +208,7 @@ def parse_ids(values: Sequence[str], steps: Sequence[Step], flag: str) -> list[s
     return ids
 
 
-def check_selection(only: Sequence[str], skip: Sequence[str], steps: Sequence[Step]) -> tuple[list[str], list[str]]:
+def check_selection(only: Sequence[str], skip: Sequence[str], steps: Sequence[AnyStep]) -> tuple[list[str], list[str]]:
     """The ids of ``--only`` and ``--skip``; BadInput (exit 2) for an unknown id, or for one named by
     both (the run would do nothing and report success)."""
     only_ids, skip_ids = parse_ids(only, steps, "--only"), parse_ids(skip, steps, "--skip")
@@ -173,13 +221,13 @@ def check_selection(only: Sequence[str], skip: Sequence[str], steps: Sequence[St
 
 # Shown the planned changes of every selected step: True when it asked and the answer was yes, False when
 # there was nothing to ask; a refusal raises (StepFailed).
-Confirm = Callable[[Sequence[tuple["Step", Change]]], bool]
+Confirm = Callable[[Sequence[tuple[AnyStep, "Change[Any]"]]], bool]
 
 
 def run_steps(
     ctx: Context,
     command: str,
-    steps: Sequence[Step],
+    steps: Sequence[AnyStep],
     *,
     only: Sequence[str] = (),
     skip: Sequence[str] = (),
@@ -188,17 +236,18 @@ def run_steps(
 ) -> RunReport:
     """Plan and apply ``steps`` in order; stop at the first failure.
 
-    A first step with id ``preflight`` holds the command's preconditions (root, a supported
+    A first step that is the ``gate`` holds the command's preconditions (root, a supported
     platform): where ``--only``/``--skip`` leave it out while selecting another step, its checks still
     run (its plan; it changes nothing) and a failure stops the run as it would have.
 
-    ``confirm`` (seal on a terminal) is asked once preflight has passed, before anything changes, with every
-    other selected step's planned change; its refusal is preflight's failure, so nothing changes.
+    ``confirm`` (seal on a terminal) is asked once the gate has passed, before anything changes, with every
+    other selected step's planned change that is ``confirmed``; its refusal is the gate's failure, so nothing
+    changes.
     """
     ctx.only, ctx.skip = check_selection(only, skip, steps)
-    gate = steps[0] if steps and steps[0].id == "preflight" else None
+    gate = steps[0] if steps and steps[0].gate else None
     if confirm is not None and gate is None:
-        raise ValueError("confirm needs a preflight step to answer for")
+        raise ValueError("confirm needs a gate step to answer for")
     report = RunReport(command, ctx.platform.as_dict(), [], extra=ctx.extra, dry_run=ctx.dry_run)
     failed: StepResult | None = None
     for step in steps:
@@ -217,11 +266,11 @@ def run_steps(
     return report
 
 
-def _step_result(ctx: Context, step: Step, steps: Sequence[Step], gate: Step | None, failed: StepResult | None,
+def _step_result(ctx: Context, step: AnyStep, steps: Sequence[AnyStep], gate: AnyStep | None, failed: StepResult | None,
                  confirm: Confirm | None, report: RunReport) -> StepResult:
     """``step``'s result in a run whose first failure so far is ``failed``."""
 
-    def selected(step: Step) -> bool:
+    def selected(step: AnyStep) -> bool:
         return ctx.selected(step.id)
 
     if failed is not None:
@@ -240,7 +289,8 @@ def _step_result(ctx: Context, step: Step, steps: Sequence[Step], gate: Step | N
     return result
 
 
-def _interrupted(ctx: Context, steps: Sequence[Step], step: Step, exc: Interrupted, report: RunReport) -> StepResult:
+def _interrupted(ctx: Context, steps: Sequence[AnyStep], step: AnyStep, exc: Interrupted,
+                 report: RunReport) -> StepResult:
     """A signal ended the run in ``step``: every step this run applied, that one included (it may have stopped
     half way), undoes what the run leaves half done, with further signals held until that is over."""
     log.warning("%s: interrupted by %s; undoing what this run left half done", step.id, exc.name)
@@ -254,7 +304,7 @@ def _interrupted(ctx: Context, steps: Sequence[Step], step: Step, exc: Interrupt
     return result
 
 
-def _undo(ctx: Context, steps: Sequence[Step], failed: StepResult, *, including_failed: bool = False) -> None:
+def _undo(ctx: Context, steps: Sequence[AnyStep], failed: StepResult, *, including_failed: bool = False) -> None:
     """Let each step this run applied undo what ``failed`` made useless; what was undone joins its summary."""
     for step in reversed([s for s in steps if s.id in ctx.applied and (including_failed or s.id != failed.id)]):
         try:
@@ -268,10 +318,12 @@ def _undo(ctx: Context, steps: Sequence[Step], failed: StepResult, *, including_
             failed.data.setdefault("undone", []).append({"step": step.id, "what": note})
 
 
-def _ask(ctx: Context, confirm: Confirm, steps: Sequence[Step], gate: StepResult, report: RunReport) -> StepResult:
+def _ask(ctx: Context, confirm: Confirm, steps: Sequence[AnyStep], gate: StepResult, report: RunReport) -> StepResult:
     """Plan ``steps`` (plans are pure) and ask ``confirm``; the gate's result, failed when it was refused."""
-    plans: list[tuple[Step, Change]] = []
+    plans: list[tuple[AnyStep, Change[Any]]] = []
     for step in steps:
+        if not step.confirmed or _unmet(ctx, step) is not None:
+            continue  # nothing to ask about, or the step reports its skip when it runs
         try:
             planned = step.plan(ctx)
         except (Skip, GpuprepError, OSError):
@@ -289,28 +341,39 @@ def _ask(ctx: Context, confirm: Confirm, steps: Sequence[Step], gate: StepResult
     return gate
 
 
-def _run_one(ctx: Context, step: Step, report: RunReport, *, checks_only: bool = False) -> StepResult:
+def _unmet(ctx: Context, step: AnyStep) -> str | None:
+    """Why ``step`` cannot run here (the first of its ``needs`` this run does not meet), or None."""
+    return unmet(step.needs, ctx.host, ctx.platform, ctx.options)
+
+
+def _run_one(ctx: Context, step: Step[P], report: RunReport, *, checks_only: bool = False) -> StepResult:
     """One step's result; ``run_steps`` times it. ``checks_only``: plan, never apply, and report the
     step as not selected when its checks pass."""
+    reason = _unmet(ctx, step)
+    if reason is not None:
+        return StepResult(step.id, StepStatus.SKIPPED, reason)
     try:
         plan = step.plan(ctx)
         if checks_only:
             return StepResult(step.id, StepStatus.SKIPPED,
                               f"not selected (--only/--skip); its checks passed: {plan.summary}")
         if isinstance(plan, Converged):
-            return StepResult(step.id, StepStatus.OK, plan.summary, data=plan.data)
+            return StepResult(step.id, StepStatus.OK, plan.summary, data=plan.data, table=plan.table,
+                              lines=plan.lines)
         if ctx.dry_run:
             # A Verify step's plan is a container it would run, not a change: a converged host's dry run is "ok".
             return StepResult(step.id, StepStatus.PLANNED, plan.summary, diff=plan.diff,
-                              commands=plan.commands, data=plan.data, changes=not isinstance(step, Verify))
+                              commands=plan.commands, data=plan.data, changes=not isinstance(step, Verify),
+                              table=plan.table, lines=plan.lines)
         if isinstance(step, Verify):
             found = step.verify(ctx, plan)
-            return StepResult(step.id, StepStatus.OK, found.summary, data=found.data)
+            return StepResult(step.id, StepStatus.OK, found.summary, data=found.data, table=found.table,
+                              lines=found.lines)
         ctx.applied.append(step.id)
         done = step.apply(ctx, plan)
         return StepResult(step.id, StepStatus.CHANGED, done.summary or plan.summary, diff=plan.diff,
                           commands=plan.commands if done.commands is None else done.commands,
-                          data={**plan.data, **done.data})
+                          data={**plan.data, **done.data}, table=plan.table, lines=plan.lines)
     except Skip as exc:
         return StepResult(step.id, StepStatus.SKIPPED, exc.reason)
     except Exception as exc:

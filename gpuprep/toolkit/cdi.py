@@ -24,10 +24,12 @@ import stat
 from dataclasses import dataclass, field
 from typing import Any
 
+# The file nvidia-cdi-refresh writes is the one the Engine's CDI route reads: a fact of the Engine's room, named here
+# too for the toolkit's steps and checks that write and judge it.
+from gpuprep.engine.cdi import GENERATED_SPEC as GENERATED_SPEC
 from gpuprep.host import Host
 
 DEFAULT_DIRS = ("/etc/cdi", "/var/run/cdi")
-GENERATED_SPEC = "/var/run/cdi/nvidia.yaml"  # where nvidia-cdi-refresh.service writes (toolkit 1.18+)
 NVIDIA_KIND = "nvidia.com/gpu"
 _UUID = re.compile(r"^(GPU|MIG)-[0-9a-fA-F-]{8,}")
 # A driver library's file name carries the driver's version: libnvidia-ml.so.580.95.05, libcuda.so.580.95.05.

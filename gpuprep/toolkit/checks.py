@@ -7,16 +7,13 @@ info``, dockerd's command line); each check decides from it.
 
 from __future__ import annotations
 
-import os
-import stat
-
+from gpuprep.packages import security
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
-from gpuprep.toolkit import cdi, security
+from gpuprep.toolkit import cdi
 from gpuprep.toolkit.config import CONFIG_TOML
+from gpuprep.toolkit.dev_char import DEV_CHAR_RULE, nvidia_nodes
 from gpuprep.toolkit.stack import Stack, detect
-
-DEV_CHAR_RULE = "/etc/udev/rules.d/71-nvidia-dev-char.rules"
 
 
 def _gpuprep(probes: Probes) -> str:
@@ -32,8 +29,8 @@ def toolkit_version(p: Probes) -> str | None:
 
 @probe
 def stack(p: Probes) -> Stack:
-    from gpuprep.engine.checks import daemon_json, docker_info, engine_process
     from gpuprep.engine.daemon_config import image_engine_version
+    from gpuprep.engine.probes import daemon_json, docker_info, engine_process
 
     try:
         _, config = daemon_json(p)
@@ -82,33 +79,13 @@ def check_security(probes: Probes) -> Verdict:
                    f"{security.floor()}; ldconfig is the host's", data=data)
 
 
-# NVIDIA's device nodes whose /dev/char links runc needs with the systemd cgroup driver.
-def nvidia_nodes(probes: Probes) -> list[tuple[str, int, int]]:
-    dev = probes.host.path("/dev")
-    out = []
-    try:
-        names = sorted(os.listdir(dev))
-    except OSError:
-        return []
-    for name in names:
-        if not name.startswith("nvidia"):
-            continue
-        try:
-            st = os.stat(dev / name)
-        except OSError:
-            continue
-        if stat.S_ISCHR(st.st_mode):
-            out.append((f"/dev/{name}", os.major(st.st_rdev), os.minor(st.st_rdev)))
-    return out
-
-
 def check_dev_char(probes: Probes) -> Verdict:
     """Legacy mode: containers lose the GPU after `systemctl daemon-reload` without /dev/char links to the NVIDIA
     nodes (NVIDIA/nvidia-container-toolkit 48, 1227; aws/amazon-ecs-ami 483)."""
     s = stack(probes)
     if s.mode != "legacy":
         raise NotApplicable(f"the runtime runs in {s.mode} mode: CDI puts the device nodes in the container's spec")
-    nodes = nvidia_nodes(probes)
+    nodes = nvidia_nodes(probes.host)
     if not nodes:
         raise NotApplicable("no NVIDIA character device under /dev")
     missing = []
@@ -141,7 +118,7 @@ def check_dev_char(probes: Probes) -> Verdict:
 
 
 def check_cdi_specs(probes: Probes) -> Verdict:
-    from gpuprep.engine.container_checks import host_view
+    from gpuprep.engine.probes import host_view
     from gpuprep.gpu.inventory import probe_module
 
     s = stack(probes)
@@ -158,11 +135,12 @@ def check_cdi_specs(probes: Probes) -> Verdict:
     findings, winners = cdi.judge(probes.host, s.specs, driver_version=module.version, host_uuids=uuids)
     too_new = _too_new_for_the_engine(s)
     findings += too_new
-    data = {"specs": [sp.path for sp in s.specs], "spec_dirs": s.spec_dirs, "resolved_from": winners,
+    paths = [sp.path for sp in s.specs]
+    data = {"specs": paths, "spec_dirs": s.spec_dirs, "resolved_from": winners,
             "findings": [f.__dict__ for f in findings], "driver_version": module.version, "host_uuids": uuids,
             "in_use": s.spec_in_use}
     if not findings:
-        return Verdict(Status.OK, f"{len(s.specs)} CDI spec(s) fit this host ({', '.join(data['specs'])}); "
+        return Verdict(Status.OK, f"{len(s.specs)} CDI spec(s) fit this host ({', '.join(paths)}); "
                        f"{len(winners)} device name(s) resolve", data=data)
     foreign = [f for f in findings if "does not have" in f.problem]
     worst = Status.CRITICAL if foreign or s.spec_in_use else Status.WARNING
@@ -170,7 +148,7 @@ def check_cdi_specs(probes: Probes) -> Verdict:
     hint = (f"remove the spec made on another machine: `rm {probes.host.path(foreign[0].spec)}` (`gpuprep seal` "
             "removes it before imaging)") if foreign else _refresh_hint(probes, s)
     if too_new and not foreign and len(too_new) == len(findings):
-        from gpuprep.toolkit.stack import since_text
+        from gpuprep.engine.cdi import since_text
 
         hint = (f"update Docker to {since_text('cdi-spec-0.7.0')} or newer (`{_gpuprep(probes)} install --only "
                 "packages --docker VERSION`), or turn Docker's own CDI off (`\"features\": {\"cdi\": false}` in "
@@ -182,8 +160,8 @@ def check_cdi_specs(probes: Probes) -> Verdict:
 def _too_new_for_the_engine(s: Stack) -> list[cdi.Finding]:
     """A spec format newer than Docker's own CDI reads (cdiVersion 0.7.0 needs Engine 26.1: the knowledge table
     docker-cdi): where Docker's CDI is on, its devices do not resolve."""
+    from gpuprep.engine.cdi import since_text
     from gpuprep.packages.evr import vercmp
-    from gpuprep.toolkit.stack import since_text
 
     since = since_text("cdi-spec-0.7.0")
     engine = (s.engine_version or "").split("+")[0]
@@ -202,20 +180,14 @@ def _refresh_hint(probes: Probes, s: Stack) -> str:
             "(or `gpuprep install --only cdi-spec`)")
 
 
-# Each list goes in its group's place in doctor's report order (doctor.py).
-DOCKER_CHECKS = [
+# Each goes in its group's place in doctor's report order (doctor.py).
+CHECKS = [
     Check("toolkit-stack", "docker", "the NVIDIA stack: toolkit version, runtime mode, how nvidia is registered, "
           "Docker's CDI, CDI specs, nvidia-cdi-refresh", check_stack, timeout=8),
     Check("toolkit-cdi-specs", "docker", "every CDI spec parses and fits this host (nodes, driver libraries, GPU "
           "UUIDs); which file each device resolves to", check_cdi_specs, timeout=15, boot=True),
-]
-
-GPU_CHECKS = [
     Check("toolkit-dev-char", "gpu", "legacy mode: /dev/char links to every NVIDIA device node, remade at boot",
           check_dev_char, timeout=8),
-]
-
-SECURITY_CHECKS = [
     Check("toolkit-security", "packages", "nvidia-container-toolkit at or above the security floor (NVIDIA's "
           "bulletins); ldconfig is the host's", check_security, timeout=8),
 ]

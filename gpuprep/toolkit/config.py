@@ -22,7 +22,7 @@ from typing import Any
 
 from gpuprep.errors import BadInput
 from gpuprep.host import Host
-from gpuprep.toolkit.security import upstream
+from gpuprep.packages.security import upstream
 
 CONFIG_TOML = "/etc/nvidia-container-runtime/config.toml"
 MODES = ("auto", "legacy", "cdi", "jit-cdi", "csv")
@@ -50,7 +50,8 @@ def _keys(text: str) -> list[str]:
 
 def _basic(text: str, where: str) -> tuple[str, str]:
     """A basic string at the start of ``text`` (after its opening quote): (value, the rest)."""
-    out, i = [], 0
+    out: list[str] = []
+    i = 0
     while i < len(text):
         c = text[i]
         if c == '"':
@@ -172,7 +173,7 @@ class RuntimeConfig:
     debug_log: str | None  # [nvidia-container-runtime] debug
     spec_dirs: list[str] | None = None  # [nvidia-container-runtime.modes.cdi] spec-dirs; None: the defaults
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"path": self.path, "exists": self.exists, "mode": self.mode, "mode_written": self.mode_written,
                 "ldconfig": self.ldconfig, "debug_log": self.debug_log, "spec_dirs": self.spec_dirs}
 
@@ -187,13 +188,13 @@ def read(host: Host, path: str = CONFIG_TOML) -> RuntimeConfig:
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadInput(f"{host.path(path)}: {exc}",
                        f"fix {host.path(path)} (`nvidia-ctk config` prints the toolkit's own defaults)") from None
-    runtime = doc.get("nvidia-container-runtime") if isinstance(doc.get("nvidia-container-runtime"), dict) else {}
-    cli = doc.get("nvidia-container-cli") if isinstance(doc.get("nvidia-container-cli"), dict) else {}
+    runtime = r if isinstance(r := doc.get("nvidia-container-runtime"), dict) else {}
+    cli = c if isinstance(c := doc.get("nvidia-container-cli"), dict) else {}
     mode = runtime.get("mode")
     ldconfig = cli.get("ldconfig")
     debug = runtime.get("debug")
-    modes = runtime.get("modes") if isinstance(runtime.get("modes"), dict) else {}
-    cdi_mode = modes.get("cdi") if isinstance(modes.get("cdi"), dict) else {}
+    modes = m if isinstance(m := runtime.get("modes"), dict) else {}
+    cdi_mode = c if isinstance(c := modes.get("cdi"), dict) else {}
     dirs = cdi_mode.get("spec-dirs")
     return RuntimeConfig(path, True, mode if isinstance(mode, str) and mode else "auto", isinstance(mode, str),
                          ldconfig if isinstance(ldconfig, str) else None, debug if isinstance(debug, str) else None,

@@ -16,15 +16,19 @@ Facts (docs/domain.md, "Added 2026-12-07"):
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from gpuprep.engine.cdi import engine_since, since_text, version_tuple
 from gpuprep.engine.gpu_container import CDI_ROUTE, DEFAULT_ROUTE, GPUS_ROUTE, IMAGE, ROUTE_WORDS, route_took
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 from gpuprep.services import unit_text
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit.checks import _refresh_hint, stack
-from gpuprep.toolkit.stack import UNIT_DIRS, Stack, _version_tuple, engine_since, since_text
+from gpuprep.toolkit.stack import UNIT_DIRS, Stack
+
+if TYPE_CHECKING:
+    from gpuprep.engine.gpu_routes import Proof
 
 # The Engine versions are the knowledge table docker-cdi's (gpuprep/knowledge/data/docker-cdi.json): the rows
 # cdi-additional-gids (29.5) and gpus-through-cdi (29.2).
@@ -39,12 +43,8 @@ MODULE_DIRS = ("extra", "kernel/drivers/video", "updates/dkms", "extra/nvidia")
 MODULE_FILES = ("nvidia.ko", "nvidia.ko.xz", "nvidia.ko.zst", "nvidia.ko.gz")
 
 
-def _cdi_version(spec: cdi.Spec) -> tuple[int, ...]:
-    return tuple(int(x) for x in spec.version.split(".") if x.isdigit())
-
-
 def _engine(s: Stack) -> tuple[int, int] | None:
-    return _version_tuple(s.engine_version)
+    return version_tuple(s.engine_version)
 
 
 def _regenerate(probes: Probes, extra: str = "") -> str:
@@ -136,7 +136,7 @@ def routes(probes: Probes, s: Stack) -> dict[str, str]:
 
 
 def check_routes(probes: Probes) -> Verdict:
-    from gpuprep.engine.container_checks import host_view
+    from gpuprep.engine.probes import host_view
     from gpuprep.gpu.inventory import probe_module
 
     s = stack(probes)
@@ -180,11 +180,11 @@ def check_routes(probes: Probes) -> Verdict:
     return Verdict(Status.OK, f"the routes agree: ECS: {summary.split('ecs: ', 1)[1]}", data=data)
 
 
-def prove_routes(probes: Probes, s: Stack):
+def prove_routes(probes: Probes, s: Stack) -> Proof | None:
     """Each route's container on the live Engine (the image present locally; nothing pulled), side by side; None
     where there is no Engine to ask or containers are not wanted (``--no-container``)."""
-    from gpuprep.engine.checks import docker_info
     from gpuprep.engine.gpu_routes import probe_routes
+    from gpuprep.engine.probes import docker_info
 
     if probes.host.docker_url is None or probes.options.no_container:
         return None
@@ -192,8 +192,11 @@ def prove_routes(probes: Probes, s: Stack):
         docker_info(probes)
     except Exception:  # docker-engine says the Engine is down
         return None
+    from gpuprep.engine.check_image import image_choice
+
     wanted = [DEFAULT_ROUTE, GPUS_ROUTE] + ([CDI_ROUTE] if s.docker_cdi else [])
-    return probe_routes(probes.host, probes.options.image, wanted, pull=False, timeout=PROOF_TIMEOUT_S)
+    choice = image_choice(probes)  # gpu-container's image; the local one the host was built with where it is absent
+    return probe_routes(probes.host, choice.local or choice.image, wanted, pull=False, timeout=PROOF_TIMEOUT_S)
 
 
 # -- item 3: nvidia-cdi-refresh -----------------------------------------------------------------------------------
@@ -278,7 +281,7 @@ def refresh_ran(p: Probes) -> dict[str, Any] | None:
     return out
 
 
-DOCKER_CHECKS = [
+CHECKS = [
     Check("toolkit-cdi-engine-reads", "docker", "the Engine keeps what each NVIDIA CDI spec asks (additionalGids: "
           "Docker 29.5+; cdiVersion 0.7.0 is toolkit-cdi-specs') and each was written after the driver's module",
           check_engine_reads_spec,
@@ -290,4 +293,4 @@ DOCKER_CHECKS = [
           "newer than the driver's module, no failure this boot", check_cdi_refresh, timeout=8),
 ]
 
-__all__ = ["DOCKER_CHECKS", "routes"]
+__all__ = ["CHECKS", "routes"]

@@ -28,7 +28,7 @@ DEBUG_LOG = "/var/log/ecs/nvidia-container-runtime.log"
 def _this_machines_uuids(ctx: Context) -> list[str] | None:
     if not ctx.host.live:
         return None
-    from gpuprep.engine.gpu_container import host_gpus
+    from gpuprep.gpu.view import host_gpus
 
     view = host_gpus(ctx.host)
     return view.uuids if view is not None else None
@@ -43,7 +43,7 @@ class ToolkitStateStep(FileStep):
     def items(self, ctx: Context) -> list[Item]:
         host = ctx.host
         items: list[Item] = []
-        if not ctx.options.keep_cdi:
+        if not ctx.seal_options.keep_cdi:
             uuids = _this_machines_uuids(ctx)
             for spec in cdi.find(host, ["/etc/cdi"]):
                 named = spec.uuid_devices

@@ -11,6 +11,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from gpuprep.engine.cdi import docker_cdi
 from gpuprep.errors import GpuprepError
 from gpuprep.host import Host
 from gpuprep.platform import Platform
@@ -23,28 +24,6 @@ TOOLKIT = ("nvidia-container-toolkit", "nvidia-container-toolkit-base")
 REFRESH_UNITS = ("nvidia-cdi-refresh.path", "nvidia-cdi-refresh.service")
 UNIT_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
 WANTS = "/etc/systemd/system/multi-user.target.wants"
-
-
-def engine_since(feature: str) -> tuple[int, int]:
-    """The first Engine (major, minor) with ``feature`` ("cdi", "cdi-default", ...): the knowledge table
-    ``docker-cdi`` (Docker's CDI opt-in and its default from moby/moby PR 49963, and what came after)."""
-    from gpuprep import knowledge
-
-    row = next(r for r in knowledge.table("docker-cdi").rows if r["feature"] == feature)
-    major, minor = row["since"].split(".")[:2]
-    return int(major), int(minor)
-
-
-def since_text(feature: str) -> str:
-    major, minor = engine_since(feature)
-    return f"{major}.{minor}"
-
-
-def cdi_opt_in_range() -> str:
-    """``25.0 to 28.1``: the Engines where features.cdi turns Docker's CDI on (off by default)."""
-    major, minor = engine_since("cdi-default")
-    last = f"{major}.{minor - 1}" if minor else f"{major - 1}.x"
-    return f"{since_text('cdi')} to {last}"
 
 
 @dataclass
@@ -144,32 +123,6 @@ def binary_toolkit_version(host: Host) -> str | None:
     return m.group(1) if m else None
 
 
-def _version_tuple(version: str | None) -> tuple[int, int] | None:
-    m = re.match(r"(\d+)\.(\d+)", version or "")
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-def docker_cdi(config: dict[str, Any], engine_version: str | None, info: dict[str, Any] | None = None
-               ) -> tuple[bool | None, str]:
-    """Whether Docker's own CDI is on, and why: the running Engine's ``docker info`` (``CDISpecDirs`` is empty
-    when CDI is off) wins; else ``features.cdi`` in daemon.json, else the Engine's default."""
-    if info is not None and "CDISpecDirs" in info:
-        dirs = info.get("CDISpecDirs") or []
-        return bool(dirs), ("docker info lists CDISpecDirs " + ", ".join(dirs)) if dirs else \
-            "docker info lists no CDISpecDirs"
-    version = _version_tuple(engine_version)
-    features = config.get("features") if isinstance(config.get("features"), dict) else {}
-    if version is not None and version < engine_since("cdi"):
-        return False, f"Engine {engine_version} has no CDI ({since_text('cdi')}+)"
-    if "cdi" in features:
-        return bool(features["cdi"]), f"features.cdi = {str(bool(features['cdi'])).lower()} in daemon.json"
-    if version is None:
-        return None, "the Engine's version is unknown"
-    on = version >= engine_since("cdi-default")
-    return on, f"Engine {engine_version}: " + (f"on by default from {since_text('cdi-default')}" if on else
-                                               f"off unless features.cdi ({cdi_opt_in_range()})")
-
-
 def registrations(host: Host, platform: Platform, config: dict[str, Any], add_runtimes: dict[str, str] | None
                   ) -> list[Registration]:
     from gpuprep.engine.daemon_config import RUNTIME_NAME, runtime_in_runtimes_dir
@@ -204,7 +157,7 @@ def detect(host: Host, platform: Platform, *, daemon_config: dict[str, Any], eng
            info: dict[str, Any] | None = None, add_runtimes: dict[str, str] | None = None,
            toolkit: str | None | bool = True) -> Stack:
     """The stack; ``toolkit`` True asks the package database, else it is the version already known."""
-    version = toolkit_version(host, platform) if toolkit is True else (toolkit or None)  # type: ignore[assignment]
+    version = toolkit_version(host, platform) if toolkit is True else (toolkit or None)
     config = read(host)
     mode, why = resolve_mode(config.mode, version)
     on, on_why = docker_cdi(daemon_config, engine_version, info)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from gpuprep.errors import StepFailed
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
 from gpuprep.toolkit import boot_unit, cdi
-from gpuprep.toolkit.checks import DEV_CHAR_RULE
+from gpuprep.toolkit.dev_char import DEV_CHAR_RULE, nvidia_nodes
 from gpuprep.toolkit.stack import REFRESH_UNITS, Stack, detect
 
 DEV_CHAR_COMMAND = ["nvidia-ctk", "system", "create-dev-char-symlinks", "--create-all"]
@@ -51,6 +51,33 @@ def current_stack(ctx: Context) -> Stack:
     return run.stack
 
 
+def planned_stack(ctx: Context) -> tuple[Stack, str]:
+    """The stack the real run's dev-char-links meets: in a dry run whose packages step would install a runtime, the
+    mode of that one (the real run installs it before this step), with the words that say so; else as it is now."""
+    from dataclasses import replace
+
+    from gpuprep.packages.resolve import TOOLKIT
+    from gpuprep.packages.steps import PackagesRun
+    from gpuprep.toolkit.config import resolve_mode
+
+    stack = current_stack(ctx)
+    sel = ctx.shared(PackagesRun).selection if ctx.dry_run else None
+    if sel is None or not sel.to_install:
+        return stack, ""
+    toolkit = sel.packages.get(TOOLKIT[0])
+    if toolkit is not None:
+        version = f"{toolkit.evr.version}-{toolkit.evr.release}"
+        mode, why = resolve_mode(stack.config.mode, version)
+        return replace(stack, toolkit=version, mode=mode, mode_why=why), f" (with {toolkit.nevr}, which packages " \
+            "installs first)"
+    if sel.stack == "legacy" and stack.config.mode == "auto":
+        # nvidia-docker2's runtime needs libnvidia-container before 1.15 (NVIDIA archived that stack with 1.15), so
+        # auto resolves to legacy (toolkit internal/info/auto.go: jit-cdi only from 1.18.0).
+        return replace(stack, mode="legacy", mode_why="the legacy stack (nvidia-docker2) runs in legacy mode"), \
+            " (with the legacy stack packages installs first)"
+    return stack, ""
+
+
 def _detect_stack(ctx: Context) -> Stack:
     from gpuprep.engine.daemon_config import image_engine_version, read_config
     from gpuprep.engine.dockerd import EngineDown, docker_info, find_engine_process
@@ -68,24 +95,34 @@ def _detect_stack(ctx: Context) -> Stack:
                   add_runtimes=proc.add_runtimes if proc else None)
 
 
-class DevCharLinksStep(Step):
+@dataclass
+class _DevCharPlan:
+    """The dev-char-links step's plan: write the udev rule; make the links now (nvidia-ctk, live hosts only)."""
+
+    write_rule: bool
+    link: bool
+
+
+class DevCharLinksStep(Step[_DevCharPlan]):
     id = "dev-char-links"
     title = "legacy mode: /dev/char links to the NVIDIA device nodes now and at every boot (udev rule)"
 
-    def plan(self, ctx: Context) -> Change | Converged:
-        stack = current_stack(ctx)
+    def plan(self, ctx: Context) -> Change[_DevCharPlan] | Converged:
+        stack, planned = planned_stack(ctx)
         data = {"stack": stack.as_dict()}
         if stack.mode != "legacy":
-            return Converged(f"runtime mode {stack.mode}: the device nodes come in the container's CDI edits, "
-                             "no /dev/char links needed", data)
+            return Converged(f"runtime mode {stack.mode}{planned}: the device nodes come in the container's CDI "
+                             "edits, no /dev/char links needed", data)
         before = ctx.host.read_text(DEV_CHAR_RULE)
         commands, todo = [], []
         if before != DEV_CHAR_RULE_TEXT:
-            todo.append(f"write {DEV_CHAR_RULE}")
+            # The rule's one line, said: what the udev rule runs and when (the diff has the whole file).
+            todo.append(f"write {DEV_CHAR_RULE} (udev: `{' '.join(DEV_CHAR_COMMAND)}` when the nvidia driver binds)"
+                        f"{planned}")
         if ctx.host.live:
             missing = _missing_links(ctx)
             if missing:
-                if ctx.host.which("nvidia-ctk") is None:
+                if ctx.host.which("nvidia-ctk") is None and not planned:
                     raise StepFailed(f"/dev/char lacks {', '.join(missing)} and nvidia-ctk is not installed to make "
                                      "them (toolkit 1.13+ has it)", "install the toolkit: `gpuprep install --only "
                                      "packages --runtime toolkit`")
@@ -95,15 +132,16 @@ class DevCharLinksStep(Step):
             return Converged(f"legacy mode: /dev/char links in place; {DEV_CHAR_RULE} remakes them at boot", data)
         return Change("; ".join(todo), diff=file_diff(DEV_CHAR_RULE, before, DEV_CHAR_RULE_TEXT)
                       if before != DEV_CHAR_RULE_TEXT else "", commands=commands, data=data,
-                      payload=before != DEV_CHAR_RULE_TEXT)
+                      payload=_DevCharPlan(write_rule=before != DEV_CHAR_RULE_TEXT, link=bool(commands)))
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
-        if change.payload:
+    def apply(self, ctx: Context, change: Change[_DevCharPlan]) -> Applied:
+        if change.payload.write_rule:
             ctx.host.write_atomic(DEV_CHAR_RULE, DEV_CHAR_RULE_TEXT, mode=0o644)
-        for argv in change.commands:
-            ctx.host.run(argv, timeout=60, hint="run it by hand to see why; `nvidia-smi` must work first")
+        if change.payload.link:
+            ctx.host.run(list(DEV_CHAR_COMMAND), timeout=60,
+                         hint="run it by hand to see why; `nvidia-smi` must work first")
         # nvidia-ctk exits 0 having made nothing where it finds no NVIDIA device it knows: proved, not assumed.
-        still = _missing_links(ctx) if change.commands else []
+        still = _missing_links(ctx) if change.payload.link else []
         if still:
             raise StepFailed(f"`{' '.join(DEV_CHAR_COMMAND)}` ran but /dev/char still lacks {', '.join(still)}",
                              "run it by hand to see why (`nvidia-smi` must work first), then `gpuprep install "
@@ -113,23 +151,29 @@ class DevCharLinksStep(Step):
 
 def _missing_links(ctx: Context) -> list[str]:
     """The /dev/char/MAJOR:MINOR links missing for this host's NVIDIA device nodes."""
-    from gpuprep.runner.checks import Probes
-    from gpuprep.toolkit.checks import nvidia_nodes
-
-    return [f"{a}:{b}" for _, a, b in nvidia_nodes(Probes(ctx.host, ctx.platform, None))
+    return [f"{a}:{b}" for _, a, b in nvidia_nodes(ctx.host)
             if not ctx.host.lexists(f"/dev/char/{a}:{b}")]
 
 
-class CdiSpecStep(Step):
+@dataclass
+class _CdiSpecPlan:
+    """The cdi-spec step's plan: the boot unit's change, then what to run (enable nvidia-cdi-refresh, write the
+    spec)."""
+
+    unit: boot_unit.UnitChange
+    run: list[list[str]]
+
+
+class CdiSpecStep(Step[_CdiSpecPlan]):
     id = "cdi-spec"
     title = "CDI modes / Docker CDI: a CDI spec that fits this host, regenerated at every boot (nvidia-cdi-refresh)"
 
-    def plan(self, ctx: Context) -> Change | Converged:
+    def plan(self, ctx: Context) -> Change[_CdiSpecPlan] | Converged:
         from gpuprep.services import Services
 
         stack = current_stack(ctx)
         data = {"stack": stack.as_dict()}
-        needed = stack.cdi_mode or bool(stack.docker_cdi) or ctx.options.docker_cdi
+        needed = stack.cdi_mode or bool(stack.docker_cdi) or ctx.install_options.docker_cdi
         unit = self._unit(ctx, stack, needed)
         if not needed and not unit.todo:
             return Converged(f"runtime mode {stack.mode} and Docker's CDI off: no CDI spec needed", data)
@@ -158,7 +202,8 @@ class CdiSpecStep(Step):
             return Converged(f"runtime mode {stack.mode}: CDI spec(s) " +
                              (", ".join(s.path for s in stack.specs) or "written at boot") +
                              (f"; {at_boot}" if at_boot else ""), data)
-        return Change("; ".join(todo), diff=unit.diff, commands=unit.commands + run, data=data, payload=(unit, run))
+        return Change("; ".join(todo), diff=unit.diff, commands=unit.commands + run, data=data,
+                      payload=_CdiSpecPlan(unit, run))
 
     @staticmethod
     def _unit(ctx: Context, stack: Stack, needed: bool) -> boot_unit.UnitChange:
@@ -188,8 +233,8 @@ class CdiSpecStep(Step):
                                 host_uuids=None)
         return f"{findings[0].spec}: {findings[0].problem}" if findings else ""
 
-    def apply(self, ctx: Context, change: Change) -> Applied:
-        unit, run = change.payload
+    def apply(self, ctx: Context, change: Change[_CdiSpecPlan]) -> Applied:
+        unit, run = change.payload.unit, change.payload.run
         boot_unit.apply(ctx.host, ctx.platform, unit)
         for argv in run:
             ctx.host.run(argv, timeout=120, hint="run it by hand to see why; `nvidia-smi` must work first")

@@ -320,6 +320,8 @@ timings() {
     ${base:+"$base"} \
     "doctor_live=python3 -m gpuprep --json doctor --image $IMG" \
     "cuda_proof_host=python3 $PROOF" \
+    "cuda_proof_host_isolated=python3 -I -S $PROOF" \
+    "python_bare=python3 -I -S -c pass" \
     "nvidia_smi_q=nvidia-smi -q" \
     "container_ecs_route=docker run --rm -e NVIDIA_VISIBLE_DEVICES=all $IMG nvidia-smi -L" \
     "container_cdi_all=docker run --rm --runtime runc --device nvidia.com/gpu=all $IMG nvidia-smi -L" \

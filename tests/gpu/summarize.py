@@ -37,7 +37,7 @@ def host_gpus(directory: Path) -> list[dict]:
 
 def report(record: dict) -> dict:
     """The JSON report a gpuprep --json run printed."""
-    return json.loads(record["stdout"])
+    return json.loads(record["stdout"])  # schema: test_real_toolkit_evidence.py checks these
 
 
 def checks(record: dict) -> dict[str, dict]:

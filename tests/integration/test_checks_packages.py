@@ -11,7 +11,6 @@ such hosts come about (a hand-installed RPM, a forced downgrade).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO, require, require_root
+from contract import json_output
 from rpmfixtures import PkgSpec, build_repo, repo_file
 
 GPUPREP = [str(REPO / ".venv" / "bin" / "gpuprep")] if (REPO / ".venv" / "bin" / "gpuprep").exists() else ["gpuprep"]
@@ -87,7 +87,7 @@ def rpm_install_nodeps(root: Path, repo: Path, *files: str) -> None:
 
 def doctor(root: Path) -> tuple[int, dict]:
     out = run([*GPUPREP, "--root", str(root), "--json", "doctor", "--no-container"])
-    report = json.loads(out.stdout)
+    report = json_output(out.stdout)
     assert report["command"] == "doctor"
     return out.returncode, {c["id"]: c for c in report["checks"] if c["id"] in OURS}
 

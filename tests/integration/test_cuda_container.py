@@ -2,7 +2,7 @@
 
 Real: Docker Engine 20.10 (a private dockerd reading the --root tree's daemon.json), runc, the nvidia runtime
 registered as the default (no --runtime on the container), the gpuprep CLI with --root and DOCKER_HOST, the proof
-program (gpu/cuda_proof.py's source run by `python3 -I -c` inside the container), and the image's python3: an
+program (gpu/cuda_proof.py's source run by `python3 -I -S -c` inside the container), and the image's python3: an
 image imported here from this machine's own python3.11, its shared libraries and standard library, with busybox
 (no registry is reachable), standing in for an application image that has python3.
 SIMULATED (no GPU or NVIDIA driver on these machines): the nvidia runtime is the testbed shim, which binds what the

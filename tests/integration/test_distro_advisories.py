@@ -8,7 +8,6 @@ fixtures (Amazon Linux's repositories are not reachable here).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, require, require_root
+from contract import json_output
 from rpmfixtures import AdvisorySpec, PkgSpec, build_repo, repo_file
 from test_install_packages import GPUPREP
 
@@ -71,7 +71,7 @@ def makecache(root: Path) -> None:
 def doctor(root: Path) -> dict:
     done = subprocess.run([*GPUPREP, "--root", str(root), "--json", "doctor", "--no-container"], capture_output=True,
                           text=True, timeout=180, env={k: v for k, v in os.environ.items() if k != "DOCKER_HOST"})
-    return {c["id"]: c for c in json.loads(done.stdout)["checks"]}
+    return {c["id"]: c for c in json_output(done.stdout)["checks"]}
 
 
 def test_pending_advisories_for_the_stack_are_listed_from_the_cache_and_nothing_is_written(root: Path) -> None:

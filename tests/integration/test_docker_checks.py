@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO
+from contract import json_output
 from testbed import DEFAULT_GPUS, tiny_image, write_fake_nvidia_smi, write_nvidia_runtime
 
 UUIDS = [g["uuid"] for g in DEFAULT_GPUS]
@@ -38,7 +39,7 @@ def doctor(root: Path, url: str, *args: str) -> tuple[int, dict[str, dict]]:
     env = {**os.environ, "DOCKER_HOST": url, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor",
                            "--image", "tiny:latest", *args], capture_output=True, text=True, timeout=120, env=env)
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     # The toolkit-* checks of the docker group read the NVIDIA toolkit's own files, which this root has not got
     # (they skip here; tests/unit/toolkit/test_toolkit.py and test_doctor_hints.py provoke them). container-cuda
     # skips too: tiny:latest has no python3 to run the CUDA proof (tests/integration/test_cuda_container.py runs it).

@@ -25,6 +25,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 from conftest import FIXTURES, REPO
+from contract import json_output
 from testbed import tiny_image
 
 EFA_SYSFS = "sys/bus/pci/devices/0000:a0:00.0"
@@ -45,7 +46,7 @@ def gpuprep(root: Path, url: str, *args: str) -> tuple[int, dict, str]:
     env = {**os.environ, "DOCKER_HOST": url, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args],
                           capture_output=True, text=True, timeout=180, env=env)
-    return proc.returncode, json.loads(proc.stdout), proc.stderr
+    return proc.returncode, json_output(proc.stdout), proc.stderr
 
 
 def can_raise_memlock() -> bool:

@@ -38,6 +38,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
 import pytest  # noqa: E402
+from contract import json_output  # noqa: E402
 from hosttree import build_named, load_spec  # noqa: E402
 from rpmfixtures import PkgSpec, build_repo  # noqa: E402
 from testbed import (  # noqa: E402
@@ -178,7 +179,7 @@ def healthy_run(healthy, tmp_path_factory) -> tuple[subprocess.CompletedProcess,
     """One full doctor run (container check included) with --json and --prom."""
     prom = tmp_path_factory.mktemp("textfile") / "gpuprep.prom"
     proc = doctor(healthy, "--prom", str(prom))
-    return proc, json.loads(proc.stdout), prom
+    return proc, json_output(proc.stdout), prom
 
 
 # -- the healthy host -------------------------------------------------------------------------
@@ -336,7 +337,7 @@ def test_runtime_not_default_exit_code_and_fix(pkg_cache, tmp_path):
     finally:
         host.dockerd.cleanup()
     assert text.returncode == 2 and as_json.returncode == 2
-    checks = {c["id"]: c for c in json.loads(as_json.stdout)["checks"]}
+    checks = {c["id"]: c for c in json_output(as_json.stdout)["checks"]}
     assert checks["docker-default-runtime"]["status"] == "warning"
     assert checks["gpu-container"]["status"] == "critical"
     assert checks["gpu-container"]["data"]["link"] == "runtime-not-default"
@@ -351,7 +352,7 @@ def test_runtime_not_default_exit_code_and_fix(pkg_cache, tmp_path):
     assert fixes == [f"fix: `gpuprep --root {host.root} install --only docker-runtime,docker-reload --runtime-path "
                      f'{host.runtime}` (sets "default-runtime": "nvidia" in daemon.json and reloads dockerd)'], fixes
     assert out.splitlines()[-1].startswith("CRITICAL: ") and out.splitlines()[-1].endswith("(exit 2)")
-    report = json.loads(fixed.stdout)
+    report = json_output(fixed.stdout)
     assert fixed.returncode == 0, [(c["id"], c["status"]) for c in report["checks"] if c["status"] != "ok"]
 
 

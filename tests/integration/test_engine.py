@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import FIXTURES, REPO, require
+from contract import json_output
 from testbed import DEFAULT_GPUS, PrivateDockerd, tiny_image, write_fake_nvidia_smi
 
 UUIDS = [g["uuid"] for g in DEFAULT_GPUS]
@@ -41,7 +42,7 @@ def gpuprep(root: Path, url: str, *args: str, timeout: float = 120) -> tuple[int
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args],
                           capture_output=True, text=True, timeout=timeout, env=env)
     try:
-        out = json.loads(proc.stdout)
+        out = json_output(proc.stdout)
     except json.JSONDecodeError:
         pytest.fail(f"gpuprep printed no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
     return proc.returncode, out, proc.stderr
@@ -264,7 +265,7 @@ def test_docker_service_in_a_root_is_enabled_offline(tmp_path):
         proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "install", "--only",
                                "docker-service", *([dry] if dry else [])], capture_output=True, text=True,
                               timeout=60, env={**env, "PYTHONPATH": str(REPO)})
-        step = steps(json.loads(proc.stdout))["docker-service"]
+        step = steps(json_output(proc.stdout))["docker-service"]
         assert proc.returncode == 0 and step["status"] == status, (step, proc.stderr)
         if status == "planned":
             assert step["commands"] == [["systemctl", f"--root={root.resolve()}", "enable", "docker.service"]]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO
+from contract import json_output
 from testbed import DEFAULT_GPUS, TinyRegistry, run_on_tty, write_fake_nvidia_smi
 
 from gpuprep.engine.gpu_container import PULL_ATTEMPTS
@@ -53,7 +54,7 @@ def gpu_check(root: Path, url: str, image: str) -> tuple[int, dict, str, float]:
                           timeout=120, env=env_for(url))
     took = time.monotonic() - started
     try:
-        report = json.loads(proc.stdout)
+        report = json_output(proc.stdout)
     except json.JSONDecodeError:
         pytest.fail(f"gpuprep printed no JSON (exit {proc.returncode}): {proc.stdout!r} {proc.stderr}")
     [step] = [s for s in report["steps"] if s["id"] == "gpu-check"]

@@ -10,7 +10,6 @@ driver here): the GPU's device nodes and nvidia-smi (``fake_gpu``), and for the 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO
+from contract import json_output
 
 
 def make_root(tmp_path: Path) -> Path:
@@ -32,7 +32,7 @@ def routes_check(root: Path, url: str) -> dict:
     env = {**os.environ, "DOCKER_HOST": url, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor", "--image",
                            "tiny:latest"], capture_output=True, text=True, timeout=300, env=env)
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     return next(c for c in report["checks"] if c["id"] == "toolkit-gpu-routes")
 
 

@@ -9,7 +9,6 @@ ship it (amazon-ecs-init packaging), only the agent binary it names is absent, a
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO, require
+from contract import json_output
 from testbed import ECS_SERVICE
 
 # What user-data or an AMI recipe typically leaves in ecs.config before gpuprep runs.
@@ -57,7 +57,7 @@ def gpuprep(root: Path, *args: str, json_out: bool = True) -> tuple[int, dict | 
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), *(["--json"] if json_out else []),
                            *args], capture_output=True, text=True, timeout=60, env={**env, "PYTHONPATH": str(REPO)})
-    report = json.loads(proc.stdout) if json_out and proc.stdout.strip().startswith("{") else None
+    report = json_output(proc.stdout) if json_out and proc.stdout.strip().startswith("{") else None
     return proc.returncode, report, proc.stdout, proc.stderr
 
 

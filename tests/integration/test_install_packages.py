@@ -9,7 +9,6 @@ its os-release (no GPU here either: preflight reports the warning).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import FIXTURES, REPO, require, require_root
+from contract import json_output
 from rpmfixtures import PkgSpec, build_repo, repo_file, rpm_query_root
 
 GPUPREP = [str(REPO / ".venv" / "bin" / "gpuprep")] if (REPO / ".venv" / "bin" / "gpuprep").exists() else ["gpuprep"]
@@ -99,7 +99,7 @@ def installed_with_times(root: Path) -> str:
 def test_install_then_converged_run_changes_nothing(root: Path) -> None:
     first = gpuprep(root, json_out=True)
     assert first.returncode == 0, first.stderr
-    report = json.loads(first.stdout)
+    report = json_output(first.stdout)
     assert report["selection"] == {
         "ecs-init": "ecs-init-1.97.1-1.amzn2023", "docker": "docker-25.0.6-1.amzn2023.0.2",
         "nvidia-container-toolkit": "nvidia-container-toolkit-1.19.1-1",
@@ -132,7 +132,7 @@ def test_install_then_converged_run_changes_nothing(root: Path) -> None:
     time.sleep(0.05)
     second = gpuprep(root, json_out=True)
     assert second.returncode == 0, second.stderr
-    again = json.loads(second.stdout)
+    again = json_output(second.stdout)
     assert again["status"] == "ok"
     assert {s["id"]: s["status"] for s in again["steps"] if s["id"] in STEPS.split(",")} == {
         "preflight": "ok", "repositories": "ok", "packages": "ok"}
@@ -185,7 +185,7 @@ def test_the_packages_step_waits_for_the_package_lock_before_its_transaction(roo
         reader.join(timeout=60)
         out = "".join(stdout)
         assert any(waiting in line for line in err_lines), "".join(err_lines)
-        steps = {s["id"]: s for s in json.loads(out)["steps"]}
+        steps = {s["id"]: s for s in json_output(out)["steps"]}
         assert steps["packages"]["status"] == "changed"
         assert "waited" in steps["packages"]["summary"] and f"pid {holder.pid}" in steps["packages"]["summary"]
         assert holder.poll() is not None  # it had ended before the transaction ran
@@ -219,7 +219,7 @@ def test_sigterm_during_the_transaction_lets_the_package_manager_finish_it(root:
     reader.join(timeout=60)
     err = "".join(err_lines)
     assert any(" -y install " in line for line in err_lines), err
-    steps = {s["id"]: s for s in json.loads("".join(stdout))["steps"]}
+    steps = {s["id"]: s for s in json_output("".join(stdout))["steps"]}
     assert code == 1 and steps["packages"]["data"]["interrupted"] == "SIGTERM", err[-3000:]
     installed = rpm_query_root(root, ["docker", "ecs-init", "nvidia-container-toolkit", "libnvidia-container1"])
     assert all(installed.values()), f"the transaction was cut short: {installed}\n{err[-3000:]}"
@@ -267,7 +267,7 @@ def test_dry_run_prints_selection_and_commands_and_changes_nothing(root: Path) -
 def test_no_solution_exits_1_and_installs_nothing(root: Path) -> None:
     out = gpuprep(root, "--docker", "19.03.13ce", json_out=True)
     assert out.returncode == 1
-    report = json.loads(out.stdout)
+    report = json_output(out.stdout)
     assert report["status"] == "failed"
     assert "--docker 19.03.13ce" in report["error"]
     assert all(v is None for v in rpm_query_root(root, NAMES).values())
@@ -280,7 +280,7 @@ def test_repositories_step_adds_nvidia_repo_file_when_not_reachable(tmp_path: Pa
     (r / "etc" / "yum.repos.d").mkdir(parents=True)
     shutil.copy(FIXTURES / "distros" / "amzn-2023" / "etc" / "os-release", r / "etc" / "os-release")
     out = gpuprep(r, "--dry-run", json_out=True)
-    report = json.loads(out.stdout)
+    report = json_output(out.stdout)
     repos = next(s for s in report["steps"] if s["id"] == "repositories")
     assert repos["status"] == "planned"
     assert "+baseurl=https://nvidia.github.io/libnvidia-container/stable/rpm/$basearch" in repos["diff"]
@@ -305,13 +305,13 @@ def test_docker_forced_from_the_cli(root: Path) -> None:
     """``--docker VERSION`` end to end: an older Docker than the resolver would pick, installed and locked."""
     out = gpuprep(root, "--docker", "20.10.25", json_out=True)
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report = json_output(out.stdout)
     assert report["selection"]["docker"] == "docker-20.10.25-1.amzn2023.0.1"
     pk = next(s for s in report["steps"] if s["id"] == "packages")
     assert {r["name"]: r["why"] for r in pk["data"]["selection"]}["docker"] == "--docker 20.10.25"
     assert rpm_query_root(root, ["docker"])["docker"] == "docker-0:20.10.25-1.amzn2023.0.1"
     assert "docker-0:20.10.25-1.amzn2023.0.1.*" in (root / "etc/dnf/plugins/versionlock.list").read_text()
-    again = json.loads(gpuprep(root, "--docker", "20.10.25", json_out=True).stdout)
+    again = json_output(gpuprep(root, "--docker", "20.10.25", json_out=True).stdout)
     assert again["status"] == "ok" and again["selection"] == report["selection"]
 
 
@@ -320,7 +320,7 @@ def test_legacy_runtime_from_the_cli(root: Path) -> None:
     (auto would take it); the second run converges on the legacy stack without asking the repositories."""
     out = gpuprep(root, "--runtime", "legacy", json_out=True)
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report = json_output(out.stdout)
     assert report["selection"] == {
         "ecs-init": "ecs-init-1.97.1-1.amzn2023", "docker": "docker-25.0.6-1.amzn2023.0.2",
         "nvidia-docker2": "nvidia-docker2-2.13.0-1", "nvidia-container-runtime": "nvidia-container-runtime-3.13.0-1",
@@ -330,7 +330,7 @@ def test_legacy_runtime_from_the_cli(root: Path) -> None:
                          "nvidia-container-runtime": "nvidia-container-runtime-0:3.13.0-1",
                          "nvidia-container-toolkit": None}
     assert (root / "etc/docker/daemon.json").is_file()  # nvidia-docker2's %config file, as 2.5.0+ ship it
-    again = json.loads(gpuprep(root, "--runtime", "legacy", json_out=True).stdout)
+    again = json_output(gpuprep(root, "--runtime", "legacy", json_out=True).stdout)
     pk = next(s for s in again["steps"] if s["id"] == "packages")
     assert pk["status"] == "ok" and pk["data"]["queries"] == 0
     assert again["selection"] == report["selection"]
@@ -348,7 +348,7 @@ def test_platform_manager_absent_uses_the_one_this_machine_has(tmp_path: Path) -
     out = subprocess.run([*GPUPREP, "--root", str(r), "--json", "install", "--only", "preflight"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    pre = json.loads(out.stdout)["steps"][0]
+    pre = json_output(out.stdout)["steps"][0]
     assert pre["data"]["package_manager"] == "dnf" and "Amazon Linux 2, dnf" in pre["summary"]
 
 
@@ -479,7 +479,7 @@ def test_an_unreachable_repository_is_named_and_the_file_this_run_added_goes(tmp
 
     out = gpuprep(r, "--repo-file", str(given), json_out=True)
     assert out.returncode == 1, out.stderr
-    report = json.loads(out.stdout)
+    report = json_output(out.stdout)
     packages = next(s for s in report["steps"] if s["id"] == "packages")
     assert report["error"].startswith("packages: dnf could not download the metadata of nvidia-container-toolkit ("
                                       f"{UNREACHABLE}"), report["error"]

@@ -10,7 +10,6 @@ doLock), so a real ``sleep`` chrooted into the tree stands in as the holder, wit
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -21,6 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import FIXTURES, REPO, require, require_root
+from contract import json_output
 from rpmfixtures import PkgSpec, build_repo, repo_file
 from tenacity import retry, retry_if_result, stop_after_delay, wait_fixed
 
@@ -166,7 +166,7 @@ def test_doctor_names_the_owner_of_rpms_fcntl_lock(root: Path) -> None:
         assert p.stdout.readline().strip() == "locked"
         out = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--no-container"],
                                  env={"DOCKER_HOST": None})
-        check = next(c for c in json.loads(out.stdout)["checks"] if c["id"] == "package-lock")
+        check = next(c for c in json_output(out.stdout)["checks"] if c["id"] == "package-lock")
     finally:
         p.stdin.close()
         p.wait(timeout=10)
@@ -228,7 +228,7 @@ def test_preflight_names_the_holder_and_waits_for_nobody(root: Path, holder) -> 
     out = subprocess.run([*GPUPREP, "--root", str(root), "--json", "install", "--only", "preflight"],
                          capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
     assert out.returncode == 0, out.stderr
-    pre = json.loads(out.stdout)["steps"][0]
+    pre = json_output(out.stdout)["steps"][0]
     assert pre["status"] == "ok" and pre["summary"].startswith("Amazon Linux 2023, dnf; ")
     assert f"held by pid {p.pid} (busybox: /bin/busybox sleep 60) holding /var/lib/dnf/rpmdb_lock.pid " \
            "(the packages step waits for it)" in pre["summary"]

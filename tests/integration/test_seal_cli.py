@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 from conftest import FIXTURES, require, require_root
+from contract import json_output
 from testbed import run_on_tty, run_on_tty_piped
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -91,7 +92,7 @@ def test_stdin_a_terminal_asks_with_stdout_a_pipe(tmp_path):
     code, shown, piped = run_on_tty_piped([*argv[:-1], "--json", "seal"], env_without_docker(), timeout=60,
                                           answer=(b"Go ahead?", "y"))
     assert code == 0, shown + piped
-    assert json.loads(piped)["status"] == "changed" and "Go ahead?" in shown, (shown, piped)
+    assert json_output(piped)["status"] == "changed" and "Go ahead?" in shown, (shown, piped)
     assert not (root / "var/lib/ecs/data/agent.db").exists()
 
 
@@ -109,7 +110,7 @@ def test_ctrl_c_at_the_question_removes_nothing_and_exits_130(tmp_path):
         assert "internal error" not in shown + piped and "Traceback" not in shown, shown
         assert os.listdir(root / "var/lib/ecs/data") and not (root / "etc/gpuprep/seal.json").exists()
         if "--json" in args:
-            report = json.loads(piped)
+            report = json_output(piped)
             assert report["status"] == "failed" and "interrupted at the question" in report["error"], report
             assert [s["status"] for s in report["steps"][1:]] == ["skipped"] * (len(report["steps"]) - 1)
 
@@ -143,7 +144,7 @@ def test_root_without_docker_host_skips_the_docker_steps_and_acts_only_inside_th
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "seal", "--yes"],
                           capture_output=True, text=True, env=env_without_docker(), timeout=60)
     assert proc.returncode == 0, proc.stderr
-    steps = {s["id"]: s for s in json.loads(proc.stdout)["steps"]}
+    steps = {s["id"]: s for s in json_output(proc.stdout)["steps"]}
     assert steps["stop-ecs"]["status"] == "skipped" and "--root" in steps["stop-ecs"]["summary"]
     for sid in ("containers", "images"):
         assert steps[sid] | {"duration_ms": 0} == {
@@ -206,7 +207,7 @@ def test_stamp_records_what_the_image_holds_and_doctor_reads_it(tmp_path, reques
 
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor", "--no-container"],
                           capture_output=True, text=True, env=env_without_docker(), timeout=120)
-    checks = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+    checks = {c["id"]: c for c in json_output(proc.stdout)["checks"]}
     assert checks["seal-stamp"]["status"] == "ok", checks["seal-stamp"]
     assert checks["seal-stamp"]["summary"] == (
         f"sealed {stamp['sealed_at']} by gpuprep {__version__} on Amazon Linux 2023; docker-25.0.8-1.amzn2023.0.1, "
@@ -222,7 +223,7 @@ def test_stamp_records_what_the_image_holds_and_doctor_reads_it(tmp_path, reques
     os.utime(db, (sealed - 60, sealed - 60))
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor", "--no-container"],
                           capture_output=True, text=True, env=env_without_docker(), timeout=120)
-    stale = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}["ecs-stale-state"]
+    stale = {c["id"]: c for c in json_output(proc.stdout)["checks"]}["ecs-stale-state"]
     assert stale["status"] == "critical" and "/var/lib/ecs/data/agent.db" in stale["summary"], stale
 
 
@@ -317,7 +318,7 @@ def test_stop_ecs_under_upstart_runs_stop_ecs_waits_and_leaves_the_job(tmp_path,
                                str(upper), str(work), sys.executable, "-m", "gpuprep", "--json", "seal", "--yes",
                                "--only", "stop-ecs"], capture_output=True, text=True, env=env, timeout=180)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        return {s["id"]: s for s in json.loads(proc.stdout)["steps"]}["stop-ecs"]
+        return {s["id"]: s for s in json_output(proc.stdout)["steps"]}["stop-ecs"]
 
     try:
         step = seal_stop_ecs()

@@ -9,7 +9,6 @@ containerd's own ``ctr`` to look into the namespace (tests/testbed.py's ``ENGINE
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ import sys
 
 import pytest
 from conftest import FIXTURES
+from contract import json_output
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def test_seal_empties_the_containerd_image_store(containerd_store_engine, tmp_pa
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "seal", "--yes", "--only",
                            "preflight,containers,images"], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "DOCKER_HOST": d.url})
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     assert proc.returncode == 0, (report, proc.stderr[-2000:])
     steps = {s["id"]: s["status"] for s in report["steps"]}
     assert steps["containers"] == steps["images"] == "changed"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES
+from contract import json_output
 
 N_CONTAINERS = 50
 N_IMAGES = 10
@@ -34,7 +35,7 @@ def gpuprep(url: str, root: Path, *args: str) -> tuple[int, dict, str]:
     env = {**os.environ, "DOCKER_HOST": url}
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "seal", *args],
                           capture_output=True, text=True, env=env, timeout=300)
-    report = json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else {}
+    report = json_output(proc.stdout) if proc.stdout.strip().startswith("{") else {}
     return proc.returncode, report, proc.stderr
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO, require, require_root
+from contract import json_output
 from rpmfixtures import build_repo
 from test_install_packages import (
     AL2023_SPECS,
@@ -53,7 +54,7 @@ def test_only_vulnerable_toolkits_offered_gives_no_selection_naming_the_cve(only
     for args in (("--dry-run",), ()):
         out = gpuprep(only_vulnerable, *args, json_out=True)
         assert out.returncode == 1, out.stderr
-        report = json.loads(out.stdout)
+        report = json_output(out.stdout)
         assert "CVE-2026-24260" in report["error"] and "below the security floor 1.19.1" in report["error"]
         assert report["no_solution"]["cves"] == ["CVE-2026-24260"]
         step = next(s for s in report["steps"] if s["id"] == "packages")
@@ -65,7 +66,7 @@ def test_only_vulnerable_toolkits_offered_gives_no_selection_naming_the_cve(only
 def test_allow_vulnerable_selects_the_newest_offered_and_the_plan_names_the_cve(only_vulnerable: Path) -> None:
     out = gpuprep(only_vulnerable, "--allow-vulnerable", json_out=True)
     assert out.returncode == 0, out.stderr
-    report = json.loads(out.stdout)
+    report = json_output(out.stdout)
     assert report["selection"]["nvidia-container-toolkit"] == "nvidia-container-toolkit-1.19.0-1"
     data = next(s for s in report["steps"] if s["id"] == "packages")["data"]
     assert any("CVE-2026-24260" in v for v in data["security"]["vulnerable_selected"])
@@ -87,7 +88,7 @@ def test_a_versionlock_freezing_a_vulnerable_toolkit_is_reported_and_replaced(tm
 
     plan = gpuprep(r, "--dry-run", json_out=True)
     assert plan.returncode == 0, plan.stderr
-    step = next(s for s in json.loads(plan.stdout)["steps"] if s["id"] == "packages")
+    step = next(s for s in json_output(plan.stdout)["steps"] if s["id"] == "packages")
     assert step["status"] == "planned" and "below the security floor" in step["summary"], step
     assert any("the versionlock froze a vulnerable toolkit" in line and "1.19.0" in line
                for line in step["data"]["lines"]), step["data"]
@@ -99,7 +100,7 @@ def test_a_versionlock_freezing_a_vulnerable_toolkit_is_reported_and_replaced(tm
     locks = lock_list.read_text()
     assert "nvidia-container-toolkit-0:1.19.1-1.*" in locks and "1.19.0" not in locks
     again = gpuprep(r, json_out=True)
-    assert again.returncode == 0 and json.loads(again.stdout)["status"] == "ok", again.stderr
+    assert again.returncode == 0 and json_output(again.stdout)["status"] == "ok", again.stderr
 
 
 def test_a_table_in_knowledge_d_raising_the_floor_changes_what_install_refuses_and_doctor_says(tmp_path, request):
@@ -119,11 +120,11 @@ def test_a_table_in_knowledge_d_raising_the_floor_changes_what_install_refuses_a
 
     plan = gpuprep(r, "--dry-run", json_out=True)
     assert plan.returncode == 1, plan.stdout
-    report = json.loads(plan.stdout)
+    report = json_output(plan.stdout)
     assert "below the security floor 1.20.0" in report["error"] and report["no_solution"]["cves"] == ["CVE-2099-0001"]
     doctor = subprocess.run([*GPUPREP, "--root", str(r), "--json", "doctor", "--no-container"], capture_output=True,
                             text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "DOCKER_HOST"})
-    checks = {c["id"]: c for c in json.loads(doctor.stdout)["checks"]}
+    checks = {c["id"]: c for c in json_output(doctor.stdout)["checks"]}
     assert checks["toolkit-security"]["status"] == "critical"
     assert "CVE-2099-0001" in checks["toolkit-security"]["summary"]
 
@@ -134,5 +135,5 @@ def test_a_table_in_knowledge_d_raising_the_floor_changes_what_install_refuses_a
     assert len(refusals) == 1 and "world-writable" in refusals[0]
     doctor = subprocess.run([*GPUPREP, "--root", str(r), "--json", "doctor", "--no-container"], capture_output=True,
                             text=True, timeout=120, env={k: v for k, v in os.environ.items() if k != "DOCKER_HOST"})
-    checks = {c["id"]: c for c in json.loads(doctor.stdout)["checks"]}
+    checks = {c["id"]: c for c in json_output(doctor.stdout)["checks"]}
     assert checks["toolkit-security"]["status"] == "ok" and checks["knowledge-files"]["status"] == "warning"

@@ -11,7 +11,6 @@ is tests/system/test_fleet_pipelines.py.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import distkit
 import integrations_kit as ik
 import pytest
+from contract import json_output
 
 AWS_STANDIN = r"""#!/bin/sh
 # STAND-IN for the AWS CLI (no S3 here): `aws s3 cp [--only-show-errors] s3://BUCKET/KEY DEST` copies
@@ -74,7 +74,7 @@ def test_the_wheelhouse_comes_from_s3_and_installs_first(instance):
     before = set(Path("/var/tmp").glob("gpuprep-wheelhouse.*"))
     proc = run(command="doctor", arguments="--no-container", wheelhouseS3Uri=URI)
     assert "gpuprep install.sh: " in proc.stderr and (tmp / "sbin-gpuprep").is_symlink(), proc.stderr[-2000:]
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     assert report["command"] == "doctor" and proc.returncode == {"ok": 0, "warning": 1, "critical": 2,
                                                                  "unknown": 3}[report["status"]]
     assert (tmp / "s3/aws.log").read_text().startswith(f"s3 cp --only-show-errors {URI} /var/tmp/")
@@ -100,5 +100,5 @@ def test_seal_runs_only_with_confirm_seal_yes(instance):
                                    "agent's state; run it with confirmSeal=yes")
     assert not (tmp / "opt").exists() and not (tmp / "s3/aws.log").exists()  # refused before anything ran
     proc = run(command="seal", arguments="--dry-run", wheelhouseS3Uri=URI, confirmSeal="yes")
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     assert report["command"] == "seal" and report["dry_run"] is True, proc.stderr[-2000:]

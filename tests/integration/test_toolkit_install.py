@@ -18,6 +18,7 @@ from pathlib import Path
 
 import hosttree
 from conftest import FIXTURES, REPO, require, require_root
+from contract import json_output
 from rpmfixtures import PkgSpec, build_rpm
 
 
@@ -39,7 +40,7 @@ def gpuprep(root: Path, *args: str) -> tuple[int, dict, str]:
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_HOST"}
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", *args], capture_output=True,
                           text=True, timeout=120, env={**env, "PYTHONPATH": str(REPO)})
-    return proc.returncode, json.loads(proc.stdout), proc.stderr
+    return proc.returncode, json_output(proc.stdout), proc.stderr
 
 
 def steps(report: dict) -> dict[str, dict]:

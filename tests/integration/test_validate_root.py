@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES, REPO, require, require_engine26, require_root
+from contract import json_output
 from rpmfixtures import PkgSpec, build_rpm
 
 GPUPREP = [str(REPO / ".venv" / "bin" / "gpuprep")]
@@ -46,7 +47,7 @@ def install(root: Path, sbin: Path, *, system_sbin: bool = True) -> subprocess.C
 
 
 def step(out: subprocess.CompletedProcess) -> dict:
-    return next(s for s in json.loads(out.stdout)["steps"] if s["id"] == "docker-runtime")
+    return next(s for s in json_output(out.stdout)["steps"] if s["id"] == "docker-runtime")
 
 
 def test_a_value_dockerd_26_refuses_stops_the_edit(tmp_path, request):

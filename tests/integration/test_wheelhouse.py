@@ -12,7 +12,6 @@ in a mount namespace of doctor's own (`unshare --mount`), so this machine's view
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +20,7 @@ import distkit
 import fake_nvml
 import pytest
 from conftest import require, require_root
+from contract import json_output
 from testbed import DEFAULT_GPUS, DRIVER_VERSION
 
 from gpuprep import version as version_of
@@ -96,8 +96,27 @@ def test_the_wheel_ships_the_knowledge_tables_and_their_schema(wheelhouse, floor
     proc = subprocess.run([str(floor_venv / "bin/gpuprep"), "--json", "knowledge"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
-    tables = json.loads(proc.stdout)["tables"]
+    tables = json_output(proc.stdout)["tables"]
     assert len(tables) == len(shipped) and {t["origin"] for t in tables} == {"shipped"}
+
+
+def test_what_the_installed_gpuprep_prints_is_valid_against_the_schema_installed_with_it(wheelhouse, floor_venv):
+    """gpuprep/schema/output.schema.json is package data: a fleet finds it beside the installed gpuprep, as
+    docs/contract.md says, and validates what that gpuprep prints with it."""
+    import zipfile
+
+    names = set(zipfile.ZipFile(next(wheelhouse.glob("gpuprep-*-py3-none-any.whl"))).namelist())
+    assert "gpuprep/schema/output.schema.json" in names
+    where = subprocess.run([str(floor_venv / "bin/python"), "-c", "import gpuprep, os; "
+                            "print(os.path.dirname(gpuprep.__file__))"], capture_output=True, text=True, timeout=60,
+                           check=True).stdout.strip()
+    schema = Path(where) / "schema" / "output.schema.json"
+    assert schema.read_bytes() == (REPO / "gpuprep/schema/output.schema.json").read_bytes()
+    for argv in (["install", "--list-steps"], ["seal", "--list-steps"], ["doctor", "--list-checks"],
+                 ["seal", "--only", "nope"], ["knowledge"]):
+        proc = subprocess.run([str(floor_venv / "bin/gpuprep"), "--json", *argv], capture_output=True, text=True,
+                              timeout=60)
+        json_output(proc.stdout, schema)
 
 
 def test_the_wheelhouse_takes_its_dependencies_from_the_committed_lock(wheelhouse):
@@ -139,7 +158,7 @@ def test_doctor_runs_live_on_the_floor_python_with_nvml(floor_venv, tmp_path):
     proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", SIM_GPUS_SH, "sh",
                            gpuprep, "--json", "doctor", "--no-container"],
                           capture_output=True, text=True, timeout=120, env=env)
-    doc = json.loads(proc.stdout)
+    doc = json_output(proc.stdout)
     assert proc.returncode == NAGIOS[doc["status"]], proc.stderr
     crashed = [c for c in doc["checks"] if c["summary"].startswith("check failed")]
     assert not crashed, crashed
@@ -160,13 +179,13 @@ def test_root_doctor_and_seal_dry_run_on_the_floor_python(floor_venv, tmp_path):
     shutil.copytree(REPO / "tests/fixtures/distros/amzn-2023", root)
     proc = subprocess.run([gpuprep, "--root", str(root), "--json", "doctor", "--no-container"],
                           capture_output=True, text=True, timeout=120)
-    doc = json.loads(proc.stdout)
+    doc = json_output(proc.stdout)
     assert doc["command"] == "doctor" and doc["platform"]["name"] == "Amazon Linux 2023", doc["platform"]
     assert proc.returncode == NAGIOS[doc["status"]]
     assert not any(c["summary"].startswith("check failed") for c in doc["checks"]), doc["checks"]
     proc = subprocess.run([gpuprep, "--root", str(root), "--json", "seal", "--dry-run", "--yes"],
                           capture_output=True, text=True, timeout=120)
-    assert json.loads(proc.stdout)["command"] == "seal", proc.stderr
+    assert json_output(proc.stdout)["command"] == "seal", proc.stderr
 
 
 def test_install_sh_installs_offline_and_links_gpuprep(wheelhouse, floor_python, tmp_path):

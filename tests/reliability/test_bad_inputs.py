@@ -24,7 +24,6 @@ Simulated: the image (a plain directory tree) and ecs.service (a stand-in unit, 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Callable
 
 import pytest
 import reliability_kit as kit
+from contract import json_output
 
 _figure = kit.module_figure("bad inputs", "handled")
 
@@ -434,7 +434,7 @@ def test_bad_input(case: Bad, tmp_path):
     if doctor:
         changed = kit.diff(before, after)
         if r.stdout.lstrip().startswith("{"):
-            report = json.loads(r.stdout)
+            report = json_output(r.stdout)
             crashed = [f"{c['id']}: {c['summary']}" for c in report.get("checks", [])
                        if c["summary"].startswith("check failed")]
             if crashed:

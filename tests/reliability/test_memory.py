@@ -12,13 +12,13 @@ without flooding it. Everything else doctor reads is this machine's.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import reliability_kit as kit
+from contract import json_output
 
 _figure = kit.module_figure("memory", "stayed under 200 MB")
 
@@ -46,7 +46,7 @@ def test_doctor_over_a_200_mb_kernel_log_peaks_under_200_mb(tmp_path: Path):
     out, _, peak = proc.stdout.rstrip("\n").rpartition("\n")
     peak_mb = int(peak) / 1024
     problems = []
-    xid = next((c for c in json.loads(out)["checks"] if c["id"] == "gpu-xid"), None)
+    xid = next((c for c in json_output(out)["checks"] if c["id"] == "gpu-xid"), None)
     if xid is None or "Xid 79" not in xid["summary"]:
         problems.append(f"doctor did not read the stand-in kernel log to its end: {xid}")
     if peak_mb >= LIMIT_MB:

@@ -13,7 +13,6 @@ into the root, the kernel's read-only bind mount. Simulated: the packages (fixtu
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,8 +21,9 @@ from pathlib import Path
 
 import pytest
 import reliability_kit as kit
-from conftest import FIXTURES, require, require_root
-from rpmfixtures import PkgSpec, build_repo, repo_file
+from conftest import require, require_root
+from contract import json_output
+from rpmfixtures import PkgSpec, al2023_root, build_repo
 
 _figure = kit.module_figure("package manager", "held")
 
@@ -52,12 +52,7 @@ def root(tmp_path: Path, request) -> Path:
     require("rpmbuild", "createrepo_c", "dnf", "rpm")
     require_root()
     cache = Path(request.config.cache.mkdir("rpmfixtures"))
-    repo = build_repo(SPECS, cache / "repo-reliability-pm", cache=cache / "pkgs")
-    r = tmp_path / "root"
-    (r / "etc/yum.repos.d").mkdir(parents=True)
-    shutil.copy(FIXTURES / "distros/amzn-2023/etc/os-release", r / "etc/os-release")
-    (r / "etc/yum.repos.d/fixture.repo").write_text(repo_file({"fixture": repo}))
-    return r
+    return al2023_root(tmp_path / "root", build_repo(SPECS, cache / "repo-reliability-pm", cache=cache / "pkgs"))
 
 
 def _host_state() -> dict[str, tuple]:
@@ -75,7 +70,7 @@ def test_an_install_into_a_root_leaves_this_machines_dnf_and_rpm_state_and_no_ca
     r = kit.gpuprep("--json", "--root", str(root), *STEPS, timeout=300)
     problems = [] if r.code == 0 else [f"exit {r.code}"]
     if r.code == 0:
-        steps = {s["id"]: s for s in json.loads(r.stdout)["steps"]}
+        steps = {s["id"]: s for s in json_output(r.stdout)["steps"]}
         if steps["packages"]["status"] != "changed":
             problems.append(f"packages: {steps['packages']['status']}")
     changed = kit.diff(before, _host_state())
@@ -126,7 +121,7 @@ def _installed(root: Path, *, image_db: bool, clean: bool = False) -> None:
 
 def _said(r: kit.Run, root: Path) -> dict[str, tuple]:
     """Each step's status and summary, the root's path and scratch directories' names left out."""
-    steps = json.loads(r.stdout)["steps"]
+    steps = json_output(r.stdout)["steps"]
     return {s["id"]: (s["status"], re.sub(r"gpuprep-\w{8}", "gpuprep-X", s["summary"].replace(str(root), "ROOT")))
             for s in steps}
 

@@ -12,7 +12,6 @@ as tests/integration/test_docker_memlock.py makes it); no Engine is asked (--roo
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 import reliability_kit as kit
 from conftest import FIXTURES
+from contract import json_output
 
 EFA_SYSFS = "sys/bus/pci/devices/0000:a0:00.0"
 REPO_TEXT = "[nvidia-container-toolkit]\nname=NVIDIA\nbaseurl=https://nvidia.github.io/libnvidia-container/stable/rpm/$basearch\n"
@@ -48,7 +48,7 @@ def _interrupted(tmp_path: Path, root: Path, signame: str, when: int, target: st
         f"the signal did not land on {target}'s rename:\n{trace.read_text()[-2000:]}"
     assert proc.returncode == 1 and f"interrupted by {signame}" in proc.stderr and "Traceback" not in proc.stderr, \
         (proc.stdout, proc.stderr)
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     assert report["reference"] == "interrupted", report
     return report, proc.stderr
 

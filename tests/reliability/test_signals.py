@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import reliability_kit as kit
 from conftest import FIXTURES, REPO
+from contract import json_output
 from testbed import tiny_image, wait_until
 
 _figure = kit.module_figure("signals", "left dockerd running on the last good daemon.json")
@@ -112,7 +113,7 @@ def _check(root: Path, dockerd, before: bytes, code: int | None, out: str, err: 
     if said not in err:
         problems.append(f"no line saying {said!r}")
     try:
-        report = json.loads(out)
+        report = json_output(out)
         if report.get("status") != "failed":
             problems.append(f"report status {report.get('status')}")
     except json.JSONDecodeError:

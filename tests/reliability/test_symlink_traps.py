@@ -33,6 +33,7 @@ from typing import Callable
 
 import pytest
 import reliability_kit as kit
+from contract import json_output
 
 _figure = kit.module_figure("symlink traps", "held", inner=("swap race",))
 
@@ -128,7 +129,7 @@ def _link_kept(path: str, then=None):
 def _platform_is(id_: str, version: str):
     def check(t: Trap, r: kit.Run) -> list[str]:
         try:
-            doc = json.loads(r.stdout)
+            doc = json_output(r.stdout)
         except ValueError:
             return [f"no JSON report on stdout: {r.stdout[:200]!r}"]
         got = (doc["platform"].get("id"), doc["platform"].get("version_id"))

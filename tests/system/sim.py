@@ -23,6 +23,7 @@ from pathlib import Path
 import fake_cuda
 import fixture_repo as fr
 import image
+from contract import json_output
 from nspawn import Machine, wait
 from testbed import DEFAULT_GPUS, DRIVER_VERSION, tiny_image
 
@@ -224,7 +225,7 @@ class Instance(Machine):
         """`gpuprep --json ARGS` inside: (exit code, the one JSON object on stdout, stderr)."""
         proc = self.gpuprep("--json", *args, timeout=timeout)
         try:
-            doc = json.loads(proc.stdout)
+            doc = json_output(proc.stdout)
         except json.JSONDecodeError:
             raise AssertionError(
                 f"gpuprep --json {' '.join(args)} printed no JSON (exit {proc.returncode})\n"

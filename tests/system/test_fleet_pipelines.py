@@ -30,6 +30,7 @@ from pathlib import Path
 import integrations_kit as ik
 import pytest
 from conftest import REPO, require
+from contract import json_output
 from fleetfixtures import *  # noqa: F403  (pytest fixtures)
 from sim import IMAGE, checks_by_id, explain
 from simfixtures import *  # noqa: F403  (pytest fixtures)
@@ -94,7 +95,7 @@ def test_packer_build_then_an_instance_from_the_image(pipeline_hosts, wheelhouse
     assert host.run(["readlink", "/usr/sbin/gpuprep"]).stdout.strip() == "/opt/gpuprep/bin/gpuprep"
     assert host.run(["/opt/gpuprep/bin/python", "-c", "import sys; print(sys.version_info[:2])"]).stdout == "(3, 9)\n"
     # The artefact: the build instance's doctor report, fetched before the verdict and the seal.
-    report = json.loads((artifacts / "gpuprep-doctor.json").read_text())
+    report = json_output((artifacts / "gpuprep-doctor.json").read_text())
     assert report["status"] in ("ok", "warning"), explain(report)
     # Sealed: the report is gone from the image, the stamp is there, ECS is stopped.
     assert host.run(["test", "-e", "/tmp/gpuprep-doctor.json"], check=False).returncode == 1
@@ -192,22 +193,22 @@ def test_ssm_document_on_the_launched_instance(pipeline_hosts, wheelhouse_dir):
 
     proc = ssm(command="doctor", arguments=f"--image {IMAGE}")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert json.loads(proc.stdout)["status"] == "ok", explain(json.loads(proc.stdout))
+    assert json_output(proc.stdout)["status"] == "ok", explain(json_output(proc.stdout))
 
     proc = ssm(command="install", arguments=OFFLINE_INSTALL + f" --prom-dir {PROM_DIR}")
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     assert proc.returncode == 0 and report["status"] == "ok", explain(report) + proc.stderr[-2000:]
 
     host.upload(wheelhouse_dir, "/var/tmp/wheelhouse")  # make dist's folder, as a fleet would unpack it there
     proc = ssm(command="doctor", arguments="--no-container", wheelhouse="/var/tmp/wheelhouse")
-    assert proc.returncode == 0 and json.loads(proc.stdout)["command"] == "doctor", proc.stderr[-2000:]
+    assert proc.returncode == 0 and json_output(proc.stdout)["command"] == "doctor", proc.stderr[-2000:]
     assert "gpuprep install.sh: /usr/sbin/gpuprep -> /opt/gpuprep/bin/gpuprep" in proc.stderr, proc.stderr[-2000:]
 
     # A newer knowledge table, placed by the document before doctor runs (validated first; root's, 0644).
     table = json.loads((REPO / "gpuprep/knowledge/data/xid.json").read_text())
     host.write("/var/tmp/xid.json", json.dumps({**table, "as_of": "2026-12-08"}))
     proc = ssm(command="doctor", arguments="--no-container", knowledgeFile="/var/tmp/xid.json")
-    checks = {c["id"]: c for c in json.loads(proc.stdout)["checks"]}
+    checks = {c["id"]: c for c in json_output(proc.stdout)["checks"]}
     assert checks["knowledge-files"]["status"] == "ok", checks["knowledge-files"]
     assert "/etc/gpuprep/knowledge.d/xid.json" in checks["knowledge-files"]["summary"]
     host.write("/var/tmp/broken.json", json.dumps({**table, "rows": []}))
@@ -223,7 +224,7 @@ def test_ssm_document_on_the_launched_instance(pipeline_hosts, wheelhouse_dir):
     proc = ssm(command="seal", arguments=f"--keep-image {IMAGE}")  # not without confirmSeal=yes
     assert proc.returncode == 2 and "run it with confirmSeal=yes" in proc.stderr, proc
     proc = ssm(command="seal", arguments=f"--keep-image {IMAGE}", confirmSeal="yes")
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     assert proc.returncode == 0 and report["command"] == "seal", explain(report) + proc.stderr[-2000:]
 
 

@@ -17,6 +17,7 @@ import json
 import socket
 from pathlib import Path
 
+from contract import json_output
 from sim import checks_by_id, explain
 from simfixtures import *  # noqa: F403  (pytest fixtures)
 from testbed import DRIVER_VERSION
@@ -63,7 +64,7 @@ WantedBy=multi-user.target
 def doctor(inst, endpoint: str) -> tuple[int, dict]:
     proc = inst.run(["gpuprep", "--json", "doctor", "--no-container"], check=False, timeout=300,
                     env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": endpoint})
-    return proc.returncode, json.loads(proc.stdout)
+    return proc.returncode, json_output(proc.stdout)
 
 
 def assert_held_back(inst, words: str) -> None:

@@ -18,6 +18,7 @@ import signal
 import subprocess
 
 import psutil
+from contract import json_output
 from nspawn import INSIDE_PATH
 from simfixtures import *  # noqa: F403  (pytest fixtures)
 
@@ -66,7 +67,7 @@ def test_sigterm_during_a_systemctl_restart_brings_docker_back_on_the_old_config
     assert signalled, f"gpuprep never said it restarts dockerd through systemctl:\n{said[-3000:]}"
     assert code == 1, f"exit {code}\n{said[-3000:]}"
     assert "interrupted by SIGTERM" in said and "Traceback" not in said, said[-3000:]
-    assert json.loads(out)["status"] == "failed"
+    assert json_output(out)["status"] == "failed"
     assert inst.path(DAEMON_JSON).read_bytes() == before  # the last good config
     assert inst.run(["systemctl", "is-active", "docker.service"], check=False).stdout.strip() == "active"
     info = json.loads(inst.run(["docker", "info", "--format", "{{json .}}"]).stdout)

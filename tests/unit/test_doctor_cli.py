@@ -20,6 +20,7 @@ from pathlib import Path
 import hosttree
 import pytest
 from conftest import REPO
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -43,7 +44,7 @@ def tree(tmp_path: Path, name: str) -> Path:
 def doctor_json(tmp_path: Path, name: str, *extra: str) -> tuple[dict, int]:
     result = invoke("--root", str(tree(tmp_path, name)), "--json", "doctor", "--no-container", *extra)
     assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return json.loads(result.stdout), result.exit_code
+    return json_output(result.stdout), result.exit_code
 
 
 def worst_exit(report: dict) -> int:
@@ -177,7 +178,7 @@ def test_installed_console_script_end_to_end(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     proc = subprocess.run([str(GPUPREP), "--root", str(root), "--json", "doctor", "--no-container"],
                           capture_output=True, text=True, timeout=60, env=env)
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     assert proc.returncode == worst_exit(report) == 2
     assert gpu_checks(report)["gpu-kernel-module"]["status"] == "critical"
     assert "Traceback" not in proc.stderr
@@ -189,7 +190,7 @@ def test_module_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--root", str(root), "--json", "doctor", "--no-container"],
                           capture_output=True, text=True, timeout=60, cwd=REPO,
                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
-    report = json.loads(proc.stdout)
+    report = json_output(proc.stdout)
     assert proc.returncode == worst_exit(report)
     assert gpu_checks(report)["gpu-driver-version"]["summary"] == "kernel module and userland agree: 580.159.04"
 
@@ -239,7 +240,8 @@ def test_nagios_exit_code_is_the_worst_status(tmp_path, monkeypatch, statuses, c
     root = str(tree(tmp_path, "no-gpu"))
     result = invoke("--root", root, "--json", "doctor", "--no-container")
     assert result.exit_code == code
-    assert json.loads(result.stdout)["status"] == Status.worst(statuses).value
+    doc = json.loads(result.stdout)  # schema: its checks are made up (c0, c1, ...), no contract ids
+    assert doc["status"] == Status.worst(statuses).value
     boot = invoke("--root", root, "doctor", "--no-container", "--boot")
     assert boot.exit_code == (1 if code == 2 else 0)  # the boot gate: only critical keeps ECS from starting
 
@@ -270,24 +272,25 @@ def test_prom_into_a_missing_directory_creates_nothing_and_the_hint_fixes_it(tmp
     (["--json", "--root", "", "doctor"], "doctor", 3),  # an unset $MOUNT must not mean "here"
     (["--json", "doctor", "--no-contianer"], "doctor", 3),
     (["--json", "seal", "--only", "nope"], "seal", 2),  # an unknown step id
+    (["--json", "knowledge", "validate"], "knowledge", 2),  # a subcommand's usage error names its command
 ])
 def test_an_error_before_any_report_is_still_one_json_object(argv, command, code):
     """The installed script, as a fleet runs it (click's own usage errors never reach a CliRunner the same way):
     stdout parses as one JSON object naming the command, the error and its hint; stderr keeps the two lines."""
     proc = subprocess.run([str(GPUPREP), *argv], capture_output=True, text=True, timeout=60, env={**os.environ})
     assert proc.returncode == code, proc.stderr
-    doc = json.loads(proc.stdout)
+    doc = json_output(proc.stdout)
     assert doc["command"] == command and doc["exit_code"] == code and doc["error"] and doc["hint"]
     assert doc["status"] == ("unknown" if command == "doctor" else "failed") and doc["version"]
     assert proc.stderr.startswith("gpuprep: error: ") and "\ngpuprep: hint: " in proc.stderr
 
 
 def test_lists_are_json_under_json():
-    checks = json.loads(invoke("--json", "doctor", "--list-checks").stdout)
+    checks = json_output(invoke("--json", "doctor", "--list-checks").stdout)
     assert checks["command"] == "doctor" and {"id", "group", "title", "boot"} == set(checks["checks"][0])
     assert any(c["boot"] for c in checks["checks"])
     for command in ("install", "seal"):
-        steps = json.loads(invoke("--json", command, "--list-steps").stdout)
+        steps = json_output(invoke("--json", command, "--list-steps").stdout)
         assert steps["command"] == command and set(steps["steps"][0]) == {"id", "title"}
         assert steps["steps"][0]["id"] == "preflight"
 

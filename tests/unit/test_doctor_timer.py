@@ -8,11 +8,11 @@ tests/system/test_fleet_prometheus.py.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import pytest
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -42,7 +42,7 @@ def image(tmp_path: Path) -> Path:
 def install(root: Path, *args: str) -> tuple[int, dict]:
     result = CliRunner().invoke(app, ["--root", str(root), "--json", "install", "--only", "doctor-timer", *args],
                                 env={"DOCKER_HOST": None})
-    return result.exit_code, json.loads(result.stdout)
+    return result.exit_code, json_output(result.stdout)
 
 
 def step(doc: dict) -> dict:

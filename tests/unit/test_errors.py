@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import errno
 import importlib
-import json
 import pkgutil
 import re
 import signal
@@ -15,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from contract import json_output
 from typer.testing import CliRunner
 
 import gpuprep
@@ -95,7 +95,7 @@ def test_json_carries_the_reference_of_the_error_that_ended_the_command(args, co
     proc = subprocess.run([sys.executable, "-m", "gpuprep", "--json", *args], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == code, (proc.stdout, proc.stderr)
-    doc = json.loads(proc.stdout)
+    doc = json_output(proc.stdout)
     assert doc["reference"] == reference and doc["exit_code"] == code and doc["error"], doc
     assert set(doc) == {"command", "version", "status", "error", "hint", "exit_code", "reference"}
     assert f"gpuprep: error: {doc['error']}" in proc.stderr
@@ -104,7 +104,7 @@ def test_json_carries_the_reference_of_the_error_that_ended_the_command(args, co
 def test_a_command_under_typers_runner_ends_in_the_same_wrapper():
     """Commands run inside the one wrapper whoever calls the app (tests and tools call it through CliRunner)."""
     result = CliRunner().invoke(app, ["--json", "doctor", "--mark-unhealthy"])
-    assert result.exit_code == 3 and json.loads(result.stdout)["reference"] == "bad-input"
+    assert result.exit_code == 3 and json_output(result.stdout)["reference"] == "bad-input"
 
 
 def test_the_engine_not_answering_is_said_in_one_shape():

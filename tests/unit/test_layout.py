@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -59,21 +60,93 @@ def import_graph() -> dict[str, set[str]]:
 def test_no_import_cycle_in_gpuprep():
     graph = import_graph()
     assert "gpuprep.runner.checks" in graph and graph["gpuprep.doctor"], "the graph is not gpuprep's"
-    cycles, state = [], {}
+    cycles = [" -> ".join(loop) for loop in find_cycles(graph)]
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def find_cycles(graph: Mapping[str, Iterable[str]]) -> list[list[str]]:
+    """The cycles a depth-first walk of ``graph`` meets, each as the path that closes it (first node last again)."""
+    cycles: list[list[str]] = []
+    state: dict[str, str] = {}
 
     def visit(node: str, path: list[str]) -> None:
         state[node] = "open"
-        for nxt in sorted(graph[node]):
+        for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]) if nxt in path else f"{node} -> {nxt}")
+                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
             elif nxt not in state:
                 visit(nxt, [*path, nxt])
         state[node] = "done"
 
-    for module in sorted(graph):
-        if module not in state:
-            visit(module, [module])
-    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    return cycles
+
+
+def _room(module: str) -> str:
+    """The room of a module: its folder under gpuprep/ (``gpuprep.engine.steps`` -> ``engine``); a top-level module
+    (a command, a mechanism) is a room of its own."""
+    return module.split(".")[1] if module.count(".") >= 1 else module
+
+
+def room_graph() -> dict[str, dict[str, str]]:
+    """Each room and the rooms it imports, with one module-level import that makes each edge (for the message)."""
+    rooms: dict[str, dict[str, str]] = {}
+    for module, targets in import_graph().items():
+        for target in sorted(targets):
+            a, b = _room(module), _room(target)
+            if a != b:
+                rooms.setdefault(a, {}).setdefault(b, f"{module} -> {target}")
+    return rooms
+
+
+def test_the_rooms_import_each_other_without_a_cycle():
+    """A cycle between two rooms is a fact of one living in the other (issue 27: Docker's CDI facts in toolkit/ while
+    toolkit/ configures the Engine; the security floor in toolkit/ while packages/ resolves on it; gpu/ reading
+    ecs-init's file): the module-level test misses it when different modules make the two edges."""
+    rooms = room_graph()
+    assert {"engine", "toolkit", "packages", "gpu", "ec2", "ecs"} <= set(rooms), "the graph is not gpuprep's rooms"
+    cycles = ["; ".join(rooms[a][b] for a, b in zip(loop, loop[1:])) for loop in find_cycles(rooms)]
+    assert not cycles, "import cycles between rooms:\n" + "\n".join(cycles)
+
+
+def _checks_modules() -> set[str]:
+    """The modules that define doctor's checks (a top-level ``CHECKS``), found in the source, not by importing."""
+    import ast
+
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if any(isinstance(node, (ast.Assign, ast.AnnAssign)) and "CHECKS" in
+               [t.id for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                if isinstance(t, ast.Name)] for node in tree.body):
+            found.add(_module(path))
+    return found
+
+
+def test_no_room_reads_another_rooms_checks_module():
+    """What a check of another room needs is a probe or a fact, and lives in a probe or fact module of its room
+    (engine/probes.py, ec2/probes.py, packages/probes.py, engine/cdi.py, ...): a checks module is doctor's to list, and
+    one room's checks never steer another's (issue 27)."""
+    checks = _checks_modules()
+    assert {"gpuprep.engine.checks", "gpuprep.gpu.checks", "gpuprep.ecs.checks"} <= checks
+    wrong = [f"{m} -> {t}" for m, targets in sorted(import_graph().items()) if m.count(".") >= 2
+             for t in sorted(targets) if t in checks and _room(t) != _room(m)]
+    assert not wrong, f"modules reading another room's checks module: {wrong}"
+
+
+def test_only_the_runner_makes_probes():
+    """A step that builds doctor's ``Probes`` to reuse a helper (issue 27: ``Probes(host, platform, None)``) reads
+    through a memo it does not own; helpers a step and a check share take the Host."""
+    import ast
+
+    makers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Probes":
+                makers.append(f"{path.relative_to(REPO)}:{node.lineno}")
+    assert [m.split(":")[0] for m in makers] == ["gpuprep/runner/checks.py"], makers
 
 
 def test_the_mechanisms_import_no_domain():

@@ -196,7 +196,7 @@ import io, sys
 from gpuprep.report import RunReport, StepResult, StepStatus, render_run_summary, render_step_line
 buf = io.StringIO()
 step = StepResult("containers", StepStatus.FAILED, "could not remove [bold]c1[/bold]", hint="see `docker ps -a`",
-                  commands=[["docker", "rm", "--force", "<each container>"]], data={"lines": ["container c1 (abc)"]})
+                  commands=[["docker", "rm", "--force", "<each container>"]], lines=["container c1 (abc)"])
 render_step_line(step, buf)
 render_run_summary(RunReport("seal", {}, [step], exit_code=3), buf)
 print("rich" in sys.modules)

@@ -8,18 +8,19 @@ seeded into the probes. gpuprep's HTTP client, the checks, the runner and the CL
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import imds_standin
 import probekit
 import pytest
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
-from gpuprep.ec2 import checks, imds
+from gpuprep.ec2 import imds
 from gpuprep.ec2.instance_types import families, lookup
+from gpuprep.gpu import instance_checks as checks
 from gpuprep.gpu import query as gpu_query
 from gpuprep.host import Host
 from gpuprep.report import Status
@@ -210,7 +211,7 @@ def test_doctor_boot_fails_a_host_short_of_gpus(tmp_path, standin):
     root = tree(tmp_path)
     result = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--boot"],
                                 env={"DOCKER_HOST": None, imds.ENDPOINT_ENV: s.url})
-    report = json.loads(result.stdout)
+    report = json_output(result.stdout)
     found = {c["id"]: c for c in report["checks"]}
     assert found["gpu-instance-count"]["status"] == "critical" and result.exit_code == 1
     assert found["gpu-count"]["status"] == "ok"  # the views agree with each other: only the type tells

@@ -16,16 +16,18 @@ from pathlib import Path
 import imds_standin
 import probekit
 import pytest
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
 from gpuprep.ec2 import host_checks
 from gpuprep.ec2.imds import InstanceType
+from gpuprep.engine import efa_checks
 from gpuprep.report import Status
 from gpuprep.runner.checks import run_check
 
 pytestmark = pytest.mark.allow_subp("rpm")
-BY_ID = {c.id: c for c in host_checks.CHECKS}
+BY_ID = {c.id: c for c in [*host_checks.CHECKS, *efa_checks.CHECKS]}
 P5 = InstanceType("p5.48xlarge", via="IMDSv2")
 RETIREMENT = [{"NotBefore": "21 Dec 2026 09:00:43 GMT", "Code": "instance-retirement", "State": "active",
                "Description": "The instance is running on degraded hardware", "EventId": "instance-event-0d59937288b7",
@@ -100,7 +102,7 @@ def test_the_p5_tree_without_its_efa_stand_ins_warns_with_the_expected_count(tmp
     s = standin([])
     out = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--no-container"],
                              env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": s.url})
-    check = next(c for c in json.loads(out.stdout)["checks"] if c["id"] == "efa-devices")
+    check = next(c for c in json_output(out.stdout)["checks"] if c["id"] == "efa-devices")
     assert check["status"] == "warning", check
     assert "0 EFA device(s) of the 32 a p5.48xlarge has" in check["summary"]
     assert check["data"]["expected"] == 32

@@ -16,6 +16,7 @@ import time
 import hosttree
 import probekit
 import pytest
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -151,7 +152,7 @@ def test_doctor_json_names_both(tmp_path):
     root = tree(tmp_path, "gpu-unhealthy-g5")
     result = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--no-container"],
                                 env={"DOCKER_HOST": None})
-    found = {c["id"]: c for c in json.loads(result.stdout)["checks"]}
+    found = {c["id"]: c for c in json_output(result.stdout)["checks"]}
     assert found["ecs-gpu-health"]["status"] == "critical" and result.exit_code == 2
     assert found["ecs-gpu-sharing-mps"]["status"] == "skipped"
     assert os.path.exists(root / METRICS.lstrip("/"))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -24,7 +25,7 @@ METRICS = {"timestamp": "2026-12-07T10:00:00Z", "healthy": True, "unhealthy_reas
 def seal(root: Path, *args: str) -> tuple[int, dict]:
     out = CliRunner().invoke(app, ["--root", str(root), "--json", "seal", "--yes", "--skip", NO_DOCKER, *args],
                              env={"DOCKER_HOST": None})
-    return out.exit_code, json.loads(out.stdout)
+    return out.exit_code, json_output(out.stdout)
 
 
 def step(report: dict) -> dict:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuprep.engine.checks import engine_info
 from gpuprep.engine.dockerd import EngineDown, known_removal_deadlock, wait_ready
+from gpuprep.engine.probes import engine_info
 from gpuprep.host import Host
 
 

@@ -16,17 +16,19 @@ from pathlib import Path
 
 import probekit
 import pytest
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
 from gpuprep.ec2.imds import InstanceType
+from gpuprep.ecs import gpu_sources
 from gpuprep.gpu import board_checks
 from gpuprep.gpu import query as gpu_query
 from gpuprep.report import Status
 from gpuprep.runner.checks import NotApplicable, run_check
 
 pytestmark = pytest.mark.allow_subp("rpm")
-BY_ID = {c.id: c for c in board_checks.CHECKS}
+BY_ID = {c.id: c for c in [*board_checks.CHECKS, *gpu_sources.CHECKS]}
 P5 = InstanceType("p5.48xlarge", via="IMDSv2")
 BUSES = ["0000:53:00.0", "0000:64:00.0", "0000:75:00.0", "0000:86:00.0", "0000:97:00.0", "0000:a8:00.0",
          "0000:b9:00.0", "0000:ca:00.0"]
@@ -182,6 +184,6 @@ def test_no_gpu_on_the_bus_of_a_gpu_type_fails_closed_in_the_cli(tmp_path):
                                  env={"AWS_EC2_METADATA_SERVICE_ENDPOINT": s.url})
     finally:
         s.close()
-    check = next(c for c in json.loads(out.stdout)["checks"] if c["id"] == "gpu-sources-listed")
+    check = next(c for c in json_output(out.stdout)["checks"] if c["id"] == "gpu-sources-listed")
     assert check["status"] == "critical" and "PCI lists no GPU" in check["summary"], check
     assert out.exit_code == 1  # the boot gate keeps it out of ECS

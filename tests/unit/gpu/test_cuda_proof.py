@@ -3,7 +3,7 @@
 SIMULATED: the GPU and its driver (this machine has neither). libcuda.so.1 is a stand-in built with gcc from C
 (tests/fake_cuda.py) that computes the proof kernel's arithmetic itself, so the value check is real, and fails with
 each CUresult on demand. Real: the proof program, run as a child process of this interpreter exactly as doctor runs
-it (``python3 -I cuda_proof.py``, bounded by a timeout), its threads, ctypes and the JSON it prints; and the check.
+it (``python3 -I -S cuda_proof.py``, bounded by a timeout), its threads, ctypes and the JSON it prints; and the check.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def test_the_proof_file_runs_as_a_plain_program_and_through_python_c(libcuda):
     """What a container runs: the file alone, outside the package, with -I; and its source through -c."""
     env = {"PATH": os.environ["PATH"], "GPUPREP_LIBCUDA": str(libcuda)}
     source = Path(cuda_proof.__file__).read_text()
-    for argv in ([sys.executable, "-I", cuda_proof.__file__], [sys.executable, "-I", "-c", source]):
+    for argv in ([sys.executable, "-I", "-S", cuda_proof.__file__], [sys.executable, "-I", "-S", "-c", source]):
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, cwd="/")
         assert done.returncode == 0, done.stderr
         assert cuda.parse_report(done.stdout)["ok"] is True
@@ -170,3 +170,40 @@ def test_failures_of_a_report_without_devices_are_the_init_failure():
                             "devices": []}, 2)
     assert proof.failures() == [{"call": "cuInit", "code": 802, "error": "CUDA_ERROR_SYSTEM_NOT_READY"}]
     assert dataclasses.replace(proof, exit_code=0).ok is False
+
+
+def test_a_proof_begun_early_is_the_one_gpu_cuda_collects(libcuda):
+    """doctor begins the child before it imports its checks (cli.doctor, cuda.start_early); the check then
+    collects that child's report rather than starting another."""
+    host = live(libcuda, GPUPREP_STANDIN_CUDA_DEVICES="2")
+    pending = cuda.begin(host, 2)
+    assert pending.proc is not None and pending.proc.pid > 0
+    proof = cuda.run_proof(host, 2)
+    assert proof.ok and len(proof.report["devices"]) == 2
+    assert pending.proc.returncode == 0  # this child, reaped by run_proof
+    assert id(host) not in cuda._early  # collected once: a second check would prove afresh
+
+
+def test_an_early_proof_for_another_gpu_count_is_killed_and_the_proof_run_again(libcuda):
+    host = live(libcuda, GPUPREP_STANDIN_CUDA_FAIL="hang@cuInit", GPUPREP_STANDIN_CUDA_DEVICES="1")
+    stale = cuda.begin(host, 8)  # hangs in cuInit until killed
+    healthy = live(libcuda, GPUPREP_STANDIN_CUDA_DEVICES="1")
+    cuda._early[id(healthy)] = cuda._early.pop(id(host))  # the same run's host, its PCI count now 1
+    proof = cuda.run_proof(healthy, 1)
+    assert proof.ok, proof
+    assert stale.proc.returncode == -9  # SIGKILL: the stale child does not outlive the run
+
+
+def test_discard_kills_an_early_proof_doctor_never_asked_for(libcuda):
+    pending = cuda.begin(live(libcuda, GPUPREP_STANDIN_CUDA_FAIL="hang@cuInit"), 1)
+    pending.discard()
+    assert pending.proc.returncode == -9
+    pending.discard()  # twice is harmless (cli's finally after a check that timed out)
+
+
+def test_no_early_proof_without_a_loaded_driver_or_inside_root(tmp_path):
+    """This machine has no nvidia module (SIMULATED GPU hosts are --root trees), and a --root run proves nothing."""
+    assert not Path("/proc/driver/nvidia/version").exists()
+    assert cuda.start_early(Host("/")) is None
+    root = hosttree.build_named("healthy-p5-h100x8", tmp_path / "root")
+    assert cuda.start_early(Host(root, env={})) is None

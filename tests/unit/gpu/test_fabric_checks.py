@@ -25,8 +25,8 @@ import hosttree
 import pytest
 from testbed import DEFAULT_GPUS
 
-from gpuprep.ec2.checks import probe_instance_type
 from gpuprep.ec2.imds import InstanceType
+from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.gpu import cuda, cuda_checks, fabric, fabric_checks
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
@@ -54,7 +54,8 @@ def nvml_view(tmp_path: Path, fab: fake_nvml.Fabric | None) -> fabric.FabricView
     done = subprocess.run([sys.executable, "-m", "gpuprep.gpu.fabric"], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "LD_LIBRARY_PATH": str(lib.parent)})
     assert done.returncode == 0, done.stderr
-    return fabric.FabricView.from_dict(json.loads(done.stdout))
+    view = json.loads(done.stdout)  # schema: gpu/fabric.py's own JSON, not --json
+    return fabric.FabricView.from_dict(view)
 
 
 def cuda_answer(tmp_path: Path, fail: str = "") -> cuda.CudaProof:

@@ -23,6 +23,7 @@ from gpuprep.options import DoctorOptions
 from gpuprep.platform import detect
 from gpuprep.report import CheckResult, Status
 from gpuprep.runner.checks import Probes, run_check, run_checks
+from gpuprep.runner.needs import LIVE
 
 FIX = FIXTURES
 BY_ID = {c.id: c for c in checks.CHECKS}
@@ -103,7 +104,7 @@ def test_checks_are_well_formed():
     assert {c.id for c in checks.CHECKS if c.boot} == {
         "gpu-pci", "gpu-device-nodes", "gpu-kernel-module", "gpu-nvml", "gpu-count", "gpu-driver-version",
         "gpu-ecc", "gpu-row-remap"}
-    assert {c.id for c in checks.CHECKS if c.needs_live} == {
+    assert {c.id for c in checks.CHECKS if LIVE in c.needs} == {
         "gpu-nvml", "gpu-persistence", "gpu-ecc", "gpu-row-remap", "gpu-retired-pages", "gpu-clocks", "gpu-xid"}
     # A check's timeout covers the waits inside it: NVML's deadline, or both nvidia-smi calls.
     for check in ("gpu-nvml", "gpu-count", "gpu-driver-version", "gpu-persistence"):
@@ -128,7 +129,7 @@ def test_root_run_skips_what_needs_the_running_system(tmp_path):
     report = run_checks(host, detect(host), DoctorOptions(no_container=True), checks.CHECKS)
     by_id = {c.id: c for c in report.checks}
     for c in checks.CHECKS:
-        if c.needs_live:
+        if LIVE in c.needs:
             assert by_id[c.id].status is Status.SKIPPED and "running system" in by_id[c.id].summary
     assert by_id["gpu-count"].status is Status.OK and "NVML (--root) not compared" in by_id["gpu-count"].summary
     assert report.status is Status.OK and report.exit_code == 0

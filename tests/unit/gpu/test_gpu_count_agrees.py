@@ -6,10 +6,10 @@ The host is the simulated ``healthy-p5-h100x8`` tree of ``tests/hosttree.py`` (t
 
 from __future__ import annotations
 
-import json
 import re
 
 import hosttree
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -24,10 +24,10 @@ def test_preflight_and_doctor_both_say_8_on_a_p5(tmp_path):
 
     install = CliRunner().invoke(app, ["--root", str(root), "--json", "install", "--dry-run", "--only", "preflight"],
                                  env=NO_DOCKER)
-    preflight = next(s for s in json.loads(install.stdout)["steps"] if s["id"] == "preflight")
+    preflight = next(s for s in json_output(install.stdout)["steps"] if s["id"] == "preflight")
     said = re.search(r"(\d+) NVIDIA GPU\(s\) on PCI", preflight["summary"])
     assert said and int(said.group(1)) == 8, preflight["summary"]
 
     doctor = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--no-container"], env=NO_DOCKER)
-    pci = next(c for c in json.loads(doctor.stdout)["checks"] if c["id"] == "gpu-pci")
+    pci = next(c for c in json_output(doctor.stdout)["checks"] if c["id"] == "gpu-pci")
     assert pci["status"] == "ok" and pci["summary"].startswith("8 NVIDIA GPU"), pci["summary"]

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from contract import json_output
 
 REPO = Path(__file__).resolve().parents[3]
 RUN = REPO / "tests" / "fixtures" / "real-gpu" / "2026-12-07-toolkit"
@@ -32,7 +33,7 @@ def records(engine: str) -> dict[str, dict]:
 
 
 def report(record: dict) -> dict:
-    return json.loads(record["stdout"])
+    return json_output(record["stdout"])
 
 
 def checks(record: dict) -> dict[str, dict]:

@@ -9,12 +9,12 @@ tests/system/test_gate_instance_and_drift.py.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import hosttree
 import probekit
 import pytest
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep.cli import app
@@ -27,7 +27,7 @@ from gpuprep.report import Status
 from gpuprep.runner.checks import run_check
 
 pytestmark = pytest.mark.allow_subp("rpm")
-BY_ID = {c.id: c for c in [*drift.GPU_CHECKS, *drift.PACKAGE_CHECKS]}
+BY_ID = {c.id: c for c in drift.CHECKS}
 probes = probekit.probes
 
 
@@ -174,6 +174,6 @@ def test_package_changes():
 def test_doctor_boot_fails_on_driver_drift(tmp_path):
     root = tree(tmp_path)
     result = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--boot"], env={"DOCKER_HOST": None})
-    report = json.loads(result.stdout)
+    report = json_output(result.stdout)
     found = {c["id"]: c for c in report["checks"]}
     assert found["gpu-driver-drift"]["status"] == "critical" and result.exit_code == 1

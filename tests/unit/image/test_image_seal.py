@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FIXTURES
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep import seal
@@ -40,7 +41,7 @@ def gpuprep(*args: str) -> tuple[int, dict | str]:
     """Run the CLI in-process; with --json return the parsed report."""
     result = CliRunner().invoke(app, list(args), env={"DOCKER_HOST": None})
     if "--json" in args and result.stdout.strip().startswith("{"):
-        return result.exit_code, json.loads(result.stdout)
+        return result.exit_code, json_output(result.stdout)
     return result.exit_code, result.stdout + result.stderr
 
 

@@ -19,6 +19,7 @@ import hosttree
 import jsonschema
 import pytest
 from conftest import require_root
+from contract import json_output
 from typer.testing import CliRunner
 
 from gpuprep import knowledge
@@ -166,7 +167,7 @@ def test_a_newer_table_wins_table_by_table_and_an_older_one_is_passed_over(tmp_p
     assert k["xid"].origin == knowledge.SHIPPED and "xid as of 2026-01-01" in k.older[0]
     assert k["driver-security"].origin == knowledge.SHIPPED and not k.refused
     knowledge.activate(k)
-    from gpuprep.toolkit import security
+    from gpuprep.packages import security
 
     assert security.floor() == "1.20.0" and "CVE-2099-0001" in security.describe("1.19.1")
 
@@ -201,7 +202,7 @@ def test_a_writable_directory_refuses_every_file(tmp_path):
 def doctor(root: Path, *args: str) -> tuple[dict, dict]:
     result = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--no-container", *args],
                                 env={"DOCKER_HOST": None})
-    report = json.loads(result.stdout)
+    report = json_output(result.stdout)
     return report, {c["id"]: c for c in report["checks"]}
 
 
@@ -240,7 +241,7 @@ def test_install_says_in_its_plan_that_the_driver_is_below_its_floor(tmp_path):
     (root / "etc/yum.repos.d").mkdir(parents=True)
     result = CliRunner().invoke(app, ["--root", str(root), "--json", "install", "--dry-run", "--only", "preflight"])
     assert result.exit_code == 0, result.output
-    step = next(s for s in json.loads(result.stdout)["steps"] if s["id"] == "preflight")
+    step = next(s for s in json_output(result.stdout)["steps"] if s["id"] == "preflight")
     assert "580.159.03" in step["summary"] and "580.178.04" in step["summary"] and "bulletin 5861" in step["summary"]
     assert "versionlock delete kmod-nvidia-latest-dkms" in step["summary"]
     assert step["data"]["driver_security"]["floor"] == "580.178.04"
@@ -288,7 +289,7 @@ def test_knowledge_lists_tables_origin_and_age_and_validates_a_file(tmp_path):
     drop(tmp_path, "floor.json", raised_floor())
     result = CliRunner().invoke(app, ["--root", str(tmp_path), "--json", "knowledge"])
     assert result.exit_code == 0, result.output
-    tables = {t["table"]: t for t in json.loads(result.stdout)["tables"]}
+    tables = {t["table"]: t for t in json_output(result.stdout)["tables"]}
     assert tables["toolkit-security"]["origin"] == "/etc/gpuprep/knowledge.d/floor.json"
     assert tables["xid"]["origin"] == "shipped" and tables["xid"]["as_of"] == "2026-12-07"
     good = tmp_path / "etc/gpuprep/knowledge.d/floor.json"

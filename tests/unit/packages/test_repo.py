@@ -205,8 +205,8 @@ def test_preflight_asks_for_no_package_manager_when_no_package_step_is_selected(
     with the packages step selected it does, naming what is missing."""
     from gpuprep.errors import PreconditionUnmet
     from gpuprep.options import InstallOptions
-    from gpuprep.packages.steps import PreflightStep
     from gpuprep.platform import detect
+    from gpuprep.preflight import PreflightStep
     from gpuprep.runner.steps import Context
 
     root = tmp_path / "root"

@@ -227,7 +227,7 @@ def test_no_ecs_init_offered() -> None:
     assert isinstance(res, NoSolution) and "ecs-init" in res.message
 
 
-# -- the security floor (gpuprep/toolkit/security.py: NVIDIA's bulletins) -------------------------------------
+# -- the security floor (gpuprep/packages/security.py: NVIDIA's bulletins) -------------------------------------
 BASE = [pkg("docker-25.0.6-1.amzn2023.0.2", arch="x86_64"), pkg("ecs-init-1.97.1-1.amzn2023", "docker >= 20.10.0")]
 
 
@@ -272,7 +272,7 @@ def test_a_legacy_runtime_cannot_pull_a_vulnerable_toolkit_in_behind_the_selecti
 
 
 def test_the_floor_and_its_bulletins() -> None:
-    from gpuprep.toolkit.security import advisories_for, describe, floor
+    from gpuprep.packages.security import advisories_for, describe, floor
 
     assert floor() == "1.19.1"  # bulletin 5850 (2026-06-30)
     assert advisories_for("1.19.1") == [] and advisories_for("1.20.0~rc.1") == []

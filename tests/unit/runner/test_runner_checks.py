@@ -10,6 +10,7 @@ from gpuprep.options import DoctorOptions
 from gpuprep.platform import Platform
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe, run_checks
+from gpuprep.runner.needs import CONTAINERS, ENGINE, LIVE
 
 PLATFORM = Platform("amzn", "2023", "Amazon Linux 2023", "amzn")
 
@@ -53,11 +54,14 @@ def test_a_crashing_check_is_unknown_not_a_crash(tmp_path):
 
 
 def test_skip_reasons(tmp_path):
+    """The runner skips a check on its declared needs, whatever its group: a check of group container that starts
+    no container runs under --no-container, and one of another group that starts one does not."""
     ok = lambda p: Verdict(Status.OK, "ok")  # noqa: E731
     checks = [
-        Check("nvml", "gpu", "t", ok, needs_live=True),
-        Check("engine", "docker", "t", ok, needs_docker=True),
-        Check("run", "container", "t", ok),
+        Check("nvml", "gpu", "t", ok, needs=(LIVE,)),
+        Check("engine", "docker", "t", ok, needs=(ENGINE,)),
+        Check("run", "docker", "t", ok, needs=(CONTAINERS,)),
+        Check("reads", "container", "t", ok),
         Check("na", "ecs", "t", lambda p: (_ for _ in ()).throw(NotApplicable("no ecs-init"))),
         Check("boot-only", "gpu", "t", ok, boot=True),
     ]
@@ -66,6 +70,7 @@ def test_skip_reasons(tmp_path):
     assert by_id["nvml"].status is Status.SKIPPED and "--root" in by_id["nvml"].summary
     assert by_id["engine"].status is Status.SKIPPED and "DOCKER_HOST" in by_id["engine"].summary
     assert by_id["run"].summary == "--no-container"
+    assert by_id["reads"].status is Status.OK
     assert by_id["na"].summary == "no ecs-init"
     assert report.status is Status.OK
     boot = _run(checks, tmp_path, boot=True)

@@ -9,6 +9,7 @@ from gpuprep.host import Host
 from gpuprep.options import InstallOptions
 from gpuprep.platform import Platform
 from gpuprep.report import StepStatus
+from gpuprep.runner.needs import Engine, Option, Systemd
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, run_steps
 
 
@@ -24,7 +25,7 @@ class FileStep(Step):
     def plan(self, ctx):
         if self.path.exists() and self.path.read_text() == self.content:
             return Converged("already there")
-        return Change(f"write {self.path.name}", diff="+" + self.content)
+        return Change(f"write {self.path.name}", diff="+" + self.content, payload=None)
 
     def apply(self, ctx, change):
         self.path.write_text(self.content)
@@ -118,3 +119,81 @@ def test_a_later_failure_asks_the_applied_steps_to_undo_and_says_what_they_undid
     dry = run_steps(_ctx(tmp_path, dry_run=True), "install", [UndoableFile(target, "x"), Boom("packages",
                                                                                              StepFailed("no"))])
     assert dry.steps[1].summary == "no"
+
+
+class Needy(FileStep):
+    """A FileStep that needs an Engine and systemd: the runner, not its plan, decides it cannot run here."""
+
+    id = "needy"
+    needs = (Engine("no Engine here"), Systemd("it is a systemd unit"))
+
+    def plan(self, ctx):
+        raise AssertionError("planned although a need is unmet")
+
+
+def test_a_step_with_an_unmet_need_is_skipped_with_the_first_reason_and_never_planned(tmp_path):
+    ctx = Context(Host(tmp_path, env={}), Platform("amzn", "1", "Amazon Linux 1", "amzn", init="upstart"),
+                  InstallOptions())
+    assert ctx.host.docker_url is None  # a --root tree with no DOCKER_HOST
+    rep = run_steps(ctx, "install", [Needy(tmp_path / "f", "x")])
+    assert (rep.steps[0].status, rep.steps[0].summary) == (StepStatus.SKIPPED, "no Engine here")
+
+    class SystemdOnly(Needy):
+        needs = (Systemd("it is a systemd unit"),)
+
+    rep = run_steps(ctx, "install", [SystemdOnly(tmp_path / "f", "x")])
+    assert rep.steps[0].summary == "Amazon Linux 1 uses upstart: it is a systemd unit"
+
+
+def test_an_option_need_turns_a_step_on(tmp_path):
+    class Deep(FileStep):
+        needs = (Option("dry_run", "only with --dry-run"),)
+
+    off = run_steps(_ctx(tmp_path), "install", [Deep(tmp_path / "f", "x")])
+    on = run_steps(_ctx(tmp_path, dry_run=True), "install", [Deep(tmp_path / "f", "x")])
+    assert off.steps[0].summary == "only with --dry-run" and on.steps[0].status is StepStatus.PLANNED
+
+
+def test_the_gate_is_a_trait_not_an_id(tmp_path):
+    """A first step marked ``gate`` runs its checks when --only leaves it out, whatever its id; a first step named
+    preflight that is no gate is just a step."""
+
+    class Gate(Step):
+        id, gate = "any-id", True
+
+        def plan(self, ctx):
+            return Converged("root")
+
+    rep = run_steps(_ctx(tmp_path), "install", [Gate(), FileStep(tmp_path / "f", "x")], only=["write"])
+    assert rep.steps[0].summary == "not selected (--only/--skip); its checks passed: root"
+    plain = Gate()
+    plain.id, plain.gate = "preflight", False
+    rep = run_steps(_ctx(tmp_path), "install", [plain, FileStep(tmp_path / "f", "x")], only=["write"])
+    assert rep.steps[0].summary == "not selected (--only/--skip)"
+
+
+def test_confirm_is_shown_only_the_steps_it_is_about(tmp_path):
+    """The runner leaves out of the confirm a step that is not ``confirmed`` (seal's stamp) and one whose needs
+    are unmet, and asks nothing when nothing is left."""
+
+    class Gate(Step):
+        id, gate = "gate", True
+
+        def plan(self, ctx):
+            return Converged("root")
+
+    class Record(FileStep):
+        id, confirmed = "record", False
+
+    shown: list[list[str]] = []
+
+    def confirm(plans):
+        shown.append([s.id for s, _ in plans])
+        return True
+
+    rep = run_steps(_ctx(tmp_path), "seal", [Gate(), Needy(tmp_path / "n", "x"), Record(tmp_path / "r", "x")],
+                    confirm=confirm)
+    assert shown == [] and rep.steps[0].summary == "root"
+    rep = run_steps(_ctx(tmp_path), "seal", [Gate(), FileStep(tmp_path / "w", "x"), Record(tmp_path / "r2", "x")],
+                    confirm=confirm)
+    assert shown == [["write"]] and rep.steps[0].summary == "root; confirmed"

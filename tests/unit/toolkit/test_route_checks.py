@@ -24,7 +24,7 @@ from gpuprep.toolkit import checks as toolkit_checks
 from gpuprep.toolkit import route_checks
 
 pytestmark = pytest.mark.allow_subp("rpm")
-BY_ID = {c.id: c for c in route_checks.DOCKER_CHECKS}
+BY_ID = {c.id: c for c in route_checks.CHECKS}
 SPEC = "var/run/cdi/nvidia.yaml"
 HOOK = {"/usr/bin/nvidia-cdi-hook": "#!/bin/sh\n# STAND-IN for the toolkit's nvidia-cdi-hook\nexit 0\n"}
 
@@ -64,7 +64,7 @@ def test_cdi_0_7_on_docker_25_is_toolkit_cdi_specs_finding_and_not_said_twice(tm
     adds what that one does not say: the gids Docker before 29.5 drops."""
     root = tree(tmp_path)
     spec_v07(root)
-    specs = run_check({c.id: c for c in toolkit_checks.DOCKER_CHECKS}["toolkit-cdi-specs"], probes(root, "25.0.16"))
+    specs = run_check({c.id: c for c in toolkit_checks.CHECKS}["toolkit-cdi-specs"], probes(root, "25.0.16"))
     assert specs.status is Status.CRITICAL and "cdiVersion 0.7.0 needs Docker Engine 26.1" in specs.summary, specs
     result = run_check(BY_ID["toolkit-cdi-engine-reads"], probes(root, "25.0.16"))
     assert result.status is Status.WARNING and "additionalGids" in result.summary, result

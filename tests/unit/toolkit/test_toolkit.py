@@ -20,6 +20,7 @@ from conftest import FIXTURES, REPO
 
 from gpuprep.doctor import all_checks
 from gpuprep.engine import container_checks
+from gpuprep.engine.cdi import docker_cdi
 from gpuprep.engine.gpu_container import HostGpus
 from gpuprep.host import Host
 from gpuprep.options import DoctorOptions
@@ -29,7 +30,6 @@ from gpuprep.runner.checks import Probes, run_check
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit import checks as toolkit_checks
 from gpuprep.toolkit.config import parse, resolve_mode
-from gpuprep.toolkit.stack import docker_cdi
 
 pytestmark = pytest.mark.allow_subp("rpm")  # the image's docker package (engine version), asked of an empty tree
 

@@ -15,8 +15,8 @@ import pytest
 from conftest import require_toolkit
 
 from gpuprep.host import Host
+from gpuprep.packages import security
 from gpuprep.platform import detect
-from gpuprep.toolkit import security
 from gpuprep.toolkit.stack import binary_toolkit_version, toolkit_version
 
 pytestmark = pytest.mark.allow_subp("nvidia-ctk", "dpkg-query", "rpm")

@@ -4,27 +4,25 @@ init times out, is persistence mode on?
 PCI, /dev and NVML may agree with each other and all be short: an instance that registers with fewer GPUs than
 its type has (aws/amazon-ecs-agent #4254, #4786) passes gpu-count. Only the instance type tells what "all" is.
 The type comes from the instance metadata service (``ec2/imds.py``), asked once per run and within a second;
-a machine that is not an EC2 instance is not asked, and these checks are skipped there.
+a machine that is not an EC2 instance is not asked, and these checks are skipped there. In the GPU's room: they
+judge the GPUs, and the instance type is a fact they read from ec2/ (which imports nothing of gpu/).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpuprep.ec2.imds import InstanceType, read_instance_type
+from gpuprep.ec2.imds import InstanceType
 from gpuprep.ec2.instance_types import InstanceGpus, lookup
+from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import PERSISTENCE_FIX, QUERY_TIMEOUT
 from gpuprep.gpu.query import MOVE_HARDWARE
 from gpuprep.report import Status
-from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
+from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
+from gpuprep.runner.needs import LIVE
 
 VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
-
-
-@probe
-def probe_instance_type(p: Probes) -> InstanceType:
-    return read_instance_type(p.host)
 
 
 def _instance_gpus(probes: Probes) -> tuple[InstanceType, InstanceGpus]:
@@ -105,5 +103,5 @@ CHECKS = [
           "(instance metadata, within 1 s)", check_instance_gpus, timeout=QUERY_TIMEOUT, boot=True),
     Check("gpu-persistence-required", "gpu", "persistence mode is on where a cold GPU init times out "
           "(p4d, p5, p6 and other 8-GPU P types)", check_persistence_required, timeout=QUERY_TIMEOUT,
-          needs_live=True, boot=True),
+          needs=(LIVE,), boot=True),
 ]

@@ -1,5 +1,7 @@
-"""The toolkit's security floor: NVIDIA's bulletins for the NVIDIA Container Toolkit, read from the knowledge table
-``toolkit-security`` (gpuprep/knowledge/data/toolkit-security.json, or a newer one in /etc/gpuprep/knowledge.d).
+"""A package's security floor from NVIDIA's bulletins: the NVIDIA Container Toolkit's by default, read from the
+knowledge table ``toolkit-security`` (gpuprep/knowledge/data/toolkit-security.json, or a newer one in
+/etc/gpuprep/knowledge.d); DCGM's from its own table (``gpu/security.py``). In packages/, the room of package versions,
+because the resolver never selects a package below its floor: the toolkit's room and the GPU's read it here.
 
 Each row is a bulletin and the first toolkit version NVIDIA names as fixed; every version below it is affected.
 The floor is the highest fixed version: install never selects a toolkit below it without ``--allow-vulnerable``.
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from gpuprep import knowledge
 from gpuprep.packages.evr import vercmp
@@ -39,12 +42,12 @@ class Advisory:
         return vercmp(version, self.fixed_in) < 0 and (
             not self.affected_from or vercmp(version, self.affected_from) >= 0)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"cves": list(self.cves), "fixed_in": self.fixed_in, "bulletin": self.url,
                 **({"mitigation": self.mitigation} if self.mitigation else {})}
 
     @classmethod
-    def from_row(cls, row: dict) -> Advisory:
+    def from_row(cls, row: dict[str, Any]) -> Advisory:
         return cls(tuple(row["cves"]), row["fixed_in"], row["bulletin"], row.get("mitigation", ""),
                    row.get("affected_from", ""))
 
@@ -52,7 +55,11 @@ class Advisory:
 def advisories(table: str = TABLE) -> list[Advisory]:
     """The table's bulletins in the order of their fixed versions (oldest first)."""
     rows = [Advisory.from_row(r) for r in knowledge.table(table).rows]
-    return sorted(rows, key=functools.cmp_to_key(lambda a, b: vercmp(a.fixed_in, b.fixed_in)))
+
+    def older(a: Advisory, b: Advisory) -> int:
+        return vercmp(a.fixed_in, b.fixed_in)
+
+    return sorted(rows, key=functools.cmp_to_key(older))
 
 
 def floor(table: str = TABLE) -> str:
