@@ -9,16 +9,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from gpuprep import errors
 from gpuprep.cli_options import ONLY, SKIP, complete_runtime, install_step_list, seal_step_list
-from gpuprep.errors import EXIT_BAD_INPUT, EXIT_FAILED, BadInput, GpuprepError, PreconditionUnmet, os_error
+from gpuprep.errors import BadInput, GpuprepError, PreconditionUnmet, UsageError
 from gpuprep.interrupts import Interrupted
 from gpuprep.knowledge.command import app as knowledge_app
 from gpuprep.options import DEFAULT_IMAGE, absolute, check_values, file_path
@@ -46,7 +48,22 @@ Exit codes:
                  3 a precondition is unmet (not root, unsupported platform)
   doctor         Nagios: 0 ok, 1 warning, 2 critical, 3 unknown; doctor --boot: 1 when critical"""
 
+class _Wrapped(TyperGroup):
+    """Every command, knowledge's included, run inside the one wrapper: an error that ends it is said and mapped to
+    its exit code by ``_fail``, whether gpuprep runs as the console script or under typer's CliRunner."""
+
+    def invoke(self, ctx: Any) -> Any:
+        passed: tuple[type[BaseException], ...] = (*_click_errors(), typer.Exit)  # usage errors: _usage_error's
+        try:
+            return super().invoke(ctx)
+        except passed:
+            raise
+        except (Exception, Interrupted) as exc:
+            raise typer.Exit(_fail(exc)) from None
+
+
 app = typer.Typer(
+    cls=_Wrapped,
     name="gpuprep",
     help="Turn a GPU instance into a sealed, self-testing ECS / AWS Batch container host, "
     "and diagnose GPU hosts.",
@@ -119,7 +136,6 @@ class Shell:
     G = G
     merge_globals = staticmethod(lambda *a: _merge_globals(*a))
     host = staticmethod(lambda: _host())
-    fail = staticmethod(lambda exc, code: _fail(exc, code))
 
 
 def _merge_globals(json_out: bool, verbose: bool, command: str) -> None:
@@ -129,30 +145,24 @@ def _merge_globals(json_out: bool, verbose: bool, command: str) -> None:
     _setup_logging(G.verbose)
 
 
-def _fail(exc: BaseException, code: int) -> None:
-    """One line for the user (and, under --json, one JSON object on stdout); the traceback only with -v."""
-    if G.verbose:
-        traceback.print_exception(exc, file=sys.stderr)
-    if isinstance(exc, GpuprepError):
-        message, hint = exc.message, exc.hint
-    else:
-        message = f"internal error: {type(exc).__name__}: {exc}"
-        hint = "" if G.verbose else "run again with -v for the traceback and report it"
-    _say_error(message, hint, code)
-    raise typer.Exit(code)
-
-
-def _say_error(message: str, hint: str, code: int, command: str | None = None) -> None:
-    """An error that ends the command before a report: ``gpuprep: error:`` and ``gpuprep: hint:`` lines on
-    stderr, which user data greps for, and under --json the same as the one JSON object on stdout, so a
-    fleet's collector always has one to parse."""
-    typer.echo(f"gpuprep: error: {message}", err=True)
+def _fail(exc: BaseException) -> int:
+    """The one place an error that ends a command is said and given its exit code (pip's ``_run_wrapper``): the
+    code from ``errors.EXIT_MAPS``; ``gpuprep: error:`` and ``gpuprep: hint:`` lines on stderr, which user data
+    greps for; under --json the same, with its ``reference``, as the one JSON object on stdout, so a fleet's
+    collector always has one to parse; the traceback only with -v."""
+    code = errors.exit_code_for(G.command, exc)
+    if G.verbose and not isinstance(exc, (UsageError, Interrupted)):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    err = errors.diagnosis(exc)
+    hint = "" if err.reference == "internal-error" and G.verbose else err.hint
+    typer.echo(f"gpuprep: error: {err.message}", err=True)
     if hint:
         typer.echo(f"gpuprep: hint: {hint}", err=True)
     if G.json:
         from gpuprep.report import error_json
 
-        typer.echo(error_json(command if command is not None else G.command, message, hint, code))
+        typer.echo(error_json(G.command, err.message, hint, code, reference=err.reference))
+    return code
 
 
 def _host() -> Host:
@@ -213,15 +223,6 @@ def _run_command(command: str, steps_fn: StepList, options: InstallOptions | Sea
             report = run_steps(ctx, command, steps, only=options.only, skip=options.skip,
                                on_step=None if G.json else render_step_line,
                                confirm=confirm_for(ctx) if confirm_for is not None else None)
-    except GpuprepError as exc:
-        _fail(exc, exc.exit_code)
-        return
-    except OSError as exc:
-        _fail(os_error(exc), EXIT_FAILED)
-        return
-    except Exception as exc:
-        _fail(exc, EXIT_FAILED)
-        return
     finally:
         if host is not None:
             host.close()
@@ -231,8 +232,8 @@ def _run_command(command: str, steps_fn: StepList, options: InstallOptions | Sea
         render_run_summary(report)
     G.interrupted_at_prompt = report.exit_code == errors.TYPER_INTERRUPTED  # seal: EXIT_INTERRUPTED, 130
     if report.exit_code:
-        if report.exc is not None and G.verbose:
-            traceback.print_exception(report.exc, file=sys.stderr)
+        if report.exc is not None and G.verbose:  # the three-argument form: Python 3.9's only one
+            traceback.print_exception(type(report.exc), report.exc, report.exc.__traceback__, file=sys.stderr)
         typer.echo(f"gpuprep: error: {report.error}", err=True)
         if report.hint:
             typer.echo(f"gpuprep: hint: {report.hint}", err=True)
@@ -316,17 +317,14 @@ def install(
     if list_steps:
         _list("steps", [{"id": s.id, "title": s.title} for s in install_steps()])
     if runtime not in RUNTIME_STACKS:
-        _fail(BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
-                       "use --runtime auto, legacy or toolkit"), EXIT_BAD_INPUT)
-    try:
-        absolute("--ecs-config", ecs_config)
-        absolute("--runtime-path", runtime_path)
-        absolute("--prom-dir", prom_dir)
-        file_path("--ecs-config", ecs_config)
-        file_path("--runtime-path", runtime_path)
-        check_values(docker=docker, user=user, images=[image], repo_file=repo_file)
-    except BadInput as exc:
-        _fail(exc, EXIT_BAD_INPUT)
+        raise BadInput(f"--runtime {runtime}: not one of {', '.join(RUNTIME_STACKS)}",
+                       "use --runtime auto, legacy or toolkit")
+    absolute("--ecs-config", ecs_config)
+    absolute("--runtime-path", runtime_path)
+    absolute("--prom-dir", prom_dir)
+    file_path("--ecs-config", ecs_config)
+    file_path("--runtime-path", runtime_path)
+    check_values(docker=docker, user=user, images=[image], repo_file=repo_file)
     options = InstallOptions(
         dry_run=dry_run, only=only, skip=skip, runtime=runtime, docker_version=docker,
         repo_file=str(repo_file) if repo_file else None, versionlock=not no_versionlock,
@@ -371,10 +369,7 @@ def seal(
     _merge_globals(json_out, verbose, "seal")
     if list_steps:
         _list("steps", [{"id": s.id, "title": s.title} for s in seal_steps()])
-    try:
-        check_values(images=keep_image, image_flag="--keep-image")
-    except BadInput as exc:
-        _fail(exc, EXIT_BAD_INPUT)
+    check_values(images=keep_image, image_flag="--keep-image")
     options = SealOptions(dry_run=dry_run, yes=yes, keep_images=keep_image, deep=deep, only=only, skip=skip,
                           keep_cdi=keep_cdi)
     _run_command("seal", seal_steps, options, confirm_for)
@@ -422,44 +417,34 @@ def doctor(
         width = max(len(f"{c.group}/{c.id}") for c in checks)  # one aligned column, whatever the longest id
         _list("checks", [{"id": c.id, "group": c.group, "title": c.title, "boot": c.boot} for c in checks], width)
     if mark_unhealthy and not boot:
-        _fail(BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
-                       "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env"), 3)
-    try:
-        check_values(images=[image] if image is not None else [])
-    except BadInput as exc:
-        _fail(exc, Status.UNKNOWN.exit_code)
+        raise BadInput("--mark-unhealthy acts when the boot gate fails: it needs --boot", "add it to the boot "
+                       "unit: GPUPREP_BOOT_ARGS=--mark-unhealthy in /etc/gpuprep/boot-check.env")
+    check_values(images=[image] if image is not None else [])
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
-    host = early = None
+    host = _host()
+    early = None
     try:
-        host = _host()
         # The CUDA proof's child first: its cuInit and JIT overlap the checks' imports (gpu/cuda.py, start_early).
         early = None if boot else cuda.start_early(host)
         from gpuprep.doctor import run_checks
         report = run_checks(host, detect(host), options)
-    except Exception as exc:
-        _fail(os_error(exc) if isinstance(exc, OSError) else exc, Status.UNKNOWN.exit_code)
-        return
     finally:
         if early is not None:
             early.discard()
-        if host is not None:
-            host.close()
+        host.close()
     if prom is not None:
         try:
             write_prometheus(report, str(prom))
         except FileNotFoundError:
-            _fail(GpuprepError(f"--prom {prom}: its directory {prom.parent} does not exist",
-                               f"point --prom into node_exporter's textfile directory (Debian: {PROM_DIR}), or "
-                               f"create it: sudo mkdir -p {prom.parent}"), Status.UNKNOWN.exit_code)
-            return
+            raise BadInput(f"--prom {prom}: its directory {prom.parent} does not exist",
+                           f"point --prom into node_exporter's textfile directory (Debian: {PROM_DIR}), or "
+                           f"create it: sudo mkdir -p {prom.parent}") from None
         except OSError as exc:  # only the textfile's own write: any other OSError is not "cannot write FILE"
-            _fail(GpuprepError(f"cannot write {prom}: {exc.strerror}", "check the directory exists and is writable"),
-                  Status.UNKNOWN.exit_code)
-            return
+            raise GpuprepError(f"cannot write {prom}: {exc.strerror}", "check the directory exists and is writable",
+                               reference="prom-unwritable") from None
         except GpuprepError as exc:  # a directory or FIFO where the textfile goes
-            _fail(GpuprepError(f"--prom {prom}: {exc.message}", "give --prom the path of a .prom file, inside "
-                               "node_exporter's textfile directory"), Status.UNKNOWN.exit_code)
-            return
+            raise BadInput(f"--prom {prom}: {exc.message}", "give --prom the path of a .prom file, inside "
+                           "node_exporter's textfile directory") from None
     if G.json:
         typer.echo(to_json(report))
     else:
@@ -491,23 +476,19 @@ def _usage_error(exc: BaseException) -> int:
     if type(exc).__name__ == "NoArgsIsHelpError":  # plain `gpuprep`: the help is the answer
         exc.show()  # type: ignore[attr-defined]
         return int(getattr(exc, "exit_code", 2))
+    # The parse failed before any callback ran: --json is known only from the arguments themselves.
+    G.json = G.json or "--json" in sys.argv[1:]
     if not hasattr(exc, "format_message"):  # Abort: Ctrl-C at a prompt or end of input
-        typer.echo("gpuprep: error: aborted", err=True)
-        return 1
+        return _fail(GpuprepError("aborted", "run the command again to finish", reference="aborted"))
     ctx = getattr(exc, "ctx", None)
     # click raises "Option '--prom' requires an argument" with no context: the command is then found in
     # the arguments (the exit-code sweep, tests/reliability/test_exit_codes.py, met doctor exiting 2 there).
     path = ctx.command_path if ctx is not None else " ".join(["gpuprep", *_command_in(sys.argv[1:])])
-    code = int(getattr(exc, "exit_code", EXIT_BAD_INPUT))
-    # The parse failed before any callback ran: --json is known only from the arguments themselves.
-    G.json = G.json or "--json" in sys.argv[1:]
-    command = path.split()[1] if " " in path else ""  # `gpuprep knowledge validate`: knowledge
-    if command == "doctor" and code == EXIT_BAD_INPUT:
-        # Nagios' plugin guidelines: invalid arguments are UNKNOWN (3); 2 would read as a critical host.
-        code = 3
-    _say_error(exc.format_message(), f"`{path} --help` lists its commands and options", code,
-               command=command)
-    return code
+    # `gpuprep knowledge validate`: knowledge; `python -m gpuprep doctor`: doctor (click names that program in 3 words).
+    below = path[len(ctx.find_root().command_path if ctx is not None else "gpuprep"):].split()
+    G.command = below[0] if below else ""
+    return _fail(UsageError(exc.format_message(), f"`{path} --help` lists its commands and options",
+                            exit_code=int(getattr(exc, "exit_code", errors.EXIT_BAD_INPUT))))
 
 
 def _command_in(args: list[str]) -> list[str]:
@@ -530,6 +511,27 @@ def documented_exit(code: int) -> int:
     return errors.documented_exit_code(code, G.command, G.interrupted_at_prompt)
 
 
+def _run_wrapper(run: Callable[[], object]) -> int:
+    """Run the command; whatever error ends it becomes its message and exit code in ``_fail``, so a command only
+    raises (pip's ``cli/base_command.py`` ``_run_wrapper``)."""
+    try:
+        code = run() or 0
+    except _click_errors() as exc:
+        return _usage_error(exc)
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)  # sys.exit("message"): print it, as the interpreter would
+        return 1
+    except (Exception, Interrupted) as exc:  # Interrupted: a signal before or after the steps, nothing half done
+        return _fail(exc)
+    if code == errors.TYPER_INTERRUPTED and not G.interrupted_at_prompt:
+        # Ctrl-C, or a fleet agent's SIGINT, that typer turned into 130: a run that did not finish, said in one
+        # line. The interrupted write left only its temp file, which the next run sweeps.
+        return _fail(Interrupted(signal.SIGINT))
+    return int(code) if isinstance(code, int) else 1
+
+
 def main() -> None:
     """The console script: run the command, flush what it wrote, and leave without the interpreter's teardown.
 
@@ -543,27 +545,9 @@ def main() -> None:
 
     make_tolerant()  # a lost stdout or stderr never stops a run nor changes its exit code (gpuprep/stdio.py)
     logging.raiseExceptions = False  # a log line that cannot be written is dropped, never a "Logging error" dump
-    try:
-        # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
-        # like gpuprep's (one error line, one hint line), and user data greps for those.
-        code = app(standalone_mode=False) or 0
-        if code == errors.TYPER_INTERRUPTED and not G.interrupted_at_prompt:
-            # Ctrl-C, or a fleet agent's SIGINT: a run that did not finish, said in one line. The
-            # interrupted write left only its temp file, which the next run sweeps.
-            code = 3 if G.command == "doctor" else 1
-            _say_error("interrupted (SIGINT)", "run the command again to finish", code)
-    except _click_errors() as exc:
-        code = _usage_error(exc)
-    except Interrupted as exc:  # a signal before or after the steps: nothing was left half done
-        code = 3 if G.command == "doctor" else 1
-        _say_error(f"interrupted ({exc.name})", "run the command again to finish", code)
-    except SystemExit as exc:
-        if exc.code is None or isinstance(exc.code, int):
-            code = exc.code or 0
-        else:  # sys.exit("message"): print it, as the interpreter would
-            print(exc.code, file=sys.stderr)
-            code = 1
-    code = documented_exit(code)
+    # Not standalone: click's own "Usage: ... Error:" block would be the one error that does not look
+    # like gpuprep's (one error line, one hint line), and user data greps for those.
+    code = documented_exit(_run_wrapper(lambda: app(standalone_mode=False)))
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # tolerant streams drop what they cannot write

@@ -1,13 +1,16 @@
-"""Errors a user can meet: one line that names the problem, one hint that names the fix.
+"""Errors a user can meet: one line that names the problem, one hint that names the fix, a stable reference.
 
-The CLI catches ``GpuprepError`` at the top, prints ``error: <message>`` and ``hint: <hint>`` and
-exits with ``exit_code``; a traceback is shown only with ``-v``.
+The CLI's one wrapper (``cli.main``) catches whatever ends a command, says it as ``error: <message>`` and
+``hint: <hint>`` (under --json also as one object carrying ``reference``) and exits with the code ``EXIT_MAPS`` gives
+that command for that error (pip's ``cli/base_command.py`` ``_run_wrapper``); a traceback is shown only with ``-v``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Optional
+
+from gpuprep.interrupts import Interrupted
 
 # Exit codes of install and seal (docs/contract.md). doctor uses Nagios codes (report.Status).
 EXIT_OK = 0
@@ -23,12 +26,18 @@ class GpuprepError(Exception):
     """Root of every error gpuprep reports to a user."""
 
     exit_code = EXIT_FAILED
+    # What kind of error this is, in stable kebab-case (pip's exceptions/_base.py DiagnosticPipError.reference):
+    # --json carries it as "reference", so a fleet groups failures without parsing messages. Each subclass names
+    # its own (tests/unit/test_errors.py); a reference never changes meaning (docs/contract.md lists them).
+    reference = "error"
 
     def __init__(self, message: str, hint: str = "", *, exit_code: int | None = None,
-                 data: dict[str, Any] | None = None) -> None:
+                 data: dict[str, Any] | None = None, reference: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if reference is not None:
+            self.reference = reference
         # Structured detail for --json (e.g. the CVEs a refused toolkit has).
         self.data = dict(data or {})
         if exit_code is not None:
@@ -42,28 +51,34 @@ class BadInput(GpuprepError):
     """A file or argument gpuprep cannot use as it is (exit 2, nothing changed)."""
 
     exit_code = EXIT_BAD_INPUT
+    reference = "bad-input"
 
 
 class PreconditionUnmet(GpuprepError):
     """Not root, unsupported platform, ... (exit 3, nothing changed)."""
 
     exit_code = EXIT_PRECONDITION
+    reference = "precondition-unmet"
 
 
 class StepFailed(GpuprepError):
     """A step could not do its job (exit 1)."""
 
     exit_code = EXIT_FAILED
+    reference = "step-failed"
 
 
 class PromptInterrupted(GpuprepError):
     """Ctrl-C (or the terminal closing) at a question: nothing was changed (exit 130)."""
 
     exit_code = EXIT_INTERRUPTED
+    reference = "prompt-interrupted"
 
 
 class CommandError(GpuprepError):
     """A subprocess failed; carries argv, exit code and output like cloud-init's ProcessExecutionError."""
+
+    reference = "command-failed"
 
     def __init__(
         self,
@@ -122,7 +137,51 @@ def os_error(exc: OSError) -> GpuprepError:
         message += f" ({code})"
     hint = _OS_HINTS.get(code, f"fix what the system reports ({os.strerror(exc.errno) if exc.errno else what}), "
                                "then run again")
-    return GpuprepError(message, hint)
+    return GpuprepError(message, hint, reference=f"os-{code.lower()}" if code else "os-error")
+
+
+class UsageError(BadInput):
+    """The command line itself is wrong: an unknown option, a value out of range, a missing argument."""
+
+    reference = "usage-error"
+
+
+def diagnosis(exc: BaseException) -> GpuprepError:
+    """What a user is told of ``exc``, which ended a command: itself when it is a GpuprepError, the system's
+    refusal (``os_error``), a signal, or else an internal error: a bug of gpuprep's."""
+    if isinstance(exc, GpuprepError):
+        return exc
+    if isinstance(exc, OSError):
+        return os_error(exc)
+    if isinstance(exc, Interrupted):
+        return GpuprepError(f"interrupted ({exc.name})", "run the command again to finish", reference="interrupted")
+    return GpuprepError(f"internal error: {type(exc).__name__}: {exc}",
+                        "run again with -v for the traceback and report it", reference="internal-error")
+
+
+EXIT_UNKNOWN = 3  # doctor's Nagios UNKNOWN (report.Status): no verdict could be reached
+# For each command, the exit code of the error that ends it: the first (type, code) that matches wins, None meaning
+# the error's own exit_code (BadInput 2, PreconditionUnmet 3, the rest 1). Written once, applied by cli.main.
+ExitMap = tuple[tuple[type[BaseException], Optional[int]], ...]
+_CHANGE_COMMAND: ExitMap = ((GpuprepError, None), (BaseException, EXIT_FAILED))
+EXIT_MAPS: dict[str, ExitMap] = {
+    "install": _CHANGE_COMMAND,
+    "seal": _CHANGE_COMMAND,
+    "knowledge": _CHANGE_COMMAND,
+    # Nagios' plugin guidelines: a plugin that cannot judge says UNKNOWN, whatever stopped it, bad arguments
+    # included: 2 would read as a critical host, and 1 as a warning.
+    "doctor": ((BaseException, EXIT_UNKNOWN),),
+}
+
+
+def exit_code_for(command: str | None, exc: BaseException) -> int:
+    """The exit code of ``command`` ended by ``exc`` (no command yet: as install's), from ``EXIT_MAPS``."""
+    for kind, code in EXIT_MAPS.get(command or "", _CHANGE_COMMAND):
+        if isinstance(exc, kind):
+            if code is not None:
+                return code
+            return exc.exit_code if isinstance(exc, GpuprepError) else EXIT_FAILED
+    return EXIT_FAILED
 
 
 # Every exit code a command documents (docs/contract.md): install and seal 0-3 (done, a step failed, bad
@@ -141,7 +200,7 @@ def documented_exit_code(code: int, command: str | None, interrupted_at_prompt: 
 
     if code in DOCUMENTED_EXIT_CODES or (code == TYPER_INTERRUPTED and interrupted_at_prompt):
         return code
-    fallback = 3 if command == "doctor" else 1
+    fallback = exit_code_for(command, RuntimeError("an undocumented exit code"))
     print(f"gpuprep: error: internal error: exit code {code} is not one gpuprep documents; exiting {fallback}",
           file=sys.stderr)
     print("gpuprep: hint: run again with -v and report it", file=sys.stderr)

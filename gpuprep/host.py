@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpuprep import dockersock, procfs, rootfs
 from gpuprep.errors import EXIT_FAILED, CommandError, GpuprepError
+from gpuprep.poll import poll_until
 from gpuprep.procfs import Process, ProcessDetail
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ Started = subprocess.Popen[str]
 class LockHeld(GpuprepError):
     """Another gpuprep run holds the target's lock past the wait (exit 1)."""
 
+    reference = "run-lock-held"
     exit_code = EXIT_FAILED
 
 
@@ -245,24 +247,22 @@ class Host:
             raise rootfs.NotRegular(f"{where}: is not a regular file, so it cannot be the run lock",
                                     f"remove {where}; gpuprep makes it a plain file")
         try:
-            deadline = time.monotonic() + wait_s
-            told = False
-            while True:
+            def take() -> str | None:
+                """None once this process holds the flock; else who holds it, as the file says."""
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
+                    return None
                 except BlockingIOError:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-                    where = self.path(LOCK_PATH)
-                    if time.monotonic() >= deadline:
-                        raise LockHeld(f"another gpuprep run holds {where} (pid and command: {holder}); "
-                                       f"waited {wait_s:g}s",
-                                       "let that run finish (or stop it), then run again; --lock-wait "
-                                       "SECONDS waits longer") from None
-                    if not told:
-                        log.info("waiting up to %gs for %s, held by %s", wait_s, where, holder)
-                        told = True
-                    time.sleep(0.05)
+                    return os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+
+            holder = take()
+            if holder is not None:
+                waited = poll_until(take, lambda h: h is None, what=f"{where}, held by {holder}", timeout_s=wait_s,
+                                    max_interval_s=0.5)
+                if not waited.met:
+                    raise LockHeld(f"another gpuprep run holds {where} (pid and command: {waited.value}); waited "
+                                   f"{wait_s:g}s", "let that run finish (or stop it), then run again; --lock-wait "
+                                   "SECONDS waits longer")
             try:
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()} gpuprep {command}\n".encode(), 0)

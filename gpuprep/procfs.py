@@ -88,7 +88,16 @@ def _link(pid: int, name: str) -> str:
 
 
 def stat(pid: int) -> Stat:
-    data = _read(pid, "stat").decode(errors="replace")
+    return parse_stat(_read(pid, "stat").decode(errors="replace"))
+
+
+def parse_stat(data: str) -> Stat:
+    """``/proc/PID/stat`` (proc(5)) -> its command name, state and start time.
+
+    >>> parse_stat("4242 (dockerd (main)) S 1 4242 4242 0 -1 4194560 21093 0 12 0 310 140 0 0 20 0 41 0 "
+    ...            "1184 2291470336 21349 18446744073709551615")
+    Stat(name='dockerd (main)', state='S', start_ticks=1184)
+    """
     # comm is in parentheses and may hold spaces and parentheses itself: the last ")" ends it.
     comm = data[data.find("(") + 1:data.rfind(")")]
     fields = data[data.rfind(")") + 2:].split()

@@ -104,6 +104,7 @@ class StepResult:
     # Printed under the step line, the table first; in --json they are data["table"] and data["lines"].
     table: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    reference: str = ""  # a failed step: its error's stable kebab-case reference (errors.GpuprepError.reference)
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -122,6 +123,8 @@ class StepResult:
                 **({"lines": self.lines} if self.lines else {})}
         if data:
             d["data"] = data
+        if self.reference:
+            d["reference"] = self.reference
         return d
 
 
@@ -158,6 +161,7 @@ class RunReport:
     exit_code: int = 0
     error: str = ""
     hint: str = ""
+    reference: str = ""  # the error's stable reference (errors.GpuprepError.reference), with ``error``
     extra: dict[str, Any] = field(default_factory=dict)  # install: {"selection": {...}}
     exc: BaseException | None = None  # an unexpected crash, shown with -v
     dry_run: bool = False
@@ -186,6 +190,7 @@ class RunReport:
         if self.error:
             d["error"] = self.error
             d["hint"] = self.hint
+            d["reference"] = self.reference or "error"
         return d
 
 
@@ -204,12 +209,14 @@ def to_json(obj: DoctorReport | RunReport, pretty: bool | None = None) -> str:
     return _json_text(obj.as_dict(), pretty)
 
 
-def error_json(command: str, message: str, hint: str, exit_code: int, pretty: bool | None = None) -> str:
+def error_json(command: str, message: str, hint: str, exit_code: int, pretty: bool | None = None, *,
+               reference: str = "error") -> str:
     """The one JSON object of a command that ended before its report (bad usage, a precondition): the same
-    ``status`` words as its report would use (doctor's Nagios ``unknown``, install's and seal's ``failed``)."""
+    ``status`` words as its report would use (doctor's Nagios ``unknown``, install's and seal's ``failed``), and the
+    error's stable ``reference`` (errors.GpuprepError.reference)."""
     doc = {"command": command or None, "version": _gpuprep_version(),
            "status": "unknown" if command == "doctor" else "failed",
-           "error": message, "hint": hint, "exit_code": exit_code}
+           "error": message, "hint": hint, "exit_code": exit_code, "reference": reference}
     return _json_text(doc, pretty)
 
 

@@ -47,20 +47,26 @@ ANY = object()
 class LinkEscapes(BadInput):
     """A relative symlink in the tree climbs above the root (exit 2, nothing changed)."""
 
+    reference = "link-escapes-root"
+
 
 class NotRegular(BadInput):
     """A path gpuprep reads or replaces is a FIFO, socket, device or directory (exit 2)."""
+
+    reference = "not-a-regular-file"
 
 
 class NotDurable(GpuprepError):
     """A file was renamed into place but its directory could not be flushed (EIO, ...): exit 1."""
 
+    reference = "not-durable"
     exit_code = EXIT_FAILED
 
 
 class TreeChanged(GpuprepError):
     """Something changed the tree under gpuprep between resolving a path and using it (exit 1)."""
 
+    reference = "tree-changed"
     exit_code = EXIT_FAILED
 
 

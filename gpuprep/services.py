@@ -19,6 +19,8 @@ SYSTEMCTL_TIMEOUT = 120  # a docker restart with many containers can take a whil
 class ServiceUnavailable(PreconditionUnmet):
     """The verb needs the running system (we act on --root) or an init system that is not there: exit 3."""
 
+    reference = "service-unavailable"
+
 
 @dataclass(frozen=True)
 class ServiceState:

@@ -54,6 +54,14 @@ def parse_config(text: str) -> dict[str, str]:
     """KEY=VALUE lines of an env file; ``#`` comments and blank lines ignored; the last line of a key wins.
 
     Values are literal (no quote removal): the agent container reads the file as a Docker env-file.
+
+    >>> parse_config('''ECS_CLUSTER=gpu-batch
+    ... # ECS_ENABLE_GPU_SUPPORT=false
+    ... ECS_ENABLE_GPU_SUPPORT=true
+    ... ECS_INSTANCE_ATTRIBUTES={"stack": "nvidia"}
+    ... ECS_CLUSTER="batch-2"
+    ... ''')
+    {'ECS_CLUSTER': '"batch-2"', 'ECS_ENABLE_GPU_SUPPORT': 'true', 'ECS_INSTANCE_ATTRIBUTES': '{"stack": "nvidia"}'}
     """
     values: dict[str, str] = {}
     for line in _lines(text):
@@ -136,7 +144,14 @@ class GpuInfo:
 
 
 def parse_gpu_info(text: str) -> GpuInfo:
-    """ecs-init's ``{"DriverVersion": ..., "GPUIDs": [...]}``; ValueError naming what is wrong."""
+    """ecs-init's ``{"DriverVersion": ..., "GPUIDs": [...]}``; ValueError naming what is wrong.
+
+    >>> parse_gpu_info('{"DriverVersion":"580.95.05","GPUIDs":["GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a10"]}')
+    GpuInfo(driver_version='580.95.05', gpu_ids=('GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a10',))
+    >>> parse_gpu_info('{"DriverVersion":"580.95.05"}')
+    Traceback (most recent call last):
+    ValueError: GPUIDs missing or not a list of strings
+    """
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

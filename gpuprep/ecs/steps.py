@@ -24,6 +24,7 @@ from gpuprep.engine.objects import engine
 from gpuprep.errors import BadInput, StepFailed
 from gpuprep.host import Host
 from gpuprep.image.tree import FileStep, Item, remove_items
+from gpuprep.poll import poll_until
 from gpuprep.runner.needs import Live
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step, file_diff
 
@@ -257,8 +258,6 @@ class StopEcsStep(Step[_StopEcs]):
                       commands=commands, payload=_StopEcs(stop_service))
 
     def apply(self, ctx: Context, change: Change[_StopEcs]) -> Applied:
-        from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
-
         host = ctx.host
         name = ecs_config.ecs_service(ctx.platform)
         svc = ecs_config.services(host, ctx.platform)
@@ -282,10 +281,8 @@ class StopEcsStep(Step[_StopEcs]):
                 left.append(f"container {AGENT_CONTAINER}")
             return left
 
-        log.info("waiting up to %ds for ecs-init and the %s container to stop", ECS_STOP_TIMEOUT, AGENT_CONTAINER)
-        retrying = Retrying(stop=stop_after_delay(ECS_STOP_TIMEOUT), wait=wait_fixed(0.5), retry=retry_if_result(bool),
-                            retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None)
-        left = retrying(still_running)
+        left = poll_until(still_running, lambda left: not left, what=f"ecs-init and the {AGENT_CONTAINER} container "
+                          "to stop", timeout_s=ECS_STOP_TIMEOUT, interval_s=0.1).value
         if left:
             raise StepFailed(f"still running after {ECS_STOP_TIMEOUT}s: {', '.join(left)}",
                              f"see `journalctl -u {name}` and `docker ps`; stop them, then run seal again")

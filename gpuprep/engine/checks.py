@@ -13,11 +13,12 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gpuprep import fixes
 from gpuprep.engine import daemon_config
 from gpuprep.engine.daemon_config import DEFAULT_RUNTIME_PATH, RUNTIME_NAME
+from gpuprep.engine.dockerd import EngineDown
 from gpuprep.engine.probes import (  # noqa: F401 (docker_info and engine_process: what tests preset here)
     daemon_json,
     daemon_json_path,
@@ -31,9 +32,6 @@ from gpuprep.host import SYSTEM_PATH
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, needs_root
 from gpuprep.runner.needs import ENGINE
-
-if TYPE_CHECKING:
-    from gpuprep.engine.dockerd import EngineDown
 
 
 def runtime_fixes(probes: Probes, why: str, *extra: str, ctk: list[str] | None = None) -> list[fixes.Fix]:
@@ -59,15 +57,13 @@ class EngineUnanswered(Exception):
 
 
 def _info(probes: Probes) -> dict[str, Any]:
-    from gpuprep.engine.dockerd import EngineDown
-
     try:
         return docker_info(probes)
     except EngineDown as exc:
         raise EngineUnanswered(exc.hint) from None
 
 
-ENGINE_FIRST = "the Docker Engine does not answer (see docker-engine)"
+ENGINE_FIRST = EngineDown.SEE_CHECK
 
 
 def needs_engine(fn: Callable[[Probes], Verdict]) -> Callable[[Probes], Verdict]:
@@ -145,8 +141,6 @@ def daemon_json_fixes(probes: Probes) -> list[fixes.Fix]:
 
 # -- checks -----------------------------------------------------------------------------------
 def check_engine(probes: Probes) -> Verdict:
-    from gpuprep.engine.dockerd import EngineDown
-
     try:
         info = docker_info(probes)
     except EngineDown as exc:

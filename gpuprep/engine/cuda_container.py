@@ -84,7 +84,7 @@ def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerC
     import docker.errors
     import requests
 
-    from gpuprep.engine.dockerd import engine_errors
+    from gpuprep.engine.dockerd import EngineDown, engine_errors
 
     started = time.monotonic()
     # The host's GPU count is not asked here: allow the most a cold init of every GPU may take (gpu/query.py).
@@ -109,7 +109,8 @@ def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerC
                 except (docker.errors.APIError, requests.exceptions.RequestException):
                     log.warning("could not remove container %s", cid[:12])
     except engine_errors() as exc:
-        return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: the Engine does not answer ({exc})",
+        down = EngineDown.said(host.docker_url, exc, "")
+        return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: {down.message}",
                              image=image, started=False)
 
 

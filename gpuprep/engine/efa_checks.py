@@ -15,13 +15,13 @@ import os
 from gpuprep.ec2.efa import EFA_MODULES, efa_functions
 from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.engine.memlock import MEMLOCK_MIN, container_memlock
+from gpuprep.gpu.devices import parse_modules
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 
 
 def loaded_modules(probes: Probes) -> set[str]:
-    text = probes.host.read_text("/proc/modules") or ""
-    return {line.split()[0] for line in text.splitlines() if line.split()}
+    return parse_modules(probes.host.read_text("/proc/modules") or "")
 
 
 def check_efa(probes: Probes) -> Verdict:

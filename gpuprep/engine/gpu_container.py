@@ -24,13 +24,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gpuprep.gpu.view import HostGpus, host_gpus
 from gpuprep.host import Host
+from gpuprep.poll import poll_until
 
 if TYPE_CHECKING:
     from docker import APIClient
-    from tenacity import RetryCallState
-
-    from gpuprep.gpu.query import GpuQuery
 
 log = logging.getLogger("gpuprep")
 
@@ -70,19 +69,6 @@ def route_took(route: str, seconds: float) -> str:
     """"without --runtime (0.31s)", "through CDI (nvidia.com/gpu=all, runtime runc; 0.24s)"."""
     words = ROUTE_WORDS[route]
     return f"{words[:-1]}; {seconds:.2f}s)" if words.endswith(")") else f"{words} ({seconds:.2f}s)"
-
-
-@dataclass
-class HostGpus:
-    """The host's own view of its GPUs, to compare the container's with."""
-
-    uuids: list[str]
-    source: str  # "gpuprep.gpu" | "nvidia-smi"
-    driver_version: str = ""
-
-    @property
-    def count(self) -> int:
-        return len(self.uuids)
 
 
 @dataclass
@@ -137,47 +123,16 @@ class ProbeResult:
         }
 
 
-# -- the host's view ------------------------------------------------------------------------
-def host_gpus(host: Host) -> HostGpus | None:
-    """The host's GPUs: gpuprep.gpu's view when it has UUIDs (NVML, live system only), else the host's
-    nvidia-smi (inside --root: the root's, which is how tests give a simulated host its GPUs)."""
-    from gpuprep.gpu import query as gpu_query
-
-    try:
-        # query_gpus asks NVML (or nvidia-smi) only; gather would also read sysfs and the kernel log.
-        view = host_gpus_from_query(gpu_query.query_gpus(host))
-    except Exception:  # the gpu checks report the query's own failures; nvidia-smi may still answer
-        log.debug("gpuprep.gpu could not list the GPUs; asking nvidia-smi", exc_info=True)
-        view = None
-    return view or host_gpus_from_nvidia_smi(host)
-
-
-def host_gpus_from_query(query: GpuQuery) -> HostGpus | None:
-    """The UUIDs a ``gpuprep.gpu.GpuQuery`` answered, or None when it has none."""
-    uuids = [g.uuid for g in query.gpus if g.uuid]
-    return HostGpus(uuids, f"gpuprep.gpu ({query.source})", query.driver_version) if uuids else None
-
-
-def host_gpus_from_nvidia_smi(host: Host) -> HostGpus | None:
-    from gpuprep.errors import CommandError
-
-    smi = host.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        done = host.run([str(host.path(smi)), "--query-gpu=uuid,driver_version", "--format=csv,noheader"],
-                        timeout=20, check=False)
-    except CommandError:
-        return None
-    if done.returncode != 0:
-        return None
-    rows = [[c.strip() for c in line.split(",")] for line in done.stdout.splitlines() if line.strip()]
-    return HostGpus([r[0] for r in rows], "nvidia-smi", rows[0][1] if rows and len(rows[0]) > 1 else "")
-
-
 # -- parsing ----------------------------------------------------------------------------------
 def parse_query(text: str) -> list[ContainerGpu]:
-    """Rows of ``nvidia-smi --query-gpu=index,uuid,name,driver_version --format=csv,noheader``."""
+    """Rows of ``nvidia-smi --query-gpu=index,uuid,name,driver_version --format=csv,noheader``, run in the container.
+
+    >>> gpus = parse_query('''0, GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a10, NVIDIA H100 80GB HBM3, 580.95.05
+    ... 1, MIG-1f2e3d4c-5b6a-7988-0a1b-2c3d4e5f6a7b, NVIDIA A100-SXM4-40GB MIG 1g.5gb, 580.95.05
+    ... No devices were found''')
+    >>> [(g.index, g.uuid[:4], g.name, g.driver_version) for g in gpus]
+    [(0, 'GPU-', 'NVIDIA H100 80GB HBM3', '580.95.05'), (1, 'MIG-', 'NVIDIA A100-SXM4-40GB MIG 1g.5gb', '580.95.05')]
+    """
     gpus = []
     for line in text.splitlines():
         parts = [p.strip() for p in line.split(",")]
@@ -355,7 +310,7 @@ def probe(host: Host, image: str, *, route: str = DEFAULT_ROUTE, host_view: Host
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from gpuprep.engine.dockerd import engine_down_hint, engine_errors
+    from gpuprep.engine.dockerd import EngineDown, engine_down_hint, engine_errors
 
     if route not in ROUTES:
         raise ValueError(f"unknown route {route!r} (one of {', '.join(ROUTES)})")
@@ -367,10 +322,8 @@ def probe(host: Host, image: str, *, route: str = DEFAULT_ROUTE, host_view: Host
             result = _run(host, image, route=route, pull=pull, progress=progress, timeout=timeout,
                           cdi_hint=cdi_hint)
         except engine_errors() as exc:
-            text = str(exc).strip().splitlines()
-            return ProbeResult(False, ENGINE, f"the Docker Engine at {host.docker_url} does not answer: "
-                               f"{text[0][:300] if text else type(exc).__name__}", engine_down_hint(host), image,
-                               route)
+            down = EngineDown.said(host.docker_url, exc, engine_down_hint(host))
+            return ProbeResult(False, ENGINE, down.message, down.hint, image, route)
         view = asked.result() if asked is not None else host_view
     view = view if isinstance(view, HostGpus) else None
     result.host_uuids = view.uuids if view is not None else None
@@ -540,7 +493,6 @@ def _start_and_collect(host: Host, api: APIClient, cid: str, image: str, route: 
 def _pull(api: APIClient, image: str, *, progress: bool, deadline_s: float = PULL_DEADLINE) -> str | None:
     """Pull ``image`` with a bounded retry; None when done, else why it could not be pulled."""
     from docker.utils import parse_repository_tag
-    from tenacity import RetryError, Retrying, stop_after_attempt, stop_after_delay, wait_exponential
 
     repo, tag = parse_repository_tag(image)
     deadline = time.monotonic() + deadline_s
@@ -556,18 +508,22 @@ def _pull(api: APIClient, image: str, *, progress: bool, deadline_s: float = PUL
         if progress:
             sys.stderr.write("\n")
 
-    def before_sleep(state: RetryCallState) -> None:
-        log.info("pulling %s failed (%s); trying again (%d of %d)", image,
-                 _pull_error(state.outcome.exception() if state.outcome else None),
-                 state.attempt_number + 1, PULL_ATTEMPTS)
+    def attempt() -> BaseException | None:
+        try:
+            once()
+            return None
+        except Exception as exc:  # what the Engine or the registry said; the last one is the answer
+            return exc
+
+    def again(failed: BaseException | None, tries: int) -> None:
+        log.info("pulling %s failed (%s); trying again (%d of %d)", image, _pull_error(failed), tries + 1,
+                 PULL_ATTEMPTS)
 
     log.info("pulling %s (up to %d attempts and %gs in all)", image, PULL_ATTEMPTS, deadline_s)
-    try:
-        Retrying(stop=stop_after_attempt(PULL_ATTEMPTS) | stop_after_delay(deadline_s),
-                 wait=wait_exponential(multiplier=0.5, max=8), before_sleep=before_sleep)(once)
-    except RetryError as exc:
-        return _pull_error(exc.last_attempt.exception())
-    return None
+    cause = poll_until(attempt, lambda failed: failed is None, what=f"a pull of {image}", timeout_s=deadline_s,
+                       interval_s=1.0, backoff=2.0, max_interval_s=8.0, tries=PULL_ATTEMPTS, level=logging.DEBUG,
+                       on_miss=again).value
+    return None if cause is None else _pull_error(cause)
 
 
 def _pull_error(cause: BaseException | None) -> str:

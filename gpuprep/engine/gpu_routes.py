@@ -14,10 +14,10 @@ from gpuprep.engine.gpu_container import (
     IMAGE,
     ROUTE_WORDS,
     RUN_TIMEOUT,
-    HostGpus,
     ProbeResult,
     route_took,
 )
+from gpuprep.gpu.view import HostGpus, host_gpus
 from gpuprep.host import Host
 
 
@@ -100,7 +100,7 @@ def probe_routes(host: Host, image: str, routes: list[str] | tuple[str, ...] = (
 
     routes = list(routes)
     with ThreadPoolExecutor(max_workers=len(routes) + 1) as pool:
-        asked = pool.submit(gpu_container.host_gpus, host) if host_view is True else None
+        asked = pool.submit(host_gpus, host) if host_view is True else None
 
         def one(route: str, may_pull: bool) -> ProbeResult:
             return gpu_container.probe(host, image, route=route, host_view=None, pull=may_pull,

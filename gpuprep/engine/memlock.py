@@ -15,8 +15,9 @@ from copy import deepcopy
 from typing import Any
 
 from gpuprep.engine import daemon_config
-from gpuprep.engine.steps import DaemonJsonRun
+from gpuprep.engine.steps import DaemonJsonRun, recover_if_interrupted
 from gpuprep.host import Host
+from gpuprep.report import StepResult
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Skip, Step
 
 UNLIMITED = {"Name": "memlock", "Hard": -1, "Soft": -1}
@@ -79,10 +80,18 @@ class DockerMemlockStep(Step[daemon_config.DaemonJsonEdit]):
 
         edit = change.payload
         previous = edit.before.encode() if edit.before is not None else None
-        backup = daemon_config.apply_edit(ctx.host, edit)
         run = ctx.shared(DaemonJsonRun)
-        if not run.changed:  # docker-runtime's rollback, when it wrote first, restores the file as the run found it
-            run.rollback = Rollback(edit.path, previous, str(backup) if backup else None)
+        mine = not run.changed  # docker-runtime's rollback, when it wrote first, restores the file as the run found it
+        if mine:
+            # Registered before the write (certbot's reverter.py register_file_creation): a signal once the file is
+            # in place still finds what to put back (tests/reliability/test_registered_changes.py).
+            run.rollback = Rollback(edit.path, previous)
+        backup = daemon_config.apply_edit(ctx.host, edit)
+        if mine and run.rollback is not None:
+            run.rollback.backup = str(backup) if backup else None
         run.changed = True
         run.restart = True
         return Applied(edit.summary + (f"; backup {backup}" if backup else ""))
+
+    def undo(self, ctx: Context, failed: StepResult) -> str | None:
+        return recover_if_interrupted(ctx, failed)

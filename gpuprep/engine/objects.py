@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gpuprep import hints
-from gpuprep.errors import BadInput, StepFailed
+from gpuprep.engine.dockerd import EngineDown
+from gpuprep.errors import BadInput
 from gpuprep.runner.needs import ENGINE
 from gpuprep.runner.steps import Context, Skip
 
@@ -47,7 +48,7 @@ class SealEngineRun:
 # -- the Docker Engine --------------------------------------------------------------------
 def engine(ctx: Context) -> DockerClient:
     """The docker-py client, pinged; Skip with --root and no DOCKER_HOST (the steps that need it declare ENGINE, and the
-    runner skips them first: this is for a step that only may ask, as seal's preflight); StepFailed when it is down."""
+    runner skips them first: this is for a step that only may ask, as seal's preflight); EngineDown when it is down."""
     host = ctx.host
     url = host.docker_url
     if url is None:
@@ -58,11 +59,10 @@ def engine(ctx: Context) -> DockerClient:
     try:
         client = host.docker(timeout=60)  # pings the Engine once, to learn its API version
     except Exception as exc:  # docker-py lets requests' ConnectionError through when the socket is dead
-        detail = str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__
         start = hints.service(host, ctx.platform, "start", ctx.platform.docker_service)
         hint = (f"start it (`{start}`), or leave the Docker steps out with --skip containers,images" if host.live else
                 f"check that DOCKER_HOST={url} names a running Engine, or unset DOCKER_HOST to skip the Docker steps")
-        raise StepFailed(f"the Docker Engine at {url} does not answer: {detail}", hint) from None
+        raise EngineDown.said(url, exc, hint) from None
     run.client = client
     return client
 

@@ -14,7 +14,7 @@ from gpuprep.runner.checks import Probes, probe
 
 if TYPE_CHECKING:
     from gpuprep.engine.dockerd import EngineProcess
-    from gpuprep.engine.gpu_container import HostGpus
+    from gpuprep.gpu.view import HostGpus
 
 INFO_TIMEOUT = 5.0  # a local dockerd answers /info in tens of ms; one that takes seconds is stuck
 
@@ -67,9 +67,8 @@ def process_or_none(probes: Probes) -> EngineProcess | None:
 
 @probe
 def host_view(p: Probes) -> HostGpus | None:
-    """The host's GPUs to compare with: gpuprep.gpu's NVML answer when it has one, else nvidia-smi."""
-    from gpuprep.engine import gpu_container
+    """The host's GPUs to compare with (gpu/view.py: NVML's answer when it names them, else nvidia-smi)."""
     from gpuprep.gpu import inventory
+    from gpuprep.gpu.view import host_gpus
 
-    return gpu_container.host_gpus_from_query(inventory.probe_query(p)) \
-        or gpu_container.host_gpus_from_nvidia_smi(p.host)
+    return host_gpus(p.host, inventory.probe_query(p))

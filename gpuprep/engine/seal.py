@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from gpuprep import hints
+from gpuprep.engine.dockerd import EngineDown
 from gpuprep.engine.objects import (
     IMAGE_WORKERS,
     SealEngineRun,
@@ -23,6 +24,7 @@ from gpuprep.engine.objects import (
     short_id,
 )
 from gpuprep.errors import StepFailed
+from gpuprep.poll import poll_until
 from gpuprep.report import plural
 from gpuprep.runner.needs import ENGINE
 from gpuprep.runner.steps import Applied, Change, Context, Converged, Step
@@ -91,26 +93,25 @@ class ContainersStep(Step[list[dict[str, Any]]]):
             if refused:
                 # Under many parallel removals overlayfs can answer "device or resource busy" for a moment:
                 # try the ones that failed again, twice, half a second apart.
-                from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_fixed
-
                 log.info("waiting to remove %d containers the Engine refused: %s", len(refused),
                          engine_said(refused[0][1]))
+
                 def again() -> list[tuple[dict[str, Any], BaseException]]:
                     nonlocal refused
                     refused = remove_all([r for r, _ in refused])
                     return refused
 
-                Retrying(stop=stop_after_attempt(2), wait=wait_fixed(0.5), retry=retry_if_result(bool),
-                         retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None)(again)
+                poll_until(again, lambda left: not left, what="the Engine to remove the containers it refused",
+                           timeout_s=5.0, interval_s=0.5, tries=2, level=logging.DEBUG)
             failed = unanswered + refused
             gone_early = early.finish() if early is not None else []
             try:
                 left = {c["Id"] for c in api.containers(all=True)} & {r["id"] for r in rows}
             except Exception as exc:  # the Engine stopped answering
                 if not failed:
-                    raise StepFailed(f"the Docker Engine stopped answering after the removals: {engine_said(exc)}",
-                                     f"restart it (`{hints.service(ctx.host, ctx.platform, 'restart', 'docker')}`)"
-                                     " and run seal again") from None
+                    raise EngineDown(ctx.host.docker_url, engine_said(exc), f"restart it (`"
+                                     f"{hints.service(ctx.host, ctx.platform, 'restart', 'docker')}`) and run seal "
+                                     "again", when=" after the removals") from None
                 left = set()  # the failures say what did not go
         if failed or left:
             detail = "; ".join(f"{r['name']}: {engine_said(e)}" for r, e in failed[:3]) or \

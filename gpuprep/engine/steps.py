@@ -205,10 +205,10 @@ class DockerRuntimeStep(Step[daemon_config.DaemonJsonEdit]):
         return Applied(edit.summary + "".join(f"; {e}" for e in extra if e))
 
     def undo(self, ctx: Context, failed: StepResult) -> str | None:
-        return _recover_if_interrupted(ctx, failed)
+        return recover_if_interrupted(ctx, failed)
 
 
-def _recover_if_interrupted(ctx: Context, failed: StepResult) -> str | None:
+def recover_if_interrupted(ctx: Context, failed: StepResult) -> str | None:
     """A signal ended the run before the Engine showed this run's daemon.json: the file as it was, and a dockerd
     this run touched running again on it (docker-runtime's and docker-reload's undo; the second finds it done)."""
     from gpuprep.engine.dockerd import recover
@@ -393,7 +393,7 @@ class DockerReloadStep(Step[_Reload]):
         return Applied(outcome.summary, commands=outcome.commands, data=data)
 
     def undo(self, ctx: Context, failed: StepResult) -> str | None:
-        return _recover_if_interrupted(ctx, failed)
+        return recover_if_interrupted(ctx, failed)
 
 
 def _commands(host: Host, action: str, proc: EngineProcess | None, unit_changed: bool) -> list[list[str]]:

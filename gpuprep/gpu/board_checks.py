@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from typing import Any
 
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import _pci_gpus, _short_list
+from gpuprep.poll import poll_until
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 from gpuprep.runner.needs import LIVE
@@ -117,14 +117,9 @@ PERSISTENCED_POLL_S = 0.1
 
 def wait_for_socket(path: str, wait_s: float, poll_s: float = PERSISTENCED_POLL_S) -> tuple[bool, float]:
     """Whether ``path`` exists within ``wait_s`` seconds (polled), and how long that took."""
-    started = time.monotonic()
-    while True:
-        if os.path.exists(path):
-            return True, time.monotonic() - started
-        left = wait_s - (time.monotonic() - started)
-        if left <= 0:
-            return False, time.monotonic() - started
-        time.sleep(min(poll_s, left))
+    waited = poll_until(lambda: os.path.exists(path), bool, what=path, timeout_s=wait_s, interval_s=poll_s,
+                        max_interval_s=poll_s)
+    return waited.met, waited.seconds
 
 
 @probe

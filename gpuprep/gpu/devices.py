@@ -146,11 +146,30 @@ def parse_module_version(text: str) -> tuple[str | None, str | None]:
 
     ``NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 ...`` (proprietary) or
     ``NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build ...`` (open).
+
+    >>> parse_module_version('''NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build
+    ... GCC version:  gcc version 11.5.0 20240719 (Red Hat 11.5.0-5) (GCC)''')
+    ('580.95.05', 'open')
+    >>> parse_module_version("NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 19:39:15 UTC 2024")
+    ('535.183.01', 'proprietary')
     """
     m = _MODULE_VERSION.search(text)
     if not m:
         return None, None
     return m.group(1), "open" if "Open Kernel Module" in text else "proprietary"
+
+
+def parse_modules(text: str) -> set[str]:
+    """``/proc/modules`` (what ``lsmod`` prints, less its header) -> the names of the loaded modules.
+
+    >>> sorted(parse_modules('''nvidia_uvm 1851392 0 - Live 0x0000000000000000 (POE)
+    ... nvidia_drm 126976 0 - Live 0x0000000000000000 (POE)
+    ... nvidia 9797632 2 nvidia_uvm,nvidia_drm, Live 0x0000000000000000 (POE)
+    ... efa 139264 0 - Live 0x0000000000000000 (OE)
+    ... '''))
+    ['efa', 'nvidia', 'nvidia_drm', 'nvidia_uvm']
+    """
+    return {line.split()[0] for line in text.splitlines() if line.split()}
 
 
 def read_kernel_module(host: Host) -> KernelModule:
@@ -159,9 +178,7 @@ def read_kernel_module(host: Host) -> KernelModule:
         return KernelModule(procfs=False)
     text = host.read_text("/proc/driver/nvidia/version")
     if text is None:
-        modules = host.read_text("/proc/modules") or ""
-        loaded = any(line.split(" ", 1)[0] == "nvidia" for line in modules.splitlines())
-        return KernelModule(procfs=True, loaded=loaded)
+        return KernelModule(procfs=True, loaded="nvidia" in parse_modules(host.read_text("/proc/modules") or ""))
     version, flavour = parse_module_version(text)
     first = text.strip().splitlines()[0] if text.strip() else ""
     return KernelModule(procfs=True, loaded=True, version=version, flavour=flavour, text=first)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +19,11 @@ from gpuprep.ec2.imds import InstanceType
 from gpuprep.ec2.instance_types import lookup
 from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.gpu import fabric, inventory
+from gpuprep.gpu.devices import parse_modules
 from gpuprep.gpu.fabric import COMPLETED, IN_PROGRESS, NOT_STARTED, NOT_SUPPORTED, FabricView
 from gpuprep.gpu.query import MAX_INIT_S
 from gpuprep.host import Host
+from gpuprep.poll import poll_until
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
@@ -217,14 +218,16 @@ def probe_fabric(p: Probes) -> FabricView:
 
 def settle(view: FabricView, deadline_s: float) -> FabricView:
     """Poll NVML until no GPU is still starting or training its fabric, for at most FABRIC_WAIT_S."""
-    started = time.monotonic()
-    log.info("waiting up to %gs for the NVSwitch fabric (%d GPUs not trained yet)", FABRIC_WAIT_S,
-             len(_unsettled(view)))
-    while time.monotonic() - started < FABRIC_WAIT_S and view.answered and _unsettled(view):
-        time.sleep(POLL_S)  # polling NVML's state: the fabric's training has no event to wait on
-        view = fabric.query_fabric(deadline_s)
-    view.waited_s = round(time.monotonic() - started, 1)
-    return view
+    first = [view]
+
+    def look() -> FabricView:  # polling NVML's state: the fabric's training has no event to wait on
+        return first.pop() if first else fabric.query_fabric(deadline_s)
+
+    waited = poll_until(look, lambda seen: not seen.answered or not _unsettled(seen),
+                        what=f"the NVSwitch fabric ({len(_unsettled(view))} GPUs not trained yet)",
+                        timeout_s=FABRIC_WAIT_S, interval_s=POLL_S, max_interval_s=POLL_S)
+    waited.value.waited_s = round(waited.seconds, 1)
+    return waited.value
 
 
 def wait_for_fabric(p: Probes) -> dict[str, Any]:
@@ -323,7 +326,7 @@ def check_nvlink5(probes: Probes) -> Verdict:
     modules_text = probes.host.read_text("/proc/modules")
     if modules_text is None:
         raise NotApplicable(f"no /proc in {probes.host.root}")
-    loaded = {line.split()[0] for line in modules_text.splitlines() if line.strip()}
+    loaded = parse_modules(modules_text)
     missing = [m for m in IB_MODULES if m not in loaded]
     nvlsm = next((x for x in NVLSM_PATHS if probes.host.exists(x)), None)
     data = {"host": host.label, "modules_missing": missing, "nvlsm": nvlsm}

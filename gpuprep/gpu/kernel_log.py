@@ -128,6 +128,15 @@ _API_MISMATCH = re.compile(
 
 
 def parse_xid_line(line: str) -> KernelEvent | None:
+    """One kernel log line -> its XID event (code, GPU, process, what it means and what to do), else None.
+
+    >>> event = parse_xid_line("[ 1234.567890] NVRM: Xid (PCI:0000:00:1e): 79, pid=1234, name=python3, "
+    ...                        "GPU has fallen off the bus.")
+    >>> event.code, event.pci, event.pid, event.process, event.message, event.severity
+    (79, '0000:00:1e', '1234', 'python3', 'GPU has fallen off the bus.', 'critical')
+    >>> parse_xid_line("[ 1234.567890] nvidia-uvm: Loaded the UVM driver, major device number 510.") is None
+    True
+    """
     m = _XID.search(line)
     if not m:
         return None
@@ -151,7 +160,17 @@ def parse_xid_line(line: str) -> KernelEvent | None:
 
 
 def parse_kernel_log(text: str) -> list[KernelEvent]:
-    """XIDs, GPUs the driver failed to initialise, and userland/kernel version mismatches."""
+    """XIDs, GPUs the driver failed to initialise, and userland/kernel version mismatches.
+
+    >>> events = parse_kernel_log('''[   12.345678] NVRM: GPU 0000:00:1e.0: RmInitAdapter failed! (0x26:0x56:1474)
+    ... [   13.000001] NVRM: API mismatch: the client has the version 580.95.05, but
+    ... NVRM: this kernel module has the version 570.172.08.  Please
+    ... ''')
+    >>> for e in events:
+    ...     print(e.kind, e.pci, e.message)
+    rm-init-failed 0000:00:1e.0 (0x26:0x56:1474)
+    api-mismatch  userland 580.95.05, kernel module 570.172.08
+    """
     events: list[KernelEvent] = []
     for line in text.splitlines():
         if "NVRM" not in line:
@@ -175,7 +194,15 @@ def parse_kernel_log(text: str) -> list[KernelEvent]:
 
 
 def parse_kmsg(text: str) -> str:
-    """/dev/kmsg records (``6,1234,5678901,-;message`` and `` KEY=value`` continuations) -> messages."""
+    """/dev/kmsg records (``6,1234,5678901,-;message`` and `` KEY=value`` continuations) -> messages.
+
+    >>> print(parse_kmsg('''4,1021,23456789,-;NVRM: Xid (PCI:0000:00:1e): 48, pid=\'<unknown>\', DBE (0x1,0x2)
+    ...  SUBSYSTEM=pci
+    ...  DEVICE=+pci:0000:00:1e.0
+    ... 6,1022,23456800,-;nvidia-modeset: Loading NVIDIA Kernel Mode Setting Driver'''))
+    NVRM: Xid (PCI:0000:00:1e): 48, pid='<unknown>', DBE (0x1,0x2)
+    nvidia-modeset: Loading NVIDIA Kernel Mode Setting Driver
+    """
     lines = []
     for line in text.splitlines():
         if not line or line.startswith(" "):

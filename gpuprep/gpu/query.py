@@ -343,7 +343,13 @@ def _parse_smi_csv(text: str) -> list[GpuStatus]:
     """``nvidia-smi --query-gpu=... --format=csv[,noheader][,nounits]`` -> GpuStatus list.
 
     With a header line the columns are taken by name (``pci.bus_id``, ``persistence_mode [units]``);
-    without one they are SMI_FIELDS in order, as ``query_smi`` asks.
+    without one they are SMI_FIELDS in order, as ``query_smi`` asks. On an H200 (driver 580), ``noheader``:
+
+    >>> [gpu] = _parse_smi_csv('''
+    ... 0, NVIDIA H200, GPU-0e7d3af2-be49-affe-ae6c-f6fcf358f2ea, 00000000:00:06.0, 580.159.04, Enabled, 0
+    ... ''')
+    >>> gpu.name, gpu.pci_bus_id, gpu.driver_version, gpu.persistence_mode, gpu.ecc_uncorrected_volatile
+    ('NVIDIA H200', '0000:00:06.0', '580.159.04', True, 0)
     """
     gpus = []
     columns = list(SMI_FIELDS)
@@ -373,6 +379,23 @@ def parse_smi_q_tree(text: str) -> tuple[dict[tuple[str, ...], str], dict[str, d
 
     ``HW Thermal Slowdown`` nested under ``HW Slowdown`` is
     ``("Clocks Event Reasons", "HW Slowdown", "HW Thermal Slowdown")``.
+
+    >>> header, gpus = parse_smi_q_tree('''
+    ... ==============NVSMI LOG==============
+    ... Driver Version                            : 470.129.06
+    ... Attached GPUs                             : 1
+    ... GPU 00000000:00:1E.0
+    ...     Product Name                          : Tesla T4
+    ...     Clocks Event Reasons
+    ...         HW Slowdown                       : Not Active
+    ...             HW Thermal Slowdown           : Active
+    ... ''')
+    >>> header[("Driver Version",)]
+    '470.129.06'
+    >>> list(gpus)  # bus ids as sysfs writes them (normalize_bus_id)
+    ['0000:00:1e.0']
+    >>> gpus["0000:00:1e.0"][("Clocks Event Reasons", "HW Slowdown", "HW Thermal Slowdown")]
+    'Active'
     """
     header: dict[tuple[str, ...], str] = {}
     gpus: dict[str, dict[tuple[str, ...], str]] = {}
@@ -428,7 +451,24 @@ CLOCK_EVENT_LABELS = {
 
 
 def parse_smi_q(text: str) -> tuple[str, list[GpuStatus]]:
-    """``nvidia-smi -q`` -> (driver version, GpuStatus per GPU in bus order)."""
+    """``nvidia-smi -q`` -> (driver version, GpuStatus per GPU in bus order). An H100 (driver 535) with an
+    uncorrectable DRAM error since the driver loaded:
+
+    >>> driver, [gpu] = parse_smi_q('''
+    ... Driver Version                            : 535.183.01
+    ... GPU 00000000:53:00.0
+    ...     Product Name                          : NVIDIA H100 80GB HBM3
+    ...     Persistence Mode                      : Enabled
+    ...     GPU UUID                              : GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a10
+    ...     Minor Number                          : 0
+    ...     ECC Errors
+    ...         Volatile
+    ...             SRAM Uncorrectable SEC-DED    : 0
+    ...             DRAM Uncorrectable            : 1
+    ... ''')
+    >>> driver, gpu.name, gpu.uuid, gpu.persistence_mode, gpu.ecc_uncorrected_volatile
+    ('535.183.01', 'NVIDIA H100 80GB HBM3', 'GPU-5a1c2f4e-0b7d-3e8a-9c61-2f0d4b7e8a10', True, 1)
+    """
     header, gpus = parse_smi_q_tree(text)
     driver = header.get(("Driver Version",), "")
     result = []

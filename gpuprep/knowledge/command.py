@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from gpuprep.errors import EXIT_BAD_INPUT, BadInput, GpuprepError
+from gpuprep.errors import BadInput
 
 if TYPE_CHECKING:
     from gpuprep.host import Host
@@ -38,11 +38,7 @@ def knowledge_list(ctx: typer.Context, json_out: bool = JSON, verbose: bool = VE
     cli.merge_globals(json_out, verbose, "knowledge")
     if ctx.invoked_subcommand is not None:
         return
-    try:
-        out, errors, code = listing(cli.host(), as_json=cli.G.json)
-    except GpuprepError as exc:
-        cli.fail(exc, exc.exit_code)
-        return
+    out, errors, code = listing(cli.host(), as_json=cli.G.json)  # an error ends it in cli.main's one wrapper
     typer.echo(out)
     for line in errors:
         typer.echo(f"gpuprep: error: {line}", err=True)
@@ -56,10 +52,7 @@ def knowledge_validate(ctx: typer.Context,
     """Check FILE against gpuprep's knowledge schema (and its rules), changing nothing. Exit 0 valid, 2 not."""
     cli = ctx.find_root().obj  # cli.Shell
     cli.merge_globals(json_out, verbose, "knowledge")
-    try:
-        typer.echo(validation(path, as_json=cli.G.json))
-    except BadInput as exc:
-        cli.fail(exc, EXIT_BAD_INPUT)
+    typer.echo(validation(path, as_json=cli.G.json))  # BadInput (exit 2) ends it in cli.main's one wrapper
     raise typer.Exit(0)
 
 

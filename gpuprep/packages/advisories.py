@@ -125,7 +125,15 @@ def in_stack(nevra: str) -> bool:
 
 def parse_list(text: str) -> dict[str, Advisory]:
     """``dnf updateinfo list --security``: ``ALAS2023-2026-1234 Important/Sec. docker-25.0.8-1.amzn2023.x86_64``;
-    only the stack's packages."""
+    only the stack's packages.
+
+    >>> found = parse_list('''Last metadata expiration check: 0:04:12 ago on Tue Dec  8 00:10:02 2026.
+    ... ALAS2023-2025-1002 Important/Sec. docker-25.0.8-1.amzn2023.0.5.x86_64
+    ... ALAS2023-2025-1002 Important/Sec. runc-1.2.6-1.amzn2023.0.1.x86_64
+    ... ALAS2023-2025-1017 Medium/Sec.    openssl-libs-1:3.2.2-1.amzn2023.0.2.x86_64''')
+    >>> [(a.id, a.severity, a.packages) for a in found.values()]
+    [('ALAS2023-2025-1002', 'Important', ['docker-25.0.8-1.amzn2023.0.5.x86_64', 'runc-1.2.6-1.amzn2023.0.1.x86_64'])]
+    """
     found: dict[str, Advisory] = {}
     for line in text.splitlines():
         m = _LIST_LINE.match(line.strip())
@@ -136,7 +144,18 @@ def parse_list(text: str) -> dict[str, Advisory]:
 
 
 def parse_info_cves(text: str) -> dict[str, list[str]]:
-    """``dnf updateinfo info``: each block's ``Update ID`` and the CVE ids of its ``CVEs`` field."""
+    """``dnf updateinfo info``: each block's ``Update ID`` and the CVE ids of its ``CVEs`` field.
+
+    >>> parse_info_cves('''===============================================================================
+    ...   Important: docker
+    ... ===============================================================================
+    ...   Update ID: ALAS2023-2025-1002
+    ...        Type: security
+    ...        CVEs: CVE-2025-54388
+    ...            : CVE-2025-54410
+    ...    Severity: Important''')
+    {'ALAS2023-2025-1002': ['CVE-2025-54388', 'CVE-2025-54410']}
+    """
     out: dict[str, list[str]] = {}
     current = None
     in_cves = False

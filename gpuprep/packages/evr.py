@@ -108,7 +108,12 @@ class EVR:
 
     @classmethod
     def parse(cls, text: str) -> EVR:
-        """``[epoch:]version[-release]`` as rpm splits it (the last ``-`` starts the release)."""
+        """``[epoch:]version[-release]`` as rpm splits it (the last ``-`` starts the release).
+
+        >>> e = EVR.parse("2:1.17.8-1.amzn2023.0.1")
+        >>> e.epoch, e.version, e.release
+        (2, '1.17.8', '1.amzn2023.0.1')
+        """
         text = text.strip()
         epoch: int | None = None
         m = re.match(r"^(\d+):(.*)$", text)
@@ -174,7 +179,12 @@ class Dep:
 
     @classmethod
     def parse(cls, text: str) -> Dep:
-        """``docker >= 17.06.2ce`` / ``docker-ce = 3:18.09.2`` / ``docker``; rpm's ``==`` is ``=``."""
+        """``docker >= 17.06.2ce`` / ``docker-ce = 3:18.09.2`` / ``docker``; rpm's ``==`` is ``=``.
+
+        >>> d = Dep.parse("docker-ce == 3:18.09.2")
+        >>> d.name, d.op, d.evr.epoch, d.evr.version
+        ('docker-ce', '=', 3, '18.09.2')
+        """
         parts = text.split()
         if len(parts) == 1:
             return cls(parts[0])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from gpuprep.errors import StepFailed
 from gpuprep.host import Host
+from gpuprep.poll import poll_until
 
 log = logging.getLogger("gpuprep")
 
@@ -80,20 +81,31 @@ def _fcntl_owner(host: Host, real: str) -> int | None:
         st = os.stat(real)
     except OSError:
         return None
-    table = host.proc_locks()
-    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    return parse_proc_locks(host.proc_locks()).get((os.major(st.st_dev), os.minor(st.st_dev), st.st_ino))
+
+
+def parse_proc_locks(table: str) -> dict[tuple[int, int, int], int]:
+    """``/proc/locks`` -> {(device major, minor, inode): the pid holding a POSIX write lock on that file}. A ``->``
+    line is a process waiting for the lock, not its owner; flock(2) locks and read locks are left out.
+
+    >>> parse_proc_locks('''1: POSIX  ADVISORY  WRITE 32621 fe:00:2173370 0 EOF
+    ... 1: -> POSIX  ADVISORY  WRITE 32700 fe:00:2173370 0 EOF
+    ... 2: FLOCK  ADVISORY  WRITE 1187 00:19:1021 0 EOF
+    ... 3: POSIX  ADVISORY  READ 901 fe:00:131 0 EOF
+    ... ''')
+    {(254, 0, 2173370): 32621}
+    """
+    held: dict[tuple[int, int, int], int] = {}
     for line in table.splitlines():
-        # "1: POSIX  ADVISORY  WRITE 32621 fe:00:2173370 0 EOF"; "1: -> POSIX ..." is a waiter, not the owner.
         parts = line.split()
-        if len(parts) < 6 or parts[1] == "->" or parts[1] != "POSIX" or parts[3] != "WRITE":
+        if len(parts) < 6 or parts[1] != "POSIX" or parts[3] != "WRITE":
             continue
         try:
             major, minor, inode = parts[5].split(":")
-            if (int(major, 16), int(minor, 16), int(inode)) == want:
-                return int(parts[4])
+            held.setdefault((int(major, 16), int(minor, 16), int(inode)), int(parts[4]))
         except ValueError:
             continue
-    return None
+    return held
 
 
 def lock_holder(host: Host, pidfiles: Sequence[str], rpm_locks: Sequence[str] = RPM_LOCKS) -> LockHolder | None:
@@ -124,26 +136,16 @@ def lock_holder(host: Host, pidfiles: Sequence[str], rpm_locks: Sequence[str] = 
 def wait_for_lock(host: Host, pidfiles: Sequence[str], timeout: float = 600, interval: float = 2,
                   rpm_locks: Sequence[str] = RPM_LOCKS) -> str | None:
     """Wait (bounded) until no package manager holds its lock; returns what was waited for, if anything."""
-    from tenacity import RetryError, retry, retry_if_result, stop_after_delay, wait_fixed
-
     first = lock_holder(host, pidfiles, rpm_locks)
     if first is None:
         return None
-    log.info("waiting up to %gs for the package manager lock: %s", timeout, first)
-    started = time.monotonic()
-
-    @retry(retry=retry_if_result(lambda held: held is not None), stop=stop_after_delay(timeout),
-           wait=wait_fixed(interval))
-    def until_free() -> LockHolder | None:
-        return lock_holder(host, pidfiles, rpm_locks)
-
-    try:
-        until_free()
-    except RetryError:
-        holder = lock_holder(host, pidfiles, rpm_locks) or first
+    waited = poll_until(lambda: lock_holder(host, pidfiles, rpm_locks), lambda held: held is None,
+                        what=f"the package manager lock: {first}", timeout_s=timeout, interval_s=interval)
+    if not waited.met:
+        holder = waited.value or first
         raise StepFailed(
             f"the package manager lock is still held after {timeout:g}s: {holder}",
             f"wait for it to finish (at first boot cloud-init runs yum updates; `ps -fp {holder.pid}` shows it) "
             "and run gpuprep again",
-        ) from None
-    return f"waited {time.monotonic() - started:.1f}s for {first} to release the package manager lock"
+        )
+    return f"waited {waited.seconds:.1f}s for {first} to release the package manager lock"

@@ -161,6 +161,8 @@ def unreachable_repos(text: str) -> dict[str, Unreachable]:
 class RepoUnreachable(StepFailed):
     """The package manager could not download a repository's metadata."""
 
+    reference = "repo-unreachable"
+
 
 def repo_sections(text: str) -> dict[str, str]:
     """``[id] -> baseurl`` (else mirrorlist or metalink) of a .repo file's text."""

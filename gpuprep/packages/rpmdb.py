@@ -101,6 +101,16 @@ REPOQUERY_QF = FIELD.join(["%{name}", "%{epoch}", "%{version}", "%{release}", "%
 
 
 def parse_deps(text: str) -> tuple[Dep, ...]:
+    """One dependency a line, as rpm's ``[%{REQUIRENAME} %{REQUIREFLAGS:depflags} %{REQUIREVERSION}\\n]`` and
+    repoquery print them; rpmlib(), file and rich dependencies are left out.
+
+    >>> [str(d) for d in parse_deps('''containerd >= 1.7.27
+    ... rpmlib(CompressedFileNames) <= 3.0.4-1
+    ... /bin/sh
+    ... (docker-cli if docker)
+    ... libc.so.6(GLIBC_2.34)(64bit)''')]
+    ['containerd >= 1.7.27', 'libc.so.6(GLIBC_2.34)(64bit)']
+    """
     deps = []
     for line in text.splitlines():
         line = " ".join(line.split())
@@ -118,7 +128,16 @@ def parse_records(stdout: str, repo: str = "", tool: str = "the package manager"
     """Records of ``RPM_QF``/``REPOQUERY_QF`` output -> packages.
 
     A record gpuprep cannot read (a plugin printing into stdout, a truncated line) raises StepFailed
-    naming ``tool`` and the field: output of another program is input, not a bug of gpuprep's.
+    naming ``tool`` and the field: output of another program is input, not a bug of gpuprep's. ``rpm -q`` of two
+    packages, one of them absent (fields ``<:>``, records ``<;>``; requires, provides, obsoletes, conflicts):
+
+    >>> [pkg] = parse_records('''package nvidia-container-toolkit is not installed
+    ... docker<:>0<:>25.0.8<:>1.amzn2023.0.5<:>x86_64<:>containerd >= 1.7.27
+    ... runc >= 1.1.14
+    ... <:>docker = 25.0.8-1.amzn2023.0.5
+    ... <:><:><;>''', tool="rpm")
+    >>> pkg.nevr, pkg.arch, [str(d) for d in pkg.requires]
+    ('docker-25.0.8-1.amzn2023.0.5', 'x86_64', ['containerd >= 1.7.27', 'runc >= 1.1.14'])
     """
     out = []
     for record in stdout.split(RECORD):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from gpuprep.errors import BadInput, PreconditionUnmet, StepFailed
+from gpuprep.interrupts import deferred
 from gpuprep.packages.lock import wait_for_lock
 from gpuprep.packages.repo import REPOS_DIR, Backend, backend_for, lock_entry, lock_name
 from gpuprep.packages.resolve import (
@@ -251,28 +252,34 @@ class RepositoriesStep(Step[_RepoFile]):
         path, content = change.payload.path, change.payload.content
         run = ctx.shared(PackagesRun)
         run.repo_before = ctx.host.read_text(path)
+        # Registered before the write (certbot's reverter.py register_file_creation): a signal that lands once the
+        # file is in place, before this step's next line, still finds it to undo (tests/reliability/
+        # test_registered_changes.py).
+        run.repo_added = path
         if run.repo_before is not None:
             ctx.host.backup(path)
         ctx.host.write_atomic(path, content, mode=0o644)
         # The repositories changed: the next query must see them (once more, only in this case).
         run.candidates, run.converged, run.converged_known = None, None, False
-        run.repo_added = path
         return Applied()
 
     def undo(self, ctx: Context, failed: StepResult) -> str | None:
         """A run whose packages step failed before its transaction installed nothing from the file this step
-        added (an unreachable repository, nothing that resolves): the file goes, the host is left as found."""
+        added (an unreachable repository, nothing that resolves), or a run a signal ended before that transaction
+        (SIGTERM, SIGHUP, SIGINT, this step's own write included): the file goes, the host is left as found."""
         run = ctx.shared(PackagesRun)
         path = run.repo_added
-        if path is None or failed.id != PackagesStep.id or run.transaction_started:
+        ended_before = failed.id == PackagesStep.id or "interrupted" in failed.data
+        if path is None or run.transaction_started or not ended_before:
             return None
+        run.repo_added = None
         if run.repo_before is None:
-            ctx.host.remove(path)
+            if not ctx.host.remove(path):
+                return None  # the signal came before the write: nothing to undo
             done = f"removed {path}, which this run added"
         else:
             ctx.host.write_atomic(path, run.repo_before)
             done = f"put back the {path} this run replaced"
-        run.repo_added = None
         return f"{done} (nothing was installed from it)"
 
 
@@ -368,9 +375,14 @@ class PackagesStep(Step["_Transaction | None"]):
             # nvidia-docker2 <= 2.4.0 ships daemon.json as a plain file and replaces the user's outright
             # (docs/domain.md); docker-runtime merges this copy back so no setting is lost.
             run.daemon_json_before = ctx.host.read_text(ctx.platform.daemon_json)
-            # A lock at another version would make the versionlock plugin hide the selected one.
-            b.drop_locks({p.name for p in installs})
-            b.install(installs, extra)
+            # A signal now waits for the transaction (certbot's error_handler defers signals through its cleanup):
+            # the exception it would raise makes subprocess SIGKILL the package manager, half way through its rpm
+            # transaction. The package manager gets a terminal's Ctrl-C or systemd's stop itself (they signal the
+            # whole group or cgroup) and decides; gpuprep ends, interrupted, once it has.
+            with deferred():
+                # A lock at another version would make the versionlock plugin hide the selected one.
+                b.drop_locks({p.name for p in installs})
+                b.install(installs, extra)
             run.forget_installed()
             after = {p.name: p for p in installed_set(ctx)}
             wrong = [p.nevr for p in installs if p.name not in after or after[p.name].evr.compare(p.evr) != 0]

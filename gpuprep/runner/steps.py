@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from gpuprep.errors import BadInput, GpuprepError, os_error
+from gpuprep.errors import BadInput, GpuprepError, diagnosis, os_error
 from gpuprep.hints import for_target
 from gpuprep.host import Host
 from gpuprep.interrupts import Interrupted, deferred
@@ -296,11 +295,12 @@ def _interrupted(ctx: Context, steps: Sequence[AnyStep], step: AnyStep, exc: Int
     half way), undoes what the run leaves half done, with further signals held until that is over."""
     log.warning("%s: interrupted by %s; undoing what this run left half done", step.id, exc.name)
     result = StepResult(step.id, StepStatus.FAILED, f"interrupted by {exc.name}",
-                        hint="run the command again to finish", data={"interrupted": exc.name})
+                        hint="run the command again to finish", data={"interrupted": exc.name},
+                        reference="interrupted")
     report.exit_code = max(report.exit_code, 1)
     with deferred(then_raise=False):
         _undo(ctx, steps, result, including_failed=True)
-    report.error, report.hint = f"{step.id}: {result.summary}", result.hint
+    report.error, report.hint, report.reference = f"{step.id}: {result.summary}", result.hint, "interrupted"
     return result
 
 
@@ -335,9 +335,7 @@ def _ask(ctx: Context, confirm: Confirm, steps: Sequence[AnyStep], gate: StepRes
     try:
         asked = confirm(plans)
     except GpuprepError as exc:
-        report.exit_code = max(report.exit_code, exc.exit_code)
-        report.error, report.hint = f"{gate.id}: {exc.message}", exc.hint
-        return StepResult(gate.id, StepStatus.FAILED, exc.message, hint=exc.hint, data=gate.data)
+        return _failed(report, gate.id, exc, exc.hint, gate.data)
     if asked:
         gate.summary += "; confirmed"
     return gate
@@ -378,25 +376,20 @@ def _run_one(ctx: Context, step: Step[P], report: RunReport, *, checks_only: boo
                           data={**plan.data, **done.data}, table=plan.table, lines=plan.lines)
     except Skip as exc:
         return StepResult(step.id, StepStatus.SKIPPED, exc.reason)
-    except GpuprepError as exc:
+    except Exception as exc:
+        # A GpuprepError as it is; the system's refusal (a full disk, a read-only mount, permission) as one line
+        # naming the file and what to do; anything else is a bug: reported, never a bare traceback.
+        err = diagnosis(exc)
         log.debug("step %s failed", step.id, exc_info=True)
-        report.exit_code = max(report.exit_code, exc.exit_code)
-        hint = for_target(ctx.host, exc.hint)  # a gpuprep command in it keeps this run's --root
-        report.error, report.hint = f"{step.id}: {exc.message}", hint
-        return StepResult(step.id, StepStatus.FAILED, exc.message, hint=hint, data=exc.data)
-    except OSError as exc:
-        # The system refused (a full disk, a read-only mount, an I/O error, permission): not a bug of
-        # gpuprep's, so it is said as one line naming the file and what to do.
-        err = os_error(exc)
-        log.debug("step %s failed", step.id, exc_info=True)
-        report.exit_code = max(report.exit_code, err.exit_code)
-        report.error, report.hint = f"{step.id}: {err.message}", err.hint
-        return StepResult(step.id, StepStatus.FAILED, err.message, hint=err.hint)
-    except Exception as exc:  # a bug: report it, never a bare traceback
-        log.debug("step %s crashed\n%s", step.id, traceback.format_exc())
-        report.exit_code = max(report.exit_code, 1)
-        report.error = f"{step.id}: internal error: {type(exc).__name__}: {exc}"
-        report.hint = "run again with -v for the traceback and report it"
-        report.exc = exc
-        return StepResult(step.id, StepStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}",
-                          hint=report.hint)
+        if err.reference == "internal-error":
+            report.exc = exc
+        # a gpuprep command in the hint keeps this run's --root
+        hint = for_target(ctx.host, err.hint) if isinstance(exc, GpuprepError) else err.hint
+        return _failed(report, step.id, err, hint, err.data)
+
+
+def _failed(report: RunReport, step_id: str, err: GpuprepError, hint: str, data: dict[str, Any]) -> StepResult:
+    """``step_id`` failed with ``err``: the run's exit code, error, hint and reference say so, and its result."""
+    report.exit_code = max(report.exit_code, err.exit_code)
+    report.error, report.hint, report.reference = f"{step_id}: {err.message}", hint, err.reference
+    return StepResult(step_id, StepStatus.FAILED, err.message, hint=hint, data=data, reference=err.reference)

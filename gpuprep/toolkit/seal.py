@@ -28,7 +28,7 @@ DEBUG_LOG = "/var/log/ecs/nvidia-container-runtime.log"
 def _this_machines_uuids(ctx: Context) -> list[str] | None:
     if not ctx.host.live:
         return None
-    from gpuprep.engine.gpu_container import host_gpus
+    from gpuprep.gpu.view import host_gpus
 
     view = host_gpus(ctx.host)
     return view.uuids if view is not None else None

@@ -195,6 +195,38 @@ def test_the_packages_step_waits_for_the_package_lock_before_its_transaction(roo
         holder.wait()
 
 
+def test_sigterm_during_the_transaction_lets_the_package_manager_finish_it(root: Path) -> None:
+    """SIGTERM to gpuprep alone (a fleet agent's `kill PID`) once it has started dnf's install: the transaction
+    completes, never SIGKILLed half way (subprocess kills its child when an exception leaves it), then the run
+    ends interrupted, exit 1. The point is observed: gpuprep's own -v line starting `dnf -y install`."""
+    import signal
+    import threading
+
+    argv = [*GPUPREP, "-v", "--root", str(root), "--json", "install", "--only", STEPS]
+    run = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "NO_COLOR": "1"})
+    stdout: list[str] = []
+    reader = threading.Thread(target=lambda: stdout.append(run.stdout.read()), daemon=True)
+    reader.start()
+    err_lines: list[str] = []
+    for line in run.stderr:
+        err_lines.append(line)
+        if "gpuprep: run: " in line and " -y install " in line:
+            os.kill(run.pid, signal.SIGTERM)
+            break
+    err_lines.extend(run.stderr)
+    code = run.wait(timeout=300)
+    reader.join(timeout=60)
+    err = "".join(err_lines)
+    assert any(" -y install " in line for line in err_lines), err
+    steps = {s["id"]: s for s in json_output("".join(stdout))["steps"]}
+    assert code == 1 and steps["packages"]["data"]["interrupted"] == "SIGTERM", err[-3000:]
+    installed = rpm_query_root(root, ["docker", "ecs-init", "nvidia-container-toolkit", "libnvidia-container1"])
+    assert all(installed.values()), f"the transaction was cut short: {installed}\n{err[-3000:]}"
+    again = gpuprep(root, json_out=True)  # and the next run finishes what the interrupted one left
+    assert again.returncode == 0, again.stderr
+
+
 def test_dry_run_prints_selection_and_commands_and_changes_nothing(root: Path) -> None:
     before = sorted(str(p) for p in root.rglob("*"))
     host_list = Path("/etc/dnf/plugins/versionlock.list")

@@ -549,7 +549,7 @@ def down_on_this_machine(tmp_path: Path, daemon_json: str | None, *, euid: int =
         path.write_text(daemon_json)
     where = Path(tempfile.mkdtemp(dir=tmp_path))
     platform = dataclasses.replace(detect(Host(tree(where, platform_name))), daemon_json=str(path))
-    down = EngineDown(f"the Docker Engine at unix:///var/run/docker.sock does not answer: {said}", "")
+    down = EngineDown("unix:///var/run/docker.sock", said, "")
     return probes("/", euid=euid, platform=platform, docker_info=down, engine_process=None), path
 
 

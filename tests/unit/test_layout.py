@@ -154,7 +154,8 @@ def test_the_mechanisms_import_no_domain():
     None of them reaches into a domain (gpu/, engine/, ecs/, packages/, image/) or a command."""
     mechanisms = {m for m in import_graph() if m.startswith("gpuprep.runner") or m in {
         "gpuprep.host", "gpuprep.rootfs", "gpuprep.dockersock", "gpuprep.procfs", "gpuprep.errors",
-        "gpuprep.options", "gpuprep.report", "gpuprep.platform", "gpuprep.services", "gpuprep.hints"}}
+        "gpuprep.options", "gpuprep.report", "gpuprep.platform", "gpuprep.services", "gpuprep.hints",
+        "gpuprep.poll"}}
     domains = ("gpuprep.gpu", "gpuprep.ec2", "gpuprep.engine", "gpuprep.ecs", "gpuprep.packages", "gpuprep.image",
                "gpuprep.toolkit")
     commands = ("gpuprep.install", "gpuprep.seal", "gpuprep.doctor", "gpuprep.cli")
@@ -222,3 +223,28 @@ def test_a_unit_test_cannot_start_a_program_or_send_a_signal_it_did_not_ask_for(
         Host("/").run(["systemctl", "daemon-reload"], check=False)
     with pytest.raises(AssertionError, match="without @pytest.mark.allow_signals"):
         os.kill(os.getpid(), signal.SIGCONT)
+
+
+def test_every_bounded_wait_goes_through_poll_until():
+    """Issue 27: one way to wait. Only gpuprep/poll.py sleeps (``poll_until`` re-checks a condition, backs off, is
+    bounded and says what it waits for); no other module calls ``time.sleep`` or retries with tenacity."""
+    import ast
+
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(REPO).as_posix()
+        if rel == "gpuprep/poll.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "tenacity":
+                found.append(f"{rel}:{node.lineno}: imports tenacity")
+            elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "tenacity" for a in node.names):
+                found.append(f"{rel}:{node.lineno}: imports tenacity")
+            elif isinstance(node, ast.ImportFrom) and node.module in ("time", "asyncio") and \
+                    any(a.name == "sleep" for a in node.names):
+                found.append(f"{rel}:{node.lineno}: imports sleep")
+            elif isinstance(node, ast.Attribute) and node.attr == "sleep" and \
+                    isinstance(node.value, ast.Name) and node.value.id in ("time", "asyncio"):
+                found.append(f"{rel}:{node.lineno}: {node.value.id}.sleep")
+    assert not found, "waits outside gpuprep/poll.py (use poll_until):\n" + "\n".join(found)
+    assert "time.sleep" in (PACKAGE / "poll.py").read_text(encoding="utf-8"), "the test no longer sees the one sleep"

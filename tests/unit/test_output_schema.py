@@ -137,6 +137,7 @@ RUN_BREAKS = [
     ("dry_run", "yes"),
     ("error", "preflight: failed"),  # an error belongs to a failed run
     ("selection", {"docker": "docker 25"}),  # not <name>-[<epoch>:]<version>-<release>
+    ("steps/0/reference", "bad-input"),  # only a failed step carries its error's reference
 ]
 
 
@@ -151,12 +152,28 @@ def test_errors_and_lists_off_the_contract_are_refused():
     error = json_output(invoke("--json", "doctor", "--image", "no spaces allowed"))
     assert error["exit_code"] == 3 and error["status"] == "unknown"
     for where, value in [("exit_code", 2), ("exit_code", 194), ("status", "failed"), ("command", "validate"),
-                         ("reference", "Not Kebab")]:
+                         ("reference", "Not Kebab"), ("reference", ...)]:
         with pytest.raises(AssertionError, match="does not match"):
             check_output(_broken(error, where, value))
     steps = json_output(invoke("--json", "seal", "--list-steps"))
     with pytest.raises(AssertionError, match="does not match"):
         check_output(_broken(steps, "steps/1/id", "packages"))  # install's, not seal's
+
+
+def test_a_failed_run_carries_its_reference_on_the_report_and_the_failed_step():
+    """The reference the run report and its failed step carry (errors.GpuprepError.reference) is in the schema: a
+    failed report validates, and one whose error lost its reference, or names none, is refused."""
+    from gpuprep.report import RunReport, StepResult, StepStatus
+
+    failed = StepResult("packages", StepStatus.FAILED, "the repository does not answer", hint="fix it",
+                        reference="repository-unreachable")
+    platform = {"id": "amzn", "version_id": "2023", "name": "Amazon Linux 2023", "family": "amzn"}
+    report = RunReport("install", platform, [failed], exit_code=1, error="packages: the repository does not "
+                       "answer", hint="fix it", reference="repository-unreachable").as_dict()
+    assert check_output(report)["steps"][0]["reference"] == report["reference"] == "repository-unreachable"
+    for where, value in [("reference", ...), ("steps/0/reference", "Not Kebab"), ("error", ...)]:
+        with pytest.raises(AssertionError, match="does not match"):
+            check_output(_broken(report, where, value))
 
 
 @pytest.mark.allow_subp("python", "python3", sys.executable.rsplit("/", 1)[-1], "git")

@@ -78,6 +78,15 @@ def test_unexpected_exception_is_reported_not_raised(tmp_path):
     assert "_exc" not in rep.as_dict()
 
 
+@pytest.mark.parametrize("exc,reference", [(StepFailed("x"), "step-failed"), (BadInput("x"), "bad-input"),
+                                           (OSError(28, "No space left on device", "/etc/f"), "os-enospc"),
+                                           (KeyError("Id"), "internal-error")])
+def test_a_failed_step_and_its_report_carry_the_errors_reference(tmp_path, exc, reference):
+    """--json's ``reference`` (docs/contract.md): on the failed step, and beside the report's ``error``."""
+    doc = run_steps(_ctx(tmp_path), "install", [Boom("docker-runtime", exc)]).as_dict()
+    assert doc["reference"] == doc["steps"][0]["reference"] == reference and doc["error"].startswith("docker-runtime")
+
+
 def test_only_and_skip(tmp_path):
     steps = [FileStep(tmp_path / "a", "1"), Skipper()]
     rep = run_steps(_ctx(tmp_path), "install", steps, only=["skipper"])
