@@ -8,7 +8,8 @@ the condition rather than sleeping a fixed time and hoping (certbot's reverter r
 host outlasts any guess), backs off so a long wait costs little, and never sleeps past its deadline: the condition is
 checked once more at the deadline itself, so a timeout means it was still unmet then.
 
-A signal (``gpuprep.interrupts``) raised inside the sleep ends the wait as it ends anything else.
+A signal (``gpuprep.interrupts``) raised inside the sleep ends the wait as it ends anything else. The loop is
+tenacity's (``Retrying`` with these bounds as its stop, wait and retry): one retry engine for the whole program.
 """
 
 from __future__ import annotations
@@ -84,23 +85,42 @@ def poll_until(
     >>> late.met, late.gave_up
     (False, 'gave up waiting for a thing that never happens after 0.0s')
     """
+    import tenacity
+
     started = time.monotonic()
     deadline = started + timeout_s
-    pause = interval_s
-    told = False
-    looks = 0
-    while True:
-        value = observe()
+    pause, told, looks, last_met = interval_s, False, 0, False
+
+    def look() -> T:
+        nonlocal looks
         looks += 1
-        now = time.monotonic()
-        if met(value):
-            return Waited(what, value, True, now - started, looks)
-        if now >= deadline or (tries is not None and looks >= tries):
-            return Waited(what, value, False, now - started, looks)
-        if not told and now - started >= say_after_s:
+        return observe()
+
+    def unmet(value: T) -> bool:
+        nonlocal last_met
+        last_met = met(value)
+        return not last_met
+
+    def stop(state: tenacity.RetryCallState) -> bool:
+        return time.monotonic() >= deadline or (tries is not None and state.attempt_number >= tries)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        nonlocal pause
+        this, pause = pause, min(pause * backoff, max(max_interval_s, interval_s))
+        return max(0.0, min(this, deadline - time.monotonic()))
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        nonlocal told
+        if not told and time.monotonic() - started >= say_after_s:
             log.log(level, "waiting up to %gs for %s", timeout_s, what)
             told = True
-        if on_miss is not None:
-            on_miss(value, looks)
-        time.sleep(min(pause, deadline - now))
-        pause = min(pause * backoff, max(max_interval_s, interval_s))
+        if on_miss is not None and state.outcome is not None:
+            on_miss(state.outcome.result(), state.attempt_number)
+
+    # tenacity runs the loop (its stop, wait and retry are these bounds); an exception from ``observe`` or a signal
+    # in the sleep propagates as it is (reraise), and giving up returns the last value seen rather than raising.
+    retrying = tenacity.Retrying(stop=stop, wait=wait, retry=tenacity.retry_if_result(unmet), reraise=True,
+                                 before_sleep=before_sleep, sleep=time.sleep,
+                                 retry_error_callback=lambda state: state.outcome.result() if state.outcome else None)
+    value = retrying(look)
+    return Waited(what, value, last_met, time.monotonic() - started, looks)
