@@ -14,7 +14,7 @@ from gpuprep import fixes
 from gpuprep.fixes import follows
 from gpuprep.gpu import devices, inventory, kernel_log
 from gpuprep.gpu import query as gpu_query
-from gpuprep.gpu.inventory import driver_not_serving, module_not_loaded
+from gpuprep.gpu.inventory import driver_not_serving, module_not_loaded, persistence_fixes
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 from gpuprep.runner.needs import LIVE
@@ -24,16 +24,6 @@ VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
 QUERY_TIMEOUT = gpu_query.QUERY_TIMEOUT  # the timeout of each check that asks NVML
 FILE_TIMEOUT = 3.0
 NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
-
-
-def persistence_fixes(probes: Probes) -> list[fixes.Fix]:
-    """Persistence on, now and at every boot (nvidia-persistenced; without systemd, nvidia-smi -pm 1 to the next)."""
-    why = ("without persistence the driver tears a GPU down when its last client exits and re-initialises it on the "
-           "next: 1-3 s per GPU, and docker run --gpus took 25 s instead of 0.8 s (NVIDIA/nvidia-docker 1279)")
-    if probes.platform.init == "systemd":
-        return [fixes.Fix(f"turn it on now and at every boot (the AMI should ship nvidia-persistenced enabled); {why}",
-                          fixes.as_user(probes.host, ["systemctl", "enable", "--now", "nvidia-persistenced"]))]
-    return [fixes.Fix(f"turn it on until the next boot; {why}", fixes.as_user(probes.host, ["nvidia-smi", "-pm", "1"]))]
 
 
 def _plural(n: int, word: str) -> str:

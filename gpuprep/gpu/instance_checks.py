@@ -16,7 +16,8 @@ from gpuprep.ec2.imds import InstanceType
 from gpuprep.ec2.instance_types import InstanceGpus, lookup
 from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import QUERY_TIMEOUT, persistence_fixes
+from gpuprep.gpu.checks import QUERY_TIMEOUT
+from gpuprep.gpu.inventory import persistence_fixes
 from gpuprep.gpu.query import MOVE_HARDWARE
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
