@@ -32,7 +32,14 @@ from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
 GPU_METRICS = "/var/run/ecs/gpu-metrics.json"
 STALE_AFTER_S = 180  # the agent's gpuStalenessThreshold: 3x dcgm-init's 60 s tick
-RESTART_DCGM_INIT = "`sudo systemctl restart dcgm-init` (it writes the file on its next 60 s tick)"
+DCGM_INIT = "dcgm-init"
+
+
+def _dcgm_init(probes: Probes, first: fixes.Fix | None = None) -> list[fixes.Fix]:
+    """dcgm-init restarted (it writes the file on its next 60 s tick), after ``first`` (what says why it stopped)."""
+    restart = fixes.service(probes.host, probes.platform, "restart", DCGM_INIT,
+                            "restart dcgm-init (it writes the file on its next 60 s tick)")
+    return [f for f in (first, restart) if f is not None]
 
 MPS_CONTROL = "/usr/bin/nvidia-cuda-mps-control"
 MPS_UNIT = "nvidia-mps.service"
@@ -62,7 +69,7 @@ def check_gpu_health(probes: Probes) -> Verdict:
         error = "not a JSON object"
     if not isinstance(doc, dict):
         return Verdict(Status.WARNING, f"{GPU_METRICS} is unreadable ({error}): the agent reports INSUFFICIENT_DATA",
-                       RESTART_DCGM_INIT, {"file": GPU_METRICS})
+                       data={"file": GPU_METRICS}, fixes=_dcgm_init(probes))
     written = _parse_time(doc.get("timestamp"))
     age = None if written is None else round(time.time() - written)
     gpus = [g for g in doc.get("gpus") or [] if isinstance(g, dict)]
@@ -81,10 +88,12 @@ def check_gpu_health(probes: Probes) -> Verdict:
             "(ACCELERATED_COMPUTE) and it should take no GPU tasks", data=data, fixes=_unhealthy_fixes(probes))
     if stale:
         return Verdict(Status.WARNING, f"{GPU_METRICS} is stale ({when}; dcgm-init writes every 60 s): the agent "
-                       "reports INSUFFICIENT_DATA", f"`systemctl status dcgm-init`; {RESTART_DCGM_INIT}", data)
+                       "reports INSUFFICIENT_DATA", data=data, fixes=_dcgm_init(probes, fixes.service(
+                           probes.host, probes.platform, "status", DCGM_INIT, "ask whether it runs")))
     if doc.get("connection_lost"):
         return Verdict(Status.WARNING, f"dcgm-init lost its DCGM connection ({when}): GPU health unknown, the agent "
-                       "reports INSUFFICIENT_DATA", f"`journalctl -u dcgm-init -n 50`; {RESTART_DCGM_INIT}", data)
+                       "reports INSUFFICIENT_DATA", data=data, fixes=_dcgm_init(probes, fixes.service_log(
+                           probes.host, probes.platform, DCGM_INIT, "its log says why")))
     note = f"; restart-the-application XIDs: {', '.join(f'{u} x{n}' for u, n in xids.items())}" if xids else ""
     return Verdict(Status.OK, f"dcgm-init reports the GPUs healthy ({len(gpus)} GPU(s), {when}){note}", data=data)
 
@@ -145,14 +154,14 @@ def check_mps(probes: Probes) -> Verdict:
             MPS_REASONS[c] for c in unmet)
         if unmet == ["mps-service-enabled"]:
             return Verdict(Status.WARNING, summary, data=data, fixes=_mps_service_fixes(probes))
-        return Verdict(Status.WARNING, summary, " ".join(MPS_FIXES[c] for c in unmet), data)
+        return Verdict(Status.WARNING, summary, data=data,
+                       fixes=[f for c in unmet for f in _mps_condition_fixes(probes, c)])
     said = f" ({', '.join(unknown)} not checked: {query.skipped or 'NVML did not answer'})" if unknown else ""
-    restart = ""
     if info and not all(info.get(k) for k in ("MpsControlBinaryPresent", "MpsServiceEnabled")):
-        restart = (f"; {GPU_INFO} still has ecs-init's facts from before: `sudo systemctl restart ecs` so it "
-                   "gathers them again")
+        restart = fixes.service(probes.host, probes.platform, "restart", "ecs", f"{GPU_INFO} still has ecs-init's "
+                                "facts from before: restart ecs so it gathers them again")
         return Verdict(Status.WARNING, "MPS is ready, but ecs-init recorded otherwise at its last start" + said,
-                       restart.lstrip("; "), data)
+                       data=data, fixes=[restart] if restart is not None else [])
     whole = f", {len(gpus)} whole GPU(s) with their memory" if gpus else ""
     return Verdict(Status.OK, f"MPS ready as the ECS agent gates it: {MPS_CONTROL}, {MPS_UNIT} {enabled}{whole}{said}",
                    data=data)
@@ -189,17 +198,25 @@ MPS_REASONS = {
     "not-vgpu": "instance has an NVIDIA vGPU slice, where MPS is not supported",
     "all-gpus-have-memory": "a GPU does not report its memory",
 }
-MPS_FIXES = {
-    "gpu-present": "Use a GPU instance type (see gpu-pci).",
-    "mps-binary-present": f"Install the driver package that ships it: `dnf provides {MPS_CONTROL}` names it, "
-                          "then `sudo dnf install` that package.",
-    "mps-service-enabled": f"`sudo systemctl enable --now {MPS_UNIT} && sudo systemctl restart ecs` (ecs-init "
-                           "gathers the MPS facts at its start; the AL2023 ECS GPU AMI ships the unit, "
-                           "aws/amazon-ecs-ami PR #744).",
-    "not-vgpu": "MPS needs whole GPUs: use an instance type with pass-through GPUs, not a fractional (vGPU) one.",
-    "all-gpus-have-memory": "`nvidia-smi --query-gpu=index,memory.total,memory.reserved --format=csv` shows which; "
-                            "reset it (`sudo nvidia-smi -r -i N`) or reboot.",
-}
+
+
+def _mps_condition_fixes(probes: Probes, condition: str) -> list[fixes.Fix]:
+    """What meets one of the agent's MPS conditions here."""
+    host, p = probes.host, probes.platform
+    if condition == "mps-service-enabled":
+        return _mps_service_fixes(probes)
+    if condition == "mps-binary-present":
+        if p.package_manager in ("dnf", "yum"):
+            return [fixes.Fix("the driver package that ships it: install that package", (
+                *fixes.package_manager_args(host, p), "provides", MPS_CONTROL))]
+        return [fixes.Fix(f"install the driver package that ships {MPS_CONTROL}")]
+    if condition == "all-gpus-have-memory":
+        runs = fixes.running_system(host)
+        return [fixes.Fix("shows which GPU reports no memory: reset it or reboot", fixes.as_user(
+            host, ["nvidia-smi", "--query-gpu=index,memory.total,memory.reserved", "--format=csv"], runs), runs)]
+    return [fixes.Fix({"gpu-present": "use a GPU instance type (see gpu-pci)",
+                       "not-vgpu": "MPS needs whole GPUs: use an instance type with pass-through GPUs, not a "
+                                   "fractional (vGPU) one"}.get(condition, MPS_REASONS.get(condition, condition)))]
 
 
 CHECKS = [

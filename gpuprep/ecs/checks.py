@@ -41,9 +41,10 @@ def gpu_support_fixes(probes: Probes) -> list[fixes.Fix]:
     return [write] + ([restart] if restart is not None and host.live else [])
 
 
-def _restart(probes: Probes) -> str:
-    name = ecs_service(probes.platform)
-    return f"`restart {name}`" if probes.platform.init == "upstart" else f"`systemctl restart {name}`"
+def _restart(probes: Probes, why: str) -> list[fixes.Fix]:
+    """ecs restarted (upstart's restart on Amazon Linux 1, systemctl elsewhere): on the running system."""
+    fix = fixes.service(probes.host, probes.platform, "restart", ecs_service(probes.platform), why)
+    return [fix] if fix is not None else []
 
 
 # -- probes -------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ def check_gpu_info(probes: Probes) -> Verdict:
         if host.live and ecs_service_state(probes).running and _gpu_count_or_zero(probes) > 0:
             return Verdict(Status.WARNING, f"ecs runs but ecs-init wrote no {GPU_INFO}: it found no /dev/nvidia* "
                            "when it started, so the agent registered no GPUs",
-                           f"fix the driver (see the gpu checks), then {_restart(probes)}")
+                           fixes=_restart(probes, "once the gpu checks pass, restart ecs so ecs-init writes it"))
         return Verdict(Status.OK, f"no {GPU_INFO} (ecs-init writes it when ecs starts)")
     data: dict[str, Any] = {"file_driver": info.driver_version, "file_gpus": list(info.gpu_ids)}
     module = inventory.probe_module(probes)
@@ -175,10 +176,12 @@ def check_gpu_info(probes: Probes) -> Verdict:
     missing = [i for i in host_ids if i not in info.gpu_ids]
     if missing:
         return Verdict(Status.WARNING, f"{GPU_INFO} lists {len(info.gpu_ids)} of this host's {len(host_ids)} GPUs: "
-                       "the agent offers only those", f"{_restart(probes)} so ecs-init lists them all", data)
+                       "the agent offers only those", data=data,
+                       fixes=_restart(probes, "restart ecs so ecs-init lists them all"))
     if info.driver_version != host_driver:
         return Verdict(Status.WARNING, f"{GPU_INFO} was written with driver {info.driver_version}, the host runs "
-                       f"{host_driver} (updated since ecs started)", f"{_restart(probes)} to rewrite it", data)
+                       f"{host_driver} (updated since ecs started)", data=data,
+                       fixes=_restart(probes, "restart ecs so ecs-init rewrites it"))
     return Verdict(Status.OK, f"{GPU_INFO} matches this host: {len(host_ids)} GPUs, driver {host_driver}",
                    data=data)
 
@@ -193,7 +196,6 @@ def _gpu_count_or_zero(probes: Probes) -> int:
 def check_service(probes: Probes) -> Verdict:
     name = ecs_service(probes.platform)
     state = ecs_service_state(probes)
-    upstart = probes.platform.init == "upstart"
     data = {"service": name, "active": state.active, "enabled": state.enabled}
     unit_files = (f"/usr/lib/systemd/system/{name}.service", f"/etc/systemd/system/{name}.service",
                   f"/lib/systemd/system/{name}.service", f"/etc/init/{name}.conf")
@@ -201,7 +203,8 @@ def check_service(probes: Probes) -> Verdict:
         raise NotApplicable(f"no {name} service (ecs-init is not installed)")
     if state.enabled == "unknown" and state.active == "unknown":
         return Verdict(Status.UNKNOWN, f"the init system did not say whether {name} is enabled or running",
-                       f"look at `{'status ' + name if upstart else 'systemctl status ' + name}`", data)
+                       data=data, fixes=[f for f in [fixes.service(probes.host, probes.platform, "status", name,
+                                                                   "ask it")] if f is not None])
     host, p = probes.host, probes.platform
     enable = fixes.service(host, p, "enable", name, f"enable {name} for every boot") or fixes.Fix(
         f"enable {name} for every boot", ("chkconfig", name, "on"))
@@ -279,11 +282,27 @@ def check_package_lock(probes: Probes) -> Verdict:
         h = held[0]
         running = f", running {h['since_s']:.0f} s" if h.get("since_s") is not None else ""
         return Verdict(Status.WARNING, f"{h['name']} (pid {h['pid']}{running}: {h['cmdline']}) holds {h['file']}",
-                       f"wait for it to finish (at first boot cloud-init's repo_upgrade runs yum); `ps -fp {h['pid']}` "
-                       "shows it; gpuprep install waits for it, bounded", data)
+                       data=data, fixes=[fixes.Fix("wait for it to finish (at first boot cloud-init's repo_upgrade "
+                                                   "runs yum; gpuprep install waits for it, bounded); see what it "
+                                                   "is", ("ps", "-fp", str(h["pid"])))])
     if stale:
         return Verdict(Status.OK, f"no package manager running (stale pid file {stale[0]})", data=data)
     return Verdict(Status.OK, "no package manager running", data=data)
+
+
+def _unbake(probes: Probes, files: list[str]) -> list[fixes.Fix]:
+    """Another machine's ECS state removed: by seal's ecs-state and gpu-info steps where seal runs (else the files
+    themselves), with ecs stopped around it on a running host, whose image is then to be sealed again."""
+    host, p = probes.host, probes.platform
+    name = ecs_service(p)
+    remove = fixes.gpuprep(host, p, "remove them", "seal", "--only", "ecs-state,gpu-info") or fixes.Fix(
+        "remove them", fixes.as_user(host, ["rm", "-f", *(str(host.path(f)) for f in files)]))
+    if not host.live:
+        return [remove]
+    stop = fixes.service(host, p, "stop", name, f"stop {name} so it does not write them again")
+    start = fixes.service(host, p, "start", name, f"start {name}")
+    return [*([stop] if stop else []), remove, *([start] if start else []),
+            fixes.Fix("and seal the image again on the build machine, so no instance boots with them")]
 
 
 def _pid_in(text: str | None) -> bool:
@@ -296,8 +315,9 @@ def check_seal_stamp(probes: Probes) -> Verdict:
         raise NotApplicable(f"not a sealed image (no {SEAL_JSON})")
     doc = stamp.seal_stamp(probes)
     if doc is None:
-        return Verdict(Status.WARNING, f"{SEAL_JSON} is not a JSON object", f"look at {SEAL_JSON}; "
-                       "`gpuprep seal` rewrites it on the build machine")
+        reseal = fixes.gpuprep(probes.host, probes.platform, "or seal the image again, which rewrites it", "seal")
+        return Verdict(Status.WARNING, f"{SEAL_JSON} is not a JSON object", fixes=[
+            fixes.json_tool(probes.host, SEAL_JSON), *([reseal] if reseal is not None else [])])
     platform = (doc.get("platform") or {}).get("name", "?")
     packages = ", ".join(sorted((doc.get("packages") or {}).values())) or "no tracked packages"
     kept = doc.get("kept_images") or []
@@ -371,12 +391,12 @@ def check_stale_state(probes: Probes) -> Verdict:
         files = ", ".join(e["file"] for e in baked)
         return Verdict(Status.CRITICAL, f"{files} predate(s) the seal ({doc.get('sealed_at')}): another machine's "
                        "state baked into the image (the instance may fail to register or join the build cluster)",
-                       "stop ecs, remove them (`gpuprep seal --only ecs-state,gpu-info`), start ecs; "
-                       "rebuild the image with `gpuprep seal`", data)
+                       data=data, fixes=_unbake(probes, [str(e["file"]) for e in baked]))
     if stale:
         files = ", ".join(e["file"] for e in stale)
         return Verdict(Status.WARNING, f"{files} predate(s) this boot ({data['boot']}): not rewritten since",
-                       f"{_restart(probes)}: ecs-init rewrites nvidia-gpu-info.json and the agent its checkpoint", data)
+                       data=data, fixes=_restart(probes, "restart ecs: ecs-init rewrites nvidia-gpu-info.json and "
+                                                 "the agent its checkpoint"))
     ref = f"this boot ({data['boot']})" if boot else f"the seal ({doc.get('sealed_at')})"
     return Verdict(Status.OK, f"no agent checkpoint or gpu-info older than {ref}", data=data)
 

@@ -10,6 +10,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gpuprep import fixes
+from gpuprep.fixes import Fix
+from gpuprep.host import Host
+from gpuprep.platform import Platform
+
 GENERATED_SPEC = "/var/run/cdi/nvidia.yaml"  # where nvidia-cdi-refresh.service writes (toolkit 1.18+)
 
 
@@ -59,3 +64,20 @@ def docker_cdi(config: dict[str, Any], engine_version: str | None, info: dict[st
     on = version >= engine_since("cdi-default")
     return on, f"Engine {engine_version}: " + (f"on by default from {since_text('cdi-default')}" if on else
                                                f"off unless features.cdi ({cdi_opt_in_range()})")
+
+
+def generate_fix(host: Host, why: str, *flags: str) -> Fix:
+    """This host's CDI spec written anew by NVIDIA's generator (``nvidia-ctk cdi generate``). It asks the running
+    driver (NVML) for the GPUs, so under --root it is for an instance booted from the image (and /var/run is not
+    kept in an image)."""
+    runs = fixes.running_system(host)
+    argv = ["nvidia-ctk", "cdi", "generate", *flags, f"--output={GENERATED_SPEC}"]
+    return Fix(why, fixes.as_user(host, argv, runs), runs)
+
+
+def spec_fixes(host: Host, platform: Platform, why: str, *flags: str) -> list[Fix]:
+    """The spec written anew now, and gpuprep's cdi-spec step where install runs here (it also keeps the spec
+    written at every boot)."""
+    step = fixes.gpuprep(host, platform, "or let gpuprep write it and keep it written at every boot", "install",
+                         "--only", "cdi-spec")
+    return [generate_fix(host, why, *flags), *([step] if step is not None and not flags else [])]

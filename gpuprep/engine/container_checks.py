@@ -10,14 +10,14 @@ that fails where a local image the host was built with can prove the route is a 
 
 from __future__ import annotations
 
+from gpuprep import fixes
 from gpuprep.engine.probes import daemon_json, docker_info, host_view
+from gpuprep.gpu.inventory import persistence_fixes
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 from gpuprep.runner.needs import CONTAINERS, ENGINE
 
 SLOW_SECONDS = 10.0
-PERSISTENCE_HINT = ("enable persistence mode (`systemctl enable --now nvidia-persistenced`): without it each GPU "
-                    "initialises anew per container, 1-3 s per GPU (NVIDIA/nvidia-docker 1279)")
 
 
 def check_gpu_container(probes: Probes) -> Verdict:
@@ -26,6 +26,7 @@ def check_gpu_container(probes: Probes) -> Verdict:
     from gpuprep.engine.checks import ENGINE_FIRST, default_runtime_fixes, register_fixes, runtime_binary_fixes
     from gpuprep.engine.dockerd import EngineDown
     from gpuprep.engine.gpu_routes import configured_routes, probe_routes
+    from gpuprep.engine.route_fixes import docker_pull, route_fixes
     from gpuprep.errors import BadInput
     from gpuprep.gpu import inventory
 
@@ -65,18 +66,21 @@ def check_gpu_container(probes: Probes) -> Verdict:
         compared = f"; UUIDs match the host's ({view.source})" if view else "; no host view to compare with"
         pulled = f"; pulled {image} ({result.pull_seconds:.1f}s)" if result.pull_seconds else ""
         if not_pulled:
+            local = fixes.gpuprep(probes.host, probes.platform, "prove it with the local image, pulling nothing",
+                                  "doctor", "--image", image)
+            pull = docker_pull(probes.host, choice.image, f"or pre-load {choice.image} where its registry can be "
+                               "reached")
             return Verdict(Status.WARNING, f"{proof.summary()}{compared}; proven with the local {image} because "
-                           f"{not_pulled}", f"run `gpuprep doctor --image {image}`, or pre-load {choice.image} "
-                           f"(`docker pull {choice.image}` where its registry can be reached)", data)
+                           f"{not_pulled}", data=data, fixes=[f for f in (local, pull) if f is not None])
         if proof.seconds > SLOW_SECONDS:
             return Verdict(Status.WARNING, f"{proof.summary()}{compared}{pulled}; slow: {proof.seconds:.1f}s",
-                           PERSISTENCE_HINT, data)
+                           data=data, fixes=persistence_fixes(probes))
         return Verdict(Status.OK, proof.summary() + compared + pulled, data=data)
     if result.link == gpu_container.IMAGE:
         if probes.options.boot:
             raise NotApplicable(f"image {image} is not present locally and --boot pulls nothing: keep it in the "
                                 f"image with `gpuprep seal --keep-image {image}` for this check to run at boot")
-        return Verdict(Status.UNKNOWN, result.summary, result.hint, data)
+        return Verdict(Status.UNKNOWN, result.summary, data=data, fixes=route_fixes(probes, result))
     if result.link == gpu_container.ENGINE:
         raise NotApplicable(ENGINE_FIRST)
     if result.link == gpu_container.RUNTIME_MISSING:  # docker-nvidia-runtime's finding, and its fix (one value)
@@ -92,7 +96,8 @@ def check_gpu_container(probes: Probes) -> Verdict:
         if path:
             return Verdict(Status.CRITICAL, proof.summary(), data=data, fixes=runtime_binary_fixes(probes, path),
                            cause="docker-runtime-binary")
-    return Verdict(Status.CRITICAL, proof.summary(), result.hint, data)
+    return Verdict(Status.CRITICAL, proof.summary(), data=data,
+                   fixes=route_fixes(probes, result, cdi_restart=bool(routes.cdi_hint)))
 
 
 CHECKS = [

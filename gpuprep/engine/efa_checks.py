@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 
+from gpuprep import fixes
 from gpuprep.ec2.efa import EFA_MODULES, efa_functions
 from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.engine.memlock import MEMLOCK_MIN, container_memlock
@@ -39,7 +40,7 @@ def check_efa(probes: Probes) -> Verdict:
     missing_modules = [m for m in EFA_MODULES if m not in modules] if probes.host.exists("/proc/modules") else []
     uverbs = sorted(n for n in os.listdir(probes.host.path("/dev/infiniband"))
                     if n.startswith("uverbs")) if probes.host.path("/dev/infiniband").is_dir() else []
-    from gpuprep.engine.probes import daemon_json
+    from gpuprep.engine.probes import daemon_json, daemon_json_path
 
     try:
         _, config = daemon_json(probes)
@@ -48,25 +49,32 @@ def check_efa(probes: Probes) -> Verdict:
     memlock, memlock_from = container_memlock(probes.host, config)
     data = {"instance_type": it, "expected": expected, "devices": len(found), "bus_ids": found,
             "modules_missing": missing_modules, "uverbs": uverbs, "memlock": memlock, "memlock_from": memlock_from}
-    problems, fixes = [], []
+    host = probes.host
+    problems: list[str] = []
+    found_fixes: list[fixes.Fix] = []
     if expected is not None and len(found) < expected:
         problems.append(f"{len(found)} EFA device(s) of the {expected} a {it} has")
-        fixes.append("a device missing from the bus does not come back on this host: stop and start the instance "
-                     "(on p5en a late one may still appear: `lspci -d 1d0f:` again in a minute)")
+        found_fixes += [fixes.Fix("a device missing from the bus does not come back on this host: stop and start "
+                                  "the instance"),
+                        fixes.Fix("on p5en a late one may still appear: look again in a minute",
+                                  ("lspci", "-d", "1d0f:"), fixes.running_system(host))]
     if found and missing_modules:
         problems.append(f"module(s) {', '.join(missing_modules)} not loaded")
-        fixes.append(f"`modprobe -a {' '.join(missing_modules)}` (the EFA installer's packages ship them: "
-                     "`curl -O https://efa-installer.amazonaws.com/aws-efa-installer-latest.tar.gz`)")
-    if found and not uverbs and probes.host.exists("/dev/null"):
+        found_fixes += [fixes.modprobe(host, *missing_modules),
+                        fixes.Fix("where they are not installed, the EFA installer's packages ship them "
+                                  "(https://efa-installer.amazonaws.com/aws-efa-installer-latest.tar.gz)")]
+    if found and not uverbs and host.exists("/dev/null"):
         problems.append("no /dev/infiniband/uverbs* (containers cannot open EFA)")
-        fixes.append("`modprobe ib_uverbs` makes them")
+        if "ib_uverbs" not in missing_modules:
+            found_fixes.append(fixes.modprobe(host, "ib_uverbs"))
     if found and memlock is not None and memlock != -1 and memlock < MEMLOCK_MIN or found and memlock is None:
         problems.append(f"containers' memlock limit is {'unset' if memlock is None else f'{memlock >> 20} MiB'} "
                         f"({memlock_from}): NCCL over EFA needs 16 GiB or unlimited")
-        gp = "gpuprep" if probes.host.live else f"gpuprep --root {probes.host.root}"
-        fixes.append(f"`{gp} install --only docker-memlock` (daemon.json default-ulimits memlock unlimited)")
+        why = "containers' memlock unlimited (daemon.json default-ulimits)"
+        found_fixes.append(fixes.gpuprep(host, probes.platform, why, "install", "--only", "docker-memlock")
+                           or fixes.edit_by_hand(str(host.path(daemon_json_path(probes))), why))
     if problems:
-        return Verdict(Status.WARNING, "EFA: " + "; ".join(problems), "; ".join(fixes), data)
+        return Verdict(Status.WARNING, "EFA: " + "; ".join(problems), data=data, fixes=found_fixes)
     return Verdict(Status.OK, f"EFA: {len(found)} device(s)" + (f" as a {it} has" if expected else "")
                    + f", {', '.join(EFA_MODULES)} loaded, {len(uverbs)} uverbs node(s), containers' memlock "
                    + ("unlimited" if memlock == -1 else f"{(memlock or 0) >> 30} GiB"), data=data)

@@ -22,8 +22,10 @@ import os
 import re
 from typing import Any
 
+from gpuprep import fixes
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import _pci_gpus, _short_list
+from gpuprep.gpu.inventory import persistence_fixes
 from gpuprep.poll import poll_until
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
@@ -71,9 +73,9 @@ def check_pcie_link(probes: Probes) -> Verdict:
     if narrow:
         return Verdict(Status.WARNING, f"PCIe link degraded on {len(narrow)} of {len(links)} GPU(s): "
                        f"{_short_list(narrow)}: host-to-GPU transfers run at a fraction of their bandwidth",
-                       "a narrowed link does not recover on its own: reboot once (`sudo reboot`); if it stays narrow, "
-                       "stop and start the instance to move to other hardware (`aws ec2 stop-instances "
-                       "--instance-ids <id>` then `aws ec2 start-instances --instance-ids <id>`)", data)
+                       data=data, fixes=[
+                           fixes.reboot(probes.host, "a narrowed link does not recover on its own: reboot once"),
+                           fixes.Fix("if it stays narrow, stop and start the instance to move to other hardware")])
     note = (f"; {len(slow)} below their maximum speed, as an idle GPU's link is" if slow else "")
     return Verdict(Status.OK, f"every GPU's PCIe link at its full width ({len(links)} GPU(s)){note}", data=data)
 
@@ -147,12 +149,10 @@ def check_persistenced_socket(probes: Probes) -> Verdict:
             "instance_type": it}
     if present:
         return Verdict(Status.OK, f"{PERSISTENCED_SOCKET} is there: nvidia-persistenced serves the GPUs", data=data)
-    fix = ("`systemctl enable --now nvidia-persistenced` (the driver package ships the unit; the boot gate is "
-           "ordered after it)")
     if required:
         return Verdict(Status.CRITICAL, f"no {PERSISTENCED_SOCKET} on a {it}" + (f" after {waited:.0f} s" if waited
                        else "") + ": nvidia-persistenced is not running, and a cold GPU init outlasts the runtime's "
-                       "timeout (`driver rpc error: timed out`)", fix, data)
+                       "timeout (`driver rpc error: timed out`)", data=data, fixes=persistence_fixes(probes))
     from gpuprep.services import Services
 
     if not Services(probes.host, probes.platform).state("nvidia-persistenced").is_enabled:
@@ -160,8 +160,10 @@ def check_persistenced_socket(probes: Probes) -> Verdict:
                             "(gpu-persistence says whether persistence mode is on)")
     return Verdict(Status.WARNING, f"{PERSISTENCED_UNIT} is enabled but {PERSISTENCED_SOCKET} is missing: the "
                    "daemon is not running, so each container start initialises the GPUs",
-                   "`systemctl restart nvidia-persistenced`; `journalctl -b -u nvidia-persistenced` says why it "
-                   "stopped", data)
+                   data=data, fixes=[f for f in (
+                       fixes.service(probes.host, probes.platform, "restart", "nvidia-persistenced", "restart it"),
+                       fixes.service_log(probes.host, probes.platform, "nvidia-persistenced", "its log says why it "
+                                         "stopped")) if f is not None])
 
 
 # -- item 4: MPS's pipe directory ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from gpuprep import fixes
 from gpuprep.fixes import follows
 from gpuprep.gpu import devices, inventory, kernel_log
 from gpuprep.gpu import query as gpu_query
-from gpuprep.gpu.inventory import driver_not_serving, module_not_loaded
+from gpuprep.gpu.inventory import driver_not_serving, module_not_loaded, persistence_fixes
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
 from gpuprep.runner.needs import LIVE
@@ -24,16 +24,6 @@ VIEW_NAMES = {"pci": "PCI", "dev": "/dev", "nvml": "NVML"}
 QUERY_TIMEOUT = gpu_query.QUERY_TIMEOUT  # the timeout of each check that asks NVML
 FILE_TIMEOUT = 3.0
 NOUVEAU_CONF = "/etc/modprobe.d/blacklist-nouveau.conf"
-
-
-def persistence_fixes(probes: Probes) -> list[fixes.Fix]:
-    """Persistence on, now and at every boot (nvidia-persistenced; without systemd, nvidia-smi -pm 1 to the next)."""
-    why = ("without persistence the driver tears a GPU down when its last client exits and re-initialises it on the "
-           "next: 1-3 s per GPU, and docker run --gpus took 25 s instead of 0.8 s (NVIDIA/nvidia-docker 1279)")
-    if probes.platform.init == "systemd":
-        return [fixes.Fix(f"turn it on now and at every boot (the AMI should ship nvidia-persistenced enabled); {why}",
-                          fixes.as_user(probes.host, ["systemctl", "enable", "--now", "nvidia-persistenced"]))]
-    return [fixes.Fix(f"turn it on until the next boot; {why}", fixes.as_user(probes.host, ["nvidia-smi", "-pm", "1"]))]
 
 
 def _plural(n: int, word: str) -> str:
@@ -350,7 +340,10 @@ def check_xids(probes: Probes) -> Verdict:
     if log.skipped:
         raise NotApplicable(log.skipped)
     if log.error:
-        return Verdict(Status.UNKNOWN, log.error, log.hint)
+        doctor = fixes.gpuprep(probes.host, probes.platform, f"{log.hint}: doctor reads it then", "doctor")
+        return Verdict(Status.UNKNOWN, log.error, fixes=[
+            *([doctor] if doctor is not None else []),
+            fixes.kernel_log(probes.host, "or read it by hand: its NVRM lines (Xid, API mismatch)")])
     counts: dict[str, int] = {}
     first: dict[str, kernel_log.KernelEvent] = {}  # each kind's first event, for its meaning and PCI address
     for e in log.events:
@@ -365,8 +358,33 @@ def check_xids(probes: Probes) -> Verdict:
     worst = max(log.events, key=lambda e: (e.severity == "critical", kernel_log.RMA_ADVICE in e.action))
     status = Status.CRITICAL if worst.severity == "critical" else Status.WARNING
     parts = [f"{k} ({e.meaning}{', ' + e.pci if e.pci else ''}) x{counts[k]}" for k, e in first.items()]
-    hint = f"{worst.action} (`journalctl -k -b | grep NVRM` shows the lines)"
-    return Verdict(status, "this boot: " + "; ".join(parts), hint, data)
+    return Verdict(status, "this boot: " + "; ".join(parts), data=data, fixes=_xid_fixes(probes, worst))
+
+
+def _xid_fixes(probes: Probes, event: kernel_log.KernelEvent) -> list[fixes.Fix]:
+    """The gravest event's action: the driver's own fixes for an API mismatch; else the action in words, the GPU's
+    reset where it names one (its index from NVML, by PCI address) and the reboot where it says so; and the kernel
+    log's lines."""
+    host = probes.host
+    if event.kind == "api-mismatch":
+        return [*gpu_query.driver_mismatch_fixes(host, probes.platform),
+                fixes.kernel_log(host, "the kernel log shows the lines (NVRM)")]
+    found = [fixes.Fix(event.action), fixes.kernel_log(host, "the kernel log shows the lines (NVRM)")]
+    if "reset" in event.action:
+        index = _gpu_index(probes, event.pci)
+        if index is not None:
+            found.append(fixes.gpu_reset(host, index))
+    if "reboot" in event.action:
+        found.append(fixes.reboot(host, "or reboot"))
+    return found
+
+
+def _gpu_index(probes: Probes, pci: str) -> int | None:
+    """The NVML index of the GPU at PCI address ``pci`` (None where NVML did not answer or names none)."""
+    query = inventory.probe_query(probes)
+    if not pci or not query.answered:
+        return None
+    return next((g.index for g in query.gpus if devices.normalize_bus_id(g.pci_bus_id).startswith(pci)), None)
 
 
 CHECKS = [

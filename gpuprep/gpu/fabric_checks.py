@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gpuprep import fixes
 from gpuprep.ec2.imds import InstanceType
 from gpuprep.ec2.instance_types import lookup
 from gpuprep.ec2.probes import probe_instance_type
@@ -46,6 +47,7 @@ NVLSM_PATHS = ("/usr/bin/nvlsm", "/usr/sbin/nvlsm", "/opt/nvidia/nvlsm/sbin/nvls
 IMEX_FAMILIES = ("p6e-gb200",)  # Grace-Blackwell: multi-node NVLink memory shared through IMEX channels
 IMEX_UNIT = "nvidia-imex.service"
 IMEX_CHANNELS = "/dev/nvidia-caps-imex-channels"
+NVLINK5_MODULES_LOAD = "/etc/modules-load.d/nvlink5.conf"
 NVSWITCH_CLASS = "0x0680"
 
 
@@ -148,13 +150,45 @@ def fabric_manager(p: Probes) -> FabricManager:
     return FabricManager(unit, enabled, active, _fm_version(p) if unit else None)
 
 
-def _install_fix(probes: Probes, version: str | None) -> str:
-    pm = probes.platform.package_manager
-    if pm in ("dnf", "yum"):
+def _install_fix(probes: Probes, version: str | None) -> fixes.Fix:
+    """nvidia-fabricmanager of the driver's version, through this platform's package manager for the target; on
+    apt its package is named by the driver's branch, which only a known driver version gives."""
+    why = "install it (its version must be the driver's)"
+    if probes.platform.package_manager in ("dnf", "yum"):
         pkg = f"{RPM_NAME}-{version}" if version else RPM_NAME
-        return f"`sudo {pm} install -y {pkg}` (its version must be the driver's)"
-    branch = version.split(".")[0] if version else "<driver branch>"
-    return f"`sudo apt-get install -y nvidia-fabricmanager-{branch}` (its version must be the driver's)"
+        return fixes.packages(probes.host, probes.platform, "install", (pkg,), why)
+    if version:
+        branch = version.split(".")[0]
+        return fixes.packages(probes.host, probes.platform, "install", (f"nvidia-fabricmanager-{branch}",), why)
+    return fixes.Fix(f"{why}: nvidia-fabricmanager-BRANCH, BRANCH the driver's major version")
+
+
+def _start(probes: Probes, service: str) -> list[fixes.Fix]:
+    """``service`` enabled for every boot (on the target) and started (the running system's)."""
+    host, p = probes.host, probes.platform
+    found = [fixes.service(host, p, "enable", service, f"enable {service} for every boot"),
+             fixes.service(host, p, "start", service, f"start {service}")]
+    return [f for f in found if f is not None]
+
+
+def _fm_log(probes: Probes, why: str = "if it fails, its log says why") -> fixes.Fix:
+    return fixes.service_log(probes.host, probes.platform, SERVICE, why)
+
+
+def _smi(probes: Probes, why: str, *args: str) -> fixes.Fix:
+    """nvidia-smi asking the running driver (under --root: on an instance booted from the image)."""
+    runs = fixes.running_system(probes.host)
+    return fixes.Fix(why, fixes.as_user(probes.host, ["nvidia-smi", *args], runs), runs)
+
+
+def fabric_fixes(probes: Probes) -> list[fixes.Fix]:
+    """The fabric started and waited for: fabric manager enabled and running, its State read until Completed, its
+    log where it fails (its version must be the driver's; on NVLink5 types gpu-nvlink5 names what else it needs)."""
+    return [*_start(probes, SERVICE),
+            _smi(probes, "wait for it: the Fabric section's State must reach Completed (a minute or two after boot)",
+                 "-q"),
+            _fm_log(probes, "if fabric manager fails, its log says why (its version must be the driver's; on "
+                            "NVLink5 types gpu-nvlink5 names the modules and nvlsm it also needs)")]
 
 
 def check_fabric_manager(probes: Probes) -> Verdict:
@@ -162,25 +196,23 @@ def check_fabric_manager(probes: Probes) -> Verdict:
     fm = fabric_manager(probes)
     driver = inventory.probe_module(probes).version
     data = {**fm.as_dict(), "driver": driver, "host": host.label}
-    enable = f"`sudo systemctl enable --now {SERVICE}`"
     if fm.unit is None:
         return Verdict(Status.CRITICAL, f"nvidia-fabricmanager is not installed on {host.label}: without it the "
                        "NVSwitch fabric never starts and every CUDA program fails with 802 "
                        "(CUDA_ERROR_SYSTEM_NOT_READY)",
-                       f"install it: {_install_fix(probes, driver)}, then {enable}", data)
+                       data=data, fixes=[_install_fix(probes, driver), *_start(probes, SERVICE)])
     if fm.version and driver and fm.version != driver:
         return Verdict(Status.CRITICAL, f"nvidia-fabricmanager {fm.version} does not match the driver {driver}: it "
                        "refuses to start, the fabric stays down and CUDA fails with 802",
-                       f"install the driver's version: {_install_fix(probes, driver)}, then "
-                       f"`sudo systemctl restart {SERVICE}`", data)
+                       data=data, fixes=[_install_fix(probes, driver), *_restart(probes, SERVICE)])
     if not fm.enabled:
         return Verdict(Status.CRITICAL, "nvidia-fabricmanager is installed but not enabled: after a reboot the "
-                       "fabric stays down and CUDA fails with 802", enable, data)
+                       "fabric stays down and CUDA fails with 802", data=data, fixes=_start(probes, SERVICE))
     # "unknown": not read (inside --root, the state is the running system's).
     if fm.active not in ("active", "activating", "reloading", "unknown"):
         return Verdict(Status.CRITICAL, f"nvidia-fabricmanager is {fm.active}, not running: the fabric is down and "
                        "every CUDA program fails with 802 (CUDA_ERROR_SYSTEM_NOT_READY)",
-                       f"{enable}; if it fails, `journalctl -u {SERVICE} -b` says why", data)
+                       data=data, fixes=[*_start(probes, SERVICE), _fm_log(probes)])
     version = f" {fm.version}" if fm.version else ""
     running = "running" if probes.host.live else "its state is read on the running system only"
     matched = " (the driver's version)" if fm.version and driver else ""
@@ -251,13 +283,11 @@ def _gpus_word(gpus: list[fabric.GpuFabric]) -> str:
 
 
 def check_fabric(probes: Probes) -> Verdict:
-    from gpuprep.gpu.cuda import FABRIC_FIX
-
     host, view = _fabric(probes)
     data: dict[str, Any] = {"host": host.label, **view.as_dict()}
     if not view.answered:
         return Verdict(Status.UNKNOWN, f"NVML gave no fabric state: {view.error}",
-                       "see gpu-nvml; `nvidia-smi -q | grep -A8 Fabric` asks the same", data)
+                       data=data, fixes=[_smi(probes, "see gpu-nvml; its Fabric section asks the same", "-q")])
     gpus = [g for g in view.gpus if not g.error]
     if gpus and all(g.state == NOT_SUPPORTED for g in gpus):
         raise NotApplicable(f"{host.label}: the GPUs report no fabric state (NVML gives it for Hopper and newer on "
@@ -268,31 +298,34 @@ def check_fabric(probes: Probes) -> Verdict:
     if not_started:
         return Verdict(Status.CRITICAL, f"the NVSwitch fabric has not started on {_gpus_word(not_started)} of "
                        f"{len(gpus)}: nvidia-fabricmanager is not running or failed; CUDA fails with 802",
-                       FABRIC_FIX, data)
+                       data=data, fixes=fabric_fixes(probes))
     training = [g for g in gpus if g.state == IN_PROGRESS]
     if training:
         when = f"{uptime:.0f}s after boot" if uptime is not None else "at an unknown time after boot"
         summary = f"the NVSwitch fabric is still in progress on {_gpus_word(training)} of {len(gpus)}, {when}"
         if uptime is not None and uptime < FABRIC_SETTLE_S:
             return Verdict(Status.WARNING, summary + ": CUDA fails with 802 until it completes",
-                           f"wait for it (`nvidia-smi -q | grep -A3 Fabric` until State is Completed); past "
-                           f"{FABRIC_SETTLE_S:g}s after boot this is critical", data)
+                           data=data, fixes=[_smi(probes, "wait for it: the Fabric section's State must reach "
+                                                  f"Completed; past {FABRIC_SETTLE_S:g}s after boot this is critical",
+                                                  "-q")])
         return Verdict(Status.CRITICAL, summary + f" (more than {FABRIC_SETTLE_S:g}s): it is stuck and CUDA fails "
-                       "with 802", FABRIC_FIX, data)
+                       "with 802", data=data, fixes=fabric_fixes(probes))
     failed = [g for g in gpus if g.state == COMPLETED and g.status]
     if failed:
         g = failed[0]
         return Verdict(Status.CRITICAL, f"fabric registration failed on {_gpus_word(failed)}: status {g.status}"
-                       + (f" ({g.status_text})" if g.status_text else ""), FABRIC_FIX, data)
+                       + (f" ({g.status_text})" if g.status_text else ""), data=data, fixes=fabric_fixes(probes))
     sick = [(g, g.problems) for g in gpus if g.problems]
     if sick:
         text = "; ".join(f"GPU {g.index}: {', '.join(ps)}" for g, ps in sick[:4])
         recovering = all(p.endswith("in progress") for _, ps in sick for p in ps)
         return Verdict(Status.WARNING if recovering else Status.CRITICAL, f"fabric health: {text}",
-                       "`nvidia-smi -q | grep -A12 Fabric` shows the health; `journalctl -u nvidia-fabricmanager -b` "
-                       "and `journalctl -k -b | grep -iE 'SXid|Xid 74'` the faults; if it persists after `sudo "
-                       "systemctl restart nvidia-fabricmanager` (no GPU work running), drain the host and stop and "
-                       "start the instance", data)
+                       data=data, fixes=[
+                           _smi(probes, "the Fabric section shows the health", "-q"),
+                           _fm_log(probes, "fabric manager's log and the kernel's (SXid, Xid 74) say the faults"),
+                           fixes.kernel_log(probes.host, "the kernel's SXid and Xid 74 lines"),
+                           *_restart(probes, SERVICE, "with no GPU work running, restart fabric manager"),
+                           fixes.Fix("if it persists, drain the host and stop and start the instance")])
     cliques = sorted({g.clique_id for g in gpus if g.clique_id is not None})
     return Verdict(Status.OK, f"fabric completed and healthy on all {len(gpus)} GPUs (clique "
                    f"{', '.join(map(str, cliques)) or '-'})", data=data)
@@ -311,10 +344,7 @@ def check_nvlink(probes: Probes) -> Verdict:
         text = "; ".join(f"GPU {g.index}: link {', '.join(map(str, g.links_down))} down of "
                          f"{len(g.links_up) + len(g.links_down)}" for g in down[:4])
         return Verdict(Status.CRITICAL, f"NVLinks down: {text}",
-                       "`nvidia-smi nvlink -s` shows each link; `journalctl -k -b | grep -i 'Xid 74'` the errors; a "
-                       "link stays down until the GPU is reset: drain the host, `sudo systemctl stop "
-                       "nvidia-fabricmanager && sudo nvidia-smi -r && sudo systemctl start nvidia-fabricmanager`, "
-                       "or stop and start the instance", data)
+                       data=data, fixes=_nvlink_fixes(probes))
     links = sorted({len(g.links_up) for g in gpus})
     return Verdict(Status.OK, f"every NVLink up: {'/'.join(map(str, links))} links on each of {len(gpus)} GPUs",
                    data=data)
@@ -333,16 +363,17 @@ def check_nvlink5(probes: Probes) -> Verdict:
     problems = ([f"module{'s' if len(missing) > 1 else ''} {', '.join(missing)} not loaded"] if missing else []) \
         + ([] if nvlsm else ["nvlsm is not installed"])
     if problems:
-        fix = []
+        found: list[fixes.Fix] = []
         if missing:
-            fix.append(f"`sudo modprobe -a {' '.join(missing)}` and keep them loaded at boot: `printf '%s\\n' "
-                       f"{' '.join(IB_MODULES)} | sudo tee /etc/modules-load.d/nvlink5.conf`")
+            found += [fixes.modprobe(probes.host, *missing),
+                      fixes.edit_by_hand(str(probes.host.path(NVLINK5_MODULES_LOAD)), f"list {', '.join(IB_MODULES)} "
+                                         "one a line, so they load at every boot")]
         if not nvlsm:
-            fix.append(f"install NVIDIA's nvlsm package (`sudo {probes.platform.package_manager or 'dnf'} install -y "
-                       "nvlsm`)")
+            found.append(fixes.packages(probes.host, probes.platform, "install", ("nvlsm",),
+                                        "install NVIDIA's nvlsm package"))
         return Verdict(Status.CRITICAL, f"{host.label} (NVLink5): {'; '.join(problems)}: the fabric stays "
-                       "\"in progress\" forever while the driver says ready (NVIDIA/gpu-operator 2781)",
-                       "; then ".join(fix) + f", and `sudo systemctl restart {SERVICE}`", data)
+                       "\"in progress\" forever while the driver says ready (NVIDIA/gpu-operator 2781)", data=data,
+                       fixes=[*found, *_restart(probes, SERVICE)])
     return Verdict(Status.OK, f"{host.label} (NVLink5): {' and '.join(IB_MODULES)} loaded, nvlsm at {nvlsm}",
                    data=data)
 
@@ -362,18 +393,51 @@ def check_imex(probes: Probes) -> Verdict:
     data = {"host": host.label, "unit": unit, "channels": channels, "active": state.active if state else "unknown"}
     if state is not None and not state.running:
         return Verdict(Status.CRITICAL, f"nvidia-imex is installed but {state.active}: multi-node NVLink memory "
-                       "(IMEX) fails", "`sudo systemctl enable --now nvidia-imex`; `journalctl -u nvidia-imex -b` "
-                       "says why it stopped (its /etc/nvidia-imex/nodes_config.cfg lists the domain's nodes)", data)
+                       "(IMEX) fails", data=data, fixes=[*_start(probes, "nvidia-imex"), fixes.service_log(
+                           probes.host, probes.platform, "nvidia-imex", "its log says why it stopped (its "
+                           "/etc/nvidia-imex/nodes_config.cfg lists the domain's nodes)")])
     if not channels:
         # The driver creates no channel node itself; they do not survive a reboot (docs.nvidia.com/
         # multi-node-nvlink-systems/imex-guide/imexchannels.html). Toolkit 1.20 refuses a container whose
         # NVIDIA_IMEX_CHANNELS names a missing one (docs/domain.md, "The fabric").
         return Verdict(Status.WARNING, f"no IMEX channel in {IMEX_CHANNELS}: CUDA's IMEX calls fail with a "
                        "permission error and containers asking for NVIDIA_IMEX_CHANNELS are refused",
-                       f"`sudo mkdir -p {IMEX_CHANNELS} && sudo mknod {IMEX_CHANNELS}/channel0 c $(awk "
-                       "'/nvidia-caps-imex-channels/{print $1}' /proc/devices) 0` (at every boot)", data)
+                       data=data, fixes=_imex_channel_fixes(probes))
     return Verdict(Status.OK, f"nvidia-imex installed{' and running' if state else ''}; IMEX channels: "
                    f"{', '.join(channels)}", data=data)
+
+
+def _restart(probes: Probes, service: str, why: str = "") -> list[fixes.Fix]:
+    fix = fixes.service(probes.host, probes.platform, "restart", service, why or f"then restart {service}")
+    return [fix] if fix is not None else []
+
+
+def _nvlink_fixes(probes: Probes) -> list[fixes.Fix]:
+    """A link stays down until the GPU is reset: each link's state, the kernel's Xid 74 lines, and the reset with
+    fabric manager stopped around it (no GPU work may run), or the instance stopped and started."""
+    host, p = probes.host, probes.platform
+    stop = fixes.service(host, p, "stop", SERVICE, "drain the host, then stop fabric manager")
+    start = fixes.service(host, p, "start", SERVICE, "start fabric manager again")
+    return [_smi(probes, "each link's state", "nvlink", "-s"),
+            fixes.kernel_log(host, "the kernel's Xid 74 lines are the link errors"),
+            *([stop] if stop else []), _smi(probes, "reset the GPUs (a link stays down until then)", "-r"),
+            *([start] if start else []), fixes.Fix("or stop and start the instance")]
+
+
+def _imex_channel_fixes(probes: Probes) -> list[fixes.Fix]:
+    """IMEX channel 0 made (the driver makes none; none survives a reboot): its major is the
+    nvidia-caps-imex-channels line of /proc/devices, read here where the running kernel has one."""
+    host = probes.host
+    runs = fixes.running_system(host)
+    major = next((line.split()[0] for line in (host.read_text("/proc/devices") or "").splitlines()
+                  if line.split()[1:] == ["nvidia-caps-imex-channels"]), None) if host.live else None
+    mkdir = fixes.Fix("make the channels' directory", fixes.as_user(host, ["mkdir", "-p", IMEX_CHANNELS], runs), runs)
+    if major is None:
+        return [fixes.Fix("the major number of the channels' device", fixes.as_user(
+                    host, ["grep", "nvidia-caps-imex-channels", "/proc/devices"], runs), runs), mkdir,
+                fixes.Fix(f"then, at every boot, channel 0: mknod {IMEX_CHANNELS}/channel0 c MAJOR 0", runs=runs)]
+    return [mkdir, fixes.Fix("and channel 0 in it (again at every boot)", fixes.as_user(
+        host, ["mknod", f"{IMEX_CHANNELS}/channel0", "c", major, "0"]))]
 
 
 _WAIT_TIMEOUT = FABRIC_WAIT_S + MAX_INIT_S + 5

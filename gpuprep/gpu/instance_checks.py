@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from gpuprep import fixes
 from gpuprep.ec2.imds import InstanceType
 from gpuprep.ec2.instance_types import InstanceGpus, lookup
 from gpuprep.ec2.probes import probe_instance_type
 from gpuprep.gpu import inventory
-from gpuprep.gpu.checks import QUERY_TIMEOUT, persistence_fixes
+from gpuprep.gpu.checks import QUERY_TIMEOUT
+from gpuprep.gpu.inventory import persistence_fixes
 from gpuprep.gpu.query import MOVE_HARDWARE
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
@@ -64,14 +66,13 @@ def check_instance_gpus(probes: Probes) -> Verdict:
     if short:
         if "pci" in short:
             # Missing from the bus: nothing on this host can bring it back; other hardware can.
-            hint = ("a GPU of this instance is not on the PCI bus: `journalctl -k -b | grep -E 'NVRM|nvidia'`; "
-                    + MOVE_HARDWARE)
-        else:
-            hint = ("every GPU is on the bus but the driver does not serve them all: `journalctl -k -b | grep -E "
-                    "'NVRM: (Xid|GPU)|RmInitAdapter'`; `sudo nvidia-smi` once creates the missing /dev nodes; "
-                    "reboot, and if it recurs " + MOVE_HARDWARE)
+            found = [fixes.kernel_log(probes.host, "a GPU of this instance is not on the PCI bus: the kernel log's "
+                                                   "NVRM lines say what the driver saw"),
+                     fixes.Fix("it does not come back on this host: " + MOVE_HARDWARE)]
+        else:  # every GPU on the bus, not all served by the driver
+            found = inventory.driver_not_serving(probes)
         return Verdict(Status.CRITICAL, f"{has}; this host sees {shown}: ECS would register it with too few GPUs",
-                       hint, data)
+                       data=data, fixes=found)
     more = {k: v for k, v in counts.items() if v > expected}
     note = (f" (more than gpuprep's table says for {it.value}: {spec.source} lists the sizes)" if more else "")
     return Verdict(Status.OK, f"{has}; every view sees them: {shown}{note}", data=data)

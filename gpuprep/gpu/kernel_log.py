@@ -28,18 +28,17 @@ class XidClass:
     action: str
 
 
-_RESET = "drain the GPU, then reset it (`nvidia-smi -r -i N`) or reboot"
+_RESET = "drain the GPU, then reset it or reboot"
 RMA_ADVICE = "drain it and have it replaced (" + MOVE_HARDWARE + ")"
 # NVIDIA's resolution buckets (the knowledge table ``xid`` names one per code) as what to do on this host.
 RESOLUTIONS = {
-    "restart-app": "restart the application; if it recurs with healthy code, reset the GPU (`nvidia-smi -r -i N`)",
+    "restart-app": "restart the application; if it recurs with healthy code, reset the GPU",
     "reset-gpu": _RESET,
     "reboot": "reboot",
     "replace": RMA_ADVICE,
     "update-driver": "update the driver",
-    "drain-p2p": "drain the GPU's peer-to-peer (NVLink) work, then reset the GPU (`nvidia-smi -r -i N`)",
-    "recovery-action": "do the recovery action the line names (`nvidia-smi -q | grep -i recovery`): "
-                       "reset the GPU or reboot",
+    "drain-p2p": "drain the GPU's peer-to-peer (NVLink) work, then reset the GPU",
+    "recovery-action": "do the recovery action the line names (nvidia-smi -q shows it): reset the GPU or reboot",
     "look-up": "look the code up in NVIDIA's Xid catalog (docs.nvidia.com/deploy/xid-errors)",
     "none": "nothing: the driver says no recovery is needed",
 }
@@ -253,6 +252,5 @@ def read_kernel_log(host: Host, timeout: float = KERNEL_LOG_TIMEOUT_S, kmsg: str
         problems.append(f"{kmsg}: {exc.strerror or exc}")
     return KernelLog(
         error="cannot read this boot's kernel log (" + "; ".join(problems) + ")",
-        hint="run as root (or as a member of group systemd-journal or adm): `sudo gpuprep doctor`; "
-        "by hand: `sudo journalctl -k -b | grep -E 'NVRM: (Xid|API mismatch)'`",
+        hint="run as root (or as a member of group systemd-journal or adm)",
     )

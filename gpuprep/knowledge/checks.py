@@ -6,15 +6,17 @@ newest table is one it cannot know of.
 
 from __future__ import annotations
 
-from gpuprep import knowledge
+from gpuprep import fixes, knowledge
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
 MAX_AGE_DAYS = 180
 
 
-def _gpuprep(probes: Probes) -> str:
-    return "gpuprep" if probes.host.live else f"gpuprep --root {probes.host.root}"
+def _knowledge(probes: Probes, why: str, *args: str) -> list[fixes.Fix]:
+    """``gpuprep [--root DIR] knowledge ARGS``: it reads the tables of the target."""
+    fix = fixes.gpuprep(probes.host, probes.platform, why, "knowledge", *args)
+    return [fix] if fix is not None else []
 
 
 @probe
@@ -36,9 +38,9 @@ def check_age(probes: Probes) -> Verdict:
             Status.WARNING,
             f"gpuprep's knowledge is {age} days old (newest table as of {newest.as_of}); the oldest is "
             f"{oldest.name}, as of {oldest.as_of} ({oldest.origin}): bulletins since then are unknown to it",
-            f"drop newer tables into {knowledge.KNOWLEDGE_D}/ (root-owned, mode 0644; check each first with "
-            f"`{_gpuprep(probes)} knowledge validate FILE`), or upgrade gpuprep; "
-            f"`{_gpuprep(probes)} knowledge` lists what is in use", data)
+            data=data, fixes=[fixes.Fix(f"upgrade gpuprep, or drop newer tables into {knowledge.KNOWLEDGE_D}/ "
+                                        "(root-owned, mode 0644), each checked first with gpuprep knowledge validate "
+                                        "FILE"), *_knowledge(probes, "what is in use")])
     return Verdict(Status.OK, f"gpuprep's knowledge is {age} days old (newest table as of {newest.as_of}; oldest "
                    f"{oldest.name}, as of {oldest.as_of})", data=data)
 
@@ -52,7 +54,8 @@ def check_files(probes: Probes) -> Verdict:
         first = k.refused[0]
         more = f" (and {len(k.refused) - 1} more)" if len(k.refused) > 1 else ""
         return Verdict(Status.WARNING, f"{first.line()}{more}; the tables in use are kept",
-                       f"fix or remove the file, then `{_gpuprep(probes)} knowledge validate {first.path}`", data)
+                       data=data, fixes=[fixes.edit_by_hand(str(first.path), "fix or remove it"),
+                                         *_knowledge(probes, "then check it", "validate", str(first.path))])
     if not overrides and not k.older:
         raise NotApplicable(f"no table in {knowledge.KNOWLEDGE_D}")
     summary = f"in use from {knowledge.KNOWLEDGE_D}: {', '.join(overrides) or 'none'}"

@@ -119,9 +119,11 @@ def check_ecs_docker(probes: Probes) -> Verdict:
         docker = providers[0].nevr if providers else "no Docker needed"
         return Verdict(Status.OK, f"{ecs.nevr} accepts {docker}", data=data)
     have = ", ".join(q.nevr for q in providers) or "no Docker installed"
-    gp = "gpuprep" if probes.host.live else f"gpuprep --root {probes.host.root}"
+    # ecs-docker-requires runs on RPM platforms only (above), where gpuprep install runs: neither is None.
+    found = [fixes.gpuprep(probes.host, probes.platform, "see the Docker that agrees", "install", "--dry-run"),
+             fixes.gpuprep(probes.host, probes.platform, "then install it", "install")]
     return Verdict(Status.CRITICAL, f"{ecs.nevr} requires {', '.join(map(str, unmet))}; installed: {have}",
-                   f"run `{gp} install --dry-run` to see a Docker that agrees, then `{gp} install`", data)
+                   data=data, fixes=[f for f in found if f is not None])
 
 
 CHECKS: list[Check] = [

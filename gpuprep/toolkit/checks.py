@@ -7,6 +7,8 @@ info``, dockerd's command line); each check decides from it.
 
 from __future__ import annotations
 
+from gpuprep import fixes
+from gpuprep.engine.probes import daemon_json_path
 from gpuprep.packages import security
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
@@ -16,8 +18,17 @@ from gpuprep.toolkit.dev_char import DEV_CHAR_RULE, nvidia_nodes
 from gpuprep.toolkit.stack import Stack, detect
 
 
-def _gpuprep(probes: Probes) -> str:
-    return "gpuprep" if probes.host.live else f"gpuprep --root {probes.host.root}"
+def dev_char_fixes(probes: Probes, now: bool) -> list[fixes.Fix]:
+    """The /dev/char links: made now by NVIDIA's tool where ``now`` (the live host), and at every boot by gpuprep's
+    udev rule (dev-char-links, as Bottlerocket ships) where install runs here."""
+    host, p = probes.host, probes.platform
+    found = [fixes.Fix("make the links now", fixes.as_user(host, ["nvidia-ctk", "system", "create-dev-char-symlinks",
+                                                                  "--create-all"]))] if now else []
+    rule = fixes.gpuprep(host, p, "make them at every boot (a udev rule, as Bottlerocket ships)", "install",
+                         "--only", "dev-char-links")
+    by_hand = fixes.edit_by_hand(str(host.path(DEV_CHAR_RULE)), "a udev rule that runs `nvidia-ctk system "
+                                 "create-dev-char-symlinks --create-all` as NVIDIA's nodes appear")
+    return [*found, rule or by_hand]
 
 
 @probe
@@ -66,15 +77,19 @@ def check_security(probes: Probes) -> Verdict:
     data = {"toolkit": s.toolkit, "floor": security.floor(), "advisories": [a.as_dict() for a in found],
             "cves": security.cve_list(found), "ldconfig": s.config.ldconfig}
     if found:
-        return Verdict(Status.CRITICAL, f"nvidia-container-toolkit {security.describe(s.toolkit)}",
-                       f"`{_gpuprep(probes)} install --only repositories,packages` installs {security.floor()} or "
-                       "newer and replaces the versionlock that holds this one", data)
+        why = f"install {security.floor()} or newer"
+        update = fixes.gpuprep(probes.host, probes.platform, f"{why}, replacing the versionlock that holds this one",
+                               "install", "--only", "repositories,packages")
+        return Verdict(Status.CRITICAL, f"nvidia-container-toolkit {security.describe(s.toolkit)}", data=data,
+                       fixes=[update or fixes.packages(probes.host, probes.platform, "update",
+                                                       ("nvidia-container-toolkit",), why)])
     if s.config.ldconfig is not None and not s.config.ldconfig.startswith("@"):
         path = probes.host.path(CONFIG_TOML)
         return Verdict(Status.WARNING, f'{CONFIG_TOML}: ldconfig = "{s.config.ldconfig}" runs an ldconfig from the '
-                       "container image, the path of CVE-2024-0136/0137 (NVIDIA bulletin 5599)",
-                       f"""make it the host's: `sed -i -E 's|^([[:space:]]*ldconfig[[:space:]]*=[[:space:]]*")@?|"""
-                       f"""\\1@|' {path}`""", data)
+                       "container image, the path of CVE-2024-0136/0137 (NVIDIA bulletin 5599)", data=data,
+                       fixes=[fixes.Fix("make it the host's (an @ before the path)", fixes.as_user(probes.host, [
+                           "sed", "-i", "-E", 's|^([[:space:]]*ldconfig[[:space:]]*=[[:space:]]*")@?|\\1@|',
+                           str(path)]))])
     return Verdict(Status.OK, f"nvidia-container-toolkit {s.toolkit} is at or above the security floor "
                    f"{security.floor()}; ldconfig is the host's", data=data)
 
@@ -102,17 +117,15 @@ def check_dev_char(probes: Probes) -> Verdict:
             return Verdict(Status.OK, f"{DEV_CHAR_RULE} makes the /dev/char links at boot (--root: this /dev is "
                            "not the booted image's)", data=data)
         return Verdict(Status.WARNING, "nothing makes the /dev/char links to the NVIDIA device nodes at boot: "
-                       "containers lose the GPU at a `systemctl daemon-reload` (legacy mode)",
-                       f"`{_gpuprep(probes)} install --only dev-char-links` (a udev rule, as Bottlerocket ships)", data)
+                       "containers lose the GPU at a `systemctl daemon-reload` (legacy mode)", data=data,
+                       fixes=dev_char_fixes(probes, now=False))
     if missing:
-        now = "nvidia-ctk system create-dev-char-symlinks --create-all && " if probes.host.live else ""
         return Verdict(Status.WARNING, f"/dev/char lacks {len(missing)} NVIDIA link(s) ({', '.join(missing[:4])}): "
-                       "containers lose the GPU at the next `systemctl daemon-reload` (legacy mode)",
-                       f"`{now}{_gpuprep(probes)} install --only dev-char-links` (the links now and a udev rule for "
-                       "every boot)", data)
+                       "containers lose the GPU at the next `systemctl daemon-reload` (legacy mode)", data=data,
+                       fixes=dev_char_fixes(probes, now=True))
     if not rule:
         return Verdict(Status.WARNING, "/dev/char has the NVIDIA links, but nothing makes them at the next boot",
-                       f"`{_gpuprep(probes)} install --only dev-char-links` (a udev rule, as Bottlerocket ships)", data)
+                       data=data, fixes=dev_char_fixes(probes, now=False))
     return Verdict(Status.OK, f"/dev/char links all {len(nodes)} NVIDIA device nodes; {DEV_CHAR_RULE} remakes them",
                    data=data)
 
@@ -129,7 +142,8 @@ def check_cdi_specs(probes: Probes) -> Verdict:
         if s.spec_in_use:
             return Verdict(Status.CRITICAL, f"no CDI spec in {', '.join(s.spec_dirs)}, yet "
                            f"{'the runtime runs in cdi mode' if s.mode == 'cdi' else 'Docker CDI is on'}: "
-                           "`nvidia.com/gpu=all` is unresolvable", _refresh_hint(probes, s), {"spec_dirs": s.spec_dirs})
+                           "`nvidia.com/gpu=all` is unresolvable", data={"spec_dirs": s.spec_dirs},
+                           fixes=refresh_fixes(probes, s))
         raise NotApplicable(f"no CDI spec, and nothing reads one (runtime mode {s.mode}, Docker CDI "
                             f"{'on' if s.docker_cdi else 'off'})")
     findings, winners = cdi.judge(probes.host, s.specs, driver_version=module.version, host_uuids=uuids)
@@ -145,16 +159,22 @@ def check_cdi_specs(probes: Probes) -> Verdict:
     foreign = [f for f in findings if "does not have" in f.problem]
     worst = Status.CRITICAL if foreign or s.spec_in_use else Status.WARNING
     first = findings[0]
-    hint = (f"remove the spec made on another machine: `rm {probes.host.path(foreign[0].spec)}` (`gpuprep seal` "
-            "removes it before imaging)") if foreign else _refresh_hint(probes, s)
+    found = [fixes.Fix("remove the spec made on another machine (sealing removes it before imaging)",
+                       fixes.as_user(probes.host, ["rm", str(probes.host.path(foreign[0].spec))]))] if foreign \
+        else refresh_fixes(probes, s)
     if too_new and not foreign and len(too_new) == len(findings):
         from gpuprep.engine.cdi import since_text
 
-        hint = (f"update Docker to {since_text('cdi-spec-0.7.0')} or newer (`{_gpuprep(probes)} install --only "
-                "packages --docker VERSION`), or turn Docker's own CDI off (`\"features\": {\"cdi\": false}` in "
-                "daemon.json): ECS tasks reach the GPU through the nvidia runtime, not Docker's CDI")
+        # No argv: --docker takes an exact version of the repositories', which only they can name.
+        update = fixes.Fix(f"update Docker to {since_text('cdi-spec-0.7.0')} or newer: gpuprep install --only "
+                           "packages --docker VERSION, a version the repositories offer") if probes.platform.rpm \
+            else None
+        off = fixes.edit_by_hand(str(probes.host.path(daemon_json_path(probes))), "or turn Docker's own CDI off "
+                                 '("features": {"cdi": false}): ECS tasks reach the GPU through the nvidia runtime, '
+                                 "not Docker's CDI")
+        found = [f for f in (update, off) if f is not None]
     return Verdict(worst, f"{first.spec}: {first.problem}" + (f" (and {len(findings) - 1} more)" if len(findings) > 1
-                   else "") + ("" if s.spec_in_use else "; no route reads it now"), hint, data)
+                   else "") + ("" if s.spec_in_use else "; no route reads it now"), data=data, fixes=found)
 
 
 def _too_new_for_the_engine(s: Stack) -> list[cdi.Finding]:
@@ -172,12 +192,23 @@ def _too_new_for_the_engine(s: Stack) -> list[cdi.Finding]:
             for sp in s.specs if sp.cdi_version and vercmp(sp.cdi_version, "0.7.0") >= 0]
 
 
-def _refresh_hint(probes: Probes, s: Stack) -> str:
-    if s.refresh_shipped:
-        return ("regenerate it: `systemctl enable nvidia-cdi-refresh.path nvidia-cdi-refresh.service && systemctl "
-                "restart nvidia-cdi-refresh.service` (or `gpuprep install --only cdi-spec`)")
-    return (f"regenerate it: `nvidia-ctk cdi generate --output={cdi.GENERATED_SPEC}` "
-            "(or `gpuprep install --only cdi-spec`)")
+REFRESH_UNITS = ("nvidia-cdi-refresh.path", "nvidia-cdi-refresh.service")
+
+
+def refresh_fixes(probes: Probes, s: Stack, why: str = "regenerate it") -> list[fixes.Fix]:
+    """The CDI spec written anew: by nvidia-cdi-refresh where the toolkit ships it (enabled, so a driver update
+    rewrites it, and run now), else by NVIDIA's generator; and gpuprep's cdi-spec step where install runs."""
+    from gpuprep.engine.cdi import spec_fixes
+
+    host, p = probes.host, probes.platform
+    if not s.refresh_shipped:
+        return spec_fixes(host, p, why)
+    found = [fixes.service(host, p, "enable", unit, f"{why}: nvidia-cdi-refresh, enabled, rewrites it at every "
+                           "driver update") for unit in REFRESH_UNITS]
+    found.append(fixes.service(host, p, "restart", REFRESH_UNITS[1], "and now"))
+    found.append(fixes.gpuprep(host, p, "or let gpuprep write it and keep it written at every boot", "install",
+                               "--only", "cdi-spec"))
+    return [f for f in found if f is not None]
 
 
 # Each goes in its group's place in doctor's report order (doctor.py).

@@ -16,15 +16,18 @@ Facts (docs/domain.md, "Added 2026-12-07"):
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpuprep.engine.cdi import engine_since, since_text, version_tuple
+from gpuprep import fixes
+from gpuprep.engine.cdi import engine_since, generate_fix, since_text, version_tuple
 from gpuprep.engine.gpu_container import CDI_ROUTE, DEFAULT_ROUTE, GPUS_ROUTE, IMAGE, ROUTE_WORDS, route_took
+from gpuprep.engine.route_fixes import route_fixes
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 from gpuprep.services import unit_text
 from gpuprep.toolkit import cdi
-from gpuprep.toolkit.checks import _refresh_hint, stack
+from gpuprep.toolkit.checks import refresh_fixes, stack
 from gpuprep.toolkit.stack import UNIT_DIRS, Stack
 
 if TYPE_CHECKING:
@@ -32,12 +35,13 @@ if TYPE_CHECKING:
 
 # The Engine versions are the knowledge table docker-cdi's (gpuprep/knowledge/data/docker-cdi.json): the rows
 # cdi-additional-gids (29.5) and gpus-through-cdi (29.2).
-NAME_BOTH = "--device-name-strategy=index --device-name-strategy=uuid "
-NO_GIDS_FLAG = "--feature-flag no-additional-gids-for-device-nodes"
+NAME_BOTH = ("--device-name-strategy=index", "--device-name-strategy=uuid")
+NO_GIDS_FLAG = ("--feature-flag", "no-additional-gids-for-device-nodes")
 PROOF_TIMEOUT_S = 30.0  # a container's nvidia-smi, a cold GPU init included (engine/gpu_container.py's own bound)
 REFRESH_SERVICE = "nvidia-cdi-refresh.service"
 PERSISTENCED = "nvidia-persistenced.service"
 REFRESH_DROP_IN = f"/etc/systemd/system/{REFRESH_SERVICE}.d/10-after-persistenced.conf"
+DROP_IN_DATA = Path(__file__).resolve().parent.parent / "data" / "nvidia-cdi-refresh-after-persistenced.conf"
 # Where the driver's kernel module lands under /lib/modules/<kernel> (the NVIDIA driver RPMs, DKMS, the runfile).
 MODULE_DIRS = ("extra", "kernel/drivers/video", "updates/dkms", "extra/nvidia")
 MODULE_FILES = ("nvidia.ko", "nvidia.ko.xz", "nvidia.ko.zst", "nvidia.ko.gz")
@@ -45,10 +49,6 @@ MODULE_FILES = ("nvidia.ko", "nvidia.ko.xz", "nvidia.ko.zst", "nvidia.ko.gz")
 
 def _engine(s: Stack) -> tuple[int, int] | None:
     return version_tuple(s.engine_version)
-
-
-def _regenerate(probes: Probes, extra: str = "") -> str:
-    return f"`nvidia-ctk cdi generate {extra}--output={probes.host.path(cdi.GENERATED_SPEC)}`"
 
 
 def module_mtime(probes: Probes) -> tuple[str, float] | None:
@@ -88,21 +88,21 @@ def check_engine_reads_spec(probes: Probes) -> Verdict:
     if not specs:
         raise NotApplicable("no NVIDIA CDI spec (toolkit-cdi-specs says whether one is needed)")
     engine = _engine(s)
-    findings: list[tuple[Status, str, str]] = []
+    findings: list[tuple[Status, str, list[fixes.Fix]]] = []
     # cdiVersion 0.7.0 on an Engine before 26.1 is toolkit-cdi-specs' finding (critical where Docker's CDI is on).
     for sp in specs:
         if sp.additional_gids and engine is not None and engine < engine_since("cdi-additional-gids"):
             findings.append((Status.WARNING, f"{sp.path}: its device nodes carry additionalGids, which Docker "
                              f"{s.engine_version} drops (kept from {since_text('cdi-additional-gids')}): a non-root "
                              "container user is denied the device",
-                             f"write it without them: {_regenerate(probes, NO_GIDS_FLAG + ' ')}"))
+                             [generate_fix(probes.host, "write it without them", *NO_GIDS_FLAG)]))
     module = module_mtime(probes)
     if module is not None:
         for sp in specs:
             written = _spec_mtime(probes, sp.path)
             if written is not None and written < module[1]:
                 findings.append((Status.WARNING, f"{sp.path} was written before the driver's module {module[0]} "
-                                 "was installed: it names the old driver's files", _refresh_hint(probes, s)))
+                                 "was installed: it names the old driver's files", refresh_fixes(probes, s)))
     data: dict[str, Any] = {"engine_version": s.engine_version, "docker_cdi": s.docker_cdi,
                             "specs": {sp.path: {"cdiVersion": sp.cdi_version, "additionalGids": sp.additional_gids}
                                       for sp in specs},
@@ -111,7 +111,7 @@ def check_engine_reads_spec(probes: Probes) -> Verdict:
     if findings:
         worst = max(findings, key=lambda f: f[0] is Status.CRITICAL)
         more = f" (and {len(findings) - 1} more)" if len(findings) > 1 else ""
-        return Verdict(worst[0], worst[1] + more, worst[2], data)
+        return Verdict(worst[0], worst[1] + more, data=data, fixes=worst[2])
     versions = ", ".join(f"{sp.path} (cdiVersion {sp.cdi_version or '?'})" for sp in specs)
     return Verdict(Status.OK, f"Docker {s.engine_version or '(version unknown)'} reads {versions}; written after "
                    "the driver's module", data=data)
@@ -155,12 +155,12 @@ def check_routes(probes: Probes) -> Verdict:
         if findings and not runtime_reads_spec:
             f = findings[0]
             return Verdict(Status.WARNING, f"`docker run --gpus` reads {f.spec}, which is stale ({f.problem}), while "
-                           f"ECS tasks take {taken['ecs']} and work: the two routes disagree",
-                           _refresh_hint(probes, s), data)
+                           f"ECS tasks take {taken['ecs']} and work: the two routes disagree", data=data,
+                           fixes=refresh_fixes(probes, s))
         if winners and not any(name.split("=", 1)[1].isdigit() for name in winners):
             return Verdict(Status.WARNING, "the CDI spec names GPUs by UUID only: `docker run --gpus device=0` "
-                           "finds no `nvidia.com/gpu=0` and fails, while ECS tasks (by UUID) work",
-                           "write index names too: " + _regenerate(probes, NAME_BOTH), data)
+                           "finds no `nvidia.com/gpu=0` and fails, while ECS tasks (by UUID) work", data=data,
+                           fixes=[generate_fix(probes.host, "write index names too", *NAME_BOTH)])
     summary = "; ".join(f"{k if k == 'ecs' else '--' + k}: {v}" for k, v in taken.items())
     proof = prove_routes(probes, s)
     if proof is not None:
@@ -173,7 +173,7 @@ def check_routes(probes: Probes) -> Verdict:
         if ecs is not None and ecs.ok and broken:
             bad = broken[0]
             return Verdict(Status.WARNING, f"the routes disagree: ECS's route ({ROUTE_WORDS[DEFAULT_ROUTE]}) sees "
-                           f"{len(ecs.gpus)} GPU(s), but {bad.summary}", bad.hint, data)
+                           f"{len(ecs.gpus)} GPU(s), but {bad.summary}", data=data, fixes=route_fixes(probes, bad))
         if ecs is not None and ecs.ok and not broken:
             proven = ", ".join(route_took(r.route, r.seconds) for r in proof.results if r.ok)
             summary += f"; proven here: {proven}"
@@ -213,25 +213,23 @@ def check_cdi_refresh(probes: Probes) -> Verdict:
     if not s.refresh_enabled:
         off = [u for u, state in s.refresh.items() if state != "enabled"]
         return Verdict(Status.WARNING, f"{', '.join(off)} not enabled: a driver update leaves the CDI spec stale",
-                       f"`systemctl enable --now {' '.join(s.refresh)}`", data)
+                       data=data, fixes=_enable_now(probes, list(s.refresh)))
     persistenced = any(probes.host.exists(f"{d}/{PERSISTENCED}") for d in UNIT_DIRS)
     if persistenced and not _ordered_after(unit_text(probes.host, REFRESH_SERVICE)[1], PERSISTENCED):
-        path = probes.host.path(REFRESH_DROP_IN)
         return Verdict(Status.WARNING, f"{REFRESH_SERVICE} is not ordered after {PERSISTENCED}: at boot it can run "
                        "before the GPUs are initialised and write a spec that lacks them (toolkit issue 1611)",
-                       f"`mkdir -p {path.parent} && printf '[Unit]\\nAfter={PERSISTENCED}\\n' > {path} && "
-                       "systemctl daemon-reload`", data)
+                       data=data, fixes=_order_after(probes))
     module = module_mtime(probes)
     written = _spec_mtime(probes, cdi.GENERATED_SPEC)
     data.update(module=module[0] if module else None, spec=cdi.GENERATED_SPEC if written else None)
     if written is None:
         return Verdict(Status.WARNING, f"nvidia-cdi-refresh is enabled but {cdi.GENERATED_SPEC} does not exist: it "
-                       "has not run since the driver was installed, or it failed", _refresh_hint(probes, s)
-                       + "; its log: `journalctl -b -u nvidia-cdi-refresh.service`", data)
+                       "has not run since the driver was installed, or it failed", data=data,
+                       fixes=[*refresh_fixes(probes, s), _refresh_log(probes)])
     if module is not None and written < module[1]:
         return Verdict(Status.WARNING, f"{cdi.GENERATED_SPEC} is older than the driver's module {module[0]}: "
-                       "nvidia-cdi-refresh did not run after the driver update", _refresh_hint(probes, s)
-                       + "; its log: `journalctl -b -u nvidia-cdi-refresh.service`", data)
+                       "nvidia-cdi-refresh did not run after the driver update", data=data,
+                       fixes=[*refresh_fixes(probes, s), _refresh_log(probes)])
     ran = refresh_ran(probes)
     if ran is not None:
         data["this_boot"] = ran
@@ -240,20 +238,45 @@ def check_cdi_refresh(probes: Probes) -> Verdict:
         if service.get("Result") not in (None, "", "success"):
             said = f": {logged[-1]}" if logged else ""
             return Verdict(Status.WARNING, f"{REFRESH_SERVICE} failed this boot ({service.get('Result')}, exit status "
-                           f"{service.get('ExecMainStatus')}){said}", "its log says why: `journalctl -b -u "
-                           f"{REFRESH_SERVICE}`; then `systemctl restart {REFRESH_SERVICE}`", data)
+                           f"{service.get('ExecMainStatus')}){said}", data=data,
+                           fixes=[_refresh_log(probes), *_restart(probes, "then run it again")])
         started = _monotonic(service.get("ExecMainStartTimestampMonotonic"))
         if not started:
             return Verdict(Status.WARNING, f"{REFRESH_SERVICE} has not run this boot: the spec is the last boot's "
-                           "(or the image's)", f"`systemctl restart {REFRESH_SERVICE}`", data)
+                           "(or the image's)", data=data, fixes=_restart(probes, "run it"))
         ready = _monotonic(persistenced_state.get("ActiveEnterTimestampMonotonic"))
         if persistenced and ready and started < ready:
             return Verdict(Status.WARNING, f"{REFRESH_SERVICE} ran {(ready - started) / 1e6:.1f} s before "
                            f"{PERSISTENCED} was up this boot: its spec may lack GPUs (toolkit issue 1611)",
-                           f"`systemctl restart {REFRESH_SERVICE}`; for every boot order it after {PERSISTENCED} "
-                           f"(a drop-in with `After={PERSISTENCED}` in {REFRESH_DROP_IN})", data)
+                           data=data, fixes=[*_restart(probes, "run it again now"), *_order_after(probes)])
     return Verdict(Status.OK, f"nvidia-cdi-refresh enabled, ordered after {PERSISTENCED if persistenced else 'boot'}; "
                    f"{cdi.GENERATED_SPEC} newer than the driver's module", data=data)
+
+
+def _enable_now(probes: Probes, units: list[str]) -> list[fixes.Fix]:
+    host, p = probes.host, probes.platform
+    found = [fixes.service(host, p, "enable", u, "enable it, so a driver update rewrites the spec") for u in units]
+    found += [fixes.service(host, p, "start", u, "and start it") for u in units]
+    return [f for f in found if f is not None]
+
+
+def _restart(probes: Probes, why: str) -> list[fixes.Fix]:
+    fix = fixes.service(probes.host, probes.platform, "restart", REFRESH_SERVICE, why)
+    return [fix] if fix is not None else []
+
+
+def _refresh_log(probes: Probes) -> fixes.Fix:
+    return fixes.service_log(probes.host, probes.platform, REFRESH_SERVICE, "its log says why")
+
+
+def _order_after(probes: Probes) -> list[fixes.Fix]:
+    """The drop-in that orders nvidia-cdi-refresh after nvidia-persistenced at every boot, copied from gpuprep's
+    package data into the target's unit directory; then systemd's units reloaded on the live host."""
+    found = [fixes.Fix(f"order it after {PERSISTENCED} at every boot (a drop-in)", fixes.as_user(probes.host, [
+        "install", "-D", "-m", "0644", str(DROP_IN_DATA), str(probes.host.path(REFRESH_DROP_IN))]))]
+    if probes.host.live:
+        found.append(fixes.Fix("reload systemd's units", fixes.as_user(probes.host, ["systemctl", "daemon-reload"])))
+    return found
 
 
 def _monotonic(value: str | None) -> int:

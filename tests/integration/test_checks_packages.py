@@ -155,8 +155,8 @@ def test_docker_that_ecs_init_rejects_is_critical(root: Path, repo: Path) -> Non
     assert ecs["status"] == "critical" and code == 2, ecs
     assert ecs["summary"] == ("ecs-init-1.99.0-1.amzn2023 requires docker >= 26.0.0; "
                               "installed: docker-20.10.25-1.amzn2023.0.1")
-    assert ecs["hint"] == (f"run `gpuprep --root {root} install --dry-run` to see a Docker that agrees, "
-                           f"then `gpuprep --root {root} install`")
+    assert [f["argv"] for f in ecs["fixes"]] == [["gpuprep", "--root", str(root), "install", "--dry-run"],
+                                                 ["gpuprep", "--root", str(root), "install"]]
 
 
 def test_no_ecs_init_skips_the_requires_check(root: Path, repo: Path) -> None:

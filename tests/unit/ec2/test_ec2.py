@@ -163,7 +163,10 @@ def test_nvml_short_while_the_bus_is_full_names_the_driver(tmp_path, standin):
     root = tree(tmp_path, "healthy-p5-h100x8", instance_type="p5.48xlarge")
     result = run_check(BY_ID["gpu-instance-count"], probes(root, {imds.ENDPOINT_ENV: s.url}, probe_query=nvml(7)))
     assert result.status is Status.CRITICAL and "NVML 7" in result.summary and "PCI 8" in result.summary
-    assert "driver does not serve them all" in result.hint and result.data["short"] == ["nvml"]
+    # the fixes of a GPU the driver does not serve, as gpu-count and gpu-sources-listed give them (one constructor)
+    from gpuprep.gpu.inventory import driver_not_serving
+
+    assert result.fixes == driver_not_serving(probes(root)) and result.data["short"] == ["nvml"]
 
 
 def test_a_full_p5_is_ok(tmp_path, standin):

@@ -359,3 +359,25 @@ def test_booted_since_seal_by_boot_identity_not_clocks():
     assert checks._booted_since_seal(probes, {**stamp, "boot": now}) is False
     assert checks._booted_since_seal(probes, {**stamp, "boot": {**now, "init_start_ticks": -1}}) is True
     assert checks._booted_since_seal(probes, stamp) is True  # an older stamp without identity: by the clocks
+
+
+def test_baked_state_in_a_root_is_cleared_by_its_fix_run_as_shown(tmp_path):
+    """The fix of ecs-stale-state under --root is seal's own ecs-state and gpu-info steps acting on the image (no
+    stop or start of the builder's ecs); run as the finding gives it, the finding is gone. ``--yes`` is the answer a
+    user gives seal's prompt at a terminal (the test has none)."""
+    from typer.testing import CliRunner
+
+    from gpuprep.cli import app
+
+    root, _ = make(tmp_path)
+    now = time.time()
+    seal_json(root, now - 60)
+    db = write(root, "var/lib/ecs/data/agent.db", "bolt")
+    os.utime(db, (now - 600, now - 600))
+    r = run("ecs-stale-state", make(tmp_path)[1])
+    assert r.status is Status.CRITICAL, r
+    assert [f.argv for f in r.fixes] == [("gpuprep", "--root", str(root), "seal", "--only", "ecs-state,gpu-info")]
+    out = CliRunner().invoke(app, [*r.fixes[0].argv[1:], "--yes"], env={"DOCKER_HOST": None})
+    assert out.exit_code == 0, out.output
+    assert not db.exists()
+    assert run("ecs-stale-state", make(tmp_path)[1]).status is Status.OK

@@ -106,7 +106,10 @@ def test_fabric_manager_stopped_is_critical_naming_802_and_fabric_manager(tmp_pa
     fm, fab, proof = r["gpu-fabric-manager"], r["gpu-fabric"], r["gpu-cuda"]
     assert fm.status == fab.status == proof.status == Status.CRITICAL
     assert "not enabled" in fm.summary and "802" in fm.summary
-    assert fm.hint == "`sudo systemctl enable --now nvidia-fabricmanager`"
+    # under --root: enabled in the image, started on an instance booted from it (issue 26)
+    assert [(f.argv, f.runs) for f in fm.fixes] == [
+        (("systemctl", f"--root={root}", "enable", "nvidia-fabricmanager.service"), "here"),
+        (("sudo", "systemctl", "start", "nvidia-fabricmanager.service"), "booted")]
     assert "has not started on GPU 0, GPU 1, GPU 2, GPU 3 (+4) of 8" in fab.summary
     assert "cuInit returned CUDA_ERROR_SYSTEM_NOT_READY (802)" in proof.summary
     assert "nvidia-fabricmanager" in proof.hint and "systemctl enable --now" in proof.hint
@@ -118,14 +121,16 @@ def test_fabric_manager_enabled_but_dead_is_critical(tmp_path):
         "/usr/lib/systemd/system/nvidia-fabricmanager.service", True, "failed", "580.178.04"))
     assert r["gpu-fabric-manager"].status == Status.CRITICAL
     assert "is failed, not running" in r["gpu-fabric-manager"].summary
-    assert "journalctl -u nvidia-fabricmanager -b" in r["gpu-fabric-manager"].hint
+    assert "journalctl -u nvidia-fabricmanager -n 50 --no-pager" in r["gpu-fabric-manager"].hint
 
 
 def test_fabric_manager_missing_or_of_another_version_says_which_package(tmp_path):
     r = doctor(p5(tmp_path, unit=False))
     assert r["gpu-fabric-manager"].status == Status.CRITICAL
     assert "not installed on p5.48xlarge" in r["gpu-fabric-manager"].summary
-    assert "`sudo dnf install -y nvidia-fabric-manager-580.178.04`" in r["gpu-fabric-manager"].hint
+    install = r["gpu-fabric-manager"].fixes[0]  # into the tree doctor looked at, not the builder (issue 26)
+    assert install.argv == ("dnf", f"--installroot={tmp_path / 'root'}", "install", "-y",
+                            "nvidia-fabric-manager-580.178.04"), install
     other = doctor(p5(tmp_path / "b"), manager=fabric_checks.FabricManager(
         "/usr/lib/systemd/system/nvidia-fabricmanager.service", True, "active", "570.172.08"))
     assert "570.172.08 does not match the driver 580.178.04" in other["gpu-fabric-manager"].summary
@@ -186,6 +191,7 @@ def test_nvlink5_needs_the_infiniband_modules_and_nvlsm(tmp_path):
     assert r["gpu-nvlink5"].status == Status.CRITICAL
     assert "modules ib_umad, mlx5_ib not loaded; nvlsm is not installed" in r["gpu-nvlink5"].summary
     assert "sudo modprobe -a ib_umad mlx5_ib" in r["gpu-nvlink5"].hint
+    assert ("sudo", "modprobe", "-a", "ib_umad", "mlx5_ib") in [f.argv for f in r["gpu-nvlink5"].fixes]
     modules = root / "proc/modules"
     modules.write_text(modules.read_text() + "ib_umad 40960 0 - Live 0x0\nmlx5_ib 520192 0 - Live 0x0\n")
     (root / "usr/bin").mkdir(parents=True, exist_ok=True)

@@ -133,12 +133,13 @@ PERSISTENCED = {"/usr/lib/systemd/system/nvidia-persistenced.service":
                 "ExecStart=/usr/bin/nvidia-persistenced --verbose\n"}
 
 
-@pytest.mark.allow_subp("sh")
+@pytest.mark.allow_subp("install")
 def test_refresh_not_after_persistenced_warns_and_the_drop_in_fixes_it(tmp_path):
     root = tree(tmp_path, files=PERSISTENCED)
     result = run_check(BY_ID["toolkit-cdi-refresh"], probes(root, "25.0.16"))
     assert result.status is Status.WARNING and "not ordered after nvidia-persistenced" in result.summary, result
-    subprocess.run(["sh", "-c", result.hint.strip("`").split(" && systemctl")[0]], check=True)
+    assert [f.runs for f in result.fixes] == ["here"], result.fixes  # under --root: no daemon-reload of the builder
+    subprocess.run(result.fixes[0].argv, check=True)
     result = run_check(BY_ID["toolkit-cdi-refresh"], probes(root, "25.0.16"))
     assert result.status is Status.OK, result
 
