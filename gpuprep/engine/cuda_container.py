@@ -125,7 +125,9 @@ def _start(api: APIClient, cid: str, image: str, timeout: float, started: float)
         if any(s in message for s in NO_PYTHON):
             return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: {image} has no python3 to run the "
                                  "proof", IMAGE_FIX, image, time.monotonic() - started, output=message)
-        last = message.strip().splitlines()[-1][-300:] if message.strip() else ""
+        from gpuprep.engine.gpu_container import engine_detail
+
+        last = engine_detail(message)
         return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: the container did not start ({last})",
                              "see gpu-container / gpu-check, which name the broken link", image,
                              time.monotonic() - started, output=message, started=False)
