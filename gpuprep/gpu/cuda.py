@@ -196,7 +196,11 @@ class PendingProof:
         return CudaProof(report, done.returncode, duration_ms=took)
 
     def discard(self) -> None:
-        """Kill the child if it still runs (a doctor that ends before asking, or a proof past its bound)."""
+        """Kill the child if it still runs (a doctor that ends before asking, or a proof past its bound), and forget
+        it: a later Host that happens to get this one's id must not collect a killed child."""
+        for key, pending in list(_early.items()):
+            if pending is self:
+                del _early[key]
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             Host.collect(self.proc, EXIT_GRACE_S)

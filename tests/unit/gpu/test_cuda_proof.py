@@ -198,6 +198,7 @@ def test_discard_kills_an_early_proof_doctor_never_asked_for(libcuda):
     pending = cuda.begin(live(libcuda, GPUPREP_STANDIN_CUDA_FAIL="hang@cuInit"), 1)
     pending.discard()
     assert pending.proc.returncode == -9
+    assert pending not in cuda._early.values()  # forgotten: no later run_proof collects a killed child
     pending.discard()  # twice is harmless (cli's finally after a check that timed out)
 
 
