@@ -454,15 +454,18 @@ def write_fake_nvidia_smi(path: Path, gpus=DEFAULT_GPUS, driver_version: str = D
 
 
 def write_runtime_shim(path: Path, smi_path: Path, *, runc: str | None = None,
-                       mounts: dict[str, str] | None = None) -> Path:
+                       mounts: dict[str, str] | None = None, writable: dict[str, str] | None = None) -> Path:
     """SIMULATED nvidia-container-runtime: edit the OCI bundle like the real one, then exec runc.
 
     The real runtime adds a prestart hook that mounts the driver and nvidia-smi into the container;
     this shim adds a read-only bind mount of the fake nvidia-smi at /usr/bin/nvidia-smi (and
-    ``mounts`` {host: container}) when NVIDIA_VISIBLE_DEVICES is set in the container's env.
+    ``mounts`` {host: container}) when NVIDIA_VISIBLE_DEVICES is set in the container's env; ``writable``
+    {host: container}: read-write bind mounts beside them (a test's state folder).
     """
     runc = runc or shutil.which("runc") or "/usr/sbin/runc"
-    all_mounts = {str(smi_path): "/usr/bin/nvidia-smi", **(mounts or {})}
+    all_mounts = {str(smi_path): ["/usr/bin/nvidia-smi", "ro"],
+                  **{src: [dst, "ro"] for src, dst in (mounts or {}).items()},
+                  **{src: [dst, "rw"] for src, dst in (writable or {}).items()}}
     code = f'''#!{"/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable}
 # SIMULATED nvidia-container-runtime (tests only; no GPU on this machine).
 import json, os, sys
@@ -474,9 +477,9 @@ if "create" in args and "--bundle" in args:
         cfg = json.load(f)
     env = cfg.get("process", {{}}).get("env", [])
     if any(e.startswith("NVIDIA_VISIBLE_DEVICES=") and e.split("=", 1)[1] not in ("", "void", "none") for e in env):
-        for src, dst in {json.dumps(all_mounts)}.items():
+        for src, (dst, mode) in {json.dumps(all_mounts)}.items():
             cfg.setdefault("mounts", []).append(
-                {{"destination": dst, "type": "bind", "source": src, "options": ["rbind", "ro"]}})
+                {{"destination": dst, "type": "bind", "source": src, "options": ["rbind", mode]}})
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
 os.execv({runc!r}, [{runc!r}] + args)

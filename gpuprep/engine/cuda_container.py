@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gpuprep.engine import probe_run
 from gpuprep.engine.gpu_container import RUN_TIMEOUT
 from gpuprep.gpu import cuda
 from gpuprep.host import Host
@@ -68,6 +69,7 @@ class ContainerCuda:
     report: dict[str, Any] = field(default_factory=dict)
     output: str = ""
     started: bool = True  # False: the container did not start for a reason gpu-container reports
+    output_lost: bool = False  # it exited 0 and dockerd gave back nothing it printed (engine/probe_run.py)
 
     @property
     def ok(self) -> bool:
@@ -82,7 +84,6 @@ class ContainerCuda:
 def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerCuda:
     """Run the CUDA proof in ``image`` by the default route; never pulls (gpu-check and gpu-container pull)."""
     import docker.errors
-    import requests
 
     from gpuprep.engine.dockerd import EngineDown, engine_errors
 
@@ -92,22 +93,18 @@ def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerC
     env = {**ENVIRONMENT, "GPUPREP_CUDA_DEADLINE_S": f"{min(inner, timeout - 5):g}"}
     try:
         with host.docker_api(timeout) as api:
+            def create() -> str:
+                return str(api.create_container(image, command(), environment=env, labels={
+                    "io.gpuprep.probe": "cuda"}, host_config=api.create_host_config(network_mode="none"))["Id"])
+
             try:
-                cid = api.create_container(image, command(), environment=env, labels={
-                    "io.gpuprep.probe": "cuda"}, host_config=api.create_host_config(network_mode="none"))["Id"]
+                cid = create()
             except docker.errors.ImageNotFound:
                 return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: image {image} is not present "
                                      "locally", f"pre-load it (`docker pull {image}`) or pass --image", image,
                                      started=False)
-            try:
-                return _start(api, cid, image, timeout, started)
-            finally:
-                try:
-                    api.remove_container(cid, force=True)
-                except docker.errors.NotFound:
-                    pass
-                except (docker.errors.APIError, requests.exceptions.RequestException):
-                    log.warning("could not remove container %s", cid[:12])
+            return probe_run.collect(api, cid, started, lambda c, t: _start(api, c, image, timeout, t),
+                                     lambda r: r.output_lost, create)
     except engine_errors() as exc:
         down = EngineDown.said(host.docker_url, exc, "")
         return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: {down.message}",
@@ -143,6 +140,10 @@ def _start(api: APIClient, cid: str, image: str, timeout: float, started: float)
     stderr = api.logs(cid, stdout=False, stderr=True).decode(errors="replace")
     seconds = time.monotonic() - started
     report = cuda.parse_report(stdout)
+    if report is None and probe_run.output_lost(code, stdout):
+        return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: the proof in {image} exited 0, but "
+                             f"{probe_run.OUTPUT_LOST_WHY}", probe_run.OUTPUT_LOST_FIX, image, seconds, code,
+                             output=stderr, output_lost=True)
     if report is None:
         said = (stderr or stdout).strip().splitlines()
         last = said[-1][:300] if said else f"exit {code}"

@@ -13,7 +13,8 @@ A route is a way a container gets the GPUs; each configured one is proven:
 
 The GPUs seen inside are compared with the host's, for each route. A failure names the route and the link of
 the chain that broke: Engine, image, runtime registration, runtime binary, default runtime, Docker's CDI, the
-CDI spec, driver, or the GPU set. ``probe(host, image, route=...)`` proves one route (what a script drives).
+CDI spec, driver, or the GPU set (or ``output-lost``: dockerd dropped what nvidia-smi printed, twice; see
+``engine/probe_run.py``). ``probe(host, image, route=...)`` proves one route (what a script drives).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from gpuprep.engine import probe_run
+from gpuprep.engine.probe_run import OUTPUT_LOST
 from gpuprep.gpu.view import HostGpus, host_gpus
 from gpuprep.host import Host
 from gpuprep.poll import poll_until
@@ -381,15 +384,10 @@ def _run(host: Host, image: str, *, route: str, pull: bool, progress: bool, time
                                    image, route, pull_seconds=pull_seconds)
             started = time.monotonic()
             cid = _create(api, image, route)
-        try:
-            return _start_and_collect(host, api, cid, image, route, timeout, started, pull_seconds, cdi_hint)
-        finally:
-            try:
-                api.remove_container(cid, force=True)
-            except docker.errors.NotFound:
-                pass
-            except Exception:  # the Engine went away meanwhile: say so, the result stands
-                log.warning("could not remove container %s", cid[:12])
+        return probe_run.collect(
+            api, cid, started,
+            lambda c, t: _start_and_collect(host, api, c, image, route, timeout, t, pull_seconds, cdi_hint),
+            lambda r: r.link == OUTPUT_LOST, lambda: _create(api, image, route))
 
 
 GPUS_UNSERVED = "gpus-unserved"
@@ -482,6 +480,10 @@ def _start_and_collect(host: Host, api: APIClient, cid: str, image: str, route: 
                            "with `modprobe nvidia` or reinstall the driver for this kernel)", image, route, seconds,
                            pull_seconds, output=output, exit_code=code)
     gpus = parse_query(output)
+    if probe_run.output_lost(code, output):
+        return ProbeResult(False, OUTPUT_LOST, f"{prefix}nvidia-smi in the container exited 0, but "
+                           f"{probe_run.OUTPUT_LOST_WHY}", probe_run.OUTPUT_LOST_FIX, image, route, seconds,
+                           pull_seconds, output=output, exit_code=code)
     if not gpus:
         return ProbeResult(False, DRIVER, f"{prefix}nvidia-smi in the container listed no GPU "
                            f"({output.strip()[:200]!r})", "check the host's `nvidia-smi -L` and the driver", image,

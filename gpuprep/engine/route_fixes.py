@@ -12,6 +12,7 @@ from gpuprep import fixes
 from gpuprep.engine import gpu_container as gc
 from gpuprep.engine.cdi import spec_fixes
 from gpuprep.engine.gpu_container import CDI_ROUTE, ProbeResult
+from gpuprep.engine.probe_run import OUTPUT_LOST
 from gpuprep.gpu.inventory import persistence_fixes
 from gpuprep.host import Host
 from gpuprep.runner.checks import Probes
@@ -83,6 +84,10 @@ def route_fixes(probes: Probes, result: ProbeResult, *, cdi_restart: bool = Fals
     if link == gc.TIMEOUT:
         return [fixes.kernel_log(host, "a GPU call is hanging: look for Xid lines in the kernel log"),
                 *persistence_fixes(probes)]
+    if link == OUTPUT_LOST:
+        again = fixes.gpuprep(host, p, "prove it again once the host is less loaded (`uptime` shows the load)",
+                              "doctor", "--image", result.image)
+        return [again] if again is not None else []
     if link == gc.DRIVER:
         return [fixes.Fix("make the driver work on the host first: nvidia-smi must list the GPUs (gpu-driver and "
                           "gpu-kernel-module say why not)", fixes.as_user(host, ["nvidia-smi"]))]
