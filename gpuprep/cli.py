@@ -405,7 +405,10 @@ def doctor(
     verbose: bool = VERBOSE,
 ) -> None:
     """Check this GPU host, a verdict per check and the fix for each problem. Exit code: Nagios."""
+    from gpuprep.engine import cuda_container
+    from gpuprep.engine.cuda_container import EarlyProof
     from gpuprep.gpu import cuda
+    from gpuprep.interrupts import caught
     from gpuprep.options import DoctorOptions
     from gpuprep.platform import detect
     from gpuprep.report import Status, render_doctor_text, to_json, write_prometheus
@@ -422,15 +425,20 @@ def doctor(
     check_values(images=[image] if image is not None else [])
     options = DoctorOptions(no_container=no_container, boot=boot, prom=str(prom) if prom else None, image=image)
     host = _host()
-    early = None
+    early: list[cuda.PendingProof | EarlyProof | None] = []
     try:
-        # The CUDA proof's child first: its cuInit and JIT overlap the checks' imports (gpu/cuda.py, start_early).
-        early = None if boot else cuda.start_early(host)
-        from gpuprep.doctor import run_checks
-        report = run_checks(host, detect(host), options)
+        # A signal ends doctor through here too, so what began early is never left running (Interrupted: exit 3).
+        with caught():
+            # The CUDA proofs first, the host's child and the container: their cuInit and JIT overlap the checks'
+            # imports (gpu/cuda.py and engine/cuda_container.py, start_early).
+            early.append(None if boot else cuda.start_early(host))
+            early.append(None if no_container else cuda_container.start_early(host, image))
+            from gpuprep.doctor import run_checks
+            report = run_checks(host, detect(host), options)
     finally:
-        if early is not None:
-            early.discard()
+        for pending in early:
+            if pending is not None:
+                pending.discard()
         host.close()
     if prom is not None:
         try:

@@ -1,8 +1,9 @@
-"""The Engine half of Host: one HTTP GET to the Docker Engine's API, with the standard library's socket alone.
+"""The Engine half of Host: one HTTP request to the Docker Engine's API, with the standard library's socket alone.
 
-doctor only reads the Engine (``/_ping``, ``/info``, ``/version``); docker-py, which gpuprep keeps for running
-containers, costs more to import than the rest of doctor together (requests and urllib3: 0.61 s of a 1.07 s
-doctor on the accelerator machine, issue 14; bench/RESULTS.md). A GET on the Engine's socket needs none of it.
+doctor reads the Engine (``/_ping``, ``/info``, ``/version``) and starts its CUDA container early this way
+(``engine/cuda_container.py``, ``start_early``); docker-py, which gpuprep keeps for running containers, costs more
+to import than the rest of doctor together (requests and urllib3: 0.61 s of a 1.07 s doctor on the accelerator
+machine, issue 14; bench/RESULTS.md). A request on the Engine's socket needs none of it.
 Only ``gpuprep.host`` imports this module: Host stays the one door to the Engine.
 
 What it speaks: HTTP/1.1, ``Connection: close``, over ``unix://PATH`` or plain ``tcp://HOST:PORT``; a body sized by
@@ -86,10 +87,18 @@ def get(url: str, path: str, timeout: float) -> Answer:
     ConnectionRefusedError: nobody listens; PermissionError: not root nor in group docker; TimeoutError);
     EngineHTTPError when what comes back is not HTTP. An error status is an Answer: ``Answer.json`` raises it.
     """
+    return call(url, "GET", path, timeout)
+
+
+def call(url: str, method: str, path: str, timeout: float, data: Mapping[str, Any] | None = None) -> Answer:
+    """``METHOD path`` with ``data`` as its JSON body (none when None), bounded and answered as ``get``'s."""
     deadline = time.monotonic() + timeout
+    body = b"" if data is None else json.dumps(data).encode()
+    sized = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if data is not None or \
+        method != "GET" else ""
     with _connect(url, timeout) as conn:
-        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: gpuprep\r\nAccept: application/json\r\n"
-                     "Connection: close\r\n\r\n".encode("ascii"))
+        conn.sendall(f"{method} {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: gpuprep\r\n"
+                     f"Accept: application/json\r\n{sized}Connection: close\r\n\r\n".encode("ascii") + body)
         reader = _Reader(conn, deadline)
         first = reader.until(b"\r\n")
         if not first.startswith(b"HTTP/"):  # say so at once: another protocol may never send a blank line

@@ -74,15 +74,13 @@ def write_atomic(path: Path, data: bytes | str, *, mode: int | None = None, pare
 
 
 def backup_file(path: Path, *, now: datetime | None = None) -> Path | None:
-    """Copy ``path`` on this machine (its target, for a link) beside itself as
-    ``NAME.gpuprep-YYYYmmddTHHMMSSffffffZ``; see ``Host.backup``."""
+    """Copy ``path`` on this machine (a link's target) beside itself as ``NAME.gpuprep-<stamp>``; see Host.backup."""
     copy = rootfs.backup("/", os.path.abspath(path), backup_suffix(now))
     return Path(copy) if copy is not None else None
 
 
 def backup_suffix(now: datetime | None = None) -> str:
-    """``.gpuprep-YYYYmmddTHHMMSSffffffZ`` (microseconds: two backups within one second must not
-    overwrite each other)."""
+    """``.gpuprep-YYYYmmddTHHMMSSffffffZ``: microseconds, so two backups in one second never collide."""
     return (now or datetime.now(timezone.utc)).strftime(".gpuprep-%Y%m%dT%H%M%S%fZ")
 
 
@@ -515,19 +513,20 @@ class Host:
             return url
         return DEFAULT_DOCKER_SOCKET if self.live else None
 
-    def engine_get(self, path: str, timeout: float) -> dockersock.Answer:
-        """``GET path`` from the Engine (``/info``, ``/version``, ``/_ping``): read-only questions, asked without
-        docker-py (``dockersock``), which is imported only to run containers. Bounded by ``timeout``; OSError when
-        the Engine does not answer. Remembers the Engine's ``Server`` header (``engine_server``)."""
+    def engine_get(self, path: str, timeout: float, method: str = "GET",
+                   data: Mapping[str, Any] | None = None) -> dockersock.Answer:
+        """``METHOD path`` on the Engine (GET ``/info``, ``/version``, ``/_ping``; doctor's early CUDA container),
+        ``data`` its JSON body, without docker-py (``dockersock``). Bounded by ``timeout``; OSError when the Engine
+        does not answer. Remembers its ``Server`` header (``engine_server``)."""
         url = self.docker_url
         if url is None:
             raise RuntimeError("no Docker Engine for --root without DOCKER_HOST")
         if dockersock.speaks(url) and not self.env.get("DOCKER_TLS_VERIFY"):
-            answer = dockersock.get(url, path, timeout)
+            answer = dockersock.call(url, method, path, timeout, data)
         else:  # ssh://, TLS: docker-py's transports
             # _url: docker-py's own URL builder (the API version in the path), absent from types-docker.
             api = self.docker(timeout).api
-            response = api.get(api._url(path), timeout=timeout)  # type: ignore[attr-defined]
+            response = api.request(method, api._url(path), json=data, timeout=timeout)  # type: ignore[attr-defined]
             answer = dockersock.Answer(response.status_code, response.reason or "",
                                        dockersock.Headers(dict(response.headers)), response.content)
         self.engine_server = answer.header("Server") or self.engine_server

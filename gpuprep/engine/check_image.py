@@ -29,6 +29,7 @@ KEPT = "kept by seal (seal.json)"
 BOOT_UNIT = "the boot unit's --image"
 DEFAULT = "the default image"
 BOOT_ENV = "/etc/gpuprep/boot-check.env"
+PRESENT_TIMEOUT = 10.0  # an image lookup is a read of the Engine's store: milliseconds, unless the Engine is stuck
 
 
 @dataclass(frozen=True)
@@ -120,35 +121,36 @@ def recorded(host: Host) -> list[tuple[str, str]]:
 
 
 def _present(host: Host, ref: str) -> bool | None:
-    """Whether the Engine has ``ref``; None when it cannot be asked (down, or no Engine with --root)."""
-    from gpuprep.engine.dockerd import engine_errors
+    """Whether the Engine has ``ref`` (``GET /images/REF/json``, as ``docker image inspect``); None when it cannot be
+    asked (down, or no Engine with --root)."""
+    from urllib.parse import quote
 
     if host.docker_url is None:
         return None
     try:
-        import docker.errors
-
-        try:
-            host.docker().images.get(ref)
-            return True
-        except docker.errors.ImageNotFound:
-            return False
-    except engine_errors():
+        # The name stays readable in the path: moby's router matches /images/{name:.*}/json, slashes and all.
+        status = host.engine_get(f"/images/{quote(ref, safe='/:@')}/json", PRESENT_TIMEOUT).status
+    except OSError:
         return None
+    return True if status == 200 else False if status == 404 else None
+
+
+def choose(host: Host, given: str | None) -> ImageChoice:
+    """The image of the module's order for ``--image`` ``given`` (or None), and whether it is here."""
+    candidates = recorded(host)
+    if given:
+        present = _present(host, given)
+        fallback = None
+        if present is False:
+            fallback = next((ref for ref, _ in candidates if ref != given and _present(host, ref)), None)
+        return ImageChoice(given, GIVEN, present, fallback)
+    states = [(ref, source, _present(host, ref)) for ref, source in candidates]
+    here = next(((ref, source, present) for ref, source, present in states if present), None)
+    ref, source, present = here or states[0]
+    return ImageChoice(ref, source, present)
 
 
 @probe
 def image_choice(p: Probes) -> ImageChoice:
-    """The image of the module's order, and whether it is here; asked once per run by every container check."""
-    candidates = recorded(p.host)
-    given = p.options.image
-    if given:
-        present = _present(p.host, given)
-        fallback = None
-        if present is False:
-            fallback = next((ref for ref, _ in candidates if ref != given and _present(p.host, ref)), None)
-        return ImageChoice(given, GIVEN, present, fallback)
-    states = [(ref, source, _present(p.host, ref)) for ref, source in candidates]
-    here = next(((ref, source, present) for ref, source, present in states if present), None)
-    ref, source, present = here or states[0]
-    return ImageChoice(ref, source, present)
+    """``choose`` for this run's ``--image``; asked once per run by every container check."""
+    return choose(p.host, p.options.image)

@@ -17,7 +17,9 @@ CUDA").
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +72,7 @@ class ContainerCuda:
     output: str = ""
     started: bool = True  # False: the container did not start for a reason gpu-container reports
     output_lost: bool = False  # it exited 0 and dockerd gave back nothing it printed (engine/probe_run.py)
+    early: bool = False  # the container doctor began at its start (start_early)
 
     @property
     def ok(self) -> bool:
@@ -77,34 +80,139 @@ class ContainerCuda:
 
     def as_data(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "image": self.image, "seconds": round(self.seconds, 3),
-                "exit_code": self.exit_code, "report": self.report,
+                "exit_code": self.exit_code, "report": self.report, "early": self.early,
                 **({"output": self.output[-2000:]} if self.outcome != PROVEN else {})}
 
 
-def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerCuda:
-    """Run the CUDA proof in ``image`` by the default route; never pulls (gpu-check and gpu-container pull)."""
-    import docker.errors
+LABELS = {"io.gpuprep.probe": "cuda"}
+EARLY_JOIN_S = 15.0  # how long doctor's end waits for an early start still under way before removing its container
 
-    from gpuprep.engine.dockerd import EngineDown, engine_errors
 
-    started = time.monotonic()
+class ImageMissing(Exception):
+    """The Engine has no such image (create answered 404)."""
+
+
+def _create(host: Host, image: str, timeout: float) -> str:
+    """Create the proof's container (``POST /containers/create``, as ``docker create`` does); its id. OSError when
+    the Engine does not answer or refuses; ImageMissing when the image is not here (nothing is pulled)."""
     # The host's GPU count is not asked here: allow the most a cold init of every GPU may take (gpu/query.py).
     inner, _ = cuda.proof_timeouts(MANY_GPUS)
     env = {**ENVIRONMENT, "GPUPREP_CUDA_DEADLINE_S": f"{min(inner, timeout - 5):g}"}
+    body = {"Image": image, "Cmd": command(), "Env": [f"{k}={v}" for k, v in env.items()], "Labels": LABELS,
+            "HostConfig": {"NetworkMode": "none"}}
+    answer = host.engine_get("/containers/create", timeout, method="POST", data=body)
+    if answer.status == 404:
+        raise ImageMissing(image)
+    if answer.status != 201:
+        answer.json()  # a status other than 200 too: raises the Engine's message (an OSError)
+    return str(json.loads(answer.body)["Id"])
+
+
+def _remove(host: Host, cid: str) -> None:
+    """``docker rm -f``, over the Engine's socket; one already gone or an Engine gone away is left at that."""
+    try:
+        host.engine_get(f"/containers/{cid}?force=1", EARLY_JOIN_S, method="DELETE")
+    except OSError:
+        log.warning("could not remove container %s", cid[:12])
+
+
+class EarlyProof:
+    """The proof's container, created and started on a thread of its own as soon as doctor's Host is made
+    (``start_early``): the Engine's start, the runtime's CDI edits and the proof itself run while doctor imports its
+    checks and reads the host, as the host's proof does (gpu/cuda.py ``PendingProof``); the CUDA container is the
+    longest part of a live doctor (bench/RESULTS.md, 2026-12-08). ``prove`` collects it; ``discard``, at doctor's
+    end whatever ended it, removes what was not collected."""
+
+    def __init__(self, host: Host, image: str, timeout: float) -> None:
+        self.host, self.image, self.timeout = host, image, timeout
+        self.started = time.monotonic()
+        self.cid: str | None = None
+        self.failed = ""
+        self.collected = False
+        self._thread = threading.Thread(target=self._start, name="gpuprep-early-cuda", daemon=True)
+        self._thread.start()
+
+    def _start(self) -> None:
+        try:
+            self.cid = _create(self.host, self.image, self.timeout)
+            answer = self.host.engine_get(f"/containers/{self.cid}/start", self.timeout, method="POST")
+            if answer.status not in (204, 304):
+                self.failed = f"{answer.status} {answer.reason}"
+        except (OSError, ImageMissing, ValueError, KeyError) as exc:
+            self.failed = str(exc) or type(exc).__name__
+        if self.failed:
+            log.debug("the early CUDA container did not start (%s): container-cuda runs its own", self.failed)
+
+    def running(self) -> str | None:
+        """The started container's id once its start returned (bounded by the start's own timeout); None where it
+        did not start: ``prove`` then runs its own, whose error it reports."""
+        self._thread.join(self.timeout)
+        return None if self._thread.is_alive() or self.failed else self.cid
+
+    def discard(self) -> None:
+        """Remove the container unless ``prove`` collected it, and forget it."""
+        if _early.get(id(self.host)) is self:
+            del _early[id(self.host)]
+        self._thread.join(EARLY_JOIN_S)
+        if self.cid is not None and not self.collected:
+            _remove(self.host, self.cid)
+
+
+_early: dict[int, EarlyProof] = {}  # by id(host): the container start_early began for that host's doctor
+
+
+def start_early(host: Host, given: str | None, timeout: float = RUN_TIMEOUT) -> EarlyProof | None:
+    """Begin the proof's container now, for container-cuda to collect, where that check will run it: an Engine to
+    reach, no PCI scan without an NVIDIA GPU (the check's own conditions), the image it will choose present (it
+    never pulls). The caller discards it when doctor ends."""
+    from gpuprep.engine.check_image import choose
+    from gpuprep.gpu.devices import read_pci
+
+    if host.docker_url is None:
+        return None
+    pci = read_pci(host)
+    if pci.present and not pci.gpus:
+        return None
+    image = choose(host, given).local
+    if image is None:
+        return None
+    early = _early[id(host)] = EarlyProof(host, image, timeout)
+    return early
+
+
+def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerCuda:
+    """Run the CUDA proof in ``image`` by the default route (or collect the container ``start_early`` began for
+    this host and image); never pulls (gpu-check and gpu-container pull)."""
+    from gpuprep.engine.dockerd import EngineDown, engine_errors
+
+    early = _early.get(id(host))
+    early_cid = early.running() if early is not None and early.image == image else None
+    started = early.started if early is not None and early_cid is not None else time.monotonic()
     try:
         with host.docker_api(timeout) as api:
             def create() -> str:
-                return str(api.create_container(image, command(), environment=env, labels={
-                    "io.gpuprep.probe": "cuda"}, host_config=api.create_host_config(network_mode="none"))["Id"])
+                return _create(host, image, timeout)
 
+            def run(c: str, t: float) -> ContainerCuda:
+                if c != early_cid:
+                    return _start(api, c, image, timeout, t)
+                result = _collect(api, c, image, timeout, t)
+                result.early = True
+                return result
+
+            cid = early_cid
+            if cid is None:
+                try:
+                    cid = create()
+                except ImageMissing:
+                    return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: image {image} is not "
+                                         "present locally", f"pre-load it (`docker pull {image}`) or pass --image",
+                                         image, started=False)
             try:
-                cid = create()
-            except docker.errors.ImageNotFound:
-                return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: image {image} is not present "
-                                     "locally", f"pre-load it (`docker pull {image}`) or pass --image", image,
-                                     started=False)
-            return probe_run.collect(api, cid, started, lambda c, t: _start(api, c, image, timeout, t),
-                                     lambda r: r.output_lost, create)
+                return probe_run.collect(api, cid, started, run, lambda r: r.output_lost, create)
+            finally:
+                if early is not None and early_cid is not None:
+                    early.collected = True  # collect removed it: doctor's end has nothing left to remove
     except engine_errors() as exc:
         down = EngineDown.said(host.docker_url, exc, "")
         return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: {down.message}",
@@ -113,7 +221,6 @@ def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerC
 
 def _start(api: APIClient, cid: str, image: str, timeout: float, started: float) -> ContainerCuda:
     import docker.errors
-    import requests
 
     try:
         api.start(cid)
@@ -128,6 +235,13 @@ def _start(api: APIClient, cid: str, image: str, timeout: float, started: float)
         return ContainerCuda(NOT_PROVEN, f"CUDA in the container not proven: the container did not start ({last})",
                              "see gpu-container / gpu-check, which name the broken link", image,
                              time.monotonic() - started, output=message, started=False)
+    return _collect(api, cid, image, timeout, started)
+
+
+def _collect(api: APIClient, cid: str, image: str, timeout: float, started: float) -> ContainerCuda:
+    """Wait for the started proof's container, bounded, and judge what it printed."""
+    import requests
+
     try:
         # A float: docker-py hands it to requests (types-docker says int).
         status = api.wait(cid, timeout=timeout)  # type: ignore[arg-type]

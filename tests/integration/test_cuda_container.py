@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import fake_cuda
 import pytest
 from conftest import FIXTURES
-from testbed import busybox_path, gpuprep_json, tiny_image, write_fake_nvidia_smi, write_runtime_shim
+from testbed import busybox_path, gpuprep_json, tiny_image, wait_until, write_fake_nvidia_smi, write_runtime_shim
 
 PY_IMAGE = "python3-standin:latest"
 LIBCUDA_IN_CONTAINER = "/usr/lib/x86_64-linux-gnu/libcuda.so.1"
@@ -91,6 +93,15 @@ class CudaHost:
     def run(self, *args: str) -> tuple[int, dict, str]:
         return gpuprep_json(self.root, self.dockerd.url, *args)
 
+    def probe_containers(self, probe: str = "") -> list:
+        """gpuprep's probe containers in this Engine, running or not (``probe``: only that kind, e.g. cuda)."""
+        client = self.dockerd.client()
+        try:
+            label = "io.gpuprep.probe" + (f"={probe}" if probe else "")
+            return client.containers.list(all=True, filters={"label": label})
+        finally:
+            client.close()
+
 
 def step(report: dict, step_id: str) -> dict:
     return next(s for s in report["steps"] if s["id"] == step_id)
@@ -111,9 +122,12 @@ def test_gpu_check_and_doctor_prove_cuda_in_a_python3_image(tmp_path, dockerd_fa
     devices = s["data"]["cuda"]["report"]["devices"]
     assert [d["result"] for d in devices] == [0x1234567 * 3 + 1000, 0x1234567 * 3 + 1001]
     assert devices[0]["uuid"] == "GPU-0e7d3af2-be49-affe-ae6c-f6fcf358f2ea"
+    assert s["data"]["cuda"]["early"] is False  # install runs it in its turn
     code, report, err = host.run("doctor", "--image", PY_IMAGE)
     c = check(report, "container-cuda")
     assert c["status"] == "ok" and "CUDA works in" in c["summary"], (c, err)
+    assert c["data"]["early"] is True  # doctor began it before importing its checks (start_early)
+    assert host.probe_containers() == []
 
 
 def test_gpu_check_fails_an_image_build_whose_container_cannot_run_cuda(tmp_path, dockerd_factory, image_tar):
@@ -150,6 +164,7 @@ def test_an_image_without_python3_says_cuda_was_not_proven(tmp_path, dockerd_fac
     code, report, err = host.run("doctor", "--image", "tiny:latest")
     c = check(report, "container-cuda")
     assert c["status"] == "skipped" and "not proven" in c["summary"] and "--image" in c["summary"], c
+    assert host.probe_containers() == []  # the early container, which could not start, removed at doctor's end
 
 
 def test_the_dry_run_lists_the_cuda_container(tmp_path, dockerd_factory, image_tar):
@@ -182,3 +197,26 @@ def test_a_proof_whose_output_dockerd_lost_is_run_once_more(tmp_path, dockerd_fa
     c = check(report, "container-cuda")
     assert list(state.iterdir()) == []  # a proof container ran and its output was lost
     assert c["status"] == "ok" and f"CUDA works in {PY_IMAGE} on 2 GPUs" in c["summary"], (c, err)
+
+
+def test_a_signal_during_doctor_removes_the_cuda_container_it_began_early(tmp_path, dockerd_factory, image_tar):
+    """doctor begins the proof's container before its checks (start_early); SIGTERM while the proof runs ends doctor
+    with one line and exit 3, and the container is removed, not left running. STAND-IN for a proof that hangs (a
+    GPU call that does not return): a python3 first on PATH that sleeps."""
+    lib = fake_cuda.build(tmp_path / "cuda")
+    hang = tmp_path / "python3-hangs"
+    hang.write_text("#!/bin/sh\n# STAND-IN for a CUDA proof that hangs\nexec /bin/busybox sleep 600\n")
+    hang.chmod(0o755)
+    host = CudaHost(tmp_path, dockerd_factory, image_tar, lib, mounts={str(hang): "/usr/local/bin/python3"})
+    env = {**os.environ, "DOCKER_HOST": host.dockerd.url, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    doctor = subprocess.Popen([sys.executable, "-m", "gpuprep", "--root", str(host.root), "doctor", "--image",
+                               PY_IMAGE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: any(c.status == "running" for c in host.probe_containers("cuda")),
+                   what="the proof's container to run", timeout=120)
+        doctor.send_signal(signal.SIGTERM)
+        out, err = doctor.communicate(timeout=60)
+    finally:
+        doctor.kill()
+    assert doctor.returncode == 3 and "SIGTERM" in err and "Traceback" not in err, (doctor.returncode, err)
+    assert host.probe_containers("cuda") == []
