@@ -120,7 +120,7 @@ def recorded(host: Host) -> list[tuple[str, str]]:
     return list(unique.items())
 
 
-def _present(host: Host, ref: str) -> bool | None:
+def _present(host: Host, ref: str, timeout: float = PRESENT_TIMEOUT) -> bool | None:
     """Whether the Engine has ``ref`` (``GET /images/REF/json``, as ``docker image inspect``); None when it cannot be
     asked (down, or no Engine with --root)."""
     from urllib.parse import quote
@@ -129,22 +129,23 @@ def _present(host: Host, ref: str) -> bool | None:
         return None
     try:
         # The name stays readable in the path: moby's router matches /images/{name:.*}/json, slashes and all.
-        status = host.engine_get(f"/images/{quote(ref, safe='/:@')}/json", PRESENT_TIMEOUT).status
+        status = host.engine_get(f"/images/{quote(ref, safe='/:@')}/json", timeout).status
     except OSError:
         return None
     return True if status == 200 else False if status == 404 else None
 
 
-def choose(host: Host, given: str | None) -> ImageChoice:
-    """The image of the module's order for ``--image`` ``given`` (or None), and whether it is here."""
+def choose(host: Host, given: str | None, timeout: float = PRESENT_TIMEOUT) -> ImageChoice:
+    """The image of the module's order for ``--image`` ``given`` (or None), and whether it is here (each lookup
+    bounded by ``timeout``)."""
     candidates = recorded(host)
     if given:
-        present = _present(host, given)
+        present = _present(host, given, timeout)
         fallback = None
         if present is False:
-            fallback = next((ref for ref, _ in candidates if ref != given and _present(host, ref)), None)
+            fallback = next((ref for ref, _ in candidates if ref != given and _present(host, ref, timeout)), None)
         return ImageChoice(given, GIVEN, present, fallback)
-    states = [(ref, source, _present(host, ref)) for ref, source in candidates]
+    states = [(ref, source, _present(host, ref, timeout)) for ref, source in candidates]
     here = next(((ref, source, present) for ref, source, present in states if present), None)
     ref, source, present = here or states[0]
     return ImageChoice(ref, source, present)

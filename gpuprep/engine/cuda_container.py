@@ -85,22 +85,24 @@ class ContainerCuda:
 
 
 LABELS = {"io.gpuprep.probe": "cuda"}
-EARLY_JOIN_S = 15.0  # how long doctor's end waits for an early start still under way before removing its container
+EARLY_ASK_S = 5.0  # the early start's image lookups and create: an Engine that answers does so in milliseconds
+EARLY_JOIN_S = 15.0  # how long doctor's end waits for an early start under way before removing its container
 
 
 class ImageMissing(Exception):
     """The Engine has no such image (create answered 404)."""
 
 
-def _create(host: Host, image: str, timeout: float) -> str:
-    """Create the proof's container (``POST /containers/create``, as ``docker create`` does); its id. OSError when
-    the Engine does not answer or refuses; ImageMissing when the image is not here (nothing is pulled)."""
+def _create(host: Host, image: str, timeout: float, ask: float | None = None) -> str:
+    """Create the proof's container (``POST /containers/create``, as ``docker create`` does; the request bounded by
+    ``ask``, else ``timeout``); its id. OSError when the Engine does not answer or refuses; ImageMissing when the
+    image is not here (nothing is pulled)."""
     # The host's GPU count is not asked here: allow the most a cold init of every GPU may take (gpu/query.py).
     inner, _ = cuda.proof_timeouts(MANY_GPUS)
     env = {**ENVIRONMENT, "GPUPREP_CUDA_DEADLINE_S": f"{min(inner, timeout - 5):g}"}
     body = {"Image": image, "Cmd": command(), "Env": [f"{k}={v}" for k, v in env.items()], "Labels": LABELS,
             "HostConfig": {"NetworkMode": "none"}}
-    answer = host.engine_get("/containers/create", timeout, method="POST", data=body)
+    answer = host.engine_get("/containers/create", ask or timeout, method="POST", data=body)
     if answer.status == 404:
         raise ImageMissing(image)
     if answer.status != 201:
@@ -117,24 +119,35 @@ def _remove(host: Host, cid: str) -> None:
 
 
 class EarlyProof:
-    """The proof's container, created and started on a thread of its own as soon as doctor's Host is made
+    """The proof's container, chosen, created and started on a thread of its own as soon as doctor's Host is made
     (``start_early``): the Engine's start, the runtime's CDI edits and the proof itself run while doctor imports its
     checks and reads the host, as the host's proof does (gpu/cuda.py ``PendingProof``); the CUDA container is the
-    longest part of a live doctor (bench/RESULTS.md, 2026-12-08). ``prove`` collects it; ``discard``, at doctor's
-    end whatever ended it, removes what was not collected."""
+    longest part of a live doctor (bench/RESULTS.md, 2026-12-08). Nothing of it waits in doctor's own thread: an
+    Engine that does not answer delays no check. ``prove`` collects it; ``discard``, at doctor's end whatever ended
+    it, removes what was not collected."""
 
-    def __init__(self, host: Host, image: str, timeout: float) -> None:
-        self.host, self.image, self.timeout = host, image, timeout
+    def __init__(self, host: Host, given: str | None, timeout: float) -> None:
+        self.host, self.given, self.timeout = host, given, timeout
         self.started = time.monotonic()
+        self.image: str | None = None  # the image container-cuda will choose, where it is present
         self.cid: str | None = None
         self.failed = ""
         self.collected = False
+        self.abandoned = False  # doctor ended before the Engine answered the create
         self._thread = threading.Thread(target=self._start, name="gpuprep-early-cuda", daemon=True)
         self._thread.start()
 
     def _start(self) -> None:
+        from gpuprep.engine.check_image import choose
+
         try:
-            self.cid = _create(self.host, self.image, self.timeout)
+            self.image = choose(self.host, self.given, timeout=EARLY_ASK_S).local
+            if self.image is None:
+                return  # nothing here to run it in: container-cuda says so
+            self.cid = _create(self.host, self.image, self.timeout, ask=EARLY_ASK_S)
+            if self.abandoned:
+                _remove(self.host, self.cid)
+                return
             answer = self.host.engine_get(f"/containers/{self.cid}/start", self.timeout, method="POST")
             if answer.status not in (204, 304):
                 self.failed = f"{answer.status} {answer.reason}"
@@ -143,19 +156,24 @@ class EarlyProof:
         if self.failed:
             log.debug("the early CUDA container did not start (%s): container-cuda runs its own", self.failed)
 
-    def running(self) -> str | None:
-        """The started container's id once its start returned (bounded by the start's own timeout); None where it
-        did not start: ``prove`` then runs its own, whose error it reports."""
+    def running(self, image: str) -> str | None:
+        """The started container's id, once its start returned (bounded by the start's own timeout), where it runs
+        ``image``; None where it did not start: ``prove`` then runs its own, whose error it reports."""
         self._thread.join(self.timeout)
-        return None if self._thread.is_alive() or self.failed else self.cid
+        return None if self._thread.is_alive() or self.failed or self.image != image else self.cid
 
     def discard(self) -> None:
-        """Remove the container unless ``prove`` collected it, and forget it."""
+        """Remove the container unless ``prove`` collected it, and forget it. Where the Engine has not answered the
+        create, nothing waits on it (the thread removes a container created after this)."""
         if _early.get(id(self.host)) is self:
             del _early[id(self.host)]
-        self._thread.join(EARLY_JOIN_S)
-        if self.cid is not None and not self.collected:
-            _remove(self.host, self.cid)
+        self.abandoned = True
+        if self.cid is None or self.collected:
+            return
+        if self._thread.is_alive():
+            log.info("waiting up to %gs for the early CUDA container's start to return, to remove it", EARLY_JOIN_S)
+            self._thread.join(EARLY_JOIN_S)
+        _remove(self.host, self.cid)
 
 
 _early: dict[int, EarlyProof] = {}  # by id(host): the container start_early began for that host's doctor
@@ -165,7 +183,6 @@ def start_early(host: Host, given: str | None, timeout: float = RUN_TIMEOUT) -> 
     """Begin the proof's container now, for container-cuda to collect, where that check will run it: an Engine to
     reach, no PCI scan without an NVIDIA GPU (the check's own conditions), the image it will choose present (it
     never pulls). The caller discards it when doctor ends."""
-    from gpuprep.engine.check_image import choose
     from gpuprep.gpu.devices import read_pci
 
     if host.docker_url is None:
@@ -173,10 +190,7 @@ def start_early(host: Host, given: str | None, timeout: float = RUN_TIMEOUT) -> 
     pci = read_pci(host)
     if pci.present and not pci.gpus:
         return None
-    image = choose(host, given).local
-    if image is None:
-        return None
-    early = _early[id(host)] = EarlyProof(host, image, timeout)
+    early = _early[id(host)] = EarlyProof(host, given, timeout)
     return early
 
 
@@ -186,7 +200,7 @@ def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerC
     from gpuprep.engine.dockerd import EngineDown, engine_errors
 
     early = _early.get(id(host))
-    early_cid = early.running() if early is not None and early.image == image else None
+    early_cid = early.running(image) if early is not None else None
     started = early.started if early is not None and early_cid is not None else time.monotonic()
     try:
         with host.docker_api(timeout) as api:
