@@ -188,3 +188,87 @@ def test_the_ecs_gpu_support_fix_as_shown_clears_it(tmp_path, request):
                           env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert checks(root)["ecs-gpu-support"]["status"] == "ok"
+
+
+# -- the gpu checks' remaining prose as fixes (issue 26 item 3) --------------------------------------------
+def spec_tree(tmp_path: Path, name: str, **changes) -> Path:
+    import dataclasses
+
+    return hosttree.build(tmp_path / name, dataclasses.replace(hosttree.load_spec(name), **changes))
+
+
+def run_fix(fix: dict) -> subprocess.CompletedProcess:
+    """A fix's argv run as shown, as root (this suite's user), with the system's PATH."""
+    proc = subprocess.run(fix["argv"], capture_output=True, text=True, timeout=300,
+                          env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+    assert proc.returncode == 0, (fix, proc.stdout + proc.stderr)
+    return proc
+
+
+@pytest.mark.allow_subp("dnf", "createrepo_c")
+def test_no_libnvidia_ml_under_a_loaded_module_is_installed_from_the_package_that_ships_it(tmp_path, request):
+    """The hint was prose ("install the driver userland matching the kernel module ..."). The fix is the target's
+    package manager installing the package that ships /usr/lib64/libnvidia-ml.so.1 (dnf resolves a path to its
+    package), run here with real dnf --installroot against a real repository (rpmbuild, createrepo_c) whose NVML
+    package is a STAND-IN: the library's file name and its .so.1 link (made by its Lua scriptlet), no code. The
+    second fix, ldconfig through chroot, is not run: the tree has no ldconfig, and doctor reads the link, not the
+    linker's cache."""
+    from rpmfixtures import PkgSpec, build_repo, repo_file
+
+    root = spec_tree(tmp_path, "healthy-p5-h100x8", userland=None)
+    found = checks(root)["gpu-driver-version"]
+    assert found["status"] == "critical" and "libnvidia-ml.so.1 is missing" in found["summary"]
+    install, cache = found["fixes"]
+    assert install["argv"] == ["dnf", f"--installroot={root}", "install", "-y", "/usr/lib64/libnvidia-ml.so.1"]
+    assert cache["argv"] == ["chroot", str(root), "ldconfig"] and install["runs"] == cache["runs"] == "here"
+    lib = "/usr/lib64/libnvidia-ml.so.580.178.04"
+    nvml = PkgSpec("nvidia-driver-cuda-libs", "580.178.04", "1.amzn2023", files={lib: "stand-in"},
+                   provides=["/usr/lib64/libnvidia-ml.so.1"], lua=True,
+                   post='posix.symlink("libnvidia-ml.so.580.178.04", "/usr/lib64/libnvidia-ml.so.1")')
+    repo = build_repo([nvml], tmp_path / "repo", cache=request.config.cache.mkdir("rpmfixtures"))
+    (root / "etc/yum.repos.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/yum.repos.d/driver.repo").write_text(repo_file({"driver": repo}))
+    # The image's own dnf.conf, as Amazon Linux has one (without it dnf --installroot reads this machine's); the
+    # fixture repository is unsigned.
+    (root / "etc/dnf").mkdir(parents=True, exist_ok=True)
+    (root / "etc/dnf/dnf.conf").write_text("[main]\ngpgcheck=0\n")
+    run_fix(install)
+    assert checks(root)["gpu-driver-version"]["status"] == "ok"
+
+
+@pytest.mark.allow_subp("systemctl")
+def test_device_nodes_missing_under_a_loaded_module(tmp_path):
+    """The hint was `sudo nvidia-modprobe -u -c 0 ... or sudo systemctl enable --now nvidia-persistenced`, which
+    under --root act on the builder. Now: nvidia-smi (it makes the nodes as it starts) marked for the booted
+    instance, and nvidia-persistenced enabled in the image with `systemctl --root`, run here (real systemctl). The
+    nodes themselves are the running driver's to make: the finding cannot clear in a tree (SIMULATED: no driver)."""
+    unit = "[Unit]\nDescription=NVIDIA Persistence Daemon (stand-in unit)\n[Service]\nExecStart=/bin/true\n" \
+           "[Install]\nWantedBy=multi-user.target\n"
+    root = spec_tree(tmp_path, "healthy-p5-h100x8", nodes=0,
+                     files={"/usr/lib/systemd/system/nvidia-persistenced.service": unit})
+    found = checks(root)["gpu-device-nodes"]
+    assert found["status"] == "critical" and not found.get("cause")
+    now, boot = found["fixes"]
+    assert now == {"why": now["why"], "argv": ["sudo", "nvidia-smi"], "runs": "booted"}
+    assert boot["argv"] == ["systemctl", f"--root={root}", "enable", "nvidia-persistenced.service"]
+    assert boot["runs"] == "here"
+    assert "nvidia-modprobe" not in doctor(root)[0]
+    run_fix(boot)
+    assert (root / "etc/systemd/system/multi-user.target.wants/nvidia-persistenced.service").is_symlink()
+
+
+def test_gpu_findings_of_the_running_system_are_for_the_booted_instance_under_root(tmp_path):
+    """No GPU on the bus, and a module whose version text is unreadable: lspci, cat /proc/driver/nvidia/version and
+    modinfo ask the running kernel, so under --root they are marked for an instance booted from the image (they
+    cannot run here: SIMULATED hardware and module)."""
+    no_gpu = checks(tree(tmp_path, "no-gpu"))["gpu-pci"]
+    assert no_gpu["status"] == "critical"
+    assert [f["argv"] for f in no_gpu["fixes"]] == [[], ["sudo", "lspci", "-d", "10de:"]]
+    assert no_gpu["fixes"][1]["runs"] == "booted"
+    root = tree(tmp_path, "healthy-p5-h100x8")
+    (root / "proc/driver/nvidia/version").write_text("garbled\n")
+    module = checks(root)["gpu-kernel-module"]
+    assert module["status"] == "warning"
+    assert [(f["argv"], f["runs"]) for f in module["fixes"]] == [
+        (["sudo", "cat", "/proc/driver/nvidia/version"], "booted"),
+        (["sudo", "modinfo", "-F", "version", "nvidia"], "booted")]

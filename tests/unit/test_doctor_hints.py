@@ -492,6 +492,36 @@ def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation,
         assert not re.search(r"\bgpuprep (?!--root )(?:-\w+ )*(?:install|seal|doctor)\b", result.hint), result.hint
 
 
+# Findings whose hint is still prose, not fixes as values (issue 26 item 3), each with why: the list only shrinks.
+PROSE = {
+    "platform-os": "unknown distribution",
+    "platform-root": "not root",
+    "docker-engine": "no socket",
+    "toolkit-stack": "config.toml is not TOML",
+    "dcgm-security": "DCGM 4.5.2 (bulletin 5857)",
+    "distro-advisories": "ALAS pending for docker",
+    "packages-locked": "not locked, no plugin",
+    "gpu-cuda": "802 from cuInit",
+    "container-cuda": "no libcuda in the container",  # the lead's (engine/cuda_container.py)
+    "ec2-maintenance": "a retirement scheduled",
+    "gpu-vbios": "two versions",
+    "gpu-mps-pipe": "MPS on /tmp/nvidia-mps",
+}
+
+
+@pytest.mark.parametrize("check_id, situation, build", SITUATIONS, ids=[f"{c}: {s}" for c, s, _ in SITUATIONS])
+def test_every_problem_carries_its_fixes_as_values(tmp_path, monkeypatch, check_id, situation, build):
+    """A finding's fixes are argvs built for the platform and the target, or it names the finding it follows from
+    (issue 26 item 3): a prose hint reaches neither --json's checks[].fixes nor the fix list's commands."""
+    result = run_check(BY_ID[check_id], build(tmp_path, monkeypatch))
+    if PROSE.get(check_id) == situation:
+        assert not result.fixes and not result.cause, f"{check_id} ({situation}) now has fixes: drop it from PROSE"
+        return
+    assert result.fixes or result.cause, f"{check_id} ({situation}): a prose hint only: {result.hint!r}"
+    for fix in result.fixes:
+        assert fix.why and "`" not in fix.command, fix
+
+
 def test_the_walk_covers_every_check():
     walked = {c for c, _, _ in SITUATIONS}
     assert walked == set(BY_ID), f"checks with no provoked problem: {sorted(set(BY_ID) - walked)}"
