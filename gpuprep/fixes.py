@@ -193,6 +193,16 @@ def lock_driver(host: Host, platform: Platform) -> Fix | None:
     return None
 
 
+def unlock(host: Host, platform: Platform, names: list[str], why: str) -> Fix | None:
+    """Lift the version locks on ``names`` (dnf/yum versionlock delete through chroot, as ``lock_driver`` adds them;
+    apt-mark unhold where apt is the manager). None where neither is."""
+    if platform.package_manager in ("dnf", "yum"):
+        return Fix(why, as_user(host, _in_image(host, [platform.package_manager, "versionlock", "delete", *names])))
+    if platform.package_manager == "apt":
+        return Fix(why, as_user(host, _in_image(host, ["apt-mark", "unhold", *names])))
+    return None
+
+
 def rebuild_initramfs(host: Host, platform: Platform) -> Fix | None:
     """Rebuild the initramfs of the image (its kernel's): dracut on RPM platforms, update-initramfs on dpkg ones."""
     argv = {"rpm": ["dracut", "-f"], "dpkg": ["update-initramfs", "-u"]}.get(platform.package_format)

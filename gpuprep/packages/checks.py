@@ -54,26 +54,20 @@ def check_installed(probes: Probes) -> Verdict:
     return Verdict(Status.OK, shown, data=data)
 
 
-def _lock_fix(probes: Probes, b: Backend, unlocked: list[Package], plugin: bool) -> str:
-    """The exact commands that enforce the locks: install the plugin if missing, add the missing entries.
-
-    On the running system the plugin's own command; inside --root the root's list itself, because dnf reads
-    its plugin configuration (and so its lock list) from the machine it runs on even with --installroot.
-    """
-    from gpuprep.packages.repo import lock_entry
-
+def _lock_fixes(probes: Probes, b: Backend, unlocked: list[Package], plugin: bool) -> list[fixes.Fix]:
+    """What enforces the locks: the plugin installed where it is missing, then the missing entries added by the
+    target's own manager, through chroot under --root, because dnf reads its plugin configuration (and so its lock
+    list) from the machine it runs on even with --installroot. Both plugins take NAME-[E:]V-R and lock exactly that
+    version, not the name."""
     host = probes.host
-    steps = []
+    found = []
     if not plugin:
-        steps.append(" ".join([b.manager, *b.root_args(), "-y", "install", f"'{b.plugin_spec}'"]))
+        found.append(fixes.Fix(f"install the versionlock plugin ({b.plugin_package})", fixes.as_user(
+            host, [b.manager, *b.root_args(), "-y", "install", b.plugin_spec])))
     if unlocked:
-        if host.live:
-            # Both plugins take NAME-[E:]V-R and lock exactly that version, not the name.
-            steps.append(f"{b.manager} versionlock add " + " ".join(q.nevr for q in unlocked))
-        else:
-            entries = " ".join(f"'{lock_entry(q, b.target_manager)}'" for q in unlocked)
-            steps.append(f"printf '%s\\n' {entries} >> {host.path(b.lock_list)}")
-    return " && ".join(steps)
+        found.append(fixes.in_image(host, "lock them at their installed versions",
+                                    [b.target_manager, "versionlock", "add", *(q.nevr for q in unlocked)]))
+    return found
 
 
 def check_locked(probes: Probes) -> Verdict:
@@ -97,7 +91,7 @@ def check_locked(probes: Probes) -> Verdict:
             what.append(f"the versionlock plugin ({b.plugin_spec}) is not installed, so nothing enforces "
                         f"{b.lock_list}")
         return Verdict(Status.WARNING, "; ".join(what) + " (a routine update can break the Docker/runtime pins)",
-                       _lock_fix(probes, b, unlocked, plugin), data)
+                       data=data, fixes=_lock_fixes(probes, b, unlocked, plugin))
     return Verdict(Status.OK, f"{len(pkgs)} packages locked in {b.lock_list}",
                    data={**data, "entries": [lock_entry(q, b.target_manager) for q in pkgs]})
 

@@ -272,3 +272,162 @@ def test_gpu_findings_of_the_running_system_are_for_the_booted_instance_under_ro
     assert [(f["argv"], f["runs"]) for f in module["fixes"]] == [
         (["sudo", "cat", "/proc/driver/nvidia/version"], "booted"),
         (["sudo", "modinfo", "-F", "version", "nvidia"], "booted")]
+
+
+# -- the platform, docker and packages checks' remaining prose as fixes (issue 26 item 3) ------------------
+def fixture_repo(tmp_path: Path, root: Path, request, *specs) -> None:
+    """A real repository (rpmbuild, createrepo_c) of ``specs`` that the image's dnf reads, and the image's own
+    dnf.conf, as Amazon Linux has one (without it dnf --installroot reads this machine's; the fixtures are
+    unsigned)."""
+    from rpmfixtures import build_repo, repo_file
+
+    repo = build_repo(list(specs), tmp_path / "repo", cache=request.config.cache.mkdir("rpmfixtures"))
+    (root / "etc/yum.repos.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/yum.repos.d/fixture.repo").write_text(repo_file({"fixture": repo}))
+    (root / "etc/dnf").mkdir(parents=True, exist_ok=True)
+    (root / "etc/dnf/dnf.conf").write_text("[main]\ngpgcheck=0\n")
+
+
+def in_rpmdb(tmp_path: Path, root: Path, request, *specs) -> None:
+    """``specs`` recorded in the image's rpm database (--justdb: only the database matters to doctor)."""
+    from rpmfixtures import build_rpm
+
+    cache = request.config.cache.mkdir("rpmfixtures")
+    for spec in specs:
+        subprocess.run(["rpm", "-i", "--root", str(root), "--nodeps", "--justdb",
+                        str(build_rpm(spec, tmp_path / "rpms", cache=cache))], check=True, capture_output=True,
+                       timeout=120)
+
+
+def cleared(proc: subprocess.CompletedProcess, check_id: str) -> bool:
+    """doctor ran (its Nagios line first) and reported no finding of ``check_id``."""
+    assert proc.stdout.startswith("GPUPREP "), proc.stdout + proc.stderr
+    return check_id not in proc.stdout
+
+
+@pytest.mark.allow_subp("env")
+def test_an_engine_at_docker_host_that_does_not_answer(tmp_path):
+    """The hint was "start the dockerd that listens on URL (its -H), or `unset DOCKER_HOST`". Now the start is said
+    (how that dockerd was started is its owner's: no command gpuprep can know), and doctor without DOCKER_HOST is
+    the command, run here as shown: under --root it leaves the Engine out, so docker-engine's finding is gone."""
+    root = tree(tmp_path, "healthy-p5-h100x8")
+    env = {**ENV, "DOCKER_HOST": f"unix://{tmp_path}/gone.sock"}
+    result = CliRunner().invoke(app, ["--root", str(root), "--json", "doctor", "--no-container"], env=env)
+    found = {c["id"]: c for c in json_output(result.stdout)["checks"]}["docker-engine"]
+    assert found["status"] == "critical"
+    start, without = found["fixes"]
+    assert start["argv"] == [] and "gone.sock" in start["why"]
+    assert without["argv"] == ["env", "-u", "DOCKER_HOST", "gpuprep", "--root", str(root), "doctor"]
+    proc = subprocess.run([*without["argv"], "--no-container"], capture_output=True, text=True, timeout=120, env={
+        "PATH": f"{GPUPREP.parent}:/usr/bin:/bin", "DOCKER_HOST": env["DOCKER_HOST"], "COLUMNS": "200"})
+    assert cleared(proc, "docker-engine"), proc.stdout
+
+
+def test_not_root_is_doctor_again_through_sudo(tmp_path):
+    """The hint was "run `sudo gpuprep doctor`", without the run's --root. The fix is built for the target; run here
+    as root (this suite's user, what sudo makes of the command), platform-root is ok. SIMULATED: the euid of the
+    first run (a Host told 1000), so that the finding is made at all."""
+    from gpuprep.host import Host
+    from gpuprep.options import DoctorOptions
+    from gpuprep.platform import detect
+    from gpuprep.platform_checks import CHECKS
+    from gpuprep.runner.checks import Probes, run_check
+
+    root = tree(tmp_path, "healthy-p5-h100x8")
+    host = Host(root, env={}, euid=1000)
+    check = next(c for c in CHECKS if c.id == "platform-root")
+    found = run_check(check, Probes(host, detect(host), DoctorOptions()))
+    assert found.status.value == "warning"
+    assert [f.argv for f in found.fixes] == [("sudo", "gpuprep", "--root", str(root), "doctor")]
+    proc = subprocess.run([str(GPUPREP), *found.fixes[0].argv[2:], "--no-container"], capture_output=True,
+                          text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"})
+    assert cleared(proc, "platform-root"), proc.stdout
+
+
+@pytest.mark.allow_subp("cat")
+def test_an_unknown_platform_says_what_it_is(tmp_path):
+    """The hint was prose with `cat /etc/os-release`, the builder's file under --root. The fix reads the image's,
+    run here as shown (it cannot clear the finding: the platform is what it is)."""
+    root = tree(tmp_path, "unknown-distro")
+    found = checks(root)["platform-os"]
+    assert found["status"] == "unknown"
+    supported, what = found["fixes"]
+    assert supported["argv"] == [] and "Amazon Linux" in supported["why"]
+    assert what["argv"] == ["cat", str(root / "etc/os-release")]
+    assert run_fix(what).stdout == (root / "etc/os-release").read_text()
+
+
+@pytest.mark.allow_subp("dnf", "createrepo_c")
+def test_packages_not_locked_and_no_plugin(tmp_path, request):
+    """The hint was one shell line (`dnf ... install 'dnf-command(versionlock)' && printf ... >> LIST`). Now two
+    argvs: the plugin installed by the image's package manager pointed at the image (run here with real dnf
+    --installroot against a real repository whose plugin package is a STAND-IN: its provide and its .conf, no code;
+    the plugin half of the finding clears), then the lock added by the image's own dnf through chroot, which cannot
+    run on a tree (it has no dnf of its own)."""
+    from rpmfixtures import PkgSpec
+
+    root = tree(tmp_path, "healthy-p5-h100x8")
+    in_rpmdb(tmp_path, root, request, PkgSpec("docker", "25.0.6", "1.amzn2023.0.2"))
+    conf = "[main]\nenabled = 1\nlocklist = /etc/dnf/plugins/versionlock.list\n"
+    fixture_repo(tmp_path, root, request, PkgSpec(
+        "python3-dnf-plugin-versionlock", "4.3.0", "1.amzn2023", provides=["dnf-command(versionlock)"],
+        files={"/etc/dnf/plugins/versionlock.conf": conf}))
+    found = checks(root)["packages-locked"]
+    assert found["status"] == "warning" and "plugin" in found["summary"]
+    plugin, lock = found["fixes"]
+    assert plugin["argv"][:2] == ["dnf", f"--installroot={root}"]
+    assert plugin["argv"][-3:] == ["-y", "install", "dnf-command(versionlock)"]
+    assert lock["argv"] == ["chroot", str(root), "dnf", "versionlock", "add", "docker-25.0.6-1.amzn2023.0.2"]
+    run_fix(plugin)
+    after = checks(root)["packages-locked"]
+    assert "plugin" not in after["summary"] and "not version-locked: docker-25.0.6" in after["summary"]
+    assert [f["argv"] for f in after["fixes"]] == [lock["argv"]]
+
+
+@pytest.mark.allow_subp("dnf", "createrepo_c")
+def test_dcgm_below_its_floor_is_updated_in_the_image(tmp_path, request):
+    """The hint was prose (`dnf -y update ...`, the builder's dnf under --root). The fix updates the image's DCGM
+    through dnf --installroot, run here against a real repository offering a STAND-IN datacenter-gpu-manager-4-core
+    4.5.3 (a package of that name and version, no code): dcgm-security clears."""
+    from rpmfixtures import PkgSpec
+
+    root = tree(tmp_path, "healthy-p5-h100x8")
+    in_rpmdb(tmp_path, root, request, PkgSpec("datacenter-gpu-manager-4-core", "4.5.2", "1", epoch=1))
+    fixture_repo(tmp_path, root, request, PkgSpec("datacenter-gpu-manager-4-core", "4.5.3", "1", epoch=1))
+    found = checks(root)["dcgm-security"]
+    assert found["status"] == "warning"
+    assert [f["argv"] for f in found["fixes"]] == [
+        ["dnf", f"--installroot={root}", "update", "-y", "datacenter-gpu-manager-4-core"]]
+    run_fix(found["fixes"][0])
+    assert checks(root)["dcgm-security"]["status"] == "ok"
+
+
+def test_a_held_package_is_unlocked_before_its_update(tmp_path):
+    """dcgm-security and distro-advisories lift a versionlock only where the image's lock list holds the package
+    (the prose said so for every package, held or not), through the image's own dnf (chroot). Neither runs on a
+    tree: it has no dnf, and no cached updateinfo (SIMULATED: the pending advisory is seeded, as the running dnf
+    would answer)."""
+    from gpuprep.host import Host
+    from gpuprep.options import DoctorOptions
+    from gpuprep.packages import advisories
+    from gpuprep.platform import detect
+    from gpuprep.runner.checks import Probes, run_check
+
+    root = tree(tmp_path, "healthy-p5-h100x8")
+    (root / "etc/dnf/plugins").mkdir(parents=True)
+    (root / "etc/dnf/plugins/versionlock.conf").write_text("[main]\nenabled = 1\n")
+    (root / "etc/dnf/plugins/versionlock.list").write_text("docker-0:25.0.6-1.amzn2023.0.2.*\n")
+
+    def advisory_fixes() -> list[tuple[str, ...]]:
+        host = Host(root, env={})
+        probes = Probes(host, detect(host), DoctorOptions())
+        probes.preset(advisories.pending, advisories.Pending([advisories.Advisory(
+            "ALAS2023-2026-1234", "Important", ["docker-25.0.8-1.amzn2023.0.5.x86_64",
+                                                "runc-1.2.6-1.amzn2023.x86_64"])],
+            ["amazonlinux"], "2026-12-07T00:00:00+00:00"))
+        return [f.argv for f in run_check(advisories.CHECKS[0], probes).fixes]
+
+    upgrade = ("chroot", str(root), "dnf", "upgrade", "-y", "--advisory=ALAS2023-2026-1234")
+    assert advisory_fixes() == [("chroot", str(root), "dnf", "versionlock", "delete", "docker"), upgrade]
+    (root / "etc/dnf/plugins/versionlock.list").write_text("")
+    assert advisory_fixes() == [upgrade]

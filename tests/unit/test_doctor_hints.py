@@ -494,13 +494,7 @@ def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation,
 
 # Findings whose hint is still prose, not fixes as values (issue 26 item 3), each with why: the list only shrinks.
 PROSE = {
-    "platform-os": "unknown distribution",
-    "platform-root": "not root",
-    "docker-engine": "no socket",
     "toolkit-stack": "config.toml is not TOML",
-    "dcgm-security": "DCGM 4.5.2 (bulletin 5857)",
-    "distro-advisories": "ALAS pending for docker",
-    "packages-locked": "not locked, no plugin",
     "gpu-cuda": "802 from cuInit",
     "container-cuda": "no libcuda in the container",  # the lead's (engine/cuda_container.py)
     "ec2-maintenance": "a retirement scheduled",
