@@ -16,7 +16,7 @@ from pathlib import Path
 
 import hosttree
 import pytest
-from conftest import REPO
+from conftest import REPO, require_toolkit
 from contract import json_output
 from typer.testing import CliRunner
 
@@ -431,3 +431,39 @@ def test_a_held_package_is_unlocked_before_its_update(tmp_path):
     assert advisory_fixes() == [("chroot", str(root), "dnf", "versionlock", "delete", "docker"), upgrade]
     (root / "etc/dnf/plugins/versionlock.list").write_text("")
     assert advisory_fixes() == [upgrade]
+
+
+@pytest.mark.allow_subp("cp", "chroot", "ldd")
+def test_a_config_toml_that_is_not_toml_is_replaced_by_the_toolkits_defaults(tmp_path):
+    """The hint was "fix PATH (`nvidia-ctk config` prints the toolkit's own defaults)", and every check of the stack
+    repeated it as unknown. Now toolkit-stack alone carries the fixes (the others skip, pointing at it): a copy kept,
+    then the image's own nvidia-ctk writing its defaults in place, run here as shown: NVIDIA's real nvidia-ctk
+    (../shared/toolkit: a static binary) put in the tree as the toolkit's package would, run through chroot."""
+    import shutil
+
+    root = tree(tmp_path, "al2023-ecs-gpu-2026")
+    config = root / "etc/nvidia-container-runtime/config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[broken\n")
+    ctk = require_toolkit() / "nvidia-ctk"
+    (root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ctk, root / "usr/bin/nvidia-ctk")
+    # The C library it links (cgo) and its loader, as every image has them: this machine's, where ldd finds them.
+    linked = re.findall(r"(/\S+) \(0x", subprocess.run(["ldd", str(ctk)], capture_output=True, text=True,
+                                                         check=True, timeout=30).stdout)
+    for lib in linked:
+        (root / lib.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(lib, root / lib.lstrip("/"))
+    found = checks(root)
+    assert found["toolkit-stack"]["status"] == "unknown"
+    assert found["toolkit-security"]["status"] == "skipped" and "see toolkit-stack" in found["toolkit-security"][
+        "summary"]
+    keep, defaults, by_hand = found["toolkit-stack"]["fixes"]
+    assert keep["argv"] == ["cp", "-p", str(config), f"{config}.broken"]
+    assert defaults["argv"] == ["chroot", str(root), "nvidia-ctk", "config", "default", "--output",
+                                "/etc/nvidia-container-runtime/config.toml"]
+    assert by_hand["argv"] == []
+    run_fix(keep)
+    run_fix(defaults)
+    assert (config.parent / "config.toml.broken").read_text() == "[broken\n"
+    assert checks(root)["toolkit-stack"]["status"] == "ok"
