@@ -141,6 +141,12 @@ def service(host: Host, platform: Platform, verb: str, name: str, why: str) -> F
     return Fix(why, as_user(host, argv, runs), runs)
 
 
+def daemon_reload(host: Host) -> Fix:
+    """systemd's units reloaded on the live host, after a unit file or drop-in changed (a booted instance reads them
+    as it boots)."""
+    return Fix("reload systemd's units", as_user(host, ["systemctl", "daemon-reload"]))
+
+
 def sysv_log(name: str) -> str:
     """Amazon Linux 1's log of service ``name``: ecs-init logs to its own file, the SysV docker script to
     /var/log/docker."""

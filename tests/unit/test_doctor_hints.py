@@ -496,9 +496,9 @@ def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation,
 PROSE = {
     "gpu-cuda": "802 from cuInit",
     "container-cuda": "no libcuda in the container",  # the lead's (engine/cuda_container.py)
+    # Its commands need the instance id, the ECS container instance's ARN and a date of the user's choosing, none of
+    # which doctor reads (IMDS's instance-id, the agent's introspection): prose until it asks for them.
     "ec2-maintenance": "a retirement scheduled",
-    "gpu-vbios": "two versions",
-    "gpu-mps-pipe": "MPS on /tmp/nvidia-mps",
 }
 
 
@@ -645,3 +645,12 @@ def test_the_gate_journal_names_its_critical_checks():
     nagios = "GPUPREP CRITICAL - docker-runtime-binary, gpu-container | ok=24 warning=1 critical=2\n"
     assert critical_checks(nagios) == ["docker-runtime-binary", "gpu-container"]
     assert critical_checks("GPUPREP OK | ok=30\n  [ok]  docker-engine  Docker 25.0.6 answers\n") == []
+
+
+def test_gpu_info_on_a_live_host_whose_nvml_does_not_answer_follows_gpu_nvml(tmp_path, monkeypatch):
+    """It said "see the gpu checks" in prose; now it names gpu-nvml as its cause, whose fixes come first. SIMULATED:
+    the running system is a tree (Host.live made true), NVML's failure seeded as nvidia-smi's exit 15."""
+    p = gpu_info(tmp_path, info_json("580.178.04"), gpu_query.smi_failure(15, "Unable to determine the device handle"))
+    monkeypatch.setattr(Host, "live", property(lambda self: True))
+    result = run_check(BY_ID["ecs-gpu-info"], p)
+    assert result.status is Status.UNKNOWN and result.cause == "gpu-nvml", result
