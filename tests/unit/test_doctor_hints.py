@@ -494,7 +494,6 @@ def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation,
 
 # Findings whose hint is still prose, not fixes as values (issue 26 item 3), each with why: the list only shrinks.
 PROSE = {
-    "gpu-cuda": "802 from cuInit",
     "container-cuda": "no libcuda in the container",  # the lead's (engine/cuda_container.py)
     # Its commands need the instance id, the ECS container instance's ARN and a date of the user's choosing, none of
     # which doctor reads (IMDS's instance-id, the agent's introspection): prose until it asks for them.
