@@ -55,18 +55,25 @@ def check_installed(probes: Probes) -> Verdict:
 
 
 def _lock_fixes(probes: Probes, b: Backend, unlocked: list[Package], plugin: bool) -> list[fixes.Fix]:
-    """What enforces the locks: the plugin installed where it is missing, then the missing entries added by the
-    target's own manager, through chroot under --root, because dnf reads its plugin configuration (and so its lock
-    list) from the machine it runs on even with --installroot. Both plugins take NAME-[E:]V-R and lock exactly that
-    version, not the name."""
+    """What enforces the locks. On the running system the plugin installed where it is missing, then its own command
+    adding the missing entries (both plugins take NAME-[E:]V-R and lock exactly that version, not the name). Under
+    --root gpuprep's packages step, which installs the plugin into the image and writes the image's lock list
+    itself: dnf reads its plugin configuration (and so its lock list) from the machine it runs on even with
+    --installroot, so no dnf command of the builder's locks the image; its dry run first says whether it would also
+    move a package to the selection."""
     host = probes.host
-    found = []
+    if not host.live:
+        steps = [fixes.gpuprep(host, probes.platform, "see what locking would change (the plugin, the lock list, a "
+                               "package the selection moves)", "install", "--only", "packages", "--dry-run"),
+                 fixes.gpuprep(host, probes.platform, "lock them", "install", "--only", "packages")]
+        return [f for f in steps if f is not None]
+    found: list[fixes.Fix] = []
     if not plugin:
         found.append(fixes.Fix(f"install the versionlock plugin ({b.plugin_package})", fixes.as_user(
             host, [b.manager, *b.root_args(), "-y", "install", b.plugin_spec])))
     if unlocked:
-        found.append(fixes.in_image(host, "lock them at their installed versions",
-                                    [b.target_manager, "versionlock", "add", *(q.nevr for q in unlocked)]))
+        found.append(fixes.Fix("lock them at their installed versions", fixes.as_user(
+            host, [b.manager, "versionlock", "add", *(q.nevr for q in unlocked)])))
     return found
 
 

@@ -357,31 +357,29 @@ def test_an_unknown_platform_says_what_it_is(tmp_path):
     assert run_fix(what).stdout == (root / "etc/os-release").read_text()
 
 
-@pytest.mark.allow_subp("dnf", "createrepo_c")
-def test_packages_not_locked_and_no_plugin(tmp_path, request):
-    """The hint was one shell line (`dnf ... install 'dnf-command(versionlock)' && printf ... >> LIST`). Now two
-    argvs: the plugin installed by the image's package manager pointed at the image (run here with real dnf
-    --installroot against a real repository whose plugin package is a STAND-IN: its provide and its .conf, no code;
-    the plugin half of the finding clears), then the lock added by the image's own dnf through chroot, which cannot
-    run on a tree (it has no dnf of its own)."""
-    from rpmfixtures import PkgSpec
+def test_packages_not_locked_under_root_is_gpuprep_s_packages_step(tmp_path):
+    """The hint was one shell line (`dnf ... install 'dnf-command(versionlock)' && printf ... >> LIST`). Under --root
+    the fixes are gpuprep's packages step for the image, its dry run first (no dnf command of the builder's locks the
+    image: dnf reads the lock list of the machine it runs on); tests/integration/test_checks_packages.py runs them
+    against real repositories and sees the check clear. SIMULATED: the installed packages are seeded."""
+    from gpuprep.host import Host
+    from gpuprep.options import DoctorOptions
+    from gpuprep.packages import checks as package_checks
+    from gpuprep.packages.evr import EVR
+    from gpuprep.packages.probes import installed_rpm
+    from gpuprep.packages.resolve import Package
+    from gpuprep.platform import detect
+    from gpuprep.runner.checks import Probes, run_check
 
     root = tree(tmp_path, "healthy-p5-h100x8")
-    in_rpmdb(tmp_path, root, request, PkgSpec("docker", "25.0.6", "1.amzn2023.0.2"))
-    conf = "[main]\nenabled = 1\nlocklist = /etc/dnf/plugins/versionlock.list\n"
-    fixture_repo(tmp_path, root, request, PkgSpec(
-        "python3-dnf-plugin-versionlock", "4.3.0", "1.amzn2023", provides=["dnf-command(versionlock)"],
-        files={"/etc/dnf/plugins/versionlock.conf": conf}))
-    found = checks(root)["packages-locked"]
-    assert found["status"] == "warning" and "plugin" in found["summary"]
-    plugin, lock = found["fixes"]
-    assert plugin["argv"][:2] == ["dnf", f"--installroot={root}"]
-    assert plugin["argv"][-3:] == ["-y", "install", "dnf-command(versionlock)"]
-    assert lock["argv"] == ["chroot", str(root), "dnf", "versionlock", "add", "docker-25.0.6-1.amzn2023.0.2"]
-    run_fix(plugin)
-    after = checks(root)["packages-locked"]
-    assert "plugin" not in after["summary"] and "not version-locked: docker-25.0.6" in after["summary"]
-    assert [f["argv"] for f in after["fixes"]] == [lock["argv"]]
+    host = Host(root, env={})
+    probes = Probes(host, detect(host), DoctorOptions())
+    probes.preset(installed_rpm, [Package("docker", EVR.parse("25.0.6-1.amzn2023.0.2"))])
+    found = run_check(next(c for c in package_checks.CHECKS if c.id == "packages-locked"), probes)
+    assert found.status.value == "warning", found
+    assert [f.argv for f in found.fixes] == [
+        ("gpuprep", "--root", str(root), "install", "--only", "packages", "--dry-run"),
+        ("gpuprep", "--root", str(root), "install", "--only", "packages")]
 
 
 @pytest.mark.allow_subp("dnf", "createrepo_c")
