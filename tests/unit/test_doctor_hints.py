@@ -379,10 +379,11 @@ SITUATIONS += [
 
 # Issue 28: what breaks GPU hosts in 2026, each on a tree or with the running system's answer seeded.
 SITUATIONS += [
-    ("ec2-maintenance", "a retirement scheduled", lambda t, m: seeded(probes(tree(t)), "ec2.host_checks",
-                                                                       "probe_scheduled_events", [{
+    ("ec2-maintenance", "a retirement scheduled", lambda t, m: seeded(seeded(probes(tree(t)), "ec2.host_checks",
+                                                                              "probe_scheduled_events", [{
         "Code": "instance-retirement", "State": "active", "NotBefore": "21 Dec 2026 09:00:43 GMT",
-        "EventId": "instance-event-0d59937288b7"}])),
+        "EventId": "instance-event-0d59937288b7"}]), "ec2.host_checks", "probe_instance_place",
+        ("i-0abc1234def567890", "us-east-2"))),
     ("efa-devices", "a p5 without its EFA devices", lambda t, m: probes(
         tree(t, efa=0), probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2"))),
     ("gpu-pcie-link", "x8 of x16", lambda t, m: probes(tree(t, files={
@@ -495,9 +496,6 @@ def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation,
 # Findings whose hint is still prose, not fixes as values (issue 26 item 3), each with why: the list only shrinks.
 PROSE = {
     "container-cuda": "no libcuda in the container",  # the lead's (engine/cuda_container.py)
-    # Its commands need the instance id, the ECS container instance's ARN and a date of the user's choosing, none of
-    # which doctor reads (IMDS's instance-id, the agent's introspection): prose until it asks for them.
-    "ec2-maintenance": "a retirement scheduled",
 }
 
 
