@@ -220,6 +220,10 @@ def check_count(probes: Probes) -> Verdict:
         if cause:
             return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
                            follows(cause, "the nvidia module is not loaded"), data, cause=cause)
+        cause = inventory.nodes_missing(probes)
+        if cause and len({v for k, v in counts.items() if k != "dev"}) == 1:  # /dev alone disagrees
+            return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
+                           follows(cause, "no /dev/nvidia[0-9]* device nodes"), data, cause=cause)
         return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}", data=data,
                        fixes=driver_not_serving(probes))
     return Verdict(Status.OK, f"{_plural(next(iter(counts.values())), 'GPU')} in every view: {shown}{suffix}",

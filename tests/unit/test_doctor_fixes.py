@@ -246,8 +246,12 @@ def test_device_nodes_missing_under_a_loaded_module(tmp_path):
            "[Install]\nWantedBy=multi-user.target\n"
     root = spec_tree(tmp_path, "healthy-p5-h100x8", nodes=0,
                      files={"/usr/lib/systemd/system/nvidia-persistenced.service": unit})
-    found = checks(root)["gpu-device-nodes"]
+    every = checks(root)
+    found = every["gpu-device-nodes"]
     assert found["status"] == "critical" and not found.get("cause")
+    # PCI 8, /dev 0: the counts and the sources follow from the nodes missing, not from a driver to reboot.
+    assert {every[c]["cause"] for c in ("gpu-count", "gpu-sources-listed")} == {"gpu-device-nodes"}
+    assert "sudo reboot" not in shown_commands(doctor(root)[0])
     now, boot = found["fixes"]
     assert now == {"why": now["why"], "argv": ["sudo", "nvidia-smi"], "runs": "booted"}
     assert boot["argv"] == ["systemctl", f"--root={root}", "enable", "nvidia-persistenced.service"]
