@@ -105,19 +105,24 @@ def reboot(host: Host, why: str) -> Fix:
     return Fix(why, as_user(host, ["reboot"], runs), runs, last=True)
 
 
+def on_running_system(host: Host, why: str, argv: list[str]) -> Fix:
+    """A command only the running system answers or acts on (its kernel, its driver, its PCI bus, NVML): this
+    host's, or under --root an instance booted from the image's."""
+    runs = running_system(host)
+    return Fix(why, as_user(host, argv, runs), runs)
+
+
 def modprobe(host: Host, *modules: str) -> Fix:
     """Load kernel modules: only a running kernel can, so under --root on an instance booted from the image."""
-    runs = running_system(host)
     argv = ["modprobe", *modules] if len(modules) == 1 else ["modprobe", "-a", *modules]
     what = f"the {modules[0]} module" if len(modules) == 1 else f"the modules {', '.join(modules)}"
-    return Fix(f"load {what} into the running kernel", as_user(host, argv, runs), runs)
+    return on_running_system(host, f"load {what} into the running kernel", argv)
 
 
 def gpu_reset(host: Host, index: int) -> Fix:
     """Reset GPU ``index`` (no process may use it): a running driver's act, so under --root on a booted instance."""
-    runs = running_system(host)
-    return Fix(f"drain GPU {index} (no process may use it), then reset it, or reboot", as_user(
-        host, ["nvidia-smi", "-r", "-i", str(index)], runs), runs)
+    return on_running_system(host, f"drain GPU {index} (no process may use it), then reset it, or reboot",
+                             ["nvidia-smi", "-r", "-i", str(index)])
 
 
 def service(host: Host, platform: Platform, verb: str, name: str, why: str) -> Fix | None:
@@ -134,6 +139,12 @@ def service(host: Host, platform: Platform, verb: str, name: str, why: str) -> F
     if runs == BOOTED:
         argv = [a for a in argv if not a.startswith("--root=")]
     return Fix(why, as_user(host, argv, runs), runs)
+
+
+def daemon_reload(host: Host) -> Fix:
+    """systemd's units reloaded on the live host, after a unit file or drop-in changed (a booted instance reads them
+    as it boots)."""
+    return Fix("reload systemd's units", as_user(host, ["systemctl", "daemon-reload"]))
 
 
 def sysv_log(name: str) -> str:
@@ -153,8 +164,7 @@ def service_log(host: Host, platform: Platform, name: str, why: str) -> Fix:
 def kernel_log(host: Host, why: str) -> Fix:
     """This boot's kernel log (the driver's NVRM lines): the running kernel's, so under --root the booted instance's.
     No --grep: journalctl on Amazon Linux 2 (systemd 219) has none."""
-    runs = running_system(host)
-    return Fix(why, as_user(host, ["journalctl", "-k", "-b", "--no-pager"], runs), runs)
+    return on_running_system(host, why, ["journalctl", "-k", "-b", "--no-pager"])
 
 
 def package_manager_args(host: Host, platform: Platform) -> list[str]:
@@ -186,6 +196,16 @@ def lock_driver(host: Host, platform: Platform) -> Fix | None:
         return Fix(why, as_user(host, argv))
     if platform.package_manager == "apt":
         return Fix(why, as_user(host, _in_image(host, ["apt-mark", "hold", "nvidia-driver-*", "libnvidia-*"])))
+    return None
+
+
+def unlock(host: Host, platform: Platform, names: list[str], why: str) -> Fix | None:
+    """Lift the version locks on ``names`` (dnf/yum versionlock delete through chroot, as ``lock_driver`` adds them;
+    apt-mark unhold where apt is the manager). None where neither is."""
+    if platform.package_manager in ("dnf", "yum"):
+        return Fix(why, as_user(host, _in_image(host, [platform.package_manager, "versionlock", "delete", *names])))
+    if platform.package_manager == "apt":
+        return Fix(why, as_user(host, _in_image(host, ["apt-mark", "unhold", *names])))
     return None
 
 

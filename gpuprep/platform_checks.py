@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
+from gpuprep import fixes
 from gpuprep.fixes import Fix
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict
@@ -30,10 +31,9 @@ def check_os(probes: Probes) -> Verdict:
             "init": p.init, "rpm": p.rpm}
     if not p.supported:
         reason = p.reason or f"{p.name} is not a platform gpuprep supports"
-        return Verdict(
-            Status.UNKNOWN, f"unknown platform: {reason}; checks that depend on it may be skipped",
-            f"gpuprep supports {SUPPORTED}; `cat /etc/os-release` shows what this is", data,
-        )
+        return Verdict(Status.UNKNOWN, f"unknown platform: {reason}; checks that depend on it may be skipped",
+                       data=data, fixes=[Fix(f"run gpuprep on a platform it supports: {SUPPORTED}"),
+                                         Fix("what this is", ("cat", str(probes.host.path("/etc/os-release"))))])
     if not p.rpm:
         return Verdict(
             Status.OK,
@@ -49,12 +49,11 @@ def check_root(probes: Probes) -> Verdict:
     if host.is_root:
         return Verdict(Status.OK, "running as root", data={"euid": host.euid})
     limited = [f"{what} ({why})" for what, why in LIMITED_WITHOUT_ROOT.items()]
-    return Verdict(
-        Status.WARNING,
-        f"not running as root (euid {host.euid}): some checks may see less: " + "; ".join(limited),
-        "run `sudo gpuprep doctor`",
-        {"euid": host.euid, "limited": list(LIMITED_WITHOUT_ROOT)},
-    )
+    # gpuprep() says sudo, this run not being root; doctor is read-only, so it is offered on every platform.
+    again = fixes.gpuprep(host, probes.platform, "run doctor as root", "doctor")
+    return Verdict(Status.WARNING,
+                   f"not running as root (euid {host.euid}): some checks may see less: " + "; ".join(limited),
+                   data={"euid": host.euid, "limited": list(LIMITED_WITHOUT_ROOT)}, fixes=[again] if again else [])
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def check_gpu_info(probes: Probes) -> Verdict:
                    f"UUIDs not compared: {why}")
         if not host.live:
             return Verdict(status, summary, data=data, fixes=fix)
-        return Verdict(status, summary, "see the gpu checks for why NVML does not answer", data)
+        return Verdict(status, summary, fixes.follows("gpu-nvml", "NVML does not answer"), data, cause="gpu-nvml")
     host_ids = [g.uuid for g in sorted(query.gpus, key=lambda g: g.index) if g.uuid]
     data["host_gpus"] = host_ids
     foreign = [i for i in info.gpu_ids if i not in host_ids]

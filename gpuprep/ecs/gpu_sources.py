@@ -55,6 +55,10 @@ def check_sources_listed(probes: Probes) -> Verdict:
         if cause:
             return Verdict(Status.CRITICAL, summary, follows(cause, "the nvidia module is not loaded"), data,
                            cause=cause)
+        cause = inventory.nodes_missing(probes)
+        if cause and empty == ["/dev"] and not unread:
+            return Verdict(Status.CRITICAL, summary, follows(cause, "no /dev/nvidia[0-9]* device nodes"), data,
+                           cause=cause)
         return Verdict(Status.CRITICAL, summary, data=data, fixes=inventory.driver_not_serving(probes))
     shown = ", ".join(f"{k} {v}" for k, v in counts.items() if v is not None)
     return Verdict(Status.OK, f"every source lists GPUs on {why}: {shown}", data=data)

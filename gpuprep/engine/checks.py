@@ -89,8 +89,6 @@ def engine_down(probes: Probes, exc: EngineDown) -> Verdict:
 
     dockerd refuses to start with a daemon.json it cannot read, so a broken file is the cause to fix first
     (its line and column), before a start that would fail again."""
-    from gpuprep.engine.dockerd import engine_down_hint
-
     host, url = probes.host, probes.host.docker_url or ""
     data: dict[str, Any] = {"url": probes.host.docker_url}
     if _socket_denied(exc) and not host.is_root:
@@ -116,7 +114,20 @@ def engine_down(probes: Probes, exc: EngineDown) -> Verdict:
                            fixes=[*daemon_json_fixes(probes), *engine_start_fixes(probes, failed=failed)])
     if probes.platform is not None and not host.env.get("DOCKER_HOST"):
         return Verdict(Status.CRITICAL, exc.message, data=data, fixes=engine_start_fixes(probes, failed=failed))
-    return Verdict(Status.CRITICAL, exc.message, engine_down_hint(host, probes.platform, failed=failed), data)
+    return Verdict(Status.CRITICAL, exc.message, data=data, fixes=docker_host_fixes(probes))
+
+
+def docker_host_fixes(probes: Probes) -> list[fixes.Fix]:
+    """An Engine named by DOCKER_HOST that does not answer: the dockerd that listens there started (how it was started
+    is its owner's, not the platform's init: no command gpuprep can know), or doctor without DOCKER_HOST: the system's
+    Engine asked instead, or under --root none (the docker checks are then skipped)."""
+    host = probes.host
+    why = "or ask the system's Engine" if host.live else "or leave the Engine out (the docker checks are skipped)"
+    again = fixes.gpuprep(host, probes.platform, f"{why}: doctor without DOCKER_HOST", "doctor")
+    found = [fixes.Fix(f"start the dockerd that listens on {host.docker_url} (its -H)")]
+    if again is not None:
+        found.append(fixes.Fix(again.why, ("env", "-u", "DOCKER_HOST", *again.argv)))
+    return found
 
 
 def engine_start_fixes(probes: Probes, *, failed: bool) -> list[fixes.Fix]:

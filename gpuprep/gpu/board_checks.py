@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 from gpuprep import fixes
 from gpuprep.gpu import inventory
 from gpuprep.gpu.checks import _pci_gpus, _short_list
 from gpuprep.gpu.inventory import persistence_fixes
+from gpuprep.gpu.query import MOVE_HARDWARE
 from gpuprep.poll import poll_until
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
@@ -105,9 +107,12 @@ def check_vbios(probes: Probes) -> Verdict:
         common = max(counts, key=lambda v: len(counts[v]))
         odd = [f"{bus} {v}" for v, buses in counts.items() if v != common for bus in buses]
         return Verdict(Status.WARNING, f"the GPUs run {len(counts)} VBIOS versions: {_short_list(odd)} against "
-                       f"{common} on the other {len(counts[common])}: a board was replaced or half-updated",
-                       "report it to AWS support with `nvidia-smi -q | grep -E 'Bus Id|VBIOS'` (EC2 owns the "
-                       "firmware), or stop and start the instance to move to other hardware", data)
+                       f"{common} on the other {len(counts[common])}: a board was replaced or half-updated", data=data,
+                       fixes=[fixes.on_running_system(probes.host, "each GPU's bus and VBIOS: report them to AWS "
+                                                      "support (EC2 owns the firmware)", [
+                                                          "nvidia-smi", "--query-gpu=pci.bus_id,vbios_version",
+                                                          "--format=csv"]),
+                              fixes.Fix("or move to other hardware: " + MOVE_HARDWARE)])
     return Verdict(Status.OK, f"one VBIOS ({next(iter(counts))}) across all {len(found)} GPUs", data=data)
 
 
@@ -171,6 +176,8 @@ MPS_UNIT = "nvidia-mps.service"
 DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"
 ECS_PIPE_DIR = "/run/mps-ecs"
 MPS_DROP_IN = f"/etc/systemd/system/{MPS_UNIT}.d/10-pipe-directory.conf"
+# The drop-in as package data, so that its fix is an argv (install -D), not a shell line that writes it.
+MPS_DROP_IN_DATA = Path(__file__).resolve().parent.parent / "data" / "nvidia-mps-pipe-directory.conf"
 
 
 def unit_pipe_directory(text: str) -> str:
@@ -196,15 +203,29 @@ def check_mps_pipe(probes: Probes) -> Verdict:
     pipe = unit_pipe_directory(text) if path else DEFAULT_PIPE_DIR
     data = {"unit": path, "pipe_directory": pipe, "live_pipe": live_pipe}
     if pipe == DEFAULT_PIPE_DIR or live_pipe:
-        drop_in = probes.host.path(MPS_DROP_IN)
         where = f"{path} runs the MPS daemon" if path and pipe == DEFAULT_PIPE_DIR else "an MPS daemon listens"
         return Verdict(Status.WARNING, f"{where} on the default pipe directory {DEFAULT_PIPE_DIR}: the NVIDIA runtime "
                        "mounts it into every GPU container, so MPS captures work that never asked for sharing",
-                       f"`mkdir -p {drop_in.parent} && printf '[Service]\\nEnvironment=CUDA_MPS_PIPE_DIRECTORY="
-                       f"{ECS_PIPE_DIR}\\n' > {drop_in} && systemctl daemon-reload && systemctl restart {MPS_UNIT}`",
-                       data)
+                       data=data, fixes=_mps_pipe_fixes(probes, unit=path is not None))
     return Verdict(Status.OK, f"{MPS_UNIT} keeps its pipes in {pipe}, not {DEFAULT_PIPE_DIR}: only tasks that ask for "
                    "MPS share the GPU", data=data)
+
+
+def _mps_pipe_fixes(probes: Probes, *, unit: bool) -> list[fixes.Fix]:
+    """MPS's pipes moved to the ECS AMI's directory: a drop-in copied from gpuprep's package data into the target's
+    unit directory, then, on the live host, systemd's units reloaded and the daemon restarted on it. An MPS daemon
+    no unit runs is its starter's to move."""
+    host = probes.host
+    if not unit:
+        return [fixes.Fix(f"start the MPS daemon with CUDA_MPS_PIPE_DIRECTORY={ECS_PIPE_DIR} (whoever started the one "
+                          f"on {DEFAULT_PIPE_DIR}), or run it from {MPS_UNIT}")]
+    found: list[fixes.Fix | None] = [fixes.Fix(f"keep its pipes in {ECS_PIPE_DIR} (a drop-in)", fixes.as_user(host, [
+        "install", "-D", "-m", "0644", str(MPS_DROP_IN_DATA), str(host.path(MPS_DROP_IN))]))]
+    if host.live:
+        found += [fixes.daemon_reload(host),
+                  fixes.service(host, probes.platform, "restart", MPS_UNIT.removesuffix(".service"),
+                                "restart MPS on its new pipes")]
+    return [f for f in found if f is not None]
 
 
 CHECKS = [

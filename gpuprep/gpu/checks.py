@@ -12,7 +12,7 @@ from typing import Any
 
 from gpuprep import fixes
 from gpuprep.fixes import follows
-from gpuprep.gpu import devices, inventory, kernel_log
+from gpuprep.gpu import devices, inventory, kernel_log, nvml_fixes
 from gpuprep.gpu import query as gpu_query
 from gpuprep.gpu.inventory import driver_not_serving, module_not_loaded, persistence_fixes
 from gpuprep.report import Status
@@ -76,12 +76,9 @@ def check_pci(probes: Probes) -> Verdict:
         root = probes.host.root
         raise NotApplicable(f"no sysfs in {root} (bind it: `mount --rbind /sys {root}/sys`)")
     if not pci.gpus:
-        return Verdict(
-            Status.CRITICAL, NO_GPU,
-            "this instance type has no NVIDIA GPU (GPU types: g4dn, g5, g6, p4d, p5, ...), or the GPU is not "
-            "attached: `lspci -d 10de:` lists NVIDIA PCI devices",
-            {"count": 0, "bus_ids": []},
-        )
+        return Verdict(Status.CRITICAL, NO_GPU, data={"count": 0, "bus_ids": []}, fixes=[
+            fixes.Fix("run on an instance type with NVIDIA GPUs (g4dn, g5, g6, p4d, p5, ...), or attach the GPU"),
+            fixes.on_running_system(probes.host, "the NVIDIA PCI devices the instance has", ["lspci", "-d", "10de:"])])
     bus_ids = [f.bus_id for f in pci.gpus]
     data = {"count": len(pci.gpus), "bus_ids": bus_ids,
             "functions": [{"bus_id": f.bus_id, "device_id": f.device_id, "class": f.class_code, "driver": f.driver}
@@ -103,9 +100,12 @@ def check_pci(probes: Probes) -> Verdict:
     others = sorted({f.driver for f in pci.gpus if f.driver is not None and f.driver != "nvidia"})
     summary = f"{_plural(len(pci.gpus), 'NVIDIA GPU')} on the PCI bus ({_short_list(bus_ids)})"
     if others:
-        return Verdict(Status.WARNING, summary + f", some bound to {', '.join(others)}",
-                       "GPUs bound to another driver (e.g. vfio-pci for passthrough) are not usable by "
-                       "containers here: `lspci -k -d 10de:` shows the bindings", data)
+        return Verdict(Status.WARNING, summary + f", some bound to {', '.join(others)}", data=data, fixes=[
+            fixes.on_running_system(probes.host, "each GPU's driver: a GPU bound to another (vfio-pci for "
+                                    "passthrough) is not usable by containers here", ["lspci", "-k", "-d", "10de:"]),
+            fixes.Fix(f"release them from {', '.join(others)} (its ids= option or driver override), then reboot so "
+                      "nvidia binds them"),
+            fixes.reboot(probes.host, "reboot")])
     return Verdict(Status.OK, summary, data=data)
 
 
@@ -123,14 +123,19 @@ def check_device_nodes(probes: Probes) -> Verdict:
         if cause:  # nvidia-modprobe cannot make nodes for a module that will not load: the module first
             return Verdict(Status.CRITICAL, summary, follows(cause, "the nvidia module is not loaded"), data,
                            cause=cause)
-        return Verdict(
-            Status.CRITICAL, summary,
-            "load the driver and create the nodes: `sudo nvidia-modprobe -u -c 0` (one `-c N` per GPU) or run "
-            "`sudo nvidia-smi` once; `sudo systemctl enable --now nvidia-persistenced` creates them at every boot",
-            data,
-        )
+        return Verdict(Status.CRITICAL, summary, data=data, fixes=device_node_fixes(probes))
     return Verdict(Status.OK, f"{_plural(len(nodes.gpus), 'device node')} ({_short_list(nodes.gpus, 3)})",
                    data=data)
+
+
+def device_node_fixes(probes: Probes) -> list[fixes.Fix]:
+    """Device nodes of a loaded module: nvidia-smi makes one per GPU as it starts (through nvidia-modprobe), and
+    nvidia-persistenced, enabled, makes them at every boot."""
+    found = [fixes.on_running_system(probes.host, "make the nodes now: nvidia-smi creates one per GPU as it starts",
+                                     ["nvidia-smi"]),
+             fixes.service(probes.host, probes.platform, "enable", "nvidia-persistenced",
+                           "make them at every boot: nvidia-persistenced creates them as it starts")]
+    return [f for f in found if f is not None]
 
 
 def check_kernel_module(probes: Probes) -> Verdict:
@@ -145,8 +150,11 @@ def check_kernel_module(probes: Probes) -> Verdict:
                        fixes=gpu_query.module_not_loaded_fixes(probes.host))
     if module.version is None:
         return Verdict(Status.WARNING, "the nvidia module is loaded but its version is unreadable",
-                       "`cat /proc/driver/nvidia/version` and `modinfo -F version nvidia` show what is loaded",
-                       data | {"text": module.text})
+                       data=data | {"text": module.text}, fixes=[
+                           fixes.on_running_system(probes.host, "what the loaded module says of itself",
+                                                   ["cat", "/proc/driver/nvidia/version"]),
+                           fixes.on_running_system(probes.host, "the version of the module the kernel would load",
+                                                   ["modinfo", "-F", "version", "nvidia"])])
     return Verdict(Status.OK, f"nvidia {module.version} loaded ({module.flavour} kernel module)", data=data)
 
 
@@ -167,14 +175,14 @@ def check_nvml(probes: Probes) -> Verdict:
         if query.error_code == 18:
             return Verdict(Status.CRITICAL, query.error, data=data,
                            fixes=gpu_query.driver_mismatch_fixes(probes.host, probes.platform))
-        hint = query.hint or gpu_query.cause_for_code(query.error_code).hint
-        return Verdict(Status.CRITICAL, query.error, hint, data)
+        return Verdict(Status.CRITICAL, query.error, data=data, fixes=nvml_fixes.nvml_fixes(
+            probes.host, probes.platform, query, inventory.probe_module(probes).version))
     data |= {"count": len(query.gpus), "driver_version": query.driver_version,
              "gpus": [x.as_dict() for x in query.gpus]}
     lost = [x for x in query.gpus if x.error]
     if lost:
-        lost_cause = gpu_query.cause_for_code(lost[0].error_code)
-        return Verdict(Status.CRITICAL, "; ".join(x.error for x in lost), lost_cause.hint, data)
+        return Verdict(Status.CRITICAL, "; ".join(x.error for x in lost), data=data,
+                       fixes=nvml_fixes.gpu_error_fixes(probes.host, lost[0].error_code))
     via = "NVML" if query.source == "nvml" else "nvidia-smi (NVML through nvidia-ml-py unavailable)"
     names = sorted({x.name for x in query.gpus})
     return Verdict(
@@ -212,6 +220,10 @@ def check_count(probes: Probes) -> Verdict:
         if cause:
             return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
                            follows(cause, "the nvidia module is not loaded"), data, cause=cause)
+        cause = inventory.nodes_missing(probes)
+        if cause and len({v for k, v in counts.items() if k != "dev"}) == 1:  # /dev alone disagrees
+            return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}",
+                           follows(cause, "no /dev/nvidia[0-9]* device nodes"), data, cause=cause)
         return Verdict(Status.CRITICAL, f"GPU counts disagree: {shown}{suffix}", data=data,
                        fixes=driver_not_serving(probes))
     return Verdict(Status.OK, f"{_plural(next(iter(counts.values())), 'GPU')} in every view: {shown}{suffix}",
@@ -235,8 +247,8 @@ def check_driver_version(probes: Probes) -> Verdict:
         return Verdict(Status.CRITICAL, f"{mismatch.summary}: {query.error}", data=data, fixes=mismatch_fixes)
     if userland.nvml_lib is None:
         no_lib = gpu_query.NVML_CAUSES[12]
-        return Verdict(Status.CRITICAL, f"kernel module {module.version} loaded but {no_lib.summary}",
-                       no_lib.hint, data)
+        return Verdict(Status.CRITICAL, f"kernel module {module.version} loaded but {no_lib.summary}", data=data,
+                       fixes=nvml_fixes.userland_fixes(probes.host, probes.platform, module.version))
     if query.answered:
         data["nvml"] = query.driver_version
     if userland.version and module.version and userland.version != module.version:
@@ -247,8 +259,8 @@ def check_driver_version(probes: Probes) -> Verdict:
             data=data, fixes=mismatch_fixes,
         )
     if userland.version is None:
-        return Verdict(Status.WARNING, f"cannot tell the userland's version from {userland.nvml_lib}",
-                       f"`ls -l {userland.nvml_lib}` should point at libnvidia-ml.so.<version>", data)
+        return Verdict(Status.WARNING, f"cannot tell the userland's version from {userland.nvml_lib}", data=data,
+                       fixes=nvml_fixes.unreadable_userland_fixes(probes.host, probes.platform, userland.nvml_lib))
     stale = [v for v in userland.installed if v != userland.version]
     summary = f"kernel module and userland agree: {module.version}"
     if stale:
@@ -292,10 +304,8 @@ def check_row_remap(probes: Probes) -> Verdict:
                      for x in gpus}}
     failed = [x for x in gpus if x.remapped_rows_failure]
     if failed:
-        return Verdict(
-            Status.CRITICAL, f"row remapping failed on {_short_list([_label(x) for x in failed])}",
-            "the GPU has run out of spare rows: " + kernel_log.RMA_ADVICE, data,
-        )
+        return Verdict(Status.CRITICAL, f"row remapping failed on {_short_list([_label(x) for x in failed])}: it has "
+                       "run out of spare rows", data=data, fixes=[fixes.Fix(kernel_log.RMA_ADVICE)])
     pending = [x for x in gpus if x.remapped_rows_pending]
     if pending:
         return Verdict(
@@ -326,12 +336,11 @@ def check_clocks(probes: Probes) -> Verdict:
     if slowed:
         return Verdict(
             Status.WARNING,
-            "clocks slowed: " + "; ".join(f"{_label(x)}: {', '.join(ks)}" for x, ks in slowed),
-            "`nvidia-smi -q -d PERFORMANCE,TEMPERATURE,POWER` shows why; HW slowdown or thermal on a cloud "
-            "instance is a host fault: stop and start the instance to move to other hardware; "
-            "SW thermal: the GPU is hot, check cooling and load",
-            data,
-        )
+            "clocks slowed: " + "; ".join(f"{_label(x)}: {', '.join(ks)}" for x, ks in slowed), data=data, fixes=[
+                fixes.on_running_system(probes.host, "shows why (the clock event reasons, temperatures, power)",
+                                        ["nvidia-smi", "-q", "-d", "PERFORMANCE,TEMPERATURE,POWER"]),
+                fixes.Fix("HW slowdown or thermal on a cloud instance is a host fault: " + gpu_query.MOVE_HARDWARE
+                          + "; SW thermal: the GPU is hot, lower its load")])
     return Verdict(Status.OK, f"no HW slowdown or thermal clock events on {_plural(len(gpus), 'GPU')}", data=data)
 
 

@@ -94,8 +94,13 @@ CODES = {802: "CUDA_ERROR_SYSTEM_NOT_READY", 100: "CUDA_ERROR_NO_DEVICE", 35: "C
          304: "CUDA_ERROR_OPERATING_SYSTEM"}
 
 
+def error_name(error: str, code: int | None = None) -> str:
+    """CUDA's own name of an error: as reported, else by its CUresult code (a driver without cuGetErrorName)."""
+    return error if error in CUDA_CAUSES else CODES.get(code or 0, error)
+
+
 def cause_of(error: str, code: int | None = None) -> Cause:
-    name = error if error in CUDA_CAUSES else CODES.get(code or 0, error)
+    name = error_name(error, code)
     return CUDA_CAUSES.get(name) or Cause(
         f"CUDA failed with {error}" + (f" ({code})" if code not in (None, -1) else ""), DRIVER_FIX)
 
@@ -239,11 +244,16 @@ def run_proof(host: Host, n_gpus: int = 0) -> CudaProof:
     return pending.result()
 
 
+def _first_failure(proof: CudaProof) -> dict[str, Any]:
+    fails = proof.failures()
+    return fails[0] if fails else {"error": "PROOF_FAILED"}
+
+
 def describe(proof: CudaProof, where: str = "") -> tuple[str, str]:
     """(summary, hint) of a failed proof: the first failure's call and CUDA error name, its cause and fix; the
     other failing devices listed."""
     fails = proof.failures()
-    first = fails[0] if fails else {"error": "PROOF_FAILED"}
+    first = _first_failure(proof)
     code = first.get("code")
     cause = cause_of(str(first.get("error")), code if isinstance(code, int) else None)
     named = f"{first.get('error')}" + (f" ({code})" if isinstance(code, int) and code >= 0 else "")
@@ -257,6 +267,13 @@ def describe(proof: CudaProof, where: str = "") -> tuple[str, str]:
     else:
         head = f"CUDA cannot start: {call} returned {named}"
     return f"{where}{head}: {cause.summary}", cause.hint
+
+
+def first_error(proof: CudaProof) -> str:
+    """CUDA's name of the proof's first failure (gpu/cuda_fixes.py picks its fixes by it)."""
+    first = _first_failure(proof)
+    code = first.get("code")
+    return error_name(str(first.get("error")), code if isinstance(code, int) else None)
 
 
 def success_summary(proof: CudaProof) -> str:

@@ -8,6 +8,7 @@ for the fabric to finish (``gpu/fabric_checks.wait_for_fabric``): at boot fabric
 from __future__ import annotations
 
 from gpuprep.gpu import cuda, inventory
+from gpuprep.gpu.cuda_fixes import cuda_fixes
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 
@@ -44,8 +45,8 @@ def check_cuda(probes: Probes) -> Verdict:
     data = proof.as_data()
     if proof.ok:
         return Verdict(Status.OK, cuda.success_summary(proof), data=data)
-    summary, hint = cuda.describe(proof)
-    return Verdict(Status.CRITICAL, summary, hint, data)
+    summary, _ = cuda.describe(proof)
+    return Verdict(Status.CRITICAL, summary, data=data, fixes=cuda_fixes(probes, cuda.first_error(proof)))
 
 
 # The proof's own bound on an 8-GPU host, after the boot's wait for the fabric.

@@ -177,8 +177,7 @@ def _fm_log(probes: Probes, why: str = "if it fails, its log says why") -> fixes
 
 def _smi(probes: Probes, why: str, *args: str) -> fixes.Fix:
     """nvidia-smi asking the running driver (under --root: on an instance booted from the image)."""
-    runs = fixes.running_system(probes.host)
-    return fixes.Fix(why, fixes.as_user(probes.host, ["nvidia-smi", *args], runs), runs)
+    return fixes.on_running_system(probes.host, why, ["nvidia-smi", *args])
 
 
 def fabric_fixes(probes: Probes) -> list[fixes.Fix]:

@@ -114,6 +114,16 @@ def module_not_loaded(probes: Probes) -> str:
     return MODULE_CHECK if module.procfs and not module.loaded else ""
 
 
+NODES_CHECK = "gpu-device-nodes"
+
+
+def nodes_missing(probes: Probes) -> str:
+    """gpu-device-nodes' id where the loaded module has made no /dev/nvidia[0-9]* node: the cause of a count or a
+    source that sees none in /dev alone, whose fixes (the nodes made) clear it; a reboot would not be the fix."""
+    module, nodes = probe_module(probes), probe_nodes(probes)
+    return NODES_CHECK if module.loaded and nodes.present and not nodes.gpus else ""
+
+
 def driver_not_serving(probes: Probes) -> list[fixes.Fix]:
     """A GPU on the bus the loaded driver does not serve: the kernel log says why, a reboot retries it, and one that
     recurs is the hardware's (gpu-pci's unbound GPUs, gpu-count's and gpu-sources-listed's missing ones)."""

@@ -160,6 +160,7 @@ class GpuQuery:
     error: str = ""  # why nothing answered
     error_code: int | None = None  # NVML return code / nvidia-smi exit code
     hint: str = ""
+    failure: str = ""  # how it failed where no code says: "stuck", "no-userland", "unreadable" (gpu/nvml_fixes.py)
     skipped: str = ""  # why nothing was asked (--root)
     notes: list[str] = field(default_factory=list)  # e.g. why NVML was not used
     duration_ms: float = 0.0
@@ -297,7 +298,7 @@ def query_nvml(deadline_s: float = NVML_DEADLINE_S, nv: Any = None) -> GpuQuery:
     if t.is_alive():
         return GpuQuery(
             source="nvml", error=f"NVML did not answer within {deadline_s:g}s",
-            hint="NVML init hangs while the driver is stuck: `journalctl -k -b | grep NVRM` for XIDs; "
+            failure="stuck", hint="NVML init hangs while the driver is stuck: `journalctl -k -b | grep NVRM` for XIDs; "
             "enable persistence mode (`systemctl enable --now nvidia-persistenced`); reboot if it persists",
             duration_ms=(time.monotonic() - started) * 1000,
         )
@@ -531,21 +532,21 @@ def smi_failure(returncode: int | None, output: str) -> GpuQuery:
 def query_smi(host: Host, timeout: float = SMI_TIMEOUT_S) -> GpuQuery:
     exe = host.which("nvidia-smi")
     if exe is None:
-        return GpuQuery(source="nvidia-smi", error="nvidia-smi is not installed",
+        return GpuQuery(source="nvidia-smi", error="nvidia-smi is not installed", failure="no-userland",
                         hint="install the NVIDIA driver's userland (it ships nvidia-smi and libnvidia-ml.so.1)")
     started = time.monotonic()
     argv = [exe, f"--query-gpu={','.join(SMI_FIELDS)}", "--format=csv,noheader,nounits"]
     try:
         done = host.run(argv, timeout=timeout, check=False)
     except CommandError as exc:
-        return GpuQuery(source="nvidia-smi", error=exc.message,
+        return GpuQuery(source="nvidia-smi", error=exc.message, failure="stuck",
                         hint="the driver is stuck: `journalctl -k -b | grep NVRM`; reboot if it persists")
     if done.returncode != 0:
         return smi_failure(done.returncode, done.stdout + "\n" + done.stderr)
     try:
         gpus = parse_smi_csv(done.stdout)
     except ValueError as exc:
-        return GpuQuery(source="nvidia-smi", error=f"cannot read nvidia-smi's output: {exc}",
+        return GpuQuery(source="nvidia-smi", error=f"cannot read nvidia-smi's output: {exc}", failure="unreadable",
                         hint="run the nvidia-smi command in data.argv and report its output")
     driver = next((g.driver_version for g in gpus if g.driver_version), "")
     query = GpuQuery(source="nvidia-smi", gpus=gpus, driver_version=driver)

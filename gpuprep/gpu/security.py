@@ -173,12 +173,17 @@ def check_dcgm_security(probes: Probes) -> Verdict:
     bad = {n: a for n, a in bad.items() if a}
     data = {"installed": found, "vulnerable": {n: [a.as_dict() for a in adv] for n, adv in bad.items()}}
     if bad:
+        from gpuprep.packages.probes import held
+
         name, adv = next(iter(bad.items()))
-        pm = probes.platform.package_manager or "dnf"
-        return Verdict(Status.WARNING, f"{name} {security.describe(found[name], DCGM_TABLE)}",
-                       f"update DCGM to {adv[-1].fixed_in} or newer: `{pm} -y update {' '.join(sorted(bad))}` "
-                       "(lift a versionlock on datacenter-gpu-manager* first: "
-                       f"`{pm} versionlock delete {' '.join(sorted(bad))}`)", data)
+        locked = held(probes, sorted(bad))
+        found_fixes = [
+            fixes.unlock(probes.host, probes.platform, locked, "lift the versionlock that holds it")
+            if locked else None,
+            fixes.packages(probes.host, probes.platform, "update", tuple(sorted(bad)),
+                           f"update DCGM to {adv[-1].fixed_in} or newer")]
+        return Verdict(Status.WARNING, f"{name} {security.describe(found[name], DCGM_TABLE)}", data=data,
+                       fixes=[f for f in found_fixes if f is not None])
     return Verdict(Status.OK, ", ".join(f"{n} {v}" for n, v in found.items()) + ": no DCGM bulletin applies", data=data)
 
 

@@ -18,6 +18,7 @@ import shutil
 from dataclasses import dataclass, field
 from typing import Any
 
+from gpuprep import fixes
 from gpuprep.errors import GpuprepError
 from gpuprep.host import Host
 from gpuprep.report import Status
@@ -229,13 +230,24 @@ def check_advisories(probes: Probes) -> Verdict:
     shown = "; ".join(f"{a.id} ({a.severity}{', ' + ', '.join(a.cves) if a.cves else ''}): "
                       f"{', '.join(a.packages)}" for a in found.advisories[:3])
     more = f"; and {len(found.advisories) - 3} more" if len(found.advisories) > 3 else ""
-    ids = " ".join(f"--advisory={a.id}" for a in found.advisories)
-    where = "" if probes.host.live else f"inside the image (`chroot {probes.host.root}`): "
     return Verdict(Status.WARNING, f"{len(found.advisories)} pending security advisor"
                    f"{'y' if len(found.advisories) == 1 else 'ies'} for the stack (dnf's cache of {found.cached}): "
-                   f"{shown}{more}",
-                   f"{where}`dnf upgrade {ids}` (a versionlock holding a package: `dnf versionlock delete NAME` "
-                   "first, `dnf versionlock add NAME` after); `dnf makecache` refreshes what doctor reads", data)
+                   f"{shown}{more}", data=data, fixes=advisory_fixes(probes, found.advisories))
+
+
+def advisory_fixes(probes: Probes, advisories: list[Advisory]) -> list[fixes.Fix]:
+    """The advisories applied by the image's own dnf (through chroot under --root: dnf reads its plugins'
+    configuration, and so the lock list, from the machine it runs on), the locks that hold their packages lifted
+    first (packages-locked then asks for them again, at the new versions)."""
+    from gpuprep.packages.probes import held
+
+    names = sorted({nevra.rsplit(".", 1)[0].rsplit("-", 2)[0] for a in advisories for nevra in a.packages})
+    locked = held(probes, names)
+    unlock = fixes.unlock(probes.host, probes.platform, locked, "lift the versionlock that holds them") \
+        if locked else None
+    upgrade = fixes.in_image(probes.host, "apply the advisories", [
+        "dnf", "upgrade", "-y", *(f"--advisory={a.id}" for a in advisories)])
+    return [f for f in (unlock, upgrade) if f is not None]
 
 
 CHECKS = [

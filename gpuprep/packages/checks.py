@@ -54,26 +54,27 @@ def check_installed(probes: Probes) -> Verdict:
     return Verdict(Status.OK, shown, data=data)
 
 
-def _lock_fix(probes: Probes, b: Backend, unlocked: list[Package], plugin: bool) -> str:
-    """The exact commands that enforce the locks: install the plugin if missing, add the missing entries.
-
-    On the running system the plugin's own command; inside --root the root's list itself, because dnf reads
-    its plugin configuration (and so its lock list) from the machine it runs on even with --installroot.
-    """
-    from gpuprep.packages.repo import lock_entry
-
+def _lock_fixes(probes: Probes, b: Backend, unlocked: list[Package], plugin: bool) -> list[fixes.Fix]:
+    """What enforces the locks. On the running system the plugin installed where it is missing, then its own command
+    adding the missing entries (both plugins take NAME-[E:]V-R and lock exactly that version, not the name). Under
+    --root gpuprep's packages step, which installs the plugin into the image and writes the image's lock list
+    itself: dnf reads its plugin configuration (and so its lock list) from the machine it runs on even with
+    --installroot, so no dnf command of the builder's locks the image; its dry run first says whether it would also
+    move a package to the selection."""
     host = probes.host
-    steps = []
+    if not host.live:
+        steps = [fixes.gpuprep(host, probes.platform, "see what locking would change (the plugin, the lock list, a "
+                               "package the selection moves)", "install", "--only", "packages", "--dry-run"),
+                 fixes.gpuprep(host, probes.platform, "lock them", "install", "--only", "packages")]
+        return [f for f in steps if f is not None]
+    found: list[fixes.Fix] = []
     if not plugin:
-        steps.append(" ".join([b.manager, *b.root_args(), "-y", "install", f"'{b.plugin_spec}'"]))
+        found.append(fixes.Fix(f"install the versionlock plugin ({b.plugin_package})", fixes.as_user(
+            host, [b.manager, *b.root_args(), "-y", "install", b.plugin_spec])))
     if unlocked:
-        if host.live:
-            # Both plugins take NAME-[E:]V-R and lock exactly that version, not the name.
-            steps.append(f"{b.manager} versionlock add " + " ".join(q.nevr for q in unlocked))
-        else:
-            entries = " ".join(f"'{lock_entry(q, b.target_manager)}'" for q in unlocked)
-            steps.append(f"printf '%s\\n' {entries} >> {host.path(b.lock_list)}")
-    return " && ".join(steps)
+        found.append(fixes.Fix("lock them at their installed versions", fixes.as_user(
+            host, [b.manager, "versionlock", "add", *(q.nevr for q in unlocked)])))
+    return found
 
 
 def check_locked(probes: Probes) -> Verdict:
@@ -97,7 +98,7 @@ def check_locked(probes: Probes) -> Verdict:
             what.append(f"the versionlock plugin ({b.plugin_spec}) is not installed, so nothing enforces "
                         f"{b.lock_list}")
         return Verdict(Status.WARNING, "; ".join(what) + " (a routine update can break the Docker/runtime pins)",
-                       _lock_fix(probes, b, unlocked, plugin), data)
+                       data=data, fixes=_lock_fixes(probes, b, unlocked, plugin))
     return Verdict(Status.OK, f"{len(pkgs)} packages locked in {b.lock_list}",
                    data={**data, "entries": [lock_entry(q, b.target_manager) for q in pkgs]})
 

@@ -35,6 +35,17 @@ def package_backend(pr: Probes) -> Backend:
     return backend_for(pr.host, pr.platform, read_only=True)
 
 
+def held(pr: Probes, names: list[str]) -> list[str]:
+    """Which of ``names`` the target's version-lock list holds (RPM platforms; [] elsewhere): an update of them
+    needs the lock lifted first."""
+    if pr.platform.package_format != "rpm":
+        return []
+    from gpuprep.packages.repo import lock_name
+
+    locked = {lock_name(e) for e in package_backend(pr).locks()}
+    return [n for n in names if n in locked]
+
+
 # -- what packages-installed and ecs-init's check share: the cause of a package gone, and the install -------------
 def removed_since_seal(probes: Probes, names: tuple[str, ...]) -> str:
     """packages-drift's id where the seal recorded one of ``names`` and it is gone now: its fix (the sealed versions

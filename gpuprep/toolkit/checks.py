@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from gpuprep import fixes
 from gpuprep.engine.probes import daemon_json_path
+from gpuprep.errors import BadInput
 from gpuprep.packages import security
 from gpuprep.report import Status
 from gpuprep.runner.checks import Check, NotApplicable, Probes, Verdict, probe
 from gpuprep.toolkit import cdi
 from gpuprep.toolkit.config import CONFIG_TOML
+from gpuprep.toolkit.config import read as read_config
 from gpuprep.toolkit.dev_char import DEV_CHAR_RULE, nvidia_nodes
 from gpuprep.toolkit.stack import Stack, detect
 
@@ -38,11 +40,35 @@ def toolkit_version(p: Probes) -> str | None:
     return read(p.host, p.platform)
 
 
+class ConfigNotToml(NotApplicable):
+    """config.toml is not TOML: toolkit-stack's finding, with its fixes; every other check of the stack is skipped,
+    pointing at it, instead of repeating it (as the Engine's checks point at docker-engine)."""
+
+    def __init__(self, error: BadInput) -> None:
+        super().__init__(f"{CONFIG_TOML} is not TOML (see toolkit-stack)")
+        self.error = error
+
+
+def config_fixes(probes: Probes) -> list[fixes.Fix]:
+    """A config.toml the toolkit cannot parse: a copy kept, the toolkit's own defaults written in its place by the
+    target's nvidia-ctk (`nvidia-ctk config default`, toolkit 1.14 and later), the settings carried over by hand."""
+    host = probes.host
+    path = str(host.path(CONFIG_TOML))
+    return [fixes.Fix("keep a copy of it", fixes.as_user(host, ["cp", "-p", path, f"{path}.broken"])),
+            fixes.in_image(host, "write the toolkit's own defaults in its place",
+                           ["nvidia-ctk", "config", "default", "--output", CONFIG_TOML]),
+            fixes.edit_by_hand(path, f"carry your settings over from {path}.broken")]
+
+
 @probe
 def stack(p: Probes) -> Stack:
     from gpuprep.engine.daemon_config import image_engine_version
     from gpuprep.engine.probes import daemon_json, docker_info, engine_process
 
+    try:
+        read_config(p.host)
+    except BadInput as exc:
+        raise ConfigNotToml(exc) from None
     try:
         _, config = daemon_json(p)
     except Exception:  # docker-daemon-json says what is wrong with it
@@ -63,7 +89,10 @@ def stack(p: Probes) -> Stack:
 
 
 def check_stack(probes: Probes) -> Verdict:
-    s = stack(probes)
+    try:
+        s = stack(probes)
+    except ConfigNotToml as exc:
+        return Verdict(Status.UNKNOWN, exc.error.message, data={"path": CONFIG_TOML}, fixes=config_fixes(probes))
     if s.toolkit is None and not s.registrations and not s.specs:
         raise NotApplicable("no NVIDIA container toolkit installed and no nvidia runtime registered")
     return Verdict(Status.OK, s.summary(), data=s.as_dict())

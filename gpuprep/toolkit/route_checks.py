@@ -275,7 +275,7 @@ def _order_after(probes: Probes) -> list[fixes.Fix]:
     found = [fixes.Fix(f"order it after {PERSISTENCED} at every boot (a drop-in)", fixes.as_user(probes.host, [
         "install", "-D", "-m", "0644", str(DROP_IN_DATA), str(probes.host.path(REFRESH_DROP_IN))]))]
     if probes.host.live:
-        found.append(fixes.Fix("reload systemd's units", fixes.as_user(probes.host, ["systemctl", "daemon-reload"])))
+        found.append(fixes.daemon_reload(probes.host))
     return found
 
 

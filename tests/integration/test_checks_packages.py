@@ -108,8 +108,9 @@ def test_installed_and_locked_root_is_ok(root: Path) -> None:
 
 
 def test_unlocked_root_warns_with_the_exact_fix_and_the_fix_works(root: Path) -> None:
-    """--no-versionlock leaves neither the plugin nor the entries: the hint is the commands that add both,
-    and running exactly the hint turns the check ok."""
+    """--no-versionlock leaves neither the plugin nor the entries: the fixes are gpuprep's packages step for the
+    image (its dry run first), as argvs (issue 26 item 3: it was one shell line, dnf && printf >> LIST); running
+    them as shown turns the check ok."""
     install(root, "--no-versionlock")
     assert not (root / "etc/dnf/plugins/versionlock.conf").exists()
     code, checks = doctor(root)
@@ -117,15 +118,13 @@ def test_unlocked_root_warns_with_the_exact_fix_and_the_fix_works(root: Path) ->
     assert locked["status"] == "warning" and code >= 1
     assert "not version-locked: ecs-init-1.97.1-1.amzn2023, docker-25.0.6-1.amzn2023.0.2" in locked["summary"]
     assert "the versionlock plugin (dnf-command(versionlock)) is not installed" in locked["summary"]
-    entries = ["ecs-init-0:1.97.1-1.amzn2023.*", "docker-0:25.0.6-1.amzn2023.0.2.*",
-               "nvidia-container-toolkit-0:1.19.1-1.*", "nvidia-container-toolkit-base-0:1.19.1-1.*",
-               "libnvidia-container-tools-0:1.19.1-1.*", "libnvidia-container1-0:1.19.1-1.*"]
-    assert locked["hint"] == (
-        f"dnf --installroot={root} --setopt=reposdir={root}/etc/yum.repos.d --releasever=2023 -y install "
-        f"'dnf-command(versionlock)' && printf '%s\\n' " + " ".join(f"'{e}'" for e in entries)
-        + f" >> {root}/etc/dnf/plugins/versionlock.list")
-    fixed = run(["bash", "-c", locked["hint"].replace("dnf ", "dnf -q --disableplugin=local ", 1)])
-    assert fixed.returncode == 0, fixed.stderr
+    dry, real = (f["argv"] for f in locked["fixes"])
+    assert dry == ["gpuprep", "--root", str(root), "install", "--only", "packages", "--dry-run"]
+    assert real == dry[:-1]
+    said = run([*GPUPREP, *dry[1:]])
+    assert said.returncode == 0 and "lock 6 packages" in said.stdout, said.stdout + said.stderr
+    fixed = run([*GPUPREP, *real[1:]])
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
     _, after = doctor(root)
     assert after["packages-locked"]["status"] == "ok", after["packages-locked"]
 
@@ -144,7 +143,7 @@ def test_locked_list_without_plugin_is_not_enforced(root: Path) -> None:
     locked = checks["packages-locked"]
     assert locked["status"] == "warning", locked
     assert locked["data"]["unlocked"] == [] and locked["data"]["plugin"] is False
-    assert locked["hint"].endswith("-y install 'dnf-command(versionlock)'") and "printf" not in locked["hint"]
+    assert [f["argv"][-2:] for f in locked["fixes"]] == [["packages", "--dry-run"], ["--only", "packages"]]
 
 
 def test_docker_that_ecs_init_rejects_is_critical(root: Path, repo: Path) -> None:

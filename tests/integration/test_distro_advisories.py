@@ -83,7 +83,8 @@ def test_pending_advisories_for_the_stack_are_listed_from_the_cache_and_nothing_
     assert "ALAS2023-2026-1234 (Important, CVE-2026-0001, CVE-2026-0002): docker-25.0.8-1.amzn2023.0.5" in c["summary"]
     assert "ALAS2023-2026-1300" not in c["summary"]  # vim is not the stack's
     assert [a["id"] for a in c["data"]["advisories"]] == ["ALAS2023-2026-1234"]
-    assert "dnf upgrade --advisory=ALAS2023-2026-1234" in c["hint"]
+    assert [f["argv"] for f in c["fixes"]] == [["chroot", str(root), "dnf", "upgrade", "-y",
+                                                "--advisory=ALAS2023-2026-1234"]]  # no lock holds docker
 
 
 def test_without_a_cache_nothing_is_fetched_and_the_check_says_why(root: Path) -> None:
@@ -93,13 +94,14 @@ def test_without_a_cache_nothing_is_fetched_and_the_check_says_why(root: Path) -
 
 
 def test_the_hint_clears_the_finding(root: Path) -> None:
-    """`dnf upgrade --advisory=ID`, as the hint says, run the way it runs inside the image (here: dnf acting on the
-    tree through --installroot); then the advisory is no longer pending."""
+    """The fix's `dnf upgrade -y --advisory=ID`, run the way it runs inside the image (here: dnf acting on the tree
+    through --installroot, the tree having no dnf of its own to chroot into); then the advisory is no longer
+    pending."""
     makecache(root)
-    hint = doctor(root)["distro-advisories"]["hint"]
-    argv = hint.split("`")[3].split()  # inside the image (`chroot ROOT`): `dnf upgrade --advisory=...`
-    assert argv[:2] == ["dnf", "upgrade"]
-    subprocess.run([argv[0], "-y", "-q", "--disableplugin=local", f"--installroot={root}",
+    (fix,) = doctor(root)["distro-advisories"]["fixes"]
+    chroot, image, argv = fix["argv"][0], fix["argv"][1], fix["argv"][2:]
+    assert (chroot, image, argv[:3]) == ("chroot", str(root), ["dnf", "upgrade", "-y"])
+    subprocess.run([argv[0], "-q", "--disableplugin=local", f"--installroot={root}",
                     f"--setopt=reposdir={root}/etc/yum.repos.d", "--releasever=2023", *argv[1:]],
                    check=True, capture_output=True, timeout=180)
     c = doctor(root)["distro-advisories"]

@@ -379,10 +379,11 @@ SITUATIONS += [
 
 # Issue 28: what breaks GPU hosts in 2026, each on a tree or with the running system's answer seeded.
 SITUATIONS += [
-    ("ec2-maintenance", "a retirement scheduled", lambda t, m: seeded(probes(tree(t)), "ec2.host_checks",
-                                                                       "probe_scheduled_events", [{
+    ("ec2-maintenance", "a retirement scheduled", lambda t, m: seeded(seeded(probes(tree(t)), "ec2.host_checks",
+                                                                              "probe_scheduled_events", [{
         "Code": "instance-retirement", "State": "active", "NotBefore": "21 Dec 2026 09:00:43 GMT",
-        "EventId": "instance-event-0d59937288b7"}])),
+        "EventId": "instance-event-0d59937288b7"}]), "ec2.host_checks", "probe_instance_place",
+        ("i-0abc1234def567890", "us-east-2"))),
     ("efa-devices", "a p5 without its EFA devices", lambda t, m: probes(
         tree(t, efa=0), probe_instance_type=InstanceType("p5.48xlarge", via="IMDSv2"))),
     ("gpu-pcie-link", "x8 of x16", lambda t, m: probes(tree(t, files={
@@ -490,6 +491,25 @@ def test_every_problem_names_its_fix(tmp_path, monkeypatch, check_id, situation,
     assert not re.search(r"on Amazon Linux (?:1|2)\)|` or `sudo update-initramfs", result.hint), result.hint
     if not p.host.live:  # a gpuprep command in a hint acts on the same --root
         assert not re.search(r"\bgpuprep (?!--root )(?:-\w+ )*(?:install|seal|doctor)\b", result.hint), result.hint
+
+
+# Findings whose hint is still prose, not fixes as values (issue 26 item 3), each with why: the list only shrinks.
+PROSE = {
+    "container-cuda": "no libcuda in the container",  # the lead's (engine/cuda_container.py)
+}
+
+
+@pytest.mark.parametrize("check_id, situation, build", SITUATIONS, ids=[f"{c}: {s}" for c, s, _ in SITUATIONS])
+def test_every_problem_carries_its_fixes_as_values(tmp_path, monkeypatch, check_id, situation, build):
+    """A finding's fixes are argvs built for the platform and the target, or it names the finding it follows from
+    (issue 26 item 3): a prose hint reaches neither --json's checks[].fixes nor the fix list's commands."""
+    result = run_check(BY_ID[check_id], build(tmp_path, monkeypatch))
+    if PROSE.get(check_id) == situation:
+        assert not result.fixes and not result.cause, f"{check_id} ({situation}) now has fixes: drop it from PROSE"
+        return
+    assert result.fixes or result.cause, f"{check_id} ({situation}): a prose hint only: {result.hint!r}"
+    for fix in result.fixes:
+        assert fix.why and "`" not in fix.command, fix
 
 
 def test_the_walk_covers_every_check():
@@ -622,3 +642,12 @@ def test_the_gate_journal_names_its_critical_checks():
     nagios = "GPUPREP CRITICAL - docker-runtime-binary, gpu-container | ok=24 warning=1 critical=2\n"
     assert critical_checks(nagios) == ["docker-runtime-binary", "gpu-container"]
     assert critical_checks("GPUPREP OK | ok=30\n  [ok]  docker-engine  Docker 25.0.6 answers\n") == []
+
+
+def test_gpu_info_on_a_live_host_whose_nvml_does_not_answer_follows_gpu_nvml(tmp_path, monkeypatch):
+    """It said "see the gpu checks" in prose; now it names gpu-nvml as its cause, whose fixes come first. SIMULATED:
+    the running system is a tree (Host.live made true), NVML's failure seeded as nvidia-smi's exit 15."""
+    p = gpu_info(tmp_path, info_json("580.178.04"), gpu_query.smi_failure(15, "Unable to determine the device handle"))
+    monkeypatch.setattr(Host, "live", property(lambda self: True))
+    result = run_check(BY_ID["ecs-gpu-info"], p)
+    assert result.status is Status.UNKNOWN and result.cause == "gpu-nvml", result

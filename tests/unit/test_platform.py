@@ -63,7 +63,9 @@ def test_platform_os_check(name):
     if not supported:
         assert result.status is Status.UNKNOWN
         assert result.summary.startswith("unknown platform: ") and "not a platform gpuprep supports" in result.summary
-        assert "Amazon Linux" in result.hint and "cat /etc/os-release" in result.hint
+        # the image's os-release under --root, not the builder's (issue 26 item 3)
+        assert "Amazon Linux" in result.hint
+        assert result.fixes[-1].argv == ("cat", str(DISTROS / name / "etc/os-release"))
     elif not rpm:
         assert result.status is Status.OK
         assert "doctor supported; install and seal need an RPM platform" in result.summary
@@ -101,7 +103,8 @@ def test_not_root_says_which_checks_are_limited():
     assert "euid 1000" in result.summary
     for words in ("kernel log", "Docker socket", "/var/lib/ecs"):
         assert words in result.summary
-    assert result.hint == f"run `sudo gpuprep --root {DISTROS / 'amzn-2023'} doctor`"  # the same --root (issue 16)
+    # the same --root (issue 16), as a value (issue 26 item 3)
+    assert [f.argv for f in result.fixes] == [("sudo", "gpuprep", "--root", str(DISTROS / "amzn-2023"), "doctor")]
     assert "gpu-xid" in result.data["limited"]
 
 

@@ -63,6 +63,25 @@ def test_a_pending_retirement_is_a_warning_with_its_date(tmp_path, standin):
     assert ("PUT", "/latest/api/token") in [(m, p) for m, p, _ in s.seen]  # IMDSv2: a token first
 
 
+def test_a_pending_retirement_names_the_commands_that_move_the_instance(tmp_path):
+    """The hint was prose whose commands held placeholders (`--instance-id ID`, `--cluster C`, `DATE`). The moves are
+    now argvs with the instance's id and region from the metadata stand-in; the drain (its ARN) and the reschedule
+    (a date of the user's) stay words. They cannot run here: no EC2 (SIMULATED metadata)."""
+    s = imds_standin.serve("p5.48xlarge", paths={host_checks.SCHEDULED: json.dumps(RETIREMENT)}, extra={
+        "meta-data/instance-id": "i-0abc1234def567890", "meta-data/placement/region": "us-east-2"})
+    try:
+        result = run_check(BY_ID["ec2-maintenance"], probekit.probes(p5(tmp_path), env={
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": s.url}))
+    finally:
+        s.close()
+    assert result.status is Status.WARNING, result
+    ids = ("--region", "us-east-2", "--instance-ids", "i-0abc1234def567890")
+    assert [f.argv for f in result.fixes] == [
+        (), ("aws", "ec2", "stop-instances", *ids), ("aws", "ec2", "wait", "instance-stopped", *ids),
+        ("aws", "ec2", "start-instances", *ids), ()]
+    assert "21 Dec 2026 09:00:43 GMT" in result.fixes[0].why and "instance-event-0d59937288b7" in result.fixes[-1].why
+
+
 def test_no_event_and_completed_events_pass(tmp_path, standin):
     done = [{**RETIREMENT[0], "State": "completed", "Description": "[Completed] The instance is running on degraded"}]
     for events in ([], done, None):  # None: the path answers 404, as on an instance that never had one

@@ -130,14 +130,17 @@ def test_no_socket_where_persistence_is_not_required_warns_only_with_the_daemon_
 
 
 # -- item 4: MPS's pipe directory ---------------------------------------------------------------------------------
-@pytest.mark.allow_subp("sh")
+@pytest.mark.allow_subp("install")
 def test_an_mps_daemon_on_tmp_nvidia_mps_warns_naming_it_and_the_hint_moves_it(tmp_path):
     root = probekit.tree(tmp_path, "mps-not-enabled-g6")
     result = run_check(BY_ID["gpu-mps-pipe"], probekit.probes(root))
     assert result.status is Status.WARNING, result
-    assert "/tmp/nvidia-mps" in result.summary and "CUDA_MPS_PIPE_DIRECTORY=/run/mps-ecs" in result.hint
-    files_part = result.hint.strip("`").split(" && systemctl")[0]  # mkdir + the drop-in; systemd is not here
-    subprocess.run(["sh", "-c", files_part], check=True)
+    assert "/tmp/nvidia-mps" in result.summary and "/run/mps-ecs" in result.hint
+    drop_in = root / "etc/systemd/system/nvidia-mps.service.d/10-pipe-directory.conf"
+    # Under --root the drop-in alone: systemd's reload and the restart are the live host's.
+    assert [f.argv[-1] for f in result.fixes] == [str(drop_in)] and result.fixes[0].argv[0] == "install"
+    subprocess.run(result.fixes[0].argv, check=True)
+    assert "Environment=CUDA_MPS_PIPE_DIRECTORY=/run/mps-ecs" in drop_in.read_text()
     result = run_check(BY_ID["gpu-mps-pipe"], probekit.probes(root))
     assert result.status is Status.OK and "/run/mps-ecs" in result.summary, result
 

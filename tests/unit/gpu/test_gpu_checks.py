@@ -230,14 +230,14 @@ def test_count_nvml_sees_fewer(tmp_path):
 
 # -- NVML ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("code, words", [
-    (9, "modprobe nvidia"), (12, "ldconfig"), (14, "inforom"), (15, "reboot"), (18, "versionlock"),
+    (9, "modprobe nvidia"), (12, "ldconfig"), (14, "InfoROM"), (15, "reboot"), (18, "versionlock"),
     (None, "nvidia-smi -q"),
 ])
 def test_nvml_failures_name_the_fix(tmp_path, code, words):
     cause = gpu_query.cause_for_code(code)
     query = gpu_query.GpuQuery(source="nvml", error=f"NVML: {cause.summary}", error_code=code)
     result = run("gpu-nvml", make_probes(tmp_path, "healthy-p5-h100x8", query))
-    assert result.status is Status.CRITICAL and words in result.hint
+    assert result.status is Status.CRITICAL and words in result.hint and result.fixes
 
 
 def test_nvml_hang_reported(tmp_path):
