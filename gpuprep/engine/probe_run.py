@@ -5,9 +5,10 @@ Engine lost what it printed.
 dockerd waits at most 2 s after a container's process exits for its output to be copied, then closes the
 container's streams (moby/moby ``daemon/monitor.go``, ``handleContainerExit``: ``StreamConfig.Wait`` under a
 2-second context, then ``Reset``); on a host too loaded to copy a few hundred bytes in that time the logs come back
-empty although the program exited 0. Neither probe's program exits 0 without printing (nvidia-smi with no GPU exits
-6; the proof always prints its report), so an exit 0 with nothing said is the Engine's loss, not the host's answer:
-the container is run once more, and a second loss is said as such (``OUTPUT_LOST``), never as a broken driver.
+empty although the program exited 0. Neither probe's program exits 0 without printing (nvidia-smi lists each GPU or
+says why it lists none, "No devices were found"; the proof always prints its report), so an exit 0 with nothing
+said is the Engine's loss, not the host's answer: the container is run once more, and a second loss is said as
+such (``OUTPUT_LOST``), never as a broken driver.
 """
 
 from __future__ import annotations
