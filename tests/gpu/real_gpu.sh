@@ -312,13 +312,17 @@ EOF
 
 timings() {
   echo "### timings: $RUNS runs each, interleaved, medians; baseline python3 -c 'import typer'"
-  local base=""
-  if [ -d "$REPO/.dev/baseline/gpuprep" ]; then base="doctor_no_container_baseline=PYTHONPATH=$REPO/.dev/baseline:$SITE python3 -m gpuprep --json doctor --no-container"; fi
+  local base="" base_live=""
+  if [ -d "$REPO/.dev/baseline/gpuprep" ]; then
+    base="doctor_no_container_baseline=PYTHONPATH=$REPO/.dev/baseline:$SITE python3 -m gpuprep --json doctor --no-container"
+    base_live="doctor_live_baseline=PYTHONPATH=$REPO/.dev/baseline:$SITE python3 -m gpuprep --json doctor --image $IMG"
+  fi
   python3 "$REPO/tests/gpu/timings.py" "$E/timings.json" "$RUNS" \
     "import_typer=python3 -c 'import typer'" \
     "doctor_no_container=python3 -m gpuprep --json doctor --no-container" \
     ${base:+"$base"} \
     "doctor_live=python3 -m gpuprep --json doctor --image $IMG" \
+    ${base_live:+"$base_live"} \
     "cuda_proof_host=python3 $PROOF" \
     "cuda_proof_host_isolated=python3 -I -S $PROOF" \
     "python_bare=python3 -I -S -c pass" \
