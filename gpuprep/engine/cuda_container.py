@@ -110,14 +110,6 @@ def _create(host: Host, image: str, timeout: float, ask: float | None = None) ->
     return str(json.loads(answer.body)["Id"])
 
 
-def _remove(host: Host, cid: str) -> None:
-    """``docker rm -f``, over the Engine's socket; one already gone or an Engine gone away is left at that."""
-    try:
-        host.engine_get(f"/containers/{cid}?force=1", EARLY_JOIN_S, method="DELETE")
-    except OSError:
-        log.warning("could not remove container %s", cid[:12])
-
-
 class EarlyProof:
     """The proof's container, chosen, created and started on a thread of its own as soon as doctor's Host is made
     (``start_early``): the Engine's start, the runtime's CDI edits and the proof itself run while doctor imports its
@@ -146,7 +138,7 @@ class EarlyProof:
                 return  # nothing here to run it in: container-cuda says so
             self.cid = _create(self.host, self.image, self.timeout, ask=EARLY_ASK_S)
             if self.abandoned:
-                _remove(self.host, self.cid)
+                probe_run.remove(self.host, self.cid, EARLY_JOIN_S)
                 return
             answer = self.host.engine_get(f"/containers/{self.cid}/start", self.timeout, method="POST")
             if answer.status not in (204, 304):
@@ -173,7 +165,7 @@ class EarlyProof:
         if self._thread.is_alive():
             log.info("waiting up to %gs for the early CUDA container's start to return, to remove it", EARLY_JOIN_S)
             self._thread.join(EARLY_JOIN_S)
-        _remove(self.host, self.cid)
+        probe_run.remove(self.host, self.cid, EARLY_JOIN_S)
 
 
 _early: dict[int, EarlyProof] = {}  # by id(host): the container start_early began for that host's doctor
@@ -223,7 +215,7 @@ def prove(host: Host, image: str, *, timeout: float = RUN_TIMEOUT) -> ContainerC
                                          "present locally", f"pre-load it (`docker pull {image}`) or pass --image",
                                          image, started=False)
             try:
-                return probe_run.collect(api, cid, started, run, lambda r: r.output_lost, create)
+                return probe_run.collect(host, cid, started, run, lambda r: r.output_lost, create, timeout)
             finally:
                 if early is not None and early_cid is not None:
                     early.collected = True  # collect removed it: doctor's end has nothing left to remove

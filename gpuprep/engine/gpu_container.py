@@ -385,9 +385,9 @@ def _run(host: Host, image: str, *, route: str, pull: bool, progress: bool, time
             started = time.monotonic()
             cid = _create(api, image, route)
         return probe_run.collect(
-            api, cid, started,
+            host, cid, started,
             lambda c, t: _start_and_collect(host, api, c, image, route, timeout, t, pull_seconds, cdi_hint),
-            lambda r: r.link == OUTPUT_LOST, lambda: _create(api, image, route))
+            lambda r: r.link == OUTPUT_LOST, lambda: _create(api, image, route), timeout)
 
 
 GPUS_UNSERVED = "gpus-unserved"

@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Callable, TypeVar
 
 if TYPE_CHECKING:
-    from docker import APIClient
+    from gpuprep.host import Host
 
 log = logging.getLogger("gpuprep")
 
@@ -35,34 +35,35 @@ def output_lost(exit_code: int | None, output: str) -> bool:
     return exit_code == 0 and not output.strip()
 
 
-def remove(api: APIClient, cid: str) -> None:
-    """Remove the probe container ``cid``; one already gone, or an Engine gone away meanwhile, is no failure of the
-    probe (the result stands; the latter is logged)."""
-    import docker.errors
-    import requests
+def remove(host: Host, cid: str, timeout: float) -> None:
+    """``docker rm -f`` the probe container ``cid`` over the Engine's socket (``DELETE /containers/ID?force=1``, as
+    docker-py's ``remove_container(force=True)``), bounded by ``timeout``; one already gone, or an Engine gone away
+    meanwhile, is no failure of the probe (the result stands; the latter is logged)."""
+    from gpuprep.engine.dockerd import engine_errors
 
     try:
-        api.remove_container(cid, force=True)
-    except docker.errors.NotFound:
-        pass
-    except (docker.errors.APIError, requests.exceptions.RequestException):
+        status = host.engine_get(f"/containers/{cid}?force=1", timeout, method="DELETE").status
+    except engine_errors():
+        status = None
+    if status not in (204, 404):
         log.warning("could not remove container %s", cid[:12])
 
 
-def collect(api: APIClient, cid: str, started: float, run: Callable[[str, float], R], lost: Callable[[R], bool],
-            create: Callable[[], str]) -> R:
-    """``run(cid, started)`` the created container ``cid`` (start, wait, read) and remove it; where ``lost`` says
-    the Engine dropped its output, ``create()`` another and run that once (``started`` anew)."""
-    result = _once(api, cid, started, run)
+def collect(host: Host, cid: str, started: float, run: Callable[[str, float], R], lost: Callable[[R], bool],
+            create: Callable[[], str], timeout: float) -> R:
+    """``run(cid, started)`` the created container ``cid`` (start, wait, read) and remove it (bounded by
+    ``timeout``); where ``lost`` says the Engine dropped its output, ``create()`` another and run that once
+    (``started`` anew)."""
+    result = _once(host, cid, started, run, timeout)
     if not lost(result):
         return result
     log.info("the container exited 0 and dockerd gave back none of its output (a busy host): running it once more")
     started = time.monotonic()
-    return _once(api, create(), started, run)
+    return _once(host, create(), started, run, timeout)
 
 
-def _once(api: APIClient, cid: str, started: float, run: Callable[[str, float], R]) -> R:
+def _once(host: Host, cid: str, started: float, run: Callable[[str, float], R], timeout: float) -> R:
     try:
         return run(cid, started)
     finally:
-        remove(api, cid)
+        remove(host, cid, timeout)
